@@ -1,0 +1,1 @@
+//! The vpngw daemon and vpnctl: sockets, TUN, routes, clock, signals, control socket.

@@ -1,0 +1,1 @@
+//! Interop harness (network namespaces, strongSwan peer).

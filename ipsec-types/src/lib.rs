@@ -1,0 +1,198 @@
+//! The contract between the IKE negotiator (`ike`) and the ESP datapath (`esp`).
+//!
+//! `ike` never depends on `esp` and `esp` never depends on `ike`: everything that
+//! crosses the seam between them is defined here, as plain data. The gateway is the
+//! only crate that sees both sides (like strongSwan's `kernel_ipsec_t`, but as data).
+//!
+//! This crate does no I/O and holds no clock: [`Timestamp`] values are handed in by the
+//! caller.
+#![forbid(unsafe_code)]
+
+mod algorithms;
+mod identity;
+mod selector;
+mod time;
+
+pub use algorithms::{DhGroup, EncrAlg, EspProposal, IkeProposal, PrfAlg};
+pub use identity::Identity;
+pub use selector::TrafficSelector;
+pub use time::Timestamp;
+
+use std::fmt;
+use std::net::IpAddr;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// An IPsec Security Parameter Index (RFC 4303 section 2.1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Spi(pub u32);
+
+impl fmt::Debug for Spi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+impl fmt::Display for Spi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// Direction of an SA as seen from this gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Direction {
+    /// Packets we receive and open.
+    Inbound,
+    /// Packets we seal and send.
+    Outbound,
+}
+
+/// UDP encapsulation of ESP (RFC 3948): the ports used on each side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct UdpEncap {
+    /// Our UDP port (normally 4500).
+    pub local_port: u16,
+    /// The peer's UDP port (4500, or whatever a NAT mapped it to).
+    pub remote_port: u16,
+}
+
+/// The outer addresses of an SA, and whether ESP is carried in UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SaEndpoints {
+    /// Our WAN address.
+    pub local: IpAddr,
+    /// The peer's WAN address.
+    pub remote: IpAddr,
+    /// `Some` when ESP travels in UDP (RFC 3948), `None` for raw IP protocol 50.
+    pub encap: Option<UdpEncap>,
+}
+
+/// AEAD key material for one direction of a CHILD_SA (RFC 4106: key plus 4-byte salt).
+///
+/// The key bytes are zeroized on drop and never printed by `Debug`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct AeadKey {
+    #[zeroize(skip)]
+    alg: EncrAlg,
+    key: Vec<u8>,
+    salt: [u8; 4],
+}
+
+impl AeadKey {
+    /// Builds a key from the KEYMAT slice of RFC 4106 section 8.1: the cipher key
+    /// followed by the 4-byte salt. Returns `None` if the length does not match `alg`.
+    pub fn from_keymat(alg: EncrAlg, keymat: &[u8]) -> Option<Self> {
+        let klen = alg.key_len();
+        if keymat.len() != klen + 4 {
+            return None;
+        }
+        let mut salt = [0u8; 4];
+        salt.copy_from_slice(&keymat[klen..]);
+        Some(Self { alg, key: keymat[..klen].to_vec(), salt })
+    }
+    /// The algorithm.
+    pub fn alg(&self) -> EncrAlg {
+        self.alg
+    }
+    /// The cipher key (16 or 32 bytes).
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+    /// The 4-byte implicit nonce salt.
+    pub fn salt(&self) -> [u8; 4] {
+        self.salt
+    }
+}
+
+impl fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AeadKey({}, <redacted>)", self.alg)
+    }
+}
+
+/// Identifies the CHILD_SA an ESP SA belongs to, for counters and status.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ChildRef {
+    /// The tunnel name from the configuration.
+    pub tunnel: String,
+    /// A gateway-unique id of the CHILD_SA (both directions share it).
+    pub child_id: u64,
+}
+
+/// Everything the datapath needs to run one direction of a CHILD_SA.
+#[derive(Clone, Debug)]
+pub struct SaParams {
+    /// The SPI carried in the ESP header (the receiver's choice).
+    pub spi: Spi,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Which CHILD_SA this belongs to.
+    pub child: ChildRef,
+    /// Outer addresses and encapsulation.
+    pub endpoints: SaEndpoints,
+    /// AEAD key and salt.
+    pub key: AeadKey,
+    /// Anti-replay window size in packets (inbound only; 0 disables the check).
+    pub replay_window: u32,
+    /// Extended (64-bit) sequence numbers negotiated.
+    pub esn: bool,
+    /// Our side's traffic selectors (inner source for outbound, inner destination for inbound).
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's traffic selectors (inner destination for outbound, inner source for inbound).
+    pub remote_ts: Vec<TrafficSelector>,
+}
+
+/// What `ike` asks of the datapath. Applied in order.
+///
+/// Make-before-break: a new inbound SA is installed before the peer can use it;
+/// outbound moves to a new SA only with `InstallOutbound`; `Remove` comes last.
+#[derive(Clone, Debug)]
+pub enum DatapathCommand {
+    /// Accept ESP packets with this SPI.
+    InstallInbound(SaParams),
+    /// Send traffic matching the selectors with this SA (replaces an older outbound SA
+    /// of the same CHILD_SA / selectors).
+    InstallOutbound(SaParams),
+    /// Forget an SA.
+    Remove {
+        /// The SPI.
+        spi: Spi,
+        /// Which direction's table.
+        direction: Direction,
+    },
+    /// The peer's address or port changed (NAT mapping update).
+    UpdateEndpoints {
+        /// The SPI.
+        spi: Spi,
+        /// Which direction's table.
+        direction: Direction,
+        /// New endpoints.
+        endpoints: SaEndpoints,
+    },
+}
+
+/// Why the datapath reports an SA as expiring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExpiryReason {
+    /// Byte limit reached.
+    Bytes,
+    /// Packet limit reached.
+    Packets,
+    /// Sequence number space nearly exhausted.
+    SeqExhausted,
+}
+
+/// What the datapath reports back to `ike` (through the gateway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatapathEvent {
+    /// A volume limit was hit: `hard == false` asks for a rekey, `true` means the SA is unusable.
+    Expired {
+        /// The SPI.
+        spi: Spi,
+        /// Direction of the SA.
+        direction: Direction,
+        /// Soft (rekey now) or hard (SA is dead).
+        hard: bool,
+        /// What ran out.
+        reason: ExpiryReason,
+    },
+}
