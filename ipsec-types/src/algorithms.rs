@@ -283,12 +283,8 @@ impl EspProposal {
 
 impl fmt::Display for EspProposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<&str> = self
-            .encr
-            .iter()
-            .map(|e| e.keyword())
-            .chain(self.dh.iter().map(|d| d.keyword()))
-            .collect();
+        let mut parts: Vec<&str> =
+            self.encr.iter().map(|e| e.keyword()).chain(self.dh.iter().map(|d| d.keyword())).collect();
         if self.esn {
             parts.push("esn");
         }

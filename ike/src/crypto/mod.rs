@@ -97,7 +97,14 @@ pub fn derive_child_keys(
 /// prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>), where SignedOctets =
 /// RealMessage | Nonce of the other side | prf(SK_p, IDType | RESERVED | IDData).
 /// `id_payload_body` is the ID payload body after the generic header.
-pub fn psk_auth(prf: PrfAlg, psk: &[u8], real_message: &[u8], peer_nonce: &[u8], sk_p: &[u8], id_payload_body: &[u8]) -> Zeroizing<Vec<u8>> {
+pub fn psk_auth(
+    prf: PrfAlg,
+    psk: &[u8],
+    real_message: &[u8],
+    peer_nonce: &[u8],
+    sk_p: &[u8],
+    id_payload_body: &[u8],
+) -> Zeroizing<Vec<u8>> {
     let _ = (prf, psk, real_message, peer_nonce, sk_p, id_payload_body);
     todo!()
 }
