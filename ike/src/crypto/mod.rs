@@ -1,12 +1,26 @@
-//! IKEv2 cryptography: PRFs, prf+, key derivation (RFC 7296 sections 2.13, 2.14, 2.17),
-//! PSK authentication data (2.15), key exchange (X25519 per RFC 8031, ECP-256 per
+//! IKEv2 cryptography: PRFs, prf+, key derivation (RFC 7296 sections 2.13, 2.14, 2.17,
+//! 2.18), PSK authentication data (2.15), key exchange (X25519 per RFC 8031, ECP-256 per
 //! RFC 5903) and the AES-GCM SK payload cipher (RFC 5282).
 //!
-//! All secrets are held in `Zeroizing` buffers. Randomness comes from the caller.
-//! (Skeleton: signatures the state machine codes against.)
+//! Owns: every cryptographic primitive the IKE state machine uses, and the layout of the
+//! derived key material. Does not own: message parsing, nonce/SPI/IV generation (the
+//! caller supplies randomness through [`Rng`]), or the ESP datapath cipher.
+//!
+//! All secrets are held in `Zeroizing` buffers or types that zeroize on drop. No type here
+//! prints secret material through `Debug`. Randomness comes from the caller.
 
+mod kex;
+mod sk_cipher;
+
+pub use kex::KeyExchange;
+pub use sk_cipher::SkCipher;
+
+#[allow(unused_imports)] // referenced by the module docs
 use crate::Rng;
-use ipsec_types::{DhGroup, EncrAlg, PrfAlg};
+use ipsec_types::{EncrAlg, PrfAlg};
+use ring::hmac;
+use std::fmt;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// A crypto failure (bad peer public value, failed ICV, ...).
@@ -23,16 +37,81 @@ pub enum CryptoError {
     Malformed,
 }
 
+/// Length of the salt appended to every AES-GCM key (RFC 5282 section 7.1, RFC 4106 section 8.1).
+pub const GCM_SALT_LEN: usize = 4;
+/// Length of the explicit IV carried in each SK payload / ESP packet.
+pub const GCM_IV_LEN: usize = 8;
+/// Length of the AES-GCM-16 ICV.
+pub const GCM_ICV_LEN: usize = 16;
+
+fn hmac_alg(alg: PrfAlg) -> hmac::Algorithm {
+    match alg {
+        PrfAlg::HmacSha256 => hmac::HMAC_SHA256,
+        PrfAlg::HmacSha384 => hmac::HMAC_SHA384,
+        PrfAlg::HmacSha512 => hmac::HMAC_SHA512,
+    }
+}
+
+/// Length of SK_e / an ESP key including the salt.
+fn encr_keymat_len(encr: EncrAlg) -> usize {
+    encr.key_len() + GCM_SALT_LEN
+}
+
+/// prf over the concatenation of `parts`, without building the concatenation.
+fn prf_parts(alg: PrfAlg, key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+    let key = hmac::Key::new(hmac_alg(alg), key);
+    let mut ctx = hmac::Context::with_key(&key);
+    for part in parts {
+        ctx.update(part);
+    }
+    Zeroizing::new(ctx.sign().as_ref().to_vec())
+}
+
 /// prf(key, data).
 pub fn prf(alg: PrfAlg, key: &[u8], data: &[u8]) -> Zeroizing<Vec<u8>> {
-    let _ = (alg, key, data);
-    todo!()
+    prf_parts(alg, key, &[data])
+}
+
+/// The most prf+ can produce: the one-octet counter limits it to 255 blocks.
+pub fn prf_plus_max_len(alg: PrfAlg) -> usize {
+    255 * alg.output_len()
 }
 
 /// prf+(key, seed) truncated to `len` bytes (RFC 7296 section 2.13).
+///
+/// T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n). prf+ is undefined past 255 blocks;
+/// a larger `len` is clamped to [`prf_plus_max_len`] (no IKE key layout comes near it:
+/// the largest one here needs 4 blocks).
 pub fn prf_plus(alg: PrfAlg, key: &[u8], seed: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
-    let _ = (alg, key, seed, len);
-    todo!()
+    let len = len.min(prf_plus_max_len(alg));
+    let hkey = hmac::Key::new(hmac_alg(alg), key);
+    let mut out = Zeroizing::new(Vec::with_capacity(len));
+    let mut prev = Zeroizing::new(Vec::new());
+    let mut counter: u8 = 1;
+    while out.len() < len {
+        let mut ctx = hmac::Context::with_key(&hkey);
+        ctx.update(&prev);
+        ctx.update(seed);
+        ctx.update(&[counter]);
+        let tag = ctx.sign();
+        let block = tag.as_ref();
+        let take = block.len().min(len - out.len());
+        out.extend_from_slice(block.get(..take).unwrap_or_default());
+        prev.clear();
+        prev.extend_from_slice(block);
+        counter = counter.wrapping_add(1);
+    }
+    out
+}
+
+/// Splits `keymat` into consecutive pieces of the given lengths (short pieces if it runs out).
+fn split_keymat<const N: usize>(keymat: &[u8], lens: [usize; N]) -> [Zeroizing<Vec<u8>>; N] {
+    let mut rest = keymat;
+    lens.map(|n| {
+        let (piece, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        Zeroizing::new(piece.to_vec())
+    })
 }
 
 /// The IKE SA keys (AEAD: no SK_a*). Encryption keys include the 4-byte salt.
@@ -49,6 +128,40 @@ pub struct IkeKeys {
     pub sk_pr: Zeroizing<Vec<u8>>,
 }
 
+impl fmt::Debug for IkeKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Lengths only: the key bytes never leave this type through Debug.
+        f.debug_struct("IkeKeys")
+            .field("sk_d_len", &self.sk_d.len())
+            .field("sk_e_len", &self.sk_ei.len())
+            .field("sk_p_len", &self.sk_pi.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr).
+fn expand_ike_keys(
+    prf: PrfAlg,
+    encr: EncrAlg,
+    skeyseed: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+) -> IkeKeys {
+    let mut seed = Zeroizing::new(Vec::with_capacity(ni.len() + nr.len() + 16));
+    seed.extend_from_slice(ni);
+    seed.extend_from_slice(nr);
+    seed.extend_from_slice(&spi_i.to_be_bytes());
+    seed.extend_from_slice(&spi_r.to_be_bytes());
+    let p = prf.output_len();
+    let e = encr_keymat_len(encr);
+    // SK_ai and SK_ar have length zero with an AEAD cipher (RFC 5282 section 7.1).
+    let keymat = prf_plus(prf, skeyseed, &seed, 3 * p + 2 * e);
+    let [sk_d, sk_ei, sk_er, sk_pi, sk_pr] = split_keymat(&keymat, [p, e, e, p, p]);
+    IkeKeys { sk_d, sk_ei, sk_er, sk_pi, sk_pr }
+}
+
 /// SKEYSEED = prf(Ni | Nr, g^ir); {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
 /// = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr). (RFC 7296 section 2.14; AEAD has no SK_a.)
 pub fn derive_ike_keys(
@@ -60,11 +173,19 @@ pub fn derive_ike_keys(
     spi_i: u64,
     spi_r: u64,
 ) -> IkeKeys {
-    let _ = (prf, encr, shared_secret, ni, nr, spi_i, spi_r);
-    todo!()
+    // For HMAC PRFs the key is all of Ni | Nr (the halving rule of 2.14 is for fixed-key PRFs).
+    let mut nonces = Zeroizing::new(Vec::with_capacity(ni.len() + nr.len()));
+    nonces.extend_from_slice(ni);
+    nonces.extend_from_slice(nr);
+    let skeyseed = prf_parts(prf, &nonces, &[shared_secret]);
+    expand_ike_keys(prf, encr, &skeyseed, ni, nr, spi_i, spi_r)
 }
 
 /// For an IKE SA rekey (section 2.18): SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr).
+///
+/// Uses `prf` both for SKEYSEED and for prf+; when the new IKE SA negotiated a different
+/// PRF from the old one, use [`derive_rekeyed_ike_keys_with_prfs`].
+#[allow(clippy::too_many_arguments)]
 pub fn derive_rekeyed_ike_keys(
     prf: PrfAlg,
     old_sk_d: &[u8],
@@ -75,8 +196,26 @@ pub fn derive_rekeyed_ike_keys(
     spi_i: u64,
     spi_r: u64,
 ) -> IkeKeys {
-    let _ = (prf, old_sk_d, encr, shared_secret, ni, nr, spi_i, spi_r);
-    todo!()
+    derive_rekeyed_ike_keys_with_prfs(prf, prf, old_sk_d, encr, shared_secret, ni, nr, spi_i, spi_r)
+}
+
+/// IKE SA rekey with distinct PRFs: the rekeying exchange belongs to the old IKE SA, so
+/// SKEYSEED is computed with the old SA's PRF (`old_prf`); prf+ and the key lengths use
+/// the new SA's PRF (`new_prf`). (RFC 7296 section 2.18.) The SPIs are the new SA's.
+#[allow(clippy::too_many_arguments)]
+pub fn derive_rekeyed_ike_keys_with_prfs(
+    old_prf: PrfAlg,
+    new_prf: PrfAlg,
+    old_sk_d: &[u8],
+    encr: EncrAlg,
+    shared_secret: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+) -> IkeKeys {
+    let skeyseed = prf_parts(old_prf, old_sk_d, &[shared_secret, ni, nr]);
+    expand_ike_keys(new_prf, encr, &skeyseed, ni, nr, spi_i, spi_r)
 }
 
 /// CHILD_SA KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) (section 2.17), split into
@@ -89,9 +228,19 @@ pub fn derive_child_keys(
     ni: &[u8],
     nr: &[u8],
 ) -> (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>) {
-    let _ = (prf, sk_d, encr, shared_secret, ni, nr);
-    todo!()
+    let g_ir = shared_secret.unwrap_or_default();
+    let mut seed = Zeroizing::new(Vec::with_capacity(g_ir.len() + ni.len() + nr.len()));
+    seed.extend_from_slice(g_ir);
+    seed.extend_from_slice(ni);
+    seed.extend_from_slice(nr);
+    let e = encr_keymat_len(encr);
+    let keymat = prf_plus(prf, sk_d, &seed, 2 * e);
+    let [i_to_r, r_to_i] = split_keymat(&keymat, [e, e]);
+    (i_to_r, r_to_i)
 }
+
+/// The key pad of RFC 7296 section 2.15.
+const KEY_PAD: &[u8] = b"Key Pad for IKEv2";
 
 /// The AUTH payload data for PSK authentication (section 2.15):
 /// prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>), where SignedOctets =
@@ -105,63 +254,16 @@ pub fn psk_auth(
     sk_p: &[u8],
     id_payload_body: &[u8],
 ) -> Zeroizing<Vec<u8>> {
-    let _ = (prf, psk, real_message, peer_nonce, sk_p, id_payload_body);
-    todo!()
+    let padded_key = prf_parts(prf, psk, &[KEY_PAD]);
+    let maced_id = prf_parts(prf, sk_p, &[id_payload_body]);
+    prf_parts(prf, &padded_key, &[real_message, peer_nonce, &maced_id])
 }
 
-/// Constant-time comparison of two byte strings (AUTH values).
+/// Constant-time comparison of two byte strings (AUTH values). The lengths are not
+/// secret: strings of different length compare unequal at once.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let _ = (a, b);
-    todo!()
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// One side of a key exchange. The private key is zeroized on drop.
-pub struct KeyExchange {
-    _private: (),
-}
-
-impl KeyExchange {
-    /// Generates a key pair for `group` from `rng`.
-    pub fn generate(group: DhGroup, rng: &mut dyn Rng) -> Self {
-        let _ = (group, rng);
-        todo!()
-    }
-    /// The group.
-    pub fn group(&self) -> DhGroup {
-        todo!()
-    }
-    /// Our public value as carried in the KE payload (32 bytes for X25519, x||y 64 bytes for ECP-256).
-    pub fn public_value(&self) -> Vec<u8> {
-        todo!()
-    }
-    /// The shared secret g^ir with the peer's public value (for ECP-256 the x coordinate, RFC 5903).
-    pub fn agree(&self, peer_public: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let _ = peer_public;
-        todo!()
-    }
-}
-
-/// AES-GCM-16 for the SK payload (RFC 5282): 8-byte explicit IV, 4-byte salt, 16-byte ICV.
-pub struct SkCipher {
-    _private: (),
-}
-
-impl SkCipher {
-    /// From SK_e (key || salt). `None` if the length is wrong for `encr`.
-    pub fn new(encr: EncrAlg, key_and_salt: &[u8]) -> Option<Self> {
-        let _ = (encr, key_and_salt);
-        todo!()
-    }
-    /// Encrypts in place: `buf` holds the plaintext (already padded with the Pad Length
-    /// byte by the caller); appends the 16-byte ICV. `aad` is the IKE header plus the SK
-    /// generic payload header, as sent.
-    pub fn seal(&self, iv: [u8; 8], aad: &[u8], buf: &mut Vec<u8>) {
-        let _ = (iv, aad, buf);
-        todo!()
-    }
-    /// Decrypts `ct_and_tag` in place, returning the plaintext length.
-    pub fn open(&self, iv: [u8; 8], aad: &[u8], ct_and_tag: &mut [u8]) -> Result<usize, CryptoError> {
-        let _ = (iv, aad, ct_and_tag);
-        todo!()
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+//! Unit tests of the crypto module. Published known-answer vectors are in `tests/crypto_kat.rs`.
+
+use super::*;
+use ::hmac::{Hmac, Mac};
+use ipsec_types::DhGroup;
+
+const PRFS: [PrfAlg; 3] = [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512];
+const ENCRS: [EncrAlg; 2] = [EncrAlg::AesGcm16_128, EncrAlg::AesGcm16_256];
+const GROUPS: [DhGroup; 2] = [DhGroup::Curve25519, DhGroup::Ecp256];
+
+/// An independent HMAC (RustCrypto) to check ring-based code against.
+fn rc_hmac(alg: PrfAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    fn run<M: Mac + ::hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let mut m = <M as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        for p in parts {
+            m.update(p);
+        }
+        m.finalize().into_bytes().to_vec()
+    }
+    match alg {
+        PrfAlg::HmacSha256 => run::<Hmac<sha2::Sha256>>(key, parts),
+        PrfAlg::HmacSha384 => run::<Hmac<sha2::Sha384>>(key, parts),
+        PrfAlg::HmacSha512 => run::<Hmac<sha2::Sha512>>(key, parts),
+    }
+}
+
+/// prf+ written straight from the RFC 7296 2.13 definition, on the independent HMAC.
+fn rc_prf_plus(alg: PrfAlg, key: &[u8], seed: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut t: Vec<u8> = Vec::new();
+    let mut n = 1u8;
+    while out.len() < len {
+        t = rc_hmac(alg, key, &[&t, seed, &[n]]);
+        out.extend_from_slice(&t);
+        n = n.wrapping_add(1);
+    }
+    out.truncate(len);
+    out
+}
+
+/// A deterministic Rng: a counter-mode byte stream from a seed.
+struct TestRng(u64);
+impl Rng for TestRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (self.0 >> 33) as u8;
+        }
+    }
+}
+
+/// An Rng that only yields zero bytes (a broken one).
+struct ZeroRng;
+impl Rng for ZeroRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        buf.fill(0);
+    }
+}
+
+#[test]
+fn prf_matches_independent_hmac() {
+    for alg in PRFS {
+        let out = prf(alg, b"some key", b"some data");
+        assert_eq!(out.len(), alg.output_len());
+        assert_eq!(&out[..], &rc_hmac(alg, b"some key", &[b"some data"])[..]);
+    }
+}
+
+#[test]
+fn prf_plus_matches_independent_computation() {
+    let key: Vec<u8> = (0u8..70).collect();
+    let seed: Vec<u8> = (100u8..180).collect();
+    for alg in PRFS {
+        for len in [0, 1, 31, 32, 33, 48, 64, 65, 200, 264, 1000] {
+            let ours = prf_plus(alg, &key, &seed, len);
+            assert_eq!(&ours[..], &rc_prf_plus(alg, &key, &seed, len)[..], "{alg} len {len}");
+        }
+    }
+}
+
+#[test]
+fn prf_plus_is_clamped_at_255_blocks() {
+    let out = prf_plus(PrfAlg::HmacSha256, b"k", b"s", 100_000);
+    assert_eq!(out.len(), 255 * 32);
+    assert_eq!(out.len(), prf_plus_max_len(PrfAlg::HmacSha256));
+    assert_eq!(&out[..], &rc_prf_plus(PrfAlg::HmacSha256, b"k", b"s", 255 * 32)[..]);
+}
+
+#[test]
+fn ike_key_lengths_for_every_combination() {
+    for prf_alg in PRFS {
+        for encr in ENCRS {
+            let k = derive_ike_keys(prf_alg, encr, &[7; 32], &[1; 32], &[2; 32], 0x1122, 0x3344);
+            let p = prf_alg.output_len();
+            let e = encr.key_len() + 4;
+            assert_eq!(k.sk_d.len(), p);
+            assert_eq!(k.sk_pi.len(), p);
+            assert_eq!(k.sk_pr.len(), p);
+            assert_eq!(k.sk_ei.len(), e);
+            assert_eq!(k.sk_er.len(), e);
+            assert!(SkCipher::new(encr, &k.sk_ei).is_some());
+            assert!(SkCipher::new(encr, &k.sk_er).is_some());
+            let r = derive_rekeyed_ike_keys(prf_alg, &k.sk_d, encr, &[9; 32], &[3; 32], &[4; 32], 5, 6);
+            assert_eq!((r.sk_d.len(), r.sk_ei.len(), r.sk_pr.len()), (p, e, p));
+            for pfs in [None, Some(&[8u8; 32][..])] {
+                let (i2r, r2i) = derive_child_keys(prf_alg, &k.sk_d, encr, pfs, &[1; 32], &[2; 32]);
+                assert_eq!((i2r.len(), r2i.len()), (e, e));
+                assert_ne!(&i2r[..], &r2i[..]);
+            }
+        }
+    }
+}
+
+#[test]
+fn ike_keys_match_independent_layout() {
+    let (ni, nr, gir) = ([0xa1u8; 32], [0xb2u8; 24], [0xc3u8; 32]);
+    let (spi_i, spi_r) = (0x0102_0304_0506_0708u64, 0x1112_1314_1516_1718u64);
+    for prf_alg in PRFS {
+        for encr in ENCRS {
+            let k = derive_ike_keys(prf_alg, encr, &gir, &ni, &nr, spi_i, spi_r);
+            let nonces = [&ni[..], &nr[..]].concat();
+            let skeyseed = rc_hmac(prf_alg, &nonces, &[&gir]);
+            let seed = [&ni[..], &nr[..], &spi_i.to_be_bytes(), &spi_r.to_be_bytes()].concat();
+            let (p, e) = (prf_alg.output_len(), encr.key_len() + 4);
+            let km = rc_prf_plus(prf_alg, &skeyseed, &seed, 3 * p + 2 * e);
+            assert_eq!(&k.sk_d[..], &km[..p]);
+            assert_eq!(&k.sk_ei[..], &km[p..p + e]);
+            assert_eq!(&k.sk_er[..], &km[p + e..p + 2 * e]);
+            assert_eq!(&k.sk_pi[..], &km[p + 2 * e..2 * p + 2 * e]);
+            assert_eq!(&k.sk_pr[..], &km[2 * p + 2 * e..]);
+
+            // Rekey: SKEYSEED = prf(SK_d(old), g^ir | Ni | Nr), new SPIs.
+            let r = derive_rekeyed_ike_keys(prf_alg, &k.sk_d, encr, &gir, &ni, &nr, 77, 88);
+            let skeyseed = rc_hmac(prf_alg, &k.sk_d, &[&gir, &ni, &nr]);
+            let seed = [&ni[..], &nr[..], &77u64.to_be_bytes(), &88u64.to_be_bytes()].concat();
+            let km = rc_prf_plus(prf_alg, &skeyseed, &seed, 3 * p + 2 * e);
+            assert_eq!(&r.sk_d[..], &km[..p]);
+            assert_eq!(&r.sk_pr[..], &km[2 * p + 2 * e..]);
+
+            // CHILD_SA: KEYMAT = prf+(SK_d, [g^ir |] Ni | Nr), i->r first.
+            for pfs in [None, Some(&gir[..])] {
+                let (i2r, r2i) = derive_child_keys(prf_alg, &k.sk_d, encr, pfs, &ni, &nr);
+                let seed = [pfs.unwrap_or_default(), &ni[..], &nr[..]].concat();
+                let km = rc_prf_plus(prf_alg, &k.sk_d, &seed, 2 * e);
+                assert_eq!(&i2r[..], &km[..e]);
+                assert_eq!(&r2i[..], &km[e..]);
+            }
+        }
+    }
+}
+
+#[test]
+fn rekey_with_distinct_prfs_uses_old_prf_for_skeyseed() {
+    let r = derive_rekeyed_ike_keys_with_prfs(
+        PrfAlg::HmacSha512,
+        PrfAlg::HmacSha256,
+        &[5; 64],
+        EncrAlg::AesGcm16_256,
+        &[6; 32],
+        &[1; 32],
+        &[2; 32],
+        3,
+        4,
+    );
+    let skeyseed = rc_hmac(PrfAlg::HmacSha512, &[5; 64], &[&[6; 32], &[1; 32], &[2; 32]]);
+    let seed = [&[1u8; 32][..], &[2; 32], &3u64.to_be_bytes(), &4u64.to_be_bytes()].concat();
+    let km = rc_prf_plus(PrfAlg::HmacSha256, &skeyseed, &seed, 3 * 32 + 2 * 36);
+    assert_eq!(r.sk_d.len(), 32);
+    assert_eq!(&r.sk_d[..], &km[..32]);
+    assert_eq!(&r.sk_ei[..], &km[32..68]);
+}
+
+#[test]
+fn both_sides_derive_equal_keys() {
+    let mut rng_i = TestRng(1);
+    let mut rng_r = TestRng(2);
+    for group in GROUPS {
+        for prf_alg in PRFS {
+            for encr in ENCRS {
+                let ki = KeyExchange::generate(group, &mut rng_i);
+                let kr = KeyExchange::generate(group, &mut rng_r);
+                assert_eq!(ki.group(), group);
+                assert_eq!(ki.public_value().len(), group.public_len());
+                let gir_i = ki.agree(&kr.public_value()).expect("valid responder KE");
+                let gir_r = kr.agree(&ki.public_value()).expect("valid initiator KE");
+                assert_eq!(&gir_i[..], &gir_r[..]);
+                assert_eq!(gir_i.len(), 32);
+                let (ni, nr) = ([0x11u8; 32], [0x22u8; 32]);
+                let a = derive_ike_keys(prf_alg, encr, &gir_i, &ni, &nr, 42, 43);
+                let b = derive_ike_keys(prf_alg, encr, &gir_r, &ni, &nr, 42, 43);
+                for (x, y) in [(&a.sk_d, &b.sk_d), (&a.sk_ei, &b.sk_ei), (&a.sk_er, &b.sk_er)] {
+                    assert_eq!(&x[..], &y[..]);
+                }
+                assert_eq!(&a.sk_pi[..], &b.sk_pi[..]);
+                assert_eq!(&a.sk_pr[..], &b.sk_pr[..]);
+                assert_ne!(&a.sk_ei[..], &a.sk_er[..]);
+
+                // The initiator's SK_ei seals what the responder's SK_ei opens.
+                let ci = SkCipher::new(encr, &a.sk_ei).expect("key length");
+                let cr = SkCipher::new(encr, &b.sk_ei).expect("key length");
+                let mut buf = b"IKE_AUTH payloads\x00".to_vec();
+                ci.seal([9; 8], b"hdr", &mut buf);
+                let n = cr.open([9; 8], b"hdr", &mut buf).expect("same key");
+                assert_eq!(&buf[..n], b"IKE_AUTH payloads\x00");
+            }
+        }
+    }
+}
+
+#[test]
+fn different_nonces_or_spis_give_different_keys() {
+    let base = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[2; 32], &[3; 32], 4, 5);
+    let spi = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[2; 32], &[3; 32], 4, 6);
+    let swapped = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[3; 32], &[2; 32], 4, 5);
+    assert_ne!(&base.sk_d[..], &spi.sk_d[..]);
+    assert_ne!(&base.sk_d[..], &swapped.sk_d[..]);
+}
+
+#[test]
+fn psk_auth_matches_rfc_formula() {
+    for alg in PRFS {
+        let (psk, msg, nonce, sk_p, id) =
+            (b"secret".as_slice(), b"IKE_SA_INIT msg", [7u8; 32], [8u8; 32], b"\x02\0\0\0gw");
+        let ours = psk_auth(alg, psk, msg, &nonce, &sk_p, id);
+        let key = rc_hmac(alg, psk, &[b"Key Pad for IKEv2"]);
+        let maced_id = rc_hmac(alg, &sk_p, &[id]);
+        let expected = rc_hmac(alg, &key, &[msg, &nonce, &maced_id]);
+        assert_eq!(&ours[..], &expected[..]);
+        assert!(ct_eq(&ours, &expected));
+        let other = psk_auth(alg, b"Secret", msg, &nonce, &sk_p, id);
+        assert!(!ct_eq(&ours, &other));
+    }
+}
+
+#[test]
+fn ct_eq_semantics() {
+    assert!(ct_eq(b"", b""));
+    assert!(ct_eq(b"abc", b"abc"));
+    assert!(!ct_eq(b"abc", b"abd"));
+    assert!(!ct_eq(b"abc", b"ab"));
+    assert!(!ct_eq(b"", b"a"));
+}
+
+#[test]
+fn x25519_rejects_wrong_length_and_small_order_points() {
+    let kx = KeyExchange::generate(DhGroup::Curve25519, &mut TestRng(3));
+    assert_eq!(kx.agree(&[9; 31]), Err(CryptoError::InvalidPublicKey));
+    assert_eq!(kx.agree(&[9; 33]), Err(CryptoError::InvalidPublicKey));
+    assert_eq!(kx.agree(&[]), Err(CryptoError::InvalidPublicKey));
+    // u = 0 and u = 1 are of small order: the shared secret would be all zeros.
+    assert_eq!(kx.agree(&[0; 32]), Err(CryptoError::InvalidPublicKey));
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    assert_eq!(kx.agree(&one), Err(CryptoError::InvalidPublicKey));
+}
+
+#[test]
+fn ecp256_rejects_invalid_points() {
+    let kx = KeyExchange::generate(DhGroup::Ecp256, &mut TestRng(4));
+    let peer = KeyExchange::generate(DhGroup::Ecp256, &mut TestRng(5)).public_value();
+    assert!(kx.agree(&peer).is_ok());
+    // With the SEC1 prefix (65 bytes), truncated, or empty: wrong length.
+    let mut tagged = vec![4u8];
+    tagged.extend_from_slice(&peer);
+    assert_eq!(kx.agree(&tagged), Err(CryptoError::InvalidPublicKey));
+    assert_eq!(kx.agree(&peer[..63]), Err(CryptoError::InvalidPublicKey));
+    assert_eq!(kx.agree(&[]), Err(CryptoError::InvalidPublicKey));
+    // Not on the curve.
+    let mut off = peer.clone();
+    off[63] ^= 1;
+    assert_eq!(kx.agree(&off), Err(CryptoError::InvalidPublicKey));
+    // All zeros (the "identity" encoding some stacks use) and coordinates >= p.
+    assert_eq!(kx.agree(&[0; 64]), Err(CryptoError::InvalidPublicKey));
+    assert_eq!(kx.agree(&[0xff; 64]), Err(CryptoError::InvalidPublicKey));
+}
+
+#[test]
+fn ecp256_scalar_rejection_draws_again() {
+    /// Yields 32 bytes of 0xff (>= n, invalid), then a valid scalar 0..01.
+    struct TwoDraws(u8);
+    impl Rng for TwoDraws {
+        fn fill(&mut self, buf: &mut [u8]) {
+            if self.0 == 0 {
+                buf.fill(0xff);
+            } else {
+                buf.fill(0);
+                if let Some(last) = buf.last_mut() {
+                    *last = 1;
+                }
+            }
+            self.0 += 1;
+        }
+    }
+    let kx = KeyExchange::generate(DhGroup::Ecp256, &mut TwoDraws(0));
+    // Private key 1: the public value is the generator G.
+    let g = hex::decode(concat!(
+        "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+        "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
+    ))
+    .expect("hex");
+    assert_eq!(kx.public_value(), g);
+}
+
+#[test]
+fn broken_zero_rng_still_terminates_with_valid_keys() {
+    for group in GROUPS {
+        let a = KeyExchange::generate(group, &mut ZeroRng);
+        let b = KeyExchange::generate(group, &mut TestRng(6));
+        let s1 = a.agree(&b.public_value()).expect("valid");
+        let s2 = b.agree(&a.public_value()).expect("valid");
+        assert_eq!(&s1[..], &s2[..]);
+    }
+}
+
+#[test]
+fn sk_cipher_round_trip_and_tamper() {
+    for encr in ENCRS {
+        let keymat: Vec<u8> = (0..encr.key_len() as u8 + 4).collect();
+        let c = SkCipher::new(encr, &keymat).expect("length");
+        assert_eq!(c.encr(), encr);
+        let aad = b"ike header + sk payload header";
+        let plain = b"some payloads\x03\x03\x03\x03".to_vec();
+        let mut buf = plain.clone();
+        c.seal([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut buf);
+        assert_eq!(buf.len(), plain.len() + GCM_ICV_LEN);
+        assert_ne!(&buf[..plain.len()], &plain[..]);
+        let sealed = buf.clone();
+
+        let mut ok = sealed.clone();
+        assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut ok), Ok(plain.len()));
+        assert_eq!(&ok[..plain.len()], &plain[..]);
+
+        // Every single-bit flip, of ciphertext or tag, fails the integrity check.
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
+        }
+        // Wrong IV, wrong AAD, wrong salt.
+        let mut bad = sealed.clone();
+        assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 9], aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
+        let mut bad = sealed.clone();
+        assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 8], b"other", &mut bad), Err(CryptoError::IntegrityCheckFailed));
+        let mut other_salt = keymat.clone();
+        if let Some(last) = other_salt.last_mut() {
+            *last ^= 0x80;
+        }
+        let c2 = SkCipher::new(encr, &other_salt).expect("length");
+        let mut bad = sealed.clone();
+        assert_eq!(c2.open([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
+
+        // Shorter than the ICV.
+        assert_eq!(c.open([0; 8], aad, &mut [0u8; 15]), Err(CryptoError::Malformed));
+        assert_eq!(c.open([0; 8], aad, &mut []), Err(CryptoError::Malformed));
+
+        // Empty plaintext: just the tag.
+        let mut empty = Vec::new();
+        c.seal([0; 8], aad, &mut empty);
+        assert_eq!(empty.len(), GCM_ICV_LEN);
+        assert_eq!(c.open([0; 8], aad, &mut empty), Ok(0));
+    }
+}
+
+#[test]
+fn sk_cipher_rejects_wrong_key_lengths() {
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, &[0; 16]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, &[0; 36]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_256, &[0; 20]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_256, &[]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, &[0; 20]).is_some());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_256, &[0; 36]).is_some());
+}
+
+#[test]
+fn debug_output_holds_no_secrets() {
+    let keys = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[2; 32], &[3; 32], 4, 5);
+    assert_eq!(format!("{keys:?}"), "IkeKeys { sk_d_len: 32, sk_e_len: 20, sk_p_len: 32, .. }");
+
+    let mut rng = TestRng(9);
+    let kx = KeyExchange::generate(DhGroup::Curve25519, &mut rng);
+    assert_eq!(format!("{kx:?}"), "KeyExchange { group: Curve25519, .. }");
+    let kx = KeyExchange::generate(DhGroup::Ecp256, &mut rng);
+    assert_eq!(format!("{kx:?}"), "KeyExchange { group: Ecp256, .. }");
+
+    let c = SkCipher::new(EncrAlg::AesGcm16_128, &[0xab; 20]).expect("length");
+    assert_eq!(format!("{c:?}"), "SkCipher { encr: AesGcm16_128, .. }");
+}
