@@ -4,10 +4,12 @@
 //!
 //! Owns: every cryptographic primitive the IKE state machine uses, and the layout of the
 //! derived key material. Does not own: message parsing, nonce/SPI/IV generation (the
-//! caller supplies randomness through [`Rng`]), or the ESP datapath cipher.
+//! caller supplies randomness through [`Rng`](crate::Rng)), or the ESP datapath cipher.
 //!
 //! All secrets are held in `Zeroizing` buffers or types that zeroize on drop. No type here
 //! prints secret material through `Debug`. Randomness comes from the caller.
+//! Limitation: ring's HMAC and AES key schedules are opaque and ring does not zeroize them;
+//! HMAC keys live only for the duration of one `prf`/`prf_plus` call.
 
 mod kex;
 mod sk_cipher;
@@ -15,8 +17,6 @@ mod sk_cipher;
 pub use kex::KeyExchange;
 pub use sk_cipher::SkCipher;
 
-#[allow(unused_imports)] // referenced by the module docs
-use crate::Rng;
 use ipsec_types::{EncrAlg, PrfAlg};
 use ring::hmac;
 use std::fmt;

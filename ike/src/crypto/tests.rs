@@ -1,6 +1,7 @@
 //! Unit tests of the crypto module. Published known-answer vectors are in `tests/crypto_kat.rs`.
 
 use super::*;
+use crate::Rng;
 use ::hmac::{Hmac, Mac};
 use ipsec_types::DhGroup;
 
@@ -384,4 +385,50 @@ fn debug_output_holds_no_secrets() {
 
     let c = SkCipher::new(EncrAlg::AesGcm16_128, &[0xab; 20]).expect("length");
     assert_eq!(format!("{c:?}"), "SkCipher { encr: AesGcm16_128, .. }");
+}
+
+proptest::proptest! {
+    #[test]
+    fn sk_cipher_round_trips_any_input(
+        key in proptest::collection::vec(proptest::num::u8::ANY, 36),
+        iv in proptest::array::uniform8(proptest::num::u8::ANY),
+        aad in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        plain in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+    ) {
+        let c = SkCipher::new(EncrAlg::AesGcm16_256, &key).expect("length");
+        let mut buf = plain.clone();
+        c.seal(iv, &aad, &mut buf);
+        proptest::prop_assert_eq!(buf.len(), plain.len() + GCM_ICV_LEN);
+        proptest::prop_assert_eq!(c.open(iv, &aad, &mut buf), Ok(plain.len()));
+        proptest::prop_assert_eq!(&buf[..plain.len()], &plain[..]);
+    }
+
+    /// Network input: opening arbitrary bytes never panics and never authenticates.
+    #[test]
+    fn sk_cipher_open_rejects_arbitrary_bytes(
+        iv in proptest::array::uniform8(proptest::num::u8::ANY),
+        mut data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+    ) {
+        let c = SkCipher::new(EncrAlg::AesGcm16_128, &[0x5a; 20]).expect("length");
+        let expected = if data.len() < GCM_ICV_LEN { CryptoError::Malformed } else { CryptoError::IntegrityCheckFailed };
+        proptest::prop_assert_eq!(c.open(iv, b"aad", &mut data), Err(expected));
+    }
+
+    /// Network input: arbitrary KE data never panics; what is accepted gives a 32-byte secret.
+    #[test]
+    fn agree_handles_arbitrary_peer_values(
+        x in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+        seed in proptest::num::u64::ANY,
+    ) {
+        for group in GROUPS {
+            let kx = KeyExchange::generate(group, &mut TestRng(seed));
+            match kx.agree(&x) {
+                Ok(s) => proptest::prop_assert_eq!(s.len(), 32),
+                Err(e) => proptest::prop_assert_eq!(e, CryptoError::InvalidPublicKey),
+            }
+            if x.len() != group.public_len() {
+                proptest::prop_assert!(kx.agree(&x).is_err());
+            }
+        }
+    }
 }
