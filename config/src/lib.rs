@@ -1,35 +1,83 @@
 //! vpngw configuration: TOML text to validated, typed settings.
 //!
-//! Every error names the file, the line and the key. (Skeleton: the surface the gateway
-//! codes against.)
+//! Owns the file format (`[gateway]` + `[[tunnel]]`, documented in
+//! docs/configuration.md), defaults, and all validation: every error names the file,
+//! the line and the key. Does not own runtime state, reloading or logging: warnings are
+//! returned in [`Config::warnings`] for the gateway to log. `raw` mirrors the file with
+//! spans; `validate` turns it into the typed structs below.
 #![forbid(unsafe_code)]
+
+mod raw;
+mod validate;
 
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-/// A configuration error: `{file}:{line}:{column}: {key}: {message}`.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{}: {}{}", file.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "-".into()), key.as_ref().map(|k| format!("`{k}`: ")).unwrap_or_default(), message)]
+/// A configuration error. Displays as `{file}:{line}: {section} ({tunnel name}) `{key}`: {message}`,
+/// e.g. ``/etc/vpngw/a.toml:12: tunnel[0] (site-b) `local_subnets`: "10.1.0/24" is not a CIDR subnet``.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The file.
+    /// The file (the configuration file, or a `psk_file` that cannot be read: then the
+    /// message names it too).
     pub file: PathBuf,
-    /// 1-based line, when known.
+    /// 1-based line in the configuration file, when known.
     pub line: Option<usize>,
-    /// Dotted key path, e.g. `tunnel[0].local_subnets`.
+    /// Dotted key path, e.g. `tunnel[0].local_subnets` or `gateway.tun_name`.
     pub key: Option<String>,
+    /// The tunnel's `name`, when the error concerns a `[[tunnel]]` whose name is known.
+    pub tunnel: Option<String>,
     /// What is wrong.
     pub message: String,
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:", self.file.display())?;
+        match self.line {
+            Some(l) => write!(f, "{l}: ")?,
+            None => f.write_str(" ")?,
+        }
+        if let Some(key) = &self.key {
+            let (section, leaf) = match key.rsplit_once('.') {
+                Some((s, l)) => (Some(s), l),
+                None => (None, key.as_str()),
+            };
+            if let Some(s) = section {
+                write!(f, "{s} ")?;
+            }
+            if let Some(name) = &self.tunnel {
+                write!(f, "({name}) ")?;
+            }
+            write!(f, "`{leaf}`: ")?;
+        } else if let Some(name) = &self.tunnel {
+            write!(f, "({name}): ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `[gateway]`.
     pub gateway: GatewayConfig,
-    /// `[[tunnel]]` entries.
+    /// `[[tunnel]]` entries, in file order; names are unique.
     pub tunnels: Vec<TunnelConfig>,
+    /// Non-fatal findings for the gateway to log at start (world-readable `psk_file`,
+    /// short PSK, subnet with host bits set, overlapping `remote_subnets`, no tunnels).
+    /// Never contain key material.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The tunnel called `name`.
+    pub fn tunnel(&self, name: &str) -> Option<&TunnelConfig> {
+        self.tunnels.iter().find(|t| t.name == name)
+    }
 }
 
 /// `[gateway]`.
@@ -106,14 +154,46 @@ pub struct TunnelConfig {
     pub replay_window: u32,
 }
 
+/// Largest configuration file `load` accepts.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let _ = path;
-    todo!()
+    let fail = |message: String| ConfigError { file: path.to_path_buf(), line: None, key: None, tunnel: None, message };
+    let bytes = read_limited(path, MAX_CONFIG_BYTES).map_err(fail)?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|e| fail(format!("not UTF-8 text (at byte {})", e.valid_up_to())))?;
+    let text = Zeroizing::new(text.to_owned());
+    parse(&text, path)
 }
 
-/// Validates configuration text; `path` is used in errors and to resolve `psk_file`.
+/// Validates configuration text; `path` is used in errors and to resolve relative
+/// `psk_file` and `control_socket` paths (against its directory). Reads `psk_file`s;
+/// otherwise pure. Never panics.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let _ = (text, path);
-    todo!()
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| validate::toml_error(text, path, &e))?;
+    validate::validate(raw, text, path)
+}
+
+/// Reads a regular file of at most `max` bytes into zeroizing memory. Refuses
+/// non-regular files (FIFOs, devices) so a bad path can neither block nor read forever.
+pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("cannot read {}: not a regular file", path.display()));
+    }
+    if meta.len() > max {
+        return Err(format!("{} is too large ({} bytes, at most {max})", path.display(), meta.len()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // Sized up front so reading does not reallocate and leave unzeroized copies behind.
+    let mut buf = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1)));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if buf.len() as u64 > max {
+        return Err(format!("{} is too large (more than {max} bytes)", path.display()));
+    }
+    Ok(buf)
 }

@@ -1,0 +1,430 @@
+//! Behaviour of `config::parse` / `config::load`: the reference file, defaults, every
+//! class of bad configuration (line + key in the error), warnings, and no panics.
+
+use config::{load, parse, Config, ConfigError, Encapsulation, StartAction};
+use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
+use std::path::{Path, PathBuf};
+
+/// The file from the brief, with `psk_file` pointing at `{psk}`.
+fn reference(psk: &str) -> String {
+    format!(
+        r#"[gateway]
+local_address = "192.0.2.1"               # WAN address: IKE on UDP 500 and 4500
+tun_name = "vpn0"                          # TUN interface carrying the clear side
+control_socket = "/run/vpngw/vpngw.sock"   # vpnctl connects here
+
+[[tunnel]]
+name = "site-b"
+remote_address = "192.0.2.2"
+local_id = "gw-a.example.net"              # optional, default local_address
+remote_id = "gw-b.example.net"             # optional, default remote_address
+psk_file = "{psk}"         # or psk = "...": exactly one of the two
+local_subnets = ["10.1.0.0/24"]
+remote_subnets = ["10.2.0.0/24"]
+start = "initiate"                         # initiate | respond
+ike_proposals = ["aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha256-ecp256"]
+esp_proposals = ["aes256gcm16", "aes128gcm16"]
+encapsulation = "auto"                     # auto: UDP only behind NAT | udp: always
+"#
+    )
+}
+
+/// A minimal valid file with an inline PSK; `tunnel` lines are appended to the tunnel.
+fn minimal(gateway_extra: &str, tunnel_extra: &str) -> String {
+    format!(
+        "[gateway]\nlocal_address = \"192.0.2.1\"\n{gateway_extra}\n\n[[tunnel]]\nname = \"site-b\"\n\
+         remote_address = \"192.0.2.2\"\npsk = \"0123456789abcdef0123\"\nlocal_subnets = [\"10.1.0.0/24\"]\n\
+         remote_subnets = [\"10.2.0.0/24\"]\n{tunnel_extra}\n"
+    )
+}
+
+const FILE: &str = "/etc/vpngw/a.toml";
+
+fn write_psk(dir: &Path, name: &str, content: &[u8], mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}
+
+fn ok(text: &str) -> Config {
+    match parse(text, Path::new(FILE)) {
+        Ok(c) => c,
+        Err(e) => panic!("expected success, got: {e}"),
+    }
+}
+
+fn err(text: &str) -> ConfigError {
+    match parse(text, Path::new(FILE)) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// 1-based line of the first line containing `needle`.
+fn line_with(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or_else(|| panic!("{needle:?} not in text"))
+}
+
+/// Replaces the line starting with `prefix` by `with` (which may span several lines).
+fn replace_line(text: &str, prefix: &str, with: &str) -> String {
+    assert!(text.lines().any(|l| l.starts_with(prefix)), "{prefix:?} not in text");
+    text.lines()
+        .map(|l| if l.starts_with(prefix) { with.to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Asserts the error is at `line`, for key path `key`, and the message contains `msg`;
+/// and that its rendering carries file, line and key.
+fn assert_err(e: &ConfigError, line: usize, key: &str, msg: &str) {
+    let shown = e.to_string();
+    assert_eq!(e.line, Some(line), "line of: {shown}");
+    assert_eq!(e.key.as_deref(), Some(key), "key of: {shown}");
+    assert!(e.message.contains(msg), "message {:?} lacks {msg:?}", e.message);
+    assert!(shown.starts_with(&format!("{FILE}:{line}: ")), "{shown}");
+    let leaf = key.rsplit('.').next().unwrap();
+    assert!(shown.contains(&format!("`{leaf}`")), "{shown}");
+}
+
+#[test]
+fn reference_file_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let psk = write_psk(dir.path(), "site-b.psk", b"correct-horse-battery-staple-42\n", 0o600);
+    let text = reference(psk.to_str().unwrap());
+    let c = parse(&text, &dir.path().join("vpngw.toml")).unwrap();
+    assert_eq!(c.warnings, Vec::<String>::new());
+    let g = &c.gateway;
+    assert_eq!(g.local_address, "192.0.2.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(g.tun_name, "vpn0");
+    assert_eq!(g.control_socket, PathBuf::from("/run/vpngw/vpngw.sock"));
+    assert_eq!((g.tun_mtu, g.ike_port, g.natt_port), (1400, 500, 4500));
+    assert_eq!(c.tunnels.len(), 1);
+    let t = c.tunnel("site-b").unwrap();
+    assert_eq!(t.remote_address, "192.0.2.2".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(t.local_id, Identity::Fqdn("gw-a.example.net".into()));
+    assert_eq!(t.remote_id, Identity::Fqdn("gw-b.example.net".into()));
+    assert_eq!(t.psk.0.as_slice(), b"correct-horse-battery-staple-42");
+    assert_eq!(t.local_subnets, vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()]);
+    assert_eq!(t.remote_subnets, vec![TrafficSelector::parse_cidr("10.2.0.0/24").unwrap()]);
+    assert_eq!(t.start, StartAction::Initiate);
+    assert_eq!(
+        t.ike_proposals,
+        vec![
+            IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap(),
+            IkeProposal::parse("aes128gcm16-prfsha256-ecp256").unwrap()
+        ]
+    );
+    assert_eq!(
+        t.esp_proposals,
+        vec![EspProposal::parse("aes256gcm16").unwrap(), EspProposal::parse("aes128gcm16").unwrap()]
+    );
+    assert_eq!(t.encapsulation, Encapsulation::Auto);
+    assert_eq!(t.replay_window, 1024);
+    assert!(c.tunnel("nope").is_none());
+}
+
+#[test]
+fn load_reads_the_file_and_resolves_psk_file_relative_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_psk(dir.path(), "site-b.psk", b"  \tcorrect-horse-battery-staple-42 \r\n", 0o600);
+    let cfg = dir.path().join("vpngw.toml");
+    std::fs::write(&cfg, reference("site-b.psk")).unwrap();
+    let c = load(&cfg).unwrap();
+    assert_eq!(c.tunnels[0].psk.0.as_slice(), b"correct-horse-battery-staple-42");
+
+    let missing = dir.path().join("nope.toml");
+    let e = load(&missing).unwrap_err();
+    assert_eq!(e.file, missing);
+    assert!(e.to_string().contains("nope.toml") && e.message.contains("cannot read"), "{e}");
+
+    std::fs::write(&cfg, b"[gateway]\nlocal_address = \"\xff\"\n").unwrap();
+    assert!(load(&cfg).unwrap_err().message.contains("UTF-8"));
+    assert!(load(dir.path()).unwrap_err().message.contains("not a regular file"));
+}
+
+#[test]
+fn defaults() {
+    let c = ok(&minimal("", ""));
+    let g = &c.gateway;
+    assert_eq!(g.tun_name, "vpn0");
+    assert_eq!(g.control_socket, PathBuf::from("/run/vpngw/vpngw.sock"));
+    assert_eq!((g.tun_mtu, g.ike_port, g.natt_port), (1400, 500, 4500));
+    let t = &c.tunnels[0];
+    assert_eq!(t.local_id, Identity::Ipv4("192.0.2.1".parse().unwrap()));
+    assert_eq!(t.remote_id, Identity::Ipv4("192.0.2.2".parse().unwrap()));
+    assert_eq!(t.start, StartAction::Respond);
+    assert_eq!(t.encapsulation, Encapsulation::Auto);
+    assert_eq!(t.replay_window, 1024);
+    assert_eq!(t.ike_proposals, vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap()]);
+    assert_eq!(t.esp_proposals, vec![EspProposal::parse("aes256gcm16").unwrap()]);
+    assert_eq!(t.psk.0.as_slice(), b"0123456789abcdef0123");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn explicit_values_are_taken() {
+    let c = ok(&minimal(
+        "tun_mtu = 1280\nike_port = 1500\nnatt_port = 14500\ncontrol_socket = \"run/ctl.sock\"",
+        "start = \"respond\"\nencapsulation = \"udp\"\nreplay_window = 1048576\nlocal_id = \"ops@example.net\"",
+    ));
+    assert_eq!((c.gateway.tun_mtu, c.gateway.ike_port, c.gateway.natt_port), (1280, 1500, 14500));
+    assert_eq!(c.gateway.control_socket, PathBuf::from("/etc/vpngw/run/ctl.sock"));
+    let t = &c.tunnels[0];
+    assert_eq!((t.start, t.encapsulation, t.replay_window), (StartAction::Respond, Encapsulation::Udp, 1 << 20));
+    assert_eq!(t.local_id, Identity::Rfc822("ops@example.net".into()));
+}
+
+#[test]
+fn mixed_subnet_families_and_ipv6_wan_are_fine() {
+    let text = minimal("", "").replace("[\"10.2.0.0/24\"]", "[\"10.2.0.0/24\", \"2001:db8:2::/48\"]");
+    let c = ok(&text);
+    assert_eq!(c.tunnels[0].remote_subnets.len(), 2);
+    let v6 = minimal("", "").replace("192.0.2.1", "2001:db8::1").replace("192.0.2.2", "2001:db8::2");
+    assert_eq!(ok(&v6).tunnels[0].remote_id, Identity::Ipv6("2001:db8::2".parse().unwrap()));
+}
+
+#[test]
+fn error_format_matches_the_documented_example() {
+    let text = minimal("", "").replace("[\"10.1.0.0/24\"]", "[\"10.1.0/24\"]");
+    let e = err(&text);
+    let line = line_with(&text, "local_subnets");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "/etc/vpngw/a.toml:{line}: tunnel[0] (site-b) `local_subnets`: \"10.1.0/24\" is not a CIDR subnet"
+        )),
+        "{e}"
+    );
+    assert_eq!(e.tunnel.as_deref(), Some("site-b"));
+}
+
+#[test]
+fn unknown_keys_are_named_with_the_valid_ones() {
+    let text = minimal("", "lifetime = 3600");
+    let e = err(&text);
+    assert_err(&e, line_with(&text, "lifetime"), "tunnel[0].lifetime", "unknown field `lifetime`");
+    assert!(e.message.contains("`remote_subnets`") && e.message.contains("`replay_window`"), "{e}");
+
+    let text = minimal("tun_nmae = \"vpn1\"", "");
+    assert_err(&err(&text), 3, "gateway.tun_nmae", "expected one of");
+
+    let text = format!("{}\n[extra]\nx = 1\n", minimal("", ""));
+    assert_err(&err(&text), line_with(&text, "[extra]"), "extra", "unknown field `extra`");
+}
+
+#[test]
+fn malformed_addresses_and_subnets() {
+    let text = replace_line(&minimal("", ""), "local_address", "local_address = \"192.0.2\"");
+    assert_err(&err(&text), 2, "gateway.local_address", "not an IP address");
+    let text = replace_line(&minimal("", ""), "remote_address", "remote_address = \"gw-b.example.net\"");
+    assert_err(&err(&text), line_with(&text, "remote_address"), "tunnel[0].remote_address", "not an IP address");
+    let text = replace_line(&minimal("", ""), "remote_address", "remote_address = \"0.0.0.0\"");
+    assert_err(&err(&text), line_with(&text, "remote_address"), "tunnel[0].remote_address", "not a unicast");
+    let text = replace_line(&minimal("", ""), "remote_address", "remote_address = \"2001:db8::2\"");
+    assert_err(&err(&text), line_with(&text, "remote_address"), "tunnel[0].remote_address", "same address family");
+    // A bad element on a continuation line of a multi-line array is located on its line.
+    let text = replace_line(
+        &minimal("", ""),
+        "remote_subnets",
+        "remote_subnets = [\n  \"10.2.0.0/24\",\n  \"10.3.0.0/33\",\n]",
+    );
+    assert_err(&err(&text), line_with(&text, "10.3.0.0/33"), "tunnel[0].remote_subnets", "bad prefix length");
+}
+
+#[test]
+fn psk_rules() {
+    let base = minimal("", "");
+    let psk_line = line_with(&base, "psk =");
+
+    let text = replace_line(&base, "psk =", "");
+    let e = err(&text);
+    assert_err(&e, line_with(&text, "[[tunnel]]"), "tunnel[0].psk", "exactly one of");
+
+    let text = replace_line(&base, "psk =", "psk = \"0123456789abcdef\"\npsk_file = \"/nonexistent/x.psk\"");
+    assert_err(&err(&text), psk_line + 1, "tunnel[0].psk_file", "only one of");
+
+    let text = replace_line(&base, "psk =", "psk = \"\"");
+    assert_err(&err(&text), psk_line, "tunnel[0].psk", "empty");
+
+    let text = replace_line(&base, "psk =", "psk_file = \"missing.psk\"");
+    let e = err(&text);
+    assert_err(&e, psk_line, "tunnel[0].psk_file", "cannot read /etc/vpngw/missing.psk");
+
+    let dir = tempfile::tempdir().unwrap();
+    write_psk(dir.path(), "empty.psk", b" \n\n", 0o600);
+    let cfg = dir.path().join("a.toml");
+    let text = replace_line(&base, "psk =", "psk_file = \"empty.psk\"");
+    let e = parse(&text, &cfg).unwrap_err();
+    assert_eq!(e.line, Some(psk_line));
+    assert!(e.message.contains("empty.psk") && e.message.contains("no key"), "{e}");
+}
+
+#[test]
+fn proposal_rules() {
+    let base = minimal("", "ike_proposals = [\"aes256gcm16-prfsha256-x25519\"]\nesp_proposals = [\"aes256gcm16\"]");
+    let text = replace_line(&base, "ike_proposals", "ike_proposals = [\"aes256gcm16-prfsha256-modp1024\"]");
+    assert_err(
+        &err(&text),
+        line_with(&text, "ike_proposals"),
+        "tunnel[0].ike_proposals",
+        "unknown proposal keyword \"modp1024\"",
+    );
+    let text = replace_line(&base, "esp_proposals", "esp_proposals = [\"aes256gcm16\", \"3des\"]");
+    assert_err(
+        &err(&text),
+        line_with(&text, "esp_proposals"),
+        "tunnel[0].esp_proposals",
+        "unknown proposal keyword \"3des\"",
+    );
+    let text = replace_line(&base, "ike_proposals", "ike_proposals = []");
+    assert_err(&err(&text), line_with(&text, "ike_proposals"), "tunnel[0].ike_proposals", "empty");
+    let text = replace_line(&base, "esp_proposals", "esp_proposals = []");
+    assert_err(&err(&text), line_with(&text, "esp_proposals"), "tunnel[0].esp_proposals", "empty");
+}
+
+#[test]
+fn subnet_lists_must_be_present_and_non_empty() {
+    let base = minimal("", "");
+    let text = replace_line(&base, "local_subnets", "local_subnets = []");
+    assert_err(&err(&text), line_with(&text, "local_subnets"), "tunnel[0].local_subnets", "empty");
+    let text = replace_line(&base, "remote_subnets", "remote_subnets = []");
+    assert_err(&err(&text), line_with(&text, "remote_subnets"), "tunnel[0].remote_subnets", "empty");
+    let text = replace_line(&base, "remote_subnets", "");
+    assert_err(&err(&text), line_with(&text, "[[tunnel]]"), "tunnel[0].remote_subnets", "missing");
+}
+
+#[test]
+fn duplicate_tunnel_names() {
+    let one = minimal("", "");
+    let tunnel = one.split_once("[[tunnel]]").unwrap().1.replace("10.2.0.0/24", "10.3.0.0/24");
+    let text = format!("{one}\n[[tunnel]]{tunnel}");
+    let second_name = text.lines().enumerate().filter(|(_, l)| l.starts_with("name =")).nth(1).unwrap().0 + 1;
+    let e = err(&text);
+    assert_err(&e, second_name, "tunnel[1].name", "duplicate tunnel name \"site-b\"");
+    let ok_text = text.replacen("name = \"site-b\"\nremote_address = \"192.0.2.2\"\npsk = \"0123456789abcdef0123\"\nlocal_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.3", "name = \"site-c\"\nremote_address = \"192.0.2.2\"\npsk = \"0123456789abcdef0123\"\nlocal_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.3", 1);
+    assert_eq!(ok(&ok_text).tunnels.len(), 2);
+}
+
+#[test]
+fn tun_name_rules() {
+    for bad in ["", "a-very-long-name", "vpn/0", "vpn 0", "vpn\\t0"] {
+        let text = minimal(&format!("tun_name = \"{bad}\""), "");
+        assert_err(&err(&text), 3, "gateway.tun_name", "");
+    }
+    assert_eq!(ok(&minimal("tun_name = \"fifteen-bytes-x\"", "")).gateway.tun_name, "fifteen-bytes-x");
+}
+
+#[test]
+fn toml_syntax_and_type_errors() {
+    let text = replace_line(&minimal("", ""), "remote_address", "remote_address = \"192.0.2.2");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_with(&text, "remote_address")), "{e}");
+    assert!(e.message.starts_with("invalid TOML"), "{e}");
+
+    let text = minimal("tun_mtu = \"1400\"", "");
+    assert_err(&err(&text), 3, "gateway.tun_mtu", "invalid type: string");
+    let text = minimal("tun_mtu = 70000", "");
+    assert_err(&err(&text), 3, "gateway.tun_mtu", "70000");
+    let text = minimal("", "replay_window = -1");
+    assert_err(&err(&text), line_with(&text, "replay_window"), "tunnel[0].replay_window", "-1");
+    let text = replace_line(&minimal("", ""), "local_subnets", "local_subnets = \"10.1.0.0/24\"");
+    assert_err(&err(&text), line_with(&text, "local_subnets"), "tunnel[0].local_subnets", "expected a sequence");
+    let text = minimal("", "").replace("[[tunnel]]", "[tunnel]");
+    assert!(err(&text).message.contains("invalid type"));
+}
+
+#[test]
+fn range_and_enum_checks() {
+    let t = |extra: &str| minimal("", extra);
+    let text = t("start = \"trap\"");
+    assert_err(&err(&text), line_with(&text, "start"), "tunnel[0].start", "\"initiate\", \"respond\"");
+    let text = t("encapsulation = \"esp\"");
+    assert_err(&err(&text), line_with(&text, "encapsulation"), "tunnel[0].encapsulation", "\"auto\", \"udp\"");
+    for w in ["0", "1048577"] {
+        let text = t(&format!("replay_window = {w}"));
+        assert_err(&err(&text), line_with(&text, "replay_window"), "tunnel[0].replay_window", "outside");
+    }
+    assert_err(&err(&minimal("tun_mtu = 575", "")), 3, "gateway.tun_mtu", "below 576");
+    assert_err(&err(&minimal("ike_port = 0", "")), 3, "gateway.ike_port", "port 0");
+    assert_err(&err(&minimal("ike_port = 4500", "")), 3, "gateway.ike_port", "distinct");
+    assert_err(&err(&minimal("ike_port = 4600\nnatt_port = 4600", "")), 4, "gateway.natt_port", "distinct");
+    let v6 = minimal("tun_mtu = 1200", "").replace("10.2.0.0/24", "2001:db8::/64");
+    assert_err(&err(&v6), 3, "gateway.tun_mtu", "IPv6");
+    let text = replace_line(&minimal("", ""), "name =", "name = \"site b\"");
+    assert_err(&err(&text), line_with(&text, "name ="), "tunnel[0].name", "whitespace");
+    let text = replace_line(&minimal("", ""), "name =", "");
+    assert_err(&err(&text), line_with(&text, "[[tunnel]]"), "tunnel[0].name", "missing");
+}
+
+#[test]
+fn missing_gateway_or_local_address() {
+    let e = err("[[tunnel]]\nname = \"x\"\n");
+    assert_eq!(e.key.as_deref(), Some("gateway"));
+    let e = err(&replace_line(&minimal("", ""), "local_address", ""));
+    assert_err(&e, 1, "gateway.local_address", "missing");
+}
+
+#[test]
+fn warnings_never_carry_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write_psk(dir.path(), "short.psk", b"hunter2\n", 0o644);
+    let text = replace_line(&minimal("", ""), "psk =", "psk_file = \"short.psk\"")
+        .replace("[\"10.1.0.0/24\"]", "[\"10.1.0.77/24\"]");
+    let c = parse(&text, &dir.path().join("a.toml")).unwrap();
+    assert_eq!(c.tunnels[0].psk.0.as_slice(), b"hunter2");
+    assert_eq!(c.tunnels[0].local_subnets, vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()]);
+    let all = c.warnings.join("\n");
+    assert!(all.contains("accessible to all users"), "{all}");
+    assert!(all.contains("shorter than 16 bytes"), "{all}");
+    assert!(all.contains("host bits"), "{all}");
+    assert_eq!(c.warnings.len(), 3, "{all}");
+    assert!(!all.contains("hunter2"));
+    assert!(!format!("{c:?}").contains("hunter2"));
+
+    let overlap = format!(
+        "{}\n[[tunnel]]\nname = \"c\"\nremote_address = \"192.0.2.3\"\npsk = \"0123456789abcdef0123\"\n\
+         local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.2.0.128/25\"]\n",
+        minimal("", "")
+    );
+    let c = ok(&overlap);
+    assert!(c.warnings.iter().any(|w| w.contains("overlaps")), "{:?}", c.warnings);
+    assert!(ok("[gateway]\nlocal_address = \"192.0.2.1\"\n").warnings.iter().any(|w| w.contains("no [[tunnel]]")));
+}
+
+#[test]
+fn errors_never_echo_an_inline_psk() {
+    let text = minimal("", "start = \"bogus\"").replace("0123456789abcdef0123", "s3cr3t-inline-key");
+    let e = err(&text);
+    assert!(!e.to_string().contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"));
+    let text = minimal("", "").replace("psk = \"0123456789abcdef0123\"", "psk = 42");
+    assert!(!err(&text).to_string().contains("42\""));
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC*") {
+            let _ = parse(&s, Path::new("/nonexistent/a.toml"));
+        }
+
+        #[test]
+        fn toml_like_text_never_panics(s in "(\\[\\[?(gateway|tunnel)\\]\\]?\n|[a-z_]{1,14} = (\"[ -~]{0,20}\"|-?[0-9]{1,8}|\\[(\"[0-9a-f:./]{0,14}\",? ?){0,3}\\]|true)\n){0,12}") {
+            let _ = parse(&s, Path::new("/nonexistent/a.toml"));
+        }
+
+        #[test]
+        fn truncated_or_edited_valid_text_never_panics(cut in 0usize..400, ins in "[ -~\n]{0,8}") {
+            let base = minimal("tun_mtu = 1400", "start = \"initiate\"\nesp_proposals = [\"aes128gcm16\"]");
+            let at = (0..=cut.min(base.len())).rev().find(|&i| base.is_char_boundary(i)).unwrap_or(0);
+            let edited = format!("{}{ins}{}", &base[..at], &base[at..]);
+            let _ = parse(&edited, Path::new(FILE));
+            let _ = parse(&base[..at], Path::new(FILE));
+        }
+    }
+}
