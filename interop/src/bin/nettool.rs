@@ -1,0 +1,164 @@
+//! nettool: a minimal TCP bulk-transfer checker for the interop scenarios and the demo.
+//!
+//! `nettool serve --port P [--bind ADDR]` accepts one connection, reads to EOF, prints
+//! `received bytes=N sha256=HEX`, sends that line back to the sender and exits.
+//! `nettool send --to ADDR:P --bytes N [--seed S]` sends N deterministic pseudo-random
+//! bytes, prints `sent bytes=N sha256=HEX`, then waits for and prints the receiver's line
+//! (`peer received ...`). Exit status is 0 only when everything completed.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+const USAGE: &str = "usage: nettool serve --port P [--bind ADDR]\n       nettool send --to ADDR:P --bytes N [--seed S]";
+const CHUNK: usize = 64 * 1024;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("send") => send(&args[1..]),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nettool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The value following `--name`, if given.
+fn opt<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn parse<T: std::str::FromStr>(args: &[String], name: &str, default: Option<T>) -> Result<T, String> {
+    match opt(args, name) {
+        Some(v) => v.parse().map_err(|_| format!("invalid value for {name}: {v:?}\n{USAGE}")),
+        None => default.ok_or_else(|| format!("missing {name}\n{USAGE}")),
+    }
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    let port: u16 = parse(args, "--port", None)?;
+    let bind = opt(args, "--bind").unwrap_or("0.0.0.0");
+    let listener = TcpListener::bind((bind, port)).map_err(|e| format!("bind {bind}:{port}: {e}"))?;
+    println!("listening on {bind}:{port}");
+    flush();
+    let (mut stream, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = stream.read(&mut buf).map_err(|e| format!("read from {peer}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let line = format!("received bytes={total} sha256={}", hex(&hasher.finalize()));
+    println!("{line}");
+    flush();
+    stream.write_all(format!("{line}\n").as_bytes()).map_err(|e| format!("reply to {peer}: {e}"))?;
+    Ok(())
+}
+
+fn send(args: &[String]) -> Result<(), String> {
+    let to: SocketAddr = parse(args, "--to", None)?;
+    let bytes: u64 = parse(args, "--bytes", None)?;
+    let seed: u64 = parse(args, "--seed", Some(1))?;
+    let mut stream =
+        TcpStream::connect_timeout(&to, Duration::from_secs(10)).map_err(|e| format!("connect {to}: {e}"))?;
+    let mut rng = XorShift::new(seed);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
+        let chunk = &mut buf[..n];
+        rng.fill(chunk);
+        hasher.update(&*chunk);
+        stream.write_all(chunk).map_err(|e| format!("write to {to}: {e}"))?;
+        left -= n as u64;
+    }
+    stream.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+    println!("sent bytes={bytes} sha256={}", hex(&hasher.finalize()));
+    flush();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).map_err(|e| format!("reading the receiver's reply: {e}"))?;
+    if reply.trim().is_empty() {
+        return Err("receiver closed without reporting what it received".to_owned());
+    }
+    println!("peer {}", reply.trim());
+    Ok(())
+}
+
+fn flush() {
+    let _ = std::io::stdout().flush();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// xorshift64* — deterministic filler, not for anything secret.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        // Never zero, or the generator sticks at zero.
+        Self(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filler_is_deterministic_per_seed() {
+        let (mut a, mut b, mut c) = (XorShift::new(7), XorShift::new(7), XorShift::new(8));
+        let (mut x, mut y, mut z) = ([0u8; 37], [0u8; 37], [0u8; 37]);
+        a.fill(&mut x);
+        b.fill(&mut y);
+        c.fill(&mut z);
+        assert_eq!(x, y);
+        assert_ne!(x, z);
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits() {
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+    }
+
+    #[test]
+    fn options_parse_with_defaults() {
+        let args: Vec<String> = ["--port", "5001"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(parse::<u16>(&args, "--port", None).unwrap(), 5001);
+        assert_eq!(parse::<u64>(&args, "--seed", Some(3)).unwrap(), 3);
+        assert!(parse::<u64>(&args, "--bytes", None).unwrap_err().contains("missing --bytes"));
+    }
+}

@@ -1,0 +1,144 @@
+//! WAN captures: `tcpdump -w` on an interface while a scenario runs, then counting the
+//! packets that match classifying filters (`tcpdump -r FILE FILTER`).
+//!
+//! Owns: the tcpdump process and the pcap file's analysis. Does not own: the namespace.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::netns::Netns;
+use crate::process::Proc;
+use crate::{command, ensure, run, tail, wait_for, Error, Result};
+
+/// Cleartext IP between the two protected LANs (must never appear on the WAN).
+pub const CLEAR_FILTER: &str =
+    "ip and ((src net 10.1.0.0/24 and dst net 10.2.0.0/24) or (src net 10.2.0.0/24 and dst net 10.1.0.0/24))";
+/// Raw ESP (IP protocol 50).
+pub const ESP_FILTER: &str = "ip proto 50";
+/// ESP in UDP (RFC 3948): port 4500 without the 4-byte zero non-ESP marker that IKE carries.
+pub const ESP_IN_UDP_FILTER: &str = "udp port 4500 and not udp[8:4] = 0";
+/// IKE: port 500, or port 4500 with the non-ESP marker.
+pub const IKE_FILTER: &str = "udp port 500 or (udp port 4500 and udp[8:4] = 0)";
+
+/// A running capture; [`Capture::stop`] yields the pcap.
+pub struct Capture {
+    proc: Proc,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Starts `tcpdump` on `iface` inside `ns`, writing `DIR/LABEL.pcap`; returns once
+    /// tcpdump reports it is listening.
+    pub fn start(ns: &Netns, iface: &str, dir: &Path, label: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let file = dir.join(format!("{label}.pcap"));
+        let file_s = file.to_string_lossy().into_owned();
+        // -U: write each packet at once; -Z root: keep the rights to write into our dir.
+        let cmd = ns.exec(&["tcpdump", "-i", iface, "-n", "-U", "-Z", "root", "-w", &file_s]);
+        let mut proc = Proc::spawn(label, cmd, dir)?;
+        let listening = wait_for(Duration::from_secs(15), "tcpdump to listen", || {
+            (proc.log_text().contains("listening on") || !proc.is_running()).then_some(())
+        });
+        ensure!(
+            listening.is_ok() && proc.is_running(),
+            "tcpdump did not start on {iface} in {}: {}",
+            ns.name(),
+            tail(&proc.log_text(), 5)
+        );
+        Ok(Self { proc, file })
+    }
+
+    /// Stops tcpdump (flushing the file) and returns the pcap for analysis.
+    pub fn stop(mut self) -> Result<Pcap> {
+        self.proc.signal("INT");
+        ensure!(
+            self.proc.wait_timeout(Duration::from_secs(10)).is_some(),
+            "tcpdump did not exit on SIGINT: {}",
+            tail(&self.proc.log_text(), 5)
+        );
+        Ok(Pcap { file: self.file.clone() })
+    }
+}
+
+/// A finished capture file.
+#[derive(Clone, Debug)]
+pub struct Pcap {
+    /// The pcap file.
+    pub file: PathBuf,
+}
+
+/// Packet counts on the WAN by class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WanSummary {
+    /// Every packet captured.
+    pub total: usize,
+    /// Cleartext packets between the protected LANs.
+    pub clear: usize,
+    /// Raw ESP packets (IP protocol 50).
+    pub esp: usize,
+    /// ESP-in-UDP packets (port 4500, not IKE).
+    pub esp_in_udp: usize,
+    /// IKE packets (ports 500 and 4500).
+    pub ike: usize,
+}
+
+impl WanSummary {
+    /// True when some ESP (raw or UDP-encapsulated) crossed and no cleartext did.
+    pub fn only_esp(&self) -> bool {
+        self.clear == 0 && self.esp + self.esp_in_udp > 0
+    }
+}
+
+impl std::fmt::Display for WanSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "WAN: {} packets: {} cleartext LAN<->LAN, {} ESP, {} ESP-in-UDP, {} IKE",
+            self.total, self.clear, self.esp, self.esp_in_udp, self.ike
+        )
+    }
+}
+
+impl Pcap {
+    /// How many packets match a tcpdump filter expression.
+    pub fn count(&self, filter: &str) -> Result<usize> {
+        let file = self.file.to_string_lossy();
+        let mut cmd = command(&["tcpdump", "-r", &file, "-n", "-q"]);
+        if !filter.is_empty() {
+            cmd.arg(filter);
+        }
+        let out = run(&mut cmd).map_err(|e| Error::new(format!("reading {file}: {e}")))?;
+        Ok(out.lines().filter(|l| !l.trim().is_empty()).count())
+    }
+
+    /// Counts every class of [`WanSummary`].
+    pub fn summary(&self) -> Result<WanSummary> {
+        Ok(WanSummary {
+            total: self.count("")?,
+            clear: self.count(CLEAR_FILTER)?,
+            esp: self.count(ESP_FILTER)?,
+            esp_in_udp: self.count(ESP_IN_UDP_FILTER)?,
+            ike: self.count(IKE_FILTER)?,
+        })
+    }
+
+    /// A few cleartext packets as tcpdump prints them (for failure messages).
+    pub fn clear_sample(&self) -> String {
+        let file = self.file.to_string_lossy();
+        run(&mut command(&["tcpdump", "-r", &file, "-n", "-c", "5", CLEAR_FILTER])).unwrap_or_else(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_esp_needs_esp_and_no_cleartext() {
+        let s = WanSummary { total: 10, clear: 0, esp: 3, esp_in_udp: 0, ike: 4 };
+        assert!(s.only_esp());
+        assert!(WanSummary { esp: 0, esp_in_udp: 2, ..s }.only_esp());
+        assert!(!WanSummary { clear: 1, ..s }.only_esp());
+        assert!(!WanSummary { esp: 0, ..s }.only_esp());
+    }
+}

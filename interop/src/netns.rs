@@ -1,0 +1,182 @@
+//! Network namespaces and the two-site topology, built with `ip` commands.
+//!
+//! ```text
+//!  lanA 10.1.0.10 ─eth0──lan0─ gwA ─wan0══════wan0─ gwB ─lan0──eth0─ lanB 10.2.0.10
+//!        10.1.0.0/24  10.1.0.1   192.0.2.1   192.0.2.2   10.2.0.1   10.2.0.0/24
+//! ```
+//!
+//! Owns: creating namespaces, veth pairs, addresses, routes and sysctls; deleting them on
+//! drop (first killing, by PID, whatever still runs inside a namespace it created, which
+//! can only be processes this harness started there).
+//!
+//! Does not own: routes to the remote site (each gateway's IPsec stack installs those).
+
+use std::process::Command;
+
+use crate::{command, run, Result};
+
+/// Name of the WAN veth in each gateway namespace.
+pub const WAN_IF: &str = "wan0";
+/// Name of the LAN veth in each gateway namespace.
+pub const LAN_IF: &str = "lan0";
+/// Name of the interface in each host namespace.
+pub const HOST_IF: &str = "eth0";
+
+/// Host on site A.
+pub const LAN_A_HOST: &str = "10.1.0.10";
+/// Site A's LAN.
+pub const LAN_A_NET: &str = "10.1.0.0/24";
+/// Gateway A, LAN side.
+pub const GW_A_LAN: &str = "10.1.0.1";
+/// Gateway A, WAN side.
+pub const GW_A_WAN: &str = "192.0.2.1";
+/// Gateway B, WAN side.
+pub const GW_B_WAN: &str = "192.0.2.2";
+/// Gateway B, LAN side.
+pub const GW_B_LAN: &str = "10.2.0.1";
+/// Site B's LAN.
+pub const LAN_B_NET: &str = "10.2.0.0/24";
+/// Host on site B.
+pub const LAN_B_HOST: &str = "10.2.0.10";
+
+/// One network namespace; dropping it deletes the namespace.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates the namespace `name` with loopback up and IPv6 off (keeps captures to IPv4).
+    pub fn create(name: &str) -> Result<Self> {
+        run(command(&["ip", "netns", "add", name]).stderr(std::process::Stdio::piped()))?;
+        let ns = Self { name: name.to_owned() };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+        Ok(ns)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec NAME argv...` (exec's the program, so the child's PID is its own).
+    pub fn exec(&self, argv: &[&str]) -> Command {
+        let mut cmd = command(&["ip", "netns", "exec", &self.name]);
+        cmd.args(argv);
+        cmd
+    }
+
+    /// Runs a command inside the namespace; its stdout, or `Err` unless it exits 0.
+    pub fn run(&self, argv: &[&str]) -> Result<String> {
+        run(&mut self.exec(argv))
+    }
+
+    /// `ip -n NAME args...`.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = command(&["ip", "-n", &self.name]);
+        cmd.args(args);
+        run(&mut cmd)
+    }
+
+    /// Sets a sysctl inside the namespace.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.run(&["sysctl", "-q", "-w", &format!("{key}={value}")]).map(drop)
+    }
+
+    /// PIDs of processes living in the namespace.
+    pub fn pids(&self) -> Vec<u32> {
+        run(&mut command(&["ip", "netns", "pids", &self.name]))
+            .map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Anything still inside was started by this harness (the name is ours alone).
+        for pid in self.pids() {
+            let _ = run(command(&["kill", "-s", "KILL", &pid.to_string()]).stderr(std::process::Stdio::null()));
+        }
+        let _ = run(&mut command(&["ip", "netns", "del", &self.name]));
+    }
+}
+
+/// The four namespaces of the site-to-site topology (see the module docs).
+///
+/// Fields drop in declaration order; each namespace deletes itself.
+pub struct Topology {
+    /// Name prefix shared by the four namespaces (`vg<id>`).
+    pub prefix: String,
+    /// Host on site A.
+    pub lan_a: Netns,
+    /// Gateway A.
+    pub gw_a: Netns,
+    /// Gateway B.
+    pub gw_b: Netns,
+    /// Host on site B.
+    pub lan_b: Netns,
+}
+
+impl Topology {
+    /// Builds the topology with namespaces `PREFIX-lana`, `PREFIX-gwa`, `PREFIX-gwb`,
+    /// `PREFIX-lanb`. On error, whatever was created is torn down again.
+    pub fn create(prefix: &str) -> Result<Self> {
+        let topo = Self {
+            prefix: prefix.to_owned(),
+            lan_a: Netns::create(&format!("{prefix}-lana"))?,
+            gw_a: Netns::create(&format!("{prefix}-gwa"))?,
+            gw_b: Netns::create(&format!("{prefix}-gwb"))?,
+            lan_b: Netns::create(&format!("{prefix}-lanb"))?,
+        };
+        topo.wire()?;
+        Ok(topo)
+    }
+
+    /// A topology with a fresh unique prefix `vg<6 hex>`.
+    pub fn create_unique() -> Result<Self> {
+        Self::create(&format!("vg{}", crate::unique_id()))
+    }
+
+    fn wire(&self) -> Result<()> {
+        let (la, ga, gb, lb) = (&self.lan_a, &self.gw_a, &self.gw_b, &self.lan_b);
+        // The veth peers are created in one namespace and the far end moved at once.
+        ga.ip(&["link", "add", WAN_IF, "type", "veth", "peer", "name", WAN_IF, "netns", gb.name()])?;
+        ga.ip(&["link", "add", LAN_IF, "type", "veth", "peer", "name", HOST_IF, "netns", la.name()])?;
+        gb.ip(&["link", "add", LAN_IF, "type", "veth", "peer", "name", HOST_IF, "netns", lb.name()])?;
+        for (ns, ifname, addr) in [
+            (ga, WAN_IF, "192.0.2.1/24"),
+            (gb, WAN_IF, "192.0.2.2/24"),
+            (ga, LAN_IF, "10.1.0.1/24"),
+            (gb, LAN_IF, "10.2.0.1/24"),
+            (la, HOST_IF, "10.1.0.10/24"),
+            (lb, HOST_IF, "10.2.0.10/24"),
+        ] {
+            ns.ip(&["addr", "add", addr, "dev", ifname])?;
+            ns.ip(&["link", "set", ifname, "up"])?;
+        }
+        la.ip(&["route", "add", "default", "via", GW_A_LAN])?;
+        lb.ip(&["route", "add", "default", "via", GW_B_LAN])?;
+        for gw in [ga, gb] {
+            gw.sysctl("net.ipv4.ip_forward", "1")?;
+        }
+        Ok(())
+    }
+
+    /// Both hosts and gateways, for dumping state on failure.
+    pub fn all(&self) -> [&Netns; 4] {
+        [&self.lan_a, &self.gw_a, &self.gw_b, &self.lan_b]
+    }
+
+    /// Addresses, routes (all tables) and rules of every namespace, as text, for failure logs.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for ns in self.all() {
+            s.push_str(&format!("### {}\n", ns.name()));
+            for args in [&["-br", "addr"][..], &["route", "show", "table", "all"][..], &["rule"][..]] {
+                s.push_str(&ns.ip(args).unwrap_or_else(|e| format!("{e}\n")));
+            }
+        }
+        s
+    }
+}

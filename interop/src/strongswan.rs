@@ -1,0 +1,292 @@
+//! strongSwan (charon 5.9 with kernel-libipsec) as the reference peer inside a namespace.
+//!
+//! Owns: writing `strongswan.conf` and `swanctl/swanctl.conf` into a private directory,
+//! starting charon with a private `/run` (`unshare -m` + tmpfs, so several charons can
+//! run at once), loading the config with `swanctl --load-all --uri`, and reading SA state
+//! back with `swanctl --list-sas`. See /work/shared/strongswan-in-netns.md for why each
+//! setting is there.
+//!
+//! Does not own: the namespace (see [`crate::netns`]).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::netns::{Netns, WAN_IF};
+use crate::process::Proc;
+use crate::{command, ensure, read_text, run, tail, wait_for, Error, Result};
+
+/// Where Debian installs the daemon.
+pub const CHARON: &str = "/usr/lib/ipsec/charon";
+
+/// One strongSwan site-to-site connection (`s2s`, child `net`).
+#[derive(Clone, Debug)]
+pub struct SwanConfig {
+    /// This gateway's WAN address.
+    pub local_addr: String,
+    /// The peer's WAN address.
+    pub remote_addr: String,
+    /// Our IKE identity (FQDN).
+    pub local_id: String,
+    /// The peer's IKE identity (FQDN).
+    pub remote_id: String,
+    /// The pre-shared key.
+    pub psk: String,
+    /// Local traffic selector (subnet).
+    pub local_ts: String,
+    /// Remote traffic selector (subnet).
+    pub remote_ts: String,
+    /// IKE proposal, swanctl syntax.
+    pub ike_proposal: String,
+    /// ESP proposal, swanctl syntax.
+    pub esp_proposal: String,
+    /// `start_action = start` (initiator) or `none` (responder).
+    pub initiate: bool,
+}
+
+impl SwanConfig {
+    /// The `swanctl.conf` text for this connection.
+    pub fn swanctl_conf(&self) -> String {
+        let start = if self.initiate { "start" } else { "none" };
+        let secret = self.psk.replace('\\', "\\\\").replace('"', "\\\"");
+        format!(
+            r#"connections {{
+    s2s {{
+        version = 2
+        local_addrs = {la}
+        remote_addrs = {ra}
+        proposals = {ike}
+        mobike = no
+        local {{
+            auth = psk
+            id = {lid}
+        }}
+        remote {{
+            auth = psk
+            id = {rid}
+        }}
+        children {{
+            net {{
+                local_ts = {lts}
+                remote_ts = {rts}
+                esp_proposals = {esp}
+                start_action = {start}
+            }}
+        }}
+    }}
+}}
+secrets {{
+    ike-s2s {{
+        id-a = {lid}
+        id-b = {rid}
+        secret = "{secret}"
+    }}
+}}
+"#,
+            la = self.local_addr,
+            ra = self.remote_addr,
+            ike = self.ike_proposal,
+            lid = self.local_id,
+            rid = self.remote_id,
+            lts = self.local_ts,
+            rts = self.remote_ts,
+            esp = self.esp_proposal,
+        )
+    }
+}
+
+/// The `strongswan.conf` text for an instance whose files live in `dir`.
+pub fn strongswan_conf(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"charon {{
+    load = random nonce aesni openssl gcm aes sha1 sha2 hmac kdf curve25519 pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
+    install_routes = yes
+    routing_table = 220
+    routing_table_prio = 220
+    interfaces_use = {WAN_IF}
+    plugins {{
+        vici {{
+            socket = unix://{d}/charon.vici
+        }}
+    }}
+    filelog {{
+        charon {{
+            path = {d}/charon.log
+            time_format = %F %T
+            time_add_ms = yes
+            ike_name = yes
+            flush_line = yes
+            default = 1
+        }}
+    }}
+}}
+swanctl {{
+    load = pem pkcs1 x509 pubkey random nonce
+}}
+"#
+    )
+}
+
+/// A running charon; dropping it stops charon by PID.
+pub struct StrongSwan {
+    dir: PathBuf,
+    proc: Proc,
+}
+
+impl StrongSwan {
+    /// Writes the config into `dir`, starts charon in `ns`, waits for its vici socket and
+    /// loads the connection. An initiator starts negotiating right after the load.
+    pub fn start(ns: &Netns, cfg: &SwanConfig, dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("swanctl"))?;
+        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir))?;
+        std::fs::write(dir.join("swanctl/swanctl.conf"), cfg.swanctl_conf())?;
+        let script = format!("mount -t tmpfs tmpfs /run && exec {CHARON}");
+        let mut cmd = ns.exec(&["unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
+        cmd.env("STRONGSWAN_CONF", dir.join("strongswan.conf"));
+        let proc = Proc::spawn("charon", cmd, dir)?;
+        let mut swan = Self { dir: dir.to_owned(), proc };
+        let sock = dir.join("charon.vici");
+        let ready = wait_for(Duration::from_secs(20), "charon's vici socket", || {
+            (sock.exists() || !swan.proc.is_running()).then_some(())
+        });
+        if let Err(e) = ready {
+            return Err(Error::new(format!("{e}\n{}", swan.diagnostics())));
+        }
+        ensure!(swan.proc.is_running(), "charon exited at start:\n{}", swan.diagnostics());
+        run(&mut swan.swanctl(&["--load-all"])).map_err(|e| Error::new(format!("{e}\n{}", swan.diagnostics())))?;
+        Ok(swan)
+    }
+
+    /// `swanctl ARGS --uri unix://DIR/charon.vici`, with this instance's config.
+    pub fn swanctl(&self, args: &[&str]) -> Command {
+        let mut cmd = command(&["swanctl"]);
+        cmd.args(args)
+            .arg("--uri")
+            .arg(format!("unix://{}/charon.vici", self.dir.display()))
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .env("SWANCTL_DIR", self.dir.join("swanctl"));
+        cmd
+    }
+
+    /// `swanctl --list-sas` output.
+    pub fn list_sas(&self) -> Result<String> {
+        run(&mut self.swanctl(&["--list-sas"]))
+    }
+
+    /// Waits until a CHILD_SA is INSTALLED; returns the `--list-sas` text.
+    pub fn wait_child_sa(&mut self, timeout: Duration) -> Result<String> {
+        let res = wait_for(timeout, "strongSwan CHILD_SA", || {
+            if !self.proc.is_running() {
+                return Some(Err(Error::new("charon exited")));
+            }
+            let sas = self.list_sas().ok()?;
+            (installed_child_sas(&sas) > 0).then_some(Ok(sas))
+        });
+        match res {
+            Ok(Ok(sas)) => Ok(sas),
+            Ok(Err(e)) | Err(e) => Err(Error::new(format!("{e}\n{}", self.diagnostics()))),
+        }
+    }
+
+    /// The charon PID.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// True while charon runs.
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
+    }
+
+    /// charon's own log file.
+    pub fn log_text(&self) -> String {
+        read_text(&self.dir.join("charon.log"))
+    }
+
+    /// The tail of charon's log and stderr, for error messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- charon.log ({}) ---\n{}\n--- charon stderr ---\n{}",
+            self.dir.display(),
+            tail(&self.log_text(), 40),
+            tail(&self.proc.log_text(), 10)
+        )
+    }
+
+    /// Stops charon (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(&mut self) {
+        let _ = self.proc.terminate(Duration::from_secs(5));
+    }
+}
+
+/// Counts CHILD_SAs in state INSTALLED in `swanctl --list-sas` output, i.e. lines like
+/// `  net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256`.
+pub fn installed_child_sas(list_sas: &str) -> usize {
+    list_sas
+        .lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .filter(|l| {
+            let mut parts = l.trim().split(", ");
+            matches!(
+                (parts.next(), parts.next(), parts.next()),
+                (Some(head), Some(reqid), Some("INSTALLED")) if head.contains(": #") && reqid.starts_with("reqid ")
+            )
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST_SAS: &str = "s2s: #1, ESTABLISHED, IKEv2, 5c1e6a3f0b9d2c71_i* 0d3e5a7f9b1c2e4d_r
+  local  'gw-a.example.net' @ 192.0.2.1[4500]
+  remote 'gw-b.example.net' @ 192.0.2.2[4500]
+  AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519
+  established 2s ago, rekeying in 14125s
+  net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
+    installed 2s ago, rekeying in 3300s, expires in 3960s
+    in  c2b4d6f8,      0 bytes,     0 packets
+    out c8a6e4d2,      0 bytes,     0 packets
+    local  10.1.0.0/24
+    remote 10.2.0.0/24
+";
+
+    #[test]
+    fn counts_installed_child_sas_only() {
+        assert_eq!(installed_child_sas(LIST_SAS), 1);
+        assert_eq!(installed_child_sas(&LIST_SAS.replace("INSTALLED", "INSTALLING")), 0);
+        assert_eq!(installed_child_sas(""), 0);
+    }
+
+    #[test]
+    fn swanctl_conf_carries_role_and_escapes_secret() {
+        let cfg = SwanConfig {
+            local_addr: "192.0.2.1".into(),
+            remote_addr: "192.0.2.2".into(),
+            local_id: "gw-a.example.net".into(),
+            remote_id: "gw-b.example.net".into(),
+            psk: "a\"b".into(),
+            local_ts: "10.1.0.0/24".into(),
+            remote_ts: "10.2.0.0/24".into(),
+            ike_proposal: "aes256gcm16-prfsha256-x25519".into(),
+            esp_proposal: "aes256gcm16".into(),
+            initiate: true,
+        };
+        let text = cfg.swanctl_conf();
+        assert!(text.contains("start_action = start"));
+        assert!(text.contains(r#"secret = "a\"b""#));
+        let responder = SwanConfig { initiate: false, ..cfg }.swanctl_conf();
+        assert!(responder.contains("start_action = none"));
+    }
+
+    #[test]
+    fn strongswan_conf_loads_libipsec_before_netlink() {
+        let text = strongswan_conf(Path::new("/tmp/x"));
+        let libipsec = text.find("kernel-libipsec").unwrap();
+        let netlink = text.find("kernel-netlink").unwrap();
+        assert!(libipsec < netlink);
+        assert!(text.contains("socket = unix:///tmp/x/charon.vici"));
+    }
+}
