@@ -10,6 +10,11 @@
 mod raw;
 mod validate;
 
+pub use validate::{
+    DEFAULT_CONTROL_SOCKET, DEFAULT_ESP_PROPOSAL, DEFAULT_IKE_PORT, DEFAULT_IKE_PROPOSAL, DEFAULT_NATT_PORT,
+    DEFAULT_REPLAY_WINDOW, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, MAX_REPLAY_WINDOW, MIN_RECOMMENDED_PSK_BYTES,
+};
+
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -428,3 +428,30 @@ mod props {
         }
     }
 }
+
+/// The shipped examples (and the reference's example) parse and mirror each other.
+#[test]
+fn shipped_examples_parse_and_pair_up() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let psk = write_psk(dir.path(), "k.psk", b"0123456789abcdef0123456789abcdef\n", 0o600);
+    let load_example = |rel: &str, psk_path: &str| {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap().replace(psk_path, psk.to_str().unwrap());
+        parse(&text, &root.join(rel)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let a = load_example("examples/site-a.toml", "/etc/vpngw/site-b.psk");
+    let b = load_example("examples/site-b.toml", "/etc/vpngw/site-a.psk");
+    assert!(a.warnings.is_empty() && b.warnings.is_empty(), "{:?} {:?}", a.warnings, b.warnings);
+    let (ta, tb) = (&a.tunnels[0], &b.tunnels[0]);
+    assert_eq!((ta.start, tb.start), (StartAction::Initiate, StartAction::Respond));
+    assert_eq!(ta.remote_address, b.gateway.local_address);
+    assert_eq!(tb.remote_address, a.gateway.local_address);
+    assert_eq!((&ta.local_id, &ta.remote_id), (&tb.remote_id, &tb.local_id));
+    assert_eq!((&ta.local_subnets, &ta.remote_subnets), (&tb.remote_subnets, &tb.local_subnets));
+    assert_eq!((&ta.ike_proposals, &ta.esp_proposals), (&tb.ike_proposals, &tb.esp_proposals));
+
+    let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+    let block = doc.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
+    let c = parse(&block.replace("/etc/vpngw/site-b.psk", psk.to_str().unwrap()), Path::new(FILE)).unwrap();
+    assert_eq!(c.tunnels[0].name, "site-b");
+}
