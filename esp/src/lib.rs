@@ -5,10 +5,22 @@
 //! (built from `ipsec_types::DatapathCommand`s) and calls [`SaTable::seal`] on packets
 //! read from TUN and [`SaTable::open`] on ESP packets from the network, with buffers it
 //! owns. Counters are atomics inside the SAs, so a snapshot is shared by `&self`
-//! across threads. (Skeleton: the surface the gateway codes against.)
+//! across threads (`SaTable` is `Send + Sync`; put it in an `ArcSwap`).
+//!
+//! Modules: `tunnel` (seal/open), `table` (snapshot + apply), [`replay`] (anti-replay
+//! window), [`cipher`] (AES-GCM-16 nonce/AAD layout), `packet` (inner IP header and
+//! UDP-4500 parsing).
 #![forbid(unsafe_code)]
 
-use ipsec_types::{ChildRef, DatapathCommand, DatapathEvent, Direction, SaEndpoints, Spi, Timestamp};
+pub mod cipher;
+mod packet;
+pub mod replay;
+mod table;
+mod tunnel;
+
+pub use table::SaTable;
+
+use ipsec_types::{ChildRef, Direction, SaEndpoints, Spi};
 
 /// Why a packet was dropped. Counted, never logged per packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,54 +110,6 @@ pub struct GlobalDrops {
     pub no_sa: u64,
 }
 
-/// An immutable snapshot of the SAs (RCU style): the control plane builds a new table
-/// with [`SaTable::apply`] (sharing unchanged SAs and their counters) and publishes it.
-#[derive(Clone, Default)]
-pub struct SaTable {
-    _private: (),
-}
-
-impl SaTable {
-    /// An empty table.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A new table with `cmd` applied; SAs not touched keep their state and counters.
-    pub fn apply(&self, cmd: &DatapathCommand) -> Self {
-        let _ = cmd;
-        todo!()
-    }
-
-    /// Encrypts one inner IP packet read from TUN into `out`.
-    /// `out` must have room for the packet plus [`MAX_OVERHEAD`] bytes.
-    pub fn seal<'o>(&self, now: Timestamp, inner: &[u8], out: &'o mut [u8]) -> Sealed<'o> {
-        let _ = (now, inner, out);
-        todo!()
-    }
-
-    /// Decrypts one ESP packet (SPI onwards) into `out` (at least `esp.len()` bytes).
-    pub fn open<'o>(&self, now: Timestamp, esp: &[u8], out: &'o mut [u8]) -> Opened<'o> {
-        let _ = (now, esp, out);
-        todo!()
-    }
-
-    /// Per-SA counters.
-    pub fn stats(&self) -> Vec<SaStats> {
-        todo!()
-    }
-
-    /// Drops not tied to an SA (shared across snapshots).
-    pub fn global_drops(&self) -> GlobalDrops {
-        todo!()
-    }
-
-    /// Volume-limit events raised since the last call.
-    pub fn drain_events(&self) -> Vec<DatapathEvent> {
-        todo!()
-    }
-}
-
 /// Largest number of bytes `seal` adds to an inner packet (ESP header, IV, padding,
 /// trailer, ICV).
 pub const MAX_OVERHEAD: usize = 8 + 8 + 3 + 2 + 16;
@@ -164,7 +128,9 @@ pub enum Udp4500<'a> {
 }
 
 /// Classifies a UDP payload received on port 4500.
+/// Four zero bytes (the non-ESP marker) -> `Ike(rest)`; a single 0xFF -> `Keepalive`;
+/// otherwise `Esp` if at least SPI and sequence number are there (a zero SPI cannot
+/// occur, as those four bytes would be the marker), else `Malformed`.
 pub fn classify_udp4500(payload: &[u8]) -> Udp4500<'_> {
-    let _ = payload;
-    todo!()
+    packet::classify(payload)
 }

@@ -1,0 +1,272 @@
+//! The SA table: an immutable snapshot built by applying `DatapathCommand`s, plus the
+//! per-SA state that survives from one snapshot to the next.
+//!
+//! Owns: SA lookup structures (inbound by SPI, outbound in selection order), the SA
+//! cores (key, sequence counter, replay window, counters) shared by `Arc` between
+//! snapshots, the global drop counters and the event queue. Does not own: the packet
+//! transforms (see `tunnel`).
+
+use crate::cipher::AesGcm16;
+use crate::replay::ReplayWindow;
+use crate::{GlobalDrops, SaCounters, SaStats};
+use ipsec_types::{
+    AeadKey, ChildRef, DatapathCommand, DatapathEvent, Direction, SaEndpoints, SaParams, Spi, TrafficSelector,
+};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use subtle::ConstantTimeEq;
+
+/// Atomic counters of one SA, shared by every snapshot holding the SA.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes: AtomicU64,
+    pub(crate) packets: AtomicU64,
+    pub(crate) replay: AtomicU64,
+    pub(crate) auth_failed: AtomicU64,
+    pub(crate) selector_mismatch: AtomicU64,
+}
+
+/// Drop counters not tied to an SA plus the event queue, shared by every table
+/// derived from one [`SaTable::new`].
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) malformed: AtomicU64,
+    pub(crate) unknown_spi: AtomicU64,
+    pub(crate) no_sa: AtomicU64,
+    pub(crate) events: Mutex<Vec<DatapathEvent>>,
+}
+
+impl Shared {
+    pub(crate) fn push_event(&self, ev: DatapathEvent) {
+        lock(&self.events).push(ev);
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (nothing panics while these locks are held).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What an SA keeps across snapshots.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) cipher: AesGcm16,
+    /// Kept (zeroized on drop) only to recognise a re-install of the same SA.
+    key: AeadKey,
+    pub(crate) esn: bool,
+    pub(crate) counters: Counters,
+    /// Outbound: the next sequence number to use (starts at 1).
+    pub(crate) next_seq: AtomicU64,
+    /// Inbound: the anti-replay window.
+    pub(crate) window: Mutex<ReplayWindow>,
+}
+
+impl Core {
+    fn new(p: &SaParams, inbound: bool) -> Option<Self> {
+        Some(Self {
+            cipher: AesGcm16::new(&p.key)?,
+            key: p.key.clone(),
+            esn: p.esn,
+            counters: Counters::default(),
+            next_seq: AtomicU64::new(1),
+            window: Mutex::new(ReplayWindow::new(if inbound { p.replay_window } else { 0 })),
+        })
+    }
+
+    /// Same key, salt and ESN mode: a re-install of the same SA, whose sequence
+    /// counter and replay window must carry on (restarting either would reuse nonces
+    /// or accept replays).
+    fn same_sa(&self, p: &SaParams) -> bool {
+        self.esn == p.esn
+            && self.key.alg() == p.key.alg()
+            && bool::from(self.key.key().ct_eq(p.key.key()))
+            && self.key.salt() == p.key.salt()
+    }
+}
+
+/// One SA as seen by one snapshot.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) spi: Spi,
+    pub(crate) child: ChildRef,
+    pub(crate) endpoints: SaEndpoints,
+    pub(crate) local_ts: Arc<[TrafficSelector]>,
+    pub(crate) remote_ts: Arc<[TrafficSelector]>,
+    /// Outbound only: still in the seal path (not superseded by a newer SA).
+    pub(crate) active: bool,
+    pub(crate) core: Arc<Core>,
+}
+
+impl Entry {
+    fn from_params(p: &SaParams, core: Arc<Core>) -> Self {
+        Self {
+            spi: p.spi,
+            child: p.child.clone(),
+            endpoints: p.endpoints,
+            local_ts: p.local_ts.as_slice().into(),
+            remote_ts: p.remote_ts.as_slice().into(),
+            active: true,
+            core,
+        }
+    }
+}
+
+/// A cheap hasher for SPIs (chosen by us at random, so no flooding concern).
+#[derive(Default)]
+pub(crate) struct SpiHasher(u64);
+
+impl Hasher for SpiHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// An immutable snapshot of the SAs (RCU style): the control plane builds a new table
+/// with [`SaTable::apply`] (sharing unchanged SAs and their counters) and publishes it.
+#[derive(Clone, Debug, Default)]
+pub struct SaTable {
+    pub(crate) inbound: HashMap<u32, Entry, BuildHasherDefault<SpiHasher>>,
+    /// Newest first; the first active entry whose selectors match seals the packet.
+    pub(crate) outbound: Vec<Entry>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl SaTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new table with `cmd` applied; SAs not touched keep their state and counters.
+    ///
+    /// Installing an SPI that already exists in that direction replaces it; if the key
+    /// is the same, the SA's sequence counter, replay window and counters carry over.
+    /// `InstallOutbound` takes the older outbound SAs of the same CHILD_SA, or with the
+    /// same selectors, out of the seal path (they stay for statistics until `Remove`).
+    pub fn apply(&self, cmd: &DatapathCommand) -> Self {
+        let mut t = self.clone();
+        match cmd {
+            DatapathCommand::InstallInbound(p) => {
+                let old = t.inbound.get(&p.spi.0).map(|e| e.core.clone());
+                if let Some(core) = reuse_or_new(old, p, true) {
+                    t.inbound.insert(p.spi.0, Entry::from_params(p, core));
+                }
+            }
+            DatapathCommand::InstallOutbound(p) => {
+                let old_pos = t.outbound.iter().position(|e| e.spi == p.spi);
+                let old = old_pos.map(|i| t.outbound.remove(i).core);
+                if let Some(core) = reuse_or_new(old, p, false) {
+                    for e in &mut t.outbound {
+                        if e.child == p.child
+                            || (*e.local_ts == *p.local_ts.as_slice() && *e.remote_ts == *p.remote_ts.as_slice())
+                        {
+                            e.active = false;
+                        }
+                    }
+                    t.outbound.insert(0, Entry::from_params(p, core));
+                }
+            }
+            DatapathCommand::Remove { spi, direction } => match direction {
+                Direction::Inbound => {
+                    t.inbound.remove(&spi.0);
+                }
+                Direction::Outbound => t.outbound.retain(|e| e.spi != *spi),
+            },
+            DatapathCommand::UpdateEndpoints { spi, direction, endpoints } => match direction {
+                Direction::Inbound => {
+                    if let Some(e) = t.inbound.get_mut(&spi.0) {
+                        e.endpoints = *endpoints;
+                    }
+                }
+                Direction::Outbound => {
+                    for e in t.outbound.iter_mut().filter(|e| e.spi == *spi) {
+                        e.endpoints = *endpoints;
+                    }
+                }
+            },
+        }
+        t
+    }
+
+    /// Per-SA counters: inbound SAs (by SPI), then outbound SAs (newest first).
+    pub fn stats(&self) -> Vec<SaStats> {
+        let mut inbound: Vec<&Entry> = self.inbound.values().collect();
+        inbound.sort_by_key(|e| e.spi);
+        let ins = inbound.into_iter().map(|e| stats_of(e, Direction::Inbound, lock(&e.core.window).top()));
+        let outs = self.outbound.iter().map(|e| {
+            let limit = seq_limit(e.core.esn);
+            let sent = e.core.next_seq.load(Relaxed).saturating_sub(1).min(limit);
+            stats_of(e, Direction::Outbound, sent)
+        });
+        ins.chain(outs).collect()
+    }
+
+    /// Drops not tied to an SA (shared across snapshots).
+    pub fn global_drops(&self) -> GlobalDrops {
+        GlobalDrops {
+            malformed: self.shared.malformed.load(Relaxed),
+            unknown_spi: self.shared.unknown_spi.load(Relaxed),
+            no_sa: self.shared.no_sa.load(Relaxed),
+        }
+    }
+
+    /// Volume-limit events raised since the last call (shared across snapshots).
+    pub fn drain_events(&self) -> Vec<DatapathEvent> {
+        std::mem::take(&mut *lock(&self.shared.events))
+    }
+}
+
+fn reuse_or_new(old: Option<Arc<Core>>, p: &SaParams, inbound: bool) -> Option<Arc<Core>> {
+    match old {
+        Some(core) if core.same_sa(p) => Some(core),
+        _ => Core::new(p, inbound).map(Arc::new),
+    }
+}
+
+fn stats_of(e: &Entry, direction: Direction, seq: u64) -> SaStats {
+    let c = &e.core.counters;
+    SaStats {
+        spi: e.spi,
+        direction,
+        child: e.child.clone(),
+        counters: SaCounters {
+            bytes: c.bytes.load(Relaxed),
+            packets: c.packets.load(Relaxed),
+            replay: c.replay.load(Relaxed),
+            auth_failed: c.auth_failed.load(Relaxed),
+            selector_mismatch: c.selector_mismatch.load(Relaxed),
+            seq,
+        },
+    }
+}
+
+/// The last outbound sequence number an SA may use: 2^32 - 1 without ESN (RFC 4303
+/// section 3.3.3: the counter must not cycle); with ESN 2^64 - 2^32, leaving headroom
+/// so that refused attempts can never wrap the `AtomicU64` (see `tunnel`).
+pub(crate) const fn seq_limit(esn: bool) -> u64 {
+    if esn {
+        u64::MAX - u32::MAX as u64
+    } else {
+        u32::MAX as u64
+    }
+}
+
+/// The sequence number at which a soft expiry asks for a rekey: 2^32 - 2^30 without
+/// ESN, 2^64 - 2^62 with ESN.
+pub(crate) const fn seq_soft(esn: bool) -> u64 {
+    if esn {
+        u64::MAX - (1u64 << 62) + 1
+    } else {
+        (1u64 << 32) - (1u64 << 30)
+    }
+}

@@ -1,0 +1,192 @@
+//! Tunnel-mode ESP transforms (RFC 4303 with AES-GCM-16, RFC 4106) on caller buffers:
+//! [`SaTable::seal`] (inner packet from TUN -> ESP packet) and [`SaTable::open`] (ESP
+//! packet -> inner packet for TUN).
+//!
+//! Packet layout: SPI(4) | seq(4) | IV(8) | encrypted { inner | pad 1,2,3.. | pad len |
+//! next header } | ICV(16). The IV is the 64-bit sequence number (unique per key, RFC
+//! 4106 section 3.1). Owns: the ESP header and trailer, outbound SA selection, the
+//! inbound order of checks (SPI, replay check, ICV, replay commit, trailer, selectors),
+//! and the counting of every drop. Does not own: key handling (`cipher`), the window
+//! (`replay`), the table (`table`). Nothing here allocates.
+
+use crate::cipher::{ICV_LEN, IV_LEN};
+use crate::packet::{parse_inner, Inner};
+use crate::table::{lock, seq_limit, seq_soft, Entry, SaTable};
+use crate::{DropReason, Opened, Sealed};
+use ipsec_types::{DatapathEvent, Direction, ExpiryReason, Timestamp, TrafficSelector};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// SPI + sequence number + IV.
+const HDR_LEN: usize = 8 + IV_LEN;
+/// Shortest ESP packet: header, pad length, next header, ICV.
+const MIN_ESP_LEN: usize = HDR_LEN + 2 + ICV_LEN;
+
+fn ts_any(list: &[TrafficSelector], ip: IpAddr, proto: u8, port: Option<u16>) -> bool {
+    list.iter().any(|ts| ts.matches(ip, proto, port))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_be_bytes(s))
+}
+
+impl SaTable {
+    fn select_outbound(&self, i: &Inner) -> Option<&Entry> {
+        self.outbound.iter().find(|e| {
+            e.active
+                && ts_any(&e.local_ts, i.src, i.proto, i.src_port)
+                && ts_any(&e.remote_ts, i.dst, i.proto, i.dst_port)
+        })
+    }
+
+    fn drop_global(&self, reason: DropReason) -> DropReason {
+        let c = match reason {
+            DropReason::UnknownSpi => &self.shared.unknown_spi,
+            DropReason::NoSa => &self.shared.no_sa,
+            _ => &self.shared.malformed,
+        };
+        c.fetch_add(1, Relaxed);
+        reason
+    }
+
+    /// Encrypts one inner IP packet read from TUN into `out`.
+    /// `out` must have room for the packet plus [`crate::MAX_OVERHEAD`] bytes (a
+    /// shorter `out` drops the packet as `Malformed`).
+    ///
+    /// The SA is the newest active outbound SA whose local selectors contain the
+    /// inner source and whose remote selectors contain the inner destination.
+    pub fn seal<'o>(&self, now: Timestamp, inner: &[u8], out: &'o mut [u8]) -> Sealed<'o> {
+        let _ = now;
+        let Some(info) = parse_inner(inner) else {
+            return Sealed::Drop(self.drop_global(DropReason::Malformed));
+        };
+        let Some(e) = self.select_outbound(&info) else {
+            return Sealed::Drop(self.drop_global(DropReason::NoSa));
+        };
+        let n = info.len;
+        let pad = (4 - (n + 2) % 4) % 4;
+        let ct_len = n + pad + 2;
+        let total = HDR_LEN + ct_len + ICV_LEN;
+        let (Some(ip), Some(out)) = (inner.get(..n), out.get_mut(..total)) else {
+            return Sealed::Drop(self.drop_global(DropReason::Malformed));
+        };
+        let core = &*e.core;
+        let seq = core.next_seq.fetch_add(1, Relaxed);
+        let limit = seq_limit(core.esn);
+        if seq > limit || seq == 0 {
+            // Pull the counter back so refused attempts can never wrap it.
+            core.next_seq.store(limit + 1, Relaxed);
+            return Sealed::Drop(DropReason::Expired);
+        }
+        if seq == seq_soft(core.esn) || seq == limit {
+            self.shared.push_event(DatapathEvent::Expired {
+                spi: e.spi,
+                direction: Direction::Outbound,
+                hard: seq == limit,
+                reason: ExpiryReason::SeqExhausted,
+            });
+        }
+        let iv = seq.to_be_bytes();
+        let (hdr, rest) = out.split_at_mut(HDR_LEN);
+        let (body, icv_out) = rest.split_at_mut(ct_len);
+        hdr[..4].copy_from_slice(&e.spi.0.to_be_bytes());
+        hdr[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        hdr[8..].copy_from_slice(&iv);
+        let (data, trailer) = body.split_at_mut(n);
+        data.copy_from_slice(ip);
+        // RFC 4303 section 2.4: padding bytes 1, 2, 3, ..., then pad length, next header.
+        for (i, b) in trailer.iter_mut().take(pad).enumerate() {
+            *b = i as u8 + 1;
+        }
+        if let [.., pl, nh] = trailer {
+            *pl = pad as u8;
+            *nh = info.next_header;
+        }
+        match core.cipher.seal_in_place(e.spi.0, seq, core.esn, iv, body) {
+            Ok(icv) => icv_out.copy_from_slice(&icv),
+            Err(_) => return Sealed::Drop(self.drop_global(DropReason::Malformed)),
+        }
+        core.counters.bytes.fetch_add(n as u64, Relaxed);
+        core.counters.packets.fetch_add(1, Relaxed);
+        Sealed::Send { to: e.endpoints, packet: out }
+    }
+
+    /// Decrypts one ESP packet (SPI onwards) into `out` (at least `esp.len()` bytes).
+    ///
+    /// Order: SPI lookup, replay check, ICV verification, replay commit, trailer and
+    /// inner header validation, inbound selector check. Every drop is counted: per SA
+    /// (replay, ICV, selectors) or globally (malformed, unknown SPI).
+    pub fn open<'o>(&self, now: Timestamp, esp: &[u8], out: &'o mut [u8]) -> Opened<'o> {
+        let _ = now;
+        let Some(spi) = be32(esp, 0) else {
+            return Opened::Drop(self.drop_global(DropReason::Malformed));
+        };
+        let Some(e) = self.inbound.get(&spi) else {
+            return Opened::Drop(self.drop_global(DropReason::UnknownSpi));
+        };
+        if esp.len() < MIN_ESP_LEN {
+            return Opened::Drop(self.drop_global(DropReason::Malformed));
+        }
+        let ct_end = esp.len() - ICV_LEN;
+        let (Some(seq_lo), Some(iv), Some(ct), Some(icv), Some(pt)) = (
+            be32(esp, 4),
+            esp.get(8..HDR_LEN).and_then(|s| <[u8; IV_LEN]>::try_from(s).ok()),
+            esp.get(HDR_LEN..ct_end),
+            esp.get(ct_end..).and_then(|s| <[u8; ICV_LEN]>::try_from(s).ok()),
+            out.get_mut(..ct_end - HDR_LEN),
+        ) else {
+            return Opened::Drop(self.drop_global(DropReason::Malformed));
+        };
+        let core = &*e.core;
+        let c = &core.counters;
+        let seq = {
+            let w = lock(&core.window);
+            let seq = if core.esn { w.infer_esn(seq_lo) } else { u64::from(seq_lo) };
+            if w.check(seq).is_err() {
+                c.replay.fetch_add(1, Relaxed);
+                return Opened::Drop(DropReason::Replay);
+            }
+            seq
+        };
+        pt.copy_from_slice(ct);
+        let Ok(pt) = core.cipher.open_in_place(spi, seq, core.esn, iv, icv, pt) else {
+            c.auth_failed.fetch_add(1, Relaxed);
+            return Opened::Drop(DropReason::AuthFailed);
+        };
+        if lock(&core.window).commit(seq).is_err() {
+            c.replay.fetch_add(1, Relaxed);
+            return Opened::Drop(DropReason::Replay);
+        }
+        let pt: &'o [u8] = pt;
+        let Some(inner) = strip_trailer(pt) else {
+            return Opened::Drop(self.drop_global(DropReason::Malformed));
+        };
+        if !ts_any(&e.remote_ts, inner.src, inner.proto, inner.src_port)
+            || !ts_any(&e.local_ts, inner.dst, inner.proto, inner.dst_port)
+        {
+            c.selector_mismatch.fetch_add(1, Relaxed);
+            return Opened::Drop(DropReason::SelectorMismatch);
+        }
+        let Some(packet) = pt.get(..inner.len) else {
+            return Opened::Drop(self.drop_global(DropReason::Malformed));
+        };
+        c.bytes.fetch_add(inner.len as u64, Relaxed);
+        c.packets.fetch_add(1, Relaxed);
+        Opened::Deliver { packet, spi: e.spi }
+    }
+}
+
+/// Checks the decrypted trailer (padding 1, 2, 3.., pad length, next header 4 or 41)
+/// and parses the inner header, whose length may be shorter than the payload (the rest
+/// is TFC padding, RFC 4303 section 2.4).
+fn strip_trailer(pt: &[u8]) -> Option<Inner> {
+    let [rest @ .., pad_len, nh] = pt else { return None };
+    let data_len = rest.len().checked_sub(usize::from(*pad_len))?;
+    let (data, pad) = rest.split_at(data_len);
+    if !pad.iter().enumerate().all(|(i, b)| usize::from(*b) == i + 1) {
+        return None;
+    }
+    let inner = parse_inner(data)?;
+    (inner.next_header == *nh).then_some(inner)
+}

@@ -1,0 +1,115 @@
+//! Shared helpers for the esp integration tests: SA parameters and inner packets.
+#![allow(dead_code)]
+
+use esp::{Opened, SaTable, Sealed};
+use ipsec_types::{
+    AeadKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
+    UdpEncap,
+};
+use std::net::IpAddr;
+
+pub const NOW: Timestamp = Timestamp::ZERO;
+
+pub fn ts(s: &str) -> TrafficSelector {
+    TrafficSelector::parse_cidr(s).unwrap()
+}
+
+pub fn key(alg: EncrAlg, fill: u8) -> AeadKey {
+    let km: Vec<u8> = (0..alg.key_len() + 4).map(|i| fill.wrapping_add(i as u8)).collect();
+    AeadKey::from_keymat(alg, &km).unwrap()
+}
+
+pub fn endpoints() -> SaEndpoints {
+    SaEndpoints {
+        local: "192.0.2.1".parse().unwrap(),
+        remote: "198.51.100.1".parse().unwrap(),
+        encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
+    }
+}
+
+/// SA parameters from the point of view of `direction` on gateway "left", whose
+/// inside networks are 10.1.0.0/16 and 2001:db8:1::/48, facing 10.2.0.0/16 and
+/// 2001:db8:2::/48.
+pub fn params(spi: u32, direction: Direction, child_id: u64, fill: u8) -> SaParams {
+    SaParams {
+        spi: Spi(spi),
+        direction,
+        child: ChildRef { tunnel: "t".into(), child_id },
+        endpoints: endpoints(),
+        key: key(EncrAlg::AesGcm16_256, fill),
+        replay_window: 1024,
+        esn: false,
+        local_ts: vec![ts("10.1.0.0/16"), ts("2001:db8:1::/48")],
+        remote_ts: vec![ts("10.2.0.0/16"), ts("2001:db8:2::/48")],
+    }
+}
+
+/// The mirror image for the peer: swaps selectors, same key.
+pub fn mirror(p: &SaParams, direction: Direction) -> SaParams {
+    let mut m = p.clone();
+    m.direction = direction;
+    std::mem::swap(&mut m.local_ts, &mut m.remote_ts);
+    m
+}
+
+/// Two tables: `left` seals with SPI `spi`, `right` opens it.
+pub fn pair(spi: u32, tweak: impl Fn(&mut SaParams)) -> (SaTable, SaTable) {
+    let mut out = params(spi, Direction::Outbound, 1, 7);
+    tweak(&mut out);
+    let inb = mirror(&out, Direction::Inbound);
+    let left = SaTable::new().apply(&DatapathCommand::InstallOutbound(out));
+    let right = SaTable::new().apply(&DatapathCommand::InstallInbound(inb));
+    (left, right)
+}
+
+/// A UDP/IPv4 packet of `len` bytes (>= 28).
+pub fn ipv4(src: &str, dst: &str, len: usize) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.parse().unwrap(), dst.parse().unwrap()) else { panic!("v4") };
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&s.octets());
+    p[16..20].copy_from_slice(&d.octets());
+    p[20..22].copy_from_slice(&4000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&5000u16.to_be_bytes());
+    for (i, b) in p.iter_mut().enumerate().skip(28) {
+        *b = i as u8;
+    }
+    p
+}
+
+/// A UDP/IPv6 packet of `len` bytes (>= 48).
+pub fn ipv6(src: &str, dst: &str, len: usize) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src.parse().unwrap(), dst.parse().unwrap()) else { panic!("v6") };
+    let mut p = vec![0u8; len];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&s.octets());
+    p[24..40].copy_from_slice(&d.octets());
+    for (i, b) in p.iter_mut().enumerate().skip(48) {
+        *b = i as u8;
+    }
+    p
+}
+
+/// Seals `inner` and returns the ESP packet bytes (panics on a drop).
+pub fn seal(t: &SaTable, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; inner.len() + esp::MAX_OVERHEAD];
+    match t.seal(NOW, inner, &mut out) {
+        Sealed::Send { packet, .. } => packet.to_vec(),
+        Sealed::Drop(r) => panic!("seal dropped: {r:?}"),
+    }
+}
+
+/// Opens `packet`: the delivered inner packet or the drop reason.
+pub fn open(t: &SaTable, packet: &[u8]) -> Result<Vec<u8>, esp::DropReason> {
+    let mut out = vec![0u8; packet.len()];
+    match t.open(NOW, packet, &mut out) {
+        Opened::Deliver { packet, .. } => Ok(packet.to_vec()),
+        Opened::Drop(r) => Err(r),
+    }
+}
