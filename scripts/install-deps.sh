@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and the demo need (strongSwan as the reference
+# peer, iproute2, ping, tcpdump, jq, ...). Idempotent: does nothing when all are present.
+# Usage (as root): ./scripts/install-deps.sh
+set -euo pipefail
+
+packages=(
+    strongswan-charon strongswan-swanctl
+    libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
+    iproute2 iputils-ping iperf3 tcpdump jq nftables procps util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages present"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}; run as root to install them" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# --no-install-recommends: some of these otherwise pull in a kernel image.
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+for tool in ip ping tcpdump swanctl jq nft sysctl unshare; do
+    command -v "$tool" >/dev/null || { echo "install-deps: $tool still missing" >&2; exit 1; }
+done
+[ -x /usr/lib/ipsec/charon ] || { echo "install-deps: /usr/lib/ipsec/charon missing" >&2; exit 1; }
+echo "install-deps: done"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The project's test command. Run as root:  sudo ./scripts/test.sh
+#
+#  1. installs missing system packages (scripts/install-deps.sh),
+#  2. builds every binary in release (vpngw, vpnctl, nettool),
+#  3. runs the unit, in-memory and simulation tests of every crate (debug build),
+#  4. runs the interop scenarios in network namespaces, one at a time, against the
+#     release binaries: vpngw<->vpngw, vpngw<->strongSwan both ways, wrong PSK,
+#     disjoint proposals (see docs/interop.md).
+# Exits non-zero on the first failing step. A failed scenario keeps its logs, configs and
+# WAN capture in a temp directory and prints its path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: run as root (sudo ./scripts/test.sh): the interop scenarios create network namespaces" >&2
+    exit 1
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+./scripts/install-deps.sh
+
+step "build release binaries (cargo build --release --workspace --bins)"
+cargo build --release --workspace --bins
+
+step "unit, in-memory and simulation tests (cargo test --workspace --exclude interop)"
+cargo test --workspace --exclude interop
+
+step "interop scenarios in network namespaces (cargo test --release -p interop -- --test-threads=1)"
+cargo test --release -p interop -- --test-threads=1 --nocapture
+
+step "all tests passed"
