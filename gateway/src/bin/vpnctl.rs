@@ -1,1 +1,4 @@
-fn main() {}
+//! `vpnctl status`: query a running vpngw.
+fn main() -> std::process::ExitCode {
+    gateway::cli::main()
+}

@@ -1,1 +1,4 @@
-fn main() {}
+//! `vpngw --config FILE`: the site-to-site IPsec gateway daemon.
+fn main() -> std::process::ExitCode {
+    gateway::daemon::main()
+}

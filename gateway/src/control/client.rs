@@ -1,0 +1,50 @@
+//! The `vpnctl` side of the control socket: connect, send one request line, read one
+//! response line. Errors say what the operator should check.
+
+use super::proto::{self, Reply, Request, MAX_LINE};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a request failed before an answer arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon at the path (or no permission).
+    #[error("vpngw is not running? cannot connect to {}: {source}", path.display())]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The connection broke.
+    #[error("control socket {}: {source}", path.display())]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The daemon answered something we cannot read.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Sends `request` to the daemon at `path` and returns its reply.
+pub fn request(path: &Path, request: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+    let mut stream =
+        UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+    let io_err = |source| ClientError::Io { path: path.to_path_buf(), source };
+    stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
+    stream.write_all(proto::encode_request(request).as_bytes()).map_err(io_err)?;
+    let mut line = Vec::new();
+    let limit = u64::try_from(MAX_LINE + 1).unwrap_or(u64::MAX);
+    BufReader::new(&stream).take(limit).read_until(b'\n', &mut line).map_err(io_err)?;
+    if line.is_empty() {
+        return Err(ClientError::Protocol("vpngw closed the connection without answering".into()));
+    }
+    let text = std::str::from_utf8(&line).map_err(|_| ClientError::Protocol("reply is not UTF-8".into()))?;
+    Ok(proto::decode_response(text.trim_end()).map_err(ClientError::Protocol)?.reply)
+}

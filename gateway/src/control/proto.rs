@@ -1,0 +1,396 @@
+//! The control protocol between `vpnctl` and `vpngw`: newline-delimited JSON over the
+//! Unix stream socket, one request line answered by one response line.
+//!
+//! Every frame carries the protocol version `"v": 1`:
+//!
+//! ```text
+//! -> {"v":1,"cmd":"status"}
+//! <- {"v":1,"status":{"daemon":{...},"tunnels":[...],"global_drops":{...}}}
+//! <- {"v":1,"error":{"code":"unknown_command","message":"..."}}
+//! ```
+//!
+//! Compatibility rules: fields are only ever added (readers ignore unknown fields);
+//! a new request is a new `cmd` value, and a daemon that does not know it answers
+//! `unknown_command`; a breaking change bumps `v`, and a daemon answers a version it
+//! does not speak with `unsupported_version`. The planned tunnel commands (issue #3)
+//! become `{"v":1,"cmd":"up","tunnel":"site-b"}`, `down` and `rekey` in [`Request`].
+//!
+//! This module owns the wire types and their encoding only: no sockets (see
+//! `control::server` and `control::client`), no status assembly (see `status`).
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version spoken by this build.
+pub const VERSION: u32 = 1;
+
+/// The longest request or response line accepted, in bytes (a status of hundreds of
+/// tunnels fits easily; anything longer is refused rather than buffered without bound).
+pub const MAX_LINE: usize = 4 << 20;
+
+/// A request as sent on the wire: `{"v":1,"cmd":...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Protocol version.
+    pub v: u32,
+    /// The request itself.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// What a client asks of the daemon. Tagged by `cmd`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Every tunnel, IKE SA, CHILD SA, counters and drops.
+    Status,
+}
+
+/// A response as sent on the wire: `{"v":1,"status":{...}}` or `{"v":1,"error":{...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    /// Protocol version.
+    pub v: u32,
+    /// The answer.
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+/// The answer to a request. Externally tagged: the key names the kind of answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to [`Request::Status`].
+    Status(StatusReport),
+    /// The request failed.
+    Error(ErrorReply),
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Machine-readable error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line is not a JSON request frame.
+    BadRequest,
+    /// The frame's `v` is not spoken by this daemon.
+    UnsupportedVersion,
+    /// The `cmd` is not known to this daemon.
+    UnknownCommand,
+    /// The daemon is shutting down or its control thread is gone.
+    Unavailable,
+    /// The line exceeds [`MAX_LINE`].
+    TooLong,
+    /// The client is not root.
+    PermissionDenied,
+}
+
+/// The whole status: `vpnctl status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The daemon itself.
+    pub daemon: DaemonInfo,
+    /// One entry per configured tunnel, in configuration order.
+    pub tunnels: Vec<TunnelStatus>,
+    /// Datapath drops not attributable to one SA.
+    pub global_drops: GlobalDrops,
+    /// Packets lost to socket or TUN errors in the gateway itself.
+    pub io_errors: IoErrors,
+}
+
+/// Packets the gateway lost outside `esp` (counted, never logged per packet).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoErrors {
+    /// WAN sends that failed (ENOBUFS, unreachable, ...).
+    pub wan_send: u64,
+    /// TUN writes that failed.
+    pub tun_write: u64,
+    /// IKE datagrams dropped because the control thread's queue was full.
+    pub ike_queue_full: u64,
+}
+
+/// The daemon process and its interfaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// `vpngw` version.
+    pub version: String,
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    /// WAN address.
+    pub local_address: String,
+    /// IKE port.
+    pub ike_port: u16,
+    /// NAT-T port.
+    pub natt_port: u16,
+    /// TUN interface name.
+    pub tun_name: String,
+    /// TUN MTU.
+    pub tun_mtu: u16,
+    /// Largest ESP overhead added to an inner packet, in bytes (without outer IP/UDP).
+    pub esp_overhead_max: u16,
+}
+
+/// One configured tunnel and its IKE SAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelStatus {
+    /// Tunnel name from the configuration.
+    pub name: String,
+    /// Configured peer WAN address.
+    pub remote_address: String,
+    /// Configured local subnets.
+    pub local_subnets: Vec<String>,
+    /// Configured remote subnets (routed into TUN).
+    pub remote_subnets: Vec<String>,
+    /// `initiate` or `respond`.
+    pub start: String,
+    /// `auto` or `udp`.
+    pub encapsulation: String,
+    /// IKE SAs of this tunnel (empty while down; two during an IKE rekey).
+    pub ike_sas: Vec<IkeSaInfo>,
+}
+
+/// One IKE SA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeSaInfo {
+    /// `CONNECTING`, `ESTABLISHED`, `DELETING`, ...
+    pub state: String,
+    /// `initiator` or `responder`.
+    pub role: String,
+    /// Our address:port in use.
+    pub local: String,
+    /// The peer's address:port in use.
+    pub remote: String,
+    /// Our identity.
+    pub local_id: String,
+    /// The peer's identity.
+    pub remote_id: String,
+    /// Initiator SPI, 16 hex digits.
+    pub spi_i: String,
+    /// Responder SPI, 16 hex digits (zeros until known).
+    pub spi_r: String,
+    /// Encryption, e.g. `AES_GCM_16-256`, once negotiated.
+    pub encr: Option<String>,
+    /// PRF, e.g. `PRF_HMAC_SHA2_256`.
+    pub prf: Option<String>,
+    /// Key exchange group, e.g. `CURVE_25519`.
+    pub dh: Option<String>,
+    /// NAT detected (or encapsulation forced): ESP goes in UDP.
+    pub nat_detected: bool,
+    /// Seconds since establishment.
+    pub established_ago_s: Option<u64>,
+    /// Seconds since the last valid message from the peer.
+    pub last_heard_ago_s: Option<u64>,
+    /// CHILD SAs.
+    pub children: Vec<ChildSaInfo>,
+}
+
+/// One CHILD SA with its two ESP SAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildSaInfo {
+    /// Gateway-unique id.
+    pub child_id: u64,
+    /// `INSTALLED`, `REKEYING`, ...
+    pub state: String,
+    /// Negotiated local selectors, e.g. `10.1.0.0/24`.
+    pub local_ts: Vec<String>,
+    /// Negotiated remote selectors.
+    pub remote_ts: Vec<String>,
+    /// Inbound SPI, 8 hex digits.
+    pub spi_in: String,
+    /// Outbound SPI, 8 hex digits.
+    pub spi_out: String,
+    /// Cipher, e.g. `AES_GCM_16-256`.
+    pub encr: String,
+    /// PFS group when created with a key exchange.
+    pub dh: Option<String>,
+    /// How ESP travels.
+    pub encapsulation: Encapsulation,
+    /// Anti-replay window in packets.
+    pub replay_window: u32,
+    /// Seconds since installation.
+    pub established_ago_s: u64,
+    /// Inbound counters and drops (`None` if the datapath has no such SA).
+    pub inbound: Option<SaTraffic>,
+    /// Outbound counters (`None` if the datapath has no such SA, e.g. during a rekey).
+    pub outbound: Option<SaTraffic>,
+}
+
+/// ESP encapsulation of a CHILD SA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Encapsulation {
+    /// Raw IP protocol 50.
+    #[default]
+    Raw,
+    /// ESP-in-UDP (RFC 3948).
+    Udp {
+        /// Our port.
+        local_port: u16,
+        /// The peer's port.
+        remote_port: u16,
+    },
+}
+
+/// Counters of one ESP SA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaTraffic {
+    /// Inner bytes sealed (out) or delivered (in).
+    pub bytes: u64,
+    /// Packets sealed or delivered.
+    pub packets: u64,
+    /// Highest sequence number sent or received.
+    pub seq: u64,
+    /// Drops on this SA (inbound only; zero outbound).
+    pub drops: SaDrops,
+}
+
+/// Drops attributable to one inbound SA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaDrops {
+    /// Replayed or too old.
+    pub replay: u64,
+    /// ICV (integrity check) failed.
+    pub icv_failure: u64,
+    /// Inner addresses outside the SA's selectors.
+    pub selector_mismatch: u64,
+}
+
+/// Drops not attributable to one SA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalDrops {
+    /// Malformed ESP packets.
+    pub malformed: u64,
+    /// ESP packets with an SPI we do not have.
+    pub unknown_spi: u64,
+    /// Packets from TUN no SA covers.
+    pub no_sa: u64,
+}
+
+/// Why a line could not be decoded; carries the answer to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub ErrorReply);
+
+/// Decodes one request line. Checks the version before the command, so that a future
+/// client talking to an old daemon learns which of the two does not match.
+pub fn decode_request(line: &str) -> Result<Request, DecodeError> {
+    #[derive(Deserialize)]
+    struct Head {
+        v: Option<u32>,
+        cmd: Option<String>,
+    }
+    let err = |code, message: String| DecodeError(ErrorReply { code, message });
+    let head: Head = serde_json::from_str(line)
+        .map_err(|e| err(ErrorCode::BadRequest, format!("request is not a JSON object: {e}")))?;
+    match head.v {
+        Some(VERSION) => {}
+        Some(v) => {
+            return Err(err(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {v} not supported (this daemon speaks {VERSION})"),
+            ))
+        }
+        None => return Err(err(ErrorCode::BadRequest, "request has no protocol version \"v\"".into())),
+    }
+    let Some(cmd) = head.cmd else {
+        return Err(err(ErrorCode::BadRequest, "request has no \"cmd\"".into()));
+    };
+    match serde_json::from_str::<RequestFrame>(line) {
+        Ok(frame) => Ok(frame.request),
+        Err(e) if !KNOWN_COMMANDS.contains(&cmd.as_str()) => {
+            let _ = e;
+            Err(err(
+                ErrorCode::UnknownCommand,
+                format!("unknown command {cmd:?} (known: {})", KNOWN_COMMANDS.join(", ")),
+            ))
+        }
+        Err(e) => Err(err(ErrorCode::BadRequest, format!("bad {cmd:?} request: {e}"))),
+    }
+}
+
+/// Commands this build understands (the `cmd` values of [`Request`]).
+pub const KNOWN_COMMANDS: &[&str] = &["status"];
+
+/// Encodes a request as one line (with the trailing newline).
+pub fn encode_request(request: &Request) -> String {
+    encode_line(&RequestFrame { v: VERSION, request: request.clone() })
+}
+
+/// Encodes a reply as one line (with the trailing newline).
+pub fn encode_reply(reply: Reply) -> String {
+    encode_line(&ResponseFrame { v: VERSION, reply })
+}
+
+fn encode_line<T: Serialize>(value: &T) -> String {
+    // Serializing these plain structs cannot fail (string keys, no maps with non-string
+    // keys); should it ever, the peer gets an error frame instead of a broken line.
+    let mut s = serde_json::to_string(value).unwrap_or_else(|e| {
+        format!(
+            "{{\"v\":{VERSION},\"error\":{{\"code\":\"unavailable\",\"message\":{}}}}}",
+            serde_json::Value::String(format!("cannot encode reply: {e}"))
+        )
+    });
+    s.push('\n');
+    s
+}
+
+/// Decodes one response line.
+pub fn decode_response(line: &str) -> Result<ResponseFrame, String> {
+    let frame: ResponseFrame = serde_json::from_str(line).map_err(|e| format!("malformed reply from vpngw: {e}"))?;
+    if frame.v != VERSION {
+        return Err(format!("vpngw speaks control protocol version {}, vpnctl speaks {VERSION}", frame.v));
+    }
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_form_is_versioned_and_tagged() {
+        assert_eq!(encode_request(&Request::Status), "{\"v\":1,\"cmd\":\"status\"}\n");
+        assert_eq!(decode_request("{\"v\":1,\"cmd\":\"status\"}"), Ok(Request::Status));
+        // Unknown fields are ignored (forward compatibility).
+        assert_eq!(decode_request("{\"cmd\":\"status\",\"v\":1,\"verbose\":true}"), Ok(Request::Status));
+    }
+
+    #[test]
+    fn request_errors_name_the_problem() {
+        let code = |l: &str| decode_request(l).unwrap_err().0.code;
+        assert_eq!(code("{\"v\":2,\"cmd\":\"status\"}"), ErrorCode::UnsupportedVersion);
+        assert_eq!(code("{\"v\":1,\"cmd\":\"reboot\"}"), ErrorCode::UnknownCommand);
+        assert_eq!(code("{\"cmd\":\"status\"}"), ErrorCode::BadRequest);
+        assert_eq!(code("{\"v\":1}"), ErrorCode::BadRequest);
+        assert_eq!(code("status"), ErrorCode::BadRequest);
+        assert_eq!(code(""), ErrorCode::BadRequest);
+        let msg = decode_request("{\"v\":1,\"cmd\":\"reboot\"}").unwrap_err().0.message;
+        assert!(msg.contains("reboot") && msg.contains("status"), "{msg}");
+    }
+
+    #[test]
+    fn error_reply_wire_form() {
+        let line = encode_reply(Reply::Error(ErrorReply { code: ErrorCode::UnknownCommand, message: "x".into() }));
+        assert_eq!(line, "{\"v\":1,\"error\":{\"code\":\"unknown_command\",\"message\":\"x\"}}\n");
+        let back = decode_response(&line).unwrap();
+        assert!(matches!(back.reply, Reply::Error(ErrorReply { code: ErrorCode::UnknownCommand, .. })));
+        assert!(decode_response("{\"v\":7,\"error\":{\"code\":\"bad_request\",\"message\":\"\"}}")
+            .unwrap_err()
+            .contains("version 7"));
+    }
+
+    #[test]
+    fn encapsulation_is_tagged_by_mode() {
+        let udp = Encapsulation::Udp { local_port: 4500, remote_port: 4501 };
+        assert_eq!(serde_json::to_string(&udp).unwrap(), "{\"mode\":\"udp\",\"local_port\":4500,\"remote_port\":4501}");
+        assert_eq!(serde_json::to_string(&Encapsulation::Raw).unwrap(), "{\"mode\":\"raw\"}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The daemon side of the control socket: a Unix stream socket, root only.
+//!
+//! Access control is layered: the parent directory is created 0700, the socket file is
+//! 0600, and every connection's SO_PEERCRED uid must be 0. Each connection gets its own
+//! short-lived thread (a bounded number at once); every request is forwarded to the
+//! control thread, which owns all state, and its reply is written back as one line.
+//! This module does not interpret requests beyond decoding them (see `driver`).
+
+use super::proto::{self, ErrorCode, ErrorReply, Reply, MAX_LINE};
+use crate::driver::ControlMsg;
+use std::fs::{self, DirBuilder, Permissions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connections served at once; further clients are refused until one finishes.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a client may take to send a request.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the control thread may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bound socket. Dropping it removes the socket file.
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Creates the parent directory (0700) if needed, refuses to displace a running
+    /// daemon's socket, removes a stale one, binds, and restricts the file to 0600.
+    pub fn bind(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create control socket directory {}: {e}", dir.display()))
+                })?;
+            } else if let Ok(meta) = fs::metadata(dir) {
+                if meta.permissions().mode() & 0o002 != 0 {
+                    tracing::warn!(dir = %dir.display(), "control socket directory is world-writable");
+                }
+            }
+        }
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket; refusing to replace it", path.display()),
+                ));
+            }
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("another vpngw is already serving {}", path.display()),
+                ));
+            }
+            fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind control socket {}: {e}", path.display())))?;
+        let this = Self { listener, path: path.to_path_buf() };
+        fs::set_permissions(path, Permissions::from_mode(0o600))?;
+        Ok(this)
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves connections on a new thread until the process exits. Requests go to
+    /// `control`.
+    pub fn serve(&self, control: SyncSender<ControlMsg>) -> io::Result<std::thread::JoinHandle<()>> {
+        let listener = self.listener.try_clone()?;
+        std::thread::Builder::new().name("control-socket".into()).spawn(move || accept_loop(&listener, &control))
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn accept_loop(listener: &UnixListener, control: &SyncSender<ControlMsg>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        let mut stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "control socket accept");
+                continue;
+            }
+        };
+        if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            let _ = write_error(&mut stream, ErrorCode::Unavailable, "too many control connections".into());
+            continue;
+        }
+        active.fetch_add(1, Ordering::AcqRel);
+        let (control, active2) = (control.clone(), Arc::clone(&active));
+        let spawned = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
+            if let Err(e) = serve_connection(stream, &control) {
+                tracing::debug!(error = %e, "control connection");
+            }
+            active2.fetch_sub(1, Ordering::AcqRel);
+        });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Serves one client: requests line by line until EOF.
+pub fn serve_connection(mut stream: UnixStream, control: &SyncSender<ControlMsg>) -> io::Result<()> {
+    let uid = crate::sys::peer_uid(stream.as_fd())?;
+    if uid != 0 {
+        tracing::warn!(uid, "control connection refused: not root");
+        return write_error(&mut stream, ErrorCode::PermissionDenied, "vpngw control requires root".into());
+    }
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let limit = u64::try_from(MAX_LINE + 1).unwrap_or(u64::MAX);
+        let n = (&mut reader).take(limit).read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && n > MAX_LINE {
+            return write_error(&mut stream, ErrorCode::TooLong, format!("request longer than {MAX_LINE} bytes"));
+        }
+        let reply = match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => match proto::decode_request(text.trim_end()) {
+                Ok(request) => ask(control, request),
+                Err(proto::DecodeError(e)) => Reply::Error(e),
+            },
+            Err(_) => Reply::Error(ErrorReply { code: ErrorCode::BadRequest, message: "request is not UTF-8".into() }),
+        };
+        stream.write_all(proto::encode_reply(reply).as_bytes())?;
+    }
+}
+
+/// Forwards a request to the control thread and waits for the answer.
+fn ask(control: &SyncSender<ControlMsg>, request: proto::Request) -> Reply {
+    let unavailable = |m: &str| Reply::Error(ErrorReply { code: ErrorCode::Unavailable, message: m.into() });
+    let (tx, rx) = mpsc::channel();
+    if control.send(ControlMsg::Request { request, reply: tx }).is_err() {
+        return unavailable("vpngw is shutting down");
+    }
+    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| unavailable("vpngw did not answer in time"))
+}
+
+fn write_error(stream: &mut UnixStream, code: ErrorCode, message: String) -> io::Result<()> {
+    stream.write_all(proto::encode_reply(Reply::Error(ErrorReply { code, message })).as_bytes())
+}

@@ -1,0 +1,219 @@
+//! `vpngw`: command line, logging, start-up and shutdown ordering.
+//!
+//! Start: load config (errors exit 2) -> root check -> block SIGINT/SIGTERM -> TUN
+//! (MTU, up) -> WAN sockets -> routes -> control socket -> IKE endpoint -> datapath
+//! workers -> control loop on the main thread. Shutdown (first signal): DELETE every
+//! IKE SA, wait until idle or 2 s, remove routes and the control socket; the TUN device
+//! goes away with its fd when the process exits. Every resource is an RAII guard, so a
+//! start-up failure half way also cleans up what was already set up.
+
+use crate::clock::{BootClock, Clock};
+use crate::control::server::ControlSocket;
+use crate::datapath::{Datapath, IoCounters, SharedTable};
+use crate::driver::{ControlMsg, Driver, WanSockets, QUEUE_CAPACITY};
+use crate::sys::route::{route_for, Routes};
+use crate::sys::tun::Tun;
+use crate::sys::udp::{bind_udp, RawEsp};
+use crate::sys::{self, ShutdownSignals};
+use arc_swap::ArcSwap;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+
+/// Exit code for configuration and usage errors.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// vpngw: site-to-site IPsec gateway (IKEv2 PSK + userspace ESP over TUN).
+#[derive(Debug, Parser)]
+#[command(name = "vpngw", version, about)]
+pub struct Args {
+    /// Configuration file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Log filter when RUST_LOG is not set: error, warn, info, debug, trace, or
+    /// directives such as `info,ike=debug`.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Validate the configuration, print a summary and exit (does not need root).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `vpngw`'s main.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = init_logging(args.log_level.as_deref()) {
+        eprintln!("vpngw: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vpngw: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in &cfg.warnings {
+        tracing::warn!("config {}: {w}", args.config.display());
+    }
+    if args.check {
+        println!(
+            "{}: OK: {} tunnel(s) on {} ({})",
+            args.config.display(),
+            cfg.tunnels.len(),
+            cfg.gateway.local_address,
+            cfg.tunnels.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return ExitCode::SUCCESS;
+    }
+    if !sys::is_root() {
+        eprintln!("vpngw: must run as root (it creates a TUN device, binds UDP port 500, opens a raw ESP socket and installs routes)");
+        return ExitCode::FAILURE;
+    }
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` wins over `--log-level`, default `info`.
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?,
+        _ => {
+            let l = level.unwrap_or("info");
+            EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| format!("cannot initialize logging: {e}"))
+}
+
+/// Runs the gateway until shutdown.
+pub fn run(cfg: config::Config) -> Result<(), String> {
+    let clock = Arc::new(BootClock);
+    let started = clock.now();
+    let g = cfg.gateway.clone();
+    // Before any thread exists, so that every thread inherits the blocked mask.
+    let signals = ShutdownSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
+
+    let tun = Tun::create(&g.tun_name).map_err(|e| format!("TUN {}: {e}", g.tun_name))?;
+    tun.set_mtu(g.tun_mtu).map_err(|e| e.to_string())?;
+    tun.set_up().map_err(|e| e.to_string())?;
+    let tun = Arc::new(tun);
+    tracing::info!(dev = tun.name(), mtu = g.tun_mtu, "TUN device up");
+
+    let ike_sock = Arc::new(bind_udp(SocketAddr::new(g.local_address, g.ike_port)).map_err(|e| e.to_string())?);
+    let natt_sock = Arc::new(bind_udp(SocketAddr::new(g.local_address, g.natt_port)).map_err(|e| e.to_string())?);
+    let raw = match RawEsp::open(g.local_address) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            tracing::warn!(error = %e, "raw ESP unavailable: only UDP-encapsulated ESP will work");
+            None
+        }
+    };
+    tracing::info!(address = %g.local_address, ike = g.ike_port, natt = g.natt_port, raw_esp = raw.is_some(), "WAN sockets bound");
+
+    let mut routes = install_routes(&cfg, tun.name())?;
+    if sys::ipv4_forwarding() == Some(false) {
+        tracing::warn!("net.ipv4.ip_forward is 0: traffic between the LAN and the tunnel will not be forwarded (sysctl -w net.ipv4.ip_forward=1)");
+    }
+
+    let control_socket = ControlSocket::bind(&g.control_socket).map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::sync_channel::<ControlMsg>(QUEUE_CAPACITY);
+
+    let endpoint = ike::Endpoint::new(crate::mapping::endpoint_config(&cfg), Box::new(crate::rng::SystemRng::new()));
+    let table: SharedTable = Arc::new(ArcSwap::from_pointee(esp::SaTable::new()));
+    let io = Arc::new(IoCounters::default());
+    Datapath {
+        table: Arc::clone(&table),
+        tun: Arc::clone(&tun),
+        ike: Arc::clone(&ike_sock),
+        natt: Arc::clone(&natt_sock),
+        raw,
+        control: tx.clone(),
+        clock: Arc::clone(&clock),
+        io: Arc::clone(&io),
+    }
+    .spawn()
+    .map_err(|e| format!("cannot start datapath threads: {e}"))?;
+    spawn_signal_thread(signals, tx.clone())?;
+    control_socket.serve(tx).map_err(|e| format!("cannot serve the control socket: {e}"))?;
+    tracing::info!(socket = %control_socket.path().display(), tunnels = cfg.tunnels.len(), "vpngw running");
+
+    let driver = Driver {
+        endpoint,
+        table,
+        tx: WanSockets { ike: ike_sock, natt: natt_sock, natt_port: g.natt_port, ike_port: g.ike_port },
+        clock,
+        rx,
+        config: Arc::new(cfg),
+        started,
+        io,
+    };
+    driver.run();
+
+    routes.remove_all();
+    drop(control_socket);
+    tracing::info!(dev = tun.name(), "routes and control socket removed; TUN device closes on exit");
+    Ok(())
+}
+
+fn install_routes(cfg: &config::Config, dev: &str) -> Result<Routes, String> {
+    let host_addrs = sys::local_addresses().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot list local addresses; routes get no preferred source");
+        Vec::new()
+    });
+    let mut wanted = Vec::new();
+    for t in &cfg.tunnels {
+        for subnet in &t.remote_subnets {
+            let r = route_for(subnet, dev, &t.local_subnets, &host_addrs);
+            if r.src.is_none() {
+                tracing::info!(
+                    tunnel = %t.name,
+                    subnet = %subnet,
+                    "no local address inside local_subnets: traffic from this host itself will not use the tunnel"
+                );
+            }
+            if !wanted.contains(&r) {
+                wanted.push(r);
+            }
+        }
+    }
+    let routes = Routes::install(wanted).map_err(|e| format!("cannot install routes: {e}"))?;
+    for r in routes.installed() {
+        tracing::info!(dest = %r.dest, dev = %r.dev, src = ?r.src, "route installed");
+    }
+    Ok(routes)
+}
+
+fn spawn_signal_thread(signals: ShutdownSignals, tx: SyncSender<ControlMsg>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            match signals.wait() {
+                Ok(sig) => {
+                    tracing::info!(signal = sys::signal_name(sig), "shutdown requested");
+                    if tx.send(ControlMsg::Shutdown).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "sigwait failed; signals are no longer handled");
+                    return;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
+}

@@ -1,0 +1,112 @@
+//! The one place where the configuration becomes `ike`'s view of the world
+//! ([`ike::EndpointConfig`] / [`ike::PeerConfig`]). Nothing else translates config
+//! fields for `ike`, so a new config knob has exactly one place to be wired.
+
+use config::{Config, Encapsulation, StartAction, TunnelConfig};
+
+/// The endpoint configuration for `ike` from the whole configuration.
+pub fn endpoint_config(cfg: &Config) -> ike::EndpointConfig {
+    ike::EndpointConfig {
+        ike_port: cfg.gateway.ike_port,
+        natt_port: cfg.gateway.natt_port,
+        peers: cfg.tunnels.iter().map(|t| peer_config(cfg, t)).collect(),
+    }
+}
+
+/// One tunnel as an `ike` peer.
+pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
+    ike::PeerConfig {
+        name: t.name.clone(),
+        local_addr: cfg.gateway.local_address,
+        remote_addr: t.remote_address,
+        local_id: t.local_id.clone(),
+        remote_id: t.remote_id.clone(),
+        psk: t.psk.0.clone(),
+        local_ts: t.local_subnets.clone(),
+        remote_ts: t.remote_subnets.clone(),
+        initiate: t.start == StartAction::Initiate,
+        ike_proposals: t.ike_proposals.clone(),
+        esp_proposals: t.esp_proposals.clone(),
+        force_encap: t.encapsulation == Encapsulation::Udp,
+        replay_window: t.replay_window,
+    }
+}
+
+/// `initiate` / `respond`, as shown by `vpnctl status`.
+pub fn start_keyword(s: StartAction) -> &'static str {
+    match s {
+        StartAction::Initiate => "initiate",
+        StartAction::Respond => "respond",
+    }
+}
+
+/// `auto` / `udp`, as shown by `vpnctl status`.
+pub fn encapsulation_keyword(e: Encapsulation) -> &'static str {
+    match e {
+        Encapsulation::Auto => "auto",
+        Encapsulation::Udp => "udp",
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use config::{GatewayConfig, Psk};
+    use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
+    use zeroize::Zeroizing;
+
+    /// A two-tunnel configuration for tests across the crate.
+    pub(crate) fn sample_config() -> Config {
+        let tunnel = |name: &str, remote: &str, start, encap, rsub: &str| TunnelConfig {
+            name: name.into(),
+            remote_address: remote.parse().unwrap(),
+            local_id: Identity::parse("gw-a.example.net").unwrap(),
+            remote_id: Identity::parse(remote).unwrap(),
+            psk: Psk(Zeroizing::new(b"correct horse battery staple".to_vec())),
+            local_subnets: vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()],
+            remote_subnets: vec![TrafficSelector::parse_cidr(rsub).unwrap()],
+            start,
+            ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap()],
+            esp_proposals: vec![EspProposal::parse("aes256gcm16").unwrap()],
+            encapsulation: encap,
+            replay_window: 1024,
+        };
+        Config {
+            gateway: GatewayConfig {
+                local_address: "192.0.2.1".parse().unwrap(),
+                tun_name: "vpn0".into(),
+                tun_mtu: 1400,
+                control_socket: "/run/vpngw/vpngw.sock".into(),
+                ike_port: 500,
+                natt_port: 4500,
+            },
+            tunnels: vec![
+                tunnel("site-b", "192.0.2.2", StartAction::Initiate, Encapsulation::Udp, "10.2.0.0/24"),
+                tunnel("site-c", "192.0.2.3", StartAction::Respond, Encapsulation::Auto, "10.3.0.0/24"),
+            ],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn maps_every_field_once() {
+        let cfg = sample_config();
+        let ep = endpoint_config(&cfg);
+        assert_eq!((ep.ike_port, ep.natt_port, ep.peers.len()), (500, 4500, 2));
+        let b = &ep.peers[0];
+        assert_eq!(b.name, "site-b");
+        assert!(b.initiate && b.force_encap);
+        assert_eq!(b.local_addr, cfg.gateway.local_address);
+        assert_eq!(b.remote_addr, cfg.tunnels[0].remote_address);
+        assert_eq!(b.local_id, Identity::Fqdn("gw-a.example.net".into()));
+        assert_eq!(b.psk.as_slice(), b"correct horse battery staple");
+        assert_eq!(b.local_ts, cfg.tunnels[0].local_subnets);
+        assert_eq!(b.remote_ts, cfg.tunnels[0].remote_subnets);
+        assert_eq!(b.replay_window, 1024);
+        assert_eq!(b.ike_proposals, cfg.tunnels[0].ike_proposals);
+        let c = &ep.peers[1];
+        assert!(!c.initiate && !c.force_encap);
+        // The PSK never shows in Debug output.
+        assert!(!format!("{ep:?}").contains("horse"));
+    }
+}

@@ -1,0 +1,249 @@
+//! Assembles `vpnctl status` ([`StatusReport`]) from the three places that know a part
+//! of it: the configuration (tunnels, subnets, replay window), `ike` (IKE and CHILD SAs)
+//! and `esp` (per-SA counters and drops). A pure function, so it is tested without I/O.
+//! Rendering for humans is in `render`; the control thread calls [`build`].
+
+use crate::clock::secs_since;
+use crate::control::proto::{
+    ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeSaInfo, IoErrors, SaDrops, SaTraffic, StatusReport,
+    TunnelStatus,
+};
+use crate::mapping::{encapsulation_keyword, start_keyword};
+use ipsec_types::{Direction, Spi, Timestamp};
+
+/// Everything [`build`] reads.
+pub struct Inputs<'a> {
+    /// Now.
+    pub now: Timestamp,
+    /// When the daemon started.
+    pub started: Timestamp,
+    /// The configuration.
+    pub config: &'a config::Config,
+    /// `ike::Endpoint::status()`.
+    pub ike: &'a [ike::IkeSaStatus],
+    /// `esp::SaTable::stats()`.
+    pub esp: &'a [esp::SaStats],
+    /// `esp::SaTable::global_drops()`.
+    pub global: &'a esp::GlobalDrops,
+    /// The gateway's own I/O error counters.
+    pub io: IoErrors,
+}
+
+/// Builds the status report.
+pub fn build(inp: &Inputs<'_>) -> StatusReport {
+    let g = &inp.config.gateway;
+    let daemon = DaemonInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        uptime_s: secs_since(inp.now, inp.started),
+        local_address: g.local_address.to_string(),
+        ike_port: g.ike_port,
+        natt_port: g.natt_port,
+        tun_name: g.tun_name.clone(),
+        tun_mtu: g.tun_mtu,
+        esp_overhead_max: u16::try_from(esp::MAX_OVERHEAD).unwrap_or(u16::MAX),
+    };
+    let tunnels = inp
+        .config
+        .tunnels
+        .iter()
+        .map(|t| TunnelStatus {
+            name: t.name.clone(),
+            remote_address: t.remote_address.to_string(),
+            local_subnets: t.local_subnets.iter().map(ToString::to_string).collect(),
+            remote_subnets: t.remote_subnets.iter().map(ToString::to_string).collect(),
+            start: start_keyword(t.start).into(),
+            encapsulation: encapsulation_keyword(t.encapsulation).into(),
+            ike_sas: inp
+                .ike
+                .iter()
+                .filter(|sa| sa.tunnel == t.name)
+                .map(|sa| ike_sa(inp, sa, t.replay_window))
+                .collect(),
+        })
+        .collect();
+    let gd = inp.global;
+    StatusReport {
+        daemon,
+        tunnels,
+        global_drops: GlobalDrops { malformed: gd.malformed, unknown_spi: gd.unknown_spi, no_sa: gd.no_sa },
+        io_errors: inp.io.clone(),
+    }
+}
+
+fn ike_sa(inp: &Inputs<'_>, sa: &ike::IkeSaStatus, replay_window: u32) -> IkeSaInfo {
+    IkeSaInfo {
+        state: sa.state.to_string(),
+        role: if sa.initiator { "initiator" } else { "responder" }.into(),
+        local: sa.local.to_string(),
+        remote: sa.remote.to_string(),
+        local_id: sa.local_id.to_string(),
+        remote_id: sa.remote_id.to_string(),
+        spi_i: format!("{:016x}", sa.spi_i),
+        spi_r: format!("{:016x}", sa.spi_r),
+        encr: sa.encr.map(|a| a.to_string()),
+        prf: sa.prf.map(|a| a.to_string()),
+        dh: sa.dh.map(|a| a.to_string()),
+        nat_detected: sa.nat_detected,
+        established_ago_s: sa.established_at.map(|t| secs_since(inp.now, t)),
+        last_heard_ago_s: sa.last_heard.map(|t| secs_since(inp.now, t)),
+        children: sa.children.iter().map(|c| child_sa(inp, c, replay_window)).collect(),
+    }
+}
+
+fn child_sa(inp: &Inputs<'_>, c: &ike::ChildSaStatus, replay_window: u32) -> ChildSaInfo {
+    ChildSaInfo {
+        child_id: c.child_id,
+        state: c.state.to_string(),
+        local_ts: c.local_ts.iter().map(ToString::to_string).collect(),
+        remote_ts: c.remote_ts.iter().map(ToString::to_string).collect(),
+        spi_in: c.spi_in.to_string(),
+        spi_out: c.spi_out.to_string(),
+        encr: c.encr.to_string(),
+        dh: c.dh.map(|d| d.to_string()),
+        encapsulation: match c.encap {
+            Some(u) => Encapsulation::Udp { local_port: u.local_port, remote_port: u.remote_port },
+            None => Encapsulation::Raw,
+        },
+        replay_window,
+        established_ago_s: secs_since(inp.now, c.established_at),
+        inbound: traffic(inp.esp, c.spi_in, Direction::Inbound),
+        outbound: traffic(inp.esp, c.spi_out, Direction::Outbound),
+    }
+}
+
+fn traffic(stats: &[esp::SaStats], spi: Spi, direction: Direction) -> Option<SaTraffic> {
+    let s = stats.iter().find(|s| s.spi == spi && s.direction == direction)?;
+    let c = &s.counters;
+    Some(SaTraffic {
+        bytes: c.bytes,
+        packets: c.packets,
+        seq: c.seq,
+        drops: SaDrops { replay: c.replay, icv_failure: c.auth_failed, selector_mismatch: c.selector_mismatch },
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::mapping::tests::sample_config;
+    use ipsec_types::{ChildRef, DhGroup, EncrAlg, Identity, PrfAlg, TrafficSelector, UdpEncap};
+
+    /// One established IKE SA for `site-b` with one CHILD SA, as `ike` would report it.
+    pub(crate) fn sample_ike() -> Vec<ike::IkeSaStatus> {
+        vec![ike::IkeSaStatus {
+            tunnel: "site-b".into(),
+            state: "ESTABLISHED",
+            initiator: true,
+            spi_i: 0x9f1c_2e0a_4b3d_2c1a,
+            spi_r: 0x0123_4567_89ab_cdef,
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "192.0.2.2:4500".parse().unwrap(),
+            local_id: Identity::parse("gw-a.example.net").unwrap(),
+            remote_id: Identity::parse("gw-b.example.net").unwrap(),
+            encr: Some(EncrAlg::AesGcm16_256),
+            prf: Some(PrfAlg::HmacSha256),
+            dh: Some(DhGroup::Curve25519),
+            nat_detected: true,
+            established_at: Some(Timestamp::from_secs(100)),
+            last_heard: Some(Timestamp::from_secs(3690)),
+            children: vec![ike::ChildSaStatus {
+                child_id: 1,
+                state: "INSTALLED",
+                spi_in: Spi(0xc7cc_eebf),
+                spi_out: Spi(0xe2b8_3fd5),
+                local_ts: vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()],
+                remote_ts: vec![TrafficSelector::parse_cidr("10.2.0.0/24").unwrap()],
+                encr: EncrAlg::AesGcm16_256,
+                dh: None,
+                encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
+                established_at: Timestamp::from_secs(160),
+            }],
+        }]
+    }
+
+    pub(crate) fn sample_esp() -> Vec<esp::SaStats> {
+        let child = ChildRef { tunnel: "site-b".into(), child_id: 1 };
+        vec![
+            esp::SaStats {
+                spi: Spi(0xc7cc_eebf),
+                direction: Direction::Inbound,
+                child: child.clone(),
+                counters: esp::SaCounters {
+                    bytes: 1_234_567,
+                    packets: 764,
+                    replay: 2,
+                    auth_failed: 1,
+                    selector_mismatch: 0,
+                    seq: 766,
+                },
+            },
+            esp::SaStats {
+                spi: Spi(0xe2b8_3fd5),
+                direction: Direction::Outbound,
+                child,
+                counters: esp::SaCounters { bytes: 98_765, packets: 827, seq: 827, ..Default::default() },
+            },
+        ]
+    }
+
+    pub(crate) fn sample_report() -> StatusReport {
+        let cfg = sample_config();
+        let ike = sample_ike();
+        let esp = sample_esp();
+        let global = esp::GlobalDrops { malformed: 3, unknown_spi: 5, no_sa: 7 };
+        build(&Inputs {
+            now: Timestamp::from_secs(3700),
+            started: Timestamp::from_secs(90),
+            config: &cfg,
+            ike: &ike,
+            esp: &esp,
+            global: &global,
+            io: IoErrors::default(),
+        })
+    }
+
+    #[test]
+    fn merges_config_ike_and_esp() {
+        let r = sample_report();
+        assert_eq!(r.daemon.uptime_s, 3610);
+        assert_eq!(r.daemon.tun_name, "vpn0");
+        assert_eq!(r.tunnels.len(), 2);
+        let b = &r.tunnels[0];
+        assert_eq!((b.name.as_str(), b.start.as_str(), b.encapsulation.as_str()), ("site-b", "initiate", "udp"));
+        let sa = &b.ike_sas[0];
+        assert_eq!(sa.spi_i, "9f1c2e0a4b3d2c1a");
+        assert_eq!(sa.encr.as_deref(), Some("AES_GCM_16-256"));
+        assert_eq!((sa.established_ago_s, sa.last_heard_ago_s), (Some(3600), Some(10)));
+        let c = &sa.children[0];
+        assert_eq!((c.spi_in.as_str(), c.spi_out.as_str()), ("c7cceebf", "e2b83fd5"));
+        assert_eq!(c.replay_window, 1024);
+        assert_eq!(c.established_ago_s, 3540);
+        let inb = c.inbound.as_ref().unwrap();
+        assert_eq!((inb.bytes, inb.packets, inb.drops.replay, inb.drops.icv_failure), (1_234_567, 764, 2, 1));
+        assert_eq!(c.outbound.as_ref().unwrap().packets, 827);
+        assert_eq!(c.encapsulation, Encapsulation::Udp { local_port: 4500, remote_port: 4500 });
+        // A configured tunnel without an IKE SA is still listed.
+        assert_eq!(r.tunnels[1].name, "site-c");
+        assert!(r.tunnels[1].ike_sas.is_empty());
+        assert_eq!((r.global_drops.malformed, r.global_drops.unknown_spi, r.global_drops.no_sa), (3, 5, 7));
+    }
+
+    #[test]
+    fn missing_datapath_sa_is_none_not_zero() {
+        let cfg = sample_config();
+        let ike = sample_ike();
+        let global = esp::GlobalDrops::default();
+        let r = build(&Inputs {
+            now: Timestamp::from_secs(10),
+            started: Timestamp::ZERO,
+            config: &cfg,
+            ike: &ike,
+            esp: &[],
+            global: &global,
+            io: IoErrors::default(),
+        });
+        let c = &r.tunnels[0].ike_sas[0].children[0];
+        assert!(c.inbound.is_none() && c.outbound.is_none());
+    }
+}

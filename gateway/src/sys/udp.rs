@@ -1,0 +1,151 @@
+//! WAN sockets: UDP for IKE (500) and NAT-T (4500, IKE and ESP-in-UDP), and a raw IP
+//! socket for protocol 50 (ESP without UDP encapsulation).
+//!
+//! Socket buffers are made large (4 MiB, forced past `rmem_max` when we are root) so a
+//! burst does not overflow the queue while a datapath thread is busy sealing.
+//! This module opens sockets; which thread reads which socket is `datapath`'s business.
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+
+/// Socket buffer size asked for on the WAN sockets.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// IP protocol number of ESP.
+pub const IPPROTO_ESP: i32 = 50;
+
+fn domain_of(ip: IpAddr) -> Domain {
+    if ip.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+/// Enlarges both socket buffers. SO_*BUFFORCE (root) ignores `net.core.[rw]mem_max`;
+/// if that is refused, the plain options still get as much as the sysctl allows.
+fn enlarge_buffers(sock: &Socket) {
+    let size = libc::c_int::try_from(SOCKET_BUFFER).unwrap_or(libc::c_int::MAX);
+    if super::set_int_sockopt(sock.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    }
+    if super::set_int_sockopt(sock.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, size).is_err() {
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    }
+}
+
+/// Binds a UDP socket to `addr` with large buffers.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = Socket::new(domain_of(addr.ip()), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    enlarge_buffers(&sock);
+    sock.bind(&SockAddr::from(addr)).map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    Ok(sock.into())
+}
+
+/// A raw socket for IP protocol 50, bound to our WAN address.
+#[derive(Debug)]
+pub struct RawEsp {
+    sock: Socket,
+    local: IpAddr,
+}
+
+impl RawEsp {
+    /// Opens the socket (needs CAP_NET_RAW).
+    pub fn open(local: IpAddr) -> io::Result<Self> {
+        let sock = Socket::new(domain_of(local), Type::RAW, Some(Protocol::from(IPPROTO_ESP)))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open raw ESP socket: {e}")))?;
+        enlarge_buffers(&sock);
+        // Binding filters inbound packets to our WAN address and fixes the source.
+        sock.bind(&SockAddr::from(SocketAddr::new(local, 0)))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind raw ESP socket to {local}: {e}")))?;
+        Ok(Self { sock, local })
+    }
+
+    /// Sends one ESP packet (SPI onwards) to `remote`; the kernel adds the IP header.
+    pub fn send_to(&self, esp: &[u8], remote: IpAddr) -> io::Result<usize> {
+        self.sock.send_to(esp, &SockAddr::from(SocketAddr::new(remote, 0)))
+    }
+
+    /// Receives one datagram into `buf`. Returns the range of the ESP packet within it
+    /// and the sender, or `None` for a packet that is not ours or is truncated.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(std::ops::Range<usize>, IpAddr)>> {
+        let n = (&self.sock).read(buf)?;
+        let data = buf.get(..n).unwrap_or_default();
+        Ok(match self.local {
+            IpAddr::V4(local) => strip_ipv4_header(data, local),
+            // IPv6 raw sockets deliver the payload only; the bind filters the destination.
+            IpAddr::V6(_) => Some((0..n, self.local)),
+        })
+    }
+}
+
+/// Inbound IPv4 raw packets carry the IP header: checks it is IPv4 protocol 50 to
+/// `local` and returns the payload range and the source address.
+pub fn strip_ipv4_header(pkt: &[u8], local: std::net::Ipv4Addr) -> Option<(std::ops::Range<usize>, IpAddr)> {
+    let first = *pkt.first()?;
+    if first >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(first & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl {
+        return None;
+    }
+    if *pkt.get(9)? != 50 {
+        return None;
+    }
+    let src: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
+    let dst: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
+    if std::net::Ipv4Addr::from(dst) != local {
+        return None;
+    }
+    Some((ihl..pkt.len(), IpAddr::V4(std::net::Ipv4Addr::from(src))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ipv4(ihl_words: u8, proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; usize::from(ihl_words) * 4];
+        p[0] = 0x40 | ihl_words;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn strips_header_including_options() {
+        let local = Ipv4Addr::new(192, 0, 2, 1);
+        let p = ipv4(5, 50, [192, 0, 2, 2], [192, 0, 2, 1], b"esp!");
+        let (r, src) = strip_ipv4_header(&p, local).unwrap();
+        assert_eq!(&p[r], b"esp!");
+        assert_eq!(src, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+        let p = ipv4(6, 50, [192, 0, 2, 2], [192, 0, 2, 1], b"x");
+        assert_eq!(&p[strip_ipv4_header(&p, local).unwrap().0], b"x");
+    }
+
+    #[test]
+    fn rejects_foreign_truncated_and_non_esp() {
+        let local = Ipv4Addr::new(192, 0, 2, 1);
+        assert!(strip_ipv4_header(&ipv4(5, 50, [1, 1, 1, 1], [192, 0, 2, 9], b"x"), local).is_none());
+        assert!(strip_ipv4_header(&ipv4(5, 17, [1, 1, 1, 1], [192, 0, 2, 1], b"x"), local).is_none());
+        assert!(strip_ipv4_header(&[0x45, 0, 0], local).is_none());
+        assert!(strip_ipv4_header(&[0x4f; 20], local).is_none());
+        assert!(strip_ipv4_header(&[0x44; 40], local).is_none());
+        assert!(strip_ipv4_header(&[], local).is_none());
+    }
+
+    #[test]
+    fn udp_bind_on_loopback() {
+        let s = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(s.local_addr().unwrap().port() != 0);
+    }
+}
