@@ -190,3 +190,99 @@ fn strip_trailer(pt: &[u8]) -> Option<Inner> {
     let inner = parse_inner(data)?;
     (inner.next_header == *nh).then_some(inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipsec_types::{AeadKey, ChildRef, DatapathCommand, EncrAlg, SaEndpoints, SaParams, Spi, TrafficSelector};
+
+    fn table(esn: bool) -> SaTable {
+        let any4 = TrafficSelector::parse_cidr("0.0.0.0/0").unwrap();
+        let p = SaParams {
+            spi: Spi(0x42),
+            direction: Direction::Outbound,
+            child: ChildRef { tunnel: "t".into(), child_id: 1 },
+            endpoints: SaEndpoints {
+                local: "192.0.2.1".parse().unwrap(),
+                remote: "192.0.2.2".parse().unwrap(),
+                encap: None,
+            },
+            key: AeadKey::from_keymat(EncrAlg::AesGcm16_128, &[1u8; 20]).unwrap(),
+            replay_window: 1024,
+            esn,
+            local_ts: vec![any4],
+            remote_ts: vec![any4],
+        };
+        SaTable::new().apply(&DatapathCommand::InstallOutbound(p))
+    }
+
+    fn packet() -> [u8; 20] {
+        let mut p = [0u8; 20];
+        p[0] = 0x45;
+        p[3] = 20;
+        p
+    }
+
+    fn seal_seq(t: &SaTable) -> Result<u64, DropReason> {
+        let mut out = [0u8; 64];
+        match t.seal(Timestamp::ZERO, &packet(), &mut out) {
+            Sealed::Send { packet, .. } => Ok(u64::from(be32(packet, 4).unwrap_or(0))),
+            Sealed::Drop(r) => Err(r),
+        }
+    }
+
+    fn expired(hard: bool) -> DatapathEvent {
+        DatapathEvent::Expired {
+            spi: Spi(0x42),
+            direction: Direction::Outbound,
+            hard,
+            reason: ExpiryReason::SeqExhausted,
+        }
+    }
+
+    #[test]
+    fn soft_expiry_once_at_threshold() {
+        let t = table(false);
+        let soft = seq_soft(false);
+        assert_eq!(soft, 0xc000_0000);
+        t.outbound[0].core.next_seq.store(soft - 1, Relaxed);
+        assert_eq!(seal_seq(&t), Ok(soft - 1));
+        assert!(t.drain_events().is_empty());
+        assert_eq!(seal_seq(&t), Ok(soft));
+        assert_eq!(seal_seq(&t), Ok(soft + 1));
+        assert_eq!(t.drain_events(), vec![expired(false)]);
+        assert!(t.drain_events().is_empty());
+    }
+
+    #[test]
+    fn sequence_never_wraps_without_esn() {
+        let t = table(false);
+        t.outbound[0].core.next_seq.store(u64::from(u32::MAX) - 1, Relaxed);
+        assert_eq!(seal_seq(&t), Ok(u64::from(u32::MAX) - 1));
+        // 2^32 - 1 is the last number sent; the hard event comes with it.
+        assert_eq!(seal_seq(&t), Ok(u64::from(u32::MAX)));
+        assert_eq!(t.drain_events(), vec![expired(true)]);
+        for _ in 0..3 {
+            assert_eq!(seal_seq(&t), Err(DropReason::Expired));
+        }
+        assert!(t.drain_events().is_empty(), "hard event raised once");
+        assert_eq!(t.stats()[0].counters.seq, u64::from(u32::MAX));
+        assert_eq!(t.stats()[0].counters.packets, 2);
+        // The counter is held just past the limit.
+        assert_eq!(t.outbound[0].core.next_seq.load(Relaxed), u64::from(u32::MAX) + 1);
+    }
+
+    #[test]
+    fn esn_continues_past_2_pow_32_and_stops_at_its_limit() {
+        let t = table(true);
+        t.outbound[0].core.next_seq.store(u64::from(u32::MAX), Relaxed);
+        assert_eq!(seal_seq(&t), Ok(u64::from(u32::MAX)));
+        assert_eq!(seal_seq(&t), Ok(0), "low half wraps, high half carries on");
+        assert_eq!(t.stats()[0].counters.seq, 1 << 32);
+        let limit = seq_limit(true);
+        t.outbound[0].core.next_seq.store(limit, Relaxed);
+        assert_eq!(seal_seq(&t), Ok(limit & 0xffff_ffff));
+        assert_eq!(seal_seq(&t), Err(DropReason::Expired));
+        assert_eq!(t.drain_events(), vec![expired(true)]);
+    }
+}
