@@ -138,16 +138,12 @@ pub fn locate_binary(name: &str, env_var: &str) -> Result<PathBuf> {
     for dir in exe.ancestors().skip(1).take(2) {
         candidates.push(dir.join(name));
     }
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| {
-            Error::new(format!(
-                "binary {name} not found (looked in {candidates:?}); build it first \
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        Error::new(format!(
+            "binary {name} not found (looked in {candidates:?}); build it first \
                  (cargo build --release --workspace --bins) or set {env_var}"
-            ))
-        })
+        ))
+    })
 }
 
 /// Paths of the binaries the scenarios drive.

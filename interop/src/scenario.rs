@@ -133,12 +133,17 @@ impl Scenario {
         Ok(())
     }
 
-    /// Stops the capture and checks the WAN: never cleartext between the LANs, and the
-    /// expected kind of ESP.
+    /// Stops the capture and checks the WAN: every packet captured (no kernel drops), never
+    /// cleartext between the LANs, and the expected kind of ESP.
     pub fn check_wan(&self, capture: Capture, expect: WanExpect) -> Result<WanSummary> {
         let pcap: Pcap = capture.stop()?;
         let s = pcap.summary()?;
         println!("[{}] {s}", self.name);
+        ensure!(
+            s.missed == 0,
+            "the WAN capture missed {} packets, so it cannot prove the absence of cleartext",
+            s.missed
+        );
         ensure!(s.clear == 0, "cleartext LAN<->LAN packets on the WAN ({s}):\n{}", pcap.clear_sample());
         match expect {
             WanExpect::RawEsp => {

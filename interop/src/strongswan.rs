@@ -144,7 +144,7 @@ impl StrongSwan {
         let script = format!("mount -t tmpfs tmpfs /run && exec {CHARON}");
         let mut cmd = ns.exec(&["unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
         cmd.env("STRONGSWAN_CONF", dir.join("strongswan.conf"));
-        let proc = Proc::spawn("charon", cmd, dir)?;
+        let proc = Proc::spawn("charon-stderr", cmd, dir)?;
         let mut swan = Self { dir: dir.to_owned(), proc };
         let sock = dir.join("charon.vici");
         let ready = wait_for(Duration::from_secs(20), "charon's vici socket", || {

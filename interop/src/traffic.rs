@@ -28,9 +28,8 @@ pub fn ping(ns: &Netns, dst: &str, count: u32) -> Result<PingStats> {
         .output()
         .map_err(|e| Error::new(format!("cannot run ping: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    parse_ping(&text).ok_or_else(|| {
-        Error::new(format!("cannot parse ping output: {text}{}", String::from_utf8_lossy(&out.stderr)))
-    })
+    parse_ping(&text)
+        .ok_or_else(|| Error::new(format!("cannot parse ping output: {text}{}", String::from_utf8_lossy(&out.stderr))))
 }
 
 /// Parses `N packets transmitted, M received` from ping's summary.
@@ -90,7 +89,10 @@ pub fn tcp_transfer(
         )
     };
     let Some(status) = status else {
-        return Err(Error::new(format!("TCP transfer of {bytes} bytes to {to} timed out after {timeout:?}\n{}", diag(&client, &server))));
+        return Err(Error::new(format!(
+            "TCP transfer of {bytes} bytes to {to} timed out after {timeout:?}\n{}",
+            diag(&client, &server)
+        )));
     };
     ensure!(status.success(), "TCP transfer to {to} failed ({status})\n{}", diag(&client, &server));
     server.wait_timeout(Duration::from_secs(10));

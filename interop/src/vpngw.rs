@@ -281,11 +281,19 @@ pub fn installed_child_sas(status: &Value) -> usize {
         .count()
 }
 
+/// `(encr, encapsulation mode)` of each INSTALLED CHILD SA, e.g. `("AES_GCM_16-256", "raw")`.
+pub fn installed_child_details(status: &Value) -> Vec<(String, String)> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("?").to_owned();
+    child_sas(status)
+        .into_iter()
+        .filter(|c| c.get("state").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("installed")))
+        .map(|c| (text(c.get("encr")), text(c.get("encapsulation").and_then(|e| e.get("mode")))))
+        .collect()
+}
+
 /// The IKE SA states in a status report (e.g. `["ESTABLISHED"]`).
 pub fn ike_sa_states(status: &Value) -> Vec<String> {
-    ike_sas(status)
-        .filter_map(|ike| ike.get("state").and_then(Value::as_str).map(str::to_owned))
-        .collect()
+    ike_sas(status).filter_map(|ike| ike.get("state").and_then(Value::as_str).map(str::to_owned)).collect()
 }
 
 #[cfg(test)]
@@ -306,6 +314,7 @@ mod tests {
     fn finds_installed_child_sas_bare_and_framed() {
         assert_eq!(installed_child_sas(&sample("INSTALLED")), 1);
         assert_eq!(installed_child_sas(&sample("REKEYING")), 0);
+        assert_eq!(installed_child_details(&sample("INSTALLED")), vec![("?".to_owned(), "raw".to_owned())]);
         let framed = serde_json::json!({"v": 1, "status": sample("INSTALLED")});
         assert_eq!(installed_child_sas(&framed), 1);
         assert_eq!(ike_sa_states(&framed), vec!["ESTABLISHED".to_owned()]);

@@ -12,12 +12,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use interop::netns;
 use interop::scenario::{
     log_mentions, run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect,
     ESP_PROPOSAL, SA_TIMEOUT,
 };
 use interop::strongswan::StrongSwan;
-use interop::vpngw::{installed_child_sas, Encap, GatewayConfig, Start, Vpngw};
+use interop::vpngw::{installed_child_details, installed_child_sas, Encap, GatewayConfig, Start, Vpngw};
 use interop::{ensure, Binaries, Result};
 
 /// nettool: `NETTOOL_BIN`, else the copy cargo built for this test.
@@ -40,22 +41,64 @@ fn strongswan_to_strongswan() {
         let cap = sc.capture_wan()?;
         let mut b = StrongSwan::start(&sc.topo.gw_b, &swan_site_b(false), &sc.subdir("gwb"))?;
         let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_site_a(true), &sc.subdir("gwa"))?;
-        a.wait_child_sa(SA_TIMEOUT)?;
-        b.wait_child_sa(SA_TIMEOUT)?;
+        check_swan_sas(&a.wait_child_sa(SA_TIMEOUT)?)?;
+        check_swan_sas(&b.wait_child_sa(SA_TIMEOUT)?)?;
         sc.prove_traffic(&nettool())?;
         sc.check_wan(cap, WanExpect::EspInUdp)?;
         Ok(())
     });
 }
 
+/// Negative control for the WAN check: with plain routing and no IPsec, the capture must
+/// see the pings in cleartext and `check_wan` must reject them.
+#[test]
+fn wan_check_detects_cleartext_without_ipsec() {
+    run_scenario("wan_check_detects_cleartext_without_ipsec", |sc| {
+        sc.topo.gw_a.ip(&["route", "add", netns::LAN_B_NET, "via", netns::GW_B_WAN])?;
+        sc.topo.gw_b.ip(&["route", "add", netns::LAN_A_NET, "via", netns::GW_A_WAN])?;
+        let cap = sc.capture_wan()?;
+        sc.ping_both_ways()?;
+        let err = sc.check_wan(cap, WanExpect::NoEsp).err();
+        ensure!(
+            err.as_ref().is_some_and(|e| e.to_string().contains("cleartext")),
+            "plain-routed pings were not flagged as cleartext on the WAN: {err:?}"
+        );
+        Ok(())
+    });
+}
+
+/// Checks every INSTALLED CHILD SA in a vpngw status uses AES-GCM-16-256 with the
+/// expected encapsulation (`raw` or `udp`).
+fn check_vpngw_child(side: &str, status: &serde_json::Value, mode: &str) -> Result<()> {
+    let children = installed_child_details(status);
+    ensure!(!children.is_empty(), "{side}: no INSTALLED CHILD SA: {status}");
+    for (encr, m) in &children {
+        ensure!(
+            encr == "AES_GCM_16-256" && m == mode,
+            "{side}: CHILD SA is {encr}/{m}, expected AES_GCM_16-256/{mode}"
+        );
+    }
+    Ok(())
+}
+
+/// Checks strongSwan's SA uses the configured algorithms.
+fn check_swan_sas(sas: &str) -> Result<()> {
+    ensure!(
+        sas.contains("AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519") && sas.contains("ESP:AES_GCM_16-256"),
+        "strongSwan negotiated other algorithms than configured:\n{sas}"
+    );
+    Ok(())
+}
+
 /// Two vpngw gateways, B responds, A initiates; traffic; then A's shutdown DELETEs the SAs at B.
 fn vpngw_pair(sc: &Scenario, encap: Encap, expect: WanExpect) -> Result<()> {
     let bins = binaries()?;
+    let mode = if expect == WanExpect::RawEsp { "raw" } else { "udp" };
     let cap = sc.capture_wan()?;
     let mut b = Vpngw::start(&sc.topo.gw_b, &vpngw_site_b(Start::Respond, encap), &sc.subdir("gwb"), &bins)?;
     let mut a = Vpngw::start(&sc.topo.gw_a, &vpngw_site_a(Start::Initiate, encap), &sc.subdir("gwa"), &bins)?;
-    a.wait_child_sa(SA_TIMEOUT)?;
-    b.wait_child_sa(SA_TIMEOUT)?;
+    check_vpngw_child("gwA", &a.wait_child_sa(SA_TIMEOUT)?, mode)?;
+    check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, mode)?;
     sc.prove_traffic(&bins.nettool)?;
     sc.check_wan(cap, expect)?;
     a.stop()?;
@@ -87,8 +130,8 @@ fn vpngw_initiator_to_strongswan_responder() {
         let cap = sc.capture_wan()?;
         let mut b = StrongSwan::start(&sc.topo.gw_b, &swan_site_b(false), &sc.subdir("gwb"))?;
         let mut a = Vpngw::start(&sc.topo.gw_a, &vpngw_site_a(Start::Initiate, Encap::Auto), &sc.subdir("gwa"), &bins)?;
-        a.wait_child_sa(SA_TIMEOUT)?;
-        b.wait_child_sa(SA_TIMEOUT)?;
+        check_vpngw_child("gwA", &a.wait_child_sa(SA_TIMEOUT)?, "udp")?;
+        check_swan_sas(&b.wait_child_sa(SA_TIMEOUT)?)?;
         sc.prove_traffic(&bins.nettool)?;
         sc.check_wan(cap, WanExpect::EspInUdp)?;
         a.stop()?;
@@ -108,8 +151,8 @@ fn strongswan_initiator_to_vpngw_responder() {
         let cap = sc.capture_wan()?;
         let mut b = Vpngw::start(&sc.topo.gw_b, &vpngw_site_b(Start::Respond, Encap::Auto), &sc.subdir("gwb"), &bins)?;
         let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_site_a(true), &sc.subdir("gwa"))?;
-        a.wait_child_sa(SA_TIMEOUT)?;
-        b.wait_child_sa(SA_TIMEOUT)?;
+        check_swan_sas(&a.wait_child_sa(SA_TIMEOUT)?)?;
+        check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp")?;
         sc.prove_traffic(&bins.nettool)?;
         sc.check_wan(cap, WanExpect::EspInUdp)?;
         b.stop()?;
