@@ -1,10 +1,24 @@
-//! The façade the gateway drives. (Skeleton: the public surface the gateway codes against.)
+//! The façade the gateway drives: routes datagrams to IKE SAs by SPI, creates
+//! responder SAs for new IKE_SA_INIT requests (the peer is found by source address),
+//! starts and retries initiations, and queues outputs.
+//!
+//! It does not interpret exchanges (see `task`) or keep per-SA protocol state (see `sa`).
+//!
+//! Timers: peers with `initiate` are armed at `Timestamp::ZERO` by `new`, so the first
+//! `handle_timeout` (or `poll_timeout` returning zero) starts them.
 
 use ipsec_types::{
     DatapathCommand, DatapathEvent, DhGroup, EncrAlg, EspProposal, Identity, IkeProposal, PrfAlg, Spi, Timestamp,
     TrafficSelector, UdpEncap,
 };
+use crate::error::Failure;
+use crate::message::{exchange, Message};
+use crate::sa::{Ctx, IkeSa, IkeState};
+use crate::task::ike_init;
+use ipsec_types::ExpiryReason;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Source of randomness (SPIs, nonces, DH private keys, IVs). The gateway passes a
@@ -205,60 +219,349 @@ pub struct ChildSaStatus {
     pub established_at: Timestamp,
 }
 
+/// Retry delays after a failed initiation.
+const RETRY_FIRST: Duration = Duration::from_secs(10);
+const RETRY_LATER: Duration = Duration::from_secs(30);
+/// After NO_PROPOSAL_CHOSEN / AUTHENTICATION_FAILED: a configuration problem, retry slowly.
+const RETRY_NEGOTIATION: Duration = Duration::from_secs(60);
+
+struct PeerSlot {
+    cfg: PeerConfig,
+    /// When to (re)initiate, if we should.
+    retry_at: Option<Timestamp>,
+    failures: u32,
+    /// The operator wants this tunnel up (initiate or Command::Initiate).
+    wanted: bool,
+}
+
 /// The IKEv2 endpoint: all IKE SAs of this gateway.
 pub struct Endpoint {
-    _private: (),
+    ike_port: u16,
+    natt_port: u16,
+    peers: Vec<PeerSlot>,
+    rng: Box<dyn Rng>,
+    sas: Vec<IkeSa>,
+    out: VecDeque<Output>,
+    next_child_id: u64,
+    shutting_down: bool,
 }
 
 impl Endpoint {
     /// Creates the endpoint. Nothing is sent until `handle_timeout` or a command.
-    /// Peers with `initiate == true` start connecting on the first `handle_timeout`.
+    /// Peers with `initiate == true` start connecting on the first `handle_timeout`
+    /// (their timer is armed at `Timestamp::ZERO`).
     pub fn new(config: EndpointConfig, rng: Box<dyn Rng>) -> Self {
-        let _ = (config, rng);
-        todo!("ike::Endpoint::new")
+        let peers = config
+            .peers
+            .into_iter()
+            .map(|cfg| PeerSlot {
+                retry_at: cfg.initiate.then_some(Timestamp::ZERO),
+                failures: 0,
+                wanted: cfg.initiate,
+                cfg,
+            })
+            .collect();
+        Self {
+            ike_port: config.ike_port,
+            natt_port: config.natt_port,
+            peers,
+            rng,
+            sas: Vec::new(),
+            out: VecDeque::new(),
+            next_child_id: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// Runs `f` on the SA at `idx` with a context; removes the SA if it fails.
+    fn run(&mut self, now: Timestamp, idx: usize, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> Result<(), Failure>) {
+        let Some(sa) = self.sas.get_mut(idx) else { return };
+        let mut ctx = Ctx {
+            now,
+            rng: &mut *self.rng,
+            out: &mut self.out,
+            next_child_id: &mut self.next_child_id,
+            ike_port: self.ike_port,
+            natt_port: self.natt_port,
+        };
+        match f(sa, &mut ctx) {
+            Ok(()) => {
+                if sa.state == IkeState::Established {
+                    if let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == sa.peer.name) {
+                        slot.failures = 0;
+                    }
+                }
+            }
+            Err(failure) => {
+                sa.teardown(&mut ctx, failure.reason());
+                let sa = self.sas.remove(idx);
+                self.after_failure(now, &sa, &failure);
+            }
+        }
+    }
+
+    fn after_failure(&mut self, now: Timestamp, sa: &IkeSa, failure: &Failure) {
+        tracing::debug!(tunnel = %sa.name(), reason = failure.reason(), "IKE SA removed");
+        if self.shutting_down {
+            return;
+        }
+        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == sa.peer.name) else { return };
+        if !slot.wanted || !(sa.initiator || sa.established_at.is_some()) {
+            return;
+        }
+        let delay = match failure {
+            Failure::Negotiation(_) => RETRY_NEGOTIATION,
+            Failure::Transient(_) | Failure::Deleted(_) => {
+                slot.failures += 1;
+                if slot.failures <= 1 {
+                    RETRY_FIRST
+                } else {
+                    RETRY_LATER
+                }
+            }
+        };
+        tracing::info!(tunnel = %slot.cfg.name, "will try to bring the tunnel up again in {}s", delay.as_secs());
+        let at = now + delay;
+        slot.retry_at = Some(slot.retry_at.map_or(at, |t| t.min(at)));
+    }
+
+    fn start_initiator(&mut self, now: Timestamp, peer_idx: usize) {
+        let Some(slot) = self.peers.get(peer_idx) else { return };
+        let busy = self.sas.iter().any(|s| s.peer.name == slot.cfg.name && s.state != IkeState::Deleting);
+        if busy || self.shutting_down {
+            return;
+        }
+        let cfg = slot.cfg.clone();
+        let mut ctx = Ctx {
+            now,
+            rng: &mut *self.rng,
+            out: &mut self.out,
+            next_child_id: &mut self.next_child_id,
+            ike_port: self.ike_port,
+            natt_port: self.natt_port,
+        };
+        let sa = ike_init::start(cfg, &mut ctx);
+        self.sas.push(sa);
     }
 
     /// A datagram arrived on `local` from `remote` (non-ESP marker already stripped).
     pub fn handle_datagram(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let _ = (now, local, remote, data);
-        todo!()
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(from = %remote, error = %e, "unparsable IKE datagram dropped");
+                return;
+            }
+        };
+        let h = msg.header;
+        let idx = if h.exchange == exchange::IKE_SA_INIT && !h.is_response() && h.spi_r == 0 {
+            if !h.from_initiator() {
+                return;
+            }
+            let existing = self
+                .sas
+                .iter()
+                .position(|s| !s.initiator && s.spi_i == h.spi_i && s.remote.ip() == remote.ip());
+            match existing {
+                Some(i) => i,
+                None => {
+                    self.new_responder(now, local, remote, &msg, data);
+                    return;
+                }
+            }
+        } else if h.from_initiator() {
+            match self.sas.iter().position(|s| !s.initiator && s.spi_i == h.spi_i && s.spi_r == h.spi_r) {
+                Some(i) => i,
+                None => {
+                    tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+                    return;
+                }
+            }
+        } else {
+            let found = self.sas.iter().position(|s| {
+                s.initiator && s.spi_i == h.spi_i && (s.spi_r == h.spi_r || s.state == IkeState::Connecting)
+            });
+            match found {
+                Some(i) => i,
+                None => {
+                    tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+                    return;
+                }
+            }
+        };
+        self.run(now, idx, |sa, ctx| sa.handle_message(ctx, local, remote, data, msg));
+    }
+
+    fn new_responder(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message, data: &[u8]) {
+        if self.shutting_down {
+            return;
+        }
+        let Some(slot) = self.peers.iter().find(|p| p.cfg.remote_addr == remote.ip()) else {
+            tracing::debug!(from = %remote, "IKE_SA_INIT from an address with no configured tunnel dropped");
+            return;
+        };
+        let mut ctx = Ctx {
+            now,
+            rng: &mut *self.rng,
+            out: &mut self.out,
+            next_child_id: &mut self.next_child_id,
+            ike_port: self.ike_port,
+            natt_port: self.natt_port,
+        };
+        if let Some(sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) {
+            self.sas.push(sa);
+        }
     }
 
     /// An operator command.
     pub fn handle_command(&mut self, now: Timestamp, cmd: Command) {
-        let _ = (now, cmd);
-        todo!()
+        match cmd {
+            Command::Initiate { peer } => {
+                let Some(i) = self.peers.iter().position(|p| p.cfg.name == peer) else {
+                    tracing::warn!("initiate: no tunnel named {peer:?}");
+                    return;
+                };
+                if let Some(slot) = self.peers.get_mut(i) {
+                    slot.wanted = true;
+                    slot.retry_at = None;
+                }
+                self.start_initiator(now, i);
+            }
+            Command::Terminate { peer } => {
+                if let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == peer) {
+                    slot.wanted = false;
+                    slot.retry_at = None;
+                }
+                self.terminate_where(now, |sa| sa.peer.name == peer);
+            }
+            Command::TerminateAll => {
+                self.shutting_down = true;
+                for slot in &mut self.peers {
+                    slot.wanted = false;
+                    slot.retry_at = None;
+                }
+                self.terminate_where(now, |_| true);
+            }
+        }
+    }
+
+    fn terminate_where(&mut self, now: Timestamp, pred: impl Fn(&IkeSa) -> bool) {
+        let mut i = 0;
+        while i < self.sas.len() {
+            let keep = match self.sas.get_mut(i) {
+                Some(sa) if pred(sa) && sa.state != IkeState::Deleting => {
+                    let mut ctx = Ctx {
+                        now,
+                        rng: &mut *self.rng,
+                        out: &mut self.out,
+                        next_child_id: &mut self.next_child_id,
+                        ike_port: self.ike_port,
+                        natt_port: self.natt_port,
+                    };
+                    tracing::info!(tunnel = %sa.name(), "terminating IKE SA");
+                    sa.terminate(&mut ctx, "terminated by operator")
+                }
+                _ => true,
+            };
+            if keep {
+                i += 1;
+            } else {
+                self.sas.remove(i);
+            }
+        }
     }
 
     /// An event from the datapath (volume expiry).
     pub fn handle_datapath_event(&mut self, now: Timestamp, ev: DatapathEvent) {
-        let _ = (now, ev);
-        todo!()
+        let DatapathEvent::Expired { spi, direction: _, hard, reason } = ev;
+        let Some(idx) = self.sas.iter().position(|s| s.children.iter().any(|c| c.spi_in == spi || c.spi_out == spi))
+        else {
+            return;
+        };
+        if !hard {
+            let why = match reason {
+                ExpiryReason::Bytes => "bytes",
+                ExpiryReason::Packets => "packets",
+                ExpiryReason::SeqExhausted => "sequence numbers",
+            };
+            tracing::debug!(%spi, "CHILD SA soft limit ({why}) reached; rekeying is not implemented yet");
+            return;
+        }
+        self.run(now, idx, |sa, ctx| {
+            tracing::warn!(tunnel = %sa.name(), %spi, "CHILD SA hit its hard limit; deleting it");
+            sa.tasks.queue.push_back(crate::sa::task_manager::TaskKind::ChildDelete(spi));
+            sa.kick(ctx);
+            Ok(())
+        });
     }
 
     /// Timers (retransmission, initiation, ...). Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let _ = now;
-        todo!()
+        for i in 0..self.peers.len() {
+            let due = self.peers.get(i).is_some_and(|p| p.retry_at.is_some_and(|t| t <= now));
+            if due {
+                if let Some(p) = self.peers.get_mut(i) {
+                    p.retry_at = None;
+                    if !p.wanted {
+                        continue;
+                    }
+                }
+                self.start_initiator(now, i);
+            }
+        }
+        let mut i = self.sas.len();
+        while i > 0 {
+            i -= 1;
+            if self.sas.get(i).and_then(IkeSa::poll_timeout).is_some_and(|t| t <= now) {
+                self.run(now, i, |sa, ctx| sa.handle_timeout(ctx));
+            }
+        }
     }
 
     /// Next output, `None` when drained.
     pub fn poll_output(&mut self) -> Option<Output> {
-        todo!()
+        self.out.pop_front()
     }
 
     /// Earliest time `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        todo!()
+        let peers = self.peers.iter().filter_map(|p| p.retry_at);
+        let sas = self.sas.iter().filter_map(IkeSa::poll_timeout);
+        peers.chain(sas).min()
     }
 
     /// Every IKE SA and its CHILD SAs.
     pub fn status(&self) -> Vec<IkeSaStatus> {
-        todo!()
+        self.sas
+            .iter()
+            .map(|sa| IkeSaStatus {
+                tunnel: sa.peer.name.clone(),
+                state: sa.state.name(),
+                initiator: sa.initiator,
+                spi_i: sa.spi_i,
+                spi_r: sa.spi_r,
+                local: sa.local,
+                remote: sa.remote,
+                local_id: sa.peer.local_id.clone(),
+                remote_id: sa.peer.remote_id.clone(),
+                encr: sa.algs.map(|a| a.encr),
+                prf: sa.algs.map(|a| a.prf),
+                dh: sa.algs.map(|a| a.dh),
+                nat_detected: sa.nat,
+                established_at: sa.established_at,
+                last_heard: sa.last_heard,
+                children: sa.children.iter().map(|c| c.status()).collect(),
+            })
+            .collect()
     }
 
     /// True once every IKE SA is gone (after `TerminateAll`, when the gateway may exit).
     pub fn is_idle(&self) -> bool {
-        todo!()
+        self.sas.is_empty()
+    }
+
+    /// Number of IKE SAs (any state). For tests and diagnostics.
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
     }
 }

@@ -11,6 +11,13 @@
 
 pub mod crypto;
 mod endpoint;
+mod error;
+mod message;
+mod proposal;
+mod sa;
+mod task;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use endpoint::{
     ChildSaStatus, Command, Endpoint, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,

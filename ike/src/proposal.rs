@@ -1,0 +1,245 @@
+//! Building SA payload proposals from the configuration, and choosing one from a peer's
+//! offer (RFC 7296 sections 2.7, 3.3). Unknown transforms and transforms with unknown
+//! attributes are skipped, never a reason to reject the whole message.
+
+use crate::message::payload::{proto, ttype, Proposal, Transform};
+use ipsec_types::{DhGroup, EncrAlg, EspProposal, IkeProposal, PrfAlg};
+
+/// The algorithms of an IKE SA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IkeAlgs {
+    pub(crate) encr: EncrAlg,
+    pub(crate) prf: PrfAlg,
+    pub(crate) dh: DhGroup,
+}
+
+impl IkeAlgs {
+    pub(crate) fn keywords(&self) -> String {
+        format!("{}-{}-{}", self.encr.keyword(), self.prf.keyword(), self.dh.keyword())
+    }
+}
+
+/// The algorithms of a CHILD SA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EspAlgs {
+    pub(crate) encr: EncrAlg,
+    pub(crate) dh: Option<DhGroup>,
+}
+
+fn encr_transform(e: EncrAlg) -> Transform {
+    Transform::new(ttype::ENCR, e.transform_id(), Some(e.key_bits()))
+}
+
+/// Our IKE SA payload: one proposal per configured `IkeProposal`, numbered from 1.
+pub(crate) fn ike_offer(props: &[IkeProposal], spi: &[u8]) -> Vec<Proposal> {
+    props
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t: Vec<Transform> = p.encr.iter().map(|e| encr_transform(*e)).collect();
+            t.extend(p.prf.iter().map(|f| Transform::new(ttype::PRF, f.transform_id(), None)));
+            t.extend(p.dh.iter().map(|d| Transform::new(ttype::DH, d.transform_id(), None)));
+            Proposal { num: u8::try_from(i + 1).unwrap_or(u8::MAX), protocol: proto::IKE, spi: spi.to_vec(), transforms: t }
+        })
+        .collect()
+}
+
+/// Our ESP SA payload for IKE_AUTH (no KE transforms there, RFC 7296 1.2).
+pub(crate) fn esp_offer(props: &[EspProposal], spi: u32, with_dh: bool) -> Vec<Proposal> {
+    props
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t: Vec<Transform> = p.encr.iter().map(|e| encr_transform(*e)).collect();
+            if with_dh {
+                t.extend(p.dh.iter().map(|d| Transform::new(ttype::DH, d.transform_id(), None)));
+            }
+            t.push(Transform::new(ttype::ESN, 0, None));
+            Proposal {
+                num: u8::try_from(i + 1).unwrap_or(u8::MAX),
+                protocol: proto::ESP,
+                spi: spi.to_be_bytes().to_vec(),
+                transforms: t,
+            }
+        })
+        .collect()
+}
+
+fn usable(p: &Proposal) -> impl Iterator<Item = &Transform> {
+    p.transforms.iter().filter(|t| !t.unknown_attrs)
+}
+
+fn encrs(p: &Proposal) -> Vec<EncrAlg> {
+    usable(p).filter(|t| t.ttype == ttype::ENCR).filter_map(|t| EncrAlg::from_iana(t.id, t.key_len)).collect()
+}
+
+/// AEAD needs no integrity transform; accept a proposal only without one or with NONE.
+fn integ_ok(p: &Proposal) -> bool {
+    let integ: Vec<&Transform> = p.transforms.iter().filter(|t| t.ttype == ttype::INTEG).collect();
+    integ.is_empty() || integ.iter().any(|t| t.id == 0)
+}
+
+fn first_common<T: Copy + PartialEq>(ours: &[T], theirs: &[T]) -> Option<T> {
+    ours.iter().copied().find(|o| theirs.contains(o))
+}
+
+/// Chooses an IKE proposal. Our configured order decides; the group in the peer's KE
+/// payload is preferred when acceptable. Returns the chosen algorithms and the peer's
+/// proposal number.
+pub(crate) fn select_ike(offered: &[Proposal], ours: &[IkeProposal], ke_group: Option<u16>) -> Option<(IkeAlgs, u8)> {
+    for o in ours {
+        for p in offered.iter().filter(|p| p.protocol == proto::IKE && integ_ok(p)) {
+            let Some(encr) = first_common(&o.encr, &encrs(p)) else { continue };
+            let prfs: Vec<PrfAlg> =
+                usable(p).filter(|t| t.ttype == ttype::PRF).filter_map(|t| PrfAlg::from_iana(t.id)).collect();
+            let Some(prf) = first_common(&o.prf, &prfs) else { continue };
+            let dhs: Vec<DhGroup> =
+                usable(p).filter(|t| t.ttype == ttype::DH).filter_map(|t| DhGroup::from_iana(t.id)).collect();
+            let ke_dh = ke_group.and_then(DhGroup::from_iana).filter(|g| o.dh.contains(g) && dhs.contains(g));
+            let Some(dh) = ke_dh.or_else(|| first_common(&o.dh, &dhs)) else { continue };
+            return Some((IkeAlgs { encr, prf, dh }, p.num));
+        }
+    }
+    None
+}
+
+/// The responder's single-proposal answer.
+pub(crate) fn ike_answer(algs: IkeAlgs, num: u8, spi: &[u8]) -> Vec<Proposal> {
+    vec![Proposal {
+        num,
+        protocol: proto::IKE,
+        spi: spi.to_vec(),
+        transforms: vec![
+            encr_transform(algs.encr),
+            Transform::new(ttype::PRF, algs.prf.transform_id(), None),
+            Transform::new(ttype::DH, algs.dh.transform_id(), None),
+        ],
+    }]
+}
+
+/// Checks the responder's answer: exactly one proposal, one of each type, all offered by us.
+pub(crate) fn accept_ike_answer(answer: &[Proposal], ours: &[IkeProposal]) -> Option<IkeAlgs> {
+    let [p] = answer else { return None };
+    if p.protocol != proto::IKE {
+        return None;
+    }
+    let one = |tt: u8| {
+        let v: Vec<&Transform> = p.transforms.iter().filter(|t| t.ttype == tt).collect();
+        match v.as_slice() {
+            [t] => Some((*t).clone()),
+            _ => None,
+        }
+    };
+    let encr = one(ttype::ENCR).and_then(|t| EncrAlg::from_iana(t.id, t.key_len))?;
+    let prf = one(ttype::PRF).and_then(|t| PrfAlg::from_iana(t.id))?;
+    let dh = one(ttype::DH).and_then(|t| DhGroup::from_iana(t.id))?;
+    let offered = ours.iter().any(|o| o.encr.contains(&encr) && o.prf.contains(&prf) && o.dh.contains(&dh));
+    offered.then_some(IkeAlgs { encr, prf, dh })
+}
+
+/// Chooses an ESP proposal; returns the algorithms, the peer's proposal number and SPI.
+/// KE transforms are ignored (IKE_AUTH); only "no ESN" is accepted.
+pub(crate) fn select_esp(offered: &[Proposal], ours: &[EspProposal]) -> Option<(EspAlgs, u8, u32)> {
+    for o in ours {
+        for p in offered.iter().filter(|p| p.protocol == proto::ESP && integ_ok(p)) {
+            let Some(spi) = crate::message::payload::spi32(&p.spi) else { continue };
+            let Some(encr) = first_common(&o.encr, &encrs(p)) else { continue };
+            let esn: Vec<u16> = usable(p).filter(|t| t.ttype == ttype::ESN).map(|t| t.id).collect();
+            if !esn.is_empty() && !esn.contains(&0) {
+                continue;
+            }
+            return Some((EspAlgs { encr, dh: None }, p.num, spi));
+        }
+    }
+    None
+}
+
+/// The responder's single ESP proposal.
+pub(crate) fn esp_answer(algs: EspAlgs, num: u8, spi: u32) -> Vec<Proposal> {
+    vec![Proposal {
+        num,
+        protocol: proto::ESP,
+        spi: spi.to_be_bytes().to_vec(),
+        transforms: vec![encr_transform(algs.encr), Transform::new(ttype::ESN, 0, None)],
+    }]
+}
+
+/// Checks the responder's ESP answer; returns the algorithms and the peer's SPI.
+pub(crate) fn accept_esp_answer(answer: &[Proposal], ours: &[EspProposal]) -> Option<(EspAlgs, u32)> {
+    let [p] = answer else { return None };
+    if p.protocol != proto::ESP {
+        return None;
+    }
+    let spi = crate::message::payload::spi32(&p.spi)?;
+    let e = encrs(p);
+    let [encr] = e.as_slice() else { return None };
+    if p.transforms.iter().any(|t| t.ttype == ttype::ESN && t.id != 0) {
+        return None;
+    }
+    ours.iter().any(|o| o.encr.contains(encr)).then_some((EspAlgs { encr: *encr, dh: None }, spi))
+}
+
+/// Human-readable form of a peer's proposals for logs, swanctl style where known.
+pub(crate) fn describe(offered: &[Proposal]) -> String {
+    let mut out = Vec::new();
+    for p in offered {
+        let mut parts = Vec::new();
+        for t in &p.transforms {
+            let known = match t.ttype {
+                ttype::ENCR => EncrAlg::from_iana(t.id, t.key_len).map(|e| e.keyword().to_string()),
+                ttype::PRF => PrfAlg::from_iana(t.id).map(|f| f.keyword().to_string()),
+                ttype::DH => DhGroup::from_iana(t.id).map(|d| d.keyword().to_string()),
+                ttype::ESN => Some(if t.id == 0 { "noesn".into() } else { "esn".into() }),
+                _ => None,
+            };
+            parts.push(known.unwrap_or_else(|| match t.key_len {
+                Some(k) => format!("T{}:{}/{}", t.ttype, t.id, k),
+                None => format!("T{}:{}", t.ttype, t.id),
+            }));
+        }
+        out.push(parts.join("-"));
+    }
+    if out.is_empty() {
+        "nothing".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// Our configured proposals for logs.
+pub(crate) fn describe_ours<T: std::fmt::Display>(ours: &[T]) -> String {
+    ours.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_first_acceptable_and_skips_unknown() {
+        let ours = vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519-ecp256").unwrap()];
+        let mut peer = ike_offer(&[IkeProposal::parse("aes128gcm16-prfsha384-ecp256").unwrap()], &[]);
+        assert_eq!(select_ike(&peer, &ours, Some(19)), None);
+        peer.extend(ike_offer(&[IkeProposal::parse("aes256gcm16-prfsha256-ecp256-x25519").unwrap()], &[]));
+        peer[1].num = 2;
+        // Unknown transform type 99 and an ENCR with an unknown attribute are skipped.
+        peer[1].transforms.insert(0, Transform::new(99, 7, None));
+        peer[1].transforms.insert(0, Transform { ttype: ttype::ENCR, id: 20, key_len: Some(256), unknown_attrs: true });
+        let (algs, num) = select_ike(&peer, &ours, Some(19)).unwrap();
+        assert_eq!(num, 2);
+        assert_eq!(algs, IkeAlgs { encr: EncrAlg::AesGcm16_256, prf: PrfAlg::HmacSha256, dh: DhGroup::Ecp256 });
+        let (algs, _) = select_ike(&peer, &ours, Some(31)).unwrap();
+        assert_eq!(algs.dh, DhGroup::Curve25519);
+        assert_eq!(accept_ike_answer(&ike_answer(algs, 2, &[]), &ours), Some(algs));
+    }
+
+    #[test]
+    fn esp_requires_no_esn() {
+        let ours = vec![EspProposal::parse("aes128gcm16").unwrap()];
+        let mut offer = esp_offer(&ours, 0x1234_5678, false);
+        assert_eq!(select_esp(&offer, &ours).map(|s| s.2), Some(0x1234_5678));
+        offer[0].transforms.retain(|t| t.ttype != ttype::ESN);
+        offer[0].transforms.push(Transform::new(ttype::ESN, 1, None));
+        assert_eq!(select_esp(&offer, &ours), None);
+    }
+}

@@ -1,0 +1,397 @@
+//! One IKE SA: its identity (SPIs, role, addresses), keys, CHILD SAs and task manager.
+//! Routes each message of this SA to the task owning the exchange and drives
+//! retransmission timers.
+//!
+//! Does not parse bytes (see `message`), choose proposals (see `proposal`) or own
+//! protocol decisions of an exchange (see `task`).
+
+pub(crate) mod child;
+pub(crate) mod task_manager;
+
+use crate::crypto::{IkeKeys, SkCipher};
+use crate::endpoint::{Event, Output, PeerConfig, Rng, Transmit};
+use crate::error::{notify, Failure};
+use crate::message::payload::Notify;
+use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
+use crate::proposal::IkeAlgs;
+use crate::task::{ike_auth, ike_init, informational};
+use child::ChildSa;
+use ipsec_types::{DatapathCommand, Direction, Timestamp};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+use task_manager::{TaskKind, TaskManager, Timeout};
+
+/// A responder's IKE SA that is not authenticated within this time is dropped.
+pub(crate) const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the endpoint lends an IKE SA while it handles one input.
+pub(crate) struct Ctx<'a> {
+    pub(crate) now: Timestamp,
+    pub(crate) rng: &'a mut dyn Rng,
+    pub(crate) out: &'a mut VecDeque<Output>,
+    pub(crate) next_child_id: &'a mut u64,
+    pub(crate) ike_port: u16,
+    pub(crate) natt_port: u16,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn random_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        while b == [0u8; 8] {
+            self.rng.fill(&mut b);
+        }
+        u64::from_be_bytes(b)
+    }
+    /// A CHILD SA SPI outside the reserved range 0..=255.
+    pub(crate) fn random_spi(&mut self) -> u32 {
+        loop {
+            let mut b = [0u8; 4];
+            self.rng.fill(&mut b);
+            let v = u32::from_be_bytes(b);
+            if v > 255 {
+                return v;
+            }
+        }
+    }
+    pub(crate) fn nonce(&mut self) -> Vec<u8> {
+        let mut n = vec![0u8; 32];
+        self.rng.fill(&mut n);
+        n
+    }
+}
+
+/// Where the IKE SA stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IkeState {
+    /// IKE_SA_INIT in progress (initiator).
+    Connecting,
+    /// IKE_AUTH in progress (both roles).
+    Authenticating,
+    Established,
+    /// We sent DELETE; everything is already torn down.
+    Deleting,
+}
+
+impl IkeState {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Connecting => "CONNECTING",
+            Self::Authenticating => "AUTHENTICATING",
+            Self::Established => "ESTABLISHED",
+            Self::Deleting => "DELETING",
+        }
+    }
+}
+
+/// Keys and ciphers of an IKE SA, oriented for our role.
+pub(crate) struct SaKeys {
+    pub(crate) keys: IkeKeys,
+    pub(crate) seal: SkCipher,
+    pub(crate) open: SkCipher,
+}
+
+pub(crate) struct IkeSa {
+    pub(crate) peer: PeerConfig,
+    pub(crate) initiator: bool,
+    pub(crate) spi_i: u64,
+    pub(crate) spi_r: u64,
+    pub(crate) state: IkeState,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) nat: bool,
+    pub(crate) algs: Option<IkeAlgs>,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) nr: Vec<u8>,
+    pub(crate) init_request: Vec<u8>,
+    pub(crate) init_response: Vec<u8>,
+    pub(crate) keys: Option<SaKeys>,
+    iv_counter: u64,
+    pub(crate) tasks: TaskManager,
+    pub(crate) children: Vec<ChildSa>,
+    pub(crate) init: Option<ike_init::Initiator>,
+    pub(crate) auth: Option<ike_auth::Initiator>,
+    pub(crate) established_at: Option<Timestamp>,
+    pub(crate) last_heard: Option<Timestamp>,
+    /// Half-open deadline (responder waiting for IKE_AUTH).
+    pub(crate) deadline: Option<Timestamp>,
+    /// IkeDown has been reported (or there is nothing to report).
+    pub(crate) down_reported: bool,
+}
+
+impl IkeSa {
+    pub(crate) fn new(peer: PeerConfig, initiator: bool, local: SocketAddr, remote: SocketAddr) -> Self {
+        Self {
+            peer,
+            initiator,
+            spi_i: 0,
+            spi_r: 0,
+            state: IkeState::Connecting,
+            local,
+            remote,
+            nat: false,
+            algs: None,
+            ni: vec![],
+            nr: vec![],
+            init_request: vec![],
+            init_response: vec![],
+            keys: None,
+            iv_counter: 0,
+            tasks: TaskManager::default(),
+            children: vec![],
+            init: None,
+            auth: None,
+            established_at: None,
+            last_heard: None,
+            deadline: None,
+            down_reported: false,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.peer.name
+    }
+
+    fn header(&self, exch: u8, mid: u32, response: bool) -> Header {
+        let mut f = if self.initiator { flags::INITIATOR } else { 0 };
+        if response {
+            f |= flags::RESPONSE;
+        }
+        Header {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            next_payload: 0,
+            exchange: exch,
+            flags: f,
+            message_id: mid,
+            length: 0,
+        }
+    }
+
+    fn encode(&mut self, header: Header, payloads: &[Payload]) -> Vec<u8> {
+        match &self.keys {
+            Some(k) if header.exchange != exchange::IKE_SA_INIT => {
+                self.iv_counter = self.iv_counter.wrapping_add(1);
+                emit_encrypted(header, payloads, &k.seal, self.iv_counter.to_be_bytes())
+            }
+            _ => emit_plain(header, payloads),
+        }
+    }
+
+    pub(crate) fn transmit(&self, ctx: &mut Ctx<'_>, data: Vec<u8>) {
+        ctx.out.push_back(Output::Transmit(Transmit { local: self.local, remote: self.remote, data }));
+    }
+
+    /// Sends a request of `kind` (the window must be open).
+    pub(crate) fn send_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        kind: TaskKind,
+        exch: u8,
+        payloads: &[Payload],
+        single_shot: bool,
+    ) -> Vec<u8> {
+        let header = self.header(exch, self.tasks.next_mid, false);
+        let data = self.encode(header, payloads);
+        self.transmit(ctx, data.clone());
+        self.tasks.sent(ctx.now, kind, exch, data.clone(), single_shot);
+        data
+    }
+
+    /// Sends (and caches) the response to the peer's request `mid`.
+    pub(crate) fn send_response(&mut self, ctx: &mut Ctx<'_>, exch: u8, mid: u32, payloads: &[Payload]) -> Vec<u8> {
+        let header = self.header(exch, mid, true);
+        let data = self.encode(header, payloads);
+        self.transmit(ctx, data.clone());
+        self.tasks.responded(mid, data.clone());
+        data
+    }
+
+    /// Handles a message already matched to this SA by its SPIs.
+    pub(crate) fn handle_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        mut msg: Message,
+    ) -> Result<(), Failure> {
+        let h = msg.header;
+        if h.is_response() {
+            if self.tasks.outstanding.as_ref().is_none_or(|o| o.mid != h.message_id || o.exchange != h.exchange) {
+                tracing::debug!(tunnel = %self.name(), mid = h.message_id, "response matches no outstanding request; dropped");
+                return Ok(());
+            }
+            if !self.open(data, &mut msg) {
+                return Ok(());
+            }
+            let Some(kind) = self.tasks.take_matching(h.message_id, h.exchange) else { return Ok(()) };
+            self.last_heard = Some(ctx.now);
+            match kind {
+                TaskKind::IkeInit => ike_init::process_response(self, ctx, &msg, data)?,
+                TaskKind::IkeAuth => ike_auth::process_response(self, ctx, &msg)?,
+                TaskKind::IkeDelete => return Err(Failure::Deleted("IKE SA deleted".into())),
+                TaskKind::ChildDelete(_) | TaskKind::Liveness => {}
+            }
+            self.kick(ctx);
+            return Ok(());
+        }
+        // A request from the peer.
+        if let Some(cached) = self.tasks.cached_for(h.message_id) {
+            if h.exchange != exchange::IKE_SA_INIT || data == self.init_request.as_slice() {
+                tracing::debug!(tunnel = %self.name(), mid = h.message_id, "retransmitted request; resending cached response");
+                let cached = cached.to_vec();
+                self.transmit(ctx, cached);
+            }
+            return Ok(());
+        }
+        if h.message_id != self.tasks.peer_next_mid || h.exchange == exchange::IKE_SA_INIT {
+            tracing::debug!(tunnel = %self.name(), mid = h.message_id, "unexpected request message id; dropped");
+            return Ok(());
+        }
+        if msg.sk.is_none() || !self.open(data, &mut msg) {
+            return Ok(());
+        }
+        self.last_heard = Some(ctx.now);
+        self.update_path(ctx, local, remote);
+        if let Some(pt) = msg.payloads.iter().find_map(|p| match p {
+            Payload::Unknown { ptype, critical: true, .. } => Some(*ptype),
+            _ => None,
+        }) {
+            tracing::warn!(tunnel = %self.name(), peer = %remote.ip(), "tunnel {}: peer {} sent unsupported critical payload {pt}; answering UNSUPPORTED_CRITICAL_PAYLOAD", self.name(), remote.ip());
+            let n = Payload::Notify(Notify::new(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![pt]));
+            self.send_response(ctx, h.exchange, h.message_id, &[n]);
+            return Ok(());
+        }
+        match (self.state, h.exchange) {
+            (IkeState::Authenticating, exchange::IKE_AUTH) if !self.initiator => {
+                ike_auth::process_request(self, ctx, &msg)?;
+            }
+            (IkeState::Established, exchange::INFORMATIONAL) => informational::process_request(self, ctx, &msg)?,
+            (IkeState::Established, exchange::CREATE_CHILD_SA) => {
+                tracing::debug!(tunnel = %self.name(), "CREATE_CHILD_SA not supported yet; answering NO_ADDITIONAL_SAS");
+                let n = Payload::Notify(Notify::new(notify::NO_ADDITIONAL_SAS, vec![]));
+                self.send_response(ctx, h.exchange, h.message_id, &[n]);
+            }
+            (IkeState::Deleting, exchange::INFORMATIONAL) => {
+                self.send_response(ctx, h.exchange, h.message_id, &[]);
+            }
+            _ => tracing::debug!(tunnel = %self.name(), exchange = h.exchange, state = self.state.name(), "request not expected in this state; dropped"),
+        }
+        self.kick(ctx);
+        Ok(())
+    }
+
+    /// Decrypts the SK payload in place; `false` (and the message dropped) if that fails
+    /// or if the message should have been protected and was not.
+    fn open(&self, data: &[u8], msg: &mut Message) -> bool {
+        if msg.header.exchange == exchange::IKE_SA_INIT {
+            return msg.sk.is_none();
+        }
+        let Some(k) = &self.keys else { return false };
+        if msg.sk.is_none() {
+            return false;
+        }
+        match msg.decrypt(data, &k.open) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(tunnel = %self.name(), error = %e, "undecryptable message dropped");
+                false
+            }
+        }
+    }
+
+    /// The peer's address or port changed (NAT mapping, floating to 4500).
+    fn update_path(&mut self, ctx: &mut Ctx<'_>, local: SocketAddr, remote: SocketAddr) {
+        if local == self.local && remote == self.remote {
+            return;
+        }
+        tracing::debug!(tunnel = %self.name(), from = %self.remote, to = %remote, "peer address/port changed");
+        self.local = local;
+        self.remote = remote;
+        for c in &mut self.children {
+            if let Some(enc) = c.encap.as_mut() {
+                enc.remote_port = remote.port();
+                let endpoints = c.endpoints(local, remote);
+                for (spi, direction) in [(c.spi_out, Direction::Outbound), (c.spi_in, Direction::Inbound)] {
+                    ctx.out.push_back(Output::Datapath(DatapathCommand::UpdateEndpoints { spi, direction, endpoints }));
+                }
+            }
+        }
+    }
+
+    /// Starts the next queued exchange if the window is open.
+    pub(crate) fn kick(&mut self, ctx: &mut Ctx<'_>) {
+        if self.tasks.outstanding.is_some() || self.state != IkeState::Established {
+            return;
+        }
+        while let Some(kind) = self.tasks.queue.pop_front() {
+            match kind {
+                TaskKind::Liveness => {
+                    self.send_request(ctx, TaskKind::Liveness, exchange::INFORMATIONAL, &[], false);
+                    return;
+                }
+                TaskKind::ChildDelete(spi) => {
+                    if informational::start_child_delete(self, ctx, spi) {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+        [self.tasks.deadline(), self.deadline].into_iter().flatten().min()
+    }
+
+    pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
+        if self.deadline.is_some_and(|d| d <= ctx.now) {
+            self.deadline = None;
+            if self.state != IkeState::Established {
+                tracing::warn!(tunnel = %self.name(), peer = %self.remote.ip(), "tunnel {}: peer {} did not complete IKE_AUTH in time; dropping half-open IKE SA", self.name(), self.remote.ip());
+                return Err(Failure::Transient("half-open IKE SA timed out".into()));
+            }
+        }
+        match self.tasks.on_timeout(ctx.now) {
+            Timeout::Nothing => Ok(()),
+            Timeout::Retransmit(p) => {
+                tracing::debug!(tunnel = %self.name(), "retransmitting request");
+                self.transmit(ctx, p);
+                Ok(())
+            }
+            Timeout::GiveUp(TaskKind::IkeDelete) => Err(Failure::Deleted("IKE SA deleted (no DELETE response)".into())),
+            Timeout::GiveUp(kind) => {
+                tracing::warn!(tunnel = %self.name(), peer = %self.remote.ip(), "tunnel {}: peer {} did not answer {kind:?} after {} retransmits; IKE SA failed", self.name(), self.remote.ip(), task_manager::RETRANSMIT_LIMIT);
+                Err(Failure::Transient(format!("peer did not answer {kind:?}")))
+            }
+        }
+    }
+
+    /// Removes every CHILD SA from the datapath and reports the IKE SA down (once).
+    pub(crate) fn teardown(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        for c in std::mem::take(&mut self.children) {
+            c.remove(ctx, self.name());
+        }
+        if !self.down_reported {
+            self.down_reported = true;
+            if self.initiator || self.established_at.is_some() {
+                ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason: reason.into() }));
+            }
+        }
+    }
+
+    /// Sends DELETE for the IKE SA (when established) and tears everything down now.
+    /// Returns `false` when the SA can be forgotten at once.
+    pub(crate) fn terminate(&mut self, ctx: &mut Ctx<'_>, reason: &str) -> bool {
+        let was_established = self.state == IkeState::Established;
+        self.teardown(ctx, reason);
+        if !was_established {
+            return false;
+        }
+        self.state = IkeState::Deleting;
+        self.tasks.queue.clear();
+        informational::start_ike_delete(self, ctx);
+        true
+    }
+}

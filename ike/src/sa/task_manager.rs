@@ -1,0 +1,148 @@
+//! Message IDs, the window of one outstanding request, retransmission with exponential
+//! backoff, the cached last response (RFC 7296 section 2.1 - 2.3) and the queue of
+//! exchanges waiting to be initiated.
+//!
+//! It does not build or interpret messages: the tasks do.
+
+use ipsec_types::{Spi, Timestamp};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// First retransmission timeout; doubles on every retransmission.
+pub(crate) const RETRANSMIT_BASE: Duration = Duration::from_secs(1);
+/// Retransmissions before the exchange (and the IKE SA) is given up.
+pub(crate) const RETRANSMIT_LIMIT: u32 = 5;
+
+/// The exchanges we initiate (active tasks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TaskKind {
+    IkeInit,
+    IkeAuth,
+    IkeDelete,
+    ChildDelete(Spi),
+    /// An empty INFORMATIONAL request (queued by DPD, issue #3).
+    #[allow(dead_code)] // reason: DPD lands with issue #3
+    Liveness,
+}
+
+/// The request we wait a response for.
+#[derive(Debug)]
+pub(crate) struct Outstanding {
+    pub(crate) mid: u32,
+    pub(crate) exchange: u8,
+    pub(crate) kind: TaskKind,
+    pub(crate) packet: Vec<u8>,
+    pub(crate) retransmits: u32,
+    pub(crate) next_at: Timestamp,
+    /// Give up after the first timeout instead of retransmitting (DELETE on shutdown).
+    pub(crate) single_shot: bool,
+}
+
+/// Per-IKE-SA exchange bookkeeping.
+#[derive(Debug, Default)]
+pub(crate) struct TaskManager {
+    /// Message ID of our next request.
+    pub(crate) next_mid: u32,
+    /// Our outstanding request (window of one).
+    pub(crate) outstanding: Option<Outstanding>,
+    /// Message ID we expect in the peer's next request.
+    pub(crate) peer_next_mid: u32,
+    /// The last response we sent: (message id, bytes), for retransmitted requests.
+    pub(crate) cached_response: Option<(u32, Vec<u8>)>,
+    /// Exchanges waiting for the window to open.
+    pub(crate) queue: VecDeque<TaskKind>,
+}
+
+/// What `on_timeout` decided.
+pub(crate) enum Timeout {
+    Nothing,
+    Retransmit(Vec<u8>),
+    GiveUp(TaskKind),
+}
+
+impl TaskManager {
+    /// Records a request just sent and returns its message ID.
+    pub(crate) fn sent(&mut self, now: Timestamp, kind: TaskKind, exchange: u8, packet: Vec<u8>, single_shot: bool) {
+        self.outstanding = Some(Outstanding {
+            mid: self.next_mid,
+            exchange,
+            kind,
+            packet,
+            retransmits: 0,
+            next_at: now + RETRANSMIT_BASE,
+            single_shot,
+        });
+        self.next_mid = self.next_mid.wrapping_add(1);
+    }
+
+    /// The outstanding request, if `mid`/`exchange` match it (the response is taken).
+    pub(crate) fn take_matching(&mut self, mid: u32, exchange: u8) -> Option<TaskKind> {
+        match &self.outstanding {
+            Some(o) if o.mid == mid && o.exchange == exchange => self.outstanding.take().map(|o| o.kind),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Timestamp> {
+        self.outstanding.as_ref().map(|o| o.next_at)
+    }
+
+    pub(crate) fn on_timeout(&mut self, now: Timestamp) -> Timeout {
+        let Some(o) = self.outstanding.as_mut() else { return Timeout::Nothing };
+        if now < o.next_at {
+            return Timeout::Nothing;
+        }
+        if o.single_shot || o.retransmits >= RETRANSMIT_LIMIT {
+            let kind = o.kind.clone();
+            self.outstanding = None;
+            return Timeout::GiveUp(kind);
+        }
+        o.retransmits += 1;
+        let factor = 1u32 << o.retransmits.min(16);
+        o.next_at = now + RETRANSMIT_BASE * factor;
+        Timeout::Retransmit(o.packet.clone())
+    }
+
+    /// Records the response to the peer's request `mid`.
+    pub(crate) fn responded(&mut self, mid: u32, packet: Vec<u8>) {
+        self.cached_response = Some((mid, packet));
+        self.peer_next_mid = mid.wrapping_add(1);
+    }
+
+    /// The cached response if `mid` is a retransmission of the last request answered.
+    pub(crate) fn cached_for(&self, mid: u32) -> Option<&[u8]> {
+        match &self.cached_response {
+            Some((m, p)) if *m == mid => Some(p),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_gives_up() {
+        let mut tm = TaskManager::default();
+        tm.sent(Timestamp::ZERO, TaskKind::Liveness, 37, vec![1], false);
+        assert!(matches!(tm.on_timeout(Timestamp::from_millis(999)), Timeout::Nothing));
+        let mut t = Timestamp::from_secs(1);
+        let mut gaps = vec![];
+        loop {
+            match tm.on_timeout(t) {
+                Timeout::Retransmit(p) => assert_eq!(p, vec![1]),
+                Timeout::GiveUp(k) => {
+                    assert_eq!(k, TaskKind::Liveness);
+                    break;
+                }
+                Timeout::Nothing => unreachable!(),
+            }
+            let next = tm.deadline().unwrap();
+            gaps.push(next.saturating_since(t).as_secs());
+            t = next;
+        }
+        assert_eq!(gaps, vec![2, 4, 8, 16, 32]);
+        assert_eq!(tm.next_mid, 1);
+    }
+}

@@ -1,0 +1,267 @@
+//! IKE_AUTH (RFC 7296 section 1.2): identities and PSK authentication (2.15), and the
+//! first CHILD SA with traffic selector narrowing (2.9).
+
+use super::{error_notify, notifies};
+use crate::crypto::{ct_eq, psk_auth};
+use crate::endpoint::{Event, Output};
+use crate::error::{notify, Failure};
+use crate::message::payload::{IdPayload, Notify};
+use crate::message::{exchange, Message, Payload};
+use crate::proposal;
+use crate::sa::task_manager::TaskKind;
+use crate::sa::{child, Ctx, IkeSa, IkeState};
+use ipsec_types::TrafficSelector;
+use zeroize::Zeroizing;
+
+/// AUTH method: Shared Key Message Integrity Code.
+const AUTH_PSK: u8 = 2;
+
+/// The initiator between its IKE_AUTH request and the response.
+pub(crate) struct Initiator {
+    spi_in: u32,
+}
+
+/// Our AUTH value for the ID payload body `id_body` (we are the signer).
+fn our_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let (keys, algs) = (sa.keys.as_ref()?, sa.algs?);
+    Some(if sa.initiator {
+        psk_auth(algs.prf, &sa.peer.psk, &sa.init_request, &sa.nr, &keys.keys.sk_pi, id_body)
+    } else {
+        psk_auth(algs.prf, &sa.peer.psk, &sa.init_response, &sa.ni, &keys.keys.sk_pr, id_body)
+    })
+}
+
+/// The AUTH value the peer must have sent for its ID payload body.
+fn peer_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let (keys, algs) = (sa.keys.as_ref()?, sa.algs?);
+    Some(if sa.initiator {
+        psk_auth(algs.prf, &sa.peer.psk, &sa.init_response, &sa.ni, &keys.keys.sk_pr, id_body)
+    } else {
+        psk_auth(algs.prf, &sa.peer.psk, &sa.init_request, &sa.nr, &keys.keys.sk_pi, id_body)
+    })
+}
+
+/// Sends the IKE_AUTH request with IDi, AUTH and the CHILD SA proposal.
+pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
+    let spi_in = ctx.random_spi();
+    let idi = IdPayload::from_identity(&sa.peer.local_id);
+    let Some(auth) = our_auth(sa, &idi.body()) else { return };
+    let p = vec![
+        Payload::IdI(idi),
+        Payload::Notify(Notify::new(notify::INITIAL_CONTACT, vec![])),
+        Payload::Auth { method: AUTH_PSK, data: auth.to_vec() },
+        Payload::Sa(proposal::esp_offer(&sa.peer.esp_proposals, spi_in, false)),
+        Payload::TsI(sa.peer.local_ts.clone()),
+        Payload::TsR(sa.peer.remote_ts.clone()),
+    ];
+    sa.auth = Some(Initiator { spi_in });
+    sa.send_request(ctx, TaskKind::IkeAuth, exchange::IKE_AUTH, &p, false);
+}
+
+fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
+    sa.state = IkeState::Established;
+    sa.established_at = Some(ctx.now);
+    sa.deadline = None;
+    if let Some(a) = sa.algs {
+        tracing::info!(
+            tunnel = %sa.name(),
+            "IKE SA established with {} ({}), {}, SPIs {:016x}_i {:016x}_r{}",
+            sa.remote,
+            sa.peer.remote_id,
+            a.keywords(),
+            sa.spi_i,
+            sa.spi_r,
+            if sa.nat { ", NAT-T (UDP-encap)" } else { "" }
+        );
+    }
+}
+
+fn ts_list(ts: &[TrafficSelector]) -> String {
+    ts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+}
+
+/// The initiator handles the IKE_AUTH response.
+pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Result<(), Failure> {
+    let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
+    let child_err = notifies(&msg.payloads).find(|n| notify::is_child_error(n.kind)).map(|n| n.kind);
+    if let Some(n) = error_notify(&msg.payloads).filter(|n| !notify::is_child_error(n.kind)) {
+        if n.kind == notify::AUTHENTICATION_FAILED {
+            tracing::error!("tunnel {name}: peer {peer_ip} rejected our authentication (AUTHENTICATION_FAILED); check the PSK and both identities (we are {})", sa.peer.local_id);
+        } else {
+            tracing::warn!("tunnel {name}: peer {peer_ip} refused IKE_AUTH with {}", notify::name(n.kind));
+        }
+        return Err(Failure::Negotiation(format!("peer refused IKE_AUTH ({})", notify::name(n.kind))));
+    }
+    let idr = msg.payloads.iter().find_map(|p| if let Payload::IdR(i) = p { Some(i) } else { None });
+    let auth = msg.payloads.iter().find_map(|p| match p {
+        Payload::Auth { method, data } => Some((*method, data)),
+        _ => None,
+    });
+    let (Some(idr), Some((method, auth))) = (idr, auth) else {
+        tracing::warn!("tunnel {name}: peer {peer_ip} sent an IKE_AUTH response without IDr or AUTH (INVALID_SYNTAX)");
+        return Err(Failure::Transient("malformed IKE_AUTH response".into()));
+    };
+    if idr.identity().as_ref() != Some(&sa.peer.remote_id) {
+        tracing::error!(
+            "tunnel {name}: peer {peer_ip} identified as {} but we expect {} (AUTHENTICATION_FAILED)",
+            idr.identity().map_or_else(|| "<unsupported ID>".to_string(), |i| i.to_string()),
+            sa.peer.remote_id
+        );
+        return Err(Failure::Negotiation("peer identity mismatch".into()));
+    }
+    let ok = method == AUTH_PSK && peer_auth(sa, &idr.body()).is_some_and(|e| ct_eq(&e, auth));
+    if !ok {
+        tracing::error!("tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK");
+        return Err(Failure::Negotiation("peer failed authentication".into()));
+    }
+    established(sa, ctx);
+    ctx.out.push_back(Output::Event(Event::IkeUp { peer: name.clone() }));
+    let Some(init) = sa.auth.take() else { return Ok(()) };
+    if let Some(k) = child_err {
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} refused our CHILD SA ({}); IKE SA kept without tunnel. We offered {} for {} === {}",
+            notify::name(k),
+            proposal::describe_ours(&sa.peer.esp_proposals),
+            ts_list(&sa.peer.local_ts),
+            ts_list(&sa.peer.remote_ts)
+        );
+        return Ok(());
+    }
+    let props = msg.payloads.iter().find_map(|p| if let Payload::Sa(s) = p { Some(s) } else { None });
+    let tsi = msg.payloads.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t) } else { None });
+    let tsr = msg.payloads.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t) } else { None });
+    let (Some(props), Some(tsi), Some(tsr)) = (props, tsi, tsr) else {
+        tracing::warn!("tunnel {name}: peer {peer_ip} established the IKE SA but sent no CHILD SA; no tunnel installed");
+        return Ok(());
+    };
+    let Some((algs, spi_out)) = proposal::accept_esp_answer(props, &sa.peer.esp_proposals) else {
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} chose an ESP proposal we did not offer ({}); no tunnel installed",
+            proposal::describe(props)
+        );
+        return Ok(());
+    };
+    let within = |got: &[TrafficSelector], ours: &[TrafficSelector]| {
+        !got.is_empty() && got.iter().all(|g| ours.iter().any(|o| o.is_superset_of(g)))
+    };
+    if !within(tsi, &sa.peer.local_ts) || !within(tsr, &sa.peer.remote_ts) {
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} answered traffic selectors {} === {} outside what we proposed (TS_UNACCEPTABLE); no tunnel installed",
+            ts_list(tsi),
+            ts_list(tsr)
+        );
+        return Ok(());
+    }
+    if let Some(ev) = child::install(sa, ctx, algs, init.spi_in, spi_out, tsi.clone(), tsr.clone()) {
+        ctx.out.push_back(Output::Event(ev));
+    }
+    Ok(())
+}
+
+/// Intersects what the initiator proposed with our configuration (RFC 7296 2.9),
+/// dropping results contained in another result.
+pub(crate) fn narrow(offered: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<TrafficSelector> {
+    let mut all: Vec<TrafficSelector> = Vec::new();
+    for o in offered {
+        for c in ours {
+            if let Some(x) = o.intersect(c) {
+                if !all.contains(&x) {
+                    all.push(x);
+                }
+            }
+        }
+    }
+    let keep: Vec<TrafficSelector> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, x)| !all.iter().enumerate().any(|(j, y)| j != *i && y.is_superset_of(x) && y != *x))
+        .map(|(_, x)| *x)
+        .collect();
+    keep
+}
+
+/// The responder handles IKE_AUTH: authenticates the peer, answers with IDr/AUTH and,
+/// if acceptable, the CHILD SA (installed before the response goes out).
+pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Result<(), Failure> {
+    let (name, peer_ip, mid) = (sa.peer.name.clone(), sa.remote.ip(), msg.header.message_id);
+    let idi = msg.payloads.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i) } else { None });
+    let auth = msg.payloads.iter().find_map(|p| match p {
+        Payload::Auth { method, data } => Some((*method, data)),
+        _ => None,
+    });
+    let (Some(idi), Some((method, auth))) = (idi, auth) else {
+        tracing::warn!("tunnel {name}: IKE_AUTH from {peer_ip} lacks IDi or AUTH (we do not support EAP) (INVALID_SYNTAX)");
+        let n = Payload::Notify(Notify::new(notify::INVALID_SYNTAX, vec![]));
+        sa.send_response(ctx, exchange::IKE_AUTH, mid, &[n]);
+        return Err(Failure::Transient("malformed IKE_AUTH request".into()));
+    };
+    let refuse_auth = |sa: &mut IkeSa, ctx: &mut Ctx<'_>| {
+        let n = Payload::Notify(Notify::new(notify::AUTHENTICATION_FAILED, vec![]));
+        sa.send_response(ctx, exchange::IKE_AUTH, mid, &[n]);
+        Err(Failure::Negotiation("peer failed authentication".into()))
+    };
+    if idi.identity().as_ref() != Some(&sa.peer.remote_id) {
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} identified as {} but we expect {} (AUTHENTICATION_FAILED)",
+            idi.identity().map_or_else(|| "<unsupported ID>".to_string(), |i| i.to_string()),
+            sa.peer.remote_id
+        );
+        return refuse_auth(sa, ctx);
+    }
+    let ok = method == AUTH_PSK && peer_auth(sa, &idi.body()).is_some_and(|e| ct_eq(&e, auth));
+    if !ok {
+        tracing::warn!("tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK");
+        return refuse_auth(sa, ctx);
+    }
+    let idr = IdPayload::from_identity(&sa.peer.local_id);
+    let Some(our) = our_auth(sa, &idr.body()) else { return Err(Failure::Transient("no keys".into())) };
+    let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AUTH_PSK, data: our.to_vec() }];
+    established(sa, ctx);
+    let child_up = create_child(sa, ctx, msg, &mut resp);
+    sa.send_response(ctx, exchange::IKE_AUTH, mid, &resp);
+    ctx.out.push_back(Output::Event(Event::IkeUp { peer: name }));
+    if let Some(ev) = child_up {
+        ctx.out.push_back(Output::Event(ev));
+    }
+    Ok(())
+}
+
+/// The responder's half of the IKE_AUTH CHILD SA; appends the answer payloads.
+fn create_child(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, resp: &mut Vec<Payload>) -> Option<Event> {
+    let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
+    let props = msg.payloads.iter().find_map(|p| if let Payload::Sa(s) = p { Some(s) } else { None });
+    let tsi = msg.payloads.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t) } else { None });
+    let tsr = msg.payloads.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t) } else { None });
+    let (Some(props), Some(tsi), Some(tsr)) = (props, tsi, tsr) else {
+        tracing::debug!(tunnel = %name, "IKE_AUTH without a CHILD SA request");
+        return None;
+    };
+    let Some((algs, num, spi_out)) = proposal::select_esp(props, &sa.peer.esp_proposals) else {
+        tracing::warn!(
+            "tunnel {name}: no ESP proposal from {peer_ip} matches ours (peer offered {}, we accept {}) (NO_PROPOSAL_CHOSEN); IKE SA kept without tunnel",
+            proposal::describe(props),
+            proposal::describe_ours(&sa.peer.esp_proposals)
+        );
+        resp.push(Payload::Notify(Notify::new(notify::NO_PROPOSAL_CHOSEN, vec![])));
+        return None;
+    };
+    let remote_ts = narrow(tsi, &sa.peer.remote_ts);
+    let local_ts = narrow(tsr, &sa.peer.local_ts);
+    if remote_ts.is_empty() || local_ts.is_empty() {
+        tracing::warn!(
+            "tunnel {name}: traffic selectors from {peer_ip} ({} === {}) do not match ours ({} === {}) (TS_UNACCEPTABLE); IKE SA kept without tunnel",
+            ts_list(tsi),
+            ts_list(tsr),
+            ts_list(&sa.peer.remote_ts),
+            ts_list(&sa.peer.local_ts)
+        );
+        resp.push(Payload::Notify(Notify::new(notify::TS_UNACCEPTABLE, vec![])));
+        return None;
+    }
+    let spi_in = ctx.random_spi();
+    let ev = child::install(sa, ctx, algs, spi_in, spi_out, local_ts.clone(), remote_ts.clone())?;
+    resp.push(Payload::Sa(proposal::esp_answer(algs, num, spi_in)));
+    resp.push(Payload::TsI(remote_ts));
+    resp.push(Payload::TsR(local_ts));
+    Some(ev)
+}

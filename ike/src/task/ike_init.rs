@@ -1,0 +1,262 @@
+//! IKE_SA_INIT (RFC 7296 section 1.2): SA, KE, nonces and NAT detection; the
+//! initiator's INVALID_KE_PAYLOAD and COOKIE retries (2.6, 1.3).
+
+use super::{error_notify, natd, notifies};
+use crate::crypto::{derive_ike_keys, KeyExchange, SkCipher};
+use crate::endpoint::{Output, PeerConfig, Transmit};
+use crate::error::{notify, Failure};
+use crate::message::payload::{u16_data, Notify};
+use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
+use crate::proposal::{self, IkeAlgs};
+use crate::sa::task_manager::TaskKind;
+use crate::sa::{Ctx, IkeSa, IkeState, SaKeys, HALF_OPEN_TIMEOUT};
+use ipsec_types::DhGroup;
+use std::net::SocketAddr;
+
+/// How often we follow INVALID_KE_PAYLOAD / COOKIE before giving up.
+const MAX_INIT_RETRIES: u8 = 3;
+
+/// The initiator between its IKE_SA_INIT request and the response.
+pub(crate) struct Initiator {
+    ke: KeyExchange,
+    cookie: Option<Vec<u8>>,
+    retries: u8,
+}
+
+/// Starts a new IKE SA as initiator and sends IKE_SA_INIT.
+pub(crate) fn start(peer: PeerConfig, ctx: &mut Ctx<'_>) -> IkeSa {
+    let local = SocketAddr::new(peer.local_addr, ctx.ike_port);
+    let remote = SocketAddr::new(peer.remote_addr, ctx.ike_port);
+    let group = peer.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Curve25519);
+    let mut sa = IkeSa::new(peer, true, local, remote);
+    sa.spi_i = ctx.random_u64();
+    sa.ni = ctx.nonce();
+    sa.init = Some(Initiator { ke: KeyExchange::generate(group, ctx.rng), cookie: None, retries: 0 });
+    tracing::info!(tunnel = %sa.name(), peer = %remote, "initiating IKE SA");
+    send_request(&mut sa, ctx);
+    sa
+}
+
+fn send_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
+    let Some(init) = &sa.init else { return };
+    let mut p = Vec::new();
+    if let Some(c) = &init.cookie {
+        p.push(Payload::Notify(Notify::new(notify::COOKIE, c.clone())));
+    }
+    p.push(Payload::Sa(proposal::ike_offer(&sa.peer.ike_proposals, &[])));
+    p.push(Payload::Ke { group: init.ke.group().transform_id(), data: init.ke.public_value() });
+    p.push(Payload::Nonce(sa.ni.clone()));
+    p.extend(natd::payloads(sa.spi_i, 0, sa.local, sa.remote, sa.peer.force_encap, ctx.rng));
+    sa.tasks.next_mid = 0;
+    sa.tasks.outstanding = None;
+    sa.init_request = sa.send_request(ctx, TaskKind::IkeInit, exchange::IKE_SA_INIT, &p, false);
+}
+
+fn our_groups(peer: &PeerConfig) -> impl Iterator<Item = DhGroup> + '_ {
+    peer.ike_proposals.iter().flat_map(|p| p.dh.iter().copied())
+}
+
+/// The initiator handles the IKE_SA_INIT response, then starts IKE_AUTH.
+pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, data: &[u8]) -> Result<(), Failure> {
+    let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
+    let Some(init) = sa.init.as_mut() else { return Err(Failure::Transient("IKE_SA_INIT state lost".into())) };
+    if let Some(c) = notifies(&msg.payloads).find(|n| n.kind == notify::COOKIE) {
+        if init.retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
+            tracing::warn!("tunnel {name}: peer {peer_ip} keeps asking for a COOKIE; giving up");
+            return Err(Failure::Transient("COOKIE loop".into()));
+        }
+        tracing::debug!(tunnel = %name, "peer asks for a COOKIE; resending IKE_SA_INIT with it");
+        init.cookie = Some(c.data.clone());
+        init.retries += 1;
+        send_request(sa, ctx);
+        return Ok(());
+    }
+    if let Some(n) = error_notify(&msg.payloads) {
+        match n.kind {
+            notify::INVALID_KE_PAYLOAD => {
+                let wanted = n.data.get(..2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes);
+                let group = wanted.and_then(DhGroup::from_iana).filter(|g| our_groups(&sa.peer).any(|o| o == *g));
+                match group {
+                    Some(g) if g != init.ke.group() && init.retries < MAX_INIT_RETRIES => {
+                        tracing::warn!(
+                            "tunnel {name}: peer {peer_ip} wants key exchange group {} instead of {} (INVALID_KE_PAYLOAD); retrying with it",
+                            g.keyword(),
+                            init.ke.group().keyword()
+                        );
+                        init.ke = KeyExchange::generate(g, ctx.rng);
+                        init.retries += 1;
+                        send_request(sa, ctx);
+                        return Ok(());
+                    }
+                    _ => {
+                        tracing::warn!(
+                            "tunnel {name}: peer {peer_ip} wants key exchange group {wanted:?} which we do not offer (INVALID_KE_PAYLOAD); we offered {}",
+                            proposal::describe_ours(&sa.peer.ike_proposals)
+                        );
+                        return Err(Failure::Negotiation("INVALID_KE_PAYLOAD".into()));
+                    }
+                }
+            }
+            notify::NO_PROPOSAL_CHOSEN => {
+                tracing::warn!(
+                    "tunnel {name}: peer {peer_ip} rejected our IKE proposals (NO_PROPOSAL_CHOSEN); we offered {}",
+                    proposal::describe_ours(&sa.peer.ike_proposals)
+                );
+                return Err(Failure::Negotiation("peer rejected our IKE proposals (NO_PROPOSAL_CHOSEN)".into()));
+            }
+            k => {
+                tracing::warn!("tunnel {name}: peer {peer_ip} refused IKE_SA_INIT with {}", notify::name(k));
+                return Err(Failure::Negotiation(format!("peer refused IKE_SA_INIT ({})", notify::name(k))));
+            }
+        }
+    }
+    let find = |f: fn(&Payload) -> bool| msg.payloads.iter().find(|p| f(p));
+    let (Some(Payload::Sa(props)), Some(Payload::Ke { group, data: ke }), Some(Payload::Nonce(nr))) = (
+        find(|p| matches!(p, Payload::Sa(_))),
+        find(|p| matches!(p, Payload::Ke { .. })),
+        find(|p| matches!(p, Payload::Nonce(_))),
+    ) else {
+        tracing::warn!("tunnel {name}: peer {peer_ip} sent an IKE_SA_INIT response without SA, KE or nonce (INVALID_SYNTAX)");
+        return Err(Failure::Transient("malformed IKE_SA_INIT response".into()));
+    };
+    let Some(algs) = proposal::accept_ike_answer(props, &sa.peer.ike_proposals) else {
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} chose an IKE proposal we did not offer ({}) (NO_PROPOSAL_CHOSEN)",
+            proposal::describe(props)
+        );
+        return Err(Failure::Negotiation("peer chose an IKE proposal we did not offer".into()));
+    };
+    if *group != algs.dh.transform_id() || algs.dh != init.ke.group() || !(16..=256).contains(&nr.len()) {
+        tracing::warn!("tunnel {name}: peer {peer_ip} sent an inconsistent IKE_SA_INIT response (KE group or nonce) (INVALID_SYNTAX)");
+        return Err(Failure::Transient("inconsistent IKE_SA_INIT response".into()));
+    }
+    if msg.header.spi_r == 0 {
+        return Err(Failure::Transient("IKE_SA_INIT response without responder SPI".into()));
+    }
+    let shared = init.ke.agree(ke).map_err(|_| {
+        tracing::warn!("tunnel {name}: peer {peer_ip} sent an invalid key exchange value (INVALID_SYNTAX)");
+        Failure::Transient("invalid KE from peer".into())
+    })?;
+    sa.spi_r = msg.header.spi_r;
+    sa.nr = nr.clone();
+    let len = usize::try_from(msg.header.length).unwrap_or(usize::MAX);
+    sa.init_response = data.get(..len).unwrap_or(data).to_vec();
+    set_keys(sa, algs, &shared)?;
+    let detected = natd::detect(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
+    sa.nat = sa.peer.force_encap || detected.is_some_and(|(a, b)| a || b);
+    tracing::debug!(tunnel = %name, ?detected, forced = sa.peer.force_encap, "NAT detection");
+    if sa.nat {
+        sa.local.set_port(ctx.natt_port);
+        sa.remote.set_port(ctx.natt_port);
+    }
+    sa.init = None;
+    sa.state = IkeState::Authenticating;
+    super::ike_auth::start(sa, ctx);
+    Ok(())
+}
+
+fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure> {
+    let keys = derive_ike_keys(algs.prf, algs.encr, shared, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
+    let (seal_key, open_key) = if sa.initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
+    let (Some(seal), Some(open)) = (SkCipher::new(algs.encr, seal_key), SkCipher::new(algs.encr, open_key)) else {
+        return Err(Failure::Transient("SK cipher setup failed".into()));
+    };
+    sa.keys = Some(SaKeys { keys, seal, open });
+    sa.algs = Some(algs);
+    Ok(())
+}
+
+/// A stateless IKE_SA_INIT error response.
+fn refuse(ctx: &mut Ctx<'_>, req: &Header, local: SocketAddr, remote: SocketAddr, kind: u16, data: Vec<u8>) {
+    let h = Header {
+        spi_i: req.spi_i,
+        spi_r: 0,
+        next_payload: 0,
+        exchange: exchange::IKE_SA_INIT,
+        flags: flags::RESPONSE,
+        message_id: 0,
+        length: 0,
+    };
+    let bytes = emit_plain(h, &[Payload::Notify(Notify::new(kind, data))]);
+    ctx.out.push_back(Output::Transmit(Transmit { local, remote, data: bytes }));
+}
+
+/// The responder answers a new IKE_SA_INIT request from the peer `peer`. Returns the
+/// half-open IKE SA, or `None` after a stateless refusal.
+pub(crate) fn respond(
+    peer: &PeerConfig,
+    ctx: &mut Ctx<'_>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    msg: &Message,
+    data: &[u8],
+) -> Option<IkeSa> {
+    let (name, peer_ip, h) = (&peer.name, remote.ip(), &msg.header);
+    if let Some(pt) = msg.payloads.iter().find_map(|p| match p {
+        Payload::Unknown { ptype, critical: true, .. } => Some(*ptype),
+        _ => None,
+    }) {
+        tracing::warn!("tunnel {name}: peer {peer_ip} sent unsupported critical payload {pt} (UNSUPPORTED_CRITICAL_PAYLOAD)");
+        refuse(ctx, h, local, remote, notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![pt]);
+        return None;
+    }
+    let find = |f: fn(&Payload) -> bool| msg.payloads.iter().find(|p| f(p));
+    let (Some(Payload::Sa(props)), Some(Payload::Ke { group, data: ke }), Some(Payload::Nonce(ni))) = (
+        find(|p| matches!(p, Payload::Sa(_))),
+        find(|p| matches!(p, Payload::Ke { .. })),
+        find(|p| matches!(p, Payload::Nonce(_))),
+    ) else {
+        tracing::warn!("tunnel {name}: IKE_SA_INIT from {peer_ip} lacks SA, KE or nonce (INVALID_SYNTAX)");
+        refuse(ctx, h, local, remote, notify::INVALID_SYNTAX, vec![]);
+        return None;
+    };
+    if !(16..=256).contains(&ni.len()) {
+        tracing::warn!("tunnel {name}: IKE_SA_INIT from {peer_ip} has a nonce of {} bytes (INVALID_SYNTAX)", ni.len());
+        refuse(ctx, h, local, remote, notify::INVALID_SYNTAX, vec![]);
+        return None;
+    }
+    let Some((algs, num)) = proposal::select_ike(props, &peer.ike_proposals, Some(*group)) else {
+        tracing::warn!(
+            "tunnel {name}: no IKE proposal from {peer_ip} matches ours (peer offered {}, we accept {}) (NO_PROPOSAL_CHOSEN)",
+            proposal::describe(props),
+            proposal::describe_ours(&peer.ike_proposals)
+        );
+        refuse(ctx, h, local, remote, notify::NO_PROPOSAL_CHOSEN, vec![]);
+        return None;
+    };
+    if *group != algs.dh.transform_id() {
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} sent a key exchange for group {group}, we chose {} (INVALID_KE_PAYLOAD); asking it to retry",
+            algs.dh.keyword()
+        );
+        refuse(ctx, h, local, remote, notify::INVALID_KE_PAYLOAD, u16_data(algs.dh.transform_id()));
+        return None;
+    }
+    let kex = KeyExchange::generate(algs.dh, ctx.rng);
+    let Ok(shared) = kex.agree(ke) else {
+        tracing::warn!("tunnel {name}: peer {peer_ip} sent an invalid key exchange value (INVALID_SYNTAX)");
+        refuse(ctx, h, local, remote, notify::INVALID_SYNTAX, vec![]);
+        return None;
+    };
+    let mut sa = IkeSa::new(peer.clone(), false, local, remote);
+    sa.spi_i = h.spi_i;
+    sa.spi_r = ctx.random_u64();
+    sa.ni = ni.clone();
+    sa.nr = ctx.nonce();
+    let len = usize::try_from(h.length).unwrap_or(usize::MAX);
+    sa.init_request = data.get(..len).unwrap_or(data).to_vec();
+    set_keys(&mut sa, algs, &shared).ok()?;
+    let detected = natd::detect(&msg.payloads, sa.spi_i, 0, local, remote);
+    sa.nat = peer.force_encap || detected.is_some_and(|(a, b)| a || b);
+    tracing::debug!(tunnel = %name, ?detected, forced = peer.force_encap, "NAT detection");
+    let mut p = vec![
+        Payload::Sa(proposal::ike_answer(algs, num, &[])),
+        Payload::Ke { group: algs.dh.transform_id(), data: kex.public_value() },
+        Payload::Nonce(sa.nr.clone()),
+    ];
+    p.extend(natd::payloads(sa.spi_i, sa.spi_r, local, remote, peer.force_encap, ctx.rng));
+    sa.state = IkeState::Authenticating;
+    sa.deadline = Some(ctx.now + HALF_OPEN_TIMEOUT);
+    sa.init_response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);
+    Some(sa)
+}

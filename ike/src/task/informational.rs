@@ -1,0 +1,69 @@
+//! INFORMATIONAL exchanges (RFC 7296 section 1.4): DELETE of the IKE SA or of CHILD
+//! SAs, liveness checks, and error notifies from the peer.
+
+use super::error_notify;
+use crate::error::{notify, Failure};
+use crate::message::payload::{proto, spi32, Delete};
+use crate::message::{exchange, Message, Payload};
+use crate::sa::task_manager::TaskKind;
+use crate::sa::{Ctx, IkeSa};
+use ipsec_types::Spi;
+
+/// The responder side: answers DELETEs (with our matching CHILD SPIs) and empty requests.
+pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Result<(), Failure> {
+    let (name, peer_ip, mid) = (sa.peer.name.clone(), sa.remote.ip(), msg.header.message_id);
+    let mut delete_ike = false;
+    let mut ours = Vec::new();
+    for p in &msg.payloads {
+        let Payload::Delete(d) = p else { continue };
+        match d.protocol {
+            proto::IKE => delete_ike = true,
+            proto::ESP => {
+                for spi in d.spis.iter().filter_map(|s| spi32(s)) {
+                    if let Some(i) = sa.children.iter().position(|c| c.spi_out == Spi(spi)) {
+                        let c = sa.children.remove(i);
+                        tracing::info!(tunnel = %name, "peer {peer_ip} deleted CHILD SA {}/{}", c.spi_in, c.spi_out);
+                        c.remove(ctx, &name);
+                        ours.push(c.spi_in.0.to_be_bytes().to_vec());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(n) = error_notify(&msg.payloads) {
+        tracing::warn!("tunnel {name}: peer {peer_ip} reported {}; deleting the IKE SA", notify::name(n.kind));
+        delete_ike = true;
+    }
+    if delete_ike {
+        tracing::info!(tunnel = %name, "peer {peer_ip} deleted the IKE SA");
+        sa.send_response(ctx, exchange::INFORMATIONAL, mid, &[]);
+        return Err(Failure::Deleted("deleted by peer".into()));
+    }
+    let resp = if ours.is_empty() {
+        vec![]
+    } else {
+        vec![Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: ours })]
+    };
+    sa.send_response(ctx, exchange::INFORMATIONAL, mid, &resp);
+    Ok(())
+}
+
+/// Sends DELETE for the IKE SA, abandoning any outstanding request. We wait for the
+/// response for one retransmission timeout only.
+pub(crate) fn start_ike_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
+    sa.tasks.outstanding = None;
+    let d = Payload::Delete(Delete { protocol: proto::IKE, spi_size: 0, spis: vec![] });
+    sa.send_request(ctx, TaskKind::IkeDelete, exchange::INFORMATIONAL, &[d], true);
+}
+
+/// Deletes the CHILD SA with inbound or outbound SPI `spi`: removes it and sends DELETE.
+/// Returns `false` if there is no such CHILD SA (nothing sent).
+pub(crate) fn start_child_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spi: Spi) -> bool {
+    let Some(i) = sa.children.iter().position(|c| c.spi_in == spi || c.spi_out == spi) else { return false };
+    let c = sa.children.remove(i);
+    c.remove(ctx, &sa.peer.name);
+    let d = Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: vec![c.spi_in.0.to_be_bytes().to_vec()] });
+    sa.send_request(ctx, TaskKind::ChildDelete(c.spi_in), exchange::INFORMATIONAL, &[d], false);
+    true
+}
