@@ -26,8 +26,7 @@ pub(crate) struct RawGateway {
     pub natt_port: Option<Spanned<u16>>,
 }
 
-/// `[[tunnel]]`. Room for the lifetime keys of issue #3 (`ike_rekey_time`, ...): add
-/// them here as `Option<Spanned<_>>` and convert them in `validate`.
+/// `[[tunnel]]`. The lifetime and liveness keys (issue #3) are converted in `lifetime`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTunnel {
@@ -44,6 +43,46 @@ pub(crate) struct RawTunnel {
     pub esp_proposals: Option<Spanned<Vec<Spanned<String>>>>,
     pub encapsulation: Option<Spanned<String>>,
     pub replay_window: Option<Spanned<u32>>,
+    pub ike_rekey_time: Option<Spanned<NumOrText>>,
+    pub ike_life_time: Option<Spanned<NumOrText>>,
+    pub child_rekey_time: Option<Spanned<NumOrText>>,
+    pub child_life_time: Option<Spanned<NumOrText>>,
+    pub rekey_jitter: Option<Spanned<NumOrText>>,
+    pub child_rekey_bytes: Option<Spanned<NumOrText>>,
+    pub child_rekey_packets: Option<Spanned<NumOrText>>,
+    pub dpd_delay: Option<Spanned<NumOrText>>,
+    pub dpd_timeout: Option<Spanned<NumOrText>>,
+    pub dpd_action: Option<Spanned<String>>,
+}
+
+/// A TOML integer or string: durations (`"4h"` or seconds), percentages (`"10%"` or
+/// `10`) and volumes (`"500M"` or a count). Parsed by `lifetime`, which knows the unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NumOrText {
+    Num(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for NumOrText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = NumOrText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or a string such as \"4h\", \"10%\" or \"500M\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NumOrText, E> {
+                Ok(NumOrText::Num(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumOrText, E> {
+                i64::try_from(v).map(NumOrText::Num).map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NumOrText, E> {
+                Ok(NumOrText::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// An inline `psk`: zeroized on drop, never printed.

@@ -2,6 +2,7 @@
 //! checks, `psk_file` reading, and error locations (byte span to line, key path).
 //! Owns every rule a configuration must satisfy; does not own the file format (`raw`).
 
+use crate::lifetime::lifetimes;
 use crate::raw::{RawConfig, RawGateway, RawTunnel};
 use crate::{read_limited, Config, ConfigError, Encapsulation, GatewayConfig, Psk, StartAction, TunnelConfig};
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
@@ -118,14 +119,20 @@ fn locate(text: &str, line: usize) -> (Option<String>, Option<String>) {
     (section, key)
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     text: &'a str,
     file: &'a Path,
     warnings: Vec<String>,
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Option<Range<usize>>, key: String, tunnel: Option<&str>, message: String) -> ConfigError {
+    pub(crate) fn err(
+        &self,
+        span: Option<Range<usize>>,
+        key: String,
+        tunnel: Option<&str>,
+        message: String,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             line: span.map(|s| line_of(self.text, s.start)),
@@ -422,6 +429,8 @@ fn tunnel(
         Some(v) => *v.get_ref(),
     };
 
+    let life = lifetimes(cx, &t, i, n)?;
+
     Ok(TunnelConfig {
         name,
         remote_address,
@@ -435,6 +444,16 @@ fn tunnel(
         esp_proposals,
         encapsulation,
         replay_window,
+        ike_rekey_time: life.ike_rekey_time,
+        ike_life_time: life.ike_life_time,
+        child_rekey_time: life.child_rekey_time,
+        child_life_time: life.child_life_time,
+        rekey_jitter_percent: life.rekey_jitter_percent,
+        child_rekey_bytes: life.child_rekey_bytes,
+        child_rekey_packets: life.child_rekey_packets,
+        dpd_delay: life.dpd_delay,
+        dpd_timeout: life.dpd_timeout,
+        dpd_action: life.dpd_action,
     })
 }
 

@@ -1,9 +1,10 @@
 //! Behaviour of `config::parse` / `config::load`: the reference file, defaults, every
 //! class of bad configuration (line + key in the error), warnings, and no panics.
 
-use config::{load, parse, Config, ConfigError, Encapsulation, StartAction};
+use config::{load, parse, Config, ConfigError, DpdAction, Encapsulation, StartAction};
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The file from the brief, with `psk_file` pointing at `{psk}`.
 fn reference(psk: &str) -> String {
@@ -161,6 +162,122 @@ fn defaults() {
     assert_eq!(t.esp_proposals, vec![EspProposal::parse("aes256gcm16").unwrap()]);
     assert_eq!(t.psk.0.as_slice(), b"0123456789abcdef0123");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Lifetimes and liveness (issue #3).
+    let h = |n: u64| Duration::from_secs(n * 3600);
+    assert_eq!((t.ike_rekey_time, t.ike_life_time), (h(4), h(4) + Duration::from_secs(24 * 60)));
+    assert_eq!((t.child_rekey_time, t.child_life_time), (h(1), h(1) + Duration::from_secs(6 * 60)));
+    assert_eq!(t.rekey_jitter_percent, 10);
+    assert_eq!((t.child_rekey_bytes, t.child_rekey_packets), (None, None));
+    assert_eq!((t.dpd_delay, t.dpd_timeout), (Some(Duration::from_secs(30)), Duration::from_secs(150)));
+    assert_eq!(t.dpd_action, DpdAction::Restart);
+    assert_eq!(
+        (t.ike_rekey_time, t.child_rekey_time, t.rekey_jitter_percent, t.dpd_delay, t.dpd_timeout),
+        (
+            config::DEFAULT_IKE_REKEY_TIME,
+            config::DEFAULT_CHILD_REKEY_TIME,
+            config::DEFAULT_REKEY_JITTER_PERCENT,
+            Some(config::DEFAULT_DPD_DELAY),
+            config::DEFAULT_DPD_TIMEOUT
+        )
+    );
+    assert_eq!(t.child_life_time, config::default_life_time(t.child_rekey_time));
+}
+
+#[test]
+fn lifetime_and_liveness_values_are_taken() {
+    let secs = Duration::from_secs;
+    let c = ok(&minimal(
+        "",
+        "ike_rekey_time = \"1d\"\nike_life_time = 90000\nchild_rekey_time = \"10m\"\nchild_life_time = \"700s\"\n\
+         rekey_jitter = \"25%\"\nchild_rekey_bytes = \"500M\"\nchild_rekey_packets = 1000000\n\
+         dpd_delay = \"1m\"\ndpd_timeout = \"2m\"\ndpd_action = \"clear\"",
+    ));
+    let t = &c.tunnels[0];
+    assert_eq!((t.ike_rekey_time, t.ike_life_time), (secs(86_400), secs(90_000)));
+    assert_eq!((t.child_rekey_time, t.child_life_time), (secs(600), secs(700)));
+    assert_eq!(t.rekey_jitter_percent, 25);
+    assert_eq!((t.child_rekey_bytes, t.child_rekey_packets), (Some(500 * 1024 * 1024), Some(1_000_000)));
+    assert_eq!((t.dpd_delay, t.dpd_timeout, t.dpd_action), (Some(secs(60)), secs(120), DpdAction::Clear));
+
+    // Integers are seconds / percent / counts; 0 turns DPD and the volume limits off.
+    let c = ok(&minimal(
+        "",
+        "child_rekey_time = 7200\nrekey_jitter = 0\nchild_rekey_bytes = 0\nchild_rekey_packets = \"0\"\n\
+         dpd_delay = \"0s\"\ndpd_timeout = 5\ndpd_action = \"restart\"",
+    ));
+    let t = &c.tunnels[0];
+    // The default hard lifetime follows the configured rekey time.
+    assert_eq!((t.child_rekey_time, t.child_life_time), (secs(7200), secs(7920)));
+    assert_eq!(t.rekey_jitter_percent, 0);
+    assert_eq!((t.child_rekey_bytes, t.child_rekey_packets), (None, None));
+    assert_eq!((t.dpd_delay, t.dpd_timeout, t.dpd_action), (None, secs(5), DpdAction::Restart));
+    assert_eq!(ok(&minimal("", "dpd_delay = 0")).tunnels[0].dpd_delay, None);
+    // A dpd_timeout shorter than a dpd_delay is fine while DPD is off.
+    assert_eq!(ok(&minimal("", "dpd_delay = 0\ndpd_timeout = \"1s\"")).tunnels[0].dpd_timeout, secs(1));
+    // Lifetimes are per tunnel.
+    let two = format!(
+        "{}\n[[tunnel]]\nname = \"c\"\nremote_address = \"192.0.2.3\"\npsk = \"0123456789abcdef0123\"\n\
+         local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.3.0.0/24\"]\nike_rekey_time = \"2h\"\n",
+        minimal("", "ike_rekey_time = \"3h\"")
+    );
+    let c = ok(&two);
+    assert_eq!((c.tunnels[0].ike_rekey_time, c.tunnels[1].ike_rekey_time), (secs(3 * 3600), secs(2 * 3600)));
+}
+
+#[test]
+fn lifetime_and_liveness_errors() {
+    let t = |extra: &str| minimal("", extra);
+    // (extra lines, key expected in the error, line marker, message fragment)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("ike_rekey_time = \"4x\"", "ike_rekey_time", "ike_rekey_time", "is not a duration"),
+        ("ike_rekey_time = \"0s\"", "ike_rekey_time", "ike_rekey_time", "minimum is 1s"),
+        ("child_rekey_time = 0", "child_rekey_time", "child_rekey_time", "minimum is 1s"),
+        ("child_rekey_time = -5", "child_rekey_time", "child_rekey_time", "negative"),
+        ("child_rekey_time = \"400d\"", "child_rekey_time", "child_rekey_time", "maximum is 365d"),
+        ("ike_life_time = \"4h\"", "ike_life_time", "ike_life_time", "longer than ike_rekey_time (4h)"),
+        ("ike_rekey_time = \"2h\"\nike_life_time = \"1h\"", "ike_life_time", "ike_life_time", "1h must be longer"),
+        ("child_life_time = \"30m\"", "child_life_time", "child_life_time", "longer than child_rekey_time (1h)"),
+        ("child_rekey_time = \"2h\"\nchild_life_time = \"2h\"", "child_life_time", "child_life_time", "hard limit"),
+        ("rekey_jitter = \"100%\"", "rekey_jitter", "rekey_jitter", "below 100%"),
+        ("rekey_jitter = 150", "rekey_jitter", "rekey_jitter", "outside 0..=100%"),
+        ("rekey_jitter = \"ten\"", "rekey_jitter", "rekey_jitter", "not a percentage"),
+        ("child_rekey_bytes = \"5T\"", "child_rekey_bytes", "child_rekey_bytes", "not a count"),
+        ("child_rekey_packets = -1", "child_rekey_packets", "child_rekey_packets", "negative"),
+        ("dpd_delay = \"soon\"", "dpd_delay", "dpd_delay", "is not a duration"),
+        ("dpd_timeout = \"10s\"", "dpd_timeout", "dpd_timeout", "dpd_timeout (10s) is shorter than dpd_delay (30s)"),
+        (
+            "dpd_delay = \"5m\"",
+            "dpd_delay",
+            "dpd_delay",
+            "dpd_timeout (150s, the default) is shorter than dpd_delay (5m)",
+        ),
+        ("dpd_delay = \"1m\"\ndpd_timeout = 59", "dpd_timeout", "dpd_timeout", "shorter than dpd_delay (1m)"),
+        ("dpd_delay = 0\ndpd_timeout = 0", "dpd_timeout", "dpd_timeout", "minimum is 1s"),
+        ("dpd_action = \"hold\"", "dpd_action", "dpd_action", "\"restart\", \"clear\""),
+    ];
+    for &(extra, key, marker, msg) in cases {
+        let text = t(extra);
+        let e = err(&text);
+        assert_err(&e, line_with(&text, marker), &format!("tunnel[0].{key}"), msg);
+        assert_eq!(e.tunnel.as_deref(), Some("site-b"), "{e}");
+    }
+    // The second tunnel's error names it.
+    let text = format!(
+        "{}\n[[tunnel]]\nname = \"c\"\nremote_address = \"192.0.2.3\"\npsk = \"0123456789abcdef0123\"\n\
+         local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.3.0.0/24\"]\nchild_life_time = \"1m\"\n",
+        minimal("", "")
+    );
+    let e = err(&text);
+    assert_err(&e, line_with(&text, "child_life_time"), "tunnel[1].child_life_time", "longer than");
+    assert!(e.to_string().contains("tunnel[1] (c) `child_life_time`"), "{e}");
+    // Wrong TOML types are located by the parser.
+    for bad in ["ike_rekey_time = 1.5", "dpd_delay = true", "child_rekey_bytes = [1]"] {
+        let text = t(bad);
+        let k = bad.split(' ').next().unwrap();
+        assert_err(&err(&text), line_with(&text, k), &format!("tunnel[0].{k}"), "expected an integer or a string");
+    }
+    let text = t("dpd_action = 1");
+    assert_err(&err(&text), line_with(&text, "dpd_action"), "tunnel[0].dpd_action", "invalid type");
 }
 
 #[test]
@@ -419,6 +536,14 @@ mod props {
         }
 
         #[test]
+        fn lifetime_values_never_panic(
+            k in "(ike|child)_(rekey|life)_time|rekey_jitter|child_rekey_(bytes|packets)|dpd_(delay|timeout)",
+            v in "\"[0-9a-zA-Z% .+-]{0,24}\"|-?[0-9]{1,19}",
+        ) {
+            let _ = parse(&minimal("", &format!("{k} = {v}")), Path::new(FILE));
+        }
+
+        #[test]
         fn truncated_or_edited_valid_text_never_panics(cut in 0usize..400, ins in "[ -~\n]{0,8}") {
             let base = minimal("tun_mtu = 1400", "start = \"initiate\"\nesp_proposals = [\"aes128gcm16\"]");
             let at = (0..=cut.min(base.len())).rev().find(|&i| base.is_char_boundary(i)).unwrap_or(0);
@@ -449,6 +574,27 @@ fn shipped_examples_parse_and_pair_up() {
     assert_eq!((&ta.local_id, &ta.remote_id), (&tb.remote_id, &tb.local_id));
     assert_eq!((&ta.local_subnets, &ta.remote_subnets), (&tb.remote_subnets, &tb.local_subnets));
     assert_eq!((&ta.ike_proposals, &ta.esp_proposals), (&tb.ike_proposals, &tb.esp_proposals));
+
+    // The commented lifetime keys, uncommented, state the defaults.
+    for rel in ["examples/site-a.toml", "examples/site-b.toml"] {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap();
+        let (head, tail) = text.split_once("# Lifetimes and liveness").unwrap();
+        let keys: String =
+            tail.lines().skip(1).filter_map(|l| l.strip_prefix("# ")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(keys.lines().count(), 8, "{keys}");
+        let text = format!("{head}{keys}").replace("/etc/vpngw/site-b.psk", psk.to_str().unwrap());
+        let text = text.replace("/etc/vpngw/site-a.psk", psk.to_str().unwrap());
+        let c = parse(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+        let (x, d) = (&c.tunnels[0], if rel.contains("site-a") { ta } else { tb });
+        assert_eq!(
+            (x.ike_rekey_time, x.ike_life_time, x.child_rekey_time, x.child_life_time, x.rekey_jitter_percent),
+            (d.ike_rekey_time, d.ike_life_time, d.child_rekey_time, d.child_life_time, d.rekey_jitter_percent)
+        );
+        assert_eq!(
+            (x.child_rekey_bytes, x.child_rekey_packets, x.dpd_delay, x.dpd_timeout, x.dpd_action),
+            (d.child_rekey_bytes, d.child_rekey_packets, d.dpd_delay, d.dpd_timeout, d.dpd_action)
+        );
+    }
 
     let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
     let block = doc.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
