@@ -1,0 +1,236 @@
+//! The control socket end to end over a real Unix socket: `ControlSocket` (daemon side)
+//! with a stand-in control thread answering from a fixed report, `client::request`,
+//! and the `vpnctl` binary rendering it. Also the socket's file-system hygiene.
+
+use gateway::control::client::{self, ClientError};
+use gateway::control::proto::{
+    ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, GlobalDrops, IkeSaInfo, IoErrors, Reply, Request, SaDrops,
+    SaTraffic, StatusReport, TunnelStatus,
+};
+use gateway::control::server::ControlSocket;
+use gateway::driver::ControlMsg;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn report() -> StatusReport {
+    StatusReport {
+        daemon: DaemonInfo {
+            version: "0.1.0".into(),
+            pid: 4242,
+            uptime_s: 7260,
+            local_address: "192.0.2.1".into(),
+            ike_port: 500,
+            natt_port: 4500,
+            tun_name: "vpn0".into(),
+            tun_mtu: 1400,
+            esp_overhead_max: 37,
+        },
+        tunnels: vec![
+            TunnelStatus {
+                name: "site-b".into(),
+                remote_address: "192.0.2.2".into(),
+                local_subnets: vec!["10.1.0.0/24".into()],
+                remote_subnets: vec!["10.2.0.0/24".into()],
+                start: "initiate".into(),
+                encapsulation: "auto".into(),
+                ike_sas: vec![IkeSaInfo {
+                    state: "ESTABLISHED".into(),
+                    role: "responder".into(),
+                    local: "192.0.2.1:500".into(),
+                    remote: "192.0.2.2:500".into(),
+                    local_id: "gw-a.example.net".into(),
+                    remote_id: "gw-b.example.net".into(),
+                    spi_i: "00000000000000aa".into(),
+                    spi_r: "00000000000000bb".into(),
+                    encr: Some("AES_GCM_16-128".into()),
+                    prf: Some("PRF_HMAC_SHA2_256".into()),
+                    dh: Some("ECP_256".into()),
+                    nat_detected: false,
+                    established_ago_s: Some(125),
+                    last_heard_ago_s: Some(1),
+                    children: vec![ChildSaInfo {
+                        child_id: 7,
+                        state: "INSTALLED".into(),
+                        local_ts: vec!["10.1.0.0/24".into()],
+                        remote_ts: vec!["10.2.0.0/24".into()],
+                        spi_in: "c1000001".into(),
+                        spi_out: "c2000002".into(),
+                        encr: "AES_GCM_16-128".into(),
+                        dh: Some("ECP_256".into()),
+                        encapsulation: Encapsulation::Raw,
+                        replay_window: 64,
+                        established_ago_s: 60,
+                        inbound: Some(SaTraffic {
+                            bytes: 84,
+                            packets: 1,
+                            seq: 1,
+                            drops: SaDrops { replay: 4, icv_failure: 5, selector_mismatch: 6 },
+                        }),
+                        outbound: Some(SaTraffic { bytes: 168, packets: 2, seq: 2, drops: SaDrops::default() }),
+                    }],
+                }],
+            },
+            TunnelStatus {
+                name: "site-c".into(),
+                remote_address: "198.51.100.7".into(),
+                local_subnets: vec!["10.1.0.0/24".into()],
+                remote_subnets: vec!["10.3.0.0/24".into()],
+                start: "respond".into(),
+                encapsulation: "udp".into(),
+                ike_sas: vec![],
+            },
+        ],
+        global_drops: GlobalDrops { malformed: 11, unknown_spi: 12, no_sa: 13 },
+        io_errors: IoErrors { wan_send: 1, tun_write: 2, ike_queue_full: 3 },
+    }
+}
+
+/// Binds the socket in `dir` and answers every request with `report()` on a thread
+/// standing in for the control thread.
+fn serve(dir: &Path) -> (ControlSocket, std::path::PathBuf) {
+    let path = dir.join("run/vpngw.sock");
+    let sock = ControlSocket::bind(&path).unwrap();
+    let (tx, rx) = mpsc::sync_channel::<ControlMsg>(8);
+    sock.serve(tx).unwrap();
+    std::thread::spawn(move || {
+        for msg in rx {
+            if let ControlMsg::Request { request: Request::Status, reply } = msg {
+                let _ = reply.send(Reply::Status(report()));
+            }
+        }
+    });
+    (sock, path)
+}
+
+#[test]
+fn status_round_trips_over_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    let reply = client::request(&path, &Request::Status, Duration::from_secs(5)).unwrap();
+    assert_eq!(reply, Reply::Status(report()));
+}
+
+#[test]
+fn socket_is_private_and_removed_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, path) = serve(dir.path());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    // A second daemon must not steal a live socket.
+    let err = ControlSocket::bind(&path).unwrap_err();
+    assert!(err.to_string().contains("already serving"), "{err}");
+    drop(sock);
+    assert!(!path.exists());
+}
+
+#[test]
+fn stale_socket_is_replaced_but_a_regular_file_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let sock = ControlSocket::bind(&path).unwrap();
+    drop(sock);
+    let file = dir.path().join("precious");
+    std::fs::write(&file, "data").unwrap();
+    let err = ControlSocket::bind(&file).unwrap_err();
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+}
+
+#[test]
+fn bad_requests_get_error_frames_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    let stream = UnixStream::connect(&path).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut ask = |line: &str| {
+        w.write_all(line.as_bytes()).unwrap();
+        let mut out = String::new();
+        r.read_line(&mut out).unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let v = ask("{\"v\":1,\"cmd\":\"reboot\"}\n");
+    assert_eq!(v["v"], 1);
+    assert_eq!(v["error"]["code"], "unknown_command");
+    let v = ask("{\"v\":9,\"cmd\":\"status\"}\n");
+    assert_eq!(v["error"]["code"], "unsupported_version");
+    let v = ask("not json\n");
+    assert_eq!(v["error"]["code"], "bad_request");
+    // Same connection, a good request still works.
+    let v = ask("{\"v\":1,\"cmd\":\"status\"}\n");
+    assert_eq!(v["status"]["tunnels"][0]["name"], "site-b");
+    assert_eq!(v["status"]["global_drops"]["unknown_spi"], 12);
+}
+
+#[test]
+fn missing_daemon_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.sock");
+    let err = client::request(&path, &Request::Status, Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }));
+    let msg = err.to_string();
+    assert!(msg.starts_with("vpngw is not running? cannot connect to ") && msg.contains("nope.sock"), "{msg}");
+}
+
+#[test]
+fn vpnctl_renders_the_status_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--socket").arg(&path).arg("status").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "vpngw 0.1.0 (pid 4242), up 2h 01m",
+        "tunnel site-b: ESTABLISHED, responder",
+        "initiator 00000000000000aa, responder 00000000000000bb (ours)",
+        "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256",
+        "no NAT: raw ESP (IP protocol 50)",
+        "established  2m 05s ago, last heard from peer 1s ago",
+        "child #7 INSTALLED: 10.1.0.0/24 === 10.2.0.0/24",
+        "in c1000001, out c2000002",
+        "AES_GCM_16-128, PFS ECP_256, raw ESP, tunnel mode, replay window 64",
+        "84 B (84 bytes), 1 packets, last seq 1",
+        "replay 4, ICV failure 5, selector mismatch 6",
+        "tunnel site-c: DOWN (waiting for the peer), peer 198.51.100.7, 10.1.0.0/24 === 10.3.0.0/24",
+        "global drops: malformed 11, unknown SPI 12, no SA (outbound) 13",
+        "WAN send errors 1, TUN write errors 2, IKE queue overflows 3",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_vpnctl")).args(["status", "--json", "--socket"]).arg(&path).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["v"], 1);
+    let child = &v["status"]["tunnels"][0]["ike_sas"][0]["children"][0];
+    assert_eq!(child["spi_in"], "c1000001");
+    assert_eq!(child["encapsulation"]["mode"], "raw");
+    assert_eq!(child["inbound"]["drops"]["icv_failure"], 5);
+    let back: gateway::control::proto::ResponseFrame = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(back.reply, Reply::Status(report()));
+}
+
+#[test]
+fn vpnctl_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--socket").arg(&missing).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vpngw is not running? cannot connect to") && err.contains("missing.sock"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = ErrorCode::PermissionDenied;
+    assert_eq!(serde_json::to_string(&e).unwrap(), "\"permission_denied\"");
+}
