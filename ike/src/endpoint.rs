@@ -234,15 +234,33 @@ struct PeerSlot {
     wanted: bool,
 }
 
-/// The IKEv2 endpoint: all IKE SAs of this gateway.
-pub struct Endpoint {
+/// What every IKE SA borrows while it runs (see `Ctx`).
+struct Shared {
     ike_port: u16,
     natt_port: u16,
-    peers: Vec<PeerSlot>,
     rng: Box<dyn Rng>,
-    sas: Vec<IkeSa>,
     out: VecDeque<Output>,
     next_child_id: u64,
+}
+
+impl Shared {
+    fn ctx(&mut self, now: Timestamp) -> Ctx<'_> {
+        Ctx {
+            now,
+            rng: &mut *self.rng,
+            out: &mut self.out,
+            next_child_id: &mut self.next_child_id,
+            ike_port: self.ike_port,
+            natt_port: self.natt_port,
+        }
+    }
+}
+
+/// The IKEv2 endpoint: all IKE SAs of this gateway.
+pub struct Endpoint {
+    peers: Vec<PeerSlot>,
+    sas: Vec<IkeSa>,
+    shared: Shared,
     shutting_down: bool,
 }
 
@@ -262,13 +280,15 @@ impl Endpoint {
             })
             .collect();
         Self {
-            ike_port: config.ike_port,
-            natt_port: config.natt_port,
             peers,
-            rng,
             sas: Vec::new(),
-            out: VecDeque::new(),
-            next_child_id: 0,
+            shared: Shared {
+                ike_port: config.ike_port,
+                natt_port: config.natt_port,
+                rng,
+                out: VecDeque::new(),
+                next_child_id: 0,
+            },
             shutting_down: false,
         }
     }
@@ -276,14 +296,7 @@ impl Endpoint {
     /// Runs `f` on the SA at `idx` with a context; removes the SA if it fails.
     fn run(&mut self, now: Timestamp, idx: usize, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> Result<(), Failure>) {
         let Some(sa) = self.sas.get_mut(idx) else { return };
-        let mut ctx = Ctx {
-            now,
-            rng: &mut *self.rng,
-            out: &mut self.out,
-            next_child_id: &mut self.next_child_id,
-            ike_port: self.ike_port,
-            natt_port: self.natt_port,
-        };
+        let mut ctx = self.shared.ctx(now);
         match f(sa, &mut ctx) {
             Ok(()) => {
                 if sa.state == IkeState::Established {
@@ -291,12 +304,35 @@ impl Endpoint {
                         slot.failures = 0;
                     }
                 }
+                if std::mem::take(&mut sa.initial_contact) {
+                    let (name, spi_i, spi_r) = (sa.peer.name.clone(), sa.spi_i, sa.spi_r);
+                    self.drop_stale(now, &name, spi_i, spi_r);
+                }
             }
             Err(failure) => {
                 sa.teardown(&mut ctx, failure.reason());
                 let sa = self.sas.remove(idx);
                 self.after_failure(now, &sa, &failure);
             }
+        }
+    }
+
+    /// INITIAL_CONTACT (RFC 7296 2.4): the peer lost its state; forget our other
+    /// established IKE SAs with it, without sending DELETE.
+    fn drop_stale(&mut self, now: Timestamp, name: &str, spi_i: u64, spi_r: u64) {
+        let mut i = 0;
+        while i < self.sas.len() {
+            let stale = self.sas.get(i).is_some_and(|s| {
+                s.peer.name == name && (s.spi_i, s.spi_r) != (spi_i, spi_r) && s.state == IkeState::Established
+            });
+            if !stale {
+                i += 1;
+                continue;
+            }
+            let mut sa = self.sas.remove(i);
+            tracing::info!(tunnel = %name, "peer sent INITIAL_CONTACT; dropping the older IKE SA {:016x}_i", sa.spi_i);
+            let mut ctx = self.shared.ctx(now);
+            sa.teardown(&mut ctx, "replaced after INITIAL_CONTACT");
         }
     }
 
@@ -332,14 +368,7 @@ impl Endpoint {
             return;
         }
         let cfg = slot.cfg.clone();
-        let mut ctx = Ctx {
-            now,
-            rng: &mut *self.rng,
-            out: &mut self.out,
-            next_child_id: &mut self.next_child_id,
-            ike_port: self.ike_port,
-            natt_port: self.natt_port,
-        };
+        let mut ctx = self.shared.ctx(now);
         let sa = ike_init::start(cfg, &mut ctx);
         self.sas.push(sa);
     }
@@ -400,14 +429,7 @@ impl Endpoint {
             tracing::debug!(from = %remote, "IKE_SA_INIT from an address with no configured tunnel dropped");
             return;
         };
-        let mut ctx = Ctx {
-            now,
-            rng: &mut *self.rng,
-            out: &mut self.out,
-            next_child_id: &mut self.next_child_id,
-            ike_port: self.ike_port,
-            natt_port: self.natt_port,
-        };
+        let mut ctx = self.shared.ctx(now);
         if let Some(sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) {
             self.sas.push(sa);
         }
@@ -450,14 +472,7 @@ impl Endpoint {
         while i < self.sas.len() {
             let keep = match self.sas.get_mut(i) {
                 Some(sa) if pred(sa) && sa.state != IkeState::Deleting => {
-                    let mut ctx = Ctx {
-                        now,
-                        rng: &mut *self.rng,
-                        out: &mut self.out,
-                        next_child_id: &mut self.next_child_id,
-                        ike_port: self.ike_port,
-                        natt_port: self.natt_port,
-                    };
+                    let mut ctx = self.shared.ctx(now);
                     tracing::info!(tunnel = %sa.name(), "terminating IKE SA");
                     sa.terminate(&mut ctx, "terminated by operator")
                 }
@@ -520,7 +535,7 @@ impl Endpoint {
 
     /// Next output, `None` when drained.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        self.shared.out.pop_front()
     }
 
     /// Earliest time `handle_timeout` must be called.

@@ -117,6 +117,8 @@ pub(crate) struct IkeSa {
     pub(crate) deadline: Option<Timestamp>,
     /// IkeDown has been reported (or there is nothing to report).
     pub(crate) down_reported: bool,
+    /// The peer sent INITIAL_CONTACT with its IKE_AUTH: older IKE SAs with it are stale.
+    pub(crate) initial_contact: bool,
 }
 
 impl IkeSa {
@@ -145,6 +147,7 @@ impl IkeSa {
             last_heard: None,
             deadline: None,
             down_reported: false,
+            initial_contact: false,
         }
     }
 

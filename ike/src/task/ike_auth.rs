@@ -217,6 +217,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     let Some(our) = our_auth(sa, &idr.body()) else { return Err(Failure::Transient("no keys".into())) };
     let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AUTH_PSK, data: our.to_vec() }];
     established(sa, ctx);
+    sa.initial_contact = notifies(&msg.payloads).any(|n| n.kind == notify::INITIAL_CONTACT);
     let child_up = create_child(sa, ctx, msg, &mut resp);
     sa.send_response(ctx, exchange::IKE_AUTH, mid, &resp);
     ctx.out.push_back(Output::Event(Event::IkeUp { peer: name }));
