@@ -184,7 +184,7 @@ fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) -> u8 {
     for (i, p) in payloads.iter().enumerate() {
         let start = out.len();
         out.push(payloads.get(i + 1).map_or(ptype::NONE, Payload::ptype));
-        out.push(0);
+        out.push(if matches!(p, Payload::Unknown { critical: true, .. }) { 0x80 } else { 0 });
         out.extend_from_slice(&[0, 0]);
         p.emit_body(out);
         let len = out.len() - start;

@@ -127,8 +127,8 @@ fn unknown_transforms_attributes_and_ts_types_are_kept_or_skipped() {
 
 #[test]
 fn critical_unknown_payload_is_flagged() {
-    let mut bytes = emit_plain(header(exchange::IKE_AUTH), &[Payload::Unknown { ptype: 99, critical: false, body: vec![] }]);
-    bytes[HEADER_LEN + 1] = 0x80;
+    let bytes = emit_plain(header(exchange::IKE_AUTH), &[Payload::Unknown { ptype: 99, critical: true, body: vec![] }]);
+    assert_eq!(bytes[HEADER_LEN + 1], 0x80);
     let m = Message::parse(&bytes).unwrap();
     assert_eq!(m.payloads, vec![Payload::Unknown { ptype: 99, critical: true, body: vec![] }]);
 }

@@ -9,6 +9,8 @@ pub(crate) mod ike_auth;
 pub(crate) mod ike_init;
 pub(crate) mod informational;
 pub(crate) mod natd;
+#[cfg(test)]
+mod tests;
 
 use crate::message::payload::Notify;
 use crate::message::Payload;
