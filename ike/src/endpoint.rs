@@ -7,15 +7,15 @@
 //! Timers: peers with `initiate` are armed at `Timestamp::ZERO` by `new`, so the first
 //! `handle_timeout` (or `poll_timeout` returning zero) starts them.
 
-use ipsec_types::{
-    DatapathCommand, DatapathEvent, DhGroup, EncrAlg, EspProposal, Identity, IkeProposal, PrfAlg, Spi, Timestamp,
-    TrafficSelector, UdpEncap,
-};
 use crate::error::Failure;
 use crate::message::{exchange, Message};
 use crate::sa::{Ctx, IkeSa, IkeState};
 use crate::task::ike_init;
 use ipsec_types::ExpiryReason;
+use ipsec_types::{
+    DatapathCommand, DatapathEvent, DhGroup, EncrAlg, EspProposal, Identity, IkeProposal, PrfAlg, Spi, Timestamp,
+    TrafficSelector, UdpEncap,
+};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -384,13 +384,11 @@ impl Endpoint {
         };
         let h = msg.header;
         let idx = if h.exchange == exchange::IKE_SA_INIT && !h.is_response() && h.spi_r == 0 {
-            if !h.from_initiator() {
+            if !h.sent_by_initiator() {
                 return;
             }
-            let existing = self
-                .sas
-                .iter()
-                .position(|s| !s.initiator && s.spi_i == h.spi_i && s.remote.ip() == remote.ip());
+            let existing =
+                self.sas.iter().position(|s| !s.initiator && s.spi_i == h.spi_i && s.remote.ip() == remote.ip());
             match existing {
                 Some(i) => i,
                 None => {
@@ -398,7 +396,7 @@ impl Endpoint {
                     return;
                 }
             }
-        } else if h.from_initiator() {
+        } else if h.sent_by_initiator() {
             match self.sas.iter().position(|s| !s.initiator && s.spi_i == h.spi_i && s.spi_r == h.spi_r) {
                 Some(i) => i,
                 None => {

@@ -39,7 +39,12 @@ pub(crate) fn ike_offer(props: &[IkeProposal], spi: &[u8]) -> Vec<Proposal> {
             let mut t: Vec<Transform> = p.encr.iter().map(|e| encr_transform(*e)).collect();
             t.extend(p.prf.iter().map(|f| Transform::new(ttype::PRF, f.transform_id(), None)));
             t.extend(p.dh.iter().map(|d| Transform::new(ttype::DH, d.transform_id(), None)));
-            Proposal { num: u8::try_from(i + 1).unwrap_or(u8::MAX), protocol: proto::IKE, spi: spi.to_vec(), transforms: t }
+            Proposal {
+                num: u8::try_from(i + 1).unwrap_or(u8::MAX),
+                protocol: proto::IKE,
+                spi: spi.to_vec(),
+                transforms: t,
+            }
         })
         .collect()
 }

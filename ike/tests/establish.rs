@@ -56,7 +56,7 @@ fn handshake_installs_matching_child_sas() {
     );
     // The responder installs before its IKE_AUTH response leaves.
     let log = p.log(Side::B);
-    let pos = |f: &dyn Fn(&Output) -> bool| log.iter().position(|o| f(o)).unwrap();
+    let pos = |f: &dyn Fn(&Output) -> bool| log.iter().position(f).unwrap();
     let inbound = pos(&|o| matches!(o, Output::Datapath(DatapathCommand::InstallInbound(_))));
     let last_tx = log.iter().rposition(|o| matches!(o, Output::Transmit(_))).unwrap();
     assert!(inbound < last_tx);
@@ -319,7 +319,9 @@ fn hard_expiry_deletes_the_child_sa_on_both_sides() {
         },
     );
     p.run();
-    assert!(matches!(&p.datapath(Side::B)[2..], [DatapathCommand::Remove { .. }, DatapathCommand::Remove { spi, .. }] if *spi == b_in.spi));
+    assert!(
+        matches!(&p.datapath(Side::B)[2..], [DatapathCommand::Remove { .. }, DatapathCommand::Remove { spi, .. }] if *spi == b_in.spi)
+    );
     assert!(p.events(Side::B).contains(&Event::ChildDown { peer: "site-a".into(), spi_in: b_in.spi }));
     assert_eq!(p.a.status()[0].state, "ESTABLISHED", "IKE SA stays");
     assert!(p.b.status()[0].children.is_empty());

@@ -91,7 +91,7 @@ impl Header {
     }
 
     /// Sent by the original initiator of the IKE SA.
-    pub(crate) fn from_initiator(&self) -> bool {
+    pub(crate) fn sent_by_initiator(&self) -> bool {
         self.flags & flags::INITIATOR != 0
     }
 
@@ -113,12 +113,15 @@ pub(crate) struct Message {
     pub(crate) header: Header,
     pub(crate) payloads: Vec<Payload>,
     /// Inner first payload type and the offset of the SK payload's generic header.
-    pub(crate) sk: Option<(u8, usize)>,
+    pub(crate) sk: Option<SkRef>,
 }
 
 /// Parses a payload chain starting with type `first`. Stops at an SK payload, which must
 /// be last, returning its inner first-payload type and offset (relative to `base`).
-fn parse_chain(first: u8, data: &[u8], base: usize) -> Result<(Vec<Payload>, Option<(u8, usize)>), ParseError> {
+/// Inner first payload type and offset of the SK payload's generic header.
+type SkRef = (u8, usize);
+
+fn parse_chain(first: u8, data: &[u8], base: usize) -> Result<(Vec<Payload>, Option<SkRef>), ParseError> {
     let mut r = Reader::new(data);
     let mut next = first;
     let mut out = Vec::new();
@@ -156,10 +159,8 @@ impl Message {
         let Some((inner_first, off)) = self.sk else { return Ok(()) };
         let end = usize::try_from(self.header.length).map_err(|_| ParseError::Truncated)?;
         let aad = data.get(..off + 4).ok_or(ParseError::Truncated)?;
-        let iv: [u8; IV_LEN] = data
-            .get(off + 4..off + 4 + IV_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(ParseError::Truncated)?;
+        let iv: [u8; IV_LEN] =
+            data.get(off + 4..off + 4 + IV_LEN).and_then(|s| s.try_into().ok()).ok_or(ParseError::Truncated)?;
         let mut ct = data.get(off + 4 + IV_LEN..end).ok_or(ParseError::Truncated)?.to_vec();
         if ct.len() < ICV_LEN + 1 {
             return Err(ParseError::Truncated);

@@ -116,10 +116,16 @@ pub(crate) struct Delete {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Payload {
     Sa(Vec<Proposal>),
-    Ke { group: u16, data: Vec<u8> },
+    Ke {
+        group: u16,
+        data: Vec<u8>,
+    },
     IdI(IdPayload),
     IdR(IdPayload),
-    Auth { method: u8, data: Vec<u8> },
+    Auth {
+        method: u8,
+        data: Vec<u8>,
+    },
     Nonce(Vec<u8>),
     Notify(Notify),
     Delete(Delete),
@@ -127,7 +133,11 @@ pub(crate) enum Payload {
     TsI(Vec<TrafficSelector>),
     TsR(Vec<TrafficSelector>),
     /// Anything else (CERTREQ, CP, EAP, ...): kept so critical ones can be refused.
-    Unknown { ptype: u8, critical: bool, body: Vec<u8> },
+    Unknown {
+        ptype: u8,
+        critical: bool,
+        body: Vec<u8>,
+    },
 }
 
 impl Payload {
@@ -243,14 +253,14 @@ impl Payload {
 }
 
 /*  Proposal substructure (section 3.3.1):
-    | Last Substruc |   RESERVED    |         Proposal Length       |
-    | Proposal Num  |  Protocol ID  |    SPI Size   |Num  Transforms|
-    ~                        SPI (variable)                         ~
-    ~                        <Transforms>                           ~
-    Transform substructure (3.3.2):
-    | Last Substruc |   RESERVED    |        Transform Length       |
-    |Transform Type |   RESERVED    |          Transform ID         |
-    ~                      Transform Attributes                     ~      */
+| Last Substruc |   RESERVED    |         Proposal Length       |
+| Proposal Num  |  Protocol ID  |    SPI Size   |Num  Transforms|
+~                        SPI (variable)                         ~
+~                        <Transforms>                           ~
+Transform substructure (3.3.2):
+| Last Substruc |   RESERVED    |        Transform Length       |
+|Transform Type |   RESERVED    |          Transform ID         |
+~                      Transform Attributes                     ~      */
 fn parse_proposals(body: &[u8]) -> Option<Vec<Proposal>> {
     let mut r = Reader::new(body);
     let mut props = Vec::new();
@@ -335,11 +345,11 @@ const TS_IPV4_ADDR_RANGE: u8 = 7;
 const TS_IPV6_ADDR_RANGE: u8 = 8;
 
 /*  Traffic selector (section 3.13.1):
-    |   TS Type     |IP Protocol ID*|       Selector Length         |
-    |           Start Port*         |           End Port*           |
-    ~                         Starting Address*                     ~
-    ~                         Ending Address*                       ~
-    Unknown TS types are skipped.                                          */
+|   TS Type     |IP Protocol ID*|       Selector Length         |
+|           Start Port*         |           End Port*           |
+~                         Starting Address*                     ~
+~                         Ending Address*                       ~
+Unknown TS types are skipped.                                          */
 fn parse_ts(body: &[u8]) -> Option<Vec<TrafficSelector>> {
     let mut r = Reader::new(body);
     let n = r.u8()?;

@@ -61,7 +61,7 @@ fn every_payload_type_round_trips_alone_and_chained() {
     let m = Message::parse(&bytes).unwrap();
     assert_eq!(m.payloads, all);
     assert_eq!(m.header.message_id, 7);
-    assert!(m.header.from_initiator() && !m.header.is_response());
+    assert!(m.header.sent_by_initiator() && !m.header.is_response());
 }
 
 #[test]

@@ -76,8 +76,7 @@ pub(crate) fn install(
     remote_ts: Vec<TrafficSelector>,
 ) -> Option<Event> {
     let (keys, ike_algs) = (sa.keys.as_ref()?, sa.algs?);
-    let (i2r, r2i) =
-        crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, None, &sa.ni, &sa.nr);
+    let (i2r, r2i) = crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, None, &sa.ni, &sa.nr);
     let (kin, kout) = if sa.initiator { (r2i, i2r) } else { (i2r, r2i) };
     let key_in = AeadKey::from_keymat(algs.encr, &kin)?;
     let key_out = AeadKey::from_keymat(algs.encr, &kout)?;

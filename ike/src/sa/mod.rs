@@ -279,7 +279,9 @@ impl IkeSa {
             (IkeState::Deleting, exchange::INFORMATIONAL) => {
                 self.send_response(ctx, h.exchange, h.message_id, &[]);
             }
-            _ => tracing::debug!(tunnel = %self.name(), exchange = h.exchange, state = self.state.name(), "request not expected in this state; dropped"),
+            _ => {
+                tracing::debug!(tunnel = %self.name(), exchange = h.exchange, state = self.state.name(), "request not expected in this state; dropped")
+            }
         }
         self.kick(ctx);
         Ok(())
@@ -334,11 +336,7 @@ impl IkeSa {
                     self.send_request(ctx, TaskKind::Liveness, exchange::INFORMATIONAL, &[], false);
                     return;
                 }
-                TaskKind::ChildDelete(spi) => {
-                    if informational::start_child_delete(self, ctx, spi) {
-                        return;
-                    }
-                }
+                TaskKind::ChildDelete(spi) if informational::start_child_delete(self, ctx, spi) => return,
                 _ => {}
             }
         }
@@ -379,7 +377,8 @@ impl IkeSa {
         if !self.down_reported {
             self.down_reported = true;
             if self.initiator || self.established_at.is_some() {
-                ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason: reason.into() }));
+                ctx.out
+                    .push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason: reason.into() }));
             }
         }
     }

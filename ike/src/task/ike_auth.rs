@@ -111,7 +111,9 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message)
     }
     let ok = method == AUTH_PSK && peer_auth(sa, &idr.body()).is_some_and(|e| ct_eq(&e, auth));
     if !ok {
-        tracing::error!("tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK");
+        tracing::error!(
+            "tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK"
+        );
         return Err(Failure::Negotiation("peer failed authentication".into()));
     }
     established(sa, ctx);
@@ -131,7 +133,9 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message)
     let tsi = msg.payloads.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t) } else { None });
     let tsr = msg.payloads.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t) } else { None });
     let (Some(props), Some(tsi), Some(tsr)) = (props, tsi, tsr) else {
-        tracing::warn!("tunnel {name}: peer {peer_ip} established the IKE SA but sent no CHILD SA; no tunnel installed");
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} established the IKE SA but sent no CHILD SA; no tunnel installed"
+        );
         return Ok(());
     };
     let Some((algs, spi_out)) = proposal::accept_esp_answer(props, &sa.peer.esp_proposals) else {
@@ -190,7 +194,9 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         _ => None,
     });
     let (Some(idi), Some((method, auth))) = (idi, auth) else {
-        tracing::warn!("tunnel {name}: IKE_AUTH from {peer_ip} lacks IDi or AUTH (we do not support EAP) (INVALID_SYNTAX)");
+        tracing::warn!(
+            "tunnel {name}: IKE_AUTH from {peer_ip} lacks IDi or AUTH (we do not support EAP) (INVALID_SYNTAX)"
+        );
         let n = Payload::Notify(Notify::new(notify::INVALID_SYNTAX, vec![]));
         sa.send_response(ctx, exchange::IKE_AUTH, mid, &[n]);
         return Err(Failure::Transient("malformed IKE_AUTH request".into()));
@@ -210,7 +216,9 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     }
     let ok = method == AUTH_PSK && peer_auth(sa, &idi.body()).is_some_and(|e| ct_eq(&e, auth));
     if !ok {
-        tracing::warn!("tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK");
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK"
+        );
         return refuse_auth(sa, ctx);
     }
     let idr = IdPayload::from_identity(&sa.peer.local_id);

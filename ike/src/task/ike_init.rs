@@ -116,7 +116,9 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message,
         find(|p| matches!(p, Payload::Ke { .. })),
         find(|p| matches!(p, Payload::Nonce(_))),
     ) else {
-        tracing::warn!("tunnel {name}: peer {peer_ip} sent an IKE_SA_INIT response without SA, KE or nonce (INVALID_SYNTAX)");
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} sent an IKE_SA_INIT response without SA, KE or nonce (INVALID_SYNTAX)"
+        );
         return Err(Failure::Transient("malformed IKE_SA_INIT response".into()));
     };
     let Some(algs) = proposal::accept_ike_answer(props, &sa.peer.ike_proposals) else {
@@ -196,7 +198,9 @@ pub(crate) fn respond(
         Payload::Unknown { ptype, critical: true, .. } => Some(*ptype),
         _ => None,
     }) {
-        tracing::warn!("tunnel {name}: peer {peer_ip} sent unsupported critical payload {pt} (UNSUPPORTED_CRITICAL_PAYLOAD)");
+        tracing::warn!(
+            "tunnel {name}: peer {peer_ip} sent unsupported critical payload {pt} (UNSUPPORTED_CRITICAL_PAYLOAD)"
+        );
         refuse(ctx, h, local, remote, notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![pt]);
         return None;
     }

@@ -63,7 +63,8 @@ pub(crate) fn start_child_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spi: Spi) ->
     let Some(i) = sa.children.iter().position(|c| c.spi_in == spi || c.spi_out == spi) else { return false };
     let c = sa.children.remove(i);
     c.remove(ctx, &sa.peer.name);
-    let d = Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: vec![c.spi_in.0.to_be_bytes().to_vec()] });
+    let d =
+        Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: vec![c.spi_in.0.to_be_bytes().to_vec()] });
     sa.send_request(ctx, TaskKind::ChildDelete(c.spi_in), exchange::INFORMATIONAL, &[d], false);
     true
 }

@@ -55,7 +55,8 @@ pub(crate) fn detect(
     remote: SocketAddr,
 ) -> Option<(bool, bool)> {
     let of = |kind| notifies(payloads).filter(move |n| n.kind == kind).map(|n| n.data.as_slice());
-    let (mut src, mut dst) = (of(notify::NAT_DETECTION_SOURCE_IP).peekable(), of(notify::NAT_DETECTION_DESTINATION_IP).peekable());
+    let (mut src, mut dst) =
+        (of(notify::NAT_DETECTION_SOURCE_IP).peekable(), of(notify::NAT_DETECTION_DESTINATION_IP).peekable());
     if src.peek().is_none() || dst.peek().is_none() {
         return None;
     }

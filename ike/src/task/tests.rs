@@ -7,9 +7,7 @@ use crate::message::payload::{proto, ttype, Delete, IdPayload, Notify, Proposal,
 use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
 use crate::testing::{peer_config, TestRng};
 use crate::{Endpoint, EndpointConfig, Event, Output, Rng};
-use ipsec_types::{
-    DatapathCommand, Direction, EncrAlg, Identity, PrfAlg, Spi, Timestamp, TrafficSelector, UdpEncap,
-};
+use ipsec_types::{DatapathCommand, Direction, EncrAlg, Identity, PrfAlg, Spi, Timestamp, TrafficSelector, UdpEncap};
 use std::net::SocketAddr;
 
 fn drain(ep: &mut Endpoint) -> Vec<Output> {
@@ -137,8 +135,16 @@ fn responder_interoperates_with_a_strongswan_style_initiator_behind_nat() {
     let (b500, b4500) = (addr("192.0.2.2:500"), addr("192.0.2.2:4500"));
     let (a_mapped, a_natt) = (addr("192.0.2.1:1500"), addr("192.0.2.1:40000"));
     let ke = KeyExchange::generate(ipsec_types::DhGroup::Curve25519, &mut rng);
-    let mut peer =
-        Peer { spi_i: 0x1111, spi_r: 0, ni: vec![3; 32], nr: vec![], init_req: vec![], init_resp: vec![], keys: None, mid: 1 };
+    let mut peer = Peer {
+        spi_i: 0x1111,
+        spi_r: 0,
+        ni: vec![3; 32],
+        nr: vec![],
+        init_req: vec![],
+        init_resp: vec![],
+        keys: None,
+        mid: 1,
+    };
     peer.init_req = strongswan_init(peer.spi_i, &ke, &peer.ni, b500, &mut rng);
     ep.handle_datagram(now, b500, a_mapped, &peer.init_req);
     let outs = drain(&mut ep);
