@@ -427,6 +427,7 @@ impl Endpoint {
             tracing::debug!(from = %remote, "IKE_SA_INIT from an address with no configured tunnel dropped");
             return;
         };
+        let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
         let mut ctx = self.shared.ctx(now);
         if let Some(sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) {
             self.sas.push(sa);

@@ -359,3 +359,35 @@ fn garbage_datagrams_change_nothing() {
     assert_eq!(p.b.status().len(), 1);
     assert_eq!(p.b.status()[0].children.len(), 1);
 }
+
+#[test]
+fn initiator_rejecting_the_responder_tells_it_and_both_tear_down() {
+    init_logs();
+    let a = peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true);
+    let mut b = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
+    b.local_id = ipsec_types::Identity::Fqdn("impostor.test".into());
+    let mut p = Pair::new(a, b);
+    p.run();
+    assert!(p.a.is_idle() && p.b.is_idle());
+    assert!(p.datapath(Side::A).is_empty());
+    let b_cmds = p.datapath(Side::B);
+    assert_eq!(b_cmds.len(), 4, "B installed, then removed after our AUTHENTICATION_FAILED: {b_cmds:?}");
+    assert!(matches!(&b_cmds[2..], [DatapathCommand::Remove { .. }, DatapathCommand::Remove { .. }]));
+    assert_eq!(p.a.poll_timeout(), Some(ipsec_types::Timestamp::from_secs(60)));
+}
+
+#[test]
+fn wildcard_local_address_is_replaced_by_the_configured_one() {
+    init_logs();
+    let mut p = Pair::standard();
+    p.a.handle_timeout(p.now);
+    p.drain();
+    let (_, t) = p.in_flight.pop_front().unwrap();
+    p.b.handle_datagram(p.now, "0.0.0.0:500".parse().unwrap(), t.local, &t.data);
+    p.drain();
+    let tb = p.transmits(Side::B);
+    assert_eq!(tb[0].local, "192.0.2.2:500".parse().unwrap());
+    p.run();
+    assert_keys_cross_match(&p);
+    assert!(!p.a.status()[0].nat_detected);
+}

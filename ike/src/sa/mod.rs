@@ -25,6 +25,15 @@ use task_manager::{TaskKind, TaskManager, Timeout};
 /// A responder's IKE SA that is not authenticated within this time is dropped.
 pub(crate) const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `local` with a wildcard address replaced by `ours`.
+pub(crate) fn unspecified_to(local: SocketAddr, ours: std::net::IpAddr) -> SocketAddr {
+    if local.ip().is_unspecified() {
+        SocketAddr::new(ours, local.port())
+    } else {
+        local
+    }
+}
+
 /// What the endpoint lends an IKE SA while it handles one input.
 pub(crate) struct Ctx<'a> {
     pub(crate) now: Timestamp,
@@ -219,9 +228,11 @@ impl IkeSa {
         data: &[u8],
         mut msg: Message,
     ) -> Result<(), Failure> {
+        // A socket bound to the wildcard address: we speak from the configured address.
+        let local = unspecified_to(local, self.peer.local_addr);
         let h = msg.header;
         if h.is_response() {
-            if self.tasks.outstanding.as_ref().is_none_or(|o| o.mid != h.message_id || o.exchange != h.exchange) {
+            if !matches!(&self.tasks.outstanding, Some(o) if o.mid == h.message_id && o.exchange == h.exchange) {
                 tracing::debug!(tunnel = %self.name(), mid = h.message_id, "response matches no outstanding request; dropped");
                 return Ok(());
             }

@@ -80,6 +80,13 @@ fn ts_list(ts: &[TrafficSelector]) -> String {
     ts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }
 
+/// RFC 7296 2.21.2: the initiator reports a failed authentication of the responder
+/// in a separate INFORMATIONAL request (sent once; the IKE SA is dropped right after).
+fn notify_auth_failed(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
+    let n = Payload::Notify(Notify::new(notify::AUTHENTICATION_FAILED, vec![]));
+    sa.send_request(ctx, TaskKind::IkeDelete, exchange::INFORMATIONAL, &[n], true);
+}
+
 /// The initiator handles the IKE_AUTH response.
 pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Result<(), Failure> {
     let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
@@ -107,6 +114,7 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message)
             idr.identity().map_or_else(|| "<unsupported ID>".to_string(), |i| i.to_string()),
             sa.peer.remote_id
         );
+        notify_auth_failed(sa, ctx);
         return Err(Failure::Negotiation("peer identity mismatch".into()));
     }
     let ok = method == AUTH_PSK && peer_auth(sa, &idr.body()).is_some_and(|e| ct_eq(&e, auth));
@@ -114,6 +122,7 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message)
         tracing::error!(
             "tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK"
         );
+        notify_auth_failed(sa, ctx);
         return Err(Failure::Negotiation("peer failed authentication".into()));
     }
     established(sa, ctx);
