@@ -41,7 +41,8 @@ pub enum WanExpect {
     NoEsp,
 }
 
-/// One scenario's topology and work directory.
+/// One scenario's topology and work directory (kept after the run if it failed or if
+/// `VG_KEEP_LOGS` is set).
 pub struct Scenario {
     /// Scenario name (used in messages and the work directory name).
     pub name: String,
@@ -167,7 +168,7 @@ impl Scenario {
 
 impl Drop for Scenario {
     fn drop(&mut self) {
-        if self.keep || std::thread::panicking() {
+        if self.keep || std::thread::panicking() || std::env::var_os("VG_KEEP_LOGS").is_some() {
             eprintln!("[{}] logs, configs and captures kept in {}", self.name, self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

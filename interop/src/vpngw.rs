@@ -151,6 +151,8 @@ impl Vpngw {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "debug");
         }
+        // The log is a file: keep it free of terminal colour codes.
+        cmd.env("NO_COLOR", "1");
         let proc = Proc::spawn("vpngw", cmd, dir)?;
         let mut gw = Self { proc, ns_name: ns.name().to_owned(), socket, vpnctl: bins.vpnctl.clone() };
         let ready = wait_for(Duration::from_secs(20), "vpnctl status to answer", || {

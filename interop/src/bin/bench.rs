@@ -1,0 +1,452 @@
+//! bench: throughput, loss, latency and CPU cost of the site-to-site path, measured on the
+//! namespace topology of [`interop::netns`] for up to four cases, one after another:
+//! plain routing (the ceiling), strongSwan <-> strongSwan (the anchor), vpngw <-> vpngw
+//! and vpngw <-> strongSwan. Prints a table with the ratios to the anchor and to plain
+//! routing, and writes everything as JSON. See docs/benchmark.md.
+//!
+//! A benchmark, not a test: nothing is asserted about the numbers. The exit status is 0
+//! when every selected case was measured, 1 if one failed (the others still run and are
+//! reported), 2 on bad usage, 130 when interrupted. Every case builds its own namespaces
+//! and tears them down (daemons first) when it ends, fails or is interrupted.
+#![forbid(unsafe_code)]
+
+// A binary's root file resolves `mod x;` next to itself (src/bin/x.rs would be another
+// binary), hence the explicit paths into src/bin/bench/.
+#[path = "bench/cases.rs"]
+mod cases;
+#[path = "bench/interrupt.rs"]
+mod interrupt;
+#[path = "bench/measure.rs"]
+mod measure;
+#[path = "bench/report.rs"]
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use interop::netns::{self, Topology};
+use interop::vpngw::Encap;
+use interop::{command, run, Binaries, Result};
+
+use cases::{Case, TunnelOptions};
+use measure::CpuSnapshot;
+use report::{CaseResult, Environment, Settings};
+
+const USAGE: &str = "\
+usage: bench [--only plain,strongswan,vpngw,mixed] [--tcp-seconds N] [--runs N]
+             [--udp-seconds N] [--udp-rate RATE] [--udp-len BYTES]
+             [--ping-count N] [--ping-interval S] [--encap auto|udp]
+             [--json-out PATH] [--keep-logs]
+
+  --only LIST        cases to run, comma-separated, in this order (default: all four)
+  --tcp-seconds N    length of each iperf3 TCP run (default 10)
+  --runs N           TCP runs per case; the median is reported (default 3)
+  --udp-seconds N    length of the iperf3 UDP run (default: --tcp-seconds)
+  --udp-rate RATE    offered UDP rate, iperf3 -b syntax (default 1G)
+  --udp-len BYTES    UDP payload per datagram (default 1300: fits a 1400-byte tunnel MTU)
+  --ping-count N     pings for the round-trip time (default 50)
+  --ping-interval S  seconds between pings (default 0.02)
+  --encap auto|udp   encapsulation of the vpngw <-> vpngw case (default auto = raw ESP)
+  --json-out PATH    where to write the JSON report (default target/bench/throughput.json)
+  --keep-logs        keep configs and daemon logs of every case (failed cases always keep them)
+
+Runs as root (network namespaces). Binaries vpngw and vpnctl are taken from next to this
+executable unless VPNGW_BIN / VPNCTL_BIN are set.";
+
+/// Parsed command line.
+struct Args {
+    settings: Settings,
+    encap: Encap,
+    json_out: PathBuf,
+    keep_logs: bool,
+}
+
+fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
+    let mut settings = Settings {
+        cases: Case::ALL.to_vec(),
+        tcp_seconds: 10,
+        runs: 3,
+        udp_seconds: 0,
+        udp_rate: "1G".into(),
+        udp_len: 1300,
+        ping_count: 50,
+        ping_interval: 0.02,
+        vpngw_encap: "auto",
+    };
+    let mut udp_seconds = None;
+    let mut encap = Encap::Auto;
+    let mut json_out = PathBuf::from("target/bench/throughput.json");
+    let mut keep_logs = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{name} needs a value"));
+        match name {
+            "-h" | "--help" => return Ok(None),
+            "--keep-logs" => keep_logs = true,
+            "--only" => {
+                let list = value()?;
+                let mut cases = Vec::new();
+                for key in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let c =
+                        Case::parse(key).ok_or(format!("unknown case {key:?} (plain, strongswan, vpngw, mixed)"))?;
+                    if !cases.contains(&c) {
+                        cases.push(c);
+                    }
+                }
+                if cases.is_empty() {
+                    return Err("--only needs at least one case".into());
+                }
+                settings.cases = cases;
+            }
+            "--tcp-seconds" => settings.tcp_seconds = positive(name, &value()?)?,
+            "--runs" => settings.runs = positive(name, &value()?)?,
+            "--udp-seconds" => udp_seconds = Some(positive(name, &value()?)?),
+            "--udp-rate" => {
+                let v = value()?;
+                let ok = !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+                if !ok {
+                    return Err(format!("--udp-rate {v:?}: expected e.g. 1G, 500M"));
+                }
+                settings.udp_rate = v;
+            }
+            "--udp-len" => {
+                let n = positive(name, &value()?)?;
+                if !(16..=65_000).contains(&n) {
+                    return Err("--udp-len must be 16..65000".into());
+                }
+                settings.udp_len = n;
+            }
+            "--ping-count" => settings.ping_count = positive(name, &value()?)?,
+            "--ping-interval" => {
+                let v = value()?;
+                settings.ping_interval = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| (0.002..=10.0).contains(s))
+                    .ok_or(format!("--ping-interval {v:?}: expected seconds in 0.002..10"))?;
+            }
+            "--encap" => {
+                (encap, settings.vpngw_encap) = match value()?.as_str() {
+                    "auto" => (Encap::Auto, "auto"),
+                    "udp" => (Encap::Udp, "udp"),
+                    other => return Err(format!("--encap {other:?}: expected auto or udp")),
+                }
+            }
+            "--json-out" => json_out = PathBuf::from(value()?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    settings.udp_seconds = udp_seconds.unwrap_or(settings.tcp_seconds);
+    Ok(Some(Args { settings, encap, json_out, keep_logs }))
+}
+
+fn positive(name: &str, v: &str) -> std::result::Result<u32, String> {
+    v.parse::<u32>().ok().filter(|n| *n > 0).ok_or(format!("{name} {v:?}: expected a positive integer"))
+}
+
+fn main() -> ExitCode {
+    if let Some(code) = interrupt::supervise() {
+        return code;
+    }
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("bench: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(if interrupt::stopped() { 130 } else { 1 })
+        }
+    }
+}
+
+/// Checks the prerequisites, runs the cases, prints and writes the report.
+fn bench(args: &Args) -> Result<ExitCode> {
+    interop::ensure!(interop::is_root(), "run as root (network namespaces): sudo ./scripts/bench.sh");
+    let cases = &args.settings.cases;
+    let mut tools = vec!["ip", "ping", "iperf3", "ss", "getconf"];
+    if cases.iter().any(|c| c.needs_strongswan()) {
+        tools.extend(["swanctl", "unshare"]);
+        interop::ensure!(
+            Path::new(interop::strongswan::CHARON).is_file(),
+            "{} missing: run ./scripts/install-deps.sh",
+            interop::strongswan::CHARON
+        );
+    }
+    for tool in tools {
+        interop::ensure!(
+            run(&mut command(&["sh", "-c", &format!("command -v {tool}")])).is_ok(),
+            "{tool} not found: run ./scripts/install-deps.sh"
+        );
+    }
+    // The daemon's per-packet paths must not log; debug logging still costs, so default to info.
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "info");
+    }
+    let bins = if cases.iter().any(|c| c.needs_vpngw()) {
+        match vpngw_binaries() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("bench: {e}\nbench: the vpngw cases will fail");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let env = environment(bins.as_ref());
+    let work = std::env::temp_dir().join(format!("vg-bench-{}", interop::unique_id()));
+    std::fs::create_dir_all(&work)?;
+    println!("bench {} on {} ({} CPUs); logs under {}", env.date, env.cpu, env.cpus, work.display());
+    println!(
+        "cases: {}; TCP {} x {} s, UDP {} s at {} ({}-byte datagrams), {} pings every {} s",
+        cases.iter().map(|c| c.key()).collect::<Vec<_>>().join(","),
+        args.settings.runs,
+        args.settings.tcp_seconds,
+        args.settings.udp_seconds,
+        args.settings.udp_rate,
+        args.settings.udp_len,
+        args.settings.ping_count,
+        args.settings.ping_interval
+    );
+
+    let ticks = measure::clock_ticks();
+    let mut results = Vec::new();
+    for &case in cases {
+        if interrupt::stopped() {
+            break;
+        }
+        println!("\n== {} ==", case.label());
+        let dir = work.join(case.key());
+        let mut res = CaseResult::new(case);
+        let started = Instant::now();
+        res.load.0 = loadavg();
+        let outcome = run_case(case, args, bins.as_ref(), &dir, ticks, &mut res);
+        res.load.1 = loadavg();
+        res.wall_seconds = started.elapsed().as_secs_f64();
+        if let Err(e) = outcome {
+            eprintln!("[{}] FAILED: {e}", case.key());
+            res.error = Some(e.to_string());
+        }
+        // Failed cases keep their logs; an interrupted one is not a failure.
+        let failed = res.error.is_some() && !interrupt::stopped();
+        if failed || args.keep_logs {
+            res.logs = Some(dir.display().to_string());
+            println!("[{}] logs kept in {}", case.key(), dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        results.push(res);
+    }
+    if !args.keep_logs && results.iter().all(|r| r.logs.is_none()) {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
+    println!("\n{}", report::table(&results));
+    if interrupt::stopped() {
+        eprintln!("bench: interrupted; {} not written", args.json_out.display());
+        return Ok(ExitCode::from(130));
+    }
+    let doc = report::to_json(&env, &args.settings, &results);
+    if let Some(parent) = args.json_out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| interop::Error::new(e.to_string()))?;
+    std::fs::write(&args.json_out, text + "\n")?;
+    println!("JSON written to {}", args.json_out.display());
+    Ok(if results.iter().any(|r| r.error.is_some()) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The vpngw binaries, refusing a stale build (scripts/bench.sh sets
+/// `VG_BENCH_VPNGW_BUILD_FAILED` when the workspace did not build).
+fn vpngw_binaries() -> Result<Binaries> {
+    interop::ensure!(
+        std::env::var_os("VG_BENCH_VPNGW_BUILD_FAILED").is_none(),
+        "the workspace (vpngw) did not build; not benchmarking a stale binary"
+    );
+    cases::vpngw_binaries()
+}
+
+/// One case on a fresh topology; fills `res` as it goes (so a failure keeps what was
+/// measured). The gateways are stopped before the namespaces are deleted.
+fn run_case(
+    case: Case,
+    args: &Args,
+    bins: Option<&Binaries>,
+    dir: &Path,
+    ticks: f64,
+    res: &mut CaseResult,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let s = &args.settings;
+    let topo = Topology::create_unique()?;
+    let mut gws = cases::setup(case, &topo, dir, bins, TunnelOptions { vpngw_encap: args.encap })?;
+    res.procs = gws.procs.clone();
+    res.sa_info = gws.sa_info.clone();
+    for line in &res.sa_info {
+        println!("[{}] {line}", case.key());
+    }
+    let (la, lb) = (&topo.lan_a, &topo.lan_b);
+    measure::wait_reachable(la, netns::LAN_B_HOST, cases::REACH_TIMEOUT)?;
+
+    let rtt = measure::ping(la, netns::LAN_B_HOST, s.ping_count, s.ping_interval, dir)?;
+    println!(
+        "[{}] ping: {}/{} replies, avg {:.3} ms, min {:.3} ms",
+        case.key(),
+        rtt.received,
+        rtt.transmitted,
+        rtt.avg_ms,
+        rtt.min_ms
+    );
+    res.rtt = Some(rtt);
+
+    let pids = gws.pids();
+    for i in 1..=s.runs {
+        interrupt::check()?;
+        let before = CpuSnapshot::take(&pids);
+        let run = measure::tcp_run(la, lb, netns::LAN_B_HOST, s.tcp_seconds, dir)?;
+        let after = CpuSnapshot::take(&pids);
+        gws.check_alive()?;
+        res.tcp_cpu.add(before, after, run.bytes, ticks);
+        println!(
+            "[{}] TCP run {i}/{}: {:.0} Mbit/s, {} retransmits",
+            case.key(),
+            s.runs,
+            run.bits_per_second / 1e6,
+            run.retransmits.map_or_else(|| "?".to_owned(), |r| r.to_string())
+        );
+        res.tcp.push(run);
+        pause(Duration::from_secs(1))?;
+    }
+
+    interrupt::check()?;
+    let udp = measure::udp_run(la, lb, netns::LAN_B_HOST, s.udp_seconds, &s.udp_rate, s.udp_len, dir)?;
+    gws.check_alive()?;
+    println!(
+        "[{}] UDP at {}: sent {:.0} Mbit/s, received {:.0} Mbit/s, loss {:.1} %",
+        case.key(),
+        s.udp_rate,
+        udp.sent_bps / 1e6,
+        udp.received_bps / 1e6,
+        udp.lost_percent
+    );
+    res.udp = Some(udp);
+    if args.keep_logs {
+        std::fs::write(dir.join("sa-state-after.txt"), gws.sa_state().join("\n---\n"))?;
+    }
+    // gws (declared after topo) drops first: daemons stop, then the namespaces go.
+    Ok(())
+}
+
+/// Sleeps, unless interrupted.
+fn pause(d: Duration) -> Result<()> {
+    let deadline = Instant::now() + d;
+    while Instant::now() < deadline {
+        interrupt::check()?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The 1-minute load average.
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// First line of a command's stdout, or "" if it fails.
+fn first_line(argv: &[&str]) -> String {
+    run(&mut command(argv)).map(|s| s.lines().next().unwrap_or_default().trim().to_owned()).unwrap_or_default()
+}
+
+fn environment(bins: Option<&Binaries>) -> Environment {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let vpngw_binary = bins.map(|b| {
+        let mtime = std::fs::metadata(&b.vpngw)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(String::new, |d| first_line(&["date", "-u", "-d", &format!("@{}", d.as_secs()), "+%FT%TZ"]));
+        format!("{} (built {mtime})", b.vpngw.display())
+    });
+    Environment {
+        date: first_line(&["date", "-u", "+%FT%TZ"]),
+        kernel: first_line(&["uname", "-r"]),
+        cpu,
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        strongswan: first_line(&["swanctl", "--version"]),
+        iperf3: first_line(&["iperf3", "--version"]),
+        git: first_line(&["git", "-c", "safe.directory=*", "describe", "--always", "--dirty"]),
+        vpngw_binary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<Option<Args>, String> {
+        parse_args(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn defaults_run_everything_for_ten_seconds_three_times() {
+        let a = parse(&[]).unwrap().unwrap();
+        assert_eq!(a.settings.cases, Case::ALL.to_vec());
+        assert_eq!((a.settings.tcp_seconds, a.settings.runs, a.settings.udp_seconds), (10, 3, 10));
+        assert_eq!(a.settings.udp_rate, "1G");
+        assert_eq!(a.json_out, PathBuf::from("target/bench/throughput.json"));
+        assert_eq!(a.encap, Encap::Auto);
+    }
+
+    #[test]
+    fn options_select_cases_and_durations() {
+        let a = parse(&["--only", "strongswan,plain,plain", "--tcp-seconds=3", "--runs", "1", "--encap", "udp"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.settings.cases, vec![Case::StrongSwan, Case::Plain]);
+        assert_eq!((a.settings.tcp_seconds, a.settings.runs, a.settings.udp_seconds), (3, 1, 3));
+        assert_eq!((a.encap, a.settings.vpngw_encap), (Encap::Udp, "udp"));
+        let b = parse(&["--udp-seconds", "2", "--json-out", "/tmp/x.json", "--udp-rate", "500M"]).unwrap().unwrap();
+        assert_eq!((b.settings.udp_seconds, b.settings.udp_rate.as_str()), (2, "500M"));
+        assert_eq!(b.json_out, PathBuf::from("/tmp/x.json"));
+        assert!(parse(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_arguments_are_rejected() {
+        for bad in [
+            &["--only", "wireguard"][..],
+            &["--only", ","],
+            &["--runs", "0"],
+            &["--tcp-seconds", "-1"],
+            &["--runs"],
+            &["--encap", "raw"],
+            &["--udp-rate", "1G; rm"],
+            &["--ping-interval", "0"],
+            &["--frobnicate"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

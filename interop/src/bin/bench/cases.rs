@@ -1,0 +1,254 @@
+//! The four benchmark cases and how each one brings the path lanA -> lanB up on a fresh
+//! topology: plain routes, strongSwan pair, vpngw pair, vpngw (A) with strongSwan (B).
+//!
+//! Owns: starting the gateways of a case and knowing which PIDs do its packet work.
+//! Does not own: the topology (the caller builds and drops it, after the [`Gateways`]),
+//! nor measuring.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use interop::netns::{self, Topology};
+use interop::scenario::{self, SA_TIMEOUT};
+use interop::strongswan::StrongSwan;
+use interop::vpngw::{self, Encap, Start, Vpngw};
+use interop::{locate_binary, Binaries, Error, Result};
+
+use super::interrupt;
+
+/// One benchmark case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    /// Routing between the sites without a tunnel: the ceiling.
+    Plain,
+    /// strongSwan <-> strongSwan (kernel-libipsec): the anchor.
+    StrongSwan,
+    /// vpngw <-> vpngw.
+    Vpngw,
+    /// vpngw on site A (initiator) <-> strongSwan on site B (responder).
+    Mixed,
+}
+
+impl Case {
+    /// All cases, in run order.
+    pub const ALL: [Case; 4] = [Case::Plain, Case::StrongSwan, Case::Vpngw, Case::Mixed];
+
+    /// The name used by `--only` and in the JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Case::Plain => "plain",
+            Case::StrongSwan => "strongswan",
+            Case::Vpngw => "vpngw",
+            Case::Mixed => "mixed",
+        }
+    }
+
+    /// A human label for the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Case::Plain => "plain routing (no tunnel)",
+            Case::StrongSwan => "strongSwan <-> strongSwan",
+            Case::Vpngw => "vpngw <-> vpngw",
+            Case::Mixed => "vpngw <-> strongSwan",
+        }
+    }
+
+    /// Parses a `--only` name.
+    pub fn parse(s: &str) -> Option<Case> {
+        Case::ALL.into_iter().find(|c| c.key() == s)
+    }
+
+    /// True if the case runs vpngw.
+    pub fn needs_vpngw(self) -> bool {
+        matches!(self, Case::Vpngw | Case::Mixed)
+    }
+
+    /// True if the case runs charon.
+    pub fn needs_strongswan(self) -> bool {
+        matches!(self, Case::StrongSwan | Case::Mixed)
+    }
+}
+
+/// A process doing the gateway work of a case.
+#[derive(Clone, Debug)]
+pub struct GatewayProc {
+    /// `vpngw` or `charon`.
+    pub kind: &'static str,
+    /// `A` or `B`.
+    pub site: &'static str,
+    /// Its PID.
+    pub pid: u32,
+}
+
+/// The running gateways of a case; dropping stops them (by PID). Drop before the topology.
+pub struct Gateways {
+    // Guards, dropped (stopped) with this value.
+    swans: Vec<StrongSwan>,
+    vpngws: Vec<Vpngw>,
+    /// Processes whose CPU time is the case's gateway cost.
+    pub procs: Vec<GatewayProc>,
+    /// What the SAs look like (encapsulation, algorithms), for the report.
+    pub sa_info: Vec<String>,
+}
+
+impl Gateways {
+    fn none() -> Self {
+        Self { swans: Vec::new(), vpngws: Vec::new(), procs: Vec::new(), sa_info: Vec::new() }
+    }
+
+    /// The gateway PIDs.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.pid).collect()
+    }
+
+    /// `Err` if a daemon has exited (it would make the numbers meaningless).
+    pub fn check_alive(&mut self) -> Result<()> {
+        for s in &mut self.swans {
+            if !s.is_running() {
+                return Err(Error::new(format!("charon {} exited:\n{}", s.pid(), s.diagnostics())));
+            }
+        }
+        for v in &mut self.vpngws {
+            if !v.is_running() {
+                return Err(Error::new(format!("vpngw {} exited:\n{}", v.pid(), v.log_tail(30))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Current SA state of every daemon (after the runs: byte counters, rekeys).
+    pub fn sa_state(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.swans {
+            out.push(s.list_sas().unwrap_or_else(|e| e.to_string()));
+        }
+        for v in &self.vpngws {
+            out.push(v.status_text().unwrap_or_else(|e| e.to_string()));
+        }
+        out
+    }
+
+    fn add_swan(&mut self, site: &'static str, swan: StrongSwan) {
+        self.procs.push(GatewayProc { kind: "charon", site, pid: swan.pid() });
+        self.swans.push(swan);
+    }
+
+    fn add_vpngw(&mut self, site: &'static str, gw: Vpngw) {
+        self.procs.push(GatewayProc { kind: "vpngw", site, pid: gw.pid() });
+        self.vpngws.push(gw);
+    }
+}
+
+/// Knobs of the tunnel cases.
+#[derive(Clone, Copy, Debug)]
+pub struct TunnelOptions {
+    /// Encapsulation of the vpngw <-> vpngw case.
+    pub vpngw_encap: Encap,
+}
+
+/// The vpngw and vpnctl binaries (nettool is not needed by the bench).
+pub fn vpngw_binaries() -> Result<Binaries> {
+    Ok(Binaries {
+        vpngw: locate_binary("vpngw", "VPNGW_BIN")?,
+        vpnctl: locate_binary("vpnctl", "VPNCTL_BIN")?,
+        nettool: locate_binary("nettool", "NETTOOL_BIN").unwrap_or_default(),
+    })
+}
+
+/// Brings up `case` on `topo` (configs and logs under `dir`) and returns its running
+/// gateways once a CHILD SA is installed on both sides. The path may still need a moment
+/// before it carries traffic (the caller pings until it does).
+pub fn setup(
+    case: Case,
+    topo: &Topology,
+    dir: &Path,
+    bins: Option<&Binaries>,
+    opts: TunnelOptions,
+) -> Result<Gateways> {
+    let mut gws = Gateways::none();
+    let bins = || bins.ok_or_else(|| Error::new("vpngw binaries not available"));
+    match case {
+        Case::Plain => {
+            // Each gateway routes the far LAN via the other's WAN address.
+            topo.gw_a.ip(&["route", "add", netns::LAN_B_NET, "via", netns::GW_B_WAN])?;
+            topo.gw_b.ip(&["route", "add", netns::LAN_A_NET, "via", netns::GW_A_WAN])?;
+        }
+        Case::StrongSwan => {
+            // Responder first, so the initiator's first IKE_SA_INIT finds it listening.
+            let b = StrongSwan::start(&topo.gw_b, &scenario::swan_site_b(false), &sub(dir, "charon-b"))?;
+            gws.add_swan("B", b);
+            interrupt::check()?;
+            let a = StrongSwan::start(&topo.gw_a, &scenario::swan_site_a(true), &sub(dir, "charon-a"))?;
+            gws.add_swan("A", a);
+            wait_swans(&mut gws)?;
+        }
+        Case::Vpngw => {
+            let bins = bins()?;
+            let b = Vpngw::start(
+                &topo.gw_b,
+                &scenario::vpngw_site_b(Start::Respond, opts.vpngw_encap),
+                &sub(dir, "vpngw-b"),
+                bins,
+            )?;
+            gws.add_vpngw("B", b);
+            interrupt::check()?;
+            let a = Vpngw::start(
+                &topo.gw_a,
+                &scenario::vpngw_site_a(Start::Initiate, opts.vpngw_encap),
+                &sub(dir, "vpngw-a"),
+                bins,
+            )?;
+            gws.add_vpngw("A", a);
+            wait_vpngws(&mut gws)?;
+        }
+        Case::Mixed => {
+            let bins = bins()?;
+            let b = StrongSwan::start(&topo.gw_b, &scenario::swan_site_b(false), &sub(dir, "charon-b"))?;
+            gws.add_swan("B", b);
+            interrupt::check()?;
+            // strongSwan floats to ESP-in-UDP anyway (see docs/benchmark.md).
+            let a = Vpngw::start(
+                &topo.gw_a,
+                &scenario::vpngw_site_a(Start::Initiate, Encap::Auto),
+                &sub(dir, "vpngw-a"),
+                bins,
+            )?;
+            gws.add_vpngw("A", a);
+            wait_vpngws(&mut gws)?;
+            wait_swans(&mut gws)?;
+        }
+    }
+    interrupt::check()?;
+    Ok(gws)
+}
+
+fn sub(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+/// Waits for an installed CHILD_SA on every charon; records its SA line.
+fn wait_swans(gws: &mut Gateways) -> Result<()> {
+    for s in &mut gws.swans {
+        interrupt::check()?;
+        let sas = s.wait_child_sa(SA_TIMEOUT)?;
+        if let Some(line) = sas.lines().find(|l| l.contains("INSTALLED")) {
+            gws.sa_info.push(format!("charon: {}", line.trim()));
+        }
+    }
+    Ok(())
+}
+
+/// Waits for an installed CHILD SA on every vpngw; records its encapsulation.
+fn wait_vpngws(gws: &mut Gateways) -> Result<()> {
+    for v in &mut gws.vpngws {
+        interrupt::check()?;
+        let st = v.wait_child_sa(SA_TIMEOUT)?;
+        let encap: Vec<String> =
+            vpngw::child_sas(&st).iter().filter_map(|c| c.get("encapsulation").map(|e| e.to_string())).collect();
+        gws.sa_info.push(format!("vpngw: child SA installed, encapsulation {}", encap.join(", ")));
+    }
+    Ok(())
+}
+
+/// How long the path may take to carry traffic after the SAs are installed.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(20);

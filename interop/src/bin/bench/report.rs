@@ -1,0 +1,367 @@
+//! Results of a bench run: per-case numbers, the ratios to the strongSwan anchor and to
+//! plain routing, the printed table and the JSON document.
+//!
+//! Owns: the result types and their presentation. Does not own: measuring.
+
+use serde_json::{json, Value};
+
+use super::cases::{Case, GatewayProc};
+use super::measure::{median, CpuUse, Rtt, TcpRun, UdpRun};
+
+/// Settings of a run, echoed into the report.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Cases to run, in order.
+    pub cases: Vec<Case>,
+    /// Length of each TCP run, s.
+    pub tcp_seconds: u32,
+    /// Number of TCP runs (the median is reported).
+    pub runs: u32,
+    /// Length of the UDP run, s.
+    pub udp_seconds: u32,
+    /// Offered UDP rate, iperf3 `-b` syntax.
+    pub udp_rate: String,
+    /// UDP datagram payload, bytes.
+    pub udp_len: u32,
+    /// Pings per RTT measurement.
+    pub ping_count: u32,
+    /// Seconds between pings.
+    pub ping_interval: f64,
+    /// Encapsulation of the vpngw <-> vpngw case (`auto` or `udp`).
+    pub vpngw_encap: &'static str,
+}
+
+impl Settings {
+    fn to_json(&self) -> Value {
+        json!({
+            "cases": self.cases.iter().map(|c| c.key()).collect::<Vec<_>>(),
+            "tcp_seconds": self.tcp_seconds,
+            "tcp_runs": self.runs,
+            "udp_seconds": self.udp_seconds,
+            "udp_offered_rate": self.udp_rate,
+            "udp_payload_bytes": self.udp_len,
+            "ping_count": self.ping_count,
+            "ping_interval_s": self.ping_interval,
+            "vpngw_encapsulation": self.vpngw_encap,
+        })
+    }
+}
+
+/// Everything measured for one case (partial if it failed part-way).
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// Which case.
+    pub case: Case,
+    /// `None` if it completed, else what went wrong.
+    pub error: Option<String>,
+    /// Gateway processes whose CPU was counted.
+    pub procs: Vec<GatewayProc>,
+    /// SA summaries.
+    pub sa_info: Vec<String>,
+    /// Ping summary.
+    pub rtt: Option<Rtt>,
+    /// Each TCP run.
+    pub tcp: Vec<TcpRun>,
+    /// CPU over all TCP runs.
+    pub tcp_cpu: CpuUse,
+    /// The UDP run.
+    pub udp: Option<UdpRun>,
+    /// `/proc/loadavg` (1-minute) before and after the case.
+    pub load: (Option<f64>, Option<f64>),
+    /// Wall time of the case including set-up, s.
+    pub wall_seconds: f64,
+    /// Where logs were kept, if they were.
+    pub logs: Option<String>,
+}
+
+impl CaseResult {
+    /// An empty result for `case`.
+    pub fn new(case: Case) -> Self {
+        Self {
+            case,
+            error: None,
+            procs: Vec::new(),
+            sa_info: Vec::new(),
+            rtt: None,
+            tcp: Vec::new(),
+            tcp_cpu: CpuUse::default(),
+            udp: None,
+            load: (None, None),
+            wall_seconds: 0.0,
+            logs: None,
+        }
+    }
+
+    /// Median TCP goodput, Mbit/s.
+    pub fn tcp_mbps(&self) -> Option<f64> {
+        median(&self.tcp.iter().map(|r| r.bits_per_second / 1e6).collect::<Vec<_>>())
+    }
+
+    /// UDP received rate, Mbit/s.
+    pub fn udp_mbps(&self) -> Option<f64> {
+        self.udp.as_ref().map(|u| u.received_bps / 1e6)
+    }
+
+    /// Average RTT, ms.
+    pub fn rtt_ms(&self) -> Option<f64> {
+        self.rtt.as_ref().map(|r| r.avg_ms)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "case": self.case.key(),
+            "label": self.case.label(),
+            "ok": self.error.is_none(),
+            "error": self.error,
+            "gateway_processes": self.procs.iter().map(|p| json!({"kind": p.kind, "site": p.site, "pid": p.pid})).collect::<Vec<_>>(),
+            "sa": self.sa_info,
+            "tcp": {
+                "median_mbps": self.tcp_mbps(),
+                "runs_mbps": self.tcp.iter().map(|r| r.bits_per_second / 1e6).collect::<Vec<_>>(),
+                "runs_bytes": self.tcp.iter().map(|r| r.bytes).collect::<Vec<_>>(),
+                "runs_retransmits": self.tcp.iter().map(|r| r.retransmits).collect::<Vec<_>>(),
+            },
+            "udp": self.udp.as_ref().map(|u| json!({
+                "sent_mbps": u.sent_bps / 1e6,
+                "received_mbps": u.received_bps / 1e6,
+                "packets": u.packets,
+                "lost_packets": u.lost_packets,
+                "loss_percent": u.lost_percent,
+                "jitter_ms": u.jitter_ms,
+            })),
+            "rtt": self.rtt.as_ref().map(|r| json!({
+                "transmitted": r.transmitted,
+                "received": r.received,
+                "min_ms": r.min_ms,
+                "avg_ms": r.avg_ms,
+                "max_ms": r.max_ms,
+                "mdev_ms": r.mdev_ms,
+            })),
+            "cpu_during_tcp": {
+                "bytes": self.tcp_cpu.bytes,
+                "gateway_cpu_seconds": self.tcp_cpu.gateway_seconds,
+                "gateway_cpu_s_per_gb": self.tcp_cpu.gateway_s_per_gb(),
+                "machine_busy_cpu_seconds": self.tcp_cpu.machine_busy_seconds,
+                "machine_capacity_cpu_seconds": self.tcp_cpu.machine_total_seconds,
+                "machine_cpu_s_per_gb": self.tcp_cpu.machine_s_per_gb(),
+            },
+            "loadavg_1min": {"before": self.load.0, "after": self.load.1},
+            "wall_seconds": self.wall_seconds,
+            "logs": self.logs,
+        })
+    }
+}
+
+/// One metric of one case divided by the same metric of a reference case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ratio {
+    /// The case measured.
+    pub case: Case,
+    /// The reference (strongSwan or plain).
+    pub reference: Case,
+    /// TCP median / reference's (higher is better).
+    pub tcp: Option<f64>,
+    /// UDP received / reference's (higher is better).
+    pub udp: Option<f64>,
+    /// RTT average / reference's (lower is better).
+    pub rtt: Option<f64>,
+    /// Gateway CPU s/GB / reference's (lower is better; `None` against plain routing).
+    pub cpu: Option<f64>,
+}
+
+fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    (b > 0.0 && a.is_finite()).then(|| a / b)
+}
+
+/// Ratios of every tunnel case to the strongSwan anchor and to plain routing (when those
+/// were measured in the same run).
+pub fn ratios(results: &[CaseResult]) -> Vec<Ratio> {
+    let find = |c: Case| results.iter().find(|r| r.case == c);
+    let mut out = Vec::new();
+    for reference in [Case::StrongSwan, Case::Plain] {
+        let Some(base) = find(reference) else { continue };
+        for r in results.iter().filter(|r| r.case != reference && r.case != Case::Plain) {
+            out.push(Ratio {
+                case: r.case,
+                reference,
+                tcp: div(r.tcp_mbps(), base.tcp_mbps()),
+                udp: div(r.udp_mbps(), base.udp_mbps()),
+                rtt: div(r.rtt_ms(), base.rtt_ms()),
+                cpu: div(r.tcp_cpu.gateway_s_per_gb(), base.tcp_cpu.gateway_s_per_gb()),
+            });
+        }
+    }
+    out
+}
+
+fn f(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.prec$}"))
+}
+
+/// The results table and the ratios, as printed at the end of a run.
+pub fn table(results: &[CaseResult]) -> String {
+    let mut s = format!(
+        "{:<27} {:>9} {:<24} {:>9} {:>7} {:>15} {:>9} {:>9}\n",
+        "case", "TCP Mb/s", "(runs)", "UDP Mb/s", "loss %", "RTT avg/min ms", "gw s/GB", "mach s/GB"
+    );
+    for r in results {
+        let runs = r.tcp.iter().map(|t| format!("{:.0}", t.bits_per_second / 1e6)).collect::<Vec<_>>().join(" ");
+        let rtt = r.rtt.as_ref().map_or_else(|| "n/a".to_owned(), |x| format!("{:.3}/{:.3}", x.avg_ms, x.min_ms));
+        s.push_str(&format!(
+            "{:<27} {:>9} {:<24} {:>9} {:>7} {:>15} {:>9} {:>9}\n",
+            r.case.label(),
+            f(r.tcp_mbps(), 0),
+            format!("({runs})"),
+            f(r.udp_mbps(), 0),
+            f(r.udp.as_ref().map(|u| u.lost_percent), 1),
+            rtt,
+            f(r.tcp_cpu.gateway_s_per_gb(), 2),
+            f(r.tcp_cpu.machine_s_per_gb(), 2),
+        ));
+        if let Some(e) = &r.error {
+            s.push_str(&format!("    FAILED: {}\n", e.lines().next().unwrap_or_default()));
+        }
+    }
+    let ratios = ratios(results);
+    if !ratios.is_empty() {
+        s.push_str(&format!(
+            "\n{:<27} {:>14} {:>9} {:>9} {:>9} {:>9}\n",
+            "ratio", "reference", "TCP", "UDP", "RTT", "gw CPU"
+        ));
+        for q in &ratios {
+            s.push_str(&format!(
+                "{:<27} {:>14} {:>9} {:>9} {:>9} {:>9}\n",
+                q.case.label(),
+                format!("/ {}", q.reference.key()),
+                f(q.tcp, 2),
+                f(q.udp, 2),
+                f(q.rtt, 2),
+                f(q.cpu, 2)
+            ));
+        }
+        s.push_str("(TCP, UDP: higher is better; RTT, gw CPU per GB: lower is better)\n");
+    }
+    s
+}
+
+/// Facts about the machine and the build, for the JSON.
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    /// UTC time of the run (RFC 3339).
+    pub date: String,
+    /// `uname -r`.
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// strongSwan version (`charon --version` is not a thing; from `swanctl --version`).
+    pub strongswan: String,
+    /// iperf3 version line.
+    pub iperf3: String,
+    /// `git describe` of the tree, if known.
+    pub git: String,
+    /// vpngw binary and its modification time, if used.
+    pub vpngw_binary: Option<String>,
+}
+
+/// The whole JSON document.
+pub fn to_json(env: &Environment, settings: &Settings, results: &[CaseResult]) -> Value {
+    json!({
+        "schema": "vpngw-bench/1",
+        "date": env.date,
+        "environment": {
+            "kernel": env.kernel,
+            "cpu": env.cpu,
+            "cpus": env.cpus,
+            "strongswan": env.strongswan,
+            "iperf3": env.iperf3,
+            "git": env.git,
+            "vpngw_binary": env.vpngw_binary,
+        },
+        "settings": settings.to_json(),
+        "cases": results.iter().map(CaseResult::to_json).collect::<Vec<_>>(),
+        "ratios": ratios(results).iter().map(|q| json!({
+            "case": q.case.key(),
+            "reference": q.reference.key(),
+            "tcp": q.tcp,
+            "udp": q.udp,
+            "rtt": q.rtt,
+            "gateway_cpu_per_gb": q.cpu,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(case: Case, tcp: &[f64], udp: f64, rtt: f64, cpu: Option<f64>) -> CaseResult {
+        let mut r = CaseResult::new(case);
+        r.tcp = tcp.iter().map(|m| TcpRun { bits_per_second: m * 1e6, bytes: 1, retransmits: None }).collect();
+        r.udp = Some(UdpRun {
+            sent_bps: 1e9,
+            received_bps: udp * 1e6,
+            packets: 10,
+            lost_packets: 1,
+            lost_percent: 10.0,
+            jitter_ms: 0.0,
+        });
+        r.rtt = Some(Rtt { transmitted: 5, received: 5, min_ms: rtt, avg_ms: rtt, max_ms: rtt, mdev_ms: 0.0 });
+        r.tcp_cpu = CpuUse { gateway_seconds: cpu, bytes: 1_000_000_000, runs: 1, ..CpuUse::default() };
+        r
+    }
+
+    #[test]
+    fn ratios_against_anchor_and_plain() {
+        let results = vec![
+            result(Case::Plain, &[1000.0, 3000.0, 2000.0], 900.0, 0.05, None),
+            result(Case::StrongSwan, &[200.0, 300.0, 100.0], 100.0, 0.2, Some(4.0)),
+            result(Case::Vpngw, &[400.0], 300.0, 0.1, Some(2.0)),
+        ];
+        let q = ratios(&results);
+        assert_eq!(q.len(), 3, "{q:?}"); // vpngw/strongswan, strongswan/plain, vpngw/plain
+        let v_s = q.iter().find(|q| q.case == Case::Vpngw && q.reference == Case::StrongSwan).unwrap();
+        assert_eq!((v_s.tcp, v_s.udp, v_s.rtt, v_s.cpu), (Some(2.0), Some(3.0), Some(0.5), Some(0.5)));
+        let v_p = q.iter().find(|q| q.case == Case::Vpngw && q.reference == Case::Plain).unwrap();
+        assert_eq!((v_p.tcp, v_p.rtt, v_p.cpu), (Some(0.2), Some(2.0), None));
+        assert!(q.iter().all(|q| q.case != Case::Plain));
+    }
+
+    #[test]
+    fn missing_cases_give_no_or_unknown_ratios() {
+        assert!(ratios(&[result(Case::Vpngw, &[1.0], 1.0, 1.0, None)]).is_empty());
+        let mut failed = CaseResult::new(Case::Vpngw);
+        failed.error = Some("vpngw exited".into());
+        let q = ratios(&[result(Case::StrongSwan, &[1.0], 1.0, 1.0, Some(1.0)), failed]);
+        assert_eq!((q[0].tcp, q[0].udp, q[0].rtt), (None, None, None));
+    }
+
+    #[test]
+    fn table_and_json_carry_the_numbers() {
+        let mut failed = CaseResult::new(Case::Mixed);
+        failed.error = Some("no CHILD SA\nmore".into());
+        let results = vec![result(Case::StrongSwan, &[250.0], 120.0, 0.25, Some(3.0)), failed];
+        let t = table(&results);
+        assert!(t.contains("strongSwan <-> strongSwan") && t.contains("250"), "{t}");
+        assert!(t.contains("FAILED: no CHILD SA") && !t.contains("more"), "{t}");
+        let settings = Settings {
+            cases: vec![Case::StrongSwan, Case::Mixed],
+            tcp_seconds: 10,
+            runs: 1,
+            udp_seconds: 10,
+            udp_rate: "1G".into(),
+            udp_len: 1300,
+            ping_count: 50,
+            ping_interval: 0.02,
+            vpngw_encap: "auto",
+        };
+        let j = to_json(&Environment::default(), &settings, &results);
+        assert_eq!(j["cases"][0]["tcp"]["median_mbps"], json!(250.0));
+        assert_eq!(j["cases"][0]["cpu_during_tcp"]["gateway_cpu_s_per_gb"], json!(3.0));
+        assert_eq!(j["cases"][1]["ok"], json!(false));
+        assert_eq!(j["ratios"][0]["case"], json!("mixed"));
+        assert_eq!(j["settings"]["cases"], json!(["strongswan", "mixed"]));
+    }
+}
