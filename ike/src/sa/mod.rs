@@ -14,7 +14,7 @@ use crate::error::{notify, Failure};
 use crate::message::payload::Notify;
 use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
 use crate::proposal::IkeAlgs;
-use crate::task::{ike_auth, ike_init, informational};
+use crate::task::{ike_auth, ike_init, informational, ActiveTask};
 use child::ChildSa;
 use ipsec_types::{DatapathCommand, Direction, Timestamp};
 use std::collections::VecDeque;
@@ -118,8 +118,6 @@ pub(crate) struct IkeSa {
     iv_counter: u64,
     pub(crate) tasks: TaskManager,
     pub(crate) children: Vec<ChildSa>,
-    pub(crate) init: Option<ike_init::Initiator>,
-    pub(crate) auth: Option<ike_auth::Initiator>,
     pub(crate) established_at: Option<Timestamp>,
     pub(crate) last_heard: Option<Timestamp>,
     /// Half-open deadline (responder waiting for IKE_AUTH).
@@ -150,8 +148,6 @@ impl IkeSa {
             iv_counter: 0,
             tasks: TaskManager::default(),
             children: vec![],
-            init: None,
-            auth: None,
             established_at: None,
             last_heard: None,
             deadline: None,
@@ -194,11 +190,11 @@ impl IkeSa {
         ctx.out.push_back(Output::Transmit(Transmit { local: self.local, remote: self.remote, data }));
     }
 
-    /// Sends a request of `kind` (the window must be open).
+    /// Sends the request of `task` (the window must be open).
     pub(crate) fn send_request(
         &mut self,
         ctx: &mut Ctx<'_>,
-        kind: TaskKind,
+        task: ActiveTask,
         exch: u8,
         payloads: &[Payload],
         single_shot: bool,
@@ -206,7 +202,7 @@ impl IkeSa {
         let header = self.header(exch, self.tasks.next_mid, false);
         let data = self.encode(header, payloads);
         self.transmit(ctx, data.clone());
-        self.tasks.sent(ctx.now, kind, exch, data.clone(), single_shot);
+        self.tasks.sent(ctx.now, task, exch, data.clone(), single_shot);
         data
     }
 
@@ -239,13 +235,16 @@ impl IkeSa {
             if !self.open(data, &mut msg) {
                 return Ok(());
             }
-            let Some(kind) = self.tasks.take_matching(h.message_id, h.exchange) else { return Ok(()) };
+            let Some(task) = self.tasks.take_matching(h.message_id, h.exchange) else { return Ok(()) };
             self.last_heard = Some(ctx.now);
-            match kind {
-                TaskKind::IkeInit => ike_init::process_response(self, ctx, &msg, data)?,
-                TaskKind::IkeAuth => ike_auth::process_response(self, ctx, &msg)?,
-                TaskKind::IkeDelete => return Err(Failure::Deleted("IKE SA deleted".into())),
-                TaskKind::ChildDelete(_) | TaskKind::Liveness => {}
+            match task {
+                ActiveTask::IkeInit(init) => ike_init::process_response(self, ctx, init, &msg, data)?,
+                ActiveTask::IkeAuth(auth) => ike_auth::process_response(self, ctx, auth, &msg)?,
+                ActiveTask::IkeDelete => return Err(Failure::Deleted("IKE SA deleted".into())),
+                ActiveTask::ChildDelete(spi) => {
+                    tracing::debug!(tunnel = %self.name(), %spi, "peer confirmed the CHILD SA deletion");
+                }
+                ActiveTask::Liveness => {}
             }
             self.kick(ctx);
             return Ok(());
@@ -344,7 +343,7 @@ impl IkeSa {
         while let Some(kind) = self.tasks.queue.pop_front() {
             match kind {
                 TaskKind::Liveness => {
-                    self.send_request(ctx, TaskKind::Liveness, exchange::INFORMATIONAL, &[], false);
+                    self.send_request(ctx, ActiveTask::Liveness, exchange::INFORMATIONAL, &[], false);
                     return;
                 }
                 TaskKind::ChildDelete(spi) if informational::start_child_delete(self, ctx, spi) => return,
@@ -372,10 +371,16 @@ impl IkeSa {
                 self.transmit(ctx, p);
                 Ok(())
             }
-            Timeout::GiveUp(TaskKind::IkeDelete) => Err(Failure::Deleted("IKE SA deleted (no DELETE response)".into())),
-            Timeout::GiveUp(kind) => {
-                tracing::warn!(tunnel = %self.name(), peer = %self.remote.ip(), "tunnel {}: peer {} did not answer {kind:?} after {} retransmits; IKE SA failed", self.name(), self.remote.ip(), task_manager::RETRANSMIT_LIMIT);
-                Err(Failure::Transient(format!("peer did not answer {kind:?}")))
+            Timeout::GiveUp(ActiveTask::IkeDelete) => {
+                Err(Failure::Deleted("IKE SA deleted (no DELETE response)".into()))
+            }
+            Timeout::GiveUp(task) => {
+                let (name, peer, what) = (self.name(), self.remote.ip(), task.name());
+                let tries = task_manager::RETRANSMIT_LIMIT;
+                tracing::warn!(
+                    "tunnel {name}: peer {peer} did not answer {what} after {tries} retransmits; IKE SA failed"
+                );
+                Err(Failure::Transient(format!("peer did not answer {what}")))
             }
         }
     }

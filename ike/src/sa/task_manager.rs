@@ -4,6 +4,7 @@
 //!
 //! It does not build or interpret messages: the tasks do.
 
+use crate::task::ActiveTask;
 use ipsec_types::{Spi, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,12 +14,9 @@ pub(crate) const RETRANSMIT_BASE: Duration = Duration::from_secs(1);
 /// Retransmissions before the exchange (and the IKE SA) is given up.
 pub(crate) const RETRANSMIT_LIMIT: u32 = 5;
 
-/// The exchanges we initiate (active tasks).
+/// Exchanges queued until the window opens (they become `ActiveTask`s when sent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TaskKind {
-    IkeInit,
-    IkeAuth,
-    IkeDelete,
     ChildDelete(Spi),
     /// An empty INFORMATIONAL request (queued by DPD, issue #3).
     #[allow(dead_code)] // reason: DPD lands with issue #3
@@ -26,11 +24,10 @@ pub(crate) enum TaskKind {
 }
 
 /// The request we wait a response for.
-#[derive(Debug)]
 pub(crate) struct Outstanding {
     pub(crate) mid: u32,
     pub(crate) exchange: u8,
-    pub(crate) kind: TaskKind,
+    pub(crate) task: ActiveTask,
     pub(crate) packet: Vec<u8>,
     pub(crate) retransmits: u32,
     pub(crate) next_at: Timestamp,
@@ -39,7 +36,7 @@ pub(crate) struct Outstanding {
 }
 
 /// Per-IKE-SA exchange bookkeeping.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct TaskManager {
     /// Message ID of our next request.
     pub(crate) next_mid: u32,
@@ -57,16 +54,16 @@ pub(crate) struct TaskManager {
 pub(crate) enum Timeout {
     Nothing,
     Retransmit(Vec<u8>),
-    GiveUp(TaskKind),
+    GiveUp(ActiveTask),
 }
 
 impl TaskManager {
     /// Records a request just sent and returns its message ID.
-    pub(crate) fn sent(&mut self, now: Timestamp, kind: TaskKind, exchange: u8, packet: Vec<u8>, single_shot: bool) {
+    pub(crate) fn sent(&mut self, now: Timestamp, task: ActiveTask, exchange: u8, packet: Vec<u8>, single_shot: bool) {
         self.outstanding = Some(Outstanding {
             mid: self.next_mid,
             exchange,
-            kind,
+            task,
             packet,
             retransmits: 0,
             next_at: now + RETRANSMIT_BASE,
@@ -76,9 +73,9 @@ impl TaskManager {
     }
 
     /// The outstanding request, if `mid`/`exchange` match it (the response is taken).
-    pub(crate) fn take_matching(&mut self, mid: u32, exchange: u8) -> Option<TaskKind> {
+    pub(crate) fn take_matching(&mut self, mid: u32, exchange: u8) -> Option<ActiveTask> {
         match &self.outstanding {
-            Some(o) if o.mid == mid && o.exchange == exchange => self.outstanding.take().map(|o| o.kind),
+            Some(o) if o.mid == mid && o.exchange == exchange => self.outstanding.take().map(|o| o.task),
             _ => None,
         }
     }
@@ -93,9 +90,10 @@ impl TaskManager {
             return Timeout::Nothing;
         }
         if o.single_shot || o.retransmits >= RETRANSMIT_LIMIT {
-            let kind = o.kind.clone();
-            self.outstanding = None;
-            return Timeout::GiveUp(kind);
+            return match self.outstanding.take() {
+                Some(o) => Timeout::GiveUp(o.task),
+                None => Timeout::Nothing,
+            };
         }
         o.retransmits += 1;
         let factor = 1u32 << o.retransmits.min(16);
@@ -125,7 +123,7 @@ mod tests {
     #[test]
     fn backoff_doubles_then_gives_up() {
         let mut tm = TaskManager::default();
-        tm.sent(Timestamp::ZERO, TaskKind::Liveness, 37, vec![1], false);
+        tm.sent(Timestamp::ZERO, ActiveTask::Liveness, 37, vec![1], false);
         assert!(matches!(tm.on_timeout(Timestamp::from_millis(999)), Timeout::Nothing));
         let mut t = Timestamp::from_secs(1);
         let mut gaps = vec![];
@@ -133,7 +131,7 @@ mod tests {
             match tm.on_timeout(t) {
                 Timeout::Retransmit(p) => assert_eq!(p, vec![1]),
                 Timeout::GiveUp(k) => {
-                    assert_eq!(k, TaskKind::Liveness);
+                    assert!(matches!(k, ActiveTask::Liveness));
                     break;
                 }
                 Timeout::Nothing => unreachable!(),

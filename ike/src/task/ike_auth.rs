@@ -8,8 +8,8 @@ use crate::error::{notify, Failure};
 use crate::message::payload::{IdPayload, Notify};
 use crate::message::{exchange, Message, Payload};
 use crate::proposal;
-use crate::sa::task_manager::TaskKind;
 use crate::sa::{child, Ctx, IkeSa, IkeState};
+use crate::task::ActiveTask;
 use ipsec_types::TrafficSelector;
 use zeroize::Zeroizing;
 
@@ -54,8 +54,7 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
         Payload::TsI(sa.peer.local_ts.clone()),
         Payload::TsR(sa.peer.remote_ts.clone()),
     ];
-    sa.auth = Some(Initiator { spi_in });
-    sa.send_request(ctx, TaskKind::IkeAuth, exchange::IKE_AUTH, &p, false);
+    sa.send_request(ctx, ActiveTask::IkeAuth(Initiator { spi_in }), exchange::IKE_AUTH, &p, false);
 }
 
 fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
@@ -84,11 +83,16 @@ fn ts_list(ts: &[TrafficSelector]) -> String {
 /// in a separate INFORMATIONAL request (sent once; the IKE SA is dropped right after).
 fn notify_auth_failed(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     let n = Payload::Notify(Notify::new(notify::AUTHENTICATION_FAILED, vec![]));
-    sa.send_request(ctx, TaskKind::IkeDelete, exchange::INFORMATIONAL, &[n], true);
+    sa.send_request(ctx, ActiveTask::IkeDelete, exchange::INFORMATIONAL, &[n], true);
 }
 
 /// The initiator handles the IKE_AUTH response.
-pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> Result<(), Failure> {
+pub(crate) fn process_response(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    init: Initiator,
+    msg: &Message,
+) -> Result<(), Failure> {
     let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
     let child_err = notifies(&msg.payloads).find(|n| notify::is_child_error(n.kind)).map(|n| n.kind);
     if let Some(n) = error_notify(&msg.payloads).filter(|n| !notify::is_child_error(n.kind)) {
@@ -127,7 +131,6 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message)
     }
     established(sa, ctx);
     ctx.out.push_back(Output::Event(Event::IkeUp { peer: name.clone() }));
-    let Some(init) = sa.auth.take() else { return Ok(()) };
     if let Some(k) = child_err {
         tracing::warn!(
             "tunnel {name}: peer {peer_ip} refused our CHILD SA ({}); IKE SA kept without tunnel. We offered {} for {} === {}",

@@ -8,8 +8,8 @@ use crate::error::{notify, Failure};
 use crate::message::payload::{u16_data, Notify};
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
 use crate::proposal::{self, IkeAlgs};
-use crate::sa::task_manager::TaskKind;
 use crate::sa::{Ctx, IkeSa, IkeState, SaKeys, HALF_OPEN_TIMEOUT};
+use crate::task::ActiveTask;
 use ipsec_types::DhGroup;
 use std::net::SocketAddr;
 
@@ -31,14 +31,13 @@ pub(crate) fn start(peer: PeerConfig, ctx: &mut Ctx<'_>) -> IkeSa {
     let mut sa = IkeSa::new(peer, true, local, remote);
     sa.spi_i = ctx.random_u64();
     sa.ni = ctx.nonce();
-    sa.init = Some(Initiator { ke: KeyExchange::generate(group, ctx.rng), cookie: None, retries: 0 });
+    let init = Initiator { ke: KeyExchange::generate(group, ctx.rng), cookie: None, retries: 0 };
     tracing::info!(tunnel = %sa.name(), peer = %remote, "initiating IKE SA");
-    send_request(&mut sa, ctx);
+    send_request(&mut sa, ctx, init);
     sa
 }
 
-fn send_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
-    let Some(init) = &sa.init else { return };
+fn send_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: Initiator) {
     let mut p = Vec::new();
     if let Some(c) = &init.cookie {
         p.push(Payload::Notify(Notify::new(notify::COOKIE, c.clone())));
@@ -49,7 +48,7 @@ fn send_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     p.extend(natd::payloads(sa.spi_i, 0, sa.local, sa.remote, sa.peer.force_encap, ctx.rng));
     sa.tasks.next_mid = 0;
     sa.tasks.outstanding = None;
-    sa.init_request = sa.send_request(ctx, TaskKind::IkeInit, exchange::IKE_SA_INIT, &p, false);
+    sa.init_request = sa.send_request(ctx, ActiveTask::IkeInit(init), exchange::IKE_SA_INIT, &p, false);
 }
 
 fn our_groups(peer: &PeerConfig) -> impl Iterator<Item = DhGroup> + '_ {
@@ -57,9 +56,14 @@ fn our_groups(peer: &PeerConfig) -> impl Iterator<Item = DhGroup> + '_ {
 }
 
 /// The initiator handles the IKE_SA_INIT response, then starts IKE_AUTH.
-pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, data: &[u8]) -> Result<(), Failure> {
+pub(crate) fn process_response(
+    sa: &mut IkeSa,
+    ctx: &mut Ctx<'_>,
+    mut init: Initiator,
+    msg: &Message,
+    data: &[u8],
+) -> Result<(), Failure> {
     let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
-    let Some(init) = sa.init.as_mut() else { return Err(Failure::Transient("IKE_SA_INIT state lost".into())) };
     if let Some(c) = notifies(&msg.payloads).find(|n| n.kind == notify::COOKIE) {
         if init.retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
             tracing::warn!("tunnel {name}: peer {peer_ip} keeps asking for a COOKIE; giving up");
@@ -68,7 +72,7 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message,
         tracing::debug!(tunnel = %name, "peer asks for a COOKIE; resending IKE_SA_INIT with it");
         init.cookie = Some(c.data.clone());
         init.retries += 1;
-        send_request(sa, ctx);
+        send_request(sa, ctx, init);
         return Ok(());
     }
     if let Some(n) = error_notify(&msg.payloads) {
@@ -85,7 +89,7 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message,
                         );
                         init.ke = KeyExchange::generate(g, ctx.rng);
                         init.retries += 1;
-                        send_request(sa, ctx);
+                        send_request(sa, ctx, init);
                         return Ok(());
                     }
                     _ => {
@@ -151,7 +155,6 @@ pub(crate) fn process_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message,
         sa.local.set_port(ctx.natt_port);
         sa.remote.set_port(ctx.natt_port);
     }
-    sa.init = None;
     sa.state = IkeState::Authenticating;
     super::ike_auth::start(sa, ctx);
     Ok(())

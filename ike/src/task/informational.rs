@@ -5,8 +5,8 @@ use super::error_notify;
 use crate::error::{notify, Failure};
 use crate::message::payload::{proto, spi32, Delete};
 use crate::message::{exchange, Message, Payload};
-use crate::sa::task_manager::TaskKind;
 use crate::sa::{Ctx, IkeSa};
+use crate::task::ActiveTask;
 use ipsec_types::Spi;
 
 /// The responder side: answers DELETEs (with our matching CHILD SPIs) and empty requests.
@@ -54,7 +54,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
 pub(crate) fn start_ike_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     sa.tasks.outstanding = None;
     let d = Payload::Delete(Delete { protocol: proto::IKE, spi_size: 0, spis: vec![] });
-    sa.send_request(ctx, TaskKind::IkeDelete, exchange::INFORMATIONAL, &[d], true);
+    sa.send_request(ctx, ActiveTask::IkeDelete, exchange::INFORMATIONAL, &[d], true);
 }
 
 /// Deletes the CHILD SA with inbound or outbound SPI `spi`: removes it and sends DELETE.
@@ -65,6 +65,6 @@ pub(crate) fn start_child_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spi: Spi) ->
     c.remove(ctx, &sa.peer.name);
     let d =
         Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: vec![c.spi_in.0.to_be_bytes().to_vec()] });
-    sa.send_request(ctx, TaskKind::ChildDelete(c.spi_in), exchange::INFORMATIONAL, &[d], false);
+    sa.send_request(ctx, ActiveTask::ChildDelete(c.spi_in), exchange::INFORMATIONAL, &[d], false);
     true
 }

@@ -14,6 +14,31 @@ mod tests;
 
 use crate::message::payload::Notify;
 use crate::message::Payload;
+use ipsec_types::Spi;
+
+/// An exchange we initiated and whose response we await, with the state its
+/// `process_response` needs (the `Initiator` halves).
+pub(crate) enum ActiveTask {
+    IkeInit(ike_init::Initiator),
+    IkeAuth(ike_auth::Initiator),
+    IkeDelete,
+    ChildDelete(Spi),
+    /// An empty INFORMATIONAL request (DPD, issue #3).
+    #[allow(dead_code)] // reason: DPD lands with issue #3
+    Liveness,
+}
+
+impl ActiveTask {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::IkeInit(_) => "IKE_SA_INIT",
+            Self::IkeAuth(_) => "IKE_AUTH",
+            Self::IkeDelete => "INFORMATIONAL (DELETE IKE SA)",
+            Self::ChildDelete(_) => "INFORMATIONAL (DELETE CHILD SA)",
+            Self::Liveness => "INFORMATIONAL (liveness)",
+        }
+    }
+}
 
 /// The notifies of a message.
 pub(crate) fn notifies(payloads: &[Payload]) -> impl Iterator<Item = &Notify> {
