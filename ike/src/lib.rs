@@ -7,6 +7,40 @@
 //!
 //! It does NOT touch ESP packets: negotiated CHILD_SAs leave as
 //! [`ipsec_types::DatapathCommand`]s for the gateway to apply to the `esp` crate.
+//!
+//! Layout: `endpoint` (façade, SPI routing, initiation and retries) → `sa` (one IKE SA:
+//! keys, CHILD SAs, the task manager with message IDs, retransmission and the response
+//! cache) → `task` (one module per exchange: IKE_SA_INIT, IKE_AUTH, INFORMATIONAL, NAT
+//! detection). `message` is the no-panic wire codec, `proposal` chooses algorithms,
+//! `crypto` derives keys. Supported now (issue #2): PSK, AES-GCM-16, PRF-HMAC-SHA2,
+//! X25519/ECP-256, one CHILD SA per IKE SA from IKE_AUTH, NAT-T, DELETE. Not yet:
+//! CREATE_CHILD_SA (answered with NO_ADDITIONAL_SAS), rekeying, DPD.
+//!
+//! # Driving loop
+//!
+//! ```
+//! use ike::{Endpoint, EndpointConfig, Output, Rng};
+//! use ipsec_types::Timestamp;
+//!
+//! struct MyRng; // the gateway passes a CSPRNG
+//! impl Rng for MyRng {
+//!     fn fill(&mut self, buf: &mut [u8]) { buf.iter_mut().for_each(|b| *b = 4) }
+//! }
+//!
+//! let cfg = EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![] };
+//! let mut ep = Endpoint::new(cfg, Box::new(MyRng));
+//! let now = Timestamp::from_secs(1);
+//! ep.handle_timeout(now); // also: handle_datagram / handle_command / handle_datapath_event
+//! while let Some(out) = ep.poll_output() {
+//!     match out {
+//!         Output::Transmit(t) => { /* send t.data from t.local to t.remote (non-ESP marker on 4500) */ }
+//!         Output::Datapath(cmd) => { /* apply to the esp SA table, in order */ }
+//!         Output::Event(ev) => { /* log, control socket */ }
+//!     }
+//! }
+//! let _next_wakeup = ep.poll_timeout();
+//! assert!(ep.is_idle());
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod crypto;
