@@ -391,3 +391,23 @@ fn wildcard_local_address_is_replaced_by_the_configured_one() {
     assert_keys_cross_match(&p);
     assert!(!p.a.status()[0].nat_detected);
 }
+
+#[test]
+fn half_open_responder_sa_expires_after_30_s() {
+    init_logs();
+    let mut p = Pair::standard();
+    p.a.handle_timeout(p.now);
+    assert!(p.deliver_next()); // IKE_SA_INIT -> B
+    assert_eq!(p.b.status()[0].state, "AUTHENTICATING");
+    p.drop_next(); // B's response is lost, A keeps retransmitting; drop all of them.
+    for _ in 0..29 {
+        p.now = p.now + Duration::from_secs(1);
+        p.b.handle_timeout(p.now);
+    }
+    assert_eq!(p.b.status().len(), 1);
+    p.now = p.now + Duration::from_secs(1);
+    p.b.handle_timeout(p.now);
+    assert!(p.b.is_idle());
+    p.drain();
+    assert!(p.events(Side::B).is_empty(), "a half-open SA going away is not an IkeDown");
+}
