@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The project's benchmark command. Run as root:  sudo ./scripts/bench.sh [bench options]
+#
+#  1. installs missing system packages (scripts/install-deps.sh: strongSwan, iperf3, ...),
+#  2. builds every binary in release (cargo build --release --workspace --bins),
+#  3. runs target/release/bench, which measures on the namespace topology, one after
+#     another: plain routing, strongSwan<->strongSwan, vpngw<->vpngw, vpngw<->strongSwan
+#     (iperf3 TCP and UDP, ping RTT, CPU seconds per GB), prints a table with the ratios
+#     to the strongSwan anchor and writes target/bench/throughput.json.
+#
+# Options go to the bench binary, e.g. a quick run:
+#   sudo ./scripts/bench.sh --only plain,strongswan --tcp-seconds 3 --runs 1
+# See docs/benchmark.md (and `target/release/bench --help`).
+#
+# Ctrl-C stops the run: the bench stops the gateways it started (by PID) and deletes its
+# namespaces; this script returns only once that is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bench.sh: run as root (sudo ./scripts/bench.sh): the benchmark creates network namespaces" >&2
+    exit 1
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+./scripts/install-deps.sh
+
+step "build release binaries (cargo build --release --workspace --bins)"
+if ! cargo build --release --workspace --bins; then
+    # Still allow the plain and strongSwan cases; the bench refuses to run a stale vpngw.
+    echo "bench.sh: WARNING: the workspace does not build; building only the bench, vpngw cases will fail" >&2
+    cargo build --release -p interop --bin bench
+    export VG_BENCH_VPNGW_BUILD_FAILED=1
+fi
+
+bench="${CARGO_TARGET_DIR:-target}/release/bench"
+pidfile="$(mktemp /tmp/vg-bench-pid.XXXXXX)"
+export VG_BENCH_PIDFILE="$pidfile"
+
+step "benchmark ($bench $*)"
+# In the background, so that Ctrl-C reaches this script (and its trap), not the bench:
+# the trap terminates the bench's supervisor, whose worker then tears everything down.
+"$bench" "$@" &
+sup=$!
+interrupted=0
+trap 'interrupted=1; kill -TERM "$sup" 2>/dev/null || true' INT TERM HUP
+
+set +e
+wait "$sup"
+rc=$?
+if [ "$interrupted" -eq 1 ]; then
+    wait "$sup" 2>/dev/null
+fi
+
+# The worker outlives a killed supervisor while it tears down: wait for it.
+alive() {
+    local state
+    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = bench ] || return 1
+    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)"
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+worker="$(cat "$pidfile" 2>/dev/null || true)"
+if [ -n "$worker" ]; then
+    while alive "$worker"; do sleep 0.2; done
+fi
+rm -f "$pidfile"
+
+if [ "$interrupted" -eq 1 ]; then
+    echo "bench.sh: interrupted" >&2
+    exit 130
+fi
+exit "$rc"
