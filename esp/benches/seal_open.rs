@@ -2,7 +2,13 @@
 //! 1400 bytes: the ratio is the datapath's overhead over the cipher itself.
 //!
 //! `cargo bench -p esp --bench seal_open` (add `-- --quick` for a short run).
+//!
+//! Two groups: `seal_open_1400` in wall-clock time (criterion's default), and
+//! `seal_open_1400_cpu` in this thread's CPU time, which stays meaningful on a shared
+//! machine where other processes steal the CPU (wall-clock numbers there swing by 2x).
 
+use cpu_time::ThreadTime;
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use esp::{Opened, SaTable, Sealed};
 use ipsec_types::{
@@ -10,6 +16,61 @@ use ipsec_types::{
 };
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use std::hint::black_box;
+use std::time::Duration;
+
+/// Criterion measurement of the benchmark thread's CPU time (CLOCK_THREAD_CPUTIME_ID).
+struct ThreadCpu;
+
+struct NsFormatter;
+
+impl ValueFormatter for NsFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if ns < 1e3 {
+            (1.0, "ns")
+        } else if ns < 1e6 {
+            (1e-3, "µs")
+        } else {
+            (1e-6, "ms")
+        };
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let bytes = match *t {
+            Throughput::Bytes(b) | Throughput::BytesDecimal(b) => b as f64,
+            Throughput::Elements(e) => e as f64,
+        };
+        // ns per iteration -> MiB/s of CPU time.
+        values.iter_mut().for_each(|v| *v = bytes * 1e9 / *v / (1024.0 * 1024.0));
+        "MiB/s (cpu)"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = ThreadTime;
+    type Value = Duration;
+    fn start(&self) -> ThreadTime {
+        ThreadTime::now()
+    }
+    fn end(&self, i: ThreadTime) -> Duration {
+        i.elapsed()
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NsFormatter
+    }
+}
 
 const LEN: usize = 1400;
 
@@ -44,48 +105,122 @@ fn inner() -> Vec<u8> {
     p
 }
 
-fn bench(c: &mut Criterion) {
-    let mut g = c.benchmark_group("seal_open_1400");
+/// Both workloads with their buffers, so each round is one call.
+struct Fixture {
+    left: SaTable,
+    right: SaTable,
+    pkt: Vec<u8>,
+    wire: Vec<u8>,
+    back: Vec<u8>,
+    key: LessSafeKey,
+    buf: Vec<u8>,
+    ctr: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            left: SaTable::new().apply(&DatapathCommand::InstallOutbound(params(Direction::Outbound))),
+            right: SaTable::new().apply(&DatapathCommand::InstallInbound(params(Direction::Inbound))),
+            pkt: inner(),
+            wire: vec![0u8; LEN + esp::MAX_OVERHEAD],
+            back: vec![0u8; LEN + esp::MAX_OVERHEAD],
+            key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap()),
+            buf: vec![0u8; LEN],
+            ctr: 0,
+        }
+    }
+
+    /// esp: seal one 1400-byte inner packet, open the ESP packet.
+    fn esp_round(&mut self) -> usize {
+        let n = match self.left.seal(Timestamp::ZERO, black_box(&self.pkt), &mut self.wire) {
+            Sealed::Send { packet, .. } => packet.len(),
+            Sealed::Drop(r) => panic!("{r:?}"),
+        };
+        match self.right.open(Timestamp::ZERO, &self.wire[..n], &mut self.back) {
+            Opened::Deliver { packet, .. } => black_box(packet.len()),
+            Opened::Drop(r) => panic!("{r:?}"),
+        }
+    }
+
+    /// Bare ring: copy 1400 bytes in, AES-256-GCM seal in place, open in place.
+    fn ring_round(&mut self) -> usize {
+        self.ctr += 1;
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&self.ctr.to_be_bytes());
+        let aad = self.ctr.to_be_bytes();
+        self.buf.copy_from_slice(black_box(&self.pkt));
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&aad), &mut self.buf)
+            .unwrap();
+        let pt = self
+            .key
+            .open_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&aad), tag, &mut self.buf, 0..)
+            .unwrap();
+        black_box(pt.len())
+    }
+}
+
+fn bench_wall(c: &mut Criterion) {
+    bench(c, "seal_open_1400");
+}
+
+fn bench_cpu(c: &mut Criterion<ThreadCpu>) {
+    bench(c, "seal_open_1400_cpu");
+}
+
+fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Bytes(LEN as u64));
-
-    let left = SaTable::new().apply(&DatapathCommand::InstallOutbound(params(Direction::Outbound)));
-    let right = SaTable::new().apply(&DatapathCommand::InstallInbound(params(Direction::Inbound)));
-    let pkt = inner();
-    let mut wire = vec![0u8; LEN + esp::MAX_OVERHEAD];
-    let mut back = vec![0u8; LEN + esp::MAX_OVERHEAD];
-    g.bench_function("esp", |b| {
-        b.iter(|| {
-            let n = match left.seal(Timestamp::ZERO, black_box(&pkt), &mut wire) {
-                Sealed::Send { packet, .. } => packet.len(),
-                Sealed::Drop(r) => panic!("{r:?}"),
-            };
-            match right.open(Timestamp::ZERO, &wire[..n], &mut back) {
-                Opened::Deliver { packet, .. } => black_box(packet.len()),
-                Opened::Drop(r) => panic!("{r:?}"),
-            }
-        })
-    });
-
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
-    let mut buf = vec![0u8; LEN];
-    let mut ctr: u64 = 0;
-    g.bench_function("bare_ring_aes256gcm", |b| {
-        b.iter(|| {
-            ctr += 1;
-            let mut n = [0u8; 12];
-            n[4..].copy_from_slice(&ctr.to_be_bytes());
-            let aad = ctr.to_be_bytes();
-            buf.copy_from_slice(black_box(&pkt));
-            let tag =
-                key.seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&aad), &mut buf).unwrap();
-            let pt = key
-                .open_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&aad), tag, &mut buf, 0..)
-                .unwrap();
-            black_box(pt.len())
-        })
-    });
+    let mut f = Fixture::new();
+    g.bench_function("esp", |b| b.iter(|| f.esp_round()));
+    g.bench_function("bare_ring_aes256gcm", |b| b.iter(|| f.ring_round()));
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// The ratio the product goal is stated in, measured robustly: esp and bare ring
+/// alternate in rounds of 2000 iterations, each timed in thread CPU time, and the
+/// median of the per-round ratios is printed. Slow drifts (other processes, CPU
+/// frequency, a busy SMT sibling) hit both sides of a round alike.
+fn interleaved() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let (rounds, iters) = if bench_mode { (101, 2000) } else { (3, 10) };
+    let mut f = Fixture::new();
+    for _ in 0..iters {
+        f.esp_round();
+        f.ring_round();
+    }
+    let mut ratios: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = ThreadTime::now();
+            for _ in 0..iters {
+                f.esp_round();
+            }
+            let esp = t.elapsed().as_secs_f64();
+            let t = ThreadTime::now();
+            for _ in 0..iters {
+                f.ring_round();
+            }
+            let ring = t.elapsed().as_secs_f64();
+            ring / esp
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let pct = |q: usize| ratios.get(q * (ratios.len() - 1) / 4).copied().unwrap_or(0.0) * 100.0;
+    println!(
+        "interleaved: esp seal+open at {:.0}% of bare ring AES-256-GCM seal+open (1400 B; median of {rounds} \
+         rounds x {iters}, thread CPU time; quartiles {:.0}%..{:.0}%)",
+        pct(2),
+        pct(1),
+        pct(3)
+    );
+}
+
+criterion_group!(wall, bench_wall);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = bench_cpu
+}
+criterion_main!(wall, cpu, interleaved);
