@@ -348,7 +348,7 @@ impl Endpoint {
         let delay = match failure {
             Failure::Negotiation(_) => RETRY_NEGOTIATION,
             Failure::Transient(_) | Failure::Deleted(_) => {
-                slot.failures += 1;
+                slot.failures = slot.failures.saturating_add(1);
                 if slot.failures <= 1 {
                     RETRY_FIRST
                 } else {
@@ -368,8 +368,10 @@ impl Endpoint {
             return;
         }
         let cfg = slot.cfg.clone();
+        let first_contact = !self.sas.iter().any(|s| s.peer.name == cfg.name);
         let mut ctx = self.shared.ctx(now);
-        let sa = ike_init::start(cfg, &mut ctx);
+        let mut sa = ike_init::start(cfg, &mut ctx);
+        sa.send_initial_contact = first_contact;
         self.sas.push(sa);
     }
 
@@ -430,6 +432,11 @@ impl Endpoint {
         let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
         let mut ctx = self.shared.ctx(now);
         if let Some(sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) {
+            // Another IKE SA with this peer now exists: ours in progress must not claim
+            // INITIAL_CONTACT, or the peer would drop this one.
+            for other in self.sas.iter_mut().filter(|s| s.peer.name == sa.peer.name) {
+                other.send_initial_contact = false;
+            }
             self.sas.push(sa);
         }
     }

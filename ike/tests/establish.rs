@@ -411,3 +411,57 @@ fn half_open_responder_sa_expires_after_30_s() {
     p.drain();
     assert!(p.events(Side::B).is_empty(), "a half-open SA going away is not an IkeDown");
 }
+
+#[test]
+fn restarted_peer_with_initial_contact_replaces_the_stale_ike_sa() {
+    init_logs();
+    let mut p = Pair::standard();
+    p.run();
+    let (_, _, b_in, b_out) = assert_keys_cross_match(&p);
+    // A restarts: all its state is gone, it initiates again with INITIAL_CONTACT.
+    let cfg = ike::EndpointConfig {
+        ike_port: 500,
+        natt_port: 4500,
+        peers: vec![peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true)],
+    };
+    p.a = ike::Endpoint::new(cfg, Box::new(ike::testing::TestRng::new(42)));
+    p.log_a.clear();
+    p.run();
+    assert_eq!(p.b.status().len(), 1, "the stale IKE SA is gone");
+    let b_cmds = p.datapath(Side::B);
+    assert!(
+        matches!(&b_cmds[2..6], [
+        DatapathCommand::InstallInbound(_),
+        DatapathCommand::InstallOutbound(_),
+        DatapathCommand::Remove { spi: o, direction: Direction::Outbound },
+        DatapathCommand::Remove { spi: i, direction: Direction::Inbound },
+    ] if *o == b_out.spi && *i == b_in.spi),
+        "{b_cmds:?}"
+    );
+}
+
+#[test]
+fn simultaneous_initiation_leaves_both_sides_with_working_sas() {
+    init_logs();
+    let a = peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true);
+    let b = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, true);
+    let mut p = Pair::new(a, b);
+    p.run();
+    assert_eq!(p.a.status().len(), 2);
+    assert_eq!(p.b.status().len(), 2);
+    let spis = |side, inbound: bool| -> Vec<Spi> {
+        p.datapath(side)
+            .iter()
+            .filter_map(|c| match c {
+                DatapathCommand::InstallInbound(s) if inbound => Some(s.spi),
+                DatapathCommand::InstallOutbound(s) if !inbound => Some(s.spi),
+                _ => None,
+            })
+            .collect()
+    };
+    let (a_in, a_out, b_in, b_out) =
+        (spis(Side::A, true), spis(Side::A, false), spis(Side::B, true), spis(Side::B, false));
+    assert_eq!(a_in.len(), 2);
+    assert!(a_out.iter().all(|s| b_in.contains(s)) && b_out.iter().all(|s| a_in.contains(s)));
+    assert!(p.datapath(Side::A).iter().all(|c| !matches!(c, DatapathCommand::Remove { .. })));
+}

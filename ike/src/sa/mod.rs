@@ -126,6 +126,9 @@ pub(crate) struct IkeSa {
     pub(crate) down_reported: bool,
     /// The peer sent INITIAL_CONTACT with its IKE_AUTH: older IKE SAs with it are stale.
     pub(crate) initial_contact: bool,
+    /// We send INITIAL_CONTACT in our IKE_AUTH: no other IKE SA with this peer exists
+    /// (cleared by the endpoint when one appears meanwhile).
+    pub(crate) send_initial_contact: bool,
 }
 
 impl IkeSa {
@@ -153,6 +156,7 @@ impl IkeSa {
             deadline: None,
             down_reported: false,
             initial_contact: false,
+            send_initial_contact: false,
         }
     }
 

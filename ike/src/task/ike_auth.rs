@@ -46,14 +46,16 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     let spi_in = ctx.random_spi();
     let idi = IdPayload::from_identity(&sa.peer.local_id);
     let Some(auth) = our_auth(sa, &idi.body()) else { return };
-    let p = vec![
-        Payload::IdI(idi),
-        Payload::Notify(Notify::new(notify::INITIAL_CONTACT, vec![])),
+    let mut p = vec![Payload::IdI(idi)];
+    if sa.send_initial_contact {
+        p.push(Payload::Notify(Notify::new(notify::INITIAL_CONTACT, vec![])));
+    }
+    p.extend([
         Payload::Auth { method: AUTH_PSK, data: auth.to_vec() },
         Payload::Sa(proposal::esp_offer(&sa.peer.esp_proposals, spi_in, false)),
         Payload::TsI(sa.peer.local_ts.clone()),
         Payload::TsR(sa.peer.remote_ts.clone()),
-    ];
+    ]);
     sa.send_request(ctx, ActiveTask::IkeAuth(Initiator { spi_in }), exchange::IKE_AUTH, &p, false);
 }
 
