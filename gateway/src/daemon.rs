@@ -94,6 +94,7 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init()
         .map_err(|e| format!("cannot initialize logging: {e}"))
@@ -109,6 +110,10 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
 
     let tun = Tun::create(&g.tun_name).map_err(|e| format!("TUN {}: {e}", g.tun_name))?;
     tun.set_mtu(g.tun_mtu).map_err(|e| e.to_string())?;
+    let any_ipv6 = cfg.tunnels.iter().flat_map(|t| &t.remote_subnets).any(|s| !s.is_ipv4());
+    if let Err(e) = tun.quiet_ipv6(!any_ipv6) {
+        tracing::warn!(error = %e, "cannot turn off IPv6 autoconfiguration on the TUN device");
+    }
     tun.set_up().map_err(|e| e.to_string())?;
     let tun = Arc::new(tun);
     tracing::info!(dev = tun.name(), mtu = g.tun_mtu, "TUN device up");

@@ -112,6 +112,23 @@ impl Tun {
             .map_err(|e| io::Error::new(e.kind(), format!("SIOCSIFFLAGS {} up: {e}", self.name)))
     }
 
+    /// Stops the kernel from giving the device an IPv6 link-local address (and so from
+    /// sending router solicitations and MLD reports into the tunnel, which would only be
+    /// counted as "no SA" drops). With `disable` IPv6 is switched off on the device
+    /// altogether (no IPv6 subnet is tunnelled). Call before [`Tun::set_up`].
+    pub fn quiet_ipv6(&self, disable: bool) -> io::Result<()> {
+        let dir = std::path::Path::new("/proc/sys/net/ipv6/conf").join(&self.name);
+        if !dir.exists() {
+            // IPv6 is disabled in this kernel or namespace: nothing to quiet.
+            return Ok(());
+        }
+        std::fs::write(dir.join("addr_gen_mode"), "1")?;
+        if disable {
+            std::fs::write(dir.join("disable_ipv6"), "1")?;
+        }
+        Ok(())
+    }
+
     /// Reads one packet into `buf`; returns its length. Blocks.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         (&self.file).read(buf)
