@@ -8,6 +8,12 @@
 //! ICV is verified so that replays cost no AES work, and [`ReplayWindow::commit`] runs
 //! only after the ICV verified, so a forged packet can never move the window. `commit`
 //! checks again because another thread may have committed the same number in between.
+//! [`SharedWindow`] is the form the SAs hold: the bitmap behind a `Mutex`, with the
+//! highest number mirrored in an atomic so that in-order packets are checked without
+//! taking the lock (one lock per packet, at commit).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Largest window accepted; larger configured sizes are clamped (a 2^20-packet window
 /// is a 128 KiB bitmap).
@@ -112,31 +118,85 @@ impl ReplayWindow {
     }
 
     /// The full 64-bit sequence number for a received low half `seq_lo` under ESN
-    /// (RFC 4303 Appendix A2.2): the candidate closest to the window. With the check
-    /// disabled, half the 32-bit space is used as the window for this guess.
+    /// (RFC 4303 Appendix A2.2): the candidate closest to the window.
     pub fn infer_esn(&self, seq_lo: u32) -> u64 {
-        let w = if self.size == 0 { 1u64 << 31 } else { self.size };
-        let tl = self.top & 0xffff_ffff;
-        let th = self.top >> 32;
-        let lo = u64::from(seq_lo);
-        // Bottom of the window, as a low half (mod 2^32).
-        let bottom = (tl.wrapping_sub(w).wrapping_add(1)) & 0xffff_ffff;
-        let hi = if tl + 1 >= w {
-            // Case A: window within one 2^32 subspace.
-            if lo >= bottom {
-                th
-            } else {
-                th.wrapping_add(1)
-            }
-        } else if lo >= bottom {
-            // Case B: window spans two subspaces; lo is in the lower one.
-            th.wrapping_sub(1)
-        } else {
+        infer_esn(self.top, self.size, seq_lo)
+    }
+}
+
+/// RFC 4303 Appendix A2.2 for a window of `size` (0: check disabled, then half the
+/// 32-bit space is used as the window for this guess) whose highest number is `top`.
+fn infer_esn(top: u64, size: u64, seq_lo: u32) -> u64 {
+    let w = if size == 0 { 1u64 << 31 } else { size };
+    let tl = top & 0xffff_ffff;
+    let th = top >> 32;
+    let lo = u64::from(seq_lo);
+    // Bottom of the window, as a low half (mod 2^32).
+    let bottom = (tl.wrapping_sub(w).wrapping_add(1)) & 0xffff_ffff;
+    let hi = if tl + 1 >= w {
+        // Case A: window within one 2^32 subspace.
+        if lo >= bottom {
             th
-        };
-        // A first packet with th == 0 cannot belong to subspace -1.
-        let hi = if hi > 0xffff_ffff { 0 } else { hi };
-        (hi << 32) | lo
+        } else {
+            th.wrapping_add(1)
+        }
+    } else if lo >= bottom {
+        // Case B: window spans two subspaces; lo is in the lower one.
+        th.wrapping_sub(1)
+    } else {
+        th
+    };
+    // A first packet with th == 0 cannot belong to subspace -1.
+    let hi = if hi > 0xffff_ffff { 0 } else { hi };
+    (hi << 32) | lo
+}
+
+/// A [`ReplayWindow`] shared by the threads opening one SA's packets.
+#[derive(Debug)]
+pub struct SharedWindow {
+    /// Mirror of the window's top, written under the lock after each commit. It may
+    /// lag the real top, never lead it, so a number above it is certainly new.
+    top: AtomicU64,
+    size: u64,
+    inner: Mutex<ReplayWindow>,
+}
+
+impl SharedWindow {
+    /// A window of `size` packets (see [`ReplayWindow::new`]).
+    pub fn new(size: u32) -> Self {
+        let w = ReplayWindow::new(size);
+        Self { top: AtomicU64::new(0), size: w.size(), inner: Mutex::new(w) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReplayWindow> {
+        // Nothing panics while the lock is held; ignore poisoning anyway.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The highest committed sequence number.
+    pub fn top(&self) -> u64 {
+        self.top.load(Ordering::Acquire)
+    }
+
+    /// ESN inference against the current top (see [`ReplayWindow::infer_esn`]).
+    pub fn infer_esn(&self, seq_lo: u32) -> u64 {
+        infer_esn(self.top(), self.size, seq_lo)
+    }
+
+    /// [`ReplayWindow::check`]; lock-free for numbers above the top.
+    pub fn check(&self, seq: u64) -> Result<(), ReplayError> {
+        if seq != 0 && seq > self.top() {
+            return Ok(());
+        }
+        self.lock().check(seq)
+    }
+
+    /// [`ReplayWindow::commit`], then publishes the new top.
+    pub fn commit(&self, seq: u64) -> Result<(), ReplayError> {
+        let mut w = self.lock();
+        w.commit(seq)?;
+        self.top.store(w.top(), Ordering::Release);
+        Ok(())
     }
 }
 
@@ -205,6 +265,21 @@ mod tests {
     fn huge_window_is_clamped() {
         let w = ReplayWindow::new(u32::MAX);
         assert_eq!(w.size(), u64::from(MAX_WINDOW));
+    }
+
+    #[test]
+    fn shared_window_fast_path_agrees() {
+        let w = SharedWindow::new(64);
+        assert_eq!(w.check(0), Err(ReplayError::TooOld));
+        assert_eq!(w.check(10), Ok(()));
+        assert_eq!(w.commit(10), Ok(()));
+        assert_eq!(w.top(), 10);
+        assert_eq!(w.check(10), Err(ReplayError::Duplicate));
+        assert_eq!(w.check(9), Ok(()));
+        assert_eq!(w.commit(100), Ok(()));
+        assert_eq!(w.check(36), Err(ReplayError::TooOld));
+        assert_eq!(w.commit(10), Err(ReplayError::TooOld));
+        assert_eq!(w.infer_esn(101), 101);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! transforms (see `tunnel`).
 
 use crate::cipher::AesGcm16;
-use crate::replay::ReplayWindow;
+use crate::replay::SharedWindow;
 use crate::{GlobalDrops, SaCounters, SaStats};
 use ipsec_types::{
     AeadKey, ChildRef, DatapathCommand, DatapathEvent, Direction, SaEndpoints, SaParams, Spi, TrafficSelector,
@@ -60,7 +60,7 @@ pub(crate) struct Core {
     /// Outbound: the next sequence number to use (starts at 1).
     pub(crate) next_seq: AtomicU64,
     /// Inbound: the anti-replay window.
-    pub(crate) window: Mutex<ReplayWindow>,
+    pub(crate) window: SharedWindow,
 }
 
 impl Core {
@@ -71,7 +71,7 @@ impl Core {
             esn: p.esn,
             counters: Counters::default(),
             next_seq: AtomicU64::new(1),
-            window: Mutex::new(ReplayWindow::new(if inbound { p.replay_window } else { 0 })),
+            window: SharedWindow::new(if inbound { p.replay_window } else { 0 }),
         })
     }
 
@@ -202,7 +202,7 @@ impl SaTable {
     pub fn stats(&self) -> Vec<SaStats> {
         let mut inbound: Vec<&Entry> = self.inbound.values().collect();
         inbound.sort_by_key(|e| e.spi);
-        let ins = inbound.into_iter().map(|e| stats_of(e, Direction::Inbound, lock(&e.core.window).top()));
+        let ins = inbound.into_iter().map(|e| stats_of(e, Direction::Inbound, e.core.window.top()));
         let outs = self.outbound.iter().map(|e| {
             let limit = seq_limit(e.core.esn);
             let sent = e.core.next_seq.load(Relaxed).saturating_sub(1).min(limit);

@@ -11,7 +11,7 @@
 
 use crate::cipher::{ICV_LEN, IV_LEN};
 use crate::packet::{parse_inner, Inner};
-use crate::table::{lock, seq_limit, seq_soft, Entry, SaTable};
+use crate::table::{seq_limit, seq_soft, Entry, SaTable};
 use crate::{DropReason, Opened, Sealed};
 use ipsec_types::{DatapathEvent, Direction, ExpiryReason, Timestamp, TrafficSelector};
 use std::net::IpAddr;
@@ -140,21 +140,17 @@ impl SaTable {
         };
         let core = &*e.core;
         let c = &core.counters;
-        let seq = {
-            let w = lock(&core.window);
-            let seq = if core.esn { w.infer_esn(seq_lo) } else { u64::from(seq_lo) };
-            if w.check(seq).is_err() {
-                c.replay.fetch_add(1, Relaxed);
-                return Opened::Drop(DropReason::Replay);
-            }
-            seq
-        };
+        let seq = if core.esn { core.window.infer_esn(seq_lo) } else { u64::from(seq_lo) };
+        if core.window.check(seq).is_err() {
+            c.replay.fetch_add(1, Relaxed);
+            return Opened::Drop(DropReason::Replay);
+        }
         pt.copy_from_slice(ct);
         let Ok(pt) = core.cipher.open_in_place(spi, seq, core.esn, iv, icv, pt) else {
             c.auth_failed.fetch_add(1, Relaxed);
             return Opened::Drop(DropReason::AuthFailed);
         };
-        if lock(&core.window).commit(seq).is_err() {
+        if core.window.commit(seq).is_err() {
             c.replay.fetch_add(1, Relaxed);
             return Opened::Drop(DropReason::Replay);
         }

@@ -1,7 +1,7 @@
 //! The anti-replay window against a model: a `BTreeSet` of accepted numbers and the
 //! RFC 4303 section 3.4.3 rule (accept if new and within W of the highest accepted).
 
-use esp::replay::{ReplayError, ReplayWindow};
+use esp::replay::{ReplayError, ReplayWindow, SharedWindow};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -43,6 +43,7 @@ proptest! {
     #[test]
     fn window_matches_model(w in prop_oneof![Just(0u32), 1u32..200, Just(1024u32), 1000u32..5000], start in 0u64..3, steps in ops(), commit_mask in any::<u64>()) {
         let mut win = ReplayWindow::new(w);
+        let shared = SharedWindow::new(w);
         let mut model = Model { w: u64::from(w), seen: BTreeSet::new() };
         let mut cursor: u64 = start;
         for (i, d) in steps.iter().enumerate() {
@@ -50,9 +51,12 @@ proptest! {
             cursor = cursor.max(seq);
             let want = model.verdict(seq);
             prop_assert_eq!(win.check(seq), want, "check seq {} (top {})", seq, model.top());
+            prop_assert_eq!(shared.check(seq), want, "shared check seq {}", seq);
             // Sometimes a packet passes the check but fails its ICV: no commit.
             if want.is_ok() && (commit_mask >> (i % 64)) & 1 == 1 {
                 prop_assert_eq!(win.commit(seq), Ok(()));
+                prop_assert_eq!(shared.commit(seq), Ok(()));
+                prop_assert_eq!(shared.commit(seq), if w == 0 { Ok(()) } else { Err(ReplayError::Duplicate) });
                 if w == 0 {
                     // Disabled window: only the top is tracked.
                     if seq > model.top() { model.seen.insert(seq); }
@@ -60,6 +64,7 @@ proptest! {
                     model.seen.insert(seq);
                 }
                 prop_assert_eq!(win.top(), model.top());
+                prop_assert_eq!(shared.top(), model.top());
             }
         }
     }
