@@ -51,40 +51,42 @@ pub fn encapsulation_keyword(e: Encapsulation) -> &'static str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use config::{GatewayConfig, Psk};
-    use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
-    use zeroize::Zeroizing;
+    use ipsec_types::Identity;
 
-    /// A two-tunnel configuration for tests across the crate.
+    /// A two-tunnel configuration for tests across the crate (parsed from TOML, so it
+    /// keeps up with new configuration fields and their defaults).
     pub(crate) fn sample_config() -> Config {
-        let tunnel = |name: &str, remote: &str, start, encap, rsub: &str| TunnelConfig {
-            name: name.into(),
-            remote_address: remote.parse().unwrap(),
-            local_id: Identity::parse("gw-a.example.net").unwrap(),
-            remote_id: Identity::parse(remote).unwrap(),
-            psk: Psk(Zeroizing::new(b"correct horse battery staple".to_vec())),
-            local_subnets: vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()],
-            remote_subnets: vec![TrafficSelector::parse_cidr(rsub).unwrap()],
-            start,
-            ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap()],
-            esp_proposals: vec![EspProposal::parse("aes256gcm16").unwrap()],
-            encapsulation: encap,
-            replay_window: 1024,
-        };
-        Config {
-            gateway: GatewayConfig {
-                local_address: "192.0.2.1".parse().unwrap(),
-                tun_name: "vpn0".into(),
-                tun_mtu: 1400,
-                control_socket: "/run/vpngw/vpngw.sock".into(),
-                ike_port: 500,
-                natt_port: 4500,
-            },
-            tunnels: vec![
-                tunnel("site-b", "192.0.2.2", StartAction::Initiate, Encapsulation::Udp, "10.2.0.0/24"),
-                tunnel("site-c", "192.0.2.3", StartAction::Respond, Encapsulation::Auto, "10.3.0.0/24"),
-            ],
-            warnings: vec![],
+        let text = r#"
+[gateway]
+local_address = "192.0.2.1"
+tun_name = "vpn0"
+control_socket = "/run/vpngw/vpngw.sock"
+
+[[tunnel]]
+name = "site-b"
+remote_address = "192.0.2.2"
+local_id = "gw-a.example.net"
+psk = "correct horse battery staple"
+local_subnets = ["10.1.0.0/24"]
+remote_subnets = ["10.2.0.0/24"]
+start = "initiate"
+ike_proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes256gcm16"]
+encapsulation = "udp"
+
+[[tunnel]]
+name = "site-c"
+remote_address = "192.0.2.3"
+local_id = "gw-a.example.net"
+psk = "correct horse battery staple"
+local_subnets = ["10.1.0.0/24"]
+remote_subnets = ["10.3.0.0/24"]
+start = "respond"
+encapsulation = "auto"
+"#;
+        match config::parse(text, std::path::Path::new("/etc/vpngw/test.toml")) {
+            Ok(c) => c,
+            Err(e) => panic!("sample config: {e}"),
         }
     }
 
