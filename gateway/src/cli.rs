@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// vpnctl: query and control a running vpngw.
 #[derive(Debug, Parser)]
-#[command(name = "vpnctl", version, about)]
+#[command(name = "vpnctl", version)]
 pub struct Cli {
     /// Control socket of the daemon.
     #[arg(long, value_name = "PATH", global = true, conflicts_with = "config")]

@@ -28,7 +28,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 /// vpngw: site-to-site IPsec gateway (IKEv2 PSK + userspace ESP over TUN).
 #[derive(Debug, Parser)]
-#[command(name = "vpngw", version, about)]
+#[command(name = "vpngw", version)]
 pub struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "FILE")]
