@@ -74,7 +74,10 @@ pub fn run(cli: &Cli) -> Result<String, String> {
                         Ok(crate::render::status(&report))
                     }
                 }
-                Reply::Error(e) => Err(format!("vpngw refused the request ({:?}): {}", e.code, e.message)),
+                Reply::Error(e) => {
+                    let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_owned));
+                    Err(format!("vpngw refused the request: {} ({})", e.message, code.unwrap_or_default()))
+                }
             }
         }
     }

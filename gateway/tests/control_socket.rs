@@ -234,3 +234,47 @@ fn vpnctl_exit_codes() {
     let e = ErrorCode::PermissionDenied;
     assert_eq!(serde_json::to_string(&e).unwrap(), "\"permission_denied\"");
 }
+
+/// Runs `cmd` as nobody (setpriv), or returns `None` when we cannot switch users.
+fn as_nobody(exe: &str, args: &[&std::ffi::OsStr]) -> Option<std::process::Output> {
+    if !gateway::sys::is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv");
+        return None;
+    }
+    Some(
+        Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", exe])
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn non_root_clients_are_refused_even_if_the_file_mode_lets_them_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    // Defeat the file-system layer on purpose: the SO_PEERCRED check must still refuse.
+    for p in [dir.path(), path.parent().unwrap()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let args = [std::ffi::OsStr::new("--socket"), path.as_os_str(), std::ffi::OsStr::new("status")];
+    let Some(out) = as_nobody(env!("CARGO_BIN_EXE_vpnctl"), &args) else { return };
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the request: vpngw control requires root (permission_denied)"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn non_root_clients_cannot_open_a_private_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_sock, path) = serve(dir.path());
+    let args = [std::ffi::OsStr::new("--socket"), path.as_os_str(), std::ffi::OsStr::new("status")];
+    let Some(out) = as_nobody(env!("CARGO_BIN_EXE_vpnctl"), &args) else { return };
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied") && err.contains("vpnctl must run as root"), "{err}");
+}
