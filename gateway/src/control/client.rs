@@ -38,7 +38,13 @@ pub fn request(path: &Path, request: &Request, timeout: Duration) -> Result<Repl
     let io_err = |source| ClientError::Io { path: path.to_path_buf(), source };
     stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
     stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
-    stream.write_all(proto::encode_request(request).as_bytes()).map_err(io_err)?;
+    if let Err(e) = stream.write_all(proto::encode_request(request).as_bytes()) {
+        // The daemon may refuse (and close) before reading our request; its reason is
+        // then already waiting to be read, so only other errors end here.
+        if !matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) {
+            return Err(io_err(e));
+        }
+    }
     let mut line = Vec::new();
     let limit = u64::try_from(MAX_LINE + 1).unwrap_or(u64::MAX);
     BufReader::new(&stream).take(limit).read_until(b'\n', &mut line).map_err(io_err)?;
