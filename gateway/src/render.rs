@@ -103,14 +103,10 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo) {
     let algs: Vec<&str> = [&sa.encr, &sa.prf, &sa.dh].into_iter().filter_map(|a| a.as_deref()).collect();
     let algs = if algs.is_empty() { "not negotiated yet".to_string() } else { algs.join("/") };
     let _ = writeln!(o, "  algorithms   {algs}");
-    let nat = if sa.nat_detected {
-        if t.encapsulation == "udp" {
-            "ESP in UDP (forced by configuration, or NAT detected)"
-        } else {
-            "NAT detected: ESP in UDP"
-        }
-    } else {
-        "no NAT: raw ESP (IP protocol 50)"
+    let nat = match (sa.nat_detected, t.encapsulation == "udp") {
+        (true, true) => "ESP in UDP (forced by encapsulation = \"udp\")",
+        (true, false) => "NAT detected: ESP in UDP",
+        (false, _) => "no NAT: raw ESP (IP protocol 50)",
     };
     let _ = writeln!(o, "  NAT-T        {nat}");
     let est = match sa.established_ago_s {
@@ -197,6 +193,7 @@ mod tests {
             "gw-a.example.net <-> gw-b.example.net",
             "initiator 9f1c2e0a4b3d2c1a (ours), responder 0123456789abcdef",
             "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519",
+            "NAT-T        ESP in UDP (forced by encapsulation = \"udp\")",
             "established  1h 00m ago, last heard from peer 10s ago",
             "child #1 INSTALLED: 10.1.0.0/24 === 10.2.0.0/24",
             "in c7cceebf, out e2b83fd5",
@@ -211,5 +208,14 @@ mod tests {
         ] {
             assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
         }
+    }
+
+    #[test]
+    fn nat_line_tells_detected_from_forced() {
+        let mut r = sample_report();
+        r.tunnels[0].encapsulation = "auto".into();
+        assert!(status(&r).contains("NAT-T        NAT detected: ESP in UDP"));
+        r.tunnels[0].ike_sas[0].nat_detected = false;
+        assert!(status(&r).contains("NAT-T        no NAT: raw ESP (IP protocol 50)"));
     }
 }
