@@ -321,7 +321,7 @@ fn run_case(
         let run = measure::tcp_run(la, lb, netns::LAN_B_HOST, s.tcp_seconds, dir)?;
         let after = CpuSnapshot::take(&pids);
         gws.check_alive()?;
-        res.tcp_cpu.add(before, after, run.bytes, ticks);
+        res.tcp_cpu.add(&before, &after, run.bytes, ticks);
         println!(
             "[{}] TCP run {i}/{}: {:.0} Mbit/s, {} retransmits",
             case.key(),
@@ -331,6 +331,25 @@ fn run_case(
         );
         res.tcp.push(run);
         pause(Duration::from_secs(1))?;
+    }
+
+    let per_gb = |secs: f64| secs / (res.tcp_cpu.bytes.max(1) as f64 / 1e9);
+    let cpu: Vec<String> = res
+        .procs
+        .iter()
+        .zip(&res.tcp_cpu.per_process_seconds)
+        .map(|(p, s)| match s {
+            Some(s) => format!("{} {} {s:.2} s ({:.1} s/GB)", p.kind, p.site, per_gb(*s)),
+            None => format!("{} {} n/a", p.kind, p.site),
+        })
+        .collect();
+    if let Some(m) = res.tcp_cpu.machine_busy_seconds {
+        println!(
+            "[{}] CPU during TCP: {}machine busy {m:.2} s ({:.1} s/GB)",
+            case.key(),
+            cpu.iter().map(|c| format!("{c}, ")).collect::<String>(),
+            per_gb(m)
+        );
     }
 
     interrupt::check()?;

@@ -285,19 +285,18 @@ pub fn parse_machine_stat(text: &str) -> Option<(u64, u64)> {
     Some((busy, busy + idle + iowait + steal))
 }
 
-/// CPU counters at one instant: the gateway processes' summed ticks (`None` when there
-/// are no gateway processes or one could not be read) and the machine's (busy, total).
-#[derive(Clone, Copy, Debug)]
+/// CPU counters at one instant: each gateway process's ticks (`None` if unreadable) and
+/// the machine's (busy, total).
+#[derive(Clone, Debug)]
 pub struct CpuSnapshot {
-    gateways: Option<u64>,
+    procs: Vec<Option<u64>>,
     machine: Option<(u64, u64)>,
 }
 
 impl CpuSnapshot {
     /// Reads the counters for `pids`.
     pub fn take(pids: &[u32]) -> Self {
-        let gateways = if pids.is_empty() { None } else { pids.iter().map(|p| process_ticks(*p)).sum::<Option<u64>>() };
-        Self { gateways, machine: machine_ticks() }
+        Self { procs: pids.iter().map(|p| process_ticks(*p)).collect(), machine: machine_ticks() }
     }
 }
 
@@ -306,6 +305,8 @@ impl CpuSnapshot {
 pub struct CpuUse {
     /// Gateway processes' CPU seconds (`None` = no gateway processes, or unreadable).
     pub gateway_seconds: Option<f64>,
+    /// The same per gateway process, in the order of the PIDs given to [`CpuSnapshot::take`].
+    pub per_process_seconds: Vec<Option<f64>>,
     /// The whole machine's busy CPU seconds (includes iperf3, forwarding, and anything
     /// else running on the machine).
     pub machine_busy_seconds: Option<f64>,
@@ -320,14 +321,21 @@ pub struct CpuUse {
 impl CpuUse {
     /// Adds the difference `after - before` and `bytes` carried in between. A run whose
     /// counters could not be read makes that total unknown.
-    pub fn add(&mut self, before: CpuSnapshot, after: CpuSnapshot, bytes: u64, ticks_per_s: f64) {
+    pub fn add(&mut self, before: &CpuSnapshot, after: &CpuSnapshot, bytes: u64, ticks_per_s: f64) {
         let secs = |a: u64, b: u64| a.saturating_sub(b) as f64 / ticks_per_s;
         let first = self.runs == 0;
         let acc =
             |total: Option<f64>, more: Option<f64>| if first { more } else { total.zip(more).map(|(t, m)| t + m) };
-        let gw = before.gateways.zip(after.gateways).map(|(b, a)| secs(a, b));
+        let per: Vec<Option<f64>> =
+            before.procs.iter().zip(&after.procs).map(|(b, a)| b.zip(*a).map(|(b, a)| secs(a, b))).collect();
+        let gw = if per.is_empty() { None } else { per.iter().copied().sum::<Option<f64>>() };
         let m = before.machine.zip(after.machine);
         self.gateway_seconds = acc(self.gateway_seconds, gw);
+        self.per_process_seconds = if first {
+            per
+        } else {
+            self.per_process_seconds.iter().zip(per).map(|(t, m)| t.zip(m).map(|(t, m)| t + m)).collect()
+        };
         self.machine_busy_seconds = acc(self.machine_busy_seconds, m.map(|((b, _), (a, _))| secs(a, b)));
         self.machine_total_seconds = acc(self.machine_total_seconds, m.map(|((_, b), (_, a))| secs(a, b)));
         self.bytes += bytes;
@@ -417,20 +425,29 @@ mod tests {
 
     #[test]
     fn cpu_use_accumulates_and_normalises_per_gb() {
-        let snap = |g: Option<u64>, b: u64, t: u64| CpuSnapshot { gateways: g, machine: Some((b, t)) };
+        let snap = |g: &[u64], b: u64, t: u64| CpuSnapshot {
+            procs: g.iter().map(|x| Some(*x)).collect(),
+            machine: Some((b, t)),
+        };
         let mut u = CpuUse::default();
-        u.add(snap(Some(100), 1000, 5000), snap(Some(300), 1400, 5400), 1_000_000_000, 100.0);
-        u.add(snap(Some(300), 1400, 5400), snap(Some(400), 1600, 5600), 1_000_000_000, 100.0);
+        u.add(&snap(&[100, 10], 1000, 5000), &snap(&[250, 60], 1400, 5400), 1_000_000_000, 100.0);
+        u.add(&snap(&[250, 60], 1400, 5400), &snap(&[300, 110], 1600, 5600), 1_000_000_000, 100.0);
         assert_eq!(u.gateway_seconds, Some(3.0));
+        assert_eq!(u.per_process_seconds, vec![Some(2.0), Some(1.0)]);
         assert_eq!(u.machine_busy_seconds, Some(6.0));
         assert_eq!(u.machine_total_seconds, Some(6.0));
         assert_eq!(u.gateway_s_per_gb(), Some(1.5));
         assert_eq!(u.machine_s_per_gb(), Some(3.0));
         // No gateway processes (plain routing): gateway CPU stays unknown.
         let mut plain = CpuUse::default();
-        plain.add(snap(None, 0, 0), snap(None, 100, 200), 2_000_000_000, 100.0);
+        plain.add(&snap(&[], 0, 0), &snap(&[], 100, 200), 2_000_000_000, 100.0);
         assert_eq!(plain.gateway_s_per_gb(), None);
         assert_eq!(plain.machine_s_per_gb(), Some(0.5));
         assert_eq!(CpuUse::default().machine_s_per_gb(), None);
+        // An unreadable process makes the gateway total unknown.
+        let mut gone = CpuUse::default();
+        let lost = CpuSnapshot { procs: vec![None], machine: None };
+        gone.add(&snap(&[5], 0, 0), &lost, 1, 100.0);
+        assert_eq!((gone.gateway_seconds, gone.machine_busy_seconds), (None, None));
     }
 }

@@ -113,7 +113,14 @@ impl CaseResult {
             "label": self.case.label(),
             "ok": self.error.is_none(),
             "error": self.error,
-            "gateway_processes": self.procs.iter().map(|p| json!({"kind": p.kind, "site": p.site, "pid": p.pid})).collect::<Vec<_>>(),
+            "gateway_processes": self.procs.iter().enumerate().map(|(i, p)| json!({
+                "kind": p.kind,
+                "site": p.site,
+                "pid": p.pid,
+                "cpu_seconds_during_tcp": self.tcp_cpu.per_process_seconds.get(i).copied().flatten(),
+                "cpu_s_per_gb": self.tcp_cpu.per_process_seconds.get(i).copied().flatten()
+                    .and_then(|s| (self.tcp_cpu.bytes > 0).then(|| s / (self.tcp_cpu.bytes as f64 / 1e9))),
+            })).collect::<Vec<_>>(),
             "sa": self.sa_info,
             "tcp": {
                 "median_mbps": self.tcp_mbps(),
