@@ -10,7 +10,7 @@
 use crate::clock::{BootClock, Clock};
 use crate::control::server::ControlSocket;
 use crate::datapath::{Datapath, IoCounters, SharedTable};
-use crate::driver::{ControlMsg, Driver, WanSockets, QUEUE_CAPACITY};
+use crate::driver::{ControlMsg, Driver, Exit, WanSockets, QUEUE_CAPACITY};
 use crate::sys::route::{route_for, Routes};
 use crate::sys::tun::Tun;
 use crate::sys::udp::{bind_udp, RawEsp};
@@ -166,12 +166,15 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
         started,
         io,
     };
-    driver.run();
+    let exit = driver.run();
 
     routes.remove_all();
     drop(control_socket);
     tracing::info!(dev = tun.name(), "routes and control socket removed; TUN device closes on exit");
-    Ok(())
+    match exit {
+        Exit::Requested => Ok(()),
+        Exit::Failed(reason) => Err(reason),
+    }
 }
 
 fn install_routes(cfg: &config::Config, dev: &str) -> Result<Routes, String> {

@@ -84,15 +84,16 @@ impl<C: Clock + 'static> Datapath<C> {
     pub fn spawn(self) -> io::Result<Vec<JoinHandle<()>>> {
         let me = Arc::new(self);
         let mut handles = Vec::new();
+        let ctl = &me.control;
         let d = Arc::clone(&me);
-        handles.push(spawn("tun-rx", move || d.tun_reader())?);
+        handles.push(spawn("tun-rx", ctl, move || d.tun_reader())?);
         let d = Arc::clone(&me);
-        handles.push(spawn("natt-rx", move || d.natt_reader())?);
+        handles.push(spawn("natt-rx", ctl, move || d.natt_reader())?);
         let d = Arc::clone(&me);
-        handles.push(spawn("ike-rx", move || d.ike_reader())?);
+        handles.push(spawn("ike-rx", ctl, move || d.ike_reader())?);
         if let Some(raw) = me.raw.clone() {
             let d = Arc::clone(&me);
-            handles.push(spawn("esp-rx", move || d.raw_reader(&raw))?);
+            handles.push(spawn("esp-rx", ctl, move || d.raw_reader(&raw))?);
         }
         Ok(handles)
     }
@@ -210,8 +211,19 @@ impl<C: Clock + 'static> Datapath<C> {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.into()).spawn(f)
+/// Starts a worker. A worker that panics (a bug) must not leave a daemon that looks
+/// alive but moves no packets: the control thread is told to shut down with an error.
+fn spawn(
+    name: &'static str,
+    control: &SyncSender<ControlMsg>,
+    f: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    let control = control.clone();
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+            let _ = control.send(ControlMsg::Fatal(format!("datapath thread {name} panicked")));
+        }
+    })
 }
 
 /// Logs a worker's I/O errors without flooding: the first one, then every 1000th.

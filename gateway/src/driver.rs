@@ -55,6 +55,18 @@ pub enum ControlMsg {
     },
     /// SIGINT/SIGTERM: the first starts a graceful shutdown, a second ends it at once.
     Shutdown,
+    /// A part of the daemon failed beyond repair: shut down gracefully, then exit with
+    /// an error.
+    Fatal(String),
+}
+
+/// How [`Driver::run`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Shutdown was requested.
+    Requested,
+    /// A [`ControlMsg::Fatal`] arrived (or every sender vanished).
+    Failed(String),
 }
 
 /// Sends IKE messages.
@@ -113,10 +125,11 @@ pub struct Driver<C: Clock, T: IkeTransmit> {
 
 impl<C: Clock, T: IkeTransmit> Driver<C, T> {
     /// Runs until shutdown completes (or every sender is gone).
-    pub fn run(mut self) {
+    pub fn run(mut self) -> Exit {
         let mut now = self.clock.now();
         self.endpoint.handle_timeout(now);
         let mut shutdown_deadline: Option<Timestamp> = None;
+        let mut exit = Exit::Requested;
         let mut next_event_poll = now + EVENT_POLL;
         loop {
             self.drain();
@@ -158,6 +171,14 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     // The client may have gone away; nothing to do then.
                     let _ = reply.send(self.answer(now, &request));
                 }
+                Ok(ControlMsg::Fatal(reason)) => {
+                    tracing::error!(%reason, "fatal error: shutting down");
+                    if shutdown_deadline.is_none() {
+                        self.endpoint.handle_command(now, ike::Command::TerminateAll);
+                        shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+                    }
+                    exit = Exit::Failed(reason);
+                }
                 Ok(ControlMsg::Shutdown) => {
                     if shutdown_deadline.is_some() {
                         tracing::warn!("second shutdown signal: exiting without waiting for DELETE confirmations");
@@ -169,7 +190,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    tracing::warn!("control channel closed, stopping");
+                    exit = Exit::Failed("control channel closed".into());
                     break;
                 }
             }
@@ -185,6 +206,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             }
         }
         self.drain();
+        exit
     }
 
     /// Drains every pending output of the endpoint.

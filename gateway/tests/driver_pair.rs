@@ -8,7 +8,7 @@ use esp::{Opened, Sealed};
 use gateway::clock::{BootClock, Clock};
 use gateway::control::proto::{Reply, Request, StatusReport};
 use gateway::datapath::{IoCounters, SharedTable};
-use gateway::driver::{ControlMsg, Driver, IkeTransmit};
+use gateway::driver::{ControlMsg, Driver, Exit, IkeTransmit};
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender};
@@ -49,7 +49,7 @@ impl IkeTransmit for ChannelTransmit {
 struct Side {
     tx: SyncSender<ControlMsg>,
     table: SharedTable,
-    thread: std::thread::JoinHandle<()>,
+    thread: std::thread::JoinHandle<Exit>,
 }
 
 fn start(
@@ -115,7 +115,7 @@ fn established(s: &StatusReport) -> bool {
     s.tunnels[0].ike_sas.iter().any(|sa| sa.state == "ESTABLISHED" && !sa.children.is_empty())
 }
 
-fn run_pair(encap: &str) {
+fn run_pair(encap: &str, stop_a: ControlMsg, expect_exit: gateway::driver::Exit) {
     let (tx_a, rx_a) = mpsc::sync_channel(1024);
     let (tx_b, rx_b) = mpsc::sync_channel(1024);
     let b = start(
@@ -162,20 +162,26 @@ fn run_pair(encap: &str) {
     assert_eq!(json["mode"], expect_encap);
 
     // Shutdown of A: DELETE reaches B, A's control loop ends by itself.
-    a.tx.send(ControlMsg::Shutdown).unwrap();
-    a.thread.join().unwrap();
+    a.tx.send(stop_a).unwrap();
+    assert_eq!(a.thread.join().unwrap(), expect_exit);
     wait_for(&b, "B to drop the tunnel", |s| s.tunnels[0].ike_sas.is_empty());
     assert!(matches!(b.table.load().open(now, &packet, &mut out), Opened::Drop(esp::DropReason::UnknownSpi)));
     b.tx.send(ControlMsg::Shutdown).unwrap();
-    b.thread.join().unwrap();
+    assert_eq!(b.thread.join().unwrap(), Exit::Requested);
 }
 
 #[test]
 fn tunnel_comes_up_carries_a_packet_and_shuts_down_raw_esp() {
-    run_pair("auto");
+    run_pair("auto", ControlMsg::Shutdown, Exit::Requested);
 }
 
 #[test]
 fn tunnel_comes_up_carries_a_packet_and_shuts_down_udp_encap() {
-    run_pair("udp");
+    run_pair("udp", ControlMsg::Shutdown, Exit::Requested);
+}
+
+#[test]
+fn fatal_error_still_deletes_the_tunnel_and_reports_failure() {
+    let why = "datapath thread tun-rx panicked".to_string();
+    run_pair("auto", ControlMsg::Fatal(why.clone()), Exit::Failed(why));
 }
