@@ -278,3 +278,28 @@ fn non_root_clients_cannot_open_a_private_socket() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Permission denied") && err.contains("vpnctl must run as root"), "{err}");
 }
+
+#[test]
+fn vpnctl_finds_the_socket_through_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    let cfg = dir.path().join("vpngw.toml");
+    // A relative control_socket is resolved against the config file's directory.
+    std::fs::write(
+        &cfg,
+        "[gateway]\nlocal_address = \"192.0.2.1\"\ncontrol_socket = \"run/vpngw.sock\"\n\n[[tunnel]]\nname = \"site-b\"\n\
+         remote_address = \"192.0.2.2\"\npsk = \"0123456789abcdef0123456789abcdef\"\nlocal_subnets = [\"10.1.0.0/24\"]\n\
+         remote_subnets = [\"10.2.0.0/24\"]\n",
+    )
+    .unwrap();
+    assert!(path.ends_with("run/vpngw.sock"));
+    let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tunnel site-b: ESTABLISHED"));
+    // A broken config is an error (1), naming the file and line.
+    std::fs::write(&cfg, "[gateway]\nlocal_address = 7\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2", cfg.display())), "{err}");
+}
