@@ -43,7 +43,14 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
         sock.set_only_v6(true)?;
     }
     enlarge_buffers(&sock);
-    sock.bind(&SockAddr::from(addr)).map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    sock.bind(&SockAddr::from(addr)).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::AddrNotAvailable => " (is this address configured on an interface?)",
+            io::ErrorKind::AddrInUse => " (is another vpngw or an IKE daemon such as charon running?)",
+            _ => "",
+        };
+        io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}{hint}"))
+    })?;
     Ok(sock.into())
 }
 
@@ -147,5 +154,14 @@ mod tests {
     fn udp_bind_on_loopback() {
         let s = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
         assert!(s.local_addr().unwrap().port() != 0);
+    }
+
+    #[test]
+    fn bind_errors_carry_a_hint() {
+        let e = bind_udp("192.0.2.254:0".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("configured on an interface"), "{e}");
+        let s = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let e = bind_udp(s.local_addr().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("another vpngw"), "{e}");
     }
 }
