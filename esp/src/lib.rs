@@ -25,7 +25,8 @@ use ipsec_types::{ChildRef, Direction, SaEndpoints, Spi};
 /// Why a packet was dropped. Counted, never logged per packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
-    /// Too short, bad padding, bad next header, not IP inside.
+    /// Too short, bad padding, bad next header, not IP inside (or the caller's `out`
+    /// buffer too small for the result).
     Malformed,
     /// No inbound SA with this SPI.
     UnknownSpi,

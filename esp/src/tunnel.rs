@@ -208,6 +208,7 @@ mod tests {
             esn,
             local_ts: vec![any4],
             remote_ts: vec![any4],
+            limits: Default::default(),
         };
         SaTable::new().apply(&DatapathCommand::InstallOutbound(p))
     }

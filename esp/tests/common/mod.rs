@@ -41,6 +41,7 @@ pub fn params(spi: u32, direction: Direction, child_id: u64, fill: u8) -> SaPara
         esn: false,
         local_ts: vec![ts("10.1.0.0/16"), ts("2001:db8:1::/48")],
         remote_ts: vec![ts("10.2.0.0/16"), ts("2001:db8:2::/48")],
+        limits: Default::default(),
     }
 }
 
