@@ -62,8 +62,8 @@ trap 'exit 130' INT TERM
 say "system packages"
 ./scripts/install-deps.sh
 
-say "build (cargo build --release -p gateway -p interop --bins)"
-cargo build --release -p gateway -p interop --bins
+say "build (cargo build --release --workspace --bins)"
+cargo build --release --workspace --bins
 
 say "topology"
 for ns in "${NS[@]}"; do

@@ -7,8 +7,9 @@
 #  4. runs the interop scenarios in network namespaces, one at a time, against the
 #     release binaries: vpngw<->vpngw, vpngw<->strongSwan both ways, wrong PSK,
 #     disjoint proposals (see docs/interop.md).
-# Exits non-zero on the first failing step. A failed scenario keeps its logs, configs and
-# WAN capture in a temp directory and prints its path.
+# A failed build stops at once; otherwise both test steps run and a summary lists what
+# failed (exit status non-zero if anything did). A failed scenario keeps its logs,
+# configs and WAN capture in a temp directory and prints its path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step() { printf '\n==> %s\n' "$*"; }
+failed=()
 
 step "system packages"
 ./scripts/install-deps.sh
@@ -26,9 +28,13 @@ step "build release binaries (cargo build --release --workspace --bins)"
 cargo build --release --workspace --bins
 
 step "unit, in-memory and simulation tests (cargo test --workspace --exclude interop)"
-cargo test --workspace --exclude interop
+cargo test --workspace --exclude interop --no-fail-fast || failed+=("unit/in-memory tests")
 
 step "interop scenarios in network namespaces (cargo test --release -p interop -- --test-threads=1)"
-cargo test --release -p interop -- --test-threads=1 --nocapture
+cargo test --release -p interop --no-fail-fast -- --test-threads=1 --nocapture || failed+=("interop scenarios")
 
+if [ "${#failed[@]}" -ne 0 ]; then
+    step "FAILED: ${failed[*]} (see the failures above)"
+    exit 1
+fi
 step "all tests passed"

@@ -158,18 +158,14 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// Locates all three (see [`locate_binary`]); env VPNGW_BIN, VPNCTL_BIN, NETTOOL_BIN win.
-    pub fn locate() -> Result<Self> {
+    /// Locates vpngw and vpnctl (see [`locate_binary`]; env `VPNGW_BIN` and `VPNCTL_BIN`
+    /// win) and takes nettool's path from the caller (tests know cargo's copy).
+    pub fn locate(nettool: PathBuf) -> Result<Self> {
         Ok(Self {
             vpngw: locate_binary("vpngw", "VPNGW_BIN")?,
             vpnctl: locate_binary("vpnctl", "VPNCTL_BIN")?,
-            nettool: locate_binary("nettool", "NETTOOL_BIN")?,
+            nettool,
         })
-    }
-
-    /// Locates only nettool (for strongSwan-only scenarios).
-    pub fn nettool() -> Result<PathBuf> {
-        locate_binary("nettool", "NETTOOL_BIN")
     }
 }
 

@@ -27,11 +27,7 @@ fn nettool() -> PathBuf {
 }
 
 fn binaries() -> Result<Binaries> {
-    Ok(Binaries {
-        vpngw: interop::locate_binary("vpngw", "VPNGW_BIN")?,
-        vpnctl: interop::locate_binary("vpnctl", "VPNCTL_BIN")?,
-        nettool: nettool(),
-    })
+    Binaries::locate(nettool())
 }
 
 /// Harness self-check and throughput anchor: strongSwan initiator -> strongSwan responder.

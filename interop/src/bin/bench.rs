@@ -305,10 +305,11 @@ fn run_case(
 
     let rtt = measure::ping(la, netns::LAN_B_HOST, s.ping_count, s.ping_interval, dir)?;
     println!(
-        "[{}] ping: {}/{} replies, avg {:.3} ms, min {:.3} ms",
+        "[{}] ping: {}/{} replies, median {} ms, avg {:.3} ms, min {:.3} ms",
         case.key(),
         rtt.received,
         rtt.transmitted,
+        rtt.median_ms.map_or_else(|| "n/a".to_owned(), |m| format!("{m:.3}")),
         rtt.avg_ms,
         rtt.min_ms
     );

@@ -61,6 +61,9 @@ pub struct Rtt {
     pub max_ms: f64,
     /// Standard deviation, ms.
     pub mdev_ms: f64,
+    /// Median of the individual replies' times, ms (robust against the scheduling
+    /// outliers of a busy machine, which dominate the average).
+    pub median_ms: Option<f64>,
 }
 
 /// Runs `cmd` under a guard, polling every 50 ms; kills it on timeout or interrupt.
@@ -86,7 +89,7 @@ fn run_guarded(label: &str, cmd: std::process::Command, dir: &Path, timeout: Dur
 /// Pings `dst` from `ns` `count` times at `interval` seconds (root allows < 0.2 s).
 pub fn ping(ns: &Netns, dst: &str, count: u32, interval: f64, dir: &Path) -> Result<Rtt> {
     let (count_s, int_s) = (count.to_string(), format!("{interval}"));
-    let cmd = ns.exec(&["ping", "-n", "-q", "-c", &count_s, "-i", &int_s, "-W", "2", dst]);
+    let cmd = ns.exec(&["ping", "-n", "-c", &count_s, "-i", &int_s, "-W", "2", dst]);
     let timeout = Duration::from_secs_f64(f64::from(count) * interval + 10.0);
     let (_, out) = run_guarded("ping", cmd, dir, timeout)?;
     parse_ping(&out).ok_or_else(|| Error::new(format!("cannot parse ping output (no replies?):\n{out}")))
@@ -113,7 +116,8 @@ pub fn wait_reachable(ns: &Netns, dst: &str, timeout: Duration) -> Result<()> {
     }
 }
 
-/// Parses ping's summary (`N packets transmitted, M received` and `rtt min/avg/max/mdev`).
+/// Parses ping's summary (`N packets transmitted, M received` and `rtt min/avg/max/mdev`)
+/// and the per-reply `time=X ms` fields (for the median).
 pub fn parse_ping(text: &str) -> Option<Rtt> {
     let counts = text.lines().find(|l| l.contains("packets transmitted"))?;
     let mut nums = counts.split(',').map(|p| p.split_whitespace().next().and_then(|n| n.parse().ok()));
@@ -121,7 +125,12 @@ pub fn parse_ping(text: &str) -> Option<Rtt> {
     let rtt = text.lines().find_map(|l| l.split_once("min/avg/max/mdev = ").map(|(_, r)| r))?;
     let vals: Vec<f64> = rtt.split_whitespace().next()?.split('/').filter_map(|v| v.parse().ok()).collect();
     let [min_ms, avg_ms, max_ms, mdev_ms] = vals[..] else { return None };
-    Some(Rtt { transmitted, received, min_ms, avg_ms, max_ms, mdev_ms })
+    let times: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.split_once(" time=").and_then(|(_, t)| t.split_whitespace().next()?.parse().ok()))
+        .collect();
+    Some(Rtt { transmitted, received, min_ms, avg_ms, max_ms, mdev_ms, median_ms: median(&times) })
 }
 
 /// A one-off iperf3 server in `ns` bound to `addr`, listening when this returns.
@@ -364,12 +373,19 @@ mod tests {
 
     #[test]
     fn parses_ping_with_rtt() {
-        let out = "PING 10.2.0.10 (10.2.0.10) 56(84) bytes of data.\n\n--- 10.2.0.10 ping statistics ---\n\
-                   50 packets transmitted, 49 received, 2% packet loss, time 1003ms\n\
-                   rtt min/avg/max/mdev = 0.047/0.056/0.131/0.018 ms\n";
+        let out = "PING 10.2.0.10 (10.2.0.10) 56(84) bytes of data.\n\
+                   64 bytes from 10.2.0.10: icmp_seq=1 ttl=62 time=0.131 ms\n\
+                   64 bytes from 10.2.0.10: icmp_seq=2 ttl=62 time=0.047 ms\n\
+                   64 bytes from 10.2.0.10: icmp_seq=4 ttl=62 time=0.050 ms\n\n--- 10.2.0.10 ping statistics ---\n\
+                   4 packets transmitted, 3 received, 25% packet loss, time 1003ms\n\
+                   rtt min/avg/max/mdev = 0.047/0.076/0.131/0.018 ms\n";
         let r = parse_ping(out).unwrap();
-        assert_eq!((r.transmitted, r.received), (50, 49));
-        assert_eq!((r.min_ms, r.avg_ms, r.max_ms, r.mdev_ms), (0.047, 0.056, 0.131, 0.018));
+        assert_eq!((r.transmitted, r.received), (4, 3));
+        assert_eq!((r.min_ms, r.avg_ms, r.max_ms, r.mdev_ms), (0.047, 0.076, 0.131, 0.018));
+        assert_eq!(r.median_ms, Some(0.050));
+        // -q output: no per-reply lines, no median.
+        let quiet = "1 packets transmitted, 1 received, 0% packet loss\nrtt min/avg/max/mdev = 1/2/3/4 ms\n";
+        assert_eq!(parse_ping(quiet).map(|r| (r.avg_ms, r.median_ms)), Some((2.0, None)));
         // No replies: no rtt line, so no result.
         assert_eq!(parse_ping("3 packets transmitted, 0 received, 100% packet loss, time 2041ms\n"), None);
         assert_eq!(parse_ping("garbage"), None);

@@ -102,9 +102,9 @@ impl CaseResult {
         self.udp.as_ref().map(|u| u.received_bps / 1e6)
     }
 
-    /// Average RTT, ms.
+    /// The RTT the ratios use: the median of the replies (the average if unknown), ms.
     pub fn rtt_ms(&self) -> Option<f64> {
-        self.rtt.as_ref().map(|r| r.avg_ms)
+        self.rtt.as_ref().map(|r| r.median_ms.unwrap_or(r.avg_ms))
     }
 
     fn to_json(&self) -> Value {
@@ -143,6 +143,7 @@ impl CaseResult {
                 "avg_ms": r.avg_ms,
                 "max_ms": r.max_ms,
                 "mdev_ms": r.mdev_ms,
+                "median_ms": r.median_ms,
             })),
             "cpu_during_tcp": {
                 "bytes": self.tcp_cpu.bytes,
@@ -209,18 +210,25 @@ fn f(v: Option<f64>, prec: usize) -> String {
 /// The results table and the ratios, as printed at the end of a run.
 pub fn table(results: &[CaseResult]) -> String {
     let mut s = format!(
-        "{:<27} {:>9} {:<24} {:>9} {:>7} {:>15} {:>9} {:>9}\n",
-        "case", "TCP Mb/s", "(runs)", "UDP Mb/s", "loss %", "RTT avg/min ms", "gw s/GB", "mach s/GB"
+        "{:<26} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
+        "case", "TCP Mb/s", "(runs)", "UDP tx/rx", "loss%", "RTT med/avg/min ms", "gw s/GB", "mach s/GB"
     );
     for r in results {
         let runs = r.tcp.iter().map(|t| format!("{:.0}", t.bits_per_second / 1e6)).collect::<Vec<_>>().join(" ");
-        let rtt = r.rtt.as_ref().map_or_else(|| "n/a".to_owned(), |x| format!("{:.3}/{:.3}", x.avg_ms, x.min_ms));
+        let rtt = r
+            .rtt
+            .as_ref()
+            .map_or_else(|| "n/a".to_owned(), |x| format!("{}/{:.3}/{:.3}", f(x.median_ms, 3), x.avg_ms, x.min_ms));
+        let udp = r
+            .udp
+            .as_ref()
+            .map_or_else(|| "n/a".to_owned(), |u| format!("{:.0}/{:.0}", u.sent_bps / 1e6, u.received_bps / 1e6));
         s.push_str(&format!(
-            "{:<27} {:>9} {:<24} {:>9} {:>7} {:>15} {:>9} {:>9}\n",
+            "{:<26} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
             r.case.label(),
             f(r.tcp_mbps(), 0),
             format!("({runs})"),
-            f(r.udp_mbps(), 0),
+            udp,
             f(r.udp.as_ref().map(|u| u.lost_percent), 1),
             rtt,
             f(r.tcp_cpu.gateway_s_per_gb(), 2),
@@ -233,12 +241,12 @@ pub fn table(results: &[CaseResult]) -> String {
     let ratios = ratios(results);
     if !ratios.is_empty() {
         s.push_str(&format!(
-            "\n{:<27} {:>14} {:>9} {:>9} {:>9} {:>9}\n",
-            "ratio", "reference", "TCP", "UDP", "RTT", "gw CPU"
+            "\n{:<26} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
+            "ratio", "reference", "TCP", "UDP rx", "RTT med", "gw CPU"
         ));
         for q in &ratios {
             s.push_str(&format!(
-                "{:<27} {:>14} {:>9} {:>9} {:>9} {:>9}\n",
+                "{:<26} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
                 q.case.label(),
                 format!("/ {}", q.reference.key()),
                 f(q.tcp, 2),
@@ -315,7 +323,15 @@ mod tests {
             lost_percent: 10.0,
             jitter_ms: 0.0,
         });
-        r.rtt = Some(Rtt { transmitted: 5, received: 5, min_ms: rtt, avg_ms: rtt, max_ms: rtt, mdev_ms: 0.0 });
+        r.rtt = Some(Rtt {
+            transmitted: 5,
+            received: 5,
+            min_ms: rtt / 2.0,
+            avg_ms: rtt * 3.0,
+            max_ms: rtt * 9.0,
+            mdev_ms: 0.0,
+            median_ms: Some(rtt),
+        });
         r.tcp_cpu = CpuUse { gateway_seconds: cpu, bytes: 1_000_000_000, runs: 1, ..CpuUse::default() };
         r
     }
