@@ -12,7 +12,7 @@ use interop::netns::{self, Topology};
 use interop::scenario::{self, SA_TIMEOUT};
 use interop::strongswan::StrongSwan;
 use interop::vpngw::{self, Encap, Start, Vpngw};
-use interop::{locate_binary, Binaries, Error, Result};
+use interop::{Binaries, Error, Result};
 
 use super::interrupt;
 
@@ -148,11 +148,7 @@ pub struct TunnelOptions {
 
 /// The vpngw and vpnctl binaries (nettool is not needed by the bench).
 pub fn vpngw_binaries() -> Result<Binaries> {
-    Ok(Binaries {
-        vpngw: locate_binary("vpngw", "VPNGW_BIN")?,
-        vpnctl: locate_binary("vpnctl", "VPNCTL_BIN")?,
-        nettool: locate_binary("nettool", "NETTOOL_BIN").unwrap_or_default(),
-    })
+    Binaries::locate(PathBuf::new())
 }
 
 /// Brings up `case` on `topo` (configs and logs under `dir`) and returns its running
