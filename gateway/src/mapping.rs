@@ -2,7 +2,7 @@
 //! ([`ike::EndpointConfig`] / [`ike::PeerConfig`]). Nothing else translates config
 //! fields for `ike`, so a new config knob has exactly one place to be wired.
 
-use config::{Config, Encapsulation, StartAction, TunnelConfig};
+use config::{Config, DpdAction, Encapsulation, StartAction, TunnelConfig};
 
 /// The endpoint configuration for `ike` from the whole configuration.
 pub fn endpoint_config(cfg: &Config) -> ike::EndpointConfig {
@@ -29,6 +29,19 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         esp_proposals: t.esp_proposals.clone(),
         force_encap: t.encapsulation == Encapsulation::Udp,
         replay_window: t.replay_window,
+        ike_rekey_time: t.ike_rekey_time,
+        ike_life_time: t.ike_life_time,
+        child_rekey_time: t.child_rekey_time,
+        child_life_time: t.child_life_time,
+        rekey_jitter_percent: t.rekey_jitter_percent,
+        child_rekey_bytes: t.child_rekey_bytes,
+        child_rekey_packets: t.child_rekey_packets,
+        dpd_delay: t.dpd_delay,
+        dpd_timeout: t.dpd_timeout,
+        dpd_action: match t.dpd_action {
+            DpdAction::Restart => ike::DpdAction::Restart,
+            DpdAction::Clear => ike::DpdAction::Clear,
+        },
     }
 }
 

@@ -147,6 +147,7 @@ pub(crate) mod tests {
             nat_detected: true,
             established_at: Some(Timestamp::from_secs(100)),
             last_heard: Some(Timestamp::from_secs(3690)),
+            next_rekey: None,
             children: vec![ike::ChildSaStatus {
                 child_id: 1,
                 state: "INSTALLED",
@@ -158,6 +159,8 @@ pub(crate) mod tests {
                 dh: None,
                 encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
                 established_at: Timestamp::from_secs(160),
+                next_rekey: None,
+                expires_at: None,
             }],
         }]
     }

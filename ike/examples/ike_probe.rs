@@ -6,7 +6,7 @@
 //!
 //! Prints every event and datapath command (without keys), then terminates all SAs.
 
-use ike::{Command, Endpoint, EndpointConfig, Output, PeerConfig, Rng};
+use ike::{Command, DpdAction, Endpoint, EndpointConfig, Output, PeerConfig, Rng};
 use ipsec_types::{DatapathCommand, EspProposal, Identity, IkeProposal, Timestamp, TrafficSelector};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -49,6 +49,16 @@ fn main() {
         esp_proposals: vec![EspProposal::parse("aes256gcm16").unwrap_or_else(|_| die("proposal"))],
         force_encap: arg(10) == "1",
         replay_window: 64,
+        ike_rekey_time: Duration::from_secs(4 * 3600),
+        ike_life_time: Duration::from_secs(4 * 3600 + 1440),
+        child_rekey_time: Duration::from_secs(3600),
+        child_life_time: Duration::from_secs(3960),
+        rekey_jitter_percent: 0,
+        child_rekey_bytes: None,
+        child_rekey_packets: None,
+        dpd_delay: None,
+        dpd_timeout: Duration::from_secs(150),
+        dpd_action: DpdAction::Restart,
     };
     let secs: u64 = arg(9).parse().unwrap_or_else(|_| die("seconds"));
     let local_ip = peer.local_addr;

@@ -68,6 +68,35 @@ pub struct PeerConfig {
     pub force_encap: bool,
     /// Anti-replay window for inbound CHILD_SAs.
     pub replay_window: u32,
+    /// Rekey the IKE SA after this long (minus jitter).
+    pub ike_rekey_time: Duration,
+    /// Hard lifetime of the IKE SA.
+    pub ike_life_time: Duration,
+    /// Rekey CHILD SAs after this long (minus jitter).
+    pub child_rekey_time: Duration,
+    /// Hard lifetime of CHILD SAs.
+    pub child_life_time: Duration,
+    /// Rekeys start up to this percentage of the rekey time earlier, at random.
+    pub rekey_jitter_percent: u8,
+    /// Rekey CHILD SAs after this many inner bytes (counted by the datapath).
+    pub child_rekey_bytes: Option<u64>,
+    /// Rekey CHILD SAs after this many packets (counted by the datapath).
+    pub child_rekey_packets: Option<u64>,
+    /// Send a liveness check after this long without hearing from the peer (`None`: off).
+    pub dpd_delay: Option<Duration>,
+    /// Declare the peer dead when a liveness check is unanswered this long.
+    pub dpd_timeout: Duration,
+    /// What to do with a dead peer.
+    pub dpd_action: DpdAction,
+}
+
+/// What to do when dead peer detection declares the peer dead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpdAction {
+    /// Tear down and initiate again until the peer answers.
+    Restart,
+    /// Tear down and wait (respond only).
+    Clear,
 }
 
 impl std::fmt::Debug for PeerConfig {
@@ -90,6 +119,13 @@ pub enum Command {
     Initiate {
         /// Tunnel name.
         peer: String,
+    },
+    /// Rekey the tunnel's CHILD SAs (`ike == false`) or its IKE SA (`ike == true`) now.
+    Rekey {
+        /// Tunnel name.
+        peer: String,
+        /// Rekey the IKE SA instead of the CHILD SAs.
+        ike: bool,
     },
     /// Send DELETE for the tunnel's IKE SA and tear it down.
     Terminate {
@@ -190,6 +226,8 @@ pub struct IkeSaStatus {
     pub established_at: Option<Timestamp>,
     /// When we last received a valid message from the peer.
     pub last_heard: Option<Timestamp>,
+    /// When the next IKE rekey is due.
+    pub next_rekey: Option<Timestamp>,
     /// CHILD SAs.
     pub children: Vec<ChildSaStatus>,
 }
@@ -217,6 +255,10 @@ pub struct ChildSaStatus {
     pub encap: Option<UdpEncap>,
     /// When it was installed.
     pub established_at: Timestamp,
+    /// When the next rekey of this CHILD SA is due.
+    pub next_rekey: Option<Timestamp>,
+    /// When it expires hard (deleted if not rekeyed by then).
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Retry delays after a failed initiation.
@@ -455,6 +497,9 @@ impl Endpoint {
                 }
                 self.start_initiator(now, i);
             }
+            Command::Rekey { peer, ike } => {
+                tracing::warn!(tunnel = %peer, ike, "rekeying is not implemented yet");
+            }
             Command::Terminate { peer } => {
                 if let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == peer) {
                     slot.wanted = false;
@@ -571,6 +616,7 @@ impl Endpoint {
                 nat_detected: sa.nat,
                 established_at: sa.established_at,
                 last_heard: sa.last_heard,
+                next_rekey: None,
                 children: sa.children.iter().map(|c| c.status()).collect(),
             })
             .collect()

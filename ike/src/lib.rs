@@ -54,5 +54,5 @@ mod task;
 pub mod testing;
 
 pub use endpoint::{
-    ChildSaStatus, Command, Endpoint, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,
+    ChildSaStatus, Command, DpdAction, Endpoint, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,
 };

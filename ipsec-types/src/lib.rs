@@ -139,6 +139,22 @@ pub struct SaParams {
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's traffic selectors (inner destination for outbound, inner source for inbound).
     pub remote_ts: Vec<TrafficSelector>,
+    /// Volume limits counted by the datapath (time limits stay in `ike`).
+    pub limits: VolumeLimits,
+}
+
+/// Byte and packet limits of one SA direction. The datapath raises a soft
+/// [`DatapathEvent::Expired`] (rekey now) at a soft limit and refuses the SA at a hard one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeLimits {
+    /// Soft byte limit (inner bytes), `None` = off.
+    pub soft_bytes: Option<u64>,
+    /// Soft packet limit, `None` = off.
+    pub soft_packets: Option<u64>,
+    /// Hard byte limit, `None` = off.
+    pub hard_bytes: Option<u64>,
+    /// Hard packet limit, `None` = off.
+    pub hard_packets: Option<u64>,
 }
 
 /// What `ike` asks of the datapath. Applied in order.

@@ -46,6 +46,8 @@ impl ChildSa {
             dh: self.algs.dh,
             encap: self.encap,
             established_at: self.established_at,
+            next_rekey: None,
+            expires_at: None,
         }
     }
 
@@ -108,6 +110,7 @@ pub(crate) fn install(
         esn: false,
         local_ts: child.local_ts.clone(),
         remote_ts: child.remote_ts.clone(),
+        limits: Default::default(),
     };
     let inbound = params(child.spi_in, Direction::Inbound, key_in, sa.peer.replay_window);
     let outbound = params(child.spi_out, Direction::Outbound, key_out, 0);
