@@ -414,7 +414,7 @@ fn environment(bins: Option<&Binaries>) -> Environment {
         kernel: first_line(&["uname", "-r"]),
         cpu,
         cpus: std::thread::available_parallelism().map_or(0, usize::from),
-        strongswan: first_line(&["swanctl", "--version"]),
+        strongswan: first_line(&["dpkg-query", "-W", "-f", "strongswan-charon ${Version}\n", "strongswan-charon"]),
         iperf3: first_line(&["iperf3", "--version"]),
         git: first_line(&["git", "-c", "safe.directory=*", "describe", "--always", "--dirty"]),
         vpngw_binary,

@@ -271,7 +271,7 @@ pub struct Environment {
     pub cpu: String,
     /// Online CPUs.
     pub cpus: usize,
-    /// strongSwan version (`charon --version` is not a thing; from `swanctl --version`).
+    /// strongSwan package version (`dpkg-query`).
     pub strongswan: String,
     /// iperf3 version line.
     pub iperf3: String,
