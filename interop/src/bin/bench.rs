@@ -197,18 +197,16 @@ fn bench(args: &Args) -> Result<ExitCode> {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "info");
     }
+    // Located once; if that fails, each vpngw case fails with this reason.
     let bins = if cases.iter().any(|c| c.needs_vpngw()) {
-        match vpngw_binaries() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("bench: {e}\nbench: the vpngw cases will fail");
-                None
-            }
-        }
+        vpngw_binaries().map(Some).map_err(|e| {
+            eprintln!("bench: {e}\nbench: the vpngw cases will fail");
+            e.to_string()
+        })
     } else {
-        None
+        Ok(None)
     };
-    let env = environment(bins.as_ref());
+    let env = environment(bins.as_ref().ok().and_then(Option::as_ref));
     let work = std::env::temp_dir().join(format!("vg-bench-{}", interop::unique_id()));
     std::fs::create_dir_all(&work)?;
     println!("bench {} on {} ({} CPUs); logs under {}", env.date, env.cpu, env.cpus, work.display());
@@ -235,7 +233,11 @@ fn bench(args: &Args) -> Result<ExitCode> {
         let mut res = CaseResult::new(case);
         let started = Instant::now();
         res.load.0 = loadavg();
-        let outcome = run_case(case, args, bins.as_ref(), &dir, ticks, &mut res);
+        let outcome = match (&bins, case.needs_vpngw()) {
+            (Err(e), true) => Err(interop::Error::new(e.clone())),
+            (Ok(b), _) => run_case(case, args, b.as_ref(), &dir, ticks, &mut res),
+            (Err(_), false) => run_case(case, args, None, &dir, ticks, &mut res),
+        };
         res.load.1 = loadavg();
         res.wall_seconds = started.elapsed().as_secs_f64();
         if let Err(e) = outcome {
@@ -244,7 +246,7 @@ fn bench(args: &Args) -> Result<ExitCode> {
         }
         // Failed cases keep their logs; an interrupted one is not a failure.
         let failed = res.error.is_some() && !interrupt::stopped();
-        if failed || args.keep_logs {
+        if (failed || args.keep_logs) && dir.is_dir() {
             res.logs = Some(dir.display().to_string());
             println!("[{}] logs kept in {}", case.key(), dir.display());
         } else {
