@@ -108,13 +108,6 @@ pub struct WanSummary {
     pub missed: usize,
 }
 
-impl WanSummary {
-    /// True when some ESP (raw or UDP-encapsulated) crossed and no cleartext did.
-    pub fn only_esp(&self) -> bool {
-        self.clear == 0 && self.esp + self.esp_in_udp > 0
-    }
-}
-
 impl std::fmt::Display for WanSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -153,19 +146,5 @@ impl Pcap {
     pub fn clear_sample(&self) -> String {
         let file = self.file.to_string_lossy();
         run(&mut command(&["tcpdump", "-r", &file, "-n", "-c", "5", CLEAR_FILTER])).unwrap_or_else(|e| e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_esp_needs_esp_and_no_cleartext() {
-        let s = WanSummary { total: 10, clear: 0, esp: 3, esp_in_udp: 0, ike: 4, missed: 0 };
-        assert!(s.only_esp());
-        assert!(WanSummary { esp: 0, esp_in_udp: 2, ..s }.only_esp());
-        assert!(!WanSummary { clear: 1, ..s }.only_esp());
-        assert!(!WanSummary { esp: 0, ..s }.only_esp());
     }
 }

@@ -239,11 +239,6 @@ impl Vpngw {
         tail(&self.proc.log_text(), n)
     }
 
-    /// Path of the daemon's stderr log.
-    pub fn log_path(&self) -> &Path {
-        self.proc.log_path()
-    }
-
     /// SIGTERM and wait (10 s) for a clean exit; `Err` if it had to be killed or exited non-zero.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         let (status, clean) = self.proc.terminate(Duration::from_secs(10));
@@ -293,11 +288,6 @@ pub fn installed_child_details(status: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The IKE SA states in a status report (e.g. `["ESTABLISHED"]`).
-pub fn ike_sa_states(status: &Value) -> Vec<String> {
-    ike_sas(status).filter_map(|ike| ike.get("state").and_then(Value::as_str).map(str::to_owned)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,7 +309,6 @@ mod tests {
         assert_eq!(installed_child_details(&sample("INSTALLED")), vec![("?".to_owned(), "raw".to_owned())]);
         let framed = serde_json::json!({"v": 1, "status": sample("INSTALLED")});
         assert_eq!(installed_child_sas(&framed), 1);
-        assert_eq!(ike_sa_states(&framed), vec!["ESTABLISHED".to_owned()]);
         assert_eq!(child_sas(&serde_json::json!({"tunnels": [{"ike_sas": []}]})).len(), 0);
     }
 
