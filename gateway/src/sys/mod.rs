@@ -6,6 +6,7 @@
 //! `socket2` (see [`udp`]). This module does not decide anything: callers own policy.
 #![allow(unsafe_code)]
 
+pub mod batch;
 pub mod route;
 pub mod tun;
 pub mod udp;
@@ -71,6 +72,35 @@ pub fn set_int_sockopt(
     // duration of the call.
     let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, std::ptr::addr_of!(value).cast(), len) };
     if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets O_NONBLOCK on `fd`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is a live descriptor borrowed for the calls; F_GETFL/F_SETFL take
+    // and return plain integers.
+    let rc = unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK)
+        }
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passes (-1: no timeout).
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<()> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

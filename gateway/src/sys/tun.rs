@@ -6,6 +6,13 @@
 //! IFF_MULTI_QUEUE (one queue per datapath thread), which need the TUNSETIFF flags,
 //! TUNSETOFFLOAD and per-queue fds under our control.
 //!
+//! With [`TunOptions::offload`] the device is opened with IFF_VNET_HDR: every read and
+//! write starts with a 10-byte `virtio_net_hdr`, and TUNSETOFFLOAD (checksum, TSO4,
+//! TSO6) lets the kernel hand over TCP super-packets of up to 64 KiB with partial
+//! checksums, and accept them. `datapath::offload` segments and coalesces them. If the
+//! kernel refuses the offloads, the header stays (with nothing to announce).
+//! `VPNGW_NO_OFFLOAD=1` in the environment turns all of it off (for measurements).
+//!
 //! The device is not persistent: the kernel deletes it (and every route through it)
 //! when the last fd closes, so a crashed daemon leaves nothing behind.
 //! This module owns the device only; routes live in `sys::route`.
@@ -65,25 +72,96 @@ fn ifreq_ioctl(fd: BorrowedFd<'_>, request: libc::Ioctl, req: &mut IfReq) -> io:
     Ok(())
 }
 
-/// An open TUN device. Reads and writes carry one bare IP packet each.
+/// How to open the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunOptions {
+    /// IFF_VNET_HDR + TUNSETOFFLOAD (TCP segmentation offload, partial checksums).
+    pub offload: bool,
+}
+
+impl TunOptions {
+    /// Offloads on unless `VPNGW_NO_OFFLOAD` is set to something other than `0`.
+    pub fn from_env() -> Self {
+        let off = std::env::var_os("VPNGW_NO_OFFLOAD").is_some_and(|v| !v.is_empty() && v != "0");
+        Self { offload: !off }
+    }
+}
+
+/// An open TUN device. Without a vnet header, reads and writes carry one bare IP
+/// packet each; with one ([`Tun::vnet_hdr`]) each starts with a `virtio_net_hdr`.
 #[derive(Debug)]
 pub struct Tun {
     file: File,
     name: String,
+    vnet_hdr: bool,
+    tso: bool,
 }
 
+/// TUNSETOFFLOAD flags we ask for: the kernel may hand us partial checksums and
+/// TCP (v4 and v6) super-packets. No ECN-flagged TSO, no UDP segmentation offload.
+const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+
 impl Tun {
-    /// Creates (or attaches to) the TUN interface `name`.
+    /// Creates (or attaches to) the TUN interface `name`, one bare packet per read/write.
     pub fn create(name: &str) -> io::Result<Self> {
+        Self::create_with(name, TunOptions::default())
+    }
+
+    /// Creates (or attaches to) the TUN interface `name` with `opts`.
+    pub fn create_with(name: &str, opts: TunOptions) -> io::Result<Self> {
         let mut req = IfReq::new(name)?;
         let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(|e| {
             io::Error::new(e.kind(), format!("cannot open /dev/net/tun: {e} (is the tun module loaded?)"))
         })?;
-        let flags = i16::try_from(libc::IFF_TUN | libc::IFF_NO_PI).unwrap_or(0x1001);
-        req.set_short(flags);
+        let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+        if opts.offload {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        req.set_short(i16::try_from(flags).unwrap_or(0x1001));
         ifreq_ioctl(file.as_fd(), libc::TUNSETIFF, &mut req)
             .map_err(|e| io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")))?;
-        Ok(Self { name: req.name(), file })
+        let mut tun = Self { name: req.name(), file, vnet_hdr: opts.offload, tso: false };
+        if opts.offload {
+            // The default header size is already 10; set it anyway so a changed default
+            // cannot shift our packets.
+            let size: libc::c_int = 10;
+            // SAFETY: `file` is our open TUN fd; TUNSETVNETHDRSZ reads one int from the
+            // pointer, which is valid for the call.
+            let rc = unsafe { libc::ioctl(file_fd(&tun.file), libc::TUNSETVNETHDRSZ, std::ptr::addr_of!(size)) };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of flags).
+            let rc = unsafe { libc::ioctl(file_fd(&tun.file), libc::TUNSETOFFLOAD, libc::c_ulong::from(OFFLOADS)) };
+            tun.tso = rc >= 0;
+        }
+        Ok(tun)
+    }
+
+    /// True if every read and write carries a 10-byte `virtio_net_hdr` first.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+
+    /// True if the kernel accepted TSO/checksum offload (reads may be super-packets).
+    pub fn tso(&self) -> bool {
+        self.tso
+    }
+
+    /// Puts the fd in non-blocking mode (reads return `WouldBlock`; see [`Tun::wait_readable`]).
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        super::set_nonblocking(self.file.as_fd())
+    }
+
+    /// Waits until a read would not block (or `timeout_ms` passes; -1 = forever).
+    pub fn wait_readable(&self, timeout_ms: i32) -> io::Result<()> {
+        super::wait_readable(self.file.as_fd(), timeout_ms)
+    }
+
+    /// Writes one packet given as two parts (a vnet header and the IP packet) in one
+    /// `writev`. Safe to call from several threads at once.
+    pub fn send_parts(&self, head: &[u8], packet: &[u8]) -> io::Result<usize> {
+        (&self.file).write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(packet)])
     }
 
     /// The interface name the kernel gave us.
@@ -129,15 +207,20 @@ impl Tun {
         Ok(())
     }
 
-    /// Reads one packet into `buf`; returns its length. Blocks.
+    /// Reads one packet (with its vnet header, if any) into `buf`; returns its length.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         (&self.file).read(buf)
     }
 
-    /// Writes one packet. Safe to call from several threads at once.
+    /// Writes one packet (starting with a vnet header, if any). Safe to call from
+    /// several threads at once.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
         (&self.file).write(packet)
     }
+}
+
+fn file_fd(f: &File) -> libc::c_int {
+    f.as_raw_fd()
 }
 
 /// A throwaway datagram socket for interface ioctls.

@@ -78,6 +78,24 @@ impl RawEsp {
         self.sock.send_to(esp, &SockAddr::from(SocketAddr::new(remote, 0)))
     }
 
+    /// The socket, for batched calls (`sys::batch`).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Sends several ESP packets to `remote` with `sendmmsg`; returns how many went.
+    pub fn send_many(&self, packets: &[&[u8]], remote: IpAddr) -> io::Result<usize> {
+        super::batch::send_many(self.sock.as_fd(), packets, &SockAddr::from(SocketAddr::new(remote, 0)))
+    }
+
+    /// Where the ESP packet is inside a datagram read from this socket (see [`RawEsp::recv`]).
+    pub fn esp_range(&self, data: &[u8]) -> Option<(std::ops::Range<usize>, IpAddr)> {
+        match self.local {
+            IpAddr::V4(local) => strip_ipv4_header(data, local),
+            IpAddr::V6(_) => Some((0..data.len(), self.local)),
+        }
+    }
+
     /// Receives one datagram into `buf`. Returns the range of the ESP packet within it
     /// and the sender, or `None` for a packet that is not ours or is truncated.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(std::ops::Range<usize>, IpAddr)>> {
