@@ -7,22 +7,38 @@
 //! - `ike-rx`: UDP 500 -> the control thread.
 //! - `esp-rx`: raw ESP -> `open` -> TUN.
 //!
-//! Each worker owns one reusable buffer pair: no allocation per ESP packet (IKE
-//! datagrams are copied into a `Vec` for the channel; they are rare). Drops are counted
-//! by `esp` (or in [`IoCounters`] for socket/TUN errors), never logged per packet.
+//! Batching and offloads (issue #4, see docs/performance.md), each switchable off by an
+//! environment variable for measurements ([`Levers`]):
+//! - TUN offloads (`sys::tun`, [`offload`]): the kernel hands `tun-rx` TCP super-packets
+//!   of up to 64 KiB, which are segmented here (each segment sealed with its own ESP
+//!   sequence number), and the receive side coalesces in-order TCP segments into one
+//!   GSO write to TUN.
+//! - `tun-rx` reads TUN non-blocking until it is empty (or [`MAX_READS_PER_SEND`]),
+//!   then sends what it sealed in one go: ESP-in-UDP as UDP GSO (`UDP_SEGMENT`, runs of
+//!   equal-sized datagrams), raw ESP with `sendmmsg`.
+//! - `natt-rx` receives with UDP_GRO (a run of datagrams per call), `esp-rx` with
+//!   `recvmmsg`.
+//!
+//! Each worker owns its reusable buffers: no allocation per ESP packet (IKE datagrams
+//! are copied into a `Vec` for the channel; they are rare). Drops are counted by `esp`
+//! (or in [`IoCounters`] for socket/TUN errors), never logged per packet.
 //! This module does not change the SA table: only the control thread publishes new
 //! snapshots into the shared [`SharedTable`].
 
 use crate::clock::Clock;
 use crate::control::proto::IoErrors;
 use crate::driver::ControlMsg;
+use crate::sys::batch;
 use crate::sys::tun::Tun;
 use crate::sys::udp::RawEsp;
 use arc_swap::ArcSwap;
 use esp::{Opened, Sealed, Udp4500};
+use ipsec_types::SaEndpoints;
+use offload::{Gro, VnetHdr, VNET_HDR_LEN};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,8 +46,39 @@ use std::thread::JoinHandle;
 /// The SA table snapshot shared between the control thread and the workers.
 pub type SharedTable = Arc<ArcSwap<esp::SaTable>>;
 
+pub mod offload;
+
 /// Largest datagram or packet handled (IPv4 maximum).
 pub const BUF_LEN: usize = 65_536;
+
+/// Most TUN reads sealed before the batch is sent.
+pub const MAX_READS_PER_SEND: usize = 64;
+
+/// Datagrams per `recvmmsg` on the raw ESP socket.
+const RAW_BATCH: usize = 32;
+
+/// Which of the issue #4 levers are on. All are, unless switched off in the
+/// environment (any value but `0`): `VPNGW_NO_OFFLOAD` (TUN offloads; read in
+/// `sys::tun`), `VPNGW_NO_TUN_GRO` (coalescing of TUN writes), `VPNGW_NO_UDP_GSO` (UDP
+/// GSO sends and UDP GRO receives), `VPNGW_NO_BATCH` (non-blocking TUN read batches,
+/// `sendmmsg`/`recvmmsg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Levers {
+    /// Coalesce TCP segments into GSO writes to TUN (needs TUN offloads).
+    pub tun_gro: bool,
+    /// UDP GSO/GRO on the NAT-T socket.
+    pub udp_gso: bool,
+    /// Batched TUN reads and mmsg calls.
+    pub batch: bool,
+}
+
+impl Levers {
+    /// From the environment (see above).
+    pub fn from_env() -> Self {
+        let off = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
+        Self { tun_gro: !off("VPNGW_NO_TUN_GRO"), udp_gso: !off("VPNGW_NO_UDP_GSO"), batch: !off("VPNGW_NO_BATCH") }
+    }
+}
 
 /// Errors the gateway itself lost packets to. Relaxed atomics: statistics only.
 #[derive(Debug, Default)]
@@ -39,6 +86,7 @@ pub struct IoCounters {
     wan_send: AtomicU64,
     tun_write: AtomicU64,
     ike_queue_full: AtomicU64,
+    tun_read_malformed: AtomicU64,
 }
 
 impl IoCounters {
@@ -49,6 +97,11 @@ impl IoCounters {
             tun_write: self.tun_write.load(Ordering::Relaxed),
             ike_queue_full: self.ike_queue_full.load(Ordering::Relaxed),
         }
+    }
+    /// Packets read from TUN that could not be segmented or checksummed (a virtio
+    /// header inconsistent with the packet; not expected from a sane kernel).
+    pub fn tun_read_malformed(&self) -> u64 {
+        self.tun_read_malformed.load(Ordering::Relaxed)
     }
     /// Counts a failed WAN send.
     pub fn wan_send_failed(&self) {
@@ -79,10 +132,34 @@ pub struct Datapath<C: Clock + 'static> {
     pub io: Arc<IoCounters>,
 }
 
+/// The workers' view: the [`Datapath`] plus what they decide at start.
+struct Workers<C: Clock + 'static> {
+    d: Datapath<C>,
+    levers: Levers,
+    /// Set when the kernel refused a UDP GSO send: datagrams go one by one after that.
+    gso_broken: AtomicBool,
+}
+
+impl<C: Clock + 'static> std::ops::Deref for Workers<C> {
+    type Target = Datapath<C>;
+    fn deref(&self) -> &Datapath<C> {
+        &self.d
+    }
+}
+
 impl<C: Clock + 'static> Datapath<C> {
     /// Starts every worker thread. They run until the process exits.
     pub fn spawn(self) -> io::Result<Vec<JoinHandle<()>>> {
-        let me = Arc::new(self);
+        let levers = Levers::from_env();
+        tracing::info!(
+            tun_offload = self.tun.tso(),
+            vnet_hdr = self.tun.vnet_hdr(),
+            tun_gro = levers.tun_gro,
+            udp_gso = levers.udp_gso,
+            batch = levers.batch,
+            "datapath levers"
+        );
+        let me = Arc::new(Workers { d: self, levers, gso_broken: AtomicBool::new(false) });
         let mut handles = Vec::new();
         let ctl = &me.control;
         let d = Arc::clone(&me);
@@ -97,60 +174,172 @@ impl<C: Clock + 'static> Datapath<C> {
         }
         Ok(handles)
     }
+}
 
+impl<C: Clock + 'static> Workers<C> {
     fn tun_reader(&self) {
-        let mut inner = vec![0u8; BUF_LEN];
-        let mut out = vec![0u8; BUF_LEN + esp::MAX_OVERHEAD];
+        let vnet = self.tun.vnet_hdr();
+        let head = if vnet { VNET_HDR_LEN } else { 0 };
+        let mut rx = vec![0u8; head + BUF_LEN];
+        let mut scratch = vec![0u8; BUF_LEN];
+        let mut tx = TxBatch::new();
         let mut errors = ErrorLog::new("TUN read");
+        // Non-blocking reads let one WAN send carry everything that queued up meanwhile.
+        let batching = self.levers.batch && self.tun.set_nonblocking().is_ok();
+        let mut reads = 0usize;
         loop {
-            let n = match self.tun.recv(&mut inner) {
+            let n = match self.tun.recv(&mut rx) {
                 Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flush(&mut tx);
+                    reads = 0;
+                    if let Err(e) = self.tun.wait_readable(-1) {
+                        errors.record(&e);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     errors.record(&e);
                     continue;
                 }
             };
-            let Some(pkt) = inner.get(..n) else { continue };
             let table = self.table.load();
-            match table.seal(self.clock.now(), pkt, &mut out) {
-                Sealed::Send { to, packet } => {
-                    let sent = match to.encap {
-                        Some(encap) => self.natt.send_to(packet, SocketAddr::new(to.remote, encap.remote_port)),
-                        None => match &self.raw {
-                            Some(raw) => raw.send_to(packet, to.remote),
-                            None => Err(io::Error::other("raw ESP socket unavailable")),
-                        },
-                    };
-                    if sent.is_err() {
-                        IoCounters::inc(&self.io.wan_send);
+            let now = self.clock.now();
+            if vnet {
+                let (Some(hdr), Some(pkt)) = (VnetHdr::parse(&rx), rx.get_mut(head..n)) else { continue };
+                if hdr.gso_type != offload::GSO_NONE {
+                    let r = offload::segment(&hdr, pkt, &mut scratch, |seg| self.seal_one(&table, now, seg, &mut tx));
+                    if r.is_err() {
+                        IoCounters::inc(&self.io.tun_read_malformed);
+                    }
+                } else if hdr.flags & offload::F_NEEDS_CSUM != 0 && offload::complete_checksum(&hdr, pkt).is_err() {
+                    IoCounters::inc(&self.io.tun_read_malformed);
+                } else {
+                    self.seal_one(&table, now, pkt, &mut tx);
+                }
+            } else if let Some(pkt) = rx.get(..n) {
+                self.seal_one(&table, now, pkt, &mut tx);
+            }
+            reads += 1;
+            if !batching || reads >= MAX_READS_PER_SEND {
+                self.flush(&mut tx);
+                reads = 0;
+            }
+        }
+    }
+
+    /// Seals one inner packet into the batch, sending the batch first if the packet
+    /// cannot join it.
+    fn seal_one(&self, table: &esp::SaTable, now: ipsec_types::Timestamp, inner: &[u8], tx: &mut TxBatch) {
+        if tx.room() < inner.len() + esp::MAX_OVERHEAD {
+            self.flush(tx);
+        }
+        let Some(out) = tx.buf.get_mut(tx.used..) else { return };
+        // Drops are counted inside esp.
+        if let Sealed::Send { to, packet } = table.seal(now, inner, out) {
+            let len = packet.len();
+            if !tx.fits(&to, len, self.levers.udp_gso) {
+                self.flush_keeping_last(tx, len);
+            }
+            tx.push(to, len);
+        }
+    }
+
+    /// Sends the batch.
+    fn flush(&self, tx: &mut TxBatch) {
+        if let Some(to) = tx.to {
+            self.send_batch(&to, tx);
+        }
+        tx.clear();
+    }
+
+    /// Sends the batch except a just-sealed `len`-byte packet after it, which becomes
+    /// the start of the next batch.
+    fn flush_keeping_last(&self, tx: &mut TxBatch, len: usize) {
+        let at = tx.used;
+        self.flush(tx);
+        tx.buf.copy_within(at..at + len, 0);
+    }
+
+    fn send_batch(&self, to: &SaEndpoints, tx: &TxBatch) {
+        let mut failed = 0u64;
+        match to.encap {
+            Some(encap) => {
+                let dst = SocketAddr::new(to.remote, encap.remote_port);
+                let data = tx.buf.get(..tx.used).unwrap_or_default();
+                let seg = tx.lens.first().copied().unwrap_or(0);
+                if tx.count > 1 && self.levers.udp_gso && !self.gso_broken.load(Ordering::Relaxed) {
+                    match batch::send_gso(self.natt.as_fd(), data, seg as u16, dst) {
+                        Ok(_) => return,
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | libc::EIO)) => {
+                            // No UDP GSO on this kernel or route: per datagram from now on.
+                            self.gso_broken.store(true, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            failed = tx.count as u64;
+                        }
                     }
                 }
-                // Counted inside esp.
-                Sealed::Drop(_) => {}
+                if failed == 0 {
+                    for p in tx.packets() {
+                        if self.natt.send_to(p, dst).is_err() {
+                            failed += 1;
+                        }
+                    }
+                }
             }
+            None => match &self.raw {
+                Some(raw) if self.levers.batch && tx.count > 1 => {
+                    let mut refs: [&[u8]; batch::MAX_MMSG] = [&[]; batch::MAX_MMSG];
+                    for (r, p) in refs.iter_mut().zip(tx.packets()) {
+                        *r = p;
+                    }
+                    let n = tx.count.min(batch::MAX_MMSG);
+                    let sent = raw.send_many(refs.get(..n).unwrap_or_default(), to.remote).unwrap_or(0);
+                    failed = (n - sent.min(n)) as u64;
+                }
+                Some(raw) => {
+                    for p in tx.packets() {
+                        if raw.send_to(p, to.remote).is_err() {
+                            failed += 1;
+                        }
+                    }
+                }
+                None => failed = tx.count as u64,
+            },
+        }
+        if failed > 0 {
+            self.io.wan_send.fetch_add(failed, Ordering::Relaxed);
         }
     }
 
     fn natt_reader(&self) {
         let mut buf = vec![0u8; BUF_LEN];
         let mut out = vec![0u8; BUF_LEN];
+        let mut gro = Gro::new();
         let mut errors = ErrorLog::new("UDP 4500 receive");
         let Ok(local) = self.natt.local_addr() else { return };
+        if self.levers.udp_gso && batch::enable_udp_gro(self.natt.as_fd()).is_err() {
+            tracing::debug!("UDP_GRO unavailable: one datagram per receive");
+        }
         loop {
-            let (n, from) = match self.natt.recv_from(&mut buf) {
+            let (n, from, seg) = match batch::recv_gro(self.natt.as_fd(), &mut buf) {
                 Ok(x) => x,
                 Err(e) => {
                     errors.record(&e);
                     continue;
                 }
             };
-            let Some(payload) = buf.get(..n) else { continue };
-            match esp::classify_udp4500(payload) {
-                Udp4500::Esp(esp_pkt) => self.open_and_deliver(esp_pkt, &mut out),
-                Udp4500::Ike(msg) => self.to_control(local, from, msg),
-                // NAT keepalives only refresh NAT mappings; malformed are too short to count.
-                Udp4500::Keepalive | Udp4500::Malformed => {}
+            let Some(data) = buf.get(..n) else { continue };
+            for payload in data.chunks(seg.max(1)) {
+                match esp::classify_udp4500(payload) {
+                    Udp4500::Esp(esp_pkt) => self.open_and_deliver(esp_pkt, &mut out, &mut gro),
+                    Udp4500::Ike(msg) => self.to_control(local, from, msg),
+                    // NAT keepalives only refresh NAT mappings; malformed are too short to count.
+                    Udp4500::Keepalive | Udp4500::Malformed => {}
+                }
             }
+            self.flush_gro(&mut gro);
         }
     }
 
@@ -171,32 +360,49 @@ impl<C: Clock + 'static> Datapath<C> {
     }
 
     fn raw_reader(&self, raw: &RawEsp) {
-        let mut buf = vec![0u8; BUF_LEN];
         let mut out = vec![0u8; BUF_LEN];
+        let mut gro = Gro::new();
         let mut errors = ErrorLog::new("raw ESP receive");
+        let mut many = batch::RecvMany::new(if self.levers.batch { RAW_BATCH } else { 1 }, BUF_LEN);
         loop {
-            match raw.recv(&mut buf) {
-                Ok(Some((range, _from))) => {
-                    if let Some(esp_pkt) = buf.get(range) {
-                        self.open_and_deliver(esp_pkt, &mut out);
+            if let Err(e) = batch::recv_many(raw.fd(), &mut many) {
+                errors.record(&e);
+                continue;
+            }
+            for pkt in many.packets() {
+                if let Some((range, _from)) = raw.esp_range(pkt) {
+                    if let Some(esp_pkt) = pkt.get(range) {
+                        self.open_and_deliver(esp_pkt, &mut out, &mut gro);
                     }
                 }
-                Ok(None) => {}
-                Err(e) => errors.record(&e),
+            }
+            self.flush_gro(&mut gro);
+        }
+    }
+
+    fn open_and_deliver(&self, esp_pkt: &[u8], out: &mut [u8], gro: &mut Gro) {
+        let table = self.table.load();
+        // Drops are counted inside esp.
+        if let Opened::Deliver { packet, .. } = table.open(self.clock.now(), esp_pkt, out) {
+            if !self.tun.vnet_hdr() {
+                if self.tun.send(packet).is_err() {
+                    IoCounters::inc(&self.io.tun_write);
+                }
+            } else if self.levers.tun_gro {
+                gro.push(packet, &mut |h: &[u8], p: &[u8]| self.tun_write(h, p));
+            } else {
+                self.tun_write(&offload::PLAIN_HDR, packet);
             }
         }
     }
 
-    fn open_and_deliver(&self, esp_pkt: &[u8], out: &mut [u8]) {
-        let table = self.table.load();
-        match table.open(self.clock.now(), esp_pkt, out) {
-            Opened::Deliver { packet, .. } => {
-                if self.tun.send(packet).is_err() {
-                    IoCounters::inc(&self.io.tun_write);
-                }
-            }
-            // Counted inside esp.
-            Opened::Drop(_) => {}
+    fn flush_gro(&self, gro: &mut Gro) {
+        gro.flush(&mut |h: &[u8], p: &[u8]| self.tun_write(h, p));
+    }
+
+    fn tun_write(&self, vnet_hdr: &[u8], packet: &[u8]) {
+        if self.tun.send_parts(vnet_hdr, packet).is_err() {
+            IoCounters::inc(&self.io.tun_write);
         }
     }
 
@@ -208,6 +414,74 @@ impl<C: Clock + 'static> Datapath<C> {
             // The control thread is gone: we are shutting down.
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+}
+
+/// ESP packets sealed back to back in one buffer, waiting to be sent together to one
+/// destination: as one UDP GSO send (so all but the last have the same length) or one
+/// `sendmmsg`.
+struct TxBatch {
+    buf: Vec<u8>,
+    used: usize,
+    lens: [usize; batch::MAX_MMSG],
+    count: usize,
+    to: Option<SaEndpoints>,
+}
+
+impl TxBatch {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; batch::MAX_GSO_BYTES + BUF_LEN + esp::MAX_OVERHEAD],
+            used: 0,
+            lens: [0; batch::MAX_MMSG],
+            count: 0,
+            to: None,
+        }
+    }
+
+    /// Free bytes after the batch.
+    fn room(&self) -> usize {
+        self.buf.len() - self.used
+    }
+
+    /// True if a `len`-byte packet for `to`, sealed right after the batch, may join it.
+    fn fits(&self, to: &SaEndpoints, len: usize, gso: bool) -> bool {
+        let Some(cur) = self.to else { return true };
+        if cur != *to || self.count >= batch::MAX_MMSG {
+            return false;
+        }
+        if to.encap.is_none() || !gso {
+            return true;
+        }
+        // UDP GSO: equal sizes, only the last may be shorter; bounded total.
+        let first = self.lens.first().copied().unwrap_or(0);
+        let last = self.lens.get(self.count.wrapping_sub(1)).copied().unwrap_or(0);
+        last == first && len <= first && self.used + len <= batch::MAX_GSO_BYTES
+    }
+
+    /// Records the packet sealed at `used..used + len`.
+    fn push(&mut self, to: SaEndpoints, len: usize) {
+        if let Some(l) = self.lens.get_mut(self.count) {
+            *l = len;
+            self.count += 1;
+            self.used += len;
+            self.to = Some(to);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.used = 0;
+        self.count = 0;
+        self.to = None;
+    }
+
+    fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        let mut at = 0usize;
+        self.lens.iter().take(self.count).filter_map(move |l| {
+            let p = self.buf.get(at..at + l);
+            at += l;
+            p
+        })
     }
 }
 
