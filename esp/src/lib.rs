@@ -38,7 +38,8 @@ pub enum DropReason {
     SelectorMismatch,
     /// Outbound: no SA covers the packet (no policy or tunnel not up).
     NoSa,
-    /// The SA reached a hard limit (sequence number exhausted).
+    /// The SA reached a hard limit (`SaParams::limits` bytes or packets, or sequence
+    /// numbers exhausted). Counted per SA.
     Expired,
 }
 
@@ -83,6 +84,9 @@ pub struct SaCounters {
     pub auth_failed: u64,
     /// Inbound drops: selector mismatch.
     pub selector_mismatch: u64,
+    /// Drops because the SA reached a hard limit (volume or sequence numbers), either
+    /// direction.
+    pub expired: u64,
     /// Highest sequence number sent (outbound) or received (inbound).
     pub seq: u64,
 }

@@ -11,10 +11,11 @@ use crate::replay::SharedWindow;
 use crate::{GlobalDrops, SaCounters, SaStats};
 use ipsec_types::{
     AeadKey, ChildRef, DatapathCommand, DatapathEvent, Direction, SaEndpoints, SaParams, Spi, TrafficSelector,
+    VolumeLimits,
 };
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use subtle::ConstantTimeEq;
 
@@ -26,6 +27,7 @@ pub(crate) struct Counters {
     pub(crate) replay: AtomicU64,
     pub(crate) auth_failed: AtomicU64,
     pub(crate) selector_mismatch: AtomicU64,
+    pub(crate) expired: AtomicU64,
 }
 
 /// Drop counters not tied to an SA plus the event queue, shared by every table
@@ -61,7 +63,15 @@ pub(crate) struct Core {
     pub(crate) next_seq: AtomicU64,
     /// Inbound: the anti-replay window.
     pub(crate) window: SharedWindow,
+    /// Which volume-limit events were raised ([`RAISED_SOFT`], [`RAISED_HARD`]), so
+    /// each is raised once per SA even across snapshots.
+    pub(crate) raised: AtomicU8,
 }
+
+/// [`Core::raised`]: the soft volume event was raised.
+pub(crate) const RAISED_SOFT: u8 = 1;
+/// [`Core::raised`]: the hard volume event was raised.
+pub(crate) const RAISED_HARD: u8 = 2;
 
 impl Core {
     fn new(p: &SaParams, inbound: bool) -> Option<Self> {
@@ -72,6 +82,7 @@ impl Core {
             counters: Counters::default(),
             next_seq: AtomicU64::new(1),
             window: SharedWindow::new(if inbound { p.replay_window } else { 0 }),
+            raised: AtomicU8::new(0),
         })
     }
 
@@ -96,7 +107,31 @@ pub(crate) struct Entry {
     pub(crate) remote_ts: Arc<[TrafficSelector]>,
     /// Outbound only: still in the seal path (not superseded by a newer SA).
     pub(crate) active: bool,
+    pub(crate) limits: Limits,
     pub(crate) core: Arc<Core>,
+}
+
+/// [`VolumeLimits`] in the form the hot path compares against: `u64::MAX` for "off"
+/// (never reached), and at least 1 (a limit of 0 behaves as 1: the first packet
+/// reaches it and raises the event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) soft_bytes: u64,
+    pub(crate) soft_packets: u64,
+    pub(crate) hard_bytes: u64,
+    pub(crate) hard_packets: u64,
+}
+
+impl From<&VolumeLimits> for Limits {
+    fn from(v: &VolumeLimits) -> Self {
+        let f = |l: Option<u64>| l.map_or(u64::MAX, |l| l.max(1));
+        Self {
+            soft_bytes: f(v.soft_bytes),
+            soft_packets: f(v.soft_packets),
+            hard_bytes: f(v.hard_bytes),
+            hard_packets: f(v.hard_packets),
+        }
+    }
 }
 
 impl Entry {
@@ -108,6 +143,7 @@ impl Entry {
             local_ts: p.local_ts.as_slice().into(),
             remote_ts: p.remote_ts.as_slice().into(),
             active: true,
+            limits: Limits::from(&p.limits),
             core,
         }
     }
@@ -150,7 +186,8 @@ impl SaTable {
     /// A new table with `cmd` applied; SAs not touched keep their state and counters.
     ///
     /// Installing an SPI that already exists in that direction replaces it; if the key
-    /// is the same, the SA's sequence counter, replay window and counters carry over.
+    /// is the same, the SA's sequence counter, replay window and counters carry over
+    /// (the volume limits are the new ones, counted against the carried-over totals).
     /// `InstallOutbound` takes the older outbound SAs of the same CHILD_SA, or with the
     /// same selectors, out of the seal path (they stay for statistics until `Remove`).
     pub fn apply(&self, cmd: &DatapathCommand) -> Self {
@@ -245,6 +282,7 @@ fn stats_of(e: &Entry, direction: Direction, seq: u64) -> SaStats {
             replay: c.replay.load(Relaxed),
             auth_failed: c.auth_failed.load(Relaxed),
             selector_mismatch: c.selector_mismatch.load(Relaxed),
+            expired: c.expired.load(Relaxed),
             seq,
         },
     }

@@ -6,12 +6,13 @@
 //! next header } | ICV(16). The IV is the 64-bit sequence number (unique per key, RFC
 //! 4106 section 3.1). Owns: the ESP header and trailer, outbound SA selection, the
 //! inbound order of checks (SPI, replay check, ICV, replay commit, trailer, selectors),
-//! and the counting of every drop. Does not own: key handling (`cipher`), the window
-//! (`replay`), the table (`table`). Nothing here allocates.
+//! and the counting of every drop, and the volume limits (inner bytes and packets per SA,
+//! counted on seal and on delivery; see `SaTable::account`). Does not own: key handling
+//! (`cipher`), the window (`replay`), the table (`table`). Nothing here allocates.
 
 use crate::cipher::{ICV_LEN, IV_LEN};
 use crate::packet::{parse_inner, Inner};
-use crate::table::{seq_limit, seq_soft, Entry, SaTable};
+use crate::table::{seq_limit, seq_soft, Entry, SaTable, RAISED_HARD, RAISED_SOFT};
 use crate::{DropReason, Opened, Sealed};
 use ipsec_types::{DatapathEvent, Direction, ExpiryReason, Timestamp, TrafficSelector};
 use std::net::IpAddr;
@@ -72,11 +73,16 @@ impl SaTable {
             return Sealed::Drop(self.drop_global(DropReason::Malformed));
         };
         let core = &*e.core;
+        if let Err(r) = self.account(e, Direction::Outbound, n as u64) {
+            return Sealed::Drop(r);
+        }
         let seq = core.next_seq.fetch_add(1, Relaxed);
         let limit = seq_limit(core.esn);
         if seq > limit || seq == 0 {
             // Pull the counter back so refused attempts can never wrap it.
             core.next_seq.store(limit + 1, Relaxed);
+            unaccount(e, n as u64);
+            core.counters.expired.fetch_add(1, Relaxed);
             return Sealed::Drop(DropReason::Expired);
         }
         if seq == seq_soft(core.esn) || seq == limit {
@@ -105,10 +111,11 @@ impl SaTable {
         }
         match core.cipher.seal_in_place(e.spi.0, seq, core.esn, iv, body) {
             Ok(icv) => icv_out.copy_from_slice(&icv),
-            Err(_) => return Sealed::Drop(self.drop_global(DropReason::Malformed)),
+            Err(_) => {
+                unaccount(e, n as u64);
+                return Sealed::Drop(self.drop_global(DropReason::Malformed));
+            }
         }
-        core.counters.bytes.fetch_add(n as u64, Relaxed);
-        core.counters.packets.fetch_add(1, Relaxed);
         Sealed::Send { to: e.endpoints, packet: out }
     }
 
@@ -167,10 +174,71 @@ impl SaTable {
         let Some(packet) = pt.get(..inner.len) else {
             return Opened::Drop(self.drop_global(DropReason::Malformed));
         };
-        c.bytes.fetch_add(inner.len as u64, Relaxed);
-        c.packets.fetch_add(1, Relaxed);
+        if let Err(r) = self.account(e, Direction::Inbound, inner.len as u64) {
+            return Opened::Drop(r);
+        }
         Opened::Deliver { packet, spi: e.spi }
     }
+
+    /// Counts one packet of `n` inner bytes on `e` (two relaxed atomics) and checks the
+    /// volume limits with the counts before and after it. A packet is refused (and
+    /// its count undone) once a hard limit has been reached by earlier packets; the
+    /// packet that reaches a limit still passes and raises the event (once per SA).
+    #[inline]
+    fn account(&self, e: &Entry, direction: Direction, n: u64) -> Result<(), DropReason> {
+        let c = &e.core.counters;
+        let l = &e.limits;
+        let p0 = c.packets.fetch_add(1, Relaxed);
+        let b0 = c.bytes.fetch_add(n, Relaxed);
+        if p0 >= l.hard_packets || b0 >= l.hard_bytes {
+            unaccount(e, n);
+            c.expired.fetch_add(1, Relaxed);
+            return Err(DropReason::Expired);
+        }
+        let (p1, b1) = (p0.saturating_add(1), b0.saturating_add(n));
+        let reached = |before: u64, after: u64, limit: u64| before < limit && after >= limit;
+        if reached(p0, p1, l.soft_packets)
+            || reached(b0, b1, l.soft_bytes)
+            || reached(p0, p1, l.hard_packets)
+            || reached(b0, b1, l.hard_bytes)
+        {
+            self.limit_reached(e, direction, (p0, p1), (b0, b1));
+        }
+        Ok(())
+    }
+
+    /// The cold half of [`Self::account`]: raises the soft and/or hard event whose
+    /// limit this packet reached, unless already raised for this SA.
+    #[cold]
+    fn limit_reached(&self, e: &Entry, direction: Direction, packets: (u64, u64), bytes: (u64, u64)) {
+        let l = &e.limits;
+        let reached = |(before, after): (u64, u64), limit: u64| before < limit && after >= limit;
+        let which = |p_limit: u64, b_limit: u64| {
+            if reached(packets, p_limit) {
+                Some(ExpiryReason::Packets)
+            } else if reached(bytes, b_limit) {
+                Some(ExpiryReason::Bytes)
+            } else {
+                None
+            }
+        };
+        for (hard, flag, reason) in [
+            (false, RAISED_SOFT, which(l.soft_packets, l.soft_bytes)),
+            (true, RAISED_HARD, which(l.hard_packets, l.hard_bytes)),
+        ] {
+            let Some(reason) = reason else { continue };
+            if e.core.raised.fetch_or(flag, Relaxed) & flag == 0 {
+                self.shared.push_event(DatapathEvent::Expired { spi: e.spi, direction, hard, reason });
+            }
+        }
+    }
+}
+
+/// Takes back the count of a packet that was not sent or delivered after all.
+fn unaccount(e: &Entry, n: u64) {
+    let c = &e.core.counters;
+    c.packets.fetch_sub(1, Relaxed);
+    c.bytes.fetch_sub(n, Relaxed);
 }
 
 /// Checks the decrypted trailer (padding 1, 2, 3.., pad length, next header 4 or 41)
@@ -265,6 +333,7 @@ mod tests {
         assert!(t.drain_events().is_empty(), "hard event raised once");
         assert_eq!(t.stats()[0].counters.seq, u64::from(u32::MAX));
         assert_eq!(t.stats()[0].counters.packets, 2);
+        assert_eq!(t.stats()[0].counters.expired, 3, "refusals are counted, not sent");
         // The counter is held just past the limit.
         assert_eq!(t.outbound[0].core.next_seq.load(Relaxed), u64::from(u32::MAX) + 1);
     }

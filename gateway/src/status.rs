@@ -178,6 +178,7 @@ pub(crate) mod tests {
                     replay: 2,
                     auth_failed: 1,
                     selector_mismatch: 0,
+                    expired: 0,
                     seq: 766,
                 },
             },
