@@ -43,6 +43,7 @@ fn table() -> &'static (SaTable, AesGcm16) {
             esn: false,
             local_ts: vec![ts("10.1.0.0/16"), ts("2001:db8:1::/48")],
             remote_ts: vec![ts("0.0.0.0/1"), ts("2001:db8::/32")],
+            limits: Default::default(),
         };
         let t = SaTable::new().apply(&DatapathCommand::InstallInbound(p));
         (t, AesGcm16::new(&key()).expect("key"))
