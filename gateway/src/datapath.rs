@@ -54,6 +54,9 @@ pub const BUF_LEN: usize = 65_536;
 /// Most TUN reads sealed before the batch is sent.
 pub const MAX_READS_PER_SEND: usize = 64;
 
+/// Packets the TUN device queues for `tun-rx` (see [`Tun::set_tx_queue_len`]).
+pub const TUN_TX_QUEUE: u32 = 5000;
+
 /// Datagrams per `recvmmsg` on the raw ESP socket.
 const RAW_BATCH: usize = 32;
 
@@ -61,7 +64,7 @@ const RAW_BATCH: usize = 32;
 /// environment (any value but `0`): `VPNGW_NO_OFFLOAD` (TUN offloads; read in
 /// `sys::tun`), `VPNGW_NO_TUN_GRO` (coalescing of TUN writes), `VPNGW_NO_UDP_GSO` (UDP
 /// GSO sends and UDP GRO receives), `VPNGW_NO_BATCH` (non-blocking TUN read batches,
-/// `sendmmsg`/`recvmmsg`).
+/// `sendmmsg`/`recvmmsg`), `VPNGW_NO_TXQUEUE` (the longer TUN queue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Levers {
     /// Coalesce TCP segments into GSO writes to TUN (needs TUN offloads).
@@ -70,13 +73,20 @@ pub struct Levers {
     pub udp_gso: bool,
     /// Batched TUN reads and mmsg calls.
     pub batch: bool,
+    /// A TUN transmit queue of [`TUN_TX_QUEUE`] packets instead of the default 500.
+    pub txqueue: bool,
 }
 
 impl Levers {
     /// From the environment (see above).
     pub fn from_env() -> Self {
         let off = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
-        Self { tun_gro: !off("VPNGW_NO_TUN_GRO"), udp_gso: !off("VPNGW_NO_UDP_GSO"), batch: !off("VPNGW_NO_BATCH") }
+        Self {
+            tun_gro: !off("VPNGW_NO_TUN_GRO"),
+            udp_gso: !off("VPNGW_NO_UDP_GSO"),
+            batch: !off("VPNGW_NO_BATCH"),
+            txqueue: !off("VPNGW_NO_TXQUEUE"),
+        }
     }
 }
 
@@ -151,12 +161,18 @@ impl<C: Clock + 'static> Datapath<C> {
     /// Starts every worker thread. They run until the process exits.
     pub fn spawn(self) -> io::Result<Vec<JoinHandle<()>>> {
         let levers = Levers::from_env();
+        if levers.txqueue {
+            if let Err(e) = self.tun.set_tx_queue_len(TUN_TX_QUEUE) {
+                tracing::warn!(error = %e, "cannot lengthen the TUN queue");
+            }
+        }
         tracing::info!(
             tun_offload = self.tun.tso(),
             vnet_hdr = self.tun.vnet_hdr(),
             tun_gro = levers.tun_gro,
             udp_gso = levers.udp_gso,
             batch = levers.batch,
+            txqueue = levers.txqueue,
             "datapath levers"
         );
         let me = Arc::new(Workers { d: self, levers, gso_broken: AtomicBool::new(false) });

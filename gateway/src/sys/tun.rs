@@ -178,6 +178,17 @@ impl Tun {
             .map_err(|e| io::Error::new(e.kind(), format!("SIOCSIFMTU {} {mtu}: {e}", self.name)))
     }
 
+    /// Sets the length of the device's transmit queue: the packets the kernel holds for
+    /// our reader before it drops (the default, 500, overflows when the reader is
+    /// descheduled for a few milliseconds at ~100k packets/s).
+    pub fn set_tx_queue_len(&self, len: u32) -> io::Result<()> {
+        let sock = control_socket()?;
+        let mut req = IfReq::new(&self.name)?;
+        req.set_int(i32::try_from(len).unwrap_or(i32::MAX));
+        ifreq_ioctl(sock.as_fd(), libc::SIOCSIFTXQLEN, &mut req)
+            .map_err(|e| io::Error::new(e.kind(), format!("SIOCSIFTXQLEN {} {len}: {e}", self.name)))
+    }
+
     /// Sets the link up (IFF_UP), keeping the other flags.
     pub fn set_up(&self) -> io::Result<()> {
         let sock = control_socket()?;
