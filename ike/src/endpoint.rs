@@ -9,7 +9,8 @@
 
 use crate::error::Failure;
 use crate::message::{exchange, Message};
-use crate::sa::{Ctx, IkeSa, IkeState};
+use crate::sa::task_manager::TaskKind;
+use crate::sa::{Action, Ctx, IkeSa, IkeState};
 use crate::task::ike_init;
 use ipsec_types::ExpiryReason;
 use ipsec_types::{
@@ -283,6 +284,7 @@ struct Shared {
     rng: Box<dyn Rng>,
     out: VecDeque<Output>,
     next_child_id: u64,
+    actions: Vec<Action>,
 }
 
 impl Shared {
@@ -294,6 +296,7 @@ impl Shared {
             next_child_id: &mut self.next_child_id,
             ike_port: self.ike_port,
             natt_port: self.natt_port,
+            actions: &mut self.actions,
         }
     }
 }
@@ -330,6 +333,7 @@ impl Endpoint {
                 rng,
                 out: VecDeque::new(),
                 next_child_id: 0,
+                actions: Vec::new(),
             },
             shutting_down: false,
         }
@@ -355,6 +359,27 @@ impl Endpoint {
                 sa.teardown(&mut ctx, failure.reason());
                 let sa = self.sas.remove(idx);
                 self.after_failure(now, &sa, &failure);
+            }
+        }
+        self.apply_actions(now);
+    }
+
+    /// Work an IKE SA handed to the endpoint: new IKE SAs from rekeys, CHILD SAs moving
+    /// to another IKE SA.
+    fn apply_actions(&mut self, now: Timestamp) {
+        for action in std::mem::take(&mut self.shared.actions) {
+            match action {
+                Action::Spawn(sa) => self.sas.push(*sa),
+                Action::Adopt { to, transfer } => {
+                    let mut ctx = self.shared.ctx(now);
+                    match self.sas.iter_mut().find(|s| (s.spi_i, s.spi_r) == to && s.state == IkeState::Established) {
+                        Some(sa) => {
+                            transfer.give_to(sa);
+                            sa.kick(&mut ctx);
+                        }
+                        None => transfer.discard(&mut ctx, "(gone)"),
+                    }
+                }
             }
         }
     }
@@ -383,7 +408,21 @@ impl Endpoint {
         if self.shutting_down {
             return;
         }
+        if sa.rekeyed {
+            return;
+        }
         let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == sa.peer.name) else { return };
+        if sa.established_at.is_some() && matches!(failure, Failure::Transient(_)) {
+            // The peer is dead (DPD, unanswered retransmissions) or the IKE SA expired.
+            if slot.cfg.dpd_action == DpdAction::Clear {
+                tracing::info!(tunnel = %slot.cfg.name, "dpd_action clear: not initiating again");
+                return;
+            }
+            slot.wanted = true;
+            tracing::info!(tunnel = %slot.cfg.name, "initiating the tunnel again");
+            slot.retry_at = Some(now);
+            return;
+        }
         if !slot.wanted || !(sa.initiator || sa.established_at.is_some()) {
             return;
         }
@@ -498,7 +537,24 @@ impl Endpoint {
                 self.start_initiator(now, i);
             }
             Command::Rekey { peer, ike } => {
-                tracing::warn!(tunnel = %peer, ike, "rekeying is not implemented yet");
+                let idx = self.sas.iter().position(|s| s.peer.name == peer && s.state == IkeState::Established);
+                let Some(idx) = idx else {
+                    tracing::warn!(tunnel = %peer, "rekey: no established IKE SA for this tunnel");
+                    return;
+                };
+                self.run(now, idx, |sa, ctx| {
+                    if ike {
+                        sa.tasks.queue_once(TaskKind::IkeRekey);
+                    } else {
+                        let spis: Vec<_> =
+                            sa.children.iter().filter(|c| c.pending_out.is_none()).map(|c| c.spi_in).collect();
+                        for spi in spis {
+                            sa.tasks.queue_once(TaskKind::ChildRekey(spi));
+                        }
+                    }
+                    sa.kick(ctx);
+                    Ok(())
+                });
             }
             Command::Terminate { peer } => {
                 if let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == peer) {
@@ -544,18 +600,21 @@ impl Endpoint {
         else {
             return;
         };
-        if !hard {
-            let why = match reason {
-                ExpiryReason::Bytes => "bytes",
-                ExpiryReason::Packets => "packets",
-                ExpiryReason::SeqExhausted => "sequence numbers",
-            };
-            tracing::debug!(%spi, "CHILD SA soft limit ({why}) reached; rekeying is not implemented yet");
-            return;
-        }
+        let why = match reason {
+            ExpiryReason::Bytes => "bytes",
+            ExpiryReason::Packets => "packets",
+            ExpiryReason::SeqExhausted => "sequence numbers",
+        };
         self.run(now, idx, |sa, ctx| {
-            tracing::warn!(tunnel = %sa.name(), %spi, "CHILD SA hit its hard limit; deleting it");
-            sa.tasks.queue.push_back(crate::sa::task_manager::TaskKind::ChildDelete(spi));
+            let Some(c) = sa.children.iter().find(|c| c.spi_in == spi || c.spi_out == spi) else { return Ok(()) };
+            let spi_in = c.spi_in;
+            if hard {
+                tracing::warn!(tunnel = %sa.name(), %spi, "CHILD SA hit its hard limit ({why}); deleting it");
+                sa.tasks.queue_once(TaskKind::ChildDelete(spi_in));
+            } else if c.state == crate::sa::child::ChildState::Installed {
+                tracing::info!(tunnel = %sa.name(), %spi, "CHILD SA soft limit ({why}) reached; rekeying it");
+                sa.tasks.queue_once(TaskKind::ChildRekey(spi_in));
+            }
             sa.kick(ctx);
             Ok(())
         });
@@ -616,7 +675,7 @@ impl Endpoint {
                 nat_detected: sa.nat,
                 established_at: sa.established_at,
                 last_heard: sa.last_heard,
-                next_rekey: None,
+                next_rekey: if sa.state == IkeState::Established { sa.rekey_at } else { None },
                 children: sa.children.iter().map(|c| c.status()).collect(),
             })
             .collect()

@@ -4,6 +4,7 @@
 /// Notify types we send or act on.
 pub(crate) mod notify {
     pub(crate) const UNSUPPORTED_CRITICAL_PAYLOAD: u16 = 1;
+    pub(crate) const INVALID_IKE_SPI: u16 = 4;
     pub(crate) const INVALID_SYNTAX: u16 = 7;
     pub(crate) const NO_PROPOSAL_CHOSEN: u16 = 14;
     pub(crate) const INVALID_KE_PAYLOAD: u16 = 17;
@@ -13,16 +14,19 @@ pub(crate) mod notify {
     pub(crate) const INTERNAL_ADDRESS_FAILURE: u16 = 36;
     pub(crate) const FAILED_CP_REQUIRED: u16 = 37;
     pub(crate) const TS_UNACCEPTABLE: u16 = 38;
+    pub(crate) const TEMPORARY_FAILURE: u16 = 43;
+    pub(crate) const CHILD_SA_NOT_FOUND: u16 = 44;
     pub(crate) const INITIAL_CONTACT: u16 = 16384;
     pub(crate) const NAT_DETECTION_SOURCE_IP: u16 = 16388;
     pub(crate) const NAT_DETECTION_DESTINATION_IP: u16 = 16389;
     pub(crate) const COOKIE: u16 = 16390;
+    pub(crate) const REKEY_SA: u16 = 16393;
 
     /// Name for logs.
     pub(crate) fn name(kind: u16) -> String {
         match kind {
             UNSUPPORTED_CRITICAL_PAYLOAD => "UNSUPPORTED_CRITICAL_PAYLOAD".into(),
-            4 => "INVALID_IKE_SPI".into(),
+            INVALID_IKE_SPI => "INVALID_IKE_SPI".into(),
             5 => "INVALID_MAJOR_VERSION".into(),
             INVALID_SYNTAX => "INVALID_SYNTAX".into(),
             9 => "INVALID_MESSAGE_ID".into(),
@@ -35,8 +39,8 @@ pub(crate) mod notify {
             INTERNAL_ADDRESS_FAILURE => "INTERNAL_ADDRESS_FAILURE".into(),
             FAILED_CP_REQUIRED => "FAILED_CP_REQUIRED".into(),
             TS_UNACCEPTABLE => "TS_UNACCEPTABLE".into(),
-            43 => "TEMPORARY_FAILURE".into(),
-            44 => "CHILD_SA_NOT_FOUND".into(),
+            TEMPORARY_FAILURE => "TEMPORARY_FAILURE".into(),
+            CHILD_SA_NOT_FOUND => "CHILD_SA_NOT_FOUND".into(),
             k => format!("notify {k}"),
         }
     }

@@ -184,6 +184,90 @@ pub(crate) fn accept_esp_answer(answer: &[Proposal], ours: &[EspProposal]) -> Op
     ours.iter().any(|o| o.encr.contains(encr)).then_some((EspAlgs { encr: *encr, dh: None }, spi))
 }
 
+/// Why a CREATE_CHILD_SA proposal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Nothing acceptable.
+    NoProposal,
+    /// Acceptable with this key exchange group, but the KE payload is for another one.
+    InvalidKe(DhGroup),
+}
+
+/// Chooses an ESP proposal for CREATE_CHILD_SA, where the DH transform decides PFS
+/// (RFC 7296 1.3.1, 1.3.3). A proposal of ours without groups accepts only offers
+/// without DH (or with NONE); one with groups needs a common group, and the peer's KE
+/// must be for it (else `InvalidKe` with the group we want). A KE sent for a proposal
+/// we accept without DH is ignored.
+pub(crate) fn select_esp_pfs(
+    offered: &[Proposal],
+    ours: &[EspProposal],
+    ke_group: Option<u16>,
+) -> Result<(EspAlgs, u8, u32), Refusal> {
+    let mut wanted = None;
+    for o in ours {
+        for p in offered.iter().filter(|p| p.protocol == proto::ESP && integ_ok(p)) {
+            let Some(spi) = crate::message::payload::spi32(&p.spi) else { continue };
+            let Some(encr) = first_common(&o.encr, &encrs(p)) else { continue };
+            let esn: Vec<u16> = usable(p).filter(|t| t.ttype == ttype::ESN).map(|t| t.id).collect();
+            if !esn.is_empty() && !esn.contains(&0) {
+                continue;
+            }
+            let dh_ids: Vec<u16> = usable(p).filter(|t| t.ttype == ttype::DH).map(|t| t.id).collect();
+            if o.dh.is_empty() {
+                if dh_ids.is_empty() || dh_ids.contains(&0) {
+                    return Ok((EspAlgs { encr, dh: None }, p.num, spi));
+                }
+                continue;
+            }
+            let theirs: Vec<DhGroup> = dh_ids.iter().filter_map(|id| DhGroup::from_iana(*id)).collect();
+            let ke = ke_group.and_then(DhGroup::from_iana).filter(|g| o.dh.contains(g) && theirs.contains(g));
+            if let Some(g) = ke {
+                return Ok((EspAlgs { encr, dh: Some(g) }, p.num, spi));
+            }
+            if let Some(g) = first_common(&o.dh, &theirs) {
+                wanted.get_or_insert(g);
+            }
+        }
+    }
+    Err(wanted.map_or(Refusal::NoProposal, Refusal::InvalidKe))
+}
+
+/// The responder's single ESP proposal, with the DH transform when PFS was chosen.
+pub(crate) fn esp_answer_pfs(algs: EspAlgs, num: u8, spi: u32) -> Vec<Proposal> {
+    let mut t = vec![encr_transform(algs.encr)];
+    if let Some(g) = algs.dh {
+        t.push(Transform::new(ttype::DH, g.transform_id(), None));
+    }
+    t.push(Transform::new(ttype::ESN, 0, None));
+    vec![Proposal { num, protocol: proto::ESP, spi: spi.to_be_bytes().to_vec(), transforms: t }]
+}
+
+/// Checks a CREATE_CHILD_SA ESP answer: one proposal, one cipher, at most one group, all
+/// within one of our proposals. Returns the algorithms and the peer's SPI.
+pub(crate) fn accept_esp_answer_pfs(answer: &[Proposal], ours: &[EspProposal]) -> Option<(EspAlgs, u32)> {
+    let [p] = answer else { return None };
+    if p.protocol != proto::ESP || p.transforms.iter().any(|t| t.ttype == ttype::ESN && t.id != 0) {
+        return None;
+    }
+    let spi = crate::message::payload::spi32(&p.spi)?;
+    let e = encrs(p);
+    let [encr] = e.as_slice() else { return None };
+    let dh_ids: Vec<u16> = p.transforms.iter().filter(|t| t.ttype == ttype::DH && t.id != 0).map(|t| t.id).collect();
+    let dh = match dh_ids.as_slice() {
+        [] => None,
+        [id] => Some(DhGroup::from_iana(*id)?),
+        _ => return None,
+    };
+    let offered = ours.iter().any(|o| o.encr.contains(encr) && dh.map_or(o.dh.is_empty(), |g| o.dh.contains(&g)));
+    offered.then_some((EspAlgs { encr: *encr, dh }, spi))
+}
+
+/// The SPI of an IKE proposal (8 bytes, non-zero), as in an IKE SA rekey.
+pub(crate) fn ike_spi(p: &Proposal) -> Option<u64> {
+    let b: [u8; 8] = p.spi.as_slice().try_into().ok()?;
+    Some(u64::from_be_bytes(b)).filter(|s| *s != 0)
+}
+
 /// Human-readable form of a peer's proposals for logs, swanctl style where known.
 pub(crate) fn describe(offered: &[Proposal]) -> String {
     let mut out = Vec::new();
@@ -246,5 +330,24 @@ mod tests {
         offer[0].transforms.retain(|t| t.ttype != ttype::ESN);
         offer[0].transforms.push(Transform::new(ttype::ESN, 1, None));
         assert_eq!(select_esp(&offer, &ours), None);
+    }
+
+    #[test]
+    fn pfs_selection_follows_the_ke_group() {
+        let ours = vec![EspProposal::parse("aes256gcm16-x25519-ecp256").unwrap()];
+        let offer = esp_offer(&[EspProposal::parse("aes256gcm16-ecp256-x25519").unwrap()], 7, true);
+        let (algs, _, spi) = select_esp_pfs(&offer, &ours, Some(19)).unwrap();
+        assert_eq!((algs.dh, spi), (Some(DhGroup::Ecp256), 7));
+        assert_eq!(select_esp_pfs(&offer, &ours, None), Err(Refusal::InvalidKe(DhGroup::Curve25519)));
+        // We want no PFS: an offer that only has groups is refused, one with NONE accepted.
+        let no_pfs = vec![EspProposal::parse("aes256gcm16").unwrap()];
+        assert_eq!(select_esp_pfs(&offer, &no_pfs, Some(31)), Err(Refusal::NoProposal));
+        let plain = esp_offer(&no_pfs, 8, true);
+        assert_eq!(select_esp_pfs(&plain, &no_pfs, None).unwrap().0.dh, None);
+        // PFS wanted, peer offers none: refused.
+        assert_eq!(select_esp_pfs(&plain, &ours, None), Err(Refusal::NoProposal));
+        let answer = esp_answer_pfs(algs, 1, 9);
+        assert_eq!(accept_esp_answer_pfs(&answer, &ours), Some((algs, 9)));
+        assert_eq!(accept_esp_answer_pfs(&answer, &no_pfs), None);
     }
 }

@@ -101,11 +101,17 @@ pub struct Pair {
 impl Pair {
     /// Two endpoints with one tunnel each (`a_peer` configured on A, `b_peer` on B).
     pub fn new(a_peer: PeerConfig, b_peer: PeerConfig) -> Self {
+        Self::with_seeds(a_peer, b_peer, 1, 2)
+    }
+
+    /// Like `new`, with the seeds of the two RNGs (they decide SPIs and nonces, hence
+    /// who wins a rekey collision).
+    pub fn with_seeds(a_peer: PeerConfig, b_peer: PeerConfig, seed_a: u64, seed_b: u64) -> Self {
         let (a_addr, b_addr) = (a_peer.local_addr, b_peer.local_addr);
         let cfg = |p| EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![p] };
         Self {
-            a: Endpoint::new(cfg(a_peer), Box::new(TestRng::new(1))),
-            b: Endpoint::new(cfg(b_peer), Box::new(TestRng::new(2))),
+            a: Endpoint::new(cfg(a_peer), Box::new(TestRng::new(seed_a))),
+            b: Endpoint::new(cfg(b_peer), Box::new(TestRng::new(seed_b))),
             a_addr,
             b_addr,
             now: Timestamp::ZERO,
@@ -161,6 +167,62 @@ impl Pair {
     pub fn drop_next(&mut self) -> Option<Transmit> {
         self.drain();
         self.in_flight.pop_front().map(|(_, t)| t)
+    }
+
+    /// The endpoint of a side.
+    pub fn ep(&mut self, side: Side) -> &mut Endpoint {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    /// Number of datagrams on the wire towards `side`.
+    pub fn pending_to(&mut self, side: Side) -> usize {
+        self.drain();
+        self.in_flight.iter().filter(|(d, _)| *d == side).count()
+    }
+
+    /// Delivers the oldest datagram on the wire towards `side` (others stay queued).
+    /// Returns false if there was none.
+    pub fn deliver_to(&mut self, side: Side) -> bool {
+        match self.take_to(side) {
+            Some(t) => {
+                self.inject(side, &t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the oldest datagram towards `side` from the wire without delivering it
+    /// (lost, or held back to be `inject`ed later).
+    pub fn take_to(&mut self, side: Side) -> Option<Transmit> {
+        self.drain();
+        let i = self.in_flight.iter().position(|(d, _)| *d == side)?;
+        self.in_flight.remove(i).map(|(_, t)| t)
+    }
+
+    /// Delivers `t` to `side` now (a held or duplicated datagram).
+    pub fn inject(&mut self, side: Side, t: &Transmit) {
+        let now = self.now;
+        self.ep(side).handle_datagram(now, t.remote, t.local, &t.data);
+        self.drain();
+    }
+
+    /// Runs a command on one side.
+    pub fn command(&mut self, side: Side, cmd: crate::Command) {
+        let now = self.now;
+        self.ep(side).handle_command(now, cmd);
+        self.drain();
+    }
+
+    /// Sets the clock and fires due timers of both sides, without delivering anything.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.now = now;
+        self.a.handle_timeout(now);
+        self.b.handle_timeout(now);
+        self.drain();
     }
 
     /// Fires due timers and delivers until the wire is empty (bounded).

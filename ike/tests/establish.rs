@@ -70,7 +70,14 @@ fn handshake_installs_matching_child_sas() {
     let sb = p.b.status();
     assert_eq!((sb[0].spi_i, sb[0].spi_r), (st[0].spi_i, st[0].spi_r));
     assert!(!sb[0].initiator);
-    assert_eq!(p.a.poll_timeout(), None, "nothing outstanding");
+    assert_eq!(
+        p.a.poll_timeout(),
+        Some(ipsec_types::Timestamp::from_secs(3600)),
+        "nothing outstanding; the CHILD SA rekey is the next timer"
+    );
+    assert_eq!(st[0].next_rekey, Some(ipsec_types::Timestamp::from_secs(4 * 3600)));
+    assert_eq!(st[0].children[0].next_rekey, Some(ipsec_types::Timestamp::from_secs(3600)));
+    assert_eq!(st[0].children[0].expires_at, Some(ipsec_types::Timestamp::from_secs(3960)));
 }
 
 #[test]

@@ -1,18 +1,41 @@
-//! CHILD SAs: key derivation into `SaParams`, the install order for the datapath
-//! (inbound before outbound) and removal.
+//! CHILD SAs: key derivation into `SaParams`, their lifetimes, the install order for
+//! the datapath (inbound before outbound; make-before-break on rekeying) and removal.
+//!
+//! A rekeyed CHILD SA is replaced in this order (RFC 7296 1.3.3, 2.8): the new inbound
+//! SA is installed before the peer can use it; outbound moves to the new SA with one
+//! `InstallOutbound` (the datapath takes the older outbound SA of the same selectors
+//! out of the seal path); the old outbound SA is removed when the old CHILD SA is
+//! deleted; the old inbound SA keeps accepting packets for [`OLD_INBOUND_GRACE`]
+//! after that, for packets still in flight.
 
 use super::{Ctx, IkeSa};
 use crate::endpoint::{ChildSaStatus, Event, Output};
 use crate::proposal::EspAlgs;
 use ipsec_types::{
     AeadKey, ChildRef, DatapathCommand, Direction, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
+    VolumeLimits,
 };
 use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long the inbound SA of a rekeyed CHILD SA keeps accepting packets after the old
+/// CHILD SA was deleted (packets the peer sent just before switching may still be
+/// queued in the datapath).
+pub(crate) const OLD_INBOUND_GRACE: Duration = Duration::from_secs(2);
 
 /// State of a CHILD SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChildState {
+    /// In use (an SA created by the peer's rekey may still wait for its outbound half).
     Installed,
+    /// Our CREATE_CHILD_SA rekeying it is in flight.
+    Rekeying,
+    /// Replaced by a new CHILD SA; waits for its DELETE exchange (ours or the peer's).
+    Rekeyed,
+    /// We sent DELETE for it.
+    Deleting,
+    /// Created by the peer's rekey that lost a collision: the peer deletes it.
+    Redundant,
 }
 
 pub(crate) struct ChildSa {
@@ -25,6 +48,19 @@ pub(crate) struct ChildSa {
     pub(crate) algs: EspAlgs,
     pub(crate) encap: Option<UdpEncap>,
     pub(crate) established_at: Timestamp,
+    /// When to start rekeying (or, for a redundant SA, to delete it if the peer did not).
+    pub(crate) rekey_at: Option<Timestamp>,
+    /// Hard lifetime: deleted if still here then.
+    pub(crate) expire_at: Option<Timestamp>,
+    pub(crate) in_installed: bool,
+    pub(crate) out_installed: bool,
+    /// The outbound half of an SA created by the peer's rekey: installed when the SA it
+    /// replaces (`replaces`) is deleted.
+    pub(crate) pending_out: Option<SaParams>,
+    /// The child id of the CHILD SA this one replaces, while `pending_out` waits.
+    pub(crate) replaces: Option<u64>,
+    /// A newer CHILD SA took over: on removal, the inbound SA gets its grace period.
+    pub(crate) superseded: bool,
 }
 
 impl ChildSa {
@@ -36,7 +72,12 @@ impl ChildSa {
         ChildSaStatus {
             child_id: self.child_id,
             state: match self.state {
+                ChildState::Installed if self.pending_out.is_some() => "INSTALLED_INBOUND",
                 ChildState::Installed => "INSTALLED",
+                ChildState::Rekeying => "REKEYING",
+                ChildState::Rekeyed => "REKEYED",
+                ChildState::Deleting => "DELETING",
+                ChildState::Redundant => "REDUNDANT",
             },
             spi_in: self.spi_in,
             spi_out: self.spi_out,
@@ -46,18 +87,27 @@ impl ChildSa {
             dh: self.algs.dh,
             encap: self.encap,
             established_at: self.established_at,
-            next_rekey: None,
-            expires_at: None,
+            next_rekey: if self.state == ChildState::Installed { self.rekey_at } else { None },
+            expires_at: self.expire_at,
         }
     }
 
-    /// Removes both directions from the datapath and reports it.
+    /// Removes both directions from the datapath at once and reports it (teardown).
     pub(crate) fn remove(&self, ctx: &mut Ctx<'_>, tunnel: &str) {
-        for (spi, direction) in [(self.spi_out, Direction::Outbound), (self.spi_in, Direction::Inbound)] {
-            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi, direction }));
+        if self.out_installed {
+            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+                spi: self.spi_out,
+                direction: Direction::Outbound,
+            }));
         }
-        ctx.out.push_back(Output::Event(Event::ChildDown { peer: tunnel.to_string(), spi_in: self.spi_in }));
-        tracing::info!(tunnel, spi_in = %self.spi_in, spi_out = %self.spi_out, "CHILD SA removed");
+        if self.in_installed {
+            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+                spi: self.spi_in,
+                direction: Direction::Inbound,
+            }));
+            ctx.out.push_back(Output::Event(Event::ChildDown { peer: tunnel.to_string(), spi_in: self.spi_in }));
+            tracing::info!(tunnel, spi_in = %self.spi_in, spi_out = %self.spi_out, "CHILD SA removed");
+        }
     }
 }
 
@@ -65,21 +115,97 @@ fn list(ts: &[TrafficSelector]) -> String {
     ts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }
 
-/// Derives the keys of a new CHILD SA (RFC 7296 2.17) and emits InstallInbound and
-/// InstallOutbound. Returns the `ChildUp` event for the caller to emit after its
-/// response went out, or `None` if keys could not be built.
+/// Removes the CHILD SA at `idx` from `sa`: first activates the outbound half of any
+/// CHILD SA waiting to replace it, then removes its outbound SA, then its inbound SA
+/// (after [`OLD_INBOUND_GRACE`] if it was superseded). Returns it.
+pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option<ChildSa> {
+    if idx >= sa.children.len() {
+        return None;
+    }
+    let c = sa.children.remove(idx);
+    for k in sa.children.iter_mut().filter(|k| k.replaces == Some(c.child_id)) {
+        k.replaces = None;
+        if let Some(p) = k.pending_out.take() {
+            tracing::debug!(tunnel = %sa.peer.name, spi_out = %k.spi_out, "outbound traffic moves to the new CHILD SA");
+            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(p)));
+            k.out_installed = true;
+        }
+    }
+    let name = sa.peer.name.clone();
+    if c.out_installed {
+        ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi: c.spi_out, direction: Direction::Outbound }));
+    }
+    if c.in_installed {
+        if c.superseded {
+            sa.retiring.push((c.spi_in, ctx.now + OLD_INBOUND_GRACE));
+        } else {
+            ctx.out
+                .push_back(Output::Datapath(DatapathCommand::Remove { spi: c.spi_in, direction: Direction::Inbound }));
+        }
+        ctx.out.push_back(Output::Event(Event::ChildDown { peer: name.clone(), spi_in: c.spi_in }));
+        tracing::info!(tunnel = %name, spi_in = %c.spi_in, spi_out = %c.spi_out, "CHILD SA removed");
+    }
+    Some(c)
+}
+
+/// Removes inbound SAs whose grace period is over (all of them with `all`).
+pub(crate) fn expire_retiring(sa: &mut IkeSa, ctx: &mut Ctx<'_>, all: bool) {
+    let now = ctx.now;
+    sa.retiring.retain(|(spi, at)| {
+        if all || *at <= now {
+            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi: *spi, direction: Direction::Inbound }));
+            false
+        } else {
+            true
+        }
+    });
+}
+
+/// A CHILD SA to create: negotiated algorithms, SPIs and selectors.
+pub(crate) struct NewChild {
+    pub(crate) algs: EspAlgs,
+    pub(crate) spi_in: u32,
+    pub(crate) spi_out: u32,
+    pub(crate) local_ts: Vec<TrafficSelector>,
+    pub(crate) remote_ts: Vec<TrafficSelector>,
+}
+
+/// Which halves of a new CHILD SA go to the datapath now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Install {
+    /// Inbound then outbound.
+    Both,
+    /// Inbound only; outbound when the CHILD SA with this child id is deleted.
+    InboundReplacing(u64),
+    /// Nothing (a collision loser we delete at once).
+    Nothing,
+}
+
+/// The key exchange material of a CREATE_CHILD_SA: both nonces, the DH shared secret
+/// (PFS) and whether we initiated the exchange.
+pub(crate) struct Keying<'a> {
+    pub(crate) ni: &'a [u8],
+    pub(crate) nr: &'a [u8],
+    pub(crate) shared: Option<&'a [u8]>,
+    pub(crate) we_initiated: bool,
+}
+
+/// Derives the keys of a new CHILD SA (RFC 7296 2.17), records it and emits the
+/// datapath commands `how` asks for. Returns the `ChildUp` event for the caller to
+/// emit after its response went out (`None` if keys could not be built or nothing was
+/// installed).
 pub(crate) fn install(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_>,
-    algs: EspAlgs,
-    spi_in: u32,
-    spi_out: u32,
-    local_ts: Vec<TrafficSelector>,
-    remote_ts: Vec<TrafficSelector>,
+    new: NewChild,
+    keying: &Keying<'_>,
+    how: Install,
 ) -> Option<Event> {
     let (keys, ike_algs) = (sa.keys.as_ref()?, sa.algs?);
-    let (i2r, r2i) = crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, None, &sa.ni, &sa.nr);
-    let (kin, kout) = if sa.initiator { (r2i, i2r) } else { (i2r, r2i) };
+    let algs = new.algs;
+    let (i2r, r2i) =
+        crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, keying.shared, keying.ni, keying.nr);
+    let (kin, kout) = if keying.we_initiated { (r2i, i2r) } else { (i2r, r2i) };
     let key_in = AeadKey::from_keymat(algs.encr, &kin)?;
     let key_out = AeadKey::from_keymat(algs.encr, &kout)?;
     let encap = sa.nat.then(|| UdpEncap {
@@ -87,19 +213,29 @@ pub(crate) fn install(
         remote_port: if sa.remote.port() == ctx.ike_port { ctx.natt_port } else { sa.remote.port() },
     });
     *ctx.next_child_id += 1;
-    let child = ChildSa {
+    let cfg = &sa.peer;
+    let rekey_in = ctx.jittered(cfg.child_rekey_time, cfg.rekey_jitter_percent);
+    let mut child = ChildSa {
         child_id: *ctx.next_child_id,
         state: ChildState::Installed,
-        spi_in: Spi(spi_in),
-        spi_out: Spi(spi_out),
-        local_ts,
-        remote_ts,
+        spi_in: Spi(new.spi_in),
+        spi_out: Spi(new.spi_out),
+        local_ts: new.local_ts,
+        remote_ts: new.remote_ts,
         algs,
         encap,
         established_at: ctx.now,
+        rekey_at: Some(ctx.now + rekey_in),
+        expire_at: Some(ctx.now + cfg.child_life_time.max(rekey_in)),
+        in_installed: false,
+        out_installed: false,
+        pending_out: None,
+        replaces: None,
+        superseded: false,
     };
+    let limits = volume_limits(cfg.child_rekey_bytes, cfg.child_rekey_packets);
     let endpoints = child.endpoints(sa.local, sa.remote);
-    let child_ref = ChildRef { tunnel: sa.peer.name.clone(), child_id: child.child_id };
+    let child_ref = ChildRef { tunnel: cfg.name.clone(), child_id: child.child_id };
     let params = |spi: Spi, direction, key: AeadKey, replay_window| SaParams {
         spi,
         direction,
@@ -110,23 +246,52 @@ pub(crate) fn install(
         esn: false,
         local_ts: child.local_ts.clone(),
         remote_ts: child.remote_ts.clone(),
-        limits: Default::default(),
+        limits,
     };
-    let inbound = params(child.spi_in, Direction::Inbound, key_in, sa.peer.replay_window);
+    let inbound = params(child.spi_in, Direction::Inbound, key_in, cfg.replay_window);
     let outbound = params(child.spi_out, Direction::Outbound, key_out, 0);
-    ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
-    ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(outbound)));
+    let name = cfg.name.clone();
+    match how {
+        Install::Nothing => {
+            sa.children.push(child);
+            return None;
+        }
+        Install::Both => {
+            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
+            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(outbound)));
+            child.in_installed = true;
+            child.out_installed = true;
+        }
+        Install::InboundReplacing(old) => {
+            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
+            child.in_installed = true;
+            child.pending_out = Some(outbound);
+            child.replaces = Some(old);
+        }
+    }
     tracing::info!(
-        tunnel = %sa.peer.name,
-        "CHILD SA established: {} === {}, SPIs in {} / out {}, {}{}",
+        tunnel = %name,
+        "CHILD SA established: {} === {}, SPIs in {} / out {}, {}{}{}",
         list(&child.local_ts),
         list(&child.remote_ts),
         child.spi_in,
         child.spi_out,
         algs.encr.keyword(),
+        algs.dh.map(|g| format!(", PFS {}", g.keyword())).unwrap_or_default(),
         if encap.is_some() { ", UDP-encap" } else { "" }
     );
-    let ev = Event::ChildUp { peer: sa.peer.name.clone(), spi_in: child.spi_in, spi_out: child.spi_out };
+    let ev = Event::ChildUp { peer: name, spi_in: child.spi_in, spi_out: child.spi_out };
     sa.children.push(child);
     Some(ev)
+}
+
+/// Soft limits from the configuration; hard limits 10 % above them.
+pub(crate) fn volume_limits(bytes: Option<u64>, packets: Option<u64>) -> VolumeLimits {
+    let hard = |soft: u64| soft.saturating_add((soft / 10).max(1));
+    VolumeLimits {
+        soft_bytes: bytes,
+        soft_packets: packets,
+        hard_bytes: bytes.map(hard),
+        hard_packets: packets.map(hard),
+    }
 }

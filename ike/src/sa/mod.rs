@@ -7,6 +7,7 @@
 
 pub(crate) mod child;
 pub(crate) mod task_manager;
+mod timers;
 
 use crate::crypto::{IkeKeys, SkCipher};
 use crate::endpoint::{Event, Output, PeerConfig, Rng, Transmit};
@@ -14,13 +15,13 @@ use crate::error::{notify, Failure};
 use crate::message::payload::Notify;
 use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
 use crate::proposal::IkeAlgs;
-use crate::task::{ike_auth, ike_init, informational, ActiveTask};
+use crate::task::{create_child, ike_auth, ike_init, ike_rekey, informational, ActiveTask};
 use child::ChildSa;
-use ipsec_types::{DatapathCommand, Direction, Timestamp};
+use ipsec_types::{DatapathCommand, Direction, Spi, Timestamp};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
-use task_manager::{TaskKind, TaskManager, Timeout};
+use task_manager::{TaskKind, TaskManager};
 
 /// A responder's IKE SA that is not authenticated within this time is dropped.
 pub(crate) const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,9 +43,72 @@ pub(crate) struct Ctx<'a> {
     pub(crate) next_child_id: &'a mut u64,
     pub(crate) ike_port: u16,
     pub(crate) natt_port: u16,
+    /// Work for the endpoint that crosses IKE SAs (rekeying).
+    pub(crate) actions: &'a mut Vec<Action>,
+}
+
+/// What an IKE SA asks of the endpoint.
+pub(crate) enum Action {
+    /// A new IKE SA (from a rekey) joins the endpoint.
+    Spawn(Box<IkeSa>),
+    /// These CHILD SAs move to the IKE SA with SPIs `to` (the winner of an IKE rekey
+    /// collision).
+    Adopt { to: (u64, u64), transfer: Transfer },
+}
+
+/// The CHILD SAs of an IKE SA with their pending work, moving to its successor.
+#[derive(Default)]
+pub(crate) struct Transfer {
+    children: Vec<ChildSa>,
+    retiring: Vec<(Spi, Timestamp)>,
+    queue: Vec<TaskKind>,
+}
+
+impl Transfer {
+    /// Takes the CHILD SAs and queued CHILD SA work out of `sa`.
+    pub(crate) fn take_from(sa: &mut IkeSa) -> Self {
+        let queue = sa
+            .tasks
+            .queue
+            .drain(..)
+            .filter(|t| matches!(t, TaskKind::ChildDelete(_) | TaskKind::ChildRekey(_) | TaskKind::ChildCreate))
+            .collect();
+        Self { children: std::mem::take(&mut sa.children), retiring: std::mem::take(&mut sa.retiring), queue }
+    }
+
+    /// Hands them to `sa`.
+    pub(crate) fn give_to(self, sa: &mut IkeSa) {
+        sa.children.extend(self.children);
+        sa.retiring.extend(self.retiring);
+        sa.tasks.queue.extend(self.queue);
+        sa.pending_adoption = None;
+    }
+
+    /// Nobody took them: remove them from the datapath.
+    pub(crate) fn discard(self, ctx: &mut Ctx<'_>, tunnel: &str) {
+        for c in &self.children {
+            c.remove(ctx, tunnel);
+        }
+        for (spi, _) in self.retiring {
+            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi, direction: Direction::Inbound }));
+        }
+    }
 }
 
 impl Ctx<'_> {
+    /// A uniformly random duration in `lo..=hi` (millisecond steps).
+    pub(crate) fn random_between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = u64::try_from(hi.saturating_sub(lo).as_millis()).unwrap_or(u64::MAX);
+        let mut b = [0u8; 8];
+        self.rng.fill(&mut b);
+        let r = if span == u64::MAX { u64::from_be_bytes(b) } else { u64::from_be_bytes(b) % (span + 1) };
+        lo + Duration::from_millis(r)
+    }
+    /// `base` minus a random part of up to `percent` % of it (rekey jitter).
+    pub(crate) fn jittered(&mut self, base: Duration, percent: u8) -> Duration {
+        let max = base.mul_f64(f64::from(percent.min(100)) / 100.0);
+        base.saturating_sub(self.random_between(Duration::ZERO, max))
+    }
     pub(crate) fn random_u64(&mut self) -> u64 {
         let mut b = [0u8; 8];
         while b == [0u8; 8] {
@@ -78,6 +142,8 @@ pub(crate) enum IkeState {
     /// IKE_AUTH in progress (both roles).
     Authenticating,
     Established,
+    /// Replaced by a rekey: its CHILD SAs moved on; waits for the peer's DELETE.
+    Rekeyed,
     /// We sent DELETE; everything is already torn down.
     Deleting,
 }
@@ -88,6 +154,7 @@ impl IkeState {
             Self::Connecting => "CONNECTING",
             Self::Authenticating => "AUTHENTICATING",
             Self::Established => "ESTABLISHED",
+            Self::Rekeyed => "REKEYED",
             Self::Deleting => "DELETING",
         }
     }
@@ -129,6 +196,17 @@ pub(crate) struct IkeSa {
     /// We send INITIAL_CONTACT in our IKE_AUTH: no other IKE SA with this peer exists
     /// (cleared by the endpoint when one appears meanwhile).
     pub(crate) send_initial_contact: bool,
+    /// Inbound SAs of deleted, rekeyed CHILD SAs in their grace period.
+    pub(crate) retiring: Vec<(Spi, Timestamp)>,
+    /// When to rekey the IKE SA.
+    pub(crate) rekey_at: Option<Timestamp>,
+    /// Hard lifetime of the IKE SA.
+    pub(crate) expire_at: Option<Timestamp>,
+    /// Replaced by (or lost to) a rekey: goes away silently (no IkeDown, no retry).
+    pub(crate) rekeyed: bool,
+    /// Created by the peer's colliding IKE rekey: deleted by us if no CHILD SAs moved
+    /// to it by then (the peer should have deleted it).
+    pub(crate) pending_adoption: Option<Timestamp>,
 }
 
 impl IkeSa {
@@ -157,6 +235,11 @@ impl IkeSa {
             down_reported: false,
             initial_contact: false,
             send_initial_contact: false,
+            retiring: vec![],
+            rekey_at: None,
+            expire_at: None,
+            rekeyed: false,
+            pending_adoption: None,
         }
     }
 
@@ -247,7 +330,12 @@ impl IkeSa {
                 ActiveTask::IkeDelete => return Err(Failure::Deleted("IKE SA deleted".into())),
                 ActiveTask::ChildDelete(spi) => {
                     tracing::debug!(tunnel = %self.name(), %spi, "peer confirmed the CHILD SA deletion");
+                    if let Some(i) = self.children.iter().position(|c| c.spi_in == spi) {
+                        child::remove_at(self, ctx, i);
+                    }
                 }
+                ActiveTask::ChildCreate(init) => create_child::process_response(self, ctx, init, &msg)?,
+                ActiveTask::IkeRekey(init) => ike_rekey::process_response(self, ctx, init, &msg)?,
                 ActiveTask::Liveness => {}
             }
             self.kick(ctx);
@@ -285,9 +373,14 @@ impl IkeSa {
                 ike_auth::process_request(self, ctx, &msg)?;
             }
             (IkeState::Established, exchange::INFORMATIONAL) => informational::process_request(self, ctx, &msg)?,
-            (IkeState::Established, exchange::CREATE_CHILD_SA) => {
-                tracing::debug!(tunnel = %self.name(), "CREATE_CHILD_SA not supported yet; answering NO_ADDITIONAL_SAS");
-                let n = Payload::Notify(Notify::new(notify::NO_ADDITIONAL_SAS, vec![]));
+            (IkeState::Established, exchange::CREATE_CHILD_SA) if ike_rekey::is_ike_rekey(&msg) => {
+                ike_rekey::process_request(self, ctx, &msg)?;
+            }
+            (IkeState::Established, exchange::CREATE_CHILD_SA) => create_child::process_request(self, ctx, &msg)?,
+            (IkeState::Rekeyed, exchange::INFORMATIONAL) => informational::process_request(self, ctx, &msg)?,
+            (IkeState::Rekeyed | IkeState::Deleting, exchange::CREATE_CHILD_SA) => {
+                tracing::debug!(tunnel = %self.name(), "CREATE_CHILD_SA on an IKE SA going away; answering TEMPORARY_FAILURE");
+                let n = Payload::Notify(Notify::new(notify::TEMPORARY_FAILURE, vec![]));
                 self.send_response(ctx, h.exchange, h.message_id, &[n]);
             }
             (IkeState::Deleting, exchange::INFORMATIONAL) => {
@@ -348,43 +441,16 @@ impl IkeSa {
             match kind {
                 TaskKind::Liveness => {
                     self.send_request(ctx, ActiveTask::Liveness, exchange::INFORMATIONAL, &[], false);
+                    if let Some(o) = self.tasks.outstanding.as_mut() {
+                        o.give_up_at = Some(ctx.now + self.peer.dpd_timeout);
+                    }
                     return;
                 }
                 TaskKind::ChildDelete(spi) if informational::start_child_delete(self, ctx, spi) => return,
+                TaskKind::ChildRekey(spi) if create_child::start(self, ctx, Some(spi)) => return,
+                TaskKind::ChildCreate if create_child::start(self, ctx, None) => return,
+                TaskKind::IkeRekey if ike_rekey::start(self, ctx) => return,
                 _ => {}
-            }
-        }
-    }
-
-    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
-        [self.tasks.deadline(), self.deadline].into_iter().flatten().min()
-    }
-
-    pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
-        if self.deadline.is_some_and(|d| d <= ctx.now) {
-            self.deadline = None;
-            if self.state != IkeState::Established {
-                tracing::warn!(tunnel = %self.name(), peer = %self.remote.ip(), "tunnel {}: peer {} did not complete IKE_AUTH in time; dropping half-open IKE SA", self.name(), self.remote.ip());
-                return Err(Failure::Transient("half-open IKE SA timed out".into()));
-            }
-        }
-        match self.tasks.on_timeout(ctx.now) {
-            Timeout::Nothing => Ok(()),
-            Timeout::Retransmit(p) => {
-                tracing::debug!(tunnel = %self.name(), "retransmitting request");
-                self.transmit(ctx, p);
-                Ok(())
-            }
-            Timeout::GiveUp(ActiveTask::IkeDelete) => {
-                Err(Failure::Deleted("IKE SA deleted (no DELETE response)".into()))
-            }
-            Timeout::GiveUp(task) => {
-                let (name, peer, what) = (self.name(), self.remote.ip(), task.name());
-                let tries = task_manager::RETRANSMIT_LIMIT;
-                tracing::warn!(
-                    "tunnel {name}: peer {peer} did not answer {what} after {tries} retransmits; IKE SA failed"
-                );
-                Err(Failure::Transient(format!("peer did not answer {what}")))
             }
         }
     }
@@ -394,6 +460,7 @@ impl IkeSa {
         for c in std::mem::take(&mut self.children) {
             c.remove(ctx, self.name());
         }
+        child::expire_retiring(self, ctx, true);
         if !self.down_reported {
             self.down_reported = true;
             if self.initiator || self.established_at.is_some() {

@@ -17,9 +17,15 @@ pub(crate) const RETRANSMIT_LIMIT: u32 = 5;
 /// Exchanges queued until the window opens (they become `ActiveTask`s when sent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TaskKind {
+    /// DELETE the CHILD SA with this inbound or outbound SPI.
     ChildDelete(Spi),
-    /// An empty INFORMATIONAL request (queued by DPD, issue #3).
-    #[allow(dead_code)] // reason: DPD lands with issue #3
+    /// Rekey the CHILD SA with this inbound SPI.
+    ChildRekey(Spi),
+    /// Create a CHILD SA from scratch (after CHILD_SA_NOT_FOUND).
+    ChildCreate,
+    /// Rekey the IKE SA.
+    IkeRekey,
+    /// An empty INFORMATIONAL request (dead peer detection).
     Liveness,
 }
 
@@ -33,6 +39,8 @@ pub(crate) struct Outstanding {
     pub(crate) next_at: Timestamp,
     /// Give up after the first timeout instead of retransmitting (DELETE on shutdown).
     pub(crate) single_shot: bool,
+    /// Retransmit until this time instead of [`RETRANSMIT_LIMIT`] times (liveness checks).
+    pub(crate) give_up_at: Option<Timestamp>,
 }
 
 /// Per-IKE-SA exchange bookkeeping.
@@ -68,6 +76,7 @@ impl TaskManager {
             retransmits: 0,
             next_at: now + RETRANSMIT_BASE,
             single_shot,
+            give_up_at: None,
         });
         self.next_mid = self.next_mid.wrapping_add(1);
     }
@@ -89,7 +98,11 @@ impl TaskManager {
         if now < o.next_at {
             return Timeout::Nothing;
         }
-        if o.single_shot || o.retransmits >= RETRANSMIT_LIMIT {
+        let exhausted = match o.give_up_at {
+            Some(t) => now >= t,
+            None => o.retransmits >= RETRANSMIT_LIMIT,
+        };
+        if o.single_shot || exhausted {
             return match self.outstanding.take() {
                 Some(o) => Timeout::GiveUp(o.task),
                 None => Timeout::Nothing,
@@ -98,7 +111,17 @@ impl TaskManager {
         o.retransmits += 1;
         let factor = 1u32 << o.retransmits.min(16);
         o.next_at = now + RETRANSMIT_BASE * factor;
+        if let Some(t) = o.give_up_at {
+            o.next_at = o.next_at.min(t);
+        }
         Timeout::Retransmit(o.packet.clone())
+    }
+
+    /// Queues `kind` unless it is already queued.
+    pub(crate) fn queue_once(&mut self, kind: TaskKind) {
+        if !self.queue.contains(&kind) {
+            self.queue.push_back(kind);
+        }
     }
 
     /// Records the response to the peer's request `mid`.
@@ -142,5 +165,26 @@ mod tests {
         }
         assert_eq!(gaps, vec![2, 4, 8, 16, 32]);
         assert_eq!(tm.next_mid, 1);
+    }
+
+    #[test]
+    fn liveness_retransmits_until_its_deadline() {
+        let mut tm = TaskManager::default();
+        tm.sent(Timestamp::ZERO, ActiveTask::Liveness, 37, vec![1], false);
+        if let Some(o) = tm.outstanding.as_mut() {
+            o.give_up_at = Some(Timestamp::from_secs(150));
+        }
+        let mut times = vec![];
+        let mut t = Timestamp::from_secs(1);
+        loop {
+            match tm.on_timeout(t) {
+                Timeout::Retransmit(_) => times.push(t.saturating_since(Timestamp::ZERO).as_secs()),
+                Timeout::GiveUp(_) => break,
+                Timeout::Nothing => unreachable!(),
+            }
+            t = tm.deadline().unwrap();
+        }
+        assert_eq!(times, vec![1, 3, 7, 15, 31, 63, 127]);
+        assert_eq!(t, Timestamp::from_secs(150));
     }
 }

@@ -62,7 +62,11 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     sa.state = IkeState::Established;
     sa.established_at = Some(ctx.now);
+    sa.last_heard = Some(ctx.now);
     sa.deadline = None;
+    let rekey_in = ctx.jittered(sa.peer.ike_rekey_time, sa.peer.rekey_jitter_percent);
+    sa.rekey_at = Some(ctx.now + rekey_in);
+    sa.expire_at = Some(ctx.now + sa.peer.ike_life_time.max(rekey_in));
     if let Some(a) = sa.algs {
         tracing::info!(
             tunnel = %sa.name(),
@@ -170,7 +174,10 @@ pub(crate) fn process_response(
         );
         return Ok(());
     }
-    if let Some(ev) = child::install(sa, ctx, algs, init.spi_in, spi_out, tsi.clone(), tsr.clone()) {
+    let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
+    let keying = child::Keying { ni: &ni, nr: &nr, shared: None, we_initiated: true };
+    let new = child::NewChild { algs, spi_in: init.spi_in, spi_out, local_ts: tsi.clone(), remote_ts: tsr.clone() };
+    if let Some(ev) = child::install(sa, ctx, new, &keying, child::Install::Both) {
         ctx.out.push_back(Output::Event(ev));
     }
     Ok(())
@@ -282,7 +289,10 @@ fn create_child(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, resp: &mut Vec
         return None;
     }
     let spi_in = ctx.random_spi();
-    let ev = child::install(sa, ctx, algs, spi_in, spi_out, local_ts.clone(), remote_ts.clone())?;
+    let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
+    let keying = child::Keying { ni: &ni, nr: &nr, shared: None, we_initiated: false };
+    let new = child::NewChild { algs, spi_in, spi_out, local_ts: local_ts.clone(), remote_ts: remote_ts.clone() };
+    let ev = child::install(sa, ctx, new, &keying, child::Install::Both)?;
     resp.push(Payload::Sa(proposal::esp_answer(algs, num, spi_in)));
     resp.push(Payload::TsI(remote_ts));
     resp.push(Payload::TsR(local_ts));

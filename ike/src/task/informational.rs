@@ -5,8 +5,9 @@ use super::error_notify;
 use crate::error::{notify, Failure};
 use crate::message::payload::{proto, spi32, Delete};
 use crate::message::{exchange, Message, Payload};
+use crate::sa::child::{self, ChildState};
 use crate::sa::{Ctx, IkeSa};
-use crate::task::ActiveTask;
+use crate::task::{ike_rekey, ActiveTask};
 use ipsec_types::Spi;
 
 /// The responder side: answers DELETEs (with our matching CHILD SPIs) and empty requests.
@@ -20,10 +21,11 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
             proto::IKE => delete_ike = true,
             proto::ESP => {
                 for spi in d.spis.iter().filter_map(|s| spi32(s)) {
-                    if let Some(i) = sa.children.iter().position(|c| c.spi_out == Spi(spi)) {
-                        let c = sa.children.remove(i);
-                        tracing::info!(tunnel = %name, "peer {peer_ip} deleted CHILD SA {}/{}", c.spi_in, c.spi_out);
-                        c.remove(ctx, &name);
+                    let Some(i) = sa.children.iter().position(|c| c.spi_out == Spi(spi)) else { continue };
+                    let Some(c) = child::remove_at(sa, ctx, i) else { continue };
+                    tracing::info!(tunnel = %name, "peer {peer_ip} deleted CHILD SA {}/{}", c.spi_in, c.spi_out);
+                    // Both deleting it (RFC 7296 1.4.1): answer without it.
+                    if c.state != ChildState::Deleting {
                         ours.push(c.spi_in.0.to_be_bytes().to_vec());
                     }
                 }
@@ -36,7 +38,12 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         delete_ike = true;
     }
     if delete_ike {
-        tracing::info!(tunnel = %name, "peer {peer_ip} deleted the IKE SA");
+        ike_rekey::old_sa_deleted(sa, ctx);
+        if sa.rekeyed {
+            tracing::debug!(tunnel = %name, "peer {peer_ip} deleted the rekeyed IKE SA");
+        } else {
+            tracing::info!(tunnel = %name, "peer {peer_ip} deleted the IKE SA");
+        }
         sa.send_response(ctx, exchange::INFORMATIONAL, mid, &[]);
         return Err(Failure::Deleted("deleted by peer".into()));
     }
@@ -52,19 +59,28 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
 /// Sends DELETE for the IKE SA, abandoning any outstanding request. We wait for the
 /// response for one retransmission timeout only.
 pub(crate) fn start_ike_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
-    sa.tasks.outstanding = None;
-    let d = Payload::Delete(Delete { protocol: proto::IKE, spi_size: 0, spis: vec![] });
-    sa.send_request(ctx, ActiveTask::IkeDelete, exchange::INFORMATIONAL, &[d], true);
+    send_ike_delete(sa, ctx, true);
 }
 
-/// Deletes the CHILD SA with inbound or outbound SPI `spi`: removes it and sends DELETE.
-/// Returns `false` if there is no such CHILD SA (nothing sent).
+/// Sends DELETE for the IKE SA; with `single_shot` the response is awaited for one
+/// retransmission timeout only, else with the usual retransmissions.
+pub(crate) fn send_ike_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>, single_shot: bool) {
+    sa.tasks.outstanding = None;
+    let d = Payload::Delete(Delete { protocol: proto::IKE, spi_size: 0, spis: vec![] });
+    sa.send_request(ctx, ActiveTask::IkeDelete, exchange::INFORMATIONAL, &[d], single_shot);
+}
+
+/// Sends DELETE for the CHILD SA with inbound or outbound SPI `spi`. Its SAs stay in
+/// the datapath until the response arrives (a rekeyed one keeps receiving until then).
+/// Returns `false` if there is no such CHILD SA or it is being deleted (nothing sent).
 pub(crate) fn start_child_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spi: Spi) -> bool {
-    let Some(i) = sa.children.iter().position(|c| c.spi_in == spi || c.spi_out == spi) else { return false };
-    let c = sa.children.remove(i);
-    c.remove(ctx, &sa.peer.name);
-    let d =
-        Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: vec![c.spi_in.0.to_be_bytes().to_vec()] });
-    sa.send_request(ctx, ActiveTask::ChildDelete(c.spi_in), exchange::INFORMATIONAL, &[d], false);
+    let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi || c.spi_out == spi) else { return false };
+    if c.state == ChildState::Deleting {
+        return false;
+    }
+    c.state = ChildState::Deleting;
+    let spi_in = c.spi_in;
+    let d = Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: vec![spi_in.0.to_be_bytes().to_vec()] });
+    sa.send_request(ctx, ActiveTask::ChildDelete(spi_in), exchange::INFORMATIONAL, &[d], false);
     true
 }

@@ -5,8 +5,10 @@
 //! Tasks decide protocol questions (what to send, whether to accept what came back);
 //! they do not own message IDs, retransmission or SPI routing (see `sa`, `endpoint`).
 
+pub(crate) mod create_child;
 pub(crate) mod ike_auth;
 pub(crate) mod ike_init;
+pub(crate) mod ike_rekey;
 pub(crate) mod informational;
 pub(crate) mod natd;
 #[cfg(test)]
@@ -23,8 +25,11 @@ pub(crate) enum ActiveTask {
     IkeAuth(ike_auth::Initiator),
     IkeDelete,
     ChildDelete(Spi),
-    /// An empty INFORMATIONAL request (DPD, issue #3).
-    #[allow(dead_code)] // reason: DPD lands with issue #3
+    /// CREATE_CHILD_SA for a CHILD SA (new or rekey).
+    ChildCreate(Box<create_child::Initiator>),
+    /// CREATE_CHILD_SA rekeying the IKE SA.
+    IkeRekey(Box<ike_rekey::Initiator>),
+    /// An empty INFORMATIONAL request (dead peer detection).
     Liveness,
 }
 
@@ -35,6 +40,8 @@ impl ActiveTask {
             Self::IkeAuth(_) => "IKE_AUTH",
             Self::IkeDelete => "INFORMATIONAL (DELETE IKE SA)",
             Self::ChildDelete(_) => "INFORMATIONAL (DELETE CHILD SA)",
+            Self::ChildCreate(_) => "CREATE_CHILD_SA",
+            Self::IkeRekey(_) => "CREATE_CHILD_SA (IKE SA rekey)",
             Self::Liveness => "INFORMATIONAL (liveness)",
         }
     }

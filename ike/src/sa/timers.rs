@@ -1,0 +1,156 @@
+//! The timers of one IKE SA: retransmission (via the task manager), the half-open and
+//! rekeyed-SA deadlines, IKE and CHILD SA rekey times and hard lifetimes, the grace
+//! period of old inbound SAs, and dead peer detection (RFC 7296 2.4, 2.8).
+//!
+//! Timers only queue work (rekeys, deletes, liveness checks); the exchanges themselves
+//! are in `task`.
+
+use super::child::{self, ChildState};
+use super::task_manager::{self, TaskKind, Timeout};
+use super::{Ctx, IkeSa, IkeState};
+use crate::error::Failure;
+use crate::task::{informational, ActiveTask};
+use ipsec_types::Timestamp;
+
+impl IkeSa {
+    /// When dead peer detection should check the peer (nothing else in flight).
+    fn dpd_at(&self) -> Option<Timestamp> {
+        let delay = self.peer.dpd_delay?;
+        if self.state != IkeState::Established
+            || self.tasks.outstanding.is_some()
+            || self.tasks.queue.contains(&TaskKind::Liveness)
+        {
+            return None;
+        }
+        Some(self.last_heard.or(self.established_at)? + delay)
+    }
+
+    /// CHILD and IKE SA rekey and expiry times (established SAs only).
+    fn lifetime_deadline(&self) -> Option<Timestamp> {
+        if self.state != IkeState::Established {
+            return None;
+        }
+        let children = self.children.iter().flat_map(|c| {
+            let rekey =
+                matches!(c.state, ChildState::Installed | ChildState::Redundant).then_some(c.rekey_at).flatten();
+            [rekey, (c.state != ChildState::Deleting).then_some(c.expire_at).flatten()]
+        });
+        let ike = [self.rekey_at, self.expire_at, self.pending_adoption];
+        children.chain(ike).flatten().min()
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+        let retiring = self.retiring.iter().map(|(_, t)| *t).min();
+        [self.tasks.deadline(), self.deadline, retiring, self.lifetime_deadline(), self.dpd_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
+        let now = ctx.now;
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.deadline = None;
+            match self.state {
+                IkeState::Established => {}
+                IkeState::Rekeyed => {
+                    tracing::debug!(tunnel = %self.name(), "peer did not delete the rekeyed IKE SA; forgetting it");
+                    return Err(Failure::Deleted("rekeyed IKE SA expired".into()));
+                }
+                _ => {
+                    tracing::warn!(tunnel = %self.name(), peer = %self.remote.ip(), "tunnel {}: peer {} did not complete IKE_AUTH in time; dropping half-open IKE SA", self.name(), self.remote.ip());
+                    return Err(Failure::Transient("half-open IKE SA timed out".into()));
+                }
+            }
+        }
+        child::expire_retiring(self, ctx, false);
+        self.lifetimes(ctx)?;
+        if self.dpd_at().is_some_and(|t| t <= now) {
+            tracing::debug!(tunnel = %self.name(), "nothing heard from the peer for a while; checking liveness");
+            self.tasks.queue_once(TaskKind::Liveness);
+        }
+        let result = match self.tasks.on_timeout(now) {
+            Timeout::Nothing => Ok(()),
+            Timeout::Retransmit(p) => {
+                tracing::debug!(tunnel = %self.name(), "retransmitting request");
+                self.transmit(ctx, p);
+                Ok(())
+            }
+            Timeout::GiveUp(ActiveTask::IkeDelete) => {
+                Err(Failure::Deleted("IKE SA deleted (no DELETE response)".into()))
+            }
+            Timeout::GiveUp(task) => {
+                let (name, peer, what) = (self.name(), self.remote.ip(), task.name());
+                if matches!(task, ActiveTask::Liveness) {
+                    let secs = self.peer.dpd_timeout.as_secs();
+                    tracing::warn!(
+                        "tunnel {name}: peer {peer} did not answer liveness checks for {secs}s; peer is dead"
+                    );
+                    Err(Failure::Transient("dead peer detected".into()))
+                } else {
+                    let tries = task_manager::RETRANSMIT_LIMIT;
+                    tracing::warn!(
+                        "tunnel {name}: peer {peer} did not answer {what} after {tries} retransmits; IKE SA failed"
+                    );
+                    Err(Failure::Transient(format!("peer did not answer {what}")))
+                }
+            }
+        };
+        result?;
+        self.kick(ctx);
+        Ok(())
+    }
+
+    /// Rekey and expiry of the IKE SA and its CHILD SAs.
+    fn lifetimes(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
+        let now = ctx.now;
+        if self.state != IkeState::Established {
+            return Ok(());
+        }
+        if self.expire_at.is_some_and(|t| t <= now) {
+            tracing::warn!(tunnel = %self.name(), "IKE SA reached its hard lifetime without a rekey; deleting it");
+            self.expire_at = None;
+            informational::start_ike_delete(self, ctx);
+            return Err(Failure::Transient("IKE SA lifetime expired".into()));
+        }
+        if self.pending_adoption.is_some_and(|t| t <= now) {
+            tracing::info!(tunnel = %self.name(), "redundant IKE SA from a rekey collision was not deleted by the peer; deleting it");
+            self.pending_adoption = None;
+            self.rekeyed = true;
+            self.down_reported = true;
+            self.state = IkeState::Deleting;
+            self.tasks.queue.clear();
+            informational::start_ike_delete(self, ctx);
+            return Ok(());
+        }
+        if self.rekey_at.is_some_and(|t| t <= now) {
+            self.rekey_at = None;
+            self.tasks.queue_once(TaskKind::IkeRekey);
+        }
+        let mut work = Vec::new();
+        for c in &mut self.children {
+            if c.state != ChildState::Deleting && c.expire_at.is_some_and(|t| t <= now) {
+                tracing::warn!(tunnel = %self.peer.name, spi_in = %c.spi_in, "CHILD SA reached its hard lifetime; deleting it");
+                c.expire_at = None;
+                c.rekey_at = None;
+                work.push(TaskKind::ChildDelete(c.spi_in));
+                continue;
+            }
+            if c.rekey_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            c.rekey_at = None;
+            match c.state {
+                ChildState::Installed if c.pending_out.is_none() => work.push(TaskKind::ChildRekey(c.spi_in)),
+                // Its predecessor is not deleted yet: look again a little later.
+                ChildState::Installed => c.rekey_at = Some(now + std::time::Duration::from_secs(10)),
+                ChildState::Redundant => work.push(TaskKind::ChildDelete(c.spi_in)),
+                _ => {}
+            }
+        }
+        for w in work {
+            self.tasks.queue_once(w);
+        }
+        Ok(())
+    }
+}
