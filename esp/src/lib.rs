@@ -102,6 +102,9 @@ pub struct SaStats {
     pub child: ChildRef,
     /// Counters.
     pub counters: SaCounters,
+    /// Outbound: still in the seal path (`false` once a newer SA of the same CHILD_SA
+    /// or selectors was installed). Always `true` inbound.
+    pub active: bool,
 }
 
 /// Drops not attributable to one SA.

@@ -285,6 +285,7 @@ fn stats_of(e: &Entry, direction: Direction, seq: u64) -> SaStats {
             expired: c.expired.load(Relaxed),
             seq,
         },
+        active: e.active,
     }
 }
 

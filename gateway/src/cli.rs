@@ -1,11 +1,13 @@
 //! `vpnctl`: the operator's command line for a running `vpngw`.
 //!
-//! Exit codes: 0 success, 1 error (daemon unreachable, request refused), 2 usage.
+//! Exit codes: 0 success, 1 error (daemon unreachable, request refused, unknown
+//! tunnel, command failed), 2 usage, 3 a tunnel command was started but its effect
+//! was not seen within `--wait` (the daemon carries on).
 //! The socket is `--socket PATH`, else `gateway.control_socket` of `--config FILE`,
 //! else [`DEFAULT_SOCKET`](crate::control::DEFAULT_SOCKET).
 
 use crate::control::client::{self, ClientError};
-use crate::control::proto::{Reply, Request, ResponseFrame, VERSION};
+use crate::control::proto::{Outcome, Reply, Request, ResponseFrame, DEFAULT_WAIT_MS, MAX_WAIT_MS, VERSION};
 use crate::control::DEFAULT_SOCKET;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,12 +35,69 @@ pub struct Cli {
 /// vpnctl commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Tunnels, IKE and CHILD SAs, algorithms, SPIs, traffic counters and drops.
+    /// Tunnels, IKE and CHILD SAs, algorithms, SPIs, lifetimes, traffic counters and drops.
     Status {
+        /// Only this tunnel.
+        tunnel: Option<String>,
         /// Print the status as JSON (a stable, versioned document).
         #[arg(long)]
         json: bool,
     },
+    /// Bring a tunnel up now (initiate) and keep it up; waits until it is established.
+    Up {
+        /// Tunnel name from the configuration.
+        tunnel: String,
+        #[command(flatten)]
+        opts: ActionOpts,
+    },
+    /// Delete a tunnel's IKE and CHILD SAs and stop initiating it until `vpnctl up`.
+    Down {
+        /// Tunnel name from the configuration.
+        tunnel: String,
+        #[command(flatten)]
+        opts: ActionOpts,
+    },
+    /// Rekey a tunnel's CHILD SAs now (or its IKE SA with --ike); waits for the new SA.
+    Rekey {
+        /// Tunnel name from the configuration.
+        tunnel: String,
+        /// Rekey the IKE SA instead of the CHILD SAs.
+        #[arg(long)]
+        ike: bool,
+        #[command(flatten)]
+        opts: ActionOpts,
+    },
+}
+
+/// Options of the tunnel commands.
+#[derive(Debug, clap::Args)]
+pub struct ActionOpts {
+    /// Seconds to wait for the effect before answering (0: answer at once; at most 60).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_WAIT_MS as f64 / 1000.0)]
+    pub wait: f64,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ActionOpts {
+    fn wait_ms(&self) -> Result<u64, String> {
+        if !self.wait.is_finite() || self.wait < 0.0 {
+            return Err(format!("--wait {}: expected seconds >= 0", self.wait));
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite, >= 0, clamped
+        let ms = (self.wait * 1000.0).min(MAX_WAIT_MS as f64) as u64;
+        Ok(ms)
+    }
+}
+
+/// What `vpnctl` prints and how it exits.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Output {
+    /// For stdout.
+    pub text: String,
+    /// The process exit code.
+    pub code: u8,
 }
 
 /// `vpnctl`'s main.
@@ -46,8 +105,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
+            print!("{}", out.text);
+            if out.code == 3 {
+                eprintln!("vpnctl: not completed within the wait; check `vpnctl status`");
+            }
+            ExitCode::from(out.code)
         }
         Err(e) => {
             eprintln!("vpnctl: {e}");
@@ -56,31 +118,46 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs a parsed command line; returns what to print on stdout.
-pub fn run(cli: &Cli) -> Result<String, String> {
+/// Runs a parsed command line; returns what to print on stdout and the exit code, or
+/// the error for stderr (exit code 1).
+pub fn run(cli: &Cli) -> Result<Output, String> {
     let socket = socket_path(cli)?;
-    match &cli.command {
-        Command::Status { json } => {
-            let reply = client::request(&socket, &Request::Status, TIMEOUT).map_err(|e| explain(&e))?;
-            match reply {
-                Reply::Status(report) => {
-                    if *json {
-                        let frame = ResponseFrame { v: VERSION, reply: Reply::Status(report) };
-                        let mut s =
-                            serde_json::to_string_pretty(&frame).map_err(|e| format!("cannot encode JSON: {e}"))?;
-                        s.push('\n');
-                        Ok(s)
-                    } else {
-                        Ok(crate::render::status(&report))
-                    }
-                }
-                Reply::Error(e) => {
-                    let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_owned));
-                    Err(format!("vpngw refused the request: {} ({})", e.message, code.unwrap_or_default()))
-                }
-            }
+    let (request, json) = match &cli.command {
+        Command::Status { tunnel, json } => (Request::Status { tunnel: tunnel.clone() }, *json),
+        Command::Up { tunnel, opts } => (Request::Up { tunnel: tunnel.clone(), wait_ms: opts.wait_ms()? }, opts.json),
+        Command::Down { tunnel, opts } => {
+            (Request::Down { tunnel: tunnel.clone(), wait_ms: opts.wait_ms()? }, opts.json)
         }
-    }
+        Command::Rekey { tunnel, ike, opts } => {
+            (Request::Rekey { tunnel: tunnel.clone(), ike: *ike, wait_ms: opts.wait_ms()? }, opts.json)
+        }
+    };
+    let reply = client::request(&socket, &request, TIMEOUT + request.wait()).map_err(|e| explain(&e))?;
+    let code = match &reply {
+        Reply::Status(_) => 0,
+        Reply::Action(a) => match a.outcome {
+            Outcome::Done | Outcome::Unchanged => 0,
+            Outcome::Failed => 1,
+            Outcome::Pending => 3,
+        },
+        Reply::Error(e) => {
+            let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_owned));
+            return Err(format!("vpngw refused the request: {} ({})", e.message, code.unwrap_or_default()));
+        }
+    };
+    let text = if json {
+        let frame = ResponseFrame { v: VERSION, reply };
+        let mut s = serde_json::to_string_pretty(&frame).map_err(|e| format!("cannot encode JSON: {e}"))?;
+        s.push('\n');
+        s
+    } else {
+        match &reply {
+            Reply::Status(report) => crate::render::status(report),
+            Reply::Action(a) => crate::render::action(a),
+            Reply::Error(_) => String::new(),
+        }
+    };
+    Ok(Output { text, code })
 }
 
 fn socket_path(cli: &Cli) -> Result<PathBuf, String> {

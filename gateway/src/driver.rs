@@ -4,14 +4,18 @@
 //! Loop: drain `poll_output` (Transmit -> WAN socket, Datapath -> `SaTable::apply` +
 //! publish, Event -> log), then wait on the channel until `poll_timeout`, feed what
 //! arrives, and call `handle_timeout` when due. Datapath events (volume expiry) are
-//! collected from `esp` once a second. On shutdown it sends DELETEs for every IKE SA
-//! and keeps running until the endpoint is idle or [`SHUTDOWN_GRACE`] passes.
+//! collected from `esp` every [`EVENT_POLL`]. Tunnel commands from `vpnctl` (`up`,
+//! `down`, `rekey`) become `ike::Command`s; their answers wait (in
+//! `control::action::Tracker`s) until the effect shows in the IKE state or events. On
+//! shutdown it sends DELETEs for every IKE SA and keeps running until the endpoint is
+//! idle or [`SHUTDOWN_GRACE`] passes.
 //!
 //! It does no packet I/O of its own beyond IKE transmissions, and no routing or TUN
 //! work: the daemon sets those up before and tears them down after [`Driver::run`].
 
 use crate::clock::{until, Clock};
-use crate::control::proto::{Reply, Request};
+use crate::control::action::{self, Tracker};
+use crate::control::proto::{ErrorReply, Reply, Request};
 use crate::datapath::{IoCounters, SharedTable};
 use crate::status;
 use ipsec_types::{DatapathCommand, Timestamp};
@@ -24,8 +28,16 @@ use std::time::Duration;
 /// How long shutdown waits for DELETE exchanges to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// How often datapath events are collected from `esp`.
-const EVENT_POLL: Duration = Duration::from_secs(1);
+/// How often datapath events (volume limits reached) are collected from `esp`. Short,
+/// since a hard limit makes the datapath refuse the SA until `ike` replaces it;
+/// collecting is one uncontended lock when nothing happened.
+pub const EVENT_POLL: Duration = Duration::from_millis(100);
+
+/// A tunnel command waiting for its effect, and where its answer goes.
+struct PendingAction {
+    tracker: Tracker,
+    reply: Sender<Reply>,
+}
 
 /// Capacity of the control thread's queue. Readers drop (and count) IKE datagrams
 /// beyond it rather than buffer without bound under a flood.
@@ -131,8 +143,12 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         let mut shutdown_deadline: Option<Timestamp> = None;
         let mut exit = Exit::Requested;
         let mut next_event_poll = now + EVENT_POLL;
+        let mut pending: Vec<PendingAction> = Vec::new();
+        // Tunnels stopped with `vpnctl down` (until `vpnctl up`), for the status.
+        let mut stopped: Vec<String> = Vec::new();
         loop {
-            self.drain();
+            let events = self.drain();
+            self.settle(now, &mut pending, &events, &stopped);
             if let Some(deadline) = shutdown_deadline {
                 if self.endpoint.is_idle() {
                     tracing::info!("all IKE SAs closed");
@@ -147,6 +163,9 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                 }
             }
             let mut wake = next_event_poll;
+            for p in &pending {
+                wake = wake.min(p.tracker.deadline());
+            }
             if let Some(t) = self.endpoint.poll_timeout() {
                 wake = wake.min(t);
             }
@@ -168,8 +187,30 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     self.endpoint.handle_datagram(now, local, remote, &data);
                 }
                 Ok(ControlMsg::Request { request, reply }) => {
-                    // The client may have gone away; nothing to do then.
-                    let _ = reply.send(self.answer(now, &request));
+                    let tunnels: Vec<&str> = self.config.tunnels.iter().map(|t| t.name.as_str()).collect();
+                    let status = self.endpoint.status();
+                    match action::start(now, &request, &tunnels, &status) {
+                        // The client may have gone away; nothing to do then.
+                        None => drop(reply.send(self.answer(now, &request, &stopped))),
+                        Some(Err(e)) => drop(reply.send(Reply::Error(e))),
+                        Some(Ok(_)) if shutdown_deadline.is_some() => {
+                            drop(reply.send(Reply::Error(ErrorReply {
+                                code: crate::control::proto::ErrorCode::Unavailable,
+                                message: "vpngw is shutting down".into(),
+                            })));
+                        }
+                        Some(Ok(started)) => {
+                            let tunnel = started.tracker.tunnel().to_string();
+                            match &started.command {
+                                ike::Command::Terminate { .. } if !stopped.contains(&tunnel) => stopped.push(tunnel),
+                                ike::Command::Initiate { .. } => stopped.retain(|t| *t != tunnel),
+                                _ => {}
+                            }
+                            tracing::info!(command = ?started.command, "tunnel command from vpnctl");
+                            self.endpoint.handle_command(now, started.command);
+                            pending.push(PendingAction { tracker: started.tracker, reply });
+                        }
+                    }
                 }
                 Ok(ControlMsg::Fatal(reason)) => {
                     tracing::error!(%reason, "fatal error: shutting down");
@@ -199,18 +240,60 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             }
             if now >= next_event_poll {
                 for ev in self.table.load().drain_events() {
-                    tracing::debug!(event = ?ev, "datapath event");
+                    tracing::info!(event = ?ev, "datapath event");
                     self.endpoint.handle_datapath_event(now, ev);
                 }
                 next_event_poll = now + EVENT_POLL;
             }
         }
-        self.drain();
+        let events = self.drain();
+        self.settle(now, &mut pending, &events, &stopped);
+        for p in pending {
+            let report = p.tracker.report(now, None);
+            let _ = p.reply.send(Reply::Action(report));
+        }
         exit
     }
 
-    /// Drains every pending output of the endpoint.
-    fn drain(&mut self) {
+    /// Feeds the pending tunnel commands the latest events and IKE state, and answers
+    /// those that are complete (or out of time).
+    fn settle(&self, now: Timestamp, pending: &mut Vec<PendingAction>, events: &[ike::Event], stopped: &[String]) {
+        if pending.is_empty() {
+            return;
+        }
+        let status = self.endpoint.status();
+        let mut i = 0;
+        while i < pending.len() {
+            let Some(p) = pending.get_mut(i) else { break };
+            for ev in events {
+                p.tracker.observe(ev);
+            }
+            if p.tracker.check(now, &status).is_some() {
+                let p = pending.swap_remove(i);
+                let tunnel = self.tunnel_status(now, p.tracker.tunnel(), stopped);
+                let _ = p.reply.send(Reply::Action(p.tracker.report(now, tunnel)));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The status of one tunnel (for answers to tunnel commands).
+    fn tunnel_status(
+        &self,
+        now: Timestamp,
+        tunnel: &str,
+        stopped: &[String],
+    ) -> Option<crate::control::proto::TunnelStatus> {
+        match self.answer(now, &Request::Status { tunnel: Some(tunnel.to_string()) }, stopped) {
+            Reply::Status(mut r) => r.tunnels.pop(),
+            _ => None,
+        }
+    }
+
+    /// Drains every pending output of the endpoint; returns the events (also logged).
+    fn drain(&mut self) -> Vec<ike::Event> {
+        let mut events = Vec::new();
         while let Some(out) = self.endpoint.poll_output() {
             match out {
                 ike::Output::Transmit(t) => {
@@ -224,29 +307,44 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     let next = self.table.load().apply(&cmd);
                     self.table.store(Arc::new(next));
                 }
-                ike::Output::Event(ev) => log_event(&ev),
+                ike::Output::Event(ev) => {
+                    log_event(&ev);
+                    events.push(ev);
+                }
             }
         }
+        events
     }
 
-    fn answer(&self, now: Timestamp, request: &Request) -> Reply {
-        match request {
-            Request::Status => {
-                let table = self.table.load();
-                let ike = self.endpoint.status();
-                let esp = table.stats();
-                let global = table.global_drops();
-                Reply::Status(status::build(&status::Inputs {
-                    now,
-                    started: self.started,
-                    config: &self.config,
-                    ike: &ike,
-                    esp: &esp,
-                    global: &global,
-                    io: self.io.snapshot(),
-                }))
+    fn answer(&self, now: Timestamp, request: &Request, stopped: &[String]) -> Reply {
+        let Request::Status { tunnel } = request else {
+            return Reply::Error(ErrorReply {
+                code: crate::control::proto::ErrorCode::BadRequest,
+                message: "not a status request".into(),
+            });
+        };
+        let table = self.table.load();
+        let ike = self.endpoint.status();
+        let esp = table.stats();
+        let global = table.global_drops();
+        let mut report = status::build(&status::Inputs {
+            now,
+            started: self.started,
+            config: &self.config,
+            ike: &ike,
+            esp: &esp,
+            global: &global,
+            io: self.io.snapshot(),
+            stopped,
+        });
+        if let Some(name) = tunnel {
+            if !report.tunnels.iter().any(|t| t.name == *name) {
+                let names: Vec<&str> = self.config.tunnels.iter().map(|t| t.name.as_str()).collect();
+                return Reply::Error(action::unknown_tunnel(name, &names));
             }
+            report.tunnels.retain(|t| t.name == *name);
         }
+        Reply::Status(report)
     }
 }
 

@@ -2,7 +2,9 @@
 //! then the drops no SA owns. Pure formatting of a [`StatusReport`]; the machine form
 //! is the JSON of the same report.
 
-use crate::control::proto::{ChildSaInfo, Encapsulation, IkeSaInfo, SaTraffic, StatusReport, TunnelStatus};
+use crate::control::proto::{
+    ActionReport, ChildSaInfo, Encapsulation, IkeSaInfo, SaTraffic, StatusReport, TunnelStatus,
+};
 use std::fmt::Write;
 
 /// `42s`, `5m 03s`, `2h 07m`, `3d 04h`.
@@ -12,6 +14,27 @@ pub fn duration(secs: u64) -> String {
         60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
         3600..=86_399 => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
         _ => format!("{}d {:02}h", secs / 86_400, (secs % 86_400) / 3600),
+    }
+}
+
+/// `250 ms`, `1.5 s`, then as [`duration`].
+pub fn duration_ms(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
+    } else {
+        duration(d.as_secs())
+    }
+}
+
+/// `in 5m 03s`, or `due now` at zero.
+fn due(secs: u64) -> String {
+    if secs == 0 {
+        "due now".into()
+    } else {
+        format!("in {}", duration(secs))
     }
 }
 
@@ -85,7 +108,13 @@ pub fn status(r: &StatusReport) -> String {
 fn tunnel(o: &mut String, t: &TunnelStatus) {
     let subnets = format!("{} === {}", join_or(&t.local_subnets, "-"), join_or(&t.remote_subnets, "-"));
     if t.ike_sas.is_empty() {
-        let what = if t.start == "initiate" { "will initiate" } else { "waiting for the peer" };
+        let what = if t.stopped {
+            format!("stopped by `vpnctl down`; `vpnctl up {}` starts it", t.name)
+        } else if t.start == "initiate" {
+            "will initiate".into()
+        } else {
+            "waiting for the peer".into()
+        };
         let _ = writeln!(o, "tunnel {}: DOWN ({what}), peer {}, {subnets}", t.name, t.remote_address);
         return;
     }
@@ -114,6 +143,10 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo) {
         None => "not yet".into(),
     };
     let _ = writeln!(o, "  established  {est}, last heard from peer {}", ago(sa.last_heard_ago_s));
+    if sa.established_ago_s.is_some() {
+        let rekey = sa.next_rekey_in_s.map_or_else(|| "none scheduled".to_string(), due);
+        let _ = writeln!(o, "  IKE rekey    {rekey}");
+    }
     if sa.children.is_empty() {
         let _ = writeln!(
             o,
@@ -144,13 +177,16 @@ fn child(o: &mut String, c: &ChildSaInfo) {
     };
     let _ = writeln!(o, "    ESP          {}, {pfs}, {encap}, tunnel mode, replay window {}", c.encr, c.replay_window);
     let _ = writeln!(o, "    in           {}", traffic(c.inbound.as_ref()));
-    let _ = writeln!(o, "    out          {}", traffic(c.outbound.as_ref()));
+    let superseded = c.outbound.as_ref().is_some_and(|t| t.superseded);
+    let note = if superseded { " (superseded: new traffic uses the newer SA)" } else { "" };
+    let _ = writeln!(o, "    out          {}{note}", traffic(c.outbound.as_ref()));
     match &c.inbound {
         Some(t) => {
             let d = &t.drops;
+            let expired = if d.expired > 0 { format!(", expired {}", d.expired) } else { String::new() };
             let _ = writeln!(
                 o,
-                "    drops (in)   replay {}, ICV failure {}, selector mismatch {}",
+                "    drops (in)   replay {}, ICV failure {}, selector mismatch {}{expired}",
                 d.replay, d.icv_failure, d.selector_mismatch
             );
         }
@@ -158,7 +194,32 @@ fn child(o: &mut String, c: &ChildSaInfo) {
             let _ = writeln!(o, "    drops (in)   -");
         }
     }
+    if let Some(t) = c.outbound.as_ref().filter(|t| t.drops.expired > 0) {
+        let _ = writeln!(o, "    drops (out)  expired {} (hard limit reached)", t.drops.expired);
+    }
     let _ = writeln!(o, "    established  {} ago", duration(c.established_ago_s));
+    let rekey = c.rekey_in_s.map_or_else(|| "no rekey scheduled".to_string(), |s| format!("rekey {}", due(s)));
+    let expires = match c.expires_in_s {
+        None => "no hard lifetime".to_string(),
+        Some(0) => "expires now".to_string(),
+        Some(s) => format!("expires in {}", duration(s)),
+    };
+    let _ = writeln!(o, "    lifetime     {rekey}, {expires}");
+}
+
+/// Human-readable answer to `vpnctl up`, `down` or `rekey`: the outcome, the IKE
+/// events seen while waiting, then the tunnel's status block.
+pub fn action(r: &ActionReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{}", r.message);
+    for e in &r.events {
+        let _ = writeln!(o, "  event: {e}");
+    }
+    if let Some(t) = &r.tunnel_status {
+        o.push('\n');
+        tunnel(&mut o, t);
+    }
+    o
 }
 
 fn traffic(t: Option<&SaTraffic>) -> String {
@@ -202,12 +263,81 @@ mod tests {
             "96.5 KiB (98765 bytes), 827 packets",
             "replay 2, ICV failure 1, selector mismatch 0",
             "established  59m 00s ago",
+            "IKE rekey    in 55m 00s",
+            "lifetime     rekey in 49m 01s, expires in 59m 00s",
             "tunnel site-c: DOWN (waiting for the peer), peer 192.0.2.3, 10.1.0.0/24 === 10.3.0.0/24",
             "global drops: malformed 3, unknown SPI 5, no SA (outbound) 7",
             "vpn0 mtu 1400",
         ] {
             assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
         }
+    }
+
+    #[test]
+    fn rekey_state_lifetimes_and_expired_drops() {
+        let mut r = sample_report();
+        let sa = &mut r.tunnels[0].ike_sas[0];
+        sa.next_rekey_in_s = Some(0);
+        let mut old = sa.children[0].clone();
+        old.state = "REKEYED".into();
+        old.rekey_in_s = None;
+        old.expires_in_s = Some(0);
+        if let Some(o) = old.outbound.as_mut() {
+            o.superseded = true;
+            o.drops.expired = 3;
+        }
+        if let Some(i) = old.inbound.as_mut() {
+            i.drops.expired = 2;
+        }
+        sa.children.push(old);
+        sa.children[0].dh = Some("CURVE_25519".into());
+        let out = status(&r);
+        for needle in [
+            "IKE rekey    due now",
+            "child #1 REKEYED: 10.1.0.0/24 === 10.2.0.0/24",
+            "AES_GCM_16-256, PFS CURVE_25519, ESP-in-UDP",
+            "827 packets, last seq 827 (superseded: new traffic uses the newer SA)",
+            "replay 2, ICV failure 1, selector mismatch 0, expired 2",
+            "drops (out)  expired 3 (hard limit reached)",
+            "lifetime     no rekey scheduled, expires now",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+        let mut r = sample_report();
+        r.tunnels[0].ike_sas[0].next_rekey_in_s = None;
+        r.tunnels[0].ike_sas[0].children[0].rekey_in_s = None;
+        r.tunnels[0].ike_sas[0].children[0].expires_in_s = None;
+        let out = status(&r);
+        assert!(out.contains("IKE rekey    none scheduled"), "{out}");
+        assert!(out.contains("lifetime     no rekey scheduled, no hard lifetime"), "{out}");
+    }
+
+    #[test]
+    fn action_answer_lists_message_events_and_the_tunnel() {
+        use crate::control::proto::{Action, Outcome};
+        let r = sample_report();
+        let a = ActionReport {
+            tunnel: "site-b".into(),
+            action: Action::RekeyChild,
+            outcome: Outcome::Done,
+            message: "site-b: rekeyed CHILD SA c7cceebf: new SAs in 1a2b3c4d, out 5e6f7a8b (PFS CURVE_25519)".into(),
+            events: vec![
+                "CHILD SA installed: in 1a2b3c4d, out 5e6f7a8b".into(),
+                "CHILD SA removed: in c7cceebf".into(),
+            ],
+            elapsed_ms: 40,
+            tunnel_status: r.tunnels.into_iter().next(),
+        };
+        let out = action(&a);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], a.message);
+        assert_eq!(lines[1], "  event: CHILD SA installed: in 1a2b3c4d, out 5e6f7a8b");
+        assert_eq!(lines[2], "  event: CHILD SA removed: in c7cceebf");
+        assert_eq!(lines[3], "");
+        assert_eq!(lines[4], "tunnel site-b: ESTABLISHED, initiator");
+        assert_eq!(duration_ms(std::time::Duration::from_millis(250)), "250 ms");
+        assert_eq!(duration_ms(std::time::Duration::from_millis(1540)), "1.5 s");
+        assert_eq!(duration_ms(std::time::Duration::from_secs(61)), "1m 01s");
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! Rendering for humans is in `render`; the control thread calls [`build`].
 
 use crate::clock::secs_since;
+
+/// Whole seconds from `now` until `then` (zero if it has passed), rounded up so that
+/// "in 0 s" means due.
+fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
+    let d = then.saturating_since(now);
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
 use crate::control::proto::{
     ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeSaInfo, IoErrors, SaDrops, SaTraffic, StatusReport,
     TunnelStatus,
@@ -27,6 +34,8 @@ pub struct Inputs<'a> {
     pub global: &'a esp::GlobalDrops,
     /// The gateway's own I/O error counters.
     pub io: IoErrors,
+    /// Tunnels stopped with `vpnctl down`.
+    pub stopped: &'a [String],
 }
 
 /// Builds the status report.
@@ -54,6 +63,7 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             remote_subnets: t.remote_subnets.iter().map(ToString::to_string).collect(),
             start: start_keyword(t.start).into(),
             encapsulation: encapsulation_keyword(t.encapsulation).into(),
+            stopped: inp.stopped.contains(&t.name),
             ike_sas: inp
                 .ike
                 .iter()
@@ -87,6 +97,7 @@ fn ike_sa(inp: &Inputs<'_>, sa: &ike::IkeSaStatus, replay_window: u32) -> IkeSaI
         nat_detected: sa.nat_detected,
         established_ago_s: sa.established_at.map(|t| secs_since(inp.now, t)),
         last_heard_ago_s: sa.last_heard.map(|t| secs_since(inp.now, t)),
+        next_rekey_in_s: sa.next_rekey.map(|t| secs_until(inp.now, t)),
         children: sa.children.iter().map(|c| child_sa(inp, c, replay_window)).collect(),
     }
 }
@@ -107,6 +118,8 @@ fn child_sa(inp: &Inputs<'_>, c: &ike::ChildSaStatus, replay_window: u32) -> Chi
         },
         replay_window,
         established_ago_s: secs_since(inp.now, c.established_at),
+        rekey_in_s: c.next_rekey.map(|t| secs_until(inp.now, t)),
+        expires_in_s: c.expires_at.map(|t| secs_until(inp.now, t)),
         inbound: traffic(inp.esp, c.spi_in, Direction::Inbound),
         outbound: traffic(inp.esp, c.spi_out, Direction::Outbound),
     }
@@ -119,7 +132,13 @@ fn traffic(stats: &[esp::SaStats], spi: Spi, direction: Direction) -> Option<SaT
         bytes: c.bytes,
         packets: c.packets,
         seq: c.seq,
-        drops: SaDrops { replay: c.replay, icv_failure: c.auth_failed, selector_mismatch: c.selector_mismatch },
+        superseded: !s.active,
+        drops: SaDrops {
+            replay: c.replay,
+            icv_failure: c.auth_failed,
+            selector_mismatch: c.selector_mismatch,
+            expired: c.expired,
+        },
     })
 }
 
@@ -147,7 +166,7 @@ pub(crate) mod tests {
             nat_detected: true,
             established_at: Some(Timestamp::from_secs(100)),
             last_heard: Some(Timestamp::from_secs(3690)),
-            next_rekey: None,
+            next_rekey: Some(Timestamp::from_secs(7000)),
             children: vec![ike::ChildSaStatus {
                 child_id: 1,
                 state: "INSTALLED",
@@ -159,8 +178,8 @@ pub(crate) mod tests {
                 dh: None,
                 encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
                 established_at: Timestamp::from_secs(160),
-                next_rekey: None,
-                expires_at: None,
+                next_rekey: Some(Timestamp::from_millis(6_640_001)),
+                expires_at: Some(Timestamp::from_secs(7240)),
             }],
         }]
     }
@@ -181,12 +200,14 @@ pub(crate) mod tests {
                     expired: 0,
                     seq: 766,
                 },
+                active: true,
             },
             esp::SaStats {
                 spi: Spi(0xe2b8_3fd5),
                 direction: Direction::Outbound,
                 child,
                 counters: esp::SaCounters { bytes: 98_765, packets: 827, seq: 827, ..Default::default() },
+                active: true,
             },
         ]
     }
@@ -204,6 +225,7 @@ pub(crate) mod tests {
             esp: &esp,
             global: &global,
             io: IoErrors::default(),
+            stopped: &[],
         })
     }
 
@@ -219,10 +241,13 @@ pub(crate) mod tests {
         assert_eq!(sa.spi_i, "9f1c2e0a4b3d2c1a");
         assert_eq!(sa.encr.as_deref(), Some("AES_GCM_16-256"));
         assert_eq!((sa.established_ago_s, sa.last_heard_ago_s), (Some(3600), Some(10)));
+        assert_eq!(sa.next_rekey_in_s, Some(3300));
         let c = &sa.children[0];
         assert_eq!((c.spi_in.as_str(), c.spi_out.as_str()), ("c7cceebf", "e2b83fd5"));
         assert_eq!(c.replay_window, 1024);
         assert_eq!(c.established_ago_s, 3540);
+        // Rounded up: "in 0 s" only when due.
+        assert_eq!((c.rekey_in_s, c.expires_in_s), (Some(2941), Some(3540)));
         let inb = c.inbound.as_ref().unwrap();
         assert_eq!((inb.bytes, inb.packets, inb.drops.replay, inb.drops.icv_failure), (1_234_567, 764, 2, 1));
         assert_eq!(c.outbound.as_ref().unwrap().packets, 827);
@@ -246,8 +271,68 @@ pub(crate) mod tests {
             esp: &[],
             global: &global,
             io: IoErrors::default(),
+            stopped: &[],
         });
         let c = &r.tunnels[0].ike_sas[0].children[0];
         assert!(c.inbound.is_none() && c.outbound.is_none());
+    }
+
+    #[test]
+    fn rekey_in_progress_shows_both_child_sas_and_which_one_sends() {
+        let cfg = sample_config();
+        let mut ike = sample_ike();
+        let mut old = ike[0].children[0].clone();
+        old.state = "REKEYED";
+        old.spi_in = Spi(0x1111_1111);
+        old.spi_out = Spi(0x2222_2222);
+        ike[0].children.push(old);
+        ike[0].children[0].dh = Some(DhGroup::Curve25519);
+        let mut esp = sample_esp();
+        let child = esp[0].child.clone();
+        esp.push(esp::SaStats {
+            spi: Spi(0x2222_2222),
+            direction: Direction::Outbound,
+            child,
+            counters: esp::SaCounters { packets: 9, expired: 4, ..Default::default() },
+            active: false,
+        });
+        let global = esp::GlobalDrops::default();
+        let r = build(&Inputs {
+            now: Timestamp::from_secs(3700),
+            started: Timestamp::ZERO,
+            config: &cfg,
+            ike: &ike,
+            esp: &esp,
+            global: &global,
+            io: IoErrors::default(),
+            stopped: &[],
+        });
+        let children = &r.tunnels[0].ike_sas[0].children;
+        assert_eq!(children.len(), 2);
+        assert_eq!((children[0].state.as_str(), children[0].dh.as_deref()), ("INSTALLED", Some("CURVE_25519")));
+        assert!(!children[0].outbound.as_ref().unwrap().superseded);
+        assert_eq!(children[1].state, "REKEYED");
+        let out = children[1].outbound.as_ref().unwrap();
+        assert!(out.superseded);
+        assert_eq!(out.drops.expired, 4);
+        assert!(children[1].inbound.is_none(), "no inbound SA 11111111 in the datapath");
+    }
+
+    #[test]
+    fn stopped_tunnels_are_marked() {
+        let cfg = sample_config();
+        let global = esp::GlobalDrops::default();
+        let stopped = ["site-c".to_string()];
+        let r = build(&Inputs {
+            now: Timestamp::from_secs(10),
+            started: Timestamp::ZERO,
+            config: &cfg,
+            ike: &[],
+            esp: &[],
+            global: &global,
+            io: IoErrors::default(),
+            stopped: &stopped,
+        });
+        assert_eq!((r.tunnels[0].stopped, r.tunnels[1].stopped), (false, true));
     }
 }

@@ -4,8 +4,8 @@
 
 use gateway::control::client::{self, ClientError};
 use gateway::control::proto::{
-    ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, GlobalDrops, IkeSaInfo, IoErrors, Reply, Request, SaDrops,
-    SaTraffic, StatusReport, TunnelStatus,
+    Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, GlobalDrops, IkeSaInfo,
+    IoErrors, Outcome, Reply, Request, SaDrops, SaTraffic, StatusReport, TunnelStatus,
 };
 use gateway::control::server::ControlSocket;
 use gateway::driver::ControlMsg;
@@ -38,6 +38,7 @@ fn report() -> StatusReport {
                 remote_subnets: vec!["10.2.0.0/24".into()],
                 start: "initiate".into(),
                 encapsulation: "auto".into(),
+                stopped: false,
                 ike_sas: vec![IkeSaInfo {
                     state: "ESTABLISHED".into(),
                     role: "responder".into(),
@@ -53,6 +54,7 @@ fn report() -> StatusReport {
                     nat_detected: false,
                     established_ago_s: Some(125),
                     last_heard_ago_s: Some(1),
+                    next_rekey_in_s: Some(3300),
                     children: vec![ChildSaInfo {
                         child_id: 7,
                         state: "INSTALLED".into(),
@@ -65,13 +67,22 @@ fn report() -> StatusReport {
                         encapsulation: Encapsulation::Raw,
                         replay_window: 64,
                         established_ago_s: 60,
+                        rekey_in_s: Some(2940),
+                        expires_in_s: Some(3540),
                         inbound: Some(SaTraffic {
                             bytes: 84,
                             packets: 1,
                             seq: 1,
-                            drops: SaDrops { replay: 4, icv_failure: 5, selector_mismatch: 6 },
+                            superseded: false,
+                            drops: SaDrops { replay: 4, icv_failure: 5, selector_mismatch: 6, expired: 0 },
                         }),
-                        outbound: Some(SaTraffic { bytes: 168, packets: 2, seq: 2, drops: SaDrops::default() }),
+                        outbound: Some(SaTraffic {
+                            bytes: 168,
+                            packets: 2,
+                            seq: 2,
+                            superseded: false,
+                            drops: SaDrops { expired: 9, ..SaDrops::default() },
+                        }),
                     }],
                 }],
             },
@@ -82,12 +93,51 @@ fn report() -> StatusReport {
                 remote_subnets: vec!["10.3.0.0/24".into()],
                 start: "respond".into(),
                 encapsulation: "udp".into(),
+                stopped: true,
                 ike_sas: vec![],
             },
         ],
         global_drops: GlobalDrops { malformed: 11, unknown_spi: 12, no_sa: 13 },
         io_errors: IoErrors { wan_send: 1, tun_write: 2, ike_queue_full: 3 },
     }
+}
+
+/// The stand-in control thread's answers: the fixed report (filtered by tunnel), an
+/// `unknown_tunnel` error for names other than site-b and site-c, and for tunnel
+/// commands an `ActionReport` whose message echoes the request as received (so tests
+/// see what vpnctl sent): `Done` for `up`, `Failed` for `down`, `Pending` for `rekey`.
+fn stand_in_answer(request: Request) -> Reply {
+    let tunnel = match &request {
+        Request::Status { tunnel } => tunnel.clone(),
+        Request::Up { tunnel, .. } | Request::Down { tunnel, .. } | Request::Rekey { tunnel, .. } => {
+            Some(tunnel.clone())
+        }
+    };
+    if let Some(t) = &tunnel {
+        if t != "site-b" && t != "site-c" {
+            return Reply::Error(ErrorReply {
+                code: ErrorCode::UnknownTunnel,
+                message: format!("no tunnel named {t:?}"),
+            });
+        }
+    }
+    let mut r = report();
+    r.tunnels.retain(|x| tunnel.as_ref().map_or(true, |t| x.name == *t));
+    let (action, outcome) = match &request {
+        Request::Status { .. } => return Reply::Status(r),
+        Request::Up { .. } => (Action::Up, Outcome::Done),
+        Request::Down { .. } => (Action::Down, Outcome::Failed),
+        Request::Rekey { .. } => (Action::RekeyChild, Outcome::Pending),
+    };
+    Reply::Action(ActionReport {
+        tunnel: tunnel.unwrap_or_default(),
+        action,
+        outcome,
+        message: format!("received {request:?}"),
+        events: vec!["CHILD SA installed: in c3000003, out c4000004".into()],
+        elapsed_ms: 5,
+        tunnel_status: r.tunnels.pop(),
+    })
 }
 
 /// Binds the socket in `dir` and answers every request with `report()` on a thread
@@ -99,8 +149,8 @@ fn serve(dir: &Path) -> (ControlSocket, std::path::PathBuf) {
     sock.serve(tx).unwrap();
     std::thread::spawn(move || {
         for msg in rx {
-            if let ControlMsg::Request { request: Request::Status, reply } = msg {
-                let _ = reply.send(Reply::Status(report()));
+            if let ControlMsg::Request { request, reply } = msg {
+                let _ = reply.send(stand_in_answer(request));
             }
         }
     });
@@ -111,7 +161,7 @@ fn serve(dir: &Path) -> (ControlSocket, std::path::PathBuf) {
 fn status_round_trips_over_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let (_sock, path) = serve(dir.path());
-    let reply = client::request(&path, &Request::Status, Duration::from_secs(5)).unwrap();
+    let reply = client::request(&path, &Request::Status { tunnel: None }, Duration::from_secs(5)).unwrap();
     assert_eq!(reply, Reply::Status(report()));
 }
 
@@ -174,7 +224,7 @@ fn bad_requests_get_error_frames_and_the_connection_survives() {
 fn missing_daemon_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.sock");
-    let err = client::request(&path, &Request::Status, Duration::from_secs(1)).unwrap_err();
+    let err = client::request(&path, &Request::Status { tunnel: None }, Duration::from_secs(1)).unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }));
     let msg = err.to_string();
     assert!(msg.starts_with("vpngw is not running? cannot connect to ") && msg.contains("nope.sock"), "{msg}");
@@ -199,7 +249,10 @@ fn vpnctl_renders_the_status_and_json() {
         "AES_GCM_16-128, PFS ECP_256, raw ESP, tunnel mode, replay window 64",
         "84 B (84 bytes), 1 packets, last seq 1",
         "replay 4, ICV failure 5, selector mismatch 6",
-        "tunnel site-c: DOWN (waiting for the peer), peer 198.51.100.7, 10.1.0.0/24 === 10.3.0.0/24",
+        "IKE rekey    in 55m 00s",
+        "lifetime     rekey in 49m 00s, expires in 59m 00s",
+        "drops (out)  expired 9 (hard limit reached)",
+        "tunnel site-c: DOWN (stopped by `vpnctl down`; `vpnctl up site-c` starts it), peer 198.51.100.7, 10.1.0.0/24 === 10.3.0.0/24",
         "global drops: malformed 11, unknown SPI 12, no SA (outbound) 13",
         "WAN send errors 1, TUN write errors 2, IKE queue overflows 3",
     ] {
@@ -302,4 +355,66 @@ fn vpnctl_finds_the_socket_through_the_config_file() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:2", cfg.display())), "{err}");
+}
+
+fn vpnctl(path: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--socket").arg(path).args(args).output().unwrap()
+}
+
+#[test]
+fn vpnctl_tunnel_commands_send_the_right_requests_and_exit_by_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    // up: Done -> exit 0, message, events and the tunnel's block.
+    let out = vpnctl(&path, &["up", "site-b"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("received Up { tunnel: \"site-b\", wait_ms: 5000 }"), "{text}");
+    assert!(text.contains("  event: CHILD SA installed: in c3000003, out c4000004"), "{text}");
+    assert!(text.contains("tunnel site-b: ESTABLISHED, responder"), "{text}");
+    assert!(!text.contains("site-c"), "only the tunnel concerned: {text}");
+    // rekey --ike --wait 1.5: Pending -> exit 3 with a hint on stderr.
+    let out = vpnctl(&path, &["rekey", "site-b", "--ike", "--wait", "1.5"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Rekey { tunnel: \"site-b\", ike: true, wait_ms: 1500 }"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vpnctl status"));
+    // down: Failed -> exit 1; --json prints the versioned frame.
+    let out = vpnctl(&path, &["down", "site-c", "--json", "--wait", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["v"].as_u64(), v["action"]["outcome"].as_str()), (Some(1), Some("failed")));
+    assert_eq!(v["action"]["message"], "received Down { tunnel: \"site-c\", wait_ms: 0 }");
+    assert_eq!(v["action"]["tunnel_status"]["stopped"], true);
+}
+
+#[test]
+fn vpnctl_unknown_tunnel_is_an_error_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    for args in [&["rekey", "nope"][..], &["up", "nope"], &["down", "nope"], &["status", "nope"]] {
+        let out = vpnctl(&path, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no tunnel named \"nope\"") && err.contains("unknown_tunnel"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    // Usage errors stay exit 2.
+    assert_eq!(vpnctl(&path, &["rekey"]).status.code(), Some(2));
+    assert_eq!(vpnctl(&path, &["up", "site-b", "--wait=-1"]).status.code(), Some(1));
+}
+
+#[test]
+fn vpnctl_status_of_one_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    let out = vpnctl(&path, &["status", "site-c"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("tunnel site-c: DOWN") && !text.contains("tunnel site-b"), "{text}");
+    let out = vpnctl(&path, &["status", "site-b", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tunnels = v["status"]["tunnels"].as_array().unwrap();
+    assert_eq!(tunnels.len(), 1);
+    assert_eq!(tunnels[0]["ike_sas"][0]["next_rekey_in_s"], 3300);
+    assert_eq!(tunnels[0]["ike_sas"][0]["children"][0]["expires_in_s"], 3540);
 }

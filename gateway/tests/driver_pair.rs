@@ -78,10 +78,10 @@ fn start(
 
 fn status(side: &Side) -> StatusReport {
     let (tx, rx) = mpsc::channel();
-    side.tx.send(ControlMsg::Request { request: Request::Status, reply: tx }).unwrap();
+    side.tx.send(ControlMsg::Request { request: Request::Status { tunnel: None }, reply: tx }).unwrap();
     match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
         Reply::Status(s) => s,
-        Reply::Error(e) => panic!("status failed: {e:?}"),
+        other => panic!("status failed: {other:?}"),
     }
 }
 

@@ -6,14 +6,18 @@
 //! ```text
 //! -> {"v":1,"cmd":"status"}
 //! <- {"v":1,"status":{"daemon":{...},"tunnels":[...],"global_drops":{...}}}
-//! <- {"v":1,"error":{"code":"unknown_command","message":"..."}}
+//! -> {"v":1,"cmd":"status","tunnel":"site-b"}
+//! -> {"v":1,"cmd":"rekey","tunnel":"site-b","ike":false,"wait_ms":5000}
+//! <- {"v":1,"action":{"tunnel":"site-b","action":"rekey_child","outcome":"done",...}}
+//! <- {"v":1,"error":{"code":"unknown_tunnel","message":"..."}}
 //! ```
 //!
 //! Compatibility rules: fields are only ever added (readers ignore unknown fields);
 //! a new request is a new `cmd` value, and a daemon that does not know it answers
 //! `unknown_command`; a breaking change bumps `v`, and a daemon answers a version it
-//! does not speak with `unsupported_version`. The planned tunnel commands (issue #3)
-//! become `{"v":1,"cmd":"up","tunnel":"site-b"}`, `down` and `rekey` in [`Request`].
+//! does not speak with `unsupported_version`. The tunnel commands `up`, `down` and
+//! `rekey` are answered once their effect is seen (or `wait_ms` passes) with an
+//! [`ActionReport`].
 //!
 //! This module owns the wire types and their encoding only: no sockets (see
 //! `control::server` and `control::client`), no status assembly (see `status`).
@@ -37,12 +41,64 @@ pub struct RequestFrame {
     pub request: Request,
 }
 
+/// How long the daemon waits for the effect of `up`, `down` or `rekey` by default.
+pub const DEFAULT_WAIT_MS: u64 = 5_000;
+/// The longest wait a client may ask for.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+fn default_wait_ms() -> u64 {
+    DEFAULT_WAIT_MS
+}
+
 /// What a client asks of the daemon. Tagged by `cmd`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    /// Every tunnel, IKE SA, CHILD SA, counters and drops.
-    Status,
+    /// Every tunnel (or the one named), IKE SA, CHILD SA, counters and drops.
+    Status {
+        /// Only this tunnel (`unknown_tunnel` if it is not configured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tunnel: Option<String>,
+    },
+    /// Bring the tunnel up (initiate) and keep it up.
+    Up {
+        /// Tunnel name.
+        tunnel: String,
+        /// How long to wait for the tunnel to come up before answering (capped at
+        /// [`MAX_WAIT_MS`]; 0 answers at once).
+        #[serde(default = "default_wait_ms")]
+        wait_ms: u64,
+    },
+    /// Delete the tunnel's IKE SA (and CHILD SAs) and stop initiating it.
+    Down {
+        /// Tunnel name.
+        tunnel: String,
+        /// How long to wait for the peer to confirm the DELETE.
+        #[serde(default = "default_wait_ms")]
+        wait_ms: u64,
+    },
+    /// Rekey the tunnel's CHILD SAs, or its IKE SA with `ike`.
+    Rekey {
+        /// Tunnel name.
+        tunnel: String,
+        /// Rekey the IKE SA instead of the CHILD SAs.
+        #[serde(default)]
+        ike: bool,
+        /// How long to wait for the new SA.
+        #[serde(default = "default_wait_ms")]
+        wait_ms: u64,
+    },
+}
+
+impl Request {
+    /// How long the daemon may take to answer beyond its usual response time.
+    pub fn wait(&self) -> std::time::Duration {
+        let ms = match self {
+            Request::Status { .. } => 0,
+            Request::Up { wait_ms, .. } | Request::Down { wait_ms, .. } | Request::Rekey { wait_ms, .. } => *wait_ms,
+        };
+        std::time::Duration::from_millis(ms.min(MAX_WAIT_MS))
+    }
 }
 
 /// A response as sent on the wire: `{"v":1,"status":{...}}` or `{"v":1,"error":{...}}`.
@@ -61,6 +117,8 @@ pub struct ResponseFrame {
 pub enum Reply {
     /// Answer to [`Request::Status`].
     Status(StatusReport),
+    /// Answer to [`Request::Up`], [`Request::Down`] and [`Request::Rekey`].
+    Action(ActionReport),
     /// The request failed.
     Error(ErrorReply),
 }
@@ -90,6 +148,57 @@ pub enum ErrorCode {
     TooLong,
     /// The client is not root.
     PermissionDenied,
+    /// No tunnel of that name is configured.
+    UnknownTunnel,
+    /// The request needs an established IKE SA (e.g. `rekey` of a tunnel that is down).
+    NotEstablished,
+}
+
+/// A tunnel command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// `vpnctl up`.
+    Up,
+    /// `vpnctl down`.
+    Down,
+    /// `vpnctl rekey`: the CHILD SAs.
+    RekeyChild,
+    /// `vpnctl rekey --ike`: the IKE SA.
+    RekeyIke,
+}
+
+/// How a tunnel command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The effect was seen: the tunnel is up, down, or has new SAs.
+    Done,
+    /// Nothing to do: the tunnel already was up (or down).
+    Unchanged,
+    /// Started, but not finished within the wait; the daemon carries on.
+    Pending,
+    /// It failed (e.g. the IKE SA went down); `message` says why.
+    Failed,
+}
+
+/// The answer to a tunnel command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionReport {
+    /// Tunnel name.
+    pub tunnel: String,
+    /// What was asked.
+    pub action: Action,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// One line for humans, e.g. `rekeyed CHILD SA c7cceebf: new SAs in 1a2b3c4d, out 5e6f7a8b`.
+    pub message: String,
+    /// The tunnel's IKE events seen while waiting, oldest first.
+    pub events: Vec<String>,
+    /// Milliseconds from the command to the answer.
+    pub elapsed_ms: u64,
+    /// The tunnel as it is when the answer is sent.
+    pub tunnel_status: Option<TunnelStatus>,
 }
 
 /// The whole status: `vpnctl status`.
@@ -154,6 +263,10 @@ pub struct TunnelStatus {
     pub start: String,
     /// `auto` or `udp`.
     pub encapsulation: String,
+    /// Stopped with `vpnctl down`: not initiated until `vpnctl up` (the peer may
+    /// still initiate).
+    #[serde(default)]
+    pub stopped: bool,
     /// IKE SAs of this tunnel (empty while down; two during an IKE rekey).
     pub ike_sas: Vec<IkeSaInfo>,
 }
@@ -189,6 +302,9 @@ pub struct IkeSaInfo {
     pub established_ago_s: Option<u64>,
     /// Seconds since the last valid message from the peer.
     pub last_heard_ago_s: Option<u64>,
+    /// Seconds until the IKE SA is rekeyed (0: due now), if scheduled.
+    #[serde(default)]
+    pub next_rekey_in_s: Option<u64>,
     /// CHILD SAs.
     pub children: Vec<ChildSaInfo>,
 }
@@ -218,6 +334,12 @@ pub struct ChildSaInfo {
     pub replay_window: u32,
     /// Seconds since installation.
     pub established_ago_s: u64,
+    /// Seconds until the CHILD SA is rekeyed (0: due now), if scheduled.
+    #[serde(default)]
+    pub rekey_in_s: Option<u64>,
+    /// Seconds until it expires hard and is deleted if not rekeyed by then.
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
     /// Inbound counters and drops (`None` if the datapath has no such SA).
     pub inbound: Option<SaTraffic>,
     /// Outbound counters (`None` if the datapath has no such SA, e.g. during a rekey).
@@ -249,7 +371,11 @@ pub struct SaTraffic {
     pub packets: u64,
     /// Highest sequence number sent or received.
     pub seq: u64,
-    /// Drops on this SA (inbound only; zero outbound).
+    /// Outbound only: a newer SA of the same CHILD SA (or selectors) took over new
+    /// traffic; this one stays until deleted.
+    #[serde(default)]
+    pub superseded: bool,
+    /// Drops on this SA (replay, ICV and selector drops are inbound only).
     pub drops: SaDrops,
 }
 
@@ -262,6 +388,9 @@ pub struct SaDrops {
     pub icv_failure: u64,
     /// Inner addresses outside the SA's selectors.
     pub selector_mismatch: u64,
+    /// Refused because the SA reached a hard byte, packet or sequence number limit.
+    #[serde(default)]
+    pub expired: u64,
 }
 
 /// Drops not attributable to one SA.
@@ -317,7 +446,7 @@ pub fn decode_request(line: &str) -> Result<Request, DecodeError> {
 }
 
 /// Commands this build understands (the `cmd` values of [`Request`]).
-pub const KNOWN_COMMANDS: &[&str] = &["status"];
+pub const KNOWN_COMMANDS: &[&str] = &["status", "up", "down", "rekey"];
 
 /// Encodes a request as one line (with the trailing newline).
 pub fn encode_request(request: &Request) -> String {
@@ -357,10 +486,11 @@ mod tests {
 
     #[test]
     fn request_wire_form_is_versioned_and_tagged() {
-        assert_eq!(encode_request(&Request::Status), "{\"v\":1,\"cmd\":\"status\"}\n");
-        assert_eq!(decode_request("{\"v\":1,\"cmd\":\"status\"}"), Ok(Request::Status));
+        let all = Request::Status { tunnel: None };
+        assert_eq!(encode_request(&all), "{\"v\":1,\"cmd\":\"status\"}\n");
+        assert_eq!(decode_request("{\"v\":1,\"cmd\":\"status\"}"), Ok(all.clone()));
         // Unknown fields are ignored (forward compatibility).
-        assert_eq!(decode_request("{\"cmd\":\"status\",\"v\":1,\"verbose\":true}"), Ok(Request::Status));
+        assert_eq!(decode_request("{\"cmd\":\"status\",\"v\":1,\"verbose\":true}"), Ok(all));
     }
 
     #[test]
@@ -392,5 +522,68 @@ mod tests {
         let udp = Encapsulation::Udp { local_port: 4500, remote_port: 4501 };
         assert_eq!(serde_json::to_string(&udp).unwrap(), "{\"mode\":\"udp\",\"local_port\":4500,\"remote_port\":4501}");
         assert_eq!(serde_json::to_string(&Encapsulation::Raw).unwrap(), "{\"mode\":\"raw\"}");
+    }
+
+    #[test]
+    fn tunnel_requests_round_trip() {
+        let one = Request::Status { tunnel: Some("site-b".into()) };
+        assert_eq!(encode_request(&one), "{\"v\":1,\"cmd\":\"status\",\"tunnel\":\"site-b\"}\n");
+        for r in [
+            one,
+            Request::Up { tunnel: "site-b".into(), wait_ms: 0 },
+            Request::Down { tunnel: "site-b".into(), wait_ms: 2500 },
+            Request::Rekey { tunnel: "site-b".into(), ike: false, wait_ms: DEFAULT_WAIT_MS },
+            Request::Rekey { tunnel: "site-c".into(), ike: true, wait_ms: 1 },
+        ] {
+            assert_eq!(decode_request(encode_request(&r).trim_end()), Ok(r));
+        }
+        // Optional fields take their defaults.
+        assert_eq!(
+            decode_request("{\"v\":1,\"cmd\":\"rekey\",\"tunnel\":\"site-b\"}"),
+            Ok(Request::Rekey { tunnel: "site-b".into(), ike: false, wait_ms: DEFAULT_WAIT_MS })
+        );
+        assert_eq!(
+            encode_request(&Request::Rekey { tunnel: "t".into(), ike: true, wait_ms: 10 }),
+            "{\"v\":1,\"cmd\":\"rekey\",\"tunnel\":\"t\",\"ike\":true,\"wait_ms\":10}\n"
+        );
+        // A tunnel command without a tunnel is a bad request, not an unknown command.
+        let e = decode_request("{\"v\":1,\"cmd\":\"up\"}").unwrap_err().0;
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("tunnel"), "{}", e.message);
+        // The wait is capped.
+        assert_eq!(Request::Up { tunnel: "t".into(), wait_ms: u64::MAX }.wait().as_millis(), u128::from(MAX_WAIT_MS));
+        assert!(Request::Status { tunnel: None }.wait().is_zero());
+    }
+
+    #[test]
+    fn action_reply_round_trips() {
+        let reply = Reply::Action(ActionReport {
+            tunnel: "site-b".into(),
+            action: Action::RekeyChild,
+            outcome: Outcome::Done,
+            message: "rekeyed".into(),
+            events: vec!["CHILD SA installed: in 1a2b3c4d, out 5e6f7a8b".into()],
+            elapsed_ms: 12,
+            tunnel_status: Some(TunnelStatus { name: "site-b".into(), ..Default::default() }),
+        });
+        let line = encode_reply(reply.clone());
+        assert!(
+            line.starts_with(
+                "{\"v\":1,\"action\":{\"tunnel\":\"site-b\",\"action\":\"rekey_child\",\"outcome\":\"done\""
+            ),
+            "{line}"
+        );
+        assert_eq!(decode_response(&line).unwrap().reply, reply);
+        let e = encode_reply(Reply::Error(ErrorReply { code: ErrorCode::UnknownTunnel, message: "x".into() }));
+        assert!(e.contains("\"code\":\"unknown_tunnel\""), "{e}");
+    }
+
+    #[test]
+    fn status_fields_added_for_rekeying_default_when_absent() {
+        // A status document from a daemon before rekeying support still decodes.
+        let old =
+            "{\"bytes\":1,\"packets\":1,\"seq\":1,\"drops\":{\"replay\":0,\"icv_failure\":0,\"selector_mismatch\":0}}";
+        let t: SaTraffic = serde_json::from_str(old).unwrap();
+        assert!(!t.superseded && t.drops.expired == 0);
     }
 }

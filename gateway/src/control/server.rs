@@ -23,7 +23,7 @@ use std::time::Duration;
 const MAX_CONNECTIONS: usize = 16;
 /// How long a client may take to send a request.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the control thread may take to answer.
+/// How long the control thread may take to answer (plus the wait of a tunnel command).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The bound socket. Dropping it removes the socket file.
@@ -154,10 +154,12 @@ pub fn serve_connection(mut stream: UnixStream, control: &SyncSender<ControlMsg>
 fn ask(control: &SyncSender<ControlMsg>, request: proto::Request) -> Reply {
     let unavailable = |m: &str| Reply::Error(ErrorReply { code: ErrorCode::Unavailable, message: m.into() });
     let (tx, rx) = mpsc::channel();
+    // Tunnel commands are answered once their effect is seen or their wait is over.
+    let timeout = ANSWER_TIMEOUT + request.wait();
     if control.send(ControlMsg::Request { request, reply: tx }).is_err() {
         return unavailable("vpngw is shutting down");
     }
-    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| unavailable("vpngw did not answer in time"))
+    rx.recv_timeout(timeout).unwrap_or_else(|_| unavailable("vpngw did not answer in time"))
 }
 
 fn write_error(stream: &mut UnixStream, code: ErrorCode, message: String) -> io::Result<()> {
