@@ -241,7 +241,6 @@ fn rekey(side: &Side, ike: bool) -> ActionReport {
 }
 
 #[test]
-#[ignore = "needs ike rekeying (issue #3), not committed yet"]
 fn rekey_child_sa_replaces_it_on_both_sides() {
     let (a, b) = pair();
     let r = up(&a);
@@ -264,7 +263,6 @@ fn rekey_child_sa_replaces_it_on_both_sides() {
 }
 
 #[test]
-#[ignore = "needs ike rekeying (issue #3), not committed yet"]
 fn rekey_ike_sa_replaces_it_and_keeps_the_child_sa() {
     let (a, b) = pair();
     let r = up(&a);
