@@ -118,12 +118,15 @@ fn tunnel(o: &mut String, t: &TunnelStatus) {
         let _ = writeln!(o, "tunnel {}: DOWN ({what}), peer {}, {subnets}", t.name, t.remote_address);
         return;
     }
+    let newer = t.ike_sas.iter().any(|sa| sa.state == "ESTABLISHED");
     for sa in &t.ike_sas {
-        ike_sa(o, t, sa);
+        ike_sa(o, t, sa, newer && sa.state != "ESTABLISHED");
     }
 }
 
-fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo) {
+/// `replaced`: an IKE SA on its way out while another one of the tunnel is established
+/// (an IKE rekey): its CHILD SAs have moved to the new one.
+fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
     let _ = writeln!(o, "tunnel {}: {}, {}", t.name, sa.state, sa.role);
     let _ = writeln!(o, "  addresses    {} <-> {}", sa.local, sa.remote);
     let _ = writeln!(o, "  identities   {} <-> {}", sa.local_id, sa.remote_id);
@@ -147,7 +150,9 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo) {
         let rekey = sa.next_rekey_in_s.map_or_else(|| "none scheduled".to_string(), due);
         let _ = writeln!(o, "  IKE rekey    {rekey}");
     }
-    if sa.children.is_empty() {
+    if sa.children.is_empty() && replaced {
+        let _ = writeln!(o, "  no CHILD SA (moved to the new IKE SA of this tunnel)");
+    } else if sa.children.is_empty() {
         let _ = writeln!(
             o,
             "  no CHILD SA (configured {} === {})",
@@ -309,6 +314,15 @@ mod tests {
         r.tunnels[0].ike_sas[0].children[0].expires_in_s = None;
         let out = status(&r);
         assert!(out.contains("IKE rekey    none scheduled"), "{out}");
+        assert!(!out.contains("no CHILD SA (configured"), "{out}");
+        // During an IKE rekey the old IKE SA has no CHILD SAs: they moved.
+        let mut old = r.tunnels[0].ike_sas[0].clone();
+        old.state = "DELETING".into();
+        old.children.clear();
+        r.tunnels[0].ike_sas.insert(0, old);
+        let out = status(&r);
+        assert!(out.contains("tunnel site-b: DELETING, initiator"), "{out}");
+        assert!(out.contains("no CHILD SA (moved to the new IKE SA of this tunnel)"), "{out}");
         assert!(out.contains("lifetime     no rekey scheduled, no hard lifetime"), "{out}");
     }
 

@@ -105,7 +105,7 @@ fn start_action(
             let ike = action == Action::RekeyIke;
             let ok = if ike { mine.iter().any(|s| established(s)) } else { up.is_some() };
             if !ok {
-                let what = if ike { "an established IKE SA" } else { "an installed CHILD SA" };
+                let what = if ike { "established IKE SA" } else { "installed CHILD SA" };
                 return Err(error(
                     ErrorCode::NotEstablished,
                     format!("{tunnel} has no {what} to rekey (bring it up with `vpnctl up {tunnel}`)"),
