@@ -113,7 +113,16 @@ fn send(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: Initiator) {
 /// the peer's colliding rekey replaced it.
 fn abandon(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: &Initiator, retry: Duration) {
     let Some(old) = init.old else { return };
-    let Some(i) = sa.children.iter().position(|c| c.spi_in == old) else { return };
+    let Some(i) = sa.children.iter().position(|c| c.spi_in == old) else {
+        // The peer deleted it meanwhile (2.25.1). If nothing replaced it, we still want
+        // a tunnel: create a new CHILD SA from scratch.
+        let usable = sa.children.iter().any(|c| matches!(c.state, ChildState::Installed | ChildState::Rekeying));
+        if !usable {
+            tracing::info!(tunnel = %sa.name(), "the CHILD SA we tried to rekey was deleted by the peer; creating a new one");
+            sa.tasks.queue_once(TaskKind::ChildCreate);
+        }
+        return;
+    };
     let id = sa.children.get(i).map_or(0, |c| c.child_id);
     let replaced = sa.children.iter().any(|k| k.replaces == Some(id));
     let now = ctx.now;
@@ -164,11 +173,11 @@ pub(crate) fn process_response(
                 abandon(sa, ctx, &init, retry);
             }
             notify::CHILD_SA_NOT_FOUND => {
-                tracing::info!(tunnel = %name, "peer {peer_ip} no longer has the CHILD SA we rekey (CHILD_SA_NOT_FOUND); creating a new one");
+                tracing::info!(tunnel = %name, "peer {peer_ip} no longer has the CHILD SA we rekey (CHILD_SA_NOT_FOUND)");
                 if let Some(i) = init.old.and_then(|old| sa.children.iter().position(|c| c.spi_in == old)) {
                     child::remove_at(sa, ctx, i);
                 }
-                sa.tasks.queue_once(TaskKind::ChildCreate);
+                abandon(sa, ctx, &init, RETRY_REFUSED);
             }
             k => {
                 tracing::warn!(
