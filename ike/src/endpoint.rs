@@ -275,6 +275,8 @@ struct PeerSlot {
     failures: u32,
     /// The operator wants this tunnel up (initiate or Command::Initiate).
     wanted: bool,
+    /// When we last answered an unknown-SPI request from this peer with INVALID_IKE_SPI.
+    invalid_spi_at: Option<Timestamp>,
 }
 
 /// What every IKE SA borrows while it runs (see `Ctx`).
@@ -321,6 +323,7 @@ impl Endpoint {
                 retry_at: cfg.initiate.then_some(Timestamp::ZERO),
                 failures: 0,
                 wanted: cfg.initiate,
+                invalid_spi_at: None,
                 cfg,
             })
             .collect();
@@ -353,6 +356,9 @@ impl Endpoint {
                 if std::mem::take(&mut sa.initial_contact) {
                     let (name, spi_i, spi_r) = (sa.peer.name.clone(), sa.spi_i, sa.spi_r);
                     self.drop_stale(now, &name, spi_i, spi_r);
+                } else if sa.state == IkeState::Established && !sa.stale {
+                    let name = sa.peer.name.clone();
+                    self.terminate_where(now, "replaced after the peer restarted", |s| s.stale && s.peer.name == name);
                 }
             }
             Err(failure) => {
@@ -444,7 +450,7 @@ impl Endpoint {
 
     fn start_initiator(&mut self, now: Timestamp, peer_idx: usize) {
         let Some(slot) = self.peers.get(peer_idx) else { return };
-        let busy = self.sas.iter().any(|s| s.peer.name == slot.cfg.name && s.state != IkeState::Deleting);
+        let busy = self.sas.iter().any(|s| s.peer.name == slot.cfg.name && s.state != IkeState::Deleting && !s.stale);
         if busy || self.shutting_down {
             return;
         }
@@ -479,11 +485,14 @@ impl Endpoint {
                     return;
                 }
             }
+        } else if h.is_response() && msg.sk.is_none() && h.exchange == exchange::INFORMATIONAL {
+            self.invalid_spi_answer(now, remote, &msg);
+            return;
         } else if h.sent_by_initiator() {
             match self.sas.iter().position(|s| !s.initiator && s.spi_i == h.spi_i && s.spi_r == h.spi_r) {
                 Some(i) => i,
                 None => {
-                    tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+                    self.unknown_spi(now, local, remote, &msg);
                     return;
                 }
             }
@@ -494,12 +503,66 @@ impl Endpoint {
             match found {
                 Some(i) => i,
                 None => {
-                    tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+                    self.unknown_spi(now, local, remote, &msg);
                     return;
                 }
             }
         };
         self.run(now, idx, |sa, ctx| sa.handle_message(ctx, local, remote, data, msg));
+    }
+
+    /// A message for an IKE SA we do not know (RFC 7296 2.21.4). A request from a
+    /// configured peer is answered, at most once a second per peer, with an unprotected
+    /// INVALID_IKE_SPI notify: the peer learns that we lost that IKE SA (we restarted).
+    fn unknown_spi(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message) {
+        let h = msg.header;
+        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.remote_addr == remote.ip()) else {
+            tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+            return;
+        };
+        if h.is_response() || msg.sk.is_none() || slot.invalid_spi_at.is_some_and(|t| now < t + Duration::from_secs(1))
+        {
+            tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+            return;
+        }
+        slot.invalid_spi_at = Some(now);
+        tracing::info!(tunnel = %slot.cfg.name, "peer {} uses an IKE SA we do not know; answering INVALID_IKE_SPI", remote.ip());
+        let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
+        let flags =
+            crate::message::flags::RESPONSE | if h.sent_by_initiator() { 0 } else { crate::message::flags::INITIATOR };
+        let header =
+            crate::message::Header { exchange: exchange::INFORMATIONAL, flags, next_payload: 0, length: 0, ..h };
+        let n = crate::message::payload::Notify::new(crate::error::notify::INVALID_IKE_SPI, vec![]);
+        let data = crate::message::emit_plain(header, &[crate::message::Payload::Notify(n)]);
+        self.shared.out.push_back(Output::Transmit(Transmit { local, remote, data }));
+    }
+
+    /// An unprotected INFORMATIONAL response: INVALID_IKE_SPI for our outstanding request
+    /// means the peer probably restarted. Unauthenticated, so it only makes us bring up a
+    /// new IKE SA next to the old one (which is replaced once the new one is up).
+    fn invalid_spi_answer(&mut self, now: Timestamp, remote: SocketAddr, msg: &Message) {
+        let h = msg.header;
+        let invalid = crate::task::notifies(&msg.payloads).any(|n| n.kind == crate::error::notify::INVALID_IKE_SPI);
+        let Some(sa) = self.sas.iter_mut().find(|s| {
+            (s.spi_i, s.spi_r) == (h.spi_i, h.spi_r)
+                && s.remote.ip() == remote.ip()
+                && s.state == IkeState::Established
+                && s.tasks.outstanding.as_ref().is_some_and(|o| o.mid == h.message_id)
+        }) else {
+            return;
+        };
+        if !invalid || sa.stale {
+            return;
+        }
+        sa.stale = true;
+        let name = sa.peer.name.clone();
+        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == name) else { return };
+        tracing::warn!(tunnel = %name, "peer {} answered INVALID_IKE_SPI: it probably restarted; bringing up a new IKE SA", remote.ip());
+        if slot.wanted || slot.cfg.dpd_action == DpdAction::Restart {
+            slot.wanted = true;
+            slot.retry_at = Some(now);
+            self.handle_timeout(now);
+        }
     }
 
     fn new_responder(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message, data: &[u8]) {
@@ -561,7 +624,7 @@ impl Endpoint {
                     slot.wanted = false;
                     slot.retry_at = None;
                 }
-                self.terminate_where(now, |sa| sa.peer.name == peer);
+                self.terminate_where(now, "terminated by operator", |sa| sa.peer.name == peer);
             }
             Command::TerminateAll => {
                 self.shutting_down = true;
@@ -569,19 +632,19 @@ impl Endpoint {
                     slot.wanted = false;
                     slot.retry_at = None;
                 }
-                self.terminate_where(now, |_| true);
+                self.terminate_where(now, "terminated by operator", |_| true);
             }
         }
     }
 
-    fn terminate_where(&mut self, now: Timestamp, pred: impl Fn(&IkeSa) -> bool) {
+    fn terminate_where(&mut self, now: Timestamp, reason: &str, pred: impl Fn(&IkeSa) -> bool) {
         let mut i = 0;
         while i < self.sas.len() {
             let keep = match self.sas.get_mut(i) {
                 Some(sa) if pred(sa) && sa.state != IkeState::Deleting => {
                     let mut ctx = self.shared.ctx(now);
                     tracing::info!(tunnel = %sa.name(), "terminating IKE SA");
-                    sa.terminate(&mut ctx, "terminated by operator")
+                    sa.terminate(&mut ctx, reason)
                 }
                 _ => true,
             };

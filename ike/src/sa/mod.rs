@@ -207,6 +207,9 @@ pub(crate) struct IkeSa {
     /// Created by the peer's colliding IKE rekey: deleted by us if no CHILD SAs moved
     /// to it by then (the peer should have deleted it).
     pub(crate) pending_adoption: Option<Timestamp>,
+    /// The peer answered INVALID_IKE_SPI: it probably restarted. Replaced as soon as a
+    /// new IKE SA with it is up.
+    pub(crate) stale: bool,
 }
 
 impl IkeSa {
@@ -240,6 +243,7 @@ impl IkeSa {
             expire_at: None,
             rekeyed: false,
             pending_adoption: None,
+            stale: false,
         }
     }
 
