@@ -3,7 +3,8 @@
 //! Owns: the four-namespace site-to-site topology ([`netns`]), child processes that die
 //! with their guard ([`process`]), the strongSwan reference peer ([`strongswan`]), the
 //! vpngw daemon under test ([`vpngw`]), WAN captures ([`capture`]) and traffic checks
-//! ([`traffic`]). Every resource is an RAII guard: dropping it (also while a test panics)
+//! ([`traffic`]), continuous loss/gap measurement ([`stream`]), SA histories across
+//! rekeys ([`sawatch`]) and IKE exchanges read off the capture ([`ikewire`]). Every resource is an RAII guard: dropping it (also while a test panics)
 //! kills the processes it started, by PID, and deletes the namespaces it created.
 //!
 //! Does not own: any protocol logic. The harness only drives the binaries (`vpngw`,
@@ -11,9 +12,12 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod ikewire;
 pub mod netns;
 pub mod process;
+pub mod sawatch;
 pub mod scenario;
+pub mod stream;
 pub mod strongswan;
 pub mod traffic;
 pub mod vpngw;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crate::capture::{Capture, Pcap, WanSummary};
 use crate::netns::{self, Topology, WAN_IF};
-use crate::strongswan::SwanConfig;
+use crate::strongswan::{SwanConfig, SwanTimers};
 use crate::traffic::{self, PingStats, Transfer};
-use crate::vpngw::{Encap, GatewayConfig, Start, TunnelConfig};
+use crate::vpngw::{Encap, GatewayConfig, Lifetimes, Start, TunnelConfig};
 use crate::{ensure, is_root, read_text, tail, Result};
 
 /// The PSK both sites share in the passing scenarios.
@@ -251,6 +251,7 @@ fn vpngw_site(
             ike_proposals: vec![IKE_PROPOSAL.into()],
             esp_proposals: vec![ESP_PROPOSAL.into()],
             encapsulation,
+            lifetimes: Lifetimes::default(),
         }],
     }
 }
@@ -268,6 +269,7 @@ pub fn swan_site_a(initiate: bool) -> SwanConfig {
         ike_proposal: IKE_PROPOSAL.into(),
         esp_proposal: ESP_PROPOSAL.into(),
         initiate,
+        timers: SwanTimers::default(),
     }
 }
 

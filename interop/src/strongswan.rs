@@ -42,6 +42,76 @@ pub struct SwanConfig {
     pub esp_proposal: String,
     /// `start_action = start` (initiator) or `none` (responder).
     pub initiate: bool,
+    /// Rekeying, lifetime and DPD settings (unset ones keep strongSwan's defaults).
+    pub timers: SwanTimers,
+}
+
+/// swanctl timers, each written as given (`"10s"`) when set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwanTimers {
+    /// IKE SA `rekey_time`.
+    pub ike_rekey_time: Option<String>,
+    /// IKE SA `over_time` (hard lifetime = rekey_time + over_time).
+    pub ike_over_time: Option<String>,
+    /// IKE SA `rand_time` (`0s`: no jitter).
+    pub ike_rand_time: Option<String>,
+    /// CHILD SA `rekey_time`.
+    pub child_rekey_time: Option<String>,
+    /// CHILD SA `life_time` (hard).
+    pub child_life_time: Option<String>,
+    /// CHILD SA `rand_time`.
+    pub child_rand_time: Option<String>,
+    /// IKE SA `dpd_delay`.
+    pub dpd_delay: Option<String>,
+    /// CHILD SA `dpd_action` (`clear`, `trap`, `restart`).
+    pub dpd_action: Option<String>,
+    /// IKE SA `keyingtries` (`0`: forever).
+    pub keyingtries: Option<String>,
+}
+
+impl SwanTimers {
+    /// Both SAs rekeyed by strongSwan at exactly these times (no jitter), hard limits at
+    /// twice the rekey time.
+    pub fn rekeying(child_secs: u64, ike_secs: u64) -> Self {
+        Self {
+            ike_rekey_time: Some(format!("{ike_secs}s")),
+            ike_over_time: Some(format!("{ike_secs}s")),
+            ike_rand_time: Some("0s".into()),
+            child_rekey_time: Some(format!("{child_secs}s")),
+            child_life_time: Some(format!("{}s", child_secs * 2)),
+            child_rand_time: Some("0s".into()),
+            ..Self::default()
+        }
+    }
+
+    fn lines(pairs: &[(&str, &Option<String>)], indent: &str) -> String {
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{indent}{k} = {v}\n"))).collect()
+    }
+
+    fn ike_lines(&self) -> String {
+        Self::lines(
+            &[
+                ("rekey_time", &self.ike_rekey_time),
+                ("over_time", &self.ike_over_time),
+                ("rand_time", &self.ike_rand_time),
+                ("dpd_delay", &self.dpd_delay),
+                ("keyingtries", &self.keyingtries),
+            ],
+            "        ",
+        )
+    }
+
+    fn child_lines(&self) -> String {
+        Self::lines(
+            &[
+                ("rekey_time", &self.child_rekey_time),
+                ("life_time", &self.child_life_time),
+                ("rand_time", &self.child_rand_time),
+                ("dpd_action", &self.dpd_action),
+            ],
+            "                ",
+        )
+    }
 }
 
 impl SwanConfig {
@@ -57,7 +127,7 @@ impl SwanConfig {
         remote_addrs = {ra}
         proposals = {ike}
         mobike = no
-        local {{
+{ike_timers}        local {{
             auth = psk
             id = {lid}
         }}
@@ -71,7 +141,7 @@ impl SwanConfig {
                 remote_ts = {rts}
                 esp_proposals = {esp}
                 start_action = {start}
-            }}
+{child_timers}            }}
         }}
     }}
 }}
@@ -91,6 +161,8 @@ secrets {{
             lts = self.local_ts,
             rts = self.remote_ts,
             esp = self.esp_proposal,
+            ike_timers = self.timers.ike_lines(),
+            child_timers = self.timers.child_lines(),
         )
     }
 }
@@ -137,8 +209,12 @@ pub struct StrongSwan {
 impl StrongSwan {
     /// Writes the config into `dir`, starts charon in `ns`, waits for its vici socket and
     /// loads the connection. An initiator starts negotiating right after the load.
+    /// Starting again in the same `dir` (after [`StrongSwan::kill`]) is a restart: charon
+    /// comes up with no state, its log continues.
     pub fn start(ns: &Netns, cfg: &SwanConfig, dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir.join("swanctl"))?;
+        // A killed charon leaves its socket behind; its presence means "ready" below.
+        let _ = std::fs::remove_file(dir.join("charon.vici"));
         std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir))?;
         std::fs::write(dir.join("swanctl/swanctl.conf"), cfg.swanctl_conf())?;
         let script = format!("mount -t tmpfs tmpfs /run && exec {CHARON}");
@@ -214,6 +290,12 @@ impl StrongSwan {
         )
     }
 
+    /// Kills charon with SIGKILL (no DELETE, no cleanup: a crash) and reaps it.
+    pub fn kill(&mut self) {
+        self.proc.signal("KILL");
+        let _ = self.proc.wait_timeout(Duration::from_secs(10));
+    }
+
     /// Stops charon (SIGTERM, then SIGKILL after 5 s).
     pub fn stop(&mut self) {
         let _ = self.proc.terminate(Duration::from_secs(5));
@@ -273,9 +355,19 @@ mod tests {
             ike_proposal: "aes256gcm16-prfsha256-x25519".into(),
             esp_proposal: "aes256gcm16".into(),
             initiate: true,
+            timers: SwanTimers::default(),
         };
         let text = cfg.swanctl_conf();
         assert!(text.contains("start_action = start"));
+        assert!(!text.contains("rekey_time"));
+        let timed = SwanConfig { timers: SwanTimers::rekeying(10, 25), ..cfg.clone() }.swanctl_conf();
+        assert!(
+            timed.contains("        rekey_time = 25s\n        over_time = 25s\n        rand_time = 0s\n"),
+            "{timed}"
+        );
+        assert!(
+            timed.contains("start_action = start\n                rekey_time = 10s\n                life_time = 20s\n")
+        );
         assert!(text.contains(r#"secret = "a\"b""#));
         let responder = SwanConfig { initiate: false, ..cfg }.swanctl_conf();
         assert!(responder.contains("start_action = none"));

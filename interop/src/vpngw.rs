@@ -60,6 +60,48 @@ pub struct TunnelConfig {
     pub esp_proposals: Vec<String>,
     /// Raw ESP or ESP-in-UDP.
     pub encapsulation: Encap,
+    /// Rekeying, lifetime and DPD keys (unset ones keep vpngw's defaults).
+    pub lifetimes: Lifetimes,
+}
+
+/// The issue #3 tunnel keys, each written as given (`"10s"`, `"0%"`, `"restart"`) when set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// `ike_rekey_time`.
+    pub ike_rekey_time: Option<String>,
+    /// `ike_life_time`.
+    pub ike_life_time: Option<String>,
+    /// `child_rekey_time`.
+    pub child_rekey_time: Option<String>,
+    /// `child_life_time`.
+    pub child_life_time: Option<String>,
+    /// `rekey_jitter`.
+    pub rekey_jitter: Option<String>,
+    /// `dpd_delay`.
+    pub dpd_delay: Option<String>,
+    /// `dpd_timeout`.
+    pub dpd_timeout: Option<String>,
+    /// `dpd_action`.
+    pub dpd_action: Option<String>,
+}
+
+impl Lifetimes {
+    /// The `key = "value"` lines of the keys that are set.
+    pub fn toml_lines(&self) -> String {
+        [
+            ("ike_rekey_time", &self.ike_rekey_time),
+            ("ike_life_time", &self.ike_life_time),
+            ("child_rekey_time", &self.child_rekey_time),
+            ("child_life_time", &self.child_life_time),
+            ("rekey_jitter", &self.rekey_jitter),
+            ("dpd_delay", &self.dpd_delay),
+            ("dpd_timeout", &self.dpd_timeout),
+            ("dpd_action", &self.dpd_action),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} = {}\n", toml_str(v))))
+        .collect()
+    }
 }
 
 /// A whole gateway config (the control socket is placed by the harness).
@@ -115,6 +157,7 @@ impl GatewayConfig {
                     Encap::Udp => "udp",
                 }),
             ));
+            s.push_str(&t.lifetimes.toml_lines());
         }
         s
     }
@@ -329,9 +372,16 @@ mod tests {
                 ike_proposals: vec!["aes256gcm16-prfsha256-x25519".into()],
                 esp_proposals: vec!["aes256gcm16".into()],
                 encapsulation: Encap::Udp,
+                lifetimes: Lifetimes {
+                    child_rekey_time: Some("10s".into()),
+                    rekey_jitter: Some("0%".into()),
+                    ..Lifetimes::default()
+                },
             }],
         };
         let text = cfg.to_toml(Path::new("/d"), Path::new("/d/vpngw.sock"));
+        assert!(text.ends_with("child_rekey_time = \"10s\"\nrekey_jitter = \"0%\"\n"), "{text}");
+        assert!(!text.contains("dpd_delay"));
         assert!(text.contains("control_socket = \"/d/vpngw.sock\""));
         assert!(text.contains("psk_file = \"/d/site-b.psk\""));
         assert!(text.contains("local_subnets = [\"10.1.0.0/24\"]"));

@@ -5,7 +5,19 @@
 //! `nettool send --to ADDR:P --bytes N [--seed S]` sends N deterministic pseudo-random
 //! bytes, prints `sent bytes=N sha256=HEX`, then waits for and prints the receiver's line
 //! (`peer received ...`). Exit status is 0 only when everything completed.
+//!
+//! `nettool udpsend --to ADDR:P [--rate-mbit R] [--seconds S] [--size B]` sends numbered
+//! datagrams of B bytes at R Mbit/s (UDP payload) for S seconds, then an end marker
+//! carrying the count, and prints `udpsend sent=N errors=E seconds=S`.
+//! `nettool udprecv --port P [--idle-ms MS] [--gap-report-ms G]` counts them until the
+//! end marker arrives (or nothing arrived for MS ms after the first datagram) and prints
+//! `gap at_ms=T ms=G` for every silence of at least G ms (at most 100 lines), then
+//! `udprecv received=.. unique=.. lost=.. dup=.. reordered=.. total=.. longest_gap_ms=..
+//! longest_gap_at_ms=..` (`total` is the sender's count from the end marker, or `?`).
 #![forbid(unsafe_code)]
+
+#[path = "nettool/udpseq.rs"]
+mod udpseq;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +26,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-const USAGE: &str = "usage: nettool serve --port P [--bind ADDR]\n       nettool send --to ADDR:P --bytes N [--seed S]";
+const USAGE: &str =
+    "usage: nettool serve --port P [--bind ADDR]\n       nettool send --to ADDR:P --bytes N [--seed S]\n       \
+                     nettool udpsend --to ADDR:P [--rate-mbit R] [--seconds S] [--size B]\n       \
+                     nettool udprecv --port P [--bind ADDR] [--idle-ms MS] [--gap-report-ms G]";
 const CHUNK: usize = 64 * 1024;
 
 fn main() -> ExitCode {
@@ -22,6 +37,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("send") => send(&args[1..]),
+        Some("udpsend") => udp_send(&args[1..]),
+        Some("udprecv") => udp_recv(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -97,6 +114,36 @@ fn send(args: &[String]) -> Result<(), String> {
         return Err("receiver closed without reporting what it received".to_owned());
     }
     println!("peer {}", reply.trim());
+    Ok(())
+}
+
+fn udp_send(args: &[String]) -> Result<(), String> {
+    let opts = udpseq::SendOpts {
+        to: parse(args, "--to", None)?,
+        rate_mbit: parse(args, "--rate-mbit", Some(20.0))?,
+        seconds: parse(args, "--seconds", Some(10.0))?,
+        size: parse(args, "--size", Some(1200))?,
+    };
+    let report = udpseq::send(&opts)?;
+    println!("{report}");
+    flush();
+    Ok(())
+}
+
+fn udp_recv(args: &[String]) -> Result<(), String> {
+    let port: u16 = parse(args, "--port", None)?;
+    let bind = opt(args, "--bind").unwrap_or("0.0.0.0");
+    let idle_ms: u64 = parse(args, "--idle-ms", Some(3000))?;
+    let gap_report_ms: u64 = parse(args, "--gap-report-ms", Some(50))?;
+    let socket = std::net::UdpSocket::bind((bind, port)).map_err(|e| format!("bind {bind}:{port}: {e}"))?;
+    println!("listening on {bind}:{port}");
+    flush();
+    let report = udpseq::receive(&socket, Duration::from_millis(idle_ms), gap_report_ms)?;
+    for (at_ms, ms) in &report.gaps {
+        println!("gap at_ms={at_ms} ms={ms}");
+    }
+    println!("{report}");
+    flush();
     Ok(())
 }
 
