@@ -1,8 +1,10 @@
 //! WAN sockets: UDP for IKE (500) and NAT-T (4500, IKE and ESP-in-UDP), and a raw IP
 //! socket for protocol 50 (ESP without UDP encapsulation).
 //!
-//! Socket buffers are made large (4 MiB, forced past `rmem_max` when we are root) so a
-//! burst does not overflow the queue while a datapath thread is busy sealing.
+//! Socket buffers are made large (16 MiB, forced past `rmem_max` when we are root) so a
+//! burst does not overflow the queue while a datapath thread is busy or descheduled:
+//! with UDP GRO one queued skb carries up to 64 KiB, and a 4 MiB buffer still
+//! overflowed in the benchmark on a busy 2-core machine.
 //! This module opens sockets; which thread reads which socket is `datapath`'s business.
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -11,7 +13,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 
 /// Socket buffer size asked for on the WAN sockets.
-pub const SOCKET_BUFFER: usize = 4 << 20;
+pub const SOCKET_BUFFER: usize = 16 << 20;
 
 /// IP protocol number of ESP.
 pub const IPPROTO_ESP: i32 = 50;
