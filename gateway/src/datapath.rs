@@ -11,8 +11,8 @@
 //! environment variable for measurements ([`Levers`]):
 //! - TUN offloads (`sys::tun`, [`offload`]): the kernel hands `tun-rx` TCP super-packets
 //!   of up to 64 KiB, which are segmented here (each segment sealed with its own ESP
-//!   sequence number), and the receive side coalesces in-order TCP segments into one
-//!   GSO write to TUN.
+//!   sequence number), and the receive side coalesces in-order TCP segments (and runs
+//!   of equal-sized UDP datagrams) into one GSO write to TUN.
 //! - `tun-rx` reads TUN non-blocking until it is empty (or [`MAX_READS_PER_SEND`]),
 //!   then sends what it sealed in one go: ESP-in-UDP as UDP GSO (`UDP_SEGMENT`, runs of
 //!   equal-sized datagrams), raw ESP with `sendmmsg`.
@@ -62,13 +62,16 @@ const RAW_BATCH: usize = 32;
 
 /// Which of the issue #4 levers are on. All are, unless switched off in the
 /// environment (any value but `0`): `VPNGW_NO_OFFLOAD` (TUN offloads; read in
-/// `sys::tun`), `VPNGW_NO_TUN_GRO` (coalescing of TUN writes), `VPNGW_NO_UDP_GSO` (UDP
+/// `sys::tun`), `VPNGW_NO_TUN_GRO` (coalescing of TUN writes), `VPNGW_NO_TUN_UDP_GRO`
+/// (coalescing of UDP datagrams only), `VPNGW_NO_UDP_GSO` (UDP
 /// GSO sends and UDP GRO receives), `VPNGW_NO_BATCH` (non-blocking TUN read batches,
 /// `sendmmsg`/`recvmmsg`), `VPNGW_NO_TXQUEUE` (the longer TUN queue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Levers {
     /// Coalesce TCP segments into GSO writes to TUN (needs TUN offloads).
     pub tun_gro: bool,
+    /// Coalesce UDP datagrams too (UDP_L4 GSO writes to TUN).
+    pub tun_udp_gro: bool,
     /// UDP GSO/GRO on the NAT-T socket.
     pub udp_gso: bool,
     /// Batched TUN reads and mmsg calls.
@@ -83,6 +86,7 @@ impl Levers {
         let off = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
         Self {
             tun_gro: !off("VPNGW_NO_TUN_GRO"),
+            tun_udp_gro: !off("VPNGW_NO_TUN_UDP_GRO"),
             udp_gso: !off("VPNGW_NO_UDP_GSO"),
             batch: !off("VPNGW_NO_BATCH"),
             txqueue: !off("VPNGW_NO_TXQUEUE"),
@@ -170,6 +174,7 @@ impl<C: Clock + 'static> Datapath<C> {
             tun_offload = self.tun.tso(),
             vnet_hdr = self.tun.vnet_hdr(),
             tun_gro = levers.tun_gro,
+            tun_udp_gro = levers.tun_udp_gro,
             udp_gso = levers.udp_gso,
             batch = levers.batch,
             txqueue = levers.txqueue,
@@ -332,7 +337,7 @@ impl<C: Clock + 'static> Workers<C> {
     fn natt_reader(&self) {
         let mut buf = vec![0u8; BUF_LEN];
         let mut out = vec![0u8; BUF_LEN];
-        let mut gro = Gro::new();
+        let mut gro = Gro::with_udp(self.levers.tun_udp_gro);
         let mut errors = ErrorLog::new("UDP 4500 receive");
         let Ok(local) = self.natt.local_addr() else { return };
         if self.levers.udp_gso && batch::enable_udp_gro(self.natt.as_fd()).is_err() {
@@ -377,7 +382,7 @@ impl<C: Clock + 'static> Workers<C> {
 
     fn raw_reader(&self, raw: &RawEsp) {
         let mut out = vec![0u8; BUF_LEN];
-        let mut gro = Gro::new();
+        let mut gro = Gro::with_udp(self.levers.tun_udp_gro);
         let mut errors = ErrorLog::new("raw ESP receive");
         let mut many = batch::RecvMany::new(if self.levers.batch { RAW_BATCH } else { 1 }, BUF_LEN);
         loop {

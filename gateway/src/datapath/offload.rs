@@ -18,6 +18,8 @@ pub const GSO_NONE: u8 = 0;
 pub const GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
 pub const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_UDP_L4` (UDP segmentation: datagram boundaries kept).
+pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN` (a flag on top of the type).
 pub const GSO_ECN: u8 = 0x80;
 
@@ -31,6 +33,9 @@ const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
 const TCP_CWR: u8 = 0x80;
 const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+/// Most datagrams merged into one UDP GSO packet (the kernel's UDP_MAX_SEGMENTS).
+const MAX_UDP_SEGS: u16 = 64;
 
 /// `struct virtio_net_hdr` (native byte order, as TUN uses without TUNSETVNETLE/BE).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,17 +138,21 @@ fn ipv4_header_checksum(ip: &mut [u8]) -> Option<()> {
     put16(ip, 10, c)
 }
 
-/// Where the TCP header of an IP packet starts: IPv4 (any IHL) or IPv6 with TCP as the
-/// first next header. `None` for anything else.
-fn tcp_offset(pkt: &[u8]) -> Option<usize> {
+/// Where the `proto` header of an IP packet starts: IPv4 (any IHL) or IPv6 with
+/// `proto` as the first next header. `None` for anything else.
+fn l4_offset(pkt: &[u8], proto: u8) -> Option<usize> {
     match pkt.first()? >> 4 {
         4 => {
             let ihl = usize::from(pkt.first()? & 0x0f) * 4;
-            (ihl >= 20 && *pkt.get(9)? == PROTO_TCP).then_some(ihl)
+            (ihl >= 20 && *pkt.get(9)? == proto).then_some(ihl)
         }
-        6 => (*pkt.get(6)? == PROTO_TCP).then_some(40),
+        6 => (*pkt.get(6)? == proto).then_some(40),
         _ => None,
     }
+}
+
+fn tcp_offset(pkt: &[u8]) -> Option<usize> {
+    l4_offset(pkt, PROTO_TCP)
 }
 
 /// The length of the IP packet according to its header, if it fits in `pkt`.
@@ -165,11 +174,11 @@ fn tcp_checksum(seg: &mut [u8], thoff: usize) -> Option<()> {
     put16(seg, thoff + 16, c)
 }
 
-/// True if the TCP checksum of the IP packet `pkt` (TCP header at `thoff`) verifies.
-fn tcp_checksum_ok(pkt: &[u8], thoff: usize) -> bool {
-    let Some(tcp) = pkt.get(thoff..) else { return false };
-    let Some(pseudo) = pseudo_sum(pkt, PROTO_TCP, tcp.len()) else { return false };
-    fold(sum(tcp, pseudo)) == 0xffff
+/// True if the `proto` checksum of the IP packet `pkt` (header at `thoff`) verifies.
+fn l4_checksum_ok(pkt: &[u8], thoff: usize, proto: u8) -> bool {
+    let Some(l4) = pkt.get(thoff..) else { return false };
+    let Some(pseudo) = pseudo_sum(pkt, proto, l4.len()) else { return false };
+    fold(sum(l4, pseudo)) == 0xffff
 }
 
 /// Finishes a partial checksum (`F_NEEDS_CSUM` without GSO): sums from `csum_start` to
@@ -270,6 +279,7 @@ struct Pending {
     last_payload: usize,
     next_seq: u32,
     ip_id: u16,
+    udp: bool,
 }
 
 /// Largest IP packet built (the 16-bit IPv4 total length / IPv6 payload length).
@@ -278,12 +288,15 @@ const GRO_MAX: usize = 65_535;
 /// Receive coalescing for TUN writes: consecutive in-order TCP segments of one flow
 /// with identical headers (apart from length, ID, sequence number, checksum and a
 /// final PSH) are merged into one packet announced as TCPV4/TCPV6 GSO with a partial
-/// checksum, as Linux GRO does. Each segment's TCP checksum is verified before it
-/// joins; segments that fail, and anything that is not plain TCP data, pass through
-/// unchanged. Call [`Gro::flush`] at the end of every receive batch.
+/// checksum, as Linux GRO does. Likewise consecutive UDP datagrams of one flow with
+/// equal lengths (the last may be shorter) become one UDP_L4 GSO packet, which the
+/// kernel splits at the same datagram boundaries. Each segment's checksum is verified
+/// before it joins; segments that fail, UDP without a checksum, and anything else pass
+/// through unchanged. Call [`Gro::flush`] at the end of every receive batch.
 pub struct Gro {
     buf: Vec<u8>,
     pending: Option<Pending>,
+    udp: bool,
 }
 
 impl Default for Gro {
@@ -293,15 +306,20 @@ impl Default for Gro {
 }
 
 impl Gro {
-    /// An empty coalescer with its (one, reused) 64 KiB buffer.
+    /// An empty coalescer (TCP and UDP) with its (one, reused) 64 KiB buffer.
     pub fn new() -> Self {
-        Self { buf: vec![0; GRO_MAX], pending: None }
+        Self::with_udp(true)
+    }
+
+    /// A coalescer that merges UDP datagrams only if `udp`.
+    pub fn with_udp(udp: bool) -> Self {
+        Self { buf: vec![0; GRO_MAX], pending: None, udp }
     }
 
     /// Offers one IP packet. `write(vnet_header, packet)` is called for every packet
     /// that is finished (possibly this one, possibly an earlier pending one).
     pub fn push(&mut self, pkt: &[u8], write: &mut impl FnMut(&[u8], &[u8])) {
-        let Some(seg) = Segment::parse(pkt) else {
+        let Some(seg) = Segment::parse(pkt).filter(|s| self.udp || !s.udp) else {
             self.flush(write);
             write(&PLAIN_HDR, pkt);
             return;
@@ -327,6 +345,7 @@ impl Gro {
             last_payload: seg.payload,
             next_seq: seg.seq.wrapping_add(seg.payload as u32),
             ip_id: seg.ip_id,
+            udp: seg.udp,
         });
     }
 
@@ -334,13 +353,15 @@ impl Gro {
         let Some(p) = self.pending.as_mut() else { return false };
         let Some(head) = self.buf.get(..p.hlen) else { return false };
         let new_len = p.len + seg.payload;
-        if seg.hlen != p.hlen
+        if seg.udp != p.udp
+            || seg.hlen != p.hlen
             || seg.thoff != p.thoff
-            || seg.seq != p.next_seq
+            || (!seg.udp && seg.seq != p.next_seq)
+            || (seg.udp && p.segs >= MAX_UDP_SEGS)
             || seg.payload > p.gso_size
             || p.last_payload != p.gso_size
             || new_len > GRO_MAX
-            || !same_headers(head, pkt, p.thoff, p.hlen)
+            || !same_headers(head, pkt, p.thoff, p.hlen, p.udp)
         {
             return false;
         }
@@ -371,25 +392,35 @@ impl Gro {
             return;
         }
         let v4 = pkt.first().is_some_and(|b| b >> 4 == 4);
-        let tcp_len = p.len - p.thoff;
-        let ok = if v4 {
+        let l4_len = p.len - p.thoff;
+        let mut ok = if v4 {
             put16(pkt, 2, p.len as u16).and_then(|()| ipv4_header_checksum(pkt))
         } else {
             put16(pkt, 4, (p.len - 40) as u16)
         };
-        // The partial checksum: the pseudo-header sum, not complemented.
-        let pseudo = pseudo_sum(pkt, PROTO_TCP, tcp_len).map(fold);
+        let (proto, csum_offset, gso_type) = match (p.udp, v4) {
+            (true, _) => (PROTO_UDP, 6, GSO_UDP_L4),
+            (false, true) => (PROTO_TCP, 16, GSO_TCPV4),
+            (false, false) => (PROTO_TCP, 16, GSO_TCPV6),
+        };
+        if p.udp {
+            // The kernel rewrites each datagram's length from the total.
+            ok = ok.and_then(|()| put16(pkt, p.thoff + 4, l4_len as u16));
+        }
+        // The partial checksum: the pseudo-header sum over the whole length, not
+        // complemented (what the kernel's segmentation adjusts per segment).
+        let pseudo = pseudo_sum(pkt, proto, l4_len).map(fold);
         let (Some(()), Some(pseudo)) = (ok, pseudo) else { return };
-        if put16(pkt, p.thoff + 16, pseudo).is_none() {
+        if put16(pkt, p.thoff + csum_offset, pseudo).is_none() {
             return;
         }
         let hdr = VnetHdr {
             flags: F_NEEDS_CSUM,
-            gso_type: if v4 { GSO_TCPV4 } else { GSO_TCPV6 },
+            gso_type,
             hdr_len: p.hlen as u16,
             gso_size: p.gso_size as u16,
             csum_start: p.thoff as u16,
-            csum_offset: 16,
+            csum_offset: csum_offset as u16,
         };
         write(&hdr.encode(), pkt);
     }
@@ -403,6 +434,7 @@ struct Segment {
     seq: u32,
     flags: u8,
     ip_id: u16,
+    udp: bool,
 }
 
 impl Segment {
@@ -410,6 +442,9 @@ impl Segment {
     /// fragmented, or IPv6 without extension headers; flags ACK or ACK|PSH; a payload;
     /// a valid checksum; the header length equal to the packet.
     fn parse(pkt: &[u8]) -> Option<Self> {
+        if let Some(thoff) = l4_offset(pkt, PROTO_UDP) {
+            return Self::parse_udp(pkt, thoff);
+        }
         let thoff = tcp_offset(pkt)?;
         if ip_len(pkt)? != pkt.len() {
             return None;
@@ -425,16 +460,38 @@ impl Segment {
         if thlen < 20 || payload == 0 || flags & !TCP_PSH != TCP_ACK || be16(pkt, thoff + 18)? != 0 {
             return None;
         }
-        if flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 || !tcp_checksum_ok(pkt, thoff) {
+        if flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 || !l4_checksum_ok(pkt, thoff, PROTO_TCP) {
             return None;
         }
-        Some(Self { thoff, hlen, payload, seq: be32(pkt, thoff + 4)?, flags, ip_id: be16(pkt, 4)? })
+        Some(Self { thoff, hlen, payload, seq: be32(pkt, thoff + 4)?, flags, ip_id: be16(pkt, 4)?, udp: false })
+    }
+
+    /// A UDP datagram that may be coalesced: same IP conditions as TCP, the UDP length
+    /// matching the packet, a payload, and a non-zero, valid checksum.
+    fn parse_udp(pkt: &[u8], thoff: usize) -> Option<Self> {
+        if ip_len(pkt)? != pkt.len() {
+            return None;
+        }
+        if pkt.first()? >> 4 == 4 && (thoff != 20 || be16(pkt, 6)? & 0x3fff != 0) {
+            return None;
+        }
+        let udp_len = usize::from(be16(pkt, thoff + 4)?);
+        let hlen = thoff + 8;
+        let payload = pkt.len().checked_sub(hlen)?;
+        if udp_len != pkt.len() - thoff || payload == 0 || be16(pkt, thoff + 6)? == 0 {
+            return None;
+        }
+        if !l4_checksum_ok(pkt, thoff, PROTO_UDP) {
+            return None;
+        }
+        Some(Self { thoff, hlen, payload, seq: 0, flags: 0, ip_id: be16(pkt, 4)?, udp: true })
     }
 }
 
 /// True if `b` may be appended to the super-packet headed by `a`: same addresses,
-/// protocol, TOS/traffic class, TTL, DF, ports, ACK number, window and TCP options.
-fn same_headers(a: &[u8], b: &[u8], thoff: usize, hlen: usize) -> bool {
+/// protocol, TOS/traffic class, TTL, DF, ports, and for TCP ACK number, window and
+/// options.
+fn same_headers(a: &[u8], b: &[u8], thoff: usize, hlen: usize, udp: bool) -> bool {
     let eq = |r: std::ops::Range<usize>| match (a.get(r.clone()), b.get(r)) {
         (Some(x), Some(y)) => x == y,
         _ => false,
@@ -446,6 +503,9 @@ fn same_headers(a: &[u8], b: &[u8], thoff: usize, hlen: usize) -> bool {
     };
     // Ports, ACK number, data offset, window (byte 13, the flags, may differ in PSH
     // only, which Segment::parse already ensured), then the options.
+    if udp {
+        return ip && eq(thoff..thoff + 4);
+    }
     ip && eq(thoff..thoff + 4) && eq(thoff + 8..thoff + 13) && eq(thoff + 14..thoff + 16) && eq(thoff + 20..hlen)
 }
 

@@ -327,3 +327,104 @@ fn gro_never_panics_on_truncations() {
     gro.flush(&mut |_: &[u8], _: &[u8]| n += 1);
     assert_eq!(n, p.len(), "each input written exactly once");
 }
+
+fn udp4(id: u16, df: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 28];
+    p[0] = 0x45;
+    let total = (28 + payload.len()) as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6] = if df { 0x40 } else { 0 };
+    p[8] = 63;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&[10, 1, 0, 10]);
+    p[16..20].copy_from_slice(&[10, 2, 0, 10]);
+    p[20..22].copy_from_slice(&33333u16.to_be_bytes());
+    p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(payload);
+    let pseudo = [&p[12..20], &[0, 17], &p[24..26]].concat();
+    let mut c = rfc1071(&[&pseudo, &p[20..]]);
+    if c == 0 {
+        c = 0xffff;
+    }
+    p[26..28].copy_from_slice(&c.to_be_bytes());
+    ipv4_header_checksum(&mut p).unwrap();
+    p
+}
+
+/// What the kernel does with a UDP_L4 GSO packet, written independently: cut the
+/// payload into `gso_size` pieces, fix lengths and IDs, checksum each datagram in full.
+fn udp_resegment(h: &VnetHdr, p: &[u8]) -> Vec<Vec<u8>> {
+    let hl = usize::from(h.hdr_len);
+    let id0 = u16::from_be_bytes([p[4], p[5]]);
+    p[hl..]
+        .chunks(usize::from(h.gso_size))
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut s = [&p[..hl], chunk].concat();
+            let total = s.len() as u16;
+            s[2..4].copy_from_slice(&total.to_be_bytes());
+            s[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
+            s[10..12].copy_from_slice(&[0, 0]);
+            let ipc = rfc1071(&[&s[..20]]);
+            s[10..12].copy_from_slice(&ipc.to_be_bytes());
+            s[24..26].copy_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+            s[26..28].copy_from_slice(&[0, 0]);
+            let pseudo = [&s[12..20], &[0, 17], &s[24..26]].concat();
+            let mut c = rfc1071(&[&pseudo, &s[20..]]);
+            if c == 0 {
+                c = 0xffff;
+            }
+            s[26..28].copy_from_slice(&c.to_be_bytes());
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn gro_coalesces_udp_datagrams_keeping_boundaries() {
+    let mut dgrams: Vec<Vec<u8>> = (0..5).map(|i| udp4(100 + i, true, &payload(300))).collect();
+    dgrams.push(udp4(105, true, &payload(100)));
+    let out = run_gro(&dgrams);
+    assert_eq!(out.len(), 1);
+    let (h, p) = &out[0];
+    assert_eq!(
+        *h,
+        VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_UDP_L4,
+            hdr_len: 28,
+            gso_size: 300,
+            csum_start: 20,
+            csum_offset: 6
+        }
+    );
+    assert_eq!(p.len(), 28 + 5 * 300 + 100);
+    assert!(ip_ok(p));
+    let udp_len = u16::from_be_bytes([p[24], p[25]]);
+    assert_eq!(usize::from(udp_len), p.len() - 20);
+    assert_eq!(u16::from_be_bytes([p[26], p[27]]), fold(sum(&p[12..20], 17 + u64::from(udp_len))));
+    assert_eq!(udp_resegment(h, p), dgrams, "split again: the same datagrams, checksums included");
+}
+
+#[test]
+fn gro_udp_limits() {
+    // A zero checksum (none) cannot be verified: passes through.
+    let mut none = udp4(1, true, &payload(50));
+    none[26..28].copy_from_slice(&[0, 0]);
+    // A bigger datagram cannot join a run of smaller ones; no more than 64 per packet.
+    let small = udp4(2, true, &payload(50));
+    let big = udp4(3, true, &payload(60));
+    let out = run_gro(&[none.clone(), small, big]);
+    assert_eq!(out.iter().map(|(h, p)| (h.gso_type, p.len())).collect::<Vec<_>>(), vec![(0, 78), (0, 78), (0, 88)]);
+    assert_eq!(out[0].1, none);
+    let many: Vec<Vec<u8>> = (0..70).map(|i| udp4(i, true, &payload(40))).collect();
+    let out = run_gro(&many);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].1.len(), 28 + 64 * 40);
+    assert_eq!(udp_resegment(&out[0].0, &out[0].1), many[..64].to_vec());
+    // Without DF the IDs must increase one by one.
+    let out = run_gro(&[udp4(7, false, &payload(40)), udp4(9, false, &payload(40))]);
+    assert_eq!(out.len(), 2);
+}

@@ -260,7 +260,7 @@ mod tests {
         let mut got: Vec<Vec<u8>> = Vec::new();
         while got.len() < 70 {
             let n = recv_many(rx.as_fd(), &mut batch).unwrap();
-            assert!(n >= 1 && n <= 16);
+            assert!((1..=16).contains(&n));
             got.extend(batch.packets().map(<[u8]>::to_vec));
         }
         assert_eq!(got, pkts);
