@@ -175,3 +175,90 @@ fn concurrent_seal_stops_exactly_at_the_hard_limit_with_one_event_each() {
         ]
     );
 }
+
+/// The reference the datapath must agree with: a packet is refused once a hard limit
+/// was reached by earlier packets; the packet that reaches a limit passes and raises
+/// its event, soft before hard, each once.
+#[derive(Default)]
+struct Model {
+    packets: u64,
+    bytes: u64,
+    soft_raised: bool,
+    hard_raised: bool,
+}
+
+impl Model {
+    fn send(&mut self, l: &VolumeLimits, n: u64, direction: Direction, events: &mut Vec<DatapathEvent>) -> bool {
+        let lim = |v: Option<u64>| v.map_or(u64::MAX, |v| v.max(1));
+        let (hp, hb) = (lim(l.hard_packets), lim(l.hard_bytes));
+        if self.packets >= hp || self.bytes >= hb {
+            return false;
+        }
+        let (p0, b0) = (self.packets, self.bytes);
+        self.packets += 1;
+        self.bytes += n;
+        let reached = |before: u64, after: u64, limit: u64| before < limit && after >= limit;
+        let which = |lp: u64, lb: u64| {
+            if reached(p0, self.packets, lp) {
+                Some(ExpiryReason::Packets)
+            } else if reached(b0, self.bytes, lb) {
+                Some(ExpiryReason::Bytes)
+            } else {
+                None
+            }
+        };
+        if let Some(reason) = which(lim(l.soft_packets), lim(l.soft_bytes)) {
+            if !std::mem::replace(&mut self.soft_raised, true) {
+                events.push(DatapathEvent::Expired { spi: Spi(SPI), direction, hard: false, reason });
+            }
+        }
+        if let Some(reason) = which(hp, hb) {
+            if !std::mem::replace(&mut self.hard_raised, true) {
+                events.push(DatapathEvent::Expired { spi: Spi(SPI), direction, hard: true, reason });
+            }
+        }
+        true
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn seal_and_open_agree_with_the_model(
+        soft_packets in proptest::option::of(0u64..12),
+        hard_packets in proptest::option::of(0u64..16),
+        soft_bytes in proptest::option::of(0u64..1500),
+        hard_bytes in proptest::option::of(0u64..2000),
+        lens in proptest::collection::vec(28usize..200, 1..24),
+    ) {
+        let l = VolumeLimits { soft_bytes, soft_packets, hard_bytes, hard_packets };
+        let (left, right) = pair(SPI, |p| p.limits = l);
+        // A sender without limits feeds the receiver, so both directions are checked.
+        let mut free = params(SPI, Direction::Outbound, 1, 7);
+        free.limits = VolumeLimits::default();
+        let sender = SaTable::new().apply(&DatapathCommand::InstallOutbound(free));
+        let (mut out_model, mut in_model) = (Model::default(), Model::default());
+        let (mut out_expected, mut in_expected) = (Vec::new(), Vec::new());
+        for n in lens {
+            let inner = ipv4("10.1.0.5", "10.2.0.9", n);
+            let sent = try_seal(&left, &inner);
+            proptest::prop_assert_eq!(
+                sent.is_ok(),
+                out_model.send(&l, n as u64, Direction::Outbound, &mut out_expected)
+            );
+            if let Err(r) = sent {
+                proptest::prop_assert_eq!(r, DropReason::Expired);
+            }
+            let opened = open(&right, &seal(&sender, &inner));
+            proptest::prop_assert_eq!(
+                opened.is_ok(),
+                in_model.send(&l, n as u64, Direction::Inbound, &mut in_expected)
+            );
+        }
+        proptest::prop_assert_eq!(left.drain_events(), out_expected);
+        proptest::prop_assert_eq!(right.drain_events(), in_expected);
+        let c = counters(&left);
+        proptest::prop_assert_eq!((c.packets, c.bytes), (out_model.packets, out_model.bytes));
+        let c = counters(&right);
+        proptest::prop_assert_eq!((c.packets, c.bytes), (in_model.packets, in_model.bytes));
+    }
+}
