@@ -5,6 +5,9 @@
 //! <remote-ts> <initiate:0|1> <seconds> [force-encap:0|1]`
 //!
 //! Prints every event and datapath command (without keys), then terminates all SAs.
+//! Environment overrides for rekey checks (seconds): `PROBE_CHILD_REKEY`,
+//! `PROBE_IKE_REKEY`, `PROBE_DPD`, `PROBE_DPD_TIMEOUT`; `PROBE_ESP` (an ESP proposal, e.g.
+//! `aes256gcm16-x25519`).
 
 use ike::{Command, DpdAction, Endpoint, EndpointConfig, Output, PeerConfig, Rng};
 use ipsec_types::{DatapathCommand, EspProposal, Identity, IkeProposal, Timestamp, TrafficSelector};
@@ -27,6 +30,14 @@ impl Rng for SysRng {
     }
 }
 
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn secs_env(name: &str, default: u64) -> Duration {
+    Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 10 {
@@ -46,18 +57,18 @@ fn main() {
         remote_ts: vec![TrafficSelector::parse_cidr(&arg(7)).unwrap_or_else(|_| die("remote ts"))],
         initiate: arg(8) == "1",
         ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap_or_else(|_| die("proposal"))],
-        esp_proposals: vec![EspProposal::parse("aes256gcm16").unwrap_or_else(|_| die("proposal"))],
+        esp_proposals: vec![EspProposal::parse(&env_or("PROBE_ESP", "aes256gcm16")).unwrap_or_else(|_| die("proposal"))],
         force_encap: arg(10) == "1",
         replay_window: 64,
-        ike_rekey_time: Duration::from_secs(4 * 3600),
-        ike_life_time: Duration::from_secs(4 * 3600 + 1440),
-        child_rekey_time: Duration::from_secs(3600),
-        child_life_time: Duration::from_secs(3960),
+        ike_rekey_time: secs_env("PROBE_IKE_REKEY", 4 * 3600),
+        ike_life_time: secs_env("PROBE_IKE_REKEY", 4 * 3600) * 2,
+        child_rekey_time: secs_env("PROBE_CHILD_REKEY", 3600),
+        child_life_time: secs_env("PROBE_CHILD_REKEY", 3600) * 2,
         rekey_jitter_percent: 0,
         child_rekey_bytes: None,
         child_rekey_packets: None,
-        dpd_delay: None,
-        dpd_timeout: Duration::from_secs(150),
+        dpd_delay: std::env::var("PROBE_DPD").ok().map(|_| secs_env("PROBE_DPD", 30)),
+        dpd_timeout: secs_env("PROBE_DPD_TIMEOUT", 150),
         dpd_action: DpdAction::Restart,
     };
     let secs: u64 = arg(9).parse().unwrap_or_else(|_| die("seconds"));

@@ -429,12 +429,17 @@ impl Endpoint {
             slot.retry_at = Some(now);
             return;
         }
+        if matches!(failure, Failure::Expired(_)) && slot.wanted {
+            tracing::info!(tunnel = %slot.cfg.name, "initiating the tunnel again");
+            slot.retry_at = Some(now);
+            return;
+        }
         if !slot.wanted || !(sa.initiator || sa.established_at.is_some()) {
             return;
         }
         let delay = match failure {
             Failure::Negotiation(_) => RETRY_NEGOTIATION,
-            Failure::Transient(_) | Failure::Deleted(_) => {
+            Failure::Transient(_) | Failure::Deleted(_) | Failure::Expired(_) => {
                 slot.failures = slot.failures.saturating_add(1);
                 if slot.failures <= 1 {
                     RETRY_FIRST

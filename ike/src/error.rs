@@ -69,12 +69,14 @@ pub(crate) enum Failure {
     Transient(String),
     /// Deleted on purpose (by us or the peer).
     Deleted(String),
+    /// The IKE SA reached its hard lifetime without a rekey.
+    Expired(String),
 }
 
 impl Failure {
     pub(crate) fn reason(&self) -> &str {
         match self {
-            Self::Negotiation(s) | Self::Transient(s) | Self::Deleted(s) => s,
+            Self::Negotiation(s) | Self::Transient(s) | Self::Deleted(s) | Self::Expired(s) => s,
         }
     }
 }

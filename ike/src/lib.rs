@@ -8,13 +8,21 @@
 //! It does NOT touch ESP packets: negotiated CHILD_SAs leave as
 //! [`ipsec_types::DatapathCommand`]s for the gateway to apply to the `esp` crate.
 //!
-//! Layout: `endpoint` (façade, SPI routing, initiation and retries) → `sa` (one IKE SA:
-//! keys, CHILD SAs, the task manager with message IDs, retransmission and the response
-//! cache) → `task` (one module per exchange: IKE_SA_INIT, IKE_AUTH, INFORMATIONAL, NAT
-//! detection). `message` is the no-panic wire codec, `proposal` chooses algorithms,
-//! `crypto` derives keys. Supported now (issue #2): PSK, AES-GCM-16, PRF-HMAC-SHA2,
-//! X25519/ECP-256, one CHILD SA per IKE SA from IKE_AUTH, NAT-T, DELETE. Not yet:
-//! CREATE_CHILD_SA (answered with NO_ADDITIONAL_SAS), rekeying, DPD.
+//! Layout: `endpoint` (façade, SPI routing, initiation and retries, INVALID_IKE_SPI,
+//! dead-peer policy) → `sa` (one IKE SA: keys, CHILD SAs and their make-before-break
+//! replacement, timers for rekeying / lifetimes / DPD, the task manager with message
+//! IDs, retransmission and the response cache) → `task` (one module per exchange:
+//! IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA for CHILD SAs, IKE SA rekey, INFORMATIONAL,
+//! NAT detection). `message` is the no-panic wire codec, `proposal` chooses algorithms,
+//! `crypto` derives keys.
+//!
+//! Supported: PSK, AES-GCM-16, PRF-HMAC-SHA2, X25519/ECP-256, NAT-T, DELETE; CHILD SA
+//! rekeying in both roles with PFS (and the INVALID_KE_PAYLOAD retry), new CHILD SAs
+//! by CREATE_CHILD_SA, IKE SA rekeying, simultaneous rekeys resolved by nonces (RFC
+//! 7296 2.8.1, 2.8.2) and the other collisions of 2.25, rekey/hard lifetimes with
+//! jitter, datapath volume limits, dead peer detection with restart/clear, peers that
+//! restarted (INITIAL_CONTACT, INVALID_IKE_SPI). Not supported: ESP activity as a sign
+//! of life for DPD (only IKE messages count), MOBIKE, EAP, certificates.
 //!
 //! # Driving loop
 //!

@@ -330,3 +330,27 @@ fn ike_sa_rekeys_on_its_timer_and_expires_without_rekey() {
     assert_eq!(p.b.status()[0].next_rekey, Some(Timestamp::from_secs(1000 + 4 * 3600)));
     assert_eq!(p.a.status()[0].children.len(), 1);
 }
+
+#[test]
+fn ike_sa_hard_lifetime_deletes_it_and_the_initiator_starts_over() {
+    init_logs();
+    let (mut a, b) = configs();
+    // A degenerate configuration where the hard lifetime comes with the rekey time.
+    a.ike_rekey_time = Duration::from_secs(1000);
+    a.ike_life_time = Duration::from_secs(1000);
+    let mut p = up(a, b);
+    let first = p.a.status()[0].spi_i;
+    assert_eq!(p.a.status()[0].next_rekey, Some(Timestamp::from_secs(1000)));
+    p.tick(Timestamp::from_secs(1000));
+    assert!(p
+        .events(Side::A)
+        .iter()
+        .any(|e| matches!(e, ike::Event::IkeDown { reason, .. } if reason == "IKE SA lifetime expired")));
+    p.run();
+    assert_eq!(p.a.status().len(), 1);
+    assert_ne!(p.a.status()[0].spi_i, first);
+    assert_eq!(p.a.status()[0].state, "ESTABLISHED");
+    assert_eq!(p.b.status().len(), 1, "B got the DELETE");
+    assert_eq!(live(&p.datapath(Side::A)).0.len(), 1);
+    assert_eq!(live(&p.datapath(Side::B)).0.len(), 1);
+}

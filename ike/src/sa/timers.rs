@@ -111,7 +111,7 @@ impl IkeSa {
             tracing::warn!(tunnel = %self.name(), "IKE SA reached its hard lifetime without a rekey; deleting it");
             self.expire_at = None;
             informational::start_ike_delete(self, ctx);
-            return Err(Failure::Transient("IKE SA lifetime expired".into()));
+            return Err(Failure::Expired("IKE SA lifetime expired".into()));
         }
         if self.pending_adoption.is_some_and(|t| t <= now) {
             tracing::info!(tunnel = %self.name(), "redundant IKE SA from a rekey collision was not deleted by the peer; deleting it");
