@@ -53,6 +53,14 @@ pub fn start_keyword(s: StartAction) -> &'static str {
     }
 }
 
+/// `restart` / `clear`, as shown by `vpnctl status`.
+pub fn dpd_action_keyword(a: DpdAction) -> &'static str {
+    match a {
+        DpdAction::Restart => "restart",
+        DpdAction::Clear => "clear",
+    }
+}
+
 /// `auto` / `udp`, as shown by `vpnctl status`.
 pub fn encapsulation_keyword(e: Encapsulation) -> &'static str {
     match e {

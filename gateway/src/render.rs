@@ -149,6 +149,16 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
     if sa.established_ago_s.is_some() {
         let rekey = sa.next_rekey_in_s.map_or_else(|| "none scheduled".to_string(), due);
         let _ = writeln!(o, "  IKE rekey    {rekey}");
+        let dpd = match t.dpd_delay_s {
+            Some(d) => format!(
+                "liveness check after {} of silence, dead if unanswered for {}, action {}",
+                duration(d),
+                duration(t.dpd_timeout_s),
+                t.dpd_action
+            ),
+            None => "off".into(),
+        };
+        let _ = writeln!(o, "  DPD          {dpd}");
     }
     if sa.children.is_empty() && replaced {
         let _ = writeln!(o, "  no CHILD SA (moved to the new IKE SA of this tunnel)");
@@ -269,6 +279,7 @@ mod tests {
             "replay 2, ICV failure 1, selector mismatch 0",
             "established  59m 00s ago",
             "IKE rekey    in 55m 00s",
+            "DPD          liveness check after 30s of silence, dead if unanswered for 2m 30s, action restart",
             "lifetime     rekey in 49m 01s, expires in 59m 00s",
             "tunnel site-c: DOWN (waiting for the peer), peer 192.0.2.3, 10.1.0.0/24 === 10.3.0.0/24",
             "global drops: malformed 3, unknown SPI 5, no SA (outbound) 7",

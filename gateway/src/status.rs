@@ -15,7 +15,7 @@ use crate::control::proto::{
     ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeSaInfo, IoErrors, SaDrops, SaTraffic, StatusReport,
     TunnelStatus,
 };
-use crate::mapping::{encapsulation_keyword, start_keyword};
+use crate::mapping::{dpd_action_keyword, encapsulation_keyword, start_keyword};
 use ipsec_types::{Direction, Spi, Timestamp};
 
 /// Everything [`build`] reads.
@@ -64,6 +64,9 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             start: start_keyword(t.start).into(),
             encapsulation: encapsulation_keyword(t.encapsulation).into(),
             stopped: inp.stopped.contains(&t.name),
+            dpd_delay_s: t.dpd_delay.map(|d| d.as_secs()),
+            dpd_timeout_s: t.dpd_timeout.as_secs(),
+            dpd_action: dpd_action_keyword(t.dpd_action).into(),
             ike_sas: inp
                 .ike
                 .iter()
@@ -245,6 +248,7 @@ pub(crate) mod tests {
         let c = &sa.children[0];
         assert_eq!((c.spi_in.as_str(), c.spi_out.as_str()), ("c7cceebf", "e2b83fd5"));
         assert_eq!(c.replay_window, 1024);
+        assert_eq!((b.dpd_delay_s, b.dpd_timeout_s, b.dpd_action.as_str()), (Some(30), 150, "restart"));
         assert_eq!(c.established_ago_s, 3540);
         // Rounded up: "in 0 s" only when due.
         assert_eq!((c.rekey_in_s, c.expires_in_s), (Some(2941), Some(3540)));

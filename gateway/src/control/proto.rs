@@ -267,6 +267,16 @@ pub struct TunnelStatus {
     /// still initiate).
     #[serde(default)]
     pub stopped: bool,
+    /// Dead peer detection: a liveness check after this many seconds without a message
+    /// from the peer (`None`: off).
+    #[serde(default)]
+    pub dpd_delay_s: Option<u64>,
+    /// Seconds an unanswered liveness check may take before the peer is declared dead.
+    #[serde(default)]
+    pub dpd_timeout_s: u64,
+    /// What happens to a dead peer's tunnel: `restart` or `clear`.
+    #[serde(default)]
+    pub dpd_action: String,
     /// IKE SAs of this tunnel (empty while down; two during an IKE rekey).
     pub ike_sas: Vec<IkeSaInfo>,
 }
