@@ -187,9 +187,14 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     self.endpoint.handle_datagram(now, local, remote, &data);
                 }
                 Ok(ControlMsg::Request { request, reply }) => {
-                    let tunnels: Vec<&str> = self.config.tunnels.iter().map(|t| t.name.as_str()).collect();
-                    let status = self.endpoint.status();
-                    match action::start(now, &request, &tunnels, &status) {
+                    let started = match &request {
+                        Request::Status { .. } => None,
+                        _ => {
+                            let tunnels: Vec<&str> = self.config.tunnels.iter().map(|t| t.name.as_str()).collect();
+                            action::start(now, &request, &tunnels, &self.endpoint.status())
+                        }
+                    };
+                    match started {
                         // The client may have gone away; nothing to do then.
                         None => drop(reply.send(self.answer(now, &request, &stopped))),
                         Some(Err(e)) => drop(reply.send(Reply::Error(e))),
