@@ -376,14 +376,30 @@ impl Endpoint {
         for action in std::mem::take(&mut self.shared.actions) {
             match action {
                 Action::Spawn(sa) => self.sas.push(*sa),
-                Action::Adopt { to, transfer } => {
+                Action::Adopt { tunnel, to, transfer } => {
                     let mut ctx = self.shared.ctx(now);
                     match self.sas.iter_mut().find(|s| (s.spi_i, s.spi_r) == to && s.state == IkeState::Established) {
                         Some(sa) => {
                             transfer.give_to(sa);
                             sa.kick(&mut ctx);
                         }
-                        None => transfer.discard(&mut ctx, "(gone)"),
+                        None => transfer.discard(&mut ctx, &tunnel),
+                    }
+                }
+                Action::ChildDeleted { tunnel, spi_out } => {
+                    let holder = self
+                        .sas
+                        .iter()
+                        .position(|s| s.peer.name == tunnel && s.children.iter().any(|c| c.spi_out == spi_out));
+                    if let Some(idx) = holder {
+                        self.run(now, idx, |sa, ctx| {
+                            if let Some(i) = sa.children.iter().position(|c| c.spi_out == spi_out) {
+                                tracing::info!(tunnel = %sa.name(), %spi_out, "peer deleted a CHILD SA on the old IKE SA");
+                                crate::sa::child::remove_at(sa, ctx, i);
+                            }
+                            sa.kick(ctx);
+                            Ok(())
+                        });
                     }
                 }
             }

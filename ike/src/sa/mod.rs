@@ -53,7 +53,10 @@ pub(crate) enum Action {
     Spawn(Box<IkeSa>),
     /// These CHILD SAs move to the IKE SA with SPIs `to` (the winner of an IKE rekey
     /// collision).
-    Adopt { to: (u64, u64), transfer: Transfer },
+    Adopt { tunnel: String, to: (u64, u64), transfer: Transfer },
+    /// The peer deleted, on the old IKE SA, a CHILD SA (by our outbound SPI) that had
+    /// moved to the successor IKE SA.
+    ChildDeleted { tunnel: String, spi_out: Spi },
 }
 
 /// The CHILD SAs of an IKE SA with their pending work, moving to its successor.
@@ -67,6 +70,7 @@ pub(crate) struct Transfer {
 impl Transfer {
     /// Takes the CHILD SAs and queued CHILD SA work out of `sa`.
     pub(crate) fn take_from(sa: &mut IkeSa) -> Self {
+        sa.moved.extend(sa.children.iter().map(|c| (c.spi_out, c.spi_in)));
         let queue = sa
             .tasks
             .queue
@@ -102,11 +106,12 @@ impl Ctx<'_> {
         let mut b = [0u8; 8];
         self.rng.fill(&mut b);
         let r = if span == u64::MAX { u64::from_be_bytes(b) } else { u64::from_be_bytes(b) % (span + 1) };
-        lo + Duration::from_millis(r)
+        lo.saturating_add(Duration::from_millis(r))
     }
     /// `base` minus a random part of up to `percent` % of it (rekey jitter).
     pub(crate) fn jittered(&mut self, base: Duration, percent: u8) -> Duration {
-        let max = base.mul_f64(f64::from(percent.min(100)) / 100.0);
+        let max_ms = base.as_millis().saturating_mul(u128::from(percent.min(100))) / 100;
+        let max = Duration::from_millis(u64::try_from(max_ms).unwrap_or(u64::MAX));
         base.saturating_sub(self.random_between(Duration::ZERO, max))
     }
     pub(crate) fn random_u64(&mut self) -> u64 {
@@ -210,6 +215,9 @@ pub(crate) struct IkeSa {
     /// The peer answered INVALID_IKE_SPI: it probably restarted. Replaced as soon as a
     /// new IKE SA with it is up.
     pub(crate) stale: bool,
+    /// (outbound, inbound) SPIs of CHILD SAs moved to the successor of this IKE SA: the
+    /// peer may still delete them here.
+    pub(crate) moved: Vec<(Spi, Spi)>,
 }
 
 impl IkeSa {
@@ -244,6 +252,7 @@ impl IkeSa {
             rekeyed: false,
             pending_adoption: None,
             stale: false,
+            moved: vec![],
         }
     }
 
@@ -382,6 +391,9 @@ impl IkeSa {
             }
             (IkeState::Established, exchange::CREATE_CHILD_SA) => create_child::process_request(self, ctx, &msg)?,
             (IkeState::Rekeyed, exchange::INFORMATIONAL) => informational::process_request(self, ctx, &msg)?,
+            (IkeState::Deleting, exchange::INFORMATIONAL) if self.rekeyed => {
+                informational::process_request(self, ctx, &msg)?;
+            }
             (IkeState::Rekeyed | IkeState::Deleting, exchange::CREATE_CHILD_SA) => {
                 tracing::debug!(tunnel = %self.name(), "CREATE_CHILD_SA on an IKE SA going away; answering TEMPORARY_FAILURE");
                 let n = Payload::Notify(Notify::new(notify::TEMPORARY_FAILURE, vec![]));
@@ -486,5 +498,37 @@ impl IkeSa {
         self.tasks.queue.clear();
         informational::start_ike_delete(self, ctx);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds_even_for_huge_times() {
+        let mut rng = crate::testing::TestRng::new(3);
+        let (mut out, mut id, mut actions) = (VecDeque::new(), 0, Vec::new());
+        let mut ctx = Ctx {
+            now: Timestamp::ZERO,
+            rng: &mut rng,
+            out: &mut out,
+            next_child_id: &mut id,
+            ike_port: 500,
+            natt_port: 4500,
+            actions: &mut actions,
+        };
+        let hour = Duration::from_secs(3600);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = ctx.jittered(hour, 10);
+            assert!(d >= Duration::from_secs(3240) && d <= hour, "{d:?}");
+            seen.insert(d.as_secs());
+        }
+        assert!(seen.len() > 50, "spread over the window");
+        assert_eq!(ctx.jittered(hour, 0), hour);
+        assert!(ctx.jittered(Duration::MAX, 100) <= Duration::MAX);
+        assert!(ctx.random_between(Duration::ZERO, Duration::MAX) <= Duration::MAX);
+        assert_eq!(ctx.random_between(hour, hour), hour);
     }
 }

@@ -132,7 +132,7 @@ fn successor(
 /// The old IKE SA was replaced by the one with SPIs `to` (ours lost or failed): its
 /// CHILD SAs move there; it waits for the peer's DELETE.
 fn yield_to(sa: &mut IkeSa, ctx: &mut Ctx<'_>, to: (u64, u64)) {
-    ctx.actions.push(Action::Adopt { to, transfer: Transfer::take_from(sa) });
+    ctx.actions.push(Action::Adopt { tunnel: sa.peer.name.clone(), to, transfer: Transfer::take_from(sa) });
     sa.state = IkeState::Rekeyed;
     sa.rekeyed = true;
     sa.down_reported = true;

@@ -6,7 +6,7 @@ use crate::error::{notify, Failure};
 use crate::message::payload::{proto, spi32, Delete};
 use crate::message::{exchange, Message, Payload};
 use crate::sa::child::{self, ChildState};
-use crate::sa::{Ctx, IkeSa};
+use crate::sa::{Action, Ctx, IkeSa};
 use crate::task::{ike_rekey, ActiveTask};
 use ipsec_types::Spi;
 
@@ -21,6 +21,11 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
             proto::IKE => delete_ike = true,
             proto::ESP => {
                 for spi in d.spis.iter().filter_map(|s| spi32(s)) {
+                    if let Some(&(spi_out, spi_in)) = sa.moved.iter().find(|(o, _)| *o == Spi(spi)) {
+                        ctx.actions.push(Action::ChildDeleted { tunnel: name.clone(), spi_out });
+                        ours.push(spi_in.0.to_be_bytes().to_vec());
+                        continue;
+                    }
                     let Some(i) = sa.children.iter().position(|c| c.spi_out == Spi(spi)) else { continue };
                     let Some(c) = child::remove_at(sa, ctx, i) else { continue };
                     tracing::info!(tunnel = %name, "peer {peer_ip} deleted CHILD SA {}/{}", c.spi_in, c.spi_out);
