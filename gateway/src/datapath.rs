@@ -174,7 +174,7 @@ impl<C: Clock + 'static> Datapath<C> {
             tun_offload = self.tun.tso(),
             vnet_hdr = self.tun.vnet_hdr(),
             tun_gro = levers.tun_gro,
-            tun_udp_gro = levers.tun_udp_gro,
+            tun_udp_gro = levers.tun_udp_gro && self.tun.udp_gso_writes(),
             udp_gso = levers.udp_gso,
             batch = levers.batch,
             txqueue = levers.txqueue,
@@ -337,7 +337,7 @@ impl<C: Clock + 'static> Workers<C> {
     fn natt_reader(&self) {
         let mut buf = vec![0u8; BUF_LEN];
         let mut out = vec![0u8; BUF_LEN];
-        let mut gro = Gro::with_udp(self.levers.tun_udp_gro);
+        let mut gro = Gro::with_udp(self.levers.tun_udp_gro && self.tun.udp_gso_writes());
         let mut errors = ErrorLog::new("UDP 4500 receive");
         let Ok(local) = self.natt.local_addr() else { return };
         if self.levers.udp_gso && batch::enable_udp_gro(self.natt.as_fd()).is_err() {
@@ -382,7 +382,7 @@ impl<C: Clock + 'static> Workers<C> {
 
     fn raw_reader(&self, raw: &RawEsp) {
         let mut out = vec![0u8; BUF_LEN];
-        let mut gro = Gro::with_udp(self.levers.tun_udp_gro);
+        let mut gro = Gro::with_udp(self.levers.tun_udp_gro && self.tun.udp_gso_writes());
         let mut errors = ErrorLog::new("raw ESP receive");
         let mut many = batch::RecvMany::new(if self.levers.batch { RAW_BATCH } else { 1 }, BUF_LEN);
         loop {

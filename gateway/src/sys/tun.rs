@@ -95,6 +95,7 @@ pub struct Tun {
     name: String,
     vnet_hdr: bool,
     tso: bool,
+    udp_gso_writes: bool,
 }
 
 /// TUNSETOFFLOAD flags we ask for: the kernel may hand us partial checksums and
@@ -120,7 +121,7 @@ impl Tun {
         req.set_short(i16::try_from(flags).unwrap_or(0x1001));
         ifreq_ioctl(file.as_fd(), libc::TUNSETIFF, &mut req)
             .map_err(|e| io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")))?;
-        let mut tun = Self { name: req.name(), file, vnet_hdr: opts.offload, tso: false };
+        let mut tun = Self { name: req.name(), file, vnet_hdr: opts.offload, tso: false, udp_gso_writes: false };
         if opts.offload {
             // The default header size is already 10; set it anyway so a changed default
             // cannot shift our packets.
@@ -131,11 +132,25 @@ impl Tun {
             if rc < 0 {
                 return Err(io::Error::last_os_error());
             }
-            // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of flags).
-            let rc = unsafe { libc::ioctl(file_fd(&tun.file), libc::TUNSETOFFLOAD, libc::c_ulong::from(OFFLOADS)) };
-            tun.tso = rc >= 0;
+            // Probe: kernels that know TUN_F_USO4/6 (6.2+) also accept UDP_L4 GSO packets
+            // written to the device. We do not keep USO on (reads would bring UDP
+            // super-packets we do not segment).
+            let set = |flags: libc::c_uint| {
+                // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of
+                // flags) on our open TUN fd.
+                unsafe { libc::ioctl(file_fd(&tun.file), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) >= 0 }
+            };
+            let uso = set(OFFLOADS | libc::TUN_F_USO4 | libc::TUN_F_USO6);
+            let tso = set(OFFLOADS);
+            tun.tso = tso;
+            tun.udp_gso_writes = uso && tso;
         }
         Ok(tun)
+    }
+
+    /// True if the kernel accepts UDP_L4 GSO packets written to the device (Linux 6.2+).
+    pub fn udp_gso_writes(&self) -> bool {
+        self.udp_gso_writes
     }
 
     /// True if every read and write carries a 10-byte `virtio_net_hdr` first.
