@@ -1,6 +1,7 @@
 //! Continuous traffic through the tunnel while SAs change underneath it: a 100-per-second
-//! `ping` and a sequenced UDP stream (`nettool udpsend`/`udprecv`), both lanA -> lanB,
-//! measuring what was lost and the longest silence.
+//! ICMP ping (`nettool ping`, paced exactly, unlike iputils `ping -i 0.01` which drifts
+//! to ~60/s under load) and a sequenced UDP stream (`nettool udpsend`/`udprecv`), both
+//! lanA -> lanB, measuring what was lost and the longest silence.
 //!
 //! Owns: starting both generators, waiting for them, and parsing their output into
 //! [`LoadReport`]. Does not own: deciding what loss is acceptable (the scenarios do).
@@ -60,6 +61,8 @@ pub struct UdpResult {
     pub longest_gap_at_ms: u64,
     /// Every silence of at least 50 ms: `(began at ms, lasted ms)`.
     pub gaps: Vec<(u64, u64)>,
+    /// Runs of datagrams never received: `(first, last)` sequence numbers.
+    pub lost_ranges: Vec<(u64, u64)>,
 }
 
 impl UdpResult {
@@ -82,6 +85,8 @@ pub struct PingResult {
     pub longest_gap_ms: u64,
     /// When it began, ms after the first reply.
     pub longest_gap_at_ms: u64,
+    /// Runs of unanswered requests: `(first, last)` sequence numbers.
+    pub lost_ranges: Vec<(u64, u64)>,
 }
 
 impl PingResult {
@@ -92,15 +97,51 @@ impl PingResult {
 }
 
 /// Both generators' outcomes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadReport {
     /// The ping.
     pub ping: PingResult,
     /// The UDP stream.
     pub udp: UdpResult,
+    /// Seconds between two echo requests (maps a ping sequence number to its send time).
+    pub ping_interval_s: f64,
+    /// Seconds between two datagrams.
+    pub udp_interval_s: f64,
+}
+
+/// A run of lost packets and when they were sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossWindow {
+    /// `ping` or `UDP`.
+    pub what: &'static str,
+    /// Send time of the first lost packet, seconds after the generators started.
+    pub from_s: f64,
+    /// Send time of the last one.
+    pub to_s: f64,
+    /// How many.
+    pub packets: u64,
 }
 
 impl LoadReport {
+    /// Every run of lost packets with its send times (from the sequence numbers and the
+    /// fixed send rates).
+    pub fn loss_windows(&self) -> Vec<LossWindow> {
+        let win = |what, ranges: &[(u64, u64)], interval: f64| {
+            ranges
+                .iter()
+                .map(move |(a, b)| LossWindow {
+                    what,
+                    from_s: *a as f64 * interval,
+                    to_s: *b as f64 * interval,
+                    packets: b.saturating_sub(*a) + 1,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = win("ping", &self.ping.lost_ranges, self.ping_interval_s);
+        all.extend(win("UDP", &self.udp.lost_ranges, self.udp_interval_s));
+        all
+    }
+
     /// `Err` unless neither the ping nor the UDP stream lost anything.
     pub fn ensure_lossless(&self) -> Result<()> {
         ensure!(
@@ -176,11 +217,10 @@ impl Load {
             ]),
             dir,
         )?;
-        let count = ((spec.seconds * f64::from(spec.ping_rate)).round() as u64).max(1).to_string();
-        let interval = format!("{:.3}", 1.0 / f64::from(spec.ping_rate.max(1)));
+        let rate = spec.ping_rate.max(1).to_string();
         let ping = Proc::spawn(
             "ping",
-            topo.lan_a.exec(&["ping", "-n", "-D", "-i", &interval, "-c", &count, "-W", "2", netns::LAN_B_HOST]),
+            topo.lan_a.exec(&[&tool, "ping", "--to", netns::LAN_B_HOST, "--rate", &rate, "--seconds", &secs]),
             dir,
         )?;
         Ok(Self { spec, recv, send, ping, started: Instant::now() })
@@ -219,9 +259,15 @@ impl Load {
                 self.recv.log_text()
             ))
         })?;
-        let ping = parse_fast_ping(&ping_out)
-            .ok_or_else(|| Error::new(format!("cannot parse ping's output: {}", tail(&ping_out, 5))))?;
-        Ok(LoadReport { ping, udp })
+        let ping = parse_nettool_ping(&ping_out).ok_or_else(|| {
+            Error::new(format!("cannot parse nettool ping's output: {}{}", tail(&ping_out, 5), self.ping.log_text()))
+        })?;
+        Ok(LoadReport {
+            ping,
+            udp,
+            ping_interval_s: 1.0 / f64::from(self.spec.ping_rate.max(1)),
+            udp_interval_s: self.spec.udp_size as f64 * 8.0 / (self.spec.udp_mbit * 1e6),
+        })
     }
 }
 
@@ -233,6 +279,17 @@ fn kv_line<'a>(text: &'a str, prefix: &str) -> Option<Vec<(&'a str, &'a str)>> {
 
 fn num(kvs: &[(&str, &str)], key: &str) -> Option<u64> {
     kvs.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.parse().ok())
+}
+
+/// `(from, to)` of every `lost from=A to=B` line.
+fn lost_ranges(text: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .filter(|l| l.starts_with("lost "))
+        .filter_map(|l| {
+            let kv: Vec<_> = l.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+            Some((num(&kv, "from")?, num(&kv, "to")?))
+        })
+        .collect()
 }
 
 /// Combines `udpsend ...` and `udprecv ...` (plus its `gap ...` lines).
@@ -257,42 +314,20 @@ pub fn parse_udp(sender: &str, receiver: &str) -> Option<UdpResult> {
         longest_gap_ms: num(&r, "longest_gap_ms")?,
         longest_gap_at_ms: num(&r, "longest_gap_at_ms")?,
         gaps,
+        lost_ranges: lost_ranges(receiver),
     })
 }
 
-/// Parses `ping -D` output: the summary, duplicate replies and the longest silence
-/// between consecutive replies (`[EPOCH.micros] 64 bytes from ...: icmp_seq=N ...`).
-pub fn parse_fast_ping(text: &str) -> Option<PingResult> {
-    let stats = crate::traffic::parse_ping(text)?;
-    let mut times = Vec::new();
-    let mut dups = 0;
-    for line in text.lines().filter(|l| l.contains(" bytes from ")) {
-        if line.contains("DUP!") {
-            dups += 1;
-            continue;
-        }
-        let stamp = line.strip_prefix('[').and_then(|l| l.split_once(']')).and_then(|(t, _)| t.parse::<f64>().ok());
-        if let Some(t) = stamp {
-            times.push(t);
-        }
-    }
-    let (mut longest, mut at) = (0u64, 0u64);
-    let first = times.first().copied().unwrap_or(0.0);
-    for w in times.windows(2) {
-        if let [a, b] = w {
-            let gap = ((b - a) * 1000.0).round().max(0.0) as u64;
-            if gap > longest {
-                longest = gap;
-                at = ((a - first) * 1000.0).round().max(0.0) as u64;
-            }
-        }
-    }
+/// Parses `nettool ping`'s `ping sent=.. received=.. dup=.. longest_gap_ms=.. ...` line.
+pub fn parse_nettool_ping(text: &str) -> Option<PingResult> {
+    let kv = kv_line(text, "ping ")?;
     Some(PingResult {
-        transmitted: u64::from(stats.transmitted),
-        received: u64::from(stats.received),
-        dups,
-        longest_gap_ms: longest,
-        longest_gap_at_ms: at,
+        transmitted: num(&kv, "sent")?,
+        received: num(&kv, "received")?,
+        dups: num(&kv, "dup")?,
+        longest_gap_ms: num(&kv, "longest_gap_ms")?,
+        longest_gap_at_ms: num(&kv, "longest_gap_at_ms")?,
+        lost_ranges: lost_ranges(text),
     })
 }
 
@@ -303,7 +338,7 @@ mod tests {
     #[test]
     fn parses_the_udp_stream_reports() {
         let sender = "udpsend sent=1000 errors=2 seconds=1.000\n";
-        let receiver = "listening on 0.0.0.0:5002\ngap at_ms=400 ms=75\ngap at_ms=800 ms=51\n\
+        let receiver = "listening on 0.0.0.0:5002\ngap at_ms=400 ms=75\ngap at_ms=800 ms=51\nlost from=10 to=14\n\
                         udprecv received=996 unique=995 lost=5 dup=1 reordered=3 total=1000 longest_gap_ms=75 \
                         longest_gap_at_ms=400\n";
         let r = parse_udp(sender, receiver).unwrap();
@@ -311,25 +346,37 @@ mod tests {
         assert_eq!(r.lost(), 5);
         assert_eq!((r.longest_gap_ms, r.longest_gap_at_ms), (75, 400));
         assert_eq!(r.gaps, vec![(400, 75), (800, 51)]);
+        assert_eq!(r.lost_ranges, vec![(10, 14)]);
+        let report = LoadReport { udp: r, udp_interval_s: 0.5, ..LoadReport::default() };
+        assert_eq!(report.loss_windows(), vec![LossWindow { what: "UDP", from_s: 5.0, to_s: 7.0, packets: 5 }]);
         assert_eq!(parse_udp("", receiver), None);
         assert_eq!(parse_udp(sender, "listening\n"), None);
     }
 
     #[test]
-    fn parses_fast_ping_with_gaps_and_duplicates() {
-        let out = "PING 10.2.0.10 (10.2.0.10) 56(84) bytes of data.\n\
-            [1000.000000] 64 bytes from 10.2.0.10: icmp_seq=1 ttl=62 time=0.3 ms\n\
-            [1000.010000] 64 bytes from 10.2.0.10: icmp_seq=2 ttl=62 time=0.3 ms\n\
-            [1000.010500] 64 bytes from 10.2.0.10: icmp_seq=2 ttl=62 time=0.4 ms (DUP!)\n\
-            [1000.250000] 64 bytes from 10.2.0.10: icmp_seq=5 ttl=62 time=0.3 ms\n\
-            \n--- 10.2.0.10 ping statistics ---\n\
-            5 packets transmitted, 3 received, +1 duplicates, 40% packet loss, time 40ms\n";
-        let p = parse_fast_ping(out).unwrap();
-        assert_eq!((p.transmitted, p.received, p.dups, p.lost()), (5, 3, 1, 2));
-        assert_eq!((p.longest_gap_ms, p.longest_gap_at_ms), (240, 10));
-        let report = LoadReport { ping: p, udp: UdpResult::default() };
+    fn report_shows_loss_and_gaps() {
+        let ping = PingResult {
+            transmitted: 5,
+            received: 3,
+            dups: 1,
+            longest_gap_ms: 240,
+            longest_gap_at_ms: 10,
+            lost_ranges: vec![(1, 2)],
+        };
+        let report = LoadReport { ping, ping_interval_s: 0.01, ..LoadReport::default() };
         assert!(report.ensure_lossless().is_err());
-        assert!(report.to_string().contains("ping 3/5 replies, 2 lost, longest gap 240 ms"));
+        assert!(report.to_string().contains("ping 3/5 replies, 2 lost, longest gap 240 ms"), "{report}");
+    }
+
+    #[test]
+    fn parses_nettool_ping() {
+        let out = "lost from=7 to=8\nping sent=6000 received=5998 dup=1 longest_gap_ms=31 longest_gap_at_ms=10250 \
+                   seconds=60.001\n";
+        let p = parse_nettool_ping(out).unwrap();
+        assert_eq!((p.transmitted, p.received, p.dups, p.lost()), (6000, 5998, 1, 2));
+        assert_eq!((p.longest_gap_ms, p.longest_gap_at_ms), (31, 10250));
+        assert_eq!(p.lost_ranges, vec![(7, 8)]);
+        assert_eq!(parse_nettool_ping("pong\n"), None);
     }
 
     #[test]
@@ -337,6 +384,7 @@ mod tests {
         let report = LoadReport {
             ping: PingResult { transmitted: 10, received: 10, ..PingResult::default() },
             udp: UdpResult { sent: 5, received: 5, unique: 5, ..UdpResult::default() },
+            ..LoadReport::default()
         };
         assert!(report.ensure_lossless().is_ok());
     }

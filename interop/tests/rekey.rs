@@ -117,6 +117,23 @@ impl Side {
 struct Outcome {
     load: LoadReport,
     wire: IkeWireStats,
+    /// Packets lost within [`NEAR`] of an SA change seen on either side, and elsewhere.
+    lost_near_sa_change: u64,
+    lost_elsewhere: u64,
+}
+
+/// Loss this close to a new SA showing up (sampling is every 250 ms) counts as "around a rekey".
+const NEAR: f64 = 2.0;
+
+/// Times (seconds since `t0`) at which either side first showed a new SA.
+fn sa_changes(a: &Side, b: &Side) -> Vec<f64> {
+    let mut t: Vec<f64> = [&a.history, &b.history]
+        .iter()
+        .flat_map(|h| h.ike.iter().skip(1).chain(h.children.iter().skip(1)))
+        .map(|s| s.at.as_secs_f64())
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
 }
 
 /// Both CHILD SAs up, then the load for `spec.seconds` while sampling both sides; then
@@ -134,6 +151,7 @@ fn run_load(
     let t0 = Instant::now();
     a.sample(t0);
     b.sample(t0);
+    let load_at = t0.elapsed().as_secs_f64();
     let load = Load::start(&nettool(), &sc.topo, &sc.dir, spec)?;
     let mut load = Some(load);
     while let Some(l) = load.as_mut() {
@@ -166,18 +184,58 @@ fn run_load(
         }
     }
     println!("[{name}] {wire}");
-    Ok(Outcome { load: report, wire })
+    let changes = sa_changes(a, b);
+    let (mut near, mut elsewhere) = (0, 0);
+    for w in report.loss_windows() {
+        let (from, to) = (load_at + w.from_s, load_at + w.to_s);
+        let dist = changes
+            .iter()
+            .map(|c| if (from..=to).contains(c) { 0.0 } else { (c - from).abs().min((c - to).abs()) })
+            .fold(f64::INFINITY, f64::min);
+        if dist <= NEAR {
+            near += w.packets;
+        } else {
+            elsewhere += w.packets;
+        }
+        println!(
+            "[{name}] lost {} {} packets sent {from:.2}-{to:.2} s (nearest SA change {dist:.1} s away)",
+            w.packets, w.what
+        );
+    }
+    Ok(Outcome { load: report, wire, lost_near_sa_change: near, lost_elsewhere: elsewhere })
+}
+
+/// Every failed check of a run, so one run reports all of them.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn check(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.push(e.to_string());
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(format!("{} check(s) failed:\n- {}", self.0.len(), self.0.join("\n- "))))
+    }
 }
 
 /// The closing-note line: loss and longest gap of both generators.
 fn print_result(sc: &Scenario, o: &Outcome) {
     println!(
-        "[{}] RESULT lost: ping {} of {}, UDP {} of {}; longest gap: ping {} ms, UDP {} ms; collisions {}",
+        "[{}] RESULT lost: ping {} of {}, UDP {} of {} ({} within {NEAR} s of an SA change, {} elsewhere); \
+         longest gap: ping {} ms, UDP {} ms; collisions {}",
         sc.name,
         o.load.ping.lost(),
         o.load.ping.transmitted,
         o.load.udp.lost(),
         o.load.udp.sent,
+        o.lost_near_sa_change,
+        o.lost_elsewhere,
         o.load.ping.longest_gap_ms,
         o.load.udp.longest_gap_ms,
         o.wire.collisions
@@ -251,13 +309,14 @@ fn rekey_run(sc: &Scenario, mut a: Side, mut b: Side, cap: Capture, expect: WanE
     let seconds = soak_seconds();
     let o = run_load(sc, cap, &mut a, &mut b, LoadSpec::standard(seconds), expect, |_, _, _| Ok(()))?;
     print_result(sc, &o);
-    ensure_rekeys_seen(&a, seconds)?;
-    ensure_rekeys_seen(&b, seconds)?;
-    o.load.ensure_lossless()?;
-    ensure_single_pair(sc, &a, &b, Duration::from_secs(CHILD_REKEY + 5))?;
-    a.peer.stop()?;
-    b.peer.stop()?;
-    Ok(())
+    let mut checks = Checks::default();
+    checks.check(ensure_rekeys_seen(&a, seconds));
+    checks.check(ensure_rekeys_seen(&b, seconds));
+    checks.check(o.load.ensure_lossless());
+    checks.check(ensure_single_pair(sc, &a, &b, Duration::from_secs(CHILD_REKEY + 5)));
+    checks.check(a.peer.stop());
+    checks.check(b.peer.stop());
+    checks.finish()
 }
 
 /// vpngw initiates and rekeys the CHILD SA every 10 s; strongSwan responds and rekeys the
@@ -409,6 +468,7 @@ fn restart_run(
     })?;
     print_result(sc, &o);
     ensure!(killed.is_some(), "the run ended before strongSwan was killed");
+    let mut checks = Checks::default();
     let outage = Duration::from_millis(o.load.udp.longest_gap_ms);
     println!(
         "[{}] RESULT outage after SIGKILL: UDP {} ms, ping {} ms (bound {} ms)",
@@ -417,26 +477,32 @@ fn restart_run(
         o.load.ping.longest_gap_ms,
         bound.as_millis()
     );
-    ensure!(
-        outage <= bound,
-        "traffic resumed only after {} ms (bound {} ms): {}",
-        outage.as_millis(),
-        bound.as_millis(),
-        o.load
-    );
+    checks.check((|| {
+        ensure!(
+            outage <= bound,
+            "traffic resumed only after {} ms (bound {} ms): {}",
+            outage.as_millis(),
+            bound.as_millis(),
+            o.load
+        );
+        Ok(())
+    })());
     // Everything lost fits in the outage (plus a second): the tunnel carried the rest.
     let rate = o.load.udp.sent as f64 / seconds;
     let budget = ((outage.as_secs_f64() + 1.0) * rate).ceil() as u64;
-    ensure!(
-        o.load.udp.lost() <= budget,
-        "{} UDP datagrams lost, more than the outage explains ({budget}): {}",
-        o.load.udp.lost(),
-        o.load
-    );
-    ensure_single_pair(sc, &a, &b, Duration::from_secs(DPD_DELAY + DPD_TIMEOUT + 10))?;
-    a.peer.stop()?;
-    b.peer.stop()?;
-    Ok(())
+    checks.check((|| {
+        ensure!(
+            o.load.udp.lost() <= budget,
+            "{} UDP datagrams lost, more than the outage explains ({budget}): {}",
+            o.load.udp.lost(),
+            o.load
+        );
+        Ok(())
+    })());
+    checks.check(ensure_single_pair(sc, &a, &b, Duration::from_secs(DPD_DELAY + DPD_TIMEOUT + 10)));
+    checks.check(a.peer.stop());
+    checks.check(b.peer.stop());
+    checks.finish()
 }
 
 /// strongSwan initiates; it is SIGKILLed and started again: it re-initiates at once (with
@@ -514,18 +580,14 @@ fn rekey_through_10_percent_wan_loss() {
         let drops = sc.topo.gw_b.run(&["nft", "list", "table", "inet", "vgloss"]).unwrap_or_default();
         let counters: Vec<&str> = drops.lines().filter(|l| l.contains("counter")).map(str::trim).collect();
         println!("[{}] nft drop rules: {counters:?}", sc.name);
+        let mut checks = Checks::default();
         for s in [&a, &b] {
-            ensure!(
-                s.history.child_rekeys() >= 2 && s.history.ike_rekeys() >= 1,
-                "{}: the tunnel did not keep rekeying through 10 % loss: {}",
-                s.label,
-                s.history
-            );
+            checks.check(s.history.ensure_rekeys(&s.label, 2, 1));
         }
-        ensure_single_pair(sc, &a, &b, Duration::from_secs(60))?;
-        a.peer.stop()?;
-        b.peer.stop()?;
-        Ok(())
+        checks.check(ensure_single_pair(sc, &a, &b, Duration::from_secs(60)));
+        checks.check(a.peer.stop());
+        checks.check(b.peer.stop());
+        checks.finish()
     });
 }
 

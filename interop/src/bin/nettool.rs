@@ -11,11 +11,18 @@
 //! carrying the count, and prints `udpsend sent=N errors=E seconds=S`.
 //! `nettool udprecv --port P [--idle-ms MS] [--gap-report-ms G]` counts them until the
 //! end marker arrives (or nothing arrived for MS ms after the first datagram) and prints
-//! `gap at_ms=T ms=G` for every silence of at least G ms (at most 100 lines), then
+//! `gap at_ms=T ms=G` for every silence of at least G ms and `lost from=S to=E` for every
+//! run of missing sequence numbers (at most 100 lines each), then
 //! `udprecv received=.. unique=.. lost=.. dup=.. reordered=.. total=.. longest_gap_ms=..
 //! longest_gap_at_ms=..` (`total` is the sender's count from the end marker, or `?`).
+//! `nettool ping --to ADDR [--rate N] [--seconds S] [--linger-ms MS]` sends ICMP echo
+//! requests at exactly N per second (root) and prints `lost from=S to=E` for every run of
+//! unanswered requests, then `ping sent=.. received=.. dup=.. longest_gap_ms=..
+//! longest_gap_at_ms=..`.
 #![forbid(unsafe_code)]
 
+#[path = "nettool/icmp.rs"]
+mod icmp;
 #[path = "nettool/udpseq.rs"]
 mod udpseq;
 
@@ -29,7 +36,8 @@ use sha2::{Digest, Sha256};
 const USAGE: &str =
     "usage: nettool serve --port P [--bind ADDR]\n       nettool send --to ADDR:P --bytes N [--seed S]\n       \
                      nettool udpsend --to ADDR:P [--rate-mbit R] [--seconds S] [--size B]\n       \
-                     nettool udprecv --port P [--bind ADDR] [--idle-ms MS] [--gap-report-ms G]";
+                     nettool udprecv --port P [--bind ADDR] [--idle-ms MS] [--gap-report-ms G]\n       \
+                     nettool ping --to ADDR [--rate N] [--seconds S] [--linger-ms MS]";
 const CHUNK: usize = 64 * 1024;
 
 fn main() -> ExitCode {
@@ -39,6 +47,7 @@ fn main() -> ExitCode {
         Some("send") => send(&args[1..]),
         Some("udpsend") => udp_send(&args[1..]),
         Some("udprecv") => udp_recv(&args[1..]),
+        Some("ping") => ping(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -141,6 +150,25 @@ fn udp_recv(args: &[String]) -> Result<(), String> {
     let report = udpseq::receive(&socket, Duration::from_millis(idle_ms), gap_report_ms)?;
     for (at_ms, ms) in &report.gaps {
         println!("gap at_ms={at_ms} ms={ms}");
+    }
+    for (from, to) in &report.lost_ranges {
+        println!("lost from={from} to={to}");
+    }
+    println!("{report}");
+    flush();
+    Ok(())
+}
+
+fn ping(args: &[String]) -> Result<(), String> {
+    let opts = icmp::PingOpts {
+        to: parse(args, "--to", None)?,
+        rate: parse(args, "--rate", Some(100.0))?,
+        seconds: parse(args, "--seconds", Some(10.0))?,
+        linger: Duration::from_millis(parse(args, "--linger-ms", Some(2000))?),
+    };
+    let report = icmp::run(&opts)?;
+    for (from, to) in &report.lost_ranges {
+        println!("lost from={from} to={to}");
     }
     println!("{report}");
     flush();

@@ -131,6 +131,8 @@ pub struct RecvReport {
     pub longest_gap_at_ms: u64,
     /// `(began at ms, lasted ms)` of every silence of at least the report threshold.
     pub gaps: Vec<(u64, u64)>,
+    /// Runs of sequence numbers never received, `(first, last)` inclusive (at most 100).
+    pub lost_ranges: Vec<(u64, u64)>,
 }
 
 impl RecvReport {
@@ -237,8 +239,34 @@ impl Tally {
     /// The final report.
     pub fn finish(mut self) -> RecvReport {
         self.report.highest = self.highest;
+        let end = self.report.total.or(self.highest.map(|h| h + 1)).unwrap_or(0).min(MAX_SEQ);
+        self.report.lost_ranges = missing_ranges(&self.seen, end, MAX_GAPS);
         self.report
     }
+}
+
+/// Runs of clear bits below `end` in the bitmap, at most `max` of them.
+fn missing_ranges(seen: &[u64], end: u64, max: usize) -> Vec<(u64, u64)> {
+    let is_seen = |seq: u64| seen.get((seq / 64) as usize).is_some_and(|w| w & (1 << (seq % 64)) != 0);
+    let mut out = Vec::new();
+    let mut start: Option<u64> = None;
+    for seq in 0..end {
+        match (is_seen(seq), start) {
+            (false, None) => start = Some(seq),
+            (true, Some(s)) => {
+                out.push((s, seq - 1));
+                start = None;
+            }
+            _ => {}
+        }
+        if out.len() >= max {
+            return out;
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, end - 1));
+    }
+    out
 }
 
 /// Receives until the end marker (plus a short linger), or until nothing arrived for
@@ -305,6 +333,7 @@ mod tests {
         assert_eq!(r.lost(), 4);
         assert_eq!((r.longest_gap_ms, r.longest_gap_at_ms), (116, 4));
         assert_eq!(r.gaps, vec![(4, 116)]);
+        assert_eq!(r.lost_ranges, vec![(4, 5), (8, 9)]);
         assert!(r.to_string().contains("lost=4 dup=1 reordered=1 total=10 longest_gap_ms=116"));
     }
 
