@@ -85,6 +85,7 @@ const CASES: &[Case] = &[
             Deliver(A),
             Deliver(A),
             Hold(B),
+            Wait(1000),
             Deliver(B),
             Release(B),
             Settle,

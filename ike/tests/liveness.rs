@@ -69,9 +69,13 @@ fn silence_triggers_a_liveness_check_which_the_peer_answers() {
     p.command(Side::B, ike::Command::Rekey { peer: "site-a".into(), ike: false });
     p.run();
     assert_eq!(p.a.status()[0].last_heard, Some(secs(50)));
-    assert_eq!(p.a.poll_timeout(), Some(secs(52)), "old inbound SA's grace period");
-    p.advance(Duration::from_secs(2));
     assert_eq!(p.a.poll_timeout(), Some(secs(80)));
+    // B deletes the old CHILD SA a second later; A keeps its old inbound SA 2 s more.
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.a.status()[0].last_heard, Some(secs(51)));
+    assert_eq!(p.a.poll_timeout(), Some(secs(53)), "old inbound SA's grace period");
+    p.advance(Duration::from_secs(2));
+    assert_eq!(p.a.poll_timeout(), Some(secs(81)));
 }
 
 #[test]

@@ -20,6 +20,13 @@ fn configs() -> (PeerConfig, PeerConfig) {
     )
 }
 
+/// Lets the rekey initiator delete the old CHILD SA (1 s after the rekey) and the old
+/// inbound SAs' grace period (2 s) pass.
+fn settle(p: &mut Pair) {
+    p.advance(Duration::from_secs(1));
+    p.advance(Duration::from_secs(2));
+}
+
 fn up(a: PeerConfig, b: PeerConfig) -> Pair {
     let mut p = Pair::new(a, b);
     p.run();
@@ -121,6 +128,12 @@ fn child_rekey_by(by: Side) {
     let i = dp(&p.datapath(by)[n_by..]);
     let [Dp::In(new_in), Dp::Out(new_out)] = i[..] else { panic!("{i:?}") };
     assert_eq!(new_out, new_r_in);
+    assert_eq!(p.pending_to(other), 0, "the old CHILD SA is deleted a second later");
+    let t = p.now + Duration::from_millis(999);
+    p.tick(t);
+    assert_eq!(p.pending_to(other), 0);
+    let t = p.now + Duration::from_millis(1);
+    p.tick(t);
     assert_eq!(p.pending_to(other), 1, "DELETE of the old CHILD SA");
     assert!(p.deliver_to(other));
     // The responder moved outbound to the new SA, removed the old outbound SA; the old
@@ -141,7 +154,7 @@ fn child_rekey_by(by: Side) {
         let st = p.ep(side).status();
         assert_eq!(st[0].children[0].state, "INSTALLED");
         assert_eq!(st[0].children[0].dh, None);
-        assert_eq!(st[0].children[0].next_rekey, Some(p.now - Duration::from_secs(2) + Duration::from_secs(3600)));
+        assert_eq!(st[0].children[0].next_rekey, Some(p.now - Duration::from_secs(3) + Duration::from_secs(3600)));
     }
     // A rekeyed SA gets a new child id (the datapath keys its counters by it).
     let ids: Vec<u64> = installed(&p.datapath(by), Direction::Inbound).iter().map(|s| s.child.child_id).collect();
@@ -183,7 +196,7 @@ fn child_rekey_with_pfs_uses_the_group_of_the_proposal() {
     assert_eq!(p.a.status()[0].children[0].dh, None, "IKE_AUTH children have no key exchange");
     p.command(Side::B, Command::Rekey { peer: "site-a".into(), ike: false });
     p.run();
-    p.advance(Duration::from_secs(2));
+    settle(&mut p);
     assert_one_pair(&p);
     assert_eq!(p.a.status()[0].children[0].dh, Some(DhGroup::Curve25519));
     assert_eq!(p.b.status()[0].children[0].dh, Some(DhGroup::Curve25519));
@@ -197,7 +210,7 @@ fn invalid_ke_payload_makes_the_child_rekey_retry_with_the_wanted_group() {
     let mut p = up(a, b);
     p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
     p.run();
-    p.advance(Duration::from_secs(2));
+    settle(&mut p);
     assert_eq!(creates_sent(&p, Side::A), 2, "ecp256 refused, x25519 accepted");
     assert_one_pair(&p);
     assert_eq!(p.a.status()[0].children[0].dh, Some(DhGroup::Curve25519));
@@ -248,7 +261,7 @@ fn child_sa_rekeys_at_its_rekey_time_minus_jitter() {
     p.tick(due);
     assert_eq!(creates_sent(&p, Side::A), 1);
     p.run();
-    p.advance(Duration::from_secs(2));
+    settle(&mut p);
     assert_one_pair(&p);
     assert_eq!(creates_sent(&p, Side::B), 0);
 }
@@ -272,7 +285,7 @@ fn volume_limits_reach_the_datapath_and_soft_expiry_rekeys() {
         // A second soft event for the same SA does not start a second rekey.
         p.a.handle_datapath_event(p.now, ev);
         p.run();
-        p.advance(Duration::from_secs(2));
+        settle(&mut p);
         assert_eq!(creates_sent(&p, Side::A), n);
         assert_one_pair(&p);
     }
@@ -305,7 +318,7 @@ fn ike_rekey_moves_the_child_sas_and_touches_no_esp_sa() {
         // the IKE SA again.
         p.command(by, Command::Rekey { peer: name.clone(), ike: false });
         p.run();
-        p.advance(Duration::from_secs(2));
+        settle(&mut p);
         assert_ne!(assert_one_pair(&p), child);
         p.command(by, Command::Rekey { peer: name, ike: true });
         p.run();

@@ -23,6 +23,12 @@ use std::time::Duration;
 /// queued in the datapath).
 pub(crate) const OLD_INBOUND_GRACE: Duration = Duration::from_secs(2);
 
+/// How long after our rekey completed we delete the old CHILD SA. Outbound traffic has
+/// moved to the new SA by then; the delay lets packets we sealed with the old SA just
+/// before the switch drain through the peer's datapath before its DELETE processing
+/// removes the old inbound SA (strongSwan removes it at once when the peer deletes it).
+pub(crate) const REKEYED_DELETE_DELAY: Duration = Duration::from_secs(1);
+
 /// State of a CHILD SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChildState {
@@ -61,6 +67,8 @@ pub(crate) struct ChildSa {
     pub(crate) replaces: Option<u64>,
     /// A newer CHILD SA took over: on removal, the inbound SA gets its grace period.
     pub(crate) superseded: bool,
+    /// When to send DELETE for this CHILD SA, which our rekey replaced.
+    pub(crate) delete_at: Option<Timestamp>,
 }
 
 impl ChildSa {
@@ -232,6 +240,7 @@ pub(crate) fn install(
         pending_out: None,
         replaces: None,
         superseded: false,
+        delete_at: None,
     };
     let limits = volume_limits(cfg.child_rekey_bytes, cfg.child_rekey_packets);
     let endpoints = child.endpoints(sa.local, sa.remote);

@@ -33,7 +33,8 @@ impl IkeSa {
         let children = self.children.iter().flat_map(|c| {
             let rekey =
                 matches!(c.state, ChildState::Installed | ChildState::Redundant).then_some(c.rekey_at).flatten();
-            [rekey, (c.state != ChildState::Deleting).then_some(c.expire_at).flatten()]
+            let delete = (c.state == ChildState::Rekeyed).then_some(c.delete_at).flatten();
+            [rekey, delete, (c.state != ChildState::Deleting).then_some(c.expire_at).flatten()]
         });
         let ike = [self.rekey_at, self.expire_at, self.pending_adoption];
         children.chain(ike).flatten().min()
@@ -129,6 +130,11 @@ impl IkeSa {
         }
         let mut work = Vec::new();
         for c in &mut self.children {
+            if c.state == ChildState::Rekeyed && c.delete_at.is_some_and(|t| t <= now) {
+                c.delete_at = None;
+                work.push(TaskKind::ChildDelete(c.spi_in));
+                continue;
+            }
             if c.state != ChildState::Deleting && c.expire_at.is_some_and(|t| t <= now) {
                 tracing::warn!(tunnel = %self.peer.name, spi_in = %c.spi_in, "CHILD SA reached its hard lifetime; deleting it");
                 c.expire_at = None;

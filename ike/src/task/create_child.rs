@@ -261,7 +261,7 @@ pub(crate) fn process_response(
     if let Some(c) = old_idx.and_then(|i| sa.children.get_mut(i)) {
         c.state = ChildState::Rekeyed;
         c.superseded = true;
-        sa.tasks.queue.push_front(TaskKind::ChildDelete(c.spi_in));
+        c.delete_at = Some(now + child::REKEYED_DELETE_DELAY);
     }
     if let Some(ev) = ev {
         ctx.out.push_back(crate::endpoint::Output::Event(ev));
