@@ -691,11 +691,17 @@ impl Endpoint {
         };
         self.run(now, idx, |sa, ctx| {
             let Some(c) = sa.children.iter().find(|c| c.spi_in == spi || c.spi_out == spi) else { return Ok(()) };
-            let spi_in = c.spi_in;
+            let (spi_in, child_id, state) = (c.spi_in, c.child_id, c.state);
+            if state == crate::sa::child::ChildState::Rekeyed
+                && crate::sa::child::activate_successor(sa, ctx, child_id)
+            {
+                // The peer rekeyed it and has the new SA: no need to wait for its DELETE.
+                tracing::info!(tunnel = %sa.name(), %spi, "rekeyed CHILD SA reached a {} limit ({why}); moving to its successor now", if hard { "hard" } else { "soft" });
+            }
             if hard {
                 tracing::warn!(tunnel = %sa.name(), %spi, "CHILD SA hit its hard limit ({why}); deleting it");
                 sa.tasks.queue_once(TaskKind::ChildDelete(spi_in));
-            } else if c.state == crate::sa::child::ChildState::Installed {
+            } else if state == crate::sa::child::ChildState::Installed {
                 tracing::info!(tunnel = %sa.name(), %spi, "CHILD SA soft limit ({why}) reached; rekeying it");
                 sa.tasks.queue_once(TaskKind::ChildRekey(spi_in));
             }

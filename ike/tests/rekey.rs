@@ -20,8 +20,8 @@ fn configs() -> (PeerConfig, PeerConfig) {
     )
 }
 
-/// Lets the rekey initiator delete the old CHILD SA (1 s after the rekey) and the old
-/// inbound SAs' grace period (2 s) pass.
+/// Lets the rekey initiator delete the old CHILD SA (200 ms after the rekey) and the
+/// old inbound SAs' grace period (2 s) pass.
 fn settle(p: &mut Pair) {
     p.advance(Duration::from_secs(1));
     p.advance(Duration::from_secs(2));
@@ -128,8 +128,8 @@ fn child_rekey_by(by: Side) {
     let i = dp(&p.datapath(by)[n_by..]);
     let [Dp::In(new_in), Dp::Out(new_out)] = i[..] else { panic!("{i:?}") };
     assert_eq!(new_out, new_r_in);
-    assert_eq!(p.pending_to(other), 0, "the old CHILD SA is deleted a second later");
-    let t = p.now + Duration::from_millis(999);
+    assert_eq!(p.pending_to(other), 0, "the old CHILD SA is deleted 200 ms later");
+    let t = p.now + Duration::from_millis(199);
     p.tick(t);
     assert_eq!(p.pending_to(other), 0);
     let t = p.now + Duration::from_millis(1);
@@ -154,7 +154,8 @@ fn child_rekey_by(by: Side) {
         let st = p.ep(side).status();
         assert_eq!(st[0].children[0].state, "INSTALLED");
         assert_eq!(st[0].children[0].dh, None);
-        assert_eq!(st[0].children[0].next_rekey, Some(p.now - Duration::from_secs(3) + Duration::from_secs(3600)));
+        let created = p.now - Duration::from_millis(2200);
+        assert_eq!(st[0].children[0].next_rekey, Some(created + Duration::from_secs(3600)));
     }
     // A rekeyed SA gets a new child id (the datapath keys its counters by it).
     let ids: Vec<u64> = installed(&p.datapath(by), Direction::Inbound).iter().map(|s| s.child.child_id).collect();
@@ -366,4 +367,35 @@ fn ike_sa_hard_lifetime_deletes_it_and_the_initiator_starts_over() {
     assert_eq!(p.b.status().len(), 1, "B got the DELETE");
     assert_eq!(live(&p.datapath(Side::A)).0.len(), 1);
     assert_eq!(live(&p.datapath(Side::B)).0.len(), 1);
+}
+
+#[test]
+fn responder_moves_to_the_new_sa_when_the_old_one_hits_a_limit_before_the_delete() {
+    init_logs();
+    let (a, b) = configs();
+    let mut p = up(a, b);
+    let (old_in, old_out) = live(&p.datapath(Side::B));
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    assert!(p.deliver_to(Side::B));
+    assert!(p.deliver_to(Side::A));
+    let n = p.datapath(Side::B).len();
+    let [Dp::In(new_in)] = dp(&p.datapath(Side::B)[n - 1..])[..] else { panic!() };
+    // The old outbound SA of B reaches its soft limit before A's DELETE arrives.
+    let ev = DatapathEvent::Expired {
+        spi: old_out[0],
+        direction: Direction::Outbound,
+        hard: false,
+        reason: ExpiryReason::Packets,
+    };
+    p.b.handle_datapath_event(p.now, ev);
+    p.drain();
+    let moved = dp(&p.datapath(Side::B)[n..]);
+    assert!(matches!(moved[..], [Dp::Out(_)]), "{moved:?}");
+    assert_eq!(creates_sent(&p, Side::B), 0, "no rekey of a rekeyed SA");
+    settle(&mut p);
+    let after = dp(&p.datapath(Side::B)[n..]);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(after[1..], [Dp::RmOut(old_out[0]), Dp::RmIn(old_in[0])]);
+    assert_one_pair(&p);
+    assert_eq!(p.b.status()[0].children[0].spi_in, new_in);
 }

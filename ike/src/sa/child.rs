@@ -27,7 +27,7 @@ pub(crate) const OLD_INBOUND_GRACE: Duration = Duration::from_secs(2);
 /// moved to the new SA by then; the delay lets packets we sealed with the old SA just
 /// before the switch drain through the peer's datapath before its DELETE processing
 /// removes the old inbound SA (strongSwan removes it at once when the peer deletes it).
-pub(crate) const REKEYED_DELETE_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const REKEYED_DELETE_DELAY: Duration = Duration::from_millis(200);
 
 /// State of a CHILD SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,14 +131,7 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
         return None;
     }
     let c = sa.children.remove(idx);
-    for k in sa.children.iter_mut().filter(|k| k.replaces == Some(c.child_id)) {
-        k.replaces = None;
-        if let Some(p) = k.pending_out.take() {
-            tracing::debug!(tunnel = %sa.peer.name, spi_out = %k.spi_out, "outbound traffic moves to the new CHILD SA");
-            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(p)));
-            k.out_installed = true;
-        }
-    }
+    activate_successor(sa, ctx, c.child_id);
     let name = sa.peer.name.clone();
     if c.out_installed {
         ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi: c.spi_out, direction: Direction::Outbound }));
@@ -154,6 +147,22 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
         tracing::info!(tunnel = %name, spi_in = %c.spi_in, spi_out = %c.spi_out, "CHILD SA removed");
     }
     Some(c)
+}
+
+/// Moves outbound traffic to the CHILD SA waiting to replace the one with `child_id`
+/// (the peer's rekey of it), if any. Returns whether there was one.
+pub(crate) fn activate_successor(sa: &mut IkeSa, ctx: &mut Ctx<'_>, child_id: u64) -> bool {
+    let mut found = false;
+    for k in sa.children.iter_mut().filter(|k| k.replaces == Some(child_id)) {
+        k.replaces = None;
+        if let Some(p) = k.pending_out.take() {
+            tracing::debug!(tunnel = %sa.peer.name, spi_out = %k.spi_out, "outbound traffic moves to the new CHILD SA");
+            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(p)));
+            k.out_installed = true;
+            found = true;
+        }
+    }
+    found
 }
 
 /// Removes inbound SAs whose grace period is over (all of them with `all`).
