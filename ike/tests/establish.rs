@@ -311,7 +311,7 @@ fn terminate_does_not_wait_longer_than_one_timeout_for_the_delete_response() {
 }
 
 #[test]
-fn hard_expiry_deletes_the_child_sa_on_both_sides() {
+fn hard_expiry_deletes_the_child_sa_on_both_sides_and_the_initiator_creates_a_new_one() {
     init_logs();
     let mut p = Pair::standard();
     p.run();
@@ -326,12 +326,32 @@ fn hard_expiry_deletes_the_child_sa_on_both_sides() {
         },
     );
     p.run();
+    let b_cmds = p.datapath(Side::B);
     assert!(
-        matches!(&p.datapath(Side::B)[2..], [DatapathCommand::Remove { .. }, DatapathCommand::Remove { spi, .. }] if *spi == b_in.spi)
+        matches!(&b_cmds[2..], [
+            DatapathCommand::Remove { .. },
+            DatapathCommand::Remove { spi, .. },
+            DatapathCommand::InstallInbound(_),
+            DatapathCommand::InstallOutbound(_),
+        ] if *spi == b_in.spi),
+        "{b_cmds:?}"
     );
     assert!(p.events(Side::B).contains(&Event::ChildDown { peer: "site-a".into(), spi_in: b_in.spi }));
     assert_eq!(p.a.status()[0].state, "ESTABLISHED", "IKE SA stays");
-    assert!(p.b.status()[0].children.is_empty());
+    assert_eq!(p.b.status()[0].children.len(), 1, "a new CHILD SA from scratch");
+    assert_ne!(p.b.status()[0].children[0].spi_in, b_in.spi);
+    // As responder, B does not recreate CHILD SAs it deletes itself.
+    let spi = p.b.status()[0].children[0].spi_in;
+    let ev = ipsec_types::DatapathEvent::Expired {
+        spi,
+        direction: Direction::Inbound,
+        hard: true,
+        reason: ipsec_types::ExpiryReason::Bytes,
+    };
+    p.b.handle_datapath_event(p.now, ev);
+    p.run();
+    assert_eq!(p.b.status()[0].children.len(), 1, "A, the IKE initiator, creates it again");
+    assert_eq!(p.a.status()[0].children.len(), 1);
     let _ = Spi(0);
 }
 

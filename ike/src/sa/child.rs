@@ -149,6 +149,16 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
     Some(c)
 }
 
+/// The IKE SA initiator keeps the tunnel: when the last usable CHILD SA went away
+/// (hard lifetime, or deleted by the peer), it creates a new one.
+pub(crate) fn ensure_tunnel(sa: &mut IkeSa) {
+    let usable = sa.children.iter().any(|c| matches!(c.state, ChildState::Installed | ChildState::Rekeying));
+    if sa.initiator && !usable && sa.state == super::IkeState::Established {
+        tracing::info!(tunnel = %sa.peer.name, "no CHILD SA left; creating a new one");
+        sa.tasks.queue_once(super::task_manager::TaskKind::ChildCreate);
+    }
+}
+
 /// Moves outbound traffic to the CHILD SA waiting to replace the one with `child_id`
 /// (the peer's rekey of it), if any. Returns whether there was one.
 pub(crate) fn activate_successor(sa: &mut IkeSa, ctx: &mut Ctx<'_>, child_id: u64) -> bool {

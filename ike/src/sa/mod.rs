@@ -346,6 +346,7 @@ impl IkeSa {
                     if let Some(i) = self.children.iter().position(|c| c.spi_in == spi) {
                         child::remove_at(self, ctx, i);
                     }
+                    child::ensure_tunnel(self);
                 }
                 ActiveTask::ChildCreate(init) => create_child::process_response(self, ctx, init, &msg)?,
                 ActiveTask::IkeRekey(init) => ike_rekey::process_response(self, ctx, init, &msg)?,

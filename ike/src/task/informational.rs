@@ -52,6 +52,9 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         sa.send_response(ctx, exchange::INFORMATIONAL, mid, &[]);
         return Err(Failure::Deleted("deleted by peer".into()));
     }
+    if !ours.is_empty() {
+        child::ensure_tunnel(sa);
+    }
     let resp = if ours.is_empty() {
         vec![]
     } else {
