@@ -22,6 +22,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+mod restart;
+
 /// Source of randomness (SPIs, nonces, DH private keys, IVs). The gateway passes a
 /// CSPRNG; tests pass a deterministic one.
 pub trait Rng: Send {
@@ -530,60 +532,6 @@ impl Endpoint {
             }
         };
         self.run(now, idx, |sa, ctx| sa.handle_message(ctx, local, remote, data, msg));
-    }
-
-    /// A message for an IKE SA we do not know (RFC 7296 2.21.4). A request from a
-    /// configured peer is answered, at most once a second per peer, with an unprotected
-    /// INVALID_IKE_SPI notify: the peer learns that we lost that IKE SA (we restarted).
-    fn unknown_spi(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message) {
-        let h = msg.header;
-        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.remote_addr == remote.ip()) else {
-            tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
-            return;
-        };
-        if h.is_response() || msg.sk.is_none() || slot.invalid_spi_at.is_some_and(|t| now < t + Duration::from_secs(1))
-        {
-            tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
-            return;
-        }
-        slot.invalid_spi_at = Some(now);
-        tracing::info!(tunnel = %slot.cfg.name, "peer {} uses an IKE SA we do not know; answering INVALID_IKE_SPI", remote.ip());
-        let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
-        let flags =
-            crate::message::flags::RESPONSE | if h.sent_by_initiator() { 0 } else { crate::message::flags::INITIATOR };
-        let header =
-            crate::message::Header { exchange: exchange::INFORMATIONAL, flags, next_payload: 0, length: 0, ..h };
-        let n = crate::message::payload::Notify::new(crate::error::notify::INVALID_IKE_SPI, vec![]);
-        let data = crate::message::emit_plain(header, &[crate::message::Payload::Notify(n)]);
-        self.shared.out.push_back(Output::Transmit(Transmit { local, remote, data }));
-    }
-
-    /// An unprotected INFORMATIONAL response: INVALID_IKE_SPI for our outstanding request
-    /// means the peer probably restarted. Unauthenticated, so it only makes us bring up a
-    /// new IKE SA next to the old one (which is replaced once the new one is up).
-    fn invalid_spi_answer(&mut self, now: Timestamp, remote: SocketAddr, msg: &Message) {
-        let h = msg.header;
-        let invalid = crate::task::notifies(&msg.payloads).any(|n| n.kind == crate::error::notify::INVALID_IKE_SPI);
-        let Some(sa) = self.sas.iter_mut().find(|s| {
-            (s.spi_i, s.spi_r) == (h.spi_i, h.spi_r)
-                && s.remote.ip() == remote.ip()
-                && s.state == IkeState::Established
-                && s.tasks.outstanding.as_ref().is_some_and(|o| o.mid == h.message_id)
-        }) else {
-            return;
-        };
-        if !invalid || sa.stale {
-            return;
-        }
-        sa.stale = true;
-        let name = sa.peer.name.clone();
-        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == name) else { return };
-        tracing::warn!(tunnel = %name, "peer {} answered INVALID_IKE_SPI: it probably restarted; bringing up a new IKE SA", remote.ip());
-        if slot.wanted || slot.cfg.dpd_action == DpdAction::Restart {
-            slot.wanted = true;
-            slot.retry_at = Some(now);
-            self.handle_timeout(now);
-        }
     }
 
     fn new_responder(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message, data: &[u8]) {

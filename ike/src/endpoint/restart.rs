@@ -1,0 +1,69 @@
+//! Peers that lost their state (RFC 7296 2.21.4): answering requests for IKE SAs we do
+//! not know with INVALID_IKE_SPI, and bringing up a new IKE SA next to one whose peer
+//! answered INVALID_IKE_SPI (the old one is replaced once the new one is up).
+//!
+//! INITIAL_CONTACT (the other sign of a restarted peer) is handled where IKE_AUTH
+//! completes (`Endpoint::run`).
+
+use super::{DpdAction, Endpoint, Output, Transmit};
+use crate::error::notify;
+use crate::message::payload::Notify;
+use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
+use crate::sa::IkeState;
+use ipsec_types::Timestamp;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+impl Endpoint {
+    /// A message for an IKE SA we do not know (RFC 7296 2.21.4). A request from a
+    /// configured peer is answered, at most once a second per peer, with an unprotected
+    /// INVALID_IKE_SPI notify: the peer learns that we lost that IKE SA (we restarted).
+    pub(super) fn unknown_spi(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message) {
+        let h = msg.header;
+        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.remote_addr == remote.ip()) else {
+            tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+            return;
+        };
+        if h.is_response() || msg.sk.is_none() || slot.invalid_spi_at.is_some_and(|t| now < t + Duration::from_secs(1))
+        {
+            tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+            return;
+        }
+        slot.invalid_spi_at = Some(now);
+        tracing::info!(tunnel = %slot.cfg.name, "peer {} uses an IKE SA we do not know; answering INVALID_IKE_SPI", remote.ip());
+        let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
+        let flags = flags::RESPONSE | if h.sent_by_initiator() { 0 } else { flags::INITIATOR };
+        let header = Header { exchange: exchange::INFORMATIONAL, flags, next_payload: 0, length: 0, ..h };
+        let n = Notify::new(notify::INVALID_IKE_SPI, vec![]);
+        let data = emit_plain(header, &[Payload::Notify(n)]);
+        self.shared.out.push_back(Output::Transmit(Transmit { local, remote, data }));
+    }
+
+    /// An unprotected INFORMATIONAL response: INVALID_IKE_SPI for our outstanding request
+    /// means the peer probably restarted. Unauthenticated, so it only makes us bring up a
+    /// new IKE SA next to the old one (which is replaced once the new one is up).
+    pub(super) fn invalid_spi_answer(&mut self, now: Timestamp, remote: SocketAddr, msg: &Message) {
+        let h = msg.header;
+        let invalid = crate::task::notifies(&msg.payloads).any(|n| n.kind == notify::INVALID_IKE_SPI);
+        let Some(sa) = self.sas.iter_mut().find(|s| {
+            (s.spi_i, s.spi_r) == (h.spi_i, h.spi_r)
+                && s.remote.ip() == remote.ip()
+                && s.state == IkeState::Established
+                && s.tasks.outstanding.as_ref().is_some_and(|o| o.mid == h.message_id)
+        }) else {
+            return;
+        };
+        if !invalid || sa.stale {
+            return;
+        }
+        sa.stale = true;
+        let name = sa.peer.name.clone();
+        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == name) else { return };
+        tracing::warn!(tunnel = %name, "peer {} answered INVALID_IKE_SPI: it probably restarted; bringing up a new IKE SA", remote.ip());
+        if slot.wanted || slot.cfg.dpd_action == DpdAction::Restart {
+            slot.wanted = true;
+            slot.retry_at = Some(now);
+            self.handle_timeout(now);
+        }
+    }
+}
