@@ -12,6 +12,8 @@ pub(crate) mod ike_rekey;
 pub(crate) mod informational;
 pub(crate) mod natd;
 #[cfg(test)]
+mod rekey_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::message::payload::Notify;

@@ -10,46 +10,46 @@ use crate::{Endpoint, EndpointConfig, Event, Output, Rng};
 use ipsec_types::{DatapathCommand, Direction, EncrAlg, Identity, PrfAlg, Spi, Timestamp, TrafficSelector, UdpEncap};
 use std::net::SocketAddr;
 
-fn drain(ep: &mut Endpoint) -> Vec<Output> {
+pub(super) fn drain(ep: &mut Endpoint) -> Vec<Output> {
     std::iter::from_fn(|| ep.poll_output()).collect()
 }
 
-fn transmits(outs: &[Output]) -> Vec<&crate::Transmit> {
+pub(super) fn transmits(outs: &[Output]) -> Vec<&crate::Transmit> {
     outs.iter().filter_map(|o| if let Output::Transmit(t) = o { Some(t) } else { None }).collect()
 }
 
-fn addr(s: &str) -> SocketAddr {
+pub(super) fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn responder() -> Endpoint {
+pub(super) fn responder() -> Endpoint {
     let b = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
     Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![b] }, Box::new(TestRng::new(5)))
 }
 
-fn n(kind: u16, data: &[u8]) -> Payload {
+pub(super) fn n(kind: u16, data: &[u8]) -> Payload {
     Payload::Notify(Notify::new(kind, data.to_vec()))
 }
 
-struct Peer {
-    spi_i: u64,
-    spi_r: u64,
-    ni: Vec<u8>,
-    nr: Vec<u8>,
-    init_req: Vec<u8>,
-    init_resp: Vec<u8>,
-    keys: Option<IkeKeys>,
-    mid: u32,
+pub(super) struct Peer {
+    pub(super) spi_i: u64,
+    pub(super) spi_r: u64,
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    pub(super) init_req: Vec<u8>,
+    pub(super) init_resp: Vec<u8>,
+    pub(super) keys: Option<IkeKeys>,
+    pub(super) mid: u32,
 }
 
 impl Peer {
-    fn seal(&self) -> SkCipher {
+    pub(super) fn seal(&self) -> SkCipher {
         SkCipher::new(EncrAlg::AesGcm16_256, &self.keys.as_ref().unwrap().sk_ei).unwrap()
     }
-    fn open(&self) -> SkCipher {
+    pub(super) fn open(&self) -> SkCipher {
         SkCipher::new(EncrAlg::AesGcm16_256, &self.keys.as_ref().unwrap().sk_er).unwrap()
     }
-    fn request(&mut self, exch: u8, payloads: &[Payload]) -> Vec<u8> {
+    pub(super) fn request(&mut self, exch: u8, payloads: &[Payload]) -> Vec<u8> {
         let h = Header {
             spi_i: self.spi_i,
             spi_r: self.spi_r,
@@ -62,7 +62,7 @@ impl Peer {
         self.mid += 1;
         emit_encrypted(h, payloads, &self.seal(), [0, 0, 0, 0, 0, 0, 0, self.mid as u8])
     }
-    fn decrypt(&self, data: &[u8]) -> Message {
+    pub(super) fn decrypt(&self, data: &[u8]) -> Message {
         let mut m = Message::parse(data).unwrap();
         m.decrypt(data, &self.open()).unwrap();
         m
@@ -71,7 +71,7 @@ impl Peer {
 
 /// strongSwan-like IKE_SA_INIT: an AES-CBC proposal first, then GCM with a 128-bit
 /// variant, extra PRFs, unknown groups and an unknown transform type.
-fn strongswan_init(spi_i: u64, ke: &KeyExchange, ni: &[u8], ours: SocketAddr, rng: &mut TestRng) -> Vec<u8> {
+pub(super) fn strongswan_init(spi_i: u64, ke: &KeyExchange, ni: &[u8], ours: SocketAddr, rng: &mut TestRng) -> Vec<u8> {
     let mut fake = [0u8; 20];
     rng.fill(&mut fake);
     let props = vec![
