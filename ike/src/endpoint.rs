@@ -658,6 +658,20 @@ impl Endpoint {
         });
     }
 
+    /// The datapath received authenticated ESP on the inbound SA `spi`: the peer is
+    /// alive, so dead peer detection needs no liveness check (and `last_heard` moves).
+    /// Meant to be called about once a second per SA at most (for example when an SA's
+    /// inbound packet counter grew), not per packet.
+    pub fn handle_esp_activity(&mut self, now: Timestamp, spi: Spi) {
+        let owner = self
+            .sas
+            .iter_mut()
+            .find(|s| s.children.iter().any(|c| c.spi_in == spi) || s.retiring.iter().any(|(r, _)| *r == spi));
+        if let Some(sa) = owner {
+            sa.last_esp = Some(sa.last_esp.map_or(now, |t| t.max(now)));
+        }
+    }
+
     /// Timers (retransmission, initiation, ...). Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         for i in 0..self.peers.len() {
@@ -712,7 +726,7 @@ impl Endpoint {
                 dh: sa.algs.map(|a| a.dh),
                 nat_detected: sa.nat,
                 established_at: sa.established_at,
-                last_heard: sa.last_heard,
+                last_heard: sa.heard(),
                 next_rekey: if sa.state == IkeState::Established { sa.rekey_at } else { None },
                 children: sa.children.iter().map(|c| c.status()).collect(),
             })

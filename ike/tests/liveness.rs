@@ -231,3 +231,22 @@ fn initial_contact_replaces_stale_sas_of_a_tunnel_we_initiate_too() {
     assert_eq!(p.b.status().len(), 1, "B (configured to initiate) dropped both stale IKE SAs");
     assert_eq!(live(&p.datapath(Side::B)).len(), 2);
 }
+
+#[test]
+fn esp_from_the_peer_postpones_the_liveness_check() {
+    init_logs();
+    let (a, b) = configs();
+    let mut p = Pair::new(a, b);
+    p.run();
+    let spi_in = p.a.status()[0].children[0].spi_in;
+    p.now = secs(25);
+    p.a.handle_esp_activity(p.now, spi_in);
+    p.a.handle_esp_activity(p.now, Spi(12345));
+    assert_eq!(p.a.poll_timeout(), Some(secs(55)));
+    assert_eq!(p.a.status()[0].last_heard, Some(secs(25)));
+    let before = p.transmits(Side::A).len();
+    p.tick(secs(30));
+    assert_eq!(p.transmits(Side::A).len(), before, "no liveness check while ESP arrives");
+    p.tick(secs(55));
+    assert_eq!(p.transmits(Side::A).len(), before + 1);
+}

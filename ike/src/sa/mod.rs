@@ -218,6 +218,8 @@ pub(crate) struct IkeSa {
     /// (outbound, inbound) SPIs of CHILD SAs moved to the successor of this IKE SA: the
     /// peer may still delete them here.
     pub(crate) moved: Vec<(Spi, Spi)>,
+    /// When the datapath last reported ESP from the peer (`Endpoint::handle_esp_activity`).
+    pub(crate) last_esp: Option<Timestamp>,
 }
 
 impl IkeSa {
@@ -253,7 +255,13 @@ impl IkeSa {
             pending_adoption: None,
             stale: false,
             moved: vec![],
+            last_esp: None,
         }
+    }
+
+    /// When we last heard from the peer: a valid IKE message or (reported) ESP.
+    pub(crate) fn heard(&self) -> Option<Timestamp> {
+        self.last_heard.max(self.last_esp)
     }
 
     pub(crate) fn name(&self) -> &str {

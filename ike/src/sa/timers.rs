@@ -22,7 +22,7 @@ impl IkeSa {
         {
             return None;
         }
-        Some(self.last_heard.or(self.established_at)? + delay)
+        Some(self.heard().or(self.established_at)? + delay)
     }
 
     /// CHILD and IKE SA rekey and expiry times (established SAs only).
