@@ -1,7 +1,7 @@
 //! vpngw configuration: TOML text to validated, typed settings.
 //!
 //! Owns the file format (`[gateway]` + `[[tunnel]]`, documented in
-//! docs/configuration.md), defaults, and all validation: every error names the file,
+//! the README's configuration reference), defaults, and all validation: every error names the file,
 //! the line and the key. Does not own runtime state, reloading or logging: warnings are
 //! returned in [`Config::warnings`] for the gateway to log. `raw` mirrors the file with
 //! spans; `validate` turns it into the typed structs below, with `lifetime` handling the

@@ -596,8 +596,9 @@ fn shipped_examples_parse_and_pair_up() {
         );
     }
 
-    let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
-    let block = doc.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
+    let doc = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let reference = doc.split("## Configuration reference").nth(1).unwrap();
+    let block = reference.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
     let c = parse(&block.replace("/etc/vpngw/site-b.psk", psk.to_str().unwrap()), Path::new(FILE)).unwrap();
     assert_eq!(c.tunnels[0].name, "site-b");
 }
