@@ -651,7 +651,12 @@ impl Endpoint {
                 sa.tasks.queue_once(TaskKind::ChildDelete(spi_in));
             } else if state == crate::sa::child::ChildState::Installed {
                 tracing::info!(tunnel = %sa.name(), %spi, "CHILD SA soft limit ({why}) reached; rekeying it");
-                sa.tasks.queue_once(TaskKind::ChildRekey(spi_in));
+                // Rekeyed through the rekey timer, now (or as soon as its predecessor,
+                // which the peer just rekeyed, is deleted).
+                if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi_in) {
+                    c.rekey_at = Some(ctx.now);
+                }
+                sa.handle_timeout(ctx)?;
             }
             sa.kick(ctx);
             Ok(())
