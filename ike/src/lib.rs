@@ -21,8 +21,9 @@
 //! by CREATE_CHILD_SA, IKE SA rekeying, simultaneous rekeys resolved by nonces (RFC
 //! 7296 2.8.1, 2.8.2) and the other collisions of 2.25, rekey/hard lifetimes with
 //! jitter, datapath volume limits, dead peer detection with restart/clear, peers that
-//! restarted (INITIAL_CONTACT, INVALID_IKE_SPI). Not supported: ESP activity as a sign
-//! of life for DPD (only IKE messages count), MOBIKE, EAP, certificates.
+//! restarted (INITIAL_CONTACT, INVALID_IKE_SPI). ESP counts as a sign of life for DPD
+//! only if the gateway reports it (`handle_esp_activity`). Not supported: MOBIKE, EAP,
+//! certificates, more than one outstanding request per IKE SA (window size 1).
 //!
 //! # Driving loop
 //!
@@ -46,6 +47,8 @@
 //!         Output::Event(ev) => { /* log, control socket */ }
 //!     }
 //! }
+//! // ESP received on an inbound SA, reported about once a second per SA (optional):
+//! // ep.handle_esp_activity(now, spi);
 //! let _next_wakeup = ep.poll_timeout();
 //! assert!(ep.is_idle());
 //! ```
