@@ -32,7 +32,8 @@ enum Step {
     Release(Side),
     /// Advance the clock (fires timers, e.g. retransmissions) without delivering.
     Wait(u64),
-    /// Deliver everything in order, then let grace periods and retries pass.
+    /// Deliver everything in order, then let 40 s of grace periods, retries and waits
+    /// for redundant SAs pass.
     Settle,
 }
 
@@ -117,6 +118,32 @@ const CASES: &[Case] = &[
         ike_winner: Some(A),
         a: &[],
         b: &[],
+    },
+    Case {
+        name: "both rekey the IKE SA, the winner's DELETE of the old IKE SA overtakes the loser's response",
+        seeds: (1, 2),
+        steps: &[
+            Rekey(A, true),
+            Rekey(B, true),
+            Deliver(B),
+            Deliver(A),
+            Deliver(A),
+            Hold(B),
+            Deliver(B),
+            Release(B),
+            Settle,
+        ],
+        ike_winner: Some(A),
+        a: &[],
+        b: &[],
+    },
+    Case {
+        name: "both rekey the IKE SA while B's CHILD SA waits for A's DELETE of its predecessor",
+        seeds: (1, 2),
+        steps: &[Rekey(A, false), Deliver(B), Deliver(A), Rekey(A, true), Rekey(B, true), Settle],
+        ike_winner: Some(A),
+        a: &["+in W", "+out W", "-out O", "-in O"],
+        b: &["+in W", "+out W", "-out O", "-in O"],
     },
     Case {
         name: "A's CHILD rekey crosses B's DELETE of that CHILD SA: A creates a new one",
@@ -216,7 +243,7 @@ fn run_case(c: &Case) -> Pair {
             }
             Settle => {
                 p.run();
-                for _ in 0..20 {
+                for _ in 0..40 {
                     p.advance(Duration::from_secs(1));
                 }
             }
