@@ -545,3 +545,72 @@ impl ErrorLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipsec_types::UdpEncap;
+
+    fn ep(last: u8, encap: bool) -> SaEndpoints {
+        SaEndpoints {
+            local: "192.0.2.1".parse().unwrap(),
+            remote: std::net::IpAddr::from([192, 0, 2, last]),
+            encap: encap.then_some(UdpEncap { local_port: 4500, remote_port: 4500 }),
+        }
+    }
+
+    /// Simulates sealing `len` bytes at the end of the batch, as `seal_one` does.
+    fn add(tx: &mut TxBatch, to: SaEndpoints, len: usize, gso: bool) -> bool {
+        let fits = tx.fits(&to, len, gso);
+        if !fits {
+            tx.clear();
+        }
+        tx.push(to, len);
+        fits
+    }
+
+    #[test]
+    fn udp_gso_batches_equal_sizes_and_a_shorter_last() {
+        let a = ep(2, true);
+        let mut tx = TxBatch::new();
+        assert!(add(&mut tx, a, 1436, true));
+        assert!(add(&mut tx, a, 1436, true));
+        assert!(add(&mut tx, a, 500, true), "a shorter last datagram may join");
+        assert!(!add(&mut tx, a, 500, true), "nothing may follow the shorter one");
+        assert!(!add(&mut tx, a, 600, true), "a longer one starts a new batch");
+        assert!(!add(&mut tx, ep(3, true), 600, true), "another peer starts a new batch");
+        // Without GSO, ESP-in-UDP and raw ESP batch any sizes to one peer.
+        let mut tx = TxBatch::new();
+        for len in [100, 1436, 60] {
+            assert!(add(&mut tx, a, len, false));
+        }
+        let r = ep(2, false);
+        assert!(!add(&mut tx, r, 100, true), "raw and UDP to one host differ");
+        assert!(add(&mut tx, r, 1436, true));
+        assert_eq!(tx.packets().map(<[u8]>::len).collect::<Vec<_>>(), vec![100, 1436]);
+    }
+
+    #[test]
+    fn batches_are_bounded() {
+        let a = ep(2, true);
+        let mut tx = TxBatch::new();
+        let mut batches = 1;
+        for _ in 0..200 {
+            if !add(&mut tx, a, 1436, true) {
+                batches += 1;
+            }
+            assert!(tx.used <= batch::MAX_GSO_BYTES && tx.count <= batch::MAX_MMSG);
+        }
+        // 45 datagrams of 1436 bytes fit in one UDP GSO send (64 KiB).
+        assert_eq!(batches, 200usize.div_ceil(45));
+        let r = ep(2, false);
+        let mut tx = TxBatch::new();
+        let mut batches = 1;
+        for _ in 0..200 {
+            if !add(&mut tx, r, 100, true) {
+                batches += 1;
+            }
+        }
+        assert_eq!(batches, 200usize.div_ceil(batch::MAX_MMSG));
+    }
+}
