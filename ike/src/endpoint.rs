@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+mod outbound;
 mod restart;
 
 /// Source of randomness (SPIs, nonces, DH private keys, IVs). The gateway passes a
@@ -311,6 +312,8 @@ pub struct Endpoint {
     sas: Vec<IkeSa>,
     shared: Shared,
     shutting_down: bool,
+    /// Per tunnel, the outbound SPI the datapath seals with (the last installed).
+    active_out: std::collections::HashMap<String, Spi>,
 }
 
 impl Endpoint {
@@ -341,6 +344,7 @@ impl Endpoint {
                 actions: Vec::new(),
             },
             shutting_down: false,
+            active_out: std::collections::HashMap::new(),
         }
     }
 
@@ -487,6 +491,12 @@ impl Endpoint {
 
     /// A datagram arrived on `local` from `remote` (non-ESP marker already stripped).
     pub fn handle_datagram(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let mark = self.shared.out.len();
+        self.handle_datagram_inner(now, local, remote, data);
+        self.keep_outbound(mark);
+    }
+
+    fn handle_datagram_inner(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
@@ -556,6 +566,12 @@ impl Endpoint {
 
     /// An operator command.
     pub fn handle_command(&mut self, now: Timestamp, cmd: Command) {
+        let mark = self.shared.out.len();
+        self.handle_command_inner(now, cmd);
+        self.keep_outbound(mark);
+    }
+
+    fn handle_command_inner(&mut self, now: Timestamp, cmd: Command) {
         match cmd {
             Command::Initiate { peer } => {
                 let Some(i) = self.peers.iter().position(|p| p.cfg.name == peer) else {
@@ -627,6 +643,12 @@ impl Endpoint {
 
     /// An event from the datapath (volume expiry).
     pub fn handle_datapath_event(&mut self, now: Timestamp, ev: DatapathEvent) {
+        let mark = self.shared.out.len();
+        self.handle_datapath_event_inner(now, ev);
+        self.keep_outbound(mark);
+    }
+
+    fn handle_datapath_event_inner(&mut self, now: Timestamp, ev: DatapathEvent) {
         let DatapathEvent::Expired { spi, direction: _, hard, reason } = ev;
         let Some(idx) = self.sas.iter().position(|s| s.children.iter().any(|c| c.spi_in == spi || c.spi_out == spi))
         else {
@@ -679,6 +701,12 @@ impl Endpoint {
 
     /// Timers (retransmission, initiation, ...). Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mark = self.shared.out.len();
+        self.handle_timeout_inner(now);
+        self.keep_outbound(mark);
+    }
+
+    fn handle_timeout_inner(&mut self, now: Timestamp) {
         for i in 0..self.peers.len() {
             let due = self.peers.get(i).is_some_and(|p| p.retry_at.is_some_and(|t| t <= now));
             if due {

@@ -492,3 +492,38 @@ fn simultaneous_initiation_leaves_both_sides_with_working_sas() {
     assert!(a_out.iter().all(|s| b_in.contains(s)) && b_out.iter().all(|s| a_in.contains(s)));
     assert!(p.datapath(Side::A).iter().all(|c| !matches!(c, DatapathCommand::Remove { .. })));
 }
+
+#[test]
+fn losing_the_outbound_sa_in_use_puts_a_duplicate_back_in_the_seal_path() {
+    init_logs();
+    let a = peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true);
+    let b = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, true);
+    let mut p = Pair::new(a, b);
+    p.run();
+    assert_eq!(p.a.status().len(), 2, "duplicate IKE SAs, one CHILD SA each");
+    let outs: Vec<Spi> = p
+        .datapath(Side::A)
+        .iter()
+        .filter_map(|c| if let DatapathCommand::InstallOutbound(s) = c { Some(s.spi) } else { None })
+        .collect();
+    let (other, active) = (outs[0], outs[1]);
+    let n = p.datapath(Side::A).len();
+    // The CHILD SA A seals with is deleted by B (its peer): A seals with the other one.
+    let ev = ipsec_types::DatapathEvent::Expired {
+        spi: active,
+        direction: Direction::Inbound,
+        hard: true,
+        reason: ipsec_types::ExpiryReason::Bytes,
+    };
+    p.b.handle_datapath_event(p.now, ev);
+    p.deliver_to(Side::A);
+    let after = p.datapath(Side::A)[n..].to_vec();
+    assert!(
+        matches!(&after[..], [
+            DatapathCommand::Remove { spi: r, direction: Direction::Outbound },
+            DatapathCommand::InstallOutbound(o),
+            DatapathCommand::Remove { direction: Direction::Inbound, .. },
+        ] if *r == active && o.spi == other),
+        "{after:?}"
+    );
+}

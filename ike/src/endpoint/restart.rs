@@ -63,7 +63,7 @@ impl Endpoint {
         if slot.wanted || slot.cfg.dpd_action == DpdAction::Restart {
             slot.wanted = true;
             slot.retry_at = Some(now);
-            self.handle_timeout(now);
+            self.handle_timeout_inner(now);
         }
     }
 }

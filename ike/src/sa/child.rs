@@ -69,6 +69,9 @@ pub(crate) struct ChildSa {
     pub(crate) superseded: bool,
     /// When to send DELETE for this CHILD SA, which our rekey replaced.
     pub(crate) delete_at: Option<Timestamp>,
+    /// The outbound SA as installed, to put it back in the seal path if the outbound SA
+    /// of another CHILD SA with the same selectors that took it over goes away.
+    pub(crate) out_params: Option<SaParams>,
 }
 
 impl ChildSa {
@@ -167,7 +170,8 @@ pub(crate) fn activate_successor(sa: &mut IkeSa, ctx: &mut Ctx<'_>, child_id: u6
         k.replaces = None;
         if let Some(p) = k.pending_out.take() {
             tracing::debug!(tunnel = %sa.peer.name, spi_out = %k.spi_out, "outbound traffic moves to the new CHILD SA");
-            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(p)));
+            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(p.clone())));
+            k.out_params = Some(p);
             k.out_installed = true;
             found = true;
         }
@@ -260,6 +264,7 @@ pub(crate) fn install(
         replaces: None,
         superseded: false,
         delete_at: None,
+        out_params: None,
     };
     let limits = volume_limits(cfg.child_rekey_bytes, cfg.child_rekey_packets);
     let endpoints = child.endpoints(sa.local, sa.remote);
@@ -286,7 +291,8 @@ pub(crate) fn install(
         }
         Install::Both => {
             ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
-            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(outbound)));
+            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(outbound.clone())));
+            child.out_params = Some(outbound);
             child.in_installed = true;
             child.out_installed = true;
         }
