@@ -271,6 +271,52 @@ impl Load {
     }
 }
 
+/// Where packets were dropped inside the namespaces, for failure analysis: UDP receive
+/// buffer overflows (`RcvbufErrors`, per namespace) and interface drops, e.g.
+/// `gwb: udp rcvbuf 0, vpn0 rx/tx dropped 0/12`. Only non-zero interface counters are listed.
+pub fn drop_counters(topo: &Topology) -> String {
+    topo.all()
+        .iter()
+        .map(|ns| {
+            let snmp = ns.run(&["cat", "/proc/net/snmp"]).unwrap_or_default();
+            let rcvbuf = udp_rcvbuf_errors(&snmp).map_or_else(|| "?".to_owned(), |n| n.to_string());
+            let links = ns.ip(&["-s", "-o", "link"]).unwrap_or_default();
+            let mut s = format!("{}: udp rcvbuf errors {rcvbuf}", ns.name());
+            for (dev, rx, tx) in link_drops(&links) {
+                if rx + tx > 0 {
+                    s.push_str(&format!(", {dev} rx/tx dropped {rx}/{tx}"));
+                }
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `RcvbufErrors` of the `Udp:` lines in `/proc/net/snmp`.
+fn udp_rcvbuf_errors(snmp: &str) -> Option<u64> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let idx = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(idx)?.parse().ok()
+}
+
+/// `(device, rx dropped, tx dropped)` from `ip -s -o link` (one line per device; `\`
+/// separates the lines of each device's statistics).
+fn link_drops(text: &str) -> Vec<(String, u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let dev = line.split(": ").nth(1)?.split('@').next()?.to_owned();
+            let parts: Vec<&str> = line.split('\\').map(str::trim).collect();
+            let stat = |label: &str| {
+                let i = parts.iter().position(|p| p.starts_with(label))?;
+                parts.get(i + 1)?.split_whitespace().nth(3)?.parse::<u64>().ok()
+            };
+            Some((dev, stat("RX:")?, stat("TX:")?))
+        })
+        .collect()
+}
+
 /// `key=value` pairs of the first line starting with `prefix`.
 fn kv_line<'a>(text: &'a str, prefix: &str) -> Option<Vec<(&'a str, &'a str)>> {
     let line = text.lines().find(|l| l.starts_with(prefix))?;
@@ -377,6 +423,17 @@ mod tests {
         assert_eq!((p.longest_gap_ms, p.longest_gap_at_ms), (31, 10250));
         assert_eq!(p.lost_ranges, vec![(7, 8)]);
         assert_eq!(parse_nettool_ping("pong\n"), None);
+    }
+
+    #[test]
+    fn parses_drop_counters() {
+        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 5 3 0\n";
+        assert_eq!(udp_rcvbuf_errors(snmp), Some(3));
+        assert_eq!(udp_rcvbuf_errors("Tcp: 1\n"), None);
+        let links = "2: wan0@if3: <BROADCAST,UP> mtu 1500 qdisc noqueue\\    link/ether 00:00:00:00:00:01 \
+                     \\    RX:  bytes packets errors dropped  missed   mcast           \\    100 2 0 7 0 0 \
+                     \\    TX:  bytes packets errors dropped carrier collsns           \\    50 1 0 9 0 0 \n";
+        assert_eq!(link_drops(links), vec![("wan0".to_owned(), 7, 9)]);
     }
 
     #[test]

@@ -117,9 +117,9 @@ impl Side {
 struct Outcome {
     load: LoadReport,
     wire: IkeWireStats,
-    /// Packets lost within [`NEAR`] of an SA change seen on either side, and elsewhere.
-    lost_near_sa_change: u64,
-    lost_elsewhere: u64,
+    /// Packets lost within [`NEAR`] of an SA change seen on either side, and elsewhere
+    /// (`None` when there were too many runs of lost packets to list them all).
+    attributed: Option<(u64, u64)>,
 }
 
 /// Loss this close to a new SA showing up (sampling is every 250 ms) counts as "around a rekey".
@@ -184,9 +184,11 @@ fn run_load(
         }
     }
     println!("[{name}] {wire}");
+    println!("[{name}] drops inside the namespaces: {}", interop::stream::drop_counters(&sc.topo));
     let changes = sa_changes(a, b);
     let (mut near, mut elsewhere) = (0, 0);
-    for w in report.loss_windows() {
+    let windows = report.loss_windows();
+    for w in &windows {
         let (from, to) = (load_at + w.from_s, load_at + w.to_s);
         let dist = changes
             .iter()
@@ -197,12 +199,17 @@ fn run_load(
         } else {
             elsewhere += w.packets;
         }
+    }
+    // The tools list at most 100 runs of lost packets each: attribute only complete lists.
+    let complete = near + elsewhere == report.ping.lost() + report.udp.lost();
+    for w in windows.iter().take(if complete { 20 } else { 0 }) {
         println!(
-            "[{name}] lost {} {} packets sent {from:.2}-{to:.2} s (nearest SA change {dist:.1} s away)",
-            w.packets, w.what
+            "[{name}] lost {} {} packets sent {:.2}-{:.2} s after the load started",
+            w.packets, w.what, w.from_s, w.to_s
         );
     }
-    Ok(Outcome { load: report, wire, lost_near_sa_change: near, lost_elsewhere: elsewhere })
+    let attributed = complete.then_some((near, elsewhere));
+    Ok(Outcome { load: report, wire, attributed })
 }
 
 /// Every failed check of a run, so one run reports all of them.
@@ -226,16 +233,18 @@ impl Checks {
 
 /// The closing-note line: loss and longest gap of both generators.
 fn print_result(sc: &Scenario, o: &Outcome) {
+    let attributed = o.attributed.map_or_else(
+        || "too many runs of loss to attribute".to_owned(),
+        |(near, elsewhere)| format!("{near} within {NEAR} s of an SA change, {elsewhere} elsewhere"),
+    );
     println!(
-        "[{}] RESULT lost: ping {} of {}, UDP {} of {} ({} within {NEAR} s of an SA change, {} elsewhere); \
-         longest gap: ping {} ms, UDP {} ms; collisions {}",
+        "[{}] RESULT lost: ping {} of {}, UDP {} of {} ({attributed}); longest gap: ping {} ms, UDP {} ms; \
+         collisions {}",
         sc.name,
         o.load.ping.lost(),
         o.load.ping.transmitted,
         o.load.udp.lost(),
         o.load.udp.sent,
-        o.lost_near_sa_change,
-        o.lost_elsewhere,
         o.load.ping.longest_gap_ms,
         o.load.udp.longest_gap_ms,
         o.wire.collisions

@@ -1,8 +1,9 @@
 //! bench: throughput, loss, latency and CPU cost of the site-to-site path, measured on the
-//! namespace topology of [`interop::netns`] for up to four cases, one after another:
+//! namespace topology of [`interop::netns`] for up to five cases, one after another:
 //! plain routing (the ceiling), strongSwan <-> strongSwan (the anchor), vpngw <-> vpngw
-//! and vpngw <-> strongSwan. Prints a table with the ratios to the anchor and to plain
-//! routing, and writes everything as JSON. See docs/benchmark.md.
+//! with raw ESP and with ESP-in-UDP, and vpngw <-> strongSwan. Prints a table with the
+//! ratios to the anchor and to plain routing, and writes everything as JSON. See
+//! docs/benchmark.md.
 //!
 //! A benchmark, not a test: nothing is asserted about the numbers. The exit status is 0
 //! when every selected case was measured, 1 if one failed (the others still run and are
@@ -26,20 +27,21 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use interop::netns::{self, Topology};
-use interop::vpngw::Encap;
 use interop::{command, run, Binaries, Result};
 
-use cases::{Case, TunnelOptions};
+use cases::Case;
 use measure::CpuSnapshot;
 use report::{CaseResult, Environment, Settings};
 
 const USAGE: &str = "\
-usage: bench [--only plain,strongswan,vpngw,mixed] [--tcp-seconds N] [--runs N]
+usage: bench [--only plain,strongswan,vpngw,vpngw-udp,mixed] [--tcp-seconds N] [--runs N]
              [--udp-seconds N] [--udp-rate RATE] [--udp-len BYTES]
              [--ping-count N] [--ping-interval S] [--encap auto|udp]
              [--json-out PATH] [--keep-logs]
 
-  --only LIST        cases to run, comma-separated, in this order (default: all four)
+  --only LIST        cases to run, comma-separated, in this order (default: all five);
+                     vpngw = vpngw <-> vpngw with raw ESP (encapsulation auto),
+                     vpngw-udp = vpngw <-> vpngw with ESP-in-UDP (like strongSwan)
   --tcp-seconds N    length of each iperf3 TCP run (default 10)
   --runs N           TCP runs per case; the median is reported (default 3)
   --udp-seconds N    length of the iperf3 UDP run (default: --tcp-seconds)
@@ -47,7 +49,7 @@ usage: bench [--only plain,strongswan,vpngw,mixed] [--tcp-seconds N] [--runs N]
   --udp-len BYTES    UDP payload per datagram (default 1300: fits a 1400-byte tunnel MTU)
   --ping-count N     pings for the round-trip time (default 50)
   --ping-interval S  seconds between pings (default 0.02)
-  --encap auto|udp   encapsulation of the vpngw <-> vpngw case (default auto = raw ESP)
+  --encap auto|udp   old alias: udp replaces the vpngw case by vpngw-udp, auto changes nothing
   --json-out PATH    where to write the JSON report (default target/bench/throughput.json)
   --keep-logs        keep configs and daemon logs of every case (failed cases always keep them)
 
@@ -57,7 +59,6 @@ executable unless VPNGW_BIN / VPNCTL_BIN are set.";
 /// Parsed command line.
 struct Args {
     settings: Settings,
-    encap: Encap,
     json_out: PathBuf,
     keep_logs: bool,
 }
@@ -72,10 +73,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
         udp_len: 1300,
         ping_count: 50,
         ping_interval: 0.02,
-        vpngw_encap: "auto",
     };
     let mut udp_seconds = None;
-    let mut encap = Encap::Auto;
+    let mut encap_udp = false;
     let mut json_out = PathBuf::from("target/bench/throughput.json");
     let mut keep_logs = false;
     let mut it = args.iter();
@@ -92,8 +92,7 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
                 let list = value()?;
                 let mut cases = Vec::new();
                 for key in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let c =
-                        Case::parse(key).ok_or(format!("unknown case {key:?} (plain, strongswan, vpngw, mixed)"))?;
+                    let c = Case::parse(key).ok_or(format!("unknown case {key:?} ({})", case_names()))?;
                     if !cases.contains(&c) {
                         cases.push(c);
                     }
@@ -131,9 +130,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
                     .ok_or(format!("--ping-interval {v:?}: expected seconds in 0.002..10"))?;
             }
             "--encap" => {
-                (encap, settings.vpngw_encap) = match value()?.as_str() {
-                    "auto" => (Encap::Auto, "auto"),
-                    "udp" => (Encap::Udp, "udp"),
+                encap_udp = match value()?.as_str() {
+                    "auto" => false,
+                    "udp" => true,
                     other => return Err(format!("--encap {other:?}: expected auto or udp")),
                 }
             }
@@ -142,7 +141,21 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
         }
     }
     settings.udp_seconds = udp_seconds.unwrap_or(settings.tcp_seconds);
-    Ok(Some(Args { settings, encap, json_out, keep_logs }))
+    if encap_udp {
+        // The old `--encap udp`: the vpngw pair runs ESP-in-UDP, i.e. case vpngw-udp.
+        let mut cases = Vec::new();
+        for c in settings.cases.iter().map(|&c| if c == Case::Vpngw { Case::VpngwUdp } else { c }) {
+            if !cases.contains(&c) {
+                cases.push(c);
+            }
+        }
+        settings.cases = cases;
+    }
+    Ok(Some(Args { settings, json_out, keep_logs }))
+}
+
+fn case_names() -> String {
+    Case::ALL.iter().map(|c| c.key()).collect::<Vec<_>>().join(", ")
 }
 
 fn positive(name: &str, v: &str) -> std::result::Result<u32, String> {
@@ -296,7 +309,7 @@ fn run_case(
     std::fs::create_dir_all(dir)?;
     let s = &args.settings;
     let topo = Topology::create_unique()?;
-    let mut gws = cases::setup(case, &topo, dir, bins, TunnelOptions { vpngw_encap: args.encap })?;
+    let mut gws = cases::setup(case, &topo, dir, bins)?;
     res.procs = gws.procs.clone();
     res.sa_info = gws.sa_info.clone();
     for line in &res.sa_info {
@@ -426,6 +439,7 @@ fn environment(bins: Option<&Binaries>) -> Environment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use interop::vpngw::Encap;
 
     fn parse(args: &[&str]) -> std::result::Result<Option<Args>, String> {
         parse_args(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
@@ -438,17 +452,20 @@ mod tests {
         assert_eq!((a.settings.tcp_seconds, a.settings.runs, a.settings.udp_seconds), (10, 3, 10));
         assert_eq!(a.settings.udp_rate, "1G");
         assert_eq!(a.json_out, PathBuf::from("target/bench/throughput.json"));
-        assert_eq!(a.encap, Encap::Auto);
+        // Both vpngw pairs by default: raw ESP and ESP-in-UDP.
+        assert!(a.settings.cases.contains(&Case::Vpngw) && a.settings.cases.contains(&Case::VpngwUdp));
+        assert_eq!(Case::Vpngw.vpngw_encap(), Some(Encap::Auto));
+        assert_eq!(Case::VpngwUdp.vpngw_encap(), Some(Encap::Udp));
+        assert_eq!(Case::StrongSwan.vpngw_encap(), None);
     }
 
     #[test]
     fn options_select_cases_and_durations() {
-        let a = parse(&["--only", "strongswan,plain,plain", "--tcp-seconds=3", "--runs", "1", "--encap", "udp"])
-            .unwrap()
-            .unwrap();
+        let a = parse(&["--only", "strongswan,plain,plain", "--tcp-seconds=3", "--runs", "1"]).unwrap().unwrap();
         assert_eq!(a.settings.cases, vec![Case::StrongSwan, Case::Plain]);
         assert_eq!((a.settings.tcp_seconds, a.settings.runs, a.settings.udp_seconds), (3, 1, 3));
-        assert_eq!((a.encap, a.settings.vpngw_encap), (Encap::Udp, "udp"));
+        let u = parse(&["--only", "vpngw-udp,strongswan,vpngw"]).unwrap().unwrap();
+        assert_eq!(u.settings.cases, vec![Case::VpngwUdp, Case::StrongSwan, Case::Vpngw]);
         let b = parse(&["--udp-seconds", "2", "--json-out", "/tmp/x.json", "--udp-rate", "500M"]).unwrap().unwrap();
         assert_eq!((b.settings.udp_seconds, b.settings.udp_rate.as_str()), (2, "500M"));
         assert_eq!(b.json_out, PathBuf::from("/tmp/x.json"));
@@ -456,9 +473,21 @@ mod tests {
     }
 
     #[test]
+    fn encap_udp_is_an_alias_for_the_vpngw_udp_case() {
+        let a = parse(&["--only", "strongswan,vpngw", "--encap", "udp"]).unwrap().unwrap();
+        assert_eq!(a.settings.cases, vec![Case::StrongSwan, Case::VpngwUdp]);
+        // Given after --only too, and without duplicating a case already selected.
+        let b = parse(&["--encap=udp"]).unwrap().unwrap();
+        assert_eq!(b.settings.cases, vec![Case::Plain, Case::StrongSwan, Case::VpngwUdp, Case::Mixed]);
+        let c = parse(&["--only", "vpngw", "--encap", "auto"]).unwrap().unwrap();
+        assert_eq!(c.settings.cases, vec![Case::Vpngw]);
+    }
+
+    #[test]
     fn bad_arguments_are_rejected() {
         for bad in [
             &["--only", "wireguard"][..],
+            &["--only", "vpngw_udp"],
             &["--only", ","],
             &["--runs", "0"],
             &["--tcp-seconds", "-1"],

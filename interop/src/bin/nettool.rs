@@ -145,6 +145,9 @@ fn udp_recv(args: &[String]) -> Result<(), String> {
     let idle_ms: u64 = parse(args, "--idle-ms", Some(3000))?;
     let gap_report_ms: u64 = parse(args, "--gap-report-ms", Some(50))?;
     let socket = std::net::UdpSocket::bind((bind, port)).map_err(|e| format!("bind {bind}:{port}: {e}"))?;
+    // A few seconds of the stream fit in the buffer, so a descheduled receiver does not
+    // count as tunnel loss (capped by net.core.rmem_max).
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
     println!("listening on {bind}:{port}");
     flush();
     let report = udpseq::receive(&socket, Duration::from_millis(idle_ms), gap_report_ms)?;

@@ -1,5 +1,6 @@
-//! The four benchmark cases and how each one brings the path lanA -> lanB up on a fresh
-//! topology: plain routes, strongSwan pair, vpngw pair, vpngw (A) with strongSwan (B).
+//! The five benchmark cases and how each one brings the path lanA -> lanB up on a fresh
+//! topology: plain routes, strongSwan pair, vpngw pair with raw ESP, vpngw pair with
+//! ESP-in-UDP, vpngw (A) with strongSwan (B).
 //!
 //! Owns: starting the gateways of a case and knowing which PIDs do its packet work.
 //! Does not own: the topology (the caller builds and drops it, after the [`Gateways`]),
@@ -23,15 +24,18 @@ pub enum Case {
     Plain,
     /// strongSwan <-> strongSwan (kernel-libipsec): the anchor.
     StrongSwan,
-    /// vpngw <-> vpngw.
+    /// vpngw <-> vpngw with `encapsulation = "auto"`: raw ESP (no NAT between them).
     Vpngw,
+    /// vpngw <-> vpngw with `encapsulation = "udp"`: ESP-in-UDP, the framing strongSwan
+    /// uses here (like for like), and the one the datapath's UDP GSO/GRO applies to.
+    VpngwUdp,
     /// vpngw on site A (initiator) <-> strongSwan on site B (responder).
     Mixed,
 }
 
 impl Case {
     /// All cases, in run order.
-    pub const ALL: [Case; 4] = [Case::Plain, Case::StrongSwan, Case::Vpngw, Case::Mixed];
+    pub const ALL: [Case; 5] = [Case::Plain, Case::StrongSwan, Case::Vpngw, Case::VpngwUdp, Case::Mixed];
 
     /// The name used by `--only` and in the JSON.
     pub fn key(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Case {
             Case::Plain => "plain",
             Case::StrongSwan => "strongswan",
             Case::Vpngw => "vpngw",
+            Case::VpngwUdp => "vpngw-udp",
             Case::Mixed => "mixed",
         }
     }
@@ -48,7 +53,8 @@ impl Case {
         match self {
             Case::Plain => "plain routing (no tunnel)",
             Case::StrongSwan => "strongSwan <-> strongSwan",
-            Case::Vpngw => "vpngw <-> vpngw",
+            Case::Vpngw => "vpngw <-> vpngw (raw ESP)",
+            Case::VpngwUdp => "vpngw <-> vpngw (ESP-in-UDP)",
             Case::Mixed => "vpngw <-> strongSwan",
         }
     }
@@ -60,7 +66,17 @@ impl Case {
 
     /// True if the case runs vpngw.
     pub fn needs_vpngw(self) -> bool {
-        matches!(self, Case::Vpngw | Case::Mixed)
+        matches!(self, Case::Vpngw | Case::VpngwUdp | Case::Mixed)
+    }
+
+    /// The `encapsulation` setting of the case's vpngw configs (`None`: no vpngw).
+    pub fn vpngw_encap(self) -> Option<Encap> {
+        match self {
+            Case::Plain | Case::StrongSwan => None,
+            // In `mixed` strongSwan floats to ESP-in-UDP anyway (see docs/benchmark.md).
+            Case::Vpngw | Case::Mixed => Some(Encap::Auto),
+            Case::VpngwUdp => Some(Encap::Udp),
+        }
     }
 
     /// True if the case runs charon.
@@ -139,13 +155,6 @@ impl Gateways {
     }
 }
 
-/// Knobs of the tunnel cases.
-#[derive(Clone, Copy, Debug)]
-pub struct TunnelOptions {
-    /// Encapsulation of the vpngw <-> vpngw case.
-    pub vpngw_encap: Encap,
-}
-
 /// The vpngw and vpnctl binaries (nettool is not needed by the bench).
 pub fn vpngw_binaries() -> Result<Binaries> {
     Binaries::locate(PathBuf::new())
@@ -154,13 +163,7 @@ pub fn vpngw_binaries() -> Result<Binaries> {
 /// Brings up `case` on `topo` (configs and logs under `dir`) and returns its running
 /// gateways once a CHILD SA is installed on both sides. The path may still need a moment
 /// before it carries traffic (the caller pings until it does).
-pub fn setup(
-    case: Case,
-    topo: &Topology,
-    dir: &Path,
-    bins: Option<&Binaries>,
-    opts: TunnelOptions,
-) -> Result<Gateways> {
+pub fn setup(case: Case, topo: &Topology, dir: &Path, bins: Option<&Binaries>) -> Result<Gateways> {
     let mut gws = Gateways::none();
     let bins = || bins.ok_or_else(|| Error::new("vpngw binaries not available"));
     match case {
@@ -178,22 +181,15 @@ pub fn setup(
             gws.add_swan("A", a);
             wait_swans(&mut gws)?;
         }
-        Case::Vpngw => {
+        Case::Vpngw | Case::VpngwUdp => {
             let bins = bins()?;
-            let b = Vpngw::start(
-                &topo.gw_b,
-                &scenario::vpngw_site_b(Start::Respond, opts.vpngw_encap),
-                &sub(dir, "vpngw-b"),
-                bins,
-            )?;
+            let encap = case.vpngw_encap().unwrap_or(Encap::Auto);
+            let b =
+                Vpngw::start(&topo.gw_b, &scenario::vpngw_site_b(Start::Respond, encap), &sub(dir, "vpngw-b"), bins)?;
             gws.add_vpngw("B", b);
             interrupt::check()?;
-            let a = Vpngw::start(
-                &topo.gw_a,
-                &scenario::vpngw_site_a(Start::Initiate, opts.vpngw_encap),
-                &sub(dir, "vpngw-a"),
-                bins,
-            )?;
+            let a =
+                Vpngw::start(&topo.gw_a, &scenario::vpngw_site_a(Start::Initiate, encap), &sub(dir, "vpngw-a"), bins)?;
             gws.add_vpngw("A", a);
             wait_vpngws(&mut gws)?;
         }
@@ -202,10 +198,9 @@ pub fn setup(
             let b = StrongSwan::start(&topo.gw_b, &scenario::swan_site_b(false), &sub(dir, "charon-b"))?;
             gws.add_swan("B", b);
             interrupt::check()?;
-            // strongSwan floats to ESP-in-UDP anyway (see docs/benchmark.md).
             let a = Vpngw::start(
                 &topo.gw_a,
-                &scenario::vpngw_site_a(Start::Initiate, Encap::Auto),
+                &scenario::vpngw_site_a(Start::Initiate, case.vpngw_encap().unwrap_or(Encap::Auto)),
                 &sub(dir, "vpngw-a"),
                 bins,
             )?;

@@ -5,6 +5,8 @@
 
 use serde_json::{json, Value};
 
+use interop::vpngw::Encap;
+
 use super::cases::{Case, GatewayProc};
 use super::measure::{median, CpuUse, Rtt, TcpRun, UdpRun};
 
@@ -27,8 +29,6 @@ pub struct Settings {
     pub ping_count: u32,
     /// Seconds between pings.
     pub ping_interval: f64,
-    /// Encapsulation of the vpngw <-> vpngw case (`auto` or `udp`).
-    pub vpngw_encap: &'static str,
 }
 
 impl Settings {
@@ -42,7 +42,6 @@ impl Settings {
             "udp_payload_bytes": self.udp_len,
             "ping_count": self.ping_count,
             "ping_interval_s": self.ping_interval,
-            "vpngw_encapsulation": self.vpngw_encap,
         })
     }
 }
@@ -110,7 +109,11 @@ impl CaseResult {
     fn to_json(&self) -> Value {
         json!({
             "case": self.case.key(),
-            "label": self.case.label(),
+        "label": self.case.label(),
+            "vpngw_encapsulation": self.case.vpngw_encap().map(|e| match e {
+                Encap::Auto => "auto",
+                Encap::Udp => "udp",
+            }),
             "ok": self.error.is_none(),
             "error": self.error,
             "gateway_processes": self.procs.iter().enumerate().map(|(i, p)| json!({
@@ -203,6 +206,24 @@ pub fn ratios(results: &[CaseResult]) -> Vec<Ratio> {
     out
 }
 
+/// The headline: vpngw <-> vpngw TCP / strongSwan TCP, like for like (ESP-in-UDP, the
+/// framing strongSwan uses here) and, beside it, with raw ESP. `None` where not measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Headline {
+    /// `vpngw-udp` TCP / `strongswan` TCP.
+    pub tcp_esp_in_udp: Option<f64>,
+    /// `vpngw` (raw ESP) TCP / `strongswan` TCP.
+    pub tcp_raw_esp: Option<f64>,
+}
+
+/// The headline ratios, if the anchor and at least one vpngw pair were run.
+pub fn headline(results: &[CaseResult]) -> Option<Headline> {
+    let q = ratios(results);
+    let tcp = |c: Case| q.iter().find(|q| q.case == c && q.reference == Case::StrongSwan).map(|q| q.tcp);
+    let (udp, raw) = (tcp(Case::VpngwUdp), tcp(Case::Vpngw));
+    (udp.is_some() || raw.is_some()).then(|| Headline { tcp_esp_in_udp: udp.flatten(), tcp_raw_esp: raw.flatten() })
+}
+
 fn f(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.prec$}"))
 }
@@ -210,7 +231,7 @@ fn f(v: Option<f64>, prec: usize) -> String {
 /// The results table and the ratios, as printed at the end of a run.
 pub fn table(results: &[CaseResult]) -> String {
     let mut s = format!(
-        "{:<26} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
+        "{:<30} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
         "case", "TCP Mb/s", "(runs)", "UDP tx/rx", "loss%", "RTT med/avg/min ms", "gw s/GB", "mach s/GB"
     );
     for r in results {
@@ -224,7 +245,7 @@ pub fn table(results: &[CaseResult]) -> String {
             .as_ref()
             .map_or_else(|| "n/a".to_owned(), |u| format!("{:.0}/{:.0}", u.sent_bps / 1e6, u.received_bps / 1e6));
         s.push_str(&format!(
-            "{:<26} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
+            "{:<30} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
             r.case.label(),
             f(r.tcp_mbps(), 0),
             format!("({runs})"),
@@ -241,12 +262,12 @@ pub fn table(results: &[CaseResult]) -> String {
     let ratios = ratios(results);
     if !ratios.is_empty() {
         s.push_str(&format!(
-            "\n{:<26} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
+            "\n{:<30} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
             "ratio", "reference", "TCP", "UDP rx", "RTT med", "gw CPU"
         ));
         for q in &ratios {
             s.push_str(&format!(
-                "{:<26} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
+                "{:<30} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
                 q.case.label(),
                 format!("/ {}", q.reference.key()),
                 f(q.tcp, 2),
@@ -256,6 +277,14 @@ pub fn table(results: &[CaseResult]) -> String {
             ));
         }
         s.push_str("(TCP, UDP: higher is better; RTT, gw CPU per GB: lower is better)\n");
+    }
+    if let Some(h) = headline(results) {
+        s.push_str(&format!(
+            "\nvpngw/strongSwan TCP: {}x with ESP-in-UDP (vpngw-udp, like for like: strongSwan uses \
+             ESP-in-UDP here); {}x with raw ESP (vpngw, encapsulation auto)\n",
+            f(h.tcp_esp_in_udp, 2),
+            f(h.tcp_raw_esp, 2)
+        ));
     }
     s
 }
@@ -305,6 +334,10 @@ pub fn to_json(env: &Environment, settings: &Settings, results: &[CaseResult]) -
             "rtt": q.rtt,
             "gateway_cpu_per_gb": q.cpu,
         })).collect::<Vec<_>>(),
+        "headline": headline(results).map(|h| json!({
+            "tcp_vpngw_udp_over_strongswan": h.tcp_esp_in_udp,
+            "tcp_vpngw_raw_esp_over_strongswan": h.tcp_raw_esp,
+        })),
     })
 }
 
@@ -353,6 +386,42 @@ mod tests {
     }
 
     #[test]
+    fn headline_is_esp_in_udp_with_raw_esp_beside_it() {
+        let results = vec![
+            result(Case::StrongSwan, &[200.0], 100.0, 0.2, Some(4.0)),
+            result(Case::Vpngw, &[600.0], 100.0, 0.1, Some(2.0)),
+            result(Case::VpngwUdp, &[1600.0], 100.0, 0.1, Some(1.0)),
+        ];
+        let h = headline(&results).unwrap();
+        assert_eq!((h.tcp_esp_in_udp, h.tcp_raw_esp), (Some(8.0), Some(3.0)));
+        let t = table(&results);
+        assert!(t.contains("vpngw/strongSwan TCP: 8.00x with ESP-in-UDP"), "{t}");
+        assert!(t.contains("3.00x with raw ESP"), "{t}");
+        assert!(t.contains("vpngw <-> vpngw (ESP-in-UDP)") && t.contains("vpngw <-> vpngw (raw ESP)"), "{t}");
+        let settings = Settings {
+            cases: vec![Case::StrongSwan, Case::Vpngw, Case::VpngwUdp],
+            tcp_seconds: 10,
+            runs: 1,
+            udp_seconds: 10,
+            udp_rate: "1G".into(),
+            udp_len: 1300,
+            ping_count: 50,
+            ping_interval: 0.02,
+        };
+        let j = to_json(&Environment::default(), &settings, &results);
+        assert_eq!(j["headline"]["tcp_vpngw_udp_over_strongswan"], json!(8.0));
+        assert_eq!(j["headline"]["tcp_vpngw_raw_esp_over_strongswan"], json!(3.0));
+        assert_eq!(j["cases"][1]["case"], json!("vpngw"));
+        assert_eq!(j["cases"][1]["vpngw_encapsulation"], json!("auto"));
+        assert_eq!(j["cases"][2]["case"], json!("vpngw-udp"));
+        assert_eq!(j["cases"][2]["vpngw_encapsulation"], json!("udp"));
+        assert_eq!(j["cases"][0]["vpngw_encapsulation"], json!(null));
+        // Without the anchor or without a vpngw pair there is no headline.
+        assert!(headline(&results[1..]).is_none());
+        assert!(headline(&results[..1]).is_none());
+    }
+
+    #[test]
     fn missing_cases_give_no_or_unknown_ratios() {
         assert!(ratios(&[result(Case::Vpngw, &[1.0], 1.0, 1.0, None)]).is_empty());
         let mut failed = CaseResult::new(Case::Vpngw);
@@ -378,7 +447,6 @@ mod tests {
             udp_len: 1300,
             ping_count: 50,
             ping_interval: 0.02,
-            vpngw_encap: "auto",
         };
         let j = to_json(&Environment::default(), &settings, &results);
         assert_eq!(j["cases"][0]["tcp"]["median_mbps"], json!(250.0));

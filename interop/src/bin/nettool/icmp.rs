@@ -156,6 +156,7 @@ pub fn run(opts: &PingOpts) -> Result<PingReport, String> {
     }
     let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
         .map_err(|e| format!("raw ICMP socket (needs root): {e}"))?;
+    let _ = socket.set_recv_buffer_size(1 << 20);
     let dest = SockAddr::from(SocketAddrV4::new(opts.to, 0));
     // Connected: the kernel only hands us ICMP from the destination.
     socket.connect(&dest).map_err(|e| format!("connect {}: {e}", opts.to))?;
