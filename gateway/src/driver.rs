@@ -33,6 +33,33 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// collecting is one uncontended lock when nothing happened.
 pub const EVENT_POLL: Duration = Duration::from_millis(100);
 
+/// How often inbound ESP counters are checked so that ESP from the peer counts as
+/// liveness (dead peer detection then needs no INFORMATIONAL while traffic flows).
+pub const ACTIVITY_POLL: Duration = Duration::from_secs(1);
+
+/// Inbound packet counts seen at the last activity poll, per SPI.
+#[derive(Default)]
+struct EspActivity {
+    seen: std::collections::HashMap<ipsec_types::Spi, u64>,
+}
+
+impl EspActivity {
+    /// Tells `endpoint` about every inbound SA whose packet count grew since last time.
+    fn poll(&mut self, now: Timestamp, table: &esp::SaTable, endpoint: &mut ike::Endpoint) {
+        let mut current = std::collections::HashMap::with_capacity(self.seen.len());
+        for sa in table.stats() {
+            if sa.direction != ipsec_types::Direction::Inbound {
+                continue;
+            }
+            if sa.counters.packets > self.seen.get(&sa.spi).copied().unwrap_or(0) {
+                endpoint.handle_esp_activity(now, sa.spi);
+            }
+            current.insert(sa.spi, sa.counters.packets);
+        }
+        self.seen = current;
+    }
+}
+
 /// A tunnel command waiting for its effect, and where its answer goes.
 struct PendingAction {
     tracker: Tracker,
@@ -143,6 +170,8 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         let mut shutdown_deadline: Option<Timestamp> = None;
         let mut exit = Exit::Requested;
         let mut next_event_poll = now + EVENT_POLL;
+        let mut next_activity_poll = now + ACTIVITY_POLL;
+        let mut activity = EspActivity::default();
         let mut pending: Vec<PendingAction> = Vec::new();
         // Tunnels stopped with `vpnctl down` (until `vpnctl up`), for the status.
         let mut stopped: Vec<String> = Vec::new();
@@ -249,6 +278,10 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     self.endpoint.handle_datapath_event(now, ev);
                 }
                 next_event_poll = now + EVENT_POLL;
+            }
+            if now >= next_activity_poll {
+                activity.poll(now, &self.table.load(), &mut self.endpoint);
+                next_activity_poll = now + ACTIVITY_POLL;
             }
         }
         let events = self.drain();
