@@ -293,6 +293,20 @@ fn ensure_single_pair(sc: &Scenario, a: &Side, b: &Side, timeout: Duration) -> R
     Ok(())
 }
 
+/// vpngw's human `vpnctl status` names the current CHILD SA's SPIs and its PFS group
+/// (polled, since a rekey may land between two reads).
+fn ensure_human_status(side: &Side) -> Result<()> {
+    let Peer::Vpngw(g) = &side.peer else { return Ok(()) };
+    let res = interop::wait_for(Duration::from_secs(CHILD_REKEY + 2), "vpnctl status naming SPIs and PFS", || {
+        let sample = Sample::from_vpngw(&g.status_json().ok()?);
+        let text = g.status_text().ok()?;
+        let c = sample.children.iter().find(|c| c.state.eq_ignore_ascii_case("installed"))?;
+        let spis = format!("in {}, out {}", c.spi_in, c.spi_out);
+        (sample.children.len() == 1 && text.contains(&spis) && text.contains("PFS CURVE_25519")).then_some(())
+    });
+    res.map_err(|e| Error::new(format!("{}: {e}:\n{}", side.label, side.peer.status_text())))
+}
+
 /// Rekeys seen on each side must cover the run: at least `seconds / interval - 1` of each.
 fn ensure_rekeys_seen(side: &Side, seconds: f64) -> Result<()> {
     let want = |interval: u64| ((seconds / interval as f64).floor() as usize).saturating_sub(1).max(1);
@@ -323,6 +337,8 @@ fn rekey_run(sc: &Scenario, mut a: Side, mut b: Side, cap: Capture, expect: WanE
     checks.check(ensure_rekeys_seen(&b, seconds));
     checks.check(o.load.ensure_lossless());
     checks.check(ensure_single_pair(sc, &a, &b, Duration::from_secs(CHILD_REKEY + 5)));
+    checks.check(ensure_human_status(&a));
+    checks.check(ensure_human_status(&b));
     checks.check(a.peer.stop());
     checks.check(b.peer.stop());
     checks.finish()
