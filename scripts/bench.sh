@@ -4,9 +4,10 @@
 #  1. installs missing system packages (scripts/install-deps.sh: strongSwan, iperf3, ...),
 #  2. builds every binary in release (cargo build --release --workspace --bins),
 #  3. runs target/release/bench, which measures on the namespace topology, one after
-#     another: plain routing, strongSwan<->strongSwan, vpngw<->vpngw, vpngw<->strongSwan
-#     (iperf3 TCP and UDP, ping RTT, CPU seconds per GB), prints a table with the ratios
-#     to the strongSwan anchor and writes target/bench/throughput.json.
+#     another: plain routing, strongSwan<->strongSwan, vpngw<->vpngw with raw ESP,
+#     vpngw<->vpngw with ESP-in-UDP, vpngw<->strongSwan (iperf3 TCP and UDP, ping RTT,
+#     CPU seconds per GB), prints a table with the ratios to the strongSwan anchor and
+#     writes target/bench/throughput.json.
 #
 # Options go to the bench binary, e.g. a quick run:
 #   sudo ./scripts/bench.sh --only plain,strongswan --tcp-seconds 3 --runs 1
