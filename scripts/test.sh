@@ -6,7 +6,9 @@
 #  3. runs the unit, in-memory and simulation tests of every crate (debug build),
 #  4. runs the interop scenarios in network namespaces, one at a time, against the
 #     release binaries: vpngw<->vpngw, vpngw<->strongSwan both ways, wrong PSK,
-#     disjoint proposals (see docs/interop.md).
+#     disjoint proposals, and the issue #3 proofs (interop/tests/rekey.rs, ~8 min:
+#     rekeys under load, collisions, strongSwan SIGKILL+restart, 10% WAN loss;
+#     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them) (see docs/interop.md).
 # A failed build stops at once; otherwise both test steps run and a summary lists what
 # failed (exit status non-zero if anything did). A failed scenario keeps its logs,
 # configs and WAN capture in a temp directory and prints its path.
