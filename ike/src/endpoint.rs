@@ -707,6 +707,7 @@ impl Endpoint {
     }
 
     fn handle_timeout_inner(&mut self, now: Timestamp) {
+        self.probe_silent_peers(now);
         for i in 0..self.peers.len() {
             let due = self.peers.get(i).is_some_and(|p| p.retry_at.is_some_and(|t| t <= now));
             if due {

@@ -87,15 +87,13 @@ fn dead_peer_is_restarted_until_it_comes_back() {
     let first = p.a.status()[0].spi_i;
     a_alone_until(&mut p, secs(179));
     assert_eq!(p.a.status()[0].state, "ESTABLISHED");
-    let checks: Vec<u64> = p
-        .transmits(Side::A)
-        .iter()
-        .skip(2)
-        .map(|t| kind(&t.data))
-        .inspect(|k| assert_eq!(*k, (37, false)))
-        .map(|_| 0)
-        .collect();
-    assert_eq!(checks.len(), 8, "liveness at 30 s and retransmits at 31, 33, 37, 45, 61, 93, 157");
+    let sent: Vec<(u8, bool)> = p.transmits(Side::A).iter().skip(2).map(|t| kind(&t.data)).collect();
+    let checks = sent.iter().filter(|k| **k == (37, false)).count();
+    assert_eq!(checks, 8, "liveness at 30 s and retransmits at 31, 33, 37, 45, 61, 93, 157");
+    // From 33 s (3 s without an answer) a new IKE SA is tried next to the old one, in
+    // case the peer restarted silently; nothing else is sent.
+    assert!(sent.contains(&(34, false)), "restart probe: IKE_SA_INIT");
+    assert!(sent.iter().all(|k| *k == (37, false) || *k == (34, false)), "{sent:?}");
     a_alone_until(&mut p, secs(180));
     assert!(p
         .events(Side::A)
@@ -111,7 +109,9 @@ fn dead_peer_is_restarted_until_it_comes_back() {
     // The peer is back (it kept its old state): the tunnel comes up with a new IKE SA,
     // and INITIAL_CONTACT makes B drop the old one.
     p.run();
-    p.advance(Duration::from_secs(70));
+    for _ in 0..7 {
+        p.advance(Duration::from_secs(10));
+    }
     assert_eq!(p.a.status().len(), 1);
     assert_ne!(p.a.status()[0].spi_i, first);
     assert_eq!(p.a.status()[0].state, "ESTABLISHED");
@@ -249,4 +249,36 @@ fn esp_from_the_peer_postpones_the_liveness_check() {
     assert_eq!(p.transmits(Side::A).len(), before, "no liveness check while ESP arrives");
     p.tick(secs(55));
     assert_eq!(p.transmits(Side::A).len(), before + 1);
+}
+
+#[test]
+fn silently_restarted_peer_is_back_a_few_seconds_after_dpd_delay() {
+    init_logs();
+    let (a, b) = configs();
+    let mut p = Pair::new(a, b.clone());
+    p.run();
+    let old = live(&p.datapath(Side::A));
+    // B restarts, forgets everything and (like strongSwan 5.9) ignores requests for IKE
+    // SAs it does not know: only IKE_SA_INIT gets through to it.
+    p.b = Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![b] }, Box::new(TestRng::new(7)));
+    p.log_b.clear();
+    let until = secs(36);
+    while let Some(t) = p.a.poll_timeout().filter(|t| *t <= until) {
+        p.tick(t);
+        loop {
+            if let Some(msg) = p.take_to(Side::B) {
+                if matches!(kind(&msg.data).0, 34 | 35) {
+                    p.inject(Side::B, &msg);
+                }
+            } else if let Some(msg) = p.take_to(Side::A) {
+                p.inject(Side::A, &msg);
+            } else {
+                break;
+            }
+        }
+    }
+    let now_live = live(&p.datapath(Side::A));
+    assert_eq!(now_live.len(), 2, "a new CHILD SA pair by {until:?}: {:?}", p.datapath(Side::A));
+    assert!(now_live.iter().all(|x| !old.contains(x)), "the stale SAs were replaced");
+    assert_eq!(p.a.status().iter().filter(|s| s.state == "ESTABLISHED").count(), 1);
 }

@@ -2,6 +2,12 @@
 //! not know with INVALID_IKE_SPI, and bringing up a new IKE SA next to one whose peer
 //! answered INVALID_IKE_SPI (the old one is replaced once the new one is up).
 //!
+//! A liveness check that stays unanswered for [`RESTART_PROBE_AFTER`] also brings up a new
+//! IKE SA next to the old one: a peer that restarted without telling us (strongSwan 5.9
+//! ignores requests for IKE SAs it does not know) answers a fresh IKE_SA_INIT at once,
+//! so traffic flows again a few seconds after `dpd_delay` instead of after `dpd_timeout`.
+//! If the old peer was only slow, the new IKE SA replaces it make-before-break.
+//!
 //! INITIAL_CONTACT (the other sign of a restarted peer) is handled where IKE_AUTH
 //! completes (`Endpoint::run`).
 
@@ -10,11 +16,46 @@ use crate::error::notify;
 use crate::message::payload::Notify;
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
 use crate::sa::IkeState;
+use crate::task::ActiveTask;
 use ipsec_types::Timestamp;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// How long a liveness check may go unanswered before a new IKE SA is tried in parallel
+/// (the check itself keeps going until `dpd_timeout`).
+pub(crate) const RESTART_PROBE_AFTER: Duration = Duration::from_secs(3);
+
 impl Endpoint {
+    /// Established IKE SAs whose liveness check went unanswered for
+    /// [`RESTART_PROBE_AFTER`]: bring up a new IKE SA next to each (tunnels with
+    /// `dpd_action = restart`; `clear` only ever waits for `dpd_timeout`).
+    pub(super) fn probe_silent_peers(&mut self, now: Timestamp) {
+        for sa in &mut self.sas {
+            let probing =
+                sa.state == IkeState::Established
+                    && !sa.stale
+                    && sa.tasks.outstanding.as_ref().is_some_and(|o| {
+                        matches!(o.task, ActiveTask::Liveness) && o.sent_at + RESTART_PROBE_AFTER <= now
+                    });
+            if !probing {
+                continue;
+            }
+            let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == sa.peer.name) else { continue };
+            if slot.cfg.dpd_action != DpdAction::Restart {
+                continue;
+            }
+            sa.stale = true;
+            slot.wanted = true;
+            slot.retry_at = Some(now);
+            tracing::warn!(
+                tunnel = %slot.cfg.name,
+                "peer {} has not answered a liveness check for {}s: trying a new IKE SA next to the old one (it may have restarted)",
+                sa.remote.ip(),
+                RESTART_PROBE_AFTER.as_secs()
+            );
+        }
+    }
+
     /// A message for an IKE SA we do not know (RFC 7296 2.21.4). A request from a
     /// configured peer is answered, at most once a second per peer, with an unprotected
     /// INVALID_IKE_SPI notify: the peer learns that we lost that IKE SA (we restarted).

@@ -37,6 +37,8 @@ pub(crate) struct Outstanding {
     pub(crate) packet: Vec<u8>,
     pub(crate) retransmits: u32,
     pub(crate) next_at: Timestamp,
+    /// When the request was first sent.
+    pub(crate) sent_at: Timestamp,
     /// Give up after the first timeout instead of retransmitting (DELETE on shutdown).
     pub(crate) single_shot: bool,
     /// Retransmit until this time instead of [`RETRANSMIT_LIMIT`] times (liveness checks).
@@ -75,6 +77,7 @@ impl TaskManager {
             packet,
             retransmits: 0,
             next_at: now + RETRANSMIT_BASE,
+            sent_at: now,
             single_shot,
             give_up_at: None,
         });
