@@ -24,6 +24,34 @@ impl IkeAlgs {
 pub(crate) struct EspAlgs {
     pub(crate) encr: EncrAlg,
     pub(crate) dh: Option<DhGroup>,
+    /// Extended (64-bit) sequence numbers: chosen when our proposal says `esn` and the
+    /// peer offers them (RFC 7296 3.3.2, transform type 5).
+    pub(crate) esn: bool,
+}
+
+/// The ESN transform ID of a proposal of ours (1 = ESN, 0 = no ESN).
+fn esn_id(esn: bool) -> u16 {
+    u16::from(esn)
+}
+
+/// Whether the peer's proposal allows our ESN setting (no ESN transform means no ESN).
+fn esn_ok(p: &Proposal, esn: bool) -> bool {
+    let ids: Vec<u16> = usable(p).filter(|t| t.ttype == ttype::ESN).map(|t| t.id).collect();
+    if ids.is_empty() {
+        !esn
+    } else {
+        ids.contains(&esn_id(esn))
+    }
+}
+
+/// The ESN setting of a responder's answer: exactly one ESN transform (or none: no ESN).
+fn answer_esn(p: &Proposal) -> Option<bool> {
+    let ids: Vec<u16> = p.transforms.iter().filter(|t| t.ttype == ttype::ESN).map(|t| t.id).collect();
+    match ids.as_slice() {
+        [] | [0] => Some(false),
+        [1] => Some(true),
+        _ => None,
+    }
 }
 
 fn encr_transform(e: EncrAlg) -> Transform {
@@ -59,7 +87,7 @@ pub(crate) fn esp_offer(props: &[EspProposal], spi: u32, with_dh: bool) -> Vec<P
             if with_dh {
                 t.extend(p.dh.iter().map(|d| Transform::new(ttype::DH, d.transform_id(), None)));
             }
-            t.push(Transform::new(ttype::ESN, 0, None));
+            t.push(Transform::new(ttype::ESN, esn_id(p.esn), None));
             Proposal {
                 num: u8::try_from(i + 1).unwrap_or(u8::MAX),
                 protocol: proto::ESP,
@@ -143,17 +171,16 @@ pub(crate) fn accept_ike_answer(answer: &[Proposal], ours: &[IkeProposal]) -> Op
 }
 
 /// Chooses an ESP proposal; returns the algorithms, the peer's proposal number and SPI.
-/// KE transforms are ignored (IKE_AUTH); only "no ESN" is accepted.
+/// KE transforms are ignored (IKE_AUTH); ESN as our proposal says.
 pub(crate) fn select_esp(offered: &[Proposal], ours: &[EspProposal]) -> Option<(EspAlgs, u8, u32)> {
     for o in ours {
         for p in offered.iter().filter(|p| p.protocol == proto::ESP && integ_ok(p)) {
             let Some(spi) = crate::message::payload::spi32(&p.spi) else { continue };
             let Some(encr) = first_common(&o.encr, &encrs(p)) else { continue };
-            let esn: Vec<u16> = usable(p).filter(|t| t.ttype == ttype::ESN).map(|t| t.id).collect();
-            if !esn.is_empty() && !esn.contains(&0) {
+            if !esn_ok(p, o.esn) {
                 continue;
             }
-            return Some((EspAlgs { encr, dh: None }, p.num, spi));
+            return Some((EspAlgs { encr, dh: None, esn: o.esn }, p.num, spi));
         }
     }
     None
@@ -165,7 +192,7 @@ pub(crate) fn esp_answer(algs: EspAlgs, num: u8, spi: u32) -> Vec<Proposal> {
         num,
         protocol: proto::ESP,
         spi: spi.to_be_bytes().to_vec(),
-        transforms: vec![encr_transform(algs.encr), Transform::new(ttype::ESN, 0, None)],
+        transforms: vec![encr_transform(algs.encr), Transform::new(ttype::ESN, esn_id(algs.esn), None)],
     }]
 }
 
@@ -178,10 +205,8 @@ pub(crate) fn accept_esp_answer(answer: &[Proposal], ours: &[EspProposal]) -> Op
     let spi = crate::message::payload::spi32(&p.spi)?;
     let e = encrs(p);
     let [encr] = e.as_slice() else { return None };
-    if p.transforms.iter().any(|t| t.ttype == ttype::ESN && t.id != 0) {
-        return None;
-    }
-    ours.iter().any(|o| o.encr.contains(encr)).then_some((EspAlgs { encr: *encr, dh: None }, spi))
+    let esn = answer_esn(p)?;
+    ours.iter().any(|o| o.encr.contains(encr) && o.esn == esn).then_some((EspAlgs { encr: *encr, dh: None, esn }, spi))
 }
 
 /// Why a CREATE_CHILD_SA proposal was refused.
@@ -208,21 +233,20 @@ pub(crate) fn select_esp_pfs(
         for p in offered.iter().filter(|p| p.protocol == proto::ESP && integ_ok(p)) {
             let Some(spi) = crate::message::payload::spi32(&p.spi) else { continue };
             let Some(encr) = first_common(&o.encr, &encrs(p)) else { continue };
-            let esn: Vec<u16> = usable(p).filter(|t| t.ttype == ttype::ESN).map(|t| t.id).collect();
-            if !esn.is_empty() && !esn.contains(&0) {
+            if !esn_ok(p, o.esn) {
                 continue;
             }
             let dh_ids: Vec<u16> = usable(p).filter(|t| t.ttype == ttype::DH).map(|t| t.id).collect();
             if o.dh.is_empty() {
                 if dh_ids.is_empty() || dh_ids.contains(&0) {
-                    return Ok((EspAlgs { encr, dh: None }, p.num, spi));
+                    return Ok((EspAlgs { encr, dh: None, esn: o.esn }, p.num, spi));
                 }
                 continue;
             }
             let theirs: Vec<DhGroup> = dh_ids.iter().filter_map(|id| DhGroup::from_iana(*id)).collect();
             let ke = ke_group.and_then(DhGroup::from_iana).filter(|g| o.dh.contains(g) && theirs.contains(g));
             if let Some(g) = ke {
-                return Ok((EspAlgs { encr, dh: Some(g) }, p.num, spi));
+                return Ok((EspAlgs { encr, dh: Some(g), esn: o.esn }, p.num, spi));
             }
             if let Some(g) = first_common(&o.dh, &theirs) {
                 wanted.get_or_insert(g);
@@ -238,7 +262,7 @@ pub(crate) fn esp_answer_pfs(algs: EspAlgs, num: u8, spi: u32) -> Vec<Proposal> 
     if let Some(g) = algs.dh {
         t.push(Transform::new(ttype::DH, g.transform_id(), None));
     }
-    t.push(Transform::new(ttype::ESN, 0, None));
+    t.push(Transform::new(ttype::ESN, esn_id(algs.esn), None));
     vec![Proposal { num, protocol: proto::ESP, spi: spi.to_be_bytes().to_vec(), transforms: t }]
 }
 
@@ -246,9 +270,10 @@ pub(crate) fn esp_answer_pfs(algs: EspAlgs, num: u8, spi: u32) -> Vec<Proposal> 
 /// within one of our proposals. Returns the algorithms and the peer's SPI.
 pub(crate) fn accept_esp_answer_pfs(answer: &[Proposal], ours: &[EspProposal]) -> Option<(EspAlgs, u32)> {
     let [p] = answer else { return None };
-    if p.protocol != proto::ESP || p.transforms.iter().any(|t| t.ttype == ttype::ESN && t.id != 0) {
+    if p.protocol != proto::ESP {
         return None;
     }
+    let esn = answer_esn(p)?;
     let spi = crate::message::payload::spi32(&p.spi)?;
     let e = encrs(p);
     let [encr] = e.as_slice() else { return None };
@@ -258,8 +283,9 @@ pub(crate) fn accept_esp_answer_pfs(answer: &[Proposal], ours: &[EspProposal]) -
         [id] => Some(DhGroup::from_iana(*id)?),
         _ => return None,
     };
-    let offered = ours.iter().any(|o| o.encr.contains(encr) && dh.map_or(o.dh.is_empty(), |g| o.dh.contains(&g)));
-    offered.then_some((EspAlgs { encr: *encr, dh }, spi))
+    let offered =
+        ours.iter().any(|o| o.encr.contains(encr) && o.esn == esn && dh.map_or(o.dh.is_empty(), |g| o.dh.contains(&g)));
+    offered.then_some((EspAlgs { encr: *encr, dh, esn }, spi))
 }
 
 /// The SPI of an IKE proposal (8 bytes, non-zero), as in an IKE SA rekey.
@@ -330,6 +356,29 @@ mod tests {
         offer[0].transforms.retain(|t| t.ttype != ttype::ESN);
         offer[0].transforms.push(Transform::new(ttype::ESN, 1, None));
         assert_eq!(select_esp(&offer, &ours), None);
+    }
+
+    #[test]
+    fn esn_is_chosen_only_when_both_sides_want_it() {
+        let esn = vec![EspProposal::parse("aes128gcm16-esn").unwrap()];
+        let no_esn = vec![EspProposal::parse("aes128gcm16").unwrap()];
+        let offer = esp_offer(&esn, 9, false);
+        assert!(offer[0].transforms.contains(&Transform::new(ttype::ESN, 1, None)));
+        let (algs, num, spi) = select_esp(&offer, &esn).unwrap();
+        assert!(algs.esn);
+        assert_eq!(select_esp(&offer, &no_esn), None, "we refuse ESN unless configured");
+        assert_eq!(select_esp(&esp_offer(&no_esn, 9, false), &esn), None);
+        // An offer of both lets either side's setting win.
+        let mut both = esp_offer(&no_esn, 9, false);
+        both[0].transforms.push(Transform::new(ttype::ESN, 1, None));
+        assert!(select_esp(&both, &esn).unwrap().0.esn);
+        assert!(!select_esp(&both, &no_esn).unwrap().0.esn);
+        // The initiator checks the answer against what it offered.
+        let answer = esp_answer(algs, num, spi);
+        assert_eq!(accept_esp_answer(&answer, &esn).map(|a| a.0.esn), Some(true));
+        assert_eq!(accept_esp_answer(&answer, &no_esn), None);
+        let answer = esp_answer_pfs(algs, num, spi);
+        assert_eq!(accept_esp_answer_pfs(&answer, &esn).map(|a| a.0.esn), Some(true));
     }
 
     #[test]

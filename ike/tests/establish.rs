@@ -527,3 +527,30 @@ fn losing_the_outbound_sa_in_use_puts_a_duplicate_back_in_the_seal_path() {
         "{after:?}"
     );
 }
+
+#[test]
+fn esn_negotiated_when_both_sides_offer_it_survives_a_rekey() {
+    init_logs();
+    let mut a = peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true);
+    let mut b = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
+    for c in [&mut a, &mut b] {
+        c.esp_proposals = vec![ipsec_types::EspProposal::parse("aes256gcm16-x25519-esn").unwrap()];
+    }
+    let mut p = Pair::new(a, b);
+    p.run();
+    let (a_in, a_out, b_in, b_out) = assert_keys_cross_match(&p);
+    assert!(a_in.esn && a_out.esn && b_in.esn && b_out.esn);
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    p.run();
+    // B moves outbound when A deletes the old SA, shortly after the rekey.
+    p.advance(Duration::from_secs(1));
+    let rekeyed = p.datapath(Side::B);
+    let esn: Vec<bool> = rekeyed
+        .iter()
+        .filter_map(|c| match c {
+            DatapathCommand::InstallInbound(s) | DatapathCommand::InstallOutbound(s) => Some(s.esn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(esn, vec![true; 4], "first CHILD SA and its rekeyed successor, both directions");
+}

@@ -276,7 +276,7 @@ pub(crate) fn install(
         endpoints,
         key,
         replay_window,
-        esn: false,
+        esn: algs.esn,
         local_ts: child.local_ts.clone(),
         remote_ts: child.remote_ts.clone(),
         limits,
