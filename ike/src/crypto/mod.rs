@@ -183,27 +183,11 @@ pub fn derive_ike_keys(
 
 /// For an IKE SA rekey (section 2.18): SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr).
 ///
-/// Uses `prf` both for SKEYSEED and for prf+; when the new IKE SA negotiated a different
-/// PRF from the old one, use [`derive_rekeyed_ike_keys_with_prfs`].
+/// The rekeying exchange belongs to the old IKE SA, so SKEYSEED is computed with the old
+/// SA's PRF (`old_prf`); prf+ and the key lengths use the new SA's PRF (`new_prf`). Pass
+/// the same PRF twice when the new SA kept it. The SPIs are the new SA's.
 #[allow(clippy::too_many_arguments)]
 pub fn derive_rekeyed_ike_keys(
-    prf: PrfAlg,
-    old_sk_d: &[u8],
-    encr: EncrAlg,
-    shared_secret: &[u8],
-    ni: &[u8],
-    nr: &[u8],
-    spi_i: u64,
-    spi_r: u64,
-) -> IkeKeys {
-    derive_rekeyed_ike_keys_with_prfs(prf, prf, old_sk_d, encr, shared_secret, ni, nr, spi_i, spi_r)
-}
-
-/// IKE SA rekey with distinct PRFs: the rekeying exchange belongs to the old IKE SA, so
-/// SKEYSEED is computed with the old SA's PRF (`old_prf`); prf+ and the key lengths use
-/// the new SA's PRF (`new_prf`). (RFC 7296 section 2.18.) The SPIs are the new SA's.
-#[allow(clippy::too_many_arguments)]
-pub fn derive_rekeyed_ike_keys_with_prfs(
     old_prf: PrfAlg,
     new_prf: PrfAlg,
     old_sk_d: &[u8],

@@ -101,7 +101,7 @@ fn ike_key_lengths_for_every_combination() {
             assert_eq!(k.sk_er.len(), e);
             assert!(SkCipher::new(encr, &k.sk_ei).is_some());
             assert!(SkCipher::new(encr, &k.sk_er).is_some());
-            let r = derive_rekeyed_ike_keys(prf_alg, &k.sk_d, encr, &[9; 32], &[3; 32], &[4; 32], 5, 6);
+            let r = derive_rekeyed_ike_keys(prf_alg, prf_alg, &k.sk_d, encr, &[9; 32], &[3; 32], &[4; 32], 5, 6);
             assert_eq!((r.sk_d.len(), r.sk_ei.len(), r.sk_pr.len()), (p, e, p));
             for pfs in [None, Some(&[8u8; 32][..])] {
                 let (i2r, r2i) = derive_child_keys(prf_alg, &k.sk_d, encr, pfs, &[1; 32], &[2; 32]);
@@ -131,7 +131,7 @@ fn ike_keys_match_independent_layout() {
             assert_eq!(&k.sk_pr[..], &km[2 * p + 2 * e..]);
 
             // Rekey: SKEYSEED = prf(SK_d(old), g^ir | Ni | Nr), new SPIs.
-            let r = derive_rekeyed_ike_keys(prf_alg, &k.sk_d, encr, &gir, &ni, &nr, 77, 88);
+            let r = derive_rekeyed_ike_keys(prf_alg, prf_alg, &k.sk_d, encr, &gir, &ni, &nr, 77, 88);
             let skeyseed = rc_hmac(prf_alg, &k.sk_d, &[&gir, &ni, &nr]);
             let seed = [&ni[..], &nr[..], &77u64.to_be_bytes(), &88u64.to_be_bytes()].concat();
             let km = rc_prf_plus(prf_alg, &skeyseed, &seed, 3 * p + 2 * e);
@@ -152,7 +152,7 @@ fn ike_keys_match_independent_layout() {
 
 #[test]
 fn rekey_with_distinct_prfs_uses_old_prf_for_skeyseed() {
-    let r = derive_rekeyed_ike_keys_with_prfs(
+    let r = derive_rekeyed_ike_keys(
         PrfAlg::HmacSha512,
         PrfAlg::HmacSha256,
         &[5; 64],

@@ -102,6 +102,13 @@ impl Notify {
     pub(crate) fn new(kind: u16, data: Vec<u8>) -> Self {
         Self { protocol: 0, spi: vec![], kind, data }
     }
+
+    /// The DH group number an INVALID_KE_PAYLOAD notify asks for (section 3.10.1: the
+    /// first two octets of the data, big-endian); `None` when the data is shorter. The
+    /// number is returned as sent, whether or not it names a group we know.
+    pub(crate) fn dh_group(&self) -> Option<u16> {
+        self.data.get(..2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes)
+    }
 }
 
 /// A Delete payload (section 3.11).

@@ -1,7 +1,7 @@
 use super::payload::{Delete, IdPayload, Notify, Proposal, Transform};
 use super::*;
 use crate::crypto::SkCipher;
-use ipsec_types::{EncrAlg, Identity, TrafficSelector};
+use ipsec_types::{DhGroup, EncrAlg, Identity, TrafficSelector};
 use proptest::prelude::*;
 
 fn header(exchange: u8) -> Header {
@@ -131,6 +131,21 @@ fn critical_unknown_payload_is_flagged() {
     assert_eq!(bytes[HEADER_LEN + 1], 0x80);
     let m = Message::parse(&bytes).unwrap();
     assert_eq!(m.payloads, vec![Payload::Unknown { ptype: 99, critical: true, body: vec![] }]);
+}
+
+#[test]
+fn invalid_ke_notify_names_the_wanted_group() {
+    let n = |data: &[u8]| Notify::new(crate::error::notify::INVALID_KE_PAYLOAD, data.to_vec());
+    // Two octets, big-endian (as we emit them), whether or not further data follows.
+    assert_eq!(n(&payload::u16_data(31)).dh_group(), Some(31));
+    assert_eq!(n(&[0x00, 0x13, 0xff]).dh_group(), Some(19));
+    assert_eq!(n(&payload::u16_data(31)).dh_group().and_then(DhGroup::from_iana), Some(DhGroup::Curve25519));
+    // Short data: no group.
+    assert_eq!(n(&[]).dh_group(), None);
+    assert_eq!(n(&[0x13]).dh_group(), None);
+    // A number we do not know is returned as sent; mapping it to a group gives nothing.
+    assert_eq!(n(&[0xfe, 0xdc]).dh_group(), Some(0xfedc));
+    assert_eq!(n(&[0xfe, 0xdc]).dh_group().and_then(DhGroup::from_iana), None);
 }
 
 proptest! {

@@ -152,7 +152,7 @@ pub(crate) fn process_response(
     if let Some(n) = error_notify(&msg.payloads) {
         match n.kind {
             notify::INVALID_KE_PAYLOAD => {
-                let wanted = n.data.get(..2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes);
+                let wanted = n.dh_group();
                 let g = wanted.and_then(DhGroup::from_iana).filter(|g| our_groups(sa).any(|o| o == *g));
                 match g {
                     Some(g) if init.ke.as_ref().is_none_or(|k| k.group() != g) && init.retries < MAX_KE_RETRIES => {

@@ -78,7 +78,7 @@ pub(crate) fn process_response(
     if let Some(n) = error_notify(&msg.payloads) {
         match n.kind {
             notify::INVALID_KE_PAYLOAD => {
-                let wanted = n.data.get(..2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes);
+                let wanted = n.dh_group();
                 let group = wanted.and_then(DhGroup::from_iana).filter(|g| our_groups(&sa.peer).any(|o| o == *g));
                 match group {
                     Some(g) if g != init.ke.group() && init.retries < MAX_INIT_RETRIES => {

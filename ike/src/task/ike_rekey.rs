@@ -9,7 +9,7 @@
 
 use super::create_child::{ours_is_redundant, REDUNDANT_WAIT};
 use super::{error_notify, informational, ActiveTask};
-use crate::crypto::{derive_rekeyed_ike_keys_with_prfs, KeyExchange, SkCipher};
+use crate::crypto::{derive_rekeyed_ike_keys, KeyExchange, SkCipher};
 use crate::error::{notify, Failure};
 use crate::message::payload::{proto, u16_data, Notify};
 use crate::message::{exchange, Message, Payload};
@@ -91,17 +91,8 @@ fn successor(
     nr: &[u8],
 ) -> Option<IkeSa> {
     let (old_keys, old_algs) = (old.keys.as_ref()?, old.algs?);
-    let keys = derive_rekeyed_ike_keys_with_prfs(
-        old_algs.prf,
-        algs.prf,
-        &old_keys.keys.sk_d,
-        algs.encr,
-        shared,
-        ni,
-        nr,
-        spis.0,
-        spis.1,
-    );
+    let keys =
+        derive_rekeyed_ike_keys(old_algs.prf, algs.prf, &old_keys.keys.sk_d, algs.encr, shared, ni, nr, spis.0, spis.1);
     let (seal_key, open_key) = if initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
     let (seal, open) = (SkCipher::new(algs.encr, seal_key)?, SkCipher::new(algs.encr, open_key)?);
     let mut sa = IkeSa::new(old.peer.clone(), initiator, old.local, old.remote);
@@ -180,7 +171,7 @@ pub(crate) fn process_response(
     if let Some(n) = error_notify(&msg.payloads) {
         match n.kind {
             notify::INVALID_KE_PAYLOAD if init.collision.is_none() => {
-                let wanted = n.data.get(..2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes);
+                let wanted = n.dh_group();
                 let ours = |g: &DhGroup| sa.peer.ike_proposals.iter().any(|p| p.dh.contains(g));
                 match wanted.and_then(DhGroup::from_iana).filter(ours) {
                     Some(g) if g != init.ke.group() && init.retries < MAX_KE_RETRIES => {

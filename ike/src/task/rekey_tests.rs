@@ -215,6 +215,7 @@ fn ike_rekey_from_a_strongswan_shaped_peer() {
     let old_sk_d = peer.keys.as_ref().unwrap().sk_d.clone();
     let new_keys = derive_rekeyed_ike_keys(
         PrfAlg::HmacSha256,
+        PrfAlg::HmacSha256,
         &old_sk_d,
         EncrAlg::AesGcm16_256,
         &shared,
