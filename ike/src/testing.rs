@@ -69,6 +69,11 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
     }
 }
 
+/// An endpoint on the standard ports with one tunnel and a `TestRng`.
+fn endpoint(peer: PeerConfig, seed: u64) -> Endpoint {
+    Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![peer] }, Box::new(TestRng::new(seed)))
+}
+
 /// Which endpoint of a `Pair`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -108,10 +113,9 @@ impl Pair {
     /// who wins a rekey collision).
     pub fn with_seeds(a_peer: PeerConfig, b_peer: PeerConfig, seed_a: u64, seed_b: u64) -> Self {
         let (a_addr, b_addr) = (a_peer.local_addr, b_peer.local_addr);
-        let cfg = |p| EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![p] };
         Self {
-            a: Endpoint::new(cfg(a_peer), Box::new(TestRng::new(seed_a))),
-            b: Endpoint::new(cfg(b_peer), Box::new(TestRng::new(seed_b))),
+            a: endpoint(a_peer, seed_a),
+            b: endpoint(b_peer, seed_b),
             a_addr,
             b_addr,
             now: Timestamp::ZERO,
@@ -127,6 +131,17 @@ impl Pair {
             peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true),
             peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false),
         )
+    }
+
+    /// `side` restarts: its endpoint is replaced by a fresh one with the tunnel `peer`
+    /// and an RNG seeded with `seed` (all its SAs are forgotten, and its log is cleared).
+    /// Datagrams already on the wire stay there.
+    pub fn restart(&mut self, side: Side, peer: PeerConfig, seed: u64) {
+        *self.ep(side) = endpoint(peer, seed);
+        match side {
+            Side::A => self.log_a.clear(),
+            Side::B => self.log_b.clear(),
+        }
     }
 
     /// Moves outputs of both endpoints into the logs and the wire.

@@ -446,13 +446,7 @@ fn restarted_peer_with_initial_contact_replaces_the_stale_ike_sa() {
     p.run();
     let (_, _, b_in, b_out) = assert_keys_cross_match(&p);
     // A restarts: all its state is gone, it initiates again with INITIAL_CONTACT.
-    let cfg = ike::EndpointConfig {
-        ike_port: 500,
-        natt_port: 4500,
-        peers: vec![peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true)],
-    };
-    p.a = ike::Endpoint::new(cfg, Box::new(ike::testing::TestRng::new(42)));
-    p.log_a.clear();
+    p.restart(Side::A, peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true), 42);
     p.run();
     assert_eq!(p.b.status().len(), 1, "the stale IKE SA is gone");
     let b_cmds = p.datapath(Side::B);

@@ -2,8 +2,8 @@
 //! silence, `dpd_action` restart / clear after `dpd_timeout`, INVALID_IKE_SPI from a
 //! restarted peer, and INITIAL_CONTACT towards a tunnel configured to initiate.
 
-use ike::testing::{peer_config, Pair, Side, TestRng};
-use ike::{DpdAction, Endpoint, EndpointConfig, Event, PeerConfig};
+use ike::testing::{peer_config, Pair, Side};
+use ike::{DpdAction, Event, PeerConfig};
 use ipsec_types::{DatapathCommand, Direction, Spi, Timestamp};
 use std::time::Duration;
 
@@ -46,6 +46,17 @@ fn live(cmds: &[DatapathCommand]) -> Vec<(Direction, Spi)> {
         }
     }
     v
+}
+
+/// The standard pair after B restarted, forgetting everything: the tunnel was up, then
+/// B's endpoint is replaced by a fresh one. Also A's live SAs from before the restart.
+fn b_restarted() -> (Pair, Vec<(Direction, Spi)>) {
+    let (a, b) = configs();
+    let mut p = Pair::new(a, b.clone());
+    p.run();
+    let old = live(&p.datapath(Side::A));
+    p.restart(Side::B, b, 7);
+    (p, old)
 }
 
 #[test]
@@ -154,13 +165,7 @@ fn responder_with_restart_initiates_after_its_peer_died() {
 #[test]
 fn restarted_peer_answering_invalid_ike_spi_is_replaced_make_before_break() {
     init_logs();
-    let (a, b) = configs();
-    let mut p = Pair::new(a, b.clone());
-    p.run();
-    let old = live(&p.datapath(Side::A));
-    // B restarts and forgets everything.
-    p.b = Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![b] }, Box::new(TestRng::new(7)));
-    p.log_b.clear();
+    let (mut p, old) = b_restarted();
     p.tick(secs(30));
     assert!(p.deliver_to(Side::B), "liveness check");
     let answer = p.transmits(Side::B);
@@ -195,11 +200,7 @@ fn restarted_peer_answering_invalid_ike_spi_is_replaced_make_before_break() {
 #[test]
 fn unknown_spi_requests_are_answered_at_most_once_a_second() {
     init_logs();
-    let (a, b) = configs();
-    let mut p = Pair::new(a, b.clone());
-    p.run();
-    p.b = Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![b] }, Box::new(TestRng::new(7)));
-    p.log_b.clear();
+    let (mut p, _) = b_restarted();
     p.tick(secs(30));
     let req = p.take_to(Side::B).expect("liveness");
     for _ in 0..5 {
@@ -225,8 +226,7 @@ fn initial_contact_replaces_stale_sas_of_a_tunnel_we_initiate_too() {
     let mut p = Pair::new(a.clone(), b);
     p.run();
     assert_eq!(p.b.status().len(), 2, "both initiated");
-    p.a = Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![a] }, Box::new(TestRng::new(9)));
-    p.log_a.clear();
+    p.restart(Side::A, a, 9);
     p.run();
     assert_eq!(p.b.status().len(), 1, "B (configured to initiate) dropped both stale IKE SAs");
     assert_eq!(live(&p.datapath(Side::B)).len(), 2);
@@ -254,14 +254,9 @@ fn esp_from_the_peer_postpones_the_liveness_check() {
 #[test]
 fn silently_restarted_peer_is_back_a_few_seconds_after_dpd_delay() {
     init_logs();
-    let (a, b) = configs();
-    let mut p = Pair::new(a, b.clone());
-    p.run();
-    let old = live(&p.datapath(Side::A));
-    // B restarts, forgets everything and (like strongSwan 5.9) ignores requests for IKE
-    // SAs it does not know: only IKE_SA_INIT gets through to it.
-    p.b = Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![b] }, Box::new(TestRng::new(7)));
-    p.log_b.clear();
+    let (mut p, old) = b_restarted();
+    // B (like strongSwan 5.9) ignores requests for IKE SAs it does not know: only
+    // IKE_SA_INIT gets through to it.
     let until = secs(36);
     while let Some(t) = p.a.poll_timeout().filter(|t| *t <= until) {
         p.tick(t);
