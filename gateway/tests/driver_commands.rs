@@ -3,107 +3,20 @@
 //! in-memory channels: the requests become `ike::Command`s for that tunnel only, the
 //! answers wait for the effect and say what happened. No root, no network.
 
-use arc_swap::ArcSwap;
-use gateway::clock::{BootClock, Clock};
-use gateway::control::proto::{Action, ActionReport, ErrorCode, ErrorReply, Outcome, Reply, Request, StatusReport};
-use gateway::datapath::{IoCounters, SharedTable};
-use gateway::driver::{ControlMsg, Driver, Exit, IkeTransmit};
-use std::io;
-use std::path::Path;
-use std::sync::mpsc::{self, SyncSender};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{ask, status, wait_for, Side, Site, A, B};
+use gateway::control::proto::{Action, ActionReport, ErrorCode, ErrorReply, Outcome, Reply, Request};
 
 /// Two tunnels on each side: `peer` (the pair under test, both sides only respond
 /// until told otherwise) and `other` (its peer never answers).
-fn config(local: &str, remote: &str, lsub: &str, rsub: &str) -> config::Config {
-    let text = format!(
-        r#"
-[gateway]
-local_address = "{local}"
-tun_name = "vpn0"
-control_socket = "/nonexistent/vpngw.sock"
-
-[[tunnel]]
-name = "peer"
-remote_address = "{remote}"
-psk = "an in-memory test key, 32 bytes!"
-local_subnets = ["{lsub}"]
-remote_subnets = ["{rsub}"]
-start = "respond"
-
-[[tunnel]]
-name = "other"
-remote_address = "203.0.113.99"
-psk = "another in-memory test key, 32 b"
-local_subnets = ["{lsub}"]
-remote_subnets = ["10.99.0.0/24"]
-start = "respond"
-"#
-    );
-    config::parse(&text, Path::new("/etc/vpngw/test.toml")).unwrap()
-}
-
-/// Delivers IKE messages straight into the other control thread's queue; messages to
-/// anyone else are lost.
-struct ChannelTransmit {
-    peer_ip: std::net::IpAddr,
-    to_peer: SyncSender<ControlMsg>,
-}
-
-impl IkeTransmit for ChannelTransmit {
-    fn transmit(&self, t: &ike::Transmit) -> io::Result<()> {
-        if t.remote.ip() != self.peer_ip {
-            return Ok(());
-        }
-        let m = ControlMsg::Datagram { local: t.remote, remote: t.local, data: t.data.clone() };
-        self.to_peer.send(m).map_err(|_| io::Error::other("peer gone"))
-    }
-}
-
-struct Side {
-    tx: SyncSender<ControlMsg>,
-    thread: std::thread::JoinHandle<Exit>,
-}
-
-fn start(
-    cfg: config::Config,
-    rx: mpsc::Receiver<ControlMsg>,
-    to_peer: SyncSender<ControlMsg>,
-    me: SyncSender<ControlMsg>,
-) -> Side {
-    let clock = Arc::new(BootClock);
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(esp::SaTable::new()));
-    let endpoint =
-        ike::Endpoint::new(gateway::mapping::endpoint_config(&cfg), Box::new(gateway::rng::SystemRng::new()));
-    let peer_ip = cfg.tunnels[0].remote_address;
-    let driver = Driver {
-        endpoint,
-        table,
-        tx: ChannelTransmit { peer_ip, to_peer },
-        started: clock.now(),
-        clock,
-        rx,
-        config: Arc::new(cfg),
-        io: Arc::new(IoCounters::default()),
-    };
-    let thread = std::thread::spawn(move || driver.run());
-    Side { tx: me, thread }
+fn config(local: &Site, remote: &Site) -> config::Config {
+    let other = common::tunnel("other", "203.0.113.99", "another in-memory test key, 32 b", local.lan, "10.99.0.0/24");
+    common::config(local, remote, &format!("start = \"respond\"\n{other}\nstart = \"respond\""))
 }
 
 fn pair() -> (Side, Side) {
-    let (tx_a, rx_a) = mpsc::sync_channel(1024);
-    let (tx_b, rx_b) = mpsc::sync_channel(1024);
-    let b = start(config("192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24"), rx_b, tx_a.clone(), tx_b.clone());
-    let a = start(config("192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24"), rx_a, tx_b, tx_a);
-    (a, b)
-}
-
-fn ask(side: &Side, request: Request) -> Reply {
-    let (tx, rx) = mpsc::channel();
-    let bound = request.wait() + Duration::from_secs(10);
-    side.tx.send(ControlMsg::Request { request, reply: tx }).unwrap();
-    rx.recv_timeout(bound).expect("the driver answers within the wait")
+    common::pair(config(&A, &B), config(&B, &A))
 }
 
 fn action(side: &Side, request: Request) -> ActionReport {
@@ -120,25 +33,6 @@ fn error(side: &Side, request: Request) -> ErrorReply {
     }
 }
 
-fn status(side: &Side) -> StatusReport {
-    match ask(side, Request::Status { tunnel: None }) {
-        Reply::Status(s) => s,
-        other => panic!("status failed: {other:?}"),
-    }
-}
-
-fn wait_for(side: &Side, what: &str, pred: impl Fn(&StatusReport) -> bool) -> StatusReport {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(side);
-        if pred(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 const WAIT: u64 = 15_000;
 
 fn up(side: &Side) -> ActionReport {
@@ -146,10 +40,8 @@ fn up(side: &Side) -> ActionReport {
 }
 
 fn shutdown(a: Side, b: Side) {
-    for s in [a, b] {
-        s.tx.send(ControlMsg::Shutdown).unwrap();
-        assert_eq!(s.thread.join().unwrap(), Exit::Requested);
-    }
+    a.shutdown();
+    b.shutdown();
 }
 
 #[test]

@@ -3,101 +3,13 @@
 //! published SA tables carry a packet from A to B, the status merges IKE state with
 //! ESP counters, and a shutdown DELETEs the tunnel on both sides. No root, no network.
 
-use arc_swap::ArcSwap;
+mod common;
+
+use common::{status, wait_for, A, B};
 use esp::{Opened, Sealed};
 use gateway::clock::{BootClock, Clock};
-use gateway::control::proto::{Reply, Request, StatusReport};
-use gateway::datapath::{IoCounters, SharedTable};
-use gateway::driver::{ControlMsg, Driver, Exit, IkeTransmit};
-use std::io;
-use std::path::Path;
-use std::sync::mpsc::{self, SyncSender};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-fn config(local: &str, remote: &str, lsub: &str, rsub: &str, start: &str, encap: &str) -> config::Config {
-    let text = format!(
-        r#"
-[gateway]
-local_address = "{local}"
-tun_name = "vpn0"
-control_socket = "/nonexistent/vpngw.sock"
-
-[[tunnel]]
-name = "peer"
-remote_address = "{remote}"
-psk = "an in-memory test key, 32 bytes!"
-local_subnets = ["{lsub}"]
-remote_subnets = ["{rsub}"]
-start = "{start}"
-encapsulation = "{encap}"
-"#
-    );
-    config::parse(&text, Path::new("/etc/vpngw/test.toml")).unwrap()
-}
-
-/// Delivers IKE messages straight into the other control thread's queue.
-struct ChannelTransmit(SyncSender<ControlMsg>);
-
-impl IkeTransmit for ChannelTransmit {
-    fn transmit(&self, t: &ike::Transmit) -> io::Result<()> {
-        let m = ControlMsg::Datagram { local: t.remote, remote: t.local, data: t.data.clone() };
-        self.0.send(m).map_err(|_| io::Error::other("peer gone"))
-    }
-}
-
-struct Side {
-    tx: SyncSender<ControlMsg>,
-    table: SharedTable,
-    thread: std::thread::JoinHandle<Exit>,
-}
-
-fn start(
-    cfg: config::Config,
-    rx: mpsc::Receiver<ControlMsg>,
-    to_peer: SyncSender<ControlMsg>,
-    me: SyncSender<ControlMsg>,
-) -> Side {
-    let clock = Arc::new(BootClock);
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(esp::SaTable::new()));
-    let endpoint =
-        ike::Endpoint::new(gateway::mapping::endpoint_config(&cfg), Box::new(gateway::rng::SystemRng::new()));
-    let driver = Driver {
-        endpoint,
-        table: Arc::clone(&table),
-        tx: ChannelTransmit(to_peer),
-        started: clock.now(),
-        clock,
-        rx,
-        config: Arc::new(cfg),
-        io: Arc::new(IoCounters::default()),
-    };
-    let thread = std::thread::spawn(move || driver.run());
-    Side { tx: me, table, thread }
-}
-
-fn status(side: &Side) -> StatusReport {
-    let (tx, rx) = mpsc::channel();
-    side.tx.send(ControlMsg::Request { request: Request::Status { tunnel: None }, reply: tx }).unwrap();
-    match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-        Reply::Status(s) => s,
-        other => panic!("status failed: {other:?}"),
-    }
-}
-
-/// Polls until `pred` holds (the handshake is asynchronous); fails after a generous
-/// bound so a broken build does not hang.
-fn wait_for(side: &Side, what: &str, pred: impl Fn(&StatusReport) -> bool) -> StatusReport {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(side);
-        if pred(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use gateway::control::proto::StatusReport;
+use gateway::driver::{ControlMsg, Exit};
 
 fn ipv4_icmp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
     let mut p = vec![0u8; 28];
@@ -115,16 +27,10 @@ fn established(s: &StatusReport) -> bool {
     s.tunnels[0].ike_sas.iter().any(|sa| sa.state == "ESTABLISHED" && !sa.children.is_empty())
 }
 
-fn run_pair(encap: &str, stop_a: ControlMsg, expect_exit: gateway::driver::Exit) {
-    let (tx_a, rx_a) = mpsc::sync_channel(1024);
-    let (tx_b, rx_b) = mpsc::sync_channel(1024);
-    let b = start(
-        config("192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", "respond", encap),
-        rx_b,
-        tx_a.clone(),
-        tx_b.clone(),
-    );
-    let a = start(config("192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", "initiate", encap), rx_a, tx_b, tx_a);
+fn run_pair(encap: &str, stop_a: ControlMsg, expect_exit: Exit) {
+    let options = |start: &str| format!("start = \"{start}\"\nencapsulation = \"{encap}\"");
+    let (a, b) =
+        common::pair(common::config(&A, &B, &options("initiate")), common::config(&B, &A, &options("respond")));
 
     let sa = wait_for(&a, "A established", established);
     wait_for(&b, "B established", established);
@@ -166,8 +72,7 @@ fn run_pair(encap: &str, stop_a: ControlMsg, expect_exit: gateway::driver::Exit)
     assert_eq!(a.thread.join().unwrap(), expect_exit);
     wait_for(&b, "B to drop the tunnel", |s| s.tunnels[0].ike_sas.is_empty());
     assert!(matches!(b.table.load().open(now, &packet, &mut out), Opened::Drop(esp::DropReason::UnknownSpi)));
-    b.tx.send(ControlMsg::Shutdown).unwrap();
-    assert_eq!(b.thread.join().unwrap(), Exit::Requested);
+    b.shutdown();
 }
 
 #[test]
