@@ -1,16 +1,25 @@
-//! The datapath workers: blocking OS threads moving packets between TUN and the WAN
-//! through the current `esp::SaTable` snapshot.
+//! The datapath workers: OS threads moving packets between TUN and the WAN through the
+//! current `esp::SaTable` snapshot. Each worker owns one source and sleeps on it:
 //!
 //! - `tun-rx`: TUN read -> `seal` -> UDP 4500 (ESP-in-UDP) or the raw ESP socket.
 //! - `natt-rx`: UDP 4500 -> `classify_udp4500` -> ESP: `open` -> TUN; IKE: to the
 //!   control thread; keepalive: ignored.
-//! - `ike-rx`: UDP 500 -> the control thread.
 //! - `esp-rx`: raw ESP -> `open` -> TUN.
+//! - `ike-rx`: UDP 500 -> the control thread.
+//!
+//! Cross-serving: a source is read only under its lock, by its own worker or, when that
+//! one is asleep and its own source has run dry, by another worker (`try_lock`, a bounded
+//! number of reads). A worker that has just written an echo request to TUN finds the
+//! reply already queued there (the kernel answers within the write) and seals it itself
+//! instead of waking `tun-rx`: one thread wake-up less per request/response round trip,
+//! and thread wake-ups are what a round trip through the gateway costs (see
+//! docs/performance.md). Whoever holds a source's lock sends everything it read before
+//! releasing it, so packets leave in the order they arrived.
 //!
 //! Batching and offloads (issue #4, see docs/performance.md), each switchable off by an
 //! environment variable for measurements ([`Levers`]):
-//! - TUN offloads (`sys::tun`, [`offload`]): the kernel hands `tun-rx` TCP super-packets
-//!   of up to 64 KiB, which are segmented here (each segment sealed with its own ESP
+//! - TUN offloads (`sys::tun`, [`offload`]): the kernel hands `tun-rx` TCP (and UDP)
+//!   super-packets of up to 64 KiB, which are segmented here (each segment sealed with its own ESP
 //!   sequence number), and the receive side coalesces in-order TCP segments (and runs
 //!   of equal-sized UDP datagrams) into one GSO write to TUN.
 //! - `tun-rx` reads TUN non-blocking until it is empty (or [`MAX_READS_PER_SEND`]),
@@ -18,6 +27,7 @@
 //!   equal-sized datagrams), raw ESP with `sendmmsg`.
 //! - `natt-rx` receives with UDP_GRO (a run of datagrams per call), `esp-rx` with
 //!   `recvmmsg`.
+//! - Cross-serving (above).
 //!
 //! Each worker owns its reusable buffers: no allocation per ESP packet (IKE datagrams
 //! are copied into a `Vec` for the channel; they are rare). Drops are counted by `esp`
@@ -40,7 +50,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// The SA table snapshot shared between the control thread and the workers.
@@ -65,7 +75,8 @@ const RAW_BATCH: usize = 32;
 /// `sys::tun`), `VPNGW_NO_TUN_GRO` (coalescing of TUN writes), `VPNGW_NO_TUN_UDP_GRO`
 /// (coalescing of UDP datagrams only), `VPNGW_NO_UDP_GSO` (UDP
 /// GSO sends and UDP GRO receives), `VPNGW_NO_BATCH` (non-blocking TUN read batches,
-/// `sendmmsg`/`recvmmsg`), `VPNGW_NO_TXQUEUE` (the longer TUN queue).
+/// `sendmmsg`/`recvmmsg`, and with them cross-serving), `VPNGW_NO_TXQUEUE` (the longer
+/// TUN queue), `VPNGW_NO_CROSS_SERVE` (workers serve only their own source).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Levers {
     /// Coalesce TCP segments into GSO writes to TUN (needs TUN offloads).
@@ -78,6 +89,8 @@ pub struct Levers {
     pub batch: bool,
     /// A TUN transmit queue of [`TUN_TX_QUEUE`] packets instead of the default 500.
     pub txqueue: bool,
+    /// Workers serve each other's sources when their own runs dry.
+    pub cross_serve: bool,
 }
 
 impl Levers {
@@ -90,6 +103,7 @@ impl Levers {
             udp_gso: !off("VPNGW_NO_UDP_GSO"),
             batch: !off("VPNGW_NO_BATCH"),
             txqueue: !off("VPNGW_NO_TXQUEUE"),
+            cross_serve: !off("VPNGW_NO_CROSS_SERVE"),
         }
     }
 }
@@ -146,12 +160,81 @@ pub struct Datapath<C: Clock + 'static> {
     pub io: Arc<IoCounters>,
 }
 
+/// Reads a worker may make from another worker's source in one go.
+const CROSS_BUDGET: usize = 64;
+
+/// What a worker reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// The TUN device (to be sealed).
+    Tun,
+    /// UDP 4500 (ESP-in-UDP to be opened, IKE).
+    Natt,
+    /// The raw ESP socket (to be opened).
+    Raw,
+}
+
+impl Source {
+    const ALL: [Source; 3] = [Source::Tun, Source::Natt, Source::Raw];
+}
+
+/// A worker's reusable buffers, for every source it may serve (allocated once).
+struct Bufs {
+    tun_rx: Vec<u8>,
+    scratch: Vec<u8>,
+    tx: TxBatch,
+    /// TUN reads sealed into `tx` since it was last sent.
+    reads: usize,
+    wan_rx: Vec<u8>,
+    out: Vec<u8>,
+    gro: Gro,
+    /// Allocated the first time the raw ESP socket is served.
+    raw_rx: Option<batch::RecvMany>,
+    tun_errors: ErrorLog,
+    natt_errors: ErrorLog,
+    raw_errors: ErrorLog,
+}
+
+impl Bufs {
+    fn new<C: Clock + 'static>(w: &Workers<C>) -> Self {
+        Self {
+            tun_rx: vec![0; VNET_HDR_LEN + BUF_LEN],
+            scratch: vec![0; BUF_LEN],
+            tx: TxBatch::new(),
+            reads: 0,
+            wan_rx: vec![0; BUF_LEN],
+            out: vec![0; BUF_LEN],
+            gro: Gro::with_udp(w.levers.tun_udp_gro && w.tun.udp_gso_writes()),
+            raw_rx: None,
+            tun_errors: ErrorLog::new("TUN read"),
+            natt_errors: ErrorLog::new("UDP 4500 receive"),
+            raw_errors: ErrorLog::new("raw ESP receive"),
+        }
+    }
+
+    fn errors(&mut self, src: Source) -> &mut ErrorLog {
+        match src {
+            Source::Tun => &mut self.tun_errors,
+            Source::Natt => &mut self.natt_errors,
+            Source::Raw => &mut self.raw_errors,
+        }
+    }
+}
+
 /// The workers' view: the [`Datapath`] plus what they decide at start.
 struct Workers<C: Clock + 'static> {
     d: Datapath<C>,
     levers: Levers,
     /// Set when the kernel refused a UDP GSO send: datagrams go one by one after that.
     gso_broken: AtomicBool,
+    /// Held by whoever is reading the source (and sending on what it read).
+    tun_lock: Mutex<()>,
+    natt_lock: Mutex<()>,
+    raw_lock: Mutex<()>,
+    /// Non-blocking reads (then workers may serve each other's sources).
+    cross: bool,
+    /// The local address of UDP 4500 (for IKE messages handed to the control thread).
+    natt_local: SocketAddr,
 }
 
 impl<C: Clock + 'static> std::ops::Deref for Workers<C> {
@@ -180,71 +263,196 @@ impl<C: Clock + 'static> Datapath<C> {
             txqueue = levers.txqueue,
             "datapath levers"
         );
-        let me = Arc::new(Workers { d: self, levers, gso_broken: AtomicBool::new(false) });
+        // Non-blocking TUN reads let one WAN send carry everything that queued up
+        // meanwhile, and let workers look at each other's sources without blocking.
+        let cross = levers.batch && self.tun.set_nonblocking().is_ok();
+        let natt_local = self.natt.local_addr()?;
+        if levers.udp_gso && batch::enable_udp_gro(self.natt.as_fd()).is_err() {
+            tracing::debug!("UDP_GRO unavailable: one datagram per receive");
+        }
+        let me = Arc::new(Workers {
+            d: self,
+            levers,
+            gso_broken: AtomicBool::new(false),
+            tun_lock: Mutex::new(()),
+            natt_lock: Mutex::new(()),
+            raw_lock: Mutex::new(()),
+            cross,
+            natt_local,
+        });
         let mut handles = Vec::new();
         let ctl = &me.control;
         let d = Arc::clone(&me);
-        handles.push(spawn("tun-rx", ctl, move || d.tun_reader())?);
+        handles.push(spawn("tun-rx", ctl, move || d.worker(Source::Tun))?);
         let d = Arc::clone(&me);
-        handles.push(spawn("natt-rx", ctl, move || d.natt_reader())?);
+        handles.push(spawn("natt-rx", ctl, move || d.worker(Source::Natt))?);
         let d = Arc::clone(&me);
         handles.push(spawn("ike-rx", ctl, move || d.ike_reader())?);
-        if let Some(raw) = me.raw.clone() {
+        if me.raw.is_some() {
             let d = Arc::clone(&me);
-            handles.push(spawn("esp-rx", ctl, move || d.raw_reader(&raw))?);
+            handles.push(spawn("esp-rx", ctl, move || d.worker(Source::Raw))?);
         }
         Ok(handles)
     }
 }
 
 impl<C: Clock + 'static> Workers<C> {
-    fn tun_reader(&self) {
-        let vnet = self.tun.vnet_hdr();
-        let head = if vnet { VNET_HDR_LEN } else { 0 };
-        let mut rx = vec![0u8; head + BUF_LEN];
-        let mut scratch = vec![0u8; BUF_LEN];
-        let mut tx = TxBatch::new();
-        let mut errors = ErrorLog::new("TUN read");
-        // Non-blocking reads let one WAN send carry everything that queued up meanwhile.
-        let batching = self.levers.batch && self.tun.set_nonblocking().is_ok();
-        let mut reads = 0usize;
+    /// A worker: serves its own source until it runs dry, then (if cross-serving) whatever
+    /// the other sources hold and nobody is serving, and sleeps until its own source is
+    /// readable once all are dry.
+    fn worker(&self, own: Source) {
+        let mut b = Bufs::new(self);
         loop {
-            let n = match self.tun.recv(&mut rx) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.flush(&mut tx);
-                    reads = 0;
-                    if let Err(e) = self.tun.wait_readable(-1) {
-                        errors.record(&e);
+            let mut n = self.serve(own, &mut b, true);
+            if self.cross && self.levers.cross_serve {
+                for s in Source::ALL {
+                    if s != own {
+                        n += self.serve(s, &mut b, false);
                     }
-                    continue;
                 }
-                Err(e) => {
-                    errors.record(&e);
-                    continue;
+            }
+            if n > 0 {
+                continue;
+            }
+            if self.cross {
+                let fd = match own {
+                    Source::Tun => Some(self.tun.fd()),
+                    Source::Natt => Some(self.natt.as_fd()),
+                    Source::Raw => self.raw.as_deref().map(RawEsp::fd),
+                };
+                if let Some(Err(e)) = fd.map(|fd| crate::sys::wait_readable(fd, -1)) {
+                    b.errors(own).record(&e);
                 }
+            }
+        }
+    }
+
+    /// Serves `src` under its lock (taken if `own`, tried otherwise; a source someone
+    /// else is serving is skipped): reads until it would block, at most
+    /// [`CROSS_BUDGET`] reads when not `own`; one blocking read without cross-serving.
+    /// Everything read is sent on before the lock is released, so packets leave in the
+    /// order they came. Returns the number of reads that brought something.
+    fn serve(&self, src: Source, b: &mut Bufs, own: bool) -> usize {
+        let lock = match src {
+            Source::Tun => &self.tun_lock,
+            Source::Natt => &self.natt_lock,
+            Source::Raw if self.raw.is_some() => &self.raw_lock,
+            Source::Raw => return 0,
+        };
+        let _guard = if own {
+            lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        } else {
+            match lock.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return 0,
+            }
+        };
+        let budget = if !self.cross {
+            1
+        } else if own {
+            usize::MAX
+        } else {
+            CROSS_BUDGET
+        };
+        let mut n = 0;
+        while n < budget {
+            let got = match src {
+                Source::Tun => self.tun_once(b),
+                Source::Natt => self.natt_once(b),
+                Source::Raw => self.raw_once(b),
             };
-            let table = self.table.load();
-            let now = self.clock.now();
-            if vnet {
-                let (Some(hdr), Some(pkt)) = (VnetHdr::parse(&rx), rx.get_mut(head..n)) else { continue };
+            match got {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    b.errors(src).record(&e);
+                    break;
+                }
+            }
+        }
+        if src == Source::Tun {
+            self.flush(&mut b.tx);
+            b.reads = 0;
+        }
+        n
+    }
+
+    /// One TUN read, sealed into the batch (sent every [`MAX_READS_PER_SEND`] reads).
+    fn tun_once(&self, b: &mut Bufs) -> io::Result<()> {
+        let n = self.tun.recv(&mut b.tun_rx)?;
+        let table = self.table.load();
+        let now = self.clock.now();
+        let Bufs { tun_rx, scratch, tx, .. } = b;
+        if self.tun.vnet_hdr() {
+            if let (Some(hdr), Some(pkt)) = (VnetHdr::parse(tun_rx), tun_rx.get_mut(VNET_HDR_LEN..n)) {
                 if hdr.gso_type != offload::GSO_NONE {
-                    let r = offload::segment(&hdr, pkt, &mut scratch, |seg| self.seal_one(&table, now, seg, &mut tx));
+                    let r = offload::segment(&hdr, pkt, scratch, |seg| self.seal_one(&table, now, seg, tx));
                     if r.is_err() {
                         IoCounters::inc(&self.io.tun_read_malformed);
                     }
                 } else if hdr.flags & offload::F_NEEDS_CSUM != 0 && offload::complete_checksum(&hdr, pkt).is_err() {
                     IoCounters::inc(&self.io.tun_read_malformed);
                 } else {
-                    self.seal_one(&table, now, pkt, &mut tx);
+                    self.seal_one(&table, now, pkt, tx);
                 }
-            } else if let Some(pkt) = rx.get(..n) {
-                self.seal_one(&table, now, pkt, &mut tx);
             }
-            reads += 1;
-            if !batching || reads >= MAX_READS_PER_SEND {
-                self.flush(&mut tx);
-                reads = 0;
+        } else if let Some(pkt) = tun_rx.get(..n) {
+            self.seal_one(&table, now, pkt, tx);
+        }
+        b.reads += 1;
+        if b.reads >= MAX_READS_PER_SEND {
+            self.flush(&mut b.tx);
+            b.reads = 0;
+        }
+        Ok(())
+    }
+
+    /// One receive on UDP 4500 (a UDP GRO run of datagrams): ESP opened and written to
+    /// TUN, IKE to the control thread.
+    fn natt_once(&self, b: &mut Bufs) -> io::Result<()> {
+        let (n, from, seg) = batch::recv_gro(self.natt.as_fd(), &mut b.wan_rx, !self.cross)?;
+        let Bufs { wan_rx, out, gro, .. } = b;
+        for payload in wan_rx.get(..n).unwrap_or_default().chunks(seg.max(1)) {
+            match esp::classify_udp4500(payload) {
+                Udp4500::Esp(esp_pkt) => self.open_and_deliver(esp_pkt, out, gro),
+                Udp4500::Ike(msg) => self.to_control(self.natt_local, from, msg),
+                // NAT keepalives only refresh NAT mappings; malformed are too short to count.
+                Udp4500::Keepalive | Udp4500::Malformed => {}
+            }
+        }
+        self.flush_gro(gro);
+        Ok(())
+    }
+
+    /// One `recvmmsg` on the raw ESP socket, each packet opened and written to TUN.
+    fn raw_once(&self, b: &mut Bufs) -> io::Result<()> {
+        let Some(raw) = self.raw.as_deref() else { return Err(io::ErrorKind::WouldBlock.into()) };
+        let many = b
+            .raw_rx
+            .get_or_insert_with(|| batch::RecvMany::new(if self.levers.batch { RAW_BATCH } else { 1 }, BUF_LEN));
+        batch::recv_many(raw.fd(), many, !self.cross)?;
+        for pkt in many.packets() {
+            if let Some(esp_pkt) = raw.esp_range(pkt).and_then(|(range, _from)| pkt.get(range)) {
+                self.open_and_deliver(esp_pkt, &mut b.out, &mut b.gro);
+            }
+        }
+        self.flush_gro(&mut b.gro);
+        Ok(())
+    }
+
+    fn ike_reader(&self) {
+        let mut buf = vec![0u8; BUF_LEN];
+        let mut errors = ErrorLog::new("UDP 500 receive");
+        let Ok(local) = self.ike.local_addr() else { return };
+        loop {
+            match self.ike.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    if let Some(msg) = buf.get(..n) {
+                        self.to_control(local, from, msg);
+                    }
+                }
+                Err(e) => errors.record(&e),
             }
         }
     }
@@ -331,73 +539,6 @@ impl<C: Clock + 'static> Workers<C> {
         }
         if failed > 0 {
             self.io.wan_send.fetch_add(failed, Ordering::Relaxed);
-        }
-    }
-
-    fn natt_reader(&self) {
-        let mut buf = vec![0u8; BUF_LEN];
-        let mut out = vec![0u8; BUF_LEN];
-        let mut gro = Gro::with_udp(self.levers.tun_udp_gro && self.tun.udp_gso_writes());
-        let mut errors = ErrorLog::new("UDP 4500 receive");
-        let Ok(local) = self.natt.local_addr() else { return };
-        if self.levers.udp_gso && batch::enable_udp_gro(self.natt.as_fd()).is_err() {
-            tracing::debug!("UDP_GRO unavailable: one datagram per receive");
-        }
-        loop {
-            let (n, from, seg) = match batch::recv_gro(self.natt.as_fd(), &mut buf) {
-                Ok(x) => x,
-                Err(e) => {
-                    errors.record(&e);
-                    continue;
-                }
-            };
-            let Some(data) = buf.get(..n) else { continue };
-            for payload in data.chunks(seg.max(1)) {
-                match esp::classify_udp4500(payload) {
-                    Udp4500::Esp(esp_pkt) => self.open_and_deliver(esp_pkt, &mut out, &mut gro),
-                    Udp4500::Ike(msg) => self.to_control(local, from, msg),
-                    // NAT keepalives only refresh NAT mappings; malformed are too short to count.
-                    Udp4500::Keepalive | Udp4500::Malformed => {}
-                }
-            }
-            self.flush_gro(&mut gro);
-        }
-    }
-
-    fn ike_reader(&self) {
-        let mut buf = vec![0u8; BUF_LEN];
-        let mut errors = ErrorLog::new("UDP 500 receive");
-        let Ok(local) = self.ike.local_addr() else { return };
-        loop {
-            match self.ike.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    if let Some(msg) = buf.get(..n) {
-                        self.to_control(local, from, msg);
-                    }
-                }
-                Err(e) => errors.record(&e),
-            }
-        }
-    }
-
-    fn raw_reader(&self, raw: &RawEsp) {
-        let mut out = vec![0u8; BUF_LEN];
-        let mut gro = Gro::with_udp(self.levers.tun_udp_gro && self.tun.udp_gso_writes());
-        let mut errors = ErrorLog::new("raw ESP receive");
-        let mut many = batch::RecvMany::new(if self.levers.batch { RAW_BATCH } else { 1 }, BUF_LEN);
-        loop {
-            if let Err(e) = batch::recv_many(raw.fd(), &mut many) {
-                errors.record(&e);
-                continue;
-            }
-            for pkt in many.packets() {
-                if let Some((range, _from)) = raw.esp_range(pkt) {
-                    if let Some(esp_pkt) = pkt.get(range) {
-                        self.open_and_deliver(esp_pkt, &mut out, &mut gro);
-                    }
-                }
-            }
-            self.flush_gro(&mut gro);
         }
     }
 

@@ -1,6 +1,6 @@
 //! TUN offloads done in userspace: the `virtio_net_hdr` that precedes every packet on a
-//! TUN opened with IFF_VNET_HDR, TCP segmentation of the super-packets the kernel hands
-//! us once TSO is enabled with TUNSETOFFLOAD ([`segment`]), completion of partial
+//! TUN opened with IFF_VNET_HDR, TCP and UDP segmentation of the super-packets the
+//! kernel hands us once TSO/USO are enabled with TUNSETOFFLOAD ([`segment`]), completion of partial
 //! checksums ([`complete_checksum`]), and the reverse: coalescing consecutive TCP
 //! segments of one flow into one super-packet written to TUN with a GSO header ([`Gro`]).
 //!
@@ -201,8 +201,9 @@ pub fn complete_checksum(hdr: &VnetHdr, pkt: &mut [u8]) -> Result<(), OffloadErr
 /// Splits a TCP super-packet (`hdr.gso_type` TCPV4/TCPV6) into packets of at most
 /// `gso_size` payload bytes, each with fixed-up IP length, IPv4 ID and header checksum,
 /// TCP sequence number, flags (FIN and PSH only on the last segment, CWR only on the
-/// first) and a full TCP checksum. Each segment is built in `scratch` and handed to
-/// `emit`. Returns the number of segments.
+/// first) and a full TCP checksum; UDP super-packets (`GSO_UDP_L4`) into their
+/// datagrams. Each segment is built in `scratch` and handed to `emit`. Returns the
+/// number of segments.
 pub fn segment(
     hdr: &VnetHdr,
     pkt: &[u8],
@@ -213,6 +214,7 @@ pub fn segment(
     let want_version = match hdr.gso_type {
         GSO_TCPV4 => 4,
         GSO_TCPV6 => 6,
+        GSO_UDP_L4 => return segment_udp(hdr, pkt, scratch, emit),
         _ => return Err(Unsupported),
     };
     let version = pkt.first().ok_or(Malformed)? >> 4;
@@ -263,6 +265,61 @@ pub fn segment(
         }
         tcp_checksum(seg, thoff).ok_or(Malformed)?;
         emit(seg);
+    }
+    Ok(count)
+}
+
+/// Splits a UDP super-packet (`GSO_UDP_L4`, IPv4 or IPv6, as an application's
+/// UDP_SEGMENT send or forwarding GRO makes them) into its datagrams of `gso_size`
+/// payload bytes (the last may be shorter), each with its own IP length, IPv4 ID and
+/// header checksum, UDP length and full UDP checksum. Returns the number of datagrams.
+fn segment_udp(
+    hdr: &VnetHdr,
+    pkt: &[u8],
+    scratch: &mut [u8],
+    mut emit: impl FnMut(&[u8]),
+) -> Result<usize, OffloadError> {
+    use OffloadError::{Malformed, Unsupported};
+    let thoff = l4_offset(pkt, PROTO_UDP).ok_or(Unsupported)?;
+    if hdr.flags & F_NEEDS_CSUM != 0 && usize::from(hdr.csum_start) != thoff {
+        return Err(Unsupported);
+    }
+    let hlen = thoff + 8;
+    let len = ip_len(pkt).ok_or(Malformed)?;
+    let size = usize::from(hdr.gso_size);
+    if hlen > len || size == 0 {
+        return Err(Malformed);
+    }
+    let (Some(headers), Some(payload)) = (pkt.get(..hlen), pkt.get(hlen..len)) else {
+        return Err(Malformed);
+    };
+    let v4 = pkt.first().ok_or(Malformed)? >> 4 == 4;
+    let id0 = be16(pkt, 4).ok_or(Malformed)?;
+    let mut count = 0usize;
+    for chunk in payload.chunks(size) {
+        let seg_len = hlen + chunk.len();
+        let seg = scratch.get_mut(..seg_len).ok_or(Malformed)?;
+        seg[..hlen].copy_from_slice(headers);
+        seg[hlen..].copy_from_slice(chunk);
+        if v4 {
+            put16(seg, 2, seg_len as u16).ok_or(Malformed)?;
+            put16(seg, 4, id0.wrapping_add(count as u16)).ok_or(Malformed)?;
+            ipv4_header_checksum(seg).ok_or(Malformed)?;
+        } else {
+            put16(seg, 4, (seg_len - 40) as u16).ok_or(Malformed)?;
+        }
+        let udp_len = seg_len - thoff;
+        put16(seg, thoff + 4, udp_len as u16).ok_or(Malformed)?;
+        put16(seg, thoff + 6, 0).ok_or(Malformed)?;
+        let pseudo = pseudo_sum(seg, PROTO_UDP, udp_len).ok_or(Malformed)?;
+        let c = match !fold(sum(seg.get(thoff..).ok_or(Malformed)?, pseudo)) {
+            // Zero means "no checksum" (RFC 768): send the other representation.
+            0 => 0xffff,
+            c => c,
+        };
+        put16(seg, thoff + 6, c).ok_or(Malformed)?;
+        emit(seg);
+        count += 1;
     }
     Ok(count)
 }

@@ -428,3 +428,29 @@ fn gro_udp_limits() {
     let out = run_gro(&[udp4(7, false, &payload(40)), udp4(9, false, &payload(40))]);
     assert_eq!(out.len(), 2);
 }
+
+#[test]
+fn uso_super_packets_split_into_the_original_datagrams() {
+    let mut dgrams: Vec<Vec<u8>> = (0..7).map(|i| udp4(500 + i, true, &payload(1300))).collect();
+    dgrams.push(udp4(507, true, &payload(17)));
+    let out = run_gro(&dgrams);
+    assert_eq!(out.len(), 1);
+    let (h, p) = &out[0];
+    let segs = collect_segments(h, p).unwrap();
+    assert_eq!(segs, dgrams, "segment() undoes GRO exactly, checksums included");
+    assert_eq!(segs, udp_resegment(h, p), "and agrees with the independent resegmenter");
+}
+
+#[test]
+fn uso_rejects_inconsistent_input() {
+    let dgrams: Vec<Vec<u8>> = (0..3).map(|i| udp4(i, true, &payload(100))).collect();
+    let (h, p) = run_gro(&dgrams).remove(0);
+    // Zero segment size, a TCP packet announced as UDP, a wrong csum_start, truncations.
+    assert_eq!(collect_segments(&VnetHdr { gso_size: 0, ..h }, &p), Err(OffloadError::Malformed));
+    let tcp = tcp4(1, 1, TCP_ACK, &payload(300));
+    assert_eq!(collect_segments(&h, &tcp), Err(OffloadError::Unsupported));
+    assert_eq!(collect_segments(&VnetHdr { csum_start: 24, ..h }, &p), Err(OffloadError::Unsupported));
+    for cut in 0..p.len() {
+        assert!(collect_segments(&h, &p[..cut]).is_err(), "truncated at {cut}");
+    }
+}

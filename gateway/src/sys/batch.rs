@@ -87,7 +87,8 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// Receives one datagram, or with UDP_GRO enabled a run of coalesced datagrams, into
 /// `buf`. Returns the bytes received, the sender, and the size of each datagram in the
 /// buffer (the last may be shorter; equal to the length when nothing was coalesced).
-pub fn recv_gro(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, usize)> {
+/// Blocks for the datagram if `wait`, else fails with `WouldBlock` when none is queued.
+pub fn recv_gro(fd: BorrowedFd<'_>, buf: &mut [u8], wait: bool) -> io::Result<(usize, SocketAddr, usize)> {
     // SAFETY: sockaddr_storage is plain data.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
@@ -100,8 +101,9 @@ pub fn recv_gro(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Socket
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
     msg.msg_controllen = cbuf.0.len();
+    let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
     // SAFETY: every buffer `msg` points at is alive, writable and as long as stated.
-    let rc = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
+    let rc = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -182,9 +184,10 @@ impl RecvMany {
     }
 }
 
-/// Receives up to as many datagrams as `batch` has slots: blocks for the first, then
-/// takes what is queued (MSG_WAITFORONE). Truncated datagrams are dropped (length 0).
-pub fn recv_many(fd: BorrowedFd<'_>, batch: &mut RecvMany) -> io::Result<usize> {
+/// Receives up to as many datagrams as `batch` has slots: blocks for the first if
+/// `wait` (else fails with `WouldBlock` when none is queued), then takes what is queued
+/// (MSG_WAITFORONE). Truncated datagrams are dropped (length 0).
+pub fn recv_many(fd: BorrowedFd<'_>, batch: &mut RecvMany, wait: bool) -> io::Result<usize> {
     let slots = batch.lens.len().min(MAX_MMSG);
     let slot_len = batch.slot_len;
     let mut iovs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_MMSG];
@@ -202,7 +205,7 @@ pub fn recv_many(fd: BorrowedFd<'_>, batch: &mut RecvMany) -> io::Result<usize> 
             fd.as_raw_fd(),
             msgs.as_mut_ptr(),
             slots as libc::c_uint,
-            libc::MSG_WAITFORONE,
+            if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT },
             std::ptr::null_mut(),
         )
     };
@@ -237,7 +240,7 @@ mod tests {
         let mut sizes = Vec::new();
         let mut rbuf = vec![0u8; 65_536];
         while got.len() < 1000 {
-            let (n, from, seg) = recv_gro(rx.as_fd(), &mut rbuf).unwrap();
+            let (n, from, seg) = recv_gro(rx.as_fd(), &mut rbuf, true).unwrap();
             assert_eq!(from, tx.local_addr().unwrap());
             for d in rbuf[..n].chunks(seg) {
                 sizes.push(d.len());
@@ -259,7 +262,7 @@ mod tests {
         let mut batch = RecvMany::new(16, 128);
         let mut got: Vec<Vec<u8>> = Vec::new();
         while got.len() < 70 {
-            let n = recv_many(rx.as_fd(), &mut batch).unwrap();
+            let n = recv_many(rx.as_fd(), &mut batch, true).unwrap();
             assert!((1..=16).contains(&n));
             got.extend(batch.packets().map(<[u8]>::to_vec));
         }

@@ -99,7 +99,8 @@ pub struct Tun {
 }
 
 /// TUNSETOFFLOAD flags we ask for: the kernel may hand us partial checksums and
-/// TCP (v4 and v6) super-packets. No ECN-flagged TSO, no UDP segmentation offload.
+/// TCP (v4 and v6) super-packets. No ECN-flagged TSO. (UDP segmentation offload is
+/// added on top where the kernel knows it, see `create_with`.)
 const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 
 impl Tun {
@@ -132,18 +133,20 @@ impl Tun {
             if rc < 0 {
                 return Err(io::Error::last_os_error());
             }
-            // Probe: kernels that know TUN_F_USO4/6 (6.2+) also accept UDP_L4 GSO packets
-            // written to the device. We do not keep USO on (reads would bring UDP
-            // super-packets we do not segment).
+            // Kernels that know TUN_F_USO4/6 (6.2+) accept UDP_L4 GSO packets written to
+            // the device and hand us UDP super-packets on reads (from applications that
+            // send with UDP_SEGMENT, or forwarded after UDP GRO), which the workers split
+            // like TSO packets: one read instead of up to 64. Older kernels refuse the
+            // flags; then TSO and checksum offload alone.
             let set = |flags: libc::c_uint| {
                 // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of
                 // flags) on our open TUN fd.
                 unsafe { libc::ioctl(file_fd(&tun.file), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) >= 0 }
             };
             let uso = set(OFFLOADS | libc::TUN_F_USO4 | libc::TUN_F_USO6);
-            let tso = set(OFFLOADS);
+            let tso = uso || set(OFFLOADS);
             tun.tso = tso;
-            tun.udp_gso_writes = uso && tso;
+            tun.udp_gso_writes = uso;
         }
         Ok(tun)
     }
@@ -166,6 +169,11 @@ impl Tun {
     /// Puts the fd in non-blocking mode (reads return `WouldBlock`; see [`Tun::wait_readable`]).
     pub fn set_nonblocking(&self) -> io::Result<()> {
         super::set_nonblocking(self.file.as_fd())
+    }
+
+    /// The device's file descriptor (for polling).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 
     /// Waits until a read would not block (or `timeout_ms` passes; -1 = forever).

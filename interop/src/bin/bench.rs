@@ -35,7 +35,7 @@ use report::{CaseResult, Environment, Settings};
 
 const USAGE: &str = "\
 usage: bench [--only plain,strongswan,vpngw,vpngw-udp,mixed] [--tcp-seconds N] [--runs N]
-             [--udp-seconds N] [--udp-rate RATE] [--udp-len BYTES]
+             [--udp-seconds N] [--udp-rate RATE] [--udp-len BYTES] [--udp-buffer SIZE]
              [--ping-count N] [--ping-interval S] [--encap auto|udp]
              [--json-out PATH] [--keep-logs]
 
@@ -47,6 +47,9 @@ usage: bench [--only plain,strongswan,vpngw,vpngw-udp,mixed] [--tcp-seconds N] [
   --udp-seconds N    length of the iperf3 UDP run (default: --tcp-seconds)
   --udp-rate RATE    offered UDP rate, iperf3 -b syntax (default 1G)
   --udp-len BYTES    UDP payload per datagram (default 1300: fits a 1400-byte tunnel MTU)
+  --udp-buffer SIZE  socket buffers of both iperf3 UDP ends, iperf3 -w syntax (default 4M,
+                     capped by net.core.rmem_max); 0 keeps iperf3's default (the kernel's
+                     rmem_default, 208 KiB), which overflows in bursts even without a tunnel
   --ping-count N     pings for the round-trip time (default 50)
   --ping-interval S  seconds between pings (default 0.02)
   --encap auto|udp   old alias: udp replaces the vpngw case by vpngw-udp, auto changes nothing
@@ -71,6 +74,7 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
         udp_seconds: 0,
         udp_rate: "1G".into(),
         udp_len: 1300,
+        udp_buffer: "4M".into(),
         ping_count: 50,
         ping_interval: 0.02,
     };
@@ -119,6 +123,14 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
                     return Err("--udp-len must be 16..65000".into());
                 }
                 settings.udp_len = n;
+            }
+            "--udp-buffer" => {
+                let v = value()?;
+                let ok = !v.is_empty() && v.len() < 12 && v.chars().all(|c| c.is_ascii_alphanumeric());
+                if !ok {
+                    return Err(format!("--udp-buffer {v:?}: expected e.g. 4M, 512K or 0"));
+                }
+                settings.udp_buffer = v;
             }
             "--ping-count" => settings.ping_count = positive(name, &value()?)?,
             "--ping-interval" => {
@@ -224,13 +236,14 @@ fn bench(args: &Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&work)?;
     println!("bench {} on {} ({} CPUs); logs under {}", env.date, env.cpu, env.cpus, work.display());
     println!(
-        "cases: {}; TCP {} x {} s, UDP {} s at {} ({}-byte datagrams), {} pings every {} s",
+        "cases: {}; TCP {} x {} s, UDP {} s at {} ({}-byte datagrams, socket buffers {}), {} pings every {} s",
         cases.iter().map(|c| c.key()).collect::<Vec<_>>().join(","),
         args.settings.runs,
         args.settings.tcp_seconds,
         args.settings.udp_seconds,
         args.settings.udp_rate,
         args.settings.udp_len,
+        if args.settings.udp_buffer == "0" { "iperf3 default" } else { &args.settings.udp_buffer },
         args.settings.ping_count,
         args.settings.ping_interval
     );
@@ -272,6 +285,13 @@ fn bench(args: &Args) -> Result<ExitCode> {
     }
 
     println!("\n{}", report::table(&results));
+    if let Some(w) = env.thread_wakeup_us {
+        println!(
+            "thread wake-up on this machine: {w:.0} us (median); a round trip through two userspace \
+             gateways wakes at least 3 threads that plain routing does not: about {:.3} ms added\n",
+            3.0 * w / 1000.0
+        );
+    }
     if interrupt::stopped() {
         eprintln!("bench: interrupted; {} not written", args.json_out.display());
         return Ok(ExitCode::from(130));
@@ -369,7 +389,9 @@ fn run_case(
     }
 
     interrupt::check()?;
-    let udp = measure::udp_run(la, lb, netns::LAN_B_HOST, s.udp_seconds, &s.udp_rate, s.udp_len, dir)?;
+    let nss = topo.all();
+    let drops_before: Vec<_> = nss.iter().map(|ns| measure::drop_counters(ns)).collect();
+    let udp = measure::udp_run(la, lb, netns::LAN_B_HOST, s, dir)?;
     gws.check_alive()?;
     println!(
         "[{}] UDP at {}: sent {:.0} Mbit/s, received {:.0} Mbit/s, loss {:.1} %",
@@ -380,6 +402,17 @@ fn run_case(
         udp.lost_percent
     );
     res.udp = Some(udp);
+    // Where the UDP loss happened, as the kernel counted it in each namespace.
+    let mut where_lost = Vec::new();
+    for (ns, before) in nss.iter().zip(&drops_before) {
+        for (k, d) in measure::grown(before, &measure::drop_counters(ns)) {
+            where_lost.push(format!("{} {k} +{d}", ns.name()));
+        }
+    }
+    if !where_lost.is_empty() {
+        println!("[{}] kernel drop counters during UDP: {}", case.key(), where_lost.join(", "));
+    }
+    res.udp_kernel_drops = where_lost;
     if args.keep_logs {
         std::fs::write(dir.join("sa-state-after.txt"), gws.sa_state().join("\n---\n"))?;
     }
@@ -433,6 +466,7 @@ fn environment(bins: Option<&Binaries>) -> Environment {
         iperf3: first_line(&["iperf3", "--version"]),
         git: first_line(&["git", "-c", "safe.directory=*", "describe", "--always", "--dirty"]),
         vpngw_binary,
+        thread_wakeup_us: measure::thread_wakeup_us(),
     }
 }
 
@@ -469,6 +503,9 @@ mod tests {
         let b = parse(&["--udp-seconds", "2", "--json-out", "/tmp/x.json", "--udp-rate", "500M"]).unwrap().unwrap();
         assert_eq!((b.settings.udp_seconds, b.settings.udp_rate.as_str()), (2, "500M"));
         assert_eq!(b.json_out, PathBuf::from("/tmp/x.json"));
+        assert_eq!(b.settings.udp_buffer, "4M", "the default");
+        let w = parse(&["--udp-buffer", "0"]).unwrap().unwrap();
+        assert_eq!(w.settings.udp_buffer, "0");
         assert!(parse(&["--help"]).unwrap().is_none());
     }
 
@@ -494,6 +531,8 @@ mod tests {
             &["--runs"],
             &["--encap", "raw"],
             &["--udp-rate", "1G; rm"],
+            &["--udp-buffer", "-w"],
+            &["--udp-buffer", ""],
             &["--ping-interval", "0"],
             &["--frobnicate"],
         ] {

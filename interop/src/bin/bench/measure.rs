@@ -5,6 +5,7 @@
 //! [`super::interrupt`]) and turning their output into numbers. Does not own: the
 //! topology or the gateways (see [`super::cases`]), nor the report.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use interop::{Error, Result};
 use serde_json::Value;
 
 use super::interrupt;
+use super::report::Settings;
 
 /// TCP port of the iperf3 server in lanB.
 const IPERF_PORT: &str = "5201";
@@ -64,6 +66,97 @@ pub struct Rtt {
     /// Median of the individual replies' times, ms (robust against the scheduling
     /// outliers of a busy machine, which dominate the average).
     pub median_ms: Option<f64>,
+}
+
+/// The cost of waking a sleeping thread on this machine, in microseconds (median): a
+/// token passed around a ring of four threads blocked in `recv` on Unix datagram
+/// sockets, 200 rounds 5 ms apart so that every hop wakes a cold thread, as a packet
+/// arriving at an idle gateway does. A round trip through two gateways needs at least
+/// three such wake-ups that plain routing does not (see docs/performance.md). `None`
+/// if a socket or thread could not be set up.
+pub fn thread_wakeup_us() -> Option<f64> {
+    use std::os::unix::net::UnixDatagram;
+    const HOPS: usize = 4;
+    const ROUNDS: usize = 200;
+    let pairs: Vec<(UnixDatagram, UnixDatagram)> =
+        (0..HOPS).map(|_| UnixDatagram::pair()).collect::<std::io::Result<_>>().ok()?;
+    let timeout = Some(Duration::from_secs(2));
+    let mut threads = Vec::new();
+    // Thread i receives on pair i and sends on pair i + 1; the last sends back on pair 0's
+    // other end, where this thread waits.
+    let (first_tx, back_rx) = UnixDatagram::pair().ok()?;
+    let mut senders: Vec<UnixDatagram> =
+        pairs.iter().skip(1).map(|(tx, _)| tx.try_clone()).collect::<std::io::Result<_>>().ok()?;
+    senders.push(first_tx);
+    let entry = pairs.first()?.0.try_clone().ok()?;
+    for ((_, rx), tx) in pairs.iter().zip(senders) {
+        let rx = rx.try_clone().ok()?;
+        rx.set_read_timeout(timeout).ok()?;
+        threads.push(std::thread::spawn(move || {
+            let mut b = [0u8; 8];
+            for _ in 0..ROUNDS {
+                if rx.recv(&mut b).is_err() || tx.send(&b[..1]).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    back_rx.set_read_timeout(timeout).ok()?;
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        std::thread::sleep(Duration::from_millis(5));
+        let t = Instant::now();
+        entry.send(b"x").ok()?;
+        let mut b = [0u8; 8];
+        back_rx.recv(&mut b).ok()?;
+        rounds.push(t.elapsed().as_secs_f64() * 1e6 / (HOPS + 1) as f64);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    median(&rounds)
+}
+
+/// Kernel counters of one namespace that count dropped packets: the SNMP counters whose
+/// name says so (`UdpRcvbufErrors`, `IpOutDiscards`, ...) and every interface's rx/tx
+/// drops, keyed `snmp:NAME` and `IFNAME:rx_dropped`. Unreadable counters are left out.
+pub fn drop_counters(ns: &Netns) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    if let Ok(text) = ns.run(&["nstat", "-asz", "-j"]) {
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            let kernel = v.get("kernel").and_then(Value::as_object).cloned().unwrap_or_default();
+            for (k, n) in kernel {
+                let dropish = ["Errors", "Discards", "Drop", "Overflow", "Prune", "Collapsed"];
+                if dropish.iter().any(|d| k.contains(d)) {
+                    if let Some(n) = n.as_u64() {
+                        out.insert(format!("snmp:{k}"), n);
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(text) = ns.run(&["ip", "-s", "-j", "link", "show"]) {
+        for link in serde_json::from_str::<Value>(&text).ok().as_ref().and_then(Value::as_array).into_iter().flatten() {
+            let Some(name) = link.get("ifname").and_then(Value::as_str) else { continue };
+            for dir in ["rx", "tx"] {
+                if let Some(n) = link.pointer(&format!("/stats64/{dir}/dropped")).and_then(Value::as_u64) {
+                    out.insert(format!("{name}:{dir}_dropped"), n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The counters that grew between two [`drop_counters`] snapshots, with the growth.
+pub fn grown(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .filter_map(|(k, a)| {
+            let d = a.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
 }
 
 /// Runs `cmd` under a guard, polling every 50 ms; kills it on timeout or interrupt.
@@ -181,18 +274,16 @@ pub fn tcp_run(client: &Netns, server_ns: &Netns, addr: &str, seconds: u32, dir:
     parse_tcp(&json).ok_or_else(|| Error::new(format!("unexpected iperf3 TCP report: {json}")))
 }
 
-/// One UDP run offered at `rate` (iperf3 `-b` syntax, e.g. `1G`) with `len`-byte datagrams.
-pub fn udp_run(
-    client: &Netns,
-    server_ns: &Netns,
-    addr: &str,
-    seconds: u32,
-    rate: &str,
-    len: u32,
-    dir: &Path,
-) -> Result<UdpRun> {
-    let len_s = len.to_string();
-    let json = iperf(client, server_ns, addr, seconds, &["-u", "-b", rate, "-l", &len_s], dir)?;
+/// One UDP run from `client` to `addr` in `server_ns`, offered at `s.udp_rate` (iperf3
+/// `-b` syntax, e.g. `1G`) with `s.udp_len`-byte datagrams and `s.udp_buffer` socket
+/// buffers at both ends.
+pub fn udp_run(client: &Netns, server_ns: &Netns, addr: &str, s: &Settings, dir: &Path) -> Result<UdpRun> {
+    let len = s.udp_len.to_string();
+    let mut extra = vec!["-u", "-b", &s.udp_rate, "-l", &len];
+    if s.udp_buffer != "0" {
+        extra.extend(["-w", &s.udp_buffer]);
+    }
+    let json = iperf(client, server_ns, addr, s.udp_seconds, &extra, dir)?;
     parse_udp(&json).ok_or_else(|| Error::new(format!("unexpected iperf3 UDP report: {json}")))
 }
 

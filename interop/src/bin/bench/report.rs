@@ -25,6 +25,8 @@ pub struct Settings {
     pub udp_rate: String,
     /// UDP datagram payload, bytes.
     pub udp_len: u32,
+    /// Socket buffer size of both iperf3 UDP ends (`-w`), "0" for iperf3's default.
+    pub udp_buffer: String,
     /// Pings per RTT measurement.
     pub ping_count: u32,
     /// Seconds between pings.
@@ -40,6 +42,7 @@ impl Settings {
             "udp_seconds": self.udp_seconds,
             "udp_offered_rate": self.udp_rate,
             "udp_payload_bytes": self.udp_len,
+            "udp_socket_buffer": self.udp_buffer,
             "ping_count": self.ping_count,
             "ping_interval_s": self.ping_interval,
         })
@@ -65,6 +68,8 @@ pub struct CaseResult {
     pub tcp_cpu: CpuUse,
     /// The UDP run.
     pub udp: Option<UdpRun>,
+    /// Kernel drop counters that grew during the UDP run, as "namespace counter +n".
+    pub udp_kernel_drops: Vec<String>,
     /// `/proc/loadavg` (1-minute) before and after the case.
     pub load: (Option<f64>, Option<f64>),
     /// Wall time of the case including set-up, s.
@@ -85,6 +90,7 @@ impl CaseResult {
             tcp: Vec::new(),
             tcp_cpu: CpuUse::default(),
             udp: None,
+            udp_kernel_drops: Vec::new(),
             load: (None, None),
             wall_seconds: 0.0,
             logs: None,
@@ -138,6 +144,7 @@ impl CaseResult {
                 "lost_packets": u.lost_packets,
                 "loss_percent": u.lost_percent,
                 "jitter_ms": u.jitter_ms,
+                "kernel_drops": self.udp_kernel_drops,
             })),
             "rtt": self.rtt.as_ref().map(|r| json!({
                 "transmitted": r.transmitted,
@@ -278,6 +285,11 @@ pub fn table(results: &[CaseResult]) -> String {
         }
         s.push_str("(TCP, UDP: higher is better; RTT, gw CPU per GB: lower is better)\n");
     }
+    let added = added_rtt_ms(results);
+    if !added.is_empty() {
+        let list: Vec<String> = added.iter().map(|(c, ms)| format!("{} {ms:+.3}", c.key())).collect();
+        s.push_str(&format!("\nround trip added over plain routing (median, ms): {}\n", list.join(", ")));
+    }
     if let Some(h) = headline(results) {
         s.push_str(&format!(
             "\nvpngw/strongSwan TCP: {}x with ESP-in-UDP (vpngw-udp, like for like: strongSwan uses \
@@ -287,6 +299,13 @@ pub fn table(results: &[CaseResult]) -> String {
         ));
     }
     s
+}
+
+/// Median round trip of each case minus plain routing's, ms (needs the plain case).
+pub fn added_rtt_ms(results: &[CaseResult]) -> Vec<(Case, f64)> {
+    let med = |r: &CaseResult| r.rtt.as_ref().and_then(|x| x.median_ms);
+    let Some(plain) = results.iter().find(|r| r.case == Case::Plain).and_then(med) else { return Vec::new() };
+    results.iter().filter(|r| r.case != Case::Plain).filter_map(|r| Some((r.case, med(r)? - plain))).collect()
 }
 
 /// Facts about the machine and the build, for the JSON.
@@ -308,6 +327,8 @@ pub struct Environment {
     pub git: String,
     /// vpngw binary and its modification time, if used.
     pub vpngw_binary: Option<String>,
+    /// Median cost of waking a sleeping thread, µs (see `measure::thread_wakeup_us`).
+    pub thread_wakeup_us: Option<f64>,
 }
 
 /// The whole JSON document.
@@ -323,9 +344,14 @@ pub fn to_json(env: &Environment, settings: &Settings, results: &[CaseResult]) -
             "iperf3": env.iperf3,
             "git": env.git,
             "vpngw_binary": env.vpngw_binary,
+            "thread_wakeup_us": env.thread_wakeup_us,
         },
         "settings": settings.to_json(),
         "cases": results.iter().map(CaseResult::to_json).collect::<Vec<_>>(),
+        "rtt_added_over_plain_ms": added_rtt_ms(results).iter().map(|(c, ms)| json!({
+            "case": c.key(),
+            "median_ms": ms,
+        })).collect::<Vec<_>>(),
         "ratios": ratios(results).iter().map(|q| json!({
             "case": q.case.key(),
             "reference": q.reference.key(),
@@ -405,6 +431,7 @@ mod tests {
             udp_seconds: 10,
             udp_rate: "1G".into(),
             udp_len: 1300,
+            udp_buffer: "4M".into(),
             ping_count: 50,
             ping_interval: 0.02,
         };
@@ -445,6 +472,7 @@ mod tests {
             udp_seconds: 10,
             udp_rate: "1G".into(),
             udp_len: 1300,
+            udp_buffer: "4M".into(),
             ping_count: 50,
             ping_interval: 0.02,
         };
