@@ -124,12 +124,8 @@ impl IoCounters {
             wan_send: self.wan_send.load(Ordering::Relaxed),
             tun_write: self.tun_write.load(Ordering::Relaxed),
             ike_queue_full: self.ike_queue_full.load(Ordering::Relaxed),
+            tun_read_malformed: self.tun_read_malformed.load(Ordering::Relaxed),
         }
-    }
-    /// Packets read from TUN that could not be segmented or checksummed (a virtio
-    /// header inconsistent with the packet; not expected from a sane kernel).
-    pub fn tun_read_malformed(&self) -> u64 {
-        self.tun_read_malformed.load(Ordering::Relaxed)
     }
     /// Counts a failed WAN send.
     pub fn wan_send_failed(&self) {

@@ -99,8 +99,8 @@ pub fn status(r: &StatusReport) -> String {
     let io = &r.io_errors;
     let _ = writeln!(
         o,
-        "gateway I/O:  WAN send errors {}, TUN write errors {}, IKE queue overflows {}",
-        io.wan_send, io.tun_write, io.ike_queue_full
+        "gateway I/O:  WAN send errors {}, TUN write errors {}, malformed TUN reads {}, IKE queue overflows {}",
+        io.wan_send, io.tun_write, io.tun_read_malformed, io.ike_queue_full
     );
     o
 }

@@ -104,7 +104,7 @@ fn report() -> StatusReport {
             },
         ],
         global_drops: GlobalDrops { malformed: 11, unknown_spi: 12, no_sa: 13 },
-        io_errors: IoErrors { wan_send: 1, tun_write: 2, ike_queue_full: 3 },
+        io_errors: IoErrors { wan_send: 1, tun_write: 2, ike_queue_full: 3, tun_read_malformed: 4 },
     }
 }
 
@@ -261,7 +261,7 @@ fn vpnctl_renders_the_status_and_json() {
         "drops (out)  expired 9 (hard limit reached)",
         "tunnel site-c: DOWN (stopped by `vpnctl down`; `vpnctl up site-c` starts it), peer 198.51.100.7, 10.1.0.0/24 === 10.3.0.0/24",
         "global drops: malformed 11, unknown SPI 12, no SA (outbound) 13",
-        "WAN send errors 1, TUN write errors 2, IKE queue overflows 3",
+        "WAN send errors 1, TUN write errors 2, malformed TUN reads 4, IKE queue overflows 3",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }

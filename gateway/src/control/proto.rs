@@ -223,6 +223,10 @@ pub struct IoErrors {
     pub tun_write: u64,
     /// IKE datagrams dropped because the control thread's queue was full.
     pub ike_queue_full: u64,
+    /// Packets read from TUN whose virtio header did not match the packet (could not be
+    /// segmented or checksummed). Absent from older daemons' reports.
+    #[serde(default)]
+    pub tun_read_malformed: u64,
 }
 
 /// The daemon process and its interfaces.
