@@ -29,26 +29,147 @@ impl Drop for Netns {
     }
 }
 
-#[test]
-fn tun_and_routes_in_a_network_namespace() {
+/// Runs the ignored test `inner` of this binary inside a fresh namespace `vgtest-<pid>-<tag>`
+/// and checks that it passed.
+fn run_inner(tag: &str, inner: &str) {
     if !gateway::sys::is_root() {
         eprintln!("skipped: needs root for network namespaces");
         return;
     }
-    let ns = Netns(format!("vgtest-{}", std::process::id()));
+    let ns = Netns(format!("vgtest-{}-{tag}", std::process::id()));
     let (ok, out) = ip(&["netns", "add", &ns.0]);
     assert!(ok, "ip netns add: {out}");
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(ip_binary().unwrap())
         .args(["netns", "exec", &ns.0])
         .arg(exe)
-        .args(["--exact", "inner_tun_and_routes", "--ignored", "--nocapture", "--test-threads=1"])
+        .args(["--exact", inner, "--ignored", "--nocapture", "--test-threads=1"])
         .env(INNER_ENV, &ns.0)
         .output()
         .unwrap();
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "inner test failed:\n{log}");
     assert!(log.contains("inner: all checks passed"), "inner test did not run:\n{log}");
+}
+
+/// True if this process runs in the namespace the outer test made for it.
+fn in_test_namespace() -> bool {
+    let Ok(ns) = std::env::var(INNER_ENV) else {
+        eprintln!("not inside a test namespace: nothing to do");
+        return false;
+    };
+    let (_, ident) = ip(&["netns", "identify"]);
+    assert_eq!(ident.trim(), ns, "not in the expected namespace");
+    true
+}
+
+#[test]
+fn tun_and_routes_in_a_network_namespace() {
+    run_inner("a", "inner_tun_and_routes");
+}
+
+#[test]
+fn udp_segmentation_offload_through_a_real_tun() {
+    run_inner("b", "inner_udp_segmentation_offload");
+}
+
+/// An application's UDP_SEGMENT send reaches the TUN as one UDP_L4 super-packet (Linux
+/// 6.2+, where the kernel takes TUN_F_USO), which `offload::segment` splits into the
+/// original datagrams; and a super-packet written to the TUN reaches a local socket as
+/// the original datagrams, checksums verified by the kernel.
+#[test]
+#[ignore = "runs inside the network namespace created by udp_segmentation_offload_through_a_real_tun"]
+fn inner_udp_segmentation_offload() {
+    use gateway::datapath::offload::{segment, Gro, VnetHdr, GSO_UDP_L4, VNET_HDR_LEN};
+    use gateway::sys::tun::TunOptions;
+    if !in_test_namespace() {
+        return;
+    }
+    for cmd in [
+        &["link", "set", "lo", "up"][..],
+        &["link", "add", "vglan0", "type", "veth", "peer", "name", "vglan1"],
+        &["addr", "add", "10.1.0.1/24", "dev", "vglan0"],
+        &["link", "set", "vglan0", "up"],
+        &["link", "set", "vglan1", "up"],
+    ] {
+        let (ok, out) = ip(cmd);
+        assert!(ok, "ip {cmd:?}: {out}");
+    }
+    let tun = Tun::create_with("vgtun1", TunOptions { offload: true }).unwrap();
+    tun.set_mtu(1400).unwrap();
+    tun.set_up().unwrap();
+    if !tun.udp_gso_writes() {
+        println!("kernel without TUN_F_USO: nothing to check");
+        println!("inner: all checks passed");
+        return;
+    }
+    let (ok, out) = ip(&["route", "add", "10.2.0.0/24", "dev", "vgtun1", "src", "10.1.0.1"]);
+    assert!(ok, "{out}");
+
+    // Outbound: 10 x 1000 + 240 bytes in one UDP_SEGMENT send.
+    let payload: Vec<u8> = (0..10_240u32).map(|i| (i * 7 % 251) as u8).collect();
+    let sock = UdpSocket::bind("10.1.0.1:0").unwrap();
+    let to = "10.2.0.5:9".parse().unwrap();
+    gateway::sys::batch::send_gso(std::os::fd::AsFd::as_fd(&sock), &payload, 1000, to).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let mut scratch = vec![0u8; 70_000];
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..32 {
+        let n = tun.recv(&mut buf).unwrap();
+        let hdr = VnetHdr::parse(&buf).unwrap();
+        let pkt = &mut buf[VNET_HDR_LEN..n];
+        if pkt.len() < 28 || pkt[9] != 17 || pkt[16..20] != [10, 2, 0, 5] {
+            continue; // e.g. IPv6 router solicitations
+        }
+        assert_eq!(hdr.gso_type, GSO_UDP_L4, "one super-packet, not {} bytes", pkt.len());
+        segment(&hdr, pkt, &mut scratch, |d| datagrams.push(d.to_vec())).unwrap();
+        break;
+    }
+    assert_eq!(datagrams.len(), 11);
+    let mut joined = Vec::new();
+    for (i, d) in datagrams.iter().enumerate() {
+        assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])), d.len(), "IP length of datagram {i}");
+        assert_eq!(usize::from(u16::from_be_bytes([d[24], d[25]])), d.len() - 20, "UDP length of datagram {i}");
+        assert_eq!(d.len() - 28, if i < 10 { 1000 } else { 240 });
+        joined.extend_from_slice(&d[28..]);
+    }
+    assert_eq!(joined, payload, "the datagrams carry the payload in order");
+
+    // Inbound: the same datagrams, addressed to a local socket, coalesced into one
+    // UDP_L4 write; the kernel splits it and verifies each checksum on delivery.
+    let rx = UdpSocket::bind("10.1.0.1:5555").unwrap();
+    let mut gro = Gro::new();
+    let mut writes = 0;
+    for (i, d) in datagrams.iter().enumerate() {
+        let mut d = d.clone();
+        d[12..16].copy_from_slice(&[10, 2, 0, 5]);
+        d[16..20].copy_from_slice(&[10, 1, 0, 1]);
+        d[20..22].copy_from_slice(&4444u16.to_be_bytes());
+        d[22..24].copy_from_slice(&5555u16.to_be_bytes());
+        // Fresh checksums for the rewritten headers, from the segmenter itself.
+        let single = VnetHdr { gso_type: GSO_UDP_L4, gso_size: 2000, ..VnetHdr::default() };
+        let mut fixed = Vec::new();
+        d[4..6].copy_from_slice(&(i as u16).to_be_bytes());
+        segment(&single, &d, &mut scratch, |s| fixed = s.to_vec()).unwrap();
+        gro.push(&fixed, &mut |h: &[u8], p: &[u8]| {
+            writes += 1;
+            tun.send_parts(h, p).unwrap();
+        });
+    }
+    gro.flush(&mut |h: &[u8], p: &[u8]| {
+        writes += 1;
+        tun.send_parts(h, p).unwrap();
+    });
+    assert_eq!(writes, 1, "one coalesced write");
+    rx.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..11 {
+        let (n, from) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(from, "10.2.0.5:4444".parse().unwrap());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, payload, "delivered as the original datagrams");
+    println!("inner: all checks passed");
 }
 
 fn ipv4_checksum(h: &[u8]) -> u16 {
@@ -83,13 +204,10 @@ fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u
 #[test]
 #[ignore = "runs inside the network namespace created by tun_and_routes_in_a_network_namespace"]
 fn inner_tun_and_routes() {
-    let Ok(ns) = std::env::var(INNER_ENV) else {
-        eprintln!("not inside a test namespace: nothing to do");
-        return;
-    };
     // Make sure we really are in the throwaway namespace before touching anything.
-    let (_, ident) = ip(&["netns", "identify"]);
-    assert_eq!(ident.trim(), ns, "not in the expected namespace");
+    if !in_test_namespace() {
+        return;
+    }
 
     // A LAN-side address inside local_subnets (veth: this kernel has no dummy driver).
     for cmd in [

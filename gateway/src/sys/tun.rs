@@ -2,15 +2,16 @@
 //! (IFF_TUN | IFF_NO_PI), plus MTU and link state through SIOCSIFMTU/SIOCSIFFLAGS.
 //!
 //! We drive the fd directly instead of using the `tun` crate because that crate cannot
-//! batch or offload: issue #4 adds IFF_VNET_HDR (GSO/GRO super-packets) and
-//! IFF_MULTI_QUEUE (one queue per datapath thread), which need the TUNSETIFF flags,
-//! TUNSETOFFLOAD and per-queue fds under our control.
+//! offload: IFF_VNET_HDR (GSO/GRO super-packets) needs the TUNSETIFF flags and
+//! TUNSETOFFLOAD under our control. (IFF_MULTI_QUEUE, one queue fd per worker, would
+//! need the same; it is not used, see docs/performance.md.)
 //!
 //! With [`TunOptions::offload`] the device is opened with IFF_VNET_HDR: every read and
 //! write starts with a 10-byte `virtio_net_hdr`, and TUNSETOFFLOAD (checksum, TSO4,
-//! TSO6) lets the kernel hand over TCP super-packets of up to 64 KiB with partial
-//! checksums, and accept them. `datapath::offload` segments and coalesces them. If the
-//! kernel refuses the offloads, the header stays (with nothing to announce).
+//! TSO6, and USO4/USO6 where the kernel knows them, Linux 6.2+) lets the kernel hand over
+//! TCP and UDP super-packets of up to 64 KiB with partial checksums, and accept them.
+//! `datapath::offload` segments and coalesces them. If the kernel refuses the offloads,
+//! the header stays (with nothing to announce).
 //! `VPNGW_NO_OFFLOAD=1` in the environment turns all of it off (for measurements).
 //!
 //! The device is not persistent: the kernel deletes it (and every route through it)
@@ -75,7 +76,7 @@ fn ifreq_ioctl(fd: BorrowedFd<'_>, request: libc::Ioctl, req: &mut IfReq) -> io:
 /// How to open the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TunOptions {
-    /// IFF_VNET_HDR + TUNSETOFFLOAD (TCP segmentation offload, partial checksums).
+    /// IFF_VNET_HDR + TUNSETOFFLOAD (TCP and UDP segmentation offload, partial checksums).
     pub offload: bool,
 }
 
