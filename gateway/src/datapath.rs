@@ -1,7 +1,9 @@
 //! The datapath workers: OS threads moving packets between TUN and the WAN through the
 //! current `esp::SaTable` snapshot. Each worker owns one source and sleeps on it:
 //!
-//! - `tun-rx`: TUN read -> `seal` -> UDP 4500 (ESP-in-UDP) or the raw ESP socket.
+//! - `tun-rx`: TUN read -> `seal` -> UDP 4500 (ESP-in-UDP) or the raw ESP socket. With
+//!   a multi-queue TUN (`VPNGW_TUN_QUEUES=N`, default 1) one such worker per queue
+//!   (`tun-rx-1`, ...): the kernel spreads flows over the queues by hash.
 //! - `natt-rx`: UDP 4500 -> `classify_udp4500` -> ESP: `open` -> TUN; IKE: to the
 //!   control thread; keepalive: ignored.
 //! - `esp-rx`: raw ESP -> `open` -> TUN.
@@ -156,14 +158,18 @@ pub struct Datapath<C: Clock + 'static> {
     pub io: Arc<IoCounters>,
 }
 
+/// Names of the workers of TUN queues 1.. (thread names must be `'static`).
+const TUN_QUEUE_THREADS: [&str; crate::sys::tun::MAX_QUEUES] =
+    ["tun-rx", "tun-rx-1", "tun-rx-2", "tun-rx-3", "tun-rx-4", "tun-rx-5", "tun-rx-6", "tun-rx-7"];
+
 /// Reads a worker may make from another worker's source in one go.
 const CROSS_BUDGET: usize = 64;
 
 /// What a worker reads from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
-    /// The TUN device (to be sealed).
-    Tun,
+    /// A queue of the TUN device (to be sealed).
+    Tun(usize),
     /// UDP 4500 (ESP-in-UDP to be opened, IKE).
     Natt,
     /// The raw ESP socket (to be opened).
@@ -171,7 +177,10 @@ enum Source {
 }
 
 impl Source {
-    const ALL: [Source; 3] = [Source::Tun, Source::Natt, Source::Raw];
+    /// Every source of a device with `queues` TUN queues.
+    fn all(queues: usize) -> impl Iterator<Item = Source> {
+        (0..queues).map(Source::Tun).chain([Source::Natt, Source::Raw])
+    }
 }
 
 /// A worker's reusable buffers, for every source it may serve (allocated once).
@@ -210,7 +219,7 @@ impl Bufs {
 
     fn errors(&mut self, src: Source) -> &mut ErrorLog {
         match src {
-            Source::Tun => &mut self.tun_errors,
+            Source::Tun(_) => &mut self.tun_errors,
             Source::Natt => &mut self.natt_errors,
             Source::Raw => &mut self.raw_errors,
         }
@@ -224,7 +233,8 @@ struct Workers<C: Clock + 'static> {
     /// Set when the kernel refused a UDP GSO send: datagrams go one by one after that.
     gso_broken: AtomicBool,
     /// Held by whoever is reading the source (and sending on what it read).
-    tun_lock: Mutex<()>,
+    /// One per TUN queue.
+    tun_locks: Vec<Mutex<()>>,
     natt_lock: Mutex<()>,
     raw_lock: Mutex<()>,
     /// Non-blocking reads (then workers may serve each other's sources).
@@ -251,6 +261,7 @@ impl<C: Clock + 'static> Datapath<C> {
         }
         tracing::info!(
             tun_offload = self.tun.tso(),
+            tun_queues = self.tun.queues(),
             vnet_hdr = self.tun.vnet_hdr(),
             tun_gro = levers.tun_gro,
             tun_udp_gro = levers.tun_udp_gro && self.tun.udp_gso_writes(),
@@ -263,6 +274,7 @@ impl<C: Clock + 'static> Datapath<C> {
         // meanwhile, and let workers look at each other's sources without blocking.
         let cross = levers.batch && self.tun.set_nonblocking().is_ok();
         let natt_local = self.natt.local_addr()?;
+        let queues = self.tun.queues();
         if levers.udp_gso && batch::enable_udp_gro(self.natt.as_fd()).is_err() {
             tracing::debug!("UDP_GRO unavailable: one datagram per receive");
         }
@@ -270,7 +282,7 @@ impl<C: Clock + 'static> Datapath<C> {
             d: self,
             levers,
             gso_broken: AtomicBool::new(false),
-            tun_lock: Mutex::new(()),
+            tun_locks: (0..queues).map(|_| Mutex::new(())).collect(),
             natt_lock: Mutex::new(()),
             raw_lock: Mutex::new(()),
             cross,
@@ -279,7 +291,13 @@ impl<C: Clock + 'static> Datapath<C> {
         let mut handles = Vec::new();
         let ctl = &me.control;
         let d = Arc::clone(&me);
-        handles.push(spawn("tun-rx", ctl, move || d.worker(Source::Tun))?);
+        handles.push(spawn("tun-rx", ctl, move || d.worker(Source::Tun(0)))?);
+        for q in 1..queues {
+            let d = Arc::clone(&me);
+            handles.push(spawn(TUN_QUEUE_THREADS.get(q).copied().unwrap_or("tun-rx-n"), ctl, move || {
+                d.worker(Source::Tun(q))
+            })?);
+        }
         let d = Arc::clone(&me);
         handles.push(spawn("natt-rx", ctl, move || d.worker(Source::Natt))?);
         let d = Arc::clone(&me);
@@ -301,7 +319,7 @@ impl<C: Clock + 'static> Workers<C> {
         loop {
             let mut n = self.serve(own, &mut b, true);
             if self.cross && self.levers.cross_serve {
-                for s in Source::ALL {
+                for s in Source::all(self.tun.queues()) {
                     if s != own {
                         n += self.serve(s, &mut b, false);
                     }
@@ -312,7 +330,7 @@ impl<C: Clock + 'static> Workers<C> {
             }
             if self.cross {
                 let fd = match own {
-                    Source::Tun => Some(self.tun.fd()),
+                    Source::Tun(q) => self.tun.queue_fd(q),
                     Source::Natt => Some(self.natt.as_fd()),
                     Source::Raw => self.raw.as_deref().map(RawEsp::fd),
                 };
@@ -330,7 +348,10 @@ impl<C: Clock + 'static> Workers<C> {
     /// order they came. Returns the number of reads that brought something.
     fn serve(&self, src: Source, b: &mut Bufs, own: bool) -> usize {
         let lock = match src {
-            Source::Tun => &self.tun_lock,
+            Source::Tun(q) => match self.tun_locks.get(q) {
+                Some(l) => l,
+                None => return 0,
+            },
             Source::Natt => &self.natt_lock,
             Source::Raw if self.raw.is_some() => &self.raw_lock,
             Source::Raw => return 0,
@@ -354,7 +375,7 @@ impl<C: Clock + 'static> Workers<C> {
         let mut n = 0;
         while n < budget {
             let got = match src {
-                Source::Tun => self.tun_once(b),
+                Source::Tun(q) => self.tun_once(q, b),
                 Source::Natt => self.natt_once(b),
                 Source::Raw => self.raw_once(b),
             };
@@ -367,7 +388,7 @@ impl<C: Clock + 'static> Workers<C> {
                 }
             }
         }
-        if src == Source::Tun {
+        if matches!(src, Source::Tun(_)) {
             self.flush(&mut b.tx);
             b.reads = 0;
         }
@@ -375,8 +396,8 @@ impl<C: Clock + 'static> Workers<C> {
     }
 
     /// One TUN read, sealed into the batch (sent every [`MAX_READS_PER_SEND`] reads).
-    fn tun_once(&self, b: &mut Bufs) -> io::Result<()> {
-        let n = self.tun.recv(&mut b.tun_rx)?;
+    fn tun_once(&self, q: usize, b: &mut Bufs) -> io::Result<()> {
+        let n = self.tun.recv_queue(q, &mut b.tun_rx)?;
         let table = self.table.load();
         let now = self.clock.now();
         let Bufs { tun_rx, scratch, tx, .. } = b;

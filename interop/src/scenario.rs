@@ -239,6 +239,7 @@ fn vpngw_site(
     GatewayConfig {
         local_address: local.into(),
         tun_name: "vpn0".into(),
+        env: Vec::new(),
         tunnels: vec![TunnelConfig {
             name: "peer".into(),
             remote_address: remote.into(),

@@ -113,6 +113,8 @@ pub struct GatewayConfig {
     pub tun_name: String,
     /// The tunnels.
     pub tunnels: Vec<TunnelConfig>,
+    /// Extra environment of the daemon (datapath switches such as `VPNGW_TUN_QUEUES`).
+    pub env: Vec<(String, String)>,
 }
 
 fn toml_str(s: &str) -> String {
@@ -196,6 +198,9 @@ impl Vpngw {
         }
         // The log is a file: keep it free of terminal colour codes.
         cmd.env("NO_COLOR", "1");
+        for (k, v) in &cfg.env {
+            cmd.env(k, v);
+        }
         let proc = Proc::spawn("vpngw", cmd, dir)?;
         let mut gw = Self { proc, ns_name: ns.name().to_owned(), socket, vpnctl: bins.vpnctl.clone() };
         let ready = wait_for(Duration::from_secs(20), "vpnctl status to answer", || {
@@ -360,6 +365,7 @@ mod tests {
         let cfg = GatewayConfig {
             local_address: "192.0.2.1".into(),
             tun_name: "vpn0".into(),
+            env: Vec::new(),
             tunnels: vec![TunnelConfig {
                 name: "site-b".into(),
                 remote_address: "192.0.2.2".into(),

@@ -88,13 +88,30 @@ fn check_swan_sas(sas: &str) -> Result<()> {
 
 /// Two vpngw gateways, B responds, A initiates; traffic; then A's shutdown DELETEs the SAs at B.
 fn vpngw_pair(sc: &Scenario, encap: Encap, expect: WanExpect) -> Result<()> {
+    vpngw_pair_with_env(sc, encap, expect, &[])
+}
+
+/// [`vpngw_pair`] with extra environment for both daemons.
+fn vpngw_pair_with_env(sc: &Scenario, encap: Encap, expect: WanExpect, env: &[(&str, &str)]) -> Result<()> {
     let bins = binaries()?;
     let mode = if expect == WanExpect::RawEsp { "raw" } else { "udp" };
     let cap = sc.capture_wan()?;
-    let mut b = Vpngw::start(&sc.topo.gw_b, &vpngw_site_b(Start::Respond, encap), &sc.subdir("gwb"), &bins)?;
-    let mut a = Vpngw::start(&sc.topo.gw_a, &vpngw_site_a(Start::Initiate, encap), &sc.subdir("gwa"), &bins)?;
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let (mut cfg_a, mut cfg_b) = (vpngw_site_a(Start::Initiate, encap), vpngw_site_b(Start::Respond, encap));
+    cfg_a.env.clone_from(&env);
+    cfg_b.env.clone_from(&env);
+    let mut b = Vpngw::start(&sc.topo.gw_b, &cfg_b, &sc.subdir("gwb"), &bins)?;
+    let mut a = Vpngw::start(&sc.topo.gw_a, &cfg_a, &sc.subdir("gwa"), &bins)?;
     check_vpngw_child("gwA", &a.wait_child_sa(SA_TIMEOUT)?, mode)?;
     check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, mode)?;
+    if let Some((_, n)) = cfg_a.env.iter().find(|(k, _)| k == "VPNGW_TUN_QUEUES") {
+        for (ns, cfg) in [(&sc.topo.gw_a, &cfg_a), (&sc.topo.gw_b, &cfg_b)] {
+            let link = ns.ip(&["-d", "link", "show", &cfg.tun_name])?;
+            if !link.contains(&format!("numqueues {n} ")) {
+                return Err(interop::Error::new(format!("{}: expected {n} TUN queues: {link}", ns.name())));
+            }
+        }
+    }
     sc.prove_traffic(&bins.nettool)?;
     sc.check_wan(cap, expect)?;
     a.stop()?;
@@ -115,6 +132,15 @@ fn vpngw_to_vpngw_raw_esp() {
 #[test]
 fn vpngw_to_vpngw_udp_encap() {
     run_scenario("vpngw_to_vpngw_udp_encap", |sc| vpngw_pair(sc, Encap::Udp, WanExpect::EspInUdp));
+}
+
+/// Scenario 1c: like 1b with a two-queue TUN at both gateways (`VPNGW_TUN_QUEUES=2`):
+/// each queue has its own worker, writes steer each flow to one queue.
+#[test]
+fn vpngw_to_vpngw_multiqueue_tun() {
+    run_scenario("vpngw_to_vpngw_multiqueue_tun", |sc| {
+        vpngw_pair_with_env(sc, Encap::Udp, WanExpect::EspInUdp, &[("VPNGW_TUN_QUEUES", "2")])
+    });
 }
 
 /// Scenario 2: vpngw initiator -> strongSwan responder. strongSwan fakes a NAT, so ESP

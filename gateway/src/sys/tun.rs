@@ -78,13 +78,21 @@ fn ifreq_ioctl(fd: BorrowedFd<'_>, request: libc::Ioctl, req: &mut IfReq) -> io:
 pub struct TunOptions {
     /// IFF_VNET_HDR + TUNSETOFFLOAD (TCP and UDP segmentation offload, partial checksums).
     pub offload: bool,
+    /// Queues (IFF_MULTI_QUEUE when more than 1): the kernel spreads flows over them by
+    /// hash, each read by its own worker. 0 counts as 1.
+    pub queues: usize,
 }
 
+/// Most TUN queues we open.
+pub const MAX_QUEUES: usize = 8;
+
 impl TunOptions {
-    /// Offloads on unless `VPNGW_NO_OFFLOAD` is set to something other than `0`.
+    /// Offloads on unless `VPNGW_NO_OFFLOAD` is set to something other than `0`; queues
+    /// from `VPNGW_TUN_QUEUES` (1 to [`MAX_QUEUES`], default 1).
     pub fn from_env() -> Self {
         let off = std::env::var_os("VPNGW_NO_OFFLOAD").is_some_and(|v| !v.is_empty() && v != "0");
-        Self { offload: !off }
+        let queues = std::env::var("VPNGW_TUN_QUEUES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(1);
+        Self { offload: !off, queues: usize::clamp(queues, 1, MAX_QUEUES) }
     }
 }
 
@@ -92,7 +100,10 @@ impl TunOptions {
 /// packet each; with one ([`Tun::vnet_hdr`]) each starts with a `virtio_net_hdr`.
 #[derive(Debug)]
 pub struct Tun {
+    /// Queue 0; also used for every write.
     file: File,
+    /// Queues 1.. of a multi-queue device.
+    more: Vec<File>,
     name: String,
     vnet_hdr: bool,
     tso: bool,
@@ -120,10 +131,31 @@ impl Tun {
         if opts.offload {
             flags |= libc::IFF_VNET_HDR;
         }
-        req.set_short(i16::try_from(flags).unwrap_or(0x1001));
+        let queues = opts.queues.clamp(1, MAX_QUEUES);
+        if queues > 1 {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        let flags = i16::try_from(flags).map_err(|_| io::Error::other("TUN flags out of range"))?;
+        req.set_short(flags);
         ifreq_ioctl(file.as_fd(), libc::TUNSETIFF, &mut req)
             .map_err(|e| io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")))?;
-        let mut tun = Self { name: req.name(), file, vnet_hdr: opts.offload, tso: false, udp_gso_writes: false };
+        let mut tun = Self {
+            name: req.name(),
+            file,
+            more: Vec::new(),
+            vnet_hdr: opts.offload,
+            tso: false,
+            udp_gso_writes: false,
+        };
+        // Further queues: the same TUNSETIFF on new fds attaches them to the device.
+        for q in 1..queues {
+            let f = OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
+            let mut r = IfReq::new(&tun.name)?;
+            r.set_short(flags);
+            ifreq_ioctl(f.as_fd(), libc::TUNSETIFF, &mut r)
+                .map_err(|e| io::Error::new(e.kind(), format!("TUNSETIFF {} queue {q}: {e}", tun.name)))?;
+            tun.more.push(f);
+        }
         if opts.offload {
             // The default header size is already 10; set it anyway so a changed default
             // cannot shift our packets.
@@ -167,14 +199,41 @@ impl Tun {
         self.tso
     }
 
-    /// Puts the fd in non-blocking mode (reads return `WouldBlock`; see [`Tun::wait_readable`]).
+    /// Puts every queue's fd in non-blocking mode (reads return `WouldBlock`; see
+    /// [`Tun::wait_readable`]).
     pub fn set_nonblocking(&self) -> io::Result<()> {
-        super::set_nonblocking(self.file.as_fd())
+        for f in std::iter::once(&self.file).chain(&self.more) {
+            super::set_nonblocking(f.as_fd())?;
+        }
+        Ok(())
     }
 
-    /// The device's file descriptor (for polling).
+    /// The number of queues (1 unless opened with [`TunOptions::queues`] > 1).
+    pub fn queues(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    fn queue(&self, q: usize) -> io::Result<&File> {
+        match q {
+            0 => Ok(&self.file),
+            _ => self.more.get(q - 1).ok_or_else(|| io::Error::other(format!("no TUN queue {q}"))),
+        }
+    }
+
+    /// The file descriptor of queue 0 (for polling).
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.file.as_fd()
+    }
+
+    /// The file descriptor of queue `q`, if it exists.
+    pub fn queue_fd(&self, q: usize) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.queue(q).ok().map(AsFd::as_fd)
+    }
+
+    /// Reads one packet from queue `q` (see [`Tun::recv`]).
+    pub fn recv_queue(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
+        let mut f = self.queue(q)?;
+        f.read(buf)
     }
 
     /// Waits until a read would not block (or `timeout_ms` passes; -1 = forever).
@@ -183,9 +242,11 @@ impl Tun {
     }
 
     /// Writes one packet given as two parts (a vnet header and the IP packet) in one
-    /// `writev`. Safe to call from several threads at once.
+    /// `writev`, on the packet's flow queue ([`flow_queue`]). Safe to call from several
+    /// threads at once.
     pub fn send_parts(&self, head: &[u8], packet: &[u8]) -> io::Result<usize> {
-        (&self.file).write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(packet)])
+        let mut f = self.queue(flow_queue(packet, self.queues())).unwrap_or(&self.file);
+        f.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(packet)])
     }
 
     /// The interface name the kernel gave us.
@@ -250,8 +311,37 @@ impl Tun {
     /// Writes one packet (starting with a vnet header, if any). Safe to call from
     /// several threads at once.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        (&self.file).write(packet)
+        let ip = if self.vnet_hdr { packet.get(10..).unwrap_or_default() } else { packet };
+        let mut f = self.queue(flow_queue(ip, self.queues())).unwrap_or(&self.file);
+        f.write(packet)
     }
+}
+
+/// The queue to write an IP packet on, of `queues`: a hash of its addresses (and TCP/UDP
+/// ports) that is the same for both directions of a flow. The kernel sends a flow's
+/// packets to the queue its packets were last written on (TUN "automq" steering), so each
+/// flow stays on one queue and one worker, and different flows spread over all of them.
+/// 0 for anything unparsable or a single queue.
+pub fn flow_queue(packet: &[u8], queues: usize) -> usize {
+    if queues <= 1 {
+        return 0;
+    }
+    let (addrs, proto, l4) = match packet.first().map(|b| (b >> 4, usize::from(b & 0x0f) * 4)) {
+        Some((4, ihl)) => (packet.get(12..20), packet.get(9), ihl),
+        Some((6, _)) => (packet.get(8..40), packet.get(6), 40),
+        _ => return 0,
+    };
+    let Some(addrs) = addrs else { return 0 };
+    let (src, dst) = addrs.split_at(addrs.len() / 2);
+    let word = |c: &[u8]| c.iter().fold(0u32, |w, b| w << 8 | u32::from(*b));
+    let mut h = src.chunks(4).zip(dst.chunks(4)).fold(0u32, |h, (a, b)| h ^ word(a) ^ word(b));
+    if matches!(proto, Some(6 | 17)) {
+        if let Some(ports) = packet.get(l4..l4 + 4) {
+            h ^= word(&ports[..2]) ^ word(&ports[2..]);
+        }
+    }
+    // Fibonacci hashing spreads the (often similar) low bits.
+    (h.wrapping_mul(0x9E37_79B1) >> 16) as usize % queues
 }
 
 fn file_fd(f: &File) -> libc::c_int {
@@ -265,6 +355,36 @@ fn control_socket() -> io::Result<socket2::Socket> {
 
 #[cfg(test)]
 mod tests {
+    use super::flow_queue;
+
+    fn v4(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn flow_queue_is_symmetric_in_range_and_spreads() {
+        let mut used = [0usize; 4];
+        for port in 40_000..40_064u16 {
+            let out = v4([10, 1, 0, 10], [10, 2, 0, 10], 6, port, 5201);
+            let back = v4([10, 2, 0, 10], [10, 1, 0, 10], 6, 5201, port);
+            let q = flow_queue(&out, 4);
+            assert_eq!(q, flow_queue(&back, 4), "both directions of a flow on one queue");
+            used[q] += 1;
+        }
+        assert!(used.iter().all(|&n| n > 0), "64 flows over 4 queues: {used:?}");
+        assert_eq!(flow_queue(&v4([1, 2, 3, 4], [5, 6, 7, 8], 17, 1, 2), 1), 0);
+        for junk in [&[][..], &[0x45][..], &[0x60, 0, 0][..], &[0xff; 64][..]] {
+            assert!(flow_queue(junk, 3) < 3);
+        }
+    }
+
     use super::*;
 
     #[test]

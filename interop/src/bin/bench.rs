@@ -34,7 +34,7 @@ use measure::CpuSnapshot;
 use report::{CaseResult, Environment, Settings};
 
 const USAGE: &str = "\
-usage: bench [--only plain,strongswan,vpngw,vpngw-udp,mixed] [--tcp-seconds N] [--runs N]
+usage: bench [--only plain,strongswan,vpngw,vpngw-udp,mixed] [--tcp-seconds N] [--runs N] [--tcp-streams N]
              [--udp-seconds N] [--udp-rate RATE] [--udp-len BYTES] [--udp-buffer SIZE]
              [--ping-count N] [--ping-interval S] [--encap auto|udp]
              [--json-out PATH] [--keep-logs]
@@ -44,6 +44,7 @@ usage: bench [--only plain,strongswan,vpngw,vpngw-udp,mixed] [--tcp-seconds N] [
                      vpngw-udp = vpngw <-> vpngw with ESP-in-UDP (like strongSwan)
   --tcp-seconds N    length of each iperf3 TCP run (default 10)
   --runs N           TCP runs per case; the median is reported (default 3)
+  --tcp-streams N    parallel TCP streams per run, iperf3 -P (default 1; 1..16)
   --udp-seconds N    length of the iperf3 UDP run (default: --tcp-seconds)
   --udp-rate RATE    offered UDP rate, iperf3 -b syntax (default 1G)
   --udp-len BYTES    UDP payload per datagram (default 1300: fits a 1400-byte tunnel MTU)
@@ -71,6 +72,7 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
         cases: Case::ALL.to_vec(),
         tcp_seconds: 10,
         runs: 3,
+        tcp_streams: 1,
         udp_seconds: 0,
         udp_rate: "1G".into(),
         udp_len: 1300,
@@ -108,6 +110,13 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
             }
             "--tcp-seconds" => settings.tcp_seconds = positive(name, &value()?)?,
             "--runs" => settings.runs = positive(name, &value()?)?,
+            "--tcp-streams" => {
+                let n = positive(name, &value()?)?;
+                if n > 16 {
+                    return Err("--tcp-streams must be 1..16".into());
+                }
+                settings.tcp_streams = n;
+            }
             "--udp-seconds" => udp_seconds = Some(positive(name, &value()?)?),
             "--udp-rate" => {
                 let v = value()?;
@@ -236,10 +245,11 @@ fn bench(args: &Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&work)?;
     println!("bench {} on {} ({} CPUs); logs under {}", env.date, env.cpu, env.cpus, work.display());
     println!(
-        "cases: {}; TCP {} x {} s, UDP {} s at {} ({}-byte datagrams, socket buffers {}), {} pings every {} s",
+        "cases: {}; TCP {} x {} s{}, UDP {} s at {} ({}-byte datagrams, socket buffers {}), {} pings every {} s",
         cases.iter().map(|c| c.key()).collect::<Vec<_>>().join(","),
         args.settings.runs,
         args.settings.tcp_seconds,
+        if args.settings.tcp_streams > 1 { format!(" ({} streams)", args.settings.tcp_streams) } else { String::new() },
         args.settings.udp_seconds,
         args.settings.udp_rate,
         args.settings.udp_len,
@@ -354,7 +364,7 @@ fn run_case(
     for i in 1..=s.runs {
         interrupt::check()?;
         let before = CpuSnapshot::take(&pids);
-        let run = measure::tcp_run(la, lb, netns::LAN_B_HOST, s.tcp_seconds, dir)?;
+        let run = measure::tcp_run(la, lb, netns::LAN_B_HOST, s.tcp_seconds, s.tcp_streams, dir)?;
         let after = CpuSnapshot::take(&pids);
         gws.check_alive()?;
         res.tcp_cpu.add(&before, &after, run.bytes, ticks);
@@ -504,6 +514,8 @@ mod tests {
         assert_eq!((b.settings.udp_seconds, b.settings.udp_rate.as_str()), (2, "500M"));
         assert_eq!(b.json_out, PathBuf::from("/tmp/x.json"));
         assert_eq!(b.settings.udp_buffer, "4M", "the default");
+        assert_eq!(b.settings.tcp_streams, 1, "the default");
+        assert_eq!(parse(&["--tcp-streams", "4"]).unwrap().unwrap().settings.tcp_streams, 4);
         let w = parse(&["--udp-buffer", "0"]).unwrap().unwrap();
         assert_eq!(w.settings.udp_buffer, "0");
         assert!(parse(&["--help"]).unwrap().is_none());
@@ -533,6 +545,7 @@ mod tests {
             &["--udp-rate", "1G; rm"],
             &["--udp-buffer", "-w"],
             &["--udp-buffer", ""],
+            &["--tcp-streams", "17"],
             &["--ping-interval", "0"],
             &["--frobnicate"],
         ] {

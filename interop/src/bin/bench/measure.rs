@@ -268,9 +268,19 @@ fn iperf(client: &Netns, server_ns: &Netns, addr: &str, seconds: u32, extra: &[&
     Ok(json)
 }
 
-/// One single-stream TCP run of `seconds` from `client` to `addr` in `server_ns`.
-pub fn tcp_run(client: &Netns, server_ns: &Netns, addr: &str, seconds: u32, dir: &Path) -> Result<TcpRun> {
-    let json = iperf(client, server_ns, addr, seconds, &[], dir)?;
+/// One TCP run of `seconds` with `streams` parallel streams from `client` to `addr` in
+/// `server_ns`.
+pub fn tcp_run(
+    client: &Netns,
+    server_ns: &Netns,
+    addr: &str,
+    seconds: u32,
+    streams: u32,
+    dir: &Path,
+) -> Result<TcpRun> {
+    let p = streams.max(1).to_string();
+    let extra: &[&str] = if streams > 1 { &["-P", &p] } else { &[] };
+    let json = iperf(client, server_ns, addr, seconds, extra, dir)?;
     parse_tcp(&json).ok_or_else(|| Error::new(format!("unexpected iperf3 TCP report: {json}")))
 }
 

@@ -19,6 +19,8 @@ pub struct Settings {
     pub tcp_seconds: u32,
     /// Number of TCP runs (the median is reported).
     pub runs: u32,
+    /// Parallel TCP streams per run (iperf3 `-P`).
+    pub tcp_streams: u32,
     /// Length of the UDP run, s.
     pub udp_seconds: u32,
     /// Offered UDP rate, iperf3 `-b` syntax.
@@ -39,6 +41,7 @@ impl Settings {
             "cases": self.cases.iter().map(|c| c.key()).collect::<Vec<_>>(),
             "tcp_seconds": self.tcp_seconds,
             "tcp_runs": self.runs,
+            "tcp_streams": self.tcp_streams,
             "udp_seconds": self.udp_seconds,
             "udp_offered_rate": self.udp_rate,
             "udp_payload_bytes": self.udp_len,
@@ -428,6 +431,7 @@ mod tests {
             cases: vec![Case::StrongSwan, Case::Vpngw, Case::VpngwUdp],
             tcp_seconds: 10,
             runs: 1,
+            tcp_streams: 1,
             udp_seconds: 10,
             udp_rate: "1G".into(),
             udp_len: 1300,
@@ -469,6 +473,7 @@ mod tests {
             cases: vec![Case::StrongSwan, Case::Mixed],
             tcp_seconds: 10,
             runs: 1,
+            tcp_streams: 1,
             udp_seconds: 10,
             udp_rate: "1G".into(),
             udp_len: 1300,
