@@ -2,9 +2,9 @@
 //! (IFF_TUN | IFF_NO_PI), plus MTU and link state through SIOCSIFMTU/SIOCSIFFLAGS.
 //!
 //! We drive the fd directly instead of using the `tun` crate because that crate cannot
-//! offload: IFF_VNET_HDR (GSO/GRO super-packets) needs the TUNSETIFF flags and
-//! TUNSETOFFLOAD under our control. (IFF_MULTI_QUEUE, one queue fd per worker, would
-//! need the same; it is not used, see docs/performance.md.)
+//! offload or open several queues: IFF_VNET_HDR (GSO/GRO super-packets) and
+//! IFF_MULTI_QUEUE (one queue fd per worker, [`TunOptions::queues`]) need the TUNSETIFF
+//! flags and TUNSETOFFLOAD under our control.
 //!
 //! With [`TunOptions::offload`] the device is opened with IFF_VNET_HDR: every read and
 //! write starts with a 10-byte `virtio_net_hdr`, and TUNSETOFFLOAD (checksum, TSO4,
