@@ -175,6 +175,18 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
     Ok(Some(Args { settings, json_out, keep_logs }))
 }
 
+/// Bytes of an iperf3 size (`4M`, `512K`, `1G`, plain bytes; powers of 1024); `None`
+/// for 0 (iperf3's default) or anything else.
+fn iperf_size(v: &str) -> Option<u64> {
+    let (num, mult) = match v.chars().last()? {
+        'K' | 'k' => (&v[..v.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&v[..v.len() - 1], 1 << 20),
+        'G' | 'g' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    num.parse::<u64>().ok().filter(|n| *n > 0)?.checked_mul(mult)
+}
+
 fn case_names() -> String {
     Case::ALL.iter().map(|c| c.key()).collect::<Vec<_>>().join(", ")
 }
@@ -244,6 +256,16 @@ fn bench(args: &Args) -> Result<ExitCode> {
     let work = std::env::temp_dir().join(format!("vg-bench-{}", interop::unique_id()));
     std::fs::create_dir_all(&work)?;
     println!("bench {} on {} ({} CPUs); logs under {}", env.date, env.cpu, env.cpus, work.display());
+    let rmem_max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|v| v.trim().parse().ok());
+    if let (Some(want), Some(max)) = (iperf_size(&args.settings.udp_buffer), rmem_max) {
+        if want > max {
+            println!(
+                "note: net.core.rmem_max is {max} bytes: the kernel caps the iperf3 UDP socket buffers \
+                 (--udp-buffer {}) there",
+                args.settings.udp_buffer
+            );
+        }
+    }
     println!(
         "cases: {}; TCP {} x {} s{}, UDP {} s at {} ({}-byte datagrams, socket buffers {}), {} pings every {} s",
         cases.iter().map(|c| c.key()).collect::<Vec<_>>().join(","),
@@ -530,6 +552,16 @@ mod tests {
         assert_eq!(b.settings.cases, vec![Case::Plain, Case::StrongSwan, Case::VpngwUdp, Case::Mixed]);
         let c = parse(&["--only", "vpngw", "--encap", "auto"]).unwrap().unwrap();
         assert_eq!(c.settings.cases, vec![Case::Vpngw]);
+    }
+
+    #[test]
+    fn iperf_sizes() {
+        assert_eq!(iperf_size("4M"), Some(4 << 20));
+        assert_eq!(iperf_size("512k"), Some(512 << 10));
+        assert_eq!(iperf_size("1000"), Some(1000));
+        assert_eq!(iperf_size("0"), None);
+        assert_eq!(iperf_size("M"), None);
+        assert_eq!(iperf_size("x"), None);
     }
 
     #[test]
