@@ -52,6 +52,21 @@ fn run_inner(tag: &str, inner: &str) {
     assert!(log.contains("inner: all checks passed"), "inner test did not run:\n{log}");
 }
 
+/// Loopback up and a LAN-side address, 10.1.0.1/24 on a veth (this kernel has no dummy
+/// driver).
+fn lan_side() {
+    for cmd in [
+        &["link", "set", "lo", "up"][..],
+        &["link", "add", "vglan0", "type", "veth", "peer", "name", "vglan1"],
+        &["addr", "add", "10.1.0.1/24", "dev", "vglan0"],
+        &["link", "set", "vglan0", "up"],
+        &["link", "set", "vglan1", "up"],
+    ] {
+        let (ok, out) = ip(cmd);
+        assert!(ok, "ip {cmd:?}: {out}");
+    }
+}
+
 /// True if this process runs in the namespace the outer test made for it.
 fn in_test_namespace() -> bool {
     let Ok(ns) = std::env::var(INNER_ENV) else {
@@ -85,16 +100,7 @@ fn inner_udp_segmentation_offload() {
     if !in_test_namespace() {
         return;
     }
-    for cmd in [
-        &["link", "set", "lo", "up"][..],
-        &["link", "add", "vglan0", "type", "veth", "peer", "name", "vglan1"],
-        &["addr", "add", "10.1.0.1/24", "dev", "vglan0"],
-        &["link", "set", "vglan0", "up"],
-        &["link", "set", "vglan1", "up"],
-    ] {
-        let (ok, out) = ip(cmd);
-        assert!(ok, "ip {cmd:?}: {out}");
-    }
+    lan_side();
     let tun = Tun::create_with("vgtun1", TunOptions { offload: true, queues: 1 }).unwrap();
     tun.set_mtu(1400).unwrap();
     tun.set_up().unwrap();
@@ -209,17 +215,7 @@ fn inner_tun_and_routes() {
         return;
     }
 
-    // A LAN-side address inside local_subnets (veth: this kernel has no dummy driver).
-    for cmd in [
-        &["link", "set", "lo", "up"][..],
-        &["link", "add", "vglan0", "type", "veth", "peer", "name", "vglan1"],
-        &["addr", "add", "10.1.0.1/24", "dev", "vglan0"],
-        &["link", "set", "vglan0", "up"],
-        &["link", "set", "vglan1", "up"],
-    ] {
-        let (ok, out) = ip(cmd);
-        assert!(ok, "ip {cmd:?}: {out}");
-    }
+    lan_side();
 
     let tun = Tun::create("vgtun0").unwrap();
     assert_eq!(tun.name(), "vgtun0");
