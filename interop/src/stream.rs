@@ -293,6 +293,11 @@ pub fn drop_counters(topo: &Topology) -> String {
         .join("; ")
 }
 
+/// UDP receive buffer overflows counted in `ns` so far (`RcvbufErrors`), if readable.
+pub fn udp_rcvbuf_errors_in(ns: &crate::netns::Netns) -> Option<u64> {
+    udp_rcvbuf_errors(&ns.run(&["cat", "/proc/net/snmp"]).ok()?)
+}
+
 /// `RcvbufErrors` of the `Udp:` lines in `/proc/net/snmp`.
 fn udp_rcvbuf_errors(snmp: &str) -> Option<u64> {
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
