@@ -180,7 +180,10 @@ fn run_load(
         .filter(|(s, _)| matches!(s.peer, Peer::Swan(_)))
         .map(|(_, ns)| ns)
         .collect();
-    let swan_drops = || swan_ns.iter().map(|ns| interop::stream::udp_rcvbuf_errors_in(ns).unwrap_or(0)).sum::<u64>();
+    let swan_drops = || {
+        let rcvbuf = |ns: &netns::Netns| interop::stream::kernel_drops(ns).get(interop::stream::UDP_RCVBUF).copied();
+        swan_ns.iter().map(|ns| rcvbuf(ns).unwrap_or(0)).sum::<u64>()
+    };
     let swan_drops_before = swan_drops();
     let load_at = t0.elapsed().as_secs_f64();
     let load = Load::start(&nettool(), &sc.topo, &sc.dir, spec)?;

@@ -5,7 +5,6 @@
 //! [`super::interrupt`]) and turning their output into numbers. Does not own: the
 //! topology or the gateways (see [`super::cases`]), nor the report.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -115,48 +114,6 @@ pub fn thread_wakeup_us() -> Option<f64> {
         let _ = t.join();
     }
     median(&rounds)
-}
-
-/// Kernel counters of one namespace that count dropped packets: the SNMP counters whose
-/// name says so (`UdpRcvbufErrors`, `IpOutDiscards`, ...) and every interface's rx/tx
-/// drops, keyed `snmp:NAME` and `IFNAME:rx_dropped`. Unreadable counters are left out.
-pub fn drop_counters(ns: &Netns) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    if let Ok(text) = ns.run(&["nstat", "-asz", "-j"]) {
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            let kernel = v.get("kernel").and_then(Value::as_object).cloned().unwrap_or_default();
-            for (k, n) in kernel {
-                let dropish = ["Errors", "Discards", "Drop", "Overflow", "Prune", "Collapsed"];
-                if dropish.iter().any(|d| k.contains(d)) {
-                    if let Some(n) = n.as_u64() {
-                        out.insert(format!("snmp:{k}"), n);
-                    }
-                }
-            }
-        }
-    }
-    if let Ok(text) = ns.run(&["ip", "-s", "-j", "link", "show"]) {
-        for link in serde_json::from_str::<Value>(&text).ok().as_ref().and_then(Value::as_array).into_iter().flatten() {
-            let Some(name) = link.get("ifname").and_then(Value::as_str) else { continue };
-            for dir in ["rx", "tx"] {
-                if let Some(n) = link.pointer(&format!("/stats64/{dir}/dropped")).and_then(Value::as_u64) {
-                    out.insert(format!("{name}:{dir}_dropped"), n);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The counters that grew between two [`drop_counters`] snapshots, with the growth.
-pub fn grown(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
-    after
-        .iter()
-        .filter_map(|(k, a)| {
-            let d = a.saturating_sub(before.get(k).copied().unwrap_or(0));
-            (d > 0).then(|| (k.clone(), d))
-        })
-        .collect()
 }
 
 /// Runs `cmd` under a guard, polling every 50 ms; kills it on timeout or interrupt.
