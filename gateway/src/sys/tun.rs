@@ -199,8 +199,8 @@ impl Tun {
         self.tso
     }
 
-    /// Puts every queue's fd in non-blocking mode (reads return `WouldBlock`; see
-    /// [`Tun::wait_readable`]).
+    /// Puts every queue's fd in non-blocking mode (reads return `WouldBlock`; poll
+    /// [`Tun::queue_fd`] to wait).
     pub fn set_nonblocking(&self) -> io::Result<()> {
         for f in std::iter::once(&self.file).chain(&self.more) {
             super::set_nonblocking(f.as_fd())?;
@@ -220,9 +220,9 @@ impl Tun {
         }
     }
 
-    /// The file descriptor of queue 0 (for polling).
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.file.as_fd()
+    /// The queue to write the IP packet `ip` on ([`flow_queue`]).
+    fn queue_for(&self, ip: &[u8]) -> &File {
+        self.queue(flow_queue(ip, self.queues())).unwrap_or(&self.file)
     }
 
     /// The file descriptor of queue `q`, if it exists.
@@ -236,17 +236,11 @@ impl Tun {
         f.read(buf)
     }
 
-    /// Waits until a read would not block (or `timeout_ms` passes; -1 = forever).
-    pub fn wait_readable(&self, timeout_ms: i32) -> io::Result<()> {
-        super::wait_readable(self.file.as_fd(), timeout_ms)
-    }
-
     /// Writes one packet given as two parts (a vnet header and the IP packet) in one
     /// `writev`, on the packet's flow queue ([`flow_queue`]). Safe to call from several
     /// threads at once.
     pub fn send_parts(&self, head: &[u8], packet: &[u8]) -> io::Result<usize> {
-        let mut f = self.queue(flow_queue(packet, self.queues())).unwrap_or(&self.file);
-        f.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(packet)])
+        self.queue_for(packet).write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(packet)])
     }
 
     /// The interface name the kernel gave us.
@@ -312,8 +306,7 @@ impl Tun {
     /// several threads at once.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
         let ip = if self.vnet_hdr { packet.get(10..).unwrap_or_default() } else { packet };
-        let mut f = self.queue(flow_queue(ip, self.queues())).unwrap_or(&self.file);
-        f.write(packet)
+        self.queue_for(ip).write(packet)
     }
 }
 
