@@ -68,18 +68,7 @@ struct Args {
 }
 
 fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
-    let mut settings = Settings {
-        cases: Case::ALL.to_vec(),
-        tcp_seconds: 10,
-        runs: 3,
-        tcp_streams: 1,
-        udp_seconds: 0,
-        udp_rate: "1G".into(),
-        udp_len: 1300,
-        udp_buffer: "4M".into(),
-        ping_count: 50,
-        ping_interval: 0.02,
-    };
+    let mut settings = Settings::default();
     let mut udp_seconds = None;
     let mut encap_udp = false;
     let mut json_out = PathBuf::from("target/bench/throughput.json");

@@ -35,6 +35,25 @@ pub struct Settings {
     pub ping_interval: f64,
 }
 
+impl Default for Settings {
+    /// The bench's defaults (`udp_seconds` 0: the same as `tcp_seconds`, filled in by the
+    /// argument parser).
+    fn default() -> Self {
+        Self {
+            cases: Case::ALL.to_vec(),
+            tcp_seconds: 10,
+            runs: 3,
+            tcp_streams: 1,
+            udp_seconds: 0,
+            udp_rate: "1G".into(),
+            udp_len: 1300,
+            udp_buffer: "4M".into(),
+            ping_count: 50,
+            ping_interval: 0.02,
+        }
+    }
+}
+
 impl Settings {
     fn to_json(&self) -> Value {
         json!({
@@ -429,15 +448,9 @@ mod tests {
         assert!(t.contains("vpngw <-> vpngw (ESP-in-UDP)") && t.contains("vpngw <-> vpngw (raw ESP)"), "{t}");
         let settings = Settings {
             cases: vec![Case::StrongSwan, Case::Vpngw, Case::VpngwUdp],
-            tcp_seconds: 10,
             runs: 1,
-            tcp_streams: 1,
             udp_seconds: 10,
-            udp_rate: "1G".into(),
-            udp_len: 1300,
-            udp_buffer: "4M".into(),
-            ping_count: 50,
-            ping_interval: 0.02,
+            ..Settings::default()
         };
         let j = to_json(&Environment::default(), &settings, &results);
         assert_eq!(j["headline"]["tcp_vpngw_udp_over_strongswan"], json!(8.0));
@@ -469,18 +482,8 @@ mod tests {
         let t = table(&results);
         assert!(t.contains("strongSwan <-> strongSwan") && t.contains("250"), "{t}");
         assert!(t.contains("FAILED: no CHILD SA") && !t.contains("more"), "{t}");
-        let settings = Settings {
-            cases: vec![Case::StrongSwan, Case::Mixed],
-            tcp_seconds: 10,
-            runs: 1,
-            tcp_streams: 1,
-            udp_seconds: 10,
-            udp_rate: "1G".into(),
-            udp_len: 1300,
-            udp_buffer: "4M".into(),
-            ping_count: 50,
-            ping_interval: 0.02,
-        };
+        let settings =
+            Settings { cases: vec![Case::StrongSwan, Case::Mixed], runs: 1, udp_seconds: 10, ..Settings::default() };
         let j = to_json(&Environment::default(), &settings, &results);
         assert_eq!(j["cases"][0]["tcp"]["median_mbps"], json!(250.0));
         assert_eq!(j["cases"][0]["cpu_during_tcp"]["gateway_cpu_s_per_gb"], json!(3.0));
