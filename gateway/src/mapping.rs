@@ -10,6 +10,7 @@ pub fn endpoint_config(cfg: &Config) -> ike::EndpointConfig {
         ike_port: cfg.gateway.ike_port,
         natt_port: cfg.gateway.natt_port,
         peers: cfg.tunnels.iter().map(|t| peer_config(cfg, t)).collect(),
+        limits: ike::Limits::default(),
     }
 }
 

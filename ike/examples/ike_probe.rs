@@ -78,7 +78,7 @@ fn main() {
     for s in [&s500, &s4500] {
         s.set_read_timeout(Some(Duration::from_millis(20))).unwrap_or_else(|_| die("timeout"));
     }
-    let cfg = EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![peer] };
+    let cfg = EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![peer], limits: Default::default() };
     let mut ep = Endpoint::new(cfg, Box::new(SysRng(ring::rand::SystemRandom::new())));
     let start = Instant::now();
     let now = || Timestamp::from_nanos(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));

@@ -22,8 +22,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+mod limits;
 mod outbound;
 mod restart;
+
+pub use limits::{IkeDrops, Limits};
 
 /// Source of randomness (SPIs, nonces, DH private keys, IVs). The gateway passes a
 /// CSPRNG; tests pass a deterministic one.
@@ -41,6 +44,8 @@ pub struct EndpointConfig {
     pub natt_port: u16,
     /// The configured peers (tunnels).
     pub peers: Vec<PeerConfig>,
+    /// Caps on half-open and per-peer state, COOKIE threshold.
+    pub limits: Limits,
 }
 
 /// One configured tunnel.
@@ -314,6 +319,8 @@ pub struct Endpoint {
     shutting_down: bool,
     /// Per tunnel, the outbound SPI the datapath seals with (the last installed).
     active_out: std::collections::HashMap<String, Spi>,
+    limits: Limits,
+    drops: IkeDrops,
 }
 
 impl Endpoint {
@@ -345,6 +352,8 @@ impl Endpoint {
             },
             shutting_down: false,
             active_out: std::collections::HashMap::new(),
+            limits: config.limits,
+            drops: IkeDrops::default(),
         }
     }
 
@@ -770,6 +779,19 @@ impl Endpoint {
     /// True once every IKE SA is gone (after `TerminateAll`, when the gateway may exit).
     pub fn is_idle(&self) -> bool {
         self.sas.is_empty()
+    }
+
+    /// What the endpoint refused so far, by reason (for `vpnctl status`).
+    pub fn drops(&self) -> IkeDrops {
+        self.drops
+    }
+
+    /// Half-open IKE SAs: responder SAs whose peer has not authenticated yet.
+    pub fn half_open(&self) -> usize {
+        self.sas
+            .iter()
+            .filter(|s| !s.initiator && s.established_at.is_none() && s.state == IkeState::Authenticating)
+            .count()
     }
 
     /// Number of IKE SAs (any state). For tests and diagnostics.

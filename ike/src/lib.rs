@@ -36,7 +36,7 @@
 //!     fn fill(&mut self, buf: &mut [u8]) { buf.iter_mut().for_each(|b| *b = 4) }
 //! }
 //!
-//! let cfg = EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![] };
+//! let cfg = EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![], limits: Default::default() };
 //! let mut ep = Endpoint::new(cfg, Box::new(MyRng));
 //! let now = Timestamp::from_secs(1);
 //! ep.handle_timeout(now); // also: handle_datagram / handle_command / handle_datapath_event
@@ -65,5 +65,6 @@ mod task;
 pub mod testing;
 
 pub use endpoint::{
-    ChildSaStatus, Command, DpdAction, Endpoint, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,
+    ChildSaStatus, Command, DpdAction, Endpoint, EndpointConfig, Event, IkeDrops, IkeSaStatus, Limits, Output,
+    PeerConfig, Rng, Transmit,
 };

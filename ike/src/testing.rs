@@ -71,7 +71,10 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
 
 /// An endpoint on the standard ports with one tunnel and a `TestRng`.
 fn endpoint(peer: PeerConfig, seed: u64) -> Endpoint {
-    Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![peer] }, Box::new(TestRng::new(seed)))
+    Endpoint::new(
+        EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![peer], limits: Default::default() },
+        Box::new(TestRng::new(seed)),
+    )
 }
 
 /// Which endpoint of a `Pair`.

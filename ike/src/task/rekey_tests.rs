@@ -31,8 +31,10 @@ fn payload(m: &Message, f: fn(&Payload) -> bool) -> &Payload {
 fn established() -> (Endpoint, Peer, SaParams, SaParams) {
     let mut cfg = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
     cfg.esp_proposals = vec![EspProposal::parse("aes256gcm16-x25519").unwrap()];
-    let mut ep =
-        Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![cfg] }, Box::new(TestRng::new(5)));
+    let mut ep = Endpoint::new(
+        EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![cfg], limits: Default::default() },
+        Box::new(TestRng::new(5)),
+    );
     let mut rng = TestRng::new(77);
     let now = Timestamp::from_secs(5);
     let ke = KeyExchange::generate(DhGroup::Curve25519, &mut rng);

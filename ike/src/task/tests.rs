@@ -24,7 +24,10 @@ pub(super) fn addr(s: &str) -> SocketAddr {
 
 pub(super) fn responder() -> Endpoint {
     let b = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
-    Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![b] }, Box::new(TestRng::new(5)))
+    Endpoint::new(
+        EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![b], limits: Default::default() },
+        Box::new(TestRng::new(5)),
+    )
 }
 
 pub(super) fn n(kind: u16, data: &[u8]) -> Payload {
@@ -291,8 +294,10 @@ fn responder_interoperates_with_a_strongswan_style_initiator_behind_nat() {
 #[test]
 fn initiator_resends_ike_sa_init_with_the_cookie() {
     let a = peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true);
-    let mut ep =
-        Endpoint::new(EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![a] }, Box::new(TestRng::new(9)));
+    let mut ep = Endpoint::new(
+        EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![a], limits: Default::default() },
+        Box::new(TestRng::new(9)),
+    );
     ep.handle_timeout(Timestamp::ZERO);
     let first = drain(&mut ep);
     let [t] = transmits(&first)[..] else { panic!() };
