@@ -238,9 +238,50 @@ pub fn psk_auth(
     sk_p: &[u8],
     id_payload_body: &[u8],
 ) -> Zeroizing<Vec<u8>> {
-    let padded_key = prf_parts(prf, psk, &[KEY_PAD]);
-    let maced_id = prf_parts(prf, sk_p, &[id_payload_body]);
-    prf_parts(prf, &padded_key, &[real_message, peer_nonce, &maced_id])
+    SignedOctets::new(prf, psk, real_message).auth(peer_nonce, sk_p, id_payload_body)
+}
+
+/// The PSK AUTH computation with its RealMessage (an IKE_SA_INIT message) already
+/// absorbed: what an IKE SA keeps of an IKE_SA_INIT message instead of the message, so a
+/// half-open SA holds a fixed-size MAC state, not the peer's datagram.
+#[derive(Clone)]
+pub struct SignedOctets {
+    prf: PrfAlg,
+    mac: hmac::Context,
+}
+
+impl SignedOctets {
+    /// prf(prf(`psk`, "Key Pad for IKEv2"), `real_message` | ...), to be finished by `auth`.
+    pub fn new(prf: PrfAlg, psk: &[u8], real_message: &[u8]) -> Self {
+        let padded_key = prf_parts(prf, psk, &[KEY_PAD]);
+        let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac_alg(prf), &padded_key));
+        mac.update(real_message);
+        Self { prf, mac }
+    }
+
+    /// The AUTH value for the other side's nonce, SK_p and the ID payload body.
+    pub fn auth(&self, peer_nonce: &[u8], sk_p: &[u8], id_payload_body: &[u8]) -> Zeroizing<Vec<u8>> {
+        let maced_id = prf_parts(self.prf, sk_p, &[id_payload_body]);
+        let mut mac = self.mac.clone();
+        mac.update(peer_nonce);
+        mac.update(&maced_id);
+        Zeroizing::new(mac.sign().as_ref().to_vec())
+    }
+}
+
+impl std::fmt::Debug for SignedOctets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignedOctets({:?}, <redacted>)", self.prf)
+    }
+}
+
+/// SHA-256 of `data`: how a responder recognises a retransmitted IKE_SA_INIT request
+/// without keeping it.
+pub fn digest(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// Constant-time comparison of two byte strings (AUTH values). The lengths are not

@@ -9,7 +9,7 @@ pub(crate) mod child;
 pub(crate) mod task_manager;
 mod timers;
 
-use crate::crypto::{IkeKeys, SkCipher};
+use crate::crypto::{IkeKeys, SignedOctets, SkCipher};
 use crate::endpoint::{Event, Output, PeerConfig, Rng, Transmit};
 use crate::error::{notify, Failure};
 use crate::message::payload::Notify;
@@ -165,6 +165,14 @@ impl IkeState {
     }
 }
 
+/// The two IKE_SA_INIT messages as the PSK AUTH computation needs them.
+pub(crate) struct Signed {
+    /// The request: what the initiator's AUTH signs.
+    pub(crate) by_initiator: SignedOctets,
+    /// The response: what the responder's AUTH signs.
+    pub(crate) by_responder: SignedOctets,
+}
+
 /// Keys and ciphers of an IKE SA, oriented for our role.
 pub(crate) struct SaKeys {
     pub(crate) keys: IkeKeys,
@@ -184,8 +192,13 @@ pub(crate) struct IkeSa {
     pub(crate) algs: Option<IkeAlgs>,
     pub(crate) ni: Vec<u8>,
     pub(crate) nr: Vec<u8>,
+    /// Initiator: our IKE_SA_INIT request, until the response arrives.
     pub(crate) init_request: Vec<u8>,
-    pub(crate) init_response: Vec<u8>,
+    /// Responder: SHA-256 of the peer's IKE_SA_INIT request, to tell a retransmission.
+    pub(crate) init_request_hash: Option<[u8; 32]>,
+    /// What each side's AUTH signs (IKE_SA_INIT request, response), absorbed into the
+    /// MAC: kept from IKE_SA_INIT until IKE_AUTH completes.
+    pub(crate) signed: Option<Signed>,
     pub(crate) keys: Option<SaKeys>,
     iv_counter: u64,
     pub(crate) tasks: TaskManager,
@@ -237,7 +250,8 @@ impl IkeSa {
             ni: vec![],
             nr: vec![],
             init_request: vec![],
-            init_response: vec![],
+            init_request_hash: None,
+            signed: None,
             keys: None,
             iv_counter: 0,
             tasks: TaskManager::default(),
@@ -365,7 +379,11 @@ impl IkeSa {
         }
         // A request from the peer.
         if let Some(cached) = self.tasks.cached_for(h.message_id) {
-            if h.exchange != exchange::IKE_SA_INIT || data == self.init_request.as_slice() {
+            let same_init = || {
+                let len = usize::try_from(h.length).unwrap_or(usize::MAX);
+                self.init_request_hash == Some(crate::crypto::digest(data.get(..len).unwrap_or(data)))
+            };
+            if h.exchange != exchange::IKE_SA_INIT || same_init() {
                 tracing::debug!(tunnel = %self.name(), mid = h.message_id, "retransmitted request; resending cached response");
                 let cached = cached.to_vec();
                 self.transmit(ctx, cached);

@@ -2,7 +2,7 @@
 //! first CHILD SA with traffic selector narrowing (2.9).
 
 use super::{error_notify, notifies};
-use crate::crypto::{ct_eq, psk_auth};
+use crate::crypto::ct_eq;
 use crate::endpoint::{Event, Output};
 use crate::error::{notify, Failure};
 use crate::message::payload::{IdPayload, Notify};
@@ -23,21 +23,21 @@ pub(crate) struct Initiator {
 
 /// Our AUTH value for the ID payload body `id_body` (we are the signer).
 fn our_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (keys, algs) = (sa.keys.as_ref()?, sa.algs?);
+    let (keys, signed) = (sa.keys.as_ref()?, sa.signed.as_ref()?);
     Some(if sa.initiator {
-        psk_auth(algs.prf, &sa.peer.psk, &sa.init_request, &sa.nr, &keys.keys.sk_pi, id_body)
+        signed.by_initiator.auth(&sa.nr, &keys.keys.sk_pi, id_body)
     } else {
-        psk_auth(algs.prf, &sa.peer.psk, &sa.init_response, &sa.ni, &keys.keys.sk_pr, id_body)
+        signed.by_responder.auth(&sa.ni, &keys.keys.sk_pr, id_body)
     })
 }
 
 /// The AUTH value the peer must have sent for its ID payload body.
 fn peer_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (keys, algs) = (sa.keys.as_ref()?, sa.algs?);
+    let (keys, signed) = (sa.keys.as_ref()?, sa.signed.as_ref()?);
     Some(if sa.initiator {
-        psk_auth(algs.prf, &sa.peer.psk, &sa.init_response, &sa.ni, &keys.keys.sk_pr, id_body)
+        signed.by_responder.auth(&sa.ni, &keys.keys.sk_pr, id_body)
     } else {
-        psk_auth(algs.prf, &sa.peer.psk, &sa.init_request, &sa.nr, &keys.keys.sk_pi, id_body)
+        signed.by_initiator.auth(&sa.nr, &keys.keys.sk_pi, id_body)
     })
 }
 
@@ -64,6 +64,8 @@ fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     sa.established_at = Some(ctx.now);
     sa.last_heard = Some(ctx.now);
     sa.deadline = None;
+    // Both AUTH values are computed: the IKE_SA_INIT messages are no longer needed.
+    sa.signed = None;
     let rekey_in = ctx.jittered(sa.peer.ike_rekey_time, sa.peer.rekey_jitter_percent);
     sa.rekey_at = Some(ctx.now + rekey_in);
     sa.expire_at = Some(ctx.now + sa.peer.ike_life_time.max(rekey_in));

@@ -2,13 +2,13 @@
 //! initiator's INVALID_KE_PAYLOAD and COOKIE retries (2.6, 1.3).
 
 use super::{error_notify, natd, notifies};
-use crate::crypto::{derive_ike_keys, KeyExchange, SkCipher};
+use crate::crypto::{derive_ike_keys, digest, KeyExchange, SignedOctets, SkCipher};
 use crate::endpoint::{Output, PeerConfig, Transmit};
 use crate::error::{notify, Failure};
 use crate::message::payload::{u16_data, Notify};
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
 use crate::proposal::{self, IkeAlgs};
-use crate::sa::{Ctx, IkeSa, IkeState, SaKeys, HALF_OPEN_TIMEOUT};
+use crate::sa::{Ctx, IkeSa, IkeState, SaKeys, Signed, HALF_OPEN_TIMEOUT};
 use crate::task::ActiveTask;
 use ipsec_types::DhGroup;
 use std::net::SocketAddr;
@@ -146,7 +146,11 @@ pub(crate) fn process_response(
     sa.spi_r = msg.header.spi_r;
     sa.nr = nr.clone();
     let len = usize::try_from(msg.header.length).unwrap_or(usize::MAX);
-    sa.init_response = data.get(..len).unwrap_or(data).to_vec();
+    let request = std::mem::take(&mut sa.init_request);
+    sa.signed = Some(Signed {
+        by_initiator: SignedOctets::new(algs.prf, &sa.peer.psk, &request),
+        by_responder: SignedOctets::new(algs.prf, &sa.peer.psk, data.get(..len).unwrap_or(data)),
+    });
     set_keys(sa, algs, &shared)?;
     let detected = natd::detect(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
     sa.nat = sa.peer.force_encap || detected.is_some_and(|(a, b)| a || b);
@@ -251,7 +255,9 @@ pub(crate) fn respond(
     sa.ni = ni.clone();
     sa.nr = ctx.nonce();
     let len = usize::try_from(h.length).unwrap_or(usize::MAX);
-    sa.init_request = data.get(..len).unwrap_or(data).to_vec();
+    let request = data.get(..len).unwrap_or(data);
+    sa.init_request_hash = Some(digest(request));
+    let by_initiator = SignedOctets::new(algs.prf, &peer.psk, request);
     set_keys(&mut sa, algs, &shared).ok()?;
     let detected = natd::detect(&msg.payloads, sa.spi_i, 0, local, remote);
     sa.nat = peer.force_encap || detected.is_some_and(|(a, b)| a || b);
@@ -264,6 +270,7 @@ pub(crate) fn respond(
     p.extend(natd::payloads(sa.spi_i, sa.spi_r, local, remote, peer.force_encap, ctx.rng));
     sa.state = IkeState::Authenticating;
     sa.deadline = Some(ctx.now + HALF_OPEN_TIMEOUT);
-    sa.init_response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);
+    let response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);
+    sa.signed = Some(Signed { by_initiator, by_responder: SignedOctets::new(algs.prf, &peer.psk, &response) });
     Some(sa)
 }
