@@ -22,9 +22,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+mod cookie;
 mod limits;
 mod outbound;
 mod restart;
+mod sa_set;
+mod spis;
+
+use crate::error::notify;
+use crate::log::{warn_unauth, LogLimiter, TokenBucket};
+use crate::message::Payload;
+use cookie::Cookies;
+use sa_set::SaSet;
+pub(crate) use spis::SpiRegistry;
+use std::collections::HashMap;
 
 pub use limits::{IkeDrops, Limits};
 
@@ -289,16 +300,23 @@ struct PeerSlot {
 
 /// What every IKE SA borrows while it runs (see `Ctx`).
 struct Shared {
+    /// The time of the input being handled (for `warn_unauth!` outside an SA).
+    now: Timestamp,
     ike_port: u16,
     natt_port: u16,
     rng: Box<dyn Rng>,
     out: VecDeque<Output>,
     next_child_id: u64,
     actions: Vec<Action>,
+    limits: Limits,
+    drops: IkeDrops,
+    log: LogLimiter,
+    answers: TokenBucket,
+    spis: SpiRegistry,
 }
 
 impl Shared {
-    fn ctx(&mut self, now: Timestamp) -> Ctx<'_> {
+    fn ctx(&mut self, now: Timestamp, peer_sas: usize) -> Ctx<'_> {
         Ctx {
             now,
             rng: &mut *self.rng,
@@ -307,6 +325,12 @@ impl Shared {
             ike_port: self.ike_port,
             natt_port: self.natt_port,
             actions: &mut self.actions,
+            limits: self.limits,
+            peer_sas,
+            drops: &mut self.drops,
+            log: &mut self.log,
+            answers: &mut self.answers,
+            spis: &mut self.spis,
         }
     }
 }
@@ -314,13 +338,16 @@ impl Shared {
 /// The IKEv2 endpoint: all IKE SAs of this gateway.
 pub struct Endpoint {
     peers: Vec<PeerSlot>,
-    sas: Vec<IkeSa>,
+    /// Tunnel by the peer's address (IKE_SA_INIT from an address with no tunnel costs a
+    /// hash lookup) and by name.
+    peer_by_addr: HashMap<IpAddr, usize>,
+    peer_by_name: HashMap<String, usize>,
+    sas: SaSet,
     shared: Shared,
+    cookies: Cookies,
     shutting_down: bool,
     /// Per tunnel, the outbound SPI the datapath seals with (the last installed).
-    active_out: std::collections::HashMap<String, Spi>,
-    limits: Limits,
-    drops: IkeDrops,
+    active_out: HashMap<String, Spi>,
 }
 
 impl Endpoint {
@@ -328,7 +355,7 @@ impl Endpoint {
     /// Peers with `initiate == true` start connecting on the first `handle_timeout`
     /// (their timer is armed at `Timestamp::ZERO`).
     pub fn new(config: EndpointConfig, rng: Box<dyn Rng>) -> Self {
-        let peers = config
+        let peers: Vec<PeerSlot> = config
             .peers
             .into_iter()
             .map(|cfg| PeerSlot {
@@ -339,40 +366,71 @@ impl Endpoint {
                 cfg,
             })
             .collect();
+        let mut peer_by_addr = HashMap::new();
+        let mut peer_by_name = HashMap::new();
+        for (i, p) in peers.iter().enumerate() {
+            // The first tunnel with an address answers IKE_SA_INIT from it.
+            peer_by_addr.entry(p.cfg.remote_addr).or_insert(i);
+            peer_by_name.insert(p.cfg.name.clone(), i);
+        }
         Self {
             peers,
-            sas: Vec::new(),
+            peer_by_addr,
+            peer_by_name,
+            sas: SaSet::default(),
             shared: Shared {
+                now: Timestamp::ZERO,
                 ike_port: config.ike_port,
                 natt_port: config.natt_port,
                 rng,
                 out: VecDeque::new(),
                 next_child_id: 0,
                 actions: Vec::new(),
+                limits: config.limits,
+                drops: IkeDrops::default(),
+                log: LogLimiter::default(),
+                answers: crate::log::answer_bucket(),
+                spis: SpiRegistry::default(),
             },
+            cookies: Cookies::default(),
             shutting_down: false,
-            active_out: std::collections::HashMap::new(),
-            limits: config.limits,
-            drops: IkeDrops::default(),
+            active_out: HashMap::new(),
         }
+    }
+
+    fn slot_mut(&mut self, name: &str) -> Option<&mut PeerSlot> {
+        self.peer_by_name.get(name).and_then(|&i| self.peers.get_mut(i))
     }
 
     /// Runs `f` on the SA at `idx` with a context; removes the SA if it fails.
     fn run(&mut self, now: Timestamp, idx: usize, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> Result<(), Failure>) {
+        let peer_sas = match self.sas.get(idx) {
+            Some(sa) => self.sas.peer_count(&sa.peer.name),
+            None => return,
+        };
         let Some(sa) = self.sas.get_mut(idx) else { return };
-        let mut ctx = self.shared.ctx(now);
+        let was_established = sa.state == IkeState::Established;
+        let mut ctx = self.shared.ctx(now, peer_sas);
         match f(sa, &mut ctx) {
             Ok(()) => {
-                if sa.state == IkeState::Established {
-                    if let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == sa.peer.name) {
+                let established = sa.state == IkeState::Established;
+                let (name, spi_i, spi_r, stale) = (sa.peer.name.clone(), sa.spi_i, sa.spi_r, sa.stale);
+                let initial_contact = std::mem::take(&mut sa.initial_contact);
+                if established && !was_established {
+                    if let Some(slot) = self.slot_mut(&name) {
                         slot.failures = 0;
                     }
+                    // Another IKE SA with this peer is up: ours still in IKE_SA_INIT must
+                    // not claim INITIAL_CONTACT, or the peer would drop this one.
+                    for other in self.sas.iter_mut() {
+                        if other.peer.name == name && other.state == IkeState::Connecting {
+                            other.send_initial_contact = false;
+                        }
+                    }
                 }
-                if std::mem::take(&mut sa.initial_contact) {
-                    let (name, spi_i, spi_r) = (sa.peer.name.clone(), sa.spi_i, sa.spi_r);
+                if initial_contact {
                     self.drop_stale(now, &name, spi_i, spi_r);
-                } else if sa.state == IkeState::Established && !sa.stale {
-                    let name = sa.peer.name.clone();
+                } else if established && !stale {
                     self.terminate_where(now, "replaced after the peer restarted", |s| s.stale && s.peer.name == name);
                 }
             }
@@ -390,9 +448,13 @@ impl Endpoint {
     fn apply_actions(&mut self, now: Timestamp) {
         for action in std::mem::take(&mut self.shared.actions) {
             match action {
-                Action::Spawn(sa) => self.sas.push(*sa),
+                Action::Spawn(sa) => {
+                    if !self.sas.push(*sa, true) {
+                        tracing::error!("new IKE SA from a rekey has an SPI already in use; dropped");
+                    }
+                }
                 Action::Adopt { tunnel, to, transfer } => {
-                    let mut ctx = self.shared.ctx(now);
+                    let mut ctx = self.shared.ctx(now, 0);
                     match self.sas.iter_mut().find(|s| (s.spi_i, s.spi_r) == to && s.state == IkeState::Established) {
                         Some(sa) => {
                             transfer.give_to(sa);
@@ -435,7 +497,7 @@ impl Endpoint {
             }
             let mut sa = self.sas.remove(i);
             tracing::info!(tunnel = %name, "peer sent INITIAL_CONTACT; dropping the older IKE SA {:016x}_i", sa.spi_i);
-            let mut ctx = self.shared.ctx(now);
+            let mut ctx = self.shared.ctx(now, 0);
             sa.teardown(&mut ctx, "replaced after INITIAL_CONTACT");
         }
     }
@@ -448,7 +510,7 @@ impl Endpoint {
         if sa.rekeyed {
             return;
         }
-        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == sa.peer.name) else { return };
+        let Some(slot) = self.slot_mut(&sa.peer.name) else { return };
         if sa.established_at.is_some() && matches!(failure, Failure::Transient(_)) {
             // The peer is dead (DPD, unanswered retransmissions) or the IKE SA expired.
             if slot.cfg.dpd_action == DpdAction::Clear {
@@ -486,29 +548,45 @@ impl Endpoint {
 
     fn start_initiator(&mut self, now: Timestamp, peer_idx: usize) {
         let Some(slot) = self.peers.get(peer_idx) else { return };
-        let busy = self.sas.iter().any(|s| s.peer.name == slot.cfg.name && s.state != IkeState::Deleting && !s.stale);
+        // Only our own attempts and authenticated IKE SAs make the tunnel busy: a
+        // half-open responder SA (anyone can create one by spoofing the peer's address)
+        // never holds our initiation back.
+        let name = &slot.cfg.name;
+        let busy = self.sas.iter().any(|s| {
+            s.peer.name == *name
+                && s.state != IkeState::Deleting
+                && !s.stale
+                && (s.initiator || s.established_at.is_some())
+        });
         if busy || self.shutting_down {
             return;
         }
         let cfg = slot.cfg.clone();
-        let first_contact = !self.sas.iter().any(|s| s.peer.name == cfg.name);
-        let mut ctx = self.shared.ctx(now);
+        let first_contact = !self.sas.iter().any(|s| s.peer.name == cfg.name && s.established_at.is_some());
+        let mut ctx = self.shared.ctx(now, 0);
         let mut sa = ike_init::start(cfg, &mut ctx);
         sa.send_initial_contact = first_contact;
-        self.sas.push(sa);
+        while self.sas.ours_taken(sa.spi_i) {
+            // 2^-64 per SA; drawn again before anything is sent for it.
+            sa.spi_i = ctx.random_u64();
+        }
+        if !self.sas.push(sa, true) {
+            tracing::error!("initiation dropped: IKE SPI in use");
+        }
     }
 
     /// A datagram arrived on `local` from `remote` (non-ESP marker already stripped).
     pub fn handle_datagram(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         let mark = self.shared.out.len();
         self.handle_datagram_inner(now, local, remote, data);
-        self.keep_outbound(mark);
+        self.after_input(mark);
     }
 
     fn handle_datagram_inner(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
+                self.shared.drops.malformed += 1;
                 tracing::debug!(from = %remote, error = %e, "unparsable IKE datagram dropped");
                 return;
             }
@@ -516,11 +594,10 @@ impl Endpoint {
         let h = msg.header;
         let idx = if h.exchange == exchange::IKE_SA_INIT && !h.is_response() && h.spi_r == 0 {
             if !h.sent_by_initiator() {
+                self.shared.drops.malformed += 1;
                 return;
             }
-            let existing =
-                self.sas.iter().position(|s| !s.initiator && s.spi_i == h.spi_i && s.remote.ip() == remote.ip());
-            match existing {
+            match self.sas.by_init(remote.ip(), h.spi_i) {
                 Some(i) => i,
                 None => {
                     self.new_responder(now, local, remote, &msg, data);
@@ -531,7 +608,12 @@ impl Endpoint {
             self.invalid_spi_answer(now, remote, &msg);
             return;
         } else if h.sent_by_initiator() {
-            match self.sas.iter().position(|s| !s.initiator && s.spi_i == h.spi_i && s.spi_r == h.spi_r) {
+            // We are the responder of this IKE SA: our SPI is the responder's.
+            match self
+                .sas
+                .by_ours(h.spi_r)
+                .filter(|&i| self.sas.get(i).is_some_and(|s| !s.initiator && s.spi_i == h.spi_i))
+            {
                 Some(i) => i,
                 None => {
                     self.unknown_spi(now, local, remote, &msg);
@@ -539,8 +621,8 @@ impl Endpoint {
                 }
             }
         } else {
-            let found = self.sas.iter().position(|s| {
-                s.initiator && s.spi_i == h.spi_i && (s.spi_r == h.spi_r || s.state == IkeState::Connecting)
+            let found = self.sas.by_ours(h.spi_i).filter(|&i| {
+                self.sas.get(i).is_some_and(|s| s.initiator && (s.spi_r == h.spi_r || s.state == IkeState::Connecting))
             });
             match found {
                 Some(i) => i,
@@ -553,37 +635,108 @@ impl Endpoint {
         self.run(now, idx, |sa, ctx| sa.handle_message(ctx, local, remote, data, msg));
     }
 
+    /// An IKE_SA_INIT request for a new IKE SA. Anyone can send one with any source
+    /// address, so before it costs a key exchange and a slot it must pass, in order: a
+    /// configured peer at that address, a valid COOKIE once `cookie_threshold` half-open
+    /// SAs exist (RFC 7296 2.6), the per-source and global half-open caps (a request with
+    /// a valid COOKIE may evict the oldest half-open SA that had none), and the cap on
+    /// IKE SAs per peer.
     fn new_responder(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message, data: &[u8]) {
         if self.shutting_down {
             return;
         }
-        let Some(slot) = self.peers.iter().find(|p| p.cfg.remote_addr == remote.ip()) else {
+        self.shared.now = now;
+        let Some(&peer_idx) = self.peer_by_addr.get(&remote.ip()) else {
+            self.shared.drops.unknown_spi += 1;
             tracing::debug!(from = %remote, "IKE_SA_INIT from an address with no configured tunnel dropped");
             return;
         };
-        let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
-        let mut ctx = self.shared.ctx(now);
-        if let Some(sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) {
-            // Another IKE SA with this peer now exists: ours in progress must not claim
-            // INITIAL_CONTACT, or the peer would drop this one.
-            for other in self.sas.iter_mut().filter(|s| s.peer.name == sa.peer.name) {
-                other.send_initial_contact = false;
+        let limits = self.shared.limits;
+        let ip = remote.ip();
+        let nonce = msg.payloads.iter().find_map(|p| match p {
+            Payload::Nonce(n) => Some(n.as_slice()),
+            _ => None,
+        });
+        let cookie = crate::task::notifies(&msg.payloads).find(|n| n.kind == notify::COOKIE).map(|n| n.data.as_slice());
+        // The secret is drawn (and rotated) only when COOKIEs are in use, so that the RNG
+        // sequence of a gateway that never needs them is unchanged.
+        let proved = match (cookie, nonce) {
+            (Some(c), Some(ni)) => {
+                self.cookies.rotate(now, &mut *self.shared.rng);
+                self.cookies.verify(c, ni, ip, msg.header.spi_i)
             }
-            self.sas.push(sa);
+            _ => false,
+        };
+        if !proved && self.sas.half_open_total() >= limits.cookie_threshold {
+            let Some(ni) = nonce else {
+                self.shared.drops.malformed += 1;
+                return;
+            };
+            self.cookies.rotate(now, &mut *self.shared.rng);
+            let c = self.cookies.make(ni, ip, msg.header.spi_i);
+            self.shared.drops.cookie_required += 1;
+            self.shared.drops.cookies_sent += 1;
+            let local =
+                crate::sa::unspecified_to(local, self.peers.get(peer_idx).map_or(local.ip(), |p| p.cfg.local_addr));
+            ike_init::send_cookie(&mut self.shared.out, &msg.header, local, remote, c);
+            return;
         }
+        for (count, cap, scope) in [
+            (self.sas.half_open_from(ip), limits.half_open_per_source, Some(ip)),
+            (self.sas.half_open_total(), limits.half_open_max, None),
+        ] {
+            if count < cap {
+                continue;
+            }
+            match self.sas.oldest_unproved(scope).filter(|_| proved) {
+                Some(victim) => {
+                    let mut old = self.sas.remove(victim);
+                    let mut ctx = self.shared.ctx(now, 0);
+                    old.teardown(&mut ctx, "evicted by a half-open IKE SA with a valid COOKIE");
+                }
+                None => {
+                    self.shared.drops.half_open_cap += 1;
+                    let per = if scope.is_some() { " from this address" } else { "" };
+                    warn_unauth!(
+                        self.shared,
+                        "IKE_SA_INIT from {ip} dropped: {count} half-open IKE SAs{per} (limit {cap})"
+                    );
+                    return;
+                }
+            }
+        }
+        let Some(slot) = self.peers.get(peer_idx) else { return };
+        let authenticated =
+            self.sas.iter().filter(|s| s.peer.name == slot.cfg.name && s.established_at.is_some()).count();
+        if authenticated >= limits.ike_sa_per_peer_max {
+            self.shared.drops.half_open_cap += 1;
+            let name = &slot.cfg.name;
+            warn_unauth!(self.shared, "tunnel {name}: IKE_SA_INIT from {ip} dropped: the peer holds {authenticated} IKE SAs already (ike_sa_per_peer_max)");
+            return;
+        }
+        let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
+        let mut ctx = self.shared.ctx(now, 0);
+        let Some(mut sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) else { return };
+        if self.sas.ours_taken(sa.spi_r) {
+            // 2^-64: the response went out with an SPI in use; let the peer retry.
+            tracing::error!("half-open IKE SA dropped: IKE SPI in use");
+            sa.teardown(&mut ctx, "SPI collision");
+            return;
+        }
+        self.sas.push(sa, proved);
     }
 
     /// An operator command.
     pub fn handle_command(&mut self, now: Timestamp, cmd: Command) {
         let mark = self.shared.out.len();
         self.handle_command_inner(now, cmd);
-        self.keep_outbound(mark);
+        self.after_input(mark);
     }
 
     fn handle_command_inner(&mut self, now: Timestamp, cmd: Command) {
         match cmd {
             Command::Initiate { peer } => {
-                let Some(i) = self.peers.iter().position(|p| p.cfg.name == peer) else {
+                let Some(&i) = self.peer_by_name.get(&peer) else {
                     tracing::warn!("initiate: no tunnel named {peer:?}");
                     return;
                 };
@@ -614,7 +767,7 @@ impl Endpoint {
                 });
             }
             Command::Terminate { peer } => {
-                if let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == peer) {
+                if let Some(slot) = self.slot_mut(&peer) {
                     slot.wanted = false;
                     slot.retry_at = None;
                 }
@@ -634,13 +787,14 @@ impl Endpoint {
     fn terminate_where(&mut self, now: Timestamp, reason: &str, pred: impl Fn(&IkeSa) -> bool) {
         let mut i = 0;
         while i < self.sas.len() {
-            let keep = match self.sas.get_mut(i) {
-                Some(sa) if pred(sa) && sa.state != IkeState::Deleting => {
-                    let mut ctx = self.shared.ctx(now);
+            let hit = self.sas.get(i).is_some_and(|sa| pred(sa) && sa.state != IkeState::Deleting);
+            let keep = match self.sas.get_mut(i).filter(|_| hit) {
+                Some(sa) => {
+                    let mut ctx = self.shared.ctx(now, 0);
                     tracing::info!(tunnel = %sa.name(), "terminating IKE SA");
                     sa.terminate(&mut ctx, reason)
                 }
-                _ => true,
+                None => true,
             };
             if keep {
                 i += 1;
@@ -654,7 +808,7 @@ impl Endpoint {
     pub fn handle_datapath_event(&mut self, now: Timestamp, ev: DatapathEvent) {
         let mark = self.shared.out.len();
         self.handle_datapath_event_inner(now, ev);
-        self.keep_outbound(mark);
+        self.after_input(mark);
     }
 
     fn handle_datapath_event_inner(&mut self, now: Timestamp, ev: DatapathEvent) {
@@ -701,18 +855,18 @@ impl Endpoint {
     pub fn handle_esp_activity(&mut self, now: Timestamp, spi: Spi) {
         let owner = self
             .sas
-            .iter_mut()
-            .find(|s| s.children.iter().any(|c| c.spi_in == spi) || s.retiring.iter().any(|(r, _)| *r == spi));
-        if let Some(sa) = owner {
+            .position(|s| s.children.iter().any(|c| c.spi_in == spi) || s.retiring.iter().any(|(r, _)| *r == spi));
+        if let Some(sa) = owner.and_then(|i| self.sas.get_mut(i)) {
             sa.last_esp = Some(sa.last_esp.map_or(now, |t| t.max(now)));
         }
+        self.sas.settle();
     }
 
     /// Timers (retransmission, initiation, ...). Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let mark = self.shared.out.len();
         self.handle_timeout_inner(now);
-        self.keep_outbound(mark);
+        self.after_input(mark);
     }
 
     fn handle_timeout_inner(&mut self, now: Timestamp) {
@@ -729,13 +883,23 @@ impl Endpoint {
                 self.start_initiator(now, i);
             }
         }
-        let mut i = self.sas.len();
-        while i > 0 {
-            i -= 1;
+        for i in self.sas.due(now) {
             if self.sas.get(i).and_then(IkeSa::poll_timeout).is_some_and(|t| t <= now) {
                 self.run(now, i, |sa, ctx| sa.handle_timeout(ctx));
             }
         }
+    }
+
+    /// After every input: settle the SA indexes, keep an outbound SA in the seal path
+    /// of every tunnel, and follow inbound SPIs.
+    fn after_input(&mut self, mark: usize) {
+        self.keep_outbound(mark);
+        for out in self.shared.out.iter().skip(mark) {
+            if let Output::Datapath(cmd) = out {
+                self.shared.spis.observe(cmd);
+            }
+        }
+        self.sas.settle();
     }
 
     /// Next output, `None` when drained.
@@ -745,9 +909,8 @@ impl Endpoint {
 
     /// Earliest time `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let peers = self.peers.iter().filter_map(|p| p.retry_at);
-        let sas = self.sas.iter().filter_map(IkeSa::poll_timeout);
-        peers.chain(sas).min()
+        let peers = self.peers.iter().filter_map(|p| p.retry_at).min();
+        peers.into_iter().chain(self.sas.next_deadline()).min()
     }
 
     /// Every IKE SA and its CHILD SAs.
@@ -783,7 +946,7 @@ impl Endpoint {
 
     /// What the endpoint refused so far, by reason (for `vpnctl status`).
     pub fn drops(&self) -> IkeDrops {
-        self.drops
+        self.shared.drops
     }
 
     /// Half-open IKE SAs: responder SAs whose peer has not authenticated yet.

@@ -57,6 +57,7 @@
 pub mod crypto;
 mod endpoint;
 mod error;
+mod log;
 mod message;
 mod proposal;
 mod sa;

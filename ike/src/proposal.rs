@@ -297,7 +297,10 @@ pub(crate) fn ike_spi(p: &Proposal) -> Option<u64> {
 /// Human-readable form of a peer's proposals for logs, swanctl style where known.
 pub(crate) fn describe(offered: &[Proposal]) -> String {
     let mut out = Vec::new();
-    for p in offered {
+    // A peer may offer hundreds of proposals: name the first few, count the rest, so a
+    // log line stays short whatever was sent.
+    const SHOWN: usize = 4;
+    for p in offered.iter().take(SHOWN) {
         let mut parts = Vec::new();
         for t in &p.transforms {
             let known = match t.ttype {
@@ -314,10 +317,13 @@ pub(crate) fn describe(offered: &[Proposal]) -> String {
         }
         out.push(parts.join("-"));
     }
+    if offered.len() > SHOWN {
+        out.push(format!("and {} more proposals", offered.len() - SHOWN));
+    }
     if out.is_empty() {
         "nothing".into()
     } else {
-        out.join(", ")
+        crate::log::clip(&out.join(", ")).into_owned()
     }
 }
 

@@ -121,10 +121,15 @@ fn no_proposal_chosen_fails_both_sides_and_retries_slowly() {
     let b = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
     let mut p = Pair::new(a, b);
     p.run();
+    // The NO_PROPOSAL_CHOSEN answer is unprotected: A waits 2 s for a valid response
+    // (RFC 7296 2.21.1) before it gives up, without retransmitting meanwhile.
+    assert!(p.events(Side::A).is_empty() && !p.a.is_idle());
+    assert_eq!(p.a.poll_timeout(), Some(ipsec_types::Timestamp::from_secs(2)));
+    p.advance(Duration::from_secs(2));
     assert!(p.a.is_idle() && p.b.is_idle());
     assert!(p.datapath(Side::A).is_empty() && p.datapath(Side::B).is_empty());
     assert!(matches!(&p.events(Side::A)[..], [Event::IkeDown { .. }]));
-    assert_eq!(p.a.poll_timeout(), Some(ipsec_types::Timestamp::from_secs(60)));
+    assert_eq!(p.a.poll_timeout(), Some(ipsec_types::Timestamp::from_secs(62)));
     p.advance(Duration::from_secs(59));
     assert_eq!(p.transmits(Side::A).len(), 1, "no hammering");
     p.advance(Duration::from_secs(1));

@@ -30,27 +30,30 @@ impl Endpoint {
     /// [`RESTART_PROBE_AFTER`]: bring up a new IKE SA next to each (tunnels with
     /// `dpd_action = restart`; `clear` only ever waits for `dpd_timeout`).
     pub(super) fn probe_silent_peers(&mut self, now: Timestamp) {
-        for sa in &mut self.sas {
-            let probing =
+        let probing =
+            |sa: &crate::sa::IkeSa| {
                 sa.state == IkeState::Established
                     && !sa.stale
                     && sa.tasks.outstanding.as_ref().is_some_and(|o| {
                         matches!(o.task, ActiveTask::Liveness) && o.sent_at + RESTART_PROBE_AFTER <= now
-                    });
-            if !probing {
+                    })
+            };
+        let candidates: Vec<usize> = (0..self.sas.len()).filter(|&i| self.sas.get(i).is_some_and(probing)).collect();
+        for i in candidates {
+            let Some(name) = self.sas.get(i).map(|sa| sa.peer.name.clone()) else { continue };
+            if self.slot_mut(&name).is_none_or(|slot| slot.cfg.dpd_action != DpdAction::Restart) {
                 continue;
             }
-            let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == sa.peer.name) else { continue };
-            if slot.cfg.dpd_action != DpdAction::Restart {
-                continue;
-            }
+            let Some(sa) = self.sas.get_mut(i) else { continue };
             sa.stale = true;
+            let remote = sa.remote.ip();
+            let Some(slot) = self.slot_mut(&name) else { continue };
             slot.wanted = true;
             slot.retry_at = Some(now);
             tracing::warn!(
                 tunnel = %slot.cfg.name,
                 "peer {} has not answered a liveness check for {}s: trying a new IKE SA next to the old one (it may have restarted)",
-                sa.remote.ip(),
+                remote,
                 RESTART_PROBE_AFTER.as_secs()
             );
         }
@@ -61,13 +64,18 @@ impl Endpoint {
     /// INVALID_IKE_SPI notify: the peer learns that we lost that IKE SA (we restarted).
     pub(super) fn unknown_spi(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message) {
         let h = msg.header;
-        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.remote_addr == remote.ip()) else {
+        self.shared.drops.unknown_spi += 1;
+        let Some(slot) = self.peer_by_addr.get(&remote.ip()).and_then(|&i| self.peers.get_mut(i)) else {
             tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
             return;
         };
-        if h.is_response() || msg.sk.is_none() || slot.invalid_spi_at.is_some_and(|t| now < t + Duration::from_secs(1))
-        {
+        if h.is_response() || msg.sk.is_none() {
             tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
+            return;
+        }
+        if slot.invalid_spi_at.is_some_and(|t| now < t + Duration::from_secs(1)) {
+            self.shared.drops.rate_limited += 1;
+            tracing::debug!(from = %remote, "message for unknown IKE SA dropped (INVALID_IKE_SPI answered within the last second)");
             return;
         }
         slot.invalid_spi_at = Some(now);
@@ -86,12 +94,19 @@ impl Endpoint {
     pub(super) fn invalid_spi_answer(&mut self, now: Timestamp, remote: SocketAddr, msg: &Message) {
         let h = msg.header;
         let invalid = crate::task::notifies(&msg.payloads).any(|n| n.kind == notify::INVALID_IKE_SPI);
-        let Some(sa) = self.sas.iter_mut().find(|s| {
-            (s.spi_i, s.spi_r) == (h.spi_i, h.spi_r)
-                && s.remote.ip() == remote.ip()
-                && s.state == IkeState::Established
-                && s.tasks.outstanding.as_ref().is_some_and(|o| o.mid == h.message_id)
-        }) else {
+        // The answer to our request: our SPI is the initiator's if the peer answers as
+        // responder, the responder's otherwise.
+        let ours = if h.sent_by_initiator() { h.spi_r } else { h.spi_i };
+        let idx = self.sas.by_ours(ours).filter(|&i| {
+            self.sas.get(i).is_some_and(|s| {
+                (s.spi_i, s.spi_r) == (h.spi_i, h.spi_r)
+                    && s.remote.ip() == remote.ip()
+                    && s.state == IkeState::Established
+                    && s.tasks.outstanding.as_ref().is_some_and(|o| o.mid == h.message_id)
+            })
+        });
+        let Some(sa) = idx.and_then(|i| self.sas.get_mut(i)) else {
+            self.shared.drops.unknown_spi += 1;
             return;
         };
         if !invalid || sa.stale {
@@ -99,7 +114,7 @@ impl Endpoint {
         }
         sa.stale = true;
         let name = sa.peer.name.clone();
-        let Some(slot) = self.peers.iter_mut().find(|p| p.cfg.name == name) else { return };
+        let Some(slot) = self.slot_mut(&name) else { return };
         tracing::warn!(tunnel = %name, "peer {} answered INVALID_IKE_SPI: it probably restarted; bringing up a new IKE SA", remote.ip());
         if slot.wanted || slot.cfg.dpd_action == DpdAction::Restart {
             slot.wanted = true;

@@ -52,6 +52,8 @@ pub(crate) struct SaSet {
     by_init: HashMap<(IpAddr, u64), usize>,
     half_open_from: HashMap<IpAddr, usize>,
     half_open_total: usize,
+    /// IKE SAs (any state) per tunnel name.
+    per_peer: HashMap<String, usize>,
     /// Indexes handed out mutably since the last `settle`; `all_dirty` after `iter_mut`.
     dirty: Vec<usize>,
     all_dirty: bool,
@@ -112,6 +114,7 @@ impl SaSet {
             self.half_open_total += 1;
         }
         self.by_ours.insert(our, i);
+        *self.per_peer.entry(sa.peer.name.clone()).or_default() += 1;
         if let Some(k) = init_key {
             self.by_init.insert(k, i);
         }
@@ -126,6 +129,12 @@ impl SaSet {
         let meta = self.meta.remove(i);
         if let Some(ip) = meta.half_open {
             self.uncount_half_open(ip);
+        }
+        if let Some(n) = self.per_peer.get_mut(&sa.peer.name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_peer.remove(&sa.peer.name);
+            }
         }
         self.by_ours.clear();
         self.by_init.clear();
@@ -162,6 +171,11 @@ impl SaSet {
     /// Index of the responder SA created by the IKE_SA_INIT from `ip` with `spi_i`.
     pub(crate) fn by_init(&self, ip: IpAddr, spi_i: u64) -> Option<usize> {
         self.by_init.get(&(ip, spi_i)).copied()
+    }
+
+    /// IKE SAs (any state) of the tunnel `name`.
+    pub(crate) fn peer_count(&self, name: &str) -> usize {
+        self.per_peer.get(name).copied().unwrap_or(0)
     }
 
     pub(crate) fn half_open_total(&self) -> usize {
@@ -208,8 +222,13 @@ impl SaSet {
     /// Indexes of SAs whose cached deadline is at or before `now`, last first (so that
     /// removing one does not shift the others).
     pub(crate) fn due(&self, now: Timestamp) -> Vec<usize> {
-        let mut v: Vec<usize> =
-            self.meta.iter().enumerate().filter(|(_, m)| m.deadline.is_some_and(|t| t <= now)).map(|(i, _)| i).collect();
+        let mut v: Vec<usize> = self
+            .meta
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.deadline.is_some_and(|t| t <= now))
+            .map(|(i, _)| i)
+            .collect();
         v.reverse();
         v
     }

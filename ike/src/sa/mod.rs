@@ -10,8 +10,9 @@ pub(crate) mod task_manager;
 mod timers;
 
 use crate::crypto::{IkeKeys, SignedOctets, SkCipher};
-use crate::endpoint::{Event, Output, PeerConfig, Rng, Transmit};
+use crate::endpoint::{Event, IkeDrops, Limits, Output, PeerConfig, Rng, SpiRegistry, Transmit};
 use crate::error::{notify, Failure};
+use crate::log::{LogLimiter, TokenBucket};
 use crate::message::payload::Notify;
 use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
 use crate::proposal::IkeAlgs;
@@ -45,6 +46,18 @@ pub(crate) struct Ctx<'a> {
     pub(crate) natt_port: u16,
     /// Work for the endpoint that crosses IKE SAs (rekeying).
     pub(crate) actions: &'a mut Vec<Action>,
+    /// Caps on state.
+    pub(crate) limits: Limits,
+    /// IKE SAs (any state) with this SA's peer, this one included.
+    pub(crate) peer_sas: usize,
+    /// What was refused, by reason.
+    pub(crate) drops: &'a mut IkeDrops,
+    /// Rate limit of log lines provoked by unauthenticated input (`warn_unauth!`).
+    pub(crate) log: &'a mut LogLimiter,
+    /// Rate limit of stateless answers to unauthenticated requests.
+    pub(crate) answers: &'a mut TokenBucket,
+    /// Inbound SPIs in use gateway-wide.
+    pub(crate) spis: &'a mut SpiRegistry,
 }
 
 /// What an IKE SA asks of the endpoint.
@@ -121,13 +134,15 @@ impl Ctx<'_> {
         }
         u64::from_be_bytes(b)
     }
-    /// A CHILD SA SPI outside the reserved range 0..=255.
+    /// An inbound CHILD SA SPI outside the reserved range 0..=255 and unique across the
+    /// gateway (not installed, not handed out to an exchange in flight).
     pub(crate) fn random_spi(&mut self) -> u32 {
         loop {
             let mut b = [0u8; 4];
             self.rng.fill(&mut b);
             let v = u32::from_be_bytes(b);
-            if v > 255 {
+            if self.spis.is_free(v) {
+                self.spis.take(v);
                 return v;
             }
         }
@@ -357,6 +372,9 @@ impl IkeSa {
             if !self.open(data, &mut msg) {
                 return Ok(());
             }
+            if h.exchange == exchange::IKE_SA_INIT && ike_init::screen_response(self, ctx, &msg) {
+                return Ok(());
+            }
             let Some(task) = self.tasks.take_matching(h.message_id, h.exchange) else { return Ok(()) };
             self.last_heard = Some(ctx.now);
             match task {
@@ -536,6 +554,8 @@ mod tests {
     fn jitter_stays_within_bounds_even_for_huge_times() {
         let mut rng = crate::testing::TestRng::new(3);
         let (mut out, mut id, mut actions) = (VecDeque::new(), 0, Vec::new());
+        let (mut drops, mut log, mut spis) = Default::default();
+        let mut answers = crate::log::answer_bucket();
         let mut ctx = Ctx {
             now: Timestamp::ZERO,
             rng: &mut rng,
@@ -544,6 +564,12 @@ mod tests {
             ike_port: 500,
             natt_port: 4500,
             actions: &mut actions,
+            limits: Limits::default(),
+            peer_sas: 1,
+            drops: &mut drops,
+            log: &mut log,
+            answers: &mut answers,
+            spis: &mut spis,
         };
         let hour = Duration::from_secs(3600);
         let mut seen = std::collections::BTreeSet::new();

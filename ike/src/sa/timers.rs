@@ -59,7 +59,11 @@ impl IkeSa {
                     return Err(Failure::Deleted("rekeyed IKE SA expired".into()));
                 }
                 _ => {
-                    tracing::warn!(tunnel = %self.name(), peer = %self.remote.ip(), "tunnel {}: peer {} did not complete IKE_AUTH in time; dropping half-open IKE SA", self.name(), self.remote.ip());
+                    let (name, peer) = (self.name(), self.remote.ip());
+                    crate::log::warn_unauth!(
+                        ctx,
+                        "tunnel {name}: peer {peer} did not complete IKE_AUTH in time; dropping half-open IKE SA"
+                    );
                     return Err(Failure::Transient("half-open IKE SA timed out".into()));
                 }
             }
@@ -70,7 +74,13 @@ impl IkeSa {
             tracing::debug!(tunnel = %self.name(), "nothing heard from the peer for a while; checking liveness");
             self.tasks.queue_once(TaskKind::Liveness);
         }
-        let result = match self.tasks.on_timeout(now) {
+        if let Some(result) = crate::task::ike_init::deferred_error_due(self, ctx) {
+            return result;
+        }
+        let timeout = self.tasks.on_timeout(now);
+        // A deferred error notify is acted on at its time, not at the next retransmission.
+        let _ = crate::task::ike_init::deferred_error_due(self, ctx);
+        let result = match timeout {
             Timeout::Nothing => Ok(()),
             Timeout::Retransmit(p) => {
                 tracing::debug!(tunnel = %self.name(), "retransmitting request");

@@ -280,6 +280,15 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         tracing::debug!(tunnel = %name, "CREATE_CHILD_SA while we rekey the IKE SA: TEMPORARY_FAILURE");
         return refuse(sa, ctx, Notify::new(notify::TEMPORARY_FAILURE, vec![]));
     }
+    if sa.children.len() >= ctx.limits.child_sa_max {
+        ctx.drops.child_sa_cap += 1;
+        crate::log::warn_unauth!(
+            ctx,
+            "tunnel {name}: peer {peer_ip} asks for another CHILD SA but the IKE SA holds {} (child_sa_max); answering NO_ADDITIONAL_SAS",
+            sa.children.len()
+        );
+        return refuse(sa, ctx, Notify::new(notify::NO_ADDITIONAL_SAS, vec![]));
+    }
     let mut old_idx = None;
     if let Some(n) = notifies(&msg.payloads).find(|n| n.kind == notify::REKEY_SA) {
         let found = spi32(&n.spi).and_then(|s| sa.children.iter().position(|c| c.spi_out == Spi(s)));

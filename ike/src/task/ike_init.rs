@@ -5,22 +5,31 @@ use super::{error_notify, natd, notifies};
 use crate::crypto::{derive_ike_keys, digest, KeyExchange, SignedOctets, SkCipher};
 use crate::endpoint::{Output, PeerConfig, Transmit};
 use crate::error::{notify, Failure};
+use crate::log::warn_unauth;
 use crate::message::payload::{u16_data, Notify};
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
 use crate::proposal::{self, IkeAlgs};
 use crate::sa::{Ctx, IkeSa, IkeState, SaKeys, Signed, HALF_OPEN_TIMEOUT};
 use crate::task::ActiveTask;
-use ipsec_types::DhGroup;
+use ipsec_types::{DhGroup, Timestamp};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 /// How often we follow INVALID_KE_PAYLOAD / COOKIE before giving up.
 const MAX_INIT_RETRIES: u8 = 3;
+
+/// How long an unprotected error notify in answer to our IKE_SA_INIT waits for a valid
+/// response before we act on it (RFC 7296 2.21.1: anyone can send one).
+pub(crate) const ERROR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The initiator between its IKE_SA_INIT request and the response.
 pub(crate) struct Initiator {
     ke: KeyExchange,
     cookie: Option<Vec<u8>>,
     retries: u8,
+    /// An error notify received in answer (kind, first bytes of data), acted on at the
+    /// time given unless a valid response comes first.
+    deferred_error: Option<(u16, Vec<u8>, Timestamp)>,
 }
 
 /// Starts a new IKE SA as initiator and sends IKE_SA_INIT.
@@ -31,7 +40,7 @@ pub(crate) fn start(peer: PeerConfig, ctx: &mut Ctx<'_>) -> IkeSa {
     let mut sa = IkeSa::new(peer, true, local, remote);
     sa.spi_i = ctx.random_u64();
     sa.ni = ctx.nonce();
-    let init = Initiator { ke: KeyExchange::generate(group, ctx.rng), cookie: None, retries: 0 };
+    let init = Initiator { ke: KeyExchange::generate(group, ctx.rng), cookie: None, retries: 0, deferred_error: None };
     tracing::info!(tunnel = %sa.name(), peer = %remote, "initiating IKE SA");
     send_request(&mut sa, ctx, init);
     sa
@@ -48,6 +57,8 @@ fn send_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: Initiator) {
     p.extend(natd::payloads(sa.spi_i, 0, sa.local, sa.remote, sa.peer.force_encap, ctx.rng));
     sa.tasks.next_mid = 0;
     sa.tasks.outstanding = None;
+    let mut init = init;
+    init.deferred_error = None;
     sa.init_request = sa.send_request(ctx, ActiveTask::IkeInit(init), exchange::IKE_SA_INIT, &p, false);
 }
 
@@ -76,43 +87,7 @@ pub(crate) fn process_response(
         return Ok(());
     }
     if let Some(n) = error_notify(&msg.payloads) {
-        match n.kind {
-            notify::INVALID_KE_PAYLOAD => {
-                let wanted = n.dh_group();
-                let group = wanted.and_then(DhGroup::from_iana).filter(|g| our_groups(&sa.peer).any(|o| o == *g));
-                match group {
-                    Some(g) if g != init.ke.group() && init.retries < MAX_INIT_RETRIES => {
-                        tracing::warn!(
-                            "tunnel {name}: peer {peer_ip} wants key exchange group {} instead of {} (INVALID_KE_PAYLOAD); retrying with it",
-                            g.keyword(),
-                            init.ke.group().keyword()
-                        );
-                        init.ke = KeyExchange::generate(g, ctx.rng);
-                        init.retries += 1;
-                        send_request(sa, ctx, init);
-                        return Ok(());
-                    }
-                    _ => {
-                        tracing::warn!(
-                            "tunnel {name}: peer {peer_ip} wants key exchange group {wanted:?} which we do not offer (INVALID_KE_PAYLOAD); we offered {}",
-                            proposal::describe_ours(&sa.peer.ike_proposals)
-                        );
-                        return Err(Failure::Negotiation("INVALID_KE_PAYLOAD".into()));
-                    }
-                }
-            }
-            notify::NO_PROPOSAL_CHOSEN => {
-                tracing::warn!(
-                    "tunnel {name}: peer {peer_ip} rejected our IKE proposals (NO_PROPOSAL_CHOSEN); we offered {}",
-                    proposal::describe_ours(&sa.peer.ike_proposals)
-                );
-                return Err(Failure::Negotiation("peer rejected our IKE proposals (NO_PROPOSAL_CHOSEN)".into()));
-            }
-            k => {
-                tracing::warn!("tunnel {name}: peer {peer_ip} refused IKE_SA_INIT with {}", notify::name(k));
-                return Err(Failure::Negotiation(format!("peer refused IKE_SA_INIT ({})", notify::name(k))));
-            }
-        }
+        return act_on_error(sa, ctx, init, n.kind, &n.data);
     }
     let find = |f: fn(&Payload) -> bool| msg.payloads.iter().find(|p| f(p));
     let (Some(Payload::Sa(props)), Some(Payload::Ke { group, data: ke }), Some(Payload::Nonce(nr))) = (
@@ -164,6 +139,110 @@ pub(crate) fn process_response(
     Ok(())
 }
 
+/// Acts on an error notify answering our IKE_SA_INIT: INVALID_KE_PAYLOAD retries with the
+/// group asked for, anything else ends the attempt.
+fn act_on_error(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut init: Initiator, kind: u16, data: &[u8]) -> Result<(), Failure> {
+    let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
+    let dh_group = Notify::new(kind, data.to_vec()).dh_group();
+    match kind {
+        notify::INVALID_KE_PAYLOAD => {
+            let wanted = dh_group;
+            let group = wanted.and_then(DhGroup::from_iana).filter(|g| our_groups(&sa.peer).any(|o| o == *g));
+            match group {
+                Some(g) if g != init.ke.group() && init.retries < MAX_INIT_RETRIES => {
+                    tracing::warn!(
+                        "tunnel {name}: peer {peer_ip} wants key exchange group {} instead of {} (INVALID_KE_PAYLOAD); retrying with it",
+                        g.keyword(),
+                        init.ke.group().keyword()
+                    );
+                    init.ke = KeyExchange::generate(g, ctx.rng);
+                    init.retries += 1;
+                    send_request(sa, ctx, init);
+                    Ok(())
+                }
+                _ => {
+                    tracing::warn!(
+                        "tunnel {name}: peer {peer_ip} wants key exchange group {wanted:?} which we do not offer (INVALID_KE_PAYLOAD); we offered {}",
+                        proposal::describe_ours(&sa.peer.ike_proposals)
+                    );
+                    Err(Failure::Negotiation("INVALID_KE_PAYLOAD".into()))
+                }
+            }
+        }
+        notify::NO_PROPOSAL_CHOSEN => {
+            tracing::warn!(
+                "tunnel {name}: peer {peer_ip} rejected our IKE proposals (NO_PROPOSAL_CHOSEN); we offered {}",
+                proposal::describe_ours(&sa.peer.ike_proposals)
+            );
+            Err(Failure::Negotiation("peer rejected our IKE proposals (NO_PROPOSAL_CHOSEN)".into()))
+        }
+        k => {
+            tracing::warn!("tunnel {name}: peer {peer_ip} refused IKE_SA_INIT with {}", notify::name(k));
+            Err(Failure::Negotiation(format!("peer refused IKE_SA_INIT ({})", notify::name(k))))
+        }
+    }
+}
+
+/// Screens a response to our IKE_SA_INIT before it may end or change the attempt: it is
+/// unauthenticated (RFC 7296 2.21.1). An error notify (other than COOKIE and
+/// INVALID_KE_PAYLOAD, which only make us retry) is noted and acted on only if no valid
+/// response arrives within [`ERROR_WAIT`]; a response that lacks SA, KE or nonce, chose
+/// something we did not offer or is otherwise inconsistent is dropped, and we keep
+/// waiting (and retransmitting). Returns `true` if `msg` must not be processed now.
+pub(crate) fn screen_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) -> bool {
+    let Some(o) = sa.tasks.outstanding.as_mut() else { return false };
+    let ActiveTask::IkeInit(init) = &mut o.task else { return false };
+    if notifies(&msg.payloads).any(|n| n.kind == notify::COOKIE) {
+        return false;
+    }
+    if let Some(n) = error_notify(&msg.payloads) {
+        if n.kind == notify::INVALID_KE_PAYLOAD {
+            return false;
+        }
+        if init.deferred_error.is_none() {
+            let at = ctx.now + ERROR_WAIT;
+            tracing::debug!(tunnel = %sa.peer.name, "unprotected {} in answer to IKE_SA_INIT; waiting {}s for a valid response", notify::name(n.kind), ERROR_WAIT.as_secs());
+            init.deferred_error = Some((n.kind, n.data.iter().take(8).copied().collect(), at));
+            // No retransmission during the wait: the peer would only answer again.
+            o.next_at = at;
+        }
+        return true;
+    }
+    let find = |f: fn(&Payload) -> bool| msg.payloads.iter().find(|p| f(p));
+    let valid = match (
+        find(|p| matches!(p, Payload::Sa(_))),
+        find(|p| matches!(p, Payload::Ke { .. })),
+        find(|p| matches!(p, Payload::Nonce(_))),
+    ) {
+        (Some(Payload::Sa(props)), Some(Payload::Ke { group, .. }), Some(Payload::Nonce(nr))) => {
+            proposal::accept_ike_answer(props, &sa.peer.ike_proposals).is_some_and(|algs| {
+                *group == algs.dh.transform_id() && algs.dh == init.ke.group() && (16..=256).contains(&nr.len())
+            }) && msg.header.spi_r != 0
+        }
+        _ => false,
+    };
+    if !valid {
+        ctx.drops.malformed += 1;
+        let (name, peer) = (&sa.peer.name, sa.remote.ip());
+        warn_unauth!(ctx, "tunnel {name}: an IKE_SA_INIT response from {peer} lacks SA, KE or nonce, or chose what we did not offer; ignored (still waiting for a valid one)");
+    }
+    !valid
+}
+
+/// Acts on a deferred error notify whose wait is over (from the SA's timer). Keeps the
+/// retransmission timer from sleeping past the wait otherwise.
+pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Result<(), Failure>> {
+    let o = sa.tasks.outstanding.as_mut()?;
+    let ActiveTask::IkeInit(init) = &o.task else { return None };
+    let (kind, data, at) = init.deferred_error.clone()?;
+    if ctx.now < at {
+        o.next_at = o.next_at.min(at);
+        return None;
+    }
+    let Some(ActiveTask::IkeInit(init)) = sa.tasks.outstanding.take().map(|o| o.task) else { return None };
+    Some(act_on_error(sa, ctx, init, kind, &data))
+}
+
 fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure> {
     let keys = derive_ike_keys(algs.prf, algs.encr, shared, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
     let (seal_key, open_key) = if sa.initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
@@ -177,6 +256,32 @@ fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure>
 
 /// A stateless IKE_SA_INIT error response.
 fn refuse(ctx: &mut Ctx<'_>, req: &Header, local: SocketAddr, remote: SocketAddr, kind: u16, data: Vec<u8>) {
+    if !ctx.answers.take(ctx.now) {
+        ctx.drops.rate_limited += 1;
+        return;
+    }
+    stateless_notify(ctx.out, req, local, remote, kind, data);
+}
+
+/// The stateless answer to an IKE_SA_INIT request that must come back with `cookie`.
+pub(crate) fn send_cookie(
+    out: &mut VecDeque<Output>,
+    req: &Header,
+    local: SocketAddr,
+    remote: SocketAddr,
+    cookie: Vec<u8>,
+) {
+    stateless_notify(out, req, local, remote, notify::COOKIE, cookie);
+}
+
+fn stateless_notify(
+    out: &mut VecDeque<Output>,
+    req: &Header,
+    local: SocketAddr,
+    remote: SocketAddr,
+    kind: u16,
+    data: Vec<u8>,
+) {
     let h = Header {
         spi_i: req.spi_i,
         spi_r: 0,
@@ -187,7 +292,7 @@ fn refuse(ctx: &mut Ctx<'_>, req: &Header, local: SocketAddr, remote: SocketAddr
         length: 0,
     };
     let bytes = emit_plain(h, &[Payload::Notify(Notify::new(kind, data))]);
-    ctx.out.push_back(Output::Transmit(Transmit { local, remote, data: bytes }));
+    out.push_back(Output::Transmit(Transmit { local, remote, data: bytes }));
 }
 
 /// The responder answers a new IKE_SA_INIT request from the peer `peer`. Returns the
@@ -205,7 +310,8 @@ pub(crate) fn respond(
         Payload::Unknown { ptype, critical: true, .. } => Some(*ptype),
         _ => None,
     }) {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} sent unsupported critical payload {pt} (UNSUPPORTED_CRITICAL_PAYLOAD)"
         );
         refuse(ctx, h, local, remote, notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![pt]);
@@ -217,26 +323,33 @@ pub(crate) fn respond(
         find(|p| matches!(p, Payload::Ke { .. })),
         find(|p| matches!(p, Payload::Nonce(_))),
     ) else {
-        tracing::warn!("tunnel {name}: IKE_SA_INIT from {peer_ip} lacks SA, KE or nonce (INVALID_SYNTAX)");
+        warn_unauth!(ctx, "tunnel {name}: IKE_SA_INIT from {peer_ip} lacks SA, KE or nonce (INVALID_SYNTAX)");
         refuse(ctx, h, local, remote, notify::INVALID_SYNTAX, vec![]);
         return None;
     };
     if !(16..=256).contains(&ni.len()) {
-        tracing::warn!("tunnel {name}: IKE_SA_INIT from {peer_ip} has a nonce of {} bytes (INVALID_SYNTAX)", ni.len());
+        warn_unauth!(
+            ctx,
+            "tunnel {name}: IKE_SA_INIT from {peer_ip} has a nonce of {} bytes (INVALID_SYNTAX)",
+            ni.len()
+        );
         refuse(ctx, h, local, remote, notify::INVALID_SYNTAX, vec![]);
         return None;
     }
     let Some((algs, num)) = proposal::select_ike(props, &peer.ike_proposals, Some(*group)) else {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: no IKE proposal from {peer_ip} matches ours (peer offered {}, we accept {}) (NO_PROPOSAL_CHOSEN)",
             proposal::describe(props),
             proposal::describe_ours(&peer.ike_proposals)
         );
+        ctx.drops.refused_proposal += 1;
         refuse(ctx, h, local, remote, notify::NO_PROPOSAL_CHOSEN, vec![]);
         return None;
     };
     if *group != algs.dh.transform_id() {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} sent a key exchange for group {group}, we chose {} (INVALID_KE_PAYLOAD); asking it to retry",
             algs.dh.keyword()
         );
@@ -245,7 +358,7 @@ pub(crate) fn respond(
     }
     let kex = KeyExchange::generate(algs.dh, ctx.rng);
     let Ok(shared) = kex.agree(ke) else {
-        tracing::warn!("tunnel {name}: peer {peer_ip} sent an invalid key exchange value (INVALID_SYNTAX)");
+        warn_unauth!(ctx, "tunnel {name}: peer {peer_ip} sent an invalid key exchange value (INVALID_SYNTAX)");
         refuse(ctx, h, local, remote, notify::INVALID_SYNTAX, vec![]);
         return None;
     };

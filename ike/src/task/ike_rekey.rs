@@ -254,6 +254,17 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         tracing::debug!(tunnel = %name, "IKE rekey while we create, rekey or delete a CHILD SA: TEMPORARY_FAILURE");
         return refuse(sa, ctx, notify::TEMPORARY_FAILURE, vec![]);
     }
+    if ctx.peer_sas >= ctx.limits.ike_sa_per_peer_max {
+        // A rekey adds an IKE SA until the old one is deleted: a peer that rekeys without
+        // deleting would pile them up.
+        ctx.drops.half_open_cap += 1;
+        crate::log::warn_unauth!(
+            ctx,
+            "tunnel {name}: peer {peer_ip} rekeys the IKE SA but holds {} IKE SAs already (ike_sa_per_peer_max); answering NO_ADDITIONAL_SAS",
+            ctx.peer_sas
+        );
+        return refuse(sa, ctx, notify::NO_ADDITIONAL_SAS, vec![]);
+    }
     let props = msg.payloads.iter().find_map(|p| if let Payload::Sa(s) = p { Some(s) } else { None });
     let ni = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n) } else { None });
     let ke = msg.payloads.iter().find_map(|p| match p {
