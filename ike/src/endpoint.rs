@@ -637,10 +637,10 @@ impl Endpoint {
 
     /// An IKE_SA_INIT request for a new IKE SA. Anyone can send one with any source
     /// address, so before it costs a key exchange and a slot it must pass, in order: a
-    /// configured peer at that address, a valid COOKIE once `cookie_threshold` half-open
-    /// SAs exist (RFC 7296 2.6), the per-source and global half-open caps (a request with
-    /// a valid COOKIE may evict the oldest half-open SA that had none), and the cap on
-    /// IKE SAs per peer.
+    /// configured peer at that address; a valid COOKIE once `cookie_threshold` half-open
+    /// SAs exist or the source (or the gateway) is at its half-open cap (RFC 7296 2.6);
+    /// the per-source and global half-open caps (a request with a valid COOKIE evicts the
+    /// oldest half-open SA that had none); and the cap on IKE SAs per peer.
     fn new_responder(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, msg: &Message, data: &[u8]) {
         if self.shutting_down {
             return;
@@ -667,7 +667,11 @@ impl Endpoint {
             }
             _ => false,
         };
-        if !proved && self.sas.half_open_total() >= limits.cookie_threshold {
+        // COOKIEs are required above the threshold, and from a source at its own cap (or
+        // at the global cap): the real peer then gets in, proved, past a spoofed flood.
+        let need_cookie = self.sas.half_open_total() >= limits.cookie_threshold.min(limits.half_open_max)
+            || self.sas.half_open_from(ip) >= limits.half_open_per_source;
+        if !proved && need_cookie {
             let Some(ni) = nonce else {
                 self.shared.drops.malformed += 1;
                 return;
