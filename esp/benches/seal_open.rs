@@ -121,8 +121,8 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         Self {
-            left: SaTable::new().apply(&DatapathCommand::InstallOutbound(params(Direction::Outbound))),
-            right: SaTable::new().apply(&DatapathCommand::InstallInbound(params(Direction::Inbound))),
+            left: SaTable::new().apply(&DatapathCommand::InstallOutbound(params(Direction::Outbound))).unwrap(),
+            right: SaTable::new().apply(&DatapathCommand::InstallInbound(params(Direction::Inbound))).unwrap(),
             pkt: inner(),
             wire: vec![0u8; LEN + esp::MAX_OVERHEAD],
             back: vec![0u8; LEN + esp::MAX_OVERHEAD],

@@ -91,14 +91,15 @@ pub struct SaCounters {
     pub seq: u64,
 }
 
-/// Status of one SA in the table.
+/// Status of one SA in the table. An SA is named by (`child.tunnel`, `spi`,
+/// `direction`): two tunnels may have an outbound SA with the same SPI.
 #[derive(Clone, Debug)]
 pub struct SaStats {
     /// SPI.
     pub spi: Spi,
     /// Direction.
     pub direction: Direction,
-    /// Owning CHILD_SA.
+    /// Owning CHILD_SA (and its tunnel).
     pub child: ChildRef,
     /// Counters.
     pub counters: SaCounters,
@@ -106,6 +107,47 @@ pub struct SaStats {
     /// or selectors was installed). Always `true` inbound.
     pub active: bool,
 }
+
+/// Why [`SaTable::apply`] refused a command (the table is left as it was).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyError {
+    /// `InstallInbound` of an SPI that an inbound SA of another tunnel holds: an ESP
+    /// packet names its SA by SPI alone, so installing it would take the other tunnel's
+    /// traffic (and replay window). `ike` never asks for this; refusing it is defence
+    /// in depth.
+    InboundSpiInUse {
+        /// The SPI.
+        spi: Spi,
+        /// The tunnel that asked for it.
+        tunnel: String,
+        /// The tunnel whose inbound SA has it.
+        owner: String,
+    },
+    /// The cipher refused the key (wrong length for the algorithm).
+    BadKey {
+        /// The tunnel that asked for it.
+        tunnel: String,
+        /// The SPI.
+        spi: Spi,
+        /// The direction.
+        direction: Direction,
+    },
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InboundSpiInUse { spi, tunnel, owner } => {
+                write!(f, "tunnel {tunnel:?} asked for inbound SPI {spi}, which tunnel {owner:?} holds; refused")
+            }
+            Self::BadKey { tunnel, spi, direction } => {
+                write!(f, "tunnel {tunnel:?}: the cipher refused the key of the {direction:?} SA {spi}; not installed")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
 
 /// Drops not attributable to one SA.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

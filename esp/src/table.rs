@@ -1,14 +1,14 @@
 //! The SA table: an immutable snapshot built by applying `DatapathCommand`s, plus the
 //! per-SA state that survives from one snapshot to the next.
 //!
-//! Owns: SA lookup structures (inbound by SPI, outbound in selection order), the SA
-//! cores (key, sequence counter, replay window, counters) shared by `Arc` between
-//! snapshots, the global drop counters and the event queue. Does not own: the packet
-//! transforms (see `tunnel`).
+//! Owns: SA lookup structures (inbound by SPI, outbound by (tunnel, SPI) in selection
+//! order), the SA cores (key, sequence counter, replay window, counters) shared by `Arc`
+//! between snapshots, the global drop counters and the event queue. Does not own: the
+//! packet transforms (see `tunnel`).
 
 use crate::cipher::AesGcm16;
 use crate::replay::SharedWindow;
-use crate::{GlobalDrops, SaCounters, SaStats};
+use crate::{ApplyError, GlobalDrops, SaCounters, SaStats};
 use ipsec_types::{
     AeadKey, ChildRef, DatapathCommand, DatapathEvent, Direction, SaEndpoints, SaParams, Spi, TrafficSelector,
     VolumeLimits,
@@ -185,54 +185,75 @@ impl SaTable {
 
     /// A new table with `cmd` applied; SAs not touched keep their state and counters.
     ///
-    /// Installing an SPI that already exists in that direction replaces it; if the key
-    /// is the same, the SA's sequence counter, replay window and counters carry over
-    /// (the volume limits are the new ones, counted against the carried-over totals).
-    /// `InstallOutbound` takes the older outbound SAs of the same CHILD_SA, or with the
-    /// same selectors, out of the seal path (they stay for statistics until `Remove`).
-    pub fn apply(&self, cmd: &DatapathCommand) -> Self {
+    /// Outbound SAs are named by (tunnel, SPI), the tunnel being `ChildRef::tunnel`:
+    /// the peer of each tunnel picks its outbound SPIs, so two tunnels may share one and
+    /// a command of one tunnel never touches another tunnel's SA. Inbound SAs are named
+    /// by SPI alone (the SPI is all an ESP packet carries); an `InstallInbound` of an SPI
+    /// that another tunnel holds is refused ([`ApplyError::InboundSpiInUse`]), and
+    /// `Remove` / `UpdateEndpoints` of an inbound SPI act only if the tunnel matches.
+    ///
+    /// Installing an SA that already exists (same tunnel and SPI in that direction)
+    /// replaces it; if the key is the same, the SA's sequence counter, replay window and
+    /// counters carry over (the volume limits are the new ones, counted against the
+    /// carried-over totals). `InstallOutbound` takes the older outbound SAs of the same
+    /// tunnel with the same CHILD_SA or the same selectors out of the seal path (they
+    /// stay for statistics until `Remove`). `Remove` and `UpdateEndpoints` of an SA that
+    /// is not there change nothing.
+    ///
+    /// On error the table is unchanged (the caller keeps the snapshot it has).
+    pub fn apply(&self, cmd: &DatapathCommand) -> Result<Self, ApplyError> {
         let mut t = self.clone();
         match cmd {
             DatapathCommand::InstallInbound(p) => {
-                let old = t.inbound.get(&p.spi.0).map(|e| e.core.clone());
-                if let Some(core) = reuse_or_new(old, p, true) {
-                    t.inbound.insert(p.spi.0, Entry::from_params(p, core));
-                }
+                let old = match t.inbound.get(&p.spi.0) {
+                    Some(e) if e.child.tunnel != p.child.tunnel => {
+                        return Err(ApplyError::InboundSpiInUse {
+                            spi: p.spi,
+                            tunnel: p.child.tunnel.clone(),
+                            owner: e.child.tunnel.clone(),
+                        })
+                    }
+                    e => e.map(|e| e.core.clone()),
+                };
+                let core = reuse_or_new(old, p, true)?;
+                t.inbound.insert(p.spi.0, Entry::from_params(p, core));
             }
             DatapathCommand::InstallOutbound(p) => {
-                let old_pos = t.outbound.iter().position(|e| e.spi == p.spi);
+                let tunnel = &p.child.tunnel;
+                let old_pos = t.outbound.iter().position(|e| e.child.tunnel == *tunnel && e.spi == p.spi);
                 let old = old_pos.map(|i| t.outbound.remove(i).core);
-                if let Some(core) = reuse_or_new(old, p, false) {
-                    for e in &mut t.outbound {
-                        if e.child == p.child
-                            || (*e.local_ts == *p.local_ts.as_slice() && *e.remote_ts == *p.remote_ts.as_slice())
-                        {
-                            e.active = false;
-                        }
+                let core = reuse_or_new(old, p, false)?;
+                for e in t.outbound.iter_mut().filter(|e| e.child.tunnel == *tunnel) {
+                    if e.child == p.child
+                        || (*e.local_ts == *p.local_ts.as_slice() && *e.remote_ts == *p.remote_ts.as_slice())
+                    {
+                        e.active = false;
                     }
-                    t.outbound.insert(0, Entry::from_params(p, core));
                 }
+                t.outbound.insert(0, Entry::from_params(p, core));
             }
-            DatapathCommand::Remove { spi, direction } => match direction {
+            DatapathCommand::Remove { tunnel, spi, direction } => match direction {
                 Direction::Inbound => {
-                    t.inbound.remove(&spi.0);
+                    if t.inbound.get(&spi.0).is_some_and(|e| e.child.tunnel == *tunnel) {
+                        t.inbound.remove(&spi.0);
+                    }
                 }
-                Direction::Outbound => t.outbound.retain(|e| e.spi != *spi),
+                Direction::Outbound => t.outbound.retain(|e| !(e.child.tunnel == *tunnel && e.spi == *spi)),
             },
-            DatapathCommand::UpdateEndpoints { spi, direction, endpoints } => match direction {
+            DatapathCommand::UpdateEndpoints { tunnel, spi, direction, endpoints } => match direction {
                 Direction::Inbound => {
-                    if let Some(e) = t.inbound.get_mut(&spi.0) {
+                    if let Some(e) = t.inbound.get_mut(&spi.0).filter(|e| e.child.tunnel == *tunnel) {
                         e.endpoints = *endpoints;
                     }
                 }
                 Direction::Outbound => {
-                    for e in t.outbound.iter_mut().filter(|e| e.spi == *spi) {
+                    for e in t.outbound.iter_mut().filter(|e| e.child.tunnel == *tunnel && e.spi == *spi) {
                         e.endpoints = *endpoints;
                     }
                 }
             },
         }
-        t
+        Ok(t)
     }
 
     /// Per-SA counters: inbound SAs (by SPI), then outbound SAs (newest first).
@@ -263,10 +284,14 @@ impl SaTable {
     }
 }
 
-fn reuse_or_new(old: Option<Arc<Core>>, p: &SaParams, inbound: bool) -> Option<Arc<Core>> {
+fn reuse_or_new(old: Option<Arc<Core>>, p: &SaParams, inbound: bool) -> Result<Arc<Core>, ApplyError> {
     match old {
-        Some(core) if core.same_sa(p) => Some(core),
-        _ => Core::new(p, inbound).map(Arc::new),
+        Some(core) if core.same_sa(p) => Ok(core),
+        _ => Core::new(p, inbound).map(Arc::new).ok_or_else(|| ApplyError::BadKey {
+            tunnel: p.child.tunnel.clone(),
+            spi: p.spi,
+            direction: p.direction,
+        }),
     }
 }
 

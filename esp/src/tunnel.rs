@@ -87,6 +87,7 @@ impl SaTable {
         }
         if seq == seq_soft(core.esn) || seq == limit {
             self.shared.push_event(DatapathEvent::Expired {
+                tunnel: e.child.tunnel.clone(),
                 spi: e.spi,
                 direction: Direction::Outbound,
                 hard: seq == limit,
@@ -228,7 +229,13 @@ impl SaTable {
         ] {
             let Some(reason) = reason else { continue };
             if e.core.raised.fetch_or(flag, Relaxed) & flag == 0 {
-                self.shared.push_event(DatapathEvent::Expired { spi: e.spi, direction, hard, reason });
+                self.shared.push_event(DatapathEvent::Expired {
+                    tunnel: e.child.tunnel.clone(),
+                    spi: e.spi,
+                    direction,
+                    hard,
+                    reason,
+                });
             }
         }
     }
@@ -278,7 +285,7 @@ mod tests {
             remote_ts: vec![any4],
             limits: Default::default(),
         };
-        SaTable::new().apply(&DatapathCommand::InstallOutbound(p))
+        SaTable::new().apply(&DatapathCommand::InstallOutbound(p)).unwrap()
     }
 
     fn packet() -> [u8; 20] {
@@ -298,6 +305,7 @@ mod tests {
 
     fn expired(hard: bool) -> DatapathEvent {
         DatapathEvent::Expired {
+            tunnel: "t".into(),
             spi: Spi(0x42),
             direction: Direction::Outbound,
             hard,

@@ -168,10 +168,9 @@ fn inbound_selector_mismatch() {
         p.local_ts = vec![ts("0.0.0.0/0"), ts("::/0")];
         p.remote_ts = vec![ts("0.0.0.0/0"), ts("::/0")];
     });
-    let right = SaTable::new().apply(&DatapathCommand::InstallInbound(mirror(
-        &params(0x1000, Direction::Outbound, 1, 7),
-        Direction::Inbound,
-    )));
+    let right = SaTable::new()
+        .apply(&DatapathCommand::InstallInbound(mirror(&params(0x1000, Direction::Outbound, 1, 7), Direction::Inbound)))
+        .unwrap();
     assert!(open(&right, &seal(&left, &ipv4("10.1.0.5", "10.2.0.9", 60))).is_ok());
     assert_eq!(open(&right, &seal(&left, &ipv4("10.9.0.5", "10.2.0.9", 60))), Err(DropReason::SelectorMismatch));
     assert_eq!(open(&right, &seal(&left, &ipv4("10.1.0.5", "10.3.0.9", 60))), Err(DropReason::SelectorMismatch));
@@ -209,8 +208,11 @@ fn outbound_selection_by_selectors_and_newest_wins() {
     let mut b = params(0xb, Direction::Outbound, 2, 2);
     b.local_ts = vec![ts("10.1.0.0/16")];
     b.remote_ts = vec![ts("10.3.0.0/16")];
-    let t =
-        SaTable::new().apply(&DatapathCommand::InstallOutbound(a.clone())).apply(&DatapathCommand::InstallOutbound(b));
+    let t = SaTable::new()
+        .apply(&DatapathCommand::InstallOutbound(a.clone()))
+        .unwrap()
+        .apply(&DatapathCommand::InstallOutbound(b))
+        .unwrap();
     let spi_of = |t: &SaTable, dst: &str| seal(t, &ipv4("10.1.0.1", dst, 60))[..4].to_vec();
     assert_eq!(spi_of(&t, "10.2.0.1"), 0xau32.to_be_bytes());
     assert_eq!(spi_of(&t, "10.3.0.1"), 0xbu32.to_be_bytes());
@@ -221,13 +223,15 @@ fn outbound_selection_by_selectors_and_newest_wins() {
     a2.spi = Spi(0xa2);
     a2.child.child_id = 11;
     a2.key = key(EncrAlg::AesGcm16_256, 99);
-    let t2 = t.apply(&DatapathCommand::InstallOutbound(a2));
+    let t2 = t.apply(&DatapathCommand::InstallOutbound(a2)).unwrap();
     assert_eq!(spi_of(&t2, "10.2.0.1"), 0xa2u32.to_be_bytes());
     assert_eq!(spi_of(&t2, "10.3.0.1"), 0xbu32.to_be_bytes());
     assert_eq!(t2.stats().len(), 3);
     // The old snapshot still seals with 0xa (RCU: published snapshots are immutable).
     assert_eq!(spi_of(&t, "10.2.0.1"), 0xau32.to_be_bytes());
-    let t3 = t2.apply(&DatapathCommand::Remove { spi: Spi(0xa), direction: Direction::Outbound });
+    let t3 = t2
+        .apply(&DatapathCommand::Remove { tunnel: "t".into(), spi: Spi(0xa), direction: Direction::Outbound })
+        .unwrap();
     assert_eq!(t3.stats().len(), 2);
     assert_eq!(spi_of(&t3, "10.2.0.1"), 0xa2u32.to_be_bytes());
 
@@ -235,7 +239,7 @@ fn outbound_selection_by_selectors_and_newest_wins() {
     let mut b2 = params(0xb2, Direction::Outbound, 2, 5);
     b2.local_ts = vec![ts("10.1.0.0/24")];
     b2.remote_ts = vec![ts("10.3.0.0/24")];
-    let t4 = t3.apply(&DatapathCommand::InstallOutbound(b2));
+    let t4 = t3.apply(&DatapathCommand::InstallOutbound(b2)).unwrap();
     assert_eq!(spi_of(&t4, "10.3.0.1"), 0xb2u32.to_be_bytes());
     let mut out = vec![0u8; 200];
     assert!(matches!(t4.seal(NOW, &ipv4("10.1.0.1", "10.3.1.1", 60), &mut out), Sealed::Drop(DropReason::NoSa)));
@@ -249,8 +253,8 @@ fn apply_preserves_counters_sequence_and_window() {
     assert!(open(&right, &first).is_ok());
     // Unrelated commands produce new snapshots sharing the SAs.
     let other = params(0x2000, Direction::Inbound, 9, 1);
-    let left2 = left.apply(&DatapathCommand::InstallInbound(other.clone()));
-    let right2 = right.apply(&DatapathCommand::InstallInbound(other.clone()));
+    let left2 = left.apply(&DatapathCommand::InstallInbound(other.clone())).unwrap();
+    let right2 = right.apply(&DatapathCommand::InstallInbound(other.clone())).unwrap();
     let second = seal(&left2, &inner);
     assert_eq!(&second[4..8], &2u32.to_be_bytes(), "sequence continues");
     assert!(open(&right2, &second).is_ok());
@@ -262,14 +266,17 @@ fn apply_preserves_counters_sequence_and_window() {
     assert_eq!(find(&left).packets, 2);
     // Re-installing the same SA (same key) keeps its state; NAT update too.
     let again = params(0x1000, Direction::Outbound, 1, 7);
-    let left3 = left2.apply(&DatapathCommand::InstallOutbound(again));
+    let left3 = left2.apply(&DatapathCommand::InstallOutbound(again)).unwrap();
     let mut moved = endpoints();
     moved.remote = "203.0.113.7".parse().unwrap();
-    let left4 = left3.apply(&DatapathCommand::UpdateEndpoints {
-        spi: Spi(0x1000),
-        direction: Direction::Outbound,
-        endpoints: moved,
-    });
+    let left4 = left3
+        .apply(&DatapathCommand::UpdateEndpoints {
+            tunnel: "t".into(),
+            spi: Spi(0x1000),
+            direction: Direction::Outbound,
+            endpoints: moved,
+        })
+        .unwrap();
     let mut out = vec![0u8; 200];
     match left4.seal(NOW, &inner, &mut out) {
         Sealed::Send { to, packet } => {
@@ -282,7 +289,9 @@ fn apply_preserves_counters_sequence_and_window() {
     let _ = open(&right, &[0u8; 3]);
     assert_eq!(right2.global_drops().malformed, 1);
     // Remove takes the SA out.
-    let right3 = right2.apply(&DatapathCommand::Remove { spi: Spi(0x1000), direction: Direction::Inbound });
+    let right3 = right2
+        .apply(&DatapathCommand::Remove { tunnel: "t".into(), spi: Spi(0x1000), direction: Direction::Inbound })
+        .unwrap();
     assert_eq!(open(&right3, &seal(&left4, &inner)), Err(DropReason::UnknownSpi));
 }
 
@@ -292,7 +301,7 @@ fn reinstall_with_new_key_starts_fresh() {
     let _ = seal(&left, &ipv4("10.1.0.5", "10.2.0.9", 60));
     let mut p = params(0x1000, Direction::Outbound, 1, 7);
     p.key = key(EncrAlg::AesGcm16_256, 50);
-    let t = left.apply(&DatapathCommand::InstallOutbound(p));
+    let t = left.apply(&DatapathCommand::InstallOutbound(p)).unwrap();
     assert_eq!(&seal(&t, &ipv4("10.1.0.5", "10.2.0.9", 60))[4..8], &1u32.to_be_bytes());
     assert_eq!(t.stats().len(), 1);
 }
@@ -389,7 +398,7 @@ proptest! {
                 p.local_ts = vec![ts("0.0.0.0/0"), ts("::/0")];
                 p.remote_ts = vec![ts("0.0.0.0/0"), ts("::/0")];
                 p
-            }));
+            })).unwrap();
             match right.open(NOW, packet, &mut back) {
                 Opened::Deliver { packet, .. } => prop_assert!(bytes.starts_with(packet)),
                 Opened::Drop(r) => prop_assert!(false, "sealed packet dropped: {:?}", r),

@@ -89,7 +89,7 @@ fn check_vector(v: &Vector) {
     // rather than 4, and the sequence number was committed.
     let mut p = params(spi, Direction::Inbound, 1, 0);
     p.key = key;
-    let t = SaTable::new().apply(&DatapathCommand::InstallInbound(p));
+    let t = SaTable::new().apply(&DatapathCommand::InstallInbound(p)).unwrap();
     assert_eq!(open(&t, &packet), Err(DropReason::Malformed));
     assert_eq!(open(&t, &packet), Err(DropReason::Replay));
     let c = &t.stats()[0].counters;

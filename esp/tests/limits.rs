@@ -11,7 +11,7 @@ use ipsec_types::{DatapathCommand, DatapathEvent, Direction, ExpiryReason, Spi, 
 const SPI: u32 = 0x1000;
 
 fn expired(direction: Direction, hard: bool, reason: ExpiryReason) -> DatapathEvent {
-    DatapathEvent::Expired { spi: Spi(SPI), direction, hard, reason }
+    DatapathEvent::Expired { tunnel: "t".into(), spi: Spi(SPI), direction, hard, reason }
 }
 
 fn try_seal(t: &SaTable, inner: &[u8]) -> Result<Vec<u8>, DropReason> {
@@ -80,7 +80,7 @@ fn inbound_limits_count_delivered_packets_only() {
     // `pair` mirrors the limits onto the inbound SA; lift them on the sender.
     let mut out = params(SPI, Direction::Outbound, 1, 7);
     out.limits = VolumeLimits::default();
-    let left = left.apply(&DatapathCommand::InstallOutbound(out));
+    let left = left.apply(&DatapathCommand::InstallOutbound(out)).unwrap();
     let inner = ipv4("10.1.0.5", "10.2.0.9", 100);
     let first = seal(&left, &inner);
     // Forged and replayed packets are not counted against the volume.
@@ -143,7 +143,7 @@ fn reinstall_with_same_key_keeps_counts_and_takes_new_limits() {
     }
     let mut p = params(SPI, Direction::Outbound, 1, 7);
     p.limits = limits(Some(4), Some(5), None, None);
-    let left2 = left.apply(&DatapathCommand::InstallOutbound(p));
+    let left2 = left.apply(&DatapathCommand::InstallOutbound(p)).unwrap();
     try_seal(&left2, &inner).unwrap();
     assert_eq!(left2.drain_events(), vec![expired(Direction::Outbound, false, ExpiryReason::Packets)]);
     try_seal(&left2, &inner).unwrap();
@@ -209,12 +209,24 @@ impl Model {
         };
         if let Some(reason) = which(lim(l.soft_packets), lim(l.soft_bytes)) {
             if !std::mem::replace(&mut self.soft_raised, true) {
-                events.push(DatapathEvent::Expired { spi: Spi(SPI), direction, hard: false, reason });
+                events.push(DatapathEvent::Expired {
+                    tunnel: "t".into(),
+                    spi: Spi(SPI),
+                    direction,
+                    hard: false,
+                    reason,
+                });
             }
         }
         if let Some(reason) = which(hp, hb) {
             if !std::mem::replace(&mut self.hard_raised, true) {
-                events.push(DatapathEvent::Expired { spi: Spi(SPI), direction, hard: true, reason });
+                events.push(DatapathEvent::Expired {
+                    tunnel: "t".into(),
+                    spi: Spi(SPI),
+                    direction,
+                    hard: true,
+                    reason,
+                });
             }
         }
         true
@@ -235,7 +247,7 @@ proptest::proptest! {
         // A sender without limits feeds the receiver, so both directions are checked.
         let mut free = params(SPI, Direction::Outbound, 1, 7);
         free.limits = VolumeLimits::default();
-        let sender = SaTable::new().apply(&DatapathCommand::InstallOutbound(free));
+        let sender = SaTable::new().apply(&DatapathCommand::InstallOutbound(free)).unwrap();
         let (mut out_model, mut in_model) = (Model::default(), Model::default());
         let (mut out_expected, mut in_expected) = (Vec::new(), Vec::new());
         for n in lens {

@@ -45,7 +45,7 @@ fn table() -> &'static (SaTable, AesGcm16) {
             remote_ts: vec![ts("0.0.0.0/1"), ts("2001:db8::/32")],
             limits: Default::default(),
         };
-        let t = SaTable::new().apply(&DatapathCommand::InstallInbound(p));
+        let t = SaTable::new().apply(&DatapathCommand::InstallInbound(p)).expect("install");
         (t, AesGcm16::new(&key()).expect("key"))
     })
 }

@@ -342,8 +342,13 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                 }
                 ike::Output::Datapath(cmd) => {
                     log_command(&cmd);
-                    let next = self.table.load().apply(&cmd);
-                    self.table.store(Arc::new(next));
+                    // A refused command leaves the published table as it was. `ike`
+                    // never asks for one (it keeps inbound SPIs unique), so this is a
+                    // bug worth an error line, once per refused command.
+                    match self.table.load().apply(&cmd) {
+                        Ok(next) => self.table.store(Arc::new(next)),
+                        Err(e) => tracing::error!(error = %e, "datapath command refused"),
+                    }
                 }
                 ike::Output::Event(ev) => {
                     log_event(&ev);
@@ -402,9 +407,9 @@ fn log_command(cmd: &DatapathCommand) {
                 "install SA"
             );
         }
-        DatapathCommand::Remove { spi, direction } => tracing::debug!(%spi, ?direction, "remove SA"),
-        DatapathCommand::UpdateEndpoints { spi, direction, endpoints } => {
-            tracing::info!(%spi, ?direction, remote = %endpoints.remote, "SA endpoints updated (NAT mapping changed)");
+        DatapathCommand::Remove { tunnel, spi, direction } => tracing::debug!(%tunnel, %spi, ?direction, "remove SA"),
+        DatapathCommand::UpdateEndpoints { tunnel, spi, direction, endpoints } => {
+            tracing::info!(%tunnel, %spi, ?direction, remote = %endpoints.remote, "SA endpoints updated (NAT mapping changed)");
         }
     }
 }

@@ -101,11 +101,11 @@ fn ike_sa(inp: &Inputs<'_>, sa: &ike::IkeSaStatus, replay_window: u32) -> IkeSaI
         established_ago_s: sa.established_at.map(|t| secs_since(inp.now, t)),
         last_heard_ago_s: sa.last_heard.map(|t| secs_since(inp.now, t)),
         next_rekey_in_s: sa.next_rekey.map(|t| secs_until(inp.now, t)),
-        children: sa.children.iter().map(|c| child_sa(inp, c, replay_window)).collect(),
+        children: sa.children.iter().map(|c| child_sa(inp, &sa.tunnel, c, replay_window)).collect(),
     }
 }
 
-fn child_sa(inp: &Inputs<'_>, c: &ike::ChildSaStatus, replay_window: u32) -> ChildSaInfo {
+fn child_sa(inp: &Inputs<'_>, tunnel: &str, c: &ike::ChildSaStatus, replay_window: u32) -> ChildSaInfo {
     ChildSaInfo {
         child_id: c.child_id,
         state: c.state.to_string(),
@@ -123,13 +123,15 @@ fn child_sa(inp: &Inputs<'_>, c: &ike::ChildSaStatus, replay_window: u32) -> Chi
         established_ago_s: secs_since(inp.now, c.established_at),
         rekey_in_s: c.next_rekey.map(|t| secs_until(inp.now, t)),
         expires_in_s: c.expires_at.map(|t| secs_until(inp.now, t)),
-        inbound: traffic(inp.esp, c.spi_in, Direction::Inbound),
-        outbound: traffic(inp.esp, c.spi_out, Direction::Outbound),
+        inbound: traffic(inp.esp, tunnel, c.spi_in, Direction::Inbound),
+        outbound: traffic(inp.esp, tunnel, c.spi_out, Direction::Outbound),
     }
 }
 
-fn traffic(stats: &[esp::SaStats], spi: Spi, direction: Direction) -> Option<SaTraffic> {
-    let s = stats.iter().find(|s| s.spi == spi && s.direction == direction)?;
+/// The counters of the SA (tunnel, SPI, direction): outbound SPIs are the peers'
+/// choice, so two tunnels may have the same one.
+fn traffic(stats: &[esp::SaStats], tunnel: &str, spi: Spi, direction: Direction) -> Option<SaTraffic> {
+    let s = stats.iter().find(|s| s.child.tunnel == tunnel && s.spi == spi && s.direction == direction)?;
     let c = &s.counters;
     Some(SaTraffic {
         bytes: c.bytes,
@@ -216,16 +218,20 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn sample_report() -> StatusReport {
+        report_with(&sample_esp())
+    }
+
+    /// The report of `sample_config` and `sample_ike` with the datapath's `esp` stats.
+    fn report_with(esp: &[esp::SaStats]) -> StatusReport {
         let cfg = sample_config();
         let ike = sample_ike();
-        let esp = sample_esp();
         let global = esp::GlobalDrops { malformed: 3, unknown_spi: 5, no_sa: 7 };
         build(&Inputs {
             now: Timestamp::from_secs(3700),
             started: Timestamp::from_secs(90),
             config: &cfg,
             ike: &ike,
-            esp: &esp,
+            esp,
             global: &global,
             io: IoErrors::default(),
             stopped: &[],
@@ -279,6 +285,18 @@ pub(crate) mod tests {
         });
         let c = &r.tunnels[0].ike_sas[0].children[0];
         assert!(c.inbound.is_none() && c.outbound.is_none());
+    }
+
+    #[test]
+    fn datapath_counters_are_matched_by_tunnel_and_spi() {
+        // site-c's peer chose site-b's outbound SPI for its own SA (listed first).
+        let mut esp = sample_esp();
+        let mut other = esp[1].clone();
+        other.child = ChildRef { tunnel: "site-c".into(), child_id: 2 };
+        other.counters.packets = 5;
+        esp.insert(0, other);
+        let r = report_with(&esp);
+        assert_eq!(r.tunnels[0].ike_sas[0].children[0].outbound.as_ref().unwrap().packets, 827);
     }
 
     #[test]

@@ -816,9 +816,14 @@ impl Endpoint {
     }
 
     fn handle_datapath_event_inner(&mut self, now: Timestamp, ev: DatapathEvent) {
-        let DatapathEvent::Expired { spi, direction: _, hard, reason } = ev;
-        let Some(idx) = self.sas.iter().position(|s| s.children.iter().any(|c| c.spi_in == spi || c.spi_out == spi))
-        else {
+        let DatapathEvent::Expired { tunnel, spi, direction, hard, reason } = ev;
+        // Outbound SPIs are the peers' choice and may repeat across tunnels: match the
+        // tunnel and the direction, not the SPI alone.
+        let is = move |c: &crate::sa::child::ChildSa| match direction {
+            ipsec_types::Direction::Inbound => c.spi_in == spi,
+            ipsec_types::Direction::Outbound => c.spi_out == spi,
+        };
+        let Some(idx) = self.sas.iter().position(|s| s.peer.name == tunnel && s.children.iter().any(is)) else {
             return;
         };
         let why = match reason {
@@ -827,7 +832,7 @@ impl Endpoint {
             ExpiryReason::SeqExhausted => "sequence numbers",
         };
         self.run(now, idx, |sa, ctx| {
-            let Some(c) = sa.children.iter().find(|c| c.spi_in == spi || c.spi_out == spi) else { return Ok(()) };
+            let Some(c) = sa.children.iter().find(|c| is(c)) else { return Ok(()) };
             let (spi_in, child_id, state) = (c.spi_in, c.child_id, c.state);
             if state == crate::sa::child::ChildState::Rekeyed
                 && crate::sa::child::activate_successor(sa, ctx, child_id)

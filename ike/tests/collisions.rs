@@ -227,6 +227,7 @@ fn run_case(c: &Case) -> Pair {
                 let spi = p.ep(side).status()[0].children[0].spi_in;
                 let now = p.now;
                 let ev = DatapathEvent::Expired {
+                    tunnel: tunnel(side),
                     spi,
                     direction: Direction::Inbound,
                     hard: true,
@@ -258,7 +259,7 @@ fn cmds(p: &Pair, side: Side) -> Vec<(bool, Direction, Spi)> {
         .filter_map(|c| match c {
             DatapathCommand::InstallInbound(s) => Some((true, Direction::Inbound, s.spi)),
             DatapathCommand::InstallOutbound(s) => Some((true, Direction::Outbound, s.spi)),
-            DatapathCommand::Remove { spi, direction } => Some((false, *direction, *spi)),
+            DatapathCommand::Remove { spi, direction, .. } => Some((false, *direction, *spi)),
             DatapathCommand::UpdateEndpoints { .. } => None,
         })
         .collect()

@@ -286,16 +286,16 @@ fn terminate_all_deletes_and_tears_down_both_sides() {
     p.drain();
     let a_cmds = p.datapath(Side::A);
     assert!(matches!(&a_cmds[2..], [
-        DatapathCommand::Remove { spi: s1, direction: Direction::Outbound },
-        DatapathCommand::Remove { spi: s2, direction: Direction::Inbound },
+        DatapathCommand::Remove { spi: s1, direction: Direction::Outbound, .. },
+        DatapathCommand::Remove { spi: s2, direction: Direction::Inbound, .. },
     ] if *s1 == a_out.spi && *s2 == a_in.spi));
     assert!(!p.a.is_idle(), "waits for the DELETE response");
     p.run();
     assert!(p.a.is_idle() && p.b.is_idle());
     let b_cmds = p.datapath(Side::B);
     assert!(matches!(&b_cmds[2..], [
-        DatapathCommand::Remove { spi: s1, direction: Direction::Outbound },
-        DatapathCommand::Remove { spi: s2, direction: Direction::Inbound },
+        DatapathCommand::Remove { spi: s1, direction: Direction::Outbound, .. },
+        DatapathCommand::Remove { spi: s2, direction: Direction::Inbound, .. },
     ] if *s1 == b_out.spi && *s2 == b_in.spi));
     assert!(matches!(p.events(Side::B).last(), Some(Event::IkeDown { .. })));
     assert!(p.events(Side::A).contains(&Event::ChildDown { peer: "site-b".into(), spi_in: a_in.spi }));
@@ -324,6 +324,7 @@ fn hard_expiry_deletes_the_child_sa_on_both_sides_and_the_initiator_creates_a_ne
     p.a.handle_datapath_event(
         p.now,
         ipsec_types::DatapathEvent::Expired {
+            tunnel: "site-b".into(),
             spi: a_in.spi,
             direction: Direction::Inbound,
             hard: true,
@@ -348,6 +349,7 @@ fn hard_expiry_deletes_the_child_sa_on_both_sides_and_the_initiator_creates_a_ne
     // As responder, B does not recreate CHILD SAs it deletes itself.
     let spi = p.b.status()[0].children[0].spi_in;
     let ev = ipsec_types::DatapathEvent::Expired {
+        tunnel: "site-a".into(),
         spi,
         direction: Direction::Inbound,
         hard: true,
@@ -459,8 +461,8 @@ fn restarted_peer_with_initial_contact_replaces_the_stale_ike_sa() {
         matches!(&b_cmds[2..6], [
         DatapathCommand::InstallInbound(_),
         DatapathCommand::InstallOutbound(_),
-        DatapathCommand::Remove { spi: o, direction: Direction::Outbound },
-        DatapathCommand::Remove { spi: i, direction: Direction::Inbound },
+        DatapathCommand::Remove { spi: o, direction: Direction::Outbound, .. },
+        DatapathCommand::Remove { spi: i, direction: Direction::Inbound, .. },
     ] if *o == b_out.spi && *i == b_in.spi),
         "{b_cmds:?}"
     );
@@ -509,6 +511,7 @@ fn losing_the_outbound_sa_in_use_puts_a_duplicate_back_in_the_seal_path() {
     let n = p.datapath(Side::A).len();
     // The CHILD SA A seals with is deleted by B (its peer): A seals with the other one.
     let ev = ipsec_types::DatapathEvent::Expired {
+        tunnel: "site-a".into(),
         spi: active,
         direction: Direction::Inbound,
         hard: true,
@@ -519,7 +522,7 @@ fn losing_the_outbound_sa_in_use_puts_a_duplicate_back_in_the_seal_path() {
     let after = p.datapath(Side::A)[n..].to_vec();
     assert!(
         matches!(&after[..], [
-            DatapathCommand::Remove { spi: r, direction: Direction::Outbound },
+            DatapathCommand::Remove { spi: r, direction: Direction::Outbound, .. },
             DatapathCommand::InstallOutbound(o),
             DatapathCommand::Remove { direction: Direction::Inbound, .. },
         ] if *r == active && o.spi == other),

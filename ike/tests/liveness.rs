@@ -41,7 +41,7 @@ fn live(cmds: &[DatapathCommand]) -> Vec<(Direction, Spi)> {
         match c {
             DatapathCommand::InstallInbound(s) => v.push((Direction::Inbound, s.spi)),
             DatapathCommand::InstallOutbound(s) => v.push((Direction::Outbound, s.spi)),
-            DatapathCommand::Remove { spi, direction } => v.retain(|x| *x != (*direction, *spi)),
+            DatapathCommand::Remove { spi, direction, .. } => v.retain(|x| *x != (*direction, *spi)),
             DatapathCommand::UpdateEndpoints { .. } => {}
         }
     }

@@ -49,8 +49,8 @@ fn dp(cmds: &[DatapathCommand]) -> Vec<Dp> {
         .filter_map(|c| match c {
             DatapathCommand::InstallInbound(s) => Some(Dp::In(s.spi)),
             DatapathCommand::InstallOutbound(s) => Some(Dp::Out(s.spi)),
-            DatapathCommand::Remove { spi, direction: Direction::Inbound } => Some(Dp::RmIn(*spi)),
-            DatapathCommand::Remove { spi, direction: Direction::Outbound } => Some(Dp::RmOut(*spi)),
+            DatapathCommand::Remove { spi, direction: Direction::Inbound, .. } => Some(Dp::RmIn(*spi)),
+            DatapathCommand::Remove { spi, direction: Direction::Outbound, .. } => Some(Dp::RmOut(*spi)),
             DatapathCommand::UpdateEndpoints { .. } => None,
         })
         .collect()
@@ -281,7 +281,13 @@ fn volume_limits_reach_the_datapath_and_soft_expiry_rekeys() {
     assert_eq!(installed(&p.datapath(Side::B), Direction::Inbound)[0].limits.soft_bytes, None);
     for (reason, n) in [(ExpiryReason::Bytes, 1), (ExpiryReason::SeqExhausted, 2)] {
         let (_, out) = live(&p.datapath(Side::A));
-        let ev = DatapathEvent::Expired { spi: out[0], direction: Direction::Outbound, hard: false, reason };
+        let ev = DatapathEvent::Expired {
+            tunnel: "site-b".into(),
+            spi: out[0],
+            direction: Direction::Outbound,
+            hard: false,
+            reason,
+        };
         p.a.handle_datapath_event(p.now, ev.clone());
         // A second soft event for the same SA does not start a second rekey.
         p.a.handle_datapath_event(p.now, ev);
@@ -382,6 +388,7 @@ fn responder_moves_to_the_new_sa_when_the_old_one_hits_a_limit_before_the_delete
     let [Dp::In(new_in)] = dp(&p.datapath(Side::B)[n - 1..])[..] else { panic!() };
     // The old outbound SA of B reaches its soft limit before A's DELETE arrives.
     let ev = DatapathEvent::Expired {
+        tunnel: "site-a".into(),
         spi: old_out[0],
         direction: Direction::Outbound,
         hard: false,

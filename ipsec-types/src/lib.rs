@@ -161,15 +161,22 @@ pub struct VolumeLimits {
 ///
 /// Make-before-break: a new inbound SA is installed before the peer can use it;
 /// outbound moves to a new SA only with `InstallOutbound`; `Remove` comes last.
+///
+/// SPI namespaces: an outbound SPI is chosen by the peer of one tunnel, so outbound SAs
+/// are named by (tunnel, SPI) — two tunnels may use the same outbound SPI and never
+/// touch each other's SA. Inbound SPIs are ours and unique across the gateway; the
+/// datapath refuses an inbound SPI that another tunnel holds.
 #[derive(Clone, Debug)]
 pub enum DatapathCommand {
-    /// Accept ESP packets with this SPI.
+    /// Accept ESP packets with this SPI (`SaParams::child` names the tunnel).
     InstallInbound(SaParams),
     /// Send traffic matching the selectors with this SA (replaces an older outbound SA
-    /// of the same CHILD_SA / selectors).
+    /// of the same tunnel and CHILD_SA / selectors).
     InstallOutbound(SaParams),
     /// Forget an SA.
     Remove {
+        /// The tunnel that owns the SA (`ChildRef::tunnel`).
+        tunnel: String,
         /// The SPI.
         spi: Spi,
         /// Which direction's table.
@@ -177,6 +184,8 @@ pub enum DatapathCommand {
     },
     /// The peer's address or port changed (NAT mapping update).
     UpdateEndpoints {
+        /// The tunnel that owns the SA (`ChildRef::tunnel`).
+        tunnel: String,
         /// The SPI.
         spi: Spi,
         /// Which direction's table.
@@ -202,6 +211,8 @@ pub enum ExpiryReason {
 pub enum DatapathEvent {
     /// A volume limit was hit: `hard == false` asks for a rekey, `true` means the SA is unusable.
     Expired {
+        /// The tunnel that owns the SA (`ChildRef::tunnel`).
+        tunnel: String,
         /// The SPI.
         spi: Spi,
         /// Direction of the SA.

@@ -58,8 +58,8 @@ pub fn pair(spi: u32, tweak: impl Fn(&mut SaParams)) -> (SaTable, SaTable) {
     let mut out = params(spi, Direction::Outbound, 1, 7);
     tweak(&mut out);
     let inb = mirror(&out, Direction::Inbound);
-    let left = SaTable::new().apply(&DatapathCommand::InstallOutbound(out));
-    let right = SaTable::new().apply(&DatapathCommand::InstallInbound(inb));
+    let left = SaTable::new().apply(&DatapathCommand::InstallOutbound(out)).unwrap();
+    let right = SaTable::new().apply(&DatapathCommand::InstallInbound(inb)).unwrap();
     (left, right)
 }
 

@@ -21,8 +21,8 @@ impl Endpoint {
                 Some(Output::Datapath(DatapathCommand::InstallOutbound(p))) => {
                     (Some((p.child.tunnel.clone(), p.spi)), None)
                 }
-                Some(Output::Datapath(DatapathCommand::Remove { spi, direction: Direction::Outbound })) => {
-                    (None, Some(*spi))
+                Some(Output::Datapath(DatapathCommand::Remove { tunnel, spi, direction: Direction::Outbound })) => {
+                    (None, Some((tunnel.clone(), *spi)))
                 }
                 _ => (None, None),
             };
@@ -31,10 +31,11 @@ impl Endpoint {
                 self.active_out.insert(tunnel, spi);
                 continue;
             }
-            let Some(spi) = removed else { continue };
-            let Some(tunnel) = self.active_out.iter().find(|(_, s)| **s == spi).map(|(t, _)| t.clone()) else {
+            // Outbound SPIs are the peers' choice: only (tunnel, SPI) names an SA.
+            let Some((tunnel, spi)) = removed else { continue };
+            if self.active_out.get(&tunnel) != Some(&spi) {
                 continue;
-            };
+            }
             self.active_out.remove(&tunnel);
             let next = self
                 .sas

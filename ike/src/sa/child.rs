@@ -107,12 +107,14 @@ impl ChildSa {
     pub(crate) fn remove(&self, ctx: &mut Ctx<'_>, tunnel: &str) {
         if self.out_installed {
             ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+                tunnel: tunnel.to_string(),
                 spi: self.spi_out,
                 direction: Direction::Outbound,
             }));
         }
         if self.in_installed {
             ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+                tunnel: tunnel.to_string(),
                 spi: self.spi_in,
                 direction: Direction::Inbound,
             }));
@@ -137,14 +139,21 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
     activate_successor(sa, ctx, c.child_id);
     let name = sa.peer.name.clone();
     if c.out_installed {
-        ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi: c.spi_out, direction: Direction::Outbound }));
+        ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+            tunnel: name.clone(),
+            spi: c.spi_out,
+            direction: Direction::Outbound,
+        }));
     }
     if c.in_installed {
         if c.superseded {
             sa.retiring.push((c.spi_in, ctx.now + OLD_INBOUND_GRACE));
         } else {
-            ctx.out
-                .push_back(Output::Datapath(DatapathCommand::Remove { spi: c.spi_in, direction: Direction::Inbound }));
+            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+                tunnel: name.clone(),
+                spi: c.spi_in,
+                direction: Direction::Inbound,
+            }));
         }
         ctx.out.push_back(Output::Event(Event::ChildDown { peer: name.clone(), spi_in: c.spi_in }));
         tracing::info!(tunnel = %name, spi_in = %c.spi_in, spi_out = %c.spi_out, "CHILD SA removed");
@@ -184,7 +193,11 @@ pub(crate) fn expire_retiring(sa: &mut IkeSa, ctx: &mut Ctx<'_>, all: bool) {
     let now = ctx.now;
     sa.retiring.retain(|(spi, at)| {
         if all || *at <= now {
-            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi: *spi, direction: Direction::Inbound }));
+            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+                tunnel: sa.peer.name.clone(),
+                spi: *spi,
+                direction: Direction::Inbound,
+            }));
             false
         } else {
             true

@@ -107,7 +107,11 @@ impl Transfer {
             c.remove(ctx, tunnel);
         }
         for (spi, _) in self.retiring {
-            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove { spi, direction: Direction::Inbound }));
+            ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
+                tunnel: tunnel.to_string(),
+                spi,
+                direction: Direction::Inbound,
+            }));
         }
     }
 }
@@ -487,7 +491,12 @@ impl IkeSa {
                 enc.remote_port = remote.port();
                 let endpoints = c.endpoints(local, remote);
                 for (spi, direction) in [(c.spi_out, Direction::Outbound), (c.spi_in, Direction::Inbound)] {
-                    ctx.out.push_back(Output::Datapath(DatapathCommand::UpdateEndpoints { spi, direction, endpoints }));
+                    ctx.out.push_back(Output::Datapath(DatapathCommand::UpdateEndpoints {
+                        tunnel: self.peer.name.clone(),
+                        spi,
+                        direction,
+                        endpoints,
+                    }));
                 }
             }
         }

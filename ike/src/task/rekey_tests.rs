@@ -160,7 +160,7 @@ fn child_rekey_with_pfs_from_a_strongswan_shaped_peer() {
     ep.handle_datagram(now, to, from, &req);
     let outs = drain(&mut ep);
     let new_out = match &outs[..] {
-        [Output::Datapath(DatapathCommand::InstallOutbound(o)), Output::Datapath(DatapathCommand::Remove { spi, direction: Direction::Outbound }), Output::Event(Event::ChildDown { .. }), Output::Transmit(_)]
+        [Output::Datapath(DatapathCommand::InstallOutbound(o)), Output::Datapath(DatapathCommand::Remove { spi, direction: Direction::Outbound, .. }), Output::Event(Event::ChildDown { .. }), Output::Transmit(_)]
             if *spi == old_out.spi =>
         {
             o.clone()
@@ -177,7 +177,7 @@ fn child_rekey_with_pfs_from_a_strongswan_shaped_peer() {
     ep.handle_timeout(now + Duration::from_secs(2));
     let outs = drain(&mut ep);
     assert!(
-        matches!(&outs[..], [Output::Datapath(DatapathCommand::Remove { spi, direction: Direction::Inbound })] if *spi == old_in.spi)
+        matches!(&outs[..], [Output::Datapath(DatapathCommand::Remove { spi, direction: Direction::Inbound, .. })] if *spi == old_in.spi)
     );
     let st = ep.status();
     assert_eq!(st[0].children.len(), 1);

@@ -271,8 +271,8 @@ fn responder_interoperates_with_a_strongswan_style_initiator_behind_nat() {
     ep.handle_datagram(now, b4500, a_natt, &req);
     let r = drain(&mut ep);
     assert!(matches!(&r[..3], [
-        Output::Datapath(DatapathCommand::Remove { spi: o, direction: Direction::Outbound }),
-        Output::Datapath(DatapathCommand::Remove { spi: i, direction: Direction::Inbound }),
+        Output::Datapath(DatapathCommand::Remove { spi: o, direction: Direction::Outbound, .. }),
+        Output::Datapath(DatapathCommand::Remove { spi: i, direction: Direction::Inbound, .. }),
         Output::Event(Event::ChildDown { .. }),
     ] if *o == outb.spi && *i == inb.spi));
     let m = peer.decrypt(&transmits(&r)[0].data);
