@@ -953,6 +953,11 @@ impl Endpoint {
         self.sas.is_empty()
     }
 
+    /// Replaces the limits (they apply to what arrives from now on).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.shared.limits = limits;
+    }
+
     /// What the endpoint refused so far, by reason (for `vpnctl status`).
     pub fn drops(&self) -> IkeDrops {
         self.shared.drops

@@ -63,5 +63,7 @@ mod tests {
             r.take(10_000 + s);
         }
         assert!(r.is_free(1000), "forgotten after RECENT allocations");
+        r.observe(&DatapathCommand::Remove { tunnel: "t".into(), spi: Spi(10_000), direction: Direction::Inbound });
+        assert!(!r.is_free(10_001), "still recent");
     }
 }
