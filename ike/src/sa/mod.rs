@@ -425,7 +425,8 @@ impl IkeSa {
             Payload::Unknown { ptype, critical: true, .. } => Some(*ptype),
             _ => None,
         }) {
-            tracing::warn!(tunnel = %self.name(), peer = %remote.ip(), "tunnel {}: peer {} sent unsupported critical payload {pt}; answering UNSUPPORTED_CRITICAL_PAYLOAD", self.name(), remote.ip());
+            let (name, peer) = (self.name(), remote.ip());
+            crate::log::warn_unauth!(ctx, "tunnel {name}: peer {peer} sent unsupported critical payload {pt}; answering UNSUPPORTED_CRITICAL_PAYLOAD");
             let n = Payload::Notify(Notify::new(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![pt]));
             self.send_response(ctx, h.exchange, h.message_id, &[n]);
             return Ok(());

@@ -5,6 +5,7 @@ use super::{error_notify, notifies};
 use crate::crypto::ct_eq;
 use crate::endpoint::{Event, Output};
 use crate::error::{notify, Failure};
+use crate::log::warn_unauth;
 use crate::message::payload::{IdPayload, Notify};
 use crate::message::{exchange, Message, Payload};
 use crate::proposal;
@@ -107,7 +108,7 @@ pub(crate) fn process_response(
         if n.kind == notify::AUTHENTICATION_FAILED {
             tracing::error!("tunnel {name}: peer {peer_ip} rejected our authentication (AUTHENTICATION_FAILED); check the PSK and both identities (we are {})", sa.peer.local_id);
         } else {
-            tracing::warn!("tunnel {name}: peer {peer_ip} refused IKE_AUTH with {}", notify::name(n.kind));
+            warn_unauth!(ctx, "tunnel {name}: peer {peer_ip} refused IKE_AUTH with {}", notify::name(n.kind));
         }
         return Err(Failure::Negotiation(format!("peer refused IKE_AUTH ({})", notify::name(n.kind))));
     }
@@ -117,7 +118,10 @@ pub(crate) fn process_response(
         _ => None,
     });
     let (Some(idr), Some((method, auth))) = (idr, auth) else {
-        tracing::warn!("tunnel {name}: peer {peer_ip} sent an IKE_AUTH response without IDr or AUTH (INVALID_SYNTAX)");
+        warn_unauth!(
+            ctx,
+            "tunnel {name}: peer {peer_ip} sent an IKE_AUTH response without IDr or AUTH (INVALID_SYNTAX)"
+        );
         return Err(Failure::Transient("malformed IKE_AUTH response".into()));
     };
     if idr.identity().as_ref() != Some(&sa.peer.remote_id) {
@@ -140,7 +144,8 @@ pub(crate) fn process_response(
     established(sa, ctx);
     ctx.out.push_back(Output::Event(Event::IkeUp { peer: name.clone() }));
     if let Some(k) = child_err {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} refused our CHILD SA ({}); IKE SA kept without tunnel. We offered {} for {} === {}",
             notify::name(k),
             proposal::describe_ours(&sa.peer.esp_proposals),
@@ -153,13 +158,15 @@ pub(crate) fn process_response(
     let tsi = msg.payloads.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t) } else { None });
     let tsr = msg.payloads.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t) } else { None });
     let (Some(props), Some(tsi), Some(tsr)) = (props, tsi, tsr) else {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} established the IKE SA but sent no CHILD SA; no tunnel installed"
         );
         return Ok(());
     };
     let Some((algs, spi_out)) = proposal::accept_esp_answer(props, &sa.peer.esp_proposals) else {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} chose an ESP proposal we did not offer ({}); no tunnel installed",
             proposal::describe(props)
         );
@@ -169,7 +176,8 @@ pub(crate) fn process_response(
         !got.is_empty() && got.iter().all(|g| ours.iter().any(|o| o.is_superset_of(g)))
     };
     if !within(tsi, &sa.peer.local_ts) || !within(tsr, &sa.peer.remote_ts) {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} answered traffic selectors {} === {} outside what we proposed (TS_UNACCEPTABLE); no tunnel installed",
             ts_list(tsi),
             ts_list(tsr)
@@ -217,7 +225,8 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         _ => None,
     });
     let (Some(idi), Some((method, auth))) = (idi, auth) else {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: IKE_AUTH from {peer_ip} lacks IDi or AUTH (we do not support EAP) (INVALID_SYNTAX)"
         );
         let n = Payload::Notify(Notify::new(notify::INVALID_SYNTAX, vec![]));
@@ -230,7 +239,8 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         Err(Failure::Negotiation("peer failed authentication".into()))
     };
     if idi.identity().as_ref() != Some(&sa.peer.remote_id) {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} identified as {} but we expect {} (AUTHENTICATION_FAILED)",
             idi.identity().map_or_else(|| "<unsupported ID>".to_string(), |i| i.to_string()),
             sa.peer.remote_id
@@ -239,7 +249,8 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     }
     let ok = method == AUTH_PSK && peer_auth(sa, &idi.body()).is_some_and(|e| ct_eq(&e, auth));
     if !ok {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK"
         );
         return refuse_auth(sa, ctx);
@@ -269,7 +280,8 @@ fn create_child(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, resp: &mut Vec
         return None;
     };
     let Some((algs, num, spi_out)) = proposal::select_esp(props, &sa.peer.esp_proposals) else {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: no ESP proposal from {peer_ip} matches ours (peer offered {}, we accept {}) (NO_PROPOSAL_CHOSEN); IKE SA kept without tunnel",
             proposal::describe(props),
             proposal::describe_ours(&sa.peer.esp_proposals)
@@ -280,7 +292,8 @@ fn create_child(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, resp: &mut Vec
     let remote_ts = narrow(tsi, &sa.peer.remote_ts);
     let local_ts = narrow(tsr, &sa.peer.local_ts);
     if remote_ts.is_empty() || local_ts.is_empty() {
-        tracing::warn!(
+        warn_unauth!(
+            ctx,
             "tunnel {name}: traffic selectors from {peer_ip} ({} === {}) do not match ours ({} === {}) (TS_UNACCEPTABLE); IKE SA kept without tunnel",
             ts_list(tsi),
             ts_list(tsr),
