@@ -305,3 +305,34 @@ fn datapath_commands_never_reuse_an_inbound_spi() {
         }
     }
 }
+
+#[test]
+fn a_spoofed_init_does_not_take_initial_contact_away_from_our_attempt() {
+    init_logs();
+    let mut p = Pair::standard();
+    p.run();
+    assert_eq!(p.b.status().len(), 1);
+    // A restarts and initiates again; B still holds the old IKE SA.
+    p.restart(Side::A, peer_config("site-b", A, B, true, true), 99);
+    let t = p.now + Duration::from_secs(1);
+    p.tick(t);
+    // Before B answers, the attacker sends A an IKE_SA_INIT "from B".
+    let spoofed = {
+        let mut q = Pair::with_seeds(
+            peer_config("site-a", B, A, false, true),
+            peer_config("site-b", A, B, true, false),
+            21,
+            22,
+        );
+        q.tick(Timestamp::ZERO);
+        q.take_to(Side::B).expect("request").data
+    };
+    hit(&mut p, Side::A, addr(B, 500), &spoofed);
+    assert_eq!(p.a.half_open(), 1);
+    p.run();
+    // A's IKE_AUTH still carried INITIAL_CONTACT: B dropped the IKE SA of A's past life.
+    let st = p.b.status();
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert_eq!(st[0].state, "ESTABLISHED");
+    assert!(p.a.status().iter().any(|s| s.initiator && s.state == "ESTABLISHED"));
+}
