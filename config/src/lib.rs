@@ -17,8 +17,10 @@ pub use lifetime::{
     DEFAULT_REKEY_JITTER_PERCENT, MAX_LIFETIME,
 };
 pub use validate::{
-    DEFAULT_CONTROL_SOCKET, DEFAULT_ESP_PROPOSAL, DEFAULT_IKE_PORT, DEFAULT_IKE_PROPOSAL, DEFAULT_NATT_PORT,
-    DEFAULT_REPLAY_WINDOW, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, MAX_REPLAY_WINDOW, MIN_RECOMMENDED_PSK_BYTES,
+    DEFAULT_CHILD_SA_MAX, DEFAULT_CONTROL_SOCKET, DEFAULT_COOKIE_THRESHOLD, DEFAULT_ESP_PROPOSAL,
+    DEFAULT_HALF_OPEN_MAX, DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_IKE_PORT, DEFAULT_IKE_PROPOSAL,
+    DEFAULT_IKE_SA_PER_PEER_MAX, DEFAULT_NATT_PORT, DEFAULT_REPLAY_WINDOW, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME,
+    MAX_LIMIT, MAX_REPLAY_WINDOW, MIN_RECOMMENDED_PSK_BYTES,
 };
 
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
@@ -79,8 +81,9 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// `[[tunnel]]` entries, in file order; names are unique.
     pub tunnels: Vec<TunnelConfig>,
-    /// Non-fatal findings for the gateway to log at start (world-readable `psk_file`,
-    /// short PSK, subnet with host bits set, overlapping `remote_subnets`, no tunnels).
+    /// Non-fatal findings for the gateway to log at start (short PSK, subnet with host
+    /// bits set, overlapping `remote_subnets`, no tunnels, limits that cannot take effect,
+    /// and key files with loose permissions when `allow_insecure_key_files` is set).
     /// Never contain key material.
     pub warnings: Vec<String>,
 }
@@ -107,6 +110,41 @@ pub struct GatewayConfig {
     pub ike_port: u16,
     /// NAT-T port (default 4500).
     pub natt_port: u16,
+    /// Limits on IKE state (`cookie_threshold`, `half_open_max`, ...).
+    pub limits: Limits,
+    /// A `psk_file` (or this file, holding an inline `psk`) with permissions for group or
+    /// others, or owned by neither root nor the daemon's user, is a warning instead of an
+    /// error (default false).
+    pub allow_insecure_key_files: bool,
+}
+
+/// `[gateway]` limits on IKE state: what unauthenticated senders and authenticated peers
+/// may make the daemon hold. The gateway hands them to `ike` unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Half-open IKE SAs at or above which a new IKE_SA_INIT must return a COOKIE
+    /// (RFC 7296 2.6); 0 asks every initiator for one (default 10).
+    pub cookie_threshold: usize,
+    /// Half-open IKE SAs the gateway holds at most (default 1000).
+    pub half_open_max: usize,
+    /// Half-open IKE SAs from one source address at most (default 5).
+    pub half_open_per_source: usize,
+    /// CHILD SAs one IKE SA carries at most (default 32).
+    pub child_sa_max: usize,
+    /// IKE SAs one tunnel's peer holds with us at once at most (default 5).
+    pub ike_sa_per_peer_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            cookie_threshold: DEFAULT_COOKIE_THRESHOLD,
+            half_open_max: DEFAULT_HALF_OPEN_MAX,
+            half_open_per_source: DEFAULT_HALF_OPEN_PER_SOURCE,
+            child_sa_max: DEFAULT_CHILD_SA_MAX,
+            ike_sa_per_peer_max: DEFAULT_IKE_SA_PER_PEER_MAX,
+        }
+    }
 }
 
 /// How the tunnel starts.
@@ -205,27 +243,39 @@ pub struct TunnelConfig {
 /// Largest configuration file `load` accepts.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file. Unlike [`parse`], also checks the file's
+/// own owner and permissions when it holds an inline `psk` (see [`parse`] for the
+/// rules of `psk_file`s).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let fail = |message: String| ConfigError { file: path.to_path_buf(), line: None, key: None, tunnel: None, message };
-    let bytes = read_limited(path, MAX_CONFIG_BYTES).map_err(fail)?;
+    let (bytes, meta) = read_limited(path, MAX_CONFIG_BYTES).map_err(fail)?;
     let text =
         std::str::from_utf8(&bytes).map_err(|e| fail(format!("not UTF-8 text (at byte {})", e.valid_up_to())))?;
     let text = Zeroizing::new(text.to_owned());
-    parse(&text, path)
+    parse_with(&text, path, Some(&meta))
 }
 
 /// Validates configuration text; `path` is used in errors and to resolve relative
-/// `psk_file` and `control_socket` paths (against its directory). Reads `psk_file`s;
-/// otherwise pure. Never panics.
+/// `psk_file` and `control_socket` paths (against its directory). Reads `psk_file`s,
+/// and refuses one that grants any permission to group or others or that is owned by
+/// neither root nor this process's effective user (a warning instead with
+/// `allow_insecure_key_files = true`); otherwise pure. The text's own file is not
+/// examined (use [`load`] for that). Never panics.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| validate::toml_error(text, path, &e))?;
-    validate::validate(raw, text, path)
+    parse_with(text, path, None)
 }
 
-/// Reads a regular file of at most `max` bytes into zeroizing memory. Refuses
-/// non-regular files (FIFOs, devices) so a bad path can neither block nor read forever.
-pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, String> {
+/// [`parse`], with the metadata of the file the text came from (checked like a
+/// `psk_file` if the text holds an inline `psk`).
+fn parse_with(text: &str, path: &Path, meta: Option<&std::fs::Metadata>) -> Result<Config, ConfigError> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| validate::toml_error(text, path, &e))?;
+    validate::validate(raw, text, path, meta)
+}
+
+/// Reads a regular file of at most `max` bytes into zeroizing memory, with the metadata
+/// of the file actually read (from the open descriptor). Refuses non-regular files
+/// (FIFOs, devices) so a bad path can neither block nor read forever.
+pub(crate) fn read_limited(path: &Path, max: u64) -> Result<(Zeroizing<Vec<u8>>, std::fs::Metadata), String> {
     use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if !meta.is_file() {
@@ -235,6 +285,12 @@ pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, 
         return Err(format!("{} is too large ({} bytes, at most {max})", path.display(), meta.len()));
     }
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // The file now open may not be the one examined above if the path changed meanwhile:
+    // its own metadata is what the permission checks look at.
+    let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("cannot read {}: not a regular file", path.display()));
+    }
     // Sized up front so reading does not reallocate and leave unzeroized copies behind.
     let mut buf = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1)));
     file.take(max.saturating_add(1))
@@ -243,5 +299,5 @@ pub(crate) fn read_limited(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, 
     if buf.len() as u64 > max {
         return Err(format!("{} is too large (more than {max} bytes)", path.display()));
     }
-    Ok(buf)
+    Ok((buf, meta))
 }

@@ -24,6 +24,12 @@ pub(crate) struct RawGateway {
     pub control_socket: Option<Spanned<String>>,
     pub ike_port: Option<Spanned<u16>>,
     pub natt_port: Option<Spanned<u16>>,
+    pub cookie_threshold: Option<Spanned<i64>>,
+    pub half_open_max: Option<Spanned<i64>>,
+    pub half_open_per_source: Option<Spanned<i64>>,
+    pub child_sa_max: Option<Spanned<i64>>,
+    pub ike_sa_per_peer_max: Option<Spanned<i64>>,
+    pub allow_insecure_key_files: Option<Spanned<bool>>,
 }
 
 /// `[[tunnel]]`. The lifetime and liveness keys (issue #3) are converted in `lifetime`.

@@ -4,7 +4,9 @@
 
 use crate::lifetime::lifetimes;
 use crate::raw::{RawConfig, RawGateway, RawTunnel};
-use crate::{read_limited, Config, ConfigError, Encapsulation, GatewayConfig, Psk, StartAction, TunnelConfig};
+use crate::{
+    read_limited, Config, ConfigError, Encapsulation, GatewayConfig, Limits, Psk, StartAction, TunnelConfig,
+};
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -31,6 +33,19 @@ pub const MAX_REPLAY_WINDOW: u32 = 1 << 20;
 pub const DEFAULT_IKE_PROPOSAL: &str = "aes256gcm16-prfsha256-x25519";
 /// Default `[[tunnel]] esp_proposals`.
 pub const DEFAULT_ESP_PROPOSAL: &str = "aes256gcm16";
+/// Default `[gateway] cookie_threshold`.
+pub const DEFAULT_COOKIE_THRESHOLD: usize = 10;
+/// Default `[gateway] half_open_max`.
+pub const DEFAULT_HALF_OPEN_MAX: usize = 1000;
+/// Default `[gateway] half_open_per_source`.
+pub const DEFAULT_HALF_OPEN_PER_SOURCE: usize = 5;
+/// Default `[gateway] child_sa_max`.
+pub const DEFAULT_CHILD_SA_MAX: usize = 32;
+/// Default `[gateway] ike_sa_per_peer_max`.
+pub const DEFAULT_IKE_SA_PER_PEER_MAX: usize = 5;
+/// Largest value of any of the limits above (a guard against typos: a million half-open
+/// SAs already cost gigabytes).
+pub const MAX_LIMIT: usize = 1_000_000;
 /// PSKs shorter than this draw a warning.
 pub const MIN_RECOMMENDED_PSK_BYTES: usize = 16;
 /// Largest `psk_file`.
@@ -123,6 +138,10 @@ pub(crate) struct Ctx<'a> {
     text: &'a str,
     file: &'a Path,
     warnings: Vec<String>,
+    /// The configuration file's metadata, when the text was read from it.
+    meta: Option<&'a std::fs::Metadata>,
+    /// `[gateway] allow_insecure_key_files`.
+    allow_insecure_key_files: bool,
 }
 
 impl Ctx<'_> {
@@ -155,14 +174,20 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn validate(raw: RawConfig, text: &str, file: &Path) -> Result<Config, ConfigError> {
-    let mut cx = Ctx { text, file, warnings: Vec::new() };
+pub(crate) fn validate(
+    raw: RawConfig,
+    text: &str,
+    file: &Path,
+    meta: Option<&std::fs::Metadata>,
+) -> Result<Config, ConfigError> {
+    let mut cx = Ctx { text, file, warnings: Vec::new(), meta, allow_insecure_key_files: false };
     let Some(gw) = raw.gateway else {
         return Err(cx.err(None, "gateway".into(), None, "missing [gateway] table".into()));
     };
     let gw_span = gw.span();
     let mtu_span = gw.get_ref().tun_mtu.as_ref().map(Spanned::span);
-    let gateway = gateway(&cx, gw.into_inner(), gw_span)?;
+    let gateway = gateway(&mut cx, gw.into_inner(), gw_span)?;
+    cx.allow_insecure_key_files = gateway.allow_insecure_key_files;
     let mut tunnels: Vec<TunnelConfig> = Vec::with_capacity(raw.tunnel.len());
     let mut names = HashSet::new();
     for (i, t) in raw.tunnel.into_iter().enumerate() {
@@ -227,12 +252,13 @@ fn address(cx: &Ctx<'_>, v: &Spanned<String>, key: String, tunnel: Option<&str>)
     Ok(ip)
 }
 
-fn gateway(cx: &Ctx<'_>, g: RawGateway, span: Range<usize>) -> Result<GatewayConfig, ConfigError> {
+fn gateway(cx: &mut Ctx<'_>, g: RawGateway, span: Range<usize>) -> Result<GatewayConfig, ConfigError> {
     let key = |k: &str| format!("gateway.{k}");
     let Some(la) = g.local_address.as_ref() else {
         return Err(cx.err(Some(span), key("local_address"), None, "missing; the WAN address IKE listens on".into()));
     };
     let local_address = address(cx, la, key("local_address"), None)?;
+    let limits = limits(cx, &g)?;
 
     let tun_name = match g.tun_name {
         None => DEFAULT_TUN_NAME.to_string(),
@@ -294,7 +320,62 @@ fn gateway(cx: &Ctx<'_>, g: RawGateway, span: Range<usize>) -> Result<GatewayCon
             format!("ike_port and natt_port are both {ike_port}; IKE and NAT-T need distinct ports"),
         ));
     }
-    Ok(GatewayConfig { local_address, tun_name, tun_mtu, control_socket, ike_port, natt_port })
+    let allow_insecure_key_files = g.allow_insecure_key_files.is_some_and(|v| *v.get_ref());
+    Ok(GatewayConfig {
+        local_address,
+        tun_name,
+        tun_mtu,
+        control_socket,
+        ike_port,
+        natt_port,
+        limits,
+        allow_insecure_key_files,
+    })
+}
+
+/// The limits on IKE state, each within its range; warns about combinations in which
+/// one cannot take effect.
+fn limits(cx: &mut Ctx<'_>, g: &RawGateway) -> Result<Limits, ConfigError> {
+    let one = |v: &Option<Spanned<i64>>, k: &str, min: usize, default: usize| -> Result<usize, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        match usize::try_from(*v.get_ref()) {
+            Ok(n) if (min..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(cx.err(
+                Some(v.span()),
+                format!("gateway.{k}"),
+                None,
+                format!("{} is outside {min}..={MAX_LIMIT}", v.get_ref()),
+            )),
+        }
+    };
+    let l = Limits {
+        cookie_threshold: one(&g.cookie_threshold, "cookie_threshold", 0, DEFAULT_COOKIE_THRESHOLD)?,
+        half_open_max: one(&g.half_open_max, "half_open_max", 1, DEFAULT_HALF_OPEN_MAX)?,
+        half_open_per_source: one(&g.half_open_per_source, "half_open_per_source", 1, DEFAULT_HALF_OPEN_PER_SOURCE)?,
+        child_sa_max: one(&g.child_sa_max, "child_sa_max", 1, DEFAULT_CHILD_SA_MAX)?,
+        ike_sa_per_peer_max: one(&g.ike_sa_per_peer_max, "ike_sa_per_peer_max", 1, DEFAULT_IKE_SA_PER_PEER_MAX)?,
+    };
+    let line = |v: &Option<Spanned<i64>>| v.as_ref().map_or(0, |v| line_of(cx.text, v.span().start));
+    if l.cookie_threshold >= l.half_open_max {
+        let at = line(&g.cookie_threshold).max(line(&g.half_open_max));
+        cx.warnings.push(format!(
+            "{}:{at}: gateway: cookie_threshold ({}) is not below half_open_max ({}): the cap is reached before \
+             COOKIEs switch on, and a flood of spoofed IKE_SA_INITs then keeps real peers out",
+            cx.file.display(),
+            l.cookie_threshold,
+            l.half_open_max
+        ));
+    }
+    if l.half_open_per_source > l.half_open_max {
+        let at = line(&g.half_open_per_source).max(line(&g.half_open_max));
+        cx.warnings.push(format!(
+            "{}:{at}: gateway: half_open_per_source ({}) is above half_open_max ({}), which caps it",
+            cx.file.display(),
+            l.half_open_per_source,
+            l.half_open_max
+        ));
+    }
+    Ok(l)
 }
 
 fn tunnel(
@@ -365,6 +446,11 @@ fn tunnel(
             let bytes = p.get_ref().0.as_bytes();
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Err(cx.err(Some(p.span()), key("psk"), n, "is empty".into()));
+            }
+            if let Some(why) = cx.meta.and_then(key_file_exposure) {
+                let problem = format!("{} holds this key inline and {}", cx.file.display(), why.text);
+                let fix = if why.owner { "chown root" } else { "chmod 600 (or move the key to a psk_file)" };
+                cx.key_file_finding(p.span(), key("psk"), n, problem, fix)?;
             }
             Psk(Zeroizing::new(bytes.to_vec()))
         }
@@ -462,26 +548,71 @@ fn psk_file(cx: &mut Ctx<'_>, f: &Spanned<String>, key: String, n: Option<&str>)
         return Err(cx.err(Some(f.span()), key, n, "is empty".into()));
     }
     let path = cx.resolve(f.get_ref());
-    let bytes = read_limited(&path, MAX_PSK_FILE_BYTES).map_err(|e| cx.err(Some(f.span()), key.clone(), n, e))?;
+    let (bytes, meta) =
+        read_limited(&path, MAX_PSK_FILE_BYTES).map_err(|e| cx.err(Some(f.span()), key.clone(), n, e))?;
     let trimmed = bytes.trim_ascii();
     if trimmed.is_empty() {
         return Err(cx.err(Some(f.span()), key, n, format!("{} holds no key", path.display())));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(&path) {
-            if meta.permissions().mode() & 0o007 != 0 {
-                cx.warnings.push(format!(
-                    "{}: psk_file {} is accessible to all users (mode {:o}); chmod 600 it",
-                    cx.file.display(),
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                ));
-            }
-        }
+    if let Some(why) = key_file_exposure(&meta) {
+        let fix = if why.owner { "chown root" } else { "chmod 600" };
+        cx.key_file_finding(f.span(), key, n, format!("{} {}", path.display(), why.text), fix)?;
     }
     Ok(Psk(Zeroizing::new(trimmed.to_vec())))
+}
+
+/// How a file holding a key is open to other users.
+struct Exposure {
+    /// The owner is wrong (rather than the permissions).
+    owner: bool,
+    /// E.g. `grants permissions to group or others (mode 0644)`.
+    text: String,
+}
+
+/// Why a file holding a key is open to other users: any permission bit for group or
+/// others (as OpenSSH refuses private keys), or an owner other than root and this
+/// process's effective user (who could change its permissions, or the key). `None` if
+/// the file is private.
+fn key_file_exposure(meta: &std::fs::Metadata) -> Option<Exposure> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Some(Exposure { owner: false, text: format!("grants permissions to group or others (mode {mode:04o})") });
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        let us = if euid == 0 { String::new() } else { format!(" or uid {euid} (the user reading it)") };
+        return Some(Exposure { owner: true, text: format!("is owned by uid {}, not by root{us}", meta.uid()) });
+    }
+    None
+}
+
+impl Ctx<'_> {
+    /// A key file open to other users: an error at `span`, or with
+    /// `allow_insecure_key_files` a warning.
+    fn key_file_finding(
+        &mut self,
+        span: Range<usize>,
+        key: String,
+        tunnel: Option<&str>,
+        problem: String,
+        fix: &str,
+    ) -> Result<(), ConfigError> {
+        if self.allow_insecure_key_files {
+            self.warnings.push(format!(
+                "{}:{}: {key}: {problem} (accepted because allow_insecure_key_files = true)",
+                self.file.display(),
+                line_of(self.text, span.start)
+            ));
+            return Ok(());
+        }
+        Err(self.err(
+            Some(span),
+            key,
+            tunnel,
+            format!("{problem}: {fix} it, or set [gateway] allow_insecure_key_files = true"),
+        ))
+    }
 }
 
 fn subnets(

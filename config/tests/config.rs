@@ -162,6 +162,18 @@ fn defaults() {
     assert_eq!(t.esp_proposals, vec![EspProposal::parse("aes256gcm16").unwrap()]);
     assert_eq!(t.psk.0.as_slice(), b"0123456789abcdef0123");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        g.limits,
+        config::Limits {
+            cookie_threshold: 10,
+            half_open_max: 1000,
+            half_open_per_source: 5,
+            child_sa_max: 32,
+            ike_sa_per_peer_max: 5
+        }
+    );
+    assert_eq!(g.limits, config::Limits::default());
+    assert!(!g.allow_insecure_key_files);
     // Lifetimes and liveness (issue #3).
     let h = |n: u64| Duration::from_secs(n * 3600);
     assert_eq!((t.ike_rekey_time, t.ike_life_time), (h(4), h(4) + Duration::from_secs(24 * 60)));
@@ -291,6 +303,150 @@ fn explicit_values_are_taken() {
     let t = &c.tunnels[0];
     assert_eq!((t.start, t.encapsulation, t.replay_window), (StartAction::Respond, Encapsulation::Udp, 1 << 20));
     assert_eq!(t.local_id, Identity::Rfc822("ops@example.net".into()));
+}
+
+#[test]
+fn limits_are_taken_and_checked() {
+    let c = ok(&minimal(
+        "cookie_threshold = 0\nhalf_open_max = 20000\nhalf_open_per_source = 2\nchild_sa_max = 1\n\
+         ike_sa_per_peer_max = 3\nallow_insecure_key_files = false",
+        "",
+    ));
+    let l = c.gateway.limits;
+    assert_eq!(
+        (l.cookie_threshold, l.half_open_max, l.half_open_per_source, l.child_sa_max, l.ike_sa_per_peer_max),
+        (0, 20_000, 2, 1, 3)
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(ok(&minimal("allow_insecure_key_files = true", "")).gateway.allow_insecure_key_files);
+
+    // (setting, key, message fragment); every setting is on line 3.
+    let cases: &[(&str, &str, &str)] = &[
+        ("cookie_threshold = -1", "cookie_threshold", "-1 is outside 0..=1000000"),
+        ("half_open_max = 0", "half_open_max", "0 is outside 1..=1000000"),
+        ("half_open_max = 1000001", "half_open_max", "outside 1..=1000000"),
+        ("half_open_per_source = 0", "half_open_per_source", "outside 1..="),
+        ("child_sa_max = 0", "child_sa_max", "outside 1..="),
+        ("ike_sa_per_peer_max = -5", "ike_sa_per_peer_max", "outside 1..="),
+        ("child_sa_max = \"many\"", "child_sa_max", "invalid type"),
+        ("allow_insecure_key_files = \"yes\"", "allow_insecure_key_files", "invalid type"),
+    ];
+    for (setting, key, msg) in cases {
+        assert_err(&err(&minimal(setting, "")), 3, &format!("gateway.{key}"), msg);
+    }
+
+    // Combinations in which a limit cannot take effect are warnings naming the line.
+    let c = ok(&minimal("half_open_max = 10", ""));
+    assert!(c.warnings.iter().any(|w| w.contains(&format!("{FILE}:3: gateway: cookie_threshold (10) is not below half_open_max (10)"))), "{:?}", c.warnings);
+    let c = ok(&minimal("cookie_threshold = 2\nhalf_open_max = 4\nhalf_open_per_source = 8", ""));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains(":5: gateway: half_open_per_source (8) is above half_open_max (4)"), "{:?}", c.warnings);
+}
+
+/// Sets `path` to `mode`.
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn psk_files_must_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("a.toml");
+    let key = write_psk(dir.path(), "k.psk", b"0123456789abcdef0123456789abcdef\n", 0o600);
+    let base = replace_line(&minimal("", ""), "psk =", "psk_file = \"k.psk\"");
+    let line = line_with(&base, "psk_file");
+    for mode in [0o600, 0o400, 0o700] {
+        chmod(&key, mode);
+        let c = parse(&base, &cfg).unwrap_or_else(|e| panic!("mode {mode:o}: {e}"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o610] {
+        chmod(&key, mode);
+        let e = parse(&base, &cfg).unwrap_err();
+        let shown = e.to_string();
+        assert_eq!((e.line, e.key.as_deref()), (Some(line), Some("tunnel[0].psk_file")), "{shown}");
+        assert!(shown.contains(&format!("{}:{line}: tunnel[0] (site-b) `psk_file`: ", cfg.display())), "{shown}");
+        let what = format!("{} grants permissions to group or others (mode {mode:04o})", key.display());
+        assert!(e.message.contains(&what), "{shown}");
+        assert!(e.message.contains("chmod 600 it, or set [gateway] allow_insecure_key_files = true"), "{shown}");
+    }
+    // The operator may opt out: then a warning naming file, line, key and the problem.
+    chmod(&key, 0o644);
+    let allowed = base.replace("[gateway]\n", "[gateway]\nallow_insecure_key_files = true\n");
+    let c = parse(&allowed, &cfg).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let w = &c.warnings[0];
+    assert!(w.starts_with(&format!("{}:{}: tunnel[0].psk_file: ", cfg.display(), line + 1)), "{w}");
+    assert!(w.contains("mode 0644") && w.contains("accepted because allow_insecure_key_files = true"), "{w}");
+    assert!(!w.contains("0123456789abcdef"), "{w}");
+}
+
+#[test]
+fn psk_files_must_belong_to_root() {
+    if !is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "this test needs root (to chown) and CI=true");
+        eprintln!("skipped: needs root to give a file away");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("a.toml");
+    let key = write_psk(dir.path(), "k.psk", b"0123456789abcdef0123456789abcdef\n", 0o600);
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).unwrap();
+    let base = replace_line(&minimal("", ""), "psk =", "psk_file = \"k.psk\"");
+    let e = parse(&base, &cfg).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("tunnel[0].psk_file"));
+    assert_eq!(e.line, Some(line_with(&base, "psk_file")));
+    assert!(e.message.contains(&format!("{} is owned by uid 65534, not by root: chown root it", key.display())), "{e}");
+    let allowed = base.replace("[gateway]\n", "[gateway]\nallow_insecure_key_files = true\n");
+    let c = parse(&allowed, &cfg).unwrap();
+    assert!(c.warnings[0].contains("owned by uid 65534"), "{:?}", c.warnings);
+    // The same file owned by root is fine.
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+    assert!(parse(&base, &cfg).unwrap().warnings.is_empty());
+}
+
+/// True when running as uid 0 (the owner of /proc/self is the effective uid while the
+/// process is dumpable, as a test binary is).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+#[test]
+fn a_config_with_an_inline_psk_must_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("a.toml");
+    let text = minimal("", "");
+    std::fs::write(&cfg, &text).unwrap();
+    chmod(&cfg, 0o644);
+    let e = load(&cfg).unwrap_err();
+    let line = line_with(&text, "psk =");
+    assert_eq!((e.file.as_path(), e.line, e.key.as_deref()), (cfg.as_path(), Some(line), Some("tunnel[0].psk")));
+    let shown = e.to_string();
+    assert!(shown.starts_with(&format!("{}:{line}: tunnel[0] (site-b) `psk`: ", cfg.display())), "{shown}");
+    assert!(
+        e.message.contains(&format!(
+            "{} holds this key inline and grants permissions to group or others (mode 0644): chmod 600",
+            cfg.display()
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains("0123456789abcdef0123"), "{shown}");
+    // `parse` has no file to examine; a private file loads; so does a readable one without
+    // an inline key.
+    assert!(parse(&text, &cfg).is_ok());
+    chmod(&cfg, 0o600);
+    assert!(load(&cfg).unwrap().warnings.is_empty());
+    let key = write_psk(dir.path(), "k.psk", b"0123456789abcdef0123456789abcdef\n", 0o600);
+    std::fs::write(&cfg, replace_line(&text, "psk =", &format!("psk_file = \"{}\"", key.display()))).unwrap();
+    chmod(&cfg, 0o644);
+    assert!(load(&cfg).unwrap().warnings.is_empty());
+    // Opting out turns the error into a warning.
+    std::fs::write(&cfg, minimal("allow_insecure_key_files = true", "")).unwrap();
+    chmod(&cfg, 0o640);
+    let c = load(&cfg).unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("holds this key inline") && w.contains("mode 0640")), "{:?}", c.warnings);
 }
 
 #[test]
@@ -486,13 +642,14 @@ fn missing_gateway_or_local_address() {
 fn warnings_never_carry_the_key() {
     let dir = tempfile::tempdir().unwrap();
     write_psk(dir.path(), "short.psk", b"hunter2\n", 0o644);
-    let text = replace_line(&minimal("", ""), "psk =", "psk_file = \"short.psk\"")
+    let text = replace_line(&minimal("allow_insecure_key_files = true", ""), "psk =", "psk_file = \"short.psk\"")
         .replace("[\"10.1.0.0/24\"]", "[\"10.1.0.77/24\"]");
     let c = parse(&text, &dir.path().join("a.toml")).unwrap();
     assert_eq!(c.tunnels[0].psk.0.as_slice(), b"hunter2");
     assert_eq!(c.tunnels[0].local_subnets, vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()]);
     let all = c.warnings.join("\n");
-    assert!(all.contains("accessible to all users"), "{all}");
+    assert!(all.contains("grants permissions to group or others (mode 0644)"), "{all}");
+    assert!(all.contains("accepted because allow_insecure_key_files = true"), "{all}");
     assert!(all.contains("shorter than 16 bytes"), "{all}");
     assert!(all.contains("host bits"), "{all}");
     assert_eq!(c.warnings.len(), 3, "{all}");
