@@ -375,6 +375,8 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             started: self.started,
             config: &self.config,
             ike: &ike,
+            half_open: self.endpoint.half_open(),
+            ike_drops: self.endpoint.drops(),
             esp: &esp,
             global: &global,
             io: self.io.snapshot(),

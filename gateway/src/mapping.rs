@@ -10,7 +10,18 @@ pub fn endpoint_config(cfg: &Config) -> ike::EndpointConfig {
         ike_port: cfg.gateway.ike_port,
         natt_port: cfg.gateway.natt_port,
         peers: cfg.tunnels.iter().map(|t| peer_config(cfg, t)).collect(),
-        limits: ike::Limits::default(),
+        limits: limits(&cfg.gateway.limits),
+    }
+}
+
+/// `[gateway]`'s limits on IKE state, as `ike` enforces them.
+pub fn limits(l: &config::Limits) -> ike::Limits {
+    ike::Limits {
+        cookie_threshold: l.cookie_threshold,
+        half_open_max: l.half_open_max,
+        half_open_per_source: l.half_open_per_source,
+        child_sa_max: l.child_sa_max,
+        ike_sa_per_peer_max: l.ike_sa_per_peer_max,
     }
 }
 
@@ -132,5 +143,19 @@ encapsulation = "auto"
         assert!(!c.initiate && !c.force_encap);
         // The PSK never shows in Debug output.
         assert!(!format!("{ep:?}").contains("horse"));
+    }
+
+    #[test]
+    fn limits_reach_ike_and_the_defaults_agree() {
+        // Unset keys: the configuration's documented defaults are `ike`'s.
+        assert_eq!(endpoint_config(&sample_config()).limits, ike::Limits::default());
+        let text = "[gateway]\nlocal_address = \"192.0.2.1\"\ncookie_threshold = 0\nhalf_open_max = 7\n\
+                    half_open_per_source = 3\nchild_sa_max = 2\nike_sa_per_peer_max = 4\n";
+        let cfg = config::parse(text, std::path::Path::new("/etc/vpngw/test.toml")).unwrap();
+        let l = endpoint_config(&cfg).limits;
+        assert_eq!(
+            (l.cookie_threshold, l.half_open_max, l.half_open_per_source, l.child_sa_max, l.ike_sa_per_peer_max),
+            (0, 7, 3, 2, 4)
+        );
     }
 }

@@ -86,6 +86,21 @@ pub fn status(r: &StatusReport) -> String {
         d.tun_mtu,
         d.esp_overhead_max
     );
+    let (ike, x) = (&r.ike, &r.ike.drops);
+    let _ = writeln!(
+        o,
+        "IKE: {} half-open; refused: malformed {}, unknown SPI {}, COOKIE required {}, half-open cap {}, \
+         rate-limited {}, no proposal {}, CHILD SA cap {}; COOKIEs sent {}",
+        ike.half_open,
+        x.malformed,
+        x.unknown_spi,
+        x.cookie_required,
+        x.half_open_cap,
+        x.rate_limited,
+        x.refused_proposal,
+        x.child_sa_cap,
+        x.cookies_sent
+    );
     for t in &r.tunnels {
         o.push('\n');
         tunnel(&mut o, t);
@@ -287,6 +302,14 @@ mod tests {
         ] {
             assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
         }
+        // The daemon section's second line: IKE state no tunnel owns.
+        assert_eq!(
+            out.lines().nth(1),
+            Some(
+                "IKE: 2 half-open; refused: malformed 1, unknown SPI 2, COOKIE required 3, half-open cap 4, \
+                 rate-limited 5, no proposal 6, CHILD SA cap 7; COOKIEs sent 8"
+            )
+        );
     }
 
     #[test]

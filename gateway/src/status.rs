@@ -12,8 +12,8 @@ fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 use crate::control::proto::{
-    ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeSaInfo, IoErrors, SaDrops, SaTraffic, StatusReport,
-    TunnelStatus,
+    ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeDropCounters, IkeInfo, IkeSaInfo, IoErrors, SaDrops,
+    SaTraffic, StatusReport, TunnelStatus,
 };
 use crate::mapping::{dpd_action_keyword, encapsulation_keyword, start_keyword};
 use ipsec_types::{Direction, Spi, Timestamp};
@@ -28,6 +28,10 @@ pub struct Inputs<'a> {
     pub config: &'a config::Config,
     /// `ike::Endpoint::status()`.
     pub ike: &'a [ike::IkeSaStatus],
+    /// `ike::Endpoint::half_open()`.
+    pub half_open: usize,
+    /// `ike::Endpoint::drops()`.
+    pub ike_drops: ike::IkeDrops,
     /// `esp::SaTable::stats()`.
     pub esp: &'a [esp::SaStats],
     /// `esp::SaTable::global_drops()`.
@@ -76,8 +80,23 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
         })
         .collect();
     let gd = inp.global;
+    let d = &inp.ike_drops;
+    let ike = IkeInfo {
+        half_open: u64::try_from(inp.half_open).unwrap_or(u64::MAX),
+        drops: IkeDropCounters {
+            malformed: d.malformed,
+            unknown_spi: d.unknown_spi,
+            cookie_required: d.cookie_required,
+            half_open_cap: d.half_open_cap,
+            rate_limited: d.rate_limited,
+            refused_proposal: d.refused_proposal,
+            child_sa_cap: d.child_sa_cap,
+            cookies_sent: d.cookies_sent,
+        },
+    };
     StatusReport {
         daemon,
+        ike,
         tunnels,
         global_drops: GlobalDrops { malformed: gd.malformed, unknown_spi: gd.unknown_spi, no_sa: gd.no_sa },
         io_errors: inp.io.clone(),
@@ -231,6 +250,17 @@ pub(crate) mod tests {
             started: Timestamp::from_secs(90),
             config: &cfg,
             ike: &ike,
+            half_open: 2,
+            ike_drops: ike::IkeDrops {
+                malformed: 1,
+                unknown_spi: 2,
+                cookie_required: 3,
+                half_open_cap: 4,
+                rate_limited: 5,
+                refused_proposal: 6,
+                child_sa_cap: 7,
+                cookies_sent: 8,
+            },
             esp,
             global: &global,
             io: IoErrors::default(),
@@ -266,6 +296,21 @@ pub(crate) mod tests {
         assert_eq!(r.tunnels[1].name, "site-c");
         assert!(r.tunnels[1].ike_sas.is_empty());
         assert_eq!((r.global_drops.malformed, r.global_drops.unknown_spi, r.global_drops.no_sa), (3, 5, 7));
+        let d = &r.ike.drops;
+        assert_eq!(r.ike.half_open, 2);
+        assert_eq!(
+            [
+                d.malformed,
+                d.unknown_spi,
+                d.cookie_required,
+                d.half_open_cap,
+                d.rate_limited,
+                d.refused_proposal,
+                d.child_sa_cap,
+                d.cookies_sent
+            ],
+            [1, 2, 3, 4, 5, 6, 7, 8]
+        );
     }
 
     #[test]
@@ -278,6 +323,8 @@ pub(crate) mod tests {
             started: Timestamp::ZERO,
             config: &cfg,
             ike: &ike,
+            half_open: 0,
+            ike_drops: ike::IkeDrops::default(),
             esp: &[],
             global: &global,
             io: IoErrors::default(),
@@ -324,6 +371,8 @@ pub(crate) mod tests {
             started: Timestamp::ZERO,
             config: &cfg,
             ike: &ike,
+            half_open: 0,
+            ike_drops: ike::IkeDrops::default(),
             esp: &esp,
             global: &global,
             io: IoErrors::default(),
@@ -350,6 +399,8 @@ pub(crate) mod tests {
             started: Timestamp::ZERO,
             config: &cfg,
             ike: &[],
+            half_open: 0,
+            ike_drops: ike::IkeDrops::default(),
             esp: &[],
             global: &global,
             io: IoErrors::default(),

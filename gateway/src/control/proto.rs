@@ -206,12 +206,49 @@ pub struct ActionReport {
 pub struct StatusReport {
     /// The daemon itself.
     pub daemon: DaemonInfo,
+    /// IKE state not owned by a tunnel: half-open SAs and what was refused. Absent from
+    /// older daemons' reports.
+    #[serde(default)]
+    pub ike: IkeInfo,
     /// One entry per configured tunnel, in configuration order.
     pub tunnels: Vec<TunnelStatus>,
     /// Datapath drops not attributable to one SA.
     pub global_drops: GlobalDrops,
     /// Packets lost to socket or TUN errors in the gateway itself.
     pub io_errors: IoErrors,
+}
+
+/// The IKE endpoint as a whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeInfo {
+    /// Responder IKE SAs not yet authenticated (IKE_SA_INIT answered, IKE_AUTH not
+    /// completed).
+    pub half_open: u64,
+    /// IKE datagrams and requests refused since start, by reason.
+    pub drops: IkeDropCounters,
+}
+
+/// IKE datagrams and requests the endpoint refused, by reason (`ike::IkeDrops`).
+/// Counted, never logged per datagram.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeDropCounters {
+    /// Did not parse (truncated, bad lengths or counts, too many payloads).
+    pub malformed: u64,
+    /// For an IKE SA we do not know, or from an address no tunnel is configured for.
+    pub unknown_spi: u64,
+    /// IKE_SA_INITs answered with a COOKIE request instead of creating state.
+    pub cookie_required: u64,
+    /// IKE_SA_INITs dropped at a half-open cap (global or per source) or at the IKE
+    /// SAs-per-peer cap.
+    pub half_open_cap: u64,
+    /// Answers not sent because their rate limit was reached.
+    pub rate_limited: u64,
+    /// IKE_SA_INITs or CHILD SAs refused for want of an acceptable proposal.
+    pub refused_proposal: u64,
+    /// CHILD SAs refused because the IKE SA held `child_sa_max` already.
+    pub child_sa_cap: u64,
+    /// COOKIE notifies sent.
+    pub cookies_sent: u64,
 }
 
 /// Packets the gateway lost outside `esp` (counted, never logged per packet).
@@ -590,6 +627,30 @@ mod tests {
         assert_eq!(decode_response(&line).unwrap().reply, reply);
         let e = encode_reply(Reply::Error(ErrorReply { code: ErrorCode::UnknownTunnel, message: "x".into() }));
         assert!(e.contains("\"code\":\"unknown_tunnel\""), "{e}");
+    }
+
+    #[test]
+    fn ike_counters_are_a_top_level_object_and_default_when_absent() {
+        let mut r = StatusReport::default();
+        r.ike.half_open = 3;
+        r.ike.drops.cookies_sent = 9;
+        let line = encode_reply(Reply::Status(r));
+        assert!(
+            line.contains(
+                "\"ike\":{\"half_open\":3,\"drops\":{\"malformed\":0,\"unknown_spi\":0,\"cookie_required\":0,\
+                 \"half_open_cap\":0,\"rate_limited\":0,\"refused_proposal\":0,\"child_sa_cap\":0,\"cookies_sent\":9}}"
+            ),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["status"]["ike"]["drops"]["cookies_sent"], 9);
+        // A report from a daemon before these counters still decodes.
+        let old = "{\"v\":1,\"status\":{\"daemon\":{\"version\":\"0.1.0\",\"pid\":1,\"uptime_s\":0,\
+                   \"local_address\":\"192.0.2.1\",\"ike_port\":500,\"natt_port\":4500,\"tun_name\":\"vpn0\",\
+                   \"tun_mtu\":1400,\"esp_overhead_max\":37},\"tunnels\":[],\"global_drops\":{\"malformed\":0,\
+                   \"unknown_spi\":0,\"no_sa\":0},\"io_errors\":{\"wan_send\":0,\"tun_write\":0,\"ike_queue_full\":0}}}";
+        let Reply::Status(back) = decode_response(old).unwrap().reply else { panic!("not a status") };
+        assert_eq!(back.ike, IkeInfo::default());
     }
 
     #[test]
