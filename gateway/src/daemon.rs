@@ -1,17 +1,20 @@
 //! `vpngw`: command line, logging, start-up and shutdown ordering.
 //!
-//! Start: load config (errors exit 2) -> root check -> block SIGINT/SIGTERM -> TUN
-//! (MTU, up) -> WAN sockets -> routes -> control socket -> IKE endpoint -> datapath
-//! workers -> control loop on the main thread. Shutdown (first signal): DELETE every
-//! IKE SA, wait until idle or 2 s, remove routes and the control socket; the TUN device
-//! goes away with its fd when the process exits. Every resource is an RAII guard, so a
-//! start-up failure half way also cleans up what was already set up.
+//! Start: no core dumps -> load config (errors exit 2) -> root check -> block
+//! SIGINT/SIGTERM -> TUN (MTU, up) -> WAN sockets -> routes -> control socket -> IKE
+//! endpoint -> drop privileges (`sys::privs`: only CAP_NET_ADMIN, CAP_NET_RAW,
+//! CAP_NET_BIND_SERVICE, NO_NEW_PRIVS) -> datapath workers -> control loop on the main
+//! thread. Shutdown (first signal): DELETE every IKE SA, wait until idle or 2 s, remove
+//! routes (CAP_NET_ADMIN, kept for this) and the control socket; the TUN device goes away
+//! with its fd when the process exits. Every resource is an RAII guard, so a start-up
+//! failure half way also cleans up what was already set up.
 
 use crate::clock::{BootClock, Clock};
 use crate::control::server::ControlSocket;
 use crate::datapath::{Datapath, IoCounters, SharedTable};
 use crate::driver::{ControlMsg, Driver, Exit, WanSockets, QUEUE_CAPACITY};
 use crate::sys::route::{route_for, Routes};
+use crate::sys::privs;
 use crate::sys::tun::{Tun, TunOptions};
 use crate::sys::udp::{bind_udp, RawEsp};
 use crate::sys::{self, ShutdownSignals};
@@ -48,6 +51,11 @@ pub fn main() -> ExitCode {
     if let Err(e) = init_logging(args.log_level.as_deref()) {
         eprintln!("vpngw: {e}");
         return ExitCode::from(EXIT_CONFIG);
+    }
+    // Before the first key is read (the configuration holds them).
+    if let Err(e) = privs::forbid_core_dumps() {
+        eprintln!("vpngw: cannot turn off core dumps: {e}");
+        return ExitCode::FAILURE;
     }
     let cfg = match config::load(&args.config) {
         Ok(c) => c,
@@ -138,6 +146,14 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
     let (tx, rx) = mpsc::sync_channel::<ControlMsg>(QUEUE_CAPACITY);
 
     let endpoint = ike::Endpoint::new(crate::mapping::endpoint_config(&cfg), Box::new(crate::rng::SystemRng::new()));
+
+    // Everything that needs more than networking privileges is done; no thread runs yet
+    // (capabilities are per thread, the ones started below inherit the reduced sets).
+    privs::drop_privileges(&privs::DAEMON_CAPS).map_err(|e| format!("cannot drop privileges: {e}"))?;
+    tracing::info!(
+        keep = "CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE",
+        "privileges dropped (no new privileges, not dumpable, no core file)"
+    );
     let table: SharedTable = Arc::new(ArcSwap::from_pointee(esp::SaTable::new()));
     let io = Arc::new(IoCounters::default());
     Datapath {

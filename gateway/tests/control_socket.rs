@@ -4,8 +4,8 @@
 
 use gateway::control::client::{self, ClientError};
 use gateway::control::proto::{
-    Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, GlobalDrops, IkeSaInfo,
-    IoErrors, Outcome, Reply, Request, SaDrops, SaTraffic, StatusReport, TunnelStatus,
+    Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, GlobalDrops, IkeDropCounters,
+    IkeInfo, IkeSaInfo, IoErrors, Outcome, Reply, Request, SaDrops, SaTraffic, StatusReport, TunnelStatus,
 };
 use gateway::control::server::ControlSocket;
 use gateway::driver::ControlMsg;
@@ -29,6 +29,19 @@ fn report() -> StatusReport {
             tun_name: "vpn0".into(),
             tun_mtu: 1400,
             esp_overhead_max: 37,
+        },
+        ike: IkeInfo {
+            half_open: 17,
+            drops: IkeDropCounters {
+                malformed: 21,
+                unknown_spi: 22,
+                cookie_required: 23,
+                half_open_cap: 24,
+                rate_limited: 25,
+                refused_proposal: 26,
+                child_sa_cap: 27,
+                cookies_sent: 28,
+            },
         },
         tunnels: vec![
             TunnelStatus {
@@ -201,6 +214,67 @@ fn stale_socket_is_replaced_but_a_regular_file_is_not() {
 }
 
 #[test]
+fn symlinks_are_refused_at_the_socket_path_and_as_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    // A symlink at the socket path, dangling or not, is neither followed nor replaced.
+    let target = dir.path().join("target");
+    let link = dir.path().join("vpngw.sock");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = ControlSocket::bind(&link).unwrap_err();
+    assert!(err.to_string().contains("vpngw.sock is a symbolic link; refusing"), "{err}");
+    assert!(!target.exists());
+    std::fs::write(&target, "data").unwrap();
+    assert!(ControlSocket::bind(&link).unwrap_err().to_string().contains("symbolic link"));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "data");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+
+    // A symlinked directory is refused, even one pointing at a good directory.
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let linked_dir = dir.path().join("run");
+    std::os::unix::fs::symlink(&real, &linked_dir).unwrap();
+    let err = ControlSocket::bind(&linked_dir.join("vpngw.sock")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("run is a symbolic link; refusing it"), "{err}");
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0, "nothing bound through the link");
+    // The real directory itself is fine.
+    drop(ControlSocket::bind(&real.join("vpngw.sock")).unwrap());
+}
+
+#[test]
+fn a_directory_others_can_write_to_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [0o770, 0o1777, 0o702] {
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = ControlSocket::bind(&dir.path().join("vpngw.sock")).unwrap_err();
+        assert!(err.to_string().contains(&format!("is writable by group or others (mode {mode:04o})")), "{err}");
+    }
+    for mode in [0o700, 0o750, 0o755] {
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        drop(ControlSocket::bind(&dir.path().join("vpngw.sock")).unwrap_or_else(|e| panic!("{mode:o}: {e}")));
+    }
+    if !gateway::sys::is_root() {
+        eprintln!("skipped the foreign owner case: needs root to give a directory away");
+        return;
+    }
+    std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+    let err = ControlSocket::bind(&dir.path().join("vpngw.sock")).unwrap_err();
+    assert!(err.to_string().contains("is owned by uid 65534, not by root"), "{err}");
+}
+
+#[test]
+fn drop_leaves_a_file_that_replaced_the_socket_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vpngw.sock");
+    let sock = ControlSocket::bind(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, "not ours").unwrap();
+    drop(sock);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "not ours");
+}
+
+#[test]
 fn bad_requests_get_error_frames_and_the_connection_survives() {
     let dir = tempfile::tempdir().unwrap();
     let (_sock, path) = serve(dir.path());
@@ -245,6 +319,8 @@ fn vpnctl_renders_the_status_and_json() {
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "vpngw 0.1.0 (pid 4242), up 2h 01m",
+        "\nIKE: 17 half-open; refused: malformed 21, unknown SPI 22, COOKIE required 23, half-open cap 24, \
+         rate-limited 25, no proposal 26, CHILD SA cap 27; COOKIEs sent 28\n",
         "tunnel site-b: ESTABLISHED, responder",
         "initiator 00000000000000aa, responder 00000000000000bb (ours)",
         "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256",
@@ -275,6 +351,9 @@ fn vpnctl_renders_the_status_and_json() {
     assert_eq!(child["spi_in"], "c1000001");
     assert_eq!(child["encapsulation"]["mode"], "raw");
     assert_eq!(child["inbound"]["drops"]["icv_failure"], 5);
+    assert_eq!(v["status"]["ike"]["half_open"], 17);
+    assert_eq!(v["status"]["ike"]["drops"]["cookie_required"], 23);
+    assert_eq!(v["status"]["ike"]["drops"]["cookies_sent"], 28);
     let back: gateway::control::proto::ResponseFrame = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(back.reply, Reply::Status(report()));
 }
@@ -352,6 +431,8 @@ fn vpnctl_finds_the_socket_through_the_config_file() {
          remote_subnets = [\"10.2.0.0/24\"]\n",
     )
     .unwrap();
+    // It holds the key inline: private, as the configuration check demands.
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(path.ends_with("run/vpngw.sock"));
     let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -15,6 +15,13 @@ local_subnets = ["10.1.0.0/24"]
 remote_subnets = ["10.2.0.0/24"]
 "#;
 
+/// Writes a configuration holding an inline `psk` as it must be: mode 0600.
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn vpngw(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vpngw")).args(args).env_remove("RUST_LOG").output().unwrap()
 }
@@ -24,8 +31,7 @@ fn config_error_exits_2_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     // Line 10: a subnet that is not a subnet.
-    std::fs::write(&path, GOOD.replace("remote_subnets = [\"10.2.0.0/24\"]", "remote_subnets = [\"10.2.0/24\"]"))
-        .unwrap();
+    write_private(&path, &GOOD.replace("remote_subnets = [\"10.2.0.0/24\"]", "remote_subnets = [\"10.2.0/24\"]"));
     let out = vpngw(&["--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -44,11 +50,33 @@ fn unreadable_config_exits_2() {
 fn check_accepts_a_good_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("good.toml");
-    std::fs::write(&path, GOOD).unwrap();
+    write_private(&path, GOOD);
     let out = vpngw(&["--check", "--config", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("OK: 1 tunnel(s) on 192.0.2.1 (site-b)"), "{stdout}");
+}
+
+#[test]
+fn check_refuses_an_inline_psk_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("good.toml");
+    write_private(&path, GOOD);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = vpngw(&["--check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Line 8 holds the psk.
+    assert!(err.contains(&format!("{}:8: tunnel[0] (site-b) `psk`: ", path.display())), "{err}");
+    assert!(err.contains("mode 0644") && err.contains("allow_insecure_key_files"), "{err}");
+    assert!(!err.contains("0123456789abcdef"), "{err}");
+    // Opting out: it runs, with a warning.
+    write_private(&path, &GOOD.replace("[gateway]\n", "[gateway]\nallow_insecure_key_files = true\n"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = vpngw(&["--check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("accepted because allow_insecure_key_files = true"));
 }
 
 #[test]
@@ -57,7 +85,7 @@ fn usage_errors_exit_2() {
     assert_eq!(vpngw(&["--bogus"]).status.code(), Some(2));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("good.toml");
-    std::fs::write(&path, GOOD).unwrap();
+    write_private(&path, GOOD);
     let out = vpngw(&["--config", path.to_str().unwrap(), "--log-level", "info,=[bad"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log-level"));
@@ -73,8 +101,9 @@ fn refuses_to_run_without_root() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.path().join("good.toml");
-    std::fs::write(&path, GOOD).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Private to the user it runs as (root or that user may own a key file).
+    write_private(&path, GOOD);
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
     let out = Command::new("/usr/bin/setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_vpngw"), "--config"])
         .arg(&path)

@@ -1,17 +1,18 @@
 //! The daemon side of the control socket: a Unix stream socket, root only.
 //!
-//! Access control is layered: the parent directory is created 0700, the socket file is
-//! 0600, and every connection's SO_PEERCRED uid must be 0. Each connection gets its own
+//! Access control is layered: the parent directory is created 0700 (an existing one must
+//! be a real directory, not a symlink, owned by root and writable by nobody else), the
+//! socket file is 0600, and every connection's SO_PEERCRED uid must be 0. Each connection gets its own
 //! short-lived thread (a bounded number at once); every request is forwarded to the
 //! control thread, which owns all state, and its reply is written back as one line.
 //! This module does not interpret requests beyond decoding them (see `driver`).
 
 use super::proto::{self, ErrorCode, ErrorReply, Reply, MAX_LINE};
 use crate::driver::ControlMsg;
-use std::fs::{self, DirBuilder, Permissions};
+use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,29 +27,37 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the control thread may take to answer (plus the wait of a tunnel command).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The bound socket. Dropping it removes the socket file.
+/// The bound socket. Dropping it removes the socket file (if it is still ours).
 #[derive(Debug)]
 pub struct ControlSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// Device and inode of the socket file we bound.
+    file: (u64, u64),
 }
 
 impl ControlSocket {
-    /// Creates the parent directory (0700) if needed, refuses to displace a running
-    /// daemon's socket, removes a stale one, binds, and restricts the file to 0600.
+    /// Creates the parent directory (0700) if needed, checks it ([`check_directory`]),
+    /// refuses a symlink or any other non-socket at `path` and a running daemon's socket,
+    /// removes a stale socket, binds, and restricts the file to 0600.
     pub fn bind(path: &Path) -> io::Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot create control socket directory {}: {e}", dir.display()))
-                })?;
-            } else if let Ok(meta) = fs::metadata(dir) {
-                if meta.permissions().mode() & 0o002 != 0 {
-                    tracing::warn!(dir = %dir.display(), "control socket directory is world-writable");
-                }
-            }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if fs::symlink_metadata(dir).is_err() {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create control socket directory {}: {e}", dir.display()))
+            })?;
         }
+        check_directory(dir)?;
         if let Ok(meta) = fs::symlink_metadata(path) {
+            if meta.file_type().is_symlink() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is a symbolic link; refusing to follow or replace it", path.display()),
+                ));
+            }
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
@@ -61,11 +70,16 @@ impl ControlSocket {
                     format!("another vpngw is already serving {}", path.display()),
                 ));
             }
+            // unlink never follows a symlink: at worst it removes what replaced the stale
+            // socket in a directory only root can write to.
             fs::remove_file(path)?;
         }
+        // bind(2) creates the file and fails if anything (a symlink included) is there.
         let listener = UnixListener::bind(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind control socket {}: {e}", path.display())))?;
-        let this = Self { listener, path: path.to_path_buf() };
+        let meta = fs::symlink_metadata(path)?;
+        let this = Self { listener, path: path.to_path_buf(), file: (meta.dev(), meta.ino()) };
+        // By path, but in a directory no one else can write to: nothing can have swapped it.
         fs::set_permissions(path, Permissions::from_mode(0o600))?;
         Ok(this)
     }
@@ -85,8 +99,49 @@ impl ControlSocket {
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Only the file we bound: a socket another daemon bound there since is not ours.
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.file) {
+            let _ = fs::remove_file(&self.path);
+        }
     }
+}
+
+/// The control socket's directory must be a directory itself, not a symbolic link to one
+/// (opened with O_NOFOLLOW and examined through that descriptor), owned by root or by
+/// this process's user, and writable by no one else: otherwise another user could
+/// replace the socket, or point the path at a file of their choosing.
+pub fn check_directory(dir: &Path) -> io::Result<()> {
+    let refuse = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+    let opened = OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir);
+    let meta = match opened {
+        Ok(f) => f.metadata()?,
+        // O_NOFOLLOW refuses a symlink with ELOOP, or with ENOTDIR next to O_DIRECTORY.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            let link = fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+            let what = if link { "a symbolic link; refusing it (use the real directory)" } else { "not a directory" };
+            return Err(refuse(format!("control socket directory {} is {what}", dir.display())));
+        }
+        Err(e) => {
+            return Err(io::Error::new(e.kind(), format!("control socket directory {}: {e}", dir.display())))
+        }
+    };
+    let euid = crate::sys::euid();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(refuse(format!(
+            "control socket directory {} is owned by uid {}, not by root; refusing it",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "control socket directory {} is writable by group or others (mode {mode:04o}); refusing it \
+             (use a directory only root can write to, e.g. the default /run/vpngw)",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn accept_loop(listener: &UnixListener, control: &SyncSender<ControlMsg>) {

@@ -1,12 +1,13 @@
 //! Every system call the gateway makes that needs `unsafe`: the TUN device, socket
-//! options the standard library lacks, CLOCK_BOOTTIME, signal masks, peer credentials
-//! and the host's addresses. Each `unsafe` block carries a `// SAFETY:` comment.
+//! options the standard library lacks, CLOCK_BOOTTIME, signal masks, peer credentials,
+//! the host's addresses, and dropping privileges ([`privs`]). Each `unsafe` block carries a `// SAFETY:` comment.
 //!
 //! Routes are installed by spawning `ip` (see [`route`]); sockets are built with
 //! `socket2` (see [`udp`]). This module does not decide anything: callers own policy.
 #![allow(unsafe_code)]
 
 pub mod batch;
+pub mod privs;
 pub mod route;
 pub mod tun;
 pub mod udp;
@@ -17,8 +18,13 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// True when the process runs with effective uid 0.
 pub fn is_root() -> bool {
+    euid() == 0
+}
+
+/// The process's effective uid.
+pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    unsafe { libc::geteuid() }
 }
 
 /// Nanoseconds of CLOCK_BOOTTIME: monotonic, and keeps counting across suspend, so SA

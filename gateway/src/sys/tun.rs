@@ -1,5 +1,8 @@
 //! The TUN device: a raw fd on `/dev/net/tun` configured with TUNSETIFF
-//! (IFF_TUN | IFF_NO_PI), plus MTU and link state through SIOCSIFMTU/SIOCSIFFLAGS.
+//! (IFF_TUN | IFF_NO_PI | IFF_TUN_EXCL), plus MTU and link state through
+//! SIOCSIFMTU/SIOCSIFFLAGS. IFF_TUN_EXCL makes the kernel refuse a name that is already
+//! an interface, so a second daemon (or a typo naming `eth0`) fails at start instead of
+//! attaching to, and stealing packets from, a device it does not own.
 //!
 //! We drive the fd directly instead of using the `tun` crate because that crate cannot
 //! offload or open several queues: IFF_VNET_HDR (GSO/GRO super-packets) and
@@ -116,12 +119,13 @@ pub struct Tun {
 const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 
 impl Tun {
-    /// Creates (or attaches to) the TUN interface `name`, one bare packet per read/write.
+    /// Creates the TUN interface `name`, one bare packet per read/write.
     pub fn create(name: &str) -> io::Result<Self> {
         Self::create_with(name, TunOptions::default())
     }
 
-    /// Creates (or attaches to) the TUN interface `name` with `opts`.
+    /// Creates the TUN interface `name` with `opts`. Fails (`AlreadyExists`) if an
+    /// interface of that name exists.
     pub fn create_with(name: &str, opts: TunOptions) -> io::Result<Self> {
         let mut req = IfReq::new(name)?;
         let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(|e| {
@@ -135,10 +139,22 @@ impl Tun {
         if queues > 1 {
             flags |= libc::IFF_MULTI_QUEUE;
         }
-        let flags = i16::try_from(flags).map_err(|_| io::Error::other("TUN flags out of range"))?;
-        req.set_short(flags);
-        ifreq_ioctl(file.as_fd(), libc::TUNSETIFF, &mut req)
-            .map_err(|e| io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")))?;
+        // Only the first fd creates: the further queues attach to it (without EXCL).
+        req.set_short(ifr_flags(flags | libc::IFF_TUN_EXCL)?);
+        let flags = ifr_flags(flags)?;
+        ifreq_ioctl(file.as_fd(), libc::TUNSETIFF, &mut req).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "an interface named {name} already exists (another vpngw with the same tun_name?); \
+                         refusing to share it"
+                    ),
+                )
+            } else {
+                io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}"))
+            }
+        })?;
         let mut tun = Self {
             name: req.name(),
             file,
@@ -337,6 +353,14 @@ pub fn flow_queue(packet: &[u8], queues: usize) -> usize {
     (h.wrapping_mul(0x9E37_79B1) >> 16) as usize % queues
 }
 
+/// `ifr_flags` is a C `short` whose top bit is IFF_TUN_EXCL (0x8000): the 16 flag bits
+/// as that short.
+fn ifr_flags(flags: libc::c_int) -> io::Result<i16> {
+    u16::try_from(flags)
+        .map(|f| i16::from_ne_bytes(f.to_ne_bytes()))
+        .map_err(|_| io::Error::other(format!("TUN flags {flags:#x} do not fit ifr_flags")))
+}
+
 fn file_fd(f: &File) -> libc::c_int {
     f.as_raw_fd()
 }
@@ -387,6 +411,10 @@ mod tests {
         assert!(IfReq::new("a/b").is_err());
         let r = IfReq::new("vpn0").unwrap();
         assert_eq!(r.name(), "vpn0");
+        let mut r = r;
+        r.set_short(ifr_flags(libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_TUN_EXCL).unwrap());
+        assert_eq!(r.data[..2], (0x9001u16).to_ne_bytes());
+        assert!(ifr_flags(0x1_0000).is_err());
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
     }
 }
