@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! -> {"v":1,"cmd":"status"}
-//! <- {"v":1,"status":{"daemon":{...},"tunnels":[...],"global_drops":{...}}}
+//! <- {"v":1,"status":{"daemon":{...},"ike":{...},"tunnels":[...],"global_drops":{...}}}
 //! -> {"v":1,"cmd":"status","tunnel":"site-b"}
 //! -> {"v":1,"cmd":"rekey","tunnel":"site-b","ike":false,"wait_ms":5000}
 //! <- {"v":1,"action":{"tunnel":"site-b","action":"rekey_child","outcome":"done",...}}
