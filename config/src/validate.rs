@@ -4,9 +4,7 @@
 
 use crate::lifetime::lifetimes;
 use crate::raw::{RawConfig, RawGateway, RawTunnel};
-use crate::{
-    read_limited, Config, ConfigError, Encapsulation, GatewayConfig, Limits, Psk, StartAction, TunnelConfig,
-};
+use crate::{read_limited, Config, ConfigError, Encapsulation, GatewayConfig, Limits, Psk, StartAction, TunnelConfig};
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -577,7 +575,10 @@ fn key_file_exposure(meta: &std::fs::Metadata) -> Option<Exposure> {
     use std::os::unix::fs::MetadataExt;
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Some(Exposure { owner: false, text: format!("grants permissions to group or others (mode {mode:04o})") });
+        return Some(Exposure {
+            owner: false,
+            text: format!("grants permissions to group or others (mode {mode:04o})"),
+        });
     }
     let euid = rustix::process::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != euid {

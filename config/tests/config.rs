@@ -337,10 +337,20 @@ fn limits_are_taken_and_checked() {
 
     // Combinations in which a limit cannot take effect are warnings naming the line.
     let c = ok(&minimal("half_open_max = 10", ""));
-    assert!(c.warnings.iter().any(|w| w.contains(&format!("{FILE}:3: gateway: cookie_threshold (10) is not below half_open_max (10)"))), "{:?}", c.warnings);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains(&format!("{FILE}:3: gateway: cookie_threshold (10) is not below half_open_max (10)"))),
+        "{:?}",
+        c.warnings
+    );
     let c = ok(&minimal("cookie_threshold = 2\nhalf_open_max = 4\nhalf_open_per_source = 8", ""));
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains(":5: gateway: half_open_per_source (8) is above half_open_max (4)"), "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains(":5: gateway: half_open_per_source (8) is above half_open_max (4)"),
+        "{:?}",
+        c.warnings
+    );
 }
 
 /// Sets `path` to `mode`.
@@ -446,7 +456,11 @@ fn a_config_with_an_inline_psk_must_be_private() {
     std::fs::write(&cfg, minimal("allow_insecure_key_files = true", "")).unwrap();
     chmod(&cfg, 0o640);
     let c = load(&cfg).unwrap();
-    assert!(c.warnings.iter().any(|w| w.contains("holds this key inline") && w.contains("mode 0640")), "{:?}", c.warnings);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("holds this key inline") && w.contains("mode 0640")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]

@@ -70,7 +70,8 @@ impl Drop for Lab {
 
 impl Lab {
     fn new() -> Self {
-        let lab = Self { ns: format!("vgpriv{}", std::process::id()), dir: tempfile::tempdir().unwrap(), daemons: vec![] };
+        let lab =
+            Self { ns: format!("vgpriv{}", std::process::id()), dir: tempfile::tempdir().unwrap(), daemons: vec![] };
         ip_ok(&["netns", "add", &lab.ns]);
         let ns = lab.ns.as_str();
         ip_ok(&["-n", ns, "link", "set", "lo", "up"]);
@@ -233,7 +234,10 @@ fn the_daemon_keeps_only_network_capabilities_and_still_shuts_down_cleanly() {
     let exit = wait_exit(second, Duration::from_secs(10)).expect("the second daemon exits");
     assert_eq!(exit.code(), Some(1), "{}", lab.log("b"));
     let log = lab.log("b");
-    assert!(log.contains("TUN vpn0: an interface named vpn0 already exists (another vpngw with the same tun_name?)"), "{log}");
+    assert!(
+        log.contains("TUN vpn0: an interface named vpn0 already exists (another vpngw with the same tun_name?)"),
+        "{log}"
+    );
     assert!(lab.vpnctl("a", &["status"]).status.success(), "the first daemon still answers");
     assert!(!lab.path("b.sock").exists());
 

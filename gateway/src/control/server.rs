@@ -121,9 +121,7 @@ pub fn check_directory(dir: &Path) -> io::Result<()> {
             let what = if link { "a symbolic link; refusing it (use the real directory)" } else { "not a directory" };
             return Err(refuse(format!("control socket directory {} is {what}", dir.display())));
         }
-        Err(e) => {
-            return Err(io::Error::new(e.kind(), format!("control socket directory {}: {e}", dir.display())))
-        }
+        Err(e) => return Err(io::Error::new(e.kind(), format!("control socket directory {}: {e}", dir.display()))),
     };
     let euid = crate::sys::euid();
     if meta.uid() != 0 && meta.uid() != euid {

@@ -167,8 +167,9 @@ pub fn limit_thread_capabilities(keep: &[u32]) -> io::Result<()> {
     let bounding = bounding_set()?;
     for cap in 0..64u32 {
         if bounding & !keep & (1 << cap) != 0 {
-            prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap))
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot drop capability {cap} from the bounding set: {e}")))?;
+            prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap)).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot drop capability {cap} from the bounding set: {e}"))
+            })?;
         }
     }
     match prctl(libc::PR_CAP_AMBIENT, libc::c_ulong::try_from(libc::PR_CAP_AMBIENT_CLEAR_ALL).unwrap_or(4)) {
