@@ -2,7 +2,9 @@
 //! `vpngw` daemons in throwaway network namespaces (`vgo3c<pid>a`/`b`, joined by
 //! a veth pair on 192.0.2.0/24), with pings between their inside addresses running
 //! through every rekey: the tunnel carries traffic across CHILD SA and IKE SA rekeys
-//! and across a rekey triggered by a packet limit in the datapath. Needs root and
+//! and across a rekey triggered by a packet limit in the datapath; B asks for a COOKIE
+//! on every IKE_SA_INIT (`cookie_threshold = 0`) and counts it in `vpnctl status`
+//! (`ike.drops`). Needs root and
 //! `ping` (skips with a message otherwise). The namespaces and daemons are removed
 //! even when an assertion fails.
 
@@ -56,13 +58,25 @@ impl Drop for Lab {
     }
 }
 
-fn config(dir: &Path, site: &str, local: &str, remote: &str, lan: &str, rlan: &str, extra: &str) -> PathBuf {
+/// `gw_extra` goes into `[gateway]`, `extra` into the tunnel.
+#[allow(clippy::too_many_arguments)]
+fn config(
+    dir: &Path,
+    site: &str,
+    local: &str,
+    remote: &str,
+    lan: &str,
+    rlan: &str,
+    gw_extra: &str,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         r#"
 [gateway]
 local_address = "{local}"
 tun_name = "vpn0"
 control_socket = "{dir}/{site}.sock"
+{gw_extra}
 
 [[tunnel]]
 name = "site-{site}-peer"
@@ -177,9 +191,9 @@ fn vpnctl_commands_against_two_daemons_with_traffic_across_rekeys() {
     std::fs::write(d.join("psk"), "a network-namespace test key, 32+ bytes long").unwrap();
     std::fs::set_permissions(d.join("psk"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // A rekeys its CHILD SA after 100 packets (counted by the datapath, per SA and
-    // direction; hard limit 110).
-    let ca = config(&d, "a", "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", "child_rekey_packets = 100");
-    let cb = config(&d, "b", "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", "");
+    // direction; hard limit 110). B asks every initiator for a COOKIE first.
+    let ca = config(&d, "a", "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", "", "child_rekey_packets = 100");
+    let cb = config(&d, "b", "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", "cookie_threshold = 0", "");
     for (ns, cfg, log) in [(&nb, &cb, "b.log"), (&na, &ca, "a.log")] {
         let log = std::fs::File::create(d.join(log)).unwrap();
         let child = Command::new(ip_binary().unwrap())
@@ -206,6 +220,15 @@ fn vpnctl_commands_against_two_daemons_with_traffic_across_rekeys() {
     assert!(out.starts_with("site-a-peer is up: IKE SA "), "{out}");
     let (tx, rx) = ping_result(a.ping("10.1.0.1", "10.2.0.1", 5, "0.1"));
     assert_eq!((tx, rx), (5, 5), "pings across the new tunnel");
+    // B's `cookie_threshold = 0` reached its IKE endpoint: A came in with a COOKIE, and
+    // B's status counts it; nothing is left half-open.
+    let ike = b.status_json()["status"]["ike"].clone();
+    assert_eq!(ike["half_open"], 0, "{ike}");
+    assert!(ike["drops"]["cookies_sent"].as_u64() >= Some(1), "{ike}");
+    assert!(ike["drops"]["cookie_required"].as_u64() >= Some(1), "{ike}");
+    assert_eq!(a.status_json()["status"]["ike"]["drops"]["cookies_sent"], 0);
+    let text = b.ctl(&["status"], 0);
+    assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("IKE: 0 half-open; refused: ")), "{text}");
 
     // CHILD SA rekey with pings in flight: new SPIs, PFS, no loss.
     let first = children(&a.status_json());
