@@ -4,9 +4,8 @@
 //! through every rekey: the tunnel carries traffic across CHILD SA and IKE SA rekeys
 //! and across a rekey triggered by a packet limit in the datapath; B asks for a COOKIE
 //! on every IKE_SA_INIT (`cookie_threshold = 0`) and counts it in `vpnctl status`
-//! (`ike.drops`). Needs root and
-//! `ping` (skips with a message otherwise). The namespaces and daemons are removed
-//! even when an assertion fails.
+//! (`ike.drops`). Needs root and `ping` (skips with a message otherwise). The
+//! namespaces and daemons are removed even when an assertion fails.
 
 use gateway::sys::route::ip_binary;
 use std::path::{Path, PathBuf};
