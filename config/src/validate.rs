@@ -357,8 +357,8 @@ fn limits(cx: &mut Ctx<'_>, g: &RawGateway) -> Result<Limits, ConfigError> {
     if l.cookie_threshold >= l.half_open_max {
         let at = line(&g.cookie_threshold).max(line(&g.half_open_max));
         cx.warnings.push(format!(
-            "{}:{at}: gateway: cookie_threshold ({}) is not below half_open_max ({}): the cap is reached before \
-             COOKIEs switch on, and a flood of spoofed IKE_SA_INITs then keeps real peers out",
+            "{}:{at}: gateway: cookie_threshold ({}) is not below half_open_max ({}): COOKIEs are then asked \
+             for only once the cap is reached",
             cx.file.display(),
             l.cookie_threshold,
             l.half_open_max
