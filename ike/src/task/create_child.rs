@@ -329,6 +329,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
                 proposal::describe(props),
                 proposal::describe_ours(&sa.peer.esp_proposals)
             );
+            ctx.drops.refused_proposal += 1;
             return refuse(sa, ctx, Notify::new(notify::NO_PROPOSAL_CHOSEN, vec![]));
         }
         Err(Refusal::InvalidKe(g)) => {
@@ -362,6 +363,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     let new = NewChild { algs, spi_in, spi_out, local_ts: local_ts.clone(), remote_ts: remote_ts.clone() };
     let keying = Keying { ni, nr: &nr, shared: shared.as_deref().map(|s| &s[..]), we_initiated: false };
     let Some(ev) = child::install(sa, ctx, new, &keying, how) else {
+        ctx.drops.refused_proposal += 1;
         return refuse(sa, ctx, Notify::new(notify::NO_PROPOSAL_CHOSEN, vec![]));
     };
     let new_id = sa.children.last().map_or(0, |c| c.child_id);

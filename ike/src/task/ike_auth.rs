@@ -286,6 +286,7 @@ fn create_child(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message, resp: &mut Vec
             proposal::describe(props),
             proposal::describe_ours(&sa.peer.esp_proposals)
         );
+        ctx.drops.refused_proposal += 1;
         resp.push(Payload::Notify(Notify::new(notify::NO_PROPOSAL_CHOSEN, vec![])));
         return None;
     };

@@ -281,6 +281,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
             proposal::describe(props),
             proposal::describe_ours(&sa.peer.ike_proposals)
         );
+        ctx.drops.refused_proposal += 1;
         return refuse(sa, ctx, notify::NO_PROPOSAL_CHOSEN, vec![]);
     };
     if group != algs.dh.transform_id() {
@@ -298,6 +299,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     let nr = ctx.nonce();
     let spi_r = ctx.random_u64();
     let Some(mut new) = successor(sa, ctx, algs, &shared, false, (spi_i, spi_r), ni, &nr) else {
+        ctx.drops.refused_proposal += 1;
         return refuse(sa, ctx, notify::NO_PROPOSAL_CHOSEN, vec![]);
     };
     let resp = [
