@@ -28,13 +28,23 @@ pub struct Capture {
 
 impl Capture {
     /// Starts `tcpdump` on `iface` inside `ns`, writing `DIR/LABEL.pcap`; returns once
-    /// tcpdump reports it is listening.
+    /// tcpdump reports it is listening. Keeps the first 200 bytes of each packet.
     pub fn start(ns: &Netns, iface: &str, dir: &Path, label: &str) -> Result<Self> {
+        Self::start_snaplen(ns, iface, dir, label, 200)
+    }
+
+    /// [`Capture::start`] keeping whole packets (for replaying them).
+    pub fn start_full(ns: &Netns, iface: &str, dir: &Path, label: &str) -> Result<Self> {
+        Self::start_snaplen(ns, iface, dir, label, 65_535)
+    }
+
+    fn start_snaplen(ns: &Netns, iface: &str, dir: &Path, label: &str, snaplen: u32) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let snaplen = snaplen.to_string();
         let file = dir.join(format!("{label}.pcap"));
         let file_s = file.to_string_lossy().into_owned();
         // --immediate-mode: packets leave the kernel ring at once, so stopping loses none;
-        // -s 200: headers are all the filters read (keeps up with bulk transfers);
+        // -s 200 (default): headers are all the filters read (keeps up with bulk transfers);
         // -B: a 64 MiB ring so bursts are not dropped; -Z root: keep the right to write here.
         let cmd = ns.exec(&[
             "tcpdump",
@@ -43,7 +53,7 @@ impl Capture {
             "-n",
             "--immediate-mode",
             "-s",
-            "200",
+            &snaplen,
             "-B",
             "65536",
             "-Z",

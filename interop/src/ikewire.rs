@@ -54,8 +54,17 @@ fn u64_at(b: &[u8], i: usize) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?))
 }
 
-/// The IKE message in one captured frame, if it is one.
-fn frame_to_ike(linktype: u32, frame: &[u8], t_us: u64) -> Option<IkeMsg> {
+/// One IPv4 packet of a capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpFrame<'a> {
+    /// Capture time, microseconds since the epoch.
+    pub t_us: u64,
+    /// The IPv4 packet (header first), as far as it was captured.
+    pub ip: &'a [u8],
+}
+
+/// The IPv4 packet inside one captured frame (Ethernet or Linux cooked link type).
+fn frame_to_ipv4(linktype: u32, frame: &[u8]) -> Option<&[u8]> {
     let (ethertype, ip_off) = match linktype {
         1 => (u16_at(frame, 12)?, 14),
         113 => (u16_at(frame, 14)?, 16),
@@ -64,33 +73,65 @@ fn frame_to_ike(linktype: u32, frame: &[u8], t_us: u64) -> Option<IkeMsg> {
     if ethertype != 0x0800 {
         return None;
     }
-    let ip = frame.get(ip_off..)?;
+    frame.get(ip_off..)
+}
+
+/// A UDP datagram in an IPv4 packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpView<'a> {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// The UDP payload (as far as it was captured).
+    pub payload: &'a [u8],
+}
+
+/// The UDP datagram in an IPv4 packet, if it is one (and not a later fragment).
+pub fn udp_in_ipv4(ip: &[u8]) -> Option<UdpView<'_>> {
     let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-    if *ip.get(9)? != 17 || ihl < 20 {
+    let fragment_offset = u16_at(ip, 6)? & 0x1fff;
+    if *ip.get(9)? != 17 || ihl < 20 || fragment_offset != 0 {
         return None;
     }
-    let src = Ipv4Addr::from(u32_at(ip, 12)?);
     let udp = ip.get(ihl..)?;
-    let (sport, dport) = (u16_at(udp, 0)?, u16_at(udp, 2)?);
-    let payload = udp.get(8..)?;
-    let ike = if sport == 4500 || dport == 4500 {
-        // IKE behind the non-ESP marker; anything else on 4500 is ESP.
-        if u32_at(payload, 0)? != 0 {
+    Some(UdpView {
+        src: Ipv4Addr::from(u32_at(ip, 12)?),
+        dst: Ipv4Addr::from(u32_at(ip, 16)?),
+        sport: u16_at(udp, 0)?,
+        dport: u16_at(udp, 2)?,
+        payload: udp.get(8..)?,
+    })
+}
+
+/// The IKE message (header first, non-ESP marker removed) in a UDP datagram on port 500
+/// or 4500, if it is one; anything on 4500 without the marker is ESP.
+pub fn ike_in_udp<'a>(udp: &UdpView<'a>) -> Option<&'a [u8]> {
+    let ike = if udp.sport == 4500 || udp.dport == 4500 {
+        if u32_at(udp.payload, 0)? != 0 {
             return None;
         }
-        payload.get(4..)?
-    } else if sport == 500 || dport == 500 {
-        payload
+        udp.payload.get(4..)?
+    } else if udp.sport == 500 || udp.dport == 500 {
+        udp.payload
     } else {
         return None;
     };
-    if *ike.get(17)? >> 4 != 2 {
-        return None;
-    }
+    (*ike.get(17)? >> 4 == 2).then_some(ike)
+}
+
+/// The IKE header of one IPv4 packet, if it carries IKE.
+fn ip_to_ike(ip: &[u8], t_us: u64) -> Option<IkeMsg> {
+    let udp = udp_in_ipv4(ip)?;
+    let ike = ike_in_udp(&udp)?;
     let flags = *ike.get(19)?;
     Some(IkeMsg {
         t_us,
-        src,
+        src: udp.src,
         spi_i: u64_at(ike, 0)?,
         spi_r: u64_at(ike, 8)?,
         exchange: *ike.get(18)?,
@@ -99,15 +140,31 @@ fn frame_to_ike(linktype: u32, frame: &[u8], t_us: u64) -> Option<IkeMsg> {
     })
 }
 
+/// Notify message type COOKIE (RFC 7296 3.10.1).
+pub const COOKIE: u16 = 16390;
+
+/// True for a responder's COOKIE request: an IKE_SA_INIT response whose first payload is
+/// a COOKIE notify (RFC 7296 2.6).
+pub fn is_cookie_request(ike: &[u8]) -> bool {
+    const NOTIFY: u8 = 41;
+    let response = ike.get(19).is_some_and(|f| f & 0x20 != 0);
+    response && ike.get(18) == Some(&IKE_SA_INIT) && ike.get(16) == Some(&NOTIFY) && u16_at(ike, 34) == Some(COOKIE)
+}
+
 /// Every IKE message in a classic pcap file (as `tcpdump -w` writes it).
 pub fn read_ike(path: &Path) -> Result<Vec<IkeMsg>> {
     let data = std::fs::read(path).map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
     parse_pcap(&data).ok_or_else(|| Error::new(format!("{} is not a classic pcap file", path.display())))
 }
 
-/// Parses a classic pcap image (either byte order, micro- or nanosecond stamps); a
-/// truncated last record ends the list.
+/// Parses a classic pcap image into its IKE messages; see [`pcap_ipv4`].
 pub fn parse_pcap(data: &[u8]) -> Option<Vec<IkeMsg>> {
+    Some(pcap_ipv4(data)?.into_iter().filter_map(|f| ip_to_ike(f.ip, f.t_us)).collect())
+}
+
+/// Every IPv4 packet of a classic pcap image (either byte order, micro- or nanosecond
+/// stamps); a truncated last record ends the list.
+pub fn pcap_ipv4(data: &[u8]) -> Option<Vec<IpFrame<'_>>> {
     let magic = data.get(..4)?;
     let (le, nanos) = match magic {
         [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
@@ -127,8 +184,8 @@ pub fn parse_pcap(data: &[u8]) -> Option<Vec<IkeMsg>> {
         let start = off + 16;
         let Some(frame) = data.get(start..start + caplen as usize) else { break };
         let us = if nanos { u64::from(frac) / 1000 } else { u64::from(frac) };
-        if let Some(m) = frame_to_ike(linktype, frame, u64::from(sec) * 1_000_000 + us) {
-            out.push(m);
+        if let Some(ip) = frame_to_ipv4(linktype, frame) {
+            out.push(IpFrame { t_us: u64::from(sec) * 1_000_000 + us, ip });
         }
         off = start + caplen as usize;
     }

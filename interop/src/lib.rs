@@ -4,7 +4,8 @@
 //! with their guard ([`process`]), the strongSwan reference peer ([`strongswan`]), the
 //! vpngw daemon under test ([`vpngw`]), WAN captures ([`capture`]) and traffic checks
 //! ([`traffic`]), continuous loss/gap measurement ([`stream`]), SA histories across
-//! rekeys ([`sawatch`]) and IKE exchanges read off the capture ([`ikewire`]). Every resource is an RAII guard: dropping it (also while a test panics)
+//! rekeys ([`sawatch`]), IKE exchanges read off the capture ([`ikewire`]) and what a
+//! process costs in memory and CPU ([`procstat`]). Every resource is an RAII guard: dropping it (also while a test panics)
 //! kills the processes it started, by PID, and deletes the namespaces it created.
 //!
 //! Does not own: any protocol logic. The harness only drives the binaries (`vpngw`,
@@ -15,6 +16,7 @@ pub mod capture;
 pub mod ikewire;
 pub mod netns;
 pub mod process;
+pub mod procstat;
 pub mod sawatch;
 pub mod scenario;
 pub mod stream;

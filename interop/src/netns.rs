@@ -5,6 +5,14 @@
 //!        10.1.0.0/24  10.1.0.1   192.0.2.1   192.0.2.2   10.2.0.1   10.2.0.0/24
 //! ```
 //!
+//! Scenarios that play an attacker add a fifth namespace, the hostile internet, wired to
+//! gwA only ([`Topology::attach_internet`]):
+//!
+//! ```text
+//!  internet 203.0.113.2 ─eth0──inet0─ gwA      routes 198.51.100.0/24 and 203.0.113.0/24
+//!                  203.0.113.0/29   203.0.113.1    back to the internet; rp_filter off
+//! ```
+//!
 //! Owns: creating namespaces, veth pairs, addresses, routes and sysctls; deleting them on
 //! drop (first killing, by PID, whatever still runs inside a namespace it created, which
 //! can only be processes this harness started there).
@@ -38,6 +46,16 @@ pub const GW_B_LAN: &str = "10.2.0.1";
 pub const LAN_B_NET: &str = "10.2.0.0/24";
 /// Host on site B.
 pub const LAN_B_HOST: &str = "10.2.0.10";
+
+/// gwA's interface towards the hostile internet.
+pub const INET_IF: &str = "inet0";
+/// gwA's address on the internet link.
+pub const GW_A_INET: &str = "203.0.113.1";
+/// The internet namespace's own address (its default route is gwA).
+pub const INTERNET_HOST: &str = "203.0.113.2";
+/// Source networks an attacker in the internet namespace may spoof: gwA routes both back
+/// to it (their addresses outside the link itself answer nothing).
+pub const SPOOFED_NETS: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
 
 /// One network namespace; dropping it deletes the namespace.
 pub struct Netns {
@@ -161,6 +179,29 @@ impl Topology {
             gw.sysctl("net.ipv4.ip_forward", "1")?;
         }
         Ok(())
+    }
+
+    /// Creates the hostile internet `PREFIX-inet` (see the module docs) and wires it to
+    /// gwA: a /29 link, gwA routing [`SPOOFED_NETS`] to it, and reverse-path filtering off
+    /// on gwA (explicitly: `all`, `default` and both WAN-side interfaces), so packets with
+    /// spoofed sources, including the peer's own address, reach gwA's sockets as they
+    /// would from the internet. The caller drops it before the topology.
+    pub fn attach_internet(&self) -> Result<Netns> {
+        let inet = Netns::create(&format!("{}-inet", self.prefix))?;
+        let ga = &self.gw_a;
+        ga.ip(&["link", "add", INET_IF, "type", "veth", "peer", "name", HOST_IF, "netns", inet.name()])?;
+        ga.ip(&["addr", "add", &format!("{GW_A_INET}/29"), "dev", INET_IF])?;
+        ga.ip(&["link", "set", INET_IF, "up"])?;
+        inet.ip(&["addr", "add", &format!("{INTERNET_HOST}/29"), "dev", HOST_IF])?;
+        inet.ip(&["link", "set", HOST_IF, "up"])?;
+        inet.ip(&["route", "add", "default", "via", GW_A_INET])?;
+        for net in SPOOFED_NETS {
+            ga.ip(&["route", "add", net, "via", INTERNET_HOST])?;
+        }
+        for scope in ["all", "default", INET_IF, WAN_IF] {
+            ga.sysctl(&format!("net.ipv4.conf.{scope}.rp_filter"), "0")?;
+        }
+        Ok(inet)
     }
 
     /// Both hosts and gateways, for dumping state on failure.

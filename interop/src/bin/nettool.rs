@@ -19,10 +19,25 @@
 //! requests at exactly N per second (root) and prints `lost from=S to=E` for every run of
 //! unanswered requests, then `ping sent=.. received=.. dup=.. longest_gap_ms=..
 //! longest_gap_at_ms=..`.
+//!
+//! Attack tools (root; spoofed sources through a raw socket with IP_HDRINCL):
+//! `nettool ikeflood --target IP:PORT --count N [--rate PPS] (--source-prefix CIDR |
+//! --source IP) [--group 31] [--seed S]` sends spoofed IKE_SA_INIT requests (see
+//! `nettool/ikeflood.rs`) and prints `ikeflood sent=.. errors=.. seconds=..`.
+//! `nettool hostile --target IP [--peer IP] [--spoof CIDR]... [--count N] [--seconds S]
+//! [--rate PPS] [--big N] [--replay PCAP] [--seed S]` sends a bounded mix of payload
+//! bombs, truncated and mutated IKE messages and replayed and tampered ESP (see
+//! `nettool/hostile.rs`) and prints what it sent by kind.
 #![forbid(unsafe_code)]
 
+#[path = "nettool/hostile.rs"]
+mod hostile;
 #[path = "nettool/icmp.rs"]
 mod icmp;
+#[path = "nettool/ikeflood.rs"]
+mod ikeflood;
+#[path = "nettool/spoof.rs"]
+mod spoof;
 #[path = "nettool/udpseq.rs"]
 mod udpseq;
 
@@ -37,7 +52,11 @@ const USAGE: &str =
     "usage: nettool serve --port P [--bind ADDR]\n       nettool send --to ADDR:P --bytes N [--seed S]\n       \
                      nettool udpsend --to ADDR:P [--rate-mbit R] [--seconds S] [--size B]\n       \
                      nettool udprecv --port P [--bind ADDR] [--idle-ms MS] [--gap-report-ms G]\n       \
-                     nettool ping --to ADDR [--rate N] [--seconds S] [--linger-ms MS]";
+                     nettool ping --to ADDR [--rate N] [--seconds S] [--linger-ms MS]\n       \
+                     nettool ikeflood --target IP:PORT --count N [--rate PPS] (--source-prefix CIDR | --source IP) \
+                     [--group 31] [--seed S]\n       \
+                     nettool hostile --target IP [--peer IP] [--spoof CIDR]... [--count N] [--seconds S] \
+                     [--rate PPS] [--big N] [--replay PCAP] [--seed S]";
 const CHUNK: usize = 64 * 1024;
 
 fn main() -> ExitCode {
@@ -48,6 +67,8 @@ fn main() -> ExitCode {
         Some("udpsend") => udp_send(&args[1..]),
         Some("udprecv") => udp_recv(&args[1..]),
         Some("ping") => ping(&args[1..]),
+        Some("ikeflood") => ike_flood(&args[1..]),
+        Some("hostile") => hostile(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -173,6 +194,62 @@ fn ping(args: &[String]) -> Result<(), String> {
     for (from, to) in &report.lost_ranges {
         println!("lost from={from} to={to}");
     }
+    println!("{report}");
+    flush();
+    Ok(())
+}
+
+/// A seed from `--seed`, else from the clock (printed by the tools, so a run can be repeated).
+fn seed(args: &[String]) -> Result<u64, String> {
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    parse(args, "--seed", Some(clock))
+}
+
+fn ike_flood(args: &[String]) -> Result<(), String> {
+    let prefix = match (opt(args, "--source-prefix"), opt(args, "--source")) {
+        (Some(p), None) => p.parse()?,
+        (None, Some(ip)) => ip.parse::<std::net::Ipv4Addr>().map_err(|_| format!("bad --source {ip:?}"))?.into(),
+        _ => return Err(format!("give exactly one of --source-prefix and --source\n{USAGE}")),
+    };
+    let opts = ikeflood::FloodOpts {
+        target: parse(args, "--target", None)?,
+        count: parse(args, "--count", None)?,
+        rate: opt(args, "--rate").map(|_| parse(args, "--rate", None)).transpose()?,
+        sources: spoof::Sources(vec![prefix]),
+        group: parse(args, "--group", Some(31))?,
+        seed: seed(args)?,
+    };
+    let report = ikeflood::run(&opts)?;
+    println!("{report}");
+    flush();
+    Ok(())
+}
+
+fn hostile(args: &[String]) -> Result<(), String> {
+    let spoof = args
+        .windows(2)
+        .filter(|w| w[0] == "--spoof")
+        .map(|w| w[1].parse())
+        .collect::<Result<Vec<spoof::Prefix>, String>>()?;
+    let replay = match opt(args, "--replay") {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?),
+        None => None,
+    };
+    let opts = hostile::HostileOpts {
+        target: parse(args, "--target", None)?,
+        peer: opt(args, "--peer").map(|_| parse(args, "--peer", None)).transpose()?,
+        spoof: spoof::Sources(spoof),
+        count: parse(args, "--count", Some(10_000))?,
+        seconds: parse(args, "--seconds", Some(30.0))?,
+        rate: opt(args, "--rate").map(|_| parse(args, "--rate", None)).transpose()?,
+        big: parse(args, "--big", Some(10))?,
+        seed: seed(args)?,
+        replay,
+    };
+    if opts.peer.is_none() && opts.spoof.0.is_empty() {
+        return Err(format!("give --peer or --spoof\n{USAGE}"));
+    }
+    let report = hostile::run(&opts)?;
     println!("{report}");
     flush();
     Ok(())

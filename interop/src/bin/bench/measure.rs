@@ -313,29 +313,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, 100 if unknown).
-pub fn clock_ticks() -> f64 {
-    interop::run(&mut interop::command(&["getconf", "CLK_TCK"]))
-        .ok()
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process (all its threads), in clock ticks, from `/proc/PID/stat`.
-pub fn process_ticks(pid: u32) -> Option<u64> {
-    parse_proc_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// utime (field 14) + stime (field 15) of a `/proc/PID/stat` line; the command name
-/// (field 2) may contain spaces and parentheses, so fields are counted after the last `)`.
-pub fn parse_proc_stat(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11); // fields 3..=13
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
+pub use interop::procstat::{clock_ticks, parse_proc_stat, process_ticks};
 
 /// Whole-machine CPU ticks from `/proc/stat`: (busy, total). Busy = user + nice + system
 /// + irq + softirq (guest time is already inside user); total adds idle, iowait, steal.
