@@ -151,6 +151,18 @@ pub fn is_cookie_request(ike: &[u8]) -> bool {
     response && ike.get(18) == Some(&IKE_SA_INIT) && ike.get(16) == Some(&NOTIFY) && u16_at(ike, 34) == Some(COOKIE)
 }
 
+/// How many COOKIE requests ([`is_cookie_request`]) `from` sent in a pcap file.
+pub fn count_cookie_requests(path: &Path, from: Ipv4Addr) -> Result<usize> {
+    let data = std::fs::read(path).map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
+    let frames = pcap_ipv4(&data).ok_or_else(|| Error::new(format!("{} is not a classic pcap file", path.display())))?;
+    Ok(frames
+        .iter()
+        .filter_map(|f| udp_in_ipv4(f.ip))
+        .filter(|u| u.src == from)
+        .filter(|u| ike_in_udp(u).is_some_and(is_cookie_request))
+        .count())
+}
+
 /// Every IKE message in a classic pcap file (as `tcpdump -w` writes it).
 pub fn read_ike(path: &Path) -> Result<Vec<IkeMsg>> {
     let data = std::fs::read(path).map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
@@ -344,6 +356,27 @@ mod tests {
         // Truncated images end the list; garbage is not a pcap.
         assert_eq!(parse_pcap(&image[..image.len() - 3]).unwrap().len(), 1);
         assert_eq!(parse_pcap(b"nope"), None);
+    }
+
+    #[test]
+    fn finds_cookie_requests() {
+        // IKE_SA_INIT response, first payload N(COOKIE).
+        let mut ike = vec![0u8; 28];
+        ike[16] = 41;
+        ike[17] = 0x20;
+        ike[18] = IKE_SA_INIT;
+        ike[19] = 0x20;
+        ike.extend_from_slice(&[0, 0, 0, 40, 0, 0]);
+        ike.extend_from_slice(&COOKIE.to_be_bytes());
+        ike.extend_from_slice(&[7; 32]);
+        assert!(is_cookie_request(&ike));
+        let mut request = ike.clone();
+        request[19] = 0x08;
+        assert!(!is_cookie_request(&request));
+        let mut other = ike.clone();
+        other[34..36].copy_from_slice(&16388u16.to_be_bytes());
+        assert!(!is_cookie_request(&other));
+        assert!(!is_cookie_request(&ike[..30]));
     }
 
     #[test]

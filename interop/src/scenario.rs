@@ -176,6 +176,32 @@ impl Drop for Scenario {
     }
 }
 
+/// Every failed check of a run, so one run reports all of them.
+#[derive(Default)]
+pub struct Checks(Vec<String>);
+
+impl Checks {
+    /// Records `r`'s error, if any.
+    pub fn check(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.push(e.to_string());
+        }
+    }
+
+    /// The failures so far.
+    pub fn failures(&self) -> &[String] {
+        &self.0
+    }
+
+    /// `Ok` if every check passed, else one error listing every failure.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::new(format!("{} check(s) failed:\n- {}", self.0.len(), self.0.join("\n- "))))
+    }
+}
+
 /// Runs one scenario: skips (with a message) unless root; on `Err` keeps the work
 /// directory, prints the tails of every log in it, and panics so the test fails.
 pub fn run_scenario(name: &str, body: impl FnOnce(&Scenario) -> Result<()>) {

@@ -5,6 +5,7 @@
 //! `vpnctl status --json` (`{"tunnels":[{"ike_sas":[{"state", "children":[{"state"}]}]}]}`,
 //! optionally wrapped in `{"v":1,"status":{...}}`). Does not own: the namespace.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -336,9 +337,62 @@ pub fn installed_child_details(status: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The numeric fields of a JSON object (a block of counters), by name.
+pub fn counters(v: Option<&Value>) -> BTreeMap<String, u64> {
+    v.and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, n)| n.as_u64().map(|n| (k.clone(), n)))
+        .collect()
+}
+
+/// `ike.drops` of a status report: IKE datagrams and requests refused, by reason
+/// (`malformed`, `unknown_spi`, `cookie_required`, `half_open_cap`, `rate_limited`,
+/// `refused_proposal`, `child_sa_cap`, `cookies_sent`); `None` when the daemon does not
+/// report them.
+pub fn ike_drops(status: &Value) -> Option<BTreeMap<String, u64>> {
+    report(status).get("ike")?.get("drops").map(|d| counters(Some(d)))
+}
+
+/// `ike.half_open` of a status report: responder IKE SAs whose peer has not authenticated.
+pub fn ike_half_open(status: &Value) -> Option<u64> {
+    report(status).get("ike")?.get("half_open")?.as_u64()
+}
+
+/// The datapath's drops: `global_drops` by reason, plus each reason of every SA's
+/// `drops` summed over all SAs (keys `sa.replay`, `sa.icv_failure`, ...).
+pub fn datapath_drops(status: &Value) -> BTreeMap<String, u64> {
+    let mut out = counters(report(status).get("global_drops"));
+    for c in child_sas(status) {
+        for dir in ["inbound", "outbound"] {
+            for (k, n) in counters(c.get(dir).and_then(|t| t.get("drops"))) {
+                *out.entry(format!("sa.{k}")).or_insert(0) += n;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_drop_counters() {
+        let st = serde_json::json!({
+            "tunnels": [{"ike_sas": [{"children": [
+                {"inbound": {"drops": {"replay": 3, "icv_failure": 2}}, "outbound": {"drops": {"replay": 0}}},
+                {"inbound": {"drops": {"replay": 1}}, "outbound": null}
+            ]}]}],
+            "global_drops": {"malformed": 4, "unknown_spi": 5, "no_sa": 0},
+            "ike": {"half_open": 7, "drops": {"cookies_sent": 9, "malformed": 1}}
+        });
+        let d = datapath_drops(&st);
+        assert_eq!((d["malformed"], d["unknown_spi"], d["sa.replay"], d["sa.icv_failure"]), (4, 5, 4, 2));
+        assert_eq!(ike_drops(&st).unwrap()["cookies_sent"], 9);
+        assert_eq!(ike_half_open(&st), Some(7));
+        assert_eq!(ike_drops(&serde_json::json!({"tunnels": []})), None);
+    }
 
     fn sample(child_state: &str) -> Value {
         serde_json::json!({

@@ -19,7 +19,9 @@ use interop::capture::Capture;
 use interop::ikewire::{self, IkeWireStats};
 use interop::netns::{self, WAN_IF};
 use interop::sawatch::{Peer, SaHistory, Sample};
-use interop::scenario::{run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect};
+use interop::scenario::{
+    run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Checks, Scenario, WanExpect,
+};
 use interop::stream::{Load, LoadReport, LoadSpec};
 use interop::strongswan::{StrongSwan, SwanConfig, SwanTimers};
 use interop::vpngw::{Encap, GatewayConfig, Lifetimes, Start, Vpngw};
@@ -245,25 +247,6 @@ fn run_load(
     let attributed = complete.then_some((near, elsewhere));
     let swan_socket_drops = swan_drops().saturating_sub(swan_drops_before);
     Ok(Outcome { load: report, wire, attributed, swan_socket_drops })
-}
-
-/// Every failed check of a run, so one run reports all of them.
-#[derive(Default)]
-struct Checks(Vec<String>);
-
-impl Checks {
-    fn check(&mut self, r: Result<()>) {
-        if let Err(e) = r {
-            self.0.push(e.to_string());
-        }
-    }
-
-    fn finish(self) -> Result<()> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        Err(Error::new(format!("{} check(s) failed:\n- {}", self.0.len(), self.0.join("\n- "))))
-    }
 }
 
 /// The closing-note line: loss and longest gap of both generators.
