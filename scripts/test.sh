@@ -8,7 +8,9 @@
 #     release binaries: vpngw<->vpngw, vpngw<->strongSwan both ways, wrong PSK,
 #     disjoint proposals, and the issue #3 proofs (interop/tests/rekey.rs, ~8 min:
 #     rekeys under load, collisions, strongSwan SIGKILL+restart, 10% WAN loss;
-#     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them) (see docs/interop.md).
+#     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the issue #8 proof
+#     under attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min)
+#     (see docs/interop.md).
 # A failed build stops at once; otherwise both test steps run and a summary lists what
 # failed (exit status non-zero if anything did). A failed scenario keeps its logs,
 # configs and WAN capture in a temp directory and prints its path.

@@ -154,7 +154,8 @@ pub fn is_cookie_request(ike: &[u8]) -> bool {
 /// How many COOKIE requests ([`is_cookie_request`]) `from` sent in a pcap file.
 pub fn count_cookie_requests(path: &Path, from: Ipv4Addr) -> Result<usize> {
     let data = std::fs::read(path).map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
-    let frames = pcap_ipv4(&data).ok_or_else(|| Error::new(format!("{} is not a classic pcap file", path.display())))?;
+    let frames =
+        pcap_ipv4(&data).ok_or_else(|| Error::new(format!("{} is not a classic pcap file", path.display())))?;
     Ok(frames
         .iter()
         .filter_map(|f| udp_in_ipv4(f.ip))

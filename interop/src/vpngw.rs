@@ -339,11 +339,7 @@ pub fn installed_child_details(status: &Value) -> Vec<(String, String)> {
 
 /// The numeric fields of a JSON object (a block of counters), by name.
 pub fn counters(v: Option<&Value>) -> BTreeMap<String, u64> {
-    v.and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, n)| n.as_u64().map(|n| (k.clone(), n)))
-        .collect()
+    v.and_then(Value::as_object).into_iter().flatten().filter_map(|(k, n)| n.as_u64().map(|n| (k.clone(), n))).collect()
 }
 
 /// `ike.drops` of a status report: IKE datagrams and requests refused, by reason

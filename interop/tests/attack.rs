@@ -97,12 +97,17 @@ fn flood(sc: &Scenario, inet: &Netns, label: &str, port: u16, source: &str, coun
 /// `nettool ping` lanA -> lanB at [`PING_RATE`].
 fn ping(sc: &Scenario, label: &str, seconds: f64) -> Result<Proc> {
     let (rate, secs) = (PING_RATE.to_string(), seconds.to_string());
-    Proc::spawn(label, tool(&sc.topo.lan_a, &["ping", "--to", netns::LAN_B_HOST, "--rate", &rate, "--seconds", &secs]), &sc.dir)
+    Proc::spawn(
+        label,
+        tool(&sc.topo.lan_a, &["ping", "--to", netns::LAN_B_HOST, "--rate", &rate, "--seconds", &secs]),
+        &sc.dir,
+    )
 }
 
 /// Waits for a tool to exit 0 within `timeout`; its stdout.
 fn finish(p: &mut Proc, timeout: Duration) -> Result<String> {
-    let st = p.wait_timeout(timeout).ok_or_else(|| Error::new(format!("{} still running after {timeout:?}", p.label())))?;
+    let st =
+        p.wait_timeout(timeout).ok_or_else(|| Error::new(format!("{} still running after {timeout:?}", p.label())))?;
     ensure!(st.success(), "{} failed ({st}): {}{}", p.label(), p.out_text(), p.log_text());
     Ok(p.out_text())
 }
@@ -164,8 +169,9 @@ fn fmt_map(m: &BTreeMap<String, u64>) -> String {
 /// What phase one measured, for the closing note.
 struct AttackNumbers {
     rss_before_kib: u64,
-    peak_kib: u64,
-    cpu_seconds: f64,
+    /// `None` when the daemon was gone.
+    peak_kib: Option<u64>,
+    cpu_seconds: Option<f64>,
     ping_sent: u64,
     ping_received: u64,
     cookies_sent: Option<u64>,
@@ -205,14 +211,16 @@ fn vpngw_under_attack() {
 
         let mut checks = Checks::default();
         let numbers = attack(sc, &inet, &mut gw, &setup.file, &mut checks, &say)?;
+        let peak = numbers.peak_kib.map_or_else(
+            || "n/a (daemon gone)".to_owned(),
+            |p| format!("{:.1} MiB (+{:.1} MiB)", mib(p), mib(p.saturating_sub(numbers.rss_before_kib))),
+        );
         println!(
-            "[{name}] RESULT under attack: vpngw RSS before {:.1} MiB, peak {:.1} MiB (+{:.1} MiB, limit {} MiB), \
-             CPU {:.2} s; ping lost {} of {} ({:.2} %); cookies sent {} (status), {} COOKIE requests on the wire",
+            "[{name}] RESULT under attack: vpngw RSS before {:.1} MiB, peak {peak}, growth limit {} MiB, CPU {} s; \
+             ping lost {} of {} ({:.2} %); cookies sent {} (status), {} COOKIE requests on the wire",
             mib(numbers.rss_before_kib),
-            mib(numbers.peak_kib),
-            mib(numbers.peak_kib.saturating_sub(numbers.rss_before_kib)),
             RSS_GROWTH_MAX_KIB / 1024,
-            numbers.cpu_seconds,
+            numbers.cpu_seconds.map_or_else(|| "n/a".into(), |c| format!("{c:.2}")),
             numbers.ping_sent - numbers.ping_received,
             numbers.ping_sent,
             100.0 * (numbers.ping_sent - numbers.ping_received) as f64 / numbers.ping_sent.max(1) as f64,
@@ -359,7 +367,8 @@ fn attack(
     // Same daemon.
     checks.check((|| {
         ensure!(alive, "vpngw (PID {pid}) is gone after the attack:\n{}", gw.log_tail(30));
-        let reported = after.as_ref().and_then(|s| s.pointer("/daemon/pid").or_else(|| s.pointer("/status/daemon/pid")));
+        let reported =
+            after.as_ref().and_then(|s| s.pointer("/daemon/pid").or_else(|| s.pointer("/status/daemon/pid")));
         ensure!(
             reported.and_then(serde_json::Value::as_u64) == Some(u64::from(pid)),
             "vpnctl status reports PID {reported:?}, expected {pid}"
@@ -367,9 +376,9 @@ fn attack(
         Ok(())
     })());
     // Memory.
-    let peak_kib = mem_after.map_or(0, |m| m.hwm_kib);
+    let peak_kib = mem_after.map(|m| m.hwm_kib);
     checks.check((|| {
-        let growth = peak_kib.saturating_sub(mem_before.rss_kib);
+        let growth = peak_kib.unwrap_or(0).saturating_sub(mem_before.rss_kib);
         ensure!(
             mem_after.is_some() && growth < RSS_GROWTH_MAX_KIB,
             "vpngw's resident memory peaked {:.1} MiB above its RSS before the attack (limit {} MiB): before {}, \
@@ -410,7 +419,10 @@ fn attack(
             ike_drops.is_some(),
             "vpnctl status --json has no ike.drops (the IKE drop counters of issue 8 are not in this build)"
         );
-        ensure!(cookies_sent.unwrap_or(0) > 0, "no COOKIE sent under a 100,000 IKE_SA_INIT flood: ike.drops {ike_drops:?}");
+        ensure!(
+            cookies_sent.unwrap_or(0) > 0,
+            "no COOKIE sent under a 100,000 IKE_SA_INIT flood: ike.drops {ike_drops:?}"
+        );
         Ok(())
     })());
     checks.check((|| {
@@ -434,7 +446,7 @@ fn attack(
     let kernel: BTreeMap<String, u64> =
         stream::grown(&kernel_before, &stream::kernel_drops(&sc.topo.gw_a)).into_iter().collect();
     say(format!("gwA kernel drop counters that grew: {}", fmt_map(&kernel)));
-    let cpu_seconds = cpu_after.map_or(0.0, |c| c - cpu_before);
+    let cpu_seconds = cpu_after.map(|c| c - cpu_before);
     Ok(AttackNumbers {
         rss_before_kib: mem_before.rss_kib,
         peak_kib,
@@ -449,13 +461,7 @@ fn attack(
 /// Phase two: with a spoofed IKE_SA_INIT flood from the peer's address running, hold
 /// everything between the gateways until vpngw's DPD removes the IKE SA, release, and
 /// require a new CHILD SA (ping both ways) while the flood still runs.
-fn dpd_phase(
-    sc: &Scenario,
-    inet: &Netns,
-    gw: &mut Vpngw,
-    swan: &mut StrongSwan,
-    say: &dyn Fn(String),
-) -> Result<()> {
+fn dpd_phase(sc: &Scenario, inet: &Netns, gw: &mut Vpngw, swan: &mut StrongSwan, say: &dyn Fn(String)) -> Result<()> {
     let before = gw.status_json()?;
     let old_ike = ike_spis(&before);
     let old_children = installed_spis(&before);
@@ -472,7 +478,9 @@ fn dpd_phase(
     });
     let counters = release_wan(&sc.topo.gw_a)?;
     say(format!("released after {:.1} s (nft: {counters})", held.elapsed().as_secs_f64()));
-    dead.map_err(|e| Error::new(format!("{e}; status: {}\n{}", gw.status_text().unwrap_or_default(), gw.log_tail(30))))?;
+    dead.map_err(|e| {
+        Error::new(format!("{e}; status: {}\n{}", gw.status_text().unwrap_or_default(), gw.log_tail(30)))
+    })?;
     let released = Instant::now();
     let up = wait_for(Duration::from_secs(45), "a new CHILD SA after the DPD failure", || {
         let st = gw.status_json().ok()?;
@@ -496,7 +504,7 @@ fn dpd_phase(
     let (ab, ba) = sc.ping_both_ways()?;
     say(format!("ping lanA->lanB {}/{}, lanB->lanA {}/{}", ab.received, ab.transmitted, ba.received, ba.transmitted));
     ensure!(peer_flood.is_running(), "the spoofed flood from the peer's address ended before the ping did");
-    let (_, _) = peer_flood.terminate(Duration::from_secs(3));
+    let _ = peer_flood.terminate(Duration::from_secs(3));
     say(format!("DPD phase done; the peer-address flood was stopped after {:.1} s", held.elapsed().as_secs_f64()));
     Ok(())
 }

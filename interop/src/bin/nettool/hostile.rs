@@ -305,7 +305,8 @@ impl Gen<'_> {
 
     fn sk_garbage(&mut self) -> Vec<u8> {
         let (spi_i, spi_r) = self.spis();
-        let exchange = *self.pick(&[ikeflood::IKE_AUTH, ikeflood::CREATE_CHILD_SA, ikeflood::INFORMATIONAL]).unwrap_or(&37);
+        let exchange =
+            *self.pick(&[ikeflood::IKE_AUTH, ikeflood::CREATE_CHILD_SA, ikeflood::INFORMATIONAL]).unwrap_or(&37);
         let flags = if self.coin() { FLAG_INITIATOR } else { FLAG_RESPONSE };
         let msg_id = if self.coin() { below(&mut self.rng, 8) as u32 } else { self.rng.next() as u32 };
         let mut msg = header(spi_i, spi_r, pt::SK, exchange, flags, msg_id);
