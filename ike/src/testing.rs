@@ -301,3 +301,8 @@ impl Pair {
         }
     }
 }
+
+#[doc(hidden)]
+pub use crate::message::probe::{decrypt_cost_probe, parse_cost_probe, seal_probe, PROBE_MAX_PAYLOADS};
+#[doc(hidden)]
+pub use crate::message::ParseError;

@@ -39,6 +39,49 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Splits bytes into substructures that each begin `| octet | octet | length (2 octets,
+/// counting these 4) |`: the generic payload header (RFC 7296 3.2), proposals (3.3.1)
+/// and transforms (3.3.2). Yields `(first octet, second octet, body)`; `Some(None)` once a
+/// length field disagrees with the bytes present (shorter than 4, or past the end), after
+/// which it ends. The substructures tile the input exactly or the input is malformed.
+pub(crate) struct Substructs<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> Substructs<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { r: Reader::new(buf) }
+    }
+
+    /// How many substructures tile the input, or `None` if they do not.
+    pub(crate) fn count(buf: &'a [u8]) -> Option<usize> {
+        Self::new(buf).try_fold(0usize, |n, s| s.map(|_| n + 1))
+    }
+
+    fn split(&mut self) -> Option<(u8, u8, &'a [u8])> {
+        let a = self.r.u8()?;
+        let b = self.r.u8()?;
+        let len = usize::from(self.r.u16()?);
+        let body = self.r.take(len.checked_sub(4)?)?;
+        Some((a, b, body))
+    }
+}
+
+impl<'a> Iterator for Substructs<'a> {
+    type Item = Option<(u8, u8, &'a [u8])>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.r.remaining() == 0 {
+            return None;
+        }
+        let s = self.split();
+        if s.is_none() {
+            self.r.rest();
+        }
+        Some(s)
+    }
+}
+
 pub(crate) fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_be_bytes());
 }

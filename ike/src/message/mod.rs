@@ -1,15 +1,25 @@
 //! IKEv2 messages on the wire: the header (RFC 7296 section 3.1), the generic payload
 //! chain (3.2) and the SK payload with AES-GCM (3.14, RFC 5282).
 //!
-//! Parsing never panics on arbitrary bytes. This module owns the byte layout only:
-//! what a message means is decided in `sa` and `task`.
+//! Parsing never panics on arbitrary bytes and costs what the bytes carry: every count
+//! and length is checked against the bytes present before anything is allocated for it
+//! (see `payload`), a chain holds at most [`MAX_PAYLOADS`] payloads, and before
+//! decryption only the payloads that may travel in cleartext are parsed at all (see
+//! [`Chain`]). Parsing any datagram allocates at most `8 * len + 8 KiB`
+//! (`ike/tests/parse_alloc.rs` proves it; the `ike_parse` fuzz target checks it).
+//!
+//! This module owns the byte layout only: what a message means is decided in `sa` and
+//! `task`.
 
 pub(crate) mod codec;
 pub(crate) mod payload;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod probe;
 
 use crate::crypto::SkCipher;
-use codec::{patch_u16, put_u32, Reader};
+use codec::{patch_u16, put_u32, Reader, Substructs};
 pub(crate) use payload::{ptype, Payload};
+use zeroize::Zeroizing;
 
 /// Length of the IKE header.
 pub(crate) const HEADER_LEN: usize = 28;
@@ -17,6 +27,16 @@ pub(crate) const HEADER_LEN: usize = 28;
 const IV_LEN: usize = 8;
 /// GCM ICV length.
 const ICV_LEN: usize = 16;
+
+/// Most payloads one chain may hold: the cleartext chain, and again the chain inside the
+/// SK payload. The largest legitimate messages we know hold about 25: an IKE_AUTH
+/// request from strongSwan with IDi, IDr, AUTH, a certificate chain, CERTREQ, CP, SA,
+/// TSi, TSr, half a dozen notifies and MOBIKE's ADDITIONAL_*_ADDRESS notifies (at most
+/// 8); an IKE_SA_INIT with a dozen notifies and a handful of vendor IDs. 64 leaves more
+/// than twice that, and keeps the payload list of any message under 4 KiB. A chain with
+/// more is malformed (`ParseError::TooManyPayloads`): the bomb of 180 Delete payloads
+/// in one 1,472-byte datagram is refused before a single body is parsed.
+pub(crate) const MAX_PAYLOADS: usize = 64;
 
 /// Exchange types (section 3.1).
 pub(crate) mod exchange {
@@ -50,6 +70,19 @@ pub enum ParseError {
     /// The SK payload did not decrypt.
     #[error("SK payload failed to decrypt")]
     Decrypt,
+    /// Bytes after the last payload, or after the length the IKE header gives.
+    #[error("trailing bytes")]
+    TrailingBytes,
+    /// More than `MAX_PAYLOADS` payloads in one chain.
+    #[error("more than {MAX_PAYLOADS} payloads")]
+    TooManyPayloads,
+    /// A payload that may not travel in cleartext in this message (section 1.2 - 1.5:
+    /// only IKE_SA_INIT is unprotected, and unprotected error notifies in responses).
+    #[error("payload type {0} not allowed unprotected here")]
+    Cleartext(u8),
+    /// A message outside IKE_SA_INIT with no payloads at all.
+    #[error("no SK payload")]
+    NotProtected,
 }
 
 /// The fixed IKE header.
@@ -65,7 +98,7 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// Parses and checks the header of `data` (length field must not exceed `data`).
+    /// Parses and checks the header of `data` (the length field must equal `data.len()`).
     pub(crate) fn parse(data: &[u8]) -> Result<Self, ParseError> {
         let mut r = Reader::new(data);
         let spi_i = r.u64().ok_or(ParseError::Truncated)?;
@@ -82,6 +115,9 @@ impl Header {
         let l = usize::try_from(length).map_err(|_| ParseError::Truncated)?;
         if l < HEADER_LEN || l > data.len() {
             return Err(ParseError::Truncated);
+        }
+        if l < data.len() {
+            return Err(ParseError::TrailingBytes);
         }
         Ok(Self { spi_i, spi_r, next_payload, exchange, flags, message_id, length })
     }
@@ -116,40 +152,115 @@ pub(crate) struct Message {
     pub(crate) sk: Option<SkRef>,
 }
 
-/// Parses a payload chain starting with type `first`. Stops at an SK payload, which must
-/// be last, returning its inner first-payload type and offset (relative to `base`).
 /// Inner first payload type and offset of the SK payload's generic header.
 type SkRef = (u8, usize);
 
-fn parse_chain(first: u8, data: &[u8], base: usize) -> Result<(Vec<Payload>, Option<SkRef>), ParseError> {
-    let mut r = Reader::new(data);
-    let mut next = first;
-    let mut out = Vec::new();
-    while next != ptype::NONE {
-        let offset = base + data.len() - r.remaining();
-        let this = next;
-        next = r.u8().ok_or(ParseError::Truncated)?;
-        let crit = r.u8().ok_or(ParseError::Truncated)? & 0x80 != 0;
-        let len = usize::from(r.u16().ok_or(ParseError::Truncated)?);
-        let body = r.take(len.checked_sub(4).ok_or(ParseError::Payload(this))?).ok_or(ParseError::Truncated)?;
-        if this == ptype::SK {
-            if r.remaining() != 0 {
-                return Err(ParseError::SkNotLast);
-            }
-            return Ok((out, Some((next, offset))));
+/// Which payloads a chain may hold. Before decryption only what may travel in cleartext
+/// is parsed at all; anything else makes the message malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chain {
+    /// IKE_SA_INIT (section 1.2): SA, KE, Nonce, Notify, Vendor ID, CERTREQ, and
+    /// payload types we do not know (a critical one is answered with
+    /// UNSUPPORTED_CRITICAL_PAYLOAD by `task::ike_init`). Not SK: IKE_SA_INIT is never
+    /// encrypted.
+    Init,
+    /// Any other exchange: the SK payload alone; or, in a response, only Notify payloads
+    /// (an unprotected INVALID_IKE_SPI answer, section 2.21.4).
+    Outer { response: bool },
+    /// Inside the SK payload: anything but another SK payload.
+    Inner,
+}
+
+impl Chain {
+    /// Whether a payload of type `t` may appear in this chain.
+    fn allows(self, t: u8) -> Result<(), ParseError> {
+        use ptype::*;
+        let ok = match self {
+            Self::Init => match t {
+                SA | KE | NONCE | NOTIFY | VENDOR | CERTREQ => true,
+                IDI | IDR | CERT | AUTH | DELETE | TSI | TSR | SK | CP | EAP | SKF => false,
+                _ => true,
+            },
+            Self::Outer { response } => t == SK || (response && t == NOTIFY),
+            Self::Inner => t != SK,
+        };
+        match (ok, self) {
+            (true, _) => Ok(()),
+            (false, Self::Inner) => Err(ParseError::Payload(t)),
+            (false, _) => Err(ParseError::Cleartext(t)),
         }
-        out.push(Payload::parse(this, crit, body).ok_or(ParseError::Payload(this))?);
     }
-    Ok((out, None))
+
+    /// Checks the chain as a whole: `count` payloads, ending in an SK payload or not.
+    fn complete(self, count: usize, sk: bool) -> Result<(), ParseError> {
+        match self {
+            Self::Outer { .. } if count == 0 => Err(ParseError::NotProtected),
+            // Notify payloads next to the SK payload would be unprotected.
+            Self::Outer { .. } if sk && count > 1 => Err(ParseError::Cleartext(ptype::NOTIFY)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parses the payload chain `data` whose first payload has type `first`. Walks the
+/// generic headers first (they must tile `data` exactly, at most `MAX_PAYLOADS` of
+/// them, each allowed by `chain`, an SK payload only last), and only then parses the
+/// bodies into a list of exactly that many. Returns the payloads before the SK payload
+/// and, if the chain ends in one, its inner first payload type and the offset of its
+/// generic header (`base` + its position in `data`).
+fn parse_chain(first: u8, data: &[u8], base: usize, chain: Chain) -> Result<(Vec<Payload>, Option<SkRef>), ParseError> {
+    let mut count = 0;
+    let mut this = first;
+    let mut offset = base;
+    let mut sk = None;
+    for s in Substructs::new(data) {
+        let (next, _, body) = s.ok_or(ParseError::Truncated)?;
+        if sk.is_some() {
+            return Err(ParseError::SkNotLast);
+        }
+        if this == ptype::NONE {
+            return Err(ParseError::TrailingBytes);
+        }
+        count += 1;
+        if count > MAX_PAYLOADS {
+            return Err(ParseError::TooManyPayloads);
+        }
+        chain.allows(this)?;
+        if this == ptype::SK {
+            sk = Some((next, offset));
+        }
+        offset += 4 + body.len();
+        this = next;
+    }
+    if sk.is_none() && this != ptype::NONE {
+        // The last header names a next payload that is not there.
+        return Err(ParseError::Truncated);
+    }
+    chain.complete(count, sk.is_some())?;
+    let mut out = Vec::with_capacity(count - usize::from(sk.is_some()));
+    let mut this = first;
+    for s in Substructs::new(data) {
+        let (next, flags, body) = s.ok_or(ParseError::Truncated)?;
+        if this == ptype::SK {
+            break;
+        }
+        out.push(Payload::parse(this, flags & 0x80 != 0, body).ok_or(ParseError::Payload(this))?);
+        this = next;
+    }
+    Ok((out, sk))
 }
 
 impl Message {
     /// Parses the header and the unencrypted payload chain.
     pub(crate) fn parse(data: &[u8]) -> Result<Self, ParseError> {
         let header = Header::parse(data)?;
-        let end = usize::try_from(header.length).map_err(|_| ParseError::Truncated)?;
-        let body = data.get(HEADER_LEN..end).ok_or(ParseError::Truncated)?;
-        let (payloads, sk) = parse_chain(header.next_payload, body, HEADER_LEN)?;
+        let body = data.get(HEADER_LEN..).ok_or(ParseError::Truncated)?;
+        let chain = if header.exchange == exchange::IKE_SA_INIT {
+            Chain::Init
+        } else {
+            Chain::Outer { response: header.is_response() }
+        };
+        let (payloads, sk) = parse_chain(header.next_payload, body, HEADER_LEN, chain)?;
         Ok(Self { header, payloads, sk })
     }
 
@@ -161,20 +272,22 @@ impl Message {
         let aad = data.get(..off + 4).ok_or(ParseError::Truncated)?;
         let iv: [u8; IV_LEN] =
             data.get(off + 4..off + 4 + IV_LEN).and_then(|s| s.try_into().ok()).ok_or(ParseError::Truncated)?;
-        let mut ct = data.get(off + 4 + IV_LEN..end).ok_or(ParseError::Truncated)?.to_vec();
+        let mut ct = Zeroizing::new(data.get(off + 4 + IV_LEN..end).ok_or(ParseError::Truncated)?.to_vec());
         if ct.len() < ICV_LEN + 1 {
             return Err(ParseError::Truncated);
         }
         let n = cipher.open(iv, aad, &mut ct).map_err(|_| ParseError::Decrypt)?;
         let pt = ct.get(..n).ok_or(ParseError::Decrypt)?;
+        // Pad Length counts padding octets before it, within the plaintext.
         let pad = usize::from(*pt.last().ok_or(ParseError::Decrypt)?);
         let inner_len = pt.len().checked_sub(1 + pad).ok_or(ParseError::Payload(ptype::SK))?;
         let inner = pt.get(..inner_len).ok_or(ParseError::Payload(ptype::SK))?;
-        let (inner, sk) = parse_chain(inner_first, inner, 0)?;
-        if sk.is_some() {
-            return Err(ParseError::SkNotLast);
+        let (mut inner, _) = parse_chain(inner_first, inner, 0, Chain::Inner)?;
+        if self.payloads.is_empty() {
+            self.payloads = inner;
+        } else {
+            self.payloads.append(&mut inner);
         }
-        self.payloads.extend(inner);
         self.sk = None;
         Ok(())
     }
@@ -206,10 +319,16 @@ pub(crate) fn emit_plain(mut header: Header, payloads: &[Payload]) -> Vec<u8> {
 }
 
 /// Builds a message whose payloads all travel inside one SK payload.
-pub(crate) fn emit_encrypted(mut header: Header, payloads: &[Payload], cipher: &SkCipher, iv: [u8; 8]) -> Vec<u8> {
+pub(crate) fn emit_encrypted(header: Header, payloads: &[Payload], cipher: &SkCipher, iv: [u8; 8]) -> Vec<u8> {
     let mut pt = Vec::new();
     let inner_first = emit_chain(payloads, &mut pt);
     pt.push(0); // Pad Length: no padding needed for GCM.
+    seal_plaintext(header, inner_first, pt, cipher, iv)
+}
+
+/// Builds a message whose SK payload holds the plaintext `pt`: the encoded chain (first
+/// payload type `inner_first`), any padding and the Pad Length octet.
+fn seal_plaintext(mut header: Header, inner_first: u8, mut pt: Vec<u8>, cipher: &SkCipher, iv: [u8; 8]) -> Vec<u8> {
     let sk_len = 4 + IV_LEN + pt.len() + ICV_LEN;
     header.next_payload = ptype::SK;
     header.length = u32::try_from(HEADER_LEN + sk_len).unwrap_or(u32::MAX);

@@ -1,19 +1,28 @@
 //! IKEv2 payload bodies (RFC 7296 section 3.2 - 3.16): parse from untrusted bytes
 //! (never panics, returns `None` on malformed input) and emit.
 //!
+//! Every count and length in a body is checked against the bytes present before anything
+//! is allocated for it, and the parts must fill the body exactly (no trailing bytes):
+//! proposals, transforms and attributes tile their parents, `Num Transforms` and
+//! `Number of TSs` equal what is there, a Delete's `Num of SPIs * SPI Size` equals the
+//! rest of its body. So a body costs a small multiple of its own length (at most 7x, a
+//! Delete's 4-octet SPIs each in a `Vec`), never a multiple of a number it claims.
+//!
 //! Does NOT handle the generic payload header chain or the SK payload (see `message`).
 
-use super::codec::{patch_u16, put_u16, put_u32, Reader};
+use super::codec::{patch_u16, put_u16, put_u32, Reader, Substructs};
 use ipsec_types::{Identity, TrafficSelector};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Payload type numbers (RFC 7296 section 3.2).
+/// Payload type numbers (RFC 7296 section 3.2, RFC 7383 for SKF).
 pub(crate) mod ptype {
     pub(crate) const NONE: u8 = 0;
     pub(crate) const SA: u8 = 33;
     pub(crate) const KE: u8 = 34;
     pub(crate) const IDI: u8 = 35;
     pub(crate) const IDR: u8 = 36;
+    pub(crate) const CERT: u8 = 37;
+    pub(crate) const CERTREQ: u8 = 38;
     pub(crate) const AUTH: u8 = 39;
     pub(crate) const NONCE: u8 = 40;
     pub(crate) const NOTIFY: u8 = 41;
@@ -22,6 +31,9 @@ pub(crate) mod ptype {
     pub(crate) const TSI: u8 = 44;
     pub(crate) const TSR: u8 = 45;
     pub(crate) const SK: u8 = 46;
+    pub(crate) const CP: u8 = 47;
+    pub(crate) const EAP: u8 = 48;
+    pub(crate) const SKF: u8 = 53;
 }
 
 /// Transform types (section 3.3.2).
@@ -36,6 +48,7 @@ pub(crate) mod ttype {
 /// Protocol IDs (section 3.3.1).
 pub(crate) mod proto {
     pub(crate) const IKE: u8 = 1;
+    pub(crate) const AH: u8 = 2;
     pub(crate) const ESP: u8 = 3;
 }
 
@@ -140,6 +153,8 @@ pub(crate) enum Payload {
     TsI(Vec<TrafficSelector>),
     TsR(Vec<TrafficSelector>),
     /// Anything else (CERTREQ, CP, EAP, ...): kept so critical ones can be refused.
+    /// `body` is what `emit_body` writes; parsing leaves it empty (nobody reads it, so
+    /// the bytes are not copied).
     Unknown {
         ptype: u8,
         critical: bool,
@@ -195,19 +210,15 @@ impl Payload {
                 let protocol = r.u8()?;
                 let spi_size = r.u8()?;
                 let kind = r.u16()?;
+                // Section 3.10: no SPI, or a CHILD SA's (4 octets, AH/ESP). An IKE SPI
+                // (8 octets, protocol IKE) is tolerated: RFC 4306 senders used it.
+                if !matches!((spi_size, protocol), (0, _) | (4, proto::AH | proto::ESP) | (8, proto::IKE)) {
+                    return None;
+                }
                 let spi = r.take(usize::from(spi_size))?.to_vec();
                 Self::Notify(Notify { protocol, spi, kind, data: r.rest().to_vec() })
             }
-            ptype::DELETE => {
-                let protocol = r.u8()?;
-                let spi_size = r.u8()?;
-                let n = r.u16()?;
-                let mut spis = Vec::new();
-                for _ in 0..n {
-                    spis.push(r.take(usize::from(spi_size))?.to_vec());
-                }
-                Self::Delete(Delete { protocol, spi_size, spis })
-            }
+            ptype::DELETE => Self::Delete(parse_delete(body)?),
             ptype::VENDOR => Self::Vendor(body.to_vec()),
             ptype::TSI | ptype::TSR => {
                 let ts = parse_ts(body)?;
@@ -217,7 +228,7 @@ impl Payload {
                     Self::TsR(ts)
                 }
             }
-            _ => Self::Unknown { ptype: pt, critical, body: body.to_vec() },
+            _ => Self::Unknown { ptype: pt, critical, body: Vec::new() },
         })
     }
 
@@ -269,50 +280,96 @@ Transform substructure (3.3.2):
 |Transform Type |   RESERVED    |          Transform ID         |
 ~                      Transform Attributes                     ~      */
 fn parse_proposals(body: &[u8]) -> Option<Vec<Proposal>> {
-    let mut r = Reader::new(body);
-    let mut props = Vec::new();
-    while r.remaining() > 0 {
-        let _last = r.u8()?;
-        r.u8()?;
-        let len = usize::from(r.u16()?);
-        let pbody = r.take(len.checked_sub(4)?)?;
-        let mut p = Reader::new(pbody);
-        let num = p.u8()?;
-        let protocol = p.u8()?;
-        let spi_size = p.u8()?;
-        let ntrans = p.u8()?;
-        let spi = p.take(usize::from(spi_size))?.to_vec();
-        let mut transforms = Vec::new();
-        for _ in 0..ntrans {
-            let _last = p.u8()?;
-            p.u8()?;
-            let tlen = usize::from(p.u16()?);
-            let tbody = p.take(tlen.checked_sub(4)?)?;
-            let mut t = Reader::new(tbody);
-            let tt = t.u8()?;
-            t.u8()?;
-            let id = t.u16()?;
-            let mut tr = Transform::new(tt, id, None);
-            while t.remaining() > 0 {
-                let af_type = t.u16()?;
-                if af_type & 0x8000 != 0 {
-                    let v = t.u16()?;
-                    if af_type & 0x7fff == ATTR_KEY_LENGTH && tr.key_len.is_none() {
-                        tr.key_len = Some(v);
-                    } else {
-                        tr.unknown_attrs = true;
-                    }
-                } else {
-                    let alen = usize::from(t.u16()?);
-                    t.take(alen)?;
-                    tr.unknown_attrs = true;
-                }
-            }
-            transforms.push(tr);
-        }
-        props.push(Proposal { num, protocol, spi, transforms });
+    // The proposals must tile the body; at least one.
+    let n = Substructs::count(body).filter(|&n| n > 0)?;
+    let mut props = Vec::with_capacity(n);
+    for s in Substructs::new(body) {
+        // "Last Substruc" (0 or 2) repeats what the lengths already tell: not trusted.
+        let (_last, _, pbody) = s?;
+        props.push(parse_proposal(pbody)?);
     }
     Some(props)
+}
+
+fn parse_proposal(pbody: &[u8]) -> Option<Proposal> {
+    let mut p = Reader::new(pbody);
+    let num = p.u8()?;
+    let protocol = p.u8()?;
+    let spi_size = p.u8()?;
+    let ntrans = usize::from(p.u8()?);
+    // Section 3.3.1: SPI Size 0 (initial IKE SA) or 8 for IKE, 4 for AH and ESP.
+    let spi_ok = match protocol {
+        proto::IKE => matches!(spi_size, 0 | 8),
+        proto::AH | proto::ESP => spi_size == 4,
+        _ => true,
+    };
+    if !spi_ok {
+        return None;
+    }
+    let spi = p.take(usize::from(spi_size))?.to_vec();
+    // Exactly `Num Transforms` transforms fill the rest of the proposal.
+    let tbytes = p.rest();
+    if Substructs::count(tbytes)? != ntrans {
+        return None;
+    }
+    let mut transforms = Vec::with_capacity(ntrans);
+    for s in Substructs::new(tbytes) {
+        let (_last, _, tbody) = s?;
+        transforms.push(parse_transform(tbody)?);
+    }
+    Some(Proposal { num, protocol, spi, transforms })
+}
+
+/// A transform body; its attributes must fill it exactly.
+fn parse_transform(tbody: &[u8]) -> Option<Transform> {
+    let mut t = Reader::new(tbody);
+    let tt = t.u8()?;
+    t.u8()?;
+    let id = t.u16()?;
+    let mut tr = Transform::new(tt, id, None);
+    while t.remaining() > 0 {
+        let af_type = t.u16()?;
+        if af_type & 0x8000 != 0 {
+            let v = t.u16()?;
+            if af_type & 0x7fff == ATTR_KEY_LENGTH && tr.key_len.is_none() {
+                tr.key_len = Some(v);
+            } else {
+                tr.unknown_attrs = true;
+            }
+        } else {
+            let alen = usize::from(t.u16()?);
+            t.take(alen)?;
+            tr.unknown_attrs = true;
+        }
+    }
+    Some(tr)
+}
+
+/*  Delete payload (section 3.11):
+| Protocol ID   |   SPI Size    |          Num of SPIs          |
+~               Security Parameter Index(es) (SPI)              ~
+IKE has SPI Size 0 (the IKE SA is the one the message belongs to), AH and ESP 4; the
+SPIs fill the rest exactly (Num of SPIs * SPI Size). With SPI Size 0 the count names
+nothing: no SPIs, nothing allocated, whatever it says.                  */
+fn parse_delete(body: &[u8]) -> Option<Delete> {
+    let mut r = Reader::new(body);
+    let protocol = r.u8()?;
+    let spi_size = r.u8()?;
+    let n = usize::from(r.u16()?);
+    let rest = r.rest();
+    let size_ok = match protocol {
+        proto::IKE => spi_size == 0,
+        proto::AH | proto::ESP => spi_size == 4,
+        _ => false,
+    };
+    if !size_ok || n.checked_mul(usize::from(spi_size))? != rest.len() {
+        return None;
+    }
+    let spis = match usize::from(spi_size) {
+        0 => Vec::new(),
+        size => rest.chunks_exact(size).map(<[u8]>::to_vec).collect(),
+    };
+    Some(Delete { protocol, spi_size, spis })
 }
 
 fn emit_proposals(props: &[Proposal], out: &mut Vec<u8>) {
@@ -351,51 +408,58 @@ fn emit_proposals(props: &[Proposal], out: &mut Vec<u8>) {
 const TS_IPV4_ADDR_RANGE: u8 = 7;
 const TS_IPV6_ADDR_RANGE: u8 = 8;
 
+/// Selector Length of the two TS types we know.
+const TS_IPV4_LEN: u16 = 16;
+const TS_IPV6_LEN: u16 = 40;
+
 /*  Traffic selector (section 3.13.1):
 |   TS Type     |IP Protocol ID*|       Selector Length         |
 |           Start Port*         |           End Port*           |
 ~                         Starting Address*                     ~
 ~                         Ending Address*                       ~
-Unknown TS types are skipped.                                          */
+Exactly `Number of TSs` selectors fill the payload. Unknown TS types are skipped; the
+two we know have a fixed length.                                        */
 fn parse_ts(body: &[u8]) -> Option<Vec<TrafficSelector>> {
     let mut r = Reader::new(body);
     let n = r.u8()?;
     r.take(3)?;
-    let mut out = Vec::new();
+    // Every selector kept took at least 16 octets: no room reserved beyond what the
+    // bytes can fill, whatever the count says.
+    let mut out = Vec::with_capacity(usize::from(n).min(r.remaining() / usize::from(TS_IPV4_LEN)));
     for _ in 0..n {
         let ts_type = r.u8()?;
         let protocol = r.u8()?;
-        let len = usize::from(r.u16()?);
-        let b = r.take(len.checked_sub(4)?)?;
-        let mut t = Reader::new(b);
-        let start_port = t.u16()?;
-        let end_port = t.u16()?;
-        let (start, end) = match ts_type {
-            TS_IPV4_ADDR_RANGE => {
-                let s: [u8; 4] = t.take(4)?.try_into().ok()?;
-                let e: [u8; 4] = t.take(4)?.try_into().ok()?;
-                (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(e)))
-            }
-            TS_IPV6_ADDR_RANGE => {
-                let s: [u8; 16] = t.take(16)?.try_into().ok()?;
-                let e: [u8; 16] = t.take(16)?.try_into().ok()?;
-                (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(e)))
-            }
+        let len = r.u16()?;
+        let mut t = Reader::new(r.take(usize::from(len).checked_sub(4)?)?);
+        let known = match ts_type {
+            TS_IPV4_ADDR_RANGE => TS_IPV4_LEN,
+            TS_IPV6_ADDR_RANGE => TS_IPV6_LEN,
             _ => continue,
         };
-        if t.remaining() != 0 {
+        if len != known {
             return None;
         }
+        let start_port = t.u16()?;
+        let end_port = t.u16()?;
+        let (start, end) = if ts_type == TS_IPV4_ADDR_RANGE {
+            let s: [u8; 4] = t.take(4)?.try_into().ok()?;
+            let e: [u8; 4] = t.take(4)?.try_into().ok()?;
+            (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(e)))
+        } else {
+            let s: [u8; 16] = t.take(16)?.try_into().ok()?;
+            let e: [u8; 16] = t.take(16)?.try_into().ok()?;
+            (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(e)))
+        };
         out.push(TrafficSelector { protocol, start_port, end_port, start, end });
     }
-    Some(out)
+    (r.remaining() == 0).then_some(out)
 }
 
 fn emit_ts(ts: &[TrafficSelector], out: &mut Vec<u8>) {
     out.push(u8::try_from(ts.len()).unwrap_or(0));
     out.extend_from_slice(&[0, 0, 0]);
     for t in ts.iter().take(usize::from(u8::MAX)) {
-        let (ty, len) = if t.is_ipv4() { (TS_IPV4_ADDR_RANGE, 16) } else { (TS_IPV6_ADDR_RANGE, 40) };
+        let (ty, len) = if t.is_ipv4() { (TS_IPV4_ADDR_RANGE, TS_IPV4_LEN) } else { (TS_IPV6_ADDR_RANGE, TS_IPV6_LEN) };
         out.push(ty);
         out.push(t.protocol);
         put_u16(out, len);
