@@ -490,7 +490,10 @@ fn before_decryption_only_cleartext_payloads_are_parsed() {
         // A Notify in cleartext: only in a response (INVALID_IKE_SPI, 2.21.4), and never
         // next to an SK payload.
         let n = Payload::Notify(Notify::new(crate::error::notify::INVALID_IKE_SPI, vec![]));
-        assert_eq!(Message::parse(&emit_plain(h, &[n.clone()])).unwrap_err(), ParseError::Cleartext(ptype::NOTIFY));
+        assert_eq!(
+            Message::parse(&emit_plain(h, std::slice::from_ref(&n))).unwrap_err(),
+            ParseError::Cleartext(ptype::NOTIFY)
+        );
         let resp = Header { flags: flags::RESPONSE, ..h };
         assert_eq!(
             Message::parse(&emit_plain(resp, &[n.clone(), n.clone()])).unwrap().payloads,
