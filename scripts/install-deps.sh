@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo need (strongSwan as the reference
-# peer, iproute2, ping, tcpdump, jq, ...). Idempotent: does nothing when all are present.
+# peer, iproute2, ping, tcpdump, jq, ...) and cargo-fuzz. Idempotent: does nothing when
+# all are present.
 # Usage (as root): ./scripts/install-deps.sh
 set -euo pipefail
 
@@ -9,6 +10,13 @@ packages=(
     libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
     iproute2 iputils-ping iperf3 tcpdump jq nftables procps util-linux
 )
+
+# cargo-fuzz for scripts/fuzz.sh (from crates.io; the fuzz targets also need a nightly
+# toolchain, which scripts/fuzz.sh checks for).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+    cargo install cargo-fuzz --locked --version '^0.13'
+fi
 
 missing=()
 for p in "${packages[@]}"; do

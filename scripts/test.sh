@@ -4,14 +4,17 @@
 #  1. installs missing system packages (scripts/install-deps.sh),
 #  2. builds every binary in release (vpngw, vpnctl, nettool),
 #  3. runs the unit, in-memory and simulation tests of every crate (debug build),
-#  4. runs the interop scenarios in network namespaces, one at a time, against the
+#  4. runs every fuzz target for FUZZ_SECONDS (default 20) with inputs up to 65,535
+#     bytes and a 1 MiB malloc limit (scripts/fuzz.sh; needs a nightly toolchain: without
+#     one this step fails when CI=true and is listed as skipped otherwise),
+#  5. runs the interop scenarios in network namespaces, one at a time, against the
 #     release binaries: vpngw<->vpngw, vpngw<->strongSwan both ways, wrong PSK,
 #     disjoint proposals, and the issue #3 proofs (interop/tests/rekey.rs, ~8 min:
 #     rekeys under load, collisions, strongSwan SIGKILL+restart, 10% WAN loss;
 #     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the issue #8 proof
 #     under attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min)
 #     (see docs/interop.md).
-# A failed build stops at once; otherwise both test steps run and a summary lists what
+# A failed build stops at once; otherwise every test step runs and a summary lists what
 # failed (exit status non-zero if anything did). A failed scenario keeps its logs,
 # configs and WAN capture in a temp directory and prints its path.
 set -euo pipefail
@@ -24,6 +27,7 @@ fi
 
 step() { printf '\n==> %s\n' "$*"; }
 failed=()
+skipped=()
 
 step "system packages"
 ./scripts/install-deps.sh
@@ -34,9 +38,21 @@ cargo build --release --workspace --bins
 step "unit, in-memory and simulation tests (cargo test --workspace --exclude interop)"
 cargo test --workspace --exclude interop --no-fail-fast || failed+=("unit/in-memory tests")
 
+step "fuzz targets, ${FUZZ_SECONDS:-20} s each, inputs up to 65,535 bytes, 1 MiB malloc limit (scripts/fuzz.sh)"
+fuzz_rc=0
+./scripts/fuzz.sh || fuzz_rc=$?
+case "$fuzz_rc" in
+    0) ;;
+    3) skipped+=("fuzz targets (no nightly toolchain)") ;;
+    *) failed+=("fuzz targets") ;;
+esac
+
 step "interop scenarios in network namespaces (cargo test --release -p interop -- --test-threads=1)"
 cargo test --release -p interop --no-fail-fast -- --test-threads=1 --nocapture || failed+=("interop scenarios")
 
+if [ "${#skipped[@]}" -ne 0 ]; then
+    step "SKIPPED: ${skipped[*]}"
+fi
 if [ "${#failed[@]}" -ne 0 ]; then
     step "FAILED: ${failed[*]} (see the failures above)"
     exit 1
