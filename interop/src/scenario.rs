@@ -266,6 +266,7 @@ fn vpngw_site(
         local_address: local.into(),
         tun_name: "vpn0".into(),
         env: Vec::new(),
+        gateway_extra: Vec::new(),
         tunnels: vec![TunnelConfig {
             name: "peer".into(),
             remote_address: remote.into(),

@@ -116,6 +116,8 @@ pub struct GatewayConfig {
     pub tunnels: Vec<TunnelConfig>,
     /// Extra environment of the daemon (datapath switches such as `VPNGW_TUN_QUEUES`).
     pub env: Vec<(String, String)>,
+    /// Extra `[gateway]` keys, as (key, TOML value) (e.g. `("cookie_threshold", "0")`).
+    pub gateway_extra: Vec<(String, String)>,
 }
 
 fn toml_str(s: &str) -> String {
@@ -136,6 +138,9 @@ impl GatewayConfig {
             toml_str(&self.tun_name),
             toml_str(&socket.to_string_lossy())
         );
+        for (k, v) in &self.gateway_extra {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
         for t in &self.tunnels {
             let psk_file = dir.join(format!("{}.psk", t.name));
             s.push_str(&format!(
@@ -416,6 +421,7 @@ mod tests {
             local_address: "192.0.2.1".into(),
             tun_name: "vpn0".into(),
             env: Vec::new(),
+            gateway_extra: Vec::new(),
             tunnels: vec![TunnelConfig {
                 name: "site-b".into(),
                 remote_address: "192.0.2.2".into(),

@@ -18,7 +18,7 @@ use interop::scenario::{
     ESP_PROPOSAL, SA_TIMEOUT,
 };
 use interop::strongswan::StrongSwan;
-use interop::vpngw::{installed_child_details, installed_child_sas, Encap, GatewayConfig, Start, Vpngw};
+use interop::vpngw::{ike_drops, installed_child_details, installed_child_sas, Encap, GatewayConfig, Start, Vpngw};
 use interop::{ensure, Binaries, Result};
 
 /// nettool: `NETTOOL_BIN`, else the copy cargo built for this test.
@@ -177,6 +177,32 @@ fn strongswan_initiator_to_vpngw_responder() {
         check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp")?;
         sc.prove_traffic(&bins.nettool)?;
         sc.check_wan(cap, WanExpect::EspInUdp)?;
+        b.stop()?;
+        Ok(())
+    });
+}
+
+/// strongSwan initiates to a vpngw that asks every IKE_SA_INIT for a COOKIE
+/// (`cookie_threshold = 0`, RFC 7296 2.6): charon must come back with the COOKIE, and the
+/// tunnel carries traffic as usual.
+#[test]
+fn strongswan_initiator_to_vpngw_responder_with_cookies() {
+    run_scenario("strongswan_initiator_to_vpngw_responder_with_cookies", |sc| {
+        let bins = binaries()?;
+        let mut b_cfg = vpngw_site_b(Start::Respond, Encap::Auto);
+        b_cfg.gateway_extra.push(("cookie_threshold".into(), "0".into()));
+        let mut b = Vpngw::start(&sc.topo.gw_b, &b_cfg, &sc.subdir("gwb"), &bins)?;
+        let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_site_a(true), &sc.subdir("gwa"))?;
+        check_swan_sas(&a.wait_child_sa(SA_TIMEOUT)?)?;
+        check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp")?;
+        let status = b.status_json()?;
+        let sent = ike_drops(&status).and_then(|d| d.get("cookies_sent").copied()).unwrap_or(0);
+        ensure!(sent >= 1, "vpngw sent no COOKIE although cookie_threshold = 0: {status}");
+        println!(
+            "[{}] COOKIEs sent by vpngw: {sent}; charon came back with the COOKIE and the tunnel came up",
+            sc.name
+        );
+        sc.prove_traffic(&bins.nettool)?;
         b.stop()?;
         Ok(())
     });
