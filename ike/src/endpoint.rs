@@ -710,8 +710,8 @@ impl Endpoint {
             }
         }
         let Some(slot) = self.peers.get(peer_idx) else { return };
-        let authenticated =
-            self.sas.iter().filter(|s| s.peer.name == slot.cfg.name && s.established_at.is_some()).count();
+        // IKE SAs past the half-open stage (authenticated ones and our own attempts).
+        let authenticated = self.sas.peer_count(&slot.cfg.name);
         if authenticated >= limits.ike_sa_per_peer_max {
             self.shared.drops.half_open_cap += 1;
             let name = &slot.cfg.name;

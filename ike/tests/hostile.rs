@@ -336,3 +336,25 @@ fn a_spoofed_init_does_not_take_initial_contact_away_from_our_attempt() {
     assert_eq!(st[0].state, "ESTABLISHED");
     assert!(p.a.status().iter().any(|s| s.initiator && s.state == "ESTABLISHED"));
 }
+
+#[test]
+fn spoofed_half_open_sas_do_not_count_against_the_peers_ike_sa_cap() {
+    init_logs();
+    let mut p = Pair::standard();
+    p.run();
+    let old = (p.b.status()[0].spi_i, p.b.status()[0].spi_r);
+    // The attacker fills B's half-open slots for A's address...
+    let template = init_template(31);
+    for i in 0..20u64 {
+        hit(&mut p, Side::B, addr(A, 500), &with_spi(&template, 0x9000 + i));
+    }
+    assert_eq!(p.b.half_open(), Limits::default().half_open_per_source);
+    // ...and A rekeys its IKE SA: B accepts.
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: true });
+    p.run();
+    assert_eq!(p.b.drops().half_open_cap, 0);
+    let st: Vec<_> = p.b.status().into_iter().filter(|s| s.state == "ESTABLISHED").collect();
+    assert_eq!(st.len(), 1);
+    assert_ne!((st[0].spi_i, st[0].spi_r), old, "the IKE SA was rekeyed");
+    assert_eq!(st[0].children.len(), 1);
+}

@@ -52,7 +52,8 @@ pub(crate) struct SaSet {
     by_init: HashMap<(IpAddr, u64), usize>,
     half_open_from: HashMap<IpAddr, usize>,
     half_open_total: usize,
-    /// IKE SAs (any state) per tunnel name.
+    /// IKE SAs that are not half-open, per tunnel name (what a peer holds with us;
+    /// half-open ones are anyone's and bounded per source address).
     per_peer: HashMap<String, usize>,
     /// Indexes handed out mutably since the last `settle`; `all_dirty` after `iter_mut`.
     dirty: Vec<usize>,
@@ -114,7 +115,9 @@ impl SaSet {
             self.half_open_total += 1;
         }
         self.by_ours.insert(our, i);
-        *self.per_peer.entry(sa.peer.name.clone()).or_default() += 1;
+        if half_open.is_none() {
+            *self.per_peer.entry(sa.peer.name.clone()).or_default() += 1;
+        }
         if let Some(k) = init_key {
             self.by_init.insert(k, i);
         }
@@ -129,8 +132,7 @@ impl SaSet {
         let meta = self.meta.remove(i);
         if let Some(ip) = meta.half_open {
             self.uncount_half_open(ip);
-        }
-        if let Some(n) = self.per_peer.get_mut(&sa.peer.name) {
+        } else if let Some(n) = self.per_peer.get_mut(&sa.peer.name) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.per_peer.remove(&sa.peer.name);
@@ -173,7 +175,7 @@ impl SaSet {
         self.by_init.get(&(ip, spi_i)).copied()
     }
 
-    /// IKE SAs (any state) of the tunnel `name`.
+    /// IKE SAs of the tunnel `name` that are not half-open.
     pub(crate) fn peer_count(&self, name: &str) -> usize {
         self.per_peer.get(name).copied().unwrap_or(0)
     }
@@ -209,6 +211,7 @@ impl SaSet {
             if m.half_open.is_some() && !is_half_open(sa) {
                 if let Some(ip) = m.half_open.take() {
                     self.uncount_half_open(ip);
+                    *self.per_peer.entry(sa.peer.name.clone()).or_default() += 1;
                 }
             }
         }

@@ -48,7 +48,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) actions: &'a mut Vec<Action>,
     /// Caps on state.
     pub(crate) limits: Limits,
-    /// IKE SAs (any state) with this SA's peer, this one included.
+    /// IKE SAs with this SA's peer that are not half-open (spoofable), this one included.
     pub(crate) peer_sas: usize,
     /// What was refused, by reason.
     pub(crate) drops: &'a mut IkeDrops,
