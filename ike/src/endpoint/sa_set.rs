@@ -210,8 +210,9 @@ impl SaSet {
             m.deadline = sa.poll_timeout();
             if m.half_open.is_some() && !is_half_open(sa) {
                 if let Some(ip) = m.half_open.take() {
+                    let name = sa.peer.name.clone();
                     self.uncount_half_open(ip);
-                    *self.per_peer.entry(sa.peer.name.clone()).or_default() += 1;
+                    *self.per_peer.entry(name).or_default() += 1;
                 }
             }
         }
