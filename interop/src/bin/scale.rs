@@ -11,12 +11,12 @@
 //! usage, 130 when interrupted (Ctrl-C tears down as in `bench`).
 #![forbid(unsafe_code)]
 
-#[path = "bench/interrupt.rs"]
-mod interrupt;
 #[path = "scale/flood.rs"]
 mod flood;
 #[path = "scale/gateway.rs"]
 mod gateway;
+#[path = "bench/interrupt.rs"]
+mod interrupt;
 #[path = "scale/loadgen.rs"]
 mod loadgen;
 #[path = "scale/procstat.rs"]
@@ -48,7 +48,7 @@ usage: scale [--only vpngw,strongswan] [--tunnels N] [--concurrency N] [--establ
 
   --only LIST            daemons to measure, in this order (default vpngw,strongswan)
   --tunnels N            tunnels = peer addresses (default 1000)
-  --concurrency N        negotiations the load generator keeps in flight (default 32)
+  --concurrency N        negotiations the load generator keeps in flight (default 64)
   --establish-timeout S  give up bringing the tunnels up after S seconds (default 180)
   --floods LIST          IKE_SA_INIT floods, in order (default peers,strangers): peers = from
                          the configured peers' addresses, strangers = from addresses with no
@@ -206,11 +206,19 @@ fn scale(args: &Args) -> Result<ExitCode> {
         }
         println!("\n== {} ==", kind.key());
         let dir = work.join(kind.key());
-        let mut res = DaemonResult { kind, establish: None, floods: Vec::new(), error: None, logs: None };
+        let mut res = DaemonResult {
+            kind,
+            establish: None,
+            floods: Vec::new(),
+            error: None,
+            logs: None,
+            load: (run::loadavg(), None),
+        };
         let outcome = match (kind, &bins) {
             (Kind::Vpngw, None) => Err(interop::Error::new("vpngw binaries not available")),
             _ => run::measure(kind, s, bins.as_ref(), &dir, &mut res),
         };
+        res.load.1 = run::loadavg();
         if let Err(e) = outcome {
             eprintln!("[{}] FAILED: {e}", kind.key());
             res.error = Some(e.to_string());
@@ -258,7 +266,11 @@ fn first_line(argv: &[&str]) -> String {
 fn environment(bins: Option<&Binaries>) -> report::Environment {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name")).map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_default();
     let vpngw_binary = bins.map(|b| {
         let mtime = std::fs::metadata(&b.vpngw)
@@ -304,8 +316,13 @@ mod tests {
         assert_eq!(a.settings.tunnels, 10);
         assert!(a.settings.floods.is_empty());
         assert_eq!(a.settings.tail, Duration::ZERO);
-        let b = parse(&["--floods", "strangers", "--flood-count", "5", "--flood-rate", "7", "--keep-logs"]).unwrap().unwrap();
-        assert_eq!((b.settings.floods.clone(), b.settings.flood_count, b.settings.flood_rate), (vec!["strangers"], 5, 7));
+        let b = parse(&["--floods", "strangers", "--flood-count", "5", "--flood-rate", "7", "--keep-logs"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (b.settings.floods.clone(), b.settings.flood_count, b.settings.flood_rate),
+            (vec!["strangers"], 5, 7)
+        );
         assert!(b.keep_logs);
         assert!(parse(&["--help"]).unwrap().is_none());
         for bad in [

@@ -137,11 +137,8 @@ pub fn ike_sa_init(spi_i: u64, ke: &[u8; 32], nonce: &[u8; 32], src: SocketAddr,
     m.extend_from_slice(&[PT_SA, 0x20, 34, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
     // One proposal (#1, IKE, no SPI, 3 transforms): ENCR AES-GCM-16 (20) with a 256-bit
     // key length attribute, PRF HMAC-SHA2-256 (5), DH Curve25519 (31).
-    let transforms: [&[u8]; 3] = [
-        &[3, 0, 0, 12, 1, 0, 0, 20, 0x80, 14, 1, 0],
-        &[3, 0, 0, 8, 2, 0, 0, 5],
-        &[0, 0, 0, 8, 4, 0, 0, 31],
-    ];
+    let transforms: [&[u8]; 3] =
+        [&[3, 0, 0, 12, 1, 0, 0, 20, 0x80, 14, 1, 0], &[3, 0, 0, 8, 2, 0, 0, 5], &[0, 0, 0, 8, 4, 0, 0, 31]];
     let t_len: usize = transforms.iter().map(|t| t.len()).sum();
     let mut sa = vec![0, 0];
     sa.extend_from_slice(&u16::try_from(8 + t_len).unwrap_or(u16::MAX).to_be_bytes());
@@ -316,7 +313,8 @@ mod tests {
         std::mem::swap(&mut gw_side.local_addr, &mut gw_side.remote_addr);
         let src = SocketAddr::new(gw_side.remote_addr, FLOOD_PORT);
         let dst = SocketAddr::new(gw_side.local_addr, 500);
-        let cfg = ike::EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![gw_side], limits: Default::default() };
+        let cfg =
+            ike::EndpointConfig { ike_port: 500, natt_port: 4500, peers: vec![gw_side], limits: Default::default() };
         let mut ep = ike::Endpoint::new(cfg, Box::new(Fixed(0)));
         let mut rng = Prng(7);
         let msg = ike_sa_init(rng.next(), &rng.bytes32(), &rng.bytes32(), src, dst);

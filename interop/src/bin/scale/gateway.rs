@@ -65,7 +65,14 @@ pub struct Counts {
 impl Gateway {
     /// Starts `kind` in the gateway namespace with `n` tunnels (files under `dir`);
     /// returns it and how long loading the configuration took.
-    pub fn start(kind: Kind, topo: &ScaleTopo, dir: &Path, seed: &str, n: usize, bins: Option<&Binaries>) -> Result<(Self, f64)> {
+    pub fn start(
+        kind: Kind,
+        topo: &ScaleTopo,
+        dir: &Path,
+        seed: &str,
+        n: usize,
+        bins: Option<&Binaries>,
+    ) -> Result<(Self, f64)> {
         let t0 = Instant::now();
         match kind {
             Kind::Vpngw => {
@@ -161,7 +168,8 @@ pub fn vpngw_counts(status: &Value) -> Counts {
 
 /// Counts in `swanctl --list-sas` (IKE SA lines start in column 0).
 pub fn swan_counts(list: &str) -> Counts {
-    let ike: Vec<&str> = list.lines().filter(|l| !l.starts_with(char::is_whitespace) && l.contains(", IKEv2, ")).collect();
+    let ike: Vec<&str> =
+        list.lines().filter(|l| !l.starts_with(char::is_whitespace) && l.contains(", IKEv2, ")).collect();
     Counts {
         ike_established: ike.iter().filter(|l| l.contains(", ESTABLISHED, ")).count(),
         children_installed: strongswan::installed_child_sas(list),

@@ -188,7 +188,8 @@ fn run(opts: &Options) -> Result<(), String> {
     }
     let stop_flood = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
-    let stamp = |at: Instant| Timestamp::from_nanos(u64::try_from(at.duration_since(epoch).as_nanos()).unwrap_or(u64::MAX));
+    let stamp =
+        |at: Instant| Timestamp::from_nanos(u64::try_from(at.duration_since(epoch).as_nanos()).unwrap_or(u64::MAX));
     // The local address of each IKE SA, by initiator SPI.
     let mut local_of: HashMap<u64, Ipv6Addr> = HashMap::new();
     let n = opts.tunnels;
@@ -276,7 +277,9 @@ fn run(opts: &Options) -> Result<(), String> {
         }
         let wake = ep
             .poll_timeout()
-            .map_or(Duration::from_millis(200), |t| Duration::from_nanos(t.as_nanos().saturating_sub(stamp(Instant::now()).as_nanos())))
+            .map_or(Duration::from_millis(200), |t| {
+                Duration::from_nanos(t.as_nanos().saturating_sub(stamp(Instant::now()).as_nanos()))
+            })
             .min(Duration::from_millis(200));
         let msg = rx.recv_timeout(wake);
         let now = stamp(Instant::now());

@@ -50,7 +50,12 @@ struct Row {
     ratio: String,
 }
 
-fn row(label: &str, results: &[DaemonResult], cell: impl Fn(&DaemonResult) -> String, num: impl Fn(&DaemonResult) -> Option<f64>) -> Row {
+fn row(
+    label: &str,
+    results: &[DaemonResult],
+    cell: impl Fn(&DaemonResult) -> String,
+    num: impl Fn(&DaemonResult) -> Option<f64>,
+) -> Row {
     let by = |k: Kind| results.iter().find(|r| r.kind == k);
     Row {
         label: label.to_owned(),
@@ -68,13 +73,33 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
     let est = |r: &DaemonResult| r.establish.clone();
     let mut rows = vec![
         row(
-            "tunnels up (load generator / daemon IKE / daemon CHILD)",
+            "machine load (1 min) before / after",
             results,
-            |r| est(r).map_or("n/a".into(), |e| format!("{} / {} / {}", e.up, e.counts.ike_established, e.counts.children_installed)),
+            |r| format!("{} / {}", f(r.load.0, 1), f(r.load.1, 1)),
             |_| None,
         ),
-        row("first IKE_SA_INIT to last CHILD SA, s", results, |r| f(est(r).and_then(|e| e.seconds), 2), |r| est(r).and_then(|e| e.seconds)),
-        row("tunnels established per second", results, |r| f(est(r).and_then(|e| e.per_second()), 0), |r| est(r).and_then(|e| e.per_second())),
+        row(
+            "tunnels up (load generator / daemon IKE / daemon CHILD)",
+            results,
+            |r| {
+                est(r).map_or("n/a".into(), |e| {
+                    format!("{} / {} / {}", e.up, e.counts.ike_established, e.counts.children_installed)
+                })
+            },
+            |_| None,
+        ),
+        row(
+            "first IKE_SA_INIT to last CHILD SA, s",
+            results,
+            |r| f(est(r).and_then(|e| e.seconds), 2),
+            |r| est(r).and_then(|e| e.seconds),
+        ),
+        row(
+            "tunnels established per second",
+            results,
+            |r| f(est(r).and_then(|e| e.per_second()), 0),
+            |r| est(r).and_then(|e| e.per_second()),
+        ),
         row(
             "setup latency p50 / p99, ms",
             results,
@@ -86,7 +111,12 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
             },
             |r| est(r).and_then(|e| e.loadgen.get("setup_ms")?.get("p50")?.as_f64()),
         ),
-        row("daemon CPU per tunnel, ms", results, |r| f(est(r).and_then(|e| e.cpu_ms_per_tunnel()), 2), |r| est(r).and_then(|e| e.cpu_ms_per_tunnel())),
+        row(
+            "daemon CPU per tunnel, ms",
+            results,
+            |r| f(est(r).and_then(|e| e.cpu_ms_per_tunnel()), 2),
+            |r| est(r).and_then(|e| e.cpu_ms_per_tunnel()),
+        ),
         row(
             "load generator CPU, s",
             results,
@@ -99,7 +129,12 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
             |r| est(r).map_or("n/a".into(), |e| format!("{:.1} / {:.1}", mib(e.rss_before_kib), mib(e.rss_after_kib))),
             |_| None,
         ),
-        row("memory per established tunnel, KiB", results, |r| f(est(r).and_then(|e| e.kib_per_tunnel()), 1), |r| est(r).and_then(|e| e.kib_per_tunnel())),
+        row(
+            "memory per established tunnel, KiB",
+            results,
+            |r| f(est(r).and_then(|e| e.kib_per_tunnel()), 1),
+            |r| est(r).and_then(|e| e.kib_per_tunnel()),
+        ),
     ];
     for sources in &s.floods {
         let fl = |r: &DaemonResult| flood_of(r, sources).cloned();
@@ -119,26 +154,60 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
                 },
                 |_| None,
             ),
-            row(&format!("{p} daemon CPU s (window)"), results, |r| fl(r).map_or("n/a".into(), |x| format!("{:.2} ({:.0} s)", x.cpu_s, x.window_s)), |r| fl(r).map(|x| x.cpu_s)),
-            row(&format!("{p} daemon CPU s while sending"), results, |r| f(fl(r).map(|x| x.cpu_send_s), 2), |r| fl(r).map(|x| x.cpu_send_s)),
-            row(&format!("{p} busy until, s after start"), results, |r| f(fl(r).and_then(|x| x.busy_until_s), 1), |_| None),
+            row(
+                &format!("{p} daemon CPU s (window)"),
+                results,
+                |r| fl(r).map_or("n/a".into(), |x| format!("{:.2} ({:.0} s)", x.cpu_s, x.window_s)),
+                |r| fl(r).map(|x| x.cpu_s),
+            ),
+            row(
+                &format!("{p} daemon CPU s while sending"),
+                results,
+                |r| f(fl(r).map(|x| x.cpu_send_s), 2),
+                |r| fl(r).map(|x| x.cpu_send_s),
+            ),
+            row(
+                &format!("{p} busy until, s after start"),
+                results,
+                |r| f(fl(r).and_then(|x| x.busy_until_s), 1),
+                |_| None,
+            ),
             row(
                 &format!("{p} peak RSS (growth), MiB"),
                 results,
-                |r| fl(r).map_or("n/a".into(), |x| format!("{:.1} (+{:.1})", mib(x.peak_kib), mib(x.peak_kib.saturating_sub(x.rss_before_kib)))),
+                |r| {
+                    fl(r).map_or("n/a".into(), |x| {
+                        format!("{:.1} (+{:.1})", mib(x.peak_kib), mib(x.peak_kib.saturating_sub(x.rss_before_kib)))
+                    })
+                },
                 |r| fl(r).map(|x| mib(x.peak_kib.saturating_sub(x.rss_before_kib))),
             ),
-            row(&format!("{p} RSS after the window, MiB"), results, |r| fl(r).map_or("n/a".into(), |x| format!("{:.1}", mib(x.rss_after_kib))), |_| None),
-            row(&format!("{p} answers SA_INIT / COOKIE / other"), results, |r| fl(r).map_or("n/a".into(), |x| replies(&x)), |_| None),
-            row(&format!("{p} kernel UDP receive-buffer drops"), results, |r| fl(r).map_or("n/a".into(), |x| x.udp_rcvbuf_errors.to_string()), |_| None),
+            row(
+                &format!("{p} RSS after the window, MiB"),
+                results,
+                |r| fl(r).map_or("n/a".into(), |x| format!("{:.1}", mib(x.rss_after_kib))),
+                |_| None,
+            ),
+            row(
+                &format!("{p} answers SA_INIT / COOKIE / other"),
+                results,
+                |r| fl(r).map_or("n/a".into(), |x| replies(&x)),
+                |_| None,
+            ),
+            row(
+                &format!("{p} kernel UDP receive-buffer drops"),
+                results,
+                |r| fl(r).map_or("n/a".into(), |x| x.udp_rcvbuf_errors.to_string()),
+                |_| None,
+            ),
             row(
                 &format!("{p} after: IKE SAs established / CHILD SAs"),
                 results,
                 |r| {
-                    fl(r).map_or("n/a".into(), |x| match (x.alive, x.counts_after) {
+                    fl(r).map_or("n/a".into(), |x| match (x.alive, &x.counts_after) {
                         (false, _) => "DIED".into(),
-                        (true, Some(c)) => format!("{} / {}", c.ike_established, c.children_installed),
-                        (true, None) => "no answer".into(),
+                        (true, Ok(c)) => format!("{} / {}", c.ike_established, c.children_installed),
+                        (true, Err(_)) => "status query failed".into(),
                     })
                 },
                 |_| None,

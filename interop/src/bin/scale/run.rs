@@ -45,7 +45,7 @@ impl Default for Settings {
         Self {
             daemons: Kind::ALL.to_vec(),
             tunnels: 1000,
-            concurrency: 32,
+            concurrency: 64,
             establish_timeout: Duration::from_secs(180),
             floods: vec!["peers", "strangers"],
             flood_count: 100_000,
@@ -94,7 +94,7 @@ impl Establish {
 }
 
 /// One flood.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Flood {
     /// `peers` or `strangers`.
     pub sources: String,
@@ -118,8 +118,8 @@ pub struct Flood {
     pub udp_rcvbuf_errors: u64,
     /// The daemon's counters before and after.
     pub counters: (Value, Value),
-    /// SA counts after the window; `None` if the daemon did not answer.
-    pub counts_after: Option<Counts>,
+    /// SA counts after the window, or why the daemon's status query failed.
+    pub counts_after: std::result::Result<Counts, String>,
     /// The daemon still ran at the end.
     pub alive: bool,
     /// (seconds since the flood started, CPU cores used in the last interval, RSS MiB).
@@ -139,6 +139,14 @@ pub struct DaemonResult {
     pub error: Option<String>,
     /// Where its logs were kept.
     pub logs: Option<String>,
+    /// The machine's 1-minute load average before and after (other work on the machine
+    /// shows here: the numbers of a run with a load far above the core count are noisy).
+    pub load: (Option<f64>, Option<f64>),
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// The load generator child process: commands on stdin, JSON lines on stdout. Dropping
@@ -231,10 +239,7 @@ fn sample(gw: &Gateway, ticks: f64) -> Result<Sample> {
 /// `Udp6RcvbufErrors` of the namespace.
 fn udp6_rcvbuf_errors(topo: &ScaleTopo) -> u64 {
     let text = topo.gw.run(&["cat", "/proc/net/snmp6"]).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("Udp6RcvbufErrors"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    text.lines().find_map(|l| l.strip_prefix("Udp6RcvbufErrors")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Sleeps, unless interrupted.
@@ -310,10 +315,10 @@ pub fn measure(kind: Kind, s: &Settings, bins: Option<&Binaries>, dir: &Path, re
             procstat::mib(f.peak_kib),
             procstat::mib(f.rss_after_kib),
             f.udp_rcvbuf_errors,
-            match (f.alive, f.counts_after) {
+            match (f.alive, &f.counts_after) {
                 (false, _) => "THE DAEMON DIED".to_owned(),
-                (true, Some(c)) => format!("after: {} IKE SAs ({} established), {} CHILD SAs", c.ike_total, c.ike_established, c.children_installed),
-                (true, None) => "after: the daemon did not answer a status query".to_owned(),
+                (true, Ok(c)) => format!("after: {} IKE SAs ({} established), {} CHILD SAs", c.ike_total, c.ike_established, c.children_installed),
+                (true, Err(e)) => format!("after: status query failed: {e}"),
             }
         );
         let dead = !f.alive;
@@ -329,7 +334,14 @@ pub fn measure(kind: Kind, s: &Settings, bins: Option<&Binaries>, dir: &Path, re
 
 /// One flood against the running gateway; the window runs until `tail` after the last
 /// request, longer (up to 60 s more) while the daemon is still busy.
-fn flood(gw: &mut Gateway, topo: &ScaleTopo, lg: &mut Loadgen, sources: &str, s: &Settings, ticks: f64) -> Result<Flood> {
+fn flood(
+    gw: &mut Gateway,
+    topo: &ScaleTopo,
+    lg: &mut Loadgen,
+    sources: &str,
+    s: &Settings,
+    ticks: f64,
+) -> Result<Flood> {
     let counters_before = gw.counters();
     let drops_before = udp6_rcvbuf_errors(topo);
     procstat::reset_peak(gw.pid())?;
@@ -342,7 +354,8 @@ fn flood(gw: &mut Gateway, topo: &ScaleTopo, lg: &mut Loadgen, sources: &str, s:
     // (seconds since the start, CPU seconds used since the start) per sample.
     let mut cumulative: Vec<(f64, f64)> = Vec::new();
     let mut busy_until = None;
-    let send_limit = Duration::from_secs_f64(s.flood_count as f64 / s.flood_rate.max(1) as f64) * 3 + Duration::from_secs(30);
+    let send_limit =
+        Duration::from_secs_f64(s.flood_count as f64 / s.flood_rate.max(1) as f64) * 3 + Duration::from_secs(30);
     loop {
         interrupt::check()?;
         if report.is_none() {
@@ -381,7 +394,7 @@ fn flood(gw: &mut Gateway, topo: &ScaleTopo, lg: &mut Loadgen, sources: &str, s:
     let sent_s = report.as_ref().and_then(|r| r.get("seconds")).and_then(Value::as_f64).unwrap_or(f64::INFINITY);
     let cpu_send = cumulative.iter().find(|(t, _)| *t >= sent_s).map(|(_, c)| *c);
     let alive = gw.is_running();
-    let counts_after = if alive { gw.counts().ok() } else { None };
+    let counts_after = if alive { gw.counts().map_err(|e| e.to_string()) } else { Err("the daemon died".into()) };
     let counters_after = if alive { gw.counters() } else { Value::Null };
     Ok(Flood {
         sources: sources.to_owned(),
@@ -409,6 +422,7 @@ pub fn to_json(r: &DaemonResult) -> Value {
         "ok": r.error.is_none(),
         "error": r.error,
         "logs": r.logs,
+        "loadavg_1min": { "before": r.load.0, "after": r.load.1 },
         "establish": r.establish.as_ref().map(|e| json!({
             "tunnels_up": e.up,
             "seconds": e.seconds,
@@ -436,7 +450,8 @@ pub fn to_json(r: &DaemonResult) -> Value {
             "kernel_udp_rcvbuf_drops": f.udp_rcvbuf_errors,
             "daemon_counters_before": f.counters.0,
             "daemon_counters_after": f.counters.1,
-            "daemon_counts_after": f.counts_after.as_ref().map(counts),
+            "daemon_counts_after": f.counts_after.as_ref().ok().map(counts),
+            "daemon_status_error": f.counts_after.as_ref().err(),
             "alive": f.alive,
             "timeline": f.timeline.iter().map(|(t, c, m)| json!([ (t * 100.0).round() / 100.0, (c * 1000.0).round() / 1000.0, (m * 10.0).round() / 10.0 ])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),

@@ -75,7 +75,8 @@ impl ScaleTopo {
     /// Creates `vs<id>-gw` and `vs<id>-peers` and wires them.
     pub fn create() -> Result<Self> {
         let prefix = format!("vs{}", interop::unique_id());
-        let topo = Self { gw: Netns::create(&format!("{prefix}-gw"))?, peers: Netns::create(&format!("{prefix}-peers"))? };
+        let topo =
+            Self { gw: Netns::create(&format!("{prefix}-gw"))?, peers: Netns::create(&format!("{prefix}-peers"))? };
         topo.wire()?;
         Ok(topo)
     }
