@@ -414,6 +414,31 @@ fn flood(
     })
 }
 
+/// The numeric leaves of `after` that grew since `before`, named by their path
+/// (`io_errors.ike_queue_full`), with the growth.
+pub fn counter_growth(before: &Value, after: &Value) -> Vec<(String, u64)> {
+    fn walk(path: &str, b: Option<&Value>, a: &Value, out: &mut Vec<(String, u64)>) {
+        match a {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(&p, b.and_then(|b| b.get(k)), v, out);
+                }
+            }
+            Value::Number(n) => {
+                let grew = n.as_u64().unwrap_or(0).saturating_sub(b.and_then(Value::as_u64).unwrap_or(0));
+                if grew > 0 {
+                    out.push((path.to_owned(), grew));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", Some(before), after, &mut out);
+    out
+}
+
 /// The JSON of one daemon's results.
 pub fn to_json(r: &DaemonResult) -> Value {
     let counts = |c: &Counts| json!({"ike_established": c.ike_established, "children_installed": c.children_installed, "ike_total": c.ike_total});
@@ -448,6 +473,7 @@ pub fn to_json(r: &DaemonResult) -> Value {
             "peak_growth_mib": procstat::mib(f.peak_kib.saturating_sub(f.rss_before_kib)),
             "rss_after_mib": procstat::mib(f.rss_after_kib),
             "kernel_udp_rcvbuf_drops": f.udp_rcvbuf_errors,
+            "daemon_counters_grown": counter_growth(&f.counters.0, &f.counters.1).into_iter().map(|(k, v)| (k, Value::from(v))).collect::<serde_json::Map<_, _>>(),
             "daemon_counters_before": f.counters.0,
             "daemon_counters_after": f.counters.1,
             "daemon_counts_after": f.counts_after.as_ref().ok().map(counts),
@@ -456,4 +482,20 @@ pub fn to_json(r: &DaemonResult) -> Value {
             "timeline": f.timeline.iter().map(|(t, c, m)| json!([ (t * 100.0).round() / 100.0, (c * 1000.0).round() / 1000.0, (m * 10.0).round() / 10.0 ])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_growth_names_what_grew() {
+        let before = json!({"ike": null, "io_errors": {"ike_queue_full": 5, "wan_send": 0}});
+        let after = json!({"ike": {"half_open": 3, "drops": {"cookie_required": 0}}, "io_errors": {"ike_queue_full": 12, "wan_send": 0}});
+        assert_eq!(
+            counter_growth(&before, &after),
+            vec![("ike.half_open".to_owned(), 3), ("io_errors.ike_queue_full".to_owned(), 7)]
+        );
+        assert!(counter_growth(&json!(["a"]), &json!(["b"])).is_empty());
+    }
 }
