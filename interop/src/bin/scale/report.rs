@@ -43,6 +43,20 @@ fn replies(fl: &Flood) -> String {
     format!("{} / {} / {}", n("sa_init"), n("cookie"), n("other_notify") + n("other"))
 }
 
+/// vpngw's status counters that grew during the flood; for charon (which counts no
+/// drops) its `swanctl --stats` SA line afterwards.
+fn counters_grown(fl: &Flood) -> String {
+    if let Some(lines) = fl.counters.1.as_array() {
+        let sas = lines.iter().filter_map(Value::as_str).find(|l| l.starts_with("IKE_SAs:"));
+        return format!("(swanctl --stats: {})", sas.unwrap_or("?"));
+    }
+    let grown = run::counter_growth(&fl.counters.0, &fl.counters.1);
+    if grown.is_empty() {
+        return "none".to_owned();
+    }
+    grown.iter().map(|(k, v)| format!("{k} +{v}")).collect::<Vec<_>>().join(", ")
+}
+
 /// One row: label, one cell per daemon, and the vpngw/strongSwan ratio of `num` if both exist.
 struct Row {
     label: String,
@@ -192,6 +206,12 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
                 &format!("{p} answers SA_INIT / COOKIE / other"),
                 results,
                 |r| fl(r).map_or("n/a".into(), |x| replies(&x)),
+                |_| None,
+            ),
+            row(
+                &format!("{p} counters of the daemon that grew"),
+                results,
+                |r| fl(r).map_or("n/a".into(), |x| counters_grown(&x)),
                 |_| None,
             ),
             row(
