@@ -42,13 +42,15 @@ use gateway::Kind;
 use run::{DaemonResult, Settings};
 
 const USAGE: &str = "\
-usage: scale [--only vpngw,strongswan] [--tunnels N] [--concurrency N] [--establish-timeout S]
+usage: scale [--only vpngw,strongswan] [--tunnels N] [--concurrency N] [--rounds N] [--establish-timeout S]
              [--floods peers,strangers|none] [--flood-count N] [--flood-rate PPS] [--tail S]
              [--json-out PATH] [--keep-logs]
 
   --only LIST            daemons to measure, in this order (default vpngw,strongswan)
   --tunnels N            tunnels = peer addresses (default 1000)
   --concurrency N        negotiations the load generator keeps in flight (default 64)
+  --rounds N             bring all tunnels up N times, deleting them in between (default 3;
+                         tunnels per second is their median, memory is measured after the first)
   --establish-timeout S  give up bringing the tunnels up after S seconds (default 180)
   --floods LIST          IKE_SA_INIT floods, in order (default peers,strangers): peers = from
                          the configured peers' addresses, strangers = from addresses with no
@@ -102,6 +104,7 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
             }
             "--tunnels" => s.tunnels = number(name, &value()?, 1, topo::MAX_TUNNELS as u64)? as usize,
             "--concurrency" => s.concurrency = number(name, &value()?, 1, 10_000)? as usize,
+            "--rounds" => s.rounds = number(name, &value()?, 1, 100)? as usize,
             "--establish-timeout" => s.establish_timeout = Duration::from_secs(number(name, &value()?, 1, 3600)?),
             "--floods" => {
                 let mut floods = Vec::new();

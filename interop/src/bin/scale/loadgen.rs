@@ -6,8 +6,10 @@
 //! one starts whenever one finishes), then prints one JSON line `{"established": {...}}`
 //! (first IKE_SA_INIT to last CHILD SA, per-tunnel setup latencies, its own CPU time),
 //! and keeps the tunnels (answers whatever the gateway sends) while it reads commands on
-//! stdin: `flood SOURCES COUNT RATE` runs [`flood::run`] in a thread and prints
-//! `{"flood": {...}}`; `quit` or the end of stdin ends it.
+//! stdin: `again` deletes every tunnel (DELETE exchanges) and, once all are gone, brings
+//! them up again as a new round, with a new `established` line; `flood SOURCES COUNT
+//! RATE` runs [`flood::run`] in a thread and prints `{"flood": {...}}`; `quit` or the end
+//! of stdin ends it.
 //!
 //! I/O: two UDP sockets, `[::]:500` and `[::]:4500` (IKE after NAT detection, behind the
 //! non-ESP marker), each with a reader thread feeding the one thread that owns the
@@ -193,94 +195,63 @@ fn run(opts: &Options) -> Result<(), String> {
     // The local address of each IKE SA, by initiator SPI.
     let mut local_of: HashMap<u64, Ipv6Addr> = HashMap::new();
     let n = opts.tunnels;
-    let mut started_at: Vec<Option<Instant>> = vec![None; n];
-    let mut up_at: Vec<Option<Instant>> = vec![None; n];
-    let (mut next, mut in_flight, mut up, mut failures, mut send_errors, mut unknown) = (0usize, 0usize, 0, 0, 0, 0);
-    let mut first_init: Option<Instant> = None;
-    let mut reported = false;
-    let deadline = epoch + opts.timeout;
+    let mut round = Round::new(n, Instant::now() + opts.timeout);
+    // `again`: every tunnel is being deleted before the next round starts (until then).
+    let mut draining: Option<Instant> = None;
+    let (mut send_errors, mut unknown) = (0u64, 0u64);
     loop {
         let now = Instant::now();
-        while !reported && next < n && in_flight < opts.concurrency {
-            started_at[next] = Some(now);
-            first_init.get_or_insert(now);
-            ep.handle_command(stamp(now), Command::Initiate { peer: tunnels::name(next) });
-            next += 1;
-            in_flight += 1;
+        if draining.is_some_and(|until| ep.is_idle() || now >= until) {
+            if !ep.is_idle() {
+                say(
+                    &json!({ "error": format!("{} IKE SAs still open 30 s after deleting them all", ep.ike_sa_count()) }),
+                );
+            }
+            draining = None;
+            local_of.clear();
+            round = Round::new(n, now + opts.timeout);
+        }
+        while draining.is_none() && !round.reported && round.next < n && round.in_flight < opts.concurrency {
+            round.started_at[round.next] = Some(now);
+            round.first_init.get_or_insert(now);
+            ep.handle_command(stamp(now), Command::Initiate { peer: tunnels::name(round.next) });
+            round.next += 1;
+            round.in_flight += 1;
         }
         while let Some(out) = ep.poll_output() {
             match out {
                 Output::Transmit(t) => {
                     let (IpAddr::V6(src), Some(spi)) = (t.local.ip(), t.data.get(..8)) else { continue };
                     local_of.insert(u64::from_be_bytes(spi.try_into().unwrap_or_default()), src);
-                    let sock = if t.local.port() == 4500 { &natt } else { &ike };
                     let sent = if t.local.port() == 4500 {
-                        sock.send_from(src, t.remote, &[&NON_ESP_MARKER, &t.data])
+                        natt.send_from(src, t.remote, &[&NON_ESP_MARKER, &t.data])
                     } else {
-                        sock.send_from(src, t.remote, &[&t.data])
+                        ike.send_from(src, t.remote, &[&t.data])
                     };
                     if sent.is_err() {
                         send_errors += 1;
                     }
                 }
                 Output::Datapath(_) => {}
-                Output::Event(Event::ChildUp { peer, .. }) => {
-                    if let Some(slot) = tunnels::index(&peer).and_then(|i| up_at.get_mut(i)) {
-                        if slot.is_none() {
-                            *slot = Some(Instant::now());
-                            up += 1;
-                            in_flight = in_flight.saturating_sub(1);
-                        }
-                    }
-                }
-                Output::Event(Event::IkeDown { peer, .. }) => {
-                    if tunnels::index(&peer).and_then(|i| up_at.get(i)).is_some_and(Option::is_none) {
-                        // The endpoint retries it (10 s later); it stays in flight.
-                        failures += 1;
-                    }
-                }
-                Output::Event(_) => {}
+                Output::Event(ev) => round.event(&ev),
             }
         }
-        if !reported && (up == n || Instant::now() >= deadline) {
-            reported = true;
-            let last_up = up_at.iter().flatten().max().copied();
-            let mut latencies: Vec<f64> = started_at
-                .iter()
-                .zip(&up_at)
-                .filter_map(|(s, u)| Some(u.as_ref()?.duration_since(*s.as_ref()?).as_secs_f64() * 1000.0))
-                .collect();
-            latencies.sort_by(f64::total_cmp);
-            let seconds = match (first_init, last_up) {
-                (Some(a), Some(b)) => Some(b.duration_since(a).as_secs_f64()),
-                _ => None,
-            };
+        if draining.is_none() && !round.reported && (round.up == n || Instant::now() >= round.deadline) {
+            round.reported = true;
+            let mut v = round.report(opts.concurrency);
             let me = procstat::sample(std::process::id(), procstat::clock_ticks());
-            say(&json!({ "established": {
-                "tunnels": n,
-                "up": up,
-                "seconds": seconds,
-                "tunnels_per_second": seconds.filter(|s| *s > 0.0).map(|s| up as f64 / s),
-                "concurrency": opts.concurrency,
-                "failed_attempts": failures,
-                "send_errors": send_errors,
-                "unmatched_datagrams": unknown,
-                "setup_ms": {
-                    "p50": percentile(&latencies, 50.0),
-                    "p90": percentile(&latencies, 90.0),
-                    "p99": percentile(&latencies, 99.0),
-                    "max": latencies.last(),
-                },
-                "loadgen_cpu_seconds": me.map(|s| s.cpu_s),
-                "loadgen_rss_mib": me.map(|s| procstat::mib(s.rss_kib)),
-            }}));
+            v["send_errors"] = send_errors.into();
+            v["unmatched_datagrams"] = unknown.into();
+            v["loadgen_cpu_seconds_total"] = me.map(|s| s.cpu_s).into();
+            v["loadgen_rss_mib"] = me.map(|s| procstat::mib(s.rss_kib)).into();
+            say(&json!({ "established": v }));
         }
         let wake = ep
             .poll_timeout()
             .map_or(Duration::from_millis(200), |t| {
                 Duration::from_nanos(t.as_nanos().saturating_sub(stamp(Instant::now()).as_nanos()))
             })
-            .min(Duration::from_millis(200));
+            .min(Duration::from_millis(if draining.is_some() { 20 } else { 200 }));
         let msg = rx.recv_timeout(wake);
         let now = stamp(Instant::now());
         match msg {
@@ -295,6 +266,12 @@ fn run(opts: &Options) -> Result<(), String> {
                 let words: Vec<&str> = line.split_whitespace().collect();
                 match words.as_slice() {
                     ["quit"] => break,
+                    ["again"] if round.reported && draining.is_none() => {
+                        for i in 0..n {
+                            ep.handle_command(now, Command::Terminate { peer: tunnels::name(i) });
+                        }
+                        draining = Some(Instant::now() + Duration::from_secs(30));
+                    }
                     ["flood", sources, count, rate] => {
                         let sources = match *sources {
                             "peers" => Sources::Peers(n),
@@ -315,7 +292,7 @@ fn run(opts: &Options) -> Result<(), String> {
                             let _ = tx.send(Msg::FloodDone(v));
                         });
                     }
-                    _ => say(&json!({ "error": format!("unknown command {line:?}") })),
+                    _ => say(&json!({ "error": format!("unknown or untimely command {line:?}") })),
                 }
             }
             Ok(Msg::FloodDone(v)) => say(&json!({ "flood": v })),
@@ -328,6 +305,100 @@ fn run(opts: &Options) -> Result<(), String> {
     }
     stop_flood.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
+}
+
+/// One round of bringing every tunnel up.
+struct Round {
+    /// When each tunnel's initiation started.
+    started_at: Vec<Option<Instant>>,
+    /// When each tunnel's CHILD SA came up.
+    up_at: Vec<Option<Instant>>,
+    /// The next tunnel to start.
+    next: usize,
+    /// Started and not up yet.
+    in_flight: usize,
+    /// Up.
+    up: usize,
+    /// IKE SAs that failed before their tunnel was up (the endpoint retries them).
+    failures: usize,
+    /// The first IKE_SA_INIT.
+    first_init: Option<Instant>,
+    /// The round's report was printed.
+    reported: bool,
+    /// Report even if not every tunnel is up by then.
+    deadline: Instant,
+    /// This process's CPU seconds when the round started.
+    cpu_at_start: Option<f64>,
+}
+
+impl Round {
+    fn new(n: usize, deadline: Instant) -> Self {
+        Self {
+            started_at: vec![None; n],
+            up_at: vec![None; n],
+            next: 0,
+            in_flight: 0,
+            up: 0,
+            failures: 0,
+            first_init: None,
+            reported: false,
+            deadline,
+            cpu_at_start: procstat::sample(std::process::id(), procstat::clock_ticks()).map(|s| s.cpu_s),
+        }
+    }
+
+    fn event(&mut self, ev: &Event) {
+        match ev {
+            Event::ChildUp { peer, .. } => {
+                if let Some(slot) = tunnels::index(peer).and_then(|i| self.up_at.get_mut(i)) {
+                    if slot.is_none() {
+                        *slot = Some(Instant::now());
+                        self.up += 1;
+                        self.in_flight = self.in_flight.saturating_sub(1);
+                    }
+                }
+            }
+            Event::IkeDown { peer, .. }
+                if !self.reported
+                    && tunnels::index(peer).and_then(|i| self.up_at.get(i)).is_some_and(Option::is_none) =>
+            {
+                // The endpoint retries it (10 s later); it stays in flight.
+                self.failures += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn report(&self, concurrency: usize) -> Value {
+        let last_up = self.up_at.iter().flatten().max().copied();
+        let mut latencies: Vec<f64> = self
+            .started_at
+            .iter()
+            .zip(&self.up_at)
+            .filter_map(|(s, u)| Some(u.as_ref()?.duration_since(*s.as_ref()?).as_secs_f64() * 1000.0))
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let seconds = match (self.first_init, last_up) {
+            (Some(a), Some(b)) => Some(b.duration_since(a).as_secs_f64()),
+            _ => None,
+        };
+        let cpu_now = procstat::sample(std::process::id(), procstat::clock_ticks()).map(|s| s.cpu_s);
+        json!({
+            "tunnels": self.up_at.len(),
+            "up": self.up,
+            "seconds": seconds,
+            "tunnels_per_second": seconds.filter(|s| *s > 0.0).map(|s| self.up as f64 / s),
+            "concurrency": concurrency,
+            "failed_attempts": self.failures,
+            "setup_ms": {
+                "p50": percentile(&latencies, 50.0),
+                "p90": percentile(&latencies, 90.0),
+                "p99": percentile(&latencies, 99.0),
+                "max": latencies.last(),
+            },
+            "loadgen_cpu_seconds": cpu_now.zip(self.cpu_at_start).map(|(a, b)| a - b),
+        })
+    }
 }
 
 #[cfg(test)]

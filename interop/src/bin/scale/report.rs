@@ -103,19 +103,24 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
             |_| None,
         ),
         row(
-            "first IKE_SA_INIT to last CHILD SA, s",
+            "round 1: first IKE_SA_INIT to last CHILD SA, s",
             results,
             |r| f(est(r).and_then(|e| e.seconds), 2),
             |r| est(r).and_then(|e| e.seconds),
         ),
         row(
-            "tunnels established per second",
+            "tunnels established per second: median of the rounds (each round)",
             results,
-            |r| f(est(r).and_then(|e| e.per_second()), 0),
-            |r| est(r).and_then(|e| e.per_second()),
+            |r| {
+                est(r).map_or("n/a".into(), |e| {
+                    let each: Vec<String> = e.rounds_per_second().iter().map(|v| format!("{v:.0}")).collect();
+                    format!("{} ({})", f(e.median_per_second(), 0), each.join(", "))
+                })
+            },
+            |r| est(r).and_then(|e| e.median_per_second()),
         ),
         row(
-            "setup latency p50 / p99, ms",
+            "round 1: setup latency p50 / p99, ms",
             results,
             |r| {
                 est(r).map_or("n/a".into(), |e| {
@@ -126,13 +131,13 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
             |r| est(r).and_then(|e| e.loadgen.get("setup_ms")?.get("p50")?.as_f64()),
         ),
         row(
-            "daemon CPU per tunnel, ms",
+            "round 1: daemon CPU per tunnel, ms",
             results,
             |r| f(est(r).and_then(|e| e.cpu_ms_per_tunnel()), 2),
             |r| est(r).and_then(|e| e.cpu_ms_per_tunnel()),
         ),
         row(
-            "load generator CPU, s",
+            "round 1: load generator CPU, s",
             results,
             |r| f(est(r).and_then(|e| e.loadgen.get("loadgen_cpu_seconds")?.as_f64()), 2),
             |_| None,
@@ -257,6 +262,7 @@ pub fn to_json(env: &Environment, s: &Settings, results: &[DaemonResult]) -> Val
             "git": env.git, "vpngw_binary": env.vpngw_binary,
         },
         "settings": {
+            "rounds": s.rounds,
             "daemons": s.daemons.iter().map(|k| k.key()).collect::<Vec<_>>(),
             "tunnels": s.tunnels,
             "concurrency": s.concurrency,

@@ -28,6 +28,8 @@ pub struct Settings {
     pub tunnels: usize,
     /// Negotiations the load generator keeps in flight.
     pub concurrency: usize,
+    /// Times every tunnel is brought up (deleted in between); memory is measured after the first.
+    pub rounds: usize,
     /// Give up establishing after this long.
     pub establish_timeout: Duration,
     /// Floods to send, in order (`peers`, `strangers`).
@@ -46,6 +48,7 @@ impl Default for Settings {
             daemons: Kind::ALL.to_vec(),
             tunnels: 1000,
             concurrency: 64,
+            rounds: 3,
             establish_timeout: Duration::from_secs(180),
             floods: vec!["peers", "strangers"],
             flood_count: 100_000,
@@ -74,12 +77,28 @@ pub struct Establish {
     pub rss_after_kib: u64,
     /// Seconds the daemon took to start with the configuration loaded.
     pub config_load_s: f64,
+    /// Every round (the first and the `again`s): the load generator's report with the
+    /// daemon's CPU seconds of the round added (`daemon_cpu_seconds`; from round 2 on it
+    /// includes deleting the previous round's tunnels).
+    pub rounds: Vec<Value>,
 }
 
 impl Establish {
-    /// Tunnels per second.
+    /// Tunnels per second of the first round.
     pub fn per_second(&self) -> Option<f64> {
         self.seconds.filter(|s| *s > 0.0).map(|s| self.up as f64 / s)
+    }
+
+    /// Tunnels per second of each round.
+    pub fn rounds_per_second(&self) -> Vec<f64> {
+        self.rounds.iter().filter_map(|r| r.get("tunnels_per_second")?.as_f64()).collect()
+    }
+
+    /// The median of [`Establish::rounds_per_second`] (the lower middle one of an even count).
+    pub fn median_per_second(&self) -> Option<f64> {
+        let mut v = self.rounds_per_second();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len().checked_sub(1)? / 2).copied()
     }
 
     /// Resident KiB per established tunnel.
@@ -267,28 +286,49 @@ pub fn measure(kind: Kind, s: &Settings, bins: Option<&Binaries>, dir: &Path, re
     let s0 = sample(&gw, ticks)?;
     let opts = Options { tunnels: s.tunnels, concurrency: s.concurrency, timeout: s.establish_timeout };
     let mut lg = Loadgen::spawn(&topo, &opts, &seed, dir)?;
-    let est = lg.expect("established", s.establish_timeout + Duration::from_secs(30))?;
+    let est_timeout = s.establish_timeout + Duration::from_secs(30);
+    let mut est = lg.expect("established", est_timeout)?;
     let s1 = sample(&gw, ticks)?;
+    est["daemon_cpu_seconds"] = (s1.cpu_s - s0.cpu_s).into();
     pause(Duration::from_secs(1))?;
     let s1b = sample(&gw, ticks)?;
-    let counts = gw.counts()?;
-    let e = Establish {
+    let mut e = Establish {
         up: est.get("up").and_then(Value::as_u64).unwrap_or(0) as usize,
         seconds: est.get("seconds").and_then(Value::as_f64),
-        loadgen: est,
-        counts,
+        loadgen: est.clone(),
+        counts: Counts::default(),
         gw_cpu_s: s1.cpu_s - s0.cpu_s,
         rss_before_kib: s0.rss_kib,
         rss_after_kib: s1b.rss_kib,
         config_load_s,
+        rounds: vec![est],
     };
+    // More rounds: delete every tunnel, bring them all up again.
+    for _ in 1..s.rounds {
+        let r0 = sample(&gw, ticks)?;
+        lg.send("again")?;
+        let mut r = lg.expect("established", est_timeout + Duration::from_secs(30))?;
+        let r1 = sample(&gw, ticks)?;
+        r["daemon_cpu_seconds"] = (r1.cpu_s - r0.cpu_s).into();
+        println!(
+            "[{tag}] round {}: {} tunnels up in {} s",
+            e.rounds.len() + 1,
+            r.get("up").and_then(Value::as_u64).unwrap_or(0),
+            r.get("seconds").and_then(Value::as_f64).map_or("?".into(), |v| format!("{v:.2}"))
+        );
+        e.rounds.push(r);
+    }
+    let counts = gw.counts()?;
+    e.counts = counts;
     println!(
-        "[{tag}] {}/{} tunnels up in {} s ({} /s); daemon reports {} IKE SAs established, {} CHILD SAs installed; \
+        "[{tag}] {}/{} tunnels up in {} s ({} /s; median of {} rounds {} /s); daemon reports {} IKE SAs established, {} CHILD SAs installed; \
          daemon CPU {:.2} s ({} ms/tunnel), RSS {:.1} -> {:.1} MiB ({} KiB/tunnel)",
         e.up,
         s.tunnels,
         e.seconds.map_or("?".into(), |v| format!("{v:.2}")),
         e.per_second().map_or("?".into(), |v| format!("{v:.0}")),
+        e.rounds.len(),
+        e.median_per_second().map_or("?".into(), |v| format!("{v:.0}")),
         counts.ike_established,
         counts.children_installed,
         e.gw_cpu_s,
@@ -452,6 +492,9 @@ pub fn to_json(r: &DaemonResult) -> Value {
             "tunnels_up": e.up,
             "seconds": e.seconds,
             "tunnels_per_second": e.per_second(),
+            "tunnels_per_second_rounds": e.rounds_per_second(),
+            "tunnels_per_second_median": e.median_per_second(),
+            "rounds": e.rounds,
             "daemon_cpu_seconds": e.gw_cpu_s,
             "daemon_cpu_ms_per_tunnel": e.cpu_ms_per_tunnel(),
             "rss_before_mib": procstat::mib(e.rss_before_kib),
