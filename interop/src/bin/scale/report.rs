@@ -192,14 +192,15 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
                 |_| None,
             ),
             row(
-                &format!("{p} peak RSS (growth), MiB"),
+                // The ratio is of the peaks: growths of a few KiB would make a meaningless one.
+                &format!("{p} peak RSS (growth over the start), MiB"),
                 results,
                 |r| {
                     fl(r).map_or("n/a".into(), |x| {
                         format!("{:.1} (+{:.1})", mib(x.peak_kib), mib(x.peak_kib.saturating_sub(x.rss_before_kib)))
                     })
                 },
-                |r| fl(r).map(|x| mib(x.peak_kib.saturating_sub(x.rss_before_kib))),
+                |r| fl(r).map(|x| mib(x.peak_kib)),
             ),
             row(
                 &format!("{p} RSS after the window, MiB"),
