@@ -122,6 +122,15 @@ impl Gateway {
         }
     }
 
+    /// Bytes of vpngw's `vpnctl status --json` reply (one JSON line; the control
+    /// protocol caps a line at 4 MiB); `None` for charon.
+    pub fn status_bytes(&self) -> Option<usize> {
+        match self {
+            Self::Vpngw(g) => g.status_json().ok().map(|v| v.to_string().len()),
+            Self::StrongSwan(_) => None,
+        }
+    }
+
     /// The daemon's own counters relevant to a flood: vpngw's `ike` section and
     /// `io_errors` of `vpnctl status --json`, charon's `swanctl --stats` lines.
     pub fn counters(&self) -> Value {

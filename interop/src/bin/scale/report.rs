@@ -155,6 +155,12 @@ pub fn table(s: &Settings, results: &[DaemonResult]) -> String {
             |r| est(r).and_then(|e| e.kib_per_tunnel()),
         ),
     ];
+    rows.push(row(
+        "vpnctl status --json reply with every tunnel up, KiB",
+        results,
+        |r| f(est(r).and_then(|e| e.status_bytes).map(|b| b as f64 / 1024.0), 0),
+        |_| None,
+    ));
     for sources in &s.floods {
         let fl = |r: &DaemonResult| flood_of(r, sources).cloned();
         let p = format!("flood from {sources}:");

@@ -69,6 +69,8 @@ pub struct Establish {
     pub seconds: Option<f64>,
     /// What the daemon reports afterwards.
     pub counts: Counts,
+    /// Size of vpngw's status reply with every tunnel up.
+    pub status_bytes: Option<usize>,
     /// The daemon's CPU seconds from before the load generator started to after the last tunnel.
     pub gw_cpu_s: f64,
     /// Its resident set before (all tunnels configured, none up) and after, KiB.
@@ -297,6 +299,7 @@ pub fn measure(kind: Kind, s: &Settings, bins: Option<&Binaries>, dir: &Path, re
         seconds: est.get("seconds").and_then(Value::as_f64),
         loadgen: est.clone(),
         counts: Counts::default(),
+        status_bytes: None,
         gw_cpu_s: s1.cpu_s - s0.cpu_s,
         rss_before_kib: s0.rss_kib,
         rss_after_kib: s1b.rss_kib,
@@ -320,6 +323,7 @@ pub fn measure(kind: Kind, s: &Settings, bins: Option<&Binaries>, dir: &Path, re
     }
     let counts = gw.counts()?;
     e.counts = counts;
+    e.status_bytes = gw.status_bytes();
     println!(
         "[{tag}] {}/{} tunnels up in {} s ({} /s; median of {} rounds {} /s); daemon reports {} IKE SAs established, {} CHILD SAs installed; \
          daemon CPU {:.2} s ({} ms/tunnel), RSS {:.1} -> {:.1} MiB ({} KiB/tunnel)",
@@ -502,6 +506,7 @@ pub fn to_json(r: &DaemonResult) -> Value {
             "kib_per_tunnel": e.kib_per_tunnel(),
             "config_load_seconds": e.config_load_s,
             "daemon_counts": counts(&e.counts),
+            "vpnctl_status_json_bytes": e.status_bytes,
             "loadgen": e.loadgen,
         })),
         "floods": r.floods.iter().map(|f| json!({
