@@ -254,7 +254,7 @@ impl Drop for Loadgen {
 }
 
 fn sample(gw: &Gateway, ticks: f64) -> Result<Sample> {
-    procstat::sample(gw.pid(), ticks).ok_or_else(|| Error::new(format!("{} (PID {}) is gone", "gateway", gw.pid())))
+    procstat::sample(gw.pid(), ticks).ok_or_else(|| Error::new(format!("the gateway (PID {}) is gone", gw.pid())))
 }
 
 /// `Udp6RcvbufErrors` of the namespace.
