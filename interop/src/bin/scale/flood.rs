@@ -15,8 +15,8 @@
 //! spoofed address and port, routed to the peers namespace) reach the flood's own socket
 //! and not the load generator's IKE sockets; they are counted by kind.
 //!
-//! The issue's `nettool ikeflood` (branch `attack`) sends the same requests over IPv4 from
-//! a raw socket; this module is the IPv6 equivalent the scale topology needs.
+//! `nettool ikeflood` sends the same requests (without the NAT_DETECTION notifies) over
+//! IPv4 from a raw socket; this module is the IPv6 equivalent the scale topology needs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
