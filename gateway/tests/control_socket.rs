@@ -243,6 +243,22 @@ fn symlinks_are_refused_at_the_socket_path_and_as_its_directory() {
 }
 
 #[test]
+fn a_parent_directory_others_can_rename_in_is_refused() {
+    // outer/ (0777, not sticky) holds run/ (0700): anyone could rename run/ away between
+    // the check and bind(2) and put their own in its place.
+    let outer = tempfile::tempdir().unwrap();
+    let run = outer.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = ControlSocket::bind(&run.join("vpngw.sock")).unwrap_err();
+    assert!(err.to_string().contains("can be changed by another user"), "{err}");
+    // Sticky (like /tmp): others cannot rename what is not theirs.
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    drop(ControlSocket::bind(&run.join("vpngw.sock")).unwrap());
+}
+
+#[test]
 fn a_directory_others_can_write_to_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     for mode in [0o770, 0o1777, 0o702] {

@@ -348,6 +348,8 @@ pub struct Endpoint {
     shutting_down: bool,
     /// Per tunnel, the outbound SPI the datapath seals with (the last installed).
     active_out: HashMap<String, Spi>,
+    /// When recent IKE_SA_INITs without a COOKIE reached the key exchange.
+    unproved_at: VecDeque<Timestamp>,
 }
 
 impl Endpoint {
@@ -395,6 +397,7 @@ impl Endpoint {
             cookies: Cookies::default(),
             shutting_down: false,
             active_out: HashMap::new(),
+            unproved_at: VecDeque::new(),
         }
     }
 
@@ -667,15 +670,25 @@ impl Endpoint {
             }
             _ => false,
         };
-        // COOKIEs are required above the threshold, and from a source at its own cap (or
-        // at the global cap): the real peer then gets in, proved, past a spoofed flood.
+        // Only a request that could create an IKE SA is answered at all: SA, KE and a
+        // nonce of a valid length (so a COOKIE answer is never larger than the request).
+        let has = |f: fn(&Payload) -> bool| msg.payloads.iter().any(f);
+        let Some(ni) = nonce.filter(|n| (16..=256).contains(&n.len())) else {
+            self.shared.drops.malformed += 1;
+            return;
+        };
+        if !has(|p| matches!(p, Payload::Sa(_))) || !has(|p| matches!(p, Payload::Ke { .. })) {
+            self.shared.drops.malformed += 1;
+            return;
+        }
+        // COOKIEs are required above the threshold, from a source at its own cap (or at
+        // the global cap), and once `cookie_threshold` unproved requests reached the key
+        // exchange within the half-open timeout (requests refused after it, e.g. for a bad
+        // KE value, cost a key generation but leave no half-open SA to count).
         let need_cookie = self.sas.half_open_total() >= limits.cookie_threshold.min(limits.half_open_max)
-            || self.sas.half_open_from(ip) >= limits.half_open_per_source;
+            || self.sas.half_open_from(ip) >= limits.half_open_per_source
+            || self.recent_unproved(now) >= limits.cookie_threshold;
         if !proved && need_cookie {
-            let Some(ni) = nonce else {
-                self.shared.drops.malformed += 1;
-                return;
-            };
             self.cookies.rotate(now, &mut *self.shared.rng);
             let c = self.cookies.make(ni, ip, msg.header.spi_i);
             self.shared.drops.cookie_required += 1;
@@ -685,19 +698,19 @@ impl Endpoint {
             ike_init::send_cookie(&mut self.shared.out, &msg.header, local, remote, c);
             return;
         }
-        for (count, cap, scope) in [
-            (self.sas.half_open_from(ip), limits.half_open_per_source, Some(ip)),
-            (self.sas.half_open_total(), limits.half_open_max, None),
-        ] {
-            if count < cap {
-                continue;
-            }
+        // At a cap, a proved request takes the place of the oldest unproved half-open SA
+        // (of the same source first); it is evicted only once the new SA exists.
+        let at_cap = if self.sas.half_open_from(ip) >= limits.half_open_per_source {
+            Some((self.sas.half_open_from(ip), limits.half_open_per_source, Some(ip)))
+        } else if self.sas.half_open_total() >= limits.half_open_max {
+            Some((self.sas.half_open_total(), limits.half_open_max, None))
+        } else {
+            None
+        };
+        let mut evict = None;
+        if let Some((count, cap, scope)) = at_cap {
             match self.sas.oldest_unproved(scope).filter(|_| proved) {
-                Some(victim) => {
-                    let mut old = self.sas.remove(victim);
-                    let mut ctx = self.shared.ctx(now, 0);
-                    old.teardown(&mut ctx, "evicted by a half-open IKE SA with a valid COOKIE");
-                }
+                Some(victim) => evict = Some(victim),
                 None => {
                     self.shared.drops.half_open_cap += 1;
                     let per = if scope.is_some() { " from this address" } else { "" };
@@ -718,6 +731,9 @@ impl Endpoint {
             warn_unauth!(self.shared, "tunnel {name}: IKE_SA_INIT from {ip} dropped: the peer holds {authenticated} IKE SAs already (ike_sa_per_peer_max)");
             return;
         }
+        if !proved {
+            self.unproved_at.push_back(now);
+        }
         let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
         let mut ctx = self.shared.ctx(now, 0);
         let Some(mut sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) else { return };
@@ -727,7 +743,22 @@ impl Endpoint {
             sa.teardown(&mut ctx, "SPI collision");
             return;
         }
+        if let Some(victim) = evict {
+            let mut old = self.sas.remove(victim);
+            let mut ctx = self.shared.ctx(now, 0);
+            old.teardown(&mut ctx, "evicted by a half-open IKE SA with a valid COOKIE");
+        }
         self.sas.push(sa, proved);
+    }
+
+    /// Unproved IKE_SA_INITs that reached the key exchange within the half-open timeout
+    /// (the window holds at most `cookie_threshold` + 1 entries: beyond, COOKIEs are
+    /// required and nothing is added).
+    fn recent_unproved(&mut self, now: Timestamp) -> usize {
+        while self.unproved_at.front().is_some_and(|t| now.saturating_since(*t) >= crate::sa::HALF_OPEN_TIMEOUT) {
+            self.unproved_at.pop_front();
+        }
+        self.unproved_at.len()
     }
 
     /// An operator command.

@@ -358,3 +358,48 @@ fn spoofed_half_open_sas_do_not_count_against_the_peers_ike_sa_cap() {
     assert_ne!((st[0].spi_i, st[0].spi_r), old, "the IKE SA was rekeyed");
     assert_eq!(st[0].children.len(), 1);
 }
+
+#[test]
+fn bad_key_exchange_values_turn_cookies_on_instead_of_costing_key_generations() {
+    init_logs();
+    let mut p = Pair::standard();
+    let template = init_template(13);
+    // The KE payload (x25519: 32 bytes) set to zeros: refused, but only after the checks.
+    let ke_at = template.windows(4).position(|w| w == [0, 31, 0, 0]).expect("KE group 31") + 4;
+    let mut bad = template.clone();
+    bad[ke_at..ke_at + 32].fill(0);
+    let mut cookies = 0;
+    for i in 0..2000u64 {
+        let sent = hit(&mut p, Side::B, addr(A, 500), &with_spi(&bad, 0x7000 + i));
+        cookies += sent.iter().filter(|t| notify_types(&t.data) == [16390]).count();
+    }
+    assert_eq!(p.b.half_open(), 0);
+    // At most cookie_threshold requests reached the key exchange in the half-open timeout.
+    assert_eq!(cookies as u64, 2000 - Limits::default().cookie_threshold as u64);
+    // The real peer still gets in (with a COOKIE).
+    p.run();
+    assert_eq!(p.a.status()[0].state, "ESTABLISHED");
+}
+
+#[test]
+fn a_cookie_proved_request_evicts_one_unproved_sa_of_its_own_source() {
+    init_logs();
+    // B serves two tunnels; the attacker fills the half-open slots of A's address, and
+    // one of peer C's address.
+    let c_addr = "192.0.2.3";
+    let mut p = Pair::standard();
+    p.b.set_limits(Limits { half_open_per_source: 3, half_open_max: 4, cookie_threshold: 100, ..Limits::default() });
+    let template = init_template(17);
+    for i in 0..3u64 {
+        hit(&mut p, Side::B, addr(A, 500), &with_spi(&template, 0xa000 + i));
+    }
+    assert_eq!(p.b.half_open(), 3);
+    // (C is not configured on B: it only shows that foreign slots are not touched.)
+    hit(&mut p, Side::B, addr(c_addr, 500), &with_spi(&template, 0xb000));
+    assert_eq!(p.b.half_open(), 3);
+    // The real A gets a COOKIE, comes back proved and replaces exactly one spoofed SA.
+    p.run();
+    assert_eq!(p.a.status()[0].state, "ESTABLISHED");
+    assert_eq!(p.b.half_open(), 2);
+    assert_eq!(p.b.drops().half_open_cap, 0);
+}

@@ -9,10 +9,10 @@
 
 use super::proto::{self, ErrorCode, ErrorReply, Reply, MAX_LINE};
 use crate::driver::ControlMsg;
-use std::fs::{self, DirBuilder, OpenOptions, Permissions};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +51,7 @@ impl ControlSocket {
             })?;
         }
         check_directory(dir)?;
+        check_ancestors(dir)?;
         if let Ok(meta) = fs::symlink_metadata(path) {
             if meta.file_type().is_symlink() {
                 return Err(io::Error::new(
@@ -74,14 +75,13 @@ impl ControlSocket {
             // socket in a directory only root can write to.
             fs::remove_file(path)?;
         }
-        // bind(2) creates the file and fails if anything (a symlink included) is there.
-        let listener = UnixListener::bind(path)
+        // bind(2) creates the file and fails if anything (a symlink included) is there;
+        // under umask 0177 it is born 0600, so no chmod by path (which would follow a
+        // symlink swapped in meanwhile) is needed.
+        let listener = crate::sys::with_umask(0o177, || UnixListener::bind(path))
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind control socket {}: {e}", path.display())))?;
         let meta = fs::symlink_metadata(path)?;
-        let this = Self { listener, path: path.to_path_buf(), file: (meta.dev(), meta.ino()) };
-        // By path, but in a directory no one else can write to: nothing can have swapped it.
-        fs::set_permissions(path, Permissions::from_mode(0o600))?;
-        Ok(this)
+        Ok(Self { listener, path: path.to_path_buf(), file: (meta.dev(), meta.ino()) })
     }
 
     /// The socket path.
@@ -138,6 +138,32 @@ pub fn check_directory(dir: &Path) -> io::Result<()> {
              (use a directory only root can write to, e.g. the default /run/vpngw)",
             dir.display()
         )));
+    }
+    Ok(())
+}
+
+/// Every directory above the control socket's must be one that no other user can rename
+/// or replace entries of: owned by root or by us, and not writable by group or others
+/// unless sticky (like /tmp, where others cannot rename what is not theirs).
+pub fn check_ancestors(dir: &Path) -> io::Result<()> {
+    let abs = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir()?.join(dir) };
+    let euid = crate::sys::euid();
+    for a in abs.ancestors().skip(1) {
+        let meta = fs::metadata(a)
+            .map_err(|e| io::Error::new(e.kind(), format!("control socket path: {}: {e}", a.display())))?;
+        let mode = meta.mode() & 0o7777;
+        let foreign = meta.uid() != 0 && meta.uid() != euid;
+        let open = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        if foreign || open {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "control socket path: {} (uid {}, mode {mode:04o}) can be changed by another user; refusing it",
+                    a.display(),
+                    meta.uid()
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -111,6 +111,26 @@ impl KeyExchange {
         }
     }
 
+    /// Whether `peer_public` can be a public value of `group`: the right length and, for
+    /// ECP-256, a point on the curve. Cheap next to a key exchange: a responder checks it
+    /// before it spends a key generation on an unauthenticated request.
+    pub fn plausible_public(group: DhGroup, peer_public: &[u8]) -> bool {
+        if peer_public.len() != group.public_len() {
+            return false;
+        }
+        match group {
+            DhGroup::Curve25519 => true,
+            DhGroup::Ecp256 => {
+                let (x, y) = peer_public.split_at(P256_COORD_LEN);
+                let (Ok(x), Ok(y)) = (<[u8; P256_COORD_LEN]>::try_from(x), <[u8; P256_COORD_LEN]>::try_from(y)) else {
+                    return false;
+                };
+                let encoded = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+                bool::from(p256::PublicKey::from_encoded_point(&encoded).is_some())
+            }
+        }
+    }
+
     /// The shared secret g^ir with the peer's public value (for ECP-256 the x coordinate, RFC 5903).
     ///
     /// Rejects a public value of the wrong length, an ECP-256 point that is not on the

@@ -34,7 +34,11 @@ impl Cookies {
         let mut secret = zeroize::Zeroizing::new([0u8; 32]);
         rng.fill(&mut secret[..]);
         let version = self.current.as_ref().map_or(0, |(v, _)| v.wrapping_add(1));
-        self.previous = self.current.take();
+        // After a quiet spell the current secret may be old: it only stays (as the
+        // previous one) if it was made within the last period, so no COOKIE outlives
+        // two periods.
+        let recent = self.rotated_at.is_some_and(|t| now.saturating_since(t) < ROTATE_EVERY * 2);
+        self.previous = self.current.take().filter(|_| recent);
         self.current = Some((version, hmac::Key::new(hmac::HMAC_SHA256, &secret[..])));
         self.rotated_at = Some(now);
     }
@@ -101,5 +105,9 @@ mod tests {
         assert!(c.verify(&cookie, b"nonce-nonce-nonce", ip, 42));
         c.rotate(t0 + ROTATE_EVERY * 2, &mut rng);
         assert!(!c.verify(&cookie, b"nonce-nonce-nonce", ip, 42));
+        // After a day without COOKIEs, yesterday's are not accepted either.
+        let fresh = c.make(b"nonce-nonce-nonce", ip, 42);
+        c.rotate(t0 + Duration::from_secs(86_400), &mut rng);
+        assert!(!c.verify(&fresh, b"nonce-nonce-nonce", ip, 42));
     }
 }

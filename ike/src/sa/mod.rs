@@ -401,14 +401,16 @@ impl IkeSa {
         }
         // A request from the peer.
         if let Some(cached) = self.tasks.cached_for(h.message_id) {
-            let same_init = || {
-                let len = usize::try_from(h.length).unwrap_or(usize::MAX);
-                self.init_request_hash == Some(crate::crypto::digest(data.get(..len).unwrap_or(data)))
-            };
-            if h.exchange != exchange::IKE_SA_INIT || same_init() {
+            // Only a byte-identical copy of the request we answered gets the answer again
+            // (anyone who saw the SPIs could otherwise make us resend it at will).
+            let answered =
+                if h.exchange == exchange::IKE_SA_INIT { self.init_request_hash } else { self.tasks.request_hash };
+            if answered == Some(crate::crypto::digest(data)) {
                 tracing::debug!(tunnel = %self.name(), mid = h.message_id, "retransmitted request; resending cached response");
                 let cached = cached.to_vec();
                 self.transmit(ctx, cached);
+            } else {
+                tracing::debug!(tunnel = %self.name(), mid = h.message_id, "not the request we answered; dropped");
             }
             return Ok(());
         }
@@ -421,6 +423,7 @@ impl IkeSa {
         }
         self.last_heard = Some(ctx.now);
         self.update_path(ctx, local, remote);
+        self.tasks.request_hash = Some(crate::crypto::digest(data));
         if let Some(pt) = msg.payloads.iter().find_map(|p| match p {
             Payload::Unknown { ptype, critical: true, .. } => Some(*ptype),
             _ => None,

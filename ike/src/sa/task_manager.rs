@@ -56,6 +56,9 @@ pub(crate) struct TaskManager {
     pub(crate) peer_next_mid: u32,
     /// The last response we sent: (message id, bytes), for retransmitted requests.
     pub(crate) cached_response: Option<(u32, Vec<u8>)>,
+    /// SHA-256 of the last (authenticated) request from the peer: only a byte-identical
+    /// retransmission gets the cached response.
+    pub(crate) request_hash: Option<[u8; 32]>,
     /// Exchanges waiting for the window to open.
     pub(crate) queue: VecDeque<TaskKind>,
 }

@@ -356,6 +356,11 @@ pub(crate) fn respond(
         refuse(ctx, h, local, remote, notify::INVALID_KE_PAYLOAD, u16_data(algs.dh.transform_id()));
         return None;
     }
+    if !KeyExchange::plausible_public(algs.dh, ke) {
+        warn_unauth!(ctx, "tunnel {name}: peer {peer_ip} sent an invalid key exchange value (INVALID_SYNTAX)");
+        refuse(ctx, h, local, remote, notify::INVALID_SYNTAX, vec![]);
+        return None;
+    }
     let kex = KeyExchange::generate(algs.dh, ctx.rng);
     let Ok(shared) = kex.agree(ke) else {
         warn_unauth!(ctx, "tunnel {name}: peer {peer_ip} sent an invalid key exchange value (INVALID_SYNTAX)");
