@@ -127,7 +127,7 @@ pub(crate) fn process_response(
     if idr.identity().as_ref() != Some(&sa.peer.remote_id) {
         tracing::error!(
             "tunnel {name}: peer {peer_ip} identified as {} but we expect {} (AUTHENTICATION_FAILED)",
-            idr.identity().map_or_else(|| "<unsupported ID>".to_string(), |i| i.to_string()),
+            crate::log::clip(&idr.identity().map_or_else(|| "<unsupported ID>".to_string(), |i| i.to_string())),
             sa.peer.remote_id
         );
         notify_auth_failed(sa, ctx);
