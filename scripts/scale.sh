@@ -37,39 +37,7 @@ if ! cargo build --release -p gateway --bins -p interop --bin scale; then
 fi
 
 bin="${CARGO_TARGET_DIR:-target}/release/scale"
-pidfile="$(mktemp /tmp/vg-scale-pid.XXXXXX)"
-export VG_BENCH_PIDFILE="$pidfile"
-
 step "scale benchmark ($bin $*)"
-# In the background, so that Ctrl-C reaches this script (and its trap), not the bench:
-# the trap terminates the bench's supervisor, whose worker then tears everything down.
-"$bin" "$@" &
-sup=$!
-interrupted=0
-trap 'interrupted=1; kill -TERM "$sup" 2>/dev/null || true' INT TERM HUP
-
-set +e
-wait "$sup"
-rc=$?
-if [ "$interrupted" -eq 1 ]; then
-    wait "$sup" 2>/dev/null
-fi
-
-# The worker outlives a killed supervisor while it tears down: wait for it.
-alive() {
-    local state
-    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = scale ] || return 1
-    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)"
-    [ -n "$state" ] && [ "$state" != Z ]
-}
-worker="$(cat "$pidfile" 2>/dev/null || true)"
-if [ -n "$worker" ]; then
-    while alive "$worker"; do sleep 0.2; done
-fi
-rm -f "$pidfile"
-
-if [ "$interrupted" -eq 1 ]; then
-    echo "scale.sh: interrupted" >&2
-    exit 130
-fi
-exit "$rc"
+# shellcheck source=scripts/lib/supervised.sh
+. scripts/lib/supervised.sh
+run_supervised scale "$bin" "$@"

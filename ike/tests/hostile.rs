@@ -204,6 +204,15 @@ fn a_spoofed_half_open_sa_never_blocks_our_initiation() {
     assert!(p.a.status().iter().any(|s| s.state == "ESTABLISHED" && s.initiator));
 }
 
+/// An unprotected IKE_SA_INIT response with only NO_PROPOSAL_CHOSEN, for `request`'s SPI.
+fn forged_no_proposal_chosen(request: &[u8]) -> Vec<u8> {
+    let mut forged = request[..8].to_vec();
+    forged.extend_from_slice(&[0; 8]);
+    forged.extend_from_slice(&[41, 0x20, 34, 0x20, 0, 0, 0, 0, 0, 0, 0, 36]);
+    forged.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 14]);
+    forged
+}
+
 #[test]
 fn a_forged_error_answer_does_not_end_the_attempt() {
     init_logs();
@@ -211,10 +220,7 @@ fn a_forged_error_answer_does_not_end_the_attempt() {
     p.tick(Timestamp::ZERO);
     let request = p.take_to(Side::B).expect("IKE_SA_INIT");
     // The attacker saw the request and answers first with NO_PROPOSAL_CHOSEN.
-    let mut forged = request.data[..8].to_vec();
-    forged.extend_from_slice(&[0; 8]);
-    forged.extend_from_slice(&[41, 0x20, 34, 0x20, 0, 0, 0, 0, 0, 0, 0, 36]);
-    forged.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 14]);
+    let forged = forged_no_proposal_chosen(&request.data);
     assert!(hit(&mut p, Side::A, addr(B, 500), &forged).is_empty());
     assert!(p.events(Side::A).is_empty());
     // The real answer arrives 1.5 s later, within the 2 s wait.
@@ -231,10 +237,7 @@ fn a_forged_error_is_acted_on_when_no_valid_answer_comes() {
     let mut p = Pair::standard();
     p.tick(Timestamp::ZERO);
     let request = p.take_to(Side::B).expect("IKE_SA_INIT");
-    let mut forged = request.data[..8].to_vec();
-    forged.extend_from_slice(&[0; 8]);
-    forged.extend_from_slice(&[41, 0x20, 34, 0x20, 0, 0, 0, 0, 0, 0, 0, 36]);
-    forged.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 14]);
+    let forged = forged_no_proposal_chosen(&request.data);
     hit(&mut p, Side::A, addr(B, 500), &forged);
     // Malformed answers (no SA/KE/nonce) are ignored, and so are further errors.
     let mut empty = forged.clone();
