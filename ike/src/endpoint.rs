@@ -350,6 +350,9 @@ pub struct Endpoint {
     active_out: HashMap<String, Spi>,
     /// When recent IKE_SA_INITs without a COOKIE reached the key exchange.
     unproved_at: VecDeque<Timestamp>,
+    /// Our IKE SPI -> message ID of our request that was answered with an unprotected
+    /// INVALID_IKE_SPI (see `restart.rs`).
+    invalid_spi_hints: HashMap<u64, u32>,
 }
 
 impl Endpoint {
@@ -398,6 +401,7 @@ impl Endpoint {
             shutting_down: false,
             active_out: HashMap::new(),
             unproved_at: VecDeque::new(),
+            invalid_spi_hints: HashMap::new(),
         }
     }
 
@@ -608,7 +612,7 @@ impl Endpoint {
                 }
             }
         } else if h.is_response() && msg.sk.is_none() && h.exchange == exchange::INFORMATIONAL {
-            self.invalid_spi_answer(now, remote, &msg);
+            self.invalid_spi_answer(remote, &msg);
             return;
         } else if h.sent_by_initiator() {
             // We are the responder of this IKE SA: our SPI is the responder's.

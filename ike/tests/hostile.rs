@@ -406,3 +406,31 @@ fn a_cookie_proved_request_evicts_one_unproved_sa_of_its_own_source() {
     assert_eq!(p.b.half_open(), 2);
     assert_eq!(p.b.drops().half_open_cap, 0);
 }
+
+#[test]
+fn a_forged_invalid_ike_spi_answer_changes_nothing_while_the_peer_is_alive() {
+    init_logs();
+    let mut p = Pair::standard();
+    p.run();
+    let before = p.a.status();
+    // A rekeys a CHILD SA; an on-path attacker answers the request first with an
+    // unprotected INVALID_IKE_SPI (same SPIs and message ID), then the real answer comes.
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    let request = p.take_to(Side::B).expect("CREATE_CHILD_SA request");
+    let mut forged = request.data[..16].to_vec();
+    forged.extend_from_slice(&[41, 0x20, 37, 0x20]);
+    forged.extend_from_slice(&request.data[20..24]);
+    forged.extend_from_slice(&36u32.to_be_bytes());
+    forged.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 4]);
+    assert!(hit(&mut p, Side::A, addr(B, 500), &forged).is_empty());
+    p.inject(Side::B, &request);
+    p.run();
+    for _ in 0..10 {
+        p.advance(Duration::from_secs(1));
+    }
+    let after = p.a.status();
+    assert_eq!(after.len(), 1, "no second IKE SA: {after:?}");
+    assert_eq!((after[0].spi_i, after[0].spi_r), (before[0].spi_i, before[0].spi_r), "the IKE SA is the same");
+    assert_eq!(after[0].state, "ESTABLISHED");
+    assert!(!p.events(Side::A).iter().any(|e| matches!(e, Event::IkeDown { .. })));
+}

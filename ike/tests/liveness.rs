@@ -173,6 +173,10 @@ fn restarted_peer_answering_invalid_ike_spi_is_replaced_make_before_break() {
     assert_eq!(kind(&answer[0].data), (37, true), "unprotected INFORMATIONAL response");
     assert_eq!(answer[0].data.get(16), Some(&41), "a Notify payload, not SK");
     p.run();
+    // The answer is unprotected: A changes nothing until its check has gone unanswered
+    // for 3 s (a live peer would have answered it by then).
+    assert_eq!(p.datapath(Side::A).len(), 2, "nothing happens at once");
+    p.advance(Duration::from_secs(3));
     let a_cmds = p.datapath(Side::A);
     assert_eq!(a_cmds.len(), 6, "{a_cmds:?}");
     let new = live(&a_cmds);

@@ -30,18 +30,32 @@ impl Endpoint {
     /// [`RESTART_PROBE_AFTER`]: bring up a new IKE SA next to each (tunnels with
     /// `dpd_action = restart`; `clear` only ever waits for `dpd_timeout`).
     pub(super) fn probe_silent_peers(&mut self, now: Timestamp) {
-        let probing =
-            |sa: &crate::sa::IkeSa| {
-                sa.state == IkeState::Established
-                    && !sa.stale
-                    && sa.tasks.outstanding.as_ref().is_some_and(|o| {
-                        matches!(o.task, ActiveTask::Liveness) && o.sent_at + RESTART_PROBE_AFTER <= now
-                    })
-            };
+        // A request unanswered for RESTART_PROBE_AFTER: a liveness check, or any request
+        // the peer (or someone in its name: unauthenticated) answered INVALID_IKE_SPI.
+        let sas = &self.sas;
+        self.invalid_spi_hints.retain(|ours, _| sas.by_ours(*ours).is_some());
+        let hints = &self.invalid_spi_hints;
+        let probing = |sa: &crate::sa::IkeSa| {
+            let ours = if sa.initiator { sa.spi_i } else { sa.spi_r };
+            sa.state == IkeState::Established
+                && !sa.stale
+                && sa.tasks.outstanding.as_ref().is_some_and(|o| {
+                    o.sent_at + RESTART_PROBE_AFTER <= now
+                        && (matches!(o.task, ActiveTask::Liveness) || hints.get(&ours) == Some(&o.mid))
+                })
+        };
         let candidates: Vec<usize> = (0..self.sas.len()).filter(|&i| self.sas.get(i).is_some_and(probing)).collect();
         for i in candidates {
-            let Some(name) = self.sas.get(i).map(|sa| sa.peer.name.clone()) else { continue };
-            if self.slot_mut(&name).is_none_or(|slot| slot.cfg.dpd_action != DpdAction::Restart) {
+            let Some((name, ours)) =
+                self.sas.get(i).map(|sa| (sa.peer.name.clone(), if sa.initiator { sa.spi_i } else { sa.spi_r }))
+            else {
+                continue;
+            };
+            let hinted = self.invalid_spi_hints.remove(&ours).is_some();
+            let go = self
+                .slot_mut(&name)
+                .is_some_and(|slot| slot.cfg.dpd_action == DpdAction::Restart || (hinted && slot.wanted));
+            if !go {
                 continue;
             }
             let Some(sa) = self.sas.get_mut(i) else { continue };
@@ -50,10 +64,11 @@ impl Endpoint {
             let Some(slot) = self.slot_mut(&name) else { continue };
             slot.wanted = true;
             slot.retry_at = Some(now);
+            let why =
+                if hinted { "answered INVALID_IKE_SPI and then nothing" } else { "not answered a liveness check" };
             tracing::warn!(
                 tunnel = %slot.cfg.name,
-                "peer {} has not answered a liveness check for {}s: trying a new IKE SA next to the old one (it may have restarted)",
-                remote,
+                "peer {remote} has {why} for {}s: trying a new IKE SA next to the old one (it may have restarted)",
                 RESTART_PROBE_AFTER.as_secs()
             );
         }
@@ -91,7 +106,7 @@ impl Endpoint {
     /// An unprotected INFORMATIONAL response: INVALID_IKE_SPI for our outstanding request
     /// means the peer probably restarted. Unauthenticated, so it only makes us bring up a
     /// new IKE SA next to the old one (which is replaced once the new one is up).
-    pub(super) fn invalid_spi_answer(&mut self, now: Timestamp, remote: SocketAddr, msg: &Message) {
+    pub(super) fn invalid_spi_answer(&mut self, remote: SocketAddr, msg: &Message) {
         let h = msg.header;
         let invalid = crate::task::notifies(&msg.payloads).any(|n| n.kind == notify::INVALID_IKE_SPI);
         // The answer to our request: our SPI is the initiator's if the peer answers as
@@ -112,14 +127,11 @@ impl Endpoint {
         if !invalid || sa.stale {
             return;
         }
-        sa.stale = true;
+        // Unauthenticated: the IKE SA is left alone. If our request then stays unanswered
+        // for RESTART_PROBE_AFTER, a new IKE SA is brought up next to it (`probe_silent_peers`);
+        // a live peer's real answer makes the hint moot.
         let name = sa.peer.name.clone();
-        let Some(slot) = self.slot_mut(&name) else { return };
-        tracing::warn!(tunnel = %name, "peer {} answered INVALID_IKE_SPI: it probably restarted; bringing up a new IKE SA", remote.ip());
-        if slot.wanted || slot.cfg.dpd_action == DpdAction::Restart {
-            slot.wanted = true;
-            slot.retry_at = Some(now);
-            self.handle_timeout_inner(now);
-        }
+        tracing::info!(tunnel = %name, "peer {} answered INVALID_IKE_SPI (unprotected): if it stays silent for {}s, a new IKE SA is brought up", remote.ip(), RESTART_PROBE_AFTER.as_secs());
+        self.invalid_spi_hints.insert(ours, h.message_id);
     }
 }
