@@ -732,7 +732,10 @@ impl Endpoint {
         if authenticated >= limits.ike_sa_per_peer_max {
             self.shared.drops.half_open_cap += 1;
             let name = &slot.cfg.name;
-            warn_unauth!(self.shared, "tunnel {name}: IKE_SA_INIT from {ip} dropped: the peer holds {authenticated} IKE SAs already (ike_sa_per_peer_max)");
+            warn_unauth!(self.shared, "tunnel {name}: IKE_SA_INIT from {ip} refused with NO_ADDITIONAL_SAS: the peer holds {authenticated} IKE SAs already (ike_sa_per_peer_max)");
+            let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
+            let mut ctx = self.shared.ctx(now, 0);
+            ike_init::refuse(&mut ctx, &msg.header, local, remote, notify::NO_ADDITIONAL_SAS, vec![]);
             return;
         }
         if !proved {

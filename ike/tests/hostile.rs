@@ -434,3 +434,16 @@ fn a_forged_invalid_ike_spi_answer_changes_nothing_while_the_peer_is_alive() {
     assert_eq!(after[0].state, "ESTABLISHED");
     assert!(!p.events(Side::A).iter().any(|e| matches!(e, Event::IkeDown { .. })));
 }
+
+#[test]
+fn an_ike_sa_init_beyond_the_peers_ike_sa_cap_is_refused_with_no_additional_sas() {
+    init_logs();
+    let mut p = Pair::standard();
+    p.b.set_limits(Limits { ike_sa_per_peer_max: 1, ..Limits::default() });
+    p.run();
+    let sent = hit(&mut p, Side::B, addr(A, 500), &with_spi(&init_template(3), 0xc000));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(notify_types(&sent[0].data), [35], "NO_ADDITIONAL_SAS");
+    assert_eq!(p.b.drops().half_open_cap, 1);
+    assert_eq!(p.b.ike_sa_count(), 1);
+}

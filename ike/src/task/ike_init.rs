@@ -254,8 +254,8 @@ fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure>
     Ok(())
 }
 
-/// A stateless IKE_SA_INIT error response.
-fn refuse(ctx: &mut Ctx<'_>, req: &Header, local: SocketAddr, remote: SocketAddr, kind: u16, data: Vec<u8>) {
+/// A stateless IKE_SA_INIT error response (rate-limited: the request may be spoofed).
+pub(crate) fn refuse(ctx: &mut Ctx<'_>, req: &Header, local: SocketAddr, remote: SocketAddr, kind: u16, data: Vec<u8>) {
     if !ctx.answers.take(ctx.now) {
         ctx.drops.rate_limited += 1;
         return;
