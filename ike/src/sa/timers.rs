@@ -77,10 +77,7 @@ impl IkeSa {
         if let Some(result) = crate::task::ike_init::deferred_error_due(self, ctx) {
             return result;
         }
-        let timeout = self.tasks.on_timeout(now);
-        // A deferred error notify is acted on at its time, not at the next retransmission.
-        let _ = crate::task::ike_init::deferred_error_due(self, ctx);
-        let result = match timeout {
+        let result = match self.tasks.on_timeout(now) {
             Timeout::Nothing => Ok(()),
             Timeout::Retransmit(p) => {
                 tracing::debug!(tunnel = %self.name(), "retransmitting request");

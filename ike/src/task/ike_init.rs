@@ -29,7 +29,7 @@ pub(crate) struct Initiator {
     retries: u8,
     /// An error notify received in answer (kind, first bytes of data), acted on at the
     /// time given unless a valid response comes first.
-    deferred_error: Option<(u16, Vec<u8>, Timestamp)>,
+    deferred_error: Option<(Notify, Timestamp)>,
 }
 
 /// Starts a new IKE SA as initiator and sends IKE_SA_INIT.
@@ -87,7 +87,7 @@ pub(crate) fn process_response(
         return Ok(());
     }
     if let Some(n) = error_notify(&msg.payloads) {
-        return act_on_error(sa, ctx, init, n.kind, &n.data);
+        return act_on_error(sa, ctx, init, n);
     }
     let find = |f: fn(&Payload) -> bool| msg.payloads.iter().find(|p| f(p));
     let (Some(Payload::Sa(props)), Some(Payload::Ke { group, data: ke }), Some(Payload::Nonce(nr))) = (
@@ -141,12 +141,11 @@ pub(crate) fn process_response(
 
 /// Acts on an error notify answering our IKE_SA_INIT: INVALID_KE_PAYLOAD retries with the
 /// group asked for, anything else ends the attempt.
-fn act_on_error(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut init: Initiator, kind: u16, data: &[u8]) -> Result<(), Failure> {
+fn act_on_error(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut init: Initiator, n: &Notify) -> Result<(), Failure> {
     let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
-    let dh_group = Notify::new(kind, data.to_vec()).dh_group();
-    match kind {
+    match n.kind {
         notify::INVALID_KE_PAYLOAD => {
-            let wanted = dh_group;
+            let wanted = n.dh_group();
             let group = wanted.and_then(DhGroup::from_iana).filter(|g| our_groups(&sa.peer).any(|o| o == *g));
             match group {
                 Some(g) if g != init.ke.group() && init.retries < MAX_INIT_RETRIES => {
@@ -202,7 +201,7 @@ pub(crate) fn screen_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         if init.deferred_error.is_none() {
             let at = ctx.now + ERROR_WAIT;
             tracing::debug!(tunnel = %sa.peer.name, "unprotected {} in answer to IKE_SA_INIT; waiting {}s for a valid response", notify::name(n.kind), ERROR_WAIT.as_secs());
-            init.deferred_error = Some((n.kind, n.data.iter().take(8).copied().collect(), at));
+            init.deferred_error = Some((Notify::new(n.kind, n.data.iter().take(8).copied().collect()), at));
             // No retransmission during the wait: the peer would only answer again.
             o.next_at = at;
         }
@@ -229,18 +228,18 @@ pub(crate) fn screen_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     !valid
 }
 
-/// Acts on a deferred error notify whose wait is over (from the SA's timer). Keeps the
-/// retransmission timer from sleeping past the wait otherwise.
+/// Acts on a deferred error notify whose wait is over (from the SA's timer; the request
+/// is not retransmitted during the wait: its timer is set to the end of the wait).
 pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Result<(), Failure>> {
-    let o = sa.tasks.outstanding.as_mut()?;
+    let o = sa.tasks.outstanding.as_ref()?;
     let ActiveTask::IkeInit(init) = &o.task else { return None };
-    let (kind, data, at) = init.deferred_error.clone()?;
-    if ctx.now < at {
-        o.next_at = o.next_at.min(at);
+    let (_, at) = init.deferred_error.as_ref()?;
+    if ctx.now < *at {
         return None;
     }
-    let Some(ActiveTask::IkeInit(init)) = sa.tasks.outstanding.take().map(|o| o.task) else { return None };
-    Some(act_on_error(sa, ctx, init, kind, &data))
+    let Some(ActiveTask::IkeInit(mut init)) = sa.tasks.outstanding.take().map(|o| o.task) else { return None };
+    let (n, _) = init.deferred_error.take()?;
+    Some(act_on_error(sa, ctx, init, &n))
 }
 
 fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure> {
