@@ -658,6 +658,11 @@ impl Endpoint {
             tracing::debug!(from = %remote, "IKE_SA_INIT from an address with no configured tunnel dropped");
             return;
         };
+        // A socket bound to the wildcard address: we answer from the configured address.
+        let local = match self.peers.get(peer_idx) {
+            Some(slot) => crate::sa::unspecified_to(local, slot.cfg.local_addr),
+            None => return,
+        };
         let limits = self.shared.limits;
         let ip = remote.ip();
         let nonce = msg.payloads.iter().find_map(|p| match p {
@@ -697,8 +702,6 @@ impl Endpoint {
             let c = self.cookies.make(ni, ip, msg.header.spi_i);
             self.shared.drops.cookie_required += 1;
             self.shared.drops.cookies_sent += 1;
-            let local =
-                crate::sa::unspecified_to(local, self.peers.get(peer_idx).map_or(local.ip(), |p| p.cfg.local_addr));
             ike_init::send_cookie(&mut self.shared.out, &msg.header, local, remote, c);
             return;
         }
@@ -733,7 +736,6 @@ impl Endpoint {
             self.shared.drops.half_open_cap += 1;
             let name = &slot.cfg.name;
             warn_unauth!(self.shared, "tunnel {name}: IKE_SA_INIT from {ip} refused with NO_ADDITIONAL_SAS: the peer holds {authenticated} IKE SAs already (ike_sa_per_peer_max)");
-            let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
             let mut ctx = self.shared.ctx(now, 0);
             ike_init::refuse(&mut ctx, &msg.header, local, remote, notify::NO_ADDITIONAL_SAS, vec![]);
             return;
@@ -741,7 +743,6 @@ impl Endpoint {
         if !proved {
             self.unproved_at.push_back(now);
         }
-        let local = crate::sa::unspecified_to(local, slot.cfg.local_addr);
         let mut ctx = self.shared.ctx(now, 0);
         let Some(mut sa) = ike_init::respond(&slot.cfg, &mut ctx, local, remote, msg, data) else { return };
         if self.sas.ours_taken(sa.spi_r) {
