@@ -9,10 +9,10 @@
 
 use super::proto::{self, ErrorCode, ErrorReply, Reply, MAX_LINE};
 use crate::driver::ControlMsg;
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,13 +75,16 @@ impl ControlSocket {
             // socket in a directory only root can write to.
             fs::remove_file(path)?;
         }
-        // bind(2) creates the file and fails if anything (a symlink included) is there;
-        // under umask 0177 it is born 0600, so no chmod by path (which would follow a
-        // symlink swapped in meanwhile) is needed.
-        let listener = crate::sys::with_umask(0o177, || UnixListener::bind(path))
+        // bind(2) creates the file and fails if anything (a symlink included) is there.
+        let listener = UnixListener::bind(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind control socket {}: {e}", path.display())))?;
         let meta = fs::symlink_metadata(path)?;
-        Ok(Self { listener, path: path.to_path_buf(), file: (meta.dev(), meta.ino()) })
+        let this = Self { listener, path: path.to_path_buf(), file: (meta.dev(), meta.ino()) };
+        // By path, but in a directory no one else can write to, under ancestors no one else
+        // can rename entries of (both checked above): nothing can have swapped it. (Not a
+        // umask around bind: the mask is per process and would leak into other threads.)
+        fs::set_permissions(path, Permissions::from_mode(0o600))?;
+        Ok(this)
     }
 
     /// The socket path.

@@ -27,17 +27,6 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Runs `f` with the file mode creation mask set to `mask`, then restores it. The mask is
-/// per process: call it while only one thread runs (daemon set-up).
-pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
-    // SAFETY: umask has no preconditions and cannot fail; it only swaps an integer.
-    let old = unsafe { libc::umask(mask as libc::mode_t) };
-    let out = f();
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    out
-}
-
 /// Nanoseconds of CLOCK_BOOTTIME: monotonic, and keeps counting across suspend, so SA
 /// lifetimes expire on time after a laptop-style sleep.
 pub fn boottime_nanos() -> u64 {
