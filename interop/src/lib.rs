@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod hold;
 pub mod ikewire;
 pub mod netns;
 pub mod process;

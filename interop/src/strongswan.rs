@@ -245,6 +245,13 @@ impl StrongSwan {
         cmd
     }
 
+    /// `swanctl --rekey`: starts a rekey of the CHILD SA `net` (or of the IKE SA `s2s`
+    /// with `ike`). charon queues the rekey and swanctl returns without waiting for it.
+    pub fn rekey(&self, ike: bool) -> Result<()> {
+        let which = if ike { ["--ike", "s2s"] } else { ["--child", "net"] };
+        run(&mut self.swanctl(&["--rekey", which[0], which[1]])).map(drop)
+    }
+
     /// `swanctl --list-sas` output.
     pub fn list_sas(&self) -> Result<String> {
         run(&mut self.swanctl(&["--list-sas"]))

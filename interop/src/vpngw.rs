@@ -227,10 +227,29 @@ impl Vpngw {
         }
     }
 
-    fn vpnctl(&self, args: &[&str]) -> Result<String> {
+    fn vpnctl_command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = crate::command(&[&self.vpnctl.to_string_lossy(), "--socket", &self.socket.to_string_lossy()]);
         cmd.args(args);
-        crate::run(&mut cmd)
+        cmd
+    }
+
+    fn vpnctl(&self, args: &[&str]) -> Result<String> {
+        crate::run(&mut self.vpnctl_command(args))
+    }
+
+    /// `vpnctl rekey TUNNEL [--ike] --wait 0`: starts a rekey of the tunnel's CHILD SAs
+    /// (or of its IKE SA) and returns at once, without waiting for the new SA (vpnctl
+    /// then exits 3, "not completed within the wait", after saying the rekey started).
+    pub fn rekey(&self, tunnel: &str, ike: bool) -> Result<()> {
+        let mut cmd = self.vpnctl_command(&["rekey", tunnel, "--wait", "0"]);
+        if ike {
+            cmd.arg("--ike");
+        }
+        let out = cmd.output().map_err(|e| Error::new(format!("cannot run {cmd:?}: {e}")))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let started = matches!(out.status.code(), Some(0 | 3)) && stdout.contains("started");
+        ensure!(started, "{cmd:?} ({}): {}{}", out.status, String::from_utf8_lossy(&out.stderr).trim(), stdout.trim());
+        Ok(())
     }
 
     /// `vpnctl status` (human form).

@@ -1,4 +1,4 @@
-//! Interop proofs of issue #3 (rekeying, collisions, dead peers, lossy WAN) in network
+//! Interop proofs of rekeying, rekey collisions, dead peers and a lossy WAN, in network
 //! namespaces, against strongSwan in both roles and vpngw to vpngw.
 //!
 //! During each run a 100-per-second ping and a 20 Mbit/s sequenced UDP stream cross the
@@ -7,15 +7,21 @@
 //! cleartext; the IKE headers tell who started which exchange, retransmissions and
 //! collisions). Every scenario prints its measured loss (packets) and longest gap (ms).
 //!
-//! Durations: `VG_REKEY_SECONDS` (default 60, the issue's minimum) for the rekey,
-//! collision and loss runs, `VG_RESTART_SECONDS` (default 40) for the restart runs.
-//! Needs root; as another user every scenario prints SKIPPED and passes. Run one at a
-//! time: `cargo test --release -p interop --test rekey -- --test-threads=1 --nocapture`.
+//! Nothing waits for luck: rekeys run on configured timers or are asked for
+//! (`vpnctl rekey`, `swanctl --rekey`); collisions are forced by holding IKE on the WAN
+//! (`interop::hold`) so both requests cross every time; the lossy WAN drops exactly every
+//! 10th packet; the dead peer is SIGKILLed.
+//!
+//! Durations: `VG_REKEY_SECONDS` (default 60) for the rekey, collision and loss runs,
+//! `VG_RESTART_SECONDS` (default 40) for the restart runs. Needs root (see
+//! `interop::scenario::run_scenario`). Run one at a time:
+//! `cargo test --release -p interop --test rekey -- --test-threads=1 --nocapture`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use interop::capture::Capture;
+use interop::hold::{Held, IkeHold};
 use interop::ikewire::{self, IkeWireStats};
 use interop::netns::{self, WAN_IF};
 use interop::sawatch::{Peer, SaHistory, Sample};
@@ -27,9 +33,9 @@ use interop::strongswan::{StrongSwan, SwanConfig, SwanTimers};
 use interop::vpngw::{Encap, GatewayConfig, Lifetimes, Start, Vpngw};
 use interop::{ensure, Binaries, Error, Result};
 
-/// CHILD SA rekey interval of the rekeying side (the issue: every 10 s).
+/// CHILD SA rekey interval of the rekeying side.
 const CHILD_REKEY: u64 = 10;
-/// IKE SA rekey interval of the rekeying side (the issue: every 25 s).
+/// IKE SA rekey interval of the rekeying side.
 const IKE_REKEY: u64 = 25;
 /// Rekey interval of the side that is not meant to rekey (longer than any run).
 const PASSIVE: u64 = 600;
@@ -406,27 +412,116 @@ fn rekey_vpngw_to_vpngw() {
     });
 }
 
-/// Equal lifetimes, no jitter: both sides rekey at the same moments, so CREATE_CHILD_SA
-/// exchanges collide. The tunnel must keep one pair of SAs and lose nothing.
+/// The rekeys a collision run forces, in order (`true`: the IKE SA, `false`: the CHILD SA).
+const FORCED: [bool; 3] = [false, true, false];
+/// When the first forced collision starts (seconds into the load); each next one starts
+/// once the previous one has settled.
+const FIRST_COLLISION: f64 = 3.0;
+/// How long each step of a forced collision may take: a retransmission of either peer
+/// (vpngw: 1, 2, 4 s; strongSwan: 4, 7.2 s) plus a margin for a loaded machine.
+const STEP: Duration = Duration::from_secs(20);
+/// How long both exchanges of a forced collision and the deletion of the redundant SAs
+/// may take once every hold is gone (each side's next retransmission gets its answer).
+const SETTLE: Duration = Duration::from_secs(45);
+
+/// Asks a gateway to rekey its CHILD SA (or its IKE SA) now, without waiting for it.
+fn start_rekey(side: &Side, ike: bool) -> Result<()> {
+    match &side.peer {
+        Peer::Vpngw(g) => g.rekey("peer", ike),
+        Peer::Swan(s) => s.rekey(ike),
+    }
+}
+
+/// Makes the two gateways' rekey requests collide, every time, in the way RFC 7296 2.8.1
+/// describes: each receives the other's request while its own is outstanding.
+///
+/// 1. IKE requests and responses are held at both gateways (ESP passes), and both are
+///    asked to rekey: both requests are on the wire and neither arrives.
+/// 2. B's request hold goes: A's retransmission reaches B, which answers it while its own
+///    request is open; the answer is held at A.
+/// 3. A's request hold goes: B's retransmission reaches A, whose own request is still
+///    unanswered; A's answer is held at B.
+/// 4. The response holds go: each side's next retransmission gets the other's cached
+///    answer, both exchanges complete, and each side resolves the collision (the
+///    redundant SAs are deleted by the side whose nonces lost).
+///
+/// Returns once both sides hold one pair of SAs again, with new SPIs.
+fn force_collision(sc: &Scenario, a: &Side, b: &Side, ike: bool) -> Result<String> {
+    let (gw_a, gw_b) = (&sc.topo.gw_a, &sc.topo.gw_b);
+    let before = a.peer.sample()?;
+    let a_req = IkeHold::inbound(gw_a, netns::GW_B_WAN, Held::Requests, &sc.dir)?;
+    let a_resp = IkeHold::inbound(gw_a, netns::GW_B_WAN, Held::Responses, &sc.dir)?;
+    let b_req = IkeHold::inbound(gw_b, netns::GW_A_WAN, Held::Requests, &sc.dir)?;
+    let b_resp = IkeHold::inbound(gw_b, netns::GW_A_WAN, Held::Responses, &sc.dir)?;
+    start_rekey(a, ike)?;
+    start_rekey(b, ike)?;
+    a_req.wait_dropped(1, STEP)?;
+    b_req.wait_dropped(1, STEP)?;
+    let held_at_b = b_req.release()?;
+    a_resp.wait_dropped(1, STEP)?;
+    let held_at_a = a_req.release()?;
+    b_resp.wait_dropped(1, STEP)?;
+    let answers = (a_resp.release()?, b_resp.release()?);
+    let what = if ike { "a new IKE SA" } else { "a new CHILD SA pair" };
+    let settled = interop::wait_for(SETTLE, &format!("one pair of SAs again, {what}, on both sides"), || {
+        let (sa, sb) = (a.peer.sample().ok()?, b.peer.sample().ok()?);
+        let spis = |x: &Sample| -> Vec<String> {
+            if ike {
+                x.ike.iter().map(|(i, r, _)| norm(i) + &norm(r)).collect()
+            } else {
+                x.children.iter().map(|c| norm(&c.spi_in)).collect()
+            }
+        };
+        let renewed = spis(&sa).iter().all(|s| !spis(&before).contains(s));
+        (single_matching_pair(&sa, &sb) && renewed).then_some(())
+    });
+    if let Err(e) = settled {
+        return Err(Error::new(format!(
+            "{e}\n--- {} ---\n{}\n--- {} ---\n{}",
+            a.label,
+            a.peer.status_text(),
+            b.label,
+            b.peer.status_text()
+        )));
+    }
+    Ok(format!(
+        "{} rekey collision forced: requests held at A {held_at_a}, at B {held_at_b}; answers held at A {}, at B {}",
+        if ike { "IKE" } else { "CHILD" },
+        answers.0,
+        answers.1
+    ))
+}
+
+/// Forced rekey collisions ([`FORCED`], see [`force_collision`]) under load: every one
+/// must show on the wire, the tunnel must lose nothing and settle to one pair of SAs.
 fn collision_run(sc: &Scenario, a: Side, b: Side, cap: Capture, expect: WanExpect) -> Result<()> {
     let (mut a, mut b) = (a, b);
     a.peer.wait_child_sa(interop::scenario::SA_TIMEOUT)?;
     b.peer.wait_child_sa(interop::scenario::SA_TIMEOUT)?;
     let seconds = soak_seconds();
-    let o = run_load(sc, cap, &mut a, &mut b, LoadSpec::standard(seconds), expect, |_, _, _| Ok(()))?;
+    let mut forced = 0;
+    let first = Duration::from_secs_f64(FIRST_COLLISION);
+    let o = run_load(sc, cap, &mut a, &mut b, LoadSpec::standard(seconds), expect, |t, a, b| {
+        if forced == FORCED.len() || t < first {
+            return Ok(());
+        }
+        let what = force_collision(sc, a, b, FORCED[forced])?;
+        forced += 1;
+        println!("[{}] {what} (from {:.1} s into the load)", sc.name, t.as_secs_f64());
+        Ok(())
+    })?;
     print_result(sc, &o);
+    ensure!(forced == FORCED.len(), "the load ended after {forced} of {} forced collisions", FORCED.len());
     ensure!(
-        o.wire.create_child.0 > 0 && o.wire.create_child.1 > 0,
-        "both sides should have started rekeys with equal lifetimes: {}",
+        o.wire.collisions >= FORCED.len(),
+        "{} forced rekey collisions, {} seen on the wire: {}",
+        FORCED.len(),
+        o.wire.collisions,
         o.wire
     );
-    ensure!(
-        o.wire.collisions > 0,
-        "no rekey collision happened on the wire although both sides rekey at once: {}",
-        o.wire
-    );
+    let child_rounds = FORCED.iter().filter(|ike| !**ike).count();
     for s in [&a, &b] {
-        ensure!(s.history.child_rekeys() >= 1, "{}: no CHILD rekey seen: {}", s.label, s.history);
+        s.history.ensure_rekeys(&s.label, child_rounds, 1)?;
     }
     o.ensure_lossless(&sc.name)?;
     ensure_single_pair(sc, &a, &b, Duration::from_secs(CHILD_REKEY + 5))?;
@@ -441,19 +536,13 @@ fn rekey_collisions_vpngw_strongswan() {
     run_scenario("rekey_collisions_vpngw_strongswan", |sc| {
         let bins = binaries()?;
         let cap = sc.capture_wan()?;
-        let swan = SwanTimers::rekeying(CHILD_REKEY, IKE_REKEY);
+        let swan = SwanTimers::rekeying(PASSIVE, PASSIVE);
         let b = Side::new("gwB", start_swan(sc, false, &swan_cfg(false, false, swan))?);
-        let cfg = vpngw_cfg(true, Start::Initiate, vpngw_timers(CHILD_REKEY, IKE_REKEY, Some("0%")));
+        let cfg = vpngw_cfg(true, Start::Initiate, vpngw_timers(PASSIVE, PASSIVE, None));
         let a = Side::new("gwA", start_vpngw(sc, true, &cfg, &bins)?);
         collision_run(sc, a, b, cap, WanExpect::EspInUdp)
     });
 }
-
-/// CHILD rekey interval of the vpngw <-> vpngw collision run. Two vpngw answer each other
-/// within a fraction of a millisecond, so a given pair of simultaneous rekeys crosses on
-/// the wire only sometimes (in one CI run, 4 chances at 10 s gave none): twice as many
-/// chances per run make a run without any collision unlikely.
-const COLLISION_CHILD_REKEY: u64 = 5;
 
 /// Collisions between two vpngw.
 #[test]
@@ -461,7 +550,7 @@ fn rekey_collisions_vpngw_to_vpngw() {
     run_scenario("rekey_collisions_vpngw_to_vpngw", |sc| {
         let bins = binaries()?;
         let cap = sc.capture_wan()?;
-        let timers = vpngw_timers(COLLISION_CHILD_REKEY, IKE_REKEY, Some("0%"));
+        let timers = vpngw_timers(PASSIVE, PASSIVE, None);
         let b = Side::new("gwB", start_vpngw(sc, false, &vpngw_cfg(false, Start::Respond, timers.clone()), &bins)?);
         let a = Side::new("gwA", start_vpngw(sc, true, &vpngw_cfg(true, Start::Initiate, timers), &bins)?);
         collision_run(sc, a, b, cap, WanExpect::RawEsp)
@@ -588,21 +677,23 @@ fn restart_strongswan_responder_killed() {
     });
 }
 
-/// Drops every 10th packet (at random) in and out of gwB's WAN interface.
+/// Drops every 10th packet in and out of gwB's WAN interface (a counter, not a random
+/// draw: the loss is exactly 10 % each way and no run can lose a whole series of
+/// retransmissions by chance).
 fn add_wan_loss(sc: &Scenario) -> Result<()> {
     let rules = format!(
         "add table inet vgloss\n\
          add chain inet vgloss in {{ type filter hook input priority 0; }}\n\
          add chain inet vgloss out {{ type filter hook output priority 0; }}\n\
-         add rule inet vgloss in iifname {WAN_IF} numgen random mod 10 0 counter drop\n\
-         add rule inet vgloss out oifname {WAN_IF} numgen random mod 10 0 counter drop\n"
+         add rule inet vgloss in iifname {WAN_IF} numgen inc mod 10 0 counter drop\n\
+         add rule inet vgloss out oifname {WAN_IF} numgen inc mod 10 0 counter drop\n"
     );
     let file = sc.dir.join("loss.nft");
     std::fs::write(&file, rules)?;
     sc.topo.gw_b.run(&["nft", "-f", &file.to_string_lossy()]).map(drop)
 }
 
-/// 10 % random loss each way on the WAN: vpngw (initiator, CHILD rekey every 10 s) and
+/// 10 % loss each way on the WAN: vpngw (initiator, CHILD rekey every 10 s) and
 /// strongSwan (IKE rekey every 25 s) still bring the tunnel up and rekey, through
 /// retransmissions. Loss of traffic is measured, not asserted.
 #[test]

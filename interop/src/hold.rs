@@ -1,0 +1,128 @@
+//! Holds on a gateway's WAN, so a test makes an event happen instead of waiting for it.
+//!
+//! An [`IkeHold`] is an nftables table in one gateway's namespace that drops the IKE
+//! messages arriving from the other gateway (UDP 500, and UDP 4500 datagrams that start
+//! with the four-byte non-ESP marker of RFC 3948) and counts them. ESP, raw or in UDP,
+//! passes, so the tunnel keeps carrying traffic while IKE is held. The capture on the WAN
+//! interface still sees the held messages (packet taps run before netfilter), so a
+//! request that is dropped was nevertheless "on the wire".
+//!
+//! With requests held on each gateway, two requests sent at once cross for certain: each
+//! side sends its own and neither receives the other's. Holding requests and responses
+//! separately lets the test then decide who hears what first, by releasing one hold after
+//! the other ([`IkeHold::wait_dropped`] tells when a retransmission or an answer has
+//! arrived), so that each side receives the other's request while its own is outstanding.
+//!
+//! Owns: the nftables rules and their counter. Dropping the guard deletes the table.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::netns::{Netns, WAN_IF};
+use crate::{wait_for, Error, Result};
+
+/// Which IKE messages a hold counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Requests (Response flag clear).
+    Requests,
+    /// Responses (Response flag set).
+    Responses,
+}
+
+impl Held {
+    fn counter(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Responses => "responses",
+        }
+    }
+}
+
+/// Drops (and counts) IKE messages of one kind arriving at one gateway from one peer
+/// address, until released.
+pub struct IkeHold<'a> {
+    ns: &'a Netns,
+    table: String,
+    kind: Held,
+    released: bool,
+}
+
+impl<'a> IkeHold<'a> {
+    /// Installs the hold in `ns` for IKE `kind` from `peer` arriving on the WAN interface;
+    /// `dir` receives the rules file (kept with the scenario's logs).
+    pub fn inbound(ns: &'a Netns, peer: &str, kind: Held, dir: &Path) -> Result<Self> {
+        let table = format!("vghold_{}_{}", kind.counter(), ns.name().replace('-', "_"));
+        // The IKE header's flags are its 20th byte: at UDP payload offset 19 on port 500,
+        // 23 on port 4500 (after the marker); 0x20 is the Response flag.
+        let flag = match kind {
+            Held::Requests => "0",
+            Held::Responses => "0x20",
+        };
+        let from = format!("add rule inet {table} in iifname {WAN_IF} ip saddr {peer} udp dport");
+        let rules = format!(
+            "add table inet {table}\n\
+             add counter inet {table} held\n\
+             add chain inet {table} in {{ type filter hook input priority -10; }}\n\
+             {from} 500 @th,{b500},8 & 0x20 == {flag} counter name held drop\n\
+             {from} 4500 @th,64,32 0 @th,{b4500},8 & 0x20 == {flag} counter name held drop\n",
+            b500 = (8 + 19) * 8,
+            b4500 = (8 + 23) * 8,
+        );
+        let file = dir.join(format!("{table}.nft"));
+        std::fs::write(&file, rules)?;
+        ns.run(&["nft", "-f", &file.to_string_lossy()])?;
+        Ok(Self { ns, table, kind, released: false })
+    }
+
+    /// Messages dropped so far.
+    pub fn dropped(&self) -> Result<u64> {
+        let text = self.ns.run(&["nft", "list", "counter", "inet", &self.table, "held"])?;
+        parse_packets(&text).ok_or_else(|| Error::new(format!("no packet count in `nft list counter`: {text}")))
+    }
+
+    /// Waits (up to `timeout`) until at least `n` messages have been dropped.
+    pub fn wait_dropped(&self, n: u64, timeout: Duration) -> Result<u64> {
+        let what = format!("{n} IKE {} held in {}", self.kind.counter(), self.ns.name());
+        wait_for(timeout, &what, || self.dropped().ok().filter(|&d| d >= n))
+    }
+
+    /// Removes the hold; returns how many messages it dropped.
+    pub fn release(mut self) -> Result<u64> {
+        let dropped = self.dropped()?;
+        self.ns.run(&["nft", "delete", "table", "inet", &self.table])?;
+        self.released = true;
+        Ok(dropped)
+    }
+}
+
+impl Drop for IkeHold<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.ns.run(&["nft", "delete", "table", "inet", &self.table]);
+        }
+    }
+}
+
+/// The `packets N` figure of `nft list counter` output.
+fn parse_packets(text: &str) -> Option<u64> {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "packets" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_packets;
+
+    #[test]
+    fn reads_the_packet_count_of_a_named_counter() {
+        let text = "table inet vgikehold_a {\n\tcounter held {\n\t\tpackets 3 bytes 812\n\t}\n}\n";
+        assert_eq!(parse_packets(text), Some(3));
+        assert_eq!(parse_packets("table inet x {\n}\n"), None);
+    }
+}
