@@ -4,19 +4,26 @@
 #  1. installs missing system packages (scripts/install-deps.sh),
 #  2. builds every binary in release (vpngw, vpnctl, nettool),
 #  3. runs the unit, in-memory and simulation tests of every crate (debug build),
-#  4. runs every fuzz target for FUZZ_SECONDS (default 20) with inputs up to 65,535
-#     bytes and a 1 MiB malloc limit (scripts/fuzz.sh: nightly if installed, else the
-#     stable toolchain with RUSTC_BOOTSTRAP=1),
+#  4. builds every fuzz target in fuzz/ and runs each for FUZZ_SECONDS (default 20; 0
+#     only builds them) with inputs up to 65,535 bytes and a 1 MiB malloc limit
+#     (scripts/fuzz.sh: nightly if installed, else the stable toolchain with
+#     RUSTC_BOOTSTRAP=1),
 #  5. runs the interop scenarios in network namespaces, one at a time, against the
 #     release binaries: vpngw<->vpngw, vpngw<->strongSwan both ways, wrong PSK,
-#     disjoint proposals, and the issue #3 proofs (interop/tests/rekey.rs, ~8 min:
-#     rekeys under load, collisions, strongSwan SIGKILL+restart, 10% WAN loss;
-#     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the issue #8 proof
-#     under attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min)
+#     disjoint proposals, rekeys under load, forced rekey collisions, strongSwan
+#     SIGKILL+restart, 10% WAN loss (interop/tests/rekey.rs, ~8 min;
+#     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the gateway under
+#     attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min)
 #     (see docs/interop.md).
 # A failed build stops at once; otherwise every test step runs and a summary lists what
-# failed (exit status non-zero if anything did). A failed scenario keeps its logs,
-# configs and WAN capture in a temp directory and prints its path.
+# failed (exit status non-zero if anything did), how many tests passed, and every test
+# that was skipped, with its reason. A failed scenario keeps its logs, configs and WAN
+# capture in a temp directory and prints its path.
+#
+# Skips: a test that cannot run here (not root, a kernel without a feature) appends
+# `SKIPPED <test>: <reason>` to $VG_SKIP_LOG; it is listed as skipped, never counted as
+# passed. With CI=true a test that needs root or network namespaces and cannot have
+# them fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +34,19 @@ fi
 
 step() { printf '\n==> %s\n' "$*"; }
 failed=()
+results="$(mktemp -d /tmp/vpngw-test.XXXXXX)"
+export VG_SKIP_LOG="$results/skipped"
+: >"$VG_SKIP_LOG"
+# Runs a cargo test command, keeping its output (for the totals) while showing it.
+cargo_test() {
+    local log="$results/$1.log"
+    shift
+    set +e
+    "$@" 2>&1 | tee "$log"
+    local rc="${PIPESTATUS[0]}"
+    set -e
+    return "$rc"
+}
 
 step "system packages"
 ./scripts/install-deps.sh
@@ -35,13 +55,24 @@ step "build release binaries (cargo build --release --workspace --bins)"
 cargo build --release --workspace --bins
 
 step "unit, in-memory and simulation tests (cargo test --workspace --exclude interop)"
-cargo test --workspace --exclude interop --no-fail-fast || failed+=("unit/in-memory tests")
+cargo_test unit cargo test --workspace --exclude interop --no-fail-fast || failed+=("unit/in-memory tests")
 
-step "fuzz targets, ${FUZZ_SECONDS:-20} s each, inputs up to 65,535 bytes, 1 MiB malloc limit (scripts/fuzz.sh)"
+step "fuzz targets: build all, run each ${FUZZ_SECONDS:-20} s, inputs up to 65,535 bytes, 1 MiB malloc limit (scripts/fuzz.sh)"
 ./scripts/fuzz.sh || failed+=("fuzz targets")
 
 step "interop scenarios in network namespaces (cargo test --release -p interop -- --test-threads=1)"
-cargo test --release -p interop --no-fail-fast -- --test-threads=1 --nocapture || failed+=("interop scenarios")
+cargo_test interop cargo test --release -p interop --no-fail-fast -- --test-threads=1 --nocapture ||
+    failed+=("interop scenarios")
+
+# Totals over every `test result:` line of both cargo test steps.
+read -r passed nfailed ignored < <(grep -h '^test result:' "$results"/*.log |
+    awk '{for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i;
+          if ($(i+1) ~ /^ignored/) g += $i } } END { print p + 0, f + 0, g + 0 }')
+mapfile -t skipped < <(sort -u "$VG_SKIP_LOG")
+step "tests: $((passed - ${#skipped[@]})) passed, ${#skipped[@]} skipped, $nfailed failed, $ignored ignored"
+for s in "${skipped[@]}"; do
+    echo "  $s"
+done
 
 if [ "${#failed[@]}" -ne 0 ]; then
     step "FAILED: ${failed[*]} (see the failures above)"
