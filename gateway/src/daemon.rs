@@ -13,9 +13,10 @@ use crate::clock::{BootClock, Clock};
 use crate::control::server::ControlSocket;
 use crate::datapath::{Datapath, IoCounters, SharedTable};
 use crate::driver::{ControlMsg, Driver, Exit, WanSockets, QUEUE_CAPACITY};
+use crate::switches::Switches;
 use crate::sys::privs;
 use crate::sys::route::{route_for, Routes};
-use crate::sys::tun::{Tun, TunOptions};
+use crate::sys::tun::Tun;
 use crate::sys::udp::{bind_udp, RawEsp};
 use crate::sys::{self, ShutdownSignals};
 use arc_swap::ArcSwap;
@@ -116,7 +117,9 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
     // Before any thread exists, so that every thread inherits the blocked mask.
     let signals = ShutdownSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
 
-    let tun = Tun::create_with(&g.tun_name, TunOptions::from_env()).map_err(|e| format!("TUN {}: {e}", g.tun_name))?;
+    // The one read of the environment's datapath switches.
+    let switches = Switches::from_env();
+    let tun = Tun::create_with(&g.tun_name, switches.tun).map_err(|e| format!("TUN {}: {e}", g.tun_name))?;
     tun.set_mtu(g.tun_mtu).map_err(|e| e.to_string())?;
     let any_ipv6 = cfg.tunnels.iter().flat_map(|t| &t.remote_subnets).any(|s| !s.is_ipv4());
     if let Err(e) = tun.quiet_ipv6(!any_ipv6) {
@@ -165,6 +168,7 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
         control: tx.clone(),
         clock: Arc::clone(&clock),
         io: Arc::clone(&io),
+        levers: switches.levers,
     }
     .spawn()
     .map_err(|e| format!("cannot start datapath threads: {e}"))?;

@@ -15,4 +15,5 @@ pub mod mapping;
 pub mod render;
 pub mod rng;
 pub mod status;
+pub mod switches;
 pub mod sys;

@@ -15,7 +15,9 @@
 //! TCP and UDP super-packets of up to 64 KiB with partial checksums, and accept them.
 //! `datapath::offload` segments and coalesces them. If the kernel refuses the offloads,
 //! the header stays (with nothing to announce).
-//! `VPNGW_NO_OFFLOAD=1` in the environment turns all of it off (for measurements).
+//! The daemon's options come from the environment (`crate::switches`:
+//! `VPNGW_NO_OFFLOAD=1` turns all of it off for measurements, `VPNGW_TUN_QUEUES` sets
+//! the queues); this module reads no variable itself.
 //!
 //! The device is not persistent: the kernel deletes it (and every route through it)
 //! when the last fd closes, so a crashed daemon leaves nothing behind.
@@ -88,16 +90,6 @@ pub struct TunOptions {
 
 /// Most TUN queues we open.
 pub const MAX_QUEUES: usize = 8;
-
-impl TunOptions {
-    /// Offloads on unless `VPNGW_NO_OFFLOAD` is set to something other than `0`; queues
-    /// from `VPNGW_TUN_QUEUES` (1 to [`MAX_QUEUES`], default 1).
-    pub fn from_env() -> Self {
-        let off = std::env::var_os("VPNGW_NO_OFFLOAD").is_some_and(|v| !v.is_empty() && v != "0");
-        let queues = std::env::var("VPNGW_TUN_QUEUES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(1);
-        Self { offload: !off, queues: usize::clamp(queues, 1, MAX_QUEUES) }
-    }
-}
 
 /// An open TUN device. Without a vnet header, reads and writes carry one bare IP
 /// packet each; with one ([`Tun::vnet_hdr`]) each starts with a `virtio_net_hdr`.
