@@ -10,7 +10,7 @@
 //! - `ike-rx`: UDP 500 -> the control thread.
 //!
 //! The parts:
-//! - [`workers`]: scheduling. Cross-serving: a source is read only under its lock, by
+//! - `workers`: scheduling. Cross-serving: a source is read only under its lock, by
 //!   its own worker or, when that one is asleep and its own source has run dry, by
 //!   another worker (`try_lock`, a bounded number of reads). A worker that has just
 //!   written an echo request to TUN finds the reply already queued there (the kernel
@@ -19,19 +19,20 @@
 //!   a round trip through the gateway costs (see docs/performance.md). Whoever holds a
 //!   source's lock sends everything it read before releasing it, so packets leave in
 //!   the order they arrived.
-//! - [`send`]: the send batch. `tun-rx` reads TUN non-blocking until it is empty (or
+//! - `send`: the send batch. `tun-rx` reads TUN non-blocking until it is empty (or
 //!   [`MAX_READS_PER_SEND`]), sealing into one buffer, then sends what it sealed in one
 //!   go: ESP-in-UDP as UDP GSO (`UDP_SEGMENT`, runs of equal-sized datagrams), raw ESP
 //!   with `sendmmsg`.
-//! - [`io`]: the TUN device and the WAN sockets behind two small traits, so the
+//! - `io`: the TUN device and the WAN sockets behind two small traits, so the
 //!   workers run on memory in unit tests; the daemon's workers are monomorphic over the
 //!   real devices (no dynamic dispatch per packet).
 //! - [`offload`]: TUN offloads (`sys::tun`): the kernel hands `tun-rx` TCP (and UDP)
 //!   super-packets of up to 64 KiB, which are segmented here (each segment sealed with
 //!   its own ESP sequence number), and the receive side coalesces in-order TCP
 //!   segments (and runs of equal-sized UDP datagrams) into one GSO write to TUN.
-//!   `natt-rx` receives with UDP_GRO (a run of datagrams per call), `esp-rx` with
-//!   `recvmmsg`.
+//!
+//! Receives are batched too: `natt-rx` with UDP_GRO (a run of datagrams per call),
+//! `esp-rx` with `recvmmsg`.
 //!
 //! Each lever can be switched off by an environment variable for measurements
 //! ([`crate::switches`], the one reader of the environment; see docs/performance.md).

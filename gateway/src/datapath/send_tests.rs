@@ -123,6 +123,20 @@ fn sealed_batch(encap: bool, n: u16, len: usize) -> TxBatch {
     tx
 }
 
+/// The batch's packets, copied.
+fn packets(tx: &TxBatch) -> Vec<Vec<u8>> {
+    tx.packets().map(<[u8]>::to_vec).collect()
+}
+
+/// Sends `tx` with `sender` and checks it left as one call `how` to `to`, whole.
+fn sent_once(sender: &Sender, wan: &MemWan, tx: &TxBatch, how: How, to: SocketAddr) {
+    assert_eq!(sender.send(wan, tx), 0);
+    let sent = wan.take_sent();
+    assert_eq!(sent.len(), 1, "one call");
+    assert_eq!((sent[0].how, sent[0].to), (how, to));
+    assert_eq!(sent[0].packets, packets(tx));
+}
+
 fn local() -> SocketAddr {
     SocketAddr::from((sas::LOCAL, 4500))
 }
@@ -131,20 +145,13 @@ fn local() -> SocketAddr {
 fn esp_in_udp_leaves_in_one_gso_send_or_one_datagram_each() {
     let tx = sealed_batch(true, 3, 500);
     let wan = MemWan::new(local(), true);
-    assert_eq!(Sender::new(true, true).send(&wan, &tx), 0);
-    let sent = wan.take_sent();
-    assert_eq!(sent.len(), 1);
     let seg = u16::try_from(tx.packets().next().unwrap().len()).unwrap();
-    assert_eq!((sent[0].how, sent[0].to), (How::Gso(seg), SocketAddr::from((PEER, 4500))));
-    assert_eq!(sent[0].packets, tx.packets().map(<[u8]>::to_vec).collect::<Vec<_>>());
+    sent_once(&Sender::new(true, true), &wan, &tx, How::Gso(seg), SocketAddr::from((PEER, 4500)));
     // UDP GSO off: one datagram each, in order.
     assert_eq!(Sender::new(false, true).send(&wan, &tx), 0);
     let sent = wan.take_sent();
     assert!(sent.iter().all(|s| s.how == How::Udp));
-    assert_eq!(
-        sent.into_iter().flat_map(|s| s.packets).collect::<Vec<_>>(),
-        tx.packets().map(<[u8]>::to_vec).collect::<Vec<_>>()
-    );
+    assert_eq!(sent.into_iter().flat_map(|s| s.packets).collect::<Vec<_>>(), packets(&tx));
     // A single datagram never needs GSO.
     let one = sealed_batch(true, 1, 500);
     Sender::new(true, true).send(&wan, &one);
@@ -183,11 +190,7 @@ fn a_failed_gso_send_loses_the_batch_and_gso_stays_on() {
 fn raw_esp_leaves_in_one_sendmmsg_or_one_send_each() {
     let tx = sealed_batch(false, 5, 200);
     let wan = MemWan::new(local(), true);
-    assert_eq!(Sender::new(true, true).send(&wan, &tx), 0);
-    let sent = wan.take_sent();
-    assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].how, sent[0].to), (How::RawMany, SocketAddr::from((PEER, 0))));
-    assert_eq!(sent[0].packets, tx.packets().map(<[u8]>::to_vec).collect::<Vec<_>>());
+    sent_once(&Sender::new(true, true), &wan, &tx, How::RawMany, SocketAddr::from((PEER, 0)));
     // Batching off: one send per packet.
     assert_eq!(Sender::new(true, false).send(&wan, &tx), 0);
     assert_eq!(wan.take_sent().iter().map(|s| s.how).collect::<Vec<_>>(), vec![How::Raw; 5]);
