@@ -800,7 +800,7 @@ impl Endpoint {
                         sa.tasks.queue_once(TaskKind::IkeRekey);
                     } else {
                         let spis: Vec<_> =
-                            sa.children.iter().filter(|c| c.pending_out.is_none()).map(|c| c.spi_in).collect();
+                            sa.children.iter().filter(|c| !c.halves.awaiting_outbound()).map(|c| c.spi_in).collect();
                         for spi in spis {
                             sa.tasks.queue_once(TaskKind::ChildRekey(spi));
                         }
@@ -873,7 +873,7 @@ impl Endpoint {
         self.run(now, idx, |sa, ctx| {
             let Some(c) = sa.children.iter().find(|c| is(c)) else { return Ok(()) };
             let (spi_in, child_id, state) = (c.spi_in, c.child_id, c.state);
-            if state == crate::sa::child::ChildState::Rekeyed
+            if matches!(state, crate::sa::child::ChildState::Rekeyed { .. })
                 && crate::sa::child::activate_successor(sa, ctx, child_id)
             {
                 // The peer rekeyed it and has the new SA: no need to wait for its DELETE.
@@ -882,12 +882,12 @@ impl Endpoint {
             if hard {
                 tracing::warn!(tunnel = %sa.name(), %spi, "CHILD SA hit its hard limit ({why}); deleting it");
                 sa.tasks.queue_once(TaskKind::ChildDelete(spi_in));
-            } else if state == crate::sa::child::ChildState::Installed {
+            } else if state.is_installed() {
                 tracing::info!(tunnel = %sa.name(), %spi, "CHILD SA soft limit ({why}) reached; rekeying it");
                 // Rekeyed through the rekey timer, now (or as soon as its predecessor,
                 // which the peer just rekeyed, is deleted).
                 if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi_in) {
-                    c.rekey_at = Some(ctx.now);
+                    c.state = crate::sa::child::ChildState::Installed { rekey_at: Some(ctx.now) };
                 }
                 sa.handle_timeout(ctx)?;
             }

@@ -31,10 +31,13 @@ impl IkeSa {
             return None;
         }
         let children = self.children.iter().flat_map(|c| {
-            let rekey =
-                matches!(c.state, ChildState::Installed | ChildState::Redundant).then_some(c.rekey_at).flatten();
-            let delete = (c.state == ChildState::Rekeyed).then_some(c.delete_at).flatten();
-            [rekey, delete, (c.state != ChildState::Deleting).then_some(c.expire_at).flatten()]
+            let next = match c.state {
+                ChildState::Installed { rekey_at: at }
+                | ChildState::Rekeyed { delete_at: at }
+                | ChildState::Redundant { delete_at: at } => at,
+                ChildState::Rekeying | ChildState::Deleting { .. } => None,
+            };
+            [next, (!c.state.is_deleting()).then_some(c.expire_at).flatten()]
         });
         let ike = [self.rekey_at, self.expire_at, self.pending_adoption];
         children.chain(ike).flatten().min()
@@ -137,27 +140,36 @@ impl IkeSa {
         }
         let mut work = Vec::new();
         for c in &mut self.children {
-            if c.state == ChildState::Rekeyed && c.delete_at.is_some_and(|t| t <= now) {
-                c.delete_at = None;
-                work.push(TaskKind::ChildDelete(c.spi_in));
-                continue;
+            if let ChildState::Rekeyed { delete_at } = &mut c.state {
+                if delete_at.is_some_and(|t| t <= now) {
+                    *delete_at = None;
+                    work.push(TaskKind::ChildDelete(c.spi_in));
+                    continue;
+                }
             }
-            if c.state != ChildState::Deleting && c.expire_at.is_some_and(|t| t <= now) {
+            if !c.state.is_deleting() && c.expire_at.is_some_and(|t| t <= now) {
                 tracing::warn!(tunnel = %self.peer.name, spi_in = %c.spi_in, "CHILD SA reached its hard lifetime; deleting it");
                 c.expire_at = None;
-                c.rekey_at = None;
+                if let ChildState::Installed { rekey_at: at } | ChildState::Redundant { delete_at: at } = &mut c.state {
+                    *at = None;
+                }
                 work.push(TaskKind::ChildDelete(c.spi_in));
                 continue;
             }
-            if c.rekey_at.is_none_or(|t| t > now) {
-                continue;
-            }
-            c.rekey_at = None;
-            match c.state {
-                ChildState::Installed if c.pending_out.is_none() => work.push(TaskKind::ChildRekey(c.spi_in)),
-                // Its predecessor is not deleted yet: look again a little later.
-                ChildState::Installed => c.rekey_at = Some(now + std::time::Duration::from_secs(10)),
-                ChildState::Redundant => work.push(TaskKind::ChildDelete(c.spi_in)),
+            match &mut c.state {
+                ChildState::Installed { rekey_at } if rekey_at.is_some_and(|t| t <= now) => {
+                    if c.halves.awaiting_outbound() {
+                        // Its predecessor is not deleted yet: look again a little later.
+                        *rekey_at = Some(now + std::time::Duration::from_secs(10));
+                    } else {
+                        *rekey_at = None;
+                        work.push(TaskKind::ChildRekey(c.spi_in));
+                    }
+                }
+                ChildState::Redundant { delete_at } if delete_at.is_some_and(|t| t <= now) => {
+                    *delete_at = None;
+                    work.push(TaskKind::ChildDelete(c.spi_in));
+                }
                 _ => {}
             }
         }
