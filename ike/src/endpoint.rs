@@ -416,12 +416,12 @@ impl Endpoint {
             None => return,
         };
         let Some(sa) = self.sas.get_mut(idx) else { return };
-        let was_established = sa.state == IkeState::Established;
+        let was_established = sa.state.is_established();
         let mut ctx = self.shared.ctx(now, peer_sas);
         match f(sa, &mut ctx) {
             Ok(()) => {
-                let established = sa.state == IkeState::Established;
-                let (name, spi_i, spi_r, stale) = (sa.peer.name.clone(), sa.spi_i, sa.spi_r, sa.stale);
+                let established = sa.state.is_established();
+                let (name, spi_i, spi_r, stale) = (sa.peer.name.clone(), sa.spi_i, sa.spi_r, sa.state.stale());
                 let initial_contact = std::mem::take(&mut sa.initial_contact);
                 if established && !was_established {
                     if let Some(slot) = self.slot_mut(&name) {
@@ -438,7 +438,9 @@ impl Endpoint {
                 if initial_contact {
                     self.drop_stale(now, &name, spi_i, spi_r);
                 } else if established && !stale {
-                    self.terminate_where(now, "replaced after the peer restarted", |s| s.stale && s.peer.name == name);
+                    self.terminate_where(now, "replaced after the peer restarted", |s| {
+                        s.state.stale() && s.peer.name == name
+                    });
                 }
             }
             Err(failure) => {
@@ -462,7 +464,7 @@ impl Endpoint {
                 }
                 Action::Adopt { tunnel, to, transfer } => {
                     let mut ctx = self.shared.ctx(now, 0);
-                    match self.sas.iter_mut().find(|s| (s.spi_i, s.spi_r) == to && s.state == IkeState::Established) {
+                    match self.sas.iter_mut().find(|s| (s.spi_i, s.spi_r) == to && s.state.is_established()) {
                         Some(sa) => {
                             transfer.give_to(sa);
                             sa.kick(&mut ctx);
@@ -496,7 +498,7 @@ impl Endpoint {
         let mut i = 0;
         while i < self.sas.len() {
             let stale = self.sas.get(i).is_some_and(|s| {
-                s.peer.name == name && (s.spi_i, s.spi_r) != (spi_i, spi_r) && s.state == IkeState::Established
+                s.peer.name == name && (s.spi_i, s.spi_r) != (spi_i, spi_r) && s.state.is_established()
             });
             if !stale {
                 i += 1;
@@ -514,7 +516,7 @@ impl Endpoint {
         if self.shutting_down {
             return;
         }
-        if sa.rekeyed {
+        if sa.state.replaced() {
             return;
         }
         let Some(slot) = self.slot_mut(&sa.peer.name) else { return };
@@ -561,8 +563,8 @@ impl Endpoint {
         let name = &slot.cfg.name;
         let busy = self.sas.iter().any(|s| {
             s.peer.name == *name
-                && s.state != IkeState::Deleting
-                && !s.stale
+                && !s.state.is_deleting()
+                && !s.state.stale()
                 && (s.initiator || s.established_at.is_some())
         });
         if busy || self.shutting_down {
@@ -790,7 +792,7 @@ impl Endpoint {
                 self.start_initiator(now, i);
             }
             Command::Rekey { peer, ike } => {
-                let idx = self.sas.iter().position(|s| s.peer.name == peer && s.state == IkeState::Established);
+                let idx = self.sas.iter().position(|s| s.peer.name == peer && s.state.is_established());
                 let Some(idx) = idx else {
                     tracing::warn!(tunnel = %peer, "rekey: no established IKE SA for this tunnel");
                     return;
@@ -830,7 +832,7 @@ impl Endpoint {
     fn terminate_where(&mut self, now: Timestamp, reason: &str, pred: impl Fn(&IkeSa) -> bool) {
         let mut i = 0;
         while i < self.sas.len() {
-            let hit = self.sas.get(i).is_some_and(|sa| pred(sa) && sa.state != IkeState::Deleting);
+            let hit = self.sas.get(i).is_some_and(|sa| pred(sa) && !sa.state.is_deleting());
             let keep = match self.sas.get_mut(i).filter(|_| hit) {
                 Some(sa) => {
                     let mut ctx = self.shared.ctx(now, 0);
@@ -975,13 +977,13 @@ impl Endpoint {
                 remote: sa.remote,
                 local_id: sa.peer.local_id.clone(),
                 remote_id: sa.peer.remote_id.clone(),
-                encr: sa.algs.map(|a| a.encr),
-                prf: sa.algs.map(|a| a.prf),
-                dh: sa.algs.map(|a| a.dh),
+                encr: sa.keys.as_ref().map(|k| k.algs.encr),
+                prf: sa.keys.as_ref().map(|k| k.algs.prf),
+                dh: sa.keys.as_ref().map(|k| k.algs.dh),
                 nat_detected: sa.nat,
                 established_at: sa.established_at,
                 last_heard: sa.heard(),
-                next_rekey: if sa.state == IkeState::Established { sa.rekey_at } else { None },
+                next_rekey: sa.state.next_rekey(),
                 children: sa.children.iter().map(|c| c.status()).collect(),
             })
             .collect()
@@ -1004,10 +1006,7 @@ impl Endpoint {
 
     /// Half-open IKE SAs: responder SAs whose peer has not authenticated yet.
     pub fn half_open(&self) -> usize {
-        self.sas
-            .iter()
-            .filter(|s| !s.initiator && s.established_at.is_none() && s.state == IkeState::Authenticating)
-            .count()
+        self.sas.iter().filter(|s| !s.initiator && s.established_at.is_none() && s.state.is_authenticating()).count()
     }
 
     /// Number of IKE SAs (any state). For tests and diagnostics.

@@ -37,8 +37,8 @@ impl Endpoint {
         let hints = &self.invalid_spi_hints;
         let probing = |sa: &crate::sa::IkeSa| {
             let ours = if sa.initiator { sa.spi_i } else { sa.spi_r };
-            sa.state == IkeState::Established
-                && !sa.stale
+            sa.state.is_established()
+                && !sa.state.stale()
                 && sa.tasks.outstanding.as_ref().is_some_and(|o| {
                     o.sent_at + RESTART_PROBE_AFTER <= now
                         && (matches!(o.task, ActiveTask::Liveness) || hints.get(&ours) == Some(&o.mid))
@@ -59,7 +59,9 @@ impl Endpoint {
                 continue;
             }
             let Some(sa) = self.sas.get_mut(i) else { continue };
-            sa.stale = true;
+            if let IkeState::Established { stale, .. } = &mut sa.state {
+                *stale = true;
+            }
             let remote = sa.remote.ip();
             let Some(slot) = self.slot_mut(&name) else { continue };
             slot.wanted = true;
@@ -116,7 +118,7 @@ impl Endpoint {
             self.sas.get(i).is_some_and(|s| {
                 (s.spi_i, s.spi_r) == (h.spi_i, h.spi_r)
                     && s.remote.ip() == remote.ip()
-                    && s.state == IkeState::Established
+                    && s.state.is_established()
                     && s.tasks.outstanding.as_ref().is_some_and(|o| o.mid == h.message_id)
             })
         });
@@ -124,7 +126,7 @@ impl Endpoint {
             self.shared.drops.unknown_spi += 1;
             return;
         };
-        if !invalid || sa.stale {
+        if !invalid || sa.state.stale() {
             return;
         }
         // Unauthenticated: the IKE SA is left alone. If our request then stays unanswered

@@ -236,7 +236,7 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
 /// (hard lifetime, or deleted by the peer), it creates a new one.
 pub(crate) fn ensure_tunnel(sa: &mut IkeSa) {
     let usable = sa.children.iter().any(|c| c.state.usable());
-    if sa.initiator && !usable && sa.state == super::IkeState::Established {
+    if sa.initiator && !usable && sa.state.is_established() {
         tracing::info!(tunnel = %sa.peer.name, "no CHILD SA left; creating a new one");
         sa.tasks.queue_once(super::task_manager::TaskKind::ChildCreate);
     }
@@ -316,7 +316,8 @@ pub(crate) fn install(
     keying: &Keying<'_>,
     how: Install,
 ) -> Option<Event> {
-    let (keys, ike_algs) = (sa.keys.as_ref()?, sa.algs?);
+    let keys = sa.keys.as_ref()?;
+    let ike_algs = keys.algs;
     let algs = new.algs;
     let (i2r, r2i) =
         crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, keying.shared, keying.ni, keying.nr);

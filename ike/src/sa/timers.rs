@@ -16,7 +16,7 @@ impl IkeSa {
     /// When dead peer detection should check the peer (nothing else in flight).
     fn dpd_at(&self) -> Option<Timestamp> {
         let delay = self.peer.dpd_delay?;
-        if self.state != IkeState::Established
+        if !self.state.is_established()
             || self.tasks.outstanding.is_some()
             || self.tasks.queue.contains(&TaskKind::Liveness)
         {
@@ -27,9 +27,7 @@ impl IkeSa {
 
     /// CHILD and IKE SA rekey and expiry times (established SAs only).
     fn lifetime_deadline(&self) -> Option<Timestamp> {
-        if self.state != IkeState::Established {
-            return None;
-        }
+        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = self.state else { return None };
         let children = self.children.iter().flat_map(|c| {
             let next = match c.state {
                 ChildState::Installed { rekey_at: at }
@@ -39,13 +37,22 @@ impl IkeSa {
             };
             [next, (!c.state.is_deleting()).then_some(c.expire_at).flatten()]
         });
-        let ike = [self.rekey_at, self.expire_at, self.pending_adoption];
+        let ike = [rekey_at, expire_at, adoption_due];
         children.chain(ike).flatten().min()
+    }
+
+    /// The half-open deadline, or the end of the wait for the peer's DELETE of a
+    /// rekeyed SA.
+    fn deadline(&self) -> Option<Timestamp> {
+        match self.state {
+            IkeState::Authenticating { deadline } | IkeState::Rekeyed { deadline, .. } => deadline,
+            _ => None,
+        }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
         let retiring = self.retiring.iter().map(|(_, t)| *t).min();
-        [self.tasks.deadline(), self.deadline, retiring, self.lifetime_deadline(), self.dpd_at()]
+        [self.tasks.deadline(), self.deadline(), retiring, self.lifetime_deadline(), self.dpd_at()]
             .into_iter()
             .flatten()
             .min()
@@ -53,15 +60,15 @@ impl IkeSa {
 
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
         let now = ctx.now;
-        if self.deadline.is_some_and(|d| d <= now) {
-            self.deadline = None;
-            match self.state {
-                IkeState::Established => {}
-                IkeState::Rekeyed => {
+        if self.deadline().is_some_and(|d| d <= now) {
+            match &mut self.state {
+                IkeState::Rekeyed { deadline, .. } => {
+                    *deadline = None;
                     tracing::debug!(tunnel = %self.name(), "peer did not delete the rekeyed IKE SA; forgetting it");
                     return Err(Failure::Deleted("rekeyed IKE SA expired".into()));
                 }
-                _ => {
+                IkeState::Authenticating { deadline } => {
+                    *deadline = None;
                     let (name, peer) = (self.name(), self.remote.ip());
                     crate::log::warn_unauth!(
                         ctx,
@@ -69,6 +76,7 @@ impl IkeSa {
                     );
                     return Err(Failure::Transient("half-open IKE SA timed out".into()));
                 }
+                _ => {}
             }
         }
         child::expire_retiring(self, ctx, false);
@@ -115,27 +123,26 @@ impl IkeSa {
     /// Rekey and expiry of the IKE SA and its CHILD SAs.
     fn lifetimes(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
         let now = ctx.now;
-        if self.state != IkeState::Established {
-            return Ok(());
-        }
-        if self.expire_at.is_some_and(|t| t <= now) {
+        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = self.state else { return Ok(()) };
+        if expire_at.is_some_and(|t| t <= now) {
+            if let IkeState::Established { expire_at, .. } = &mut self.state {
+                *expire_at = None;
+            }
             tracing::warn!(tunnel = %self.name(), "IKE SA reached its hard lifetime without a rekey; deleting it");
-            self.expire_at = None;
             informational::start_ike_delete(self, ctx);
             return Err(Failure::Expired("IKE SA lifetime expired".into()));
         }
-        if self.pending_adoption.is_some_and(|t| t <= now) {
+        if adoption_due.is_some_and(|t| t <= now) {
             tracing::info!(tunnel = %self.name(), "redundant IKE SA from a rekey collision was not deleted by the peer; deleting it");
-            self.pending_adoption = None;
-            self.rekeyed = true;
-            self.down_reported = true;
-            self.state = IkeState::Deleting;
+            self.state = IkeState::Deleting { rekeyed: true };
             self.tasks.queue.clear();
             informational::start_ike_delete(self, ctx);
             return Ok(());
         }
-        if self.rekey_at.is_some_and(|t| t <= now) {
-            self.rekey_at = None;
+        if rekey_at.is_some_and(|t| t <= now) {
+            if let IkeState::Established { rekey_at, .. } = &mut self.state {
+                *rekey_at = None;
+            }
             self.tasks.queue_once(TaskKind::IkeRekey);
         }
         let mut work = Vec::new();

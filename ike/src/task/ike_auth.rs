@@ -61,16 +61,13 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 }
 
 fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
-    sa.state = IkeState::Established;
     sa.established_at = Some(ctx.now);
     sa.last_heard = Some(ctx.now);
-    sa.deadline = None;
     // Both AUTH values are computed: the IKE_SA_INIT messages are no longer needed.
     sa.signed = None;
     let rekey_in = ctx.jittered(sa.peer.ike_rekey_time, sa.peer.rekey_jitter_percent);
-    sa.rekey_at = Some(ctx.now + rekey_in);
-    sa.expire_at = Some(ctx.now + sa.peer.ike_life_time.max(rekey_in));
-    if let Some(a) = sa.algs {
+    sa.state = IkeState::established(ctx.now + rekey_in, ctx.now + sa.peer.ike_life_time.max(rekey_in));
+    if let Some(a) = sa.keys.as_ref().map(|k| k.algs) {
         tracing::info!(
             tunnel = %sa.name(),
             "IKE SA established with {} ({}), {}, SPIs {:016x}_i {:016x}_r{}",

@@ -134,7 +134,7 @@ pub(crate) fn process_response(
         sa.local.set_port(ctx.natt_port);
         sa.remote.set_port(ctx.natt_port);
     }
-    sa.state = IkeState::Authenticating;
+    sa.state = IkeState::Authenticating { deadline: None };
     super::ike_auth::start(sa, ctx);
     Ok(())
 }
@@ -248,8 +248,7 @@ fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure>
     let (Some(seal), Some(open)) = (SkCipher::new(algs.encr, seal_key), SkCipher::new(algs.encr, open_key)) else {
         return Err(Failure::Transient("SK cipher setup failed".into()));
     };
-    sa.keys = Some(SaKeys { keys, seal, open });
-    sa.algs = Some(algs);
+    sa.keys = Some(SaKeys { algs, keys, seal, open });
     Ok(())
 }
 
@@ -385,8 +384,7 @@ pub(crate) fn respond(
         Payload::Nonce(sa.nr.clone()),
     ];
     p.extend(natd::payloads(sa.spi_i, sa.spi_r, local, remote, peer.force_encap, ctx.rng));
-    sa.state = IkeState::Authenticating;
-    sa.deadline = Some(ctx.now + HALF_OPEN_TIMEOUT);
+    sa.state = IkeState::Authenticating { deadline: Some(ctx.now + HALF_OPEN_TIMEOUT) };
     let response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);
     sa.signed = Some(Signed { by_initiator, by_responder: SignedOctets::new(algs.prf, &peer.psk, &response) });
     Some(sa)

@@ -44,7 +44,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     }
     if delete_ike {
         ike_rekey::old_sa_deleted(sa, ctx);
-        if sa.rekeyed {
+        if sa.state.replaced() {
             tracing::debug!(tunnel = %name, "peer {peer_ip} deleted the rekeyed IKE SA");
         } else {
             tracing::info!(tunnel = %name, "peer {peer_ip} deleted the IKE SA");
