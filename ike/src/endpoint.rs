@@ -7,7 +7,7 @@
 //! Timers: peers with `initiate` are armed at `Timestamp::ZERO` by `new`, so the first
 //! `handle_timeout` (or `poll_timeout` returning zero) starts them.
 
-use crate::error::Failure;
+use crate::down::{DownReason, Failure};
 use crate::message::{exchange, Message};
 use crate::sa::task_manager::TaskKind;
 use crate::sa::{Action, Ctx, IkeSa, IkeState};
@@ -29,9 +29,9 @@ mod restart;
 mod sa_set;
 mod spis;
 
-use crate::error::notify;
 use crate::log::{warn_unauth, LogLimiter, TokenBucket};
 use crate::message::Payload;
+use crate::notify;
 use cookie::Cookies;
 use sa_set::SaSet;
 pub(crate) use spis::SpiRegistry;
@@ -180,8 +180,8 @@ pub enum Event {
     IkeDown {
         /// Tunnel name.
         peer: String,
-        /// Human-readable reason.
-        reason: String,
+        /// Why (`Display` gives the text for logs).
+        reason: crate::DownReason,
     },
     /// CHILD SA established.
     ChildUp {
@@ -438,7 +438,7 @@ impl Endpoint {
                 if initial_contact {
                     self.drop_stale(now, &name, spi_i, spi_r);
                 } else if established && !stale {
-                    self.terminate_where(now, "replaced after the peer restarted", |s| {
+                    self.terminate_where(now, DownReason::ReplacedAfterRestart, |s| {
                         s.state.stale() && s.peer.name == name
                     });
                 }
@@ -507,12 +507,12 @@ impl Endpoint {
             let mut sa = self.sas.remove(i);
             tracing::info!(tunnel = %name, "peer sent INITIAL_CONTACT; dropping the older IKE SA {:016x}_i", sa.spi_i);
             let mut ctx = self.shared.ctx(now, 0);
-            sa.teardown(&mut ctx, "replaced after INITIAL_CONTACT");
+            sa.teardown(&mut ctx, DownReason::ReplacedByInitialContact);
         }
     }
 
     fn after_failure(&mut self, now: Timestamp, sa: &IkeSa, failure: &Failure) {
-        tracing::debug!(tunnel = %sa.name(), reason = failure.reason(), "IKE SA removed");
+        tracing::debug!(tunnel = %sa.name(), reason = %failure.reason(), "IKE SA removed");
         if self.shutting_down {
             return;
         }
@@ -750,13 +750,13 @@ impl Endpoint {
         if self.sas.ours_taken(sa.spi_r) {
             // 2^-64: the response went out with an SPI in use; let the peer retry.
             tracing::error!("half-open IKE SA dropped: IKE SPI in use");
-            sa.teardown(&mut ctx, "SPI collision");
+            sa.teardown(&mut ctx, DownReason::SpiCollision);
             return;
         }
         if let Some(victim) = evict {
             let mut old = self.sas.remove(victim);
             let mut ctx = self.shared.ctx(now, 0);
-            old.teardown(&mut ctx, "evicted by a half-open IKE SA with a valid COOKIE");
+            old.teardown(&mut ctx, DownReason::Evicted);
         }
         self.sas.push(sa, proved);
     }
@@ -816,7 +816,7 @@ impl Endpoint {
                     slot.wanted = false;
                     slot.retry_at = None;
                 }
-                self.terminate_where(now, "terminated by operator", |sa| sa.peer.name == peer);
+                self.terminate_where(now, DownReason::Operator, |sa| sa.peer.name == peer);
             }
             Command::TerminateAll => {
                 self.shutting_down = true;
@@ -824,12 +824,12 @@ impl Endpoint {
                     slot.wanted = false;
                     slot.retry_at = None;
                 }
-                self.terminate_where(now, "terminated by operator", |_| true);
+                self.terminate_where(now, DownReason::Operator, |_| true);
             }
         }
     }
 
-    fn terminate_where(&mut self, now: Timestamp, reason: &str, pred: impl Fn(&IkeSa) -> bool) {
+    fn terminate_where(&mut self, now: Timestamp, reason: DownReason, pred: impl Fn(&IkeSa) -> bool) {
         let mut i = 0;
         while i < self.sas.len() {
             let hit = self.sas.get(i).is_some_and(|sa| pred(sa) && !sa.state.is_deleting());

@@ -55,16 +55,18 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+mod down;
 mod endpoint;
-mod error;
 mod log;
 mod message;
+mod notify;
 mod proposal;
 mod sa;
 mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use down::DownReason;
 pub use endpoint::{
     ChildSaStatus, Command, DpdAction, Endpoint, EndpointConfig, Event, IkeDrops, IkeSaStatus, Limits, Output,
     PeerConfig, Rng, Transmit,

@@ -109,7 +109,7 @@ fn dead_peer_is_restarted_until_it_comes_back() {
     assert!(p
         .events(Side::A)
         .iter()
-        .any(|e| matches!(e, Event::IkeDown { reason, .. } if reason == "dead peer detected")));
+        .any(|e| matches!(e, Event::IkeDown { reason, .. } if *reason == ike::DownReason::DeadPeer)));
     assert!(live(&p.datapath(Side::A)).is_empty(), "dead peer's SAs removed");
     let init_at_180 = p.transmits(Side::A).last().map(|t| kind(&t.data));
     assert_eq!(init_at_180, Some((34, false)), "IKE_SA_INIT again at once");

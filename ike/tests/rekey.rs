@@ -365,7 +365,7 @@ fn ike_sa_hard_lifetime_deletes_it_and_the_initiator_starts_over() {
     assert!(p
         .events(Side::A)
         .iter()
-        .any(|e| matches!(e, ike::Event::IkeDown { reason, .. } if reason == "IKE SA lifetime expired")));
+        .any(|e| matches!(e, ike::Event::IkeDown { reason, .. } if *reason == ike::DownReason::LifetimeExpired)));
     p.run();
     assert_eq!(p.a.status().len(), 1);
     assert_ne!(p.a.status()[0].spi_i, first);

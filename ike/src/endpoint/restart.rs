@@ -12,9 +12,9 @@
 //! completes (`Endpoint::run`).
 
 use super::{DpdAction, Endpoint, Output, Transmit};
-use crate::error::notify;
 use crate::message::payload::Notify;
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
+use crate::notify;
 use crate::sa::IkeState;
 use crate::task::ActiveTask;
 use ipsec_types::Timestamp;

@@ -10,11 +10,12 @@ pub(crate) mod task_manager;
 mod timers;
 
 use crate::crypto::{IkeKeys, SignedOctets, SkCipher};
+use crate::down::{DownReason, Failure};
 use crate::endpoint::{Event, IkeDrops, Limits, Output, PeerConfig, Rng, SpiRegistry, Transmit};
-use crate::error::{notify, Failure};
 use crate::log::{LogLimiter, TokenBucket};
 use crate::message::payload::Notify;
 use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
+use crate::notify;
 use crate::proposal::IkeAlgs;
 use crate::task::{create_child, ike_auth, ike_init, ike_rekey, informational, ActiveTask};
 use child::ChildSa;
@@ -420,7 +421,7 @@ impl IkeSa {
             match task {
                 ActiveTask::IkeInit(init) => ike_init::process_response(self, ctx, init, &msg, data)?,
                 ActiveTask::IkeAuth(auth) => ike_auth::process_response(self, ctx, auth, &msg)?,
-                ActiveTask::IkeDelete => return Err(Failure::Deleted("IKE SA deleted".into())),
+                ActiveTask::IkeDelete => return Err(Failure::Deleted(DownReason::Deleted)),
                 ActiveTask::ChildDelete(spi) => {
                     tracing::debug!(tunnel = %self.name(), %spi, "peer confirmed the CHILD SA deletion");
                     if let Some(i) = self.children.iter().position(|c| c.spi_in == spi) {
@@ -569,7 +570,7 @@ impl IkeSa {
     }
 
     /// Removes every CHILD SA from the datapath and reports the IKE SA down (once).
-    pub(crate) fn teardown(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+    pub(crate) fn teardown(&mut self, ctx: &mut Ctx<'_>, reason: DownReason) {
         for c in std::mem::take(&mut self.children) {
             c.remove(ctx, self.name());
         }
@@ -577,15 +578,14 @@ impl IkeSa {
         // Rekeyed and Deleting SAs were reported when they got there (or go silently).
         if !matches!(self.state, IkeState::Rekeyed { .. } | IkeState::Deleting { .. }) {
             if self.initiator || self.established_at.is_some() {
-                ctx.out
-                    .push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason: reason.into() }));
+                ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason }));
             }
         }
     }
 
     /// Sends DELETE for the IKE SA (when established) and tears everything down now.
     /// Returns `false` when the SA can be forgotten at once.
-    pub(crate) fn terminate(&mut self, ctx: &mut Ctx<'_>, reason: &str) -> bool {
+    pub(crate) fn terminate(&mut self, ctx: &mut Ctx<'_>, reason: DownReason) -> bool {
         let was_established = self.state.is_established();
         self.teardown(ctx, reason);
         if !was_established {

@@ -8,7 +8,7 @@
 use super::child::{self, ChildState};
 use super::task_manager::{self, TaskKind, Timeout};
 use super::{Ctx, IkeSa, IkeState};
-use crate::error::Failure;
+use crate::down::{DownReason, Failure};
 use crate::task::{informational, ActiveTask};
 use ipsec_types::Timestamp;
 
@@ -65,7 +65,7 @@ impl IkeSa {
                 IkeState::Rekeyed { deadline, .. } => {
                     *deadline = None;
                     tracing::debug!(tunnel = %self.name(), "peer did not delete the rekeyed IKE SA; forgetting it");
-                    return Err(Failure::Deleted("rekeyed IKE SA expired".into()));
+                    return Err(Failure::Deleted(DownReason::RekeyedExpired));
                 }
                 IkeState::Authenticating { deadline } => {
                     *deadline = None;
@@ -74,7 +74,7 @@ impl IkeSa {
                         ctx,
                         "tunnel {name}: peer {peer} did not complete IKE_AUTH in time; dropping half-open IKE SA"
                     );
-                    return Err(Failure::Transient("half-open IKE SA timed out".into()));
+                    return Err(Failure::Transient(DownReason::HalfOpenTimeout));
                 }
                 _ => {}
             }
@@ -95,9 +95,7 @@ impl IkeSa {
                 self.transmit(ctx, p);
                 Ok(())
             }
-            Timeout::GiveUp(ActiveTask::IkeDelete) => {
-                Err(Failure::Deleted("IKE SA deleted (no DELETE response)".into()))
-            }
+            Timeout::GiveUp(ActiveTask::IkeDelete) => Err(Failure::Deleted(DownReason::DeleteUnanswered)),
             Timeout::GiveUp(task) => {
                 let (name, peer, what) = (self.name(), self.remote.ip(), task.name());
                 if matches!(task, ActiveTask::Liveness) {
@@ -105,13 +103,13 @@ impl IkeSa {
                     tracing::warn!(
                         "tunnel {name}: peer {peer} did not answer liveness checks for {secs}s; peer is dead"
                     );
-                    Err(Failure::Transient("dead peer detected".into()))
+                    Err(Failure::Transient(DownReason::DeadPeer))
                 } else {
                     let tries = task_manager::RETRANSMIT_LIMIT;
                     tracing::warn!(
                         "tunnel {name}: peer {peer} did not answer {what} after {tries} retransmits; IKE SA failed"
                     );
-                    Err(Failure::Transient(format!("peer did not answer {what}")))
+                    Err(Failure::Transient(DownReason::Unanswered(what)))
                 }
             }
         };
@@ -130,7 +128,7 @@ impl IkeSa {
             }
             tracing::warn!(tunnel = %self.name(), "IKE SA reached its hard lifetime without a rekey; deleting it");
             informational::start_ike_delete(self, ctx);
-            return Err(Failure::Expired("IKE SA lifetime expired".into()));
+            return Err(Failure::Expired(DownReason::LifetimeExpired));
         }
         if adoption_due.is_some_and(|t| t <= now) {
             tracing::info!(tunnel = %self.name(), "redundant IKE SA from a rekey collision was not deleted by the peer; deleting it");

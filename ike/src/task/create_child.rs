@@ -9,9 +9,10 @@
 
 use super::{error_notify, notifies, ActiveTask};
 use crate::crypto::KeyExchange;
-use crate::error::{notify, Failure};
+use crate::down::Failure;
 use crate::message::payload::{proto, spi32, u16_data, Notify};
 use crate::message::{exchange, Message, Payload};
+use crate::notify;
 use crate::proposal::{self, Refusal};
 use crate::sa::child::{self, ChildState, Halves, Install, Keying, NewChild};
 use crate::sa::task_manager::TaskKind;

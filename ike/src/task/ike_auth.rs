@@ -3,11 +3,12 @@
 
 use super::{error_notify, notifies};
 use crate::crypto::ct_eq;
+use crate::down::{DownReason, Failure};
 use crate::endpoint::{Event, Output};
-use crate::error::{notify, Failure};
 use crate::log::warn_unauth;
 use crate::message::payload::{IdPayload, Notify};
 use crate::message::{exchange, Message, Payload};
+use crate::notify;
 use crate::proposal;
 use crate::sa::{child, Ctx, IkeSa, IkeState};
 use crate::task::ActiveTask;
@@ -107,7 +108,7 @@ pub(crate) fn process_response(
         } else {
             warn_unauth!(ctx, "tunnel {name}: peer {peer_ip} refused IKE_AUTH with {}", notify::name(n.kind));
         }
-        return Err(Failure::Negotiation(format!("peer refused IKE_AUTH ({})", notify::name(n.kind))));
+        return Err(Failure::Negotiation(DownReason::AuthRefused(n.kind)));
     }
     let idr = msg.payloads.iter().find_map(|p| if let Payload::IdR(i) = p { Some(i) } else { None });
     let auth = msg.payloads.iter().find_map(|p| match p {
@@ -119,7 +120,7 @@ pub(crate) fn process_response(
             ctx,
             "tunnel {name}: peer {peer_ip} sent an IKE_AUTH response without IDr or AUTH (INVALID_SYNTAX)"
         );
-        return Err(Failure::Transient("malformed IKE_AUTH response".into()));
+        return Err(Failure::Transient(DownReason::MalformedAuthResponse));
     };
     if idr.identity().as_ref() != Some(&sa.peer.remote_id) {
         tracing::error!(
@@ -128,7 +129,7 @@ pub(crate) fn process_response(
             sa.peer.remote_id
         );
         notify_auth_failed(sa, ctx);
-        return Err(Failure::Negotiation("peer identity mismatch".into()));
+        return Err(Failure::Negotiation(DownReason::IdentityMismatch));
     }
     let ok = method == AUTH_PSK && peer_auth(sa, &idr.body()).is_some_and(|e| ct_eq(&e, auth));
     if !ok {
@@ -136,7 +137,7 @@ pub(crate) fn process_response(
             "tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK"
         );
         notify_auth_failed(sa, ctx);
-        return Err(Failure::Negotiation("peer failed authentication".into()));
+        return Err(Failure::Negotiation(DownReason::PeerAuthFailed));
     }
     established(sa, ctx);
     ctx.out.push_back(Output::Event(Event::IkeUp { peer: name.clone() }));
@@ -228,12 +229,12 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         );
         let n = Payload::Notify(Notify::new(notify::INVALID_SYNTAX, vec![]));
         sa.send_response(ctx, exchange::IKE_AUTH, mid, &[n]);
-        return Err(Failure::Transient("malformed IKE_AUTH request".into()));
+        return Err(Failure::Transient(DownReason::MalformedAuthRequest));
     };
     let refuse_auth = |sa: &mut IkeSa, ctx: &mut Ctx<'_>| {
         let n = Payload::Notify(Notify::new(notify::AUTHENTICATION_FAILED, vec![]));
         sa.send_response(ctx, exchange::IKE_AUTH, mid, &[n]);
-        Err(Failure::Negotiation("peer failed authentication".into()))
+        Err(Failure::Negotiation(DownReason::PeerAuthFailed))
     };
     if idi.identity().as_ref() != Some(&sa.peer.remote_id) {
         warn_unauth!(
@@ -253,7 +254,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         return refuse_auth(sa, ctx);
     }
     let idr = IdPayload::from_identity(&sa.peer.local_id);
-    let Some(our) = our_auth(sa, &idr.body()) else { return Err(Failure::Transient("no keys".into())) };
+    let Some(our) = our_auth(sa, &idr.body()) else { return Err(Failure::Transient(DownReason::NoKeys)) };
     let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AUTH_PSK, data: our.to_vec() }];
     established(sa, ctx);
     sa.initial_contact = notifies(&msg.payloads).any(|n| n.kind == notify::INITIAL_CONTACT);

@@ -10,9 +10,10 @@
 use super::create_child::{ours_is_redundant, REDUNDANT_WAIT};
 use super::{error_notify, informational, ActiveTask};
 use crate::crypto::{derive_rekeyed_ike_keys, KeyExchange, SkCipher};
-use crate::error::{notify, Failure};
+use crate::down::Failure;
 use crate::message::payload::{proto, u16_data, Notify};
 use crate::message::{exchange, Message, Payload};
+use crate::notify;
 use crate::proposal::{self, IkeAlgs};
 use crate::sa::{Action, Ctx, IkeSa, IkeState, SaKeys, Transfer};
 use ipsec_types::DhGroup;

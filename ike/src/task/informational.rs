@@ -2,9 +2,10 @@
 //! SAs, liveness checks, and error notifies from the peer.
 
 use super::error_notify;
-use crate::error::{notify, Failure};
+use crate::down::{DownReason, Failure};
 use crate::message::payload::{proto, spi32, Delete};
 use crate::message::{exchange, Message, Payload};
+use crate::notify;
 use crate::sa::child;
 use crate::sa::{Action, Ctx, IkeSa};
 use crate::task::{ike_rekey, ActiveTask};
@@ -50,7 +51,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
             tracing::info!(tunnel = %name, "peer {peer_ip} deleted the IKE SA");
         }
         sa.send_response(ctx, exchange::INFORMATIONAL, mid, &[]);
-        return Err(Failure::Deleted("deleted by peer".into()));
+        return Err(Failure::Deleted(DownReason::DeletedByPeer));
     }
     if !ours.is_empty() {
         child::ensure_tunnel(sa);
