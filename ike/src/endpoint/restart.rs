@@ -8,10 +8,12 @@
 //! so traffic flows again a few seconds after `dpd_delay` instead of after `dpd_timeout`.
 //! If the old peer was only slow, the new IKE SA replaces it make-before-break.
 //!
-//! INITIAL_CONTACT (the other sign of a restarted peer) is handled where IKE_AUTH
-//! completes (`Endpoint::run`).
+//! INITIAL_CONTACT (the other sign of a restarted peer), seen where IKE_AUTH completes
+//! (`Endpoint::run`), makes `drop_stale` forget the older IKE SAs with that peer.
 
-use super::{DpdAction, Endpoint, Output, Transmit};
+use super::Endpoint;
+use crate::api::{DpdAction, Output, Transmit};
+use crate::down::DownReason;
 use crate::message::payload::Notify;
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
 use crate::notify;
@@ -135,5 +137,24 @@ impl Endpoint {
         let name = sa.peer.name.clone();
         tracing::info!(tunnel = %name, "peer {} answered INVALID_IKE_SPI (unprotected): if it stays silent for {}s, a new IKE SA is brought up", remote.ip(), RESTART_PROBE_AFTER.as_secs());
         self.invalid_spi_hints.insert(ours, h.message_id);
+    }
+
+    /// INITIAL_CONTACT (RFC 7296 2.4): the peer lost its state; forget our other
+    /// established IKE SAs with it, without sending DELETE.
+    pub(super) fn drop_stale(&mut self, now: Timestamp, name: &str, spi_i: u64, spi_r: u64) {
+        let mut i = 0;
+        while i < self.sas.len() {
+            let stale = self.sas.get(i).is_some_and(|s| {
+                s.peer.name == name && (s.spi_i, s.spi_r) != (spi_i, spi_r) && s.state.is_established()
+            });
+            if !stale {
+                i += 1;
+                continue;
+            }
+            let mut sa = self.sas.remove(i);
+            tracing::info!(tunnel = %name, "peer sent INITIAL_CONTACT; dropping the older IKE SA {:016x}_i", sa.spi_i);
+            let mut ctx = self.shared.ctx(now, 0);
+            sa.teardown(&mut ctx, DownReason::ReplacedByInitialContact);
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! after that, for packets still in flight.
 
 use super::{Ctx, IkeSa};
-use crate::endpoint::{ChildSaStatus, Event, Output};
+use crate::api::{ChildSaStatus, Event, Output};
 use crate::proposal::EspAlgs;
 use ipsec_types::{
     AeadKey, ChildRef, DatapathCommand, Direction, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,

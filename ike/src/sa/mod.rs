@@ -9,9 +9,10 @@ pub(crate) mod child;
 pub(crate) mod task_manager;
 mod timers;
 
+use crate::api::{Event, Output, PeerConfig, Rng, Transmit};
 use crate::crypto::{IkeKeys, SignedOctets, SkCipher};
 use crate::down::{DownReason, Failure};
-use crate::endpoint::{Event, IkeDrops, Limits, Output, PeerConfig, Rng, SpiRegistry, Transmit};
+use crate::endpoint::{IkeDrops, Limits, SpiRegistry};
 use crate::log::{LogLimiter, TokenBucket};
 use crate::message::payload::Notify;
 use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
@@ -576,10 +577,9 @@ impl IkeSa {
         }
         child::expire_retiring(self, ctx, true);
         // Rekeyed and Deleting SAs were reported when they got there (or go silently).
-        if !matches!(self.state, IkeState::Rekeyed { .. } | IkeState::Deleting { .. }) {
-            if self.initiator || self.established_at.is_some() {
-                ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason }));
-            }
+        let reported = matches!(self.state, IkeState::Rekeyed { .. } | IkeState::Deleting { .. });
+        if !reported && (self.initiator || self.established_at.is_some()) {
+            ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason }));
         }
     }
 

@@ -256,7 +256,7 @@ pub(crate) fn process_response(
         c.state = ChildState::Rekeyed { delete_at: Some(now + child::REKEYED_DELETE_DELAY) };
     }
     if let Some(ev) = ev {
-        ctx.out.push_back(crate::endpoint::Output::Event(ev));
+        ctx.out.push_back(crate::api::Output::Event(ev));
     }
     Ok(())
 }
@@ -377,6 +377,6 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     resp.push(Payload::TsI(remote_ts));
     resp.push(Payload::TsR(local_ts));
     sa.send_response(ctx, exchange::CREATE_CHILD_SA, mid, &resp);
-    ctx.out.push_back(crate::endpoint::Output::Event(ev));
+    ctx.out.push_back(crate::api::Output::Event(ev));
     Ok(())
 }

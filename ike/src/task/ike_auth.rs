@@ -2,9 +2,9 @@
 //! first CHILD SA with traffic selector narrowing (2.9).
 
 use super::{error_notify, notifies};
+use crate::api::{Event, Output};
 use crate::crypto::ct_eq;
 use crate::down::{DownReason, Failure};
-use crate::endpoint::{Event, Output};
 use crate::log::warn_unauth;
 use crate::message::payload::{IdPayload, Notify};
 use crate::message::{exchange, Message, Payload};

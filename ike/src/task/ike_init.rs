@@ -2,9 +2,9 @@
 //! initiator's INVALID_KE_PAYLOAD and COOKIE retries (2.6, 1.3).
 
 use super::{error_notify, natd, notifies};
+use crate::api::{Output, PeerConfig, Transmit};
 use crate::crypto::{derive_ike_keys, digest, KeyExchange, SignedOctets, SkCipher};
 use crate::down::{DownReason, Failure};
-use crate::endpoint::{Output, PeerConfig, Transmit};
 use crate::log::warn_unauth;
 use crate::message::payload::{u16_data, Notify};
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
