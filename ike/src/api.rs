@@ -3,11 +3,10 @@
 //! (`Output`: `Transmit`, datapath commands, `Event`s) plus the status snapshot.
 
 use ipsec_types::{
-    DatapathCommand, DhGroup, EncrAlg, EspProposal, Identity, IkeProposal, PrfAlg, Spi, Timestamp, TrafficSelector,
-    UdpEncap,
+    DatapathCommand, DhGroup, Dpd, EncrAlg, EspProposal, Identity, IkeProposal, PrfAlg, SaTimers, Spi, Timestamp,
+    TrafficSelector, UdpEncap,
 };
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::endpoint::Limits;
@@ -61,35 +60,10 @@ pub struct PeerConfig {
     pub force_encap: bool,
     /// Anti-replay window for inbound CHILD_SAs.
     pub replay_window: u32,
-    /// Rekey the IKE SA after this long (minus jitter).
-    pub ike_rekey_time: Duration,
-    /// Hard lifetime of the IKE SA.
-    pub ike_life_time: Duration,
-    /// Rekey CHILD SAs after this long (minus jitter).
-    pub child_rekey_time: Duration,
-    /// Hard lifetime of CHILD SAs.
-    pub child_life_time: Duration,
-    /// Rekeys start up to this percentage of the rekey time earlier, at random.
-    pub rekey_jitter_percent: u8,
-    /// Rekey CHILD SAs after this many inner bytes (counted by the datapath).
-    pub child_rekey_bytes: Option<u64>,
-    /// Rekey CHILD SAs after this many packets (counted by the datapath).
-    pub child_rekey_packets: Option<u64>,
-    /// Send a liveness check after this long without hearing from the peer (`None`: off).
-    pub dpd_delay: Option<Duration>,
-    /// Declare the peer dead when a liveness check is unanswered this long.
-    pub dpd_timeout: Duration,
-    /// What to do with a dead peer.
-    pub dpd_action: DpdAction,
-}
-
-/// What to do when dead peer detection declares the peer dead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DpdAction {
-    /// Tear down and initiate again until the peer answers.
-    Restart,
-    /// Tear down and wait (respond only).
-    Clear,
+    /// When its SAs are rekeyed and expire.
+    pub timers: SaTimers,
+    /// Dead peer detection.
+    pub dpd: Dpd,
 }
 
 impl std::fmt::Debug for PeerConfig {

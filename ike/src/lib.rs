@@ -71,8 +71,6 @@ mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use api::{
-    ChildSaStatus, Command, DpdAction, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,
-};
+pub use api::{ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit};
 pub use down::DownReason;
 pub use endpoint::{Endpoint, IkeDrops, Limits};

@@ -12,13 +12,14 @@
 //! (`Endpoint::run`), makes `drop_stale` forget the older IKE SAs with that peer.
 
 use super::Endpoint;
-use crate::api::{DpdAction, Output, Transmit};
+use crate::api::{Output, Transmit};
 use crate::down::DownReason;
 use crate::message::payload::Notify;
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
 use crate::notify;
 use crate::sa::IkeState;
 use crate::task::ActiveTask;
+use ipsec_types::DpdAction;
 use ipsec_types::Timestamp;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl Endpoint {
             let hinted = self.invalid_spi_hints.remove(&ours).is_some();
             let go = self
                 .slot_mut(&name)
-                .is_some_and(|slot| slot.cfg.dpd_action == DpdAction::Restart || (hinted && slot.wanted));
+                .is_some_and(|slot| slot.cfg.dpd.action == DpdAction::Restart || (hinted && slot.wanted));
             if !go {
                 continue;
             }

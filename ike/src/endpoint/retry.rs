@@ -3,11 +3,11 @@
 //! `dpd_action`).
 
 use super::Endpoint;
-use crate::api::{DpdAction, PeerConfig};
+use crate::api::PeerConfig;
 use crate::down::Failure;
 use crate::sa::IkeSa;
 use crate::task::ike_init;
-use ipsec_types::Timestamp;
+use ipsec_types::{DpdAction, Timestamp};
 use std::time::Duration;
 
 /// Retry delays after a failed initiation.
@@ -39,7 +39,7 @@ impl Endpoint {
         let Some(slot) = self.slot_mut(&sa.peer.name) else { return };
         if sa.established_at.is_some() && matches!(failure, Failure::Transient(_)) {
             // The peer is dead (DPD, unanswered retransmissions) or the IKE SA expired.
-            if slot.cfg.dpd_action == DpdAction::Clear {
+            if slot.cfg.dpd.action == DpdAction::Clear {
                 tracing::info!(tunnel = %slot.cfg.name, "dpd_action clear: not initiating again");
                 return;
             }

@@ -330,7 +330,7 @@ pub(crate) fn install(
     });
     *ctx.next_child_id += 1;
     let cfg = &sa.peer;
-    let rekey_in = ctx.jittered(cfg.child_rekey_time, cfg.rekey_jitter_percent);
+    let rekey_in = ctx.jittered(cfg.timers.child_rekey_time, cfg.timers.rekey_jitter_percent);
     let mut child = ChildSa {
         child_id: *ctx.next_child_id,
         state: ChildState::Installed { rekey_at: Some(ctx.now + rekey_in) },
@@ -342,9 +342,9 @@ pub(crate) fn install(
         algs,
         encap,
         established_at: ctx.now,
-        expire_at: Some(ctx.now + cfg.child_life_time.max(rekey_in)),
+        expire_at: Some(ctx.now + cfg.timers.child_life_time.max(rekey_in)),
     };
-    let limits = volume_limits(cfg.child_rekey_bytes, cfg.child_rekey_packets);
+    let limits = volume_limits(cfg.timers.child_rekey_bytes, cfg.timers.child_rekey_packets);
     let endpoints = child.endpoints(sa.local, sa.remote);
     let child_ref = ChildRef { tunnel: cfg.name.clone(), child_id: child.child_id };
     let params = |spi: Spi, direction, key: AeadKey, replay_window| SaParams {

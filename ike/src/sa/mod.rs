@@ -557,7 +557,7 @@ impl IkeSa {
                 TaskKind::Liveness => {
                     self.send_request(ctx, ActiveTask::Liveness, exchange::INFORMATIONAL, &[], false);
                     if let Some(o) = self.tasks.outstanding.as_mut() {
-                        o.give_up_at = Some(ctx.now + self.peer.dpd_timeout);
+                        o.give_up_at = Some(ctx.now + self.peer.dpd.timeout);
                     }
                     return;
                 }

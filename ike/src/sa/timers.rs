@@ -15,7 +15,7 @@ use ipsec_types::Timestamp;
 impl IkeSa {
     /// When dead peer detection should check the peer (nothing else in flight).
     fn dpd_at(&self) -> Option<Timestamp> {
-        let delay = self.peer.dpd_delay?;
+        let delay = self.peer.dpd.delay?;
         if !self.state.is_established()
             || self.tasks.outstanding.is_some()
             || self.tasks.queue.contains(&TaskKind::Liveness)
@@ -99,7 +99,7 @@ impl IkeSa {
             Timeout::GiveUp(task) => {
                 let (name, peer, what) = (self.name(), self.remote.ip(), task.name());
                 if matches!(task, ActiveTask::Liveness) {
-                    let secs = self.peer.dpd_timeout.as_secs();
+                    let secs = self.peer.dpd.timeout.as_secs();
                     tracing::warn!(
                         "tunnel {name}: peer {peer} did not answer liveness checks for {secs}s; peer is dead"
                     );

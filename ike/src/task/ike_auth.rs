@@ -66,8 +66,8 @@ fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     sa.last_heard = Some(ctx.now);
     // Both AUTH values are computed: the IKE_SA_INIT messages are no longer needed.
     sa.signed = None;
-    let rekey_in = ctx.jittered(sa.peer.ike_rekey_time, sa.peer.rekey_jitter_percent);
-    sa.state = IkeState::established(ctx.now + rekey_in, ctx.now + sa.peer.ike_life_time.max(rekey_in));
+    let rekey_in = ctx.jittered(sa.peer.timers.ike_rekey_time, sa.peer.timers.rekey_jitter_percent);
+    sa.state = IkeState::established(ctx.now + rekey_in, ctx.now + sa.peer.timers.ike_life_time.max(rekey_in));
     if let Some(a) = sa.keys.as_ref().map(|k| k.algs) {
         tracing::info!(
             tunnel = %sa.name(),

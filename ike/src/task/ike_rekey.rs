@@ -106,8 +106,8 @@ fn successor(
     sa.nr = nr.to_vec();
     sa.established_at = Some(ctx.now);
     sa.last_heard = Some(ctx.now);
-    let rekey_in = ctx.jittered(sa.peer.ike_rekey_time, sa.peer.rekey_jitter_percent);
-    sa.state = IkeState::established(ctx.now + rekey_in, ctx.now + sa.peer.ike_life_time.max(rekey_in));
+    let rekey_in = ctx.jittered(sa.peer.timers.ike_rekey_time, sa.peer.timers.rekey_jitter_percent);
+    sa.state = IkeState::established(ctx.now + rekey_in, ctx.now + sa.peer.timers.ike_life_time.max(rekey_in));
     tracing::info!(
         tunnel = %sa.name(),
         "IKE SA rekeyed: {:016x}_i {:016x}_r -> {:016x}_i {:016x}_r ({})",
