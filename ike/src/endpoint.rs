@@ -16,7 +16,7 @@ use crate::down::{DownReason, Failure};
 use crate::log::{LogLimiter, TokenBucket};
 use crate::message::{exchange, Message};
 use crate::sa::task_manager::TaskKind;
-use crate::sa::{Action, Ctx, IkeSa, IkeState};
+use crate::sa::{Action, Ctx, IkeSa};
 use ipsec_types::{DatapathEvent, ExpiryReason, Spi, Timestamp};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -169,7 +169,7 @@ impl Endpoint {
                     // Another IKE SA with this peer is up: ours still in IKE_SA_INIT must
                     // not claim INITIAL_CONTACT, or the peer would drop this one.
                     for other in self.sas.iter_mut() {
-                        if other.peer.name == name && other.state == IkeState::Connecting {
+                        if other.peer.name == name && other.state.is_connecting() {
                             other.send_initial_contact = false;
                         }
                     }
@@ -278,7 +278,7 @@ impl Endpoint {
             }
         } else {
             let found = self.sas.by_ours(h.spi_i).filter(|&i| {
-                self.sas.get(i).is_some_and(|s| s.initiator && (s.spi_r == h.spi_r || s.state == IkeState::Connecting))
+                self.sas.get(i).is_some_and(|s| s.initiator && (s.spi_r == h.spi_r || s.state.is_connecting()))
             });
             match found {
                 Some(i) => i,
@@ -497,9 +497,9 @@ impl Endpoint {
                 remote: sa.remote,
                 local_id: sa.peer.local_id.clone(),
                 remote_id: sa.peer.remote_id.clone(),
-                encr: sa.keys.as_ref().map(|k| k.algs.encr),
-                prf: sa.keys.as_ref().map(|k| k.algs.prf),
-                dh: sa.keys.as_ref().map(|k| k.algs.dh),
+                encr: sa.state.keys().map(|k| k.algs.encr),
+                prf: sa.state.keys().map(|k| k.algs.prf),
+                dh: sa.state.keys().map(|k| k.algs.dh),
                 nat_detected: sa.nat,
                 established_at: sa.established_at,
                 last_heard: sa.heard(),

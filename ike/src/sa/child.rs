@@ -316,7 +316,7 @@ pub(crate) fn install(
     keying: &Keying<'_>,
     how: Install,
 ) -> Option<Event> {
-    let keys = sa.keys.as_ref()?;
+    let keys = sa.state.keys()?;
     let ike_algs = keys.algs;
     let algs = new.algs;
     let (i2r, r2i) =

@@ -162,20 +162,25 @@ impl Ctx<'_> {
     }
 }
 
-/// Where the IKE SA stands, with the deadlines and marks that belong to that stage.
+/// Where the IKE SA stands, with the keys, deadlines and marks that belong to that
+/// stage: there are keys from the IKE_SA_INIT response on, and the IKE_SA_INIT
+/// messages AUTH signs only until IKE_AUTH completes.
 ///
 /// Its end is reported (`Event::IkeDown`) once, by `IkeSa::teardown`: an SA that is
 /// `Rekeyed` or `Deleting` has been reported already, or has nothing to report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IkeState {
     /// IKE_SA_INIT in progress (initiator).
     Connecting,
     /// IKE_AUTH in progress (both roles).
     Authenticating {
+        keys: SaKeys,
+        /// What each side's AUTH signs (IKE_SA_INIT request, response).
+        signed: Box<Signed>,
         /// The responder drops the half-open SA if the peer has not authenticated by then.
         deadline: Option<Timestamp>,
     },
     Established {
+        keys: SaKeys,
         /// When to rekey the IKE SA.
         rekey_at: Option<Timestamp>,
         /// Hard lifetime of the IKE SA.
@@ -190,23 +195,31 @@ pub(crate) enum IkeState {
     /// Replaced by (or lost to) a rekey: its CHILD SAs moved on; waits for the peer's
     /// DELETE until `deadline`. Goes away silently (no IkeDown, no retry).
     Rekeyed {
+        keys: SaKeys,
         deadline: Option<Timestamp>,
         /// It was stale when replaced.
         stale: bool,
     },
     /// We sent DELETE; everything is already torn down.
     Deleting {
+        keys: SaKeys,
         /// The old or redundant IKE SA of a rekey: goes away silently (no retry).
         rekeyed: bool,
     },
 }
 
 impl IkeState {
-    /// Established, with nothing planned yet.
-    pub(crate) fn established(rekey_at: Timestamp, expire_at: Timestamp) -> Self {
-        Self::Established { rekey_at: Some(rekey_at), expire_at: Some(expire_at), adoption_due: None, stale: false }
+    /// Established with `keys`, with nothing planned yet.
+    pub(crate) fn established(keys: SaKeys, rekey_at: Timestamp, expire_at: Timestamp) -> Self {
+        Self::Established {
+            keys,
+            rekey_at: Some(rekey_at),
+            expire_at: Some(expire_at),
+            adoption_due: None,
+            stale: false,
+        }
     }
-    pub(crate) fn name(self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Connecting => "CONNECTING",
             Self::Authenticating { .. } => "AUTHENTICATING",
@@ -215,31 +228,49 @@ impl IkeState {
             Self::Deleting { .. } => "DELETING",
         }
     }
-    pub(crate) fn is_established(self) -> bool {
+    /// The keys (all stages but `Connecting`).
+    pub(crate) fn keys(&self) -> Option<&SaKeys> {
+        match self {
+            Self::Connecting => None,
+            Self::Authenticating { keys, .. }
+            | Self::Established { keys, .. }
+            | Self::Rekeyed { keys, .. }
+            | Self::Deleting { keys, .. } => Some(keys),
+        }
+    }
+    fn into_keys(self) -> Option<SaKeys> {
+        match self {
+            Self::Connecting => None,
+            Self::Authenticating { keys, .. }
+            | Self::Established { keys, .. }
+            | Self::Rekeyed { keys, .. }
+            | Self::Deleting { keys, .. } => Some(keys),
+        }
+    }
+    pub(crate) fn is_connecting(&self) -> bool {
+        matches!(self, Self::Connecting)
+    }
+    pub(crate) fn is_established(&self) -> bool {
         matches!(self, Self::Established { .. })
     }
-    pub(crate) fn is_deleting(self) -> bool {
+    pub(crate) fn is_deleting(&self) -> bool {
         matches!(self, Self::Deleting { .. })
     }
-    pub(crate) fn is_authenticating(self) -> bool {
+    pub(crate) fn is_authenticating(&self) -> bool {
         matches!(self, Self::Authenticating { .. })
     }
     /// Replaced by a rekey: its end is not a tunnel going down.
-    pub(crate) fn replaced(self) -> bool {
-        matches!(self, Self::Rekeyed { .. } | Self::Deleting { rekeyed: true })
+    pub(crate) fn replaced(&self) -> bool {
+        matches!(self, Self::Rekeyed { .. } | Self::Deleting { rekeyed: true, .. })
     }
     /// Marked stale (see `Established::stale`).
-    pub(crate) fn stale(self) -> bool {
+    pub(crate) fn stale(&self) -> bool {
         matches!(self, Self::Established { stale: true, .. } | Self::Rekeyed { stale: true, .. })
     }
-    /// Replaced by a rekey; waits for the peer's DELETE until `deadline`.
-    pub(crate) fn rekeyed(self, deadline: Option<Timestamp>) -> Self {
-        Self::Rekeyed { deadline, stale: self.stale() }
-    }
     /// When the next IKE rekey is due.
-    pub(crate) fn next_rekey(self) -> Option<Timestamp> {
+    pub(crate) fn next_rekey(&self) -> Option<Timestamp> {
         match self {
-            Self::Established { rekey_at, .. } => rekey_at,
+            Self::Established { rekey_at, .. } => *rekey_at,
             _ => None,
         }
     }
@@ -276,11 +307,6 @@ pub(crate) struct IkeSa {
     pub(crate) init_request: Vec<u8>,
     /// Responder: SHA-256 of the peer's IKE_SA_INIT request, to tell a retransmission.
     pub(crate) init_request_hash: Option<[u8; 32]>,
-    /// What each side's AUTH signs (IKE_SA_INIT request, response), absorbed into the
-    /// MAC: kept from IKE_SA_INIT until IKE_AUTH completes.
-    pub(crate) signed: Option<Signed>,
-    /// From the IKE_SA_INIT response on.
-    pub(crate) keys: Option<SaKeys>,
     iv_counter: u64,
     pub(crate) tasks: TaskManager,
     pub(crate) children: Vec<ChildSa>,
@@ -315,8 +341,6 @@ impl IkeSa {
             nr: vec![],
             init_request: vec![],
             init_request_hash: None,
-            signed: None,
-            keys: None,
             iv_counter: 0,
             tasks: TaskManager::default(),
             children: vec![],
@@ -327,6 +351,25 @@ impl IkeSa {
             retiring: vec![],
             moved: vec![],
             last_esp: None,
+        }
+    }
+
+    /// Replaced by a rekey (or lost to one): waits for the peer's DELETE until
+    /// `deadline`. Only an SA with keys changes stage.
+    pub(crate) fn become_rekeyed(&mut self, deadline: Option<Timestamp>) {
+        let stale = self.state.stale();
+        let old = std::mem::replace(&mut self.state, IkeState::Connecting);
+        if let Some(keys) = old.into_keys() {
+            self.state = IkeState::Rekeyed { keys, deadline, stale };
+        }
+    }
+
+    /// We send DELETE for it (`rekeyed`: the old or redundant SA of a rekey). Only an
+    /// SA with keys changes stage.
+    pub(crate) fn become_deleting(&mut self, rekeyed: bool) {
+        let old = std::mem::replace(&mut self.state, IkeState::Connecting);
+        if let Some(keys) = old.into_keys() {
+            self.state = IkeState::Deleting { keys, rekeyed };
         }
     }
 
@@ -356,7 +399,7 @@ impl IkeSa {
     }
 
     fn encode(&mut self, header: Header, payloads: &[Payload]) -> Vec<u8> {
-        match &self.keys {
+        match self.state.keys() {
             Some(k) if header.exchange != exchange::IKE_SA_INIT => {
                 self.iv_counter = self.iv_counter.wrapping_add(1);
                 emit_encrypted(header, payloads, &k.seal, self.iv_counter.to_be_bytes())
@@ -472,7 +515,7 @@ impl IkeSa {
             self.send_response(ctx, h.exchange, h.message_id, &[n]);
             return Ok(());
         }
-        match (self.state, h.exchange) {
+        match (&self.state, h.exchange) {
             (IkeState::Authenticating { .. }, exchange::IKE_AUTH) if !self.initiator => {
                 ike_auth::process_request(self, ctx, &msg)?;
             }
@@ -485,7 +528,7 @@ impl IkeSa {
             (IkeState::Established { .. }, exchange::CREATE_CHILD_SA) => {
                 create_child::process_request(self, ctx, &msg)?;
             }
-            (IkeState::Rekeyed { .. } | IkeState::Deleting { rekeyed: true }, exchange::INFORMATIONAL) => {
+            (IkeState::Rekeyed { .. } | IkeState::Deleting { rekeyed: true, .. }, exchange::INFORMATIONAL) => {
                 informational::process_request(self, ctx, &msg)?;
             }
             (IkeState::Rekeyed { .. } | IkeState::Deleting { .. }, exchange::CREATE_CHILD_SA) => {
@@ -510,7 +553,7 @@ impl IkeSa {
         if msg.header.exchange == exchange::IKE_SA_INIT {
             return msg.sk.is_none();
         }
-        let Some(k) = &self.keys else { return false };
+        let Some(k) = self.state.keys() else { return false };
         if msg.sk.is_none() {
             return false;
         }
@@ -591,7 +634,7 @@ impl IkeSa {
         if !was_established {
             return false;
         }
-        self.state = IkeState::Deleting { rekeyed: false };
+        self.become_deleting(false);
         self.tasks.queue.clear();
         informational::start_ike_delete(self, ctx);
         true

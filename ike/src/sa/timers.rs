@@ -27,7 +27,7 @@ impl IkeSa {
 
     /// CHILD and IKE SA rekey and expiry times (established SAs only).
     fn lifetime_deadline(&self) -> Option<Timestamp> {
-        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = self.state else { return None };
+        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = &self.state else { return None };
         let children = self.children.iter().flat_map(|c| {
             let next = match c.state {
                 ChildState::Installed { rekey_at: at }
@@ -37,7 +37,7 @@ impl IkeSa {
             };
             [next, (!c.state.is_deleting()).then_some(c.expire_at).flatten()]
         });
-        let ike = [rekey_at, expire_at, adoption_due];
+        let ike = [*rekey_at, *expire_at, *adoption_due];
         children.chain(ike).flatten().min()
     }
 
@@ -45,7 +45,7 @@ impl IkeSa {
     /// rekeyed SA.
     fn deadline(&self) -> Option<Timestamp> {
         match self.state {
-            IkeState::Authenticating { deadline } | IkeState::Rekeyed { deadline, .. } => deadline,
+            IkeState::Authenticating { deadline, .. } | IkeState::Rekeyed { deadline, .. } => deadline,
             _ => None,
         }
     }
@@ -67,7 +67,7 @@ impl IkeSa {
                     tracing::debug!(tunnel = %self.name(), "peer did not delete the rekeyed IKE SA; forgetting it");
                     return Err(Failure::Deleted(DownReason::RekeyedExpired));
                 }
-                IkeState::Authenticating { deadline } => {
+                IkeState::Authenticating { deadline, .. } => {
                     *deadline = None;
                     let (name, peer) = (self.name(), self.remote.ip());
                     crate::log::warn_unauth!(
@@ -121,7 +121,8 @@ impl IkeSa {
     /// Rekey and expiry of the IKE SA and its CHILD SAs.
     fn lifetimes(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
         let now = ctx.now;
-        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = self.state else { return Ok(()) };
+        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = &self.state else { return Ok(()) };
+        let (rekey_at, expire_at, adoption_due) = (*rekey_at, *expire_at, *adoption_due);
         if expire_at.is_some_and(|t| t <= now) {
             if let IkeState::Established { expire_at, .. } = &mut self.state {
                 *expire_at = None;
@@ -132,7 +133,7 @@ impl IkeSa {
         }
         if adoption_due.is_some_and(|t| t <= now) {
             tracing::info!(tunnel = %self.name(), "redundant IKE SA from a rekey collision was not deleted by the peer; deleting it");
-            self.state = IkeState::Deleting { rekeyed: true };
+            self.become_deleting(true);
             self.tasks.queue.clear();
             informational::start_ike_delete(self, ctx);
             return Ok(());

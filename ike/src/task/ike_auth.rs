@@ -25,7 +25,7 @@ pub(crate) struct Initiator {
 
 /// Our AUTH value for the ID payload body `id_body` (we are the signer).
 fn our_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (keys, signed) = (sa.keys.as_ref()?, sa.signed.as_ref()?);
+    let IkeState::Authenticating { keys, signed, .. } = &sa.state else { return None };
     Some(if sa.initiator {
         signed.by_initiator.auth(&sa.nr, &keys.keys.sk_pi, id_body)
     } else {
@@ -35,7 +35,7 @@ fn our_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 
 /// The AUTH value the peer must have sent for its ID payload body.
 fn peer_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (keys, signed) = (sa.keys.as_ref()?, sa.signed.as_ref()?);
+    let IkeState::Authenticating { keys, signed, .. } = &sa.state else { return None };
     Some(if sa.initiator {
         signed.by_responder.auth(&sa.ni, &keys.keys.sk_pr, id_body)
     } else {
@@ -62,13 +62,21 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 }
 
 fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
+    // Both AUTH values are computed: the IKE_SA_INIT messages (`signed`) are no longer
+    // needed.
+    let keys = match std::mem::replace(&mut sa.state, IkeState::Connecting) {
+        IkeState::Authenticating { keys, .. } => keys,
+        other => {
+            sa.state = other;
+            return;
+        }
+    };
     sa.established_at = Some(ctx.now);
     sa.last_heard = Some(ctx.now);
-    // Both AUTH values are computed: the IKE_SA_INIT messages are no longer needed.
-    sa.signed = None;
     let rekey_in = ctx.jittered(sa.peer.timers.ike_rekey_time, sa.peer.timers.rekey_jitter_percent);
-    sa.state = IkeState::established(ctx.now + rekey_in, ctx.now + sa.peer.timers.ike_life_time.max(rekey_in));
-    if let Some(a) = sa.keys.as_ref().map(|k| k.algs) {
+    let expire_at = ctx.now + sa.peer.timers.ike_life_time.max(rekey_in);
+    sa.state = IkeState::established(keys, ctx.now + rekey_in, expire_at);
+    if let Some(a) = sa.state.keys().map(|k| k.algs) {
         tracing::info!(
             tunnel = %sa.name(),
             "IKE SA established with {} ({}), {}, SPIs {:016x}_i {:016x}_r{}",

@@ -123,11 +123,11 @@ pub(crate) fn process_response(
     sa.nr = nr.clone();
     let len = usize::try_from(msg.header.length).unwrap_or(usize::MAX);
     let request = std::mem::take(&mut sa.init_request);
-    sa.signed = Some(Signed {
+    let signed = Box::new(Signed {
         by_initiator: SignedOctets::new(algs.prf, &sa.peer.psk, &request),
         by_responder: SignedOctets::new(algs.prf, &sa.peer.psk, data.get(..len).unwrap_or(data)),
     });
-    set_keys(sa, algs, &shared)?;
+    let keys = sa_keys(sa, algs, &shared)?;
     let detected = natd::detect(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
     sa.nat = sa.peer.force_encap || detected.is_some_and(|(a, b)| a || b);
     tracing::debug!(tunnel = %name, ?detected, forced = sa.peer.force_encap, "NAT detection");
@@ -135,7 +135,7 @@ pub(crate) fn process_response(
         sa.local.set_port(ctx.natt_port);
         sa.remote.set_port(ctx.natt_port);
     }
-    sa.state = IkeState::Authenticating { deadline: None };
+    sa.state = IkeState::Authenticating { keys, signed, deadline: None };
     super::ike_auth::start(sa, ctx);
     Ok(())
 }
@@ -243,14 +243,14 @@ pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Re
     Some(act_on_error(sa, ctx, init, &n))
 }
 
-fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure> {
+/// The keys of the IKE SA from the IKE_SA_INIT exchange (SPIs and nonces are set).
+fn sa_keys(sa: &IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<SaKeys, Failure> {
     let keys = derive_ike_keys(algs.prf, algs.encr, shared, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
     let (seal_key, open_key) = if sa.initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
     let (Some(seal), Some(open)) = (SkCipher::new(algs.encr, seal_key), SkCipher::new(algs.encr, open_key)) else {
         return Err(Failure::Transient(DownReason::CipherSetup));
     };
-    sa.keys = Some(SaKeys { algs, keys, seal, open });
-    Ok(())
+    Ok(SaKeys { algs, keys, seal, open })
 }
 
 /// A stateless IKE_SA_INIT error response (rate-limited: the request may be spoofed).
@@ -375,7 +375,7 @@ pub(crate) fn respond(
     let request = data.get(..len).unwrap_or(data);
     sa.init_request_hash = Some(digest(request));
     let by_initiator = SignedOctets::new(algs.prf, &peer.psk, request);
-    set_keys(&mut sa, algs, &shared).ok()?;
+    let keys = sa_keys(&sa, algs, &shared).ok()?;
     let detected = natd::detect(&msg.payloads, sa.spi_i, 0, local, remote);
     sa.nat = peer.force_encap || detected.is_some_and(|(a, b)| a || b);
     tracing::debug!(tunnel = %name, ?detected, forced = peer.force_encap, "NAT detection");
@@ -385,8 +385,9 @@ pub(crate) fn respond(
         Payload::Nonce(sa.nr.clone()),
     ];
     p.extend(natd::payloads(sa.spi_i, sa.spi_r, local, remote, peer.force_encap, ctx.rng));
-    sa.state = IkeState::Authenticating { deadline: Some(ctx.now + HALF_OPEN_TIMEOUT) };
+    // Sent in the clear: the keys join the SA with the response that AUTH signs.
     let response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);
-    sa.signed = Some(Signed { by_initiator, by_responder: SignedOctets::new(algs.prf, &peer.psk, &response) });
+    let signed = Box::new(Signed { by_initiator, by_responder: SignedOctets::new(algs.prf, &peer.psk, &response) });
+    sa.state = IkeState::Authenticating { keys, signed, deadline: Some(ctx.now + HALF_OPEN_TIMEOUT) };
     Some(sa)
 }

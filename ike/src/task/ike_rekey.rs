@@ -54,8 +54,8 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> bool {
         return false;
     }
     let group = sa
-        .keys
-        .as_ref()
+        .state
+        .keys()
         .map(|k| k.algs.dh)
         .or_else(|| sa.peer.ike_proposals.first().and_then(|p| p.dh.first().copied()))
         .unwrap_or(DhGroup::Curve25519);
@@ -92,7 +92,7 @@ fn successor(
     ni: &[u8],
     nr: &[u8],
 ) -> Option<IkeSa> {
-    let old_keys = old.keys.as_ref()?;
+    let old_keys = old.state.keys()?;
     let old_algs = old_keys.algs;
     let keys =
         derive_rekeyed_ike_keys(old_algs.prf, algs.prf, &old_keys.keys.sk_d, algs.encr, shared, ni, nr, spis.0, spis.1);
@@ -101,13 +101,14 @@ fn successor(
     let mut sa = IkeSa::new(old.peer.clone(), initiator, old.local, old.remote);
     (sa.spi_i, sa.spi_r) = spis;
     sa.nat = old.nat;
-    sa.keys = Some(SaKeys { algs, keys, seal, open });
+    let keys = SaKeys { algs, keys, seal, open };
     sa.ni = ni.to_vec();
     sa.nr = nr.to_vec();
     sa.established_at = Some(ctx.now);
     sa.last_heard = Some(ctx.now);
     let rekey_in = ctx.jittered(sa.peer.timers.ike_rekey_time, sa.peer.timers.rekey_jitter_percent);
-    sa.state = IkeState::established(ctx.now + rekey_in, ctx.now + sa.peer.timers.ike_life_time.max(rekey_in));
+    let expire_at = ctx.now + sa.peer.timers.ike_life_time.max(rekey_in);
+    sa.state = IkeState::established(keys, ctx.now + rekey_in, expire_at);
     tracing::info!(
         tunnel = %sa.name(),
         "IKE SA rekeyed: {:016x}_i {:016x}_r -> {:016x}_i {:016x}_r ({})",
@@ -124,7 +125,7 @@ fn successor(
 /// CHILD SAs move there; it waits for the peer's DELETE.
 fn yield_to(sa: &mut IkeSa, ctx: &mut Ctx<'_>, to: (u64, u64)) {
     ctx.actions.push(Action::Adopt { tunnel: sa.peer.name.clone(), to, transfer: Transfer::take_from(sa) });
-    sa.state = sa.state.rekeyed(Some(ctx.now + OLD_SA_WAIT));
+    sa.become_rekeyed(Some(ctx.now + OLD_SA_WAIT));
 }
 
 /// The peer deleted this IKE SA. If it did so after winning a rekey collision with us,
@@ -132,7 +133,7 @@ fn yield_to(sa: &mut IkeSa, ctx: &mut Ctx<'_>, to: (u64, u64)) {
 pub(crate) fn old_sa_deleted(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     if matches!(sa.state, IkeState::Established { adoption_due: Some(_), .. }) {
         // The redundant IKE SA of a collision we won, deleted by its creator.
-        sa.state = sa.state.rekeyed(None);
+        sa.become_rekeyed(None);
         return;
     }
     let to = match sa.tasks.outstanding.as_ref().map(|o| &o.task) {
@@ -223,7 +224,7 @@ pub(crate) fn process_response(
     };
     if let Some(c) = init.collision.filter(|c| ours_is_redundant(&init.ni, nr, &c.ni, &c.nr)) {
         tracing::info!(tunnel = %name, "IKE SA rekey collision: ours has the lowest nonce; deleting it, the peer's stays");
-        new.state = IkeState::Deleting { rekeyed: true };
+        new.become_deleting(true);
         informational::send_ike_delete(&mut new, ctx, false);
         ctx.actions.push(Action::Spawn(Box::new(new)));
         yield_to(sa, ctx, c.spis);
@@ -231,7 +232,7 @@ pub(crate) fn process_response(
     }
     Transfer::take_from(sa).give_to(&mut new);
     ctx.actions.push(Action::Spawn(Box::new(new)));
-    sa.state = IkeState::Deleting { rekeyed: true };
+    sa.become_deleting(true);
     sa.tasks.queue.clear();
     informational::send_ike_delete(sa, ctx, false);
     Ok(())
@@ -315,6 +316,6 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     Transfer::take_from(sa).give_to(&mut new);
     ctx.actions.push(Action::Spawn(Box::new(new)));
     sa.tasks.queue.clear();
-    sa.state = sa.state.rekeyed(Some(ctx.now + OLD_SA_WAIT));
+    sa.become_rekeyed(Some(ctx.now + OLD_SA_WAIT));
     Ok(())
 }
