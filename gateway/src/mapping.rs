@@ -41,18 +41,22 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         esp_proposals: t.esp_proposals.clone(),
         force_encap: t.encapsulation == Encapsulation::Udp,
         replay_window: t.replay_window,
-        ike_rekey_time: t.ike_rekey_time,
-        ike_life_time: t.ike_life_time,
-        child_rekey_time: t.child_rekey_time,
-        child_life_time: t.child_life_time,
-        rekey_jitter_percent: t.rekey_jitter_percent,
-        child_rekey_bytes: t.child_rekey_bytes,
-        child_rekey_packets: t.child_rekey_packets,
-        dpd_delay: t.dpd_delay,
-        dpd_timeout: t.dpd_timeout,
-        dpd_action: match t.dpd_action {
-            DpdAction::Restart => ike::DpdAction::Restart,
-            DpdAction::Clear => ike::DpdAction::Clear,
+        timers: ipsec_types::SaTimers {
+            ike_rekey_time: t.ike_rekey_time,
+            ike_life_time: t.ike_life_time,
+            child_rekey_time: t.child_rekey_time,
+            child_life_time: t.child_life_time,
+            rekey_jitter_percent: t.rekey_jitter_percent,
+            child_rekey_bytes: t.child_rekey_bytes,
+            child_rekey_packets: t.child_rekey_packets,
+        },
+        dpd: ipsec_types::Dpd {
+            delay: t.dpd_delay,
+            timeout: t.dpd_timeout,
+            action: match t.dpd_action {
+                DpdAction::Restart => ipsec_types::DpdAction::Restart,
+                DpdAction::Clear => ipsec_types::DpdAction::Clear,
+            },
         },
     }
 }

@@ -9,7 +9,7 @@
 //! `PROBE_IKE_REKEY`, `PROBE_DPD`, `PROBE_DPD_TIMEOUT`; `PROBE_ESP` (an ESP proposal, e.g.
 //! `aes256gcm16-x25519`).
 
-use ike::{Command, DpdAction, Endpoint, EndpointConfig, Output, PeerConfig, Rng};
+use ike::{Command, Endpoint, EndpointConfig, Output, PeerConfig, Rng};
 use ipsec_types::{DatapathCommand, EspProposal, Identity, IkeProposal, Timestamp, TrafficSelector};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -60,16 +60,20 @@ fn main() {
         esp_proposals: vec![EspProposal::parse(&env_or("PROBE_ESP", "aes256gcm16")).unwrap_or_else(|_| die("proposal"))],
         force_encap: arg(10) == "1",
         replay_window: 64,
-        ike_rekey_time: secs_env("PROBE_IKE_REKEY", 4 * 3600),
-        ike_life_time: secs_env("PROBE_IKE_REKEY", 4 * 3600) * 2,
-        child_rekey_time: secs_env("PROBE_CHILD_REKEY", 3600),
-        child_life_time: secs_env("PROBE_CHILD_REKEY", 3600) * 2,
-        rekey_jitter_percent: 0,
-        child_rekey_bytes: None,
-        child_rekey_packets: None,
-        dpd_delay: std::env::var("PROBE_DPD").ok().map(|_| secs_env("PROBE_DPD", 30)),
-        dpd_timeout: secs_env("PROBE_DPD_TIMEOUT", 150),
-        dpd_action: DpdAction::Restart,
+        timers: ipsec_types::SaTimers {
+            ike_rekey_time: secs_env("PROBE_IKE_REKEY", 4 * 3600),
+            ike_life_time: secs_env("PROBE_IKE_REKEY", 4 * 3600) * 2,
+            child_rekey_time: secs_env("PROBE_CHILD_REKEY", 3600),
+            child_life_time: secs_env("PROBE_CHILD_REKEY", 3600) * 2,
+            rekey_jitter_percent: 0,
+            child_rekey_bytes: None,
+            child_rekey_packets: None,
+        },
+        dpd: ipsec_types::Dpd {
+            delay: std::env::var("PROBE_DPD").ok().map(|_| secs_env("PROBE_DPD", 30)),
+            timeout: secs_env("PROBE_DPD_TIMEOUT", 150),
+            action: ipsec_types::DpdAction::Restart,
+        },
     };
     let secs: u64 = arg(9).parse().unwrap_or_else(|_| die("seconds"));
     let local_ip = peer.local_addr;

@@ -8,13 +8,17 @@
 //! It does NOT touch ESP packets: negotiated CHILD_SAs leave as
 //! [`ipsec_types::DatapathCommand`]s for the gateway to apply to the `esp` crate.
 //!
-//! Layout: `endpoint` (façade, SPI routing, initiation and retries, INVALID_IKE_SPI,
-//! dead-peer policy) → `sa` (one IKE SA: keys, CHILD SAs and their make-before-break
-//! replacement, timers for rekeying / lifetimes / DPD, the task manager with message
-//! IDs, retransmission and the response cache) → `task` (one module per exchange:
-//! IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA for CHILD SAs, IKE SA rekey, INFORMATIONAL,
-//! NAT detection). `message` is the no-panic wire codec, `proposal` chooses algorithms,
-//! `crypto` derives keys.
+//! Layout: `api` (the types the gateway speaks with: configuration, commands, outputs,
+//! events, status) → `endpoint` (façade and SPI routing; `admission` of unauthenticated
+//! IKE_SA_INIT, initiation and `retry`, `restart`ed peers, dead-peer policy) → `sa`
+//! (one IKE SA: its stage as a state enum carrying that stage's timers, keys, CHILD SAs
+//! with their stage and datapath halves and their make-before-break replacement, timers
+//! for rekeying / lifetimes / DPD, the task manager with message IDs, retransmission and
+//! the response cache) → `task` (one module per exchange: IKE_SA_INIT, IKE_AUTH,
+//! CREATE_CHILD_SA for CHILD SAs, IKE SA rekey, INFORMATIONAL, NAT detection). `down`
+//! says why an IKE SA went away ([`DownReason`]); `notify` holds the notify numbers;
+//! `message` is the no-panic wire codec, `proposal` chooses algorithms, `crypto`
+//! derives keys.
 //!
 //! Supported: PSK, AES-GCM-16, PRF-HMAC-SHA2, X25519/ECP-256, NAT-T, DELETE; CHILD SA
 //! rekeying in both roles with PFS (and the INVALID_KE_PAYLOAD retry), new CHILD SAs
@@ -54,18 +58,19 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod api;
 pub mod crypto;
+mod down;
 mod endpoint;
-mod error;
 mod log;
 mod message;
+mod notify;
 mod proposal;
 mod sa;
 mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use endpoint::{
-    ChildSaStatus, Command, DpdAction, Endpoint, EndpointConfig, Event, IkeDrops, IkeSaStatus, Limits, Output,
-    PeerConfig, Rng, Transmit,
-};
+pub use api::{ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit};
+pub use down::DownReason;
+pub use endpoint::{Endpoint, IkeDrops, Limits};

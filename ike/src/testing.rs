@@ -4,8 +4,8 @@
 //!
 //! Nothing here is used by the gateway in production.
 
-use crate::{DpdAction, Endpoint, EndpointConfig, Event, Output, PeerConfig, Rng, Transmit};
-use ipsec_types::{DatapathCommand, EspProposal, Identity, IkeProposal, Timestamp, TrafficSelector};
+use crate::{Endpoint, EndpointConfig, Event, Output, PeerConfig, Rng, Transmit};
+use ipsec_types::{DatapathCommand, Dpd, EspProposal, Identity, IkeProposal, SaTimers, Timestamp, TrafficSelector};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -56,16 +56,9 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         esp_proposals: vec![EspProposal::parse("aes256gcm16").expect("proposal")],
         force_encap: false,
         replay_window: 64,
-        ike_rekey_time: Duration::from_secs(4 * 3600),
-        ike_life_time: Duration::from_secs(4 * 3600 + 1440),
-        child_rekey_time: Duration::from_secs(3600),
-        child_life_time: Duration::from_secs(3960),
-        rekey_jitter_percent: 0,
-        child_rekey_bytes: None,
-        child_rekey_packets: None,
-        dpd_delay: None,
-        dpd_timeout: Duration::from_secs(150),
-        dpd_action: DpdAction::Restart,
+        // The default lifetimes (4 h / 1 h, +10 %), without jitter; no liveness checks.
+        timers: SaTimers { rekey_jitter_percent: 0, ..SaTimers::default() },
+        dpd: Dpd { delay: None, ..Dpd::default() },
     }
 }
 

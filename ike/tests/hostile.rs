@@ -160,8 +160,8 @@ fn global_half_open_cap_holds_across_many_peers() {
 fn a_spoofed_half_open_sa_never_blocks_our_initiation() {
     init_logs();
     let mut a_cfg = peer_config("site-b", A, B, true, true);
-    a_cfg.dpd_delay = Some(Duration::from_secs(5));
-    a_cfg.dpd_timeout = Duration::from_secs(10);
+    a_cfg.dpd.delay = Some(Duration::from_secs(5));
+    a_cfg.dpd.timeout = Duration::from_secs(10);
     let mut p = Pair::new(a_cfg, peer_config("site-a", B, A, false, false));
     p.run();
     assert_eq!(p.a.status()[0].state, "ESTABLISHED");

@@ -3,7 +3,8 @@
 //! restarted peer, and INITIAL_CONTACT towards a tunnel configured to initiate.
 
 use ike::testing::{peer_config, Pair, Side};
-use ike::{DpdAction, Event, PeerConfig};
+use ike::{Event, PeerConfig};
+use ipsec_types::DpdAction;
 use ipsec_types::{DatapathCommand, Direction, Spi, Timestamp};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ fn init_logs() {
 
 fn configs() -> (PeerConfig, PeerConfig) {
     let mut a = peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true);
-    a.dpd_delay = Some(Duration::from_secs(30));
+    a.dpd.delay = Some(Duration::from_secs(30));
     (a, peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false))
 }
 
@@ -109,7 +110,7 @@ fn dead_peer_is_restarted_until_it_comes_back() {
     assert!(p
         .events(Side::A)
         .iter()
-        .any(|e| matches!(e, Event::IkeDown { reason, .. } if reason == "dead peer detected")));
+        .any(|e| matches!(e, Event::IkeDown { reason, .. } if *reason == ike::DownReason::DeadPeer)));
     assert!(live(&p.datapath(Side::A)).is_empty(), "dead peer's SAs removed");
     let init_at_180 = p.transmits(Side::A).last().map(|t| kind(&t.data));
     assert_eq!(init_at_180, Some((34, false)), "IKE_SA_INIT again at once");
@@ -135,8 +136,8 @@ fn dead_peer_is_restarted_until_it_comes_back() {
 fn dpd_action_clear_tears_down_and_waits() {
     init_logs();
     let (mut a, b) = configs();
-    a.dpd_action = DpdAction::Clear;
-    a.dpd_timeout = Duration::from_secs(40);
+    a.dpd.action = DpdAction::Clear;
+    a.dpd.timeout = Duration::from_secs(40);
     let mut p = Pair::new(a, b);
     p.run();
     a_alone_until(&mut p, secs(70));
@@ -149,7 +150,7 @@ fn dpd_action_clear_tears_down_and_waits() {
 fn responder_with_restart_initiates_after_its_peer_died() {
     init_logs();
     let (a, mut b) = configs();
-    b.dpd_delay = Some(Duration::from_secs(30));
+    b.dpd.delay = Some(Duration::from_secs(30));
     let mut p = Pair::new(a, b);
     p.run();
     // A vanishes; B (configured to respond only) detects it and initiates.

@@ -248,9 +248,9 @@ fn pfs_mismatch_is_refused_and_the_old_sa_kept_until_its_hard_lifetime() {
 fn child_sa_rekeys_at_its_rekey_time_minus_jitter() {
     init_logs();
     let (mut a, mut b) = configs();
-    a.rekey_jitter_percent = 10;
-    b.child_rekey_time = Duration::from_secs(7200);
-    b.child_life_time = Duration::from_secs(7300);
+    a.timers.rekey_jitter_percent = 10;
+    b.timers.child_rekey_time = Duration::from_secs(7200);
+    b.timers.child_life_time = Duration::from_secs(7300);
     let mut p = up(a, b);
     let due = p.a.status()[0].children[0].next_rekey.unwrap();
     assert!(due >= Timestamp::from_secs(3240) && due <= Timestamp::from_secs(3600), "{due:?}");
@@ -271,8 +271,8 @@ fn child_sa_rekeys_at_its_rekey_time_minus_jitter() {
 fn volume_limits_reach_the_datapath_and_soft_expiry_rekeys() {
     init_logs();
     let (mut a, b) = configs();
-    a.child_rekey_bytes = Some(1_000_000);
-    a.child_rekey_packets = Some(1000);
+    a.timers.child_rekey_bytes = Some(1_000_000);
+    a.timers.child_rekey_packets = Some(1000);
     let mut p = up(a, b);
     let sas = installed(&p.datapath(Side::A), Direction::Outbound);
     let l = sas[0].limits;
@@ -339,7 +339,7 @@ fn ike_rekey_moves_the_child_sas_and_touches_no_esp_sa() {
 fn ike_sa_rekeys_on_its_timer_and_expires_without_rekey() {
     init_logs();
     let (mut a, b) = configs();
-    a.ike_rekey_time = Duration::from_secs(1000);
+    a.timers.ike_rekey_time = Duration::from_secs(1000);
     let mut p = up(a, b);
     let first = p.a.status()[0].spi_i;
     p.tick(Timestamp::from_secs(1000));
@@ -356,8 +356,8 @@ fn ike_sa_hard_lifetime_deletes_it_and_the_initiator_starts_over() {
     init_logs();
     let (mut a, b) = configs();
     // A degenerate configuration where the hard lifetime comes with the rekey time.
-    a.ike_rekey_time = Duration::from_secs(1000);
-    a.ike_life_time = Duration::from_secs(1000);
+    a.timers.ike_rekey_time = Duration::from_secs(1000);
+    a.timers.ike_life_time = Duration::from_secs(1000);
     let mut p = up(a, b);
     let first = p.a.status()[0].spi_i;
     assert_eq!(p.a.status()[0].next_rekey, Some(Timestamp::from_secs(1000)));
@@ -365,7 +365,7 @@ fn ike_sa_hard_lifetime_deletes_it_and_the_initiator_starts_over() {
     assert!(p
         .events(Side::A)
         .iter()
-        .any(|e| matches!(e, ike::Event::IkeDown { reason, .. } if reason == "IKE SA lifetime expired")));
+        .any(|e| matches!(e, ike::Event::IkeDown { reason, .. } if *reason == ike::DownReason::LifetimeExpired)));
     p.run();
     assert_eq!(p.a.status().len(), 1);
     assert_ne!(p.a.status()[0].spi_i, first);

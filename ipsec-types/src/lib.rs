@@ -12,11 +12,13 @@ mod algorithms;
 mod identity;
 mod selector;
 mod time;
+mod timers;
 
 pub use algorithms::{DhGroup, EncrAlg, EspProposal, IkeProposal, PrfAlg};
 pub use identity::Identity;
 pub use selector::TrafficSelector;
 pub use time::Timestamp;
+pub use timers::{Dpd, DpdAction, SaTimers};
 
 use std::fmt;
 use std::net::IpAddr;

@@ -158,7 +158,7 @@ impl Tracker {
             return;
         }
         if let ike::Event::IkeDown { reason, .. } = ev {
-            self.last_down_reason = Some(reason.clone());
+            self.last_down_reason = Some(reason.to_string());
         }
         self.events.push(line);
     }
@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(report.elapsed_ms, 2000);
 
         let mut up = begin(Request::Up { tunnel: "site-b".into(), wait_ms: 5000 }, &[]).unwrap().tracker;
-        up.observe(&ike::Event::IkeDown { peer: "site-b".into(), reason: "AUTHENTICATION_FAILED".into() });
+        up.observe(&ike::Event::IkeDown { peer: "site-b".into(), reason: ike::DownReason::AuthRefused(24) });
         let (o, m) = up.check(t(101), &[]).unwrap();
         assert_eq!(o, Outcome::Failed);
         assert!(m.contains("AUTHENTICATION_FAILED"), "{m}");
@@ -410,10 +410,10 @@ mod tests {
     fn rekey_fails_when_the_tunnel_goes_down_and_pends_when_nothing_happens() {
         let s = sample_ike();
         let mut r = begin(rekey(false), &s).unwrap().tracker;
-        r.observe(&ike::Event::IkeDown { peer: "site-b".into(), reason: "peer deleted the IKE SA".into() });
+        r.observe(&ike::Event::IkeDown { peer: "site-b".into(), reason: ike::DownReason::DeletedByPeer });
         let (o, m) = r.check(t(101), &[]).unwrap();
         assert_eq!(o, Outcome::Failed);
-        assert_eq!(m, "site-b: the IKE SA went down during the rekey: peer deleted the IKE SA");
+        assert_eq!(m, "site-b: the IKE SA went down during the rekey: deleted by peer");
 
         let mut r = begin(rekey(false), &s).unwrap().tracker;
         let (o, m) = r.check(t(106), &s).unwrap();

@@ -42,8 +42,8 @@ impl Endpoint {
                 .iter()
                 .filter(|s| s.peer.name == tunnel)
                 .flat_map(|s| s.children.iter())
-                .filter(|c| c.out_installed && c.spi_out != spi)
-                .filter_map(|c| c.out_params.as_ref().map(|p| (c.child_id, p)))
+                .filter(|c| c.spi_out != spi)
+                .filter_map(|c| c.halves.outbound().map(|p| (c.child_id, p)))
                 .max_by_key(|(id, _)| *id)
                 .map(|(_, p)| p.clone());
             if let Some(p) = next {

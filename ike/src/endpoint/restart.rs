@@ -8,15 +8,18 @@
 //! so traffic flows again a few seconds after `dpd_delay` instead of after `dpd_timeout`.
 //! If the old peer was only slow, the new IKE SA replaces it make-before-break.
 //!
-//! INITIAL_CONTACT (the other sign of a restarted peer) is handled where IKE_AUTH
-//! completes (`Endpoint::run`).
+//! INITIAL_CONTACT (the other sign of a restarted peer), seen where IKE_AUTH completes
+//! (`Endpoint::run`), makes `drop_stale` forget the older IKE SAs with that peer.
 
-use super::{DpdAction, Endpoint, Output, Transmit};
-use crate::error::notify;
+use super::Endpoint;
+use crate::api::{Output, Transmit};
+use crate::down::DownReason;
 use crate::message::payload::Notify;
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
+use crate::notify;
 use crate::sa::IkeState;
 use crate::task::ActiveTask;
+use ipsec_types::DpdAction;
 use ipsec_types::Timestamp;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,8 +40,8 @@ impl Endpoint {
         let hints = &self.invalid_spi_hints;
         let probing = |sa: &crate::sa::IkeSa| {
             let ours = if sa.initiator { sa.spi_i } else { sa.spi_r };
-            sa.state == IkeState::Established
-                && !sa.stale
+            sa.state.is_established()
+                && !sa.state.stale()
                 && sa.tasks.outstanding.as_ref().is_some_and(|o| {
                     o.sent_at + RESTART_PROBE_AFTER <= now
                         && (matches!(o.task, ActiveTask::Liveness) || hints.get(&ours) == Some(&o.mid))
@@ -54,12 +57,14 @@ impl Endpoint {
             let hinted = self.invalid_spi_hints.remove(&ours).is_some();
             let go = self
                 .slot_mut(&name)
-                .is_some_and(|slot| slot.cfg.dpd_action == DpdAction::Restart || (hinted && slot.wanted));
+                .is_some_and(|slot| slot.cfg.dpd.action == DpdAction::Restart || (hinted && slot.wanted));
             if !go {
                 continue;
             }
             let Some(sa) = self.sas.get_mut(i) else { continue };
-            sa.stale = true;
+            if let IkeState::Established { stale, .. } = &mut sa.state {
+                *stale = true;
+            }
             let remote = sa.remote.ip();
             let Some(slot) = self.slot_mut(&name) else { continue };
             slot.wanted = true;
@@ -116,7 +121,7 @@ impl Endpoint {
             self.sas.get(i).is_some_and(|s| {
                 (s.spi_i, s.spi_r) == (h.spi_i, h.spi_r)
                     && s.remote.ip() == remote.ip()
-                    && s.state == IkeState::Established
+                    && s.state.is_established()
                     && s.tasks.outstanding.as_ref().is_some_and(|o| o.mid == h.message_id)
             })
         });
@@ -124,7 +129,7 @@ impl Endpoint {
             self.shared.drops.unknown_spi += 1;
             return;
         };
-        if !invalid || sa.stale {
+        if !invalid || sa.state.stale() {
             return;
         }
         // Unauthenticated: the IKE SA is left alone. If our request then stays unanswered
@@ -133,5 +138,24 @@ impl Endpoint {
         let name = sa.peer.name.clone();
         tracing::info!(tunnel = %name, "peer {} answered INVALID_IKE_SPI (unprotected): if it stays silent for {}s, a new IKE SA is brought up", remote.ip(), RESTART_PROBE_AFTER.as_secs());
         self.invalid_spi_hints.insert(ours, h.message_id);
+    }
+
+    /// INITIAL_CONTACT (RFC 7296 2.4): the peer lost its state; forget our other
+    /// established IKE SAs with it, without sending DELETE.
+    pub(super) fn drop_stale(&mut self, now: Timestamp, name: &str, spi_i: u64, spi_r: u64) {
+        let mut i = 0;
+        while i < self.sas.len() {
+            let stale = self.sas.get(i).is_some_and(|s| {
+                s.peer.name == name && (s.spi_i, s.spi_r) != (spi_i, spi_r) && s.state.is_established()
+            });
+            if !stale {
+                i += 1;
+                continue;
+            }
+            let mut sa = self.sas.remove(i);
+            tracing::info!(tunnel = %name, "peer sent INITIAL_CONTACT; dropping the older IKE SA {:016x}_i", sa.spi_i);
+            let mut ctx = self.shared.ctx(now, 0);
+            sa.teardown(&mut ctx, DownReason::ReplacedByInitialContact);
+        }
     }
 }

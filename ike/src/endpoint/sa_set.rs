@@ -11,7 +11,7 @@
 //! Every mutable access marks the SA so its cached deadline and half-open state are
 //! recomputed by [`SaSet::settle`], which the endpoint calls at the end of each input.
 
-use crate::sa::{IkeSa, IkeState};
+use crate::sa::IkeSa;
 use ipsec_types::Timestamp;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ struct Meta {
 
 /// A half-open responder SA: the peer has not authenticated yet.
 fn is_half_open(sa: &IkeSa) -> bool {
-    !sa.initiator && sa.state == IkeState::Authenticating
+    !sa.initiator && sa.state.is_authenticating()
 }
 
 fn ours(sa: &IkeSa) -> u64 {

@@ -202,7 +202,7 @@ fn critical_unknown_payload_is_flagged() {
 
 #[test]
 fn invalid_ke_notify_names_the_wanted_group() {
-    let n = |data: &[u8]| Notify::new(crate::error::notify::INVALID_KE_PAYLOAD, data.to_vec());
+    let n = |data: &[u8]| Notify::new(crate::notify::INVALID_KE_PAYLOAD, data.to_vec());
     // Two octets, big-endian (as we emit them), whether or not further data follows.
     assert_eq!(n(&payload::u16_data(31)).dh_group(), Some(31));
     assert_eq!(n(&[0x00, 0x13, 0xff]).dh_group(), Some(19));
@@ -489,7 +489,7 @@ fn before_decryption_only_cleartext_payloads_are_parsed() {
         assert_eq!(Message::parse(&emit_plain(h, &[])).unwrap_err(), ParseError::NotProtected);
         // A Notify in cleartext: only in a response (INVALID_IKE_SPI, 2.21.4), and never
         // next to an SK payload.
-        let n = Payload::Notify(Notify::new(crate::error::notify::INVALID_IKE_SPI, vec![]));
+        let n = Payload::Notify(Notify::new(crate::notify::INVALID_IKE_SPI, vec![]));
         assert_eq!(
             Message::parse(&emit_plain(h, std::slice::from_ref(&n))).unwrap_err(),
             ParseError::Cleartext(ptype::NOTIFY)

@@ -9,7 +9,7 @@
 //! after that, for packets still in flight.
 
 use super::{Ctx, IkeSa};
-use crate::endpoint::{ChildSaStatus, Event, Output};
+use crate::api::{ChildSaStatus, Event, Output};
 use crate::proposal::EspAlgs;
 use ipsec_types::{
     AeadKey, ChildRef, DatapathCommand, Direction, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
@@ -29,24 +29,108 @@ pub(crate) const OLD_INBOUND_GRACE: Duration = Duration::from_secs(2);
 /// removes the old inbound SA (strongSwan removes it at once when the peer deletes it).
 pub(crate) const REKEYED_DELETE_DELAY: Duration = Duration::from_millis(200);
 
-/// State of a CHILD SA.
+/// Where a CHILD SA stands, with the deadline that belongs to that stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChildState {
-    /// In use (an SA created by the peer's rekey may still wait for its outbound half).
-    Installed,
+    /// In use (an SA created by the peer's rekey may still wait for its outbound half,
+    /// see [`Halves::AwaitingOutbound`]).
+    Installed {
+        /// When to start rekeying it (`None` once its hard lifetime queued its deletion).
+        rekey_at: Option<Timestamp>,
+    },
     /// Our CREATE_CHILD_SA rekeying it is in flight.
     Rekeying,
     /// Replaced by a new CHILD SA; waits for its DELETE exchange (ours or the peer's).
-    Rekeyed,
+    /// On removal its inbound SA gets [`OLD_INBOUND_GRACE`].
+    Rekeyed {
+        /// When to send DELETE for it (our rekey replaced it).
+        delete_at: Option<Timestamp>,
+    },
     /// We sent DELETE for it.
-    Deleting,
+    Deleting {
+        /// A newer CHILD SA took over before: on removal its inbound SA gets
+        /// [`OLD_INBOUND_GRACE`].
+        superseded: bool,
+    },
     /// Created by the peer's rekey that lost a collision: the peer deletes it.
-    Redundant,
+    Redundant {
+        /// When we delete it if the peer did not.
+        delete_at: Option<Timestamp>,
+    },
+}
+
+impl ChildState {
+    /// Carrying traffic (or about to): installed or being rekeyed.
+    pub(crate) fn usable(self) -> bool {
+        matches!(self, Self::Installed { .. } | Self::Rekeying)
+    }
+    pub(crate) fn is_installed(self) -> bool {
+        matches!(self, Self::Installed { .. })
+    }
+    pub(crate) fn is_deleting(self) -> bool {
+        matches!(self, Self::Deleting { .. })
+    }
+    /// A newer CHILD SA took over from this one.
+    pub(crate) fn superseded(self) -> bool {
+        matches!(self, Self::Rekeyed { .. } | Self::Deleting { superseded: true })
+    }
+    /// A newer CHILD SA replaced this one; a DELETE already planned stays planned.
+    pub(crate) fn rekeyed(self) -> Self {
+        match self {
+            Self::Rekeyed { delete_at } => Self::Rekeyed { delete_at },
+            _ => Self::Rekeyed { delete_at: None },
+        }
+    }
+    /// We send DELETE for it.
+    pub(crate) fn deleting(self) -> Self {
+        Self::Deleting { superseded: self.superseded() }
+    }
+}
+
+/// Which halves of a CHILD SA the datapath holds.
+#[derive(Clone, Debug)]
+pub(crate) enum Halves {
+    /// Neither (a collision loser we delete at once).
+    Neither,
+    /// The inbound SA; the outbound one is installed when the CHILD SA it replaces (the
+    /// peer rekeyed it) is deleted.
+    AwaitingOutbound {
+        /// The outbound SA to install then.
+        out: SaParams,
+        /// The child id of the CHILD SA this one replaces.
+        replaces: u64,
+    },
+    /// The inbound SA only, for good (the peer's redundant SA of a collision we won).
+    InboundOnly,
+    /// Both.
+    Both {
+        /// The outbound SA as installed, to put it back in the seal path if the outbound
+        /// SA of another CHILD SA with the same selectors that took it over goes away.
+        out: SaParams,
+    },
+}
+
+impl Halves {
+    pub(crate) fn inbound(&self) -> bool {
+        !matches!(self, Self::Neither)
+    }
+    /// The outbound SA, if installed.
+    pub(crate) fn outbound(&self) -> Option<&SaParams> {
+        match self {
+            Self::Both { out } => Some(out),
+            _ => None,
+        }
+    }
+    /// Waits for the CHILD SA it replaces to go before it carries outbound traffic.
+    pub(crate) fn awaiting_outbound(&self) -> bool {
+        matches!(self, Self::AwaitingOutbound { .. })
+    }
 }
 
 pub(crate) struct ChildSa {
     pub(crate) child_id: u64,
     pub(crate) state: ChildState,
+    pub(crate) halves: Halves,
     pub(crate) spi_in: Spi,
     pub(crate) spi_out: Spi,
     pub(crate) local_ts: Vec<TrafficSelector>,
@@ -54,24 +138,8 @@ pub(crate) struct ChildSa {
     pub(crate) algs: EspAlgs,
     pub(crate) encap: Option<UdpEncap>,
     pub(crate) established_at: Timestamp,
-    /// When to start rekeying (or, for a redundant SA, to delete it if the peer did not).
-    pub(crate) rekey_at: Option<Timestamp>,
     /// Hard lifetime: deleted if still here then.
     pub(crate) expire_at: Option<Timestamp>,
-    pub(crate) in_installed: bool,
-    pub(crate) out_installed: bool,
-    /// The outbound half of an SA created by the peer's rekey: installed when the SA it
-    /// replaces (`replaces`) is deleted.
-    pub(crate) pending_out: Option<SaParams>,
-    /// The child id of the CHILD SA this one replaces, while `pending_out` waits.
-    pub(crate) replaces: Option<u64>,
-    /// A newer CHILD SA took over: on removal, the inbound SA gets its grace period.
-    pub(crate) superseded: bool,
-    /// When to send DELETE for this CHILD SA, which our rekey replaced.
-    pub(crate) delete_at: Option<Timestamp>,
-    /// The outbound SA as installed, to put it back in the seal path if the outbound SA
-    /// of another CHILD SA with the same selectors that took it over goes away.
-    pub(crate) out_params: Option<SaParams>,
 }
 
 impl ChildSa {
@@ -83,12 +151,12 @@ impl ChildSa {
         ChildSaStatus {
             child_id: self.child_id,
             state: match self.state {
-                ChildState::Installed if self.pending_out.is_some() => "INSTALLED_INBOUND",
-                ChildState::Installed => "INSTALLED",
+                ChildState::Installed { .. } if self.halves.awaiting_outbound() => "INSTALLED_INBOUND",
+                ChildState::Installed { .. } => "INSTALLED",
                 ChildState::Rekeying => "REKEYING",
-                ChildState::Rekeyed => "REKEYED",
-                ChildState::Deleting => "DELETING",
-                ChildState::Redundant => "REDUNDANT",
+                ChildState::Rekeyed { .. } => "REKEYED",
+                ChildState::Deleting { .. } => "DELETING",
+                ChildState::Redundant { .. } => "REDUNDANT",
             },
             spi_in: self.spi_in,
             spi_out: self.spi_out,
@@ -98,21 +166,24 @@ impl ChildSa {
             dh: self.algs.dh,
             encap: self.encap,
             established_at: self.established_at,
-            next_rekey: if self.state == ChildState::Installed { self.rekey_at } else { None },
+            next_rekey: match self.state {
+                ChildState::Installed { rekey_at } => rekey_at,
+                _ => None,
+            },
             expires_at: self.expire_at,
         }
     }
 
     /// Removes both directions from the datapath at once and reports it (teardown).
     pub(crate) fn remove(&self, ctx: &mut Ctx<'_>, tunnel: &str) {
-        if self.out_installed {
+        if self.halves.outbound().is_some() {
             ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
                 tunnel: tunnel.to_string(),
                 spi: self.spi_out,
                 direction: Direction::Outbound,
             }));
         }
-        if self.in_installed {
+        if self.halves.inbound() {
             ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
                 tunnel: tunnel.to_string(),
                 spi: self.spi_in,
@@ -138,15 +209,15 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
     let c = sa.children.remove(idx);
     activate_successor(sa, ctx, c.child_id);
     let name = sa.peer.name.clone();
-    if c.out_installed {
+    if c.halves.outbound().is_some() {
         ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
             tunnel: name.clone(),
             spi: c.spi_out,
             direction: Direction::Outbound,
         }));
     }
-    if c.in_installed {
-        if c.superseded {
+    if c.halves.inbound() {
+        if c.state.superseded() {
             sa.retiring.push((c.spi_in, ctx.now + OLD_INBOUND_GRACE));
         } else {
             ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
@@ -164,8 +235,8 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
 /// The IKE SA initiator keeps the tunnel: when the last usable CHILD SA went away
 /// (hard lifetime, or deleted by the peer), it creates a new one.
 pub(crate) fn ensure_tunnel(sa: &mut IkeSa) {
-    let usable = sa.children.iter().any(|c| matches!(c.state, ChildState::Installed | ChildState::Rekeying));
-    if sa.initiator && !usable && sa.state == super::IkeState::Established {
+    let usable = sa.children.iter().any(|c| c.state.usable());
+    if sa.initiator && !usable && sa.state.is_established() {
         tracing::info!(tunnel = %sa.peer.name, "no CHILD SA left; creating a new one");
         sa.tasks.queue_once(super::task_manager::TaskKind::ChildCreate);
     }
@@ -175,15 +246,15 @@ pub(crate) fn ensure_tunnel(sa: &mut IkeSa) {
 /// (the peer's rekey of it), if any. Returns whether there was one.
 pub(crate) fn activate_successor(sa: &mut IkeSa, ctx: &mut Ctx<'_>, child_id: u64) -> bool {
     let mut found = false;
-    for k in sa.children.iter_mut().filter(|k| k.replaces == Some(child_id)) {
-        k.replaces = None;
-        if let Some(p) = k.pending_out.take() {
-            tracing::debug!(tunnel = %sa.peer.name, spi_out = %k.spi_out, "outbound traffic moves to the new CHILD SA");
-            ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(p.clone())));
-            k.out_params = Some(p);
-            k.out_installed = true;
-            found = true;
+    for k in &mut sa.children {
+        if !matches!(&k.halves, Halves::AwaitingOutbound { replaces, .. } if *replaces == child_id) {
+            continue;
         }
+        let Halves::AwaitingOutbound { out, .. } = std::mem::replace(&mut k.halves, Halves::Neither) else { continue };
+        tracing::debug!(tunnel = %sa.peer.name, spi_out = %k.spi_out, "outbound traffic moves to the new CHILD SA");
+        ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(out.clone())));
+        k.halves = Halves::Both { out };
+        found = true;
     }
     found
 }
@@ -245,7 +316,8 @@ pub(crate) fn install(
     keying: &Keying<'_>,
     how: Install,
 ) -> Option<Event> {
-    let (keys, ike_algs) = (sa.keys.as_ref()?, sa.algs?);
+    let keys = sa.state.keys()?;
+    let ike_algs = keys.algs;
     let algs = new.algs;
     let (i2r, r2i) =
         crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, keying.shared, keying.ni, keying.nr);
@@ -258,10 +330,11 @@ pub(crate) fn install(
     });
     *ctx.next_child_id += 1;
     let cfg = &sa.peer;
-    let rekey_in = ctx.jittered(cfg.child_rekey_time, cfg.rekey_jitter_percent);
+    let rekey_in = ctx.jittered(cfg.timers.child_rekey_time, cfg.timers.rekey_jitter_percent);
     let mut child = ChildSa {
         child_id: *ctx.next_child_id,
-        state: ChildState::Installed,
+        state: ChildState::Installed { rekey_at: Some(ctx.now + rekey_in) },
+        halves: Halves::Neither,
         spi_in: Spi(new.spi_in),
         spi_out: Spi(new.spi_out),
         local_ts: new.local_ts,
@@ -269,17 +342,9 @@ pub(crate) fn install(
         algs,
         encap,
         established_at: ctx.now,
-        rekey_at: Some(ctx.now + rekey_in),
-        expire_at: Some(ctx.now + cfg.child_life_time.max(rekey_in)),
-        in_installed: false,
-        out_installed: false,
-        pending_out: None,
-        replaces: None,
-        superseded: false,
-        delete_at: None,
-        out_params: None,
+        expire_at: Some(ctx.now + cfg.timers.child_life_time.max(rekey_in)),
     };
-    let limits = volume_limits(cfg.child_rekey_bytes, cfg.child_rekey_packets);
+    let limits = volume_limits(cfg.timers.child_rekey_bytes, cfg.timers.child_rekey_packets);
     let endpoints = child.endpoints(sa.local, sa.remote);
     let child_ref = ChildRef { tunnel: cfg.name.clone(), child_id: child.child_id };
     let params = |spi: Spi, direction, key: AeadKey, replay_window| SaParams {
@@ -305,15 +370,11 @@ pub(crate) fn install(
         Install::Both => {
             ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
             ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(outbound.clone())));
-            child.out_params = Some(outbound);
-            child.in_installed = true;
-            child.out_installed = true;
+            child.halves = Halves::Both { out: outbound };
         }
         Install::InboundReplacing(old) => {
             ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
-            child.in_installed = true;
-            child.pending_out = Some(outbound);
-            child.replaces = Some(old);
+            child.halves = Halves::AwaitingOutbound { out: outbound, replaces: old };
         }
     }
     tracing::info!(

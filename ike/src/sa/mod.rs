@@ -9,12 +9,14 @@ pub(crate) mod child;
 pub(crate) mod task_manager;
 mod timers;
 
+use crate::api::{Event, Output, PeerConfig, Rng, Transmit};
 use crate::crypto::{IkeKeys, SignedOctets, SkCipher};
-use crate::endpoint::{Event, IkeDrops, Limits, Output, PeerConfig, Rng, SpiRegistry, Transmit};
-use crate::error::{notify, Failure};
+use crate::down::{DownReason, Failure};
+use crate::endpoint::{IkeDrops, Limits, SpiRegistry};
 use crate::log::{LogLimiter, TokenBucket};
 use crate::message::payload::Notify;
 use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
+use crate::notify;
 use crate::proposal::IkeAlgs;
 use crate::task::{create_child, ike_auth, ike_init, ike_rekey, informational, ActiveTask};
 use child::ChildSa;
@@ -98,7 +100,9 @@ impl Transfer {
         sa.children.extend(self.children);
         sa.retiring.extend(self.retiring);
         sa.tasks.queue.extend(self.queue);
-        sa.pending_adoption = None;
+        if let IkeState::Established { adoption_due, .. } = &mut sa.state {
+            *adoption_due = None;
+        }
     }
 
     /// Nobody took them: remove them from the datapath.
@@ -158,28 +162,116 @@ impl Ctx<'_> {
     }
 }
 
-/// Where the IKE SA stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the IKE SA stands, with the keys, deadlines and marks that belong to that
+/// stage: there are keys from the IKE_SA_INIT response on, and the IKE_SA_INIT
+/// messages AUTH signs only until IKE_AUTH completes.
+///
+/// Its end is reported (`Event::IkeDown`) once, by `IkeSa::teardown`: an SA that is
+/// `Rekeyed` or `Deleting` has been reported already, or has nothing to report.
 pub(crate) enum IkeState {
     /// IKE_SA_INIT in progress (initiator).
     Connecting,
     /// IKE_AUTH in progress (both roles).
-    Authenticating,
-    Established,
-    /// Replaced by a rekey: its CHILD SAs moved on; waits for the peer's DELETE.
-    Rekeyed,
+    Authenticating {
+        keys: SaKeys,
+        /// What each side's AUTH signs (IKE_SA_INIT request, response).
+        signed: Box<Signed>,
+        /// The responder drops the half-open SA if the peer has not authenticated by then.
+        deadline: Option<Timestamp>,
+    },
+    Established {
+        keys: SaKeys,
+        /// When to rekey the IKE SA.
+        rekey_at: Option<Timestamp>,
+        /// Hard lifetime of the IKE SA.
+        expire_at: Option<Timestamp>,
+        /// Created by the peer's colliding IKE rekey: deleted by us at this time if no
+        /// CHILD SAs moved to it by then (the peer should have deleted it).
+        adoption_due: Option<Timestamp>,
+        /// Our request stayed unanswered (the peer may have restarted): replaced as soon
+        /// as a new IKE SA with the peer is up.
+        stale: bool,
+    },
+    /// Replaced by (or lost to) a rekey: its CHILD SAs moved on; waits for the peer's
+    /// DELETE until `deadline`. Goes away silently (no IkeDown, no retry).
+    Rekeyed {
+        keys: SaKeys,
+        deadline: Option<Timestamp>,
+        /// It was stale when replaced.
+        stale: bool,
+    },
     /// We sent DELETE; everything is already torn down.
-    Deleting,
+    Deleting {
+        keys: SaKeys,
+        /// The old or redundant IKE SA of a rekey: goes away silently (no retry).
+        rekeyed: bool,
+    },
 }
 
 impl IkeState {
-    pub(crate) fn name(self) -> &'static str {
+    /// Established with `keys`, with nothing planned yet.
+    pub(crate) fn established(keys: SaKeys, rekey_at: Timestamp, expire_at: Timestamp) -> Self {
+        Self::Established {
+            keys,
+            rekey_at: Some(rekey_at),
+            expire_at: Some(expire_at),
+            adoption_due: None,
+            stale: false,
+        }
+    }
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Connecting => "CONNECTING",
-            Self::Authenticating => "AUTHENTICATING",
-            Self::Established => "ESTABLISHED",
-            Self::Rekeyed => "REKEYED",
-            Self::Deleting => "DELETING",
+            Self::Authenticating { .. } => "AUTHENTICATING",
+            Self::Established { .. } => "ESTABLISHED",
+            Self::Rekeyed { .. } => "REKEYED",
+            Self::Deleting { .. } => "DELETING",
+        }
+    }
+    /// The keys (all stages but `Connecting`).
+    pub(crate) fn keys(&self) -> Option<&SaKeys> {
+        match self {
+            Self::Connecting => None,
+            Self::Authenticating { keys, .. }
+            | Self::Established { keys, .. }
+            | Self::Rekeyed { keys, .. }
+            | Self::Deleting { keys, .. } => Some(keys),
+        }
+    }
+    fn into_keys(self) -> Option<SaKeys> {
+        match self {
+            Self::Connecting => None,
+            Self::Authenticating { keys, .. }
+            | Self::Established { keys, .. }
+            | Self::Rekeyed { keys, .. }
+            | Self::Deleting { keys, .. } => Some(keys),
+        }
+    }
+    pub(crate) fn is_connecting(&self) -> bool {
+        matches!(self, Self::Connecting)
+    }
+    pub(crate) fn is_established(&self) -> bool {
+        matches!(self, Self::Established { .. })
+    }
+    pub(crate) fn is_deleting(&self) -> bool {
+        matches!(self, Self::Deleting { .. })
+    }
+    pub(crate) fn is_authenticating(&self) -> bool {
+        matches!(self, Self::Authenticating { .. })
+    }
+    /// Replaced by a rekey: its end is not a tunnel going down.
+    pub(crate) fn replaced(&self) -> bool {
+        matches!(self, Self::Rekeyed { .. } | Self::Deleting { rekeyed: true, .. })
+    }
+    /// Marked stale (see `Established::stale`).
+    pub(crate) fn stale(&self) -> bool {
+        matches!(self, Self::Established { stale: true, .. } | Self::Rekeyed { stale: true, .. })
+    }
+    /// When the next IKE rekey is due.
+    pub(crate) fn next_rekey(&self) -> Option<Timestamp> {
+        match self {
+            Self::Established { rekey_at, .. } => *rekey_at,
+            _ => None,
         }
     }
 }
@@ -192,8 +284,9 @@ pub(crate) struct Signed {
     pub(crate) by_responder: SignedOctets,
 }
 
-/// Keys and ciphers of an IKE SA, oriented for our role.
+/// Algorithms, keys and ciphers of an IKE SA, oriented for our role.
 pub(crate) struct SaKeys {
+    pub(crate) algs: IkeAlgs,
     pub(crate) keys: IkeKeys,
     pub(crate) seal: SkCipher,
     pub(crate) open: SkCipher,
@@ -208,26 +301,17 @@ pub(crate) struct IkeSa {
     pub(crate) local: SocketAddr,
     pub(crate) remote: SocketAddr,
     pub(crate) nat: bool,
-    pub(crate) algs: Option<IkeAlgs>,
     pub(crate) ni: Vec<u8>,
     pub(crate) nr: Vec<u8>,
     /// Initiator: our IKE_SA_INIT request, until the response arrives.
     pub(crate) init_request: Vec<u8>,
     /// Responder: SHA-256 of the peer's IKE_SA_INIT request, to tell a retransmission.
     pub(crate) init_request_hash: Option<[u8; 32]>,
-    /// What each side's AUTH signs (IKE_SA_INIT request, response), absorbed into the
-    /// MAC: kept from IKE_SA_INIT until IKE_AUTH completes.
-    pub(crate) signed: Option<Signed>,
-    pub(crate) keys: Option<SaKeys>,
     iv_counter: u64,
     pub(crate) tasks: TaskManager,
     pub(crate) children: Vec<ChildSa>,
     pub(crate) established_at: Option<Timestamp>,
     pub(crate) last_heard: Option<Timestamp>,
-    /// Half-open deadline (responder waiting for IKE_AUTH).
-    pub(crate) deadline: Option<Timestamp>,
-    /// IkeDown has been reported (or there is nothing to report).
-    pub(crate) down_reported: bool,
     /// The peer sent INITIAL_CONTACT with its IKE_AUTH: older IKE SAs with it are stale.
     pub(crate) initial_contact: bool,
     /// We send INITIAL_CONTACT in our IKE_AUTH: no other IKE SA with this peer exists
@@ -235,18 +319,6 @@ pub(crate) struct IkeSa {
     pub(crate) send_initial_contact: bool,
     /// Inbound SAs of deleted, rekeyed CHILD SAs in their grace period.
     pub(crate) retiring: Vec<(Spi, Timestamp)>,
-    /// When to rekey the IKE SA.
-    pub(crate) rekey_at: Option<Timestamp>,
-    /// Hard lifetime of the IKE SA.
-    pub(crate) expire_at: Option<Timestamp>,
-    /// Replaced by (or lost to) a rekey: goes away silently (no IkeDown, no retry).
-    pub(crate) rekeyed: bool,
-    /// Created by the peer's colliding IKE rekey: deleted by us if no CHILD SAs moved
-    /// to it by then (the peer should have deleted it).
-    pub(crate) pending_adoption: Option<Timestamp>,
-    /// The peer answered INVALID_IKE_SPI: it probably restarted. Replaced as soon as a
-    /// new IKE SA with it is up.
-    pub(crate) stale: bool,
     /// (outbound, inbound) SPIs of CHILD SAs moved to the successor of this IKE SA: the
     /// peer may still delete them here.
     pub(crate) moved: Vec<(Spi, Spi)>,
@@ -265,30 +337,39 @@ impl IkeSa {
             local,
             remote,
             nat: false,
-            algs: None,
             ni: vec![],
             nr: vec![],
             init_request: vec![],
             init_request_hash: None,
-            signed: None,
-            keys: None,
             iv_counter: 0,
             tasks: TaskManager::default(),
             children: vec![],
             established_at: None,
             last_heard: None,
-            deadline: None,
-            down_reported: false,
             initial_contact: false,
             send_initial_contact: false,
             retiring: vec![],
-            rekey_at: None,
-            expire_at: None,
-            rekeyed: false,
-            pending_adoption: None,
-            stale: false,
             moved: vec![],
             last_esp: None,
+        }
+    }
+
+    /// Replaced by a rekey (or lost to one): waits for the peer's DELETE until
+    /// `deadline`. Only an SA with keys changes stage.
+    pub(crate) fn become_rekeyed(&mut self, deadline: Option<Timestamp>) {
+        let stale = self.state.stale();
+        let old = std::mem::replace(&mut self.state, IkeState::Connecting);
+        if let Some(keys) = old.into_keys() {
+            self.state = IkeState::Rekeyed { keys, deadline, stale };
+        }
+    }
+
+    /// We send DELETE for it (`rekeyed`: the old or redundant SA of a rekey). Only an
+    /// SA with keys changes stage.
+    pub(crate) fn become_deleting(&mut self, rekeyed: bool) {
+        let old = std::mem::replace(&mut self.state, IkeState::Connecting);
+        if let Some(keys) = old.into_keys() {
+            self.state = IkeState::Deleting { keys, rekeyed };
         }
     }
 
@@ -318,7 +399,7 @@ impl IkeSa {
     }
 
     fn encode(&mut self, header: Header, payloads: &[Payload]) -> Vec<u8> {
-        match &self.keys {
+        match self.state.keys() {
             Some(k) if header.exchange != exchange::IKE_SA_INIT => {
                 self.iv_counter = self.iv_counter.wrapping_add(1);
                 emit_encrypted(header, payloads, &k.seal, self.iv_counter.to_be_bytes())
@@ -384,7 +465,7 @@ impl IkeSa {
             match task {
                 ActiveTask::IkeInit(init) => ike_init::process_response(self, ctx, init, &msg, data)?,
                 ActiveTask::IkeAuth(auth) => ike_auth::process_response(self, ctx, auth, &msg)?,
-                ActiveTask::IkeDelete => return Err(Failure::Deleted("IKE SA deleted".into())),
+                ActiveTask::IkeDelete => return Err(Failure::Deleted(DownReason::Deleted)),
                 ActiveTask::ChildDelete(spi) => {
                     tracing::debug!(tunnel = %self.name(), %spi, "peer confirmed the CHILD SA deletion");
                     if let Some(i) = self.children.iter().position(|c| c.spi_in == spi) {
@@ -434,25 +515,28 @@ impl IkeSa {
             self.send_response(ctx, h.exchange, h.message_id, &[n]);
             return Ok(());
         }
-        match (self.state, h.exchange) {
-            (IkeState::Authenticating, exchange::IKE_AUTH) if !self.initiator => {
+        match (&self.state, h.exchange) {
+            (IkeState::Authenticating { .. }, exchange::IKE_AUTH) if !self.initiator => {
                 ike_auth::process_request(self, ctx, &msg)?;
             }
-            (IkeState::Established, exchange::INFORMATIONAL) => informational::process_request(self, ctx, &msg)?,
-            (IkeState::Established, exchange::CREATE_CHILD_SA) if ike_rekey::is_ike_rekey(&msg) => {
-                ike_rekey::process_request(self, ctx, &msg)?;
-            }
-            (IkeState::Established, exchange::CREATE_CHILD_SA) => create_child::process_request(self, ctx, &msg)?,
-            (IkeState::Rekeyed, exchange::INFORMATIONAL) => informational::process_request(self, ctx, &msg)?,
-            (IkeState::Deleting, exchange::INFORMATIONAL) if self.rekeyed => {
+            (IkeState::Established { .. }, exchange::INFORMATIONAL) => {
                 informational::process_request(self, ctx, &msg)?;
             }
-            (IkeState::Rekeyed | IkeState::Deleting, exchange::CREATE_CHILD_SA) => {
+            (IkeState::Established { .. }, exchange::CREATE_CHILD_SA) if ike_rekey::is_ike_rekey(&msg) => {
+                ike_rekey::process_request(self, ctx, &msg)?;
+            }
+            (IkeState::Established { .. }, exchange::CREATE_CHILD_SA) => {
+                create_child::process_request(self, ctx, &msg)?;
+            }
+            (IkeState::Rekeyed { .. } | IkeState::Deleting { rekeyed: true, .. }, exchange::INFORMATIONAL) => {
+                informational::process_request(self, ctx, &msg)?;
+            }
+            (IkeState::Rekeyed { .. } | IkeState::Deleting { .. }, exchange::CREATE_CHILD_SA) => {
                 tracing::debug!(tunnel = %self.name(), "CREATE_CHILD_SA on an IKE SA going away; answering TEMPORARY_FAILURE");
                 let n = Payload::Notify(Notify::new(notify::TEMPORARY_FAILURE, vec![]));
                 self.send_response(ctx, h.exchange, h.message_id, &[n]);
             }
-            (IkeState::Deleting, exchange::INFORMATIONAL) => {
+            (IkeState::Deleting { .. }, exchange::INFORMATIONAL) => {
                 self.send_response(ctx, h.exchange, h.message_id, &[]);
             }
             _ => {
@@ -469,7 +553,7 @@ impl IkeSa {
         if msg.header.exchange == exchange::IKE_SA_INIT {
             return msg.sk.is_none();
         }
-        let Some(k) = &self.keys else { return false };
+        let Some(k) = self.state.keys() else { return false };
         if msg.sk.is_none() {
             return false;
         }
@@ -508,7 +592,7 @@ impl IkeSa {
 
     /// Starts the next queued exchange if the window is open.
     pub(crate) fn kick(&mut self, ctx: &mut Ctx<'_>) {
-        if self.tasks.outstanding.is_some() || self.state != IkeState::Established {
+        if self.tasks.outstanding.is_some() || !self.state.is_established() {
             return;
         }
         while let Some(kind) = self.tasks.queue.pop_front() {
@@ -516,7 +600,7 @@ impl IkeSa {
                 TaskKind::Liveness => {
                     self.send_request(ctx, ActiveTask::Liveness, exchange::INFORMATIONAL, &[], false);
                     if let Some(o) = self.tasks.outstanding.as_mut() {
-                        o.give_up_at = Some(ctx.now + self.peer.dpd_timeout);
+                        o.give_up_at = Some(ctx.now + self.peer.dpd.timeout);
                     }
                     return;
                 }
@@ -530,29 +614,27 @@ impl IkeSa {
     }
 
     /// Removes every CHILD SA from the datapath and reports the IKE SA down (once).
-    pub(crate) fn teardown(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+    pub(crate) fn teardown(&mut self, ctx: &mut Ctx<'_>, reason: DownReason) {
         for c in std::mem::take(&mut self.children) {
             c.remove(ctx, self.name());
         }
         child::expire_retiring(self, ctx, true);
-        if !self.down_reported {
-            self.down_reported = true;
-            if self.initiator || self.established_at.is_some() {
-                ctx.out
-                    .push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason: reason.into() }));
-            }
+        // Rekeyed and Deleting SAs were reported when they got there (or go silently).
+        let reported = matches!(self.state, IkeState::Rekeyed { .. } | IkeState::Deleting { .. });
+        if !reported && (self.initiator || self.established_at.is_some()) {
+            ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason }));
         }
     }
 
     /// Sends DELETE for the IKE SA (when established) and tears everything down now.
     /// Returns `false` when the SA can be forgotten at once.
-    pub(crate) fn terminate(&mut self, ctx: &mut Ctx<'_>, reason: &str) -> bool {
-        let was_established = self.state == IkeState::Established;
+    pub(crate) fn terminate(&mut self, ctx: &mut Ctx<'_>, reason: DownReason) -> bool {
+        let was_established = self.state.is_established();
         self.teardown(ctx, reason);
         if !was_established {
             return false;
         }
-        self.state = IkeState::Deleting;
+        self.become_deleting(false);
         self.tasks.queue.clear();
         informational::start_ike_delete(self, ctx);
         true

@@ -8,15 +8,15 @@
 use super::child::{self, ChildState};
 use super::task_manager::{self, TaskKind, Timeout};
 use super::{Ctx, IkeSa, IkeState};
-use crate::error::Failure;
+use crate::down::{DownReason, Failure};
 use crate::task::{informational, ActiveTask};
 use ipsec_types::Timestamp;
 
 impl IkeSa {
     /// When dead peer detection should check the peer (nothing else in flight).
     fn dpd_at(&self) -> Option<Timestamp> {
-        let delay = self.peer.dpd_delay?;
-        if self.state != IkeState::Established
+        let delay = self.peer.dpd.delay?;
+        if !self.state.is_established()
             || self.tasks.outstanding.is_some()
             || self.tasks.queue.contains(&TaskKind::Liveness)
         {
@@ -27,22 +27,32 @@ impl IkeSa {
 
     /// CHILD and IKE SA rekey and expiry times (established SAs only).
     fn lifetime_deadline(&self) -> Option<Timestamp> {
-        if self.state != IkeState::Established {
-            return None;
-        }
+        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = &self.state else { return None };
         let children = self.children.iter().flat_map(|c| {
-            let rekey =
-                matches!(c.state, ChildState::Installed | ChildState::Redundant).then_some(c.rekey_at).flatten();
-            let delete = (c.state == ChildState::Rekeyed).then_some(c.delete_at).flatten();
-            [rekey, delete, (c.state != ChildState::Deleting).then_some(c.expire_at).flatten()]
+            let next = match c.state {
+                ChildState::Installed { rekey_at: at }
+                | ChildState::Rekeyed { delete_at: at }
+                | ChildState::Redundant { delete_at: at } => at,
+                ChildState::Rekeying | ChildState::Deleting { .. } => None,
+            };
+            [next, (!c.state.is_deleting()).then_some(c.expire_at).flatten()]
         });
-        let ike = [self.rekey_at, self.expire_at, self.pending_adoption];
+        let ike = [*rekey_at, *expire_at, *adoption_due];
         children.chain(ike).flatten().min()
+    }
+
+    /// The half-open deadline, or the end of the wait for the peer's DELETE of a
+    /// rekeyed SA.
+    fn deadline(&self) -> Option<Timestamp> {
+        match self.state {
+            IkeState::Authenticating { deadline, .. } | IkeState::Rekeyed { deadline, .. } => deadline,
+            _ => None,
+        }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
         let retiring = self.retiring.iter().map(|(_, t)| *t).min();
-        [self.tasks.deadline(), self.deadline, retiring, self.lifetime_deadline(), self.dpd_at()]
+        [self.tasks.deadline(), self.deadline(), retiring, self.lifetime_deadline(), self.dpd_at()]
             .into_iter()
             .flatten()
             .min()
@@ -50,22 +60,23 @@ impl IkeSa {
 
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
         let now = ctx.now;
-        if self.deadline.is_some_and(|d| d <= now) {
-            self.deadline = None;
-            match self.state {
-                IkeState::Established => {}
-                IkeState::Rekeyed => {
+        if self.deadline().is_some_and(|d| d <= now) {
+            match &mut self.state {
+                IkeState::Rekeyed { deadline, .. } => {
+                    *deadline = None;
                     tracing::debug!(tunnel = %self.name(), "peer did not delete the rekeyed IKE SA; forgetting it");
-                    return Err(Failure::Deleted("rekeyed IKE SA expired".into()));
+                    return Err(Failure::Deleted(DownReason::RekeyedExpired));
                 }
-                _ => {
+                IkeState::Authenticating { deadline, .. } => {
+                    *deadline = None;
                     let (name, peer) = (self.name(), self.remote.ip());
                     crate::log::warn_unauth!(
                         ctx,
                         "tunnel {name}: peer {peer} did not complete IKE_AUTH in time; dropping half-open IKE SA"
                     );
-                    return Err(Failure::Transient("half-open IKE SA timed out".into()));
+                    return Err(Failure::Transient(DownReason::HalfOpenTimeout));
                 }
+                _ => {}
             }
         }
         child::expire_retiring(self, ctx, false);
@@ -84,23 +95,21 @@ impl IkeSa {
                 self.transmit(ctx, p);
                 Ok(())
             }
-            Timeout::GiveUp(ActiveTask::IkeDelete) => {
-                Err(Failure::Deleted("IKE SA deleted (no DELETE response)".into()))
-            }
+            Timeout::GiveUp(ActiveTask::IkeDelete) => Err(Failure::Deleted(DownReason::DeleteUnanswered)),
             Timeout::GiveUp(task) => {
                 let (name, peer, what) = (self.name(), self.remote.ip(), task.name());
                 if matches!(task, ActiveTask::Liveness) {
-                    let secs = self.peer.dpd_timeout.as_secs();
+                    let secs = self.peer.dpd.timeout.as_secs();
                     tracing::warn!(
                         "tunnel {name}: peer {peer} did not answer liveness checks for {secs}s; peer is dead"
                     );
-                    Err(Failure::Transient("dead peer detected".into()))
+                    Err(Failure::Transient(DownReason::DeadPeer))
                 } else {
                     let tries = task_manager::RETRANSMIT_LIMIT;
                     tracing::warn!(
                         "tunnel {name}: peer {peer} did not answer {what} after {tries} retransmits; IKE SA failed"
                     );
-                    Err(Failure::Transient(format!("peer did not answer {what}")))
+                    Err(Failure::Transient(DownReason::Unanswered(what)))
                 }
             }
         };
@@ -112,52 +121,61 @@ impl IkeSa {
     /// Rekey and expiry of the IKE SA and its CHILD SAs.
     fn lifetimes(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
         let now = ctx.now;
-        if self.state != IkeState::Established {
-            return Ok(());
-        }
-        if self.expire_at.is_some_and(|t| t <= now) {
+        let IkeState::Established { rekey_at, expire_at, adoption_due, .. } = &self.state else { return Ok(()) };
+        let (rekey_at, expire_at, adoption_due) = (*rekey_at, *expire_at, *adoption_due);
+        if expire_at.is_some_and(|t| t <= now) {
+            if let IkeState::Established { expire_at, .. } = &mut self.state {
+                *expire_at = None;
+            }
             tracing::warn!(tunnel = %self.name(), "IKE SA reached its hard lifetime without a rekey; deleting it");
-            self.expire_at = None;
             informational::start_ike_delete(self, ctx);
-            return Err(Failure::Expired("IKE SA lifetime expired".into()));
+            return Err(Failure::Expired(DownReason::LifetimeExpired));
         }
-        if self.pending_adoption.is_some_and(|t| t <= now) {
+        if adoption_due.is_some_and(|t| t <= now) {
             tracing::info!(tunnel = %self.name(), "redundant IKE SA from a rekey collision was not deleted by the peer; deleting it");
-            self.pending_adoption = None;
-            self.rekeyed = true;
-            self.down_reported = true;
-            self.state = IkeState::Deleting;
+            self.become_deleting(true);
             self.tasks.queue.clear();
             informational::start_ike_delete(self, ctx);
             return Ok(());
         }
-        if self.rekey_at.is_some_and(|t| t <= now) {
-            self.rekey_at = None;
+        if rekey_at.is_some_and(|t| t <= now) {
+            if let IkeState::Established { rekey_at, .. } = &mut self.state {
+                *rekey_at = None;
+            }
             self.tasks.queue_once(TaskKind::IkeRekey);
         }
         let mut work = Vec::new();
         for c in &mut self.children {
-            if c.state == ChildState::Rekeyed && c.delete_at.is_some_and(|t| t <= now) {
-                c.delete_at = None;
-                work.push(TaskKind::ChildDelete(c.spi_in));
-                continue;
+            if let ChildState::Rekeyed { delete_at } = &mut c.state {
+                if delete_at.is_some_and(|t| t <= now) {
+                    *delete_at = None;
+                    work.push(TaskKind::ChildDelete(c.spi_in));
+                    continue;
+                }
             }
-            if c.state != ChildState::Deleting && c.expire_at.is_some_and(|t| t <= now) {
+            if !c.state.is_deleting() && c.expire_at.is_some_and(|t| t <= now) {
                 tracing::warn!(tunnel = %self.peer.name, spi_in = %c.spi_in, "CHILD SA reached its hard lifetime; deleting it");
                 c.expire_at = None;
-                c.rekey_at = None;
+                if let ChildState::Installed { rekey_at: at } | ChildState::Redundant { delete_at: at } = &mut c.state {
+                    *at = None;
+                }
                 work.push(TaskKind::ChildDelete(c.spi_in));
                 continue;
             }
-            if c.rekey_at.is_none_or(|t| t > now) {
-                continue;
-            }
-            c.rekey_at = None;
-            match c.state {
-                ChildState::Installed if c.pending_out.is_none() => work.push(TaskKind::ChildRekey(c.spi_in)),
-                // Its predecessor is not deleted yet: look again a little later.
-                ChildState::Installed => c.rekey_at = Some(now + std::time::Duration::from_secs(10)),
-                ChildState::Redundant => work.push(TaskKind::ChildDelete(c.spi_in)),
+            match &mut c.state {
+                ChildState::Installed { rekey_at } if rekey_at.is_some_and(|t| t <= now) => {
+                    if c.halves.awaiting_outbound() {
+                        // Its predecessor is not deleted yet: look again a little later.
+                        *rekey_at = Some(now + std::time::Duration::from_secs(10));
+                    } else {
+                        *rekey_at = None;
+                        work.push(TaskKind::ChildRekey(c.spi_in));
+                    }
+                }
+                ChildState::Redundant { delete_at } if delete_at.is_some_and(|t| t <= now) => {
+                    *delete_at = None;
+                    work.push(TaskKind::ChildDelete(c.spi_in));
+                }
                 _ => {}
             }
         }

@@ -9,11 +9,12 @@
 
 use super::{error_notify, notifies, ActiveTask};
 use crate::crypto::KeyExchange;
-use crate::error::{notify, Failure};
+use crate::down::Failure;
 use crate::message::payload::{proto, spi32, u16_data, Notify};
 use crate::message::{exchange, Message, Payload};
+use crate::notify;
 use crate::proposal::{self, Refusal};
-use crate::sa::child::{self, ChildState, Install, Keying, NewChild};
+use crate::sa::child::{self, ChildState, Halves, Install, Keying, NewChild};
 use crate::sa::task_manager::TaskKind;
 use crate::sa::{Ctx, IkeSa};
 use crate::task::ike_auth::narrow;
@@ -64,11 +65,10 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, old: Option<Spi>) -> bool
     let (local_ts, remote_ts, group) = match old {
         Some(spi) => {
             let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi) else { return false };
-            if c.state != ChildState::Installed || c.pending_out.is_some() {
+            if !c.state.is_installed() || c.halves.awaiting_outbound() {
                 return false;
             }
             c.state = ChildState::Rekeying;
-            c.rekey_at = None;
             (c.local_ts.clone(), c.remote_ts.clone(), c.algs.dh)
         }
         None => (sa.peer.local_ts.clone(), sa.peer.remote_ts.clone(), None),
@@ -116,7 +116,7 @@ fn abandon(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: &Initiator, retry: Duration)
     let Some(i) = sa.children.iter().position(|c| c.spi_in == old) else {
         // The peer deleted it meanwhile (2.25.1). If nothing replaced it, we still want
         // a tunnel: create a new CHILD SA from scratch.
-        let usable = sa.children.iter().any(|c| matches!(c.state, ChildState::Installed | ChildState::Rekeying));
+        let usable = sa.children.iter().any(|c| c.state.usable());
         if !usable {
             tracing::info!(tunnel = %sa.name(), "the CHILD SA we tried to rekey was deleted by the peer; creating a new one");
             sa.tasks.queue_once(TaskKind::ChildCreate);
@@ -124,19 +124,14 @@ fn abandon(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: &Initiator, retry: Duration)
         return;
     };
     let id = sa.children.get(i).map_or(0, |c| c.child_id);
-    let replaced = sa.children.iter().any(|k| k.replaces == Some(id));
+    let replaced =
+        sa.children.iter().any(|k| matches!(k.halves, Halves::AwaitingOutbound { replaces, .. } if replaces == id));
     let now = ctx.now;
     if let Some(c) = sa.children.get_mut(i) {
         if c.state != ChildState::Rekeying {
             return;
         }
-        if replaced {
-            c.state = ChildState::Rekeyed;
-            c.superseded = true;
-        } else {
-            c.state = ChildState::Installed;
-            c.rekey_at = Some(now + retry);
-        }
+        c.state = if replaced { c.state.rekeyed() } else { ChildState::Installed { rekey_at: Some(now + retry) } };
     }
 }
 
@@ -243,8 +238,7 @@ pub(crate) fn process_response(
         child::install(sa, ctx, new, &keying, Install::Nothing);
         sa.tasks.queue.push_front(TaskKind::ChildDelete(Spi(init.spi_in)));
         if let Some(c) = old_idx.and_then(|i| sa.children.get_mut(i)) {
-            c.state = ChildState::Rekeyed;
-            c.superseded = true;
+            c.state = c.state.rekeyed();
         }
         return Ok(());
     }
@@ -252,19 +246,17 @@ pub(crate) fn process_response(
     if let Some(c) = &init.collision {
         tracing::info!(tunnel = %name, "CHILD SA rekey collision: ours wins; the peer deletes its redundant CHILD SA");
         if let Some(k) = sa.children.iter_mut().find(|k| k.child_id == c.child_id) {
-            k.state = ChildState::Redundant;
-            k.pending_out = None;
-            k.replaces = None;
-            k.rekey_at = Some(now + REDUNDANT_WAIT);
+            k.state = ChildState::Redundant { delete_at: Some(now + REDUNDANT_WAIT) };
+            if k.halves.awaiting_outbound() {
+                k.halves = Halves::InboundOnly;
+            }
         }
     }
     if let Some(c) = old_idx.and_then(|i| sa.children.get_mut(i)) {
-        c.state = ChildState::Rekeyed;
-        c.superseded = true;
-        c.delete_at = Some(now + child::REKEYED_DELETE_DELAY);
+        c.state = ChildState::Rekeyed { delete_at: Some(now + child::REKEYED_DELETE_DELAY) };
     }
     if let Some(ev) = ev {
-        ctx.out.push_back(crate::endpoint::Output::Event(ev));
+        ctx.out.push_back(crate::api::Output::Event(ev));
     }
     Ok(())
 }
@@ -298,7 +290,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
                 Notify { protocol: n.protocol, spi: n.spi.clone(), kind: notify::CHILD_SA_NOT_FOUND, data: vec![] };
             return refuse(sa, ctx, nf);
         };
-        if !sa.children.get(i).is_some_and(|c| matches!(c.state, ChildState::Installed | ChildState::Rekeying)) {
+        if !sa.children.get(i).is_some_and(|c| c.state.usable()) {
             tracing::debug!(tunnel = %name, "peer {peer_ip} rekeys a CHILD SA we are deleting: TEMPORARY_FAILURE");
             return refuse(sa, ctx, Notify::new(notify::TEMPORARY_FAILURE, vec![]));
         }
@@ -377,9 +369,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
                 }
             }
         } else if let Some(c) = sa.children.get_mut(i) {
-            c.state = ChildState::Rekeyed;
-            c.superseded = true;
-            c.rekey_at = None;
+            c.state = c.state.rekeyed();
         }
     }
     let mut resp = vec![Payload::Sa(proposal::esp_answer_pfs(algs, num, spi_in)), Payload::Nonce(nr)];
@@ -387,6 +377,6 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     resp.push(Payload::TsI(remote_ts));
     resp.push(Payload::TsR(local_ts));
     sa.send_response(ctx, exchange::CREATE_CHILD_SA, mid, &resp);
-    ctx.out.push_back(crate::endpoint::Output::Event(ev));
+    ctx.out.push_back(crate::api::Output::Event(ev));
     Ok(())
 }

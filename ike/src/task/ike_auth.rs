@@ -2,12 +2,13 @@
 //! first CHILD SA with traffic selector narrowing (2.9).
 
 use super::{error_notify, notifies};
+use crate::api::{Event, Output};
 use crate::crypto::ct_eq;
-use crate::endpoint::{Event, Output};
-use crate::error::{notify, Failure};
+use crate::down::{DownReason, Failure};
 use crate::log::warn_unauth;
 use crate::message::payload::{IdPayload, Notify};
 use crate::message::{exchange, Message, Payload};
+use crate::notify;
 use crate::proposal;
 use crate::sa::{child, Ctx, IkeSa, IkeState};
 use crate::task::ActiveTask;
@@ -24,7 +25,7 @@ pub(crate) struct Initiator {
 
 /// Our AUTH value for the ID payload body `id_body` (we are the signer).
 fn our_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (keys, signed) = (sa.keys.as_ref()?, sa.signed.as_ref()?);
+    let IkeState::Authenticating { keys, signed, .. } = &sa.state else { return None };
     Some(if sa.initiator {
         signed.by_initiator.auth(&sa.nr, &keys.keys.sk_pi, id_body)
     } else {
@@ -34,7 +35,7 @@ fn our_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 
 /// The AUTH value the peer must have sent for its ID payload body.
 fn peer_auth(sa: &IkeSa, id_body: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (keys, signed) = (sa.keys.as_ref()?, sa.signed.as_ref()?);
+    let IkeState::Authenticating { keys, signed, .. } = &sa.state else { return None };
     Some(if sa.initiator {
         signed.by_responder.auth(&sa.ni, &keys.keys.sk_pr, id_body)
     } else {
@@ -61,16 +62,21 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 }
 
 fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
-    sa.state = IkeState::Established;
+    // Both AUTH values are computed: the IKE_SA_INIT messages (`signed`) are no longer
+    // needed.
+    let keys = match std::mem::replace(&mut sa.state, IkeState::Connecting) {
+        IkeState::Authenticating { keys, .. } => keys,
+        other => {
+            sa.state = other;
+            return;
+        }
+    };
     sa.established_at = Some(ctx.now);
     sa.last_heard = Some(ctx.now);
-    sa.deadline = None;
-    // Both AUTH values are computed: the IKE_SA_INIT messages are no longer needed.
-    sa.signed = None;
-    let rekey_in = ctx.jittered(sa.peer.ike_rekey_time, sa.peer.rekey_jitter_percent);
-    sa.rekey_at = Some(ctx.now + rekey_in);
-    sa.expire_at = Some(ctx.now + sa.peer.ike_life_time.max(rekey_in));
-    if let Some(a) = sa.algs {
+    let rekey_in = ctx.jittered(sa.peer.timers.ike_rekey_time, sa.peer.timers.rekey_jitter_percent);
+    let expire_at = ctx.now + sa.peer.timers.ike_life_time.max(rekey_in);
+    sa.state = IkeState::established(keys, ctx.now + rekey_in, expire_at);
+    if let Some(a) = sa.state.keys().map(|k| k.algs) {
         tracing::info!(
             tunnel = %sa.name(),
             "IKE SA established with {} ({}), {}, SPIs {:016x}_i {:016x}_r{}",
@@ -110,7 +116,7 @@ pub(crate) fn process_response(
         } else {
             warn_unauth!(ctx, "tunnel {name}: peer {peer_ip} refused IKE_AUTH with {}", notify::name(n.kind));
         }
-        return Err(Failure::Negotiation(format!("peer refused IKE_AUTH ({})", notify::name(n.kind))));
+        return Err(Failure::Negotiation(DownReason::AuthRefused(n.kind)));
     }
     let idr = msg.payloads.iter().find_map(|p| if let Payload::IdR(i) = p { Some(i) } else { None });
     let auth = msg.payloads.iter().find_map(|p| match p {
@@ -122,7 +128,7 @@ pub(crate) fn process_response(
             ctx,
             "tunnel {name}: peer {peer_ip} sent an IKE_AUTH response without IDr or AUTH (INVALID_SYNTAX)"
         );
-        return Err(Failure::Transient("malformed IKE_AUTH response".into()));
+        return Err(Failure::Transient(DownReason::MalformedAuthResponse));
     };
     if idr.identity().as_ref() != Some(&sa.peer.remote_id) {
         tracing::error!(
@@ -131,7 +137,7 @@ pub(crate) fn process_response(
             sa.peer.remote_id
         );
         notify_auth_failed(sa, ctx);
-        return Err(Failure::Negotiation("peer identity mismatch".into()));
+        return Err(Failure::Negotiation(DownReason::IdentityMismatch));
     }
     let ok = method == AUTH_PSK && peer_auth(sa, &idr.body()).is_some_and(|e| ct_eq(&e, auth));
     if !ok {
@@ -139,7 +145,7 @@ pub(crate) fn process_response(
             "tunnel {name}: peer {peer_ip} failed PSK authentication (AUTHENTICATION_FAILED); check the PSK"
         );
         notify_auth_failed(sa, ctx);
-        return Err(Failure::Negotiation("peer failed authentication".into()));
+        return Err(Failure::Negotiation(DownReason::PeerAuthFailed));
     }
     established(sa, ctx);
     ctx.out.push_back(Output::Event(Event::IkeUp { peer: name.clone() }));
@@ -231,12 +237,12 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         );
         let n = Payload::Notify(Notify::new(notify::INVALID_SYNTAX, vec![]));
         sa.send_response(ctx, exchange::IKE_AUTH, mid, &[n]);
-        return Err(Failure::Transient("malformed IKE_AUTH request".into()));
+        return Err(Failure::Transient(DownReason::MalformedAuthRequest));
     };
     let refuse_auth = |sa: &mut IkeSa, ctx: &mut Ctx<'_>| {
         let n = Payload::Notify(Notify::new(notify::AUTHENTICATION_FAILED, vec![]));
         sa.send_response(ctx, exchange::IKE_AUTH, mid, &[n]);
-        Err(Failure::Negotiation("peer failed authentication".into()))
+        Err(Failure::Negotiation(DownReason::PeerAuthFailed))
     };
     if idi.identity().as_ref() != Some(&sa.peer.remote_id) {
         warn_unauth!(
@@ -256,7 +262,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
         return refuse_auth(sa, ctx);
     }
     let idr = IdPayload::from_identity(&sa.peer.local_id);
-    let Some(our) = our_auth(sa, &idr.body()) else { return Err(Failure::Transient("no keys".into())) };
+    let Some(our) = our_auth(sa, &idr.body()) else { return Err(Failure::Transient(DownReason::NoKeys)) };
     let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AUTH_PSK, data: our.to_vec() }];
     established(sa, ctx);
     sa.initial_contact = notifies(&msg.payloads).any(|n| n.kind == notify::INITIAL_CONTACT);

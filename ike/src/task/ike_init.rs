@@ -2,12 +2,13 @@
 //! initiator's INVALID_KE_PAYLOAD and COOKIE retries (2.6, 1.3).
 
 use super::{error_notify, natd, notifies};
+use crate::api::{Output, PeerConfig, Transmit};
 use crate::crypto::{derive_ike_keys, digest, KeyExchange, SignedOctets, SkCipher};
-use crate::endpoint::{Output, PeerConfig, Transmit};
-use crate::error::{notify, Failure};
+use crate::down::{DownReason, Failure};
 use crate::log::warn_unauth;
 use crate::message::payload::{u16_data, Notify};
 use crate::message::{emit_plain, exchange, flags, Header, Message, Payload};
+use crate::notify;
 use crate::proposal::{self, IkeAlgs};
 use crate::sa::{Ctx, IkeSa, IkeState, SaKeys, Signed, HALF_OPEN_TIMEOUT};
 use crate::task::ActiveTask;
@@ -78,7 +79,7 @@ pub(crate) fn process_response(
     if let Some(c) = notifies(&msg.payloads).find(|n| n.kind == notify::COOKIE) {
         if init.retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
             tracing::warn!("tunnel {name}: peer {peer_ip} keeps asking for a COOKIE; giving up");
-            return Err(Failure::Transient("COOKIE loop".into()));
+            return Err(Failure::Transient(DownReason::CookieLoop));
         }
         tracing::debug!(tunnel = %name, "peer asks for a COOKIE; resending IKE_SA_INIT with it");
         init.cookie = Some(c.data.clone());
@@ -98,35 +99,35 @@ pub(crate) fn process_response(
         tracing::warn!(
             "tunnel {name}: peer {peer_ip} sent an IKE_SA_INIT response without SA, KE or nonce (INVALID_SYNTAX)"
         );
-        return Err(Failure::Transient("malformed IKE_SA_INIT response".into()));
+        return Err(Failure::Transient(DownReason::MalformedInitResponse));
     };
     let Some(algs) = proposal::accept_ike_answer(props, &sa.peer.ike_proposals) else {
         tracing::warn!(
             "tunnel {name}: peer {peer_ip} chose an IKE proposal we did not offer ({}) (NO_PROPOSAL_CHOSEN)",
             proposal::describe(props)
         );
-        return Err(Failure::Negotiation("peer chose an IKE proposal we did not offer".into()));
+        return Err(Failure::Negotiation(DownReason::UnofferedProposal));
     };
     if *group != algs.dh.transform_id() || algs.dh != init.ke.group() || !(16..=256).contains(&nr.len()) {
         tracing::warn!("tunnel {name}: peer {peer_ip} sent an inconsistent IKE_SA_INIT response (KE group or nonce) (INVALID_SYNTAX)");
-        return Err(Failure::Transient("inconsistent IKE_SA_INIT response".into()));
+        return Err(Failure::Transient(DownReason::InconsistentInitResponse));
     }
     if msg.header.spi_r == 0 {
-        return Err(Failure::Transient("IKE_SA_INIT response without responder SPI".into()));
+        return Err(Failure::Transient(DownReason::NoResponderSpi));
     }
     let shared = init.ke.agree(ke).map_err(|_| {
         tracing::warn!("tunnel {name}: peer {peer_ip} sent an invalid key exchange value (INVALID_SYNTAX)");
-        Failure::Transient("invalid KE from peer".into())
+        Failure::Transient(DownReason::InvalidKe)
     })?;
     sa.spi_r = msg.header.spi_r;
     sa.nr = nr.clone();
     let len = usize::try_from(msg.header.length).unwrap_or(usize::MAX);
     let request = std::mem::take(&mut sa.init_request);
-    sa.signed = Some(Signed {
+    let signed = Box::new(Signed {
         by_initiator: SignedOctets::new(algs.prf, &sa.peer.psk, &request),
         by_responder: SignedOctets::new(algs.prf, &sa.peer.psk, data.get(..len).unwrap_or(data)),
     });
-    set_keys(sa, algs, &shared)?;
+    let keys = sa_keys(sa, algs, &shared)?;
     let detected = natd::detect(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
     sa.nat = sa.peer.force_encap || detected.is_some_and(|(a, b)| a || b);
     tracing::debug!(tunnel = %name, ?detected, forced = sa.peer.force_encap, "NAT detection");
@@ -134,7 +135,7 @@ pub(crate) fn process_response(
         sa.local.set_port(ctx.natt_port);
         sa.remote.set_port(ctx.natt_port);
     }
-    sa.state = IkeState::Authenticating;
+    sa.state = IkeState::Authenticating { keys, signed, deadline: None };
     super::ike_auth::start(sa, ctx);
     Ok(())
 }
@@ -164,7 +165,7 @@ fn act_on_error(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut init: Initiator, n: &Noti
                         "tunnel {name}: peer {peer_ip} wants key exchange group {wanted:?} which we do not offer (INVALID_KE_PAYLOAD); we offered {}",
                         proposal::describe_ours(&sa.peer.ike_proposals)
                     );
-                    Err(Failure::Negotiation("INVALID_KE_PAYLOAD".into()))
+                    Err(Failure::Negotiation(DownReason::KeGroupRefused))
                 }
             }
         }
@@ -173,11 +174,11 @@ fn act_on_error(sa: &mut IkeSa, ctx: &mut Ctx<'_>, mut init: Initiator, n: &Noti
                 "tunnel {name}: peer {peer_ip} rejected our IKE proposals (NO_PROPOSAL_CHOSEN); we offered {}",
                 proposal::describe_ours(&sa.peer.ike_proposals)
             );
-            Err(Failure::Negotiation("peer rejected our IKE proposals (NO_PROPOSAL_CHOSEN)".into()))
+            Err(Failure::Negotiation(DownReason::ProposalsRejected))
         }
         k => {
             tracing::warn!("tunnel {name}: peer {peer_ip} refused IKE_SA_INIT with {}", notify::name(k));
-            Err(Failure::Negotiation(format!("peer refused IKE_SA_INIT ({})", notify::name(k))))
+            Err(Failure::Negotiation(DownReason::InitRefused(k)))
         }
     }
 }
@@ -242,15 +243,14 @@ pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Re
     Some(act_on_error(sa, ctx, init, &n))
 }
 
-fn set_keys(sa: &mut IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<(), Failure> {
+/// The keys of the IKE SA from the IKE_SA_INIT exchange (SPIs and nonces are set).
+fn sa_keys(sa: &IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<SaKeys, Failure> {
     let keys = derive_ike_keys(algs.prf, algs.encr, shared, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
     let (seal_key, open_key) = if sa.initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
     let (Some(seal), Some(open)) = (SkCipher::new(algs.encr, seal_key), SkCipher::new(algs.encr, open_key)) else {
-        return Err(Failure::Transient("SK cipher setup failed".into()));
+        return Err(Failure::Transient(DownReason::CipherSetup));
     };
-    sa.keys = Some(SaKeys { keys, seal, open });
-    sa.algs = Some(algs);
-    Ok(())
+    Ok(SaKeys { algs, keys, seal, open })
 }
 
 /// A stateless IKE_SA_INIT error response (rate-limited: the request may be spoofed).
@@ -375,7 +375,7 @@ pub(crate) fn respond(
     let request = data.get(..len).unwrap_or(data);
     sa.init_request_hash = Some(digest(request));
     let by_initiator = SignedOctets::new(algs.prf, &peer.psk, request);
-    set_keys(&mut sa, algs, &shared).ok()?;
+    let keys = sa_keys(&sa, algs, &shared).ok()?;
     let detected = natd::detect(&msg.payloads, sa.spi_i, 0, local, remote);
     sa.nat = peer.force_encap || detected.is_some_and(|(a, b)| a || b);
     tracing::debug!(tunnel = %name, ?detected, forced = peer.force_encap, "NAT detection");
@@ -385,9 +385,9 @@ pub(crate) fn respond(
         Payload::Nonce(sa.nr.clone()),
     ];
     p.extend(natd::payloads(sa.spi_i, sa.spi_r, local, remote, peer.force_encap, ctx.rng));
-    sa.state = IkeState::Authenticating;
-    sa.deadline = Some(ctx.now + HALF_OPEN_TIMEOUT);
+    // Sent in the clear: the keys join the SA with the response that AUTH signs.
     let response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);
-    sa.signed = Some(Signed { by_initiator, by_responder: SignedOctets::new(algs.prf, &peer.psk, &response) });
+    let signed = Box::new(Signed { by_initiator, by_responder: SignedOctets::new(algs.prf, &peer.psk, &response) });
+    sa.state = IkeState::Authenticating { keys, signed, deadline: Some(ctx.now + HALF_OPEN_TIMEOUT) };
     Some(sa)
 }

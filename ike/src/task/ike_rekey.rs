@@ -10,9 +10,10 @@
 use super::create_child::{ours_is_redundant, REDUNDANT_WAIT};
 use super::{error_notify, informational, ActiveTask};
 use crate::crypto::{derive_rekeyed_ike_keys, KeyExchange, SkCipher};
-use crate::error::{notify, Failure};
+use crate::down::Failure;
 use crate::message::payload::{proto, u16_data, Notify};
 use crate::message::{exchange, Message, Payload};
+use crate::notify;
 use crate::proposal::{self, IkeAlgs};
 use crate::sa::{Action, Ctx, IkeSa, IkeState, SaKeys, Transfer};
 use ipsec_types::DhGroup;
@@ -49,12 +50,13 @@ pub(crate) fn is_ike_rekey(msg: &Message) -> bool {
 
 /// Starts rekeying the IKE SA. `false` if it is not established.
 pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> bool {
-    if sa.state != IkeState::Established {
+    if !sa.state.is_established() {
         return false;
     }
     let group = sa
-        .algs
-        .map(|a| a.dh)
+        .state
+        .keys()
+        .map(|k| k.algs.dh)
         .or_else(|| sa.peer.ike_proposals.first().and_then(|p| p.dh.first().copied()))
         .unwrap_or(DhGroup::Curve25519);
     let init = Initiator {
@@ -90,24 +92,23 @@ fn successor(
     ni: &[u8],
     nr: &[u8],
 ) -> Option<IkeSa> {
-    let (old_keys, old_algs) = (old.keys.as_ref()?, old.algs?);
+    let old_keys = old.state.keys()?;
+    let old_algs = old_keys.algs;
     let keys =
         derive_rekeyed_ike_keys(old_algs.prf, algs.prf, &old_keys.keys.sk_d, algs.encr, shared, ni, nr, spis.0, spis.1);
     let (seal_key, open_key) = if initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
     let (seal, open) = (SkCipher::new(algs.encr, seal_key)?, SkCipher::new(algs.encr, open_key)?);
     let mut sa = IkeSa::new(old.peer.clone(), initiator, old.local, old.remote);
     (sa.spi_i, sa.spi_r) = spis;
-    sa.state = IkeState::Established;
     sa.nat = old.nat;
-    sa.algs = Some(algs);
-    sa.keys = Some(SaKeys { keys, seal, open });
+    let keys = SaKeys { algs, keys, seal, open };
     sa.ni = ni.to_vec();
     sa.nr = nr.to_vec();
     sa.established_at = Some(ctx.now);
     sa.last_heard = Some(ctx.now);
-    let rekey_in = ctx.jittered(sa.peer.ike_rekey_time, sa.peer.rekey_jitter_percent);
-    sa.rekey_at = Some(ctx.now + rekey_in);
-    sa.expire_at = Some(ctx.now + sa.peer.ike_life_time.max(rekey_in));
+    let rekey_in = ctx.jittered(sa.peer.timers.ike_rekey_time, sa.peer.timers.rekey_jitter_percent);
+    let expire_at = ctx.now + sa.peer.timers.ike_life_time.max(rekey_in);
+    sa.state = IkeState::established(keys, ctx.now + rekey_in, expire_at);
     tracing::info!(
         tunnel = %sa.name(),
         "IKE SA rekeyed: {:016x}_i {:016x}_r -> {:016x}_i {:016x}_r ({})",
@@ -124,20 +125,15 @@ fn successor(
 /// CHILD SAs move there; it waits for the peer's DELETE.
 fn yield_to(sa: &mut IkeSa, ctx: &mut Ctx<'_>, to: (u64, u64)) {
     ctx.actions.push(Action::Adopt { tunnel: sa.peer.name.clone(), to, transfer: Transfer::take_from(sa) });
-    sa.state = IkeState::Rekeyed;
-    sa.rekeyed = true;
-    sa.down_reported = true;
-    sa.rekey_at = None;
-    sa.deadline = Some(ctx.now + OLD_SA_WAIT);
+    sa.become_rekeyed(Some(ctx.now + OLD_SA_WAIT));
 }
 
 /// The peer deleted this IKE SA. If it did so after winning a rekey collision with us,
 /// the CHILD SAs move to its new IKE SA first.
 pub(crate) fn old_sa_deleted(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
-    if sa.pending_adoption.is_some() {
+    if matches!(sa.state, IkeState::Established { adoption_due: Some(_), .. }) {
         // The redundant IKE SA of a collision we won, deleted by its creator.
-        sa.rekeyed = true;
-        sa.down_reported = true;
+        sa.become_rekeyed(None);
         return;
     }
     let to = match sa.tasks.outstanding.as_ref().map(|o| &o.task) {
@@ -155,7 +151,11 @@ pub(crate) fn old_sa_deleted(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
 fn abandon(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: Initiator, retry: Duration) {
     match init.collision {
         Some(c) => yield_to(sa, ctx, c.spis),
-        None => sa.rekey_at = Some(ctx.now + retry),
+        None => {
+            if let IkeState::Established { rekey_at, .. } = &mut sa.state {
+                *rekey_at = Some(ctx.now + retry);
+            }
+        }
     }
 }
 
@@ -224,9 +224,7 @@ pub(crate) fn process_response(
     };
     if let Some(c) = init.collision.filter(|c| ours_is_redundant(&init.ni, nr, &c.ni, &c.nr)) {
         tracing::info!(tunnel = %name, "IKE SA rekey collision: ours has the lowest nonce; deleting it, the peer's stays");
-        new.rekeyed = true;
-        new.down_reported = true;
-        new.state = IkeState::Deleting;
+        new.become_deleting(true);
         informational::send_ike_delete(&mut new, ctx, false);
         ctx.actions.push(Action::Spawn(Box::new(new)));
         yield_to(sa, ctx, c.spis);
@@ -234,9 +232,7 @@ pub(crate) fn process_response(
     }
     Transfer::take_from(sa).give_to(&mut new);
     ctx.actions.push(Action::Spawn(Box::new(new)));
-    sa.rekeyed = true;
-    sa.down_reported = true;
-    sa.state = IkeState::Deleting;
+    sa.become_deleting(true);
     sa.tasks.queue.clear();
     informational::send_ike_delete(sa, ctx, false);
     Ok(())
@@ -311,17 +307,15 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     if let Some(ActiveTask::IkeRekey(init)) = sa.tasks.outstanding.as_mut().map(|o| &mut o.task) {
         // Both rekey (2.8.2): decided by the nonces when our response arrives.
         init.collision = Some(Collision { ni: ni.clone(), nr, spis: (spi_i, spi_r) });
-        new.pending_adoption = Some(ctx.now + REDUNDANT_WAIT);
+        if let IkeState::Established { adoption_due, .. } = &mut new.state {
+            *adoption_due = Some(ctx.now + REDUNDANT_WAIT);
+        }
         ctx.actions.push(Action::Spawn(Box::new(new)));
         return Ok(());
     }
     Transfer::take_from(sa).give_to(&mut new);
     ctx.actions.push(Action::Spawn(Box::new(new)));
     sa.tasks.queue.clear();
-    sa.state = IkeState::Rekeyed;
-    sa.rekeyed = true;
-    sa.down_reported = true;
-    sa.rekey_at = None;
-    sa.deadline = Some(ctx.now + OLD_SA_WAIT);
+    sa.become_rekeyed(Some(ctx.now + OLD_SA_WAIT));
     Ok(())
 }

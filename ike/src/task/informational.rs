@@ -2,10 +2,11 @@
 //! SAs, liveness checks, and error notifies from the peer.
 
 use super::error_notify;
-use crate::error::{notify, Failure};
+use crate::down::{DownReason, Failure};
 use crate::message::payload::{proto, spi32, Delete};
 use crate::message::{exchange, Message, Payload};
-use crate::sa::child::{self, ChildState};
+use crate::notify;
+use crate::sa::child;
 use crate::sa::{Action, Ctx, IkeSa};
 use crate::task::{ike_rekey, ActiveTask};
 use ipsec_types::Spi;
@@ -30,7 +31,7 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
                     let Some(c) = child::remove_at(sa, ctx, i) else { continue };
                     tracing::info!(tunnel = %name, "peer {peer_ip} deleted CHILD SA {}/{}", c.spi_in, c.spi_out);
                     // Both deleting it (RFC 7296 1.4.1): answer without it.
-                    if c.state != ChildState::Deleting {
+                    if !c.state.is_deleting() {
                         ours.push(c.spi_in.0.to_be_bytes().to_vec());
                     }
                 }
@@ -44,13 +45,13 @@ pub(crate) fn process_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, msg: &Message) 
     }
     if delete_ike {
         ike_rekey::old_sa_deleted(sa, ctx);
-        if sa.rekeyed {
+        if sa.state.replaced() {
             tracing::debug!(tunnel = %name, "peer {peer_ip} deleted the rekeyed IKE SA");
         } else {
             tracing::info!(tunnel = %name, "peer {peer_ip} deleted the IKE SA");
         }
         sa.send_response(ctx, exchange::INFORMATIONAL, mid, &[]);
-        return Err(Failure::Deleted("deleted by peer".into()));
+        return Err(Failure::Deleted(DownReason::DeletedByPeer));
     }
     if !ours.is_empty() {
         child::ensure_tunnel(sa);
@@ -83,10 +84,10 @@ pub(crate) fn send_ike_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>, single_shot: bo
 /// Returns `false` if there is no such CHILD SA or it is being deleted (nothing sent).
 pub(crate) fn start_child_delete(sa: &mut IkeSa, ctx: &mut Ctx<'_>, spi: Spi) -> bool {
     let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi || c.spi_out == spi) else { return false };
-    if c.state == ChildState::Deleting {
+    if c.state.is_deleting() {
         return false;
     }
-    c.state = ChildState::Deleting;
+    c.state = c.state.deleting();
     let spi_in = c.spi_in;
     let d = Payload::Delete(Delete { protocol: proto::ESP, spi_size: 4, spis: vec![spi_in.0.to_be_bytes().to_vec()] });
     sa.send_request(ctx, ActiveTask::ChildDelete(spi_in), exchange::INFORMATIONAL, &[d], false);

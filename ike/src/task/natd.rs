@@ -2,9 +2,9 @@
 //! hashes, and faking a NAT to force UDP encapsulation.
 
 use super::notifies;
-use crate::error::notify;
 use crate::message::payload::Notify;
 use crate::message::Payload;
+use crate::notify;
 use crate::Rng;
 use ring::digest;
 use std::net::{IpAddr, SocketAddr};

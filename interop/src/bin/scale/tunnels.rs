@@ -65,16 +65,8 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         esp_proposals: vec![EspProposal::parse(ESP_PROPOSAL).ok()?],
         force_encap: false,
         replay_window: 64,
-        ike_rekey_time: Duration::from_secs(4 * 3600),
-        ike_life_time: Duration::from_secs(4 * 3600 + 1440),
-        child_rekey_time: Duration::from_secs(3600),
-        child_life_time: Duration::from_secs(3960),
-        rekey_jitter_percent: 0,
-        child_rekey_bytes: None,
-        child_rekey_packets: None,
-        dpd_delay: None,
-        dpd_timeout: Duration::from_secs(150),
-        dpd_action: ike::DpdAction::Clear,
+        timers: ipsec_types::SaTimers { rekey_jitter_percent: 0, ..ipsec_types::SaTimers::default() },
+        dpd: ipsec_types::Dpd { delay: None, timeout: Duration::from_secs(150), action: ipsec_types::DpdAction::Clear },
     })
 }
 

@@ -1,0 +1,229 @@
+//! The types the gateway speaks to the endpoint with: configuration (`EndpointConfig`,
+//! `PeerConfig`), randomness (`Rng`), operator `Command`s, and what comes out
+//! (`Output`: `Transmit`, datapath commands, `Event`s) plus the status snapshot.
+
+use ipsec_types::{
+    DatapathCommand, DhGroup, Dpd, EncrAlg, EspProposal, Identity, IkeProposal, PrfAlg, SaTimers, Spi, Timestamp,
+    TrafficSelector, UdpEncap,
+};
+use std::net::{IpAddr, SocketAddr};
+use zeroize::Zeroizing;
+
+use crate::endpoint::Limits;
+
+/// Source of randomness (SPIs, nonces, DH private keys, IVs). The gateway passes a
+/// CSPRNG; tests pass a deterministic one.
+pub trait Rng: Send {
+    /// Fills `buf` with random bytes.
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// Endpoint-wide settings.
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// IKE port (500).
+    pub ike_port: u16,
+    /// NAT-T port (4500): IKE with the non-ESP marker, and ESP-in-UDP.
+    pub natt_port: u16,
+    /// The configured peers (tunnels).
+    pub peers: Vec<PeerConfig>,
+    /// Caps on half-open and per-peer state, COOKIE threshold.
+    pub limits: Limits,
+}
+
+/// One configured tunnel.
+#[derive(Clone)]
+pub struct PeerConfig {
+    /// Tunnel name (unique).
+    pub name: String,
+    /// Our WAN address.
+    pub local_addr: IpAddr,
+    /// The peer's WAN address.
+    pub remote_addr: IpAddr,
+    /// Our identity (IDi/IDr we send).
+    pub local_id: Identity,
+    /// The identity we expect from the peer.
+    pub remote_id: Identity,
+    /// The pre-shared key.
+    pub psk: Zeroizing<Vec<u8>>,
+    /// Our protected subnets.
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's protected subnets.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Initiate at start (`true`) or only respond.
+    pub initiate: bool,
+    /// IKE proposals in preference order.
+    pub ike_proposals: Vec<IkeProposal>,
+    /// ESP proposals in preference order.
+    pub esp_proposals: Vec<EspProposal>,
+    /// Always UDP-encapsulate ESP, even without a NAT (RFC 7296 2.23: fake NAT detection).
+    pub force_encap: bool,
+    /// Anti-replay window for inbound CHILD_SAs.
+    pub replay_window: u32,
+    /// When its SAs are rekeyed and expire.
+    pub timers: SaTimers,
+    /// Dead peer detection.
+    pub dpd: Dpd,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .field("remote_addr", &self.remote_addr)
+            .field("local_id", &self.local_id)
+            .field("remote_id", &self.remote_id)
+            .field("psk", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Operator commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Bring up the tunnel now (no-op if it is up or connecting).
+    Initiate {
+        /// Tunnel name.
+        peer: String,
+    },
+    /// Rekey the tunnel's CHILD SAs (`ike == false`) or its IKE SA (`ike == true`) now.
+    Rekey {
+        /// Tunnel name.
+        peer: String,
+        /// Rekey the IKE SA instead of the CHILD SAs.
+        ike: bool,
+    },
+    /// Send DELETE for the tunnel's IKE SA and tear it down.
+    Terminate {
+        /// Tunnel name.
+        peer: String,
+    },
+    /// Shutdown: send DELETE for every IKE SA and tear all down.
+    TerminateAll,
+}
+
+/// A datagram to send. `data` is the IKE message itself: when `local.port()` is the
+/// NAT-T port the gateway prepends the 4-byte non-ESP marker (RFC 3948 section 2.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Source address and port.
+    pub local: SocketAddr,
+    /// Destination address and port.
+    pub remote: SocketAddr,
+    /// The IKE message.
+    pub data: Vec<u8>,
+}
+
+/// Something that happened, for logs and the control socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// IKE SA established.
+    IkeUp {
+        /// Tunnel name.
+        peer: String,
+    },
+    /// IKE SA gone (deleted, failed, or shut down).
+    IkeDown {
+        /// Tunnel name.
+        peer: String,
+        /// Why (`Display` gives the text for logs).
+        reason: crate::DownReason,
+    },
+    /// CHILD SA established.
+    ChildUp {
+        /// Tunnel name.
+        peer: String,
+        /// Inbound SPI.
+        spi_in: Spi,
+        /// Outbound SPI.
+        spi_out: Spi,
+    },
+    /// CHILD SA removed.
+    ChildDown {
+        /// Tunnel name.
+        peer: String,
+        /// Inbound SPI.
+        spi_in: Spi,
+    },
+}
+
+/// Output drained by the gateway.
+#[must_use]
+#[derive(Debug)]
+pub enum Output {
+    /// Send a datagram.
+    Transmit(Transmit),
+    /// Apply to the datapath, in order.
+    Datapath(DatapathCommand),
+    /// Report.
+    Event(Event),
+}
+
+/// Status of one IKE SA, for `vpnctl status`.
+#[derive(Clone, Debug)]
+pub struct IkeSaStatus {
+    /// Tunnel name.
+    pub tunnel: String,
+    /// `CONNECTING`, `ESTABLISHED`, `DELETING`, ...
+    pub state: &'static str,
+    /// True if we initiated this IKE SA.
+    pub initiator: bool,
+    /// Initiator's SPI.
+    pub spi_i: u64,
+    /// Responder's SPI (0 until known).
+    pub spi_r: u64,
+    /// Our address and port in use.
+    pub local: SocketAddr,
+    /// The peer's address and port in use.
+    pub remote: SocketAddr,
+    /// Our identity.
+    pub local_id: Identity,
+    /// The peer's identity (as configured until authenticated).
+    pub remote_id: Identity,
+    /// Negotiated algorithms, once known.
+    pub encr: Option<EncrAlg>,
+    /// PRF.
+    pub prf: Option<PrfAlg>,
+    /// Key exchange group.
+    pub dh: Option<DhGroup>,
+    /// Whether a NAT was detected (or encapsulation forced): ESP goes in UDP.
+    pub nat_detected: bool,
+    /// When the IKE SA was established.
+    pub established_at: Option<Timestamp>,
+    /// When we last received a valid message from the peer.
+    pub last_heard: Option<Timestamp>,
+    /// When the next IKE rekey is due.
+    pub next_rekey: Option<Timestamp>,
+    /// CHILD SAs.
+    pub children: Vec<ChildSaStatus>,
+}
+
+/// Status of one CHILD SA.
+#[derive(Clone, Debug)]
+pub struct ChildSaStatus {
+    /// The gateway-unique child id (matches `ipsec_types::ChildRef::child_id`).
+    pub child_id: u64,
+    /// `INSTALLED`, `REKEYING`, ...
+    pub state: &'static str,
+    /// Inbound SPI (ours).
+    pub spi_in: Spi,
+    /// Outbound SPI (the peer's).
+    pub spi_out: Spi,
+    /// Negotiated local selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// Negotiated remote selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Cipher.
+    pub encr: EncrAlg,
+    /// PFS group, if the CHILD SA was created with a key exchange.
+    pub dh: Option<DhGroup>,
+    /// UDP encapsulation in use.
+    pub encap: Option<UdpEncap>,
+    /// When it was installed.
+    pub established_at: Timestamp,
+    /// When the next rekey of this CHILD SA is due.
+    pub next_rekey: Option<Timestamp>,
+    /// When it expires hard (deleted if not rekeyed by then).
+    pub expires_at: Option<Timestamp>,
+}
