@@ -195,7 +195,58 @@ const CASES: &[Case] = &[
         a: &[],
         b: &[],
     },
+    Case {
+        name: "both rekey the CHILD SA and each gets the other's request while its own is open, answers held back \
+               (the interop suite's forced collision)",
+        seeds: (3, 2),
+        steps: FORCED_CROSSING_CHILD,
+        ike_winner: None,
+        a: &["+in L", "+in W", "+out W", "-in L", "-out O", "-in O"],
+        b: &["+in W", "+out W", "-out O", "-in O"],
+    },
+    Case {
+        name: "the same with A's nonces the lowest",
+        seeds: (1, 2),
+        steps: FORCED_CROSSING_CHILD,
+        ike_winner: None,
+        a: &["+in W", "+out W", "-out O", "-in O"],
+        b: &["+in L", "+in W", "+out W", "-in L", "-out O", "-in O"],
+    },
+    Case {
+        name: "both rekey the IKE SA and each gets the other's request while its own is open, answers held back",
+        seeds: (3, 2),
+        steps: FORCED_CROSSING_IKE,
+        ike_winner: Some(B),
+        a: &[],
+        b: &[],
+    },
 ];
+
+/// The collision `interop::hold` forces on real gateways: both requests are lost (held)
+/// on the way, B then receives A's retransmission (its own request still open) and its
+/// answer is lost; A receives B's next retransmission (its own request still open) and
+/// its answer is lost, as is B's cached answer to A's next retransmission; then nothing
+/// is held and retransmissions complete both exchanges.
+const fn forced_crossing(ike: bool) -> [Step; 14] {
+    [
+        Rekey(A, ike),
+        Rekey(B, ike),
+        Lose(B),
+        Lose(A),
+        Wait(1000),
+        Deliver(B),
+        Lose(A),
+        Lose(A),
+        Wait(2000),
+        Deliver(A),
+        Deliver(B),
+        Lose(A),
+        Lose(B),
+        Settle,
+    ]
+}
+const FORCED_CROSSING_CHILD: &[Step] = &forced_crossing(false);
+const FORCED_CROSSING_IKE: &[Step] = &forced_crossing(true);
 
 fn tunnel(side: Side) -> String {
     if side == A {
