@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
+use testkit::Need;
 
 fn report() -> StatusReport {
     StatusReport {
@@ -270,8 +271,8 @@ fn a_directory_others_can_write_to_is_refused() {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
         drop(ControlSocket::bind(&dir.path().join("vpngw.sock")).unwrap_or_else(|e| panic!("{mode:o}: {e}")));
     }
-    if !gateway::sys::is_root() {
-        eprintln!("skipped the foreign owner case: needs root to give a directory away");
+    let test = "a_directory_others_can_write_to_is_refused (foreign owner case)";
+    if !testkit::require(test, &[Need::Root]) {
         return;
     }
     std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
@@ -391,13 +392,12 @@ fn vpnctl_exit_codes() {
 }
 
 /// Runs `cmd` as nobody (setpriv), or returns `None` when we cannot switch users.
-fn as_nobody(exe: &str, args: &[&std::ffi::OsStr]) -> Option<std::process::Output> {
-    if !gateway::sys::is_root() || !Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("skipped: needs root and setpriv");
+fn as_nobody(test: &str, exe: &str, args: &[&std::ffi::OsStr]) -> Option<std::process::Output> {
+    if !testkit::require(test, &[Need::Root, Need::Command("setpriv")]) {
         return None;
     }
     Some(
-        Command::new("/usr/bin/setpriv")
+        Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", exe])
             .args(args)
             .output()
@@ -415,7 +415,9 @@ fn non_root_clients_are_refused_even_if_the_file_mode_lets_them_in() {
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     let args = [std::ffi::OsStr::new("--socket"), path.as_os_str(), std::ffi::OsStr::new("status")];
-    let Some(out) = as_nobody(env!("CARGO_BIN_EXE_vpnctl"), &args) else { return };
+    let Some(out) = as_nobody("non_root_clients_are_refused_even_if_the_file_mode_lets_them_in", env!("CARGO_BIN_EXE_vpnctl"), &args) else {
+        return;
+    };
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the request: vpngw control requires root (permission_denied)"), "{err}");
@@ -428,7 +430,9 @@ fn non_root_clients_cannot_open_a_private_socket() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (_sock, path) = serve(dir.path());
     let args = [std::ffi::OsStr::new("--socket"), path.as_os_str(), std::ffi::OsStr::new("status")];
-    let Some(out) = as_nobody(env!("CARGO_BIN_EXE_vpnctl"), &args) else { return };
+    let Some(out) = as_nobody("non_root_clients_cannot_open_a_private_socket", env!("CARGO_BIN_EXE_vpnctl"), &args) else {
+        return;
+    };
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Permission denied") && err.contains("vpnctl must run as root"), "{err}");

@@ -12,15 +12,7 @@ use gateway::control::proto::StatusReport;
 use gateway::driver::{ControlMsg, Exit};
 
 fn ipv4_icmp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    let mut p = vec![0u8; 28];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&28u16.to_be_bytes());
-    p[8] = 64;
-    p[9] = 1;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p[20] = 8; // echo request
-    p
+    testkit::packet::ipv4_echo_request(src.into(), dst.into(), 1, 1, &[])
 }
 
 fn established(s: &StatusReport) -> bool {

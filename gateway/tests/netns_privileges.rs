@@ -6,42 +6,26 @@
 //! clearly; and shutdown, with those reduced privileges, still removes the route, the
 //! TUN device and the control socket. `vpnctl status` shows the IKE counters.
 //!
-//! Needs root and `ip`: skips with a message otherwise, but fails under `CI=true`. The
+//! Needs root and `ip`: prints `SKIPPED <test>: <reason>` otherwise, but fails under
+//! `CI=true` (`testkit::require`). The
 //! namespace and the daemons (by PID) are removed even when an assertion fails.
 
 use gateway::sys::privs::{limit_thread_capabilities, mask, DAEMON_CAPS};
 use gateway::sys::route::ip_binary;
+use testkit::netns::Netns;
+use testkit::{wait_for, Need};
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// True if the test can run; otherwise says why, and fails under CI=true.
-fn can_run() -> bool {
-    let why = if !gateway::sys::is_root() {
-        "needs root for network namespaces"
-    } else if ip_binary().is_err() {
-        "needs the ip command"
-    } else {
-        return true;
-    };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "cannot run under CI=true: {why}");
-    eprintln!("skipped: {why}");
-    false
-}
+use std::time::Duration;
 
 fn ip(args: &[&str]) -> Output {
     Command::new(ip_binary().unwrap()).args(args).output().unwrap()
 }
 
-fn ip_ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// The namespace, the daemons (stopped by PID) and the work directory; removed on drop.
 struct Lab {
-    ns: String,
+    ns: Netns,
     dir: tempfile::TempDir,
     daemons: Vec<Child>,
 }
@@ -58,7 +42,6 @@ impl Drop for Lab {
             let _ = d.kill();
             let _ = d.wait();
         }
-        let _ = ip(&["netns", "del", &self.ns]);
         if std::thread::panicking() {
             for log in ["a.log", "b.log"] {
                 let text = std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default();
@@ -70,15 +53,16 @@ impl Drop for Lab {
 
 impl Lab {
     fn new() -> Self {
-        let lab =
-            Self { ns: format!("vgpriv{}", std::process::id()), dir: tempfile::tempdir().unwrap(), daemons: vec![] };
-        ip_ok(&["netns", "add", &lab.ns]);
-        let ns = lab.ns.as_str();
-        ip_ok(&["-n", ns, "link", "set", "lo", "up"]);
-        ip_ok(&["-n", ns, "link", "add", "wan0", "type", "veth", "peer", "name", "wan1"]);
-        ip_ok(&["-n", ns, "addr", "add", "192.0.2.1/24", "dev", "wan0"]);
-        ip_ok(&["-n", ns, "link", "set", "wan0", "up"]);
-        ip_ok(&["-n", ns, "link", "set", "wan1", "up"]);
+        let ns = Netns::create(&format!("vgpriv{}", testkit::unique_id())).unwrap();
+        for args in [
+            &["link", "add", "wan0", "type", "veth", "peer", "name", "wan1"][..],
+            &["addr", "add", "192.0.2.1/24", "dev", "wan0"],
+            &["link", "set", "wan0", "up"],
+            &["link", "set", "wan1", "up"],
+        ] {
+            ns.ip(args).unwrap();
+        }
+        let lab = Self { ns, dir: tempfile::tempdir().unwrap(), daemons: vec![] };
         let psk = lab.dir.path().join("psk");
         std::fs::write(&psk, "a network-namespace test key, 32+ bytes long").unwrap();
         std::fs::set_permissions(&psk, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -103,7 +87,7 @@ impl Lab {
         std::fs::write(&cfg, text).unwrap();
         let log = std::fs::File::create(self.path(&format!("{name}.log"))).unwrap();
         let child = Command::new(ip_binary().unwrap())
-            .args(["netns", "exec", &self.ns])
+            .args(["netns", "exec", self.ns.name()])
             .arg(env!("CARGO_BIN_EXE_vpngw"))
             .arg("--config")
             .arg(&cfg)
@@ -130,24 +114,11 @@ impl Lab {
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(within, "the daemon to exit", || child.try_wait().ok().flatten()).ok()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(Duration::from_secs(20), what, || f().then_some(())).unwrap();
 }
 
 /// A `Name:\t<hex>` capability line of a /proc status file, as a mask.
@@ -179,7 +150,8 @@ fn environ_readable_without_ptrace_capability(pid: u32) -> (std::io::Result<()>,
 
 #[test]
 fn the_daemon_keeps_only_network_capabilities_and_still_shuts_down_cleanly() {
-    if !can_run() {
+    let test = "the_daemon_keeps_only_network_capabilities_and_still_shuts_down_cleanly";
+    if !testkit::require(test, &[Need::Root, Need::Command("ip")]) {
         return;
     }
     let mut lab = Lab::new();
@@ -244,7 +216,7 @@ fn the_daemon_keeps_only_network_capabilities_and_still_shuts_down_cleanly() {
     // Shutdown with the reduced privileges: `ip route del` (run with CAP_NET_ADMIN
     // inherited) succeeds, the TUN device and the control socket go.
     let route = |ns: &str| String::from_utf8(ip(&["-n", ns, "route", "show", "10.2.0.0/24"]).stdout).unwrap();
-    assert!(route(&lab.ns).contains("dev vpn0"), "route installed: {:?}", route(&lab.ns));
+    assert!(route(lab.ns.name()).contains("dev vpn0"), "route installed: {:?}", route(lab.ns.name()));
     let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
     assert!(status.success());
     let first = lab.daemons.first_mut().unwrap();
@@ -253,7 +225,7 @@ fn the_daemon_keeps_only_network_capabilities_and_still_shuts_down_cleanly() {
     assert!(exit.success(), "exit {exit:?}:\n{log}");
     assert!(log.contains("routes and control socket removed"), "{log}");
     assert!(!log.contains("route removal"), "`ip route del` failed:\n{log}");
-    assert!(route(&lab.ns).trim().is_empty(), "{:?}", route(&lab.ns));
-    assert!(!ip(&["-n", &lab.ns, "link", "show", "vpn0"]).status.success(), "TUN device gone");
+    assert!(route(lab.ns.name()).trim().is_empty(), "{:?}", route(lab.ns.name()));
+    assert!(!ip(&["-n", lab.ns.name(), "link", "show", "vpn0"]).status.success(), "TUN device gone");
     assert!(!lab.path("a.sock").exists(), "control socket removed");
 }

@@ -4,13 +4,18 @@
 //! The outer test creates the namespace and re-runs this test binary inside it with
 //! `ip netns exec`, selecting the `#[ignore]`d inner test, which only acts when the
 //! environment says it runs inside the namespace. A guard deletes the namespace even
-//! when an assertion fails. Needs root (skips with a message otherwise).
+//! when an assertion fails. Needs root and `ip` (`testkit::require`: `SKIPPED <test>:
+//! <reason>`, or a failure under `CI=true`); a kernel without UDP segmentation offload on
+//! TUN skips that test with the same line in any mode.
 
 use gateway::sys::route::{ip_binary, route_for, Routes};
 use gateway::sys::tun::Tun;
 use ipsec_types::TrafficSelector;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
+use testkit::netns::Netns;
+use testkit::packet::ipv4_udp;
+use testkit::{Need, Skip};
 
 const INNER_ENV: &str = "VG_GATEWAY_NETNS_INNER";
 
@@ -21,34 +26,27 @@ fn ip(args: &[&str]) -> (bool, String) {
     (out.status.success(), s)
 }
 
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.0]);
-    }
-}
-
-/// Runs the ignored test `inner` of this binary inside a fresh namespace `vgtest-<pid>-<tag>`
-/// and checks that it passed.
-fn run_inner(tag: &str, inner: &str) {
-    if !gateway::sys::is_root() {
-        eprintln!("skipped: needs root for network namespaces");
+/// Runs the ignored test `inner` of this binary inside a fresh namespace `vgtest<id>`
+/// and checks that it passed. The outer test is `test`: the inner one's skip, if any,
+/// is reported under that name.
+fn run_inner(test: &str, inner: &str) {
+    if !testkit::require(test, &[Need::Root, Need::Command("ip")]) {
         return;
     }
-    let ns = Netns(format!("vgtest-{}-{tag}", std::process::id()));
-    let (ok, out) = ip(&["netns", "add", &ns.0]);
-    assert!(ok, "ip netns add: {out}");
+    let ns = Netns::create(&format!("vgtest{}", testkit::unique_id())).unwrap();
     let exe = std::env::current_exe().unwrap();
-    let out = Command::new(ip_binary().unwrap())
-        .args(["netns", "exec", &ns.0])
-        .arg(exe)
-        .args(["--exact", inner, "--ignored", "--nocapture", "--test-threads=1"])
-        .env(INNER_ENV, &ns.0)
+    let exe = exe.to_string_lossy();
+    let out = ns
+        .exec(&[&exe, "--exact", inner, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(INNER_ENV, ns.name())
         .output()
         .unwrap();
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "inner test failed:\n{log}");
+    if let Some(reason) = log.lines().find_map(|l| l.strip_prefix(&format!("SKIPPED {inner}: "))) {
+        testkit::skip(test, Skip::KernelFeature(reason.to_owned()));
+        return;
+    }
     assert!(log.contains("inner: all checks passed"), "inner test did not run:\n{log}");
 }
 
@@ -80,12 +78,12 @@ fn in_test_namespace() -> bool {
 
 #[test]
 fn tun_and_routes_in_a_network_namespace() {
-    run_inner("a", "inner_tun_and_routes");
+    run_inner("tun_and_routes_in_a_network_namespace", "inner_tun_and_routes");
 }
 
 #[test]
 fn udp_segmentation_offload_through_a_real_tun() {
-    run_inner("b", "inner_udp_segmentation_offload");
+    run_inner("udp_segmentation_offload_through_a_real_tun", "inner_udp_segmentation_offload");
 }
 
 /// An application's UDP_SEGMENT send reaches the TUN as one UDP_L4 super-packet (Linux
@@ -105,8 +103,8 @@ fn inner_udp_segmentation_offload() {
     tun.set_mtu(1400).unwrap();
     tun.set_up().unwrap();
     if !tun.udp_gso_writes() {
-        println!("kernel without TUN_F_USO: nothing to check");
-        println!("inner: all checks passed");
+        let why = "the kernel does not take TUN_F_USO (UDP segmentation offload on TUN, Linux 6.2+)";
+        testkit::skip("inner_udp_segmentation_offload", Skip::KernelFeature(why.into()));
         return;
     }
     let (ok, out) = ip(&["route", "add", "10.2.0.0/24", "dev", "vgtun1", "src", "10.1.0.1"]);
@@ -178,34 +176,6 @@ fn inner_udp_segmentation_offload() {
     println!("inner: all checks passed");
 }
 
-fn ipv4_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An IPv4/UDP packet (UDP checksum 0 = none).
-fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + 8 + payload.len();
-    let mut p = vec![0u8; 20];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    let c = ipv4_checksum(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(payload);
-    p
-}
-
 /// Runs only inside the namespace made by the outer test.
 #[test]
 #[ignore = "runs inside the network namespace created by tun_and_routes_in_a_network_namespace"]
@@ -252,7 +222,7 @@ fn inner_tun_and_routes() {
 
     // Inbound: a packet written to TUN is delivered to a local socket.
     let rx = UdpSocket::bind("10.1.0.1:5555").unwrap();
-    let pkt = udp_packet(Ipv4Addr::new(10, 2, 0, 5), Ipv4Addr::new(10, 1, 0, 1), 4444, 5555, b"from afar");
+    let pkt = ipv4_udp(Ipv4Addr::new(10, 2, 0, 5), Ipv4Addr::new(10, 1, 0, 1), 4444, 5555, b"from afar");
     assert_eq!(tun.send(&pkt).unwrap(), pkt.len());
     let (n, from) = rx.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"from afar");

@@ -2,6 +2,7 @@
 //! name file, line and key; `--check` validates; usage errors exit 2.
 
 use std::process::Command;
+use testkit::Need;
 
 const GOOD: &str = r#"[gateway]
 local_address = "192.0.2.1"
@@ -93,8 +94,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn refuses_to_run_without_root() {
-    if !gateway::sys::is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("skipped: needs root (to drop it) and setpriv");
+    if !testkit::require("refuses_to_run_without_root", &[Need::Root, Need::Command("setpriv")]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +104,7 @@ fn refuses_to_run_without_root() {
     // Private to the user it runs as (root or that user may own a key file).
     write_private(&path, GOOD);
     std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
-    let out = Command::new("/usr/bin/setpriv")
+    let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_vpngw"), "--config"])
         .arg(&path)
         .output()

@@ -25,45 +25,9 @@ pub mod strongswan;
 pub mod traffic;
 pub mod vpngw;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A harness failure: what was attempted and what went wrong, ready to print.
-pub struct Error(String);
-
-impl Error {
-    /// An error with this message.
-    pub fn new(msg: impl Into<String>) -> Self {
-        Self(msg.into())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-// Debug prints the message as is, so `Result` returned from a test reads well.
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Self(format!("I/O error: {e}"))
-    }
-}
-
-/// Result of harness operations.
-pub type Result<T> = std::result::Result<T, Error>;
+pub use testkit::{command, is_root, run, unique_id, wait_for, Error, Result};
 
 /// Returns `Err` with the formatted message unless the condition holds.
 #[macro_export]
@@ -73,63 +37,6 @@ macro_rules! ensure {
             return Err($crate::Error::new(format!($($arg)+)));
         }
     };
-}
-
-/// Runs a command to completion; `Err` (with its stderr) unless it exits 0. Returns stdout.
-pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().map_err(|e| Error::new(format!("cannot run {cmd:?}: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::new(format!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Builds a [`Command`] from a program and its arguments.
-pub fn command(argv: &[&str]) -> Command {
-    let (prog, args) = argv.split_first().map_or(("true", &[][..]), |(p, a)| (*p, a));
-    let mut cmd = Command::new(prog);
-    cmd.args(args);
-    cmd
-}
-
-/// Polls `probe` every 100 ms until it yields `Some`, or fails after `timeout` with `what`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::new(format!("timed out after {timeout:?} waiting for {what}")));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// True when this process runs with effective UID 0 (the scenarios need root).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|rest| rest.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A short identifier unique to this process and call (6 hex digits), for namespace names.
-pub fn unique_id() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mix = std::process::id().wrapping_mul(2_654_435_761) ^ nanos ^ n.wrapping_mul(40_503);
-    format!("{:06x}", mix & 0xff_ffff)
 }
 
 /// Locates one of the project's binaries: `$ENV_VAR` if set, else `target/<profile>/NAME`
@@ -196,21 +103,5 @@ mod tests {
         assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
         assert_eq!(tail("a", 5), "a");
         assert_eq!(tail("", 3), "");
-    }
-
-    #[test]
-    fn unique_ids_differ_and_are_short() {
-        let a = unique_id();
-        let b = unique_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 6);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-    }
-
-    #[test]
-    fn run_reports_failure_with_stderr() {
-        let err = run(&mut command(&["sh", "-c", "echo oops >&2; exit 3"])).unwrap_err();
-        assert!(err.to_string().contains("oops"), "{err}");
-        assert_eq!(run(&mut command(&["sh", "-c", "echo hi"])).unwrap(), "hi\n");
     }
 }

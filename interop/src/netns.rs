@@ -13,15 +13,15 @@
 //!                  203.0.113.0/29   203.0.113.1    back to the internet; rp_filter off
 //! ```
 //!
-//! Owns: creating namespaces, veth pairs, addresses, routes and sysctls; deleting them on
-//! drop (first killing, by PID, whatever still runs inside a namespace it created, which
-//! can only be processes this harness started there).
+//! Owns: wiring namespaces together (veth pairs, addresses, routes and sysctls). Each
+//! namespace is a [`Netns`] guard (from `testkit`): deleted on drop, after killing by PID
+//! whatever this harness started inside it.
 //!
 //! Does not own: routes to the remote site (each gateway's IPsec stack installs those).
 
-use std::process::Command;
+pub use testkit::netns::Netns;
 
-use crate::{command, run, Result};
+use crate::Result;
 
 /// Name of the WAN veth in each gateway namespace.
 pub const WAN_IF: &str = "wan0";
@@ -56,69 +56,6 @@ pub const INTERNET_HOST: &str = "203.0.113.2";
 /// Source networks an attacker in the internet namespace may spoof: gwA routes both back
 /// to it (their addresses outside the link itself answer nothing).
 pub const SPOOFED_NETS: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
-
-/// One network namespace; dropping it deletes the namespace.
-pub struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// Creates the namespace `name` with loopback up and IPv6 off (keeps captures to IPv4).
-    pub fn create(name: &str) -> Result<Self> {
-        run(command(&["ip", "netns", "add", name]).stderr(std::process::Stdio::piped()))?;
-        let ns = Self { name: name.to_owned() };
-        ns.ip(&["link", "set", "lo", "up"])?;
-        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-        Ok(ns)
-    }
-
-    /// The namespace's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// `ip netns exec NAME argv...` (exec's the program, so the child's PID is its own).
-    pub fn exec(&self, argv: &[&str]) -> Command {
-        let mut cmd = command(&["ip", "netns", "exec", &self.name]);
-        cmd.args(argv);
-        cmd
-    }
-
-    /// Runs a command inside the namespace; its stdout, or `Err` unless it exits 0.
-    pub fn run(&self, argv: &[&str]) -> Result<String> {
-        run(&mut self.exec(argv))
-    }
-
-    /// `ip -n NAME args...`.
-    pub fn ip(&self, args: &[&str]) -> Result<String> {
-        let mut cmd = command(&["ip", "-n", &self.name]);
-        cmd.args(args);
-        run(&mut cmd)
-    }
-
-    /// Sets a sysctl inside the namespace.
-    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
-        self.run(&["sysctl", "-q", "-w", &format!("{key}={value}")]).map(drop)
-    }
-
-    /// PIDs of processes living in the namespace.
-    pub fn pids(&self) -> Vec<u32> {
-        run(&mut command(&["ip", "netns", "pids", &self.name]))
-            .map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Anything still inside was started by this harness (the name is ours alone).
-        for pid in self.pids() {
-            let _ = run(command(&["kill", "-s", "KILL", &pid.to_string()]).stderr(std::process::Stdio::null()));
-        }
-        let _ = run(&mut command(&["ip", "netns", "del", &self.name]));
-    }
-}
 
 /// The four namespaces of the site-to-site topology (see the module docs).
 ///

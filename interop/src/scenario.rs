@@ -13,7 +13,8 @@ use crate::netns::{self, Topology, WAN_IF};
 use crate::strongswan::{SwanConfig, SwanTimers};
 use crate::traffic::{self, PingStats, Transfer};
 use crate::vpngw::{Encap, GatewayConfig, Lifetimes, Start, TunnelConfig};
-use crate::{ensure, is_root, read_text, tail, Result};
+use crate::{ensure, read_text, tail, Result};
+use testkit::Need;
 
 /// The PSK both sites share in the passing scenarios.
 pub const PSK: &str = "interop-test-psk-0123456789abcdef";
@@ -202,11 +203,11 @@ impl Checks {
     }
 }
 
-/// Runs one scenario: skips (with a message) unless root; on `Err` keeps the work
+/// Runs one scenario: unless root with `ip` at hand it is skipped by `testkit`'s rule
+/// (`SKIPPED <name>: <reason>`, or a failure under `CI=true`); on `Err` keeps the work
 /// directory, prints the tails of every log in it, and panics so the test fails.
 pub fn run_scenario(name: &str, body: impl FnOnce(&Scenario) -> Result<()>) {
-    if !is_root() {
-        eprintln!("SKIPPED {name}: interop scenarios need root (network namespaces); run sudo ./scripts/test.sh");
+    if !testkit::require(name, &[Need::Root, Need::Command("ip")]) {
         return;
     }
     let mut sc = Scenario::new(name).unwrap_or_else(|e| panic!("{name}: cannot build the topology: {e}"));

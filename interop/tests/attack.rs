@@ -22,7 +22,8 @@
 //!
 //! vpngw's address space is capped (prlimit, 2 GiB above its size at start) so that a
 //! bomb that works makes it abort (failing the test on its PID) instead of starving the
-//! machine. Needs root; as another user it prints SKIPPED and passes.
+//! machine. Needs root: as another user it prints `SKIPPED vpngw_under_attack: <reason>`
+//! and passes, except under `CI=true`, where it fails.
 //! `cargo test --release -p interop --test attack -- --nocapture`
 
 use std::collections::BTreeMap;

@@ -6,7 +6,8 @@
 //! scenario proves nothing gets installed, the error is logged and both daemons survive.
 //! Everything is torn down by RAII guards, also when a check fails or panics.
 //!
-//! Needs root; as another user every scenario prints SKIPPED and passes. Run them one
+//! Needs root: as another user every scenario prints `SKIPPED <name>: <reason>` and
+//! passes, except under `CI=true`, where it fails. Run them one
 //! at a time: `cargo test --release -p interop --test scenarios -- --test-threads=1`.
 
 use std::path::PathBuf;

@@ -6,7 +6,6 @@ use ipsec_types::{
     AeadKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
     UdpEncap,
 };
-use std::net::IpAddr;
 
 pub const NOW: Timestamp = Timestamp::ZERO;
 
@@ -63,38 +62,16 @@ pub fn pair(spi: u32, tweak: impl Fn(&mut SaParams)) -> (SaTable, SaTable) {
     (left, right)
 }
 
-/// A UDP/IPv4 packet of `len` bytes (>= 28).
+/// A UDP/IPv4 packet of `len` bytes (>= 28), ports 4000 -> 5000, payload counting up.
 pub fn ipv4(src: &str, dst: &str, len: usize) -> Vec<u8> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.parse().unwrap(), dst.parse().unwrap()) else { panic!("v4") };
-    let mut p = vec![0u8; len];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&s.octets());
-    p[16..20].copy_from_slice(&d.octets());
-    p[20..22].copy_from_slice(&4000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&5000u16.to_be_bytes());
-    for (i, b) in p.iter_mut().enumerate().skip(28) {
-        *b = i as u8;
-    }
-    p
+    let payload = testkit::packet::pattern(28, len - 28);
+    testkit::packet::ipv4_udp(src.parse().unwrap(), dst.parse().unwrap(), 4000, 5000, &payload)
 }
 
-/// A UDP/IPv6 packet of `len` bytes (>= 48).
+/// A UDP/IPv6 packet of `len` bytes (>= 48), ports 4000 -> 5000, payload counting up.
 pub fn ipv6(src: &str, dst: &str, len: usize) -> Vec<u8> {
-    let (IpAddr::V6(s), IpAddr::V6(d)) = (src.parse().unwrap(), dst.parse().unwrap()) else { panic!("v6") };
-    let mut p = vec![0u8; len];
-    p[0] = 0x60;
-    p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-    p[6] = 17;
-    p[7] = 64;
-    p[8..24].copy_from_slice(&s.octets());
-    p[24..40].copy_from_slice(&d.octets());
-    for (i, b) in p.iter_mut().enumerate().skip(48) {
-        *b = i as u8;
-    }
-    p
+    let payload = testkit::packet::pattern(48, len - 48);
+    testkit::packet::ipv6_udp(src.parse().unwrap(), dst.parse().unwrap(), 4000, 5000, &payload)
 }
 
 /// Seals `inner` and returns the ESP packet bytes (panics on a drop).

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One gateway's addresses.
 pub struct Site {
@@ -152,13 +152,7 @@ pub fn status(side: &Side) -> StatusReport {
 /// Polls until `pred` holds (the exchanges are asynchronous); fails after a generous
 /// bound so a broken build does not hang.
 pub fn wait_for(side: &Side, what: &str, pred: impl Fn(&StatusReport) -> bool) -> StatusReport {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(side);
-        if pred(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let every = Duration::from_millis(20);
+    testkit::wait_for_every(every, Duration::from_secs(20), what, || Some(status(side)).filter(&pred))
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", status(side)))
 }
