@@ -315,17 +315,7 @@ mod tests {
         ike[20..24].copy_from_slice(&msg_id.to_be_bytes());
         let mut payload = if port == 4500 { vec![0u8; 4] } else { Vec::new() };
         payload.extend_from_slice(&ike);
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x08, 0x00]);
-        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
-        ip.extend_from_slice(&src.octets());
-        ip.extend_from_slice(&B.octets());
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&port.to_be_bytes());
-        f.extend_from_slice(&port.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0, 0]);
-        f.extend_from_slice(&payload);
-        f
+        testkit::packet::ethernet_ipv4(&testkit::packet::ipv4_udp(src, B, port, port, &payload))
     }
 
     fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {

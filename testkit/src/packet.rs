@@ -52,6 +52,15 @@ pub fn icmpv4_echo_request(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// `ip` (an IPv4 packet) in an Ethernet II frame with zero MAC addresses, as a capture
+/// on a veth shows it.
+pub fn ethernet_ipv4(ip: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

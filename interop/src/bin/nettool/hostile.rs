@@ -643,21 +643,7 @@ mod tests {
     #[test]
     fn learns_ike_and_inbound_esp_from_a_capture() {
         let frame = |src: [u8; 4], dst: [u8; 4], payload: &[u8]| {
-            let mut f = vec![0u8; 12];
-            f.extend_from_slice(&[0x08, 0x00]);
-            let total = (28 + payload.len()) as u16;
-            let mut ip = vec![0x45, 0];
-            ip.extend_from_slice(&total.to_be_bytes());
-            ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
-            ip.extend_from_slice(&src);
-            ip.extend_from_slice(&dst);
-            f.extend_from_slice(&ip);
-            f.extend_from_slice(&4500u16.to_be_bytes());
-            f.extend_from_slice(&4500u16.to_be_bytes());
-            f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-            f.extend_from_slice(&[0, 0]);
-            f.extend_from_slice(payload);
-            f
+            testkit::packet::ethernet_ipv4(&testkit::packet::ipv4_udp(src.into(), dst.into(), 4500, 4500, payload))
         };
         let mut ike = vec![0, 0, 0, 0];
         ike.extend_from_slice(&ikeflood::header(7, 9, 0, ikeflood::IKE_AUTH, 0, 1));
