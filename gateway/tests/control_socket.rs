@@ -415,7 +415,11 @@ fn non_root_clients_are_refused_even_if_the_file_mode_lets_them_in() {
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     let args = [std::ffi::OsStr::new("--socket"), path.as_os_str(), std::ffi::OsStr::new("status")];
-    let Some(out) = as_nobody("non_root_clients_are_refused_even_if_the_file_mode_lets_them_in", env!("CARGO_BIN_EXE_vpnctl"), &args) else {
+    let Some(out) = as_nobody(
+        "non_root_clients_are_refused_even_if_the_file_mode_lets_them_in",
+        env!("CARGO_BIN_EXE_vpnctl"),
+        &args,
+    ) else {
         return;
     };
     assert_eq!(out.status.code(), Some(1));
@@ -430,7 +434,8 @@ fn non_root_clients_cannot_open_a_private_socket() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (_sock, path) = serve(dir.path());
     let args = [std::ffi::OsStr::new("--socket"), path.as_os_str(), std::ffi::OsStr::new("status")];
-    let Some(out) = as_nobody("non_root_clients_cannot_open_a_private_socket", env!("CARGO_BIN_EXE_vpnctl"), &args) else {
+    let Some(out) = as_nobody("non_root_clients_cannot_open_a_private_socket", env!("CARGO_BIN_EXE_vpnctl"), &args)
+    else {
         return;
     };
     assert_eq!(out.status.code(), Some(1));

@@ -12,12 +12,12 @@
 
 use gateway::sys::privs::{limit_thread_capabilities, mask, DAEMON_CAPS};
 use gateway::sys::route::ip_binary;
-use testkit::netns::Netns;
-use testkit::{wait_for, Need};
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
+use testkit::netns::Netns;
+use testkit::{wait_for, Need};
 
 fn ip(args: &[&str]) -> Output {
     Command::new(ip_binary().unwrap()).args(args).output().unwrap()

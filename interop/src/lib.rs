@@ -3,8 +3,8 @@
 //! Owns: the four-namespace site-to-site topology ([`netns`]), child processes that die
 //! with their guard ([`process`]), the strongSwan reference peer ([`strongswan`]), the
 //! vpngw daemon under test ([`vpngw`]), WAN captures ([`capture`]) and traffic checks
-//! ([`traffic`]), continuous loss/gap measurement ([`stream`]), SA histories across
-//! rekeys ([`sawatch`]), IKE exchanges read off the capture ([`ikewire`]) and what a
+//! ([`traffic`]), continuous loss/gap measurement ([`stream`]), kernel drop counters
+//! ([`kernel_drops`]), SA histories across rekeys ([`sa_history`]), IKE exchanges read off the capture ([`ikewire`]) and what a
 //! process costs in memory and CPU ([`procstat`]). Every resource is an RAII guard: dropping it (also while a test panics)
 //! kills the processes it started, by PID, and deletes the namespaces it created.
 //!
@@ -15,10 +15,11 @@
 pub mod capture;
 pub mod hold;
 pub mod ikewire;
+pub mod kernel_drops;
 pub mod netns;
 pub mod process;
 pub mod procstat;
-pub mod sawatch;
+pub mod sa_history;
 pub mod scenario;
 pub mod stream;
 pub mod strongswan;

@@ -6,7 +6,6 @@
 //! Owns: starting both generators, waiting for them, and parsing their output into
 //! [`LoadReport`]. Does not own: deciding what loss is acceptable (the scenarios do).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -272,103 +271,6 @@ impl Load {
     }
 }
 
-/// Where packets were dropped inside the namespaces, for failure analysis: UDP receive
-/// buffer overflows (`RcvbufErrors`, per namespace) and interface drops, e.g.
-/// `gwb: udp rcvbuf 0, vpn0 rx/tx dropped 0/12`. Only non-zero interface counters are listed.
-pub fn drop_counters(topo: &Topology) -> String {
-    topo.all()
-        .iter()
-        .map(|ns| {
-            let d = kernel_drops(ns);
-            let rcvbuf = d.get(UDP_RCVBUF).map_or_else(|| "?".to_owned(), u64::to_string);
-            let mut s = format!("{}: udp rcvbuf errors {rcvbuf}", ns.name());
-            let links = ns.ip(&["-s", "-o", "link"]).unwrap_or_default();
-            for (dev, rx, tx) in link_drops(&links) {
-                if rx + tx > 0 {
-                    s.push_str(&format!(", {dev} rx/tx dropped {rx}/{tx}"));
-                }
-            }
-            s
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// The [`kernel_drops`] key of UDP receive buffer overflows.
-pub const UDP_RCVBUF: &str = "snmp:UdpRcvbufErrors";
-
-/// Kernel counters of one namespace that count dropped packets: the counters of
-/// `/proc/net/snmp` and `/proc/net/netstat` whose name says so (`UdpRcvbufErrors`,
-/// `IpOutDiscards`, `TcpExtTCPBacklogDrop`, ...; named as `nstat` names them) and every
-/// interface's rx/tx drops, keyed `snmp:NAME` and `IFNAME:rx_dropped` / `IFNAME:tx_dropped`.
-/// Unreadable counters are left out.
-pub fn kernel_drops(ns: &netns::Netns) -> BTreeMap<String, u64> {
-    const DROPISH: [&str; 6] = ["Errors", "Discards", "Drop", "Overflow", "Prune", "Collapsed"];
-    let mut out = BTreeMap::new();
-    for file in ["/proc/net/snmp", "/proc/net/netstat"] {
-        let text = ns.run(&["cat", file]).unwrap_or_default();
-        for (name, n) in snmp_counters(&text) {
-            if DROPISH.iter().any(|d| name.contains(d)) {
-                out.insert(format!("snmp:{name}"), n);
-            }
-        }
-    }
-    for (dev, rx, tx) in link_drops(&ns.ip(&["-s", "-o", "link"]).unwrap_or_default()) {
-        out.insert(format!("{dev}:rx_dropped"), rx);
-        out.insert(format!("{dev}:tx_dropped"), tx);
-    }
-    out
-}
-
-/// The counters that grew between two [`kernel_drops`] snapshots, with the growth.
-pub fn grown(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
-    after
-        .iter()
-        .filter_map(|(k, a)| {
-            let d = a.saturating_sub(before.get(k).copied().unwrap_or(0));
-            (d > 0).then(|| (k.clone(), d))
-        })
-        .collect()
-}
-
-/// Every counter of `/proc/net/snmp` or `/proc/net/netstat` text (pairs of lines: `Udp:
-/// names...` then `Udp: values...`), named prefix + name (`UdpRcvbufErrors`).
-fn snmp_counters(text: &str) -> Vec<(String, u64)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    for pair in lines.chunks_exact(2) {
-        let (Some((prefix, names)), Some((prefix2, values))) = (pair[0].split_once(':'), pair[1].split_once(':'))
-        else {
-            continue;
-        };
-        if prefix != prefix2 {
-            continue;
-        }
-        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
-            if let Ok(n) = value.parse() {
-                out.push((format!("{prefix}{name}"), n));
-            }
-        }
-    }
-    out
-}
-
-/// `(device, rx dropped, tx dropped)` from `ip -s -o link` (one line per device; `\`
-/// separates the lines of each device's statistics).
-fn link_drops(text: &str) -> Vec<(String, u64, u64)> {
-    text.lines()
-        .filter_map(|line| {
-            let dev = line.split(": ").nth(1)?.split('@').next()?.to_owned();
-            let parts: Vec<&str> = line.split('\\').map(str::trim).collect();
-            let stat = |label: &str| {
-                let i = parts.iter().position(|p| p.starts_with(label))?;
-                parts.get(i + 1)?.split_whitespace().nth(3)?.parse::<u64>().ok()
-            };
-            Some((dev, stat("RX:")?, stat("TX:")?))
-        })
-        .collect()
-}
-
 /// `key=value` pairs of the first line starting with `prefix`.
 fn kv_line<'a>(text: &'a str, prefix: &str) -> Option<Vec<(&'a str, &'a str)>> {
     let line = text.lines().find(|l| l.starts_with(prefix))?;
@@ -475,24 +377,6 @@ mod tests {
         assert_eq!((p.longest_gap_ms, p.longest_gap_at_ms), (31, 10250));
         assert_eq!(p.lost_ranges, vec![(7, 8)]);
         assert_eq!(parse_nettool_ping("pong\n"), None);
-    }
-
-    #[test]
-    fn parses_drop_counters() {
-        let snmp = "Ip: Forwarding InDiscards\nIp: 1 4\n\
-                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 5 3 0\n";
-        let c = snmp_counters(snmp);
-        assert!(c.contains(&("UdpRcvbufErrors".to_owned(), 3)), "{c:?}");
-        assert!(c.contains(&("IpInDiscards".to_owned(), 4)), "{c:?}");
-        assert_eq!(c.len(), 8);
-        assert!(snmp_counters("Tcp: 1\n").is_empty());
-        let before = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 5)]);
-        let after = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 7), ("c".to_owned(), 2)]);
-        assert_eq!(grown(&before, &after), vec![("b".to_owned(), 2), ("c".to_owned(), 2)]);
-        let links = "2: wan0@if3: <BROADCAST,UP> mtu 1500 qdisc noqueue\\    link/ether 00:00:00:00:00:01 \
-                     \\    RX:  bytes packets errors dropped  missed   mcast           \\    100 2 0 7 0 0 \
-                     \\    TX:  bytes packets errors dropped carrier collsns           \\    50 1 0 9 0 0 \n";
-        assert_eq!(link_drops(links), vec![("wan0".to_owned(), 7, 9)]);
     }
 
     #[test]

@@ -35,11 +35,11 @@ use interop::capture::Capture;
 use interop::netns::{self, Netns, HOST_IF, WAN_IF};
 use interop::process::Proc;
 use interop::procstat::{self, mib};
-use interop::sawatch::Sample;
+use interop::sa_history::Sample;
 use interop::scenario::{run_scenario, swan_site_b, vpngw_site_a, Checks, Scenario, SA_TIMEOUT};
 use interop::strongswan::StrongSwan;
 use interop::vpngw::{self, Encap, Lifetimes, Start, Vpngw};
-use interop::{ensure, ikewire, stream, wait_for, Binaries, Error, Result};
+use interop::{ensure, ikewire, kernel_drops, wait_for, Binaries, Error, Result};
 
 /// How long the ping runs; the attack (hostile mix and floods) fits inside it.
 const PING_SECONDS: f64 = 32.0;
@@ -256,7 +256,7 @@ fn attack(
     let before = gw.status_json()?;
     let spis_before = installed_spis(&before);
     ensure!(!spis_before.is_empty(), "no INSTALLED CHILD SA before the attack: {before}");
-    let kernel_before = stream::kernel_drops(&sc.topo.gw_a);
+    let kernel_before = kernel_drops::kernel_drops(&sc.topo.gw_a);
     procstat::reset_peak(pid)?;
     let mem_before = procstat::mem(pid)?;
     let cpu_before = procstat::cpu_seconds(pid)?;
@@ -456,12 +456,12 @@ fn attack(
         say(format!("IKE half-open now: {:?}", vpngw::ike_half_open(st)));
         let dp_before = vpngw::datapath_drops(&before);
         let dp_after = vpngw::datapath_drops(st);
-        let grown: BTreeMap<String, u64> = stream::grown(&dp_before, &dp_after).into_iter().collect();
+        let grown: BTreeMap<String, u64> = kernel_drops::grown(&dp_before, &dp_after).into_iter().collect();
         say(format!("datapath drops during the attack: {}", fmt_map(&grown)));
         say(format!("gateway I/O errors: {}", fmt_map(&vpngw::counters(st.pointer("/io_errors")))));
     }
     let kernel: BTreeMap<String, u64> =
-        stream::grown(&kernel_before, &stream::kernel_drops(&sc.topo.gw_a)).into_iter().collect();
+        kernel_drops::grown(&kernel_before, &kernel_drops::kernel_drops(&sc.topo.gw_a)).into_iter().collect();
     say(format!("gwA kernel drop counters that grew: {}", fmt_map(&kernel)));
     let cpu_seconds = cpu_after.map(|c| c - cpu_before);
     Ok(AttackNumbers {

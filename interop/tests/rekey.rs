@@ -24,7 +24,7 @@ use interop::capture::Capture;
 use interop::hold::{Held, IkeHold};
 use interop::ikewire::{self, IkeWireStats};
 use interop::netns::{self, WAN_IF};
-use interop::sawatch::{Peer, SaHistory, Sample};
+use interop::sa_history::{Peer, SaHistory, Sample};
 use interop::scenario::{
     run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Checks, Scenario, WanExpect,
 };
@@ -189,7 +189,8 @@ fn run_load(
         .map(|(_, ns)| ns)
         .collect();
     let swan_drops = || {
-        let rcvbuf = |ns: &netns::Netns| interop::stream::kernel_drops(ns).get(interop::stream::UDP_RCVBUF).copied();
+        let rcvbuf =
+            |ns: &netns::Netns| interop::kernel_drops::kernel_drops(ns).get(interop::kernel_drops::UDP_RCVBUF).copied();
         swan_ns.iter().map(|ns| rcvbuf(ns).unwrap_or(0)).sum::<u64>()
     };
     let swan_drops_before = swan_drops();
@@ -226,7 +227,7 @@ fn run_load(
         }
     }
     println!("[{name}] {wire}");
-    println!("[{name}] drops inside the namespaces: {}", interop::stream::drop_counters(&sc.topo));
+    println!("[{name}] drops inside the namespaces: {}", interop::kernel_drops::drop_counters(&sc.topo));
     let changes = sa_changes(a, b);
     let (mut near, mut elsewhere) = (0, 0);
     let windows = report.loss_windows();
@@ -735,7 +736,7 @@ fn rekey_through_10_percent_wan_loss() {
 
 #[test]
 fn single_pair_check_needs_mirrored_spis() {
-    use interop::sawatch::ChildSeen;
+    use interop::sa_history::ChildSeen;
     let child =
         |i: &str, o: &str| ChildSeen { spi_in: i.into(), spi_out: o.into(), state: "INSTALLED".into(), dh: None };
     let ike = vec![("00000000000000AA".to_owned(), "00000000000000bb".to_owned(), "ESTABLISHED".to_owned())];

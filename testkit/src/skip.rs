@@ -37,8 +37,9 @@ pub enum Need {
 pub fn require(test: &str, needs: &[Need]) -> bool {
     for need in needs {
         let missing = match need {
-            Need::Root => (!is_root())
-                .then(|| "needs root for network namespaces (run sudo ./scripts/test.sh)".to_owned()),
+            Need::Root => {
+                (!is_root()).then(|| "needs root for network namespaces (run sudo ./scripts/test.sh)".to_owned())
+            }
             Need::Command(name) => find_command(name).is_none().then(|| format!("needs the {name} command")),
         };
         if let Some(why) = missing {
@@ -93,7 +94,10 @@ mod tests {
     fn environment_skips_fail_under_ci_and_print_one_line_otherwise() {
         let why = Skip::Environment("needs root\nfor namespaces".into());
         assert_eq!(verdict("t", &why, false), Verdict::Skipped("SKIPPED t: needs root for namespaces".into()));
-        assert_eq!(verdict("t", &why, true), Verdict::Fail("t cannot run under CI=true: needs root for namespaces".into()));
+        assert_eq!(
+            verdict("t", &why, true),
+            Verdict::Fail("t cannot run under CI=true: needs root for namespaces".into())
+        );
     }
 
     #[test]

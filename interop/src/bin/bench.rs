@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use interop::netns::{self, Topology};
-use interop::{command, run, stream, Binaries, Result};
+use interop::{command, kernel_drops, run, Binaries, Result};
 
 use cases::Case;
 use measure::CpuSnapshot;
@@ -411,7 +411,7 @@ fn run_case(
 
     interrupt::check()?;
     let nss = topo.all();
-    let drops_before: Vec<_> = nss.iter().map(|ns| stream::kernel_drops(ns)).collect();
+    let drops_before: Vec<_> = nss.iter().map(|ns| kernel_drops::kernel_drops(ns)).collect();
     let udp = measure::udp_run(la, lb, netns::LAN_B_HOST, s, dir)?;
     gws.check_alive()?;
     println!(
@@ -426,7 +426,7 @@ fn run_case(
     // Where the UDP loss happened, as the kernel counted it in each namespace.
     let mut where_lost = Vec::new();
     for (ns, before) in nss.iter().zip(&drops_before) {
-        for (k, d) in stream::grown(before, &stream::kernel_drops(ns)) {
+        for (k, d) in kernel_drops::grown(before, &kernel_drops::kernel_drops(ns)) {
             where_lost.push(format!("{} {k} +{d}", ns.name()));
         }
     }

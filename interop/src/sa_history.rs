@@ -3,106 +3,17 @@
 //! [`SaHistory`] keeps every distinct IKE SA and CHILD SA (by SPIs) with when it was first
 //! seen and its PFS group, and the most SAs seen at once.
 //!
-//! Owns: parsing `swanctl --list-sas` into [`SwanSa`]s and reading SPIs and groups out of
-//! the vpngw status. Does not own: the daemons (see [`crate::vpngw`], [`crate::strongswan`]).
+//! Owns: the samples and the history. Does not own: the daemons or reading their output
+//! (see [`crate::vpngw`], and [`crate::strongswan::parse_list_sas`]).
 
 use std::fmt;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::strongswan::StrongSwan;
+use crate::strongswan::{parse_list_sas, StrongSwan};
 use crate::vpngw::Vpngw;
 use crate::{ensure, Result};
-
-/// One IKE SA as `swanctl --list-sas` shows it, with its CHILD SAs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SwanSa {
-    /// `ESTABLISHED`, `REKEYING`, `REKEYED`, `DELETING`, ...
-    pub state: String,
-    /// Initiator SPI (16 hex digits).
-    pub spi_i: String,
-    /// Responder SPI.
-    pub spi_r: String,
-    /// The CHILD SAs.
-    pub children: Vec<SwanChild>,
-}
-
-/// One CHILD SA in `swanctl --list-sas`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SwanChild {
-    /// `INSTALLED`, `REKEYING`, `REKEYED`, `DELETING`, ...
-    pub state: String,
-    /// The ESP proposal, e.g. `AES_GCM_16-256/CURVE_25519`.
-    pub proposal: String,
-    /// Inbound SPI (8 hex digits).
-    pub spi_in: String,
-    /// Outbound SPI.
-    pub spi_out: String,
-}
-
-impl SwanChild {
-    /// The key exchange group in the proposal (PFS), if any: the part after the cipher
-    /// that is not an integrity algorithm or ESN flag.
-    pub fn dh(&self) -> Option<String> {
-        self.proposal
-            .split('/')
-            .skip(1)
-            .find(|p| !p.starts_with("HMAC") && !p.starts_with("AES_XCBC") && !p.contains("ESN"))
-            .map(str::to_owned)
-    }
-}
-
-/// Parses `swanctl --list-sas`:
-///
-/// ```text
-/// s2s: #1, ESTABLISHED, IKEv2, 5c1e6a3f0b9d2c71_i* 0d3e5a7f9b1c2e4d_r
-///   net: #2, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256/CURVE_25519
-///     in  c2b4d6f8,      0 bytes,     0 packets
-///     out c8a6e4d2,      0 bytes,     0 packets
-/// ```
-pub fn parse_list_sas(text: &str) -> Vec<SwanSa> {
-    let mut sas: Vec<SwanSa> = Vec::new();
-    for line in text.lines() {
-        let indented = line.starts_with(char::is_whitespace);
-        let t = line.trim();
-        let parts: Vec<&str> = t.split(", ").collect();
-        if !indented && t.contains(": #") && parts.get(2).is_some_and(|p| p.starts_with("IKEv")) {
-            let spis = parts.get(3).copied().unwrap_or("");
-            let spi = |suffix: &str| {
-                spis.split_whitespace()
-                    .map(|s| s.trim_end_matches('*'))
-                    .find_map(|s| s.strip_suffix(suffix))
-                    .unwrap_or("")
-                    .to_owned()
-            };
-            sas.push(SwanSa {
-                state: parts.get(1).copied().unwrap_or("").to_owned(),
-                spi_i: spi("_i"),
-                spi_r: spi("_r"),
-                children: Vec::new(),
-            });
-            continue;
-        }
-        let Some(sa) = sas.last_mut() else { continue };
-        if indented && t.contains(": #") && parts.get(1).is_some_and(|p| p.starts_with("reqid ")) {
-            let proposal = parts.iter().find_map(|p| p.strip_prefix("ESP:")).unwrap_or("").to_owned();
-            sa.children.push(SwanChild {
-                state: parts.get(2).copied().unwrap_or("").to_owned(),
-                proposal,
-                ..SwanChild::default()
-            });
-        } else if let Some(child) = sa.children.last_mut() {
-            let spi = |rest: &str| rest.split_whitespace().next().unwrap_or("").trim_end_matches(',').to_owned();
-            if let Some(rest) = t.strip_prefix("in ") {
-                child.spi_in = spi(rest);
-            } else if let Some(rest) = t.strip_prefix("out ") {
-                child.spi_out = spi(rest);
-            }
-        }
-    }
-    sas
-}
 
 /// A CHILD SA as seen in one sample.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -358,42 +269,6 @@ impl Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const REKEYING: &str = "s2s: #3, ESTABLISHED, IKEv2, 1111222233334444_i 5555666677778888_r*
-  local  'gw-b.example.net' @ 192.0.2.2[4500]
-  remote 'gw-a.example.net' @ 192.0.2.1[4500]
-  AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519
-  established 3s ago, rekeying in 22s
-  net: #4, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256/CURVE_25519
-    installed 1s ago, rekeying in 9s, expires in 19s
-    in  c0000002,  12000 bytes,    10 packets,     0s ago
-    out c0000003,  12000 bytes,    10 packets,     0s ago
-    local  10.2.0.0/24
-    remote 10.1.0.0/24
-  net: #3, reqid 1, REKEYED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
-    installed 11s ago, expires in 9s
-    in  c0000000,  99000 bytes,    80 packets
-    out c0000001,  99000 bytes,    80 packets
-    local  10.2.0.0/24
-    remote 10.1.0.0/24
-";
-
-    #[test]
-    fn parses_list_sas_with_two_children() {
-        let sas = parse_list_sas(REKEYING);
-        assert_eq!(sas.len(), 1);
-        assert_eq!((sas[0].spi_i.as_str(), sas[0].spi_r.as_str()), ("1111222233334444", "5555666677778888"));
-        let c = &sas[0].children;
-        assert_eq!(c.len(), 2);
-        assert_eq!(
-            (c[0].state.as_str(), c[0].spi_in.as_str(), c[0].spi_out.as_str()),
-            ("INSTALLED", "c0000002", "c0000003")
-        );
-        assert_eq!(c[0].dh().as_deref(), Some("CURVE_25519"));
-        assert_eq!(c[1].dh(), None);
-        assert_eq!(Sample::from_swan(REKEYING).installed(), 1);
-        assert!(parse_list_sas("").is_empty());
-    }
 
     fn vpngw_status(children: &[(&str, &str, Option<&str>)]) -> Value {
         let kids: Vec<Value> = children
