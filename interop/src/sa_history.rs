@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde_json::Value;
+use gateway::control::proto::StatusReport;
 
 use crate::strongswan::{parse_list_sas, StrongSwan};
 use crate::vpngw::Vpngw;
@@ -39,23 +39,17 @@ pub struct Sample {
 
 impl Sample {
     /// From `vpnctl status --json`.
-    pub fn from_vpngw(status: &Value) -> Self {
-        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        let report = status.get("status").filter(|s| s.get("tunnels").is_some()).unwrap_or(status);
+    pub fn from_vpngw(status: &StatusReport) -> Self {
         let mut s = Sample::default();
-        let arr = |v: &Value, k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
-        for t in arr(report, "tunnels") {
-            for ike in arr(&t, "ike_sas") {
-                s.ike.push((text(&ike, "spi_i"), text(&ike, "spi_r"), text(&ike, "state")));
-                for c in arr(&ike, "children") {
-                    let dh = c.get("dh").and_then(Value::as_str).filter(|d| !d.is_empty()).map(str::to_owned);
-                    s.children.push(ChildSeen {
-                        spi_in: text(&c, "spi_in"),
-                        spi_out: text(&c, "spi_out"),
-                        state: text(&c, "state"),
-                        dh,
-                    });
-                }
+        for ike in status.tunnels.iter().flat_map(|t| &t.ike_sas) {
+            s.ike.push((ike.spi_i.clone(), ike.spi_r.clone(), ike.state.clone()));
+            for c in &ike.children {
+                s.children.push(ChildSeen {
+                    spi_in: c.spi_in.clone(),
+                    spi_out: c.spi_out.clone(),
+                    state: c.state.clone(),
+                    dh: c.dh.clone().filter(|d| !d.is_empty()),
+                });
             }
         }
         s
@@ -216,7 +210,7 @@ impl Peer {
     /// A sample of the peer's SAs.
     pub fn sample(&self) -> Result<Sample> {
         match self {
-            Peer::Vpngw(g) => Ok(Sample::from_vpngw(&g.status_json()?)),
+            Peer::Vpngw(g) => Ok(Sample::from_vpngw(&g.status()?)),
             Peer::Swan(s) => Ok(Sample::from_swan(&s.list_sas()?)),
         }
     }
@@ -270,14 +264,28 @@ impl Peer {
 mod tests {
     use super::*;
 
-    fn vpngw_status(children: &[(&str, &str, Option<&str>)]) -> Value {
-        let kids: Vec<Value> = children
+    fn vpngw_status(children: &[(&str, &str, Option<&str>)]) -> StatusReport {
+        use gateway::control::proto::{ChildSaInfo, IkeSaInfo, TunnelStatus};
+        let children = children
             .iter()
-            .map(|(i, o, dh)| serde_json::json!({"state": "INSTALLED", "spi_in": i, "spi_out": o, "dh": dh}))
+            .map(|(i, o, dh)| ChildSaInfo {
+                state: "INSTALLED".into(),
+                spi_in: (*i).into(),
+                spi_out: (*o).into(),
+                dh: dh.map(str::to_owned),
+                ..ChildSaInfo::default()
+            })
             .collect();
-        serde_json::json!({"v": 1, "status": {"tunnels": [{"ike_sas": [
-            {"state": "ESTABLISHED", "spi_i": "00000000000000aa", "spi_r": "00000000000000bb", "children": kids}
-        ]}]}})
+        let ike = IkeSaInfo {
+            state: "ESTABLISHED".into(),
+            spi_i: "00000000000000aa".into(),
+            spi_r: "00000000000000bb".into(),
+            children,
+            ..IkeSaInfo::default()
+        };
+        let mut st = StatusReport::default();
+        st.tunnels.push(TunnelStatus { ike_sas: vec![ike], ..TunnelStatus::default() });
+        st
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The gateway under test: writes a `vpngw` TOML config and PSK file, starts `vpngw` in a
 //! namespace and queries it with `vpnctl status [--json]`.
 //!
-//! Owns: the config text the harness generates and reading CHILD SA state out of
-//! `vpnctl status --json` (`{"tunnels":[{"ike_sas":[{"state", "children":[{"state"}]}]}]}`,
-//! optionally wrapped in `{"v":1,"status":{...}}`). Does not own: the namespace.
+//! Owns: the config text the harness generates and reading `vpnctl status --json`, into
+//! the gateway's own [`StatusReport`] (the one typed reader of it). Does not own: the
+//! namespace.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use gateway::control::proto::{ChildSaInfo, Encapsulation, Reply, ResponseFrame, StatusReport};
 use serde_json::Value;
 
 use crate::netns::Netns;
@@ -213,7 +214,7 @@ impl Vpngw {
             if !gw.proc.is_running() {
                 return Some(false);
             }
-            gw.status_json().ok().map(|_| true)
+            gw.status().ok().map(|_| true)
         });
         match ready {
             Ok(true) => Ok(gw),
@@ -257,19 +258,23 @@ impl Vpngw {
         self.vpnctl(&["status"])
     }
 
-    /// `vpnctl status --json`, parsed.
-    pub fn status_json(&self) -> Result<Value> {
-        let text = self.vpnctl(&["status", "--json"])?;
-        serde_json::from_str(&text).map_err(|e| Error::new(format!("vpnctl status --json is not JSON ({e}): {text}")))
+    /// `vpnctl status --json`, read into the gateway's [`StatusReport`].
+    pub fn status(&self) -> Result<StatusReport> {
+        parse_status(&self.vpnctl(&["status", "--json"])?)
+    }
+
+    /// `vpnctl status --json` as the daemon printed it (for byte counts).
+    pub fn status_json_text(&self) -> Result<String> {
+        self.vpnctl(&["status", "--json"])
     }
 
     /// Waits until `vpnctl status --json` shows an INSTALLED CHILD SA; returns that status.
-    pub fn wait_child_sa(&mut self, timeout: Duration) -> Result<Value> {
+    pub fn wait_child_sa(&mut self, timeout: Duration) -> Result<StatusReport> {
         let res = wait_for(timeout, "vpngw CHILD SA", || {
             if !self.proc.is_running() {
                 return Some(Err(Error::new("vpngw exited")));
             }
-            let st = self.status_json().ok()?;
+            let st = self.status().ok()?;
             (installed_child_sas(&st) > 0).then_some(Ok(st))
         });
         match res {
@@ -277,7 +282,7 @@ impl Vpngw {
             Ok(Err(e)) | Err(e) => Err(Error::new(format!(
                 "{e} (vpngw in {}); status: {}\n--- vpngw log ---\n{}",
                 self.ns_name,
-                self.status_json().map_or_else(|e| e.to_string(), |v| v.to_string()),
+                self.status_json_text().unwrap_or_else(|e| e.to_string()),
                 self.log_tail(40)
             ))),
         }
@@ -322,70 +327,61 @@ impl Vpngw {
     }
 }
 
-/// The status report inside `vpnctl status --json` output (accepts the bare report or the
-/// `{"v":1,"status":{...}}` frame).
-fn report(status: &Value) -> &Value {
-    status.get("status").filter(|s| s.get("tunnels").is_some()).unwrap_or(status)
+/// Reads `vpnctl status --json` output (`{"v":1,"status":{...}}`) into a [`StatusReport`].
+pub fn parse_status(text: &str) -> Result<StatusReport> {
+    match serde_json::from_str::<ResponseFrame>(text) {
+        Ok(ResponseFrame { reply: Reply::Status(st), .. }) => Ok(st),
+        Ok(other) => Err(Error::new(format!("vpnctl status --json answered {other:?}"))),
+        Err(e) => Err(Error::new(format!("vpnctl status --json is not a status report ({e}): {text}"))),
+    }
 }
 
-/// The elements of the array at `key` in `v` (none if absent or not an array).
-fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    v.get(key).and_then(Value::as_array).into_iter().flatten()
+/// A status report as one line of JSON, for failure messages.
+pub fn one_line(status: &StatusReport) -> String {
+    serde_json::to_string(status).unwrap_or_else(|e| format!("(status not encodable: {e})"))
 }
 
-/// All IKE SA objects in a status report.
-fn ike_sas(status: &Value) -> impl Iterator<Item = &Value> {
-    items(report(status), "tunnels").flat_map(|t| items(t, "ike_sas"))
+/// All CHILD SAs in a status report.
+pub fn child_sas(status: &StatusReport) -> Vec<&ChildSaInfo> {
+    status.tunnels.iter().flat_map(|t| &t.ike_sas).flat_map(|ike| &ike.children).collect()
 }
 
-/// All CHILD SA objects in a status report.
-pub fn child_sas(status: &Value) -> Vec<&Value> {
-    ike_sas(status).flat_map(|ike| items(ike, "children")).collect()
+fn installed(c: &&ChildSaInfo) -> bool {
+    c.state.eq_ignore_ascii_case("installed")
 }
 
 /// How many CHILD SAs are in state `INSTALLED`.
-pub fn installed_child_sas(status: &Value) -> usize {
-    child_sas(status)
-        .iter()
-        .filter(|c| c.get("state").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("installed")))
-        .count()
+pub fn installed_child_sas(status: &StatusReport) -> usize {
+    child_sas(status).into_iter().filter(installed).count()
 }
 
 /// `(encr, encapsulation mode)` of each INSTALLED CHILD SA, e.g. `("AES_GCM_16-256", "raw")`.
-pub fn installed_child_details(status: &Value) -> Vec<(String, String)> {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("?").to_owned();
-    child_sas(status)
-        .into_iter()
-        .filter(|c| c.get("state").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("installed")))
-        .map(|c| (text(c.get("encr")), text(c.get("encapsulation").and_then(|e| e.get("mode")))))
-        .collect()
+pub fn installed_child_details(status: &StatusReport) -> Vec<(String, String)> {
+    child_sas(status).into_iter().filter(installed).map(|c| (c.encr.clone(), encap_mode(&c.encapsulation))).collect()
 }
 
-/// The numeric fields of a JSON object (a block of counters), by name.
-pub fn counters(v: Option<&Value>) -> BTreeMap<String, u64> {
-    v.and_then(Value::as_object).into_iter().flatten().filter_map(|(k, n)| n.as_u64().map(|n| (k.clone(), n))).collect()
+/// `raw` or `udp`, as the JSON spells the mode.
+pub fn encap_mode(e: &Encapsulation) -> String {
+    match e {
+        Encapsulation::Raw => "raw",
+        Encapsulation::Udp { .. } => "udp",
+    }
+    .to_owned()
 }
 
-/// `ike.drops` of a status report: IKE datagrams and requests refused, by reason
-/// (`malformed`, `unknown_spi`, `cookie_required`, `half_open_cap`, `rate_limited`,
-/// `refused_proposal`, `child_sa_cap`, `cookies_sent`); `None` when the daemon does not
-/// report them.
-pub fn ike_drops(status: &Value) -> Option<BTreeMap<String, u64>> {
-    report(status).get("ike")?.get("drops").map(|d| counters(Some(d)))
-}
-
-/// `ike.half_open` of a status report: responder IKE SAs whose peer has not authenticated.
-pub fn ike_half_open(status: &Value) -> Option<u64> {
-    report(status).get("ike")?.get("half_open")?.as_u64()
+/// The numeric fields of a block of counters (any serializable struct of them), by name.
+pub fn counters(block: &impl serde::Serialize) -> BTreeMap<String, u64> {
+    let v = serde_json::to_value(block).unwrap_or(Value::Null);
+    v.as_object().into_iter().flatten().filter_map(|(k, n)| n.as_u64().map(|n| (k.clone(), n))).collect()
 }
 
 /// The datapath's drops: `global_drops` by reason, plus each reason of every SA's
 /// `drops` summed over all SAs (keys `sa.replay`, `sa.icv_failure`, ...).
-pub fn datapath_drops(status: &Value) -> BTreeMap<String, u64> {
-    let mut out = counters(report(status).get("global_drops"));
+pub fn datapath_drops(status: &StatusReport) -> BTreeMap<String, u64> {
+    let mut out = counters(&status.global_drops);
     for c in child_sas(status) {
-        for dir in ["inbound", "outbound"] {
-            for (k, n) in counters(c.get(dir).and_then(|t| t.get("drops"))) {
+        for t in [&c.inbound, &c.outbound].into_iter().flatten() {
+            for (k, n) in counters(&t.drops) {
                 *out.entry(format!("sa.{k}")).or_insert(0) += n;
             }
         }
@@ -397,41 +393,41 @@ pub fn datapath_drops(status: &Value) -> BTreeMap<String, u64> {
 mod tests {
     use super::*;
 
+    use gateway::control::proto::{IkeSaInfo, SaDrops, SaTraffic, TunnelStatus};
+
+    fn child(state: &str, encapsulation: Encapsulation, replay: u64) -> ChildSaInfo {
+        let drops = SaDrops { replay, icv_failure: 2, ..SaDrops::default() };
+        ChildSaInfo {
+            state: state.into(),
+            encr: "AES_GCM_16-256".into(),
+            encapsulation,
+            inbound: Some(SaTraffic { drops, ..SaTraffic::default() }),
+            ..ChildSaInfo::default()
+        }
+    }
+
+    fn sample(children: Vec<ChildSaInfo>) -> StatusReport {
+        let ike = IkeSaInfo { state: "ESTABLISHED".into(), children, ..IkeSaInfo::default() };
+        let mut st = StatusReport::default();
+        st.tunnels.push(TunnelStatus { name: "site-b".into(), ike_sas: vec![ike], ..TunnelStatus::default() });
+        st.global_drops.unknown_spi = 5;
+        st
+    }
+
     #[test]
-    fn reads_drop_counters() {
-        let st = serde_json::json!({
-            "tunnels": [{"ike_sas": [{"children": [
-                {"inbound": {"drops": {"replay": 3, "icv_failure": 2}}, "outbound": {"drops": {"replay": 0}}},
-                {"inbound": {"drops": {"replay": 1}}, "outbound": null}
-            ]}]}],
-            "global_drops": {"malformed": 4, "unknown_spi": 5, "no_sa": 0},
-            "ike": {"half_open": 7, "drops": {"cookies_sent": 9, "malformed": 1}}
-        });
+    fn reads_the_status_vpnctl_prints() {
+        let udp = Encapsulation::Udp { local_port: 4500, remote_port: 4500 };
+        let st = sample(vec![child("INSTALLED", Encapsulation::Raw, 3), child("REKEYED", udp, 1)]);
+        let frame = ResponseFrame { v: 1, reply: Reply::Status(st.clone()) };
+        let text = serde_json::to_string_pretty(&frame).unwrap();
+        assert_eq!(parse_status(&text).unwrap(), st);
+        assert!(parse_status("{\"v\":1,\"error\":{\"code\":\"unavailable\",\"message\":\"x\"}}").is_err());
+        assert!(parse_status("not json").is_err());
+        assert_eq!(installed_child_sas(&st), 1);
+        assert_eq!(installed_child_details(&st), vec![("AES_GCM_16-256".to_owned(), "raw".to_owned())]);
         let d = datapath_drops(&st);
-        assert_eq!((d["malformed"], d["unknown_spi"], d["sa.replay"], d["sa.icv_failure"]), (4, 5, 4, 2));
-        assert_eq!(ike_drops(&st).unwrap()["cookies_sent"], 9);
-        assert_eq!(ike_half_open(&st), Some(7));
-        assert_eq!(ike_drops(&serde_json::json!({"tunnels": []})), None);
-    }
-
-    fn sample(child_state: &str) -> Value {
-        serde_json::json!({
-            "daemon": {"pid": 1},
-            "tunnels": [{"name": "site-b", "ike_sas": [{"state": "ESTABLISHED", "children": [
-                {"child_id": 1, "state": child_state, "encapsulation": {"mode": "raw"}}
-            ]}]}],
-            "global_drops": {}
-        })
-    }
-
-    #[test]
-    fn finds_installed_child_sas_bare_and_framed() {
-        assert_eq!(installed_child_sas(&sample("INSTALLED")), 1);
-        assert_eq!(installed_child_sas(&sample("REKEYING")), 0);
-        assert_eq!(installed_child_details(&sample("INSTALLED")), vec![("?".to_owned(), "raw".to_owned())]);
-        let framed = serde_json::json!({"v": 1, "status": sample("INSTALLED")});
-        assert_eq!(installed_child_sas(&framed), 1);
-        assert_eq!(child_sas(&serde_json::json!({"tunnels": [{"ike_sas": []}]})).len(), 0);
+        assert_eq!((d["unknown_spi"], d["malformed"], d["sa.replay"], d["sa.icv_failure"]), (5, 0, 4, 4));
+        assert_eq!(child_sas(&StatusReport::default()).len(), 0);
     }
 
     #[test]

@@ -323,7 +323,7 @@ fn ensure_single_pair(sc: &Scenario, a: &Side, b: &Side, timeout: Duration) -> R
 fn ensure_human_status(side: &Side) -> Result<()> {
     let Peer::Vpngw(g) = &side.peer else { return Ok(()) };
     let res = interop::wait_for(Duration::from_secs(CHILD_REKEY + 2), "vpnctl status naming SPIs and PFS", || {
-        let sample = Sample::from_vpngw(&g.status_json().ok()?);
+        let sample = Sample::from_vpngw(&g.status().ok()?);
         let text = g.status_text().ok()?;
         let c = sample.children.iter().find(|c| c.state.eq_ignore_ascii_case("installed"))?;
         let spis = format!("in {}, out {}", c.spi_in, c.spi_out);

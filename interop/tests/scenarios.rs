@@ -13,13 +13,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gateway::control::proto::StatusReport;
 use interop::netns;
 use interop::scenario::{
     log_mentions, run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect,
     ESP_PROPOSAL, SA_TIMEOUT,
 };
 use interop::strongswan::StrongSwan;
-use interop::vpngw::{ike_drops, installed_child_details, installed_child_sas, Encap, GatewayConfig, Start, Vpngw};
+use interop::vpngw::{installed_child_details, installed_child_sas, one_line, Encap, GatewayConfig, Start, Vpngw};
 use interop::{ensure, Binaries, Result};
 
 /// nettool: `NETTOOL_BIN`, else the copy cargo built for this test.
@@ -66,9 +67,9 @@ fn wan_check_detects_cleartext_without_ipsec() {
 
 /// Checks every INSTALLED CHILD SA in a vpngw status uses AES-GCM-16-256 with the
 /// expected encapsulation (`raw` or `udp`).
-fn check_vpngw_child(side: &str, status: &serde_json::Value, mode: &str) -> Result<()> {
+fn check_vpngw_child(side: &str, status: &StatusReport, mode: &str) -> Result<()> {
     let children = installed_child_details(status);
-    ensure!(!children.is_empty(), "{side}: no INSTALLED CHILD SA: {status}");
+    ensure!(!children.is_empty(), "{side}: no INSTALLED CHILD SA: {}", one_line(status));
     for (encr, m) in &children {
         ensure!(
             encr == "AES_GCM_16-256" && m == mode,
@@ -117,7 +118,7 @@ fn vpngw_pair_with_env(sc: &Scenario, encap: Encap, expect: WanExpect, env: &[(&
     sc.check_wan(cap, expect)?;
     a.stop()?;
     interop::wait_for(Duration::from_secs(10), "gwB to drop its CHILD SA after gwA's DELETE", || {
-        b.status_json().ok().filter(|st| installed_child_sas(st) == 0)
+        b.status().ok().filter(|st| installed_child_sas(st) == 0)
     })?;
     b.stop()?;
     Ok(())
@@ -196,9 +197,9 @@ fn strongswan_initiator_to_vpngw_responder_with_cookies() {
         let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_site_a(true), &sc.subdir("gwa"))?;
         check_swan_sas(&a.wait_child_sa(SA_TIMEOUT)?)?;
         check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp")?;
-        let status = b.status_json()?;
-        let sent = ike_drops(&status).and_then(|d| d.get("cookies_sent").copied()).unwrap_or(0);
-        ensure!(sent >= 1, "vpngw sent no COOKIE although cookie_threshold = 0: {status}");
+        let status = b.status()?;
+        let sent = status.ike.drops.cookies_sent;
+        ensure!(sent >= 1, "vpngw sent no COOKIE although cookie_threshold = 0: {}", one_line(&status));
         println!(
             "[{}] COOKIEs sent by vpngw: {sent}; charon came back with the COOKIE and the tunnel came up",
             sc.name
@@ -223,8 +224,8 @@ fn expect_negotiation_failure(sc: &Scenario, a_cfg: GatewayConfig, b_cfg: Gatewa
     b.wait_log(wait, &format!("{error} (responder)"), |l| log_mentions(l, error))?;
     for (side, gw) in [("gwA", &mut a), ("gwB", &mut b)] {
         ensure!(gw.is_running(), "{side}'s vpngw (PID {}) died after {error}:\n{}", gw.pid(), gw.log_tail(30));
-        let st = gw.status_json()?;
-        ensure!(installed_child_sas(&st) == 0, "{side} installed a CHILD SA despite {error}: {st}");
+        let st = gw.status()?;
+        ensure!(installed_child_sas(&st) == 0, "{side} installed a CHILD SA despite {error}: {}", one_line(&st));
         println!("[{}] {side}: vpngw PID {} alive, vpnctl status answers, no CHILD SA", sc.name, gw.pid());
     }
     sc.ping_fails()?;

@@ -234,8 +234,10 @@ fn wait_vpngws(gws: &mut Gateways) -> Result<()> {
     for v in &mut gws.vpngws {
         interrupt::check()?;
         let st = v.wait_child_sa(SA_TIMEOUT)?;
-        let encap: Vec<String> =
-            vpngw::child_sas(&st).iter().filter_map(|c| c.get("encapsulation").map(|e| e.to_string())).collect();
+        let encap: Vec<String> = vpngw::child_sas(&st)
+            .iter()
+            .filter_map(|c| serde_json::to_value(&c.encapsulation).ok().map(|e| e.to_string()))
+            .collect();
         gws.sa_info.push(format!("vpngw: child SA installed, encapsulation {}", encap.join(", ")));
     }
     Ok(())

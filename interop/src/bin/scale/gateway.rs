@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use gateway::control::proto::StatusReport;
 use interop::strongswan::{self, StrongSwan};
 use interop::vpngw::{self, Vpngw};
 use interop::{run, Binaries, Error, Result};
@@ -117,16 +118,20 @@ impl Gateway {
     /// SA counts (`vpnctl status --json` / `swanctl --list-sas`).
     pub fn counts(&self) -> Result<Counts> {
         match self {
-            Self::Vpngw(g) => Ok(vpngw_counts(&g.status_json()?)),
+            Self::Vpngw(g) => Ok(vpngw_counts(&g.status()?)),
             Self::StrongSwan(s) => Ok(swan_counts(&s.list_sas()?)),
         }
     }
 
-    /// Bytes of vpngw's `vpnctl status --json` reply (one JSON line; the control
+    /// Bytes of vpngw's `vpnctl status --json` reply as one compact JSON line (the control
     /// protocol caps a line at 4 MiB); `None` for charon.
     pub fn status_bytes(&self) -> Option<usize> {
         match self {
-            Self::Vpngw(g) => g.status_json().ok().map(|v| v.to_string().len()),
+            Self::Vpngw(g) => g
+                .status_json_text()
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .map(|v| v.to_string().len()),
             Self::StrongSwan(_) => None,
         }
     }
@@ -135,11 +140,8 @@ impl Gateway {
     /// `io_errors` of `vpnctl status --json`, charon's `swanctl --stats` lines.
     pub fn counters(&self) -> Value {
         match self {
-            Self::Vpngw(g) => match g.status_json() {
-                Ok(st) => {
-                    let r = st.get("status").unwrap_or(&st);
-                    json!({ "ike": r.get("ike"), "io_errors": r.get("io_errors") })
-                }
+            Self::Vpngw(g) => match g.status() {
+                Ok(st) => json!({ "ike": st.ike, "io_errors": st.io_errors }),
                 Err(e) => json!({ "error": e.to_string() }),
             },
             Self::StrongSwan(s) => match run(&mut s.swanctl(&["--stats"])) {
@@ -159,28 +161,20 @@ impl Gateway {
 }
 
 /// Counts in `vpnctl status --json`.
-pub fn vpngw_counts(status: &Value) -> Counts {
-    let report = status.get("status").filter(|s| s.get("tunnels").is_some()).unwrap_or(status);
-    let ike: Vec<&Value> = report
-        .get("tunnels")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .flat_map(|t| t.get("ike_sas").and_then(Value::as_array).into_iter().flatten())
-        .collect();
+pub fn vpngw_counts(status: &StatusReport) -> Counts {
+    let ike: Vec<_> = status.tunnels.iter().flat_map(|t| &t.ike_sas).collect();
     Counts {
-        ike_established: ike.iter().filter(|s| s.get("state").and_then(Value::as_str) == Some("ESTABLISHED")).count(),
+        ike_established: ike.iter().filter(|s| s.state == "ESTABLISHED").count(),
         children_installed: vpngw::installed_child_sas(status),
         ike_total: ike.len(),
     }
 }
 
-/// Counts in `swanctl --list-sas` (IKE SA lines start in column 0).
+/// Counts in `swanctl --list-sas`.
 pub fn swan_counts(list: &str) -> Counts {
-    let ike: Vec<&str> =
-        list.lines().filter(|l| !l.starts_with(char::is_whitespace) && l.contains(", IKEv2, ")).collect();
+    let ike = strongswan::parse_list_sas(list);
     Counts {
-        ike_established: ike.iter().filter(|l| l.contains(", ESTABLISHED, ")).count(),
+        ike_established: ike.iter().filter(|s| s.state == "ESTABLISHED").count(),
         children_installed: strongswan::installed_child_sas(list),
         ike_total: ike.len(),
     }
@@ -192,11 +186,17 @@ mod tests {
 
     #[test]
     fn counts_both_status_formats() {
-        let st = json!({"v": 1, "status": {"tunnels": [
-            {"name": "p0000", "ike_sas": [{"state": "ESTABLISHED", "children": [{"state": "INSTALLED"}]},
-                                           {"state": "CONNECTING", "children": []}]},
-            {"name": "p0001", "ike_sas": []}
-        ]}});
+        use gateway::control::proto::{ChildSaInfo, IkeSaInfo, TunnelStatus};
+        let child = ChildSaInfo { state: "INSTALLED".into(), ..ChildSaInfo::default() };
+        let ike = |state: &str, children| IkeSaInfo { state: state.into(), children, ..IkeSaInfo::default() };
+        let mut st = StatusReport::default();
+        st.tunnels = vec![
+            TunnelStatus {
+                ike_sas: vec![ike("ESTABLISHED", vec![child]), ike("CONNECTING", vec![])],
+                ..Default::default()
+            },
+            TunnelStatus::default(),
+        ];
         assert_eq!(vpngw_counts(&st), Counts { ike_established: 1, children_installed: 1, ike_total: 2 });
         let list = "p0000: #1, ESTABLISHED, IKEv2, 1_i 2_r*\n  local  'gw' @ 2001:db8::1[4500]\n  \
                     net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256\n\
