@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus, Output};
 use std::time::Duration;
 
 use gateway::control::proto::{ChildSaInfo, Encapsulation, Reply, ResponseFrame, StatusReport};
@@ -85,6 +85,8 @@ pub struct Lifetimes {
     pub dpd_timeout: Option<String>,
     /// `dpd_action`.
     pub dpd_action: Option<String>,
+    /// `child_rekey_packets` (a number, written as a TOML integer).
+    pub child_rekey_packets: Option<u64>,
 }
 
 impl Lifetimes {
@@ -102,6 +104,7 @@ impl Lifetimes {
         ]
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} = {}\n", toml_str(v))))
+        .chain(self.child_rekey_packets.map(|n| format!("child_rekey_packets = {n}\n")))
         .collect()
     }
 }
@@ -228,7 +231,7 @@ impl Vpngw {
         }
     }
 
-    fn vpnctl_command(&self, args: &[&str]) -> std::process::Command {
+    fn vpnctl_command(&self, args: &[&str]) -> Command {
         let mut cmd = crate::command(&[&self.vpnctl.to_string_lossy(), "--socket", &self.socket.to_string_lossy()]);
         cmd.args(args);
         cmd
@@ -251,6 +254,11 @@ impl Vpngw {
         let started = matches!(out.status.code(), Some(0 | 3)) && stdout.contains("started");
         ensure!(started, "{cmd:?} ({}): {}{}", out.status, String::from_utf8_lossy(&out.stderr).trim(), stdout.trim());
         Ok(())
+    }
+
+    /// Runs `vpnctl ARGS` against this daemon, whatever its exit code: the whole output.
+    pub fn ctl(&self, args: &[&str]) -> Result<Output> {
+        self.vpnctl_command(args).output().map_err(|e| Error::new(format!("cannot run vpnctl {args:?}: {e}")))
     }
 
     /// `vpnctl status` (human form).
@@ -452,12 +460,16 @@ mod tests {
                 lifetimes: Lifetimes {
                     child_rekey_time: Some("10s".into()),
                     rekey_jitter: Some("0%".into()),
+                    child_rekey_packets: Some(100),
                     ..Lifetimes::default()
                 },
             }],
         };
         let text = cfg.to_toml(Path::new("/d"), Path::new("/d/vpngw.sock"));
-        assert!(text.ends_with("child_rekey_time = \"10s\"\nrekey_jitter = \"0%\"\n"), "{text}");
+        assert!(
+            text.ends_with("child_rekey_time = \"10s\"\nrekey_jitter = \"0%\"\nchild_rekey_packets = 100\n"),
+            "{text}"
+        );
         assert!(!text.contains("dpd_delay"));
         assert!(text.contains("control_socket = \"/d/vpngw.sock\""));
         assert!(text.contains("psk_file = \"/d/site-b.psk\""));
