@@ -59,7 +59,7 @@ fn start_ping(sc: &Scenario, label: &str, count: u32, interval: &str) -> Result<
 fn ping_result(mut p: Proc) -> Result<PingStats> {
     p.wait_timeout(Duration::from_secs(60)).ok_or_else(|| Error::new(format!("{} did not finish", p.label())))?;
     let text = p.out_text();
-    parse_ping(&text).ok_or_else(|| Error::new(format!("cannot parse ping output: {text}")))
+    parse_ping(&text).ok_or_else(|| Error::new(format!("cannot parse ping output: {text}{}", p.log_text())))
 }
 
 /// CHILD SAs of the first tunnel.
