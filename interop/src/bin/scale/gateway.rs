@@ -189,14 +189,14 @@ mod tests {
         use gateway::control::proto::{ChildSaInfo, IkeSaInfo, TunnelStatus};
         let child = ChildSaInfo { state: "INSTALLED".into(), ..ChildSaInfo::default() };
         let ike = |state: &str, children| IkeSaInfo { state: state.into(), children, ..IkeSaInfo::default() };
-        let mut st = StatusReport::default();
-        st.tunnels = vec![
+        let tunnels = vec![
             TunnelStatus {
                 ike_sas: vec![ike("ESTABLISHED", vec![child]), ike("CONNECTING", vec![])],
                 ..Default::default()
             },
             TunnelStatus::default(),
         ];
+        let st = StatusReport { tunnels, ..StatusReport::default() };
         assert_eq!(vpngw_counts(&st), Counts { ike_established: 1, children_installed: 1, ike_total: 2 });
         let list = "p0000: #1, ESTABLISHED, IKEv2, 1_i 2_r*\n  local  'gw' @ 2001:db8::1[4500]\n  \
                     net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256\n\
