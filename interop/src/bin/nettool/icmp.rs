@@ -203,10 +203,9 @@ mod tests {
 
     #[test]
     fn parses_replies_behind_the_ip_header() {
-        let mut pkt = vec![0x45u8; 20];
-        let mut icmp = echo_request(9, 300);
-        icmp[0] = 0;
-        pkt.extend_from_slice(&icmp);
+        let (a, b) = (std::net::Ipv4Addr::new(10, 2, 0, 10), std::net::Ipv4Addr::new(10, 1, 0, 10));
+        let mut pkt = testkit::packet::ipv4_echo_request(a, b, 9, 300, &[0; 56]);
+        pkt[20] = 0; // an echo reply
         assert_eq!(parse_reply(&pkt), Some((9, 300)));
         pkt[20] = 8;
         assert_eq!(parse_reply(&pkt), None);

@@ -235,8 +235,8 @@ mod tests {
 
     #[test]
     fn fragments_cover_the_datagram_in_8_byte_units() {
-        let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
-        packet.extend((0..4000u32).map(|i| i as u8));
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let packet = testkit::packet::ipv4_udp(src, dst, 1, 2, &testkit::packet::pattern(0, 3992));
         let frags = fragments(&packet, 77, 1500);
         assert_eq!(frags.len(), 3);
         let mut body = Vec::new();
