@@ -7,7 +7,9 @@
 //! exercises is a [`Skip::KernelFeature`]: the same line in any mode.
 //!
 //! The line is written straight to the process's stderr, past the test harness's output
-//! capture, so the runner sees (and counts) it whether or not `--nocapture` was given.
+//! capture, so it shows whether or not `--nocapture` was given, and appended to the file
+//! named by `VG_SKIP_LOG` when that is set (`scripts/test.sh` lists and counts the lines
+//! of that file).
 
 use std::io::Write;
 
@@ -57,9 +59,19 @@ pub fn skip(test: &str, why: Skip) {
         Verdict::Fail(msg) => panic!("{msg}"),
         Verdict::Skipped(line) => {
             let _ = writeln!(std::io::stderr().lock(), "{line}");
+            if let Some(path) = std::env::var_os(SKIP_LOG) {
+                // One short write with O_APPEND: lines of parallel tests do not interleave.
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+                if let Err(e) = file.and_then(|mut f| f.write_all(format!("{line}\n").as_bytes())) {
+                    panic!("{test}: cannot record the skip in {SKIP_LOG}={}: {e}", path.to_string_lossy());
+                }
+            }
         }
     }
 }
+
+/// The environment variable naming the file every skip line is appended to.
+pub const SKIP_LOG: &str = "VG_SKIP_LOG";
 
 /// True when the `CI` environment variable is `true`.
 pub fn under_ci() -> bool {
