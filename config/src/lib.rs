@@ -4,18 +4,16 @@
 //! the README's configuration reference), defaults, and all validation: every error names the file,
 //! the line and the key. Does not own runtime state, reloading or logging: warnings are
 //! returned in [`Config::warnings`] for the gateway to log. `raw` mirrors the file with
-//! spans; `validate` turns it into the typed structs below, with `lifetime` handling the
-//! lifetime and liveness keys.
+//! spans; `validate` turns it into the typed structs below, with `timers` parsing the
+//! lifetime and liveness keys into `ipsec_types`' [`SaTimers`] and [`Dpd`].
 #![forbid(unsafe_code)]
 
-mod lifetime;
 mod raw;
+mod timers;
 mod validate;
 
-pub use lifetime::{
-    default_life_time, DEFAULT_CHILD_REKEY_TIME, DEFAULT_DPD_DELAY, DEFAULT_DPD_TIMEOUT, DEFAULT_IKE_REKEY_TIME,
-    DEFAULT_REKEY_JITTER_PERCENT, MAX_LIFETIME,
-};
+pub use ipsec_types::{Dpd, DpdAction, SaTimers};
+pub use timers::MAX_LIFETIME;
 pub use validate::{
     DEFAULT_CHILD_SA_MAX, DEFAULT_CONTROL_SOCKET, DEFAULT_COOKIE_THRESHOLD, DEFAULT_ESP_PROPOSAL,
     DEFAULT_HALF_OPEN_MAX, DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_IKE_PORT, DEFAULT_IKE_PROPOSAL,
@@ -26,7 +24,6 @@ pub use validate::{
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// A configuration error. Displays as `{file}:{line}: {section} ({tunnel name}) `{key}`: {message}`,
@@ -165,15 +162,6 @@ pub enum Encapsulation {
     Udp,
 }
 
-/// What to do once dead peer detection declares the peer dead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DpdAction {
-    /// Delete the SAs and re-initiate until the peer answers again (default).
-    Restart,
-    /// Delete the SAs and do not re-initiate; the peer may initiate again.
-    Clear,
-}
-
 /// A pre-shared key; zeroized on drop, never printed.
 #[derive(Clone)]
 pub struct Psk(pub Zeroizing<Vec<u8>>);
@@ -211,33 +199,13 @@ pub struct TunnelConfig {
     pub encapsulation: Encapsulation,
     /// Anti-replay window (default 1024).
     pub replay_window: u32,
-    /// IKE SA rekeying starts this long after establishment, less a random jitter
-    /// (default 4 h; at least 1 s).
-    pub ike_rekey_time: Duration,
-    /// Hard IKE SA lifetime: deleted if not rekeyed by then (default `ike_rekey_time` +
-    /// 10 %); always greater than `ike_rekey_time`.
-    pub ike_life_time: Duration,
-    /// CHILD SA rekeying starts this long after establishment, less a random jitter
-    /// (default 1 h; at least 1 s).
-    pub child_rekey_time: Duration,
-    /// Hard CHILD SA lifetime (default `child_rekey_time` + 10 %); always greater than
-    /// `child_rekey_time`.
-    pub child_life_time: Duration,
-    /// Rekeying starts up to this percentage of the rekey time early, chosen at random
-    /// per SA, so peers with equal settings rarely rekey at once (default 10; 0..=99).
-    pub rekey_jitter_percent: u8,
-    /// Rekey a CHILD SA after this many bytes (None: off, the default).
-    pub child_rekey_bytes: Option<u64>,
-    /// Rekey a CHILD SA after this many packets (None: off, the default).
-    pub child_rekey_packets: Option<u64>,
-    /// Send an empty INFORMATIONAL when nothing was heard from the peer for this long
-    /// (default 30 s; None: dead peer detection off).
-    pub dpd_delay: Option<Duration>,
-    /// How long an unanswered liveness check is retransmitted before the peer is
-    /// declared dead (default 150 s; at least 1 s, and at least `dpd_delay` when DPD is on).
-    pub dpd_timeout: Duration,
-    /// What happens to a dead peer's tunnel (default `Restart`).
-    pub dpd_action: DpdAction,
+    /// When the SAs are rekeyed and expire (`ike_rekey_time`, `ike_life_time`,
+    /// `child_rekey_time`, `child_life_time`, `rekey_jitter`, `child_rekey_bytes`,
+    /// `child_rekey_packets`; rekey times at least 1 s, jitter below 100 %).
+    pub timers: SaTimers,
+    /// Dead peer detection (`dpd_delay`, `dpd_timeout` at least 1 s and at least
+    /// `dpd_delay` when DPD is on, `dpd_action`).
+    pub dpd: Dpd,
 }
 
 /// Largest configuration file `load` accepts.

@@ -32,7 +32,7 @@ pub(crate) struct RawGateway {
     pub allow_insecure_key_files: Option<Spanned<bool>>,
 }
 
-/// `[[tunnel]]`. The lifetime and liveness keys (issue #3) are converted in `lifetime`.
+/// `[[tunnel]]`. The lifetime and liveness keys are converted in `timers`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTunnel {

@@ -2,8 +2,8 @@
 //! checks, `psk_file` reading, and error locations (byte span to line, key path).
 //! Owns every rule a configuration must satisfy; does not own the file format (`raw`).
 
-use crate::lifetime::lifetimes;
 use crate::raw::{RawConfig, RawGateway, RawTunnel};
+use crate::timers::timers;
 use crate::{read_limited, Config, ConfigError, Encapsulation, GatewayConfig, Limits, Psk, StartAction, TunnelConfig};
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::collections::HashSet;
@@ -513,7 +513,7 @@ fn tunnel(
         Some(v) => *v.get_ref(),
     };
 
-    let life = lifetimes(cx, &t, i, n)?;
+    let (timers, dpd) = timers(cx, &t, i, n)?;
 
     Ok(TunnelConfig {
         name,
@@ -528,16 +528,8 @@ fn tunnel(
         esp_proposals,
         encapsulation,
         replay_window,
-        ike_rekey_time: life.ike_rekey_time,
-        ike_life_time: life.ike_life_time,
-        child_rekey_time: life.child_rekey_time,
-        child_life_time: life.child_life_time,
-        rekey_jitter_percent: life.rekey_jitter_percent,
-        child_rekey_bytes: life.child_rekey_bytes,
-        child_rekey_packets: life.child_rekey_packets,
-        dpd_delay: life.dpd_delay,
-        dpd_timeout: life.dpd_timeout,
-        dpd_action: life.dpd_action,
+        timers,
+        dpd,
     })
 }
 

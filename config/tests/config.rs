@@ -174,25 +174,16 @@ fn defaults() {
     );
     assert_eq!(g.limits, config::Limits::default());
     assert!(!g.allow_insecure_key_files);
-    // Lifetimes and liveness (issue #3).
+    // Lifetimes and liveness.
     let h = |n: u64| Duration::from_secs(n * 3600);
-    assert_eq!((t.ike_rekey_time, t.ike_life_time), (h(4), h(4) + Duration::from_secs(24 * 60)));
-    assert_eq!((t.child_rekey_time, t.child_life_time), (h(1), h(1) + Duration::from_secs(6 * 60)));
-    assert_eq!(t.rekey_jitter_percent, 10);
-    assert_eq!((t.child_rekey_bytes, t.child_rekey_packets), (None, None));
-    assert_eq!((t.dpd_delay, t.dpd_timeout), (Some(Duration::from_secs(30)), Duration::from_secs(150)));
-    assert_eq!(t.dpd_action, DpdAction::Restart);
-    assert_eq!(
-        (t.ike_rekey_time, t.child_rekey_time, t.rekey_jitter_percent, t.dpd_delay, t.dpd_timeout),
-        (
-            config::DEFAULT_IKE_REKEY_TIME,
-            config::DEFAULT_CHILD_REKEY_TIME,
-            config::DEFAULT_REKEY_JITTER_PERCENT,
-            Some(config::DEFAULT_DPD_DELAY),
-            config::DEFAULT_DPD_TIMEOUT
-        )
-    );
-    assert_eq!(t.child_life_time, config::default_life_time(t.child_rekey_time));
+    assert_eq!((t.timers.ike_rekey_time, t.timers.ike_life_time), (h(4), h(4) + Duration::from_secs(24 * 60)));
+    assert_eq!((t.timers.child_rekey_time, t.timers.child_life_time), (h(1), h(1) + Duration::from_secs(6 * 60)));
+    assert_eq!(t.timers.rekey_jitter_percent, 10);
+    assert_eq!((t.timers.child_rekey_bytes, t.timers.child_rekey_packets), (None, None));
+    assert_eq!((t.dpd.delay, t.dpd.timeout), (Some(Duration::from_secs(30)), Duration::from_secs(150)));
+    assert_eq!(t.dpd.action, DpdAction::Restart);
+    // They are the defaults declared with the settings.
+    assert_eq!((t.timers, t.dpd), (config::SaTimers::default(), config::Dpd::default()));
 }
 
 #[test]
@@ -205,11 +196,11 @@ fn lifetime_and_liveness_values_are_taken() {
          dpd_delay = \"1m\"\ndpd_timeout = \"2m\"\ndpd_action = \"clear\"",
     ));
     let t = &c.tunnels[0];
-    assert_eq!((t.ike_rekey_time, t.ike_life_time), (secs(86_400), secs(90_000)));
-    assert_eq!((t.child_rekey_time, t.child_life_time), (secs(600), secs(700)));
-    assert_eq!(t.rekey_jitter_percent, 25);
-    assert_eq!((t.child_rekey_bytes, t.child_rekey_packets), (Some(500 * 1024 * 1024), Some(1_000_000)));
-    assert_eq!((t.dpd_delay, t.dpd_timeout, t.dpd_action), (Some(secs(60)), secs(120), DpdAction::Clear));
+    assert_eq!((t.timers.ike_rekey_time, t.timers.ike_life_time), (secs(86_400), secs(90_000)));
+    assert_eq!((t.timers.child_rekey_time, t.timers.child_life_time), (secs(600), secs(700)));
+    assert_eq!(t.timers.rekey_jitter_percent, 25);
+    assert_eq!((t.timers.child_rekey_bytes, t.timers.child_rekey_packets), (Some(500 * 1024 * 1024), Some(1_000_000)));
+    assert_eq!((t.dpd.delay, t.dpd.timeout, t.dpd.action), (Some(secs(60)), secs(120), DpdAction::Clear));
 
     // Integers are seconds / percent / counts; 0 turns DPD and the volume limits off.
     let c = ok(&minimal(
@@ -219,13 +210,13 @@ fn lifetime_and_liveness_values_are_taken() {
     ));
     let t = &c.tunnels[0];
     // The default hard lifetime follows the configured rekey time.
-    assert_eq!((t.child_rekey_time, t.child_life_time), (secs(7200), secs(7920)));
-    assert_eq!(t.rekey_jitter_percent, 0);
-    assert_eq!((t.child_rekey_bytes, t.child_rekey_packets), (None, None));
-    assert_eq!((t.dpd_delay, t.dpd_timeout, t.dpd_action), (None, secs(5), DpdAction::Restart));
-    assert_eq!(ok(&minimal("", "dpd_delay = 0")).tunnels[0].dpd_delay, None);
+    assert_eq!((t.timers.child_rekey_time, t.timers.child_life_time), (secs(7200), secs(7920)));
+    assert_eq!(t.timers.rekey_jitter_percent, 0);
+    assert_eq!((t.timers.child_rekey_bytes, t.timers.child_rekey_packets), (None, None));
+    assert_eq!((t.dpd.delay, t.dpd.timeout, t.dpd.action), (None, secs(5), DpdAction::Restart));
+    assert_eq!(ok(&minimal("", "dpd_delay = 0")).tunnels[0].dpd.delay, None);
     // A dpd_timeout shorter than a dpd_delay is fine while DPD is off.
-    assert_eq!(ok(&minimal("", "dpd_delay = 0\ndpd_timeout = \"1s\"")).tunnels[0].dpd_timeout, secs(1));
+    assert_eq!(ok(&minimal("", "dpd_delay = 0\ndpd_timeout = \"1s\"")).tunnels[0].dpd.timeout, secs(1));
     // Lifetimes are per tunnel.
     let two = format!(
         "{}\n[[tunnel]]\nname = \"c\"\nremote_address = \"192.0.2.3\"\npsk = \"0123456789abcdef0123\"\n\
@@ -233,7 +224,10 @@ fn lifetime_and_liveness_values_are_taken() {
         minimal("", "ike_rekey_time = \"3h\"")
     );
     let c = ok(&two);
-    assert_eq!((c.tunnels[0].ike_rekey_time, c.tunnels[1].ike_rekey_time), (secs(3 * 3600), secs(2 * 3600)));
+    assert_eq!(
+        (c.tunnels[0].timers.ike_rekey_time, c.tunnels[1].timers.ike_rekey_time),
+        (secs(3 * 3600), secs(2 * 3600))
+    );
 }
 
 #[test]
@@ -757,14 +751,7 @@ fn shipped_examples_parse_and_pair_up() {
         let text = text.replace("/etc/vpngw/site-a.psk", psk.to_str().unwrap());
         let c = parse(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
         let (x, d) = (&c.tunnels[0], if rel.contains("site-a") { ta } else { tb });
-        assert_eq!(
-            (x.ike_rekey_time, x.ike_life_time, x.child_rekey_time, x.child_life_time, x.rekey_jitter_percent),
-            (d.ike_rekey_time, d.ike_life_time, d.child_rekey_time, d.child_life_time, d.rekey_jitter_percent)
-        );
-        assert_eq!(
-            (x.child_rekey_bytes, x.child_rekey_packets, x.dpd_delay, x.dpd_timeout, x.dpd_action),
-            (d.child_rekey_bytes, d.child_rekey_packets, d.dpd_delay, d.dpd_timeout, d.dpd_action)
-        );
+        assert_eq!((x.timers, x.dpd), (d.timers, d.dpd));
     }
 
     let doc = std::fs::read_to_string(root.join("README.md")).unwrap();

@@ -148,7 +148,7 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
     let control_socket = ControlSocket::bind(&g.control_socket).map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::sync_channel::<ControlMsg>(QUEUE_CAPACITY);
 
-    let endpoint = ike::Endpoint::new(crate::mapping::endpoint_config(&cfg), Box::new(crate::rng::SystemRng::new()));
+    let endpoint = ike::Endpoint::new(crate::ike_config::endpoint_config(&cfg), Box::new(crate::rng::SystemRng::new()));
 
     // Everything that needs more than networking privileges is done; no thread runs yet
     // (capabilities are per thread, the ones started below inherit the reduced sets).

@@ -11,7 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod driver;
-pub mod mapping;
+pub mod ike_config;
 pub mod render;
 pub mod rng;
 pub mod status;

@@ -15,7 +15,6 @@ use crate::control::proto::{
     ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeDropCounters, IkeInfo, IkeSaInfo, IoErrors, SaDrops,
     SaTraffic, StatusReport, TunnelStatus,
 };
-use crate::mapping::{dpd_action_keyword, encapsulation_keyword, start_keyword};
 use ipsec_types::{Direction, Spi, Timestamp};
 
 /// Everything [`build`] reads.
@@ -68,9 +67,9 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             start: start_keyword(t.start).into(),
             encapsulation: encapsulation_keyword(t.encapsulation).into(),
             stopped: inp.stopped.contains(&t.name),
-            dpd_delay_s: t.dpd_delay.map(|d| d.as_secs()),
-            dpd_timeout_s: t.dpd_timeout.as_secs(),
-            dpd_action: dpd_action_keyword(t.dpd_action).into(),
+            dpd_delay_s: t.dpd.delay.map(|d| d.as_secs()),
+            dpd_timeout_s: t.dpd.timeout.as_secs(),
+            dpd_action: dpd_action_keyword(t.dpd.action).into(),
             ike_sas: inp
                 .ike
                 .iter()
@@ -166,10 +165,34 @@ fn traffic(stats: &[esp::SaStats], tunnel: &str, spi: Spi, direction: Direction)
     })
 }
 
+/// `initiate` / `respond`, as shown by `vpnctl status`.
+fn start_keyword(s: config::StartAction) -> &'static str {
+    match s {
+        config::StartAction::Initiate => "initiate",
+        config::StartAction::Respond => "respond",
+    }
+}
+
+/// `restart` / `clear`, as shown by `vpnctl status`.
+fn dpd_action_keyword(a: config::DpdAction) -> &'static str {
+    match a {
+        config::DpdAction::Restart => "restart",
+        config::DpdAction::Clear => "clear",
+    }
+}
+
+/// `auto` / `udp`, as shown by `vpnctl status`.
+fn encapsulation_keyword(e: config::Encapsulation) -> &'static str {
+    match e {
+        config::Encapsulation::Auto => "auto",
+        config::Encapsulation::Udp => "udp",
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::mapping::tests::sample_config;
+    use crate::ike_config::tests::sample_config;
     use ipsec_types::{ChildRef, DhGroup, EncrAlg, Identity, PrfAlg, TrafficSelector, UdpEncap};
 
     /// One established IKE SA for `site-b` with one CHILD SA, as `ike` would report it.

@@ -3,6 +3,8 @@
 //! `ike` never depends on `esp` and `esp` never depends on `ike`: everything that
 //! crosses the seam between them is defined here, as plain data. The gateway is the
 //! only crate that sees both sides (like strongSwan's `kernel_ipsec_t`, but as data).
+//! It also declares the settings that `config` and `ike` share, so that each is
+//! declared once: a peer's lifetime and liveness timers ([`SaTimers`], [`Dpd`]).
 //!
 //! This crate does no I/O and holds no clock: [`Timestamp`] values are handed in by the
 //! caller.

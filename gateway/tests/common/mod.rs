@@ -107,7 +107,7 @@ fn start(
     let clock = Arc::new(BootClock);
     let table: SharedTable = Arc::new(ArcSwap::from_pointee(esp::SaTable::new()));
     let endpoint =
-        ike::Endpoint::new(gateway::mapping::endpoint_config(&cfg), Box::new(gateway::rng::SystemRng::new()));
+        ike::Endpoint::new(gateway::ike_config::endpoint_config(&cfg), Box::new(gateway::rng::SystemRng::new()));
     let peer_ip = cfg.tunnels[0].remote_address;
     let driver = Driver {
         endpoint,

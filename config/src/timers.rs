@@ -1,58 +1,36 @@
-//! `[[tunnel]]` lifetime and liveness keys (issue #3): swanctl-style durations
-//! (`"90s"`, `"10m"`, `"4h"`, `"1d"`, or integer seconds), percentages (`"10%"`) and
-//! volumes (`"500M"`, 1024-based), their defaults and their consistency rules. Does not
-//! own scheduling: the IKE engine and the gateway act on the values.
+//! The `[[tunnel]]` lifetime and liveness keys, parsed into [`SaTimers`] and [`Dpd`]:
+//! swanctl-style durations (`"90s"`, `"10m"`, `"4h"`, `"1d"`, or integer seconds),
+//! percentages (`"10%"`) and volumes (`"500M"`, 1024-based), and their consistency
+//! rules. The settings and their defaults are declared in `ipsec_types`; scheduling by
+//! them is the IKE engine's.
 
 use crate::raw::{NumOrText, RawTunnel};
 use crate::validate::Ctx;
-use crate::{ConfigError, DpdAction};
+use crate::ConfigError;
+use ipsec_types::{Dpd, DpdAction, SaTimers};
 use std::time::Duration;
 use toml::Spanned;
 
-/// Default `[[tunnel]] ike_rekey_time`.
-pub const DEFAULT_IKE_REKEY_TIME: Duration = Duration::from_secs(4 * 3600);
-/// Default `[[tunnel]] child_rekey_time`.
-pub const DEFAULT_CHILD_REKEY_TIME: Duration = Duration::from_secs(3600);
-/// Default `[[tunnel]] rekey_jitter`, in percent.
-pub const DEFAULT_REKEY_JITTER_PERCENT: u8 = 10;
-/// Default `[[tunnel]] dpd_delay`.
-pub const DEFAULT_DPD_DELAY: Duration = Duration::from_secs(30);
-/// Default `[[tunnel]] dpd_timeout`.
-pub const DEFAULT_DPD_TIMEOUT: Duration = Duration::from_secs(150);
 /// Longest duration any lifetime or liveness key accepts (365 days).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 /// Shortest rekey time and `dpd_timeout`.
 const MIN_TIME: Duration = Duration::from_secs(1);
 
-/// The hard lifetime used when `ike_life_time` / `child_life_time` is not set: the
-/// rekey time plus 10 %.
-pub fn default_life_time(rekey_time: Duration) -> Duration {
-    rekey_time.saturating_add(rekey_time / 10)
-}
-
-/// The converted keys, moved into `TunnelConfig` by `validate`.
-pub(crate) struct Lifetimes {
-    pub ike_rekey_time: Duration,
-    pub ike_life_time: Duration,
-    pub child_rekey_time: Duration,
-    pub child_life_time: Duration,
-    pub rekey_jitter_percent: u8,
-    pub child_rekey_bytes: Option<u64>,
-    pub child_rekey_packets: Option<u64>,
-    pub dpd_delay: Option<Duration>,
-    pub dpd_timeout: Duration,
-    pub dpd_action: DpdAction,
-}
-
-/// Converts and checks the lifetime and liveness keys of `tunnel[i]` (named `n`).
-pub(crate) fn lifetimes(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) -> Result<Lifetimes, ConfigError> {
+/// Converts and checks the lifetime and liveness keys of `tunnel[i]` (named `n`);
+/// keys not set take the defaults of [`SaTimers`] and [`Dpd`].
+pub(crate) fn timers(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) -> Result<(SaTimers, Dpd), ConfigError> {
+    let default = SaTimers::default();
     let key = |k: &str| format!("tunnel[{i}].{k}");
     let fail = |v: &Spanned<NumOrText>, k: &str, e: String| cx.err(Some(v.span()), key(k), n, e);
     let duration = |v: &Option<Spanned<NumOrText>>, k: &str| -> Result<Option<Duration>, ConfigError> {
         v.as_ref().map(|v| parse_duration(v.get_ref()).map_err(|e| fail(v, k, e))).transpose()
     };
-    let volume = |v: &Option<Spanned<NumOrText>>, k: &str| -> Result<Option<u64>, ConfigError> {
-        Ok(v.as_ref().map(|v| parse_volume(v.get_ref()).map_err(|e| fail(v, k, e))).transpose()?.flatten())
+    // A volume, or `default` when the key is not set (a set 0 is off).
+    let volume = |v: &Option<Spanned<NumOrText>>, k: &str, default: Option<u64>| -> Result<Option<u64>, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) => parse_volume(v.get_ref()).map_err(|e| fail(v, k, e)),
+        }
     };
     // A rekey time and its hard lifetime: rekey >= 1 s, life > rekey (blaming life,
     // which is then always set explicitly: the default exceeds any rekey time).
@@ -66,7 +44,7 @@ pub(crate) fn lifetimes(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) 
         if let Some(v) = rekey_v.as_ref().filter(|_| rekey < MIN_TIME) {
             return Err(fail(v, rekey_k, format!("{} is too short; the minimum is 1s", show(rekey))));
         }
-        let life = duration(life_v, life_k)?.unwrap_or_else(|| default_life_time(rekey));
+        let life = duration(life_v, life_k)?.unwrap_or_else(|| SaTimers::default_life_time(rekey));
         if let Some(v) = life_v.as_ref().filter(|_| life <= rekey) {
             return Err(fail(
                 v,
@@ -78,12 +56,12 @@ pub(crate) fn lifetimes(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) 
     };
 
     let (ike_rekey_time, ike_life_time) =
-        pair(&t.ike_rekey_time, "ike_rekey_time", &t.ike_life_time, "ike_life_time", DEFAULT_IKE_REKEY_TIME)?;
+        pair(&t.ike_rekey_time, "ike_rekey_time", &t.ike_life_time, "ike_life_time", default.ike_rekey_time)?;
     let (child_rekey_time, child_life_time) =
-        pair(&t.child_rekey_time, "child_rekey_time", &t.child_life_time, "child_life_time", DEFAULT_CHILD_REKEY_TIME)?;
+        pair(&t.child_rekey_time, "child_rekey_time", &t.child_life_time, "child_life_time", default.child_rekey_time)?;
 
     let rekey_jitter_percent = match &t.rekey_jitter {
-        None => DEFAULT_REKEY_JITTER_PERCENT,
+        None => default.rekey_jitter_percent,
         Some(v) => match parse_percent(v.get_ref()).map_err(|e| fail(v, "rekey_jitter", e))? {
             p if p >= 100 => {
                 return Err(fail(v, "rekey_jitter", format!("{p}% is too large; it must be below 100%")));
@@ -92,19 +70,20 @@ pub(crate) fn lifetimes(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) 
         },
     };
 
-    let child_rekey_bytes = volume(&t.child_rekey_bytes, "child_rekey_bytes")?;
-    let child_rekey_packets = volume(&t.child_rekey_packets, "child_rekey_packets")?;
+    let child_rekey_bytes = volume(&t.child_rekey_bytes, "child_rekey_bytes", default.child_rekey_bytes)?;
+    let child_rekey_packets = volume(&t.child_rekey_packets, "child_rekey_packets", default.child_rekey_packets)?;
 
-    let dpd_delay = match duration(&t.dpd_delay, "dpd_delay")? {
-        None => Some(DEFAULT_DPD_DELAY),
+    let dpd_default = Dpd::default();
+    let delay = match duration(&t.dpd_delay, "dpd_delay")? {
+        None => dpd_default.delay,
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
     };
-    let dpd_timeout = duration(&t.dpd_timeout, "dpd_timeout")?.unwrap_or(DEFAULT_DPD_TIMEOUT);
-    if let Some(v) = t.dpd_timeout.as_ref().filter(|_| dpd_timeout < MIN_TIME) {
-        return Err(fail(v, "dpd_timeout", format!("{} is too short; the minimum is 1s", show(dpd_timeout))));
+    let timeout = duration(&t.dpd_timeout, "dpd_timeout")?.unwrap_or(dpd_default.timeout);
+    if let Some(v) = t.dpd_timeout.as_ref().filter(|_| timeout < MIN_TIME) {
+        return Err(fail(v, "dpd_timeout", format!("{} is too short; the minimum is 1s", show(timeout))));
     }
-    if let Some(delay) = dpd_delay.filter(|&d| dpd_timeout < d) {
+    if let Some(delay) = delay.filter(|&d| timeout < d) {
         // Blame the key that was set (dpd_timeout if both were).
         let (v, k) = match (&t.dpd_timeout, &t.dpd_delay) {
             (Some(v), _) => (v, "dpd_timeout"),
@@ -116,15 +95,15 @@ pub(crate) fn lifetimes(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) 
             k,
             format!(
                 "dpd_timeout ({}{}) is shorter than dpd_delay ({})",
-                show(dpd_timeout),
+                show(timeout),
                 if t.dpd_timeout.is_none() { ", the default" } else { "" },
                 show(delay)
             ),
         ));
     }
 
-    let dpd_action = match &t.dpd_action {
-        None => DpdAction::Restart,
+    let action = match &t.dpd_action {
+        None => dpd_default.action,
         Some(v) => match v.get_ref().as_str() {
             "restart" => DpdAction::Restart,
             "clear" => DpdAction::Clear,
@@ -139,7 +118,7 @@ pub(crate) fn lifetimes(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) 
         },
     };
 
-    Ok(Lifetimes {
+    let timers = SaTimers {
         ike_rekey_time,
         ike_life_time,
         child_rekey_time,
@@ -147,10 +126,8 @@ pub(crate) fn lifetimes(cx: &Ctx<'_>, t: &RawTunnel, i: usize, n: Option<&str>) 
         rekey_jitter_percent,
         child_rekey_bytes,
         child_rekey_packets,
-        dpd_delay,
-        dpd_timeout,
-        dpd_action,
-    })
+    };
+    Ok((timers, Dpd { delay, timeout, action }))
 }
 
 /// Splits `s` (trimmed) into its leading ASCII digits and the rest, trimmed.
@@ -303,13 +280,6 @@ mod tests {
         assert!(parse_volume(&text("18446744073709551615G")).unwrap_err().contains("too large"));
         assert!(parse_volume(&text("99999999999999999999")).unwrap_err().contains("too large"));
         assert!(parse_volume(&NumOrText::Num(-5)).unwrap_err().contains("negative"));
-    }
-
-    #[test]
-    fn default_life_is_rekey_plus_ten_percent() {
-        assert_eq!(default_life_time(Duration::from_secs(3600)), Duration::from_secs(3960));
-        assert_eq!(default_life_time(DEFAULT_IKE_REKEY_TIME), Duration::from_secs(15_840));
-        assert!(default_life_time(Duration::from_secs(1)) > Duration::from_secs(1));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The one place where the configuration becomes `ike`'s view of the world
-//! ([`ike::EndpointConfig`] / [`ike::PeerConfig`]). Nothing else translates config
-//! fields for `ike`, so a new config knob has exactly one place to be wired.
+//! The configuration as `ike` sees it: [`ike::EndpointConfig`] and its
+//! [`ike::PeerConfig`]s. Nothing else translates configuration for `ike`, so a new
+//! setting has exactly one place to be wired; the lifetime and liveness settings
+//! (`ipsec_types::SaTimers` and `ipsec_types::Dpd`) are handed over as they are.
 
-use config::{Config, DpdAction, Encapsulation, StartAction, TunnelConfig};
+use config::{Config, Encapsulation, StartAction, TunnelConfig};
 
 /// The endpoint configuration for `ike` from the whole configuration.
 pub fn endpoint_config(cfg: &Config) -> ike::EndpointConfig {
@@ -41,54 +42,15 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         esp_proposals: t.esp_proposals.clone(),
         force_encap: t.encapsulation == Encapsulation::Udp,
         replay_window: t.replay_window,
-        timers: ipsec_types::SaTimers {
-            ike_rekey_time: t.ike_rekey_time,
-            ike_life_time: t.ike_life_time,
-            child_rekey_time: t.child_rekey_time,
-            child_life_time: t.child_life_time,
-            rekey_jitter_percent: t.rekey_jitter_percent,
-            child_rekey_bytes: t.child_rekey_bytes,
-            child_rekey_packets: t.child_rekey_packets,
-        },
-        dpd: ipsec_types::Dpd {
-            delay: t.dpd_delay,
-            timeout: t.dpd_timeout,
-            action: match t.dpd_action {
-                DpdAction::Restart => ipsec_types::DpdAction::Restart,
-                DpdAction::Clear => ipsec_types::DpdAction::Clear,
-            },
-        },
-    }
-}
-
-/// `initiate` / `respond`, as shown by `vpnctl status`.
-pub fn start_keyword(s: StartAction) -> &'static str {
-    match s {
-        StartAction::Initiate => "initiate",
-        StartAction::Respond => "respond",
-    }
-}
-
-/// `restart` / `clear`, as shown by `vpnctl status`.
-pub fn dpd_action_keyword(a: DpdAction) -> &'static str {
-    match a {
-        DpdAction::Restart => "restart",
-        DpdAction::Clear => "clear",
-    }
-}
-
-/// `auto` / `udp`, as shown by `vpnctl status`.
-pub fn encapsulation_keyword(e: Encapsulation) -> &'static str {
-    match e {
-        Encapsulation::Auto => "auto",
-        Encapsulation::Udp => "udp",
+        timers: t.timers,
+        dpd: t.dpd,
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use ipsec_types::Identity;
+    use ipsec_types::{Dpd, DpdAction, Identity, SaTimers};
 
     /// A two-tunnel configuration for tests across the crate (parsed from TOML, so it
     /// keeps up with new configuration fields and their defaults).
@@ -147,6 +109,27 @@ encapsulation = "auto"
         assert!(!c.initiate && !c.force_encap);
         // The PSK never shows in Debug output.
         assert!(!format!("{ep:?}").contains("horse"));
+    }
+
+    #[test]
+    fn timers_and_dpd_reach_ike() {
+        let mut cfg = sample_config();
+        let secs = std::time::Duration::from_secs;
+        let timers = SaTimers {
+            ike_rekey_time: secs(100),
+            ike_life_time: secs(200),
+            child_rekey_time: secs(30),
+            child_life_time: secs(40),
+            rekey_jitter_percent: 5,
+            child_rekey_bytes: Some(1 << 20),
+            child_rekey_packets: Some(1000),
+        };
+        let dpd = Dpd { delay: None, timeout: secs(9), action: DpdAction::Clear };
+        (cfg.tunnels[1].timers, cfg.tunnels[1].dpd) = (timers, dpd);
+        let ep = endpoint_config(&cfg);
+        let (b, c) = (&ep.peers[0], &ep.peers[1]);
+        assert_eq!((b.timers, b.dpd), (SaTimers::default(), Dpd::default()));
+        assert_eq!((c.timers, c.dpd), (timers, dpd));
     }
 
     #[test]
