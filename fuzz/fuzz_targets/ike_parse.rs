@@ -13,7 +13,7 @@
 //! Invariants checked: never a panic, and the bytes allocated (on this thread, every
 //! allocation summed) stay within `8 * len + 8 KiB` of the datagram's length, the bound
 //! `ike/tests/parse_alloc.rs` proves by property. A count trusted over the bytes present
-//! (the Delete bomb of issue 8) breaks it at once.
+//! (the Delete bomb: a count of SPIs the bytes do not carry) breaks it at once.
 #![no_main]
 
 use ike::crypto::SkCipher;

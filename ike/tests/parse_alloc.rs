@@ -1,4 +1,4 @@
-//! Parsing costs what the bytes carry (issue 8): parsing ANY datagram, and decrypting
+//! Parsing costs what the bytes carry: parsing ANY datagram, and decrypting
 //! and parsing the chain inside its SK payload, allocates at most
 //!
 //!     8 * len + 8 KiB   (bytes asked of the allocator, every allocation and
@@ -180,7 +180,7 @@ fn worst_cases_stay_within_the_bound() {
         println!("{what}: {len} bytes -> {bytes} allocated ({:.2}x), {r:?}", bytes as f64 / len as f64);
         r
     };
-    // The bomb of issue 8: 180 Delete payloads, SPI size 0 and 65535 SPIs, in a
+    // The Delete bomb: 180 Delete payloads, SPI size 0 and 65535 SPIs, in a
     // 1,472-byte datagram.
     let bomb = |n: usize| chain(&vec![(DELETE, vec![1, 0, 0xff, 0xff], None); n]);
     let (first, c) = bomb(180);

@@ -34,7 +34,7 @@ pub struct LoadSpec {
 }
 
 impl LoadSpec {
-    /// The load: ping at 100/s and UDP at 20 Mbit/s in 1200-byte datagrams.
+    /// The standard load: ping at 100/s and UDP at 20 Mbit/s in 1200-byte datagrams.
     pub fn standard(seconds: f64) -> Self {
         Self { seconds, udp_mbit: 20.0, udp_size: 1200, ping_rate: 100, idle: Duration::from_secs(40) }
     }

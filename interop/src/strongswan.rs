@@ -3,8 +3,8 @@
 //! Owns: writing `strongswan.conf` and `swanctl/swanctl.conf` into a private directory,
 //! starting charon with a private `/run` (`unshare -m` + tmpfs, so several charons can
 //! run at once), loading the config with `swanctl --load-all --uri`, and reading SA state
-//! back with `swanctl --list-sas`. See /work/shared/strongswan-in-netns.md for why each
-//! setting is there.
+//! back with `swanctl --list-sas`. strongSwan uses kernel-libipsec here (the kernel has no
+//! ESP in XFRM): its ESP runs in userspace on a TUN device of its own.
 //!
 //! Does not own: the namespace (see [`crate::netns`]).
 

@@ -66,7 +66,7 @@ pub struct TunnelConfig {
     pub lifetimes: Lifetimes,
 }
 
-/// The issue #3 tunnel keys, each written as given (`"10s"`, `"0%"`, `"restart"`) when set.
+/// The lifetime and DPD keys of a tunnel, each written as given (`"10s"`, `"0%"`, `"restart"`) when set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lifetimes {
     /// `ike_rekey_time`.

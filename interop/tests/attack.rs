@@ -1,4 +1,4 @@
-//! Issue 8, "proof under attack": a vpngw <-> strongSwan tunnel (vpngw initiates) carries a
+//! The gateway under attack: a vpngw <-> strongSwan tunnel (vpngw initiates) carries a
 //! 100-per-second ping while a hostile generator in its own namespace (the "internet",
 //! wired to gwA only, rp_filter off on gwA so spoofed sources arrive) sends, bounded in
 //! count and time:

@@ -1,4 +1,4 @@
-//! Interop scenarios in network namespaces (issue #2):
+//! Interop scenarios in network namespaces:
 //! lanA 10.1.0.10 — gwA 192.0.2.1 ═ WAN ═ 192.0.2.2 gwB — lanB 10.2.0.10.
 //!
 //! Each passing scenario proves that ping and a 10 MiB TCP transfer (SHA-256 checked at

@@ -245,7 +245,7 @@ proptest! {
     }
 }
 
-/// The bomb of issue 8: Delete payloads with SPI size 0 and 65535 SPIs, 4-octet bodies,
+/// The Delete bomb: Delete payloads with SPI size 0 and 65535 SPIs, 4-octet bodies,
 /// 180 of them in one 1,472-octet datagram.
 fn delete_bomb(n: usize) -> Vec<u8> {
     repeat(ptype::DELETE, n, &[proto::IKE, 0, 0xff, 0xff])

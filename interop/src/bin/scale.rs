@@ -303,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_issue_s_numbers() {
+    fn defaults_are_the_documented_numbers() {
         let a = parse(&[]).unwrap().unwrap();
         assert_eq!(a.settings, Settings::default());
         assert_eq!((a.settings.tunnels, a.settings.flood_count), (1000, 100_000));
