@@ -9,7 +9,7 @@
 //! - [`netns::Netns`]: the one network-namespace guard (deleted on drop, after killing
 //!   by PID whatever still runs inside it).
 //! - [`packet`]: IPv4/IPv6 packets with UDP, TCP or ICMP, built by etherparse with
-//!   correct checksums.
+//!   correct checksums, and the checks of those checksums.
 //! - [`run`], [`command`], [`is_root`], [`find_command`], [`unique_id`]: running
 //!   commands and asking about the machine.
 //!
