@@ -212,7 +212,9 @@ fn build(size: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<(), BuildWriteE
 /// The RFC 1071 Internet checksum of `data` (etherparse's sum, complemented): zero for
 /// data that carries its own correct checksum.
 pub fn internet_checksum(data: &[u8]) -> u16 {
-    Sum16BitWords::new().add_slice(data).ones_complement()
+    // etherparse sums in native byte order: `to_be` turns the result into the number
+    // the two checksum bytes spell on the wire.
+    Sum16BitWords::new().add_slice(data).ones_complement().to_be()
 }
 
 /// True if `ip` starts with an IPv4 header whose checksum is correct.
@@ -289,6 +291,13 @@ pub fn ethernet_ipv4(ip: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internet_checksum_of_the_rfc1071_example() {
+        // RFC 1071 section 3: these words sum to 0xddf2; the checksum is its complement.
+        assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+        assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2]), !0xf201, "an odd byte is the high half of a word");
+    }
 
     #[test]
     fn ipv4_udp_has_valid_lengths_and_checksums() {

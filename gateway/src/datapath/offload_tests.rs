@@ -1,81 +1,26 @@
 use super::*;
+use std::net::Ipv4Addr;
+use testkit::packet::{self, Ipv4, Ipv6, Tcp};
 
-/// RFC 1071 checksum, written independently of `sum`/`fold`: 16-bit words, end-around carry.
-fn rfc1071(parts: &[&[u8]]) -> u16 {
-    let bytes: Vec<u8> = parts.concat();
-    let mut acc: u32 = 0;
-    for pair in bytes.chunks(2) {
-        let w = (u32::from(pair[0]) << 8) | u32::from(*pair.get(1).unwrap_or(&0));
-        acc += w;
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
+/// The IPv4 header of the test flow 10.1.0.10 -> 10.2.0.10: ID `id`, ECT(0), DF.
+fn ip4(id: u16) -> Ipv4 {
+    Ipv4 { id, ecn: 2, ..Ipv4::new(Ipv4Addr::new(10, 1, 0, 10), Ipv4Addr::new(10, 2, 0, 10)) }
 }
 
-fn tcp_ok(pkt: &[u8]) -> bool {
-    let v4 = pkt[0] >> 4 == 4;
-    let thoff = if v4 { usize::from(pkt[0] & 15) * 4 } else { 40 };
-    let tcp = &pkt[thoff..];
-    let len = (tcp.len() as u32).to_be_bytes();
-    let pseudo: Vec<u8> =
-        if v4 { [&pkt[12..20], &[0, 6], &len[2..]].concat() } else { [&pkt[8..40], &len[..], &[0, 0, 0, 6]].concat() };
-    rfc1071(&[&pseudo, tcp]) == 0
+/// The test flow's TCP header, 5201 -> 40000, with a timestamp option.
+fn seg4(seq: u32, flags: u8) -> Tcp {
+    Tcp { seq, ack: 0x1234_5678, flags, window: 512, timestamp: Some((1, 2)), ..Tcp::new(5201, 40000) }
 }
 
-fn ip_ok(pkt: &[u8]) -> bool {
-    rfc1071(&[&pkt[..20]]) == 0
-}
-
-/// An IPv4/TCP packet with a timestamp option, DF, the given flags and payload; the
-/// TCP checksum left as `csum` (the caller decides: full, partial or garbage).
+/// An IPv4/TCP segment of the test flow (52 header bytes), checksums correct.
 fn tcp4(seq: u32, id: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 20 + 32];
-    p[0] = 0x45;
-    p[1] = 0x02; // ECT(0)
-    let total = (p.len() + payload.len()) as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p[4..6].copy_from_slice(&id.to_be_bytes());
-    p[6] = 0x40; // DF
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&[10, 1, 0, 10]);
-    p[16..20].copy_from_slice(&[10, 2, 0, 10]);
-    let t = &mut p[20..];
-    t[0..2].copy_from_slice(&5201u16.to_be_bytes());
-    t[2..4].copy_from_slice(&40000u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-    t[12] = 8 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&512u16.to_be_bytes());
-    t[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
-    p.extend_from_slice(payload);
-    let mut q = p.clone();
-    tcp_checksum(&mut q, 20).unwrap();
-    ipv4_header_checksum(&mut q).unwrap();
-    q
+    ip4(id).tcp(&seg4(seq, flags), payload)
 }
 
+/// An IPv6/TCP segment fd00::1:443 -> fd00::2:5555 (60 header bytes), checksum correct.
 fn tcp6(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 40 + 20];
-    p[0] = 0x60;
-    p[4..6].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    p[6] = 6;
-    p[7] = 64;
-    p[8] = 0xfd;
-    p[23] = 1;
-    p[24] = 0xfd;
-    p[39] = 2;
-    let t = &mut p[40..];
-    t[0..2].copy_from_slice(&443u16.to_be_bytes());
-    t[2..4].copy_from_slice(&5555u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&1000u16.to_be_bytes());
-    p.extend_from_slice(payload);
-    tcp_checksum(&mut p, 40).unwrap();
-    p
+    let ip = Ipv6::new("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    ip.tcp(&Tcp { seq, flags, window: 1000, ..Tcp::new(443, 5555) }, payload)
 }
 
 fn payload(n: usize) -> Vec<u8> {
@@ -109,7 +54,7 @@ fn vnet_header_round_trip() {
 fn checksum_matches_rfc1071() {
     for n in [0, 1, 2, 3, 5, 20, 1399, 1400, 65_535] {
         let d = payload(n);
-        assert_eq!(!fold(sum(&d, 0)), rfc1071(&[&d]), "length {n}");
+        assert_eq!(!fold(sum(&d, 0)), packet::internet_checksum(&d), "length {n}");
     }
     // All-ones input folds to 0xffff, not 0.
     assert_eq!(fold(sum(&[0xff; 64], 0)), 0xffff);
@@ -129,8 +74,8 @@ fn tso_v4_splits_with_fixed_headers() {
         assert_eq!(s.len(), 52 + plen);
         assert_eq!(u16::from_be_bytes([s[2], s[3]]) as usize, s.len());
         assert_eq!(u16::from_be_bytes([s[4], s[5]]), 0xfffe_u16.wrapping_add(i as u16));
-        assert!(ip_ok(s), "IPv4 header checksum of segment {i}");
-        assert!(tcp_ok(s), "TCP checksum of segment {i}");
+        assert!(packet::ipv4_header_checksum_ok(s), "IPv4 header checksum of segment {i}");
+        assert!(packet::transport_checksum_ok(s), "TCP checksum of segment {i}");
         assert_eq!(seq_of(s, 20), 0xffff_fc00_u32.wrapping_add(1000 * i as u32), "sequence wraps");
         let flags = s[33];
         assert_eq!(flags & TCP_ACK, TCP_ACK);
@@ -159,7 +104,7 @@ fn tso_v6_and_exact_multiple() {
     assert_eq!(segs.len(), 3);
     for (i, s) in segs.iter().enumerate() {
         assert_eq!(u16::from_be_bytes([s[4], s[5]]), 520);
-        assert!(tcp_ok(s));
+        assert!(packet::transport_checksum_ok(s));
         assert_eq!(seq_of(s, 40), 7 + 500 * i as u32);
         assert_eq!(s[53] & TCP_PSH != 0, i == 2);
     }
@@ -182,24 +127,16 @@ fn tso_rejects_inconsistent_input() {
 
 #[test]
 fn partial_udp_checksum_is_completed() {
-    // IPv4/UDP 10.1.0.10:1000 -> 10.2.0.10:2000 with the pseudo-header sum in the field.
+    // IPv4/UDP 10.1.0.10:1000 -> 10.2.0.10:2000 as the kernel hands it over: the
+    // pseudo-header sum in the checksum field instead of the full checksum.
     let data = payload(333);
-    let mut p = vec![0u8; 28];
-    p[0] = 0x45;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&[10, 1, 0, 10]);
-    p[16..20].copy_from_slice(&[10, 2, 0, 10]);
-    p[20..22].copy_from_slice(&1000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&2000u16.to_be_bytes());
+    let mut p = packet::ipv4_udp(Ipv4Addr::new(10, 1, 0, 10), Ipv4Addr::new(10, 2, 0, 10), 1000, 2000, &data);
     let ulen = (8 + data.len()) as u16;
-    p[24..26].copy_from_slice(&ulen.to_be_bytes());
-    p.extend_from_slice(&data);
     let pseudo = fold(sum(&p[12..20], 17 + u64::from(ulen)));
     p[26..28].copy_from_slice(&pseudo.to_be_bytes());
     let h = VnetHdr { flags: F_NEEDS_CSUM, csum_start: 20, csum_offset: 6, ..VnetHdr::default() };
     complete_checksum(&h, &mut p).unwrap();
-    let pseudo_hdr = [&p[12..20], &[0, 17], &ulen.to_be_bytes()[..]].concat();
-    assert_eq!(rfc1071(&[&pseudo_hdr, &p[20..]]), 0);
+    assert!(packet::transport_checksum_ok(&p));
     assert_ne!(&p[26..28], &[0, 0]);
     let bad = VnetHdr { csum_start: 20, csum_offset: 400, ..h };
     assert_eq!(complete_checksum(&bad, &mut p), Err(OffloadError::Malformed));
@@ -239,7 +176,7 @@ fn gro_coalesces_what_tso_split_and_resegments_identically() {
         }
     );
     assert_eq!(p.len(), sup.len());
-    assert!(ip_ok(p));
+    assert!(packet::ipv4_header_checksum_ok(p));
     assert_eq!(&p[52..], &data[..]);
     assert_eq!(p[33], TCP_ACK | TCP_PSH, "PSH of the last segment kept");
     // The TCP field holds the pseudo-header sum over the whole length.
@@ -270,8 +207,7 @@ fn gro_passes_through_what_it_must_not_merge() {
     bad[60] ^= 1; // payload corrupted: checksum fails, passes unchanged
     let syn = tcp4(500, 5, TCP_SYN | TCP_ACK, &d);
     let pure_ack = tcp4(500, 6, TCP_ACK, &[]);
-    let mut udp = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 1, 10, 2, 0, 1];
-    udp.extend_from_slice(&[0; 8]);
+    let udp = packet::ipv4_udp(Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 2, 0, 1), 1, 2, &[]);
     let out = run_gro(&[a.clone(), b.clone(), gap.clone(), bad.clone(), syn.clone(), pure_ack.clone(), udp.clone()]);
     let kinds: Vec<(u8, usize)> = out.iter().map(|(h, p)| (h.gso_type, p.len())).collect();
     assert_eq!(
@@ -287,9 +223,7 @@ fn gro_passes_through_what_it_must_not_merge() {
 #[test]
 fn gro_flushes_on_header_changes_and_short_segments() {
     let d = payload(100);
-    let mut other_ack = tcp4(200, 3, TCP_ACK, &d);
-    other_ack[28] ^= 1; // ack number
-    tcp_checksum(&mut other_ack, 20).unwrap();
+    let other_ack = ip4(3).tcp(&Tcp { ack: 0x1334_5678, ..seg4(200, TCP_ACK) }, &d);
     let short = tcp4(100, 2, TCP_ACK, &payload(50));
     let after_short = tcp4(150, 3, TCP_ACK, &d);
     let out = run_gro(&[tcp4(0, 1, TCP_ACK, &d), short, after_short, other_ack]);
@@ -297,12 +231,8 @@ fn gro_flushes_on_header_changes_and_short_segments() {
     // [0, short] merge (a shorter segment may end a super-packet), then nothing may follow it.
     assert_eq!(lens, vec![52 + 150, 152, 152]);
     // Non-DF packets need incrementing IDs.
-    let mut x = tcp4(0, 9, TCP_ACK, &d);
-    let mut y = tcp4(100, 20, TCP_ACK, &d);
-    for p in [&mut x, &mut y] {
-        p[6] = 0;
-        ipv4_header_checksum(p).unwrap();
-    }
+    let x = Ipv4 { dont_fragment: false, ..ip4(9) }.tcp(&seg4(0, TCP_ACK), &d);
+    let y = Ipv4 { dont_fragment: false, ..ip4(20) }.tcp(&seg4(100, TCP_ACK), &d);
     assert_eq!(run_gro(&[x, y]).len(), 2);
 }
 
@@ -328,57 +258,23 @@ fn gro_never_panics_on_truncations() {
     assert_eq!(n, p.len(), "each input written exactly once");
 }
 
+/// An IPv4/UDP datagram 10.1.0.10:33333 -> 10.2.0.10:5201, TTL 63, checksums correct.
 fn udp4(id: u16, df: bool, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 28];
-    p[0] = 0x45;
-    let total = (28 + payload.len()) as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p[4..6].copy_from_slice(&id.to_be_bytes());
-    p[6] = if df { 0x40 } else { 0 };
-    p[8] = 63;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&[10, 1, 0, 10]);
-    p[16..20].copy_from_slice(&[10, 2, 0, 10]);
-    p[20..22].copy_from_slice(&33333u16.to_be_bytes());
-    p[22..24].copy_from_slice(&5201u16.to_be_bytes());
-    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(payload);
-    let pseudo = [&p[12..20], &[0, 17], &p[24..26]].concat();
-    let mut c = rfc1071(&[&pseudo, &p[20..]]);
-    if c == 0 {
-        c = 0xffff;
-    }
-    p[26..28].copy_from_slice(&c.to_be_bytes());
-    ipv4_header_checksum(&mut p).unwrap();
-    p
+    let ip = Ipv4 { id, dont_fragment: df, ttl: 63, ..Ipv4::new(Ipv4Addr::new(10, 1, 0, 10), Ipv4Addr::new(10, 2, 0, 10)) };
+    ip.udp(33333, 5201, payload)
 }
 
-/// What the kernel does with a UDP_L4 GSO packet, written independently: cut the
-/// payload into `gso_size` pieces, fix lengths and IDs, checksum each datagram in full.
+/// What the kernel does with a UDP_L4 GSO packet, written independently of the
+/// segmenter: cut the payload into `gso_size` pieces and send each as a datagram of its
+/// own, with the super-packet's header fields and the IPv4 ID counting up.
 fn udp_resegment(h: &VnetHdr, p: &[u8]) -> Vec<Vec<u8>> {
     let hl = usize::from(h.hdr_len);
-    let id0 = u16::from_be_bytes([p[4], p[5]]);
+    let ip = Ipv4::of(p).unwrap();
+    let (sport, dport) = (u16::from_be_bytes([p[hl - 8], p[hl - 7]]), u16::from_be_bytes([p[hl - 6], p[hl - 5]]));
     p[hl..]
         .chunks(usize::from(h.gso_size))
         .enumerate()
-        .map(|(i, chunk)| {
-            let mut s = [&p[..hl], chunk].concat();
-            let total = s.len() as u16;
-            s[2..4].copy_from_slice(&total.to_be_bytes());
-            s[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-            s[10..12].copy_from_slice(&[0, 0]);
-            let ipc = rfc1071(&[&s[..20]]);
-            s[10..12].copy_from_slice(&ipc.to_be_bytes());
-            s[24..26].copy_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
-            s[26..28].copy_from_slice(&[0, 0]);
-            let pseudo = [&s[12..20], &[0, 17], &s[24..26]].concat();
-            let mut c = rfc1071(&[&pseudo, &s[20..]]);
-            if c == 0 {
-                c = 0xffff;
-            }
-            s[26..28].copy_from_slice(&c.to_be_bytes());
-            s
-        })
+        .map(|(i, chunk)| Ipv4 { id: ip.id.wrapping_add(i as u16), ..ip.clone() }.udp(sport, dport, chunk))
         .collect()
 }
 
@@ -401,7 +297,7 @@ fn gro_coalesces_udp_datagrams_keeping_boundaries() {
         }
     );
     assert_eq!(p.len(), 28 + 5 * 300 + 100);
-    assert!(ip_ok(p));
+    assert!(packet::ipv4_header_checksum_ok(p));
     let udp_len = u16::from_be_bytes([p[24], p[25]]);
     assert_eq!(usize::from(udp_len), p.len() - 20);
     assert_eq!(u16::from_be_bytes([p[26], p[27]]), fold(sum(&p[12..20], 17 + u64::from(udp_len))));
