@@ -317,18 +317,8 @@ pub mod sas {
     /// A UDP/IPv4 packet of `len` bytes (at least 28) between `src` and `dst`, its
     /// source port `n` so that each packet of a test is different.
     pub fn udp(src: [u8; 4], dst: [u8; 4], n: u16, len: usize) -> Vec<u8> {
-        let len = len.max(28);
-        let mut p = vec![0u8; len];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        p[8] = 64;
-        p[9] = 17;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        p[20..22].copy_from_slice(&n.to_be_bytes());
-        p[22..24].copy_from_slice(&7u16.to_be_bytes());
-        p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
-        p
+        let payload = testkit::packet::pattern(n as u8, len.max(28) - 28);
+        testkit::packet::ipv4_udp(src.into(), dst.into(), n, 7, &payload)
     }
 
     /// A packet from our LAN to the peer's (for the gateway to seal).

@@ -366,29 +366,24 @@ fn control_socket() -> io::Result<socket2::Socket> {
 mod tests {
     use super::flow_queue;
 
-    fn v4(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16) -> Vec<u8> {
-        let mut p = vec![0u8; 28];
-        p[0] = 0x45;
-        p[9] = proto;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        p[20..22].copy_from_slice(&sport.to_be_bytes());
-        p[22..24].copy_from_slice(&dport.to_be_bytes());
-        p
+    use testkit::packet::{Ipv4, Tcp};
+
+    fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        Ipv4::new(src.into(), dst.into()).tcp(&Tcp::new(sport, dport), &[])
     }
 
     #[test]
     fn flow_queue_is_symmetric_in_range_and_spreads() {
         let mut used = [0usize; 4];
         for port in 40_000..40_064u16 {
-            let out = v4([10, 1, 0, 10], [10, 2, 0, 10], 6, port, 5201);
-            let back = v4([10, 2, 0, 10], [10, 1, 0, 10], 6, 5201, port);
+            let out = tcp4([10, 1, 0, 10], [10, 2, 0, 10], port, 5201);
+            let back = tcp4([10, 2, 0, 10], [10, 1, 0, 10], 5201, port);
             let q = flow_queue(&out, 4);
             assert_eq!(q, flow_queue(&back, 4), "both directions of a flow on one queue");
             used[q] += 1;
         }
         assert!(used.iter().all(|&n| n > 0), "64 flows over 4 queues: {used:?}");
-        assert_eq!(flow_queue(&v4([1, 2, 3, 4], [5, 6, 7, 8], 17, 1, 2), 1), 0);
+        assert_eq!(flow_queue(&testkit::packet::ipv4_udp([1, 2, 3, 4].into(), [5, 6, 7, 8].into(), 1, 2, &[]), 1), 0);
         for junk in [&[][..], &[0x45][..], &[0x60, 0, 0][..], &[0xff; 64][..]] {
             assert!(flow_queue(junk, 3) < 3);
         }

@@ -138,14 +138,11 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    /// An IPv4 packet of protocol `proto` whose header is `ihl_words` 32-bit words long
+    /// (options of zero bytes fill it out).
     fn ipv4(ihl_words: u8, proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0u8; usize::from(ihl_words) * 4];
-        p[0] = 0x40 | ihl_words;
-        p[9] = proto;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        p.extend_from_slice(payload);
-        p
+        let options = vec![0; (usize::from(ihl_words) - 5) * 4];
+        testkit::packet::Ipv4 { options, ..testkit::packet::Ipv4::new(src.into(), dst.into()) }.raw(proto, payload)
     }
 
     #[test]
