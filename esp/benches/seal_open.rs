@@ -96,14 +96,10 @@ fn params(direction: Direction) -> SaParams {
     }
 }
 
+/// A `LEN`-byte IPv4/UDP packet from the local to the remote selector.
 fn inner() -> Vec<u8> {
-    let mut p = vec![0u8; LEN];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(LEN as u16).to_be_bytes());
-    p[9] = 17;
-    p[12..16].copy_from_slice(&[10, 1, 0, 1]);
-    p[16..20].copy_from_slice(&[10, 2, 0, 1]);
-    p
+    let (a, b) = ([10, 1, 0, 1].into(), [10, 2, 0, 1].into());
+    testkit::packet::ipv4_udp(a, b, 4000, 5000, &[0; LEN - 28])
 }
 
 /// Both workloads with their buffers, so each round is one call.

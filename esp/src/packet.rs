@@ -141,16 +141,10 @@ mod tests {
 
     #[test]
     fn v4_with_ports_and_fragment() {
-        let mut p = [0u8; 28];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&28u16.to_be_bytes());
-        p[9] = 17;
-        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        p[20..22].copy_from_slice(&5000u16.to_be_bytes());
-        p[22..24].copy_from_slice(&53u16.to_be_bytes());
+        let mut p = testkit::packet::ipv4_udp(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 5000, 53, &[]);
         let i = parse_inner(&p).unwrap();
         assert_eq!((i.src_port, i.dst_port, i.proto, i.len), (Some(5000), Some(53), 17, 28));
+        // Each change below breaks the valid packet on purpose.
         p[7] = 1; // non-first fragment: no ports
         assert_eq!(parse_inner(&p).unwrap().src_port, None);
         p[2..4].copy_from_slice(&29u16.to_be_bytes()); // longer than the slice
@@ -162,16 +156,13 @@ mod tests {
 
     #[test]
     fn v6_walks_extension_headers() {
-        let mut p = [0u8; 40 + 8 + 8];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&16u16.to_be_bytes());
-        p[6] = 0; // hop-by-hop
-        p[40] = 6; // then TCP
-        p[48..50].copy_from_slice(&443u16.to_be_bytes());
-        p[50..52].copy_from_slice(&1234u16.to_be_bytes());
+        use testkit::packet::{Ipv6, Tcp};
+        // A hop-by-hop options header, then TCP.
+        let ip = Ipv6 { hop_by_hop: true, ..Ipv6::new(Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST) };
+        let mut p = ip.tcp(&Tcp::new(443, 1234), &[]);
         let i = parse_inner(&p).unwrap();
         assert_eq!((i.proto, i.src_port, i.dst_port, i.next_header), (6, Some(443), Some(1234), NH_IPV6));
-        p[41] = 9; // extension header longer than the packet
+        p[41] = 9; // corrupted: extension header longer than the packet
         assert_eq!(parse_inner(&p), None);
     }
 

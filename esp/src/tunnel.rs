@@ -288,11 +288,10 @@ mod tests {
         SaTable::new().apply(&DatapathCommand::InstallOutbound(p)).unwrap()
     }
 
-    fn packet() -> [u8; 20] {
-        let mut p = [0u8; 20];
-        p[0] = 0x45;
-        p[3] = 20;
-        p
+    /// A 20-byte IPv4 packet: a header and nothing after it.
+    fn packet() -> Vec<u8> {
+        let (a, b) = (std::net::Ipv4Addr::new(10, 1, 0, 1), std::net::Ipv4Addr::new(10, 2, 0, 1));
+        testkit::packet::Ipv4::new(a, b).raw(0, &[])
     }
 
     fn seal_seq(t: &SaTable) -> Result<u64, DropReason> {
