@@ -14,7 +14,7 @@ use ipsec_types::TrafficSelector;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
 use testkit::netns::Netns;
-use testkit::packet::ipv4_udp;
+use testkit::packet::{ipv4_udp, Ipv4};
 use testkit::{Need, Skip};
 
 const INNER_ENV: &str = "VG_GATEWAY_NETNS_INNER";
@@ -145,16 +145,15 @@ fn inner_udp_segmentation_offload() {
     let mut gro = Gro::new();
     let mut writes = 0;
     for (i, d) in datagrams.iter().enumerate() {
-        let mut d = d.clone();
-        d[12..16].copy_from_slice(&[10, 2, 0, 5]);
-        d[16..20].copy_from_slice(&[10, 1, 0, 1]);
-        d[20..22].copy_from_slice(&4444u16.to_be_bytes());
-        d[22..24].copy_from_slice(&5555u16.to_be_bytes());
-        // Fresh checksums for the rewritten headers, from the segmenter itself.
-        let single = VnetHdr { gso_type: GSO_UDP_L4, gso_size: 2000, ..VnetHdr::default() };
-        let mut fixed = Vec::new();
-        d[4..6].copy_from_slice(&(i as u16).to_be_bytes());
-        segment(&single, &d, &mut scratch, |s| fixed = s.to_vec()).unwrap();
+        // The kernel's datagram turned round: its header fields, the addresses and
+        // ports swapped, IDs counting from 0, fresh checksums.
+        let back = Ipv4 {
+            src: Ipv4Addr::new(10, 2, 0, 5),
+            dst: Ipv4Addr::new(10, 1, 0, 1),
+            id: i as u16,
+            ..Ipv4::of(d).unwrap()
+        };
+        let fixed = back.udp(4444, 5555, &d[28..]);
         gro.push(&fixed, &mut |h: &[u8], p: &[u8]| {
             writes += 1;
             tun.send_parts(h, p).unwrap();
