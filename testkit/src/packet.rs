@@ -11,9 +11,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use etherparse::checksum::Sum16BitWords;
 use etherparse::err::packet::BuildWriteError;
 use etherparse::{
-    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpEcn, IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header,
-    Ipv4HeaderSlice, Ipv4Options, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader, NetSlice, PacketBuilder,
-    PacketBuilderStep, SlicedPacket, TcpHeader, TcpOptionElement, TransportSlice,
+    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpEcn, IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv4HeaderSlice,
+    Ipv4Options, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader, NetSlice, PacketBuilder, PacketBuilderStep,
+    SlicedPacket, TcpHeader, TcpOptionElement, TransportSlice,
 };
 
 /// Hop limit / TTL of every built packet unless a test sets its own.
@@ -353,7 +353,8 @@ mod tests {
     #[test]
     fn tcp_segments_carry_flags_options_and_checksums() {
         use tcp_flags::*;
-        let tcp = Tcp { seq: 7, ack: 9, flags: ACK | PSH | CWR, window: 512, timestamp: Some((1, 2)), ..Tcp::new(443, 5555) };
+        let tcp =
+            Tcp { seq: 7, ack: 9, flags: ACK | PSH | CWR, window: 512, timestamp: Some((1, 2)), ..Tcp::new(443, 5555) };
         let p = Ipv4::new(Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 2, 0, 1)).tcp(&tcp, &pattern(0, 10));
         assert_eq!((p.len(), p[9], p[20 + 12], p[20 + 13]), (20 + 32 + 10, 6, 8 << 4, ACK | PSH | CWR));
         assert_eq!(&p[24..32], &[0, 0, 0, 7, 0, 0, 0, 9]);

@@ -260,7 +260,8 @@ fn gro_never_panics_on_truncations() {
 
 /// An IPv4/UDP datagram 10.1.0.10:33333 -> 10.2.0.10:5201, TTL 63, checksums correct.
 fn udp4(id: u16, df: bool, payload: &[u8]) -> Vec<u8> {
-    let ip = Ipv4 { id, dont_fragment: df, ttl: 63, ..Ipv4::new(Ipv4Addr::new(10, 1, 0, 10), Ipv4Addr::new(10, 2, 0, 10)) };
+    let ip =
+        Ipv4 { id, dont_fragment: df, ttl: 63, ..Ipv4::new(Ipv4Addr::new(10, 1, 0, 10), Ipv4Addr::new(10, 2, 0, 10)) };
     ip.udp(33333, 5201, payload)
 }
 
