@@ -79,16 +79,14 @@ impl Ipv4 {
     ///
     /// Panics if the payload does not fit one IPv4 packet (a test's own mistake).
     pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-        let b = self.builder().udp(sport, dport);
-        build(b.size(payload.len()), |p| b.write(p, payload))
+        udp_on(self.builder(), sport, dport, payload)
     }
 
     /// A TCP segment with correct lengths and checksums.
     ///
     /// Panics if the payload does not fit one IPv4 packet (a test's own mistake).
     pub fn tcp(&self, tcp: &Tcp, payload: &[u8]) -> Vec<u8> {
-        let b = self.builder().tcp_header(tcp.header());
-        build(b.size(payload.len()), |p| b.write(p, payload))
+        tcp_on(self.builder(), tcp, payload)
     }
 
     /// `payload` as it is behind the IPv4 header, with protocol number `proto` (e.g.
@@ -137,16 +135,14 @@ impl Ipv6 {
     ///
     /// Panics if the payload does not fit one IPv6 packet (a test's own mistake).
     pub fn udp(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-        let b = self.builder().udp(sport, dport);
-        build(b.size(payload.len()), |p| b.write(p, payload))
+        udp_on(self.builder(), sport, dport, payload)
     }
 
     /// A TCP segment with correct lengths and checksum.
     ///
     /// Panics if the payload does not fit one IPv6 packet (a test's own mistake).
     pub fn tcp(&self, tcp: &Tcp, payload: &[u8]) -> Vec<u8> {
-        let b = self.builder().tcp_header(tcp.header());
-        build(b.size(payload.len()), |p| b.write(p, payload))
+        tcp_on(self.builder(), tcp, payload)
     }
 }
 
@@ -207,6 +203,16 @@ fn build(size: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<(), BuildWriteE
     let mut p = Vec::with_capacity(size);
     write(&mut p).expect("the payload fits one IP packet");
     p
+}
+
+fn udp_on(ip: PacketBuilderStep<IpHeaders>, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let b = ip.udp(sport, dport);
+    build(b.size(payload.len()), |p| b.write(p, payload))
+}
+
+fn tcp_on(ip: PacketBuilderStep<IpHeaders>, tcp: &Tcp, payload: &[u8]) -> Vec<u8> {
+    let b = ip.tcp_header(tcp.header());
+    build(b.size(payload.len()), |p| b.write(p, payload))
 }
 
 /// The RFC 1071 Internet checksum of `data` (etherparse's sum, complemented): zero for
