@@ -29,7 +29,7 @@ pub(super) struct PeerSlot {
 
 impl Endpoint {
     pub(super) fn after_failure(&mut self, now: Timestamp, sa: &IkeSa, failure: &Failure) {
-        tracing::debug!(tunnel = %sa.name(), reason = %failure.reason(), "IKE SA removed");
+        tracing::debug!(tunnel = %sa.name(), reason = failure.reason().to_string().as_str(), "IKE SA removed");
         if self.shutting_down {
             return;
         }

@@ -56,6 +56,9 @@ pub(crate) enum ChildState {
     Redundant {
         /// When we delete it if the peer did not.
         delete_at: Option<Timestamp>,
+        /// A newer CHILD SA had already taken over from it (the peer rekeyed it before our
+        /// winning response arrived): on removal its inbound SA gets [`OLD_INBOUND_GRACE`].
+        superseded: bool,
     },
 }
 
@@ -72,7 +75,10 @@ impl ChildState {
     }
     /// A newer CHILD SA took over from this one.
     pub(crate) fn superseded(self) -> bool {
-        matches!(self, Self::Rekeyed { .. } | Self::Deleting { superseded: true })
+        matches!(
+            self,
+            Self::Rekeyed { .. } | Self::Deleting { superseded: true } | Self::Redundant { superseded: true, .. }
+        )
     }
     /// A newer CHILD SA replaced this one; a DELETE already planned stays planned.
     pub(crate) fn rekeyed(self) -> Self {

@@ -32,7 +32,7 @@ impl IkeSa {
             let next = match c.state {
                 ChildState::Installed { rekey_at: at }
                 | ChildState::Rekeyed { delete_at: at }
-                | ChildState::Redundant { delete_at: at } => at,
+                | ChildState::Redundant { delete_at: at, .. } => at,
                 ChildState::Rekeying | ChildState::Deleting { .. } => None,
             };
             [next, (!c.state.is_deleting()).then_some(c.expire_at).flatten()]
@@ -156,7 +156,9 @@ impl IkeSa {
             if !c.state.is_deleting() && c.expire_at.is_some_and(|t| t <= now) {
                 tracing::warn!(tunnel = %self.peer.name, spi_in = %c.spi_in, "CHILD SA reached its hard lifetime; deleting it");
                 c.expire_at = None;
-                if let ChildState::Installed { rekey_at: at } | ChildState::Redundant { delete_at: at } = &mut c.state {
+                if let ChildState::Installed { rekey_at: at } | ChildState::Redundant { delete_at: at, .. } =
+                    &mut c.state
+                {
                     *at = None;
                 }
                 work.push(TaskKind::ChildDelete(c.spi_in));
@@ -172,7 +174,7 @@ impl IkeSa {
                         work.push(TaskKind::ChildRekey(c.spi_in));
                     }
                 }
-                ChildState::Redundant { delete_at } if delete_at.is_some_and(|t| t <= now) => {
+                ChildState::Redundant { delete_at, .. } if delete_at.is_some_and(|t| t <= now) => {
                     *delete_at = None;
                     work.push(TaskKind::ChildDelete(c.spi_in));
                 }

@@ -246,7 +246,7 @@ pub(crate) fn process_response(
     if let Some(c) = &init.collision {
         tracing::info!(tunnel = %name, "CHILD SA rekey collision: ours wins; the peer deletes its redundant CHILD SA");
         if let Some(k) = sa.children.iter_mut().find(|k| k.child_id == c.child_id) {
-            k.state = ChildState::Redundant { delete_at: Some(now + REDUNDANT_WAIT) };
+            k.state = ChildState::Redundant { delete_at: Some(now + REDUNDANT_WAIT), superseded: k.state.superseded() };
             if k.halves.awaiting_outbound() {
                 k.halves = Halves::InboundOnly;
             }
