@@ -13,7 +13,10 @@
 //! the other ([`IkeHold::wait_dropped`] tells when a retransmission or an answer has
 //! arrived), so that each side receives the other's request while its own is outstanding.
 //!
-//! Owns: the nftables rules and their counter. Dropping the guard deletes the table.
+//! An [`IkeWatch`] counts, without dropping, what a gateway really received: it tells when
+//! an exchange has its answer and when IKE has gone quiet.
+//!
+//! Owns: the nftables rules and their counters. Dropping a guard deletes its table.
 
 use std::path::Path;
 use std::time::Duration;
@@ -53,32 +56,13 @@ impl<'a> IkeHold<'a> {
     /// `dir` receives the rules file (kept with the scenario's logs).
     pub fn inbound(ns: &'a Netns, peer: &str, kind: Held, dir: &Path) -> Result<Self> {
         let table = format!("vghold_{}_{}", kind.counter(), ns.name().replace('-', "_"));
-        // The IKE header's flags are its 20th byte: at UDP payload offset 19 on port 500,
-        // 23 on port 4500 (after the marker); 0x20 is the Response flag.
-        let flag = match kind {
-            Held::Requests => "0",
-            Held::Responses => "0x20",
-        };
-        let from = format!("add rule inet {table} in iifname {WAN_IF} ip saddr {peer} udp dport");
-        let rules = format!(
-            "add table inet {table}\n\
-             add counter inet {table} held\n\
-             add chain inet {table} in {{ type filter hook input priority -10; }}\n\
-             {from} 500 @th,{b500},8 & 0x20 == {flag} counter name held drop\n\
-             {from} 4500 @th,64,32 0 @th,{b4500},8 & 0x20 == {flag} counter name held drop\n",
-            b500 = (8 + 19) * 8,
-            b4500 = (8 + 23) * 8,
-        );
-        let file = dir.join(format!("{table}.nft"));
-        std::fs::write(&file, rules)?;
-        ns.run(&["nft", "-f", &file.to_string_lossy()])?;
+        install(ns, &table, peer, -10, &[(kind, "held", "drop")], dir)?;
         Ok(Self { ns, table, kind, released: false })
     }
 
     /// Messages dropped so far.
     pub fn dropped(&self) -> Result<u64> {
-        let text = self.ns.run(&["nft", "list", "counter", "inet", &self.table, "held"])?;
-        parse_packets(&text).ok_or_else(|| Error::new(format!("no packet count in `nft list counter`: {text}")))
+        read_counter(self.ns, &self.table, "held")
     }
 
     /// Waits (up to `timeout`) until at least `n` messages have been dropped.
@@ -102,6 +86,74 @@ impl Drop for IkeHold<'_> {
             let _ = self.ns.run(&["nft", "delete", "table", "inet", &self.table]);
         }
     }
+}
+
+/// Counts, without dropping, the IKE requests and responses that reach one gateway from
+/// one peer address after every hold: what the gateway really received. It tells when an
+/// exchange completed (its response arrived) and when IKE has gone quiet.
+pub struct IkeWatch<'a> {
+    ns: &'a Netns,
+    table: String,
+}
+
+impl<'a> IkeWatch<'a> {
+    /// Installs the counters in `ns` for IKE from `peer`; `dir` receives the rules file.
+    pub fn inbound(ns: &'a Netns, peer: &str, dir: &Path) -> Result<Self> {
+        let table = format!("vgwatch_{}", ns.name().replace('-', "_"));
+        let counters = [(Held::Requests, "requests", "accept"), (Held::Responses, "responses", "accept")];
+        install(ns, &table, peer, 0, &counters, dir)?;
+        Ok(Self { ns, table })
+    }
+
+    /// IKE messages of `kind` received so far.
+    pub fn received(&self, kind: Held) -> Result<u64> {
+        read_counter(self.ns, &self.table, kind.counter())
+    }
+
+    /// IKE messages of either kind received so far.
+    pub fn total(&self) -> Result<u64> {
+        Ok(self.received(Held::Requests)? + self.received(Held::Responses)?)
+    }
+}
+
+impl Drop for IkeWatch<'_> {
+    fn drop(&mut self) {
+        let _ = self.ns.run(&["nft", "delete", "table", "inet", &self.table]);
+    }
+}
+
+/// Writes and loads an nftables table `table` in `ns` whose input chain (at `priority`)
+/// counts the IKE messages from `peer` on the WAN interface, each kind in its counter,
+/// with the given verdict.
+fn install(ns: &Netns, table: &str, peer: &str, priority: i32, rules: &[(Held, &str, &str)], dir: &Path) -> Result<()> {
+    let mut text = format!("add table inet {table}\n");
+    for (_, counter, _) in rules {
+        text.push_str(&format!("add counter inet {table} {counter}\n"));
+    }
+    text.push_str(&format!("add chain inet {table} in {{ type filter hook input priority {priority}; }}\n"));
+    // The IKE header's flags are its 20th byte: at UDP payload offset 19 on port 500,
+    // 23 on port 4500 (after the marker); 0x20 is the Response flag.
+    let from = format!("add rule inet {table} in iifname {WAN_IF} ip saddr {peer} udp dport");
+    for (kind, counter, verdict) in rules {
+        let flag = match kind {
+            Held::Requests => "0",
+            Held::Responses => "0x20",
+        };
+        for (port, flags_bit) in [("500", (8 + 19) * 8), ("4500 @th,64,32 0", (8 + 23) * 8)] {
+            text.push_str(&format!(
+                "{from} {port} @th,{flags_bit},8 & 0x20 == {flag} counter name {counter} {verdict}\n"
+            ));
+        }
+    }
+    let file = dir.join(format!("{table}.nft"));
+    std::fs::write(&file, text)?;
+    ns.run(&["nft", "-f", &file.to_string_lossy()]).map(drop)
+}
+
+/// The packet count of a named counter.
+fn read_counter(ns: &Netns, table: &str, counter: &str) -> Result<u64> {
+    let text = ns.run(&["nft", "list", "counter", "inet", table, counter])?;
+    parse_packets(&text).ok_or_else(|| Error::new(format!("no packet count in `nft list counter`: {text}")))
 }
 
 /// The `packets N` figure of `nft list counter` output.

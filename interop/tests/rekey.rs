@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use interop::capture::Capture;
-use interop::hold::{Held, IkeHold};
+use interop::hold::{Held, IkeHold, IkeWatch};
 use interop::ikewire::{self, IkeWireStats};
 use interop::netns::{self, WAN_IF};
 use interop::sa_history::{Peer, SaHistory, Sample};
@@ -422,8 +422,13 @@ const FIRST_COLLISION: f64 = 3.0;
 /// (vpngw: 1, 2, 4 s; strongSwan: 4, 7.2 s) plus a margin for a loaded machine.
 const STEP: Duration = Duration::from_secs(20);
 /// How long both exchanges of a forced collision and the deletion of the redundant SAs
-/// may take once every hold is gone (each side's next retransmission gets its answer).
-const SETTLE: Duration = Duration::from_secs(45);
+/// may take once every hold is gone: each side's next retransmission gets its answer
+/// (strongSwan retransmits after 4, 7.2, 13 s), and a redundant IKE SA whose creator
+/// never completed its exchange is deleted by vpngw itself after 30 s.
+const SETTLE: Duration = Duration::from_secs(60);
+/// A collision is over when, beyond the SAs, no IKE has crossed either way for this long
+/// (the DELETE exchanges that resolve it are answered within milliseconds).
+const QUIET: Duration = Duration::from_secs(2);
 
 /// Asks a gateway to rekey its CHILD SA (or its IKE SA) now, without waiting for it.
 fn start_rekey(side: &Side, ike: bool) -> Result<()> {
@@ -446,10 +451,16 @@ fn start_rekey(side: &Side, ike: bool) -> Result<()> {
 ///    answer, both exchanges complete, and each side resolves the collision (the
 ///    redundant SAs are deleted by the side whose nonces lost).
 ///
-/// Returns once both sides hold one pair of SAs again, with new SPIs.
+/// Returns once the collision is over: both CHILD rekey requests have their answers (each
+/// side's first response after the holds, as a side has one request outstanding at a
+/// time) or, for IKE rekeys, the old IKE SA that carried them is gone; both sides hold
+/// one pair of SAs with new SPIs; and IKE has been quiet for [`QUIET`]. So the next
+/// collision starts with no exchange left over from this one.
 fn force_collision(sc: &Scenario, a: &Side, b: &Side, ike: bool) -> Result<String> {
     let (gw_a, gw_b) = (&sc.topo.gw_a, &sc.topo.gw_b);
     let before = a.peer.sample()?;
+    let watch_a = IkeWatch::inbound(gw_a, netns::GW_B_WAN, &sc.dir)?;
+    let watch_b = IkeWatch::inbound(gw_b, netns::GW_A_WAN, &sc.dir)?;
     let a_req = IkeHold::inbound(gw_a, netns::GW_B_WAN, Held::Requests, &sc.dir)?;
     let a_resp = IkeHold::inbound(gw_a, netns::GW_B_WAN, Held::Responses, &sc.dir)?;
     let b_req = IkeHold::inbound(gw_b, netns::GW_A_WAN, Held::Requests, &sc.dir)?;
@@ -462,7 +473,19 @@ fn force_collision(sc: &Scenario, a: &Side, b: &Side, ike: bool) -> Result<Strin
     a_resp.wait_dropped(1, STEP)?;
     let held_at_a = a_req.release()?;
     b_resp.wait_dropped(1, STEP)?;
+    let answered = (watch_a.received(Held::Responses)?, watch_b.received(Held::Responses)?);
     let answers = (a_resp.release()?, b_resp.release()?);
+    if !ike {
+        // Both CHILD rekeys run on the IKE SA that stays: each gets its (cached) answer.
+        interop::wait_for(SETTLE, "an answer to each side's rekey request", || {
+            let a_got = watch_a.received(Held::Responses).ok()? > answered.0;
+            let b_got = watch_b.received(Held::Responses).ok()? > answered.1;
+            (a_got && b_got).then_some(())
+        })?;
+    }
+    // An IKE rekey runs on the old IKE SA: once the winner deletes that, a request still
+    // open on it is gone with it (one side may never get its answer), so for IKE rekeys
+    // the old IKE SA gone from both sides (below) is what ends both exchanges.
     let what = if ike { "a new IKE SA" } else { "a new CHILD SA pair" };
     let settled = interop::wait_for(SETTLE, &format!("one pair of SAs again, {what}, on both sides"), || {
         let (sa, sb) = (a.peer.sample().ok()?, b.peer.sample().ok()?);
@@ -485,6 +508,14 @@ fn force_collision(sc: &Scenario, a: &Side, b: &Side, ike: bool) -> Result<Strin
             b.peer.status_text()
         )));
     }
+    let mut last = (u64::MAX, std::time::Instant::now());
+    interop::wait_for(SETTLE, "no IKE on the WAN for 2 s", || {
+        let total = watch_a.total().ok()? + watch_b.total().ok()?;
+        if total != last.0 {
+            last = (total, std::time::Instant::now());
+        }
+        (last.1.elapsed() >= QUIET).then_some(())
+    })?;
     Ok(format!(
         "{} rekey collision forced: requests held at A {held_at_a}, at B {held_at_b}; answers held at A {}, at B {}",
         if ike { "IKE" } else { "CHILD" },
