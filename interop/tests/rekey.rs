@@ -298,6 +298,17 @@ fn single_matching_pair(a: &Sample, b: &Sample) -> bool {
         && norm(&ca[0].spi_out) == norm(&cb[0].spi_in)
 }
 
+/// `e` followed by both gateways' human status, for a failed wait on their SAs.
+fn with_states(e: Error, a: &Side, b: &Side) -> Error {
+    Error::new(format!(
+        "{e}\n--- {} ---\n{}\n--- {} ---\n{}",
+        a.label,
+        a.peer.status_text(),
+        b.label,
+        b.peer.status_text()
+    ))
+}
+
 /// Waits (up to `timeout`) for a moment where both sides hold exactly one IKE SA and one
 /// CHILD SA pair and agree on their SPIs; `Err` with both states otherwise.
 fn ensure_single_pair(sc: &Scenario, a: &Side, b: &Side, timeout: Duration) -> Result<()> {
@@ -306,13 +317,7 @@ fn ensure_single_pair(sc: &Scenario, a: &Side, b: &Side, timeout: Duration) -> R
         single_matching_pair(&sa, &sb).then_some(())
     });
     if let Err(e) = res {
-        return Err(Error::new(format!(
-            "{e}\n--- {} ---\n{}\n--- {} ---\n{}",
-            a.label,
-            a.peer.status_text(),
-            b.label,
-            b.peer.status_text()
-        )));
+        return Err(with_states(e, a, b));
     }
     println!("[{}] one IKE SA and one CHILD SA pair, SPIs agree on both sides", sc.name);
     Ok(())
@@ -500,13 +505,7 @@ fn force_collision(sc: &Scenario, a: &Side, b: &Side, ike: bool) -> Result<Strin
         (single_matching_pair(&sa, &sb) && renewed).then_some(())
     });
     if let Err(e) = settled {
-        return Err(Error::new(format!(
-            "{e}\n--- {} ---\n{}\n--- {} ---\n{}",
-            a.label,
-            a.peer.status_text(),
-            b.label,
-            b.peer.status_text()
-        )));
+        return Err(with_states(e, a, b));
     }
     let mut last = (u64::MAX, std::time::Instant::now());
     interop::wait_for(SETTLE, "no IKE on the WAN for 2 s", || {
