@@ -287,8 +287,14 @@ pub(super) fn prime(group: DhGroup) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    const MODP: [DhGroup; 6] =
-        [DhGroup::Modp768, DhGroup::Modp1024, DhGroup::Modp1536, DhGroup::Modp2048, DhGroup::Modp3072, DhGroup::Modp4096];
+    const MODP: [DhGroup; 6] = [
+        DhGroup::Modp768,
+        DhGroup::Modp1024,
+        DhGroup::Modp1536,
+        DhGroup::Modp2048,
+        DhGroup::Modp3072,
+        DhGroup::Modp4096,
+    ];
 
     /// A counter-based Rng, different per seed.
     struct SeqRng(u8);
