@@ -211,3 +211,29 @@ fn prime_2048() -> Vec<u8> {
     ))
     .expect("hex")
 }
+
+#[test]
+fn ike_rekey_in_modp_and_ecp_groups() {
+    init_logs();
+    for (kw, group) in [("modp3072", DhGroup::Modp3072), ("ecp521", DhGroup::Ecp521)] {
+        let proposal = format!("aes256gcm16-prfsha384-{kw}");
+        let (a, b) = configs(&proposal, &proposal);
+        let mut p = Pair::new(a, b);
+        p.run();
+        assert_up_with(&p, group);
+        let before = (p.a.status()[0].spi_i, p.a.status()[0].spi_r);
+        p.command(Side::B, Command::Rekey { peer: "site-a".into(), ike: true });
+        p.run();
+        for st in [p.a.status(), p.b.status()] {
+            assert_eq!(st.len(), 1, "{kw}: old IKE SA deleted");
+            assert_ne!((st[0].spi_i, st[0].spi_r), before, "{kw}");
+            assert_eq!(st[0].dh, Some(group), "{kw}");
+            assert_eq!(st[0].children.len(), 1, "{kw}");
+        }
+        assert!(p.events(Side::A).iter().all(|e| !matches!(e, Event::IkeDown { .. })), "{kw}");
+        // The rekeyed IKE SA carries a CHILD rekey.
+        p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+        p.run();
+        assert!(p.events(Side::A).iter().filter(|e| matches!(e, Event::ChildUp { .. })).count() >= 2, "{kw}");
+    }
+}

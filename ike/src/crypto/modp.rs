@@ -5,9 +5,10 @@
 //! group, the prime's exact width) and Montgomery arithmetic whose modular exponentiation
 //! is constant time in the exponent (a fixed 4-bit window over a fixed number of exponent
 //! bits, every table entry read with a constant-time select, a multiplication for every
-//! window). It is maintained, `no_std`, free of `unsafe` in the paths used here, and
-//! already in the tree under `elliptic-curve`. ring has no finite-field DH; `num-bigint`
-//! and friends are variable time and would leak the private exponent. `DynResidue` (the
+//! window). It is maintained (RustCrypto), `no_std`, `#![deny(unsafe_code)]` (two
+//! limb/word casts aside, not used here), and already in the tree under `elliptic-curve`.
+//! ring has no finite-field DH; `num-bigint` and friends are variable time and would leak
+//! the private exponent. `DynResidue` (the
 //! runtime-modulus form) is used rather than the compile-time `Residue` because it
 //! zeroizes, and its Montgomery parameters are computed once per group on first use.
 //!
@@ -140,8 +141,8 @@ impl<const L: usize> Group<L> {
 /// Big-endian bytes of `x`, exactly `L * Limb::BYTES` long (zero-padded on the left).
 fn to_be_bytes<const L: usize>(x: &Uint<L>) -> Vec<u8> {
     let mut out = Vec::with_capacity(L * Limb::BYTES);
-    for w in x.as_words().iter().rev() {
-        out.extend_from_slice(&Word::to_be_bytes(*w));
+    for limb in x.as_limbs().iter().rev() {
+        out.extend_from_slice(&Word::to_be_bytes(limb.0));
     }
     out
 }
