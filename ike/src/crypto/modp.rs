@@ -8,9 +8,9 @@
 //! window). It is maintained (RustCrypto), `no_std`, `#![deny(unsafe_code)]` (two
 //! limb/word casts aside, not used here), and already in the tree under `elliptic-curve`.
 //! ring has no finite-field DH; `num-bigint` and friends are variable time and would leak
-//! the private exponent. `DynResidue` (the
-//! runtime-modulus form) is used rather than the compile-time `Residue` because it
-//! zeroizes, and its Montgomery parameters are computed once per group on first use.
+//! the private exponent. `DynResidue` (the runtime-modulus form) is used rather than the
+//! compile-time `Residue` because it zeroizes; its Montgomery parameters are computed once
+//! per group on first use.
 //!
 //! Private exponents are short, as RFC 3526 section 8 and NIST SP 800-56A (5.6.1.1.4)
 //! allow for safe primes: at least twice the group's strength, rounded up. The exponent's
