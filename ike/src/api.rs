@@ -66,6 +66,22 @@ pub struct PeerConfig {
     pub dpd: Dpd,
 }
 
+impl PeerConfig {
+    /// The legacy groups (MODP 768/1024/1536, [`DhGroup::is_legacy`]) its IKE or ESP
+    /// proposals name, each once, in the order named. They are negotiated only because a
+    /// proposal names them; [`Endpoint::new`](crate::Endpoint::new) warns about each.
+    pub fn legacy_groups(&self) -> Vec<DhGroup> {
+        let named = self.ike_proposals.iter().flat_map(|p| &p.dh).chain(self.esp_proposals.iter().flat_map(|p| &p.dh));
+        let mut out: Vec<DhGroup> = Vec::new();
+        for g in named {
+            if g.is_legacy() && !out.contains(g) {
+                out.push(*g);
+            }
+        }
+        out
+    }
+}
+
 impl std::fmt::Debug for PeerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerConfig")

@@ -99,6 +99,18 @@ impl Endpoint {
     /// Peers with `initiate == true` start connecting on the first `handle_timeout`
     /// (their timer is armed at `Timestamp::ZERO`).
     pub fn new(config: EndpointConfig, rng: Box<dyn Rng>) -> Self {
+        for cfg in &config.peers {
+            let legacy = cfg.legacy_groups();
+            if !legacy.is_empty() {
+                let names: Vec<&str> = legacy.iter().map(|g| g.keyword()).collect();
+                tracing::warn!(
+                    "tunnel {}: proposals name the legacy group(s) {} (below 112-bit strength); \
+                     negotiated only with a peer that names them too, prefer modp2048 or better",
+                    cfg.name,
+                    names.join(", ")
+                );
+            }
+        }
         let peers: Vec<PeerSlot> = config
             .peers
             .into_iter()

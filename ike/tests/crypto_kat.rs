@@ -1,5 +1,6 @@
 //! Known-answer tests of `ike::crypto` against published vectors:
-//! RFC 4231 (HMAC-SHA2), RFC 7748 (X25519), RFC 5903 (ECP-256), the GCM specification
+//! RFC 4231 (HMAC-SHA2), RFC 7748 (X25519), RFC 5903 (ECP-256/384/521), MODP vectors
+//! computed independently (see `modp_fixed_secret_vectors`), the GCM specification
 //! (McGrew & Viega, test cases 4 and 16) and a Wycheproof AES-GCM subset.
 //! Vector data is copied from those documents; the hex strings may contain spaces.
 
@@ -202,6 +203,145 @@ fn rfc5903_section_8_1_ecp256() {
     let mut bad = gr.clone();
     bad[40] ^= 0x01;
     assert_eq!(initiator.agree(&bad), Err(CryptoError::InvalidPublicKey));
+}
+
+/// One RFC 5903 section 8 exchange: both public values, both shared secrets, and a g^r with
+/// its last byte altered (off the curve) refused.
+/// The strings are i, g^i x, g^i y, r, g^r x, g^r y, g^ir x.
+fn rfc5903_exchange(group: DhGroup, [i, gix, giy, r, grx, gry, girx]: [&str; 7]) {
+    let gi = [h(gix), h(giy)].concat();
+    let gr = [h(grx), h(gry)].concat();
+    let initiator = KeyExchange::generate(group, &mut FixedRng(h(i)));
+    let responder = KeyExchange::generate(group, &mut FixedRng(h(r)));
+    assert_eq!(initiator.group(), group);
+    assert_eq!(gi.len(), group.public_len());
+    assert_eq!(initiator.public_value(), gi);
+    assert_eq!(responder.public_value(), gr);
+    assert!(KeyExchange::plausible_public(group, &gr));
+    assert_eq!(&initiator.agree(&gr).expect("valid g^r")[..], &h(girx)[..]);
+    assert_eq!(&responder.agree(&gi).expect("valid g^i")[..], &h(girx)[..]);
+    let mut bad = gr.clone();
+    if let Some(last) = bad.last_mut() {
+        *last ^= 0x01;
+    }
+    assert!(!KeyExchange::plausible_public(group, &bad));
+    assert_eq!(initiator.agree(&bad), Err(CryptoError::InvalidPublicKey));
+}
+
+#[test]
+fn rfc5903_section_8_2_ecp384() {
+    rfc5903_exchange(
+        DhGroup::Ecp384,
+        [
+            "099F3C70 34D4A2C6 99884D73 A375A67F 7624EF7C 6B3C0F16 \
+             0647B674 14DCE655 E35B5380 41E649EE 3FAEF896 783AB194",
+            "667842D7 D180AC2C DE6F74F3 7551F557 55C7645C 20EF73E3 \
+             1634FE72 B4C55EE6 DE3AC808 ACB4BDB4 C88732AE E95F41AA",
+            "9482ED1F C0EEB9CA FC498462 5CCFC23F 65032149 E0E144AD \
+             A0241815 35A0F38E EB9FCFF3 C2C947DA E69B4C63 4573A81C",
+            "41CB0779 B4BDB85D 47846725 FBEC3C94 30FAB46C C8DC5060 \
+             855CC9BD A0AA2942 E0308312 916B8ED2 960E4BD5 5A7448FC",
+            "E558DBEF 53EECDE3 D3FCCFC1 AEA08A89 A987475D 12FD950D \
+             83CFA417 32BC509D 0D1AC43A 0336DEF9 6FDA41D0 774A3571",
+            "DCFBEC7A ACF31964 72169E83 8430367F 66EEBE3C 6E70C416 \
+             DD5F0C68 759DD1FF F83FA401 42209DFF 5EAAD96D B9E6386C",
+            "11187331 C279962D 93D60424 3FD592CB 9D0A926F 422E4718 \
+             7521287E 7156C5C4 D6031355 69B9E9D0 9CF5D4A2 70F59746",
+        ],
+    );
+}
+
+#[test]
+fn rfc5903_section_8_3_ecp521() {
+    // 66-octet coordinates and scalars; the x || y KE data is 132 octets.
+    rfc5903_exchange(
+        DhGroup::Ecp521,
+        [
+            "0037ADE9 319A89F4 DABDB3EF 411AACCC A5123C61 ACAB57B5 393DCE47 608172A0 95AA85A3 0FE1C295 \
+             2C6771D9 37BA9777 F5957B26 39BAB072 462F68C2 7A57382D 4A52",
+            "0015417E 84DBF28C 0AD3C278 713349DC 7DF153C8 97A1891B D98BAB43 57C9ECBE E1E3BF42 E00B8E38 \
+             0AEAE57C 2D107564 94188594 2AF5A7F4 601723C4 195D176C ED3E",
+            "017CAE20 B6641D2E EB695786 D8C94614 6239D099 E18E1D5A 514C739D 7CB4A10A D8A78801 5AC405D7 \
+             799DC75E 7B7D5B6C F2261A6A 7F150743 8BF01BEB 6CA3926F 9582",
+            "0145BA99 A847AF43 793FDD0E 872E7CDF A16BE30F DC780F97 BCCC3F07 8380201E 9C677D60 0B343757 \
+             A3BDBF2A 3163E4C2 F869CCA7 458AA4A4 EFFC311F 5CB15168 5EB9",
+            "00D0B397 5AC4B799 F5BEA16D 5E13E9AF 971D5E9B 984C9F39 728B5E57 39735A21 9B97C356 436ADC6E \
+             95BB0352 F6BE64A6 C2912D4E F2D0433C ED2B6171 640012D9 460F",
+            "015C6822 6383956E 3BD066E7 97B623C2 7CE0EAC2 F551A10C 2C724D98 52077B87 220B6536 C5C408A1 \
+             D2AEBB8E 86D678AE 49CB5709 1F473229 6579AB44 FCD17F0F C56A",
+            "01144C7D 79AE6956 BC8EDB8E 7C787C45 21CB086F A64407F9 7894E5E6 B2D79B04 D1427E73 CA4BAA24 \
+             0A347868 59810C06 B3C715A3 A8CC3151 F2BEE417 996D19F3 DDEA",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------- MODP
+
+/// MODP groups 2 and 14 with fixed private exponents (the Rng hands them out: 256 bits for
+/// group 2, 320 bits for group 14, the exponent lengths `KeyExchange` draws). No RFC
+/// publishes MODP exchange vectors; these were computed independently of this crate at
+/// test-writing time with Python 3's built-in pow() (g = 2, the primes derived from the
+/// RFC 2409 / RFC 3526 formula 2^k - 2^(k-64) - 1 + 2^64 * ([2^(k-130) pi] + N) and checked to
+/// be safe primes), each exponent being SHA-256("vpngw modp kat {i|r} {group}") repeated
+/// and cut to length.
+#[test]
+fn modp_fixed_secret_vectors() {
+    struct Case {
+        group: DhGroup,
+        xi: &'static str,
+        xr: &'static str,
+        gi: &'static str,
+        gr: &'static str,
+        gir: &'static str,
+    }
+    let cases = [
+        Case {
+            group: DhGroup::Modp1024,
+            xi: "ccd6c9b70d1151ce09a663319e733200fba43d24a573543563ce471930fa20df",
+            xr: "2a76dc7b83938bf2130e4622750ea1481b9d433b050e7ea3723c42fcf5d02ffe",
+            gi: "e5016e62a9d18e8f60b026d14ae01e07696852fe945da92e52a6ae73123f34c8ac02df19861a5661572f72401e7adab6\
+                 a5f0813e0c4fbcb102211c967d5886d596a780deef11ead98ee1c70465ff1a6ace90eb2a4d3f6247685571290b044b1f\
+                 911a8c2cf3d896c18666f8969a7dfca0ef136ac0e0ed0d226c83b78551210aa2",
+            gr: "74873cc1c5cbc5035812d9dfaafd055e50ee50d50d7bd5562a93befd06a85aa6984e13aab576500550c97fbc8b4920eb\
+                 67eab954aabcddc0e4b6c7252bec3349786800f5910b984e1a514aa936034c97a3ec0901472e8dd008c70ac4bd957cd8\
+                 1ebc26acd97675c71a820cdb85e7876ed0d929a98be6b30bcf3057a6fe8802fe",
+            gir: "c4ef1a80144cdfa800940909c95cc866b2b1fcb97bffe23039d666fb20f74b48a4baf413bf3e0ee471591608dcaad6df\
+                  3615a09600cf48b8af801b14d75b50c8b50af06ff27464287c0343c9cab4f535aa8d38b24469994cb8f6ad80858d6cc2\
+                  23b89870acb7bd398a0cffb83c8516e25cc7191634353d19cc79eaa127390ee9",
+        },
+        Case {
+            group: DhGroup::Modp2048,
+            xi: "2424c4e2a4d1c4f0bf7138889dddd2739b20cf5ec2c84d54b0d12aa3ad8aadea2424c4e2a4d1c4f0",
+            xr: "ec9183ce9284507acf3e2d484692121cfef3728dacf2ec4894eaae88d0f67425ec9183ce9284507a",
+            gi: "f9e0fac80e390676f9b1903ef375a9f800c05a6f492b1ff81141d2777aa631c208702864c343b7325432bdaa3e20c928\
+                 656d8a594896f442509ea23409b02835ad36d7bcb35c9a64383abc6122b7290b499c10e531744bcee9502d103ba26f46\
+                 0e86cc647e41eaef23feab64ae096830c4fbe6c2b0beba16643042d08493ea9fb8cab2f8c8dae35aa309f1a50ac75497\
+                 fade983546a94e9e99429bf9d79b1ce3851424234a52a76f88d0d9299d4e3b2514cf385102dc530d59ee038958648daf\
+                 a1ed2255836df8ab8410e324f8f0ef3860ca0e55d042fd397cf5436a5f45cf7808f3a6caaef17b994814b7d2b2bdf964\
+                 ac4169fa4c36f0bd20ea37b39d8ddd88",
+            gr: "956a1f3ec045edeb08b4cc990c79f2f2ef5f4e2aeeb60249ac8348bb80fba083e4eb006010383646f94f12509f7707b9\
+                 8f37294963a66e57964415fe6687644379f6776f16b1ba544c961d4875ae8e764d89d32f2aaaf655549a51f577d92f4e\
+                 959b84ac2c540ccac9533149d5043cd8d497287da0bf83375bbbd1126b0af8565f59be9f6fdedd36399d1a85f4c422fa\
+                 ca1150ec40d06347894cf223728a63c3e32b6a884df1ad88a6039491fb74e556458ae491a9191c96c84c8a938068addb\
+                 f456a5667e31580ca16bea777ef87e55c76c0b72afcb135d81d9f838c2e97fc8eb6d05852fa4ef4c6ac25eeab5bafd06\
+                 1fe8d6c349616a8934f233f9e5a82b54",
+            gir: "ec45c04907bf05d44329915117b3f34633609b4a6579b686cd1e30de6c6cb514f5e650c699430796c967a9dbe8bab9f7\
+                  e9bbb93f28c6ded7168a2c0d78158da91aff579b5e287c480222d2668d8d64fb4318ba582c84c5e74497d2139198a71e\
+                  530dc85f0b0e176dddbbe283a32b63f42e9dfa588584e111105eb55ea15894964612970e8377a62d10f38614aaad9eab\
+                  26dbd6cdb0de822ceb8e8cfba56ad5863b54e83573e2079abeeeea29083783027f9d79ffe335258d9a92f03e7ec23fa3\
+                  e6431f79e9e6bca44b992705ca01d3e1f9645fca8538ae8400216f588d34ecac8a1e5d3152080accd6c8c41c090359f2\
+                  af20f0b5e3703bde887854b3a17d6939",
+        },
+    ];
+    for c in cases {
+        let initiator = KeyExchange::generate(c.group, &mut FixedRng(h(c.xi)));
+        let responder = KeyExchange::generate(c.group, &mut FixedRng(h(c.xr)));
+        assert_eq!(initiator.group(), c.group);
+        assert_eq!(initiator.public_value(), h(c.gi), "{}", c.group);
+        assert_eq!(responder.public_value(), h(c.gr), "{}", c.group);
+        assert_eq!(&initiator.agree(&h(c.gr)).expect("valid g^r")[..], &h(c.gir)[..], "{}", c.group);
+        assert_eq!(&responder.agree(&h(c.gi)).expect("valid g^i")[..], &h(c.gir)[..], "{}", c.group);
+    }
 }
 
 // ---------------------------------------------------------------- AES-GCM

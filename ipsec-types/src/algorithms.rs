@@ -129,59 +129,133 @@ impl fmt::Display for PrfAlg {
 }
 
 /// Key exchange methods (transform type 4).
+///
+/// MODP 768/1024/1536 (groups 1, 2, 5) are legacy: weak, kept only to reach old peers.
+/// They are negotiated only when a proposal names them (no default contains them); see
+/// [`DhGroup::is_legacy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DhGroup {
+    /// 768-bit MODP group (1), RFC 2409 (legacy).
+    Modp768,
+    /// 1024-bit MODP group (2), RFC 2409 (legacy).
+    Modp1024,
+    /// 1536-bit MODP group (5), RFC 3526 (legacy).
+    Modp1536,
+    /// 2048-bit MODP group (14), RFC 3526.
+    Modp2048,
+    /// 3072-bit MODP group (15), RFC 3526.
+    Modp3072,
+    /// 4096-bit MODP group (16), RFC 3526.
+    Modp4096,
     /// 256-bit random ECP group (19), RFC 5903.
     Ecp256,
+    /// 384-bit random ECP group (20), RFC 5903.
+    Ecp384,
+    /// 521-bit random ECP group (21), RFC 5903.
+    Ecp521,
     /// Curve25519 (31), RFC 8031.
     Curve25519,
 }
 
 impl DhGroup {
+    /// Every group, in IANA order.
+    pub const ALL: [Self; 10] = [
+        Self::Modp768,
+        Self::Modp1024,
+        Self::Modp1536,
+        Self::Modp2048,
+        Self::Modp3072,
+        Self::Modp4096,
+        Self::Ecp256,
+        Self::Ecp384,
+        Self::Ecp521,
+        Self::Curve25519,
+    ];
     /// Transform ID / group number.
     pub fn transform_id(self) -> u16 {
         match self {
+            Self::Modp768 => 1,
+            Self::Modp1024 => 2,
+            Self::Modp1536 => 5,
+            Self::Modp2048 => 14,
+            Self::Modp3072 => 15,
+            Self::Modp4096 => 16,
             Self::Ecp256 => 19,
+            Self::Ecp384 => 20,
+            Self::Ecp521 => 21,
             Self::Curve25519 => 31,
         }
     }
     /// From group number.
     pub fn from_iana(id: u16) -> Option<Self> {
-        match id {
-            19 => Some(Self::Ecp256),
-            31 => Some(Self::Curve25519),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|g| g.transform_id() == id)
     }
-    /// Length of the KE payload's key exchange data.
+    /// Length of the KE payload's key exchange data: the prime's length for MODP (the
+    /// value zero-padded on the left), x || y for ECP (RFC 5903 section 7), 32 for X25519.
     pub fn public_len(self) -> usize {
         match self {
+            Self::Modp768 => 96,
+            Self::Modp1024 => 128,
+            Self::Modp1536 => 192,
+            Self::Modp2048 => 256,
+            Self::Modp3072 => 384,
+            Self::Modp4096 => 512,
             Self::Ecp256 => 64,
+            Self::Ecp384 => 96,
+            Self::Ecp521 => 132,
             Self::Curve25519 => 32,
         }
+    }
+    /// Length of the shared secret g^ir: the prime's length for MODP, the x coordinate
+    /// for ECP, 32 for X25519.
+    pub fn shared_len(self) -> usize {
+        match self {
+            Self::Ecp256 | Self::Ecp384 | Self::Ecp521 => self.public_len() / 2,
+            _ => self.public_len(),
+        }
+    }
+    /// Whether the group is a legacy one (MODP 768, 1024, 1536: below 112-bit strength),
+    /// accepted only when a proposal names it, and worth a warning when one does.
+    pub fn is_legacy(self) -> bool {
+        matches!(self, Self::Modp768 | Self::Modp1024 | Self::Modp1536)
     }
     /// swanctl keyword.
     pub fn keyword(self) -> &'static str {
         match self {
+            Self::Modp768 => "modp768",
+            Self::Modp1024 => "modp1024",
+            Self::Modp1536 => "modp1536",
+            Self::Modp2048 => "modp2048",
+            Self::Modp3072 => "modp3072",
+            Self::Modp4096 => "modp4096",
             Self::Ecp256 => "ecp256",
+            Self::Ecp384 => "ecp384",
+            Self::Ecp521 => "ecp521",
             Self::Curve25519 => "x25519",
         }
     }
     fn from_keyword(s: &str) -> Option<Self> {
         match s {
-            "ecp256" => Some(Self::Ecp256),
-            "x25519" | "curve25519" => Some(Self::Curve25519),
-            _ => None,
+            "curve25519" => Some(Self::Curve25519),
+            _ => Self::ALL.into_iter().find(|g| g.keyword() == s),
         }
     }
 }
 
 impl fmt::Display for DhGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Ecp256 => f.write_str("ECP_256"),
-            Self::Curve25519 => f.write_str("CURVE_25519"),
-        }
+        f.write_str(match self {
+            Self::Modp768 => "MODP_768",
+            Self::Modp1024 => "MODP_1024",
+            Self::Modp1536 => "MODP_1536",
+            Self::Modp2048 => "MODP_2048",
+            Self::Modp3072 => "MODP_3072",
+            Self::Modp4096 => "MODP_4096",
+            Self::Ecp256 => "ECP_256",
+            Self::Ecp384 => "ECP_384",
+            Self::Ecp521 => "ECP_521",
+            Self::Curve25519 => "CURVE_25519",
+        })
     }
 }
 
@@ -318,8 +392,40 @@ mod tests {
         for p in [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512] {
             assert_eq!(PrfAlg::from_iana(p.transform_id()), Some(p));
         }
-        for g in [DhGroup::Ecp256, DhGroup::Curve25519] {
+        for g in DhGroup::ALL {
             assert_eq!(DhGroup::from_iana(g.transform_id()), Some(g));
         }
+        for id in [0, 3, 4, 17, 18, 22, 30, 32, 0xffff] {
+            assert_eq!(DhGroup::from_iana(id), None);
+        }
+    }
+
+    #[test]
+    fn group_keywords_numbers_and_lengths() {
+        let expected = [
+            ("modp768", 1, 96, true),
+            ("modp1024", 2, 128, true),
+            ("modp1536", 5, 192, true),
+            ("modp2048", 14, 256, false),
+            ("modp3072", 15, 384, false),
+            ("modp4096", 16, 512, false),
+            ("ecp256", 19, 64, false),
+            ("ecp384", 20, 96, false),
+            ("ecp521", 21, 132, false),
+            ("x25519", 31, 32, false),
+        ];
+        assert_eq!(expected.len(), DhGroup::ALL.len());
+        for (g, (kw, id, len, legacy)) in DhGroup::ALL.into_iter().zip(expected) {
+            assert_eq!((g.keyword(), g.transform_id(), g.public_len(), g.is_legacy()), (kw, id, len, legacy), "{g}");
+            assert_eq!(DhGroup::from_keyword(kw), Some(g));
+        }
+        assert_eq!(DhGroup::Ecp521.shared_len(), 66);
+        assert_eq!(DhGroup::Modp2048.shared_len(), 256);
+        let p = IkeProposal::parse("aes128gcm16-prfsha256-modp1024-modp2048-ecp384-ecp521").unwrap();
+        assert_eq!(p.dh, vec![DhGroup::Modp1024, DhGroup::Modp2048, DhGroup::Ecp384, DhGroup::Ecp521]);
+        assert_eq!(p.to_string(), "aes128gcm16-prfsha256-modp1024-modp2048-ecp384-ecp521");
+        let e = EspProposal::parse("aes256gcm16-modp3072-modp4096-modp768-modp1536").unwrap();
+        assert_eq!(e.dh, vec![DhGroup::Modp3072, DhGroup::Modp4096, DhGroup::Modp768, DhGroup::Modp1536]);
+        assert!(IkeProposal::parse("aes128gcm16-prfsha256-modp8192").is_err());
     }
 }

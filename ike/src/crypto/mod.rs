@@ -12,6 +12,7 @@
 //! HMAC keys live only for the duration of one `prf`/`prf_plus` call.
 
 mod kex;
+mod modp;
 mod sk_cipher;
 
 pub use kex::KeyExchange;

@@ -7,7 +7,8 @@ use ipsec_types::DhGroup;
 
 const PRFS: [PrfAlg; 3] = [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512];
 const ENCRS: [EncrAlg; 2] = [EncrAlg::AesGcm16_128, EncrAlg::AesGcm16_256];
-const GROUPS: [DhGroup; 2] = [DhGroup::Curve25519, DhGroup::Ecp256];
+/// The groups the cheap and property tests loop over; every group is in `both_sides_derive_equal_keys`.
+const GROUPS: [DhGroup; 4] = [DhGroup::Curve25519, DhGroup::Ecp256, DhGroup::Ecp384, DhGroup::Ecp521];
 
 /// An independent HMAC (RustCrypto) to check ring-based code against.
 fn rc_hmac(alg: PrfAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -175,7 +176,7 @@ fn rekey_with_distinct_prfs_uses_old_prf_for_skeyseed() {
 fn both_sides_derive_equal_keys() {
     let mut rng_i = TestRng(1);
     let mut rng_r = TestRng(2);
-    for group in GROUPS {
+    for group in DhGroup::ALL {
         for prf_alg in PRFS {
             for encr in ENCRS {
                 let ki = KeyExchange::generate(group, &mut rng_i);
@@ -185,7 +186,8 @@ fn both_sides_derive_equal_keys() {
                 let gir_i = ki.agree(&kr.public_value()).expect("valid responder KE");
                 let gir_r = kr.agree(&ki.public_value()).expect("valid initiator KE");
                 assert_eq!(&gir_i[..], &gir_r[..]);
-                assert_eq!(gir_i.len(), 32);
+                assert_eq!(gir_i.len(), group.shared_len());
+                assert!(KeyExchange::plausible_public(group, &kr.public_value()));
                 let (ni, nr) = ([0x11u8; 32], [0x22u8; 32]);
                 let a = derive_ike_keys(prf_alg, encr, &gir_i, &ni, &nr, 42, 43);
                 let b = derive_ike_keys(prf_alg, encr, &gir_r, &ni, &nr, 42, 43);
@@ -304,12 +306,77 @@ fn ecp256_scalar_rejection_draws_again() {
 
 #[test]
 fn broken_zero_rng_still_terminates_with_valid_keys() {
-    for group in GROUPS {
+    for group in DhGroup::ALL {
         let a = KeyExchange::generate(group, &mut ZeroRng);
         let b = KeyExchange::generate(group, &mut TestRng(6));
         let s1 = a.agree(&b.public_value()).expect("valid");
         let s2 = b.agree(&a.public_value()).expect("valid");
         assert_eq!(&s1[..], &s2[..]);
+    }
+}
+
+/// ECP-384 and ECP-521 refuse what ECP-256 refuses: SEC1-tagged or cut values, points off
+/// the curve, all zeros, coordinates >= p; `plausible_public` agrees with `agree`.
+#[test]
+fn ecp384_and_ecp521_reject_invalid_points() {
+    for group in [DhGroup::Ecp384, DhGroup::Ecp521] {
+        let kx = KeyExchange::generate(group, &mut TestRng(4));
+        let peer = KeyExchange::generate(group, &mut TestRng(5)).public_value();
+        let len = group.public_len();
+        assert_eq!(peer.len(), len);
+        assert!(kx.agree(&peer).is_ok());
+        assert!(KeyExchange::plausible_public(group, &peer));
+        let mut tagged = vec![4u8];
+        tagged.extend_from_slice(&peer);
+        let mut off = peer.clone();
+        off[len - 1] ^= 1;
+        let mut x_too_big = peer.clone();
+        x_too_big[..len / 2].fill(0xff);
+        for bad in [tagged, peer[..len - 1].to_vec(), vec![], off, vec![0; len], vec![0xff; len], x_too_big] {
+            assert_eq!(kx.agree(&bad), Err(CryptoError::InvalidPublicKey), "{group} {}", bad.len());
+            assert!(!KeyExchange::plausible_public(group, &bad), "{group}");
+        }
+        // The other curves' values are the wrong length.
+        for other in [DhGroup::Ecp256, DhGroup::Ecp384, DhGroup::Ecp521].into_iter().filter(|g| *g != group) {
+            let v = KeyExchange::generate(other, &mut TestRng(6)).public_value();
+            assert_eq!(kx.agree(&v), Err(CryptoError::InvalidPublicKey));
+        }
+    }
+}
+
+/// P-521 scalars are 66 bytes of which the top 7 bits are cleared, so nearly every draw is
+/// a valid scalar and the key is what the Rng gave.
+#[test]
+fn ecp521_masks_the_top_bits_of_its_scalar() {
+    struct Ones;
+    impl Rng for Ones {
+        fn fill(&mut self, buf: &mut [u8]) {
+            buf.fill(0x11);
+        }
+    }
+    let kx = KeyExchange::generate(DhGroup::Ecp521, &mut Ones);
+    let mut scalar = [0x11u8; 66];
+    scalar[0] = 0x01;
+    let sk = p521::SecretKey::from_slice(&scalar).expect("valid scalar");
+    let point = p521::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&sk.public_key(), false);
+    assert_eq!(kx.public_value(), point.as_bytes()[1..].to_vec());
+}
+
+/// The MODP groups go through `KeyExchange` like the others, and their range check is the
+/// one `plausible_public` applies.
+#[test]
+fn modp_through_key_exchange() {
+    for group in [DhGroup::Modp768, DhGroup::Modp1024, DhGroup::Modp1536, DhGroup::Modp2048] {
+        let kx = KeyExchange::generate(group, &mut TestRng(7));
+        assert_eq!(kx.group(), group);
+        let len = group.public_len();
+        let mut one = vec![0u8; len];
+        one[len - 1] = 1;
+        for bad in [vec![0; len], one, vec![0xff; len], vec![2; len - 1], vec![2; len + 1]] {
+            assert!(!KeyExchange::plausible_public(group, &bad), "{group}");
+            assert_eq!(kx.agree(&bad), Err(CryptoError::InvalidPublicKey), "{group}");
+        }
+        assert!(KeyExchange::plausible_public(group, &kx.public_value()));
     }
 }
 
@@ -382,6 +449,10 @@ fn debug_output_holds_no_secrets() {
     assert_eq!(format!("{kx:?}"), "KeyExchange { group: Curve25519, .. }");
     let kx = KeyExchange::generate(DhGroup::Ecp256, &mut rng);
     assert_eq!(format!("{kx:?}"), "KeyExchange { group: Ecp256, .. }");
+    let kx = KeyExchange::generate(DhGroup::Ecp521, &mut rng);
+    assert_eq!(format!("{kx:?}"), "KeyExchange { group: Ecp521, .. }");
+    let kx = KeyExchange::generate(DhGroup::Modp2048, &mut rng);
+    assert_eq!(format!("{kx:?}"), "KeyExchange { group: Modp2048, .. }");
 
     let c = SkCipher::new(EncrAlg::AesGcm16_128, &[0xab; 20]).expect("length");
     assert_eq!(format!("{c:?}"), "SkCipher { encr: AesGcm16_128, .. }");
@@ -417,18 +488,38 @@ proptest::proptest! {
     /// Network input: arbitrary KE data never panics; what is accepted gives a 32-byte secret.
     #[test]
     fn agree_handles_arbitrary_peer_values(
-        x in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+        x in proptest::collection::vec(proptest::num::u8::ANY, 0..140),
         seed in proptest::num::u64::ANY,
     ) {
         for group in GROUPS {
             let kx = KeyExchange::generate(group, &mut TestRng(seed));
             match kx.agree(&x) {
-                Ok(s) => proptest::prop_assert_eq!(s.len(), 32),
+                Ok(s) => proptest::prop_assert_eq!(s.len(), group.shared_len()),
                 Err(e) => proptest::prop_assert_eq!(e, CryptoError::InvalidPublicKey),
             }
             if x.len() != group.public_len() {
                 proptest::prop_assert!(kx.agree(&x).is_err());
             }
+        }
+    }
+
+    /// Network input: arbitrary MODP-768 values (right length, or one byte off) never panic;
+    /// `agree` accepts exactly what `plausible_public` accepts.
+    #[test]
+    fn modp_agree_matches_plausible_public(
+        x in proptest::collection::vec(proptest::num::u8::ANY, 95..=97),
+        top in proptest::num::u8::ANY,
+    ) {
+        let mut x = x;
+        if let Some(first) = x.first_mut() {
+            // Values >= p start with 0xff bytes: make them likely.
+            if top < 128 { *first = 0xff; }
+        }
+        let kx = KeyExchange::generate(DhGroup::Modp768, &mut TestRng(u64::from(top)));
+        let plausible = KeyExchange::plausible_public(DhGroup::Modp768, &x);
+        match kx.agree(&x) {
+            Ok(s) => { proptest::prop_assert!(plausible); proptest::prop_assert_eq!(s.len(), 96); }
+            Err(e) => { proptest::prop_assert!(!plausible); proptest::prop_assert_eq!(e, CryptoError::InvalidPublicKey); }
         }
     }
 }
