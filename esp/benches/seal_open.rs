@@ -12,7 +12,7 @@ use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use esp::{Opened, SaTable, Sealed};
 use ipsec_types::{
-    AeadKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
+    EspKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
 };
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use std::hint::black_box;
@@ -87,7 +87,7 @@ fn params(direction: Direction) -> SaParams {
             remote: "192.0.2.2".parse().unwrap(),
             encap: None,
         },
-        key: AeadKey::from_keymat(EncrAlg::AesGcm16_256, &[7u8; 36]).unwrap(),
+        key: EspKey::from_keymat(EncrAlg::AesGcm16_256, None, &[7u8; 36]).unwrap(),
         replay_window: 1024,
         esn: false,
         local_ts: vec![local_ts],

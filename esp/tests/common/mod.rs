@@ -3,7 +3,7 @@
 
 use esp::{Opened, SaTable, Sealed};
 use ipsec_types::{
-    AeadKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
+    EspKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
     UdpEncap,
 };
 
@@ -13,9 +13,9 @@ pub fn ts(s: &str) -> TrafficSelector {
     TrafficSelector::parse_cidr(s).unwrap()
 }
 
-pub fn key(alg: EncrAlg, fill: u8) -> AeadKey {
+pub fn key(alg: EncrAlg, fill: u8) -> EspKey {
     let km: Vec<u8> = (0..alg.key_len() + 4).map(|i| fill.wrapping_add(i as u8)).collect();
-    AeadKey::from_keymat(alg, &km).unwrap()
+    EspKey::from_keymat(alg, None, &km).unwrap()
 }
 
 pub fn endpoints() -> SaEndpoints {
