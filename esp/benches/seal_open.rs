@@ -3,11 +3,12 @@
 //! cipher itself.
 //!
 //! Suites: AES-GCM-16 128/256 and ChaCha20-Poly1305 (ring), AES-CBC 128/192/256 (`aes`
-//! + `cbc`) with HMAC-SHA1-96 / -SHA2-256-128 / -384-192 / -512-256 (ring). Baselines:
-//! ring AES-256-GCM and ChaCha20-Poly1305 seal+open alone; for CBC, `aes`+`cbc`
-//! encrypt+decrypt of the 1408-byte ciphertext plus two ring HMACs over header, IV and
-//! ciphertext (what one seal and one open must compute at the least); and HMAC alone,
-//! ring beside RustCrypto `hmac` + `sha1`/`sha2` (the choice of ring's HMAC rests on it).
+//! + `cbc`) with HMAC-SHA1-96 / -SHA2-256-128 / -384-192 / -512-256 (RustCrypto `hmac` +
+//! `sha1`/`sha2`). Baselines: ring AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305
+//! seal+open alone; for CBC, `aes`+`cbc` encrypt+decrypt of the 1408-byte ciphertext
+//! plus two RustCrypto HMACs over header, IV and ciphertext (what one seal and one open
+//! must compute at the least); and HMAC alone, ring beside RustCrypto (the choice of
+//! RustCrypto's HMAC rests on it).
 //!
 //! `cargo bench -p esp --bench seal_open` (add `-- --quick` for a short run).
 //!
@@ -25,7 +26,7 @@ use ipsec_types::{
     ChildRef, DatapathCommand, Direction, EncrAlg, EspKey, IntegAlg, SaEndpoints, SaParams, Spi, Timestamp,
     TrafficSelector,
 };
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -150,6 +151,7 @@ struct Fixture {
     wire: Vec<u8>,
     back: Vec<u8>,
     key: LessSafeKey,
+    gcm128: LessSafeKey,
     chacha: LessSafeKey,
     buf: Vec<u8>,
     ctr: u64,
@@ -164,6 +166,7 @@ impl Fixture {
             wire: vec![0u8; LEN + esp::MAX_OVERHEAD],
             back: vec![0u8; LEN + esp::MAX_OVERHEAD],
             key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap()),
+            gcm128: LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[7u8; 16]).unwrap()),
             chacha: LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32]).unwrap()),
             buf: vec![0u8; CBC_CT + 24],
             ctr: 0,
@@ -185,6 +188,12 @@ impl Fixture {
     /// Bare ring: copy 1400 bytes in, AES-256-GCM seal in place, open in place.
     fn ring_round(&mut self) -> usize {
         let key = &self.key;
+        Self::aead_round(key, &mut self.ctr, &self.pkt, &mut self.buf)
+    }
+
+    /// Bare ring: the same with AES-128-GCM.
+    fn gcm128_round(&mut self) -> usize {
+        let key = &self.gcm128;
         Self::aead_round(key, &mut self.ctr, &self.pkt, &mut self.buf)
     }
 
@@ -213,7 +222,7 @@ impl Fixture {
 /// ciphertext, HMAC over header + IV + ciphertext, HMAC again on receipt, CBC-decrypt.
 struct BareCbc {
     aes: BareAes,
-    hmac: ring::hmac::Key,
+    hmac: BareMac,
     /// SPI, seq, IV, ciphertext.
     buf: Vec<u8>,
     back: Vec<u8>,
@@ -229,7 +238,7 @@ impl BareCbc {
                 EncrAlg::AesCbc192 => BareAes::A192(aes::Aes192::new_from_slice(&[7; 24]).unwrap()),
                 _ => BareAes::A256(aes::Aes256::new_from_slice(&[7; 32]).unwrap()),
             },
-            hmac: ring::hmac::Key::new(ring_hmac_alg(integ), &vec![7u8; integ.key_len()]),
+            hmac: BareMac::rust_crypto(integ),
             buf: vec![0u8; 24 + CBC_CT],
             back: vec![0u8; CBC_CT],
             pkt: inner(),
@@ -245,9 +254,9 @@ impl BareCbc {
             BareAes::A192(k) => cbc_enc(k, &iv, ct),
             BareAes::A256(k) => cbc_enc(k, &iv, ct),
         }
-        let tag = ring::hmac::sign(&self.hmac, &self.buf);
-        let check = ring::hmac::sign(&self.hmac, black_box(&self.buf));
-        assert_eq!(tag.as_ref()[..12], check.as_ref()[..12]);
+        let tag = self.hmac.mac(&self.buf);
+        let check = self.hmac.mac(black_box(&self.buf));
+        assert_eq!(tag, check);
         let ct = &self.buf[24..];
         match &self.aes {
             BareAes::A128(k) => cbc_dec(k, &iv, ct, &mut self.back),
@@ -344,6 +353,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     // `esp` (AES-256-GCM) keeps its name from before the other suites.
     g.bench_function("esp", |b| b.iter(|| f.esp_round()));
     g.bench_function("bare_ring_aes256gcm", |b| b.iter(|| f.ring_round()));
+    g.bench_function("bare_ring_aes128gcm", |b| b.iter(|| f.gcm128_round()));
     g.bench_function("bare_ring_chacha20poly1305", |b| b.iter(|| f.chacha_round()));
     for suite in suites() {
         let mut f = Fixture::new(suite);
@@ -406,7 +416,12 @@ fn interleaved() {
         let mut g = Fixture::new(suite);
         let mut bare = suite.1.map(|_| BareCbc::new(suite));
         let (baseline, q) = match (&mut bare, suite.0) {
-            (Some(bare), _) => ("bare aes+cbc + 2x ring HMAC", interleave(rounds, iters, || f.esp_round(), || bare.round())),
+            (Some(bare), _) => {
+                ("bare aes+cbc + 2x RustCrypto HMAC", interleave(rounds, iters, || f.esp_round(), || bare.round()))
+            }
+            (None, EncrAlg::AesGcm16_128) => {
+                ("bare ring AES-128-GCM", interleave(rounds, iters, || f.esp_round(), || g.gcm128_round()))
+            }
             (None, EncrAlg::ChaCha20Poly1305) => {
                 ("bare ring ChaCha20-Poly1305", interleave(rounds, iters, || f.esp_round(), || g.chacha_round()))
             }
