@@ -83,10 +83,10 @@ pub struct Layout {
     /// ICV length.
     pub icv_len: usize,
     /// `seal` pads the ciphertext (payload, padding, pad length, next header) to a
-    /// multiple of this: 4 for the AEADs (RFC 4303 2.4), the AES block for CBC (RFC
+    /// multiple of this (a power of two): 4 for the AEADs (RFC 4303 2.4), the AES block for CBC (RFC
     /// 3602 2.4).
     pub align: usize,
-    /// `open` refuses a ciphertext that is not a multiple of this: the AES block for
+    /// `open` refuses a ciphertext that is not a multiple of this (a power of two): the AES block for
     /// CBC, which cannot decrypt anything else; 1 for the AEADs (a peer's odd length
     /// is left for the ICV to judge, as before).
     pub block: usize,
@@ -414,8 +414,9 @@ fn seq_hi(seq: u64, esn: bool) -> ([u8; 4], usize) {
 pub enum EspCipher {
     /// AES-GCM-16 or ChaCha20-Poly1305.
     Aead(Aead),
-    /// AES-CBC with HMAC.
-    Cbc(CbcHmac),
+    /// AES-CBC with HMAC (boxed: its round keys and HMAC states are about 1 KiB, which
+    /// would otherwise sit in every SA's core beside the AEAD key).
+    Cbc(Box<CbcHmac>),
 }
 
 impl EspCipher {
@@ -424,11 +425,12 @@ impl EspCipher {
         if key.alg().is_aead() {
             key.integ().is_none().then(|| Aead::new(key)).flatten().map(Self::Aead)
         } else {
-            CbcHmac::new(key).map(Self::Cbc)
+            CbcHmac::new(key).map(|c| Self::Cbc(Box::new(c)))
         }
     }
 
     /// The packet layout of this transform.
+    #[inline]
     pub fn layout(&self) -> Layout {
         match self {
             Self::Aead(_) => Layout { iv_len: IV_LEN, icv_len: ICV_LEN, align: 4, block: 1 },
@@ -440,6 +442,7 @@ impl EspCipher {
     /// written and whose ciphertext part holds the plaintext (payload, padding, pad
     /// length, next header; a multiple of `layout().align`): writes the IV, encrypts,
     /// writes the ICV. `seq` is the full (64-bit with ESN) sequence number.
+    #[inline]
     pub fn seal(&self, spi: u32, seq: u64, esn: bool, packet: &mut [u8]) -> Result<(), AuthError> {
         let l = self.layout();
         let ct_end = packet.len().checked_sub(l.icv_len).ok_or(AuthError)?;
@@ -467,6 +470,7 @@ impl EspCipher {
     /// Opens `esp` (a whole ESP packet) into `out`, returning the plaintext part (payload,
     /// padding, pad length, next header). The ICV is verified before anything is
     /// decrypted; with AES-CBC, in constant time over ESP header, IV and ciphertext.
+    #[inline]
     pub fn open<'o>(&self, spi: u32, seq: u64, esn: bool, esp: &[u8], out: &'o mut [u8]) -> Result<&'o mut [u8], OpenError> {
         let l = self.layout();
         let ct_end = esp.len().checked_sub(l.icv_len).ok_or(OpenError::Malformed)?;

@@ -62,7 +62,8 @@ impl SaTable {
         let core = &*e.core;
         let l = core.layout;
         let n = info.len;
-        let pad = (l.align - (n + 2) % l.align) % l.align;
+        // `align` is a power of two (4 or 16): the padding that brings n + 2 to a multiple.
+        let pad = (n + 2).wrapping_neg() & (l.align - 1);
         let ct_len = n + pad + 2;
         let hdr_len = l.header_len();
         let total = hdr_len + ct_len + l.icv_len;
@@ -128,7 +129,7 @@ impl SaTable {
         let core = &*e.core;
         let l = core.layout;
         let ct_len = esp.len().checked_sub(l.header_len() + l.icv_len).unwrap_or(0);
-        if ct_len < l.min_ct_len() || ct_len % l.block != 0 || out.len() < ct_len {
+        if ct_len < l.min_ct_len() || ct_len & (l.block - 1) != 0 || out.len() < ct_len {
             return Opened::Drop(self.drop_global(DropReason::Malformed));
         }
         let Some(seq_lo) = be32(esp, 4) else {

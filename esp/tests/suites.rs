@@ -154,3 +154,38 @@ fn debug_output_shows_no_key_bytes() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Arbitrary bytes after a known SPI, for every suite: never a panic, never a
+    /// delivery (nothing forged verifies), and the output buffer may be short.
+    #[test]
+    fn arbitrary_packets_never_panic_or_deliver(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        out_len in 0usize..256,
+        which in 0usize..15,
+    ) {
+        let suite = suites()[which % suites().len()];
+        let (_, right) = pair(0x2000, |p| p.key = suite_key(suite, 6));
+        let pkt = [&0x2000u32.to_be_bytes()[..], &body].concat();
+        let mut out = vec![0u8; out_len];
+        let r = right.open(NOW, &pkt, &mut out);
+        proptest::prop_assert!(matches!(r, esp::Opened::Drop(_)), "{:?}", r);
+    }
+
+    /// A genuine packet with a splice of arbitrary bytes: refused, never a panic.
+    #[test]
+    fn spliced_packets_are_refused(
+        at in 4usize..120,
+        junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40),
+        which in 0usize..15,
+    ) {
+        let suite = suites()[which % suites().len()];
+        let (left, right) = pair(0x2000, |p| p.key = suite_key(suite, 6));
+        let esp = seal(&left, &ipv4("10.1.0.5", "10.2.0.9", 64));
+        let at = at.min(esp.len());
+        let bad = [&esp[..at], &junk, &esp[at..]].concat();
+        proptest::prop_assert!(open(&right, &bad).is_err());
+    }
+}
