@@ -3,24 +3,25 @@
 //! cipher itself.
 //!
 //! Suites: AES-GCM-16 128/256 and ChaCha20-Poly1305 (ring), AES-CBC 128/192/256 (`aes`
-//! + `cbc`) with HMAC-SHA1-96 / -SHA2-256-128 / -384-192 / -512-256 (RustCrypto `hmac` +
-//! `sha1`/`sha2`). Baselines: ring AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305
-//! seal+open alone; for CBC, `aes`+`cbc` encrypt+decrypt of the 1408-byte ciphertext
-//! plus two RustCrypto HMACs over header, IV and ciphertext (what one seal and one open
-//! must compute at the least); and HMAC alone, ring beside RustCrypto (the choice of
-//! RustCrypto's HMAC rests on it).
+//! and `cbc`) with HMAC-SHA1-96, HMAC-SHA2-256-128, -384-192 and -512-256 (RustCrypto
+//! `hmac` with `sha1`/`sha2`). Baselines: ring AES-128-GCM, AES-256-GCM and
+//! ChaCha20-Poly1305 seal+open alone; for CBC, `aes`+`cbc` encryption and decryption of
+//! the 1408-byte ciphertext plus two RustCrypto HMACs over header, IV and ciphertext
+//! (what one seal and one open must compute at the least); and HMAC alone, ring beside
+//! RustCrypto (the choice of RustCrypto's HMAC rests on it).
 //!
 //! `cargo bench -p esp --bench seal_open` (add `-- --quick` for a short run).
 //!
-//! Two groups: `seal_open_1400` in wall-clock time (criterion's default), and
-//! `seal_open_1400_cpu` in this thread's CPU time, which stays meaningful on a shared
-//! machine where other processes steal the CPU (wall-clock numbers there swing by 2x).
+//! Groups: `seal_open_1400` (and `_hmac`) in wall-clock time (criterion's default), and
+//! `seal_open_1400_cpu` (and `_hmac`) in this thread's CPU time, which stays meaningful
+//! on a shared machine where other processes steal the CPU (wall-clock numbers there
+//! swing by 2x). Then the interleaved ratios (see `interleaved`), printed per suite.
 
+use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use cpu_time::ThreadTime;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use esp::{Opened, SaTable, Sealed};
-use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use hmac::Mac;
 use ipsec_types::{
     ChildRef, DatapathCommand, Direction, EncrAlg, EspKey, IntegAlg, SaEndpoints, SaParams, Spi, Timestamp,
@@ -92,11 +93,8 @@ type Suite = (EncrAlg, Option<IntegAlg>);
 
 /// Every suite, AEADs first.
 fn suites() -> Vec<Suite> {
-    let mut v: Vec<Suite> = vec![
-        (EncrAlg::AesGcm16_128, None),
-        (EncrAlg::AesGcm16_256, None),
-        (EncrAlg::ChaCha20Poly1305, None),
-    ];
+    let mut v: Vec<Suite> =
+        vec![(EncrAlg::AesGcm16_128, None), (EncrAlg::AesGcm16_256, None), (EncrAlg::ChaCha20Poly1305, None)];
     for e in [EncrAlg::AesCbc128, EncrAlg::AesCbc192, EncrAlg::AesCbc256] {
         v.extend(IntegAlg::ALL.iter().map(|i| (e, Some(*i))));
     }
@@ -211,9 +209,8 @@ impl Fixture {
         let buf = &mut buf[..LEN];
         buf.copy_from_slice(black_box(pkt));
         let tag = key.seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&aad), buf).unwrap();
-        let pt = key
-            .open_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&aad), tag, buf, 0..)
-            .unwrap();
+        let pt =
+            key.open_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&aad), tag, buf, 0..).unwrap();
         black_box(pt.len())
     }
 }
@@ -422,8 +419,12 @@ fn interleaved() {
         let mut f = (Fixture::new(suite), suite.1.map(|_| BareCbc::new(suite)));
         let esp = |f: &mut (Fixture, Option<BareCbc>)| f.0.esp_round();
         let (baseline, q) = match suite.0 {
-            EncrAlg::AesGcm16_128 => ("bare ring AES-128-GCM", interleave(rounds, iters, &mut f, esp, |f| f.0.gcm128_round())),
-            EncrAlg::AesGcm16_256 => ("bare ring AES-256-GCM", interleave(rounds, iters, &mut f, esp, |f| f.0.ring_round())),
+            EncrAlg::AesGcm16_128 => {
+                ("bare ring AES-128-GCM", interleave(rounds, iters, &mut f, esp, |f| f.0.gcm128_round()))
+            }
+            EncrAlg::AesGcm16_256 => {
+                ("bare ring AES-256-GCM", interleave(rounds, iters, &mut f, esp, |f| f.0.ring_round()))
+            }
             EncrAlg::ChaCha20Poly1305 => {
                 ("bare ring ChaCha20-Poly1305", interleave(rounds, iters, &mut f, esp, |f| f.0.chacha_round()))
             }

@@ -40,12 +40,12 @@
 //! HKDF-SHA256 and a label of its own, so nobody without the SA's keys can predict an IV.
 
 use aes::cipher::{
-    block_padding::NoPadding, BlockCipher, BlockDecrypt, BlockDecryptMut, BlockEncrypt,
-    BlockEncryptMut, BlockSizeUser, InnerIvInit, KeyInit,
+    block_padding::NoPadding, BlockCipher, BlockDecrypt, BlockDecryptMut, BlockEncrypt, BlockEncryptMut, BlockSizeUser,
+    InnerIvInit, KeyInit,
 };
+use hmac::Mac;
 use ipsec_types::{EncrAlg, EspKey, IntegAlg};
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
-use hmac::Mac;
 use ring::hkdf;
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -410,6 +410,9 @@ fn seq_hi(seq: u64, esn: bool) -> ([u8; 4], usize) {
 }
 
 /// The transform of one SA direction.
+// The AEAD variant stays inline: it is the common case and the hot path reads its key
+// straight from the SA core; the rarer CBC state is boxed instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum EspCipher {
     /// AES-GCM-16 or ChaCha20-Poly1305.
@@ -434,7 +437,9 @@ impl EspCipher {
     pub fn layout(&self) -> Layout {
         match self {
             Self::Aead(_) => Layout { iv_len: IV_LEN, icv_len: ICV_LEN, align: 4, block: 1 },
-            Self::Cbc(c) => Layout { iv_len: AES_BLOCK, icv_len: c.integ.icv_len(), align: AES_BLOCK, block: AES_BLOCK },
+            Self::Cbc(c) => {
+                Layout { iv_len: AES_BLOCK, icv_len: c.integ.icv_len(), align: AES_BLOCK, block: AES_BLOCK }
+            }
         }
     }
 
@@ -471,7 +476,14 @@ impl EspCipher {
     /// padding, pad length, next header). The ICV is verified before anything is
     /// decrypted; with AES-CBC, in constant time over ESP header, IV and ciphertext.
     #[inline]
-    pub fn open<'o>(&self, spi: u32, seq: u64, esn: bool, esp: &[u8], out: &'o mut [u8]) -> Result<&'o mut [u8], OpenError> {
+    pub fn open<'o>(
+        &self,
+        spi: u32,
+        seq: u64,
+        esn: bool,
+        esp: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<&'o mut [u8], OpenError> {
         let l = self.layout();
         let ct_end = esp.len().checked_sub(l.icv_len).ok_or(OpenError::Malformed)?;
         let hdr_len = l.header_len();

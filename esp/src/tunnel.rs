@@ -128,7 +128,7 @@ impl SaTable {
         };
         let core = &*e.core;
         let l = core.layout;
-        let ct_len = esp.len().checked_sub(l.header_len() + l.icv_len).unwrap_or(0);
+        let ct_len = esp.len().saturating_sub(l.header_len() + l.icv_len);
         if ct_len < l.min_ct_len() || ct_len & (l.block - 1) != 0 || out.len() < ct_len {
             return Opened::Drop(self.drop_global(DropReason::Malformed));
         }

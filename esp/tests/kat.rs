@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use esp::cipher::AesGcm16;
 use esp::{DropReason, SaTable};
-use ipsec_types::{EspKey, DatapathCommand, Direction, EncrAlg};
+use ipsec_types::{DatapathCommand, Direction, EncrAlg, EspKey};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 fn hx(s: &str) -> Vec<u8> {

@@ -164,7 +164,12 @@ const MAC_CASES: [MacCase; 9] = [
         data: b"Hi There",
         icv: "b6173186 55057264 e28bc0b6",
     },
-    MacCase { alg: IntegAlg::HmacSha1_96, key: "4a656665", data: b"what do ya want for nothing?", icv: "effcdf6a e5eb2fa2 d27416d5" },
+    MacCase {
+        alg: IntegAlg::HmacSha1_96,
+        key: "4a656665",
+        data: b"what do ya want for nothing?",
+        icv: "effcdf6a e5eb2fa2 d27416d5",
+    },
     MacCase {
         alg: IntegAlg::HmacSha1_96,
         key: "aaaaaaaa aaaaaaaa aaaaaaaa aaaaaaaa aaaaaaaa",

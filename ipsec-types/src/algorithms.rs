@@ -495,7 +495,10 @@ mod tests {
     #[test]
     fn parses_esp_cbc_and_chacha() {
         let e = EspProposal::parse("aes128-sha1").unwrap();
-        assert_eq!((e.encr.as_slice(), e.integ.as_slice()), ([EncrAlg::AesCbc128].as_slice(), [IntegAlg::HmacSha1_96].as_slice()));
+        assert_eq!(
+            (e.encr.as_slice(), e.integ.as_slice()),
+            ([EncrAlg::AesCbc128].as_slice(), [IntegAlg::HmacSha1_96].as_slice())
+        );
         let e = EspProposal::parse("aes256-aes192-sha512-sha384-sha256-ecp256-esn").unwrap();
         assert_eq!(e.encr, vec![EncrAlg::AesCbc256, EncrAlg::AesCbc192]);
         assert_eq!(e.integ, vec![IntegAlg::HmacSha512_256, IntegAlg::HmacSha384_192, IntegAlg::HmacSha256_128]);
@@ -515,9 +518,17 @@ mod tests {
             EncrAlg::ALL.iter().map(|e| (e.key_len(), e.keymat_len(), e.key_length_attr())).collect();
         assert_eq!(
             lens,
-            [(16, 20, Some(128)), (32, 36, Some(256)), (32, 36, None), (16, 16, Some(128)), (24, 24, Some(192)), (32, 32, Some(256))]
+            [
+                (16, 20, Some(128)),
+                (32, 36, Some(256)),
+                (32, 36, None),
+                (16, 16, Some(128)),
+                (24, 24, Some(192)),
+                (32, 32, Some(256))
+            ]
         );
-        let integ: Vec<(u16, usize, usize)> = IntegAlg::ALL.iter().map(|i| (i.transform_id(), i.key_len(), i.icv_len())).collect();
+        let integ: Vec<(u16, usize, usize)> =
+            IntegAlg::ALL.iter().map(|i| (i.transform_id(), i.key_len(), i.icv_len())).collect();
         assert_eq!(integ, [(2, 20, 12), (12, 32, 16), (13, 48, 24), (14, 64, 32)]);
     }
 

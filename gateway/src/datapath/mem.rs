@@ -254,7 +254,7 @@ impl WanIo for MemWan {
 pub mod sas {
     use esp::{Opened, SaTable, Sealed};
     use ipsec_types::{
-        EspKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
+        ChildRef, DatapathCommand, Direction, EncrAlg, EspKey, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
         UdpEncap,
     };
     use std::net::IpAddr;

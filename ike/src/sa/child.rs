@@ -12,7 +12,7 @@ use super::{Ctx, IkeSa};
 use crate::api::{ChildSaStatus, Event, Output};
 use crate::proposal::EspAlgs;
 use ipsec_types::{
-    EspKey, ChildRef, DatapathCommand, Direction, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
+    ChildRef, DatapathCommand, Direction, EspKey, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
     VolumeLimits,
 };
 use std::net::SocketAddr;
