@@ -4,9 +4,11 @@
 //! - HMAC-SHA1-96: RFC 2202 section 3, cases 1 to 3, truncated to 96 bits (RFC 2404);
 //! - HMAC-SHA2-256-128, -384-192, -512-256: RFC 4868 section 2.7.2.1 (AUTH256-1/2,
 //!   AUTH384-1/2, AUTH512-1/2);
-//! - ChaCha20-Poly1305: the AEAD vector of RFC 7539 section 2.8.2, whose 12-byte AAD
-//!   and nonce are exactly those of an ESP packet with ESN (RFC 7634 section 2):
-//!   salt 07000000, IV 4041424344454647, SPI 50515253, ESN c0c1c2c3 c4c5c6c7.
+//! - ChaCha20-Poly1305: the ESP example of RFC 7634 appendix A (a tunnel-mode packet,
+//!   sealed with the RFC's IV and opened through `SaTable::open`), and the AEAD vector
+//!   of RFC 7539 section 2.8.2, whose 12-byte AAD and nonce are exactly those of an ESP
+//!   packet with ESN (RFC 7634 section 2): salt 07000000, IV 4041424344454647, SPI
+//!   50515253, ESN c0c1c2c3 c4c5c6c7.
 
 mod common;
 
@@ -266,4 +268,34 @@ fn rfc7539_chacha20_poly1305_as_an_esn_esp_packet() {
     assert_eq!(pkt[8..16], seq.to_be_bytes());
     let mut out = vec![0u8; pkt.len()];
     assert_eq!(c.open(spi, seq, true, &pkt, &mut out).unwrap(), plaintext);
+}
+
+#[test]
+fn rfc7634_appendix_a_esp_example() {
+    let keymat = hx("80818283 84858687 88898a8b 8c8d8e8f 90919293 94959697 98999a9b 9c9d9e9f a0a1a2a3");
+    let (spi, seq, iv) = (0x0102_0304u32, 5u64, [0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17]);
+    // The inner IPv4 ICMP echo request (84 bytes), then padding 01 02, pad length 2,
+    // next header 4.
+    let inner = hx("45000054 a6f20000 4001e778 c6336405 c0000205 08005b7a 3a080000 553bec10
+                    00073627 08090a0b 0c0d0e0f 10111213 14151617 18191a1b 1c1d1e1f 20212223
+                    24252627 28292a2b 2c2d2e2f 30313233 34353637");
+    let plaintext = [inner.as_slice(), &[0x01, 0x02, 0x02, 0x04]].concat();
+    let ciphertext = hx("24039428 b97f417e 3c13753a 4f05087b 67c352e6 a7fab1b9 82d466ef 407ae5c6
+                         14ee8099 d52844eb 61aa95df ab4c02f7 2aa71e7c 4c4f64c9 befe2fac c638e8f3
+                         cbec163f ac469b50 2773f6fb 94e664da 9165b828 29f641e0");
+    let tag = hx("76aaa826 6b7fb0f7 b11b3699 07e1ad43");
+    let k = EspKey::from_keymat(EncrAlg::ChaCha20Poly1305, None, &keymat).unwrap();
+    let a = Aead::new(&k).unwrap();
+    let mut buf = plaintext.clone();
+    let icv = a.seal_in_place(spi, seq, false, iv, &mut buf).unwrap();
+    assert_eq!((buf.clone(), icv.to_vec()), (ciphertext.clone(), tag.clone()));
+    // The whole packet, as a peer would send it, through the inbound path.
+    let packet = [&spi.to_be_bytes()[..], &(seq as u32).to_be_bytes(), &iv, &ciphertext, &tag].concat();
+    let mut p = params(spi, Direction::Inbound, 1, 0);
+    p.key = k;
+    p.local_ts = vec![ts("0.0.0.0/0")];
+    p.remote_ts = vec![ts("0.0.0.0/0")];
+    let table = SaTable::new().apply(&DatapathCommand::InstallInbound(p)).unwrap();
+    assert_eq!(open(&table, &packet), Ok(inner));
+    assert_eq!(open(&table, &packet), Err(esp::DropReason::Replay));
 }
