@@ -413,6 +413,9 @@ fn interleave<S>(
 /// seal+open against the bare library doing the same cryptography, for every suite.
 fn interleaved() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
+    if std::env::args().any(|a| a == "--profile-time") {
+        return; // profiling one criterion benchmark (`--profile-time N`): nothing else.
+    }
     let (rounds, iters) = if bench_mode { (51, 2000) } else { (3, 10) };
     for suite in suites() {
         // One fixture holds both sides, so both work on neighbouring buffers.

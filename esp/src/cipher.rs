@@ -456,14 +456,20 @@ impl EspCipher {
         let iv_out = hdr.get_mut(8..).ok_or(AuthError)?;
         match self {
             Self::Aead(a) => {
+                // Fixed-size views, so these copies compile to moves, not memmove calls.
+                let (Ok(iv_out), Ok(icv_out)) =
+                    (<&mut [u8; IV_LEN]>::try_from(iv_out), <&mut [u8; ICV_LEN]>::try_from(icv_out))
+                else {
+                    return Err(AuthError);
+                };
                 let iv = seq.to_be_bytes();
-                iv_out.copy_from_slice(&iv);
-                let icv = a.seal_in_place(spi, seq, esn, iv, ct)?;
-                icv_out.copy_from_slice(&icv);
+                *iv_out = iv;
+                *icv_out = a.seal_in_place(spi, seq, esn, iv, ct)?;
             }
             Self::Cbc(c) => {
                 let iv = c.iv(seq);
-                iv_out.copy_from_slice(&iv);
+                let Ok(iv_out) = <&mut [u8; AES_BLOCK]>::try_from(iv_out) else { return Err(AuthError) };
+                *iv_out = iv;
                 c.encrypt(&iv, ct)?;
                 let (hi, n) = seq_hi(seq, esn);
                 c.integ.icv_into(&[hdr, ct, hi.get(..n).unwrap_or(&[])], icv_out)?;
