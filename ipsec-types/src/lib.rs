@@ -76,7 +76,8 @@ pub struct SaEndpoints {
 ///
 /// `ike` fills it from its KEYMAT slice for the direction, which RFC 7296 section 2.17
 /// orders encryption key first, then integrity key: [`EspKey::keymat_len`] says how long
-/// that slice is, [`EspKey::from_keymat`] splits it. The key bytes are zeroized on drop
+/// that slice is, [`EspKey::from_keymat`] splits it ([`EspKey::pair_from_keymat`] both
+/// directions of a whole KEYMAT, initiator-to-responder first). The key bytes are zeroized on drop
 /// and never printed by `Debug`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct EspKey {
@@ -111,6 +112,18 @@ impl EspKey {
         let mut salt = [0u8; 4];
         salt.get_mut(..salt_bytes.len())?.copy_from_slice(salt_bytes);
         Some(Self { encr, integ, key: key.to_vec(), salt, integ_key: integ_key.to_vec() })
+    }
+    /// Splits a CHILD SA's whole KEYMAT (RFC 7296 2.17): the initiator-to-responder
+    /// keys first, then the responder-to-initiator keys, each encryption key (and salt)
+    /// then integrity key. Returns (initiator-to-responder, responder-to-initiator), or
+    /// `None` if `keymat` is not exactly `2 * keymat_len` bytes or the pair is invalid.
+    pub fn pair_from_keymat(encr: EncrAlg, integ: Option<IntegAlg>, keymat: &[u8]) -> Option<(Self, Self)> {
+        let len = Self::keymat_len(encr, integ)?;
+        if keymat.len() != 2 * len {
+            return None;
+        }
+        let (i_to_r, r_to_i) = keymat.split_at(len);
+        Some((Self::from_keymat(encr, integ, i_to_r)?, Self::from_keymat(encr, integ, r_to_i)?))
     }
     /// The encryption algorithm.
     pub fn alg(&self) -> EncrAlg {
@@ -278,5 +291,13 @@ mod tests {
         assert!(EspKey::from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), &km[..35]).is_none());
         assert!(EspKey::from_keymat(EncrAlg::AesCbc128, None, &km[..16]).is_none());
         assert!(!format!("{k:?}").contains("16"), "no key bytes in Debug: {k:?}");
+        // Both directions: i->r (encryption key, integrity key), then r->i.
+        let km: Vec<u8> = (0..2 * 48).collect();
+        let (ir, ri) = EspKey::pair_from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128), &km).unwrap();
+        assert_eq!((ir.key(), ir.integ_key()), (&km[..16], &km[16..48]));
+        assert_eq!((ri.key(), ri.integ_key()), (&km[48..64], &km[64..96]));
+        assert!(EspKey::pair_from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128), &km[1..]).is_none());
+        let (ir, ri) = EspKey::pair_from_keymat(EncrAlg::AesGcm16_128, None, &km[..40]).unwrap();
+        assert_eq!((ir.key(), ir.salt(), ri.key(), ri.salt()), (&km[..16], [16, 17, 18, 19], &km[20..36], [36, 37, 38, 39]));
     }
 }
