@@ -1,6 +1,7 @@
 //! Known-answer tests of the transforms beyond AES-GCM-16:
 //! - AES-CBC: the ESP packets of RFC 3602 section 4, cases 5 to 8 (encrypted with the
-//!   RFC's IVs; cases 7 and 8 are tunnel mode and also go through `SaTable::open`);
+//!   RFC's IVs; cases 7 and 8 are tunnel mode and also go through `SaTable::open`), and
+//!   Wycheproof's AES-CBC vectors for 128, 192 and 256-bit keys;
 //! - HMAC-SHA1-96: RFC 2202 section 3, cases 1 to 3, truncated to 96 bits (RFC 2404);
 //! - HMAC-SHA2-256-128, -384-192, -512-256: RFC 4868 section 2.7.2.1 (AUTH256-1/2,
 //!   AUTH384-1/2, AUTH512-1/2);
@@ -298,4 +299,147 @@ fn rfc7634_appendix_a_esp_example() {
     let table = SaTable::new().apply(&DatapathCommand::InstallInbound(p)).unwrap();
     assert_eq!(open(&table, &packet), Ok(inner));
     assert_eq!(open(&table, &packet), Err(esp::DropReason::Replay));
+}
+
+/// Wycheproof `aes_cbc_pkcs5_test.json` (C2SP/wycheproof, testvectors_v1), valid cases
+/// of each key size: (tcId, key, iv, msg, ct). The ciphertext is CBC over the message
+/// with PKCS #5 padding, which the test adds, so these check the raw CBC transform.
+const WYCHEPROOF_CBC: [(u32, &str, &str, &str, &str); 17] = [
+    (1, "e34f15c7bd819930fe9d66e0c166e61c", "da9520f7d3520277035173299388bee2", "", "b10ab60153276941361000414aed0a9d"),
+    (
+        2,
+        "e09eaa5a3f5e56d279d5e7a03373f6ea",
+        "c9ee3cd746bf208c65ca9e72a266d54f",
+        "ef4eab37181f98423e53e947e7050fd0",
+        "d1fa697f3e2e04d64f1a0da203813ca5bc226a0b1d42287b2a5b994a66eaf14a",
+    ),
+    (
+        3,
+        "9bd3902ed0996c869b572272e76f3889",
+        "8b2e86a9a185cfa6f51c7cc595b822bc",
+        "a7ba19d49ee1ea02f098aa8e30c740d893a4456ccc294040484ed8a00a55f93e",
+        "514cbc69aced506926deacdeb0cc0a5a07d540f65d825b65c7db0075cf930a06e0124ae598461cab0b3251baa853e377",
+    ),
+    (
+        5,
+        "e1e726677f4893890f8c027f9d8ef80d",
+        "155fd397579b0b5d991d42607f2cc9ad",
+        "3f",
+        "599d77aca16910b42d8b4ac9560efe1b",
+    ),
+    (
+        20,
+        "831e664c9e3f0c3094c0b27b9d908eb2",
+        "54f2459e40e002763144f4752cde2fb5",
+        "26603bb76dd0a0180791c4ed4d3b058807",
+        "8d55dc10584e243f55d2bdbb5758b7fabcd58c8d3785f01c7e3640b2a1dadcd9",
+    ),
+    (
+        23,
+        "efd9caa8ac68e9e29acdae57e93bcea8",
+        "c98b47808add45c0c891983ec4b09846",
+        "3e1d2001f1e475b972738936443a5f51eedaf802a66fadf2406cfaadb0549149fcb9f485e534dc2d",
+        "84904fc92bd2e7590aa268e667370327b9446f41067dd40d3e5091a63a0d5687e4926e00cc3cb461c3b85d80ee2da818",
+    ),
+    (
+        73,
+        "3d6bf9edae6d881eade0ff8c7076a4835b71320c1f36b631",
+        "db20f9a6f4d6b4e478f1a4b9d4051d34",
+        "",
+        "ff0c315873b4b1872abef2353b792ef0",
+    ),
+    (
+        74,
+        "f4bfa5aa4f0f4d62cf736cd2969c43d580fdb92f2753bedb",
+        "69a76dc4da64d89c580eb75ae975ec39",
+        "0e239f239705b282ce2200fe20de1165",
+        "7dbd573e4db58a318edfe29f199d8cda538a49f36486337c2711163e55fd5d0b",
+    ),
+    (
+        77,
+        "915429743435c28997a33b33b6574a953d81dae0e7032e6a",
+        "1379d48493f743e6a149deb3b9bab31e",
+        "58",
+        "519925956d32e4fa350b1144f088e4e8",
+    ),
+    (
+        92,
+        "cfd3f68873d81a27d2bfce876c79f6e609074dec39e34614",
+        "c45b52a240eba3bdde5dfd57f3d474fb",
+        "b1973cb25aa87ef9d1a8888b0a0f5c04c6",
+        "401ad889bdb9d38816c782e00b168ccccde9bf75f4be868ceb91237e8b37b750",
+    ),
+    (
+        95,
+        "1381fbd5e79045d40f29790fc1a436c95b040a046ebf0b0f",
+        "fdf97645e4192ba84728bbf6683f79de",
+        "d575dce596dd0a2cd1c18dab7eb0948fafb8669969a48b6314493bfb8daf8acacd51382f9bb5b357",
+        "03225f08592efca14ad8ecf822465e8be4157465d0be150dd3d645b6fef1b19ca7bbaa5940b2a7895fa2b0ee55b0d4ec",
+    ),
+    (
+        145,
+        "7bf9e536b66a215c22233fe2daaa743a898b9acb9f7802de70b40e3d6e43ef97",
+        "eb38ef61717e1324ae064e86f1c3e797",
+        "",
+        "e7c166554d1bb32792c981fa674cc4d8",
+    ),
+    (
+        146,
+        "612e837843ceae7f61d49625faa7e7494f9253e20cb3adcea686512b043936cd",
+        "9ec7b863ac845cad5e4673da21f5b6a9",
+        "cc37fae15f745a2f40e2c8b192f2b38d",
+        "299295be47e9f5441fe83a7a811c4aeb2650333e681e69fa6b767d28a6ccf282",
+    ),
+    (
+        147,
+        "96e1e4896fb2cd05f133a6a100bc5609a7ac3ca6d81721e922dadd69ad07a892",
+        "e70d83a77a2ce722ac214c00837acedf",
+        "91a17e4dfcc3166a1add26ff0e7c12056e8a654f28a6de24f4ba739ceb5b5b18",
+        "a615a39ff8f59f82cf72ed13e1b01e32459700561be112412961365c7a0b58aa7a16d68c065e77ebe504999051476bd7",
+    ),
+    (
+        149,
+        "e754076ceab3fdaf4f9bcab7d4f0df0cbbafbc87731b8f9b7cd2166472e8eebc",
+        "014d2e13dfbcb969ba3bb91442d52eca",
+        "40",
+        "42c0b89a706ed2606cd94f9cb361fa51",
+    ),
+    (
+        164,
+        "73216fafd0022d0d6ee27198b2272578fa8f04dd9f44467fbb6437aa45641bf7",
+        "4b74bd981ea9d074757c3e2ef515e5fb",
+        "d5247b8f6c3edcbfb1d591d13ece23d2f5",
+        "fbea776fb1653635f88e2937ed2450ba4e9063e96d7cdba04928f01cb85492fe",
+    ),
+    (
+        167,
+        "5f99f7d60653d79f088dd07ef306b65e057d36e053fa1c9f6854425c019fd4df",
+        "6eedf45753ffe38f2407fbc28ab5959c",
+        "fcc9212c23675c5d69a1266c77389bc955e453daba20034aabbcd502a1b73e05af30f8b7622abdbc",
+        "a9b051354f0cf61f11921b330e60f996de796aeb68140a0f9c5962e1f48e4805262fb6f53b26d9bb2fa0e359efe14734",
+    ),
+];
+
+#[test]
+fn wycheproof_aes_cbc_of_each_key_size() {
+    for (tc, key, iv, msg, ct) in WYCHEPROOF_CBC {
+        let key = hx(key);
+        let encr = match key.len() {
+            16 => EncrAlg::AesCbc128,
+            24 => EncrAlg::AesCbc192,
+            _ => EncrAlg::AesCbc256,
+        };
+        let km = [key.as_slice(), &[0x22; 20]].concat();
+        let c = CbcHmac::new(&EspKey::from_keymat(encr, Some(IntegAlg::HmacSha1_96), &km).unwrap()).unwrap();
+        let iv: [u8; 16] = hx(iv).try_into().unwrap();
+        let mut buf = hx(msg);
+        let pad = 16 - buf.len() % 16;
+        buf.resize(buf.len() + pad, pad as u8);
+        let padded = buf.clone();
+        c.encrypt(&iv, &mut buf).unwrap();
+        assert_eq!(buf, hx(ct), "tcId {tc}");
+        let mut back = vec![0u8; buf.len()];
+        c.decrypt(&iv, &buf, &mut back).unwrap();
+        assert_eq!(back, padded, "tcId {tc}");
+    }
 }
