@@ -1,4 +1,5 @@
-//! Sans-I/O ESP datapath: tunnel mode, AES-GCM-16 (RFC 4106), anti-replay (RFC 4303
+//! Sans-I/O ESP datapath: tunnel mode, AES-GCM-16 (RFC 4106), ChaCha20-Poly1305 (RFC
+//! 7634), AES-CBC (RFC 3602) with HMAC-SHA1-96 (RFC 2404) or HMAC-SHA2 (RFC 4868), anti-replay (RFC 4303
 //! section 3.4.3), UDP encapsulation classification (RFC 3948).
 //!
 //! The crate does no I/O and reads no clock. The gateway owns an [`SaTable`] snapshot
@@ -8,7 +9,7 @@
 //! across threads (`SaTable` is `Send + Sync`; put it in an `ArcSwap`).
 //!
 //! Modules: `tunnel` (seal/open), `table` (snapshot + apply), [`replay`] (anti-replay
-//! window), [`cipher`] (AES-GCM-16 nonce/AAD layout), `packet` (inner IP header and
+//! window), [`cipher`] (the transforms: nonce/AAD/IV/ICV layout), `packet` (inner IP header and
 //! UDP-4500 parsing).
 #![forbid(unsafe_code)]
 
@@ -160,9 +161,10 @@ pub struct GlobalDrops {
     pub no_sa: u64,
 }
 
-/// Largest number of bytes `seal` adds to an inner packet (ESP header, IV, padding,
-/// trailer, ICV).
-pub const MAX_OVERHEAD: usize = 8 + 8 + 3 + 2 + 16;
+/// Largest number of bytes `seal` adds to an inner packet with any transform (ESP
+/// header, IV, padding, trailer, ICV): AES-CBC with HMAC-SHA2-512-256 (8 + 16 + 15 + 2
+/// + 32). AES-GCM-16 and ChaCha20-Poly1305 add at most 8 + 8 + 3 + 2 + 16 = 37.
+pub const MAX_OVERHEAD: usize = 8 + cipher::MAX_IV_LEN + (cipher::AES_BLOCK - 1) + 2 + cipher::MAX_ICV_LEN;
 
 /// What arrived on the NAT-T port (RFC 3948 section 2.2).
 #[derive(Debug, PartialEq, Eq)]

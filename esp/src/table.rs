@@ -6,11 +6,11 @@
 //! between snapshots, the global drop counters and the event queue. Does not own: the
 //! packet transforms (see `tunnel`).
 
-use crate::cipher::AesGcm16;
+use crate::cipher::{EspCipher, Layout};
 use crate::replay::SharedWindow;
 use crate::{ApplyError, GlobalDrops, SaCounters, SaStats};
 use ipsec_types::{
-    AeadKey, ChildRef, DatapathCommand, DatapathEvent, Direction, SaEndpoints, SaParams, Spi, TrafficSelector,
+    ChildRef, DatapathCommand, DatapathEvent, Direction, EspKey, SaEndpoints, SaParams, Spi, TrafficSelector,
     VolumeLimits,
 };
 use std::collections::HashMap;
@@ -54,9 +54,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What an SA keeps across snapshots.
 #[derive(Debug)]
 pub(crate) struct Core {
-    pub(crate) cipher: AesGcm16,
+    pub(crate) cipher: EspCipher,
+    /// `cipher.layout()`, kept beside it for the hot path.
+    pub(crate) layout: Layout,
     /// Kept (zeroized on drop) only to recognise a re-install of the same SA.
-    key: AeadKey,
+    key: EspKey,
     pub(crate) esn: bool,
     pub(crate) counters: Counters,
     /// Outbound: the next sequence number to use (starts at 1).
@@ -75,8 +77,10 @@ pub(crate) const RAISED_HARD: u8 = 2;
 
 impl Core {
     fn new(p: &SaParams, inbound: bool) -> Option<Self> {
+        let cipher = EspCipher::new(&p.key)?;
         Some(Self {
-            cipher: AesGcm16::new(&p.key)?,
+            layout: cipher.layout(),
+            cipher,
             key: p.key.clone(),
             esn: p.esn,
             counters: Counters::default(),
@@ -86,13 +90,15 @@ impl Core {
         })
     }
 
-    /// Same key, salt and ESN mode: a re-install of the same SA, whose sequence
+    /// Same algorithms, keys, salt and ESN mode: a re-install of the same SA, whose sequence
     /// counter and replay window must carry on (restarting either would reuse nonces
     /// or accept replays).
     fn same_sa(&self, p: &SaParams) -> bool {
         self.esn == p.esn
             && self.key.alg() == p.key.alg()
+            && self.key.integ() == p.key.integ()
             && bool::from(self.key.key().ct_eq(p.key.key()))
+            && bool::from(self.key.integ_key().ct_eq(p.key.integ_key()))
             && self.key.salt() == p.key.salt()
     }
 }

@@ -1,27 +1,21 @@
-//! Tunnel-mode ESP transforms (RFC 4303 with AES-GCM-16, RFC 4106) on caller buffers:
-//! [`SaTable::seal`] (inner packet from TUN -> ESP packet) and [`SaTable::open`] (ESP
-//! packet -> inner packet for TUN).
+//! Tunnel-mode ESP (RFC 4303) on caller buffers: [`SaTable::seal`] (inner packet from
+//! TUN -> ESP packet) and [`SaTable::open`] (ESP packet -> inner packet for TUN).
 //!
-//! Packet layout: SPI(4) | seq(4) | IV(8) | encrypted { inner | pad 1,2,3.. | pad len |
-//! next header } | ICV(16). The IV is the 64-bit sequence number (unique per key, RFC
-//! 4106 section 3.1). Owns: the ESP header and trailer, outbound SA selection, the
+//! Packet layout: SPI(4) | seq(4) | IV(8 AEAD, 16 CBC) | encrypted { inner | pad 1,2,3..
+//! | pad len | next header } | ICV(16 AEAD, 12..32 HMAC); the encrypted part is a
+//! multiple of 4 (AEAD) or 16 (AES-CBC) bytes. See `cipher` for IVs and ICVs. Owns: the ESP header and trailer, outbound SA selection, the
 //! inbound order of checks (SPI, replay check, ICV, replay commit, trailer, selectors),
 //! and the counting of every drop, and the volume limits (inner bytes and packets per SA,
 //! counted on seal and on delivery; see `SaTable::account`). Does not own: key handling
 //! (`cipher`), the window (`replay`), the table (`table`). Nothing here allocates.
 
-use crate::cipher::{ICV_LEN, IV_LEN};
+use crate::cipher::OpenError;
 use crate::packet::{parse_inner, Inner};
 use crate::table::{seq_limit, seq_soft, Entry, SaTable, RAISED_HARD, RAISED_SOFT};
 use crate::{DropReason, Opened, Sealed};
 use ipsec_types::{DatapathEvent, Direction, ExpiryReason, Timestamp, TrafficSelector};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
-
-/// SPI + sequence number + IV.
-const HDR_LEN: usize = 8 + IV_LEN;
-/// Shortest ESP packet: header, pad length, next header, ICV.
-const MIN_ESP_LEN: usize = HDR_LEN + 2 + ICV_LEN;
 
 fn ts_any(list: &[TrafficSelector], ip: IpAddr, proto: u8, port: Option<u16>) -> bool {
     list.iter().any(|ts| ts.matches(ip, proto, port))
@@ -65,14 +59,17 @@ impl SaTable {
         let Some(e) = self.select_outbound(&info) else {
             return Sealed::Drop(self.drop_global(DropReason::NoSa));
         };
+        let core = &*e.core;
+        let l = core.layout;
         let n = info.len;
-        let pad = (4 - (n + 2) % 4) % 4;
+        // `align` is a power of two (4 or 16): the padding that brings n + 2 to a multiple.
+        let pad = (n + 2).wrapping_neg() & (l.align - 1);
         let ct_len = n + pad + 2;
-        let total = HDR_LEN + ct_len + ICV_LEN;
+        let hdr_len = l.header_len();
+        let total = hdr_len + ct_len + l.icv_len;
         let (Some(ip), Some(out)) = (inner.get(..n), out.get_mut(..total)) else {
             return Sealed::Drop(self.drop_global(DropReason::Malformed));
         };
-        let core = &*e.core;
         if let Err(r) = self.account(e, Direction::Outbound, n as u64) {
             return Sealed::Drop(r);
         }
@@ -94,12 +91,10 @@ impl SaTable {
                 reason: ExpiryReason::SeqExhausted,
             });
         }
-        let iv = seq.to_be_bytes();
-        let (hdr, rest) = out.split_at_mut(HDR_LEN);
-        let (body, icv_out) = rest.split_at_mut(ct_len);
+        let (hdr, rest) = out.split_at_mut(hdr_len);
+        let body = &mut rest[..ct_len];
         hdr[..4].copy_from_slice(&e.spi.0.to_be_bytes());
         hdr[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-        hdr[8..].copy_from_slice(&iv);
         let (data, trailer) = body.split_at_mut(n);
         data.copy_from_slice(ip);
         // RFC 4303 section 2.4: padding bytes 1, 2, 3, ..., then pad length, next header.
@@ -110,19 +105,17 @@ impl SaTable {
             *pl = pad as u8;
             *nh = info.next_header;
         }
-        match core.cipher.seal_in_place(e.spi.0, seq, core.esn, iv, body) {
-            Ok(icv) => icv_out.copy_from_slice(&icv),
-            Err(_) => {
-                unaccount(e, n as u64);
-                return Sealed::Drop(self.drop_global(DropReason::Malformed));
-            }
+        if core.cipher.seal(e.spi.0, seq, core.esn, out).is_err() {
+            unaccount(e, n as u64);
+            return Sealed::Drop(self.drop_global(DropReason::Malformed));
         }
         Sealed::Send { to: e.endpoints, packet: out }
     }
 
     /// Decrypts one ESP packet (SPI onwards) into `out` (at least `esp.len()` bytes).
     ///
-    /// Order: SPI lookup, replay check, ICV verification, replay commit, trailer and
+    /// Order: SPI lookup, lengths, replay check, ICV verification (before any
+    /// decryption with AES-CBC; inside the AEAD otherwise), replay commit, trailer and
     /// inner header validation, inbound selector check. Every drop is counted: per SA
     /// (replay, ICV, selectors) or globally (malformed, unknown SPI).
     pub fn open<'o>(&self, now: Timestamp, esp: &[u8], out: &'o mut [u8]) -> Opened<'o> {
@@ -133,30 +126,28 @@ impl SaTable {
         let Some(e) = self.inbound.get(&spi) else {
             return Opened::Drop(self.drop_global(DropReason::UnknownSpi));
         };
-        if esp.len() < MIN_ESP_LEN {
+        let core = &*e.core;
+        let l = core.layout;
+        let ct_len = esp.len().saturating_sub(l.header_len() + l.icv_len);
+        if ct_len < l.min_ct_len() || ct_len & (l.block - 1) != 0 || out.len() < ct_len {
             return Opened::Drop(self.drop_global(DropReason::Malformed));
         }
-        let ct_end = esp.len() - ICV_LEN;
-        let (Some(seq_lo), Some(iv), Some(ct), Some(icv), Some(pt)) = (
-            be32(esp, 4),
-            esp.get(8..HDR_LEN).and_then(|s| <[u8; IV_LEN]>::try_from(s).ok()),
-            esp.get(HDR_LEN..ct_end),
-            esp.get(ct_end..).and_then(|s| <[u8; ICV_LEN]>::try_from(s).ok()),
-            out.get_mut(..ct_end - HDR_LEN),
-        ) else {
+        let Some(seq_lo) = be32(esp, 4) else {
             return Opened::Drop(self.drop_global(DropReason::Malformed));
         };
-        let core = &*e.core;
         let c = &core.counters;
         let seq = if core.esn { core.window.infer_esn(seq_lo) } else { u64::from(seq_lo) };
         if core.window.check(seq).is_err() {
             c.replay.fetch_add(1, Relaxed);
             return Opened::Drop(DropReason::Replay);
         }
-        pt.copy_from_slice(ct);
-        let Ok(pt) = core.cipher.open_in_place(spi, seq, core.esn, iv, icv, pt) else {
-            c.auth_failed.fetch_add(1, Relaxed);
-            return Opened::Drop(DropReason::AuthFailed);
+        let pt = match core.cipher.open(spi, seq, core.esn, esp, out) {
+            Ok(pt) => pt,
+            Err(OpenError::Auth) => {
+                c.auth_failed.fetch_add(1, Relaxed);
+                return Opened::Drop(DropReason::AuthFailed);
+            }
+            Err(OpenError::Malformed) => return Opened::Drop(self.drop_global(DropReason::Malformed)),
         };
         if core.window.commit(seq).is_err() {
             c.replay.fetch_add(1, Relaxed);
@@ -265,7 +256,7 @@ fn strip_trailer(pt: &[u8]) -> Option<Inner> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipsec_types::{AeadKey, ChildRef, DatapathCommand, EncrAlg, SaEndpoints, SaParams, Spi, TrafficSelector};
+    use ipsec_types::{ChildRef, DatapathCommand, EncrAlg, EspKey, SaEndpoints, SaParams, Spi, TrafficSelector};
 
     fn table(esn: bool) -> SaTable {
         let any4 = TrafficSelector::parse_cidr("0.0.0.0/0").unwrap();
@@ -278,7 +269,7 @@ mod tests {
                 remote: "192.0.2.2".parse().unwrap(),
                 encap: None,
             },
-            key: AeadKey::from_keymat(EncrAlg::AesGcm16_128, &[1u8; 20]).unwrap(),
+            key: EspKey::from_keymat(EncrAlg::AesGcm16_128, None, &[1u8; 20]).unwrap(),
             replay_window: 1024,
             esn,
             local_ts: vec![any4],

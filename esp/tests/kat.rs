@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use esp::cipher::AesGcm16;
 use esp::{DropReason, SaTable};
-use ipsec_types::{AeadKey, DatapathCommand, Direction, EncrAlg};
+use ipsec_types::{DatapathCommand, Direction, EncrAlg, EspKey};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 fn hx(s: &str) -> Vec<u8> {
@@ -58,7 +58,7 @@ const GCM256: Vector = Vector {
 };
 
 fn check_vector(v: &Vector) {
-    let key = AeadKey::from_keymat(v.alg, &hx(v.keymat)).unwrap();
+    let key = EspKey::from_keymat(v.alg, None, &hx(v.keymat)).unwrap();
     let aead = AesGcm16::new(&key).unwrap();
     let packet = hx(v.packet);
     let plaintext = hx(v.plaintext);

@@ -3,38 +3,95 @@
 
 use std::fmt;
 
-/// Encryption (AEAD) transforms. Only AES-GCM with a 16-byte ICV (RFC 4106, RFC 5282).
+/// Encryption transforms (type 1): the AEADs AES-GCM-16 (RFC 4106, RFC 5282) and
+/// ChaCha20-Poly1305 (RFC 7634), and AES-CBC (RFC 3602), which needs an integrity
+/// algorithm ([`IntegAlg`]) beside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EncrAlg {
     /// ENCR_AES_GCM_16 with a 128-bit key.
     AesGcm16_128,
     /// ENCR_AES_GCM_16 with a 256-bit key.
     AesGcm16_256,
+    /// ENCR_AES_CBC with a 128-bit key.
+    AesCbc128,
+    /// ENCR_AES_CBC with a 192-bit key.
+    AesCbc192,
+    /// ENCR_AES_CBC with a 256-bit key.
+    AesCbc256,
+    /// ENCR_CHACHA20_POLY1305 (256-bit key, no Key Length attribute).
+    ChaCha20Poly1305,
 }
 
 impl EncrAlg {
     /// IANA transform ID of ENCR_AES_GCM_16.
     pub const AES_GCM_16_ID: u16 = 20;
+    /// IANA transform ID of ENCR_AES_CBC.
+    pub const AES_CBC_ID: u16 = 12;
+    /// IANA transform ID of ENCR_CHACHA20_POLY1305.
+    pub const CHACHA20_POLY1305_ID: u16 = 28;
+    /// Every encryption algorithm, AEADs first.
+    pub const ALL: [Self; 6] = [
+        Self::AesGcm16_128,
+        Self::AesGcm16_256,
+        Self::ChaCha20Poly1305,
+        Self::AesCbc128,
+        Self::AesCbc192,
+        Self::AesCbc256,
+    ];
     /// Transform ID (type 1).
     pub fn transform_id(self) -> u16 {
-        Self::AES_GCM_16_ID
-    }
-    /// Key length attribute in bits.
-    pub fn key_bits(self) -> u16 {
         match self {
-            Self::AesGcm16_128 => 128,
-            Self::AesGcm16_256 => 256,
+            Self::AesGcm16_128 | Self::AesGcm16_256 => Self::AES_GCM_16_ID,
+            Self::AesCbc128 | Self::AesCbc192 | Self::AesCbc256 => Self::AES_CBC_ID,
+            Self::ChaCha20Poly1305 => Self::CHACHA20_POLY1305_ID,
         }
     }
-    /// Cipher key length in bytes (without the 4-byte salt).
+    /// Cipher key length in bits.
+    pub fn key_bits(self) -> u16 {
+        match self {
+            Self::AesGcm16_128 | Self::AesCbc128 => 128,
+            Self::AesCbc192 => 192,
+            Self::AesGcm16_256 | Self::AesCbc256 | Self::ChaCha20Poly1305 => 256,
+        }
+    }
+    /// The Key Length attribute a transform of this algorithm carries (RFC 7296
+    /// 3.3.5): the key bits for AES, none for ChaCha20-Poly1305 (RFC 7634 section 4).
+    pub fn key_length_attr(self) -> Option<u16> {
+        match self {
+            Self::ChaCha20Poly1305 => None,
+            _ => Some(self.key_bits()),
+        }
+    }
+    /// Cipher key length in bytes (without any salt).
     pub fn key_len(self) -> usize {
         usize::from(self.key_bits() / 8)
+    }
+    /// Length of the salt taken from KEYMAT after the key: 4 for the AEADs (RFC 4106
+    /// section 8.1, RFC 7634 section 2), 0 for AES-CBC.
+    pub fn salt_len(self) -> usize {
+        if self.is_aead() {
+            4
+        } else {
+            0
+        }
+    }
+    /// Length of the encryption part of KEYMAT: key then salt.
+    pub fn keymat_len(self) -> usize {
+        self.key_len() + self.salt_len()
+    }
+    /// An AEAD (integrity included; no integrity transform, RFC 7296 3.3).
+    pub fn is_aead(self) -> bool {
+        !matches!(self, Self::AesCbc128 | Self::AesCbc192 | Self::AesCbc256)
     }
     /// From transform ID and key-length attribute.
     pub fn from_iana(id: u16, key_bits: Option<u16>) -> Option<Self> {
         match (id, key_bits) {
             (Self::AES_GCM_16_ID, Some(128)) => Some(Self::AesGcm16_128),
             (Self::AES_GCM_16_ID, Some(256)) => Some(Self::AesGcm16_256),
+            (Self::AES_CBC_ID, Some(128)) => Some(Self::AesCbc128),
+            (Self::AES_CBC_ID, Some(192)) => Some(Self::AesCbc192),
+            (Self::AES_CBC_ID, Some(256)) => Some(Self::AesCbc256),
+            (Self::CHACHA20_POLY1305_ID, None) => Some(Self::ChaCha20Poly1305),
             _ => None,
         }
     }
@@ -43,12 +100,21 @@ impl EncrAlg {
         match self {
             Self::AesGcm16_128 => "aes128gcm16",
             Self::AesGcm16_256 => "aes256gcm16",
+            Self::AesCbc128 => "aes128",
+            Self::AesCbc192 => "aes192",
+            Self::AesCbc256 => "aes256",
+            Self::ChaCha20Poly1305 => "chacha20poly1305",
         }
     }
     fn from_keyword(s: &str) -> Option<Self> {
+        // strongSwan's spellings: `aes` alone is AES-CBC-128.
         match s {
             "aes128gcm16" | "aes128gcm128" => Some(Self::AesGcm16_128),
             "aes256gcm16" | "aes256gcm128" => Some(Self::AesGcm16_256),
+            "aes" | "aes128" | "aes128cbc" => Some(Self::AesCbc128),
+            "aes192" | "aes192cbc" => Some(Self::AesCbc192),
+            "aes256" | "aes256cbc" => Some(Self::AesCbc256),
+            "chacha20poly1305" => Some(Self::ChaCha20Poly1305),
             _ => None,
         }
     }
@@ -59,7 +125,91 @@ impl fmt::Display for EncrAlg {
         match self {
             Self::AesGcm16_128 => f.write_str("AES_GCM_16-128"),
             Self::AesGcm16_256 => f.write_str("AES_GCM_16-256"),
+            Self::AesCbc128 => f.write_str("AES_CBC-128"),
+            Self::AesCbc192 => f.write_str("AES_CBC-192"),
+            Self::AesCbc256 => f.write_str("AES_CBC-256"),
+            Self::ChaCha20Poly1305 => f.write_str("CHACHA20_POLY1305"),
         }
+    }
+}
+
+/// Integrity algorithms (transform type 3) for ESP with AES-CBC: HMAC-SHA1-96 (RFC
+/// 2404) and HMAC-SHA2 truncated to half the hash (RFC 4868).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum IntegAlg {
+    /// AUTH_HMAC_SHA1_96 (2).
+    HmacSha1_96,
+    /// AUTH_HMAC_SHA2_256_128 (12).
+    HmacSha256_128,
+    /// AUTH_HMAC_SHA2_384_192 (13).
+    HmacSha384_192,
+    /// AUTH_HMAC_SHA2_512_256 (14).
+    HmacSha512_256,
+}
+
+impl IntegAlg {
+    /// Every integrity algorithm.
+    pub const ALL: [Self; 4] = [Self::HmacSha1_96, Self::HmacSha256_128, Self::HmacSha384_192, Self::HmacSha512_256];
+    /// Transform ID (type 3).
+    pub fn transform_id(self) -> u16 {
+        match self {
+            Self::HmacSha1_96 => 2,
+            Self::HmacSha256_128 => 12,
+            Self::HmacSha384_192 => 13,
+            Self::HmacSha512_256 => 14,
+        }
+    }
+    /// From transform ID.
+    pub fn from_iana(id: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.transform_id() == id)
+    }
+    /// Key length in bytes: the hash output length (RFC 2404 section 3, RFC 4868 2.1.1).
+    pub fn key_len(self) -> usize {
+        match self {
+            Self::HmacSha1_96 => 20,
+            Self::HmacSha256_128 => 32,
+            Self::HmacSha384_192 => 48,
+            Self::HmacSha512_256 => 64,
+        }
+    }
+    /// Length of the truncated ICV in bytes.
+    pub fn icv_len(self) -> usize {
+        match self {
+            Self::HmacSha1_96 => 12,
+            Self::HmacSha256_128 => 16,
+            Self::HmacSha384_192 => 24,
+            Self::HmacSha512_256 => 32,
+        }
+    }
+    /// swanctl keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Self::HmacSha1_96 => "sha1",
+            Self::HmacSha256_128 => "sha256",
+            Self::HmacSha384_192 => "sha384",
+            Self::HmacSha512_256 => "sha512",
+        }
+    }
+    fn from_keyword(s: &str) -> Option<Self> {
+        // strongSwan's spellings: `sha` is SHA1, `sha2_256` etc. the SHA2 ones.
+        match s {
+            "sha" | "sha1" => Some(Self::HmacSha1_96),
+            "sha256" | "sha2_256" => Some(Self::HmacSha256_128),
+            "sha384" | "sha2_384" => Some(Self::HmacSha384_192),
+            "sha512" | "sha2_512" => Some(Self::HmacSha512_256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for IntegAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::HmacSha1_96 => "HMAC_SHA1_96",
+            Self::HmacSha256_128 => "HMAC_SHA2_256_128",
+            Self::HmacSha384_192 => "HMAC_SHA2_384_192",
+            Self::HmacSha512_256 => "HMAC_SHA2_512_256",
+        })
     }
 }
 
@@ -271,10 +421,16 @@ pub struct IkeProposal {
 }
 
 /// One ESP proposal. A non-empty `dh` asks for PFS on CREATE_CHILD_SA.
+///
+/// Either every encryption algorithm is an AEAD and `integ` is empty, or none is and
+/// `integ` names at least one integrity algorithm ([`EspProposal::parse`] checks).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EspProposal {
     /// Encryption algorithms, in preference order.
     pub encr: Vec<EncrAlg>,
+    /// Integrity algorithms, in preference order (empty with AEADs).
+    #[serde(default)]
+    pub integ: Vec<IntegAlg>,
     /// PFS groups, in preference order (empty: no PFS).
     pub dh: Vec<DhGroup>,
     /// Extended sequence numbers offered.
@@ -292,10 +448,16 @@ fn unknown(kw: &str, s: &str) -> String {
 impl IkeProposal {
     /// Parses a swanctl-style IKE proposal, e.g. `aes256gcm16-prfsha256-x25519`.
     /// Every transform type must appear at least once.
+    ///
+    /// The IKE SA still speaks AES-GCM only: AES-CBC, ChaCha20-Poly1305 and integrity
+    /// keywords are refused here until `ike` negotiates them (issue 10).
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut p = Self { encr: vec![], prf: vec![], dh: vec![] };
         for kw in split_keywords(s) {
             if let Some(e) = EncrAlg::from_keyword(kw) {
+                if !matches!(e, EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256) {
+                    return Err(format!("{kw:?} in IKE proposal {s:?} is not supported for IKE yet (only for ESP)"));
+                }
                 p.encr.push(e);
             } else if let Some(f) = PrfAlg::from_keyword(kw) {
                 p.prf.push(f);
@@ -332,12 +494,16 @@ impl fmt::Display for IkeProposal {
 }
 
 impl EspProposal {
-    /// Parses a swanctl-style ESP proposal, e.g. `aes256gcm16` or `aes256gcm16-x25519-esn`.
+    /// Parses a swanctl-style ESP proposal, e.g. `aes256gcm16`, `aes256gcm16-x25519-esn`
+    /// or `aes128-sha1-modp...`. AES-CBC needs at least one integrity keyword; the
+    /// AEADs take none, and the two kinds are not mixed in one proposal (write two).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut p = Self { encr: vec![], dh: vec![], esn: false };
+        let mut p = Self { encr: vec![], integ: vec![], dh: vec![], esn: false };
         for kw in split_keywords(s) {
             if let Some(e) = EncrAlg::from_keyword(kw) {
                 p.encr.push(e);
+            } else if let Some(i) = IntegAlg::from_keyword(kw) {
+                p.integ.push(i);
             } else if let Some(g) = DhGroup::from_keyword(kw) {
                 p.dh.push(g);
             } else if kw == "esn" {
@@ -351,14 +517,29 @@ impl EspProposal {
         if p.encr.is_empty() {
             return Err(format!("ESP proposal {s:?} names no encryption algorithm (e.g. aes256gcm16)"));
         }
+        let aeads = p.encr.iter().filter(|e| e.is_aead()).count();
+        if aeads != 0 && aeads != p.encr.len() {
+            return Err(format!("ESP proposal {s:?} mixes AEAD and non-AEAD ciphers; write one proposal for each"));
+        }
+        if aeads == 0 && p.integ.is_empty() {
+            return Err(format!("ESP proposal {s:?} names AES-CBC but no integrity algorithm (e.g. sha256)"));
+        }
+        if aeads != 0 && !p.integ.is_empty() {
+            return Err(format!("ESP proposal {s:?} names an integrity algorithm with an AEAD cipher"));
+        }
         Ok(p)
     }
 }
 
 impl fmt::Display for EspProposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<&str> =
-            self.encr.iter().map(|e| e.keyword()).chain(self.dh.iter().map(|d| d.keyword())).collect();
+        let mut parts: Vec<&str> = self
+            .encr
+            .iter()
+            .map(|e| e.keyword())
+            .chain(self.integ.iter().map(|i| i.keyword()))
+            .chain(self.dh.iter().map(|d| d.keyword()))
+            .collect();
         if self.esn {
             parts.push("esn");
         }
@@ -381,13 +562,59 @@ mod tests {
         assert_eq!(e.dh, vec![DhGroup::Ecp256]);
         assert!(IkeProposal::parse("aes256gcm16-prfsha256").unwrap_err().contains("key exchange"));
         assert!(IkeProposal::parse("aes256cbc-prfsha256-x25519").unwrap_err().contains("aes256cbc"));
+        assert!(IkeProposal::parse("aes3-prfsha256-x25519").unwrap_err().contains("aes3"));
         assert!(EspProposal::parse("3des").is_err());
     }
 
     #[test]
+    fn parses_esp_cbc_and_chacha() {
+        let e = EspProposal::parse("aes128-sha1").unwrap();
+        assert_eq!(
+            (e.encr.as_slice(), e.integ.as_slice()),
+            ([EncrAlg::AesCbc128].as_slice(), [IntegAlg::HmacSha1_96].as_slice())
+        );
+        let e = EspProposal::parse("aes256-aes192-sha512-sha384-sha256-ecp256-esn").unwrap();
+        assert_eq!(e.encr, vec![EncrAlg::AesCbc256, EncrAlg::AesCbc192]);
+        assert_eq!(e.integ, vec![IntegAlg::HmacSha512_256, IntegAlg::HmacSha384_192, IntegAlg::HmacSha256_128]);
+        assert_eq!(e.to_string(), "aes256-aes192-sha512-sha384-sha256-ecp256-esn");
+        assert_eq!(EspProposal::parse("aes-sha").unwrap(), EspProposal::parse("aes128-sha1").unwrap());
+        let c = EspProposal::parse("chacha20poly1305").unwrap();
+        assert_eq!((c.encr, c.integ.is_empty()), (vec![EncrAlg::ChaCha20Poly1305], true));
+        assert!(EspProposal::parse("aes128").unwrap_err().contains("integrity"));
+        assert!(EspProposal::parse("aes128gcm16-sha256").unwrap_err().contains("AEAD"));
+        assert!(EspProposal::parse("aes128gcm16-aes128-sha256").unwrap_err().contains("mixes"));
+        assert!(IkeProposal::parse("aes128-prfsha256-x25519").unwrap_err().contains("not supported for IKE"));
+    }
+
+    #[test]
+    fn key_material_lengths() {
+        let lens: Vec<(usize, usize, Option<u16>)> =
+            EncrAlg::ALL.iter().map(|e| (e.key_len(), e.keymat_len(), e.key_length_attr())).collect();
+        assert_eq!(
+            lens,
+            [
+                (16, 20, Some(128)),
+                (32, 36, Some(256)),
+                (32, 36, None),
+                (16, 16, Some(128)),
+                (24, 24, Some(192)),
+                (32, 32, Some(256))
+            ]
+        );
+        let integ: Vec<(u16, usize, usize)> =
+            IntegAlg::ALL.iter().map(|i| (i.transform_id(), i.key_len(), i.icv_len())).collect();
+        assert_eq!(integ, [(2, 20, 12), (12, 32, 16), (13, 48, 24), (14, 64, 32)]);
+    }
+
+    #[test]
     fn iana_round_trip() {
-        for e in [EncrAlg::AesGcm16_128, EncrAlg::AesGcm16_256] {
-            assert_eq!(EncrAlg::from_iana(e.transform_id(), Some(e.key_bits())), Some(e));
+        for e in EncrAlg::ALL {
+            assert_eq!(EncrAlg::from_iana(e.transform_id(), e.key_length_attr()), Some(e));
+        }
+        assert_eq!(EncrAlg::from_iana(EncrAlg::CHACHA20_POLY1305_ID, Some(256)), None);
+        assert_eq!(EncrAlg::from_iana(EncrAlg::AES_CBC_ID, None), None);
+        for i in IntegAlg::ALL {
+            assert_eq!(IntegAlg::from_iana(i.transform_id()), Some(i));
         }
         for p in [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512] {
             assert_eq!(PrfAlg::from_iana(p.transform_id()), Some(p));

@@ -16,7 +16,7 @@ mod selector;
 mod time;
 mod timers;
 
-pub use algorithms::{DhGroup, EncrAlg, EspProposal, IkeProposal, PrfAlg};
+pub use algorithms::{DhGroup, EncrAlg, EspProposal, IkeProposal, IntegAlg, PrfAlg};
 pub use identity::Identity;
 pub use selector::TrafficSelector;
 pub use time::Timestamp;
@@ -70,46 +70,89 @@ pub struct SaEndpoints {
     pub encap: Option<UdpEncap>,
 }
 
-/// AEAD key material for one direction of a CHILD_SA (RFC 4106: key plus 4-byte salt).
+/// ESP key material for one direction of a CHILD_SA: the encryption key (with the
+/// 4-byte salt of the AEADs, RFC 4106 section 8.1, RFC 7634 section 2) and, for
+/// AES-CBC, the integrity key.
 ///
-/// The key bytes are zeroized on drop and never printed by `Debug`.
+/// `ike` fills it from its KEYMAT slice for the direction, which RFC 7296 section 2.17
+/// orders encryption key first, then integrity key: [`EspKey::keymat_len`] says how long
+/// that slice is, [`EspKey::from_keymat`] splits it ([`EspKey::pair_from_keymat`] both
+/// directions of a whole KEYMAT, initiator-to-responder first). The key bytes are zeroized on drop
+/// and never printed by `Debug`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct AeadKey {
+pub struct EspKey {
     #[zeroize(skip)]
-    alg: EncrAlg,
+    encr: EncrAlg,
+    #[zeroize(skip)]
+    integ: Option<IntegAlg>,
     key: Vec<u8>,
     salt: [u8; 4],
+    integ_key: Vec<u8>,
 }
 
-impl AeadKey {
-    /// Builds a key from the KEYMAT slice of RFC 4106 section 8.1: the cipher key
-    /// followed by the 4-byte salt. Returns `None` if the length does not match `alg`.
-    pub fn from_keymat(alg: EncrAlg, keymat: &[u8]) -> Option<Self> {
-        let klen = alg.key_len();
-        if keymat.len() != klen + 4 {
+impl EspKey {
+    /// Length of one direction's KEYMAT for this pair, or `None` if the pair is not
+    /// valid (an AEAD with an integrity algorithm, AES-CBC without one).
+    pub fn keymat_len(encr: EncrAlg, integ: Option<IntegAlg>) -> Option<usize> {
+        match (encr.is_aead(), integ) {
+            (true, None) => Some(encr.keymat_len()),
+            (false, Some(i)) => Some(encr.keymat_len() + i.key_len()),
+            _ => None,
+        }
+    }
+    /// Splits one direction's KEYMAT (RFC 7296 2.17): the cipher key, the salt (AEADs
+    /// only), then the integrity key (AES-CBC only). Returns `None` if the length does
+    /// not match or the pair is not valid (see [`Self::keymat_len`]).
+    pub fn from_keymat(encr: EncrAlg, integ: Option<IntegAlg>, keymat: &[u8]) -> Option<Self> {
+        if keymat.len() != Self::keymat_len(encr, integ)? {
             return None;
         }
+        let (key, rest) = keymat.split_at(encr.key_len());
+        let (salt_bytes, integ_key) = rest.split_at(encr.salt_len());
         let mut salt = [0u8; 4];
-        salt.copy_from_slice(&keymat[klen..]);
-        Some(Self { alg, key: keymat[..klen].to_vec(), salt })
+        salt.get_mut(..salt_bytes.len())?.copy_from_slice(salt_bytes);
+        Some(Self { encr, integ, key: key.to_vec(), salt, integ_key: integ_key.to_vec() })
     }
-    /// The algorithm.
+    /// Splits a CHILD SA's whole KEYMAT (RFC 7296 2.17): the initiator-to-responder
+    /// keys first, then the responder-to-initiator keys, each encryption key (and salt)
+    /// then integrity key. Returns (initiator-to-responder, responder-to-initiator), or
+    /// `None` if `keymat` is not exactly `2 * keymat_len` bytes or the pair is invalid.
+    pub fn pair_from_keymat(encr: EncrAlg, integ: Option<IntegAlg>, keymat: &[u8]) -> Option<(Self, Self)> {
+        let len = Self::keymat_len(encr, integ)?;
+        if keymat.len() != 2 * len {
+            return None;
+        }
+        let (i_to_r, r_to_i) = keymat.split_at(len);
+        Some((Self::from_keymat(encr, integ, i_to_r)?, Self::from_keymat(encr, integ, r_to_i)?))
+    }
+    /// The encryption algorithm.
     pub fn alg(&self) -> EncrAlg {
-        self.alg
+        self.encr
     }
-    /// The cipher key (16 or 32 bytes).
+    /// The integrity algorithm (`Some` exactly for AES-CBC).
+    pub fn integ(&self) -> Option<IntegAlg> {
+        self.integ
+    }
+    /// The cipher key (16, 24 or 32 bytes).
     pub fn key(&self) -> &[u8] {
         &self.key
     }
-    /// The 4-byte implicit nonce salt.
+    /// The 4-byte implicit nonce salt of the AEADs (zero for AES-CBC).
     pub fn salt(&self) -> [u8; 4] {
         self.salt
     }
+    /// The integrity key (empty for the AEADs).
+    pub fn integ_key(&self) -> &[u8] {
+        &self.integ_key
+    }
 }
 
-impl fmt::Debug for AeadKey {
+impl fmt::Debug for EspKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AeadKey({}, <redacted>)", self.alg)
+        match self.integ {
+            Some(i) => write!(f, "EspKey({}, {i}, <redacted>)", self.encr),
+            None => write!(f, "EspKey({}, <redacted>)", self.encr),
+        }
     }
 }
 
@@ -133,8 +176,8 @@ pub struct SaParams {
     pub child: ChildRef,
     /// Outer addresses and encapsulation.
     pub endpoints: SaEndpoints,
-    /// AEAD key and salt.
-    pub key: AeadKey,
+    /// Algorithms and keys.
+    pub key: EspKey,
     /// Anti-replay window size in packets (inbound only; 0 disables the check).
     pub replay_window: u32,
     /// Extended (64-bit) sequence numbers negotiated.
@@ -226,4 +269,35 @@ pub enum DatapathEvent {
         /// What ran out.
         reason: ExpiryReason,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn esp_key_splits_keymat_in_rfc7296_order() {
+        let km: Vec<u8> = (0..36).collect();
+        let g = EspKey::from_keymat(EncrAlg::AesGcm16_256, None, &km).unwrap();
+        assert_eq!((g.key(), g.salt(), g.integ_key()), (&km[..32], [32, 33, 34, 35], &[][..]));
+        let c = EspKey::from_keymat(EncrAlg::ChaCha20Poly1305, None, &km).unwrap();
+        assert_eq!((c.key(), c.salt()), (&km[..32], [32, 33, 34, 35]));
+        let km: Vec<u8> = (0..36).collect();
+        let k = EspKey::from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), &km).unwrap();
+        assert_eq!((k.key(), k.salt(), k.integ_key()), (&km[..16], [0; 4], &km[16..]));
+        assert_eq!(EspKey::keymat_len(EncrAlg::AesCbc256, Some(IntegAlg::HmacSha512_256)), Some(96));
+        assert_eq!(EspKey::keymat_len(EncrAlg::AesCbc192, None), None);
+        assert_eq!(EspKey::keymat_len(EncrAlg::AesGcm16_128, Some(IntegAlg::HmacSha256_128)), None);
+        assert!(EspKey::from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), &km[..35]).is_none());
+        assert!(EspKey::from_keymat(EncrAlg::AesCbc128, None, &km[..16]).is_none());
+        assert!(!format!("{k:?}").contains("16"), "no key bytes in Debug: {k:?}");
+        // Both directions: i->r (encryption key, integrity key), then r->i.
+        let km: Vec<u8> = (0..2 * 48).collect();
+        let (ir, ri) = EspKey::pair_from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128), &km).unwrap();
+        assert_eq!((ir.key(), ir.integ_key()), (&km[..16], &km[16..48]));
+        assert_eq!((ri.key(), ri.integ_key()), (&km[48..64], &km[64..96]));
+        assert!(EspKey::pair_from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128), &km[1..]).is_none());
+        let (ir, ri) = EspKey::pair_from_keymat(EncrAlg::AesGcm16_128, None, &km[..40]).unwrap();
+        assert_eq!((ir.key(), ir.salt(), ri.key(), ri.salt()), (&km[..16], [16, 17, 18, 19], &km[20..36], [36, 37, 38, 39]));
+    }
 }

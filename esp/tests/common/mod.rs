@@ -3,8 +3,8 @@
 
 use esp::{Opened, SaTable, Sealed};
 use ipsec_types::{
-    AeadKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
-    UdpEncap,
+    ChildRef, DatapathCommand, Direction, EncrAlg, EspKey, IntegAlg, SaEndpoints, SaParams, Spi, Timestamp,
+    TrafficSelector, UdpEncap,
 };
 
 pub const NOW: Timestamp = Timestamp::ZERO;
@@ -13,9 +13,27 @@ pub fn ts(s: &str) -> TrafficSelector {
     TrafficSelector::parse_cidr(s).unwrap()
 }
 
-pub fn key(alg: EncrAlg, fill: u8) -> AeadKey {
-    let km: Vec<u8> = (0..alg.key_len() + 4).map(|i| fill.wrapping_add(i as u8)).collect();
-    AeadKey::from_keymat(alg, &km).unwrap()
+pub fn key(alg: EncrAlg, fill: u8) -> EspKey {
+    suite_key((alg, None), fill)
+}
+
+/// An encryption algorithm and, for AES-CBC, its integrity algorithm.
+pub type Suite = (EncrAlg, Option<IntegAlg>);
+
+/// Every ESP suite: the AEADs, and AES-CBC of each key size with each HMAC.
+pub fn suites() -> Vec<Suite> {
+    let mut v: Vec<Suite> = EncrAlg::ALL.iter().filter(|e| e.is_aead()).map(|e| (*e, None)).collect();
+    for e in EncrAlg::ALL.iter().filter(|e| !e.is_aead()) {
+        v.extend(IntegAlg::ALL.iter().map(|i| (*e, Some(*i))));
+    }
+    v
+}
+
+/// KEYMAT for `suite` (bytes counting up from `fill`), split as `ike` would.
+pub fn suite_key(suite: Suite, fill: u8) -> EspKey {
+    let len = EspKey::keymat_len(suite.0, suite.1).unwrap();
+    let km: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
+    EspKey::from_keymat(suite.0, suite.1, &km).unwrap()
 }
 
 pub fn endpoints() -> SaEndpoints {

@@ -254,7 +254,7 @@ impl WanIo for MemWan {
 pub mod sas {
     use esp::{Opened, SaTable, Sealed};
     use ipsec_types::{
-        AeadKey, ChildRef, DatapathCommand, Direction, EncrAlg, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
+        ChildRef, DatapathCommand, Direction, EncrAlg, EspKey, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector,
         UdpEncap,
     };
     use std::net::IpAddr;
@@ -282,7 +282,7 @@ pub mod sas {
                 remote: IpAddr::from(remote),
                 encap: encap.then_some(UdpEncap { local_port: 4500, remote_port: 4500 }),
             },
-            key: AeadKey::from_keymat(EncrAlg::AesGcm16_128, &km).unwrap(),
+            key: EspKey::from_keymat(EncrAlg::AesGcm16_128, None, &km).unwrap(),
             replay_window: 1024,
             esn: false,
             local_ts: vec![ts(mine)],

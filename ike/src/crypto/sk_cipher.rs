@@ -36,6 +36,8 @@ impl SkCipher {
         let alg = match encr {
             EncrAlg::AesGcm16_128 => &aead::AES_128_GCM,
             EncrAlg::AesGcm16_256 => &aead::AES_256_GCM,
+            // Not negotiated for IKE yet (`IkeProposal::parse` refuses them).
+            EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256 | EncrAlg::ChaCha20Poly1305 => return None,
         };
         let key = aead::LessSafeKey::new(aead::UnboundKey::new(alg, key_bytes).ok()?);
         let mut salt = Zeroizing::new([0u8; GCM_SALT_LEN]);

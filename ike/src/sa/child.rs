@@ -12,7 +12,7 @@ use super::{Ctx, IkeSa};
 use crate::api::{ChildSaStatus, Event, Output};
 use crate::proposal::EspAlgs;
 use ipsec_types::{
-    AeadKey, ChildRef, DatapathCommand, Direction, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
+    ChildRef, DatapathCommand, Direction, EspKey, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
     VolumeLimits,
 };
 use std::net::SocketAddr;
@@ -328,8 +328,8 @@ pub(crate) fn install(
     let (i2r, r2i) =
         crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, keying.shared, keying.ni, keying.nr);
     let (kin, kout) = if keying.we_initiated { (r2i, i2r) } else { (i2r, r2i) };
-    let key_in = AeadKey::from_keymat(algs.encr, &kin)?;
-    let key_out = AeadKey::from_keymat(algs.encr, &kout)?;
+    let key_in = EspKey::from_keymat(algs.encr, None, &kin)?;
+    let key_out = EspKey::from_keymat(algs.encr, None, &kout)?;
     let encap = sa.nat.then(|| UdpEncap {
         local_port: ctx.natt_port,
         remote_port: if sa.remote.port() == ctx.ike_port { ctx.natt_port } else { sa.remote.port() },
@@ -353,7 +353,7 @@ pub(crate) fn install(
     let limits = volume_limits(cfg.timers.child_rekey_bytes, cfg.timers.child_rekey_packets);
     let endpoints = child.endpoints(sa.local, sa.remote);
     let child_ref = ChildRef { tunnel: cfg.name.clone(), child_id: child.child_id };
-    let params = |spi: Spi, direction, key: AeadKey, replay_window| SaParams {
+    let params = |spi: Spi, direction, key: EspKey, replay_window| SaParams {
         spi,
         direction,
         child: child_ref.clone(),
