@@ -536,12 +536,12 @@ fn psk_rules() {
 #[test]
 fn proposal_rules() {
     let base = minimal("", "ike_proposals = [\"aes256gcm16-prfsha256-x25519\"]\nesp_proposals = [\"aes256gcm16\"]");
-    let text = replace_line(&base, "ike_proposals", "ike_proposals = [\"aes256gcm16-prfsha256-modp1024\"]");
+    let text = replace_line(&base, "ike_proposals", "ike_proposals = [\"aes256gcm16-prfsha256-modp8192\"]");
     assert_err(
         &err(&text),
         line_with(&text, "ike_proposals"),
         "tunnel[0].ike_proposals",
-        "unknown proposal keyword \"modp1024\"",
+        "unknown proposal keyword \"modp8192\"",
     );
     let text = replace_line(&base, "esp_proposals", "esp_proposals = [\"aes256gcm16\", \"3des\"]");
     assert_err(
