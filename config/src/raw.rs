@@ -49,6 +49,8 @@ pub(crate) struct RawTunnel {
     pub esp_proposals: Option<Spanned<Vec<Spanned<String>>>>,
     pub encapsulation: Option<Spanned<String>>,
     pub replay_window: Option<Spanned<u32>>,
+    pub fragmentation: Option<Spanned<bool>>,
+    pub fragment_size: Option<Spanned<i64>>,
     pub ike_rekey_time: Option<Spanned<NumOrText>>,
     pub ike_life_time: Option<Spanned<NumOrText>>,
     pub child_rekey_time: Option<Spanned<NumOrText>>,

@@ -90,7 +90,8 @@ pub fn status(r: &StatusReport) -> String {
     let _ = writeln!(
         o,
         "IKE: {} half-open; refused: malformed {}, unknown SPI {}, COOKIE required {}, half-open cap {}, \
-         rate-limited {}, no proposal {}, CHILD SA cap {}; COOKIEs sent {}",
+         rate-limited {}, no proposal {}, CHILD SA cap {}; COOKIEs sent {}; fragments dropped: malformed {}, \
+         unauthenticated {}, over limit {}, duplicate {}",
         ike.half_open,
         x.malformed,
         x.unknown_spi,
@@ -99,7 +100,11 @@ pub fn status(r: &StatusReport) -> String {
         x.rate_limited,
         x.refused_proposal,
         x.child_sa_cap,
-        x.cookies_sent
+        x.cookies_sent,
+        x.fragment_malformed,
+        x.fragment_unauthenticated,
+        x.fragment_limit,
+        x.fragment_duplicate
     );
     for t in &r.tunnels {
         o.push('\n');
@@ -307,7 +312,8 @@ mod tests {
             out.lines().nth(1),
             Some(
                 "IKE: 2 half-open; refused: malformed 1, unknown SPI 2, COOKIE required 3, half-open cap 4, \
-                 rate-limited 5, no proposal 6, CHILD SA cap 7; COOKIEs sent 8"
+                 rate-limited 5, no proposal 6, CHILD SA cap 7; COOKIEs sent 8; fragments dropped: malformed 9, \
+                 unauthenticated 10, over limit 11, duplicate 12"
             )
         );
     }

@@ -91,6 +91,10 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             refused_proposal: d.refused_proposal,
             child_sa_cap: d.child_sa_cap,
             cookies_sent: d.cookies_sent,
+            fragment_malformed: d.fragment_malformed,
+            fragment_unauthenticated: d.fragment_unauthenticated,
+            fragment_limit: d.fragment_limit,
+            fragment_duplicate: d.fragment_duplicate,
         },
     };
     StatusReport {
@@ -283,6 +287,10 @@ pub(crate) mod tests {
                 refused_proposal: 6,
                 child_sa_cap: 7,
                 cookies_sent: 8,
+                fragment_malformed: 9,
+                fragment_unauthenticated: 10,
+                fragment_limit: 11,
+                fragment_duplicate: 12,
             },
             esp,
             global: &global,
@@ -330,9 +338,13 @@ pub(crate) mod tests {
                 d.rate_limited,
                 d.refused_proposal,
                 d.child_sa_cap,
-                d.cookies_sent
+                d.cookies_sent,
+                d.fragment_malformed,
+                d.fragment_unauthenticated,
+                d.fragment_limit,
+                d.fragment_duplicate
             ],
-            [1, 2, 3, 4, 5, 6, 7, 8]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
     }
 

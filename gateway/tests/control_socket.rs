@@ -42,6 +42,10 @@ fn report() -> StatusReport {
                 refused_proposal: 26,
                 child_sa_cap: 27,
                 cookies_sent: 28,
+                fragment_malformed: 29,
+                fragment_unauthenticated: 30,
+                fragment_limit: 31,
+                fragment_duplicate: 32,
             },
         },
         tunnels: vec![
@@ -337,7 +341,8 @@ fn vpnctl_renders_the_status_and_json() {
     for needle in [
         "vpngw 0.1.0 (pid 4242), up 2h 01m",
         "\nIKE: 17 half-open; refused: malformed 21, unknown SPI 22, COOKIE required 23, half-open cap 24, \
-         rate-limited 25, no proposal 26, CHILD SA cap 27; COOKIEs sent 28\n",
+         rate-limited 25, no proposal 26, CHILD SA cap 27; COOKIEs sent 28; fragments dropped: malformed 29, \
+         unauthenticated 30, over limit 31, duplicate 32\n",
         "tunnel site-b: ESTABLISHED, responder",
         "initiator 00000000000000aa, responder 00000000000000bb (ours)",
         "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256",

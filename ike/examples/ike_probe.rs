@@ -74,6 +74,7 @@ fn main() {
             timeout: secs_env("PROBE_DPD_TIMEOUT", 150),
             action: ipsec_types::DpdAction::Restart,
         },
+        fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
     };
     let secs: u64 = arg(9).parse().unwrap_or_else(|_| die("seconds"));
     let local_ip = peer.local_addr;

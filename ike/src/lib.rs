@@ -71,6 +71,9 @@ mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use api::{ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit};
+pub use api::{
+    ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,
+    DEFAULT_FRAGMENT_SIZE,
+};
 pub use down::DownReason;
 pub use endpoint::{Endpoint, IkeDrops, Limits};

@@ -59,6 +59,7 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         // The default lifetimes (4 h / 1 h, +10 %), without jitter; no liveness checks.
         timers: SaTimers { rekey_jitter_percent: 0, ..SaTimers::default() },
         dpd: Dpd { delay: None, ..Dpd::default() },
+        fragment_size: Some(crate::api::DEFAULT_FRAGMENT_SIZE),
     }
 }
 
@@ -295,6 +296,10 @@ impl Pair {
     }
 }
 
+#[doc(hidden)]
+pub use crate::message::fragment::probe::{fragment_probe, ProbeResult, ReassemblyProbe};
+#[doc(hidden)]
+pub use crate::message::fragment::{FragDrop, MAX_FRAGMENTS, MAX_REASSEMBLED};
 #[doc(hidden)]
 pub use crate::message::probe::{decrypt_cost_probe, parse_cost_probe, seal_probe, PROBE_MAX_PAYLOADS};
 #[doc(hidden)]

@@ -67,6 +67,7 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         replay_window: 64,
         timers: ipsec_types::SaTimers { rekey_jitter_percent: 0, ..ipsec_types::SaTimers::default() },
         dpd: ipsec_types::Dpd { delay: None, timeout: Duration::from_secs(150), action: ipsec_types::DpdAction::Clear },
+        fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
     })
 }
 
