@@ -158,6 +158,9 @@ fn defaults() {
     assert_eq!(t.start, StartAction::Respond);
     assert_eq!(t.encapsulation, Encapsulation::Auto);
     assert_eq!(t.replay_window, 1024);
+    assert!(t.fragmentation);
+    assert_eq!(t.fragment_size, config::DEFAULT_FRAGMENT_SIZE);
+    assert_eq!(t.fragment_size, 1280);
     assert_eq!(t.ike_proposals, vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap()]);
     assert_eq!(t.esp_proposals, vec![EspProposal::parse("aes256gcm16").unwrap()]);
     assert_eq!(t.psk.0.as_slice(), b"0123456789abcdef0123");
@@ -618,6 +621,16 @@ fn range_and_enum_checks() {
         let text = t(&format!("replay_window = {w}"));
         assert_err(&err(&text), line_with(&text, "replay_window"), "tunnel[0].replay_window", "outside");
     }
+    for size in ["575", "0", "-1", "65536"] {
+        let text = t(&format!("fragment_size = {size}"));
+        assert_err(&err(&text), line_with(&text, "fragment_size"), "tunnel[0].fragment_size", "outside 576..=65535");
+    }
+    let text = t("fragmentation = \"yes\"");
+    assert_err(&err(&text), line_with(&text, "fragmentation"), "tunnel[0].fragmentation", "invalid type");
+    let v6 = t("fragment_size = 1279").replace("192.0.2.1", "2001:db8::1").replace("192.0.2.2", "2001:db8::2");
+    assert_err(&err(&v6), line_with(&v6, "fragment_size"), "tunnel[0].fragment_size", "outside 1280..=65535");
+    let c = ok(&t("fragmentation = false\nfragment_size = 576"));
+    assert_eq!((c.tunnels[0].fragmentation, c.tunnels[0].fragment_size), (false, 576));
     assert_err(&err(&minimal("tun_mtu = 575", "")), 3, "gateway.tun_mtu", "below 576");
     assert_err(&err(&minimal("ike_port = 0", "")), 3, "gateway.ike_port", "port 0");
     assert_err(&err(&minimal("ike_port = 4500", "")), 3, "gateway.ike_port", "distinct");

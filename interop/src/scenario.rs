@@ -281,6 +281,7 @@ fn vpngw_site(
             esp_proposals: vec![ESP_PROPOSAL.into()],
             encapsulation,
             lifetimes: Lifetimes::default(),
+            extra: Vec::new(),
         }],
     }
 }

@@ -200,6 +200,29 @@ swanctl {{
     )
 }
 
+/// Settings beyond [`SwanConfig`], each line written as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwanExtra {
+    /// `charon { KEY = VALUE }` lines of strongswan.conf (e.g. `fragment_size = 576`).
+    pub charon: Vec<(String, String)>,
+    /// Lines of the connection `s2s` in swanctl.conf (e.g. `fragmentation = yes`).
+    pub connection: Vec<(String, String)>,
+}
+
+impl SwanExtra {
+    /// `strongswan_conf(dir)` with the `charon` lines added.
+    pub fn strongswan_conf(&self, dir: &Path) -> String {
+        let lines: String = self.charon.iter().map(|(k, v)| format!("    {k} = {v}\n")).collect();
+        strongswan_conf(dir).replacen("charon {\n", &format!("charon {{\n{lines}"), 1)
+    }
+
+    /// `cfg.swanctl_conf()` with the connection lines added.
+    pub fn swanctl_conf(&self, cfg: &SwanConfig) -> String {
+        let lines: String = self.connection.iter().map(|(k, v)| format!("        {k} = {v}\n")).collect();
+        cfg.swanctl_conf().replacen("        mobike = no\n", &format!("        mobike = no\n{lines}"), 1)
+    }
+}
+
 /// A running charon; dropping it stops charon by PID.
 pub struct StrongSwan {
     dir: PathBuf,
@@ -212,11 +235,16 @@ impl StrongSwan {
     /// Starting again in the same `dir` (after [`StrongSwan::kill`]) is a restart: charon
     /// comes up with no state, its log continues.
     pub fn start(ns: &Netns, cfg: &SwanConfig, dir: &Path) -> Result<Self> {
+        Self::start_with(ns, cfg, &SwanExtra::default(), dir)
+    }
+
+    /// [`StrongSwan::start`] with the settings of `extra` added to both files.
+    pub fn start_with(ns: &Netns, cfg: &SwanConfig, extra: &SwanExtra, dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir.join("swanctl"))?;
         // A killed charon leaves its socket behind; its presence means "ready" below.
         let _ = std::fs::remove_file(dir.join("charon.vici"));
-        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir))?;
-        std::fs::write(dir.join("swanctl/swanctl.conf"), cfg.swanctl_conf())?;
+        std::fs::write(dir.join("strongswan.conf"), extra.strongswan_conf(dir))?;
+        std::fs::write(dir.join("swanctl/swanctl.conf"), extra.swanctl_conf(cfg))?;
         let script = format!("mount -t tmpfs tmpfs /run && exec {CHARON}");
         let mut cmd = ns.exec(&["unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
         cmd.env("STRONGSWAN_CONF", dir.join("strongswan.conf"));
@@ -492,6 +520,20 @@ mod tests {
         assert!(text.contains(r#"secret = "a\"b""#));
         let responder = SwanConfig { initiate: false, ..cfg }.swanctl_conf();
         assert!(responder.contains("start_action = none"));
+    }
+
+    #[test]
+    fn extra_settings_land_in_their_sections() {
+        let cfg = crate::scenario::swan_site_a(true);
+        let extra = SwanExtra {
+            charon: vec![("fragment_size".into(), "576".into())],
+            connection: vec![("fragmentation".into(), "yes".into())],
+        };
+        let conf = extra.strongswan_conf(Path::new("/tmp/x"));
+        assert!(conf.starts_with("charon {\n    fragment_size = 576\n    load = "), "{conf}");
+        let swanctl = extra.swanctl_conf(&cfg);
+        assert!(swanctl.contains("        mobike = no\n        fragmentation = yes\n"), "{swanctl}");
+        assert_eq!(SwanExtra::default().swanctl_conf(&cfg), cfg.swanctl_conf());
     }
 
     #[test]

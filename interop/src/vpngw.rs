@@ -64,6 +64,8 @@ pub struct TunnelConfig {
     pub encapsulation: Encap,
     /// Rekeying, lifetime and DPD keys (unset ones keep vpngw's defaults).
     pub lifetimes: Lifetimes,
+    /// Further `[[tunnel]]` keys, as (key, TOML value) (e.g. `("fragment_size", "576")`).
+    pub extra: Vec<(String, String)>,
 }
 
 /// The lifetime and DPD keys of a tunnel, each written as given (`"10s"`, `"0%"`, `"restart"`) when set.
@@ -170,6 +172,9 @@ impl GatewayConfig {
                 }),
             ));
             s.push_str(&t.lifetimes.toml_lines());
+            for (k, v) in &t.extra {
+                s.push_str(&format!("{k} = {v}\n"));
+            }
         }
         s
     }
@@ -463,11 +468,14 @@ mod tests {
                     child_rekey_packets: Some(100),
                     ..Lifetimes::default()
                 },
+                extra: vec![("fragment_size".into(), "576".into())],
             }],
         };
         let text = cfg.to_toml(Path::new("/d"), Path::new("/d/vpngw.sock"));
         assert!(
-            text.ends_with("child_rekey_time = \"10s\"\nrekey_jitter = \"0%\"\nchild_rekey_packets = 100\n"),
+            text.ends_with(
+                "child_rekey_time = \"10s\"\nrekey_jitter = \"0%\"\nchild_rekey_packets = 100\nfragment_size = 576\n"
+            ),
             "{text}"
         );
         assert!(!text.contains("dpd_delay"));

@@ -87,6 +87,7 @@ pub fn vpngw_config(seed: &str, n: usize) -> GatewayConfig {
             esp_proposals: vec![ESP_PROPOSAL.into()],
             encapsulation: Encap::Auto,
             lifetimes: Lifetimes { dpd_delay: Some("0s".into()), ..Lifetimes::default() },
+            extra: Vec::new(),
         })
         .collect();
     GatewayConfig {
