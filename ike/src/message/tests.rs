@@ -59,7 +59,7 @@ fn parsed(p: &Payload) -> Payload {
 }
 
 fn cipher() -> SkCipher {
-    SkCipher::new(EncrAlg::AesGcm16_256, &[3u8; 36]).unwrap()
+    SkCipher::new(EncrAlg::AesGcm16_256, None, &[3u8; 36], &[]).unwrap()
 }
 
 /// Parses and decrypts `bytes` with `cipher()`.
@@ -97,14 +97,14 @@ fn repeat(t: u8, n: usize, body: &[u8]) -> Vec<u8> {
 fn sealed(first: u8, chain: &[u8]) -> Vec<u8> {
     let mut pt = chain.to_vec();
     pt.push(0);
-    seal_plaintext(header(exchange::IKE_AUTH), first, pt, &cipher(), [0; 8])
+    seal_plaintext(header(exchange::IKE_AUTH), first, pt, &cipher(), &[0; 8])
 }
 
 #[test]
 fn every_payload_type_round_trips_alone_and_chained() {
     let init_ok = |p: &Payload| Chain::Init.allows(p.ptype()).is_ok();
     for p in samples() {
-        let bytes = emit_encrypted(header(exchange::IKE_AUTH), std::slice::from_ref(&p), &cipher(), [0; 8]);
+        let bytes = emit_encrypted(header(exchange::IKE_AUTH), std::slice::from_ref(&p), &cipher(), &[0; 8]);
         assert_eq!(open(&bytes).unwrap().payloads, vec![parsed(&p)], "round trip of {p:?}");
         if init_ok(&p) {
             let bytes = emit_plain(header(exchange::IKE_SA_INIT), std::slice::from_ref(&p));
@@ -114,7 +114,7 @@ fn every_payload_type_round_trips_alone_and_chained() {
         }
     }
     let all = samples();
-    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &cipher(), [0; 8]);
+    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &cipher(), &[0; 8]);
     let m = open(&bytes).unwrap();
     assert_eq!(m.payloads, all.iter().map(parsed).collect::<Vec<_>>());
     assert_eq!(m.header.message_id, 7);
@@ -128,21 +128,21 @@ fn every_payload_type_round_trips_alone_and_chained() {
 #[test]
 fn sk_payload_round_trips_and_detects_tampering() {
     let key = [3u8; 36];
-    let c = SkCipher::new(EncrAlg::AesGcm16_256, &key).unwrap();
+    let c = SkCipher::new(EncrAlg::AesGcm16_256, None, &key, &[]).unwrap();
     let all = samples();
-    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, [0, 0, 0, 0, 0, 0, 0, 1]);
+    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, &[0, 0, 0, 0, 0, 0, 0, 1]);
     let mut m = Message::parse(&bytes).unwrap();
     assert!(m.payloads.is_empty());
     assert_eq!(m.sk.map(|s| s.1), Some(HEADER_LEN));
     m.decrypt(&bytes, &c).unwrap();
     assert_eq!(m.payloads, all.iter().map(parsed).collect::<Vec<_>>());
     // Empty (liveness) message.
-    let bytes = emit_encrypted(header(exchange::INFORMATIONAL), &[], &c, [0; 8]);
+    let bytes = emit_encrypted(header(exchange::INFORMATIONAL), &[], &c, &[0; 8]);
     let mut m = Message::parse(&bytes).unwrap();
     m.decrypt(&bytes, &c).unwrap();
     assert!(m.payloads.is_empty());
     // Any flipped bit, in the header (AAD) or the ciphertext, fails.
-    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, [1; 8]);
+    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, &[1; 8]);
     for i in [0, 20, 29, 33, 45, bytes.len() - 1] {
         let mut t = bytes.clone();
         t[i] ^= 0x10;
@@ -232,7 +232,7 @@ proptest! {
         let l = u32::try_from(data.len()).unwrap().to_be_bytes();
         data[24..28].copy_from_slice(&l);
         if let Ok(mut m) = Message::parse(&data) {
-            let c = SkCipher::new(EncrAlg::AesGcm16_128, &[1u8; 20]).unwrap();
+            let c = SkCipher::new(EncrAlg::AesGcm16_128, None, &[1u8; 20], &[]).unwrap();
             let _ = m.decrypt(&data, &c);
         }
     }
@@ -475,12 +475,12 @@ fn before_decryption_only_cleartext_payloads_are_parsed() {
         assert_eq!(msg(init, t, &[0; 8]).unwrap_err(), ParseError::Cleartext(t), "type {t}");
     }
     // IKE_SA_INIT is never encrypted.
-    let sk = emit_encrypted(init, &[], &cipher(), [0; 8]);
+    let sk = emit_encrypted(init, &[], &cipher(), &[0; 8]);
     assert_eq!(Message::parse(&sk).unwrap_err(), ParseError::Cleartext(ptype::SK));
     // Other exchanges: the SK payload alone.
     for ex in [exchange::IKE_AUTH, exchange::CREATE_CHILD_SA, exchange::INFORMATIONAL, 43] {
         let h = header(ex);
-        assert!(Message::parse(&emit_encrypted(h, &[], &cipher(), [0; 8])).unwrap().sk.is_some());
+        assert!(Message::parse(&emit_encrypted(h, &[], &cipher(), &[0; 8])).unwrap().sk.is_some());
         for t in
             [ptype::SA, ptype::KE, ptype::NONCE, ptype::IDI, ptype::AUTH, ptype::DELETE, ptype::TSI, ptype::VENDOR, 99]
         {
@@ -516,18 +516,18 @@ fn sk_padding_and_the_inner_chain_are_checked() {
     let h = header(exchange::INFORMATIONAL);
     let pt = |pad: &[u8]| [raw(0, b"vid"), pad.to_vec()].concat();
     // Pad Length counts padding octets before it; they are skipped, whatever they hold.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 2]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 2]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap().payloads, vec![Payload::Vendor(b"vid".to_vec())]);
     // Fewer padding octets than counted: they eat into the chain.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 2]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 2]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::Truncated);
     // More than the whole plaintext.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[200]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[200]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::Payload(ptype::SK));
     // More padding than counted: the chain has trailing bytes.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 1]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 1]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::Truncated);
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0, 0, 0, 4, 0]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0, 0, 0, 4, 0]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::TrailingBytes);
     // No SK payload inside the SK payload.
     assert_eq!(open(&sealed(ptype::SK, &raw(0, &[0; 30]))).unwrap_err(), ParseError::Payload(ptype::SK));

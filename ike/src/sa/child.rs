@@ -325,11 +325,18 @@ pub(crate) fn install(
     let keys = sa.state.keys()?;
     let ike_algs = keys.algs;
     let algs = new.algs;
-    let (i2r, r2i) =
-        crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, keying.shared, keying.ni, keying.nr);
+    let (i2r, r2i) = crate::crypto::derive_child_keys(
+        ike_algs.prf,
+        &keys.keys.sk_d,
+        algs.encr,
+        algs.integ,
+        keying.shared,
+        keying.ni,
+        keying.nr,
+    );
     let (kin, kout) = if keying.we_initiated { (r2i, i2r) } else { (i2r, r2i) };
-    let key_in = EspKey::from_keymat(algs.encr, None, &kin)?;
-    let key_out = EspKey::from_keymat(algs.encr, None, &kout)?;
+    let key_in = EspKey::from_keymat(algs.encr, algs.integ, &kin)?;
+    let key_out = EspKey::from_keymat(algs.encr, algs.integ, &kout)?;
     let encap = sa.nat.then(|| UdpEncap {
         local_port: ctx.natt_port,
         remote_port: if sa.remote.port() == ctx.ike_port { ctx.natt_port } else { sa.remote.port() },
