@@ -147,7 +147,7 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
     let _ = writeln!(o, "  identities   {} <-> {}", sa.local_id, sa.remote_id);
     let (ours_i, ours_r) = if sa.role == "initiator" { (" (ours)", "") } else { ("", " (ours)") };
     let _ = writeln!(o, "  IKE SPIs     initiator {}{ours_i}, responder {}{ours_r}", sa.spi_i, sa.spi_r);
-    let algs: Vec<&str> = [&sa.encr, &sa.prf, &sa.dh].into_iter().filter_map(|a| a.as_deref()).collect();
+    let algs: Vec<&str> = [&sa.encr, &sa.integ, &sa.prf, &sa.dh].into_iter().filter_map(|a| a.as_deref()).collect();
     let algs = if algs.is_empty() { "not negotiated yet".to_string() } else { algs.join("/") };
     let _ = writeln!(o, "  algorithms   {algs}");
     let nat = match (sa.nat_detected, t.encapsulation == "udp") {
@@ -205,7 +205,8 @@ fn child(o: &mut String, c: &ChildSaInfo) {
         Encapsulation::Raw => "raw ESP".to_string(),
         Encapsulation::Udp { local_port, remote_port } => format!("ESP-in-UDP {local_port}->{remote_port}"),
     };
-    let _ = writeln!(o, "    ESP          {}, {pfs}, {encap}, tunnel mode, replay window {}", c.encr, c.replay_window);
+    let cipher = c.integ.as_ref().map_or_else(|| c.encr.clone(), |i| format!("{}/{i}", c.encr));
+    let _ = writeln!(o, "    ESP          {cipher}, {pfs}, {encap}, tunnel mode, replay window {}", c.replay_window);
     let _ = writeln!(o, "    in           {}", traffic(c.inbound.as_ref()));
     let superseded = c.outbound.as_ref().is_some_and(|t| t.superseded);
     let note = if superseded { " (superseded: new traffic uses the newer SA)" } else { "" };

@@ -476,4 +476,131 @@ mod tests {
         assert_eq!(accept_esp_answer_pfs(&answer, &ours), Some((algs, 9)));
         assert_eq!(accept_esp_answer_pfs(&answer, &no_pfs), None);
     }
+
+    fn ike(s: &str) -> IkeProposal {
+        IkeProposal::parse(s).unwrap()
+    }
+    fn esp(s: &str) -> EspProposal {
+        EspProposal::parse(s).unwrap()
+    }
+    fn integ_ids(p: &Proposal) -> Vec<u16> {
+        p.transforms.iter().filter(|t| t.ttype == ttype::INTEG).map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn cbc_offers_carry_integrity_and_chacha_no_key_length() {
+        let offer = ike_offer(&[ike("aes128-sha1-sha256-modp1024")], &[]);
+        assert_eq!(integ_ids(&offer[0]), vec![2, 12]);
+        let prfs: Vec<u16> = offer[0].transforms.iter().filter(|t| t.ttype == ttype::PRF).map(|t| t.id).collect();
+        assert_eq!(prfs, vec![2, 5], "PRFs from the integrity algorithms");
+        assert!(integ_ids(&ike_offer(&[ike("aes256gcm16-prfsha256-x25519")], &[])[0]).is_empty());
+        let offer = esp_offer(&[esp("aes256-sha512-modp2048")], 1, true);
+        assert_eq!(integ_ids(&offer[0]), vec![14]);
+        let offer = esp_offer(&[esp("chacha20poly1305")], 1, false);
+        assert_eq!(offer[0].transforms[0], Transform::new(ttype::ENCR, 28, None));
+        assert!(integ_ids(&offer[0]).is_empty());
+        assert_eq!(describe(&offer), "chacha20poly1305-noesn");
+        assert_eq!(describe(&ike_offer(&[ike("aes128-sha1-modp1024")], &[])), "aes128-sha1-prfsha1-modp1024");
+    }
+
+    #[test]
+    fn cbc_selection_needs_a_common_integrity_algorithm() {
+        let ours = vec![ike("aes256-aes128-sha256-sha1-modp2048")];
+        // Our order decides: aes256, then sha256.
+        let peer = ike_offer(&[ike("aes128-aes256-sha1-sha256-prfsha256-modp2048")], &[]);
+        let (algs, _) = select_ike(&peer, &ours, Some(14)).unwrap();
+        assert_eq!((algs.encr, algs.integ), (EncrAlg::AesCbc256, Some(IntegAlg::HmacSha256_128)));
+        assert_eq!(algs.keywords(), "aes256-sha256-prfsha256-modp2048");
+        assert_eq!(accept_ike_answer(&ike_answer(algs, 1, &[]), &ours), Some(algs));
+        // No common integrity algorithm, or none offered at all: nothing.
+        let peer = ike_offer(&[ike("aes256-sha512-prfsha256-modp2048")], &[]);
+        assert_eq!(select_ike(&peer, &ours, Some(14)), None);
+        let mut bare = ike_offer(&[ike("aes256-sha256-prfsha256-modp2048")], &[]);
+        bare[0].transforms.retain(|t| t.ttype != ttype::INTEG);
+        assert_eq!(select_ike(&bare, &ours, Some(14)), None);
+    }
+
+    #[test]
+    fn aead_selection_refuses_integrity_but_takes_none() {
+        let ours = vec![ike("aes128gcm16-prfsha256-x25519")];
+        let mut peer = ike_offer(&[ike("aes128gcm16-prfsha256-x25519")], &[]);
+        peer[0].transforms.push(Transform::new(ttype::INTEG, 12, None));
+        assert_eq!(select_ike(&peer, &ours, Some(31)), None, "AEAD with a real integrity transform");
+        peer[0].transforms.push(Transform::new(ttype::INTEG, 0, None));
+        assert!(select_ike(&peer, &ours, Some(31)).is_some(), "NONE among them is fine (RFC 5282 8)");
+        // A peer proposal mixing AEAD and CBC (not valid, but seen): each cipher on its own terms.
+        let both = vec![ike("aes128gcm16-prfsha256-x25519"), ike("aes128-sha256-x25519")];
+        let mut mixed = ike_offer(&[ike("aes128-sha256-prfsha256-x25519")], &[]);
+        mixed[0].transforms.insert(0, Transform::new(ttype::ENCR, 20, Some(128)));
+        let (algs, _) = select_ike(&mixed, &both, Some(31)).unwrap();
+        assert_eq!((algs.encr, algs.integ), (EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128)));
+    }
+
+    #[test]
+    fn answers_that_mix_aead_and_integrity_are_refused() {
+        let ours = vec![ike("aes128-sha256-x25519"), ike("aes128gcm16-prfsha256-x25519")];
+        let cbc = IkeAlgs {
+            encr: EncrAlg::AesCbc128,
+            integ: Some(IntegAlg::HmacSha256_128),
+            prf: PrfAlg::HmacSha256,
+            dh: DhGroup::Curve25519,
+        };
+        let gcm = IkeAlgs { encr: EncrAlg::AesGcm16_128, integ: None, ..cbc };
+        assert_eq!(accept_ike_answer(&ike_answer(cbc, 1, &[]), &ours), Some(cbc));
+        assert_eq!(accept_ike_answer(&ike_answer(gcm, 2, &[]), &ours), Some(gcm));
+        // CBC without its integrity transform.
+        let mut a = ike_answer(cbc, 1, &[]);
+        a[0].transforms.retain(|t| t.ttype != ttype::INTEG);
+        assert_eq!(accept_ike_answer(&a, &ours), None);
+        // CBC with two.
+        let mut a = ike_answer(cbc, 1, &[]);
+        a[0].transforms.push(Transform::new(ttype::INTEG, 2, None));
+        assert_eq!(accept_ike_answer(&a, &ours), None);
+        // AEAD with one.
+        let mut a = ike_answer(gcm, 2, &[]);
+        a[0].transforms.push(Transform::new(ttype::INTEG, 12, None));
+        assert_eq!(accept_ike_answer(&a, &ours), None);
+        // An integrity algorithm we did not offer.
+        let sha1 = IkeAlgs { integ: Some(IntegAlg::HmacSha1_96), ..cbc };
+        assert_eq!(accept_ike_answer(&ike_answer(sha1, 1, &[]), &ours), None);
+        // Two ciphers.
+        let mut a = ike_answer(cbc, 1, &[]);
+        a[0].transforms.push(Transform::new(ttype::ENCR, 12, Some(256)));
+        assert_eq!(accept_ike_answer(&a, &ours), None);
+    }
+
+    #[test]
+    fn esp_integrity_in_both_exchanges() {
+        let ours = vec![esp("aes128-sha1-modp1024")];
+        // IKE_AUTH: no KE transforms; the integrity transform comes along.
+        let offer = esp_offer(&ours, 5, false);
+        let (algs, num, spi) = select_esp(&offer, &ours).unwrap();
+        assert_eq!((algs.encr, algs.integ, algs.dh), (EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), None));
+        let answer = esp_answer(algs, num, spi);
+        assert_eq!(integ_ids(&answer[0]), vec![2]);
+        assert_eq!(accept_esp_answer(&answer, &ours), Some((algs, 5)));
+        // CREATE_CHILD_SA with PFS.
+        let offer = esp_offer(&ours, 6, true);
+        let (algs, num, spi) = select_esp_pfs(&offer, &ours, Some(2)).unwrap();
+        assert_eq!((algs.integ, algs.dh), (Some(IntegAlg::HmacSha1_96), Some(DhGroup::Modp1024)));
+        let answer = esp_answer_pfs(algs, num, spi);
+        assert_eq!(accept_esp_answer_pfs(&answer, &ours), Some((algs, 6)));
+        // Mixed answers are refused in both exchanges.
+        let mut bad = answer.clone();
+        bad[0].transforms.retain(|t| t.ttype != ttype::INTEG);
+        assert_eq!(accept_esp_answer_pfs(&bad, &ours), None);
+        let gcm = vec![esp("aes128gcm16-modp1024")];
+        let mut bad = esp_answer_pfs(EspAlgs { encr: EncrAlg::AesGcm16_128, integ: None, ..algs }, 1, 6);
+        assert_eq!(accept_esp_answer_pfs(&bad, &gcm).map(|a| a.0.encr), Some(EncrAlg::AesGcm16_128));
+        bad[0].transforms.push(Transform::new(ttype::INTEG, 2, None));
+        assert_eq!(accept_esp_answer_pfs(&bad, &gcm), None);
+        assert_eq!(accept_esp_answer(&bad, &gcm), None);
+        // Integrity mismatch: NO_PROPOSAL_CHOSEN, not INVALID_KE_PAYLOAD.
+        let theirs = esp_offer(&[esp("aes128-sha256-modp1024")], 7, true);
+        assert_eq!(select_esp_pfs(&theirs, &ours, Some(2)), Err(Refusal::NoProposal));
+        assert_eq!(select_esp(&theirs, &ours), None);
+        // An AEAD offer against our CBC proposal, and the reverse.
+        assert_eq!(select_esp(&esp_offer(&gcm, 8, false), &ours), None);
+        assert_eq!(select_esp(&esp_offer(&ours, 8, false), &gcm), None);
+    }
 }

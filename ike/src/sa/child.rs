@@ -169,6 +169,7 @@ impl ChildSa {
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),
             encr: self.algs.encr,
+            integ: self.algs.integ,
             dh: self.algs.dh,
             encap: self.encap,
             established_at: self.established_at,
@@ -392,12 +393,13 @@ pub(crate) fn install(
     }
     tracing::info!(
         tunnel = %name,
-        "CHILD SA established: {} === {}, SPIs in {} / out {}, {}{}{}",
+        "CHILD SA established: {} === {}, SPIs in {} / out {}, {}{}{}{}",
         list(&child.local_ts),
         list(&child.remote_ts),
         child.spi_in,
         child.spi_out,
         algs.encr.keyword(),
+        algs.integ.map(|i| format!("-{}", i.keyword())).unwrap_or_default(),
         algs.dh.map(|g| format!(", PFS {}", g.keyword())).unwrap_or_default(),
         if encap.is_some() { ", UDP-encap" } else { "" }
     );
