@@ -152,6 +152,111 @@ fn sk_payload_round_trips_and_detects_tampering() {
     }
 }
 
+/// One SK cipher of every kind: GCM, ChaCha20-Poly1305, AES-CBC with each HMAC.
+fn all_ciphers() -> Vec<SkCipher> {
+    use ipsec_types::IntegAlg::*;
+    let mut v = vec![
+        SkCipher::new(EncrAlg::AesGcm16_128, None, &[5u8; 20], &[]).unwrap(),
+        SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &[6u8; 36], &[]).unwrap(),
+    ];
+    for (encr, integ) in [
+        (EncrAlg::AesCbc128, HmacSha1_96),
+        (EncrAlg::AesCbc192, HmacSha384_192),
+        (EncrAlg::AesCbc256, HmacSha256_128),
+        (EncrAlg::AesCbc256, HmacSha512_256),
+    ] {
+        v.push(SkCipher::new(encr, Some(integ), &vec![7u8; encr.key_len()], &vec![8u8; integ.key_len()]).unwrap());
+    }
+    v
+}
+
+#[test]
+fn every_sk_cipher_round_trips_pads_and_detects_tampering() {
+    let all = samples();
+    for c in all_ciphers() {
+        let what = format!("{:?} {:?}", c.encr(), c.integ());
+        let iv: Vec<u8> = (0..c.iv_len() as u8).collect();
+        for payloads in [&all[..], &all[..1], &[]] {
+            let bytes = emit_encrypted(header(exchange::IKE_AUTH), payloads, &c, &iv);
+            // Header, SK header, IV, whole blocks of plaintext, ICV.
+            let body = bytes.len() - HEADER_LEN - 4 - c.iv_len() - c.icv_len();
+            assert_eq!(body % c.block_len(), 0, "{what}");
+            assert_eq!(&bytes[HEADER_LEN + 4..HEADER_LEN + 4 + c.iv_len()], &iv[..], "{what}: IV sent as given");
+            let mut m = Message::parse(&bytes).unwrap();
+            m.decrypt(&bytes, &c).unwrap();
+            assert_eq!(m.payloads, payloads.iter().map(parsed).collect::<Vec<_>>(), "{what}");
+            // Any flipped bit in the header (AAD), IV, ciphertext or ICV fails.
+            for i in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+                let mut t = bytes.clone();
+                t[i] ^= 0x04;
+                if let Ok(mut m) = Message::parse(&t) {
+                    assert!(m.decrypt(&t, &c).is_err(), "{what}: tamper at {i}");
+                }
+            }
+            // A cipher of another suite (or key) does not open it.
+            for other in all_ciphers().iter().filter(|o| (o.encr(), o.integ()) != (c.encr(), c.integ())) {
+                let mut m = Message::parse(&bytes).unwrap();
+                let e = m.decrypt(&bytes, other).unwrap_err();
+                assert!(matches!(e, ParseError::Decrypt | ParseError::Truncated), "{what}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn pad_plaintext_fills_whole_blocks() {
+    for block in [1usize, 16] {
+        for len in 0..40 {
+            let mut pt = vec![0xee; len];
+            pad_plaintext(&mut pt, block);
+            assert_eq!(pt.len() % block, 0);
+            let pad = usize::from(*pt.last().unwrap());
+            assert_eq!(pt.len(), len + pad + 1, "block {block} len {len}");
+            assert!(pad < block.max(1), "no more padding than needed");
+        }
+    }
+}
+
+#[test]
+fn cbc_sk_payload_length_and_padding_checks() {
+    let c = SkCipher::new(EncrAlg::AesCbc128, Some(ipsec_types::IntegAlg::HmacSha256_128), &[1; 16], &[2; 32]).unwrap();
+    let h = header(exchange::INFORMATIONAL);
+    let iv = [9u8; 16];
+    let pt = |pad: &[u8]| [raw(0, b"vid"), pad.to_vec()].concat();
+    let open_c = |bytes: &[u8]| {
+        let mut m = Message::parse(bytes)?;
+        m.decrypt(bytes, &c).map(|()| m)
+    };
+    // Any padding that fills the block is accepted (RFC 7296 3.14: the receiver MUST
+    // accept any length that results in proper alignment), whatever it holds.
+    for pad in [8usize, 24, 200] {
+        let mut p = pt(&vec![0x5a; pad]);
+        p.push(u8::try_from(pad).unwrap());
+        assert_eq!(p.len() % 16, 0);
+        let bytes = seal_plaintext(h, ptype::VENDOR, p, &c, &iv);
+        assert_eq!(open_c(&bytes).unwrap().payloads, vec![Payload::Vendor(b"vid".to_vec())], "pad {pad}");
+    }
+    // A Pad Length beyond the plaintext: refused after the ICV verified.
+    let mut p = pt(&[0; 8]);
+    p.push(250);
+    let bytes = seal_plaintext(h, ptype::VENDOR, p, &c, &iv);
+    assert_eq!(open_c(&bytes).unwrap_err(), ParseError::Payload(ptype::SK));
+    // Ciphertext not whole blocks, or no block at all: refused (as undecryptable).
+    let good = seal_plaintext(h, ptype::VENDOR, [pt(&[0; 8]), vec![8]].concat(), &c, &iv);
+    for cut in [1usize, 15, 16, 17] {
+        let sk_len = good.len() - HEADER_LEN - cut;
+        let mut t = good[..good.len() - cut].to_vec();
+        let total = u32::try_from(t.len()).unwrap().to_be_bytes();
+        t[24..28].copy_from_slice(&total);
+        t[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&u16::try_from(sk_len).unwrap().to_be_bytes());
+        assert!(open_c(&t).is_err(), "cut {cut}");
+    }
+    // Too short for IV and ICV.
+    let bytes = raw_msg(h, ptype::SK, &raw(0, &[0; 32]));
+    let mut m = Message::parse(&bytes).unwrap();
+    assert_eq!(m.decrypt(&bytes, &c).unwrap_err(), ParseError::Truncated);
+}
+
 #[test]
 fn header_checks() {
     let bytes = emit_plain(header(exchange::IKE_SA_INIT), &[]);
