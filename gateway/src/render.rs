@@ -314,6 +314,29 @@ mod tests {
     }
 
     #[test]
+    fn cbc_integrity_is_shown_after_the_cipher() {
+        let mut r = sample_report();
+        let sa = &mut r.tunnels[0].ike_sas[0];
+        sa.encr = Some("AES_CBC-128".into());
+        sa.integ = Some("HMAC_SHA1_96".into());
+        sa.prf = Some("PRF_HMAC_SHA1".into());
+        sa.dh = Some("MODP_1024".into());
+        sa.children[0].encr = "AES_CBC-256".into();
+        sa.children[0].integ = Some("HMAC_SHA2_256_128".into());
+        sa.children[0].dh = Some("MODP_1024".into());
+        let out = status(&r);
+        for needle in [
+            "algorithms   AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+            "ESP          AES_CBC-256/HMAC_SHA2_256_128, PFS MODP_1024, ESP-in-UDP",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+        let json = serde_json::to_value(&r.tunnels[0].ike_sas[0]).unwrap();
+        assert_eq!(json["integ"], "HMAC_SHA1_96");
+        assert_eq!(json["children"][0]["integ"], "HMAC_SHA2_256_128");
+    }
+
+    #[test]
     fn rekey_state_lifetimes_and_expired_drops() {
         let mut r = sample_report();
         let sa = &mut r.tunnels[0].ike_sas[0];

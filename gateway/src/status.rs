@@ -269,14 +269,18 @@ pub(crate) mod tests {
 
     /// The report of `sample_config` and `sample_ike` with the datapath's `esp` stats.
     fn report_with(esp: &[esp::SaStats]) -> StatusReport {
+        report_of(&sample_ike(), esp)
+    }
+
+    /// The report of `sample_config` with these IKE SAs and `esp` stats.
+    fn report_of(ike: &[ike::IkeSaStatus], esp: &[esp::SaStats]) -> StatusReport {
         let cfg = sample_config();
-        let ike = sample_ike();
         let global = esp::GlobalDrops { malformed: 3, unknown_spi: 5, no_sa: 7 };
         build(&Inputs {
             now: Timestamp::from_secs(3700),
             started: Timestamp::from_secs(90),
             config: &cfg,
-            ike: &ike,
+            ike,
             half_open: 2,
             ike_drops: ike::IkeDrops {
                 malformed: 1,
@@ -293,6 +297,32 @@ pub(crate) mod tests {
             io: IoErrors::default(),
             stopped: &[],
         })
+    }
+
+    #[test]
+    fn integrity_algorithms_are_reported_with_aes_cbc() {
+        let mut ike = sample_ike();
+        ike[0].encr = Some(EncrAlg::AesCbc128);
+        ike[0].integ = Some(ipsec_types::IntegAlg::HmacSha1_96);
+        ike[0].prf = Some(PrfAlg::HmacSha1);
+        ike[0].children[0].encr = EncrAlg::AesCbc256;
+        ike[0].children[0].integ = Some(ipsec_types::IntegAlg::HmacSha256_128);
+        let r = report_of(&ike, &sample_esp());
+        let sa = &r.tunnels[0].ike_sas[0];
+        assert_eq!(
+            (sa.encr.as_deref(), sa.integ.as_deref(), sa.prf.as_deref()),
+            (Some("AES_CBC-128"), Some("HMAC_SHA1_96"), Some("PRF_HMAC_SHA1"))
+        );
+        assert_eq!(
+            (sa.children[0].encr.as_str(), sa.children[0].integ.as_deref()),
+            ("AES_CBC-256", Some("HMAC_SHA2_256_128"))
+        );
+        // AEADs: none.
+        let r = sample_report();
+        assert_eq!(
+            (r.tunnels[0].ike_sas[0].integ.as_deref(), r.tunnels[0].ike_sas[0].children[0].integ.as_deref()),
+            (None, None)
+        );
     }
 
     #[test]
