@@ -8,7 +8,7 @@ use ike::testing::{
     fragment_probe, peer_config, FragDrop, Pair, ProbeResult, ReassemblyProbe, Side, MAX_FRAGMENTS, MAX_REASSEMBLED,
 };
 use ike::{Command, IkeSaStatus, PeerConfig, Transmit};
-use ipsec_types::{EncrAlg, EspProposal};
+use ipsec_types::{EncrAlg, EspProposal, IkeProposal};
 use std::time::Duration;
 
 const SKF: u8 = 53;
@@ -25,9 +25,16 @@ fn init_logs() {
 }
 
 fn configs(a: Option<u16>, b: Option<u16>) -> (PeerConfig, PeerConfig) {
+    configs_with(a, b, "aes256gcm16-prfsha256-x25519")
+}
+
+fn configs_with(a: Option<u16>, b: Option<u16>, ike: &str) -> (PeerConfig, PeerConfig) {
     let mut pa = peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true);
     let mut pb = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
     (pa.fragment_size, pb.fragment_size) = (a, b);
+    for p in [&mut pa, &mut pb] {
+        p.ike_proposals = vec![IkeProposal::parse(ike).unwrap()];
+    }
     // PFS: the CHILD rekey carries a KE payload too.
     for p in [&mut pa, &mut pb] {
         p.esp_proposals = vec![EspProposal::parse("aes256gcm16-x25519").unwrap()];
@@ -60,7 +67,14 @@ fn established(st: &[IkeSaStatus]) -> Vec<&IkeSaStatus> {
 #[test]
 fn fragments_through_ike_auth_child_rekey_and_ike_rekey() {
     init_logs();
-    let (a, b) = configs(Some(SIZE), Some(SIZE));
+    // Every kind of SK cipher: AEAD with a counter IV, AES-CBC with a random IV.
+    for ike in ["aes256gcm16-prfsha256-x25519", "chacha20poly1305-prfsha256-x25519", "aes128-sha256-x25519"] {
+        fragments_through_every_exchange(ike);
+    }
+}
+
+fn fragments_through_every_exchange(ike: &str) {
+    let (a, b) = configs_with(Some(SIZE), Some(SIZE), ike);
     let mut p = Pair::new(a, b);
     p.run();
     assert_eq!(p.datapath(Side::A).len(), 2, "CHILD SA installed on A");
@@ -274,7 +288,7 @@ fn test_cipher() -> ike::crypto::SkCipher {
 }
 
 fn cipher_with(k: u8) -> ike::crypto::SkCipher {
-    ike::crypto::SkCipher::new(EncrAlg::AesGcm16_256, &[k; 36]).unwrap()
+    ike::crypto::SkCipher::new(EncrAlg::AesGcm16_256, None, &[k; 36], &[]).unwrap()
 }
 
 /// A payload chain of one Vendor ID payload of `len` octets in all.

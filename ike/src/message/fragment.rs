@@ -19,7 +19,7 @@
 //! may be reassembled and what happens to the result.
 
 use super::{Header, Message, ParseError, HEADER_LEN};
-use crate::crypto::{CryptoError, SkCipher};
+use crate::crypto::SkCipher;
 use crate::message::ptype;
 use zeroize::Zeroizing;
 
@@ -48,29 +48,10 @@ pub(crate) fn datagram_overhead(ipv6: bool) -> usize {
     (if ipv6 { 40 } else { 20 }) + 8 + 4
 }
 
-// The cipher's layout, through the SK payload's cipher API.
-fn iv_len(_c: &SkCipher) -> usize {
-    8
-}
-fn icv_len(_c: &SkCipher) -> usize {
-    16
-}
-fn block_len(_c: &SkCipher) -> usize {
-    1
-}
-fn seal(c: &SkCipher, iv: &[u8], aad: &[u8], buf: &mut Vec<u8>) {
-    let iv: [u8; 8] = iv.try_into().unwrap_or_default();
-    c.seal(iv, aad, buf);
-}
-fn open(c: &SkCipher, iv: &[u8], aad: &[u8], ct: &mut [u8]) -> Result<usize, CryptoError> {
-    let iv: [u8; 8] = iv.try_into().map_err(|_| CryptoError::Malformed)?;
-    c.open(iv, aad, ct)
-}
-
 /// Length of the whole message if `chain_len` octets of payload chain travel in one SK
 /// payload (with the fewest padding octets the cipher needs).
 pub(crate) fn sealed_len(chain_len: usize, cipher: &SkCipher) -> usize {
-    HEADER_LEN + 4 + iv_len(cipher) + padded(chain_len, block_len(cipher)) + icv_len(cipher)
+    HEADER_LEN + 4 + cipher.iv_len() + padded(chain_len, cipher.block_len()) + cipher.icv_len()
 }
 
 /// `len` plaintext octets plus the Pad Length octet, rounded up to the block length.
@@ -82,8 +63,8 @@ fn padded(len: usize, block: usize) -> usize {
 /// The most plaintext octets one fragment of at most `max_len` octets (IKE header
 /// included) carries.
 fn chunk_len(max_len: usize, cipher: &SkCipher) -> usize {
-    let block = block_len(cipher).max(1);
-    let room = max_len.saturating_sub(HEADER_LEN + SKF_HEADER_LEN + iv_len(cipher) + icv_len(cipher));
+    let block = cipher.block_len().max(1);
+    let room = max_len.saturating_sub(HEADER_LEN + SKF_HEADER_LEN + cipher.iv_len() + cipher.icv_len());
     // Whole blocks, one octet of which is the Pad Length.
     ((room / block) * block).saturating_sub(1).max(MIN_CHUNK)
 }
@@ -102,12 +83,12 @@ pub(crate) fn split(
     let chunk = chunk_len(max_len, cipher);
     let total = chain.len().div_ceil(chunk).max(1);
     let total16 = u16::try_from(total).unwrap_or(u16::MAX);
-    let block = block_len(cipher).max(1);
+    let block = cipher.block_len().max(1);
     let mut out = Vec::with_capacity(total);
     for (i, piece) in chain.chunks(chunk).chain(chain.is_empty().then_some(&[][..])).enumerate() {
         let number = u16::try_from(i + 1).unwrap_or(u16::MAX);
         let body_len = padded(piece.len(), block);
-        let skf_len = SKF_HEADER_LEN + iv_len(cipher) + body_len + icv_len(cipher);
+        let skf_len = SKF_HEADER_LEN + cipher.iv_len() + body_len + cipher.icv_len();
         let mut h = header;
         h.next_payload = ptype::SKF;
         h.length = u32::try_from(HEADER_LEN + skf_len).unwrap_or(u32::MAX);
@@ -119,15 +100,15 @@ pub(crate) fn split(
         msg.extend_from_slice(&number.to_be_bytes());
         msg.extend_from_slice(&total16.to_be_bytes());
         let aad_len = msg.len();
-        let mut iv = vec![0u8; iv_len(cipher)];
+        let mut iv = vec![0u8; cipher.iv_len()];
         next_iv(&mut iv);
         msg.extend_from_slice(&iv);
-        let mut pt = Zeroizing::new(Vec::with_capacity(body_len + icv_len(cipher)));
+        let mut pt = Zeroizing::new(Vec::with_capacity(body_len + cipher.icv_len()));
         pt.extend_from_slice(piece);
         let pad = body_len - piece.len() - 1;
         pt.resize(piece.len() + pad, 0);
         pt.push(u8::try_from(pad).unwrap_or(0));
-        seal(cipher, &iv, msg.get(..aad_len).unwrap_or_default(), &mut pt);
+        cipher.seal(&iv, msg.get(..aad_len).unwrap_or_default(), &mut pt);
         msg.extend_from_slice(&pt);
         out.push(msg);
     }
@@ -166,7 +147,7 @@ pub(crate) fn numbers(data: &[u8], off: usize) -> Result<(u16, u16, u8), FragDro
 /// received, its IKE header's Length checked by `Message::parse`); returns the
 /// plaintext chunk without padding.
 pub(crate) fn open_fragment(data: &[u8], off: usize, cipher: &SkCipher) -> Result<Zeroizing<Vec<u8>>, FragDrop> {
-    let (iv_l, icv_l) = (iv_len(cipher), icv_len(cipher));
+    let (iv_l, icv_l) = (cipher.iv_len(), cipher.icv_len());
     let aad = data.get(..off + SKF_HEADER_LEN).ok_or(FragDrop::Malformed)?;
     let iv = data.get(off + SKF_HEADER_LEN..off + SKF_HEADER_LEN + iv_l).ok_or(FragDrop::Malformed)?;
     let ct = data.get(off + SKF_HEADER_LEN + iv_l..).ok_or(FragDrop::Malformed)?;
@@ -174,7 +155,7 @@ pub(crate) fn open_fragment(data: &[u8], off: usize, cipher: &SkCipher) -> Resul
         return Err(FragDrop::Malformed);
     }
     let mut buf = Zeroizing::new(ct.to_vec());
-    let n = open(cipher, iv, aad, &mut buf).map_err(|_| FragDrop::Unauthenticated)?;
+    let n = cipher.open(iv, aad, &mut buf).map_err(|_| FragDrop::Unauthenticated)?;
     buf.truncate(n);
     let pad = usize::from(*buf.last().ok_or(FragDrop::Malformed)?);
     let len = buf.len().checked_sub(1 + pad).ok_or(FragDrop::Malformed)?;

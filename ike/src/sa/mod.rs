@@ -329,6 +329,24 @@ pub(crate) struct IkeSa {
     pub(crate) frag: Fragmentation,
 }
 
+/// Fills `iv`, the explicit IV of an SK or SKF payload: the AEADs take a counter (an
+/// IV must never repeat under a key, RFC 5282 section 3, RFC 7634 section 2); AES-CBC
+/// takes random bytes from the injected `Rng` (RFC 7296 3.14: unpredictable, so not a
+/// counter).
+fn fill_iv(counter: &mut u64, aead: bool, rng: &mut dyn Rng, iv: &mut [u8]) {
+    if aead {
+        *counter = counter.wrapping_add(1);
+        let c = counter.to_be_bytes();
+        let skip = iv.len().saturating_sub(c.len());
+        iv.fill(0);
+        for (dst, src) in iv.iter_mut().skip(skip).zip(c) {
+            *dst = src;
+        }
+    } else {
+        rng.fill(iv);
+    }
+}
+
 impl IkeSa {
     pub(crate) fn new(peer: PeerConfig, initiator: bool, local: SocketAddr, remote: SocketAddr) -> Self {
         Self {
@@ -410,33 +428,36 @@ impl IkeSa {
         Some(usize::from(size).saturating_sub(fragment::datagram_overhead(self.remote.is_ipv6())))
     }
 
-    /// The datagrams of one message: one, or its fragments when fragmentation is
-    /// negotiated and the message would not fit `fragment_limit`.
-    fn encode(&mut self, header: Header, payloads: &[Payload]) -> Vec<Vec<u8>> {
-        let limit = self.fragment_limit();
-        match self.state.keys() {
-            Some(k) if header.exchange != exchange::IKE_SA_INIT => {
-                if let Some(max) = limit {
-                    let mut chain = zeroize::Zeroizing::new(Vec::new());
-                    let first = emit_chain(payloads, &mut chain);
-                    if fragment::sealed_len(chain.len(), &k.seal) > max {
-                        let counter = &mut self.iv_counter;
-                        let mut next_iv = |iv: &mut [u8]| {
-                            *counter = counter.wrapping_add(1);
-                            let c = counter.to_be_bytes();
-                            let n = iv.len().min(c.len());
-                            let (head, tail) = iv.split_at_mut(iv.len() - n);
-                            head.fill(0);
-                            tail.copy_from_slice(c.get(c.len() - n..).unwrap_or_default());
-                        };
-                        return fragment::split(header, first, &chain, &k.seal, max, &mut next_iv);
-                    }
+    /// The explicit IV for the next SK (or SKF) payload we seal, `None` before there
+    /// are keys (see [`fill_iv`]).
+    pub(crate) fn next_iv(&mut self, rng: &mut dyn Rng) -> Option<Vec<u8>> {
+        let seal = &self.state.keys()?.seal;
+        let mut iv = vec![0u8; seal.iv_len()];
+        fill_iv(&mut self.iv_counter, seal.encr().is_aead(), rng, &mut iv);
+        Some(iv)
+    }
+
+    /// The datagrams of one message: one, or its fragments (each with its own IV) when
+    /// fragmentation is negotiated and the message would not fit `fragment_limit`.
+    fn encode(&mut self, rng: &mut dyn Rng, header: Header, payloads: &[Payload]) -> Vec<Vec<u8>> {
+        if header.exchange != exchange::IKE_SA_INIT {
+            let limit = self.fragment_limit();
+            if let (Some(max), Some(k)) = (limit, self.state.keys()) {
+                let mut chain = zeroize::Zeroizing::new(Vec::new());
+                let first = emit_chain(payloads, &mut chain);
+                if fragment::sealed_len(chain.len(), &k.seal) > max {
+                    let (counter, aead) = (&mut self.iv_counter, k.seal.encr().is_aead());
+                    let mut next_iv = |iv: &mut [u8]| fill_iv(counter, aead, rng, iv);
+                    return fragment::split(header, first, &chain, &k.seal, max, &mut next_iv);
                 }
-                self.iv_counter = self.iv_counter.wrapping_add(1);
-                vec![emit_encrypted(header, payloads, &k.seal, self.iv_counter.to_be_bytes())]
             }
-            _ => vec![emit_plain(header, payloads)],
+            if let Some(iv) = self.next_iv(rng) {
+                if let Some(k) = self.state.keys() {
+                    return vec![emit_encrypted(header, payloads, &k.seal, &iv)];
+                }
+            }
         }
+        vec![emit_plain(header, payloads)]
     }
 
     pub(crate) fn transmit(&self, ctx: &mut Ctx<'_>, data: Vec<u8>) {
@@ -460,7 +481,7 @@ impl IkeSa {
         single_shot: bool,
     ) -> Vec<u8> {
         let header = self.header(exch, self.tasks.next_mid, false);
-        let packets = self.encode(header, payloads);
+        let packets = self.encode(ctx.rng, header, payloads);
         self.transmit_all(ctx, &packets);
         // Fragments of a response to an earlier request are of no use any more.
         self.frag.responses.clear();
@@ -473,7 +494,7 @@ impl IkeSa {
     /// datagram (the whole message unless it was fragmented; IKE_SA_INIT never is).
     pub(crate) fn send_response(&mut self, ctx: &mut Ctx<'_>, exch: u8, mid: u32, payloads: &[Payload]) -> Vec<u8> {
         let header = self.header(exch, mid, true);
-        let packets = self.encode(header, payloads);
+        let packets = self.encode(ctx.rng, header, payloads);
         self.transmit_all(ctx, &packets);
         self.frag.requests.clear();
         let first = packets.first().cloned().unwrap_or_default();
@@ -523,7 +544,7 @@ impl IkeSa {
                     child::ensure_tunnel(self);
                 }
                 ActiveTask::ChildCreate(init) => create_child::process_response(self, ctx, init, &msg)?,
-                ActiveTask::IkeRekey(init) => ike_rekey::process_response(self, ctx, init, &msg)?,
+                ActiveTask::IkeRekey(init) => ike_rekey::process_response(self, ctx, *init, &msg)?,
                 ActiveTask::Liveness => {}
             }
             self.kick(ctx);

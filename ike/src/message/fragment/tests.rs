@@ -1,9 +1,20 @@
 use super::*;
 use crate::message::{emit_chain, exchange, flags, Header, Message, Payload};
-use ipsec_types::{EncrAlg, TrafficSelector};
+use ipsec_types::{EncrAlg, IntegAlg, TrafficSelector};
 
 fn cipher(k: u8) -> SkCipher {
-    SkCipher::new(EncrAlg::AesGcm16_256, &[k; 36]).expect("36 octets of keymat")
+    SkCipher::new(EncrAlg::AesGcm16_256, None, &[k; 36], &[]).expect("36 octets of keymat")
+}
+
+/// One cipher of each kind the SK payload knows: AES-GCM, ChaCha20-Poly1305 and AES-CBC
+/// with HMAC (16-octet IV and block, 12-octet ICV).
+fn every_cipher(k: u8) -> Vec<SkCipher> {
+    vec![
+        cipher(k),
+        SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &[k; 36], &[]).expect("ChaCha20 keymat"),
+        SkCipher::new(EncrAlg::AesCbc256, Some(IntegAlg::HmacSha1_96), &[k; 32], &[k; 20]).expect("CBC keymat"),
+        SkCipher::new(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128), &[k; 16], &[k; 32]).expect("CBC keymat"),
+    ]
 }
 
 fn header(mid: u32) -> Header {
@@ -30,10 +41,10 @@ fn payloads() -> Vec<Payload> {
 fn fragments(mid: u32, max_len: usize, c: &SkCipher) -> Vec<Vec<u8>> {
     let mut chain = Vec::new();
     let first = emit_chain(&payloads(), &mut chain);
-    let mut n = 0u64;
+    let mut n = 0u8;
     split(header(mid), first, &chain, c, max_len, &mut |iv: &mut [u8]| {
         n += 1;
-        iv.copy_from_slice(&n.to_be_bytes());
+        iv.fill(n);
     })
 }
 
@@ -45,7 +56,12 @@ fn add(r: &mut Reassembly, data: &[u8], c: &SkCipher) -> Result<Option<Message>,
 
 #[test]
 fn split_fits_the_limit_and_reassembles_in_order() {
-    let c = cipher(1);
+    for c in every_cipher(1) {
+        split_and_reassemble(&c);
+    }
+}
+
+fn split_and_reassemble(c: &SkCipher) {
     let frags = fragments(1, 500, &c);
     assert!(frags.len() >= 8, "{} fragments", frags.len());
     let total = u16::try_from(frags.len()).unwrap();
@@ -58,8 +74,9 @@ fn split_fits_the_limit_and_reassembles_in_order() {
         // Only fragment 1 names the first inner payload.
         assert_eq!(next, if i == 0 { ptype::VENDOR } else { 0 });
     }
-    // All but the last are as full as the limit allows (GCM needs no padding).
-    assert!(frags[..frags.len() - 1].iter().all(|f| f.len() == 500));
+    // All but the last are as full as the limit allows (to the cipher block).
+    let block = c.block_len();
+    assert!(frags[..frags.len() - 1].iter().all(|f| f.len() > 500 - block), "{:?}", c.encr());
     let mut r = Reassembly::default();
     for f in &frags[..frags.len() - 1] {
         assert!(add(&mut r, f, &c).unwrap().is_none());
@@ -73,7 +90,12 @@ fn split_fits_the_limit_and_reassembles_in_order() {
 
 #[test]
 fn out_of_order_and_duplicates() {
-    let c = cipher(2);
+    for c in every_cipher(2) {
+        out_of_order(&c);
+    }
+}
+
+fn out_of_order(c: &SkCipher) {
     let frags = fragments(7, 600, &c);
     let mut r = Reassembly::default();
     // Reverse order, every fragment twice: the second copy is a duplicate and nothing
@@ -94,7 +116,12 @@ fn out_of_order_and_duplicates() {
 
 #[test]
 fn tampered_or_foreign_fragments_are_not_stored() {
-    let c = cipher(3);
+    for (c, foreign) in every_cipher(3).into_iter().zip(every_cipher(4)) {
+        tampered(c, &foreign);
+    }
+}
+
+fn tampered(c: SkCipher, foreign_key: &SkCipher) {
     let frags = fragments(1, 400, &c);
     let mut r = Reassembly::default();
     assert!(add(&mut r, &frags[0], &c).unwrap().is_none());
@@ -111,13 +138,13 @@ fn tampered_or_foreign_fragments_are_not_stored() {
     let got = add(&mut r, &bad, &c).unwrap_err();
     assert!(matches!(got, FragDrop::Unauthenticated | FragDrop::Malformed), "{got:?}");
     // Sealed with another key (an attacker who knows the SPIs, not the keys).
-    let foreign = fragments(1, 400, &cipher(4));
+    let foreign = fragments(1, 400, foreign_key);
     assert_eq!(add(&mut r, &foreign[1], &c).unwrap_err(), FragDrop::Unauthenticated);
     // Not even a restart with more Total Fragments or another message ID is taken
     // without the keys.
-    let foreign_more = fragments(1, 300, &cipher(4));
+    let foreign_more = fragments(1, 300, foreign_key);
     assert_eq!(add(&mut r, &foreign_more[0], &c).unwrap_err(), FragDrop::Unauthenticated);
-    let foreign_next = fragments(2, 400, &cipher(4));
+    let foreign_next = fragments(2, 400, foreign_key);
     assert_eq!(add(&mut r, &foreign_next[0], &c).unwrap_err(), FragDrop::Unauthenticated);
     assert_eq!(r.held_bytes(), held, "nothing stored, nothing discarded");
     // The genuine rest still completes the message.
@@ -196,7 +223,7 @@ fn caps_on_fragments_and_octets() {
     let mut n = 0u64;
     let mut iv = |b: &mut [u8]| {
         n += 1;
-        b.copy_from_slice(&n.to_be_bytes());
+        b.copy_from_slice(&n.to_be_bytes()[..b.len()]);
     };
     let tiny = split(header(1), ptype::VENDOR, &[0u8; 8000], &c, 120, &mut iv);
     assert!(tiny.len() > usize::from(MAX_FRAGMENTS), "{}", tiny.len());
@@ -226,12 +253,15 @@ fn caps_on_fragments_and_octets() {
 
 #[test]
 fn sealed_len_matches_an_unfragmented_message() {
-    let c = cipher(9);
-    let p = payloads();
-    let mut chain = Vec::new();
-    emit_chain(&p, &mut chain);
-    let whole = crate::message::emit_encrypted(header(1), &p, &c, [0, 0, 0, 0, 0, 0, 0, 1]);
-    assert_eq!(sealed_len(chain.len(), &c), whole.len());
+    for c in every_cipher(9) {
+        for n in [0, 1, 2, 3, 50, 100] {
+            let p = &vec![payloads()[0].clone(); n];
+            let mut chain = Vec::new();
+            emit_chain(p, &mut chain);
+            let whole = crate::message::emit_encrypted(header(1), p, &c, &vec![1; c.iv_len()]);
+            assert_eq!(sealed_len(chain.len(), &c), whole.len(), "{:?} x{n}", c.encr());
+        }
+    }
 }
 
 #[test]
