@@ -34,7 +34,15 @@ const WAN_MTU: &str = "1280";
 const LAN_MTU: &str = "1200";
 /// Both sides' IKE fragment size (IP datagram octets).
 const FRAGMENT_SIZE: &str = "576";
-const IKE_PROPOSAL: &str = "aes256gcm16-prfsha256-modp4096";
+/// The IKE proposal of each run: AES-GCM when vpngw initiates, AES-CBC with HMAC (a
+/// random IV per fragment) when strongSwan does.
+fn ike_proposal(vpngw_on_a: bool) -> &'static str {
+    if vpngw_on_a {
+        "aes256gcm16-prfsha256-modp4096"
+    } else {
+        "aes256-sha256-modp4096"
+    }
+}
 /// The ESP proposals both sides list (PFS with MODP-4096 first, the one chosen).
 const ESP_PROPOSALS: [&str; 12] = [
     "aes256gcm16-modp4096",
@@ -64,22 +72,22 @@ fn nettool() -> PathBuf {
     std::env::var_os("NETTOOL_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nettool")), PathBuf::from)
 }
 
-fn vpngw_cfg(site_a: bool, start: Start) -> GatewayConfig {
+fn vpngw_cfg(site_a: bool, start: Start, ike: &str) -> GatewayConfig {
     let mut cfg = if site_a { vpngw_site_a(start, Encap::Auto) } else { vpngw_site_b(start, Encap::Auto) };
     let (us, them) = if site_a { ("a", "b") } else { ("b", "a") };
     let t = &mut cfg.tunnels[0];
     (t.local_id, t.remote_id) = (long_id(us), long_id(them));
-    t.ike_proposals = vec![IKE_PROPOSAL.into()];
+    t.ike_proposals = vec![ike.into()];
     t.esp_proposals = ESP_PROPOSALS.iter().map(|p| (*p).to_string()).collect();
     t.extra = vec![("fragmentation".into(), "true".into()), ("fragment_size".into(), FRAGMENT_SIZE.into())];
     cfg
 }
 
-fn swan_cfg(site_a: bool, initiate: bool) -> (SwanConfig, SwanExtra) {
+fn swan_cfg(site_a: bool, initiate: bool, ike: &str) -> (SwanConfig, SwanExtra) {
     let mut cfg = if site_a { swan_site_a(initiate) } else { swan_site_b(initiate) };
     let (us, them) = if site_a { ("a", "b") } else { ("b", "a") };
     (cfg.local_id, cfg.remote_id) = (long_id(us), long_id(them));
-    cfg.ike_proposal = IKE_PROPOSAL.into();
+    cfg.ike_proposal = ike.into();
     cfg.esp_proposal = ESP_PROPOSALS.join(",");
     let extra = SwanExtra {
         charon: vec![("fragment_size".into(), FRAGMENT_SIZE.into())],
@@ -192,14 +200,15 @@ fn fragmented(sc: &Scenario, vpngw_on_a: bool) -> Result<()> {
 
     let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan")?;
     let swan_dir = sc.subdir(if vpngw_on_a { "gwb" } else { "gwa" });
+    let ike = ike_proposal(vpngw_on_a);
     let (mut vpngw, mut swan) = if vpngw_on_a {
-        let (scfg, extra) = swan_cfg(false, false);
+        let (scfg, extra) = swan_cfg(false, false, ike);
         let swan = StrongSwan::start_with(&sc.topo.gw_b, &scfg, &extra, &swan_dir)?;
-        let vpngw = Vpngw::start(&sc.topo.gw_a, &vpngw_cfg(true, Start::Initiate), &sc.subdir("gwa"), &bins)?;
+        let vpngw = Vpngw::start(&sc.topo.gw_a, &vpngw_cfg(true, Start::Initiate, ike), &sc.subdir("gwa"), &bins)?;
         (vpngw, swan)
     } else {
-        let vpngw = Vpngw::start(&sc.topo.gw_b, &vpngw_cfg(false, Start::Respond), &sc.subdir("gwb"), &bins)?;
-        let (scfg, extra) = swan_cfg(true, true);
+        let vpngw = Vpngw::start(&sc.topo.gw_b, &vpngw_cfg(false, Start::Respond, ike), &sc.subdir("gwb"), &bins)?;
+        let (scfg, extra) = swan_cfg(true, true, ike);
         let swan = StrongSwan::start_with(&sc.topo.gw_a, &scfg, &extra, &swan_dir)?;
         (vpngw, swan)
     };
@@ -285,13 +294,13 @@ fn fragmented(sc: &Scenario, vpngw_on_a: bool) -> Result<()> {
     Ok(())
 }
 
-/// vpngw initiates on gwA, strongSwan responds on gwB.
+/// vpngw initiates on gwA, strongSwan responds on gwB (IKE SA with AES-GCM).
 #[test]
 fn vpngw_initiator_fragments_with_strongswan() {
     run_scenario("vpngw_initiator_fragments_with_strongswan", |sc| fragmented(sc, true));
 }
 
-/// strongSwan initiates on gwA, vpngw responds on gwB.
+/// strongSwan initiates on gwA, vpngw responds on gwB (IKE SA with AES-CBC and HMAC).
 #[test]
 fn strongswan_initiator_fragments_with_vpngw() {
     run_scenario("strongswan_initiator_fragments_with_vpngw", |sc| fragmented(sc, false));
