@@ -129,7 +129,7 @@ fn fragments_through_every_exchange(ike: &str) {
     let (frags, whole) = sent(&p, Side::B, CREATE_CHILD_SA, tb);
     assert!(frags >= 2 && whole == 0, "{frags} fragments, {whole} whole");
     let new_spis: Vec<u64> =
-        p.transmits(Side::B).iter().skip(tb).filter(|t| is_fragment(t)).map(|t| wire_spi_i(t)).collect();
+        p.transmits(Side::B).iter().skip(tb).filter(|t| is_fragment(t)).map(wire_spi_i).collect();
     assert!(new_spis.iter().all(|s| *s == up[0].spi_i), "on the new IKE SA");
     assert_ne!(p.a.status()[0].children[0].spi_in, old_child);
     let d = p.a.drops();

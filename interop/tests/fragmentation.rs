@@ -12,8 +12,8 @@
 //! - the tunnel carries traffic (ping both ways, a 10 MiB transfer checked by SHA-256)
 //!   before and after the rekeys.
 //!
-//! Needs root (`SKIPPED` otherwise, a failure under `CI=true`); run with the netns lock:
-//! `flock /work/netns.lock cargo test --release -p interop --test fragmentation`.
+//! Needs root (`SKIPPED` otherwise, a failure under `CI=true`):
+//! `cargo test --release -p interop --test fragmentation -- --test-threads=1`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -156,6 +156,10 @@ pub(crate) struct Message {
 /// Inner first payload type and offset of the SK payload's generic header.
 type SkRef = (u8, usize);
 
+/// The payloads before an SK (or SKF) payload and, if the chain ends in one, its type
+/// and [`SkRef`].
+type ParsedChain = (Vec<Payload>, Option<(u8, SkRef)>);
+
 /// Which payloads a chain may hold. Before decryption only what may travel in cleartext
 /// is parsed at all; anything else makes the message malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,12 +213,7 @@ impl Chain {
 /// bodies into a list of exactly that many. Returns the payloads before the SK (or SKF)
 /// payload and, if the chain ends in one, its type, its Next Payload field and the offset
 /// of its generic header (`base` + its position in `data`).
-fn parse_chain(
-    first: u8,
-    data: &[u8],
-    base: usize,
-    chain: Chain,
-) -> Result<(Vec<Payload>, Option<(u8, SkRef)>), ParseError> {
+fn parse_chain(first: u8, data: &[u8], base: usize, chain: Chain) -> Result<ParsedChain, ParseError> {
     let mut count = 0;
     let mut this = first;
     let mut offset = base;

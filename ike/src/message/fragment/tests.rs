@@ -62,7 +62,7 @@ fn split_fits_the_limit_and_reassembles_in_order() {
 }
 
 fn split_and_reassemble(c: &SkCipher) {
-    let frags = fragments(1, 500, &c);
+    let frags = fragments(1, 500, c);
     assert!(frags.len() >= 8, "{} fragments", frags.len());
     let total = u16::try_from(frags.len()).unwrap();
     for (i, f) in frags.iter().enumerate() {
@@ -79,10 +79,10 @@ fn split_and_reassemble(c: &SkCipher) {
     assert!(frags[..frags.len() - 1].iter().all(|f| f.len() > 500 - block), "{:?}", c.encr());
     let mut r = Reassembly::default();
     for f in &frags[..frags.len() - 1] {
-        assert!(add(&mut r, f, &c).unwrap().is_none());
+        assert!(add(&mut r, f, c).unwrap().is_none());
     }
     assert!(r.held_bytes() > 0);
-    let m = add(&mut r, frags.last().unwrap(), &c).unwrap().expect("complete");
+    let m = add(&mut r, frags.last().unwrap(), c).unwrap().expect("complete");
     assert_eq!(m.payloads, payloads());
     assert_eq!(m.header.message_id, 1);
     assert_eq!(r.held_bytes(), 0, "nothing held after completion");
@@ -96,17 +96,17 @@ fn out_of_order_and_duplicates() {
 }
 
 fn out_of_order(c: &SkCipher) {
-    let frags = fragments(7, 600, &c);
+    let frags = fragments(7, 600, c);
     let mut r = Reassembly::default();
     // Reverse order, every fragment twice: the second copy is a duplicate and nothing
     // changes.
     let n = frags.len();
     for (i, f) in frags.iter().enumerate().rev() {
-        let got = add(&mut r, f, &c).unwrap();
+        let got = add(&mut r, f, c).unwrap();
         if i > 0 {
             assert!(got.is_none());
             let held = r.held_bytes();
-            assert_eq!(add(&mut r, f, &c).unwrap_err(), FragDrop::Duplicate);
+            assert_eq!(add(&mut r, f, c).unwrap_err(), FragDrop::Duplicate);
             assert_eq!(r.held_bytes(), held);
         } else {
             assert_eq!(got.unwrap_or_else(|| panic!("complete after {n} fragments")).payloads, payloads());
