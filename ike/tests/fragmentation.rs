@@ -128,8 +128,7 @@ fn fragments_through_every_exchange(ike: &str) {
     p.advance(Duration::from_secs(3));
     let (frags, whole) = sent(&p, Side::B, CREATE_CHILD_SA, tb);
     assert!(frags >= 2 && whole == 0, "{frags} fragments, {whole} whole");
-    let new_spis: Vec<u64> =
-        p.transmits(Side::B).iter().skip(tb).filter(|t| is_fragment(t)).map(wire_spi_i).collect();
+    let new_spis: Vec<u64> = p.transmits(Side::B).iter().skip(tb).filter(|t| is_fragment(t)).map(wire_spi_i).collect();
     assert!(new_spis.iter().all(|s| *s == up[0].spi_i), "on the new IKE SA");
     assert_ne!(p.a.status()[0].children[0].spi_in, old_child);
     let d = p.a.drops();
@@ -141,6 +140,50 @@ fn fragments_through_every_exchange(ike: &str) {
 
 fn wire_spi_i(t: &Transmit) -> u64 {
     u64::from_be_bytes(t.data[..8].try_into().unwrap())
+}
+
+/// With a fragment size below the smallest encrypted message, every message after
+/// IKE_SA_INIT travels as IKE fragments, the empty INFORMATIONAL ones too: the DELETE
+/// exchange of a terminated tunnel completes (the fragmented response is not taken for
+/// an unprotected INVALID_IKE_SPI answer).
+#[test]
+fn every_encrypted_message_as_fragments() {
+    let (a, b) = configs(Some(88), Some(88));
+    let mut p = Pair::new(a, b);
+    p.run();
+    assert_eq!(p.datapath(Side::A).len(), 2);
+    let (ta, tb) = (p.transmits(Side::A).len(), p.transmits(Side::B).len());
+    p.command(Side::A, Command::Terminate { peer: "site-b".into() });
+    p.run();
+    let (req, whole_req) = sent(&p, Side::A, 37, ta);
+    let (resp, whole_resp) = sent(&p, Side::B, 37, tb);
+    assert!(req >= 1 && resp >= 1 && whole_req == 0 && whole_resp == 0, "{req}/{whole_req} {resp}/{whole_resp}");
+    assert_eq!(p.a.ike_sa_count(), 0, "the DELETE was answered");
+    assert_eq!(p.b.ike_sa_count(), 0);
+    for t in p.transmits(Side::A).iter().chain(&p.transmits(Side::B)).filter(|t| exchange(t) != IKE_SA_INIT) {
+        assert!(is_fragment(t), "exchange {} sent whole", exchange(t));
+    }
+}
+
+/// A fragmented request for an IKE SA the responder no longer knows (it restarted) is
+/// answered with INVALID_IKE_SPI like a whole one.
+#[test]
+fn fragments_for_an_unknown_ike_sa_get_invalid_ike_spi() {
+    let (a, b) = configs(Some(SIZE), Some(SIZE));
+    let mut p = Pair::new(a, b.clone());
+    p.run();
+    assert_eq!(p.datapath(Side::A).len(), 2);
+    p.restart(Side::B, b, 9);
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    let n = p.pending_to(Side::B);
+    assert!(n >= 2, "CREATE_CHILD_SA request in {n} fragments");
+    assert!(p.deliver_to(Side::B));
+    let answers = p.transmits(Side::B);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let t = &answers[0];
+    assert!(!is_fragment(t) && is_response(t) && exchange(t) == 37);
+    assert!(t.data.ends_with(&4u16.to_be_bytes()), "an INVALID_IKE_SPI notify (its type ends the message)");
+    assert_eq!(p.b.drops().unknown_spi, 1);
 }
 
 #[test]
