@@ -1,0 +1,301 @@
+//! IPv6 inside and outside the tunnel, in network namespaces.
+//!
+//! Every scenario protects both families at once: one CHILD SA whose selectors are
+//! `10.1.0.0/24, fd00:a::/64` <-> `10.2.0.0/24, fd00:b::/64` (the LANs are dual stack),
+//! carried over an IPv4 WAN (192.0.2.0/24) or an IPv6-only WAN (2001:db8:ff::/64):
+//!
+//! ```text
+//!  lanA 10.1.0.10 fd00:a::10 ─ gwA 192.0.2.1 | 2001:db8:ff::1 ══ ... ::2 | 192.0.2.2 gwB ─ lanB 10.2.0.10 fd00:b::10
+//! ```
+//!
+//! Each proves, with one tunnel set up once: pings both ways in both families, a
+//! 10 MiB TCP transfer in each family checked by SHA-256 at the far end, CHILD SA
+//! selectors of both families on both sides, and a WAN capture showing the expected
+//! encapsulation, only in the WAN's family, and no cleartext of either family.
+//! vpngw <-> vpngw runs raw ESP (`encapsulation = "auto"` without a NAT, which also
+//! proves the NAT-D hashes over IPv6 addresses match) and ESP-in-UDP (`"udp"`);
+//! strongSwan (kernel-libipsec, which always encapsulates in UDP) runs in both roles.
+//! On the IPv6 WAN the strongSwan scenarios authenticate with IPv6-address identities
+//! (ID_IPV6_ADDR).
+//!
+//! Needs root (else `SKIPPED`); run one at a time under the namespace lock:
+//! `flock /work/netns.lock cargo test --release -p interop --test ipv6 -- --test-threads=1`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway::control::proto::StatusReport;
+use interop::capture::{WAN_V4_FILTER, WAN_V6_FILTER};
+use interop::netns::{self, Topology};
+use interop::scenario::{
+    run_scenario_on, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect, SA_TIMEOUT,
+    TRANSFER_BYTES,
+};
+use interop::strongswan::{StrongSwan, SwanConfig};
+use interop::traffic;
+use interop::vpngw::{child_sas, one_line, Encap, GatewayConfig, Start, Vpngw};
+use interop::{ensure, Binaries, Result};
+
+fn nettool() -> PathBuf {
+    std::env::var_os("NETTOOL_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nettool")), PathBuf::from)
+}
+
+fn binaries() -> Result<Binaries> {
+    Binaries::locate(nettool())
+}
+
+/// The WAN's address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wan {
+    V4,
+    V6,
+}
+
+impl Wan {
+    fn topology(self) -> fn(&str) -> Result<Topology> {
+        match self {
+            Self::V4 => Topology::create_dual_stack,
+            Self::V6 => Topology::create_v6_wan,
+        }
+    }
+
+    /// (gwA, gwB) WAN addresses.
+    fn addrs(self) -> (&'static str, &'static str) {
+        match self {
+            Self::V4 => (netns::GW_A_WAN, netns::GW_B_WAN),
+            Self::V6 => (netns::GW_A_WAN6, netns::GW_B_WAN6),
+        }
+    }
+}
+
+const NETS_A: [&str; 2] = [netns::LAN_A_NET, netns::LAN_A_NET6];
+const NETS_B: [&str; 2] = [netns::LAN_B_NET, netns::LAN_B_NET6];
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// vpngw at site A (`a`) or B on `wan`, protecting both families of its LAN.
+fn vpngw_cfg(a: bool, wan: Wan, start: Start, encap: Encap) -> GatewayConfig {
+    let (wan_a, wan_b) = wan.addrs();
+    let mut cfg = if a { vpngw_site_a(start, encap) } else { vpngw_site_b(start, encap) };
+    let (local, remote, nets_l, nets_r) = if a { (wan_a, wan_b, NETS_A, NETS_B) } else { (wan_b, wan_a, NETS_B, NETS_A) };
+    cfg.local_address = local.into();
+    let t = &mut cfg.tunnels[0];
+    t.remote_address = remote.into();
+    t.local_subnets = strings(&nets_l);
+    t.remote_subnets = strings(&nets_r);
+    cfg
+}
+
+/// strongSwan at site A or B on `wan`, protecting both families; on the IPv6 WAN both
+/// identities are the WAN addresses (ID_IPV6_ADDR).
+fn swan_cfg(a: bool, wan: Wan, initiate: bool) -> SwanConfig {
+    let (wan_a, wan_b) = wan.addrs();
+    let mut cfg = if a { swan_site_a(initiate) } else { swan_site_b(initiate) };
+    let (local, remote, nets_l, nets_r) = if a { (wan_a, wan_b, NETS_A, NETS_B) } else { (wan_b, wan_a, NETS_B, NETS_A) };
+    cfg.local_addr = local.into();
+    cfg.remote_addr = remote.into();
+    cfg.local_ts = nets_l.join(",");
+    cfg.remote_ts = nets_r.join(",");
+    if wan == Wan::V6 {
+        cfg.local_id = local.into();
+        cfg.remote_id = remote.into();
+    }
+    cfg
+}
+
+/// The vpngw side of a strongSwan scenario with IPv6-address identities on the IPv6 WAN.
+fn vpngw_cfg_for_swan(a: bool, wan: Wan, start: Start) -> GatewayConfig {
+    let mut cfg = vpngw_cfg(a, wan, start, Encap::Auto);
+    if wan == Wan::V6 {
+        let (wan_a, wan_b) = wan.addrs();
+        let t = &mut cfg.tunnels[0];
+        (t.local_id, t.remote_id) = if a { (wan_a.into(), wan_b.into()) } else { (wan_b.into(), wan_a.into()) };
+    }
+    cfg
+}
+
+/// Every INSTALLED CHILD SA carries selectors of both families on both sides, with the
+/// expected encapsulation (`raw` or `udp`); and, with `id`, the IKE SA's identities are
+/// those addresses.
+fn check_vpngw(side: &str, st: &StatusReport, mode: &str, ids: Option<(&str, &str)>) -> Result<()> {
+    let children: Vec<_> = child_sas(st).into_iter().filter(|c| c.state.eq_ignore_ascii_case("installed")).collect();
+    ensure!(!children.is_empty(), "{side}: no INSTALLED CHILD SA: {}", one_line(st));
+    for c in children {
+        let fams = |ts: &[String]| (ts.iter().any(|t| !t.contains(':')), ts.iter().any(|t| t.contains(':')));
+        ensure!(
+            fams(&c.local_ts) == (true, true) && fams(&c.remote_ts) == (true, true),
+            "{side}: CHILD SA selectors are not dual stack: {:?} <-> {:?}",
+            c.local_ts,
+            c.remote_ts
+        );
+        let m = interop::vpngw::encap_mode(&c.encapsulation);
+        ensure!(m == mode, "{side}: CHILD SA encapsulation is {m}, expected {mode}");
+    }
+    if let Some((local, remote)) = ids {
+        let ike = st.tunnels.iter().flat_map(|t| &t.ike_sas).next();
+        ensure!(
+            ike.is_some_and(|i| i.local_id == local && i.remote_id == remote),
+            "{side}: IKE identities are not {local} / {remote}: {}",
+            one_line(st)
+        );
+    }
+    Ok(())
+}
+
+/// strongSwan installed the CHILD SA with both families on both sides.
+fn check_swan(sas: &str) -> Result<()> {
+    for net in NETS_A.iter().chain(&NETS_B) {
+        ensure!(sas.contains(net), "strongSwan's CHILD SA lacks {net}:\n{sas}");
+    }
+    Ok(())
+}
+
+/// Pings both ways in both families, then a 10 MiB transfer in each family.
+fn prove_dual_stack(sc: &Scenario, bins: &Binaries) -> Result<()> {
+    let (ab4, ba4) = sc.ping_both_ways()?;
+    let ab6 = traffic::ping(&sc.topo.lan_a, netns::LAN_B_HOST6, 5)?;
+    let ba6 = traffic::ping(&sc.topo.lan_b, netns::LAN_A_HOST6, 3)?;
+    ensure!(
+        ab6.received == ab6.transmitted && ba6.received == ba6.transmitted,
+        "IPv6 ping across the tunnel lost replies: lanA->lanB {ab6:?}, lanB->lanA {ba6:?}\n{}",
+        sc.topo.describe()
+    );
+    let t4 = sc.transfer(&bins.nettool)?;
+    let t6 = traffic::tcp_transfer(
+        &bins.nettool,
+        &sc.topo.lan_b,
+        netns::LAN_B_HOST6,
+        &sc.topo.lan_a,
+        5002,
+        TRANSFER_BYTES,
+        &sc.dir,
+        Duration::from_secs(180),
+    )?;
+    ensure!(t6.bytes == TRANSFER_BYTES, "IPv6 receiver got {} bytes, expected {TRANSFER_BYTES}", t6.bytes);
+    let mbit = |t: &traffic::Transfer| t.bytes as f64 * 8.0 / t.elapsed.as_secs_f64().max(1e-3) / 1e6;
+    println!(
+        "[{}] ping IPv4 {}/{} + {}/{}, IPv6 {}/{} + {}/{}; TCP over IPv4 {} bytes ({:.0} Mbit/s), over IPv6 {} bytes \
+         ({:.0} Mbit/s), sha256 match at the far end",
+        sc.name,
+        ab4.received,
+        ab4.transmitted,
+        ba4.received,
+        ba4.transmitted,
+        ab6.received,
+        ab6.transmitted,
+        ba6.received,
+        ba6.transmitted,
+        t4.bytes,
+        mbit(&t4),
+        t6.bytes,
+        mbit(&t6),
+    );
+    Ok(())
+}
+
+/// The WAN capture: the expected encapsulation, no cleartext of either family, and
+/// every IKE/ESP packet in the WAN's family only.
+fn check_wan(sc: &Scenario, cap: interop::capture::Capture, expect: WanExpect, wan: Wan) -> Result<()> {
+    let (_, pcap) = sc.check_wan_pcap(cap, expect)?;
+    let (v4, v6) = (pcap.count(WAN_V4_FILTER)?, pcap.count(WAN_V6_FILTER)?);
+    let (own, other) = if wan == Wan::V6 { (v6, v4) } else { (v4, v6) };
+    ensure!(own > 0 && other == 0, "WAN is {wan:?} but carried {v4} IPv4 and {v6} IPv6 IKE/ESP packets");
+    println!("[{}] WAN {wan:?}: {own} IKE/ESP packets, none in the other family", sc.name);
+    Ok(())
+}
+
+/// vpngw <-> vpngw: B responds, A initiates.
+fn vpngw_pair(name: &str, wan: Wan, encap: Encap, expect: WanExpect) {
+    run_scenario_on(name, wan.topology(), |sc| {
+        let bins = binaries()?;
+        let mode = if expect == WanExpect::RawEsp { "raw" } else { "udp" };
+        let cap = sc.capture_wan()?;
+        let mut b = Vpngw::start(&sc.topo.gw_b, &vpngw_cfg(false, wan, Start::Respond, encap), &sc.subdir("gwb"), &bins)?;
+        let mut a = Vpngw::start(&sc.topo.gw_a, &vpngw_cfg(true, wan, Start::Initiate, encap), &sc.subdir("gwa"), &bins)?;
+        check_vpngw("gwA", &a.wait_child_sa(SA_TIMEOUT)?, mode, None)?;
+        check_vpngw("gwB", &b.wait_child_sa(SA_TIMEOUT)?, mode, None)?;
+        prove_dual_stack(sc, &bins)?;
+        check_wan(sc, cap, expect, wan)?;
+        a.stop()?;
+        b.stop()?;
+        Ok(())
+    });
+}
+
+/// vpngw initiates to a strongSwan responder (ESP-in-UDP: libipsec encapsulates).
+fn vpngw_initiator_to_strongswan(name: &str, wan: Wan) {
+    run_scenario_on(name, wan.topology(), |sc| {
+        let bins = binaries()?;
+        let cap = sc.capture_wan()?;
+        let mut b = StrongSwan::start(&sc.topo.gw_b, &swan_cfg(false, wan, false), &sc.subdir("gwb"))?;
+        let cfg = vpngw_cfg_for_swan(true, wan, Start::Initiate);
+        let mut a = Vpngw::start(&sc.topo.gw_a, &cfg, &sc.subdir("gwa"), &bins)?;
+        let ids = (wan == Wan::V6).then_some((netns::GW_A_WAN6, netns::GW_B_WAN6));
+        check_vpngw("gwA", &a.wait_child_sa(SA_TIMEOUT)?, "udp", ids)?;
+        check_swan(&b.wait_child_sa(SA_TIMEOUT)?)?;
+        prove_dual_stack(sc, &bins)?;
+        check_wan(sc, cap, WanExpect::EspInUdp, wan)?;
+        a.stop()?;
+        Ok(())
+    });
+}
+
+/// strongSwan initiates to a vpngw responder.
+fn strongswan_initiator_to_vpngw(name: &str, wan: Wan) {
+    run_scenario_on(name, wan.topology(), |sc| {
+        let bins = binaries()?;
+        let cap = sc.capture_wan()?;
+        let cfg = vpngw_cfg_for_swan(false, wan, Start::Respond);
+        let mut b = Vpngw::start(&sc.topo.gw_b, &cfg, &sc.subdir("gwb"), &bins)?;
+        let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_cfg(true, wan, true), &sc.subdir("gwa"))?;
+        check_swan(&a.wait_child_sa(SA_TIMEOUT)?)?;
+        let ids = (wan == Wan::V6).then_some((netns::GW_B_WAN6, netns::GW_A_WAN6));
+        check_vpngw("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp", ids)?;
+        prove_dual_stack(sc, &bins)?;
+        check_wan(sc, cap, WanExpect::EspInUdp, wan)?;
+        b.stop()?;
+        Ok(())
+    });
+}
+
+#[test]
+fn ipv6_wan_vpngw_pair_raw_esp() {
+    vpngw_pair("ipv6_wan_vpngw_pair_raw_esp", Wan::V6, Encap::Auto, WanExpect::RawEsp);
+}
+
+#[test]
+fn ipv6_wan_vpngw_pair_udp_encap() {
+    vpngw_pair("ipv6_wan_vpngw_pair_udp_encap", Wan::V6, Encap::Udp, WanExpect::EspInUdp);
+}
+
+#[test]
+fn ipv4_wan_vpngw_pair_raw_esp_dual_stack_inside() {
+    vpngw_pair("ipv4_wan_vpngw_pair_raw_esp_dual_stack_inside", Wan::V4, Encap::Auto, WanExpect::RawEsp);
+}
+
+#[test]
+fn ipv4_wan_vpngw_pair_udp_encap_dual_stack_inside() {
+    vpngw_pair("ipv4_wan_vpngw_pair_udp_encap_dual_stack_inside", Wan::V4, Encap::Udp, WanExpect::EspInUdp);
+}
+
+#[test]
+fn ipv6_wan_vpngw_initiator_to_strongswan() {
+    vpngw_initiator_to_strongswan("ipv6_wan_vpngw_initiator_to_strongswan", Wan::V6);
+}
+
+#[test]
+fn ipv6_wan_strongswan_initiator_to_vpngw() {
+    strongswan_initiator_to_vpngw("ipv6_wan_strongswan_initiator_to_vpngw", Wan::V6);
+}
+
+#[test]
+fn ipv4_wan_vpngw_initiator_to_strongswan_dual_stack_inside() {
+    vpngw_initiator_to_strongswan("ipv4_wan_vpngw_initiator_to_strongswan_dual_stack_inside", Wan::V4);
+}
+
+#[test]
+fn ipv4_wan_strongswan_initiator_to_vpngw_dual_stack_inside() {
+    strongswan_initiator_to_vpngw("ipv4_wan_strongswan_initiator_to_vpngw_dual_stack_inside", Wan::V4);
+}
