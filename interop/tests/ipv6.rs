@@ -10,8 +10,11 @@
 //!
 //! Each proves, with one tunnel set up once: pings both ways in both families, a
 //! 10 MiB TCP transfer in each family checked by SHA-256 at the far end, CHILD SA
-//! selectors of both families on both sides, and a WAN capture showing the expected
-//! encapsulation, only in the WAN's family, and no cleartext of either family.
+//! selectors of both families on both sides, ICMPv6 Packet Too Big from the vpngw
+//! gateway for a packet above the TUN MTU and a packet of exactly that MTU across, and a
+//! WAN capture showing the expected encapsulation, only in the WAN's family, and no
+//! cleartext of either family. Against strongSwan, charon must see no NAT: vpngw's
+//! NAT_DETECTION hashes (over IPv6 addresses on the IPv6 WAN) match its own.
 //! vpngw <-> vpngw runs raw ESP (`encapsulation = "auto"` without a NAT, which also
 //! proves the NAT-D hashes over IPv6 addresses match) and ESP-in-UDP (`"udp"`);
 //! strongSwan (kernel-libipsec, which always encapsulates in UDP) runs in both roles.
@@ -195,6 +198,46 @@ fn prove_dual_stack(sc: &Scenario, bins: &Binaries) -> Result<()> {
     Ok(())
 }
 
+/// ICMPv6 and the MTU, from the host behind a vpngw (`from_a`: lanA, else lanB): a
+/// 1500-byte IPv6 packet that may not be fragmented is answered by the gateway with a
+/// Packet Too Big naming the TUN MTU (1400), and one of exactly 1400 bytes crosses the
+/// tunnel, ESP and outer headers added, and is answered.
+fn check_icmpv6_mtu(sc: &Scenario, from_a: bool) -> Result<()> {
+    let (ns, dst, gw) = if from_a {
+        (&sc.topo.lan_a, netns::LAN_B_HOST6, netns::GW_A_LAN6)
+    } else {
+        (&sc.topo.lan_b, netns::LAN_A_HOST6, netns::GW_B_LAN6)
+    };
+    let ping = |size: &str| -> Result<String> {
+        let out = ns
+            .exec(&["ping", "-6", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", size, dst])
+            .output()
+            .map_err(|e| interop::Error::new(format!("cannot run ping: {e}")))?;
+        Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    // 1452 bytes of payload + 8 ICMPv6 + 40 IPv6 = 1500.
+    let big = ping("1452")?;
+    ensure!(
+        big.contains(&format!("From {gw}")) && big.contains("Packet too big") && big.contains("mtu=1400"),
+        "a 1500-byte IPv6 packet did not get a Packet Too Big (mtu=1400) from {gw}:\n{big}"
+    );
+    let fits = ping("1352")?;
+    ensure!(
+        traffic::parse_ping(&fits).is_some_and(|p| p.received == 1),
+        "a 1400-byte IPv6 packet did not cross the tunnel:\n{fits}"
+    );
+    println!("[{}] ICMPv6: Packet Too Big mtu=1400 from {gw} for 1500 bytes; 1400 bytes cross", sc.name);
+    Ok(())
+}
+
+/// strongSwan found no NAT in either direction, so the NAT_DETECTION hashes vpngw
+/// computed (over IPv6 addresses on the IPv6 WAN) are the ones strongSwan computes.
+fn check_swan_saw_no_nat(swan: &StrongSwan) -> Result<()> {
+    let log = swan.log_text();
+    ensure!(!log.contains("behind NAT"), "strongSwan believes in a NAT (NAT-D hashes differ):\n{}", swan.diagnostics());
+    Ok(())
+}
+
 /// The WAN capture: the expected encapsulation, no cleartext of either family, and
 /// every IKE/ESP packet in the WAN's family only.
 fn check_wan(sc: &Scenario, cap: interop::capture::Capture, expect: WanExpect, wan: Wan) -> Result<()> {
@@ -216,6 +259,8 @@ fn vpngw_pair(name: &str, wan: Wan, encap: Encap, expect: WanExpect) {
         let mut a = Vpngw::start(&sc.topo.gw_a, &vpngw_cfg(true, wan, Start::Initiate, encap), &sc.subdir("gwa"), &bins)?;
         check_vpngw("gwA", &a.wait_child_sa(SA_TIMEOUT)?, mode, None)?;
         check_vpngw("gwB", &b.wait_child_sa(SA_TIMEOUT)?, mode, None)?;
+        // Before any bulk traffic, which teaches the host the path MTU.
+        check_icmpv6_mtu(sc, true)?;
         prove_dual_stack(sc, &bins)?;
         check_wan(sc, cap, expect, wan)?;
         a.stop()?;
@@ -235,6 +280,9 @@ fn vpngw_initiator_to_strongswan(name: &str, wan: Wan) {
         let ids = (wan == Wan::V6).then_some((netns::GW_A_WAN6, netns::GW_B_WAN6));
         check_vpngw("gwA", &a.wait_child_sa(SA_TIMEOUT)?, "udp", ids)?;
         check_swan(&b.wait_child_sa(SA_TIMEOUT)?)?;
+        check_swan_saw_no_nat(&b)?;
+        // Before any bulk traffic, which teaches the host the path MTU.
+        check_icmpv6_mtu(sc, true)?;
         prove_dual_stack(sc, &bins)?;
         check_wan(sc, cap, WanExpect::EspInUdp, wan)?;
         a.stop()?;
@@ -253,6 +301,9 @@ fn strongswan_initiator_to_vpngw(name: &str, wan: Wan) {
         check_swan(&a.wait_child_sa(SA_TIMEOUT)?)?;
         let ids = (wan == Wan::V6).then_some((netns::GW_B_WAN6, netns::GW_A_WAN6));
         check_vpngw("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp", ids)?;
+        check_swan_saw_no_nat(&a)?;
+        // Before any bulk traffic, which teaches the host the path MTU.
+        check_icmpv6_mtu(sc, false)?;
         prove_dual_stack(sc, &bins)?;
         check_wan(sc, cap, WanExpect::EspInUdp, wan)?;
         b.stop()?;
