@@ -350,3 +350,22 @@ fn ipv4_wan_vpngw_initiator_to_strongswan_dual_stack_inside() {
 fn ipv4_wan_strongswan_initiator_to_vpngw_dual_stack_inside() {
     strongswan_initiator_to_vpngw("ipv4_wan_strongswan_initiator_to_vpngw_dual_stack_inside", Wan::V4);
 }
+
+/// Negative control for the WAN check over IPv6: with plain IPv6 routing and no IPsec,
+/// the capture must see the IPv6 pings in cleartext and the check must reject them.
+#[test]
+fn ipv6_wan_check_detects_cleartext_without_ipsec() {
+    run_scenario_on("ipv6_wan_check_detects_cleartext_without_ipsec", Topology::create_v6_wan, |sc| {
+        sc.topo.gw_a.ip(&["-6", "route", "add", netns::LAN_B_NET6, "via", netns::GW_B_WAN6])?;
+        sc.topo.gw_b.ip(&["-6", "route", "add", netns::LAN_A_NET6, "via", netns::GW_A_WAN6])?;
+        let cap = sc.capture_wan()?;
+        let st = traffic::ping(&sc.topo.lan_a, netns::LAN_B_HOST6, 3)?;
+        ensure!(st.received == st.transmitted, "plain-routed IPv6 pings got lost: {st:?}\n{}", sc.topo.describe());
+        let err = sc.check_wan(cap, WanExpect::NoEsp).err();
+        ensure!(
+            err.as_ref().is_some_and(|e| e.to_string().contains("cleartext")),
+            "plain-routed IPv6 pings were not flagged as cleartext on the WAN: {err:?}"
+        );
+        Ok(())
+    });
+}
