@@ -161,7 +161,8 @@ fn inner_ipv6_routes() {
     tun.quiet_ipv6(false).unwrap();
     tun.set_mtu(1400).unwrap();
     tun.set_up().unwrap();
-    let local = vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap(), TrafficSelector::parse_cidr("fd00:a::/64").unwrap()];
+    let local =
+        vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap(), TrafficSelector::parse_cidr("fd00:a::/64").unwrap()];
     let remote = TrafficSelector::parse_cidr("fd00:b::/64").unwrap();
     let route = route_for(&remote, tun.name(), &local, &gateway::sys::local_addresses().unwrap());
     assert_eq!(route.src, Some("fd00:a::1".parse().unwrap()));

@@ -173,7 +173,10 @@ impl Topology {
         lb.ip(&["-6", "route", "add", "default", "via", GW_B_LAN6])?;
         // Checked rather than assumed: a tentative address would drop the first packets.
         crate::wait_for(std::time::Duration::from_secs(10), "IPv6 addresses to leave the tentative state", || {
-            self.all().iter().all(|ns| ns.ip(&["-6", "addr", "show", "tentative"]).is_ok_and(|o| o.trim().is_empty())).then_some(())
+            self.all()
+                .iter()
+                .all(|ns| ns.ip(&["-6", "addr", "show", "tentative"]).is_ok_and(|o| o.trim().is_empty()))
+                .then_some(())
         })
     }
 

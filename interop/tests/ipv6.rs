@@ -82,7 +82,8 @@ fn strings(a: &[&str]) -> Vec<String> {
 fn vpngw_cfg(a: bool, wan: Wan, start: Start, encap: Encap) -> GatewayConfig {
     let (wan_a, wan_b) = wan.addrs();
     let mut cfg = if a { vpngw_site_a(start, encap) } else { vpngw_site_b(start, encap) };
-    let (local, remote, nets_l, nets_r) = if a { (wan_a, wan_b, NETS_A, NETS_B) } else { (wan_b, wan_a, NETS_B, NETS_A) };
+    let (local, remote, nets_l, nets_r) =
+        if a { (wan_a, wan_b, NETS_A, NETS_B) } else { (wan_b, wan_a, NETS_B, NETS_A) };
     cfg.local_address = local.into();
     let t = &mut cfg.tunnels[0];
     t.remote_address = remote.into();
@@ -96,7 +97,8 @@ fn vpngw_cfg(a: bool, wan: Wan, start: Start, encap: Encap) -> GatewayConfig {
 fn swan_cfg(a: bool, wan: Wan, initiate: bool) -> SwanConfig {
     let (wan_a, wan_b) = wan.addrs();
     let mut cfg = if a { swan_site_a(initiate) } else { swan_site_b(initiate) };
-    let (local, remote, nets_l, nets_r) = if a { (wan_a, wan_b, NETS_A, NETS_B) } else { (wan_b, wan_a, NETS_B, NETS_A) };
+    let (local, remote, nets_l, nets_r) =
+        if a { (wan_a, wan_b, NETS_A, NETS_B) } else { (wan_b, wan_a, NETS_B, NETS_A) };
     cfg.local_addr = local.into();
     cfg.remote_addr = remote.into();
     cfg.local_ts = nets_l.join(",");
@@ -255,8 +257,10 @@ fn vpngw_pair(name: &str, wan: Wan, encap: Encap, expect: WanExpect) {
         let bins = binaries()?;
         let mode = if expect == WanExpect::RawEsp { "raw" } else { "udp" };
         let cap = sc.capture_wan()?;
-        let mut b = Vpngw::start(&sc.topo.gw_b, &vpngw_cfg(false, wan, Start::Respond, encap), &sc.subdir("gwb"), &bins)?;
-        let mut a = Vpngw::start(&sc.topo.gw_a, &vpngw_cfg(true, wan, Start::Initiate, encap), &sc.subdir("gwa"), &bins)?;
+        let mut b =
+            Vpngw::start(&sc.topo.gw_b, &vpngw_cfg(false, wan, Start::Respond, encap), &sc.subdir("gwb"), &bins)?;
+        let mut a =
+            Vpngw::start(&sc.topo.gw_a, &vpngw_cfg(true, wan, Start::Initiate, encap), &sc.subdir("gwa"), &bins)?;
         check_vpngw("gwA", &a.wait_child_sa(SA_TIMEOUT)?, mode, None)?;
         check_vpngw("gwB", &b.wait_child_sa(SA_TIMEOUT)?, mode, None)?;
         // Before any bulk traffic, which teaches the host the path MTU.

@@ -284,7 +284,9 @@ pub fn recv_many(fd: BorrowedFd<'_>, batch: &mut RecvMany, wait: bool) -> io::Re
         return Err(io::Error::last_os_error());
     }
     let n = (rc as usize).min(slots);
-    for (((len, meta), name), m) in batch.lens.iter_mut().zip(batch.meta.iter_mut()).zip(&batch.names).zip(&msgs).take(n) {
+    for (((len, meta), name), m) in
+        batch.lens.iter_mut().zip(batch.meta.iter_mut()).zip(&batch.names).zip(&msgs).take(n)
+    {
         let truncated = m.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
         *len = if truncated { 0 } else { (m.msg_len as usize).min(slot_len) };
         let named = m.msg_hdr.msg_namelen > 0;

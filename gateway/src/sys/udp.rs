@@ -74,8 +74,9 @@ impl RawEsp {
         if local.is_ipv6() {
             // IPv6 raw sockets deliver the payload only: the destination of each packet
             // comes in an IPV6_PKTINFO control message instead, checked in `esp_range`.
-            super::set_int_sockopt(sock.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot enable IPV6_RECVPKTINFO on the raw ESP socket: {e}")))?;
+            super::set_int_sockopt(sock.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot enable IPV6_RECVPKTINFO on the raw ESP socket: {e}"))
+            })?;
         }
         // Binding filters inbound packets to our WAN address and fixes the source.
         sock.bind(&SockAddr::from(SocketAddr::new(local, 0)))
@@ -184,7 +185,8 @@ mod tests {
     fn ipv6_datagrams_need_our_address_as_destination_and_a_sender() {
         let local: IpAddr = "2001:db8::1".parse().unwrap();
         let peer: SocketAddr = "[2001:db8::2]:0".parse().unwrap();
-        let meta = |dst: Option<&str>, from: Option<SocketAddr>| RecvMeta { from, dst: dst.map(|d| d.parse().unwrap()) };
+        let meta =
+            |dst: Option<&str>, from: Option<SocketAddr>| RecvMeta { from, dst: dst.map(|d| d.parse().unwrap()) };
         let (r, src) = check_ipv6_meta(b"esp!", local, meta(Some("2001:db8::1"), Some(peer))).unwrap();
         assert_eq!((r, src), (0..4, peer.ip()));
         // Another of the host's addresses, no packet info, no sender, a mapped IPv4 sender.
