@@ -88,8 +88,14 @@ impl Scenario {
 
     /// Pings both ways (5 from lanA to lanB, 3 back); `Err` unless every reply arrives.
     pub fn ping_both_ways(&self) -> Result<(PingStats, PingStats)> {
-        let ab = traffic::ping(&self.topo.lan_a, netns::LAN_B_HOST, 5)?;
-        let ba = traffic::ping(&self.topo.lan_b, netns::LAN_A_HOST, 3)?;
+        self.ping_hosts_both_ways(netns::LAN_B_HOST, netns::LAN_A_HOST)
+    }
+
+    /// [`Scenario::ping_both_ways`] to the given addresses of lanB and lanA (e.g. their
+    /// IPv6 addresses).
+    pub fn ping_hosts_both_ways(&self, lan_b_host: &str, lan_a_host: &str) -> Result<(PingStats, PingStats)> {
+        let ab = traffic::ping(&self.topo.lan_a, lan_b_host, 5)?;
+        let ba = traffic::ping(&self.topo.lan_b, lan_a_host, 3)?;
         ensure!(
             ab.received == ab.transmitted && ba.received == ba.transmitted,
             "ping across the tunnel lost replies: lanA->lanB {ab:?}, lanB->lanA {ba:?}\n{}",
