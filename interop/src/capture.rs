@@ -24,6 +24,9 @@ pub const ESP_IN_UDP_FILTER: &str =
 /// IKE: port 500, or port 4500 with the non-ESP marker.
 pub const IKE_FILTER: &str =
     "udp port 500 or (ip and udp port 4500 and udp[8:4] = 0) or (ip6 and udp port 4500 and ip6[48:4] = 0)";
+/// IP fragments: IPv4 with more-fragments set or an offset, IPv6 with a fragment header
+/// right after the fixed header.
+pub const FRAGMENT_FILTER: &str = "(ip6 and ip6[6] = 44) or (ip and ip[6:2] & 0x3fff != 0)";
 /// Anything carried over IPv6 on the WAN (ESP, ESP-in-UDP or IKE).
 pub const WAN_V6_FILTER: &str = "ip6 and (ip6 proto 50 or udp port 4500 or udp port 500)";
 /// Anything carried over IPv4 on the WAN (ESP, ESP-in-UDP or IKE).

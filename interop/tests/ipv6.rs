@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gateway::control::proto::StatusReport;
-use interop::capture::{WAN_V4_FILTER, WAN_V6_FILTER};
+use interop::capture::{FRAGMENT_FILTER, WAN_V4_FILTER, WAN_V6_FILTER};
 use interop::netns::{self, Topology};
 use interop::scenario::{
     run_scenario_on, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect, SA_TIMEOUT,
@@ -234,13 +234,16 @@ fn check_swan_saw_no_nat(swan: &StrongSwan) -> Result<()> {
     Ok(())
 }
 
-/// The WAN capture: the expected encapsulation, no cleartext of either family, and
-/// every IKE/ESP packet in the WAN's family only.
+/// The WAN capture: the expected encapsulation, no cleartext of either family, every
+/// IKE/ESP packet in the WAN's family only, and no fragments.
 fn check_wan(sc: &Scenario, cap: interop::capture::Capture, expect: WanExpect, wan: Wan) -> Result<()> {
     let (_, pcap) = sc.check_wan_pcap(cap, expect)?;
     let (v4, v6) = (pcap.count(WAN_V4_FILTER)?, pcap.count(WAN_V6_FILTER)?);
     let (own, other) = if wan == Wan::V6 { (v6, v4) } else { (v4, v6) };
     ensure!(own > 0 && other == 0, "WAN is {wan:?} but carried {v4} IPv4 and {v6} IPv6 IKE/ESP packets");
+    // The TUN MTU leaves room for ESP and the outer header: nothing gets fragmented.
+    let fragments = pcap.count(FRAGMENT_FILTER)?;
+    ensure!(fragments == 0, "{fragments} fragmented packets on the WAN");
     println!("[{}] WAN {wan:?}: {own} IKE/ESP packets, none in the other family", sc.name);
     Ok(())
 }
@@ -288,15 +291,25 @@ fn vpngw_initiator_to_strongswan(name: &str, wan: Wan) {
     });
 }
 
-/// strongSwan initiates to a vpngw responder.
-fn strongswan_initiator_to_vpngw(name: &str, wan: Wan) {
+/// strongSwan initiates to a vpngw responder; with `esp` both propose that ESP
+/// proposal only, and strongSwan must have installed `esp_name` (its spelling).
+fn strongswan_initiator_to_vpngw(name: &str, wan: Wan, esp: Option<(&str, &str)>) {
     run_scenario_on(name, wan.topology(), |sc| {
         let bins = binaries()?;
         let cap = sc.capture_wan()?;
-        let cfg = vpngw_cfg_for_swan(false, wan, Start::Respond);
+        let mut cfg = vpngw_cfg_for_swan(false, wan, Start::Respond);
+        let mut swan = swan_cfg(true, wan, true);
+        if let Some((proposal, _)) = esp {
+            cfg.tunnels[0].esp_proposals = vec![proposal.into()];
+            swan.esp_proposal = proposal.into();
+        }
         let mut b = Vpngw::start(&sc.topo.gw_b, &cfg, &sc.subdir("gwb"), &bins)?;
-        let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_cfg(true, wan, true), &sc.subdir("gwa"))?;
-        check_swan(&a.wait_child_sa(SA_TIMEOUT)?)?;
+        let mut a = StrongSwan::start(&sc.topo.gw_a, &swan, &sc.subdir("gwa"))?;
+        let sas = a.wait_child_sa(SA_TIMEOUT)?;
+        check_swan(&sas)?;
+        if let Some((_, esp_name)) = esp {
+            ensure!(sas.contains(esp_name), "strongSwan's CHILD SA is not {esp_name}:\n{sas}");
+        }
         let ids = (wan == Wan::V6).then_some((netns::GW_B_WAN6, netns::GW_A_WAN6));
         check_vpngw("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp", ids)?;
         check_swan_saw_no_nat(&a)?;
@@ -334,9 +347,13 @@ fn ipv6_wan_vpngw_initiator_to_strongswan() {
     vpngw_initiator_to_strongswan("ipv6_wan_vpngw_initiator_to_strongswan", Wan::V6);
 }
 
+/// With AES-CBC + HMAC-SHA256 ESP, whose overhead is the largest the default TUN MTU
+/// fits into a 1500-byte IPv6 WAN with UDP encapsulation (1496 bytes for a full packet;
+/// the capture proves nothing was fragmented).
 #[test]
 fn ipv6_wan_strongswan_initiator_to_vpngw() {
-    strongswan_initiator_to_vpngw("ipv6_wan_strongswan_initiator_to_vpngw", Wan::V6);
+    let esp = ("aes128-sha256", "ESP:AES_CBC-128/HMAC_SHA2_256_128");
+    strongswan_initiator_to_vpngw("ipv6_wan_strongswan_initiator_to_vpngw", Wan::V6, Some(esp));
 }
 
 #[test]
@@ -346,11 +363,12 @@ fn ipv4_wan_vpngw_initiator_to_strongswan_dual_stack_inside() {
 
 #[test]
 fn ipv4_wan_strongswan_initiator_to_vpngw_dual_stack_inside() {
-    strongswan_initiator_to_vpngw("ipv4_wan_strongswan_initiator_to_vpngw_dual_stack_inside", Wan::V4);
+    strongswan_initiator_to_vpngw("ipv4_wan_strongswan_initiator_to_vpngw_dual_stack_inside", Wan::V4, None);
 }
 
 /// Negative control for the WAN check over IPv6: with plain IPv6 routing and no IPsec,
-/// the capture must see the IPv6 pings in cleartext and the check must reject them.
+/// the capture must see the IPv6 pings in cleartext and the check must reject them;
+/// and a 3000-byte ping, fragmented by the host, must show up as fragments.
 #[test]
 fn ipv6_wan_check_detects_cleartext_without_ipsec() {
     run_scenario_on("ipv6_wan_check_detects_cleartext_without_ipsec", Topology::create_v6_wan, |sc| {
@@ -359,11 +377,17 @@ fn ipv6_wan_check_detects_cleartext_without_ipsec() {
         let cap = sc.capture_wan()?;
         let st = traffic::ping(&sc.topo.lan_a, netns::LAN_B_HOST6, 3)?;
         ensure!(st.received == st.transmitted, "plain-routed IPv6 pings got lost: {st:?}\n{}", sc.topo.describe());
+        let big = sc.topo.lan_a.run(&["ping", "-6", "-n", "-c", "1", "-W", "2", "-s", "3000", netns::LAN_B_HOST6])?;
+        ensure!(traffic::parse_ping(&big).is_some_and(|p| p.received == 1), "a 3000-byte ping got lost:\n{big}");
         let err = sc.check_wan(cap, WanExpect::NoEsp).err();
         ensure!(
             err.as_ref().is_some_and(|e| e.to_string().contains("cleartext")),
             "plain-routed IPv6 pings were not flagged as cleartext on the WAN: {err:?}"
         );
+        // Request and reply, two fragments each.
+        let pcap = interop::capture::Pcap { file: sc.dir.join("wan.pcap"), dropped: 0 };
+        let fragments = pcap.count(FRAGMENT_FILTER)?;
+        ensure!(fragments >= 4, "the capture shows {fragments} fragments of the 3000-byte ping, not 4");
         Ok(())
     });
 }
