@@ -113,17 +113,22 @@ impl Scenario {
 
     /// Sends [`TRANSFER_BYTES`] over TCP from lanA to lanB and checks length and SHA-256.
     pub fn transfer(&self, nettool: &Path) -> Result<Transfer> {
+        self.transfer_to(nettool, netns::LAN_B_HOST, 5001)
+    }
+
+    /// [`Scenario::transfer`] to the given address of lanB (e.g. its IPv6 address) and port.
+    pub fn transfer_to(&self, nettool: &Path, lan_b_host: &str, port: u16) -> Result<Transfer> {
         let t = traffic::tcp_transfer(
             nettool,
             &self.topo.lan_b,
-            netns::LAN_B_HOST,
+            lan_b_host,
             &self.topo.lan_a,
-            5001,
+            port,
             TRANSFER_BYTES,
             &self.dir,
             Duration::from_secs(180),
         )?;
-        ensure!(t.bytes == TRANSFER_BYTES, "receiver got {} bytes, expected {TRANSFER_BYTES}", t.bytes);
+        ensure!(t.bytes == TRANSFER_BYTES, "receiver of {lan_b_host} got {} bytes, expected {TRANSFER_BYTES}", t.bytes);
         Ok(t)
     }
 
