@@ -2,7 +2,9 @@
 //! IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA (CHILD rekey with PFS) and the IKE rekey sent
 //! as fragments that each fit the configured datagram size, every fragment resent on
 //! retransmission, a retransmitted fragmented request answered once, tampered and
-//! duplicate fragments counted and not kept; and the memory a peer can make us hold.
+//! duplicate fragments counted and not kept, IPv6's larger header, every message as
+//! fragments (DELETE included), INVALID_IKE_SPI for fragments of an unknown IKE SA; and
+//! the memory a peer can make us hold.
 
 use ike::testing::{
     fragment_probe, peer_config, FragDrop, Pair, ProbeResult, ReassemblyProbe, Side, MAX_FRAGMENTS, MAX_REASSEMBLED,
@@ -140,6 +142,24 @@ fn fragments_through_every_exchange(ike: &str) {
 
 fn wire_spi_i(t: &Transmit) -> u64 {
     u64::from_be_bytes(t.data[..8].try_into().unwrap())
+}
+
+/// Over IPv6 the 40-octet IP header counts against the fragment size.
+#[test]
+fn ipv6_fragments_leave_room_for_the_larger_header() {
+    let mut a = peer_config("site-b", "2001:db8::1", "2001:db8::2", true, true);
+    let mut b = peer_config("site-a", "2001:db8::2", "2001:db8::1", false, false);
+    (a.fragment_size, b.fragment_size) = (Some(SIZE), Some(SIZE));
+    let mut p = Pair::new(a, b);
+    p.run();
+    assert_eq!(p.datapath(Side::A).len(), 2);
+    for side in [Side::A, Side::B] {
+        let (frags, _) = sent(&p, side, IKE_AUTH, 0);
+        assert!(frags >= 2, "{side:?}: {frags}");
+        for t in p.transmits(side).into_iter().filter(|t| exchange(t) != IKE_SA_INIT) {
+            assert!(t.data.len() + 40 + 8 + 4 <= usize::from(SIZE), "{} octets", t.data.len());
+        }
+    }
 }
 
 /// With a fragment size below the smallest encrypted message, every message after
