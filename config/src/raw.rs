@@ -49,6 +49,7 @@ pub(crate) struct RawTunnel {
     pub esp_proposals: Option<Spanned<Vec<Spanned<String>>>>,
     pub encapsulation: Option<Spanned<String>>,
     pub replay_window: Option<Spanned<u32>>,
+    pub child_sa_per_subnet_pair: Option<Spanned<bool>>,
     pub ike_rekey_time: Option<Spanned<NumOrText>>,
     pub ike_life_time: Option<Spanned<NumOrText>>,
     pub child_rekey_time: Option<Spanned<NumOrText>>,

@@ -70,6 +70,7 @@ mod sa;
 mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod ts;
 
 pub use api::{ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit};
 pub use down::DownReason;
