@@ -313,6 +313,7 @@ fn vpngw_site(
             esp_proposals: vec![ESP_PROPOSAL.into()],
             encapsulation,
             lifetimes: Lifetimes::default(),
+            child_sa_per_subnet_pair: false,
         }],
     }
 }

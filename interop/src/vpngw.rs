@@ -64,6 +64,8 @@ pub struct TunnelConfig {
     pub encapsulation: Encap,
     /// Rekeying, lifetime and DPD keys (unset ones keep vpngw's defaults).
     pub lifetimes: Lifetimes,
+    /// `child_sa_per_subnet_pair`: one CHILD SA per subnet pair instead of one for all.
+    pub child_sa_per_subnet_pair: bool,
 }
 
 /// The lifetime and DPD keys of a tunnel, each written as given (`"10s"`, `"0%"`, `"restart"`) when set.
@@ -169,6 +171,9 @@ impl GatewayConfig {
                     Encap::Udp => "udp",
                 }),
             ));
+            if t.child_sa_per_subnet_pair {
+                s.push_str("child_sa_per_subnet_pair = true\n");
+            }
             s.push_str(&t.lifetimes.toml_lines());
         }
         s
@@ -463,6 +468,7 @@ mod tests {
                     child_rekey_packets: Some(100),
                     ..Lifetimes::default()
                 },
+                child_sa_per_subnet_pair: false,
             }],
         };
         let text = cfg.to_toml(Path::new("/d"), Path::new("/d/vpngw.sock"));
@@ -471,6 +477,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("dpd_delay"));
+        assert!(!text.contains("child_sa_per_subnet_pair"), "only written when set");
         assert!(text.contains("control_socket = \"/d/vpngw.sock\""));
         assert!(text.contains("psk_file = \"/d/site-b.psk\""));
         assert!(text.contains("local_subnets = [\"10.1.0.0/24\"]"));

@@ -87,6 +87,7 @@ pub fn vpngw_config(seed: &str, n: usize) -> GatewayConfig {
             esp_proposals: vec![ESP_PROPOSAL.into()],
             encapsulation: Encap::Auto,
             lifetimes: Lifetimes { dpd_delay: Some("0s".into()), ..Lifetimes::default() },
+            child_sa_per_subnet_pair: false,
         })
         .collect();
     GatewayConfig {
