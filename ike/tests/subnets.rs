@@ -29,6 +29,18 @@ fn configs(a_nets: &[&str], b_nets: &[&str], a_per_pair: bool, b_per_pair: bool)
     (a, b)
 }
 
+/// Both endpoints with these tunnels, after running until the wire is quiet.
+fn up((a, b): (PeerConfig, PeerConfig)) -> Pair {
+    let mut p = Pair::new(a, b);
+    p.run();
+    p
+}
+
+/// The same pairs seen from the other side.
+fn flipped(s: &BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
+    s.iter().map(|(l, r)| (r.clone(), l.clone())).collect()
+}
+
 fn children(p: &mut Pair, side: Side) -> Vec<ChildSaStatus> {
     let st = p.ep(side).status();
     assert_eq!(st.len(), 1, "one IKE SA on {side:?}");
@@ -80,13 +92,10 @@ fn installs_match_status(p: &mut Pair, side: Side) {
 #[test]
 fn combined_mode_carries_every_subnet_in_one_child_sa() {
     init_logs();
-    let (a, b) = configs(&A_NETS, &B_NETS, false, false);
-    let mut p = Pair::new(a, b);
-    p.run();
+    let mut p = up(configs(&A_NETS, &B_NETS, false, false));
     let both = set(&[("10.1.0.0/24,10.3.0.0/24", "10.2.0.0/24,10.4.0.0/24")]);
     assert_eq!(selectors(&children(&mut p, Side::A)), both);
-    let mirrored = set(&[("10.2.0.0/24,10.4.0.0/24", "10.1.0.0/24,10.3.0.0/24")]);
-    assert_eq!(selectors(&children(&mut p, Side::B)), mirrored);
+    assert_eq!(selectors(&children(&mut p, Side::B)), flipped(&both));
     assert_eq!(creates_sent(&p, Side::A), 0, "everything in IKE_AUTH");
     assert_eq!(p.datapath(Side::A).len(), 2);
     installs_match_status(&mut p, Side::A);
@@ -98,9 +107,7 @@ fn per_pair_mode_creates_one_child_sa_per_pair_first_in_ike_auth() {
     init_logs();
     // The responder's own mode does not matter: it accepts either style.
     for b_per_pair in [false, true] {
-        let (a, b) = configs(&A_NETS, &B_NETS, true, b_per_pair);
-        let mut p = Pair::new(a, b);
-        p.run();
+        let mut p = up(configs(&A_NETS, &B_NETS, true, b_per_pair));
         let kids = children(&mut p, Side::A);
         let pairs = set(&[
             ("10.1.0.0/24", "10.2.0.0/24"),
@@ -113,8 +120,7 @@ fn per_pair_mode_creates_one_child_sa_per_pair_first_in_ike_auth() {
         // The first pair came with IKE_AUTH, the three others by CREATE_CHILD_SA.
         assert_eq!(selectors(&kids[..1]), set(&[("10.1.0.0/24", "10.2.0.0/24")]));
         assert_eq!(creates_sent(&p, Side::A), 3);
-        let flipped: BTreeSet<_> = pairs.iter().map(|(l, r)| (r.clone(), l.clone())).collect();
-        assert_eq!(selectors(&children(&mut p, Side::B)), flipped);
+        assert_eq!(selectors(&children(&mut p, Side::B)), flipped(&pairs));
         assert_eq!(p.datapath(Side::A).len(), 8, "an inbound and an outbound SA per pair");
         installs_match_status(&mut p, Side::A);
         installs_match_status(&mut p, Side::B);
@@ -134,16 +140,14 @@ fn the_responder_narrows_and_the_initiator_installs_the_narrowed_selectors() {
         a.local_ts = tss(&["10.1.0.0/16", "10.3.0.0/16"]);
         b.local_ts = tss(&["10.2.5.0/24", "10.2.6.0/24", "10.9.0.0/24"]);
         b.remote_ts = tss(&["10.1.7.0/24", "10.3.1.0/24"]);
-        let mut p = Pair::new(a, b);
-        p.run();
+        let mut p = up((a, b));
         let want = if per_pair {
             set(&[("10.1.7.0/24", "10.2.5.0/24,10.2.6.0/24"), ("10.3.1.0/24", "10.2.5.0/24,10.2.6.0/24")])
         } else {
             set(&[("10.1.7.0/24,10.3.1.0/24", "10.2.5.0/24,10.2.6.0/24")])
         };
         assert_eq!(selectors(&children(&mut p, Side::A)), want, "per_pair {per_pair}");
-        let flipped: BTreeSet<_> = want.iter().map(|(l, r)| (r.clone(), l.clone())).collect();
-        assert_eq!(selectors(&children(&mut p, Side::B)), flipped);
+        assert_eq!(selectors(&children(&mut p, Side::B)), flipped(&want));
         installs_match_status(&mut p, Side::A);
         installs_match_status(&mut p, Side::B);
     }
@@ -155,8 +159,7 @@ fn unacceptable_selectors_are_refused_cleanly_pair_by_pair() {
     // Combined: nothing in common on B's side: TS_UNACCEPTABLE, IKE SA without tunnel.
     let (a, mut b) = configs(&A_NETS, &B_NETS, false, false);
     b.local_ts = tss(&["172.16.0.0/24"]);
-    let mut p = Pair::new(a, b);
-    p.run();
+    let mut p = up((a, b));
     assert!(children(&mut p, Side::A).is_empty());
     assert!(children(&mut p, Side::B).is_empty());
     assert!(p.datapath(Side::A).is_empty() && p.datapath(Side::B).is_empty());
@@ -166,8 +169,7 @@ fn unacceptable_selectors_are_refused_cleanly_pair_by_pair() {
     // first in IKE_AUTH is fine) and the others come up; no retry storm.
     let (a, mut b) = configs(&A_NETS, &B_NETS, true, false);
     b.local_ts = tss(&["10.2.0.0/24"]);
-    let mut p = Pair::new(a, b);
-    p.run();
+    let mut p = up((a, b));
     let want = set(&[("10.1.0.0/24", "10.2.0.0/24"), ("10.3.0.0/24", "10.2.0.0/24")]);
     assert_eq!(selectors(&children(&mut p, Side::A)), want);
     assert_eq!(creates_sent(&p, Side::A), 3);
@@ -229,9 +231,7 @@ fn rekey_one(p: &mut Pair, by: Side) {
 #[test]
 fn one_child_sa_of_several_rekeys_on_its_own_in_both_roles() {
     init_logs();
-    let (a, b) = configs(&A_NETS, &B_NETS, true, true);
-    let mut p = Pair::new(a, b);
-    p.run();
+    let mut p = up(configs(&A_NETS, &B_NETS, true, true));
     rekey_one(&mut p, Side::A);
     rekey_one(&mut p, Side::B);
 }
@@ -239,9 +239,7 @@ fn one_child_sa_of_several_rekeys_on_its_own_in_both_roles() {
 #[test]
 fn a_pair_whose_child_sa_the_peer_deleted_is_created_again() {
     init_logs();
-    let (a, b) = configs(&A_NETS, &B_NETS, true, false);
-    let mut p = Pair::new(a, b);
-    p.run();
+    let mut p = up(configs(&A_NETS, &B_NETS, true, false));
     let victim = children(&mut p, Side::B).into_iter().find(|c| c.remote_ts == tss(&["10.3.0.0/24"])).unwrap();
     // B's outbound SA for that pair hits its hard limit: B deletes the CHILD SA.
     let now = p.now;

@@ -194,6 +194,27 @@ fn load(sc: &Scenario, seconds: f64) -> Result<Load> {
     Load::start(&nettool(), &sc.topo, &sc.dir, LoadSpec { udp_mbit: 5.0, ..LoadSpec::standard(seconds) })
 }
 
+/// Starts the load across [`LOAD_PAIR`], runs `trigger` 2 s in, waits (up to 20 s) for
+/// vpngw's status to satisfy `done`, then checks that the load lost nothing. Returns
+/// that status.
+fn rekey_under_load(
+    sc: &Scenario,
+    gw: &Vpngw,
+    what: &str,
+    trigger: impl FnOnce() -> Result<()>,
+    done: impl Fn(&StatusReport) -> bool,
+) -> Result<StatusReport> {
+    let load = load(sc, 8.0)?;
+    std::thread::sleep(Duration::from_secs(2));
+    trigger()?;
+    let after = wait_for(Duration::from_secs(20), what, || gw.status().ok().filter(|st| done(st)))
+        .map_err(|e| Error::new(format!("{e}: {}", gw.status_json_text().unwrap_or_default())))?;
+    let report = load.finish()?;
+    println!("[{}] {what} under load: {report}", sc.name);
+    report.ensure_lossless()?;
+    Ok(after)
+}
+
 #[test]
 fn per_pair_vpngw_initiates_strongswan_rekeys_one_pair_under_load() {
     run_scenario("subnets_per_pair_vpngw_initiator", |sc| {
@@ -214,18 +235,13 @@ fn per_pair_vpngw_initiates_strongswan_rekeys_one_pair_under_load() {
         let before = gw.status()?;
         let old = spis_of(&before, LOAD_PAIR).ok_or_else(|| Error::new("no CHILD SA for the load's pair"))?;
         let others: Vec<_> = all_spis(&before).into_iter().filter(|s| *s != old).collect();
-        let load = load(sc, 8.0)?;
-        std::thread::sleep(Duration::from_secs(2));
-        swan.rekey_child(LOAD_CHILD)?;
-        let after = wait_for(Duration::from_secs(20), "the rekeyed CHILD SA alone in vpngw's status", || {
-            let st = gw.status().ok()?;
-            let new = spis_of(&st, LOAD_PAIR)?;
-            (new != old && child_sas(&st).len() == 4).then_some(st)
-        })
-        .map_err(|e| Error::new(format!("{e}: {}", gw.status_json_text().unwrap_or_default())))?;
-        let report = load.finish()?;
-        println!("[{}] rekey of {} === {} under load: {report}", sc.name, LOAD_PAIR.0, LOAD_PAIR.1);
-        report.ensure_lossless()?;
+        let after = rekey_under_load(
+            sc,
+            &gw,
+            "the rekeyed CHILD SA of the loaded pair alone",
+            || swan.rekey_child(LOAD_CHILD),
+            |st| spis_of(st, LOAD_PAIR).is_some_and(|new| new != old) && child_sas(st).len() == 4,
+        )?;
         let kept: Vec<_> = all_spis(&after).into_iter().filter(|s| others.contains(s)).collect();
         ensure!(kept.len() == 3, "the other pairs' CHILD SAs changed: before {others:?}, after {:?}", all_spis(&after));
         ensure!(vpngw_selectors(&after) == all_pairs(), "pairs after the rekey: {:?}", vpngw_selectors(&after));
@@ -249,18 +265,16 @@ fn strongswan_initiates_one_child_sa_per_pair_vpngw_rekeys_all_under_load() {
 
         // vpngw rekeys its four CHILD SAs (one exchange each) while traffic flows.
         let before = all_spis(&gw.status()?);
-        let load = load(sc, 8.0)?;
-        std::thread::sleep(Duration::from_secs(2));
-        gw.rekey("peer", false)?;
-        let after = wait_for(Duration::from_secs(20), "four new CHILD SAs", || {
-            let st = gw.status().ok()?;
-            let now = all_spis(&st);
-            (child_sas(&st).len() == 4 && now.len() == 4 && now.iter().all(|s| !before.contains(s))).then_some(st)
-        })
-        .map_err(|e| Error::new(format!("{e}: {}", gw.status_json_text().unwrap_or_default())))?;
-        let report = load.finish()?;
-        println!("[{}] rekey of all four CHILD SAs under load: {report}", sc.name);
-        report.ensure_lossless()?;
+        let after = rekey_under_load(
+            sc,
+            &gw,
+            "four new CHILD SAs",
+            || gw.rekey("peer", false),
+            |st| {
+                let now = all_spis(st);
+                child_sas(st).len() == 4 && now.len() == 4 && now.iter().all(|s| !before.contains(s))
+            },
+        )?;
         ensure!(vpngw_selectors(&after) == all_pairs(), "pairs after the rekey: {:?}", vpngw_selectors(&after));
         wait_for(SA_TIMEOUT, "strongSwan back to four CHILD SAs", || {
             (swan_installed(&swan.list_sas().ok()?) == 4).then_some(())
