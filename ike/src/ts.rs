@@ -42,18 +42,24 @@ pub(crate) fn proposal(peer: &PeerConfig, pair: Option<usize>) -> Proposal {
     }
 }
 
+/// At most this many selectors come out of [`narrow`] (a narrower answer is still a
+/// valid one, RFC 7296 2.9), so that a TS payload with thousands of entries costs its
+/// length times our configured subnets, not the square of it.
+pub(crate) const MAX_NARROWED: usize = 64;
+
 /// Intersects what the initiator proposed with our configuration (RFC 7296 2.9),
 /// dropping results contained in another result. Empty: nothing in common
 /// (TS_UNACCEPTABLE).
 ///
-/// The work is bounded by the product of both list lengths; a TS payload's entries are
-/// limited by the message size and ours by the configuration.
+/// The work is bounded by the product of both list lengths (a TS payload's entries are
+/// limited by the message size, ours by the configuration) plus [`MAX_NARROWED`]
+/// squared.
 pub(crate) fn narrow(offered: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<TrafficSelector> {
     let mut all: Vec<TrafficSelector> = Vec::new();
     for o in offered {
         for c in ours {
             if let Some(x) = o.intersect(c) {
-                if !all.contains(&x) {
+                if all.len() < MAX_NARROWED && !all.contains(&x) {
                     all.push(x);
                 }
             }
@@ -112,6 +118,15 @@ mod tests {
         assert_eq!(narrow(&[host, ts("10.1.0.0/16")], &ours), tss(&["10.1.5.0/24"]));
         assert!(narrow(&tss(&["172.16.0.0/12"]), &ours).is_empty());
         assert!(narrow(&tss(&["2001:db8::/32"]), &ours).is_empty());
+        // Thousands of distinct host selectors inside our subnet: a bounded answer.
+        let many: Vec<TrafficSelector> = (0..4000u32)
+            .map(|i| {
+                TrafficSelector::from_prefix(std::net::Ipv4Addr::from(0x0a01_0500 | (i % 256)).into(), 32).unwrap()
+            })
+            .collect();
+        let got = narrow(&many, &ours);
+        assert_eq!(got.len(), MAX_NARROWED);
+        assert!(within(&got, &ours));
     }
 
     #[test]
