@@ -189,6 +189,8 @@ pub struct TunnelConfig {
     pub local_subnets: Vec<TrafficSelector>,
     /// Remote protected subnets (routed into TUN).
     pub remote_subnets: Vec<TrafficSelector>,
+    /// One CHILD SA per (local, remote) subnet pair instead of one for all subnets.
+    pub child_sa_per_subnet_pair: bool,
     /// Initiate or respond.
     pub start: StartAction,
     /// IKE proposals.

@@ -548,6 +548,7 @@ fn tunnel(
         psk,
         local_subnets,
         remote_subnets,
+        child_sa_per_subnet_pair: t.child_sa_per_subnet_pair.as_ref().is_some_and(|v| *v.get_ref()),
         start,
         ike_proposals,
         esp_proposals,

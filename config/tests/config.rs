@@ -123,6 +123,7 @@ fn reference_file_parses() {
     );
     assert_eq!(t.encapsulation, Encapsulation::Auto);
     assert_eq!(t.replay_window, 1024);
+    assert!(!t.child_sa_per_subnet_pair, "one CHILD SA for all subnets by default");
     assert!(c.tunnel("nope").is_none());
 }
 
@@ -300,6 +301,19 @@ fn explicit_values_are_taken() {
     let t = &c.tunnels[0];
     assert_eq!((t.start, t.encapsulation, t.replay_window), (StartAction::Respond, Encapsulation::Udp, 1 << 20));
     assert_eq!(t.local_id, Identity::Rfc822("ops@example.net".into()));
+
+    let c = ok(&minimal("", "child_sa_per_subnet_pair = true")
+        .replace("local_subnets = [\"10.1.0.0/24\"]", "local_subnets = [\"10.1.0.0/24\", \"10.3.0.0/24\"]"));
+    let t = &c.tunnels[0];
+    assert!(t.child_sa_per_subnet_pair);
+    assert_eq!(t.local_subnets.len(), 2);
+    let text = minimal("", "child_sa_per_subnet_pair = \"yes\"");
+    assert_err(
+        &err(&text),
+        line_with(&text, "child_sa_per_subnet_pair"),
+        "tunnel[0].child_sa_per_subnet_pair",
+        "invalid type",
+    );
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         psk: t.psk.0.clone(),
         local_ts: t.local_subnets.clone(),
         remote_ts: t.remote_subnets.clone(),
+        child_sa_per_subnet_pair: t.child_sa_per_subnet_pair,
         initiate: t.start == StartAction::Initiate,
         ike_proposals: t.ike_proposals.clone(),
         esp_proposals: t.esp_proposals.clone(),

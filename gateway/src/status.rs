@@ -66,6 +66,7 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             remote_subnets: t.remote_subnets.iter().map(ToString::to_string).collect(),
             start: start_keyword(t.start).into(),
             encapsulation: encapsulation_keyword(t.encapsulation).into(),
+            child_sa_per_subnet_pair: t.child_sa_per_subnet_pair,
             stopped: inp.stopped.contains(&t.name),
             dpd_delay_s: t.dpd.delay.map(|d| d.as_secs()),
             dpd_timeout_s: t.dpd.timeout.as_secs(),

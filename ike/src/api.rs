@@ -50,6 +50,9 @@ pub struct PeerConfig {
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's protected subnets.
     pub remote_ts: Vec<TrafficSelector>,
+    /// One CHILD SA per (local, remote) subnet pair of the same family instead of one
+    /// CHILD SA carrying all of them (what policy-based peers expect).
+    pub child_sa_per_subnet_pair: bool,
     /// Initiate at start (`true`) or only respond.
     pub initiate: bool,
     /// IKE proposals in preference order.

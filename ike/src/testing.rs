@@ -51,6 +51,7 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         psk: Zeroizing::new(b"test-psk".to_vec()),
         local_ts: vec![TrafficSelector::parse_cidr(l).expect("cidr")],
         remote_ts: vec![TrafficSelector::parse_cidr(r).expect("cidr")],
+        child_sa_per_subnet_pair: false,
         initiate,
         ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").expect("proposal")],
         esp_proposals: vec![EspProposal::parse("aes256gcm16").expect("proposal")],

@@ -314,6 +314,7 @@ fn vpngw_site(
             encapsulation,
             lifetimes: Lifetimes::default(),
             extra: Vec::new(),
+            child_sa_per_subnet_pair: false,
         }],
     }
 }

@@ -316,6 +316,9 @@ pub struct TunnelStatus {
     pub start: String,
     /// `auto` or `udp`.
     pub encapsulation: String,
+    /// One CHILD SA per (local, remote) subnet pair instead of one for all subnets.
+    #[serde(default)]
+    pub child_sa_per_subnet_pair: bool,
     /// Stopped with `vpnctl down`: not initiated until `vpnctl up` (the peer may
     /// still initiate).
     #[serde(default)]

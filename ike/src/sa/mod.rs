@@ -91,7 +91,7 @@ impl Transfer {
             .tasks
             .queue
             .drain(..)
-            .filter(|t| matches!(t, TaskKind::ChildDelete(_) | TaskKind::ChildRekey(_) | TaskKind::ChildCreate))
+            .filter(|t| matches!(t, TaskKind::ChildDelete(_) | TaskKind::ChildRekey(_) | TaskKind::ChildCreate(_)))
             .collect();
         Self { children: std::mem::take(&mut sa.children), retiring: std::mem::take(&mut sa.retiring), queue }
     }
@@ -724,8 +724,8 @@ impl IkeSa {
                     return;
                 }
                 TaskKind::ChildDelete(spi) if informational::start_child_delete(self, ctx, spi) => return,
-                TaskKind::ChildRekey(spi) if create_child::start(self, ctx, Some(spi)) => return,
-                TaskKind::ChildCreate if create_child::start(self, ctx, None) => return,
+                TaskKind::ChildRekey(spi) if create_child::start(self, ctx, Some(spi), None) => return,
+                TaskKind::ChildCreate(pair) if create_child::start(self, ctx, None, pair) => return,
                 TaskKind::IkeRekey if ike_rekey::start(self, ctx) => return,
                 _ => {}
             }

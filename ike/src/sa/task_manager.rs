@@ -21,8 +21,9 @@ pub(crate) enum TaskKind {
     ChildDelete(Spi),
     /// Rekey the CHILD SA with this inbound SPI.
     ChildRekey(Spi),
-    /// Create a CHILD SA from scratch (after CHILD_SA_NOT_FOUND).
-    ChildCreate,
+    /// Create a CHILD SA from scratch (after CHILD_SA_NOT_FOUND, or when a CHILD SA went
+    /// away): for this subnet pair (`ts::pairs`), or `None` for the tunnel's first one.
+    ChildCreate(Option<usize>),
     /// Rekey the IKE SA.
     IkeRekey,
     /// An empty INFORMATIONAL request (dead peer detection).

@@ -60,6 +60,7 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         psk: zeroize::Zeroizing::new(psk(seed, i).into_bytes()),
         local_ts: vec![TrafficSelector::parse_cidr(&topo::peer_subnet(i)).ok()?],
         remote_ts: vec![TrafficSelector::parse_cidr(topo::GW_LAN_NET).ok()?],
+        child_sa_per_subnet_pair: false,
         initiate: false,
         ike_proposals: vec![IkeProposal::parse(IKE_PROPOSAL).ok()?],
         esp_proposals: vec![EspProposal::parse(ESP_PROPOSAL).ok()?],
@@ -88,6 +89,7 @@ pub fn vpngw_config(seed: &str, n: usize) -> GatewayConfig {
             encapsulation: Encap::Auto,
             lifetimes: Lifetimes { dpd_delay: Some("0s".into()), ..Lifetimes::default() },
             extra: Vec::new(),
+            child_sa_per_subnet_pair: false,
         })
         .collect();
     GatewayConfig {
