@@ -288,12 +288,16 @@ pub(crate) enum Refusal {
 /// without DH (or with NONE); one with groups needs a common group, and the peer's KE
 /// must be for it (else `InvalidKe` with the group we want). A KE sent for a proposal
 /// we accept without DH is ignored.
+///
+/// Our order decides, as in IKE_SA_INIT: the first of our proposals that matches an
+/// offer is the one chosen, and a KE for a group of a less preferred proposal gets
+/// INVALID_KE_PAYLOAD naming the group of the chosen one, instead of silently
+/// negotiating the weaker proposal.
 pub(crate) fn select_esp_pfs(
     offered: &[Proposal],
     ours: &[EspProposal],
     ke_group: Option<u16>,
 ) -> Result<(EspAlgs, u8, u32), Refusal> {
-    let mut wanted = None;
     for o in ours {
         for p in offered.iter().filter(|p| p.protocol == proto::ESP) {
             let Some(spi) = crate::message::payload::spi32(&p.spi) else { continue };
@@ -314,11 +318,11 @@ pub(crate) fn select_esp_pfs(
                 return Ok((EspAlgs { encr, integ, dh: Some(g), esn: o.esn }, p.num, spi));
             }
             if let Some(g) = first_common(&o.dh, &theirs) {
-                wanted.get_or_insert(g);
+                return Err(Refusal::InvalidKe(g));
             }
         }
     }
-    Err(wanted.map_or(Refusal::NoProposal, Refusal::InvalidKe))
+    Err(Refusal::NoProposal)
 }
 
 /// The responder's single ESP proposal, with the DH transform when PFS was chosen.
@@ -475,6 +479,22 @@ mod tests {
         let answer = esp_answer_pfs(algs, 1, 9);
         assert_eq!(accept_esp_answer_pfs(&answer, &ours), Some((algs, 9)));
         assert_eq!(accept_esp_answer_pfs(&answer, &no_pfs), None);
+    }
+
+    #[test]
+    fn pfs_selection_keeps_our_order_against_the_ke_group() {
+        // The peer offers (and sends a KE for) its first proposal, our second choice: we ask
+        // for the group of our first choice rather than settle for the weaker proposal.
+        let ours = vec![esp("aes256-sha256-modp2048"), esp("aes128-sha1-modp1024")];
+        let theirs = [esp("aes128-sha1-modp1024"), esp("aes256-sha256-modp2048")];
+        let offer = esp_offer(&theirs, 7, true);
+        assert_eq!(select_esp_pfs(&offer, &ours, Some(2)), Err(Refusal::InvalidKe(DhGroup::Modp2048)));
+        let (algs, _, _) = select_esp_pfs(&offer, &ours, Some(14)).unwrap();
+        assert_eq!((algs.encr, algs.dh), (EncrAlg::AesCbc256, Some(DhGroup::Modp2048)));
+        // A proposal of ours the peer does not offer at all does not stand in the way.
+        let only_weak = esp_offer(&[esp("aes128-sha1-modp1024")], 7, true);
+        let (algs, _, _) = select_esp_pfs(&only_weak, &ours, Some(2)).unwrap();
+        assert_eq!((algs.encr, algs.dh), (EncrAlg::AesCbc128, Some(DhGroup::Modp1024)));
     }
 
     fn ike(s: &str) -> IkeProposal {
