@@ -28,7 +28,7 @@ fn bound(len: usize) -> u64 {
 
 fn cipher() -> &'static SkCipher {
     static C: OnceLock<SkCipher> = OnceLock::new();
-    C.get_or_init(|| SkCipher::new(EncrAlg::AesGcm16_256, &[0x5a; 36]).expect("36 bytes of keymat"))
+    C.get_or_init(|| SkCipher::new(EncrAlg::AesGcm16_256, None, &[0x5a; 36], &[]).expect("36 bytes of keymat"))
 }
 
 fn check(datagram: &[u8], decrypt: bool) {

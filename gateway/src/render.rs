@@ -147,7 +147,7 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
     let _ = writeln!(o, "  identities   {} <-> {}", sa.local_id, sa.remote_id);
     let (ours_i, ours_r) = if sa.role == "initiator" { (" (ours)", "") } else { ("", " (ours)") };
     let _ = writeln!(o, "  IKE SPIs     initiator {}{ours_i}, responder {}{ours_r}", sa.spi_i, sa.spi_r);
-    let algs: Vec<&str> = [&sa.encr, &sa.prf, &sa.dh].into_iter().filter_map(|a| a.as_deref()).collect();
+    let algs: Vec<&str> = [&sa.encr, &sa.integ, &sa.prf, &sa.dh].into_iter().filter_map(|a| a.as_deref()).collect();
     let algs = if algs.is_empty() { "not negotiated yet".to_string() } else { algs.join("/") };
     let _ = writeln!(o, "  algorithms   {algs}");
     let nat = match (sa.nat_detected, t.encapsulation == "udp") {
@@ -205,7 +205,8 @@ fn child(o: &mut String, c: &ChildSaInfo) {
         Encapsulation::Raw => "raw ESP".to_string(),
         Encapsulation::Udp { local_port, remote_port } => format!("ESP-in-UDP {local_port}->{remote_port}"),
     };
-    let _ = writeln!(o, "    ESP          {}, {pfs}, {encap}, tunnel mode, replay window {}", c.encr, c.replay_window);
+    let cipher = c.integ.as_ref().map_or_else(|| c.encr.clone(), |i| format!("{}/{i}", c.encr));
+    let _ = writeln!(o, "    ESP          {cipher}, {pfs}, {encap}, tunnel mode, replay window {}", c.replay_window);
     let _ = writeln!(o, "    in           {}", traffic(c.inbound.as_ref()));
     let superseded = c.outbound.as_ref().is_some_and(|t| t.superseded);
     let note = if superseded { " (superseded: new traffic uses the newer SA)" } else { "" };
@@ -310,6 +311,29 @@ mod tests {
                  rate-limited 5, no proposal 6, CHILD SA cap 7; COOKIEs sent 8"
             )
         );
+    }
+
+    #[test]
+    fn cbc_integrity_is_shown_after_the_cipher() {
+        let mut r = sample_report();
+        let sa = &mut r.tunnels[0].ike_sas[0];
+        sa.encr = Some("AES_CBC-128".into());
+        sa.integ = Some("HMAC_SHA1_96".into());
+        sa.prf = Some("PRF_HMAC_SHA1".into());
+        sa.dh = Some("MODP_1024".into());
+        sa.children[0].encr = "AES_CBC-256".into();
+        sa.children[0].integ = Some("HMAC_SHA2_256_128".into());
+        sa.children[0].dh = Some("MODP_1024".into());
+        let out = status(&r);
+        for needle in [
+            "algorithms   AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+            "ESP          AES_CBC-256/HMAC_SHA2_256_128, PFS MODP_1024, ESP-in-UDP",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+        let json = serde_json::to_value(&r.tunnels[0].ike_sas[0]).unwrap();
+        assert_eq!(json["integ"], "HMAC_SHA1_96");
+        assert_eq!(json["children"][0]["integ"], "HMAC_SHA2_256_128");
     }
 
     #[test]

@@ -113,6 +113,7 @@ fn ike_sa(inp: &Inputs<'_>, sa: &ike::IkeSaStatus, replay_window: u32) -> IkeSaI
         spi_i: format!("{:016x}", sa.spi_i),
         spi_r: format!("{:016x}", sa.spi_r),
         encr: sa.encr.map(|a| a.to_string()),
+        integ: sa.integ.map(|a| a.to_string()),
         prf: sa.prf.map(|a| a.to_string()),
         dh: sa.dh.map(|a| a.to_string()),
         nat_detected: sa.nat_detected,
@@ -132,6 +133,7 @@ fn child_sa(inp: &Inputs<'_>, tunnel: &str, c: &ike::ChildSaStatus, replay_windo
         spi_in: c.spi_in.to_string(),
         spi_out: c.spi_out.to_string(),
         encr: c.encr.to_string(),
+        integ: c.integ.map(|a| a.to_string()),
         dh: c.dh.map(|d| d.to_string()),
         encapsulation: match c.encap {
             Some(u) => Encapsulation::Udp { local_port: u.local_port, remote_port: u.remote_port },
@@ -208,6 +210,7 @@ pub(crate) mod tests {
             local_id: Identity::parse("gw-a.example.net").unwrap(),
             remote_id: Identity::parse("gw-b.example.net").unwrap(),
             encr: Some(EncrAlg::AesGcm16_256),
+            integ: None,
             prf: Some(PrfAlg::HmacSha256),
             dh: Some(DhGroup::Curve25519),
             nat_detected: true,
@@ -222,6 +225,7 @@ pub(crate) mod tests {
                 local_ts: vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()],
                 remote_ts: vec![TrafficSelector::parse_cidr("10.2.0.0/24").unwrap()],
                 encr: EncrAlg::AesGcm16_256,
+                integ: None,
                 dh: None,
                 encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
                 established_at: Timestamp::from_secs(160),
@@ -265,14 +269,18 @@ pub(crate) mod tests {
 
     /// The report of `sample_config` and `sample_ike` with the datapath's `esp` stats.
     fn report_with(esp: &[esp::SaStats]) -> StatusReport {
+        report_of(&sample_ike(), esp)
+    }
+
+    /// The report of `sample_config` with these IKE SAs and `esp` stats.
+    fn report_of(ike: &[ike::IkeSaStatus], esp: &[esp::SaStats]) -> StatusReport {
         let cfg = sample_config();
-        let ike = sample_ike();
         let global = esp::GlobalDrops { malformed: 3, unknown_spi: 5, no_sa: 7 };
         build(&Inputs {
             now: Timestamp::from_secs(3700),
             started: Timestamp::from_secs(90),
             config: &cfg,
-            ike: &ike,
+            ike,
             half_open: 2,
             ike_drops: ike::IkeDrops {
                 malformed: 1,
@@ -289,6 +297,32 @@ pub(crate) mod tests {
             io: IoErrors::default(),
             stopped: &[],
         })
+    }
+
+    #[test]
+    fn integrity_algorithms_are_reported_with_aes_cbc() {
+        let mut ike = sample_ike();
+        ike[0].encr = Some(EncrAlg::AesCbc128);
+        ike[0].integ = Some(ipsec_types::IntegAlg::HmacSha1_96);
+        ike[0].prf = Some(PrfAlg::HmacSha1);
+        ike[0].children[0].encr = EncrAlg::AesCbc256;
+        ike[0].children[0].integ = Some(ipsec_types::IntegAlg::HmacSha256_128);
+        let r = report_of(&ike, &sample_esp());
+        let sa = &r.tunnels[0].ike_sas[0];
+        assert_eq!(
+            (sa.encr.as_deref(), sa.integ.as_deref(), sa.prf.as_deref()),
+            (Some("AES_CBC-128"), Some("HMAC_SHA1_96"), Some("PRF_HMAC_SHA1"))
+        );
+        assert_eq!(
+            (sa.children[0].encr.as_str(), sa.children[0].integ.as_deref()),
+            ("AES_CBC-256", Some("HMAC_SHA2_256_128"))
+        );
+        // AEADs: none.
+        let r = sample_report();
+        assert_eq!(
+            (r.tunnels[0].ike_sas[0].integ.as_deref(), r.tunnels[0].ike_sas[0].children[0].integ.as_deref()),
+            (None, None)
+        );
     }
 
     #[test]

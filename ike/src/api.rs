@@ -3,8 +3,8 @@
 //! (`Output`: `Transmit`, datapath commands, `Event`s) plus the status snapshot.
 
 use ipsec_types::{
-    DatapathCommand, DhGroup, Dpd, EncrAlg, EspProposal, Identity, IkeProposal, PrfAlg, SaTimers, Spi, Timestamp,
-    TrafficSelector, UdpEncap,
+    DatapathCommand, DhGroup, Dpd, EncrAlg, EspProposal, Identity, IkeProposal, IntegAlg, PrfAlg, SaTimers, Spi,
+    Timestamp, TrafficSelector, UdpEncap,
 };
 use std::net::{IpAddr, SocketAddr};
 use zeroize::Zeroizing;
@@ -199,6 +199,8 @@ pub struct IkeSaStatus {
     pub remote_id: Identity,
     /// Negotiated algorithms, once known.
     pub encr: Option<EncrAlg>,
+    /// The SK payload's integrity algorithm (AES-CBC only).
+    pub integ: Option<IntegAlg>,
     /// PRF.
     pub prf: Option<PrfAlg>,
     /// Key exchange group.
@@ -232,6 +234,8 @@ pub struct ChildSaStatus {
     pub remote_ts: Vec<TrafficSelector>,
     /// Cipher.
     pub encr: EncrAlg,
+    /// Integrity algorithm (AES-CBC only; `None` with an AEAD).
+    pub integ: Option<IntegAlg>,
     /// PFS group, if the CHILD SA was created with a key exchange.
     pub dh: Option<DhGroup>,
     /// UDP encapsulation in use.

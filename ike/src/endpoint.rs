@@ -510,6 +510,7 @@ impl Endpoint {
                 local_id: sa.peer.local_id.clone(),
                 remote_id: sa.peer.remote_id.clone(),
                 encr: sa.state.keys().map(|k| k.algs.encr),
+                integ: sa.state.keys().and_then(|k| k.algs.integ),
                 prf: sa.state.keys().map(|k| k.algs.prf),
                 dh: sa.state.keys().map(|k| k.algs.dh),
                 nat_detected: sa.nat,

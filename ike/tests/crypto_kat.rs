@@ -1,12 +1,18 @@
 //! Known-answer tests of `ike::crypto` against published vectors:
-//! RFC 4231 (HMAC-SHA2), RFC 7748 (X25519), RFC 5903 (ECP-256/384/521), MODP vectors
-//! computed independently (see `modp_fixed_secret_vectors`), the GCM specification
-//! (McGrew & Viega, test cases 4 and 16) and a Wycheproof AES-GCM subset.
+//! RFC 2202 (HMAC-SHA1) and RFC 4231 (HMAC-SHA2) through the IKE PRF, RFC 7748 (X25519),
+//! RFC 5903 (ECP-256/384/521), MODP vectors computed independently (see
+//! `modp_fixed_secret_vectors`), the GCM specification (McGrew & Viega, test cases 4 and
+//! 16) and a Wycheproof AES-GCM subset; for the SK payload RFC 3602 and Wycheproof
+//! AES-CBC, RFC 7539 ChaCha20-Poly1305; and the IKE key derivation (SKEYSEED, prf+,
+//! rekey, CHILD KEYMAT) with SHA-1 and SHA-256 against values computed independently
+//! (see `ike_key_derivation_known_answers`).
 //! Vector data is copied from those documents; the hex strings may contain spaces.
 
-use ike::crypto::{prf, prf_plus, CryptoError, KeyExchange, SkCipher};
+use ike::crypto::{
+    derive_child_keys, derive_ike_keys, derive_rekeyed_ike_keys, prf, prf_plus, CryptoError, KeyExchange, SkCipher,
+};
 use ike::Rng;
-use ipsec_types::{DhGroup, EncrAlg, PrfAlg};
+use ipsec_types::{DhGroup, EncrAlg, EspKey, IntegAlg, PrfAlg};
 
 fn h(s: &str) -> Vec<u8> {
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -126,7 +132,7 @@ fn prf_plus_first_block_is_prf_of_seed_and_counter() {
     // PRF the RFC 4231 test above pins down (key of RFC 4231 Test Case 1).
     let key = vec![0x0b; 20];
     let seed = b"Hi Ther".to_vec();
-    for alg in [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512] {
+    for alg in PrfAlg::ALL {
         let n = alg.output_len();
         let out = prf_plus(alg, &key, &seed, 2 * n);
         let t1 = prf(alg, &key, &[&seed[..], &[1]].concat());
@@ -134,6 +140,344 @@ fn prf_plus_first_block_is_prf_of_seed_and_counter() {
         assert_eq!(&out[..n], &t1[..]);
         assert_eq!(&out[n..], &t2[..]);
     }
+}
+
+// ---------------------------------------------------------------- RFC 2202
+
+/// RFC 2202 section 3, the seven HMAC-SHA-1 test cases: (key, data, HMAC).
+fn rfc2202_cases() -> Vec<(Vec<u8>, Vec<u8>, &'static str)> {
+    vec![
+        (vec![0x0b; 20], b"Hi There".to_vec(), "b617318655057264e28bc0b6fb378c8ef146be00"),
+        (b"Jefe".to_vec(), b"what do ya want for nothing?".to_vec(), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
+        (vec![0xaa; 20], vec![0xdd; 50], "125d7342b9ac11cd91a39af48aa17b4f63f175d3"),
+        ((1u8..=25).collect(), vec![0xcd; 50], "4c9007f4026250c6bc8414f9bf50c86c2d7235da"),
+        (vec![0x0c; 20], b"Test With Truncation".to_vec(), "4c1a03424b55e07fe7f27be1d58bb9324a9a5a04"),
+        (
+            vec![0xaa; 80],
+            b"Test Using Larger Than Block-Size Key - Hash Key First".to_vec(),
+            "aa4ae5e15272d00e95705637ce8a3b55ed402112",
+        ),
+        (
+            vec![0xaa; 80],
+            b"Test Using Larger Than Block-Size Key and Larger Than One Block-Size Data".to_vec(),
+            "e8e99d0f45237d786d6bbaa7965c7808bbff1a91",
+        ),
+    ]
+}
+
+#[test]
+fn rfc2202_hmac_sha1_prf() {
+    for (n, (key, data, expected)) in rfc2202_cases().into_iter().enumerate() {
+        let out = prf(PrfAlg::HmacSha1, &key, &data);
+        assert_eq!(hex::encode(&out[..]), expected, "RFC 2202 HMAC-SHA-1 test case {}", n + 1);
+    }
+}
+
+// ------------------------------------------------- IKE key derivation (RFC 7296 2.13-2.18)
+
+/// One PRF's derivation vectors. Inputs (shared by both): Ni = 00..1f, Nr = 20..3f,
+/// g^ir = SHA-256("g^ir") four times (128 bytes, a MODP-1024 length), SPIi =
+/// 0102030405060708, SPIr = 1112131415161718; the rekey and the CHILD SA use Ni' =
+/// 40..5f, Nr' = 60..7f, g^ir' = SHA-256("g^ir new") four times, SPIs 2122..28 /
+/// 3132..38. Computed with Python 3's `hmac`/`hashlib` straight from RFC 7296:
+///
+/// ```text
+/// prf = lambda k, d: hmac.new(k, d, H).digest()
+/// def prf_plus(k, s, n):
+///     out, t, i = b'', b'', 1
+///     while len(out) < n: t = prf(k, t + s + bytes([i])); out += t; i += 1
+///     return out[:n]
+/// skeyseed = prf(ni + nr, gir)
+/// km = prf_plus(skeyseed, ni + nr + spi_i + spi_r, 3 * p + 2 * a + 2 * e)  # split in 2.14 order
+/// rekey = prf(sk_d, gir2 + ni2 + nr2); prf_plus(rekey, ni2 + nr2 + spi_i2 + spi_r2, ...)
+/// child = prf_plus(sk_d, ni2 + nr2, 2 * (e + a)); pfs = prf_plus(sk_d, gir2 + ni2 + nr2, ...)
+/// ```
+struct DerivationCase {
+    prf: PrfAlg,
+    encr: EncrAlg,
+    integ: IntegAlg,
+    sk: [&'static str; 7],
+    rekey_sk_d: &'static str,
+    rekey_sk_pr: &'static str,
+    child: &'static str,
+    child_pfs: &'static str,
+}
+
+const DERIVATION_CASES: [DerivationCase; 2] = [
+    // aes128-sha1-prfsha1 IKE SA, aes128-sha1 CHILD SA.
+    DerivationCase {
+        prf: PrfAlg::HmacSha1,
+        encr: EncrAlg::AesCbc128,
+        integ: IntegAlg::HmacSha1_96,
+        sk: [
+            "129ce82860717328d2dac834e13d435ca0b6cc17",
+            "55a960cf027705268b434902e398de587a156248",
+            "444e2f03ab6af353fdbdfaab55f79b8962c9ab27",
+            "4a75ef9529518c493181a8fee39605a9",
+            "baa83a64dc8c5981370ac330b219499b",
+            "96b9b77c7c0eff518a00bca2cdc134732cba4942",
+            "6566a090d68b0df94296ef404a3c968cfece8216",
+        ],
+        rekey_sk_d: "bbc96508bb05e5d935f778cfa7af75a6e9f1c0c9",
+        rekey_sk_pr: "2379dc817aada80f1a6e2e7452b5005eb3fe8c79",
+        child: "73c1ffcef16c1d31299326546f89d7afd2ee20d1798b82f8934249e6f03f7ecb089a8d87988ca84767f7787a96c14539\
+                c67d6dd66973043b72238010e77f6b81470d663ab0dff239",
+        child_pfs: "cf7c61ebd1420434dad8debff81d805e6775fc9e6f5b402ace6b60d6884271ff540b1dc5c6473b715500017a30270f83\
+                    a8b7e0741640775c69b7b277a593dce5a4c78387ab4e4ce1",
+    },
+    // aes256-sha256-prfsha256 IKE SA, aes256-sha256 CHILD SA.
+    DerivationCase {
+        prf: PrfAlg::HmacSha256,
+        encr: EncrAlg::AesCbc256,
+        integ: IntegAlg::HmacSha256_128,
+        sk: [
+            "0034ca0f47f33b4c2726a5be5984f4a31abd9e2c6856dc88ca9fc6124f7b51f9",
+            "1a22418ea0e736215e417002bfc905c84239b085b881da2330ea9e5b5d68459e",
+            "aa3fb6b03f7818a098dad5cdb618d352d6a0e3d1f0d39420484581af3df3c08d",
+            "ae1111bcbc22f067f59c010e326224473132c0e8aefaefd2784934c5ad71dd8a",
+            "e3e3206f49cfeba5b922b4e8faabe99510f03982dc60aca74a1e2944f0be8699",
+            "f1f3facd747f89a08b9fc1a16882b638d23d9b6b9e625f3656940cdd0fb64925",
+            "976f040221d0c9e1e44b9271db00340049ef027c672ae26c3621609e9c9fb969",
+        ],
+        rekey_sk_d: "37f969ac1b965bc805c10aa7bb1a2d8c8ac3eba3055db826d7a0f8a8ecfa3607",
+        rekey_sk_pr: "d31ac5dcc827ca47c50e0b9b21a2ae9aa00286ac6d1e7bc1b9906ed7b64376d6",
+        child: "61021bf0cb9dcbd45c9b64e0b18eb97054931eeccb5ef0905a724c3801525b22d169149ceeb2cf47ac324f36ff2f5312\
+                6d2c253bef4105471179b94ba411cebc321d182271c3a27cc0970d35b281a503a761b0aff7ef8a9390309f915c72b860\
+                bcf1d4b2718be20ed7da4031357f415fd0d80a8edb9f1ea67e5cda2096d4d24e",
+        child_pfs: "7e3405257135204dfd5470aea6f229d0eb046508b9fc14b2218ed0960449692c4a84ac9d3af7b220b2d1e1a3ccff2576\
+                    9bea01829ed078948839a537e37e0bbe87fb019edab0c00b75f9a380dcaa3af713172fe2ad3fedd42c35d43ed21a14a9\
+                    251a349f20b97b39df5389474169208a515cdae20d6caa46e85b5ec65f26d9ee",
+    },
+];
+
+fn sha256_x4(label: &[u8]) -> Vec<u8> {
+    // SHA-256 via the PRF-independent digest the crate exposes for retransmit detection.
+    ike::crypto::digest(label).repeat(4)
+}
+
+#[test]
+fn ike_key_derivation_known_answers() {
+    let ni: Vec<u8> = (0x00..0x20).collect();
+    let nr: Vec<u8> = (0x20..0x40).collect();
+    let (ni2, nr2): (Vec<u8>, Vec<u8>) = ((0x40..0x60).collect(), (0x60..0x80).collect());
+    let (gir, gir2) = (sha256_x4(b"g^ir"), sha256_x4(b"g^ir new"));
+    for c in DERIVATION_CASES {
+        let what = format!("{} {} {}", c.prf, c.encr, c.integ);
+        let k =
+            derive_ike_keys(c.prf, c.encr, Some(c.integ), &gir, &ni, &nr, 0x0102_0304_0506_0708, 0x1112_1314_1516_1718);
+        let got = [&k.sk_d, &k.sk_ai, &k.sk_ar, &k.sk_ei, &k.sk_er, &k.sk_pi, &k.sk_pr];
+        for ((name, got), want) in
+            ["SK_d", "SK_ai", "SK_ar", "SK_ei", "SK_er", "SK_pi", "SK_pr"].iter().zip(got).zip(c.sk)
+        {
+            assert_eq!(hex::encode(&got[..]), want, "{what}: {name}");
+        }
+        let r = derive_rekeyed_ike_keys(
+            c.prf,
+            c.prf,
+            &k.sk_d,
+            c.encr,
+            Some(c.integ),
+            &gir2,
+            &ni2,
+            &nr2,
+            0x2122_2324_2526_2728,
+            0x3132_3334_3536_3738,
+        );
+        assert_eq!(hex::encode(&r.sk_d[..]), c.rekey_sk_d, "{what}: rekeyed SK_d");
+        assert_eq!(hex::encode(&r.sk_pr[..]), c.rekey_sk_pr, "{what}: rekeyed SK_pr");
+        for (pfs, want) in [(None, c.child), (Some(&gir2[..]), c.child_pfs)] {
+            let (i2r, r2i) = derive_child_keys(c.prf, &k.sk_d, c.encr, Some(c.integ), pfs, &ni2, &nr2);
+            assert_eq!(hex::encode([&i2r[..], &r2i[..]].concat()), want, "{what}: KEYMAT, PFS {}", pfs.is_some());
+            // The split the datapath gets: i->r encryption key, i->r integrity key, then r->i.
+            let km = h(want);
+            let (ki, kr) = EspKey::pair_from_keymat(c.encr, Some(c.integ), &km).expect("split");
+            let (e, a) = (c.encr.key_len(), c.integ.key_len());
+            assert_eq!((ki.key(), ki.integ_key()), (&km[..e], &km[e..e + a]));
+            assert_eq!((kr.key(), kr.integ_key()), (&km[e + a..2 * e + a], &km[2 * e + a..]));
+        }
+    }
+}
+
+// ------------------------------------------ SK payload: AES-CBC + HMAC (RFC 7296 3.14)
+
+/// RFC 3602 section 4, case #2 (two blocks, 128-bit key) as an SK payload: the
+/// ciphertext is the RFC's; the ICV is the truncated HMAC over the IKE header and SK
+/// payload header (AAD), IV and ciphertext, with SK_a = 80 81 82 .. (the hash length),
+/// computed with Python 3's `hmac` (`hmac.new(sk_a, aad + iv + ct, H).digest()[:icv_len]`).
+/// The AAD is an IKE_AUTH request header (SPIs 0102..08 / 1112..18, message ID 1) and
+/// the SK payload's generic header, with the lengths of each ICV size.
+const CBC_SK_CASES: [(IntegAlg, &str, &str); 4] = [
+    (
+        IntegAlg::HmacSha1_96,
+        "010203040506070811121314151617182e202308000000010000005c23000040",
+        "bbe526251084540740e3c0ca",
+    ),
+    (
+        IntegAlg::HmacSha256_128,
+        "010203040506070811121314151617182e202308000000010000006023000044",
+        "8d9f28b4ff2069e5738fb70d935bca13",
+    ),
+    (
+        IntegAlg::HmacSha384_192,
+        "010203040506070811121314151617182e20230800000001000000682300004c",
+        "fdf93dcbfc6736c636896407bf270c75c3a996e42496c7df",
+    ),
+    (
+        IntegAlg::HmacSha512_256,
+        "010203040506070811121314151617182e202308000000010000007023000054",
+        "92e8cdd8b5aa7b7d888ec1eef865cfc023abdf0b8568e370898c1e53764ba45f",
+    ),
+];
+
+#[test]
+fn sk_payload_aes_cbc_hmac_known_answers() {
+    let key = h("c286696d887c9aa0611bbb3e2025a45a");
+    let iv = h("562e17996d093d28ddb3ba695a2e6f58");
+    let plaintext: Vec<u8> = (0u8..32).collect();
+    let ciphertext = h("d296cd94c2cccf8a3a863028b5e1dc0a7586602d253cfff91b8266bea6d61ab1");
+    for (integ, aad, icv) in CBC_SK_CASES {
+        let sk_a: Vec<u8> = (0x80..0x80 + integ.key_len() as u8).collect();
+        let c = SkCipher::new(EncrAlg::AesCbc128, Some(integ), &key, &sk_a).expect("key lengths");
+        let aad = h(aad);
+        let mut buf = plaintext.clone();
+        c.seal(&iv, &aad, &mut buf);
+        assert_eq!(hex::encode(&buf), hex::encode([&ciphertext[..], &h(icv)].concat()), "{integ}");
+        assert_eq!(c.open(&iv, &aad, &mut buf), Ok(32), "{integ}");
+        assert_eq!(buf[..32], plaintext[..]);
+        // Any flipped bit of AAD, IV, ciphertext or ICV is refused before decryption.
+        let sealed = [&ciphertext[..], &h(icv)].concat();
+        for i in 0..aad.len() {
+            let mut bad = aad.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(c.open(&iv, &bad, &mut sealed.clone()), Err(CryptoError::IntegrityCheckFailed), "{integ}");
+        }
+        for i in 0..iv.len() {
+            let mut bad = iv.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(c.open(&bad, &aad, &mut sealed.clone()), Err(CryptoError::IntegrityCheckFailed), "{integ}");
+        }
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(c.open(&iv, &aad, &mut bad), Err(CryptoError::IntegrityCheckFailed), "{integ}");
+            assert_eq!(
+                bad,
+                {
+                    let mut b = sealed.clone();
+                    b[i] ^= 0x40;
+                    b
+                },
+                "{integ}: nothing decrypted"
+            );
+        }
+    }
+}
+
+/// Wycheproof `aes_cbc_pkcs5_test.json` (C2SP/wycheproof), valid cases of each key
+/// size: (tcId, key, iv, msg, ct). The SK payload's padding is not PKCS #5, so the test
+/// pads the message PKCS #5 style itself and checks the raw CBC part of the SK cipher.
+const WYCHEPROOF_CBC: [(u32, &str, &str, &str, &str); 6] = [
+    (
+        3,
+        "9bd3902ed0996c869b572272e76f3889",
+        "8b2e86a9a185cfa6f51c7cc595b822bc",
+        "a7ba19d49ee1ea02f098aa8e30c740d893a4456ccc294040484ed8a00a55f93e",
+        "514cbc69aced506926deacdeb0cc0a5a07d540f65d825b65c7db0075cf930a06e0124ae598461cab0b3251baa853e377",
+    ),
+    (
+        5,
+        "e1e726677f4893890f8c027f9d8ef80d",
+        "155fd397579b0b5d991d42607f2cc9ad",
+        "3f",
+        "599d77aca16910b42d8b4ac9560efe1b",
+    ),
+    (
+        74,
+        "f4bfa5aa4f0f4d62cf736cd2969c43d580fdb92f2753bedb",
+        "69a76dc4da64d89c580eb75ae975ec39",
+        "0e239f239705b282ce2200fe20de1165",
+        "7dbd573e4db58a318edfe29f199d8cda538a49f36486337c2711163e55fd5d0b",
+    ),
+    (
+        92,
+        "cfd3f68873d81a27d2bfce876c79f6e609074dec39e34614",
+        "c45b52a240eba3bdde5dfd57f3d474fb",
+        "b1973cb25aa87ef9d1a8888b0a0f5c04c6",
+        "401ad889bdb9d38816c782e00b168ccccde9bf75f4be868ceb91237e8b37b750",
+    ),
+    (
+        147,
+        "96e1e4896fb2cd05f133a6a100bc5609a7ac3ca6d81721e922dadd69ad07a892",
+        "e70d83a77a2ce722ac214c00837acedf",
+        "91a17e4dfcc3166a1add26ff0e7c12056e8a654f28a6de24f4ba739ceb5b5b18",
+        "a615a39ff8f59f82cf72ed13e1b01e32459700561be112412961365c7a0b58aa7a16d68c065e77ebe504999051476bd7",
+    ),
+    (
+        164,
+        "73216fafd0022d0d6ee27198b2272578fa8f04dd9f44467fbb6437aa45641bf7",
+        "4b74bd981ea9d074757c3e2ef515e5fb",
+        "d5247b8f6c3edcbfb1d591d13ece23d2f5",
+        "fbea776fb1653635f88e2937ed2450ba4e9063e96d7cdba04928f01cb85492fe",
+    ),
+];
+
+#[test]
+fn wycheproof_aes_cbc_through_the_sk_cipher() {
+    for (tc, key, iv, msg, ct) in WYCHEPROOF_CBC {
+        let key = h(key);
+        let encr = match key.len() {
+            16 => EncrAlg::AesCbc128,
+            24 => EncrAlg::AesCbc192,
+            _ => EncrAlg::AesCbc256,
+        };
+        let integ = IntegAlg::HmacSha256_128;
+        let c = SkCipher::new(encr, Some(integ), &key, &[0x33; 32]).expect("key lengths");
+        let mut buf = h(msg);
+        let pad = 16 - buf.len() % 16;
+        buf.resize(buf.len() + pad, u8::try_from(pad).expect("pad"));
+        let padded = buf.clone();
+        c.seal(&h(iv), b"aad", &mut buf);
+        let ct = h(ct);
+        assert_eq!(hex::encode(&buf[..ct.len()]), hex::encode(&ct), "tcId {tc}");
+        assert_eq!(buf.len(), ct.len() + 16, "tcId {tc}");
+        assert_eq!(c.open(&h(iv), b"aad", &mut buf), Ok(ct.len()), "tcId {tc}");
+        assert_eq!(buf[..ct.len()], padded[..], "tcId {tc}");
+    }
+}
+
+// ---------------------------------------- SK payload: ChaCha20-Poly1305 (RFC 7634 3)
+
+/// RFC 7539 section 2.8.2: its 12-byte nonce 07000000 || 4041424344454647 is exactly an
+/// SK payload's salt (the last 4 bytes of SK_e) and 8-byte explicit IV (RFC 7634
+/// section 3); its AAD stands for the IKE header and SK payload header.
+#[test]
+fn rfc7539_chacha20_poly1305_as_an_sk_payload() {
+    let sk_e = h("80818283 84858687 88898a8b 8c8d8e8f 90919293 94959697 98999a9b 9c9d9e9f 07000000");
+    let c = SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &sk_e, &[]).expect("key || salt");
+    assert_eq!((c.iv_len(), c.icv_len(), c.block_len()), (8, 16, 1));
+    let iv = h("4041424344454647");
+    let aad = h("50515253c0c1c2c3c4c5c6c7");
+    let plaintext = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+    let sealed = h("d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6
+                    3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36
+                    92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc
+                    3ff4def08e4b7a9de576d26586cec64b6116
+                    1ae10b594f09e26a7e902ecbd0600691");
+    let mut buf = plaintext.to_vec();
+    c.seal(&iv, &aad, &mut buf);
+    assert_eq!(hex::encode(&buf), hex::encode(&sealed));
+    assert_eq!(c.open(&iv, &aad, &mut buf), Ok(plaintext.len()));
+    assert_eq!(&buf[..plaintext.len()], &plaintext[..]);
+    for i in 0..sealed.len() {
+        let mut bad = sealed.clone();
+        bad[i] ^= 1;
+        assert_eq!(c.open(&iv, &aad, &mut bad), Err(CryptoError::IntegrityCheckFailed), "byte {i}");
+    }
+    // Another salt (the end of SK_e) is another nonce.
+    let mut other = sk_e.clone();
+    other[35] ^= 1;
+    let c2 = SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &other, &[]).expect("key || salt");
+    assert_eq!(c2.open(&iv, &aad, &mut sealed.clone()), Err(CryptoError::IntegrityCheckFailed));
 }
 
 // ---------------------------------------------------------------- RFC 7748
@@ -425,7 +769,7 @@ fn gcm_cipher(key: &str, nonce: &str) -> (SkCipher, [u8; 8]) {
     let nonce = h(nonce);
     let encr = if key.len() == 16 { EncrAlg::AesGcm16_128 } else { EncrAlg::AesGcm16_256 };
     let (salt, iv) = nonce.split_at(4);
-    let cipher = SkCipher::new(encr, &[&key[..], salt].concat()).expect("key || salt length");
+    let cipher = SkCipher::new(encr, None, &[&key[..], salt].concat(), &[]).expect("key || salt length");
     (cipher, iv.try_into().expect("8-byte IV"))
 }
 
@@ -437,11 +781,11 @@ fn aes_gcm_known_answers() {
         let expected = [h(case.ct), h(case.tag)].concat();
 
         let mut buf = h(case.pt);
-        cipher.seal(iv, &aad, &mut buf);
+        cipher.seal(&iv, &aad, &mut buf);
         assert_eq!(hex::encode(&buf), hex::encode(&expected), "seal {}", case.name);
 
         let mut buf = expected.clone();
-        let n = cipher.open(iv, &aad, &mut buf).unwrap_or_else(|e| panic!("open {}: {e}", case.name));
+        let n = cipher.open(&iv, &aad, &mut buf).unwrap_or_else(|e| panic!("open {}: {e}", case.name));
         assert_eq!(hex::encode(&buf[..n]), hex::encode(h(case.pt)), "open {}", case.name);
     }
 }
@@ -496,7 +840,7 @@ fn aes_gcm_modified_tags_are_rejected() {
     for (tc, key, ct, tag) in cases {
         let (cipher, iv) = gcm_cipher(key, "505152535455565758595a5b");
         let mut buf = [h(ct), h(tag)].concat();
-        assert_eq!(cipher.open(iv, &[], &mut buf), Err(CryptoError::IntegrityCheckFailed), "tcId {tc}");
+        assert_eq!(cipher.open(&iv, &[], &mut buf), Err(CryptoError::IntegrityCheckFailed), "tcId {tc}");
     }
 }
 
@@ -508,6 +852,6 @@ fn aes_gcm_known_answer_tamper_fails() {
     for bit in [0usize, 7, 100, 8 * sealed.len() - 1] {
         let mut buf = sealed.clone();
         buf[bit / 8] ^= 1 << (bit % 8);
-        assert_eq!(cipher.open(iv, &h(case.aad), &mut buf), Err(CryptoError::IntegrityCheckFailed), "bit {bit}");
+        assert_eq!(cipher.open(&iv, &h(case.aad), &mut buf), Err(CryptoError::IntegrityCheckFailed), "bit {bit}");
     }
 }

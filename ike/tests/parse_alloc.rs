@@ -49,7 +49,7 @@ fn bound(len: usize) -> u64 {
 
 fn cipher() -> &'static SkCipher {
     static C: OnceLock<SkCipher> = OnceLock::new();
-    C.get_or_init(|| SkCipher::new(EncrAlg::AesGcm16_256, &[7u8; 36]).expect("key"))
+    C.get_or_init(|| SkCipher::new(EncrAlg::AesGcm16_256, None, &[7u8; 36], &[]).expect("key"))
 }
 
 /// Bytes allocated by `Message::parse` of `data`; fails the test past the bound.

@@ -133,8 +133,8 @@ impl fmt::Display for EncrAlg {
     }
 }
 
-/// Integrity algorithms (transform type 3) for ESP with AES-CBC: HMAC-SHA1-96 (RFC
-/// 2404) and HMAC-SHA2 truncated to half the hash (RFC 4868).
+/// Integrity algorithms (transform type 3) for AES-CBC, in ESP and in the IKE SA's SK
+/// payload: HMAC-SHA1-96 (RFC 2404) and HMAC-SHA2 truncated to half the hash (RFC 4868).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum IntegAlg {
     /// AUTH_HMAC_SHA1_96 (2).
@@ -200,6 +200,16 @@ impl IntegAlg {
             _ => None,
         }
     }
+    /// The PRF an IKE proposal takes when it names this integrity algorithm and no PRF
+    /// (strongSwan's rule): the HMAC with the same hash.
+    pub fn prf(self) -> PrfAlg {
+        match self {
+            Self::HmacSha1_96 => PrfAlg::HmacSha1,
+            Self::HmacSha256_128 => PrfAlg::HmacSha256,
+            Self::HmacSha384_192 => PrfAlg::HmacSha384,
+            Self::HmacSha512_256 => PrfAlg::HmacSha512,
+        }
+    }
 }
 
 impl fmt::Display for IntegAlg {
@@ -216,6 +226,8 @@ impl fmt::Display for IntegAlg {
 /// Pseudo-random functions (transform type 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PrfAlg {
+    /// PRF_HMAC_SHA1 (2), RFC 2104 with SHA-1.
+    HmacSha1,
     /// PRF_HMAC_SHA2_256 (5).
     HmacSha256,
     /// PRF_HMAC_SHA2_384 (6).
@@ -225,9 +237,12 @@ pub enum PrfAlg {
 }
 
 impl PrfAlg {
+    /// Every PRF.
+    pub const ALL: [Self; 4] = [Self::HmacSha1, Self::HmacSha256, Self::HmacSha384, Self::HmacSha512];
     /// Transform ID.
     pub fn transform_id(self) -> u16 {
         match self {
+            Self::HmacSha1 => 2,
             Self::HmacSha256 => 5,
             Self::HmacSha384 => 6,
             Self::HmacSha512 => 7,
@@ -235,16 +250,12 @@ impl PrfAlg {
     }
     /// From transform ID.
     pub fn from_iana(id: u16) -> Option<Self> {
-        match id {
-            5 => Some(Self::HmacSha256),
-            6 => Some(Self::HmacSha384),
-            7 => Some(Self::HmacSha512),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|p| p.transform_id() == id)
     }
     /// Output (and preferred key) length in bytes.
     pub fn output_len(self) -> usize {
         match self {
+            Self::HmacSha1 => 20,
             Self::HmacSha256 => 32,
             Self::HmacSha384 => 48,
             Self::HmacSha512 => 64,
@@ -253,6 +264,7 @@ impl PrfAlg {
     /// swanctl keyword.
     pub fn keyword(self) -> &'static str {
         match self {
+            Self::HmacSha1 => "prfsha1",
             Self::HmacSha256 => "prfsha256",
             Self::HmacSha384 => "prfsha384",
             Self::HmacSha512 => "prfsha512",
@@ -260,6 +272,7 @@ impl PrfAlg {
     }
     fn from_keyword(s: &str) -> Option<Self> {
         match s {
+            "prfsha1" => Some(Self::HmacSha1),
             "prfsha256" => Some(Self::HmacSha256),
             "prfsha384" => Some(Self::HmacSha384),
             "prfsha512" => Some(Self::HmacSha512),
@@ -271,6 +284,7 @@ impl PrfAlg {
 impl fmt::Display for PrfAlg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::HmacSha1 => f.write_str("PRF_HMAC_SHA1"),
             Self::HmacSha256 => f.write_str("PRF_HMAC_SHA2_256"),
             Self::HmacSha384 => f.write_str("PRF_HMAC_SHA2_384"),
             Self::HmacSha512 => f.write_str("PRF_HMAC_SHA2_512"),
@@ -410,10 +424,16 @@ impl fmt::Display for DhGroup {
 }
 
 /// One IKE proposal: any of the listed algorithms of each type may be chosen.
+///
+/// Either every encryption algorithm is an AEAD and `integ` is empty, or none is and
+/// `integ` names at least one integrity algorithm ([`IkeProposal::parse`] checks).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IkeProposal {
     /// Encryption algorithms, in preference order.
     pub encr: Vec<EncrAlg>,
+    /// Integrity algorithms of the SK payload, in preference order (empty with AEADs).
+    #[serde(default)]
+    pub integ: Vec<IntegAlg>,
     /// PRFs, in preference order.
     pub prf: Vec<PrfAlg>,
     /// Key exchange groups, in preference order.
@@ -446,19 +466,21 @@ fn unknown(kw: &str, s: &str) -> String {
 }
 
 impl IkeProposal {
-    /// Parses a swanctl-style IKE proposal, e.g. `aes256gcm16-prfsha256-x25519`.
-    /// Every transform type must appear at least once.
+    /// Parses a swanctl-style IKE proposal, e.g. `aes256gcm16-prfsha256-x25519`,
+    /// `aes128-sha1-modp1024` or `aes256-sha256-prfsha384-ecp384`.
     ///
-    /// The IKE SA still speaks AES-GCM only: AES-CBC, ChaCha20-Poly1305 and integrity
-    /// keywords are refused here until `ike` negotiates them (issue 10).
+    /// strongSwan's rules: an encryption algorithm and a key exchange group are
+    /// mandatory; AES-CBC needs at least one integrity algorithm, the AEADs take none,
+    /// and the two kinds are not mixed in one proposal; a proposal that names no PRF
+    /// takes the PRFs of its integrity algorithms (`sha1` gives `prfsha1`, `sha256`
+    /// `prfsha256`, ...), so an AEAD proposal must name its PRF.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut p = Self { encr: vec![], prf: vec![], dh: vec![] };
+        let mut p = Self { encr: vec![], integ: vec![], prf: vec![], dh: vec![] };
         for kw in split_keywords(s) {
             if let Some(e) = EncrAlg::from_keyword(kw) {
-                if !matches!(e, EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256) {
-                    return Err(format!("{kw:?} in IKE proposal {s:?} is not supported for IKE yet (only for ESP)"));
-                }
                 p.encr.push(e);
+            } else if let Some(i) = IntegAlg::from_keyword(kw) {
+                p.integ.push(i);
             } else if let Some(f) = PrfAlg::from_keyword(kw) {
                 p.prf.push(f);
             } else if let Some(g) = DhGroup::from_keyword(kw) {
@@ -470,8 +492,25 @@ impl IkeProposal {
         if p.encr.is_empty() {
             return Err(format!("IKE proposal {s:?} names no encryption algorithm (e.g. aes256gcm16)"));
         }
+        let aeads = p.encr.iter().filter(|e| e.is_aead()).count();
+        if aeads != 0 && aeads != p.encr.len() {
+            return Err(format!("IKE proposal {s:?} mixes AEAD and non-AEAD ciphers; write one proposal for each"));
+        }
+        if aeads == 0 && p.integ.is_empty() {
+            return Err(format!("IKE proposal {s:?} names AES-CBC but no integrity algorithm (e.g. sha256)"));
+        }
+        if aeads != 0 && !p.integ.is_empty() {
+            return Err(format!("IKE proposal {s:?} names an integrity algorithm with an AEAD cipher"));
+        }
         if p.prf.is_empty() {
-            return Err(format!("IKE proposal {s:?} names no PRF (e.g. prfsha256)"));
+            for i in &p.integ {
+                if !p.prf.contains(&i.prf()) {
+                    p.prf.push(i.prf());
+                }
+            }
+        }
+        if p.prf.is_empty() {
+            return Err(format!("IKE proposal {s:?} names no PRF (e.g. prfsha256; AEAD proposals must name one)"));
         }
         if p.dh.is_empty() {
             return Err(format!("IKE proposal {s:?} names no key exchange group (e.g. x25519)"));
@@ -486,6 +525,7 @@ impl fmt::Display for IkeProposal {
             .encr
             .iter()
             .map(|e| e.keyword())
+            .chain(self.integ.iter().map(|i| i.keyword()))
             .chain(self.prf.iter().map(|p| p.keyword()))
             .chain(self.dh.iter().map(|d| d.keyword()))
             .collect();
@@ -561,7 +601,7 @@ mod tests {
         let e = EspProposal::parse("aes128gcm16-ecp256").unwrap();
         assert_eq!(e.dh, vec![DhGroup::Ecp256]);
         assert!(IkeProposal::parse("aes256gcm16-prfsha256").unwrap_err().contains("key exchange"));
-        assert!(IkeProposal::parse("aes256cbc-prfsha256-x25519").unwrap_err().contains("aes256cbc"));
+        assert!(IkeProposal::parse("aes256cbc-prfsha256-x25519").unwrap_err().contains("integrity"));
         assert!(IkeProposal::parse("aes3-prfsha256-x25519").unwrap_err().contains("aes3"));
         assert!(EspProposal::parse("3des").is_err());
     }
@@ -583,7 +623,7 @@ mod tests {
         assert!(EspProposal::parse("aes128").unwrap_err().contains("integrity"));
         assert!(EspProposal::parse("aes128gcm16-sha256").unwrap_err().contains("AEAD"));
         assert!(EspProposal::parse("aes128gcm16-aes128-sha256").unwrap_err().contains("mixes"));
-        assert!(IkeProposal::parse("aes128-prfsha256-x25519").unwrap_err().contains("not supported for IKE"));
+        assert!(IkeProposal::parse("aes128-prfsha256-x25519").unwrap_err().contains("integrity"));
     }
 
     #[test]
@@ -616,9 +656,10 @@ mod tests {
         for i in IntegAlg::ALL {
             assert_eq!(IntegAlg::from_iana(i.transform_id()), Some(i));
         }
-        for p in [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512] {
+        for p in PrfAlg::ALL {
             assert_eq!(PrfAlg::from_iana(p.transform_id()), Some(p));
         }
+        assert_eq!(PrfAlg::from_iana(1), None, "PRF_HMAC_MD5 is not supported");
         for g in DhGroup::ALL {
             assert_eq!(DhGroup::from_iana(g.transform_id()), Some(g));
         }
@@ -654,5 +695,41 @@ mod tests {
         let e = EspProposal::parse("aes256gcm16-modp3072-modp4096-modp768-modp1536").unwrap();
         assert_eq!(e.dh, vec![DhGroup::Modp3072, DhGroup::Modp4096, DhGroup::Modp768, DhGroup::Modp1536]);
         assert!(IkeProposal::parse("aes128gcm16-prfsha256-modp8192").is_err());
+    }
+
+    #[test]
+    fn ike_proposals_with_integrity() {
+        let p = IkeProposal::parse("aes128-sha1-modp1024").unwrap();
+        assert_eq!(p.encr, vec![EncrAlg::AesCbc128]);
+        assert_eq!(p.integ, vec![IntegAlg::HmacSha1_96]);
+        assert_eq!(p.prf, vec![PrfAlg::HmacSha1], "the PRF follows the integrity algorithm");
+        assert_eq!(p.dh, vec![DhGroup::Modp1024]);
+        assert_eq!(p.to_string(), "aes128-sha1-prfsha1-modp1024");
+        assert_eq!(IkeProposal::parse(&p.to_string()).unwrap(), p, "Display round-trips");
+        let p = IkeProposal::parse("aes256-sha256-modp2048").unwrap();
+        assert_eq!(
+            (p.integ.as_slice(), p.prf.as_slice()),
+            ([IntegAlg::HmacSha256_128].as_slice(), [PrfAlg::HmacSha256].as_slice())
+        );
+        // An explicit PRF wins over the integrity rule.
+        let p = IkeProposal::parse("aes128-sha256-prfsha1-ecp256").unwrap();
+        assert_eq!(p.prf, vec![PrfAlg::HmacSha1]);
+        // Several integrity algorithms give several PRFs, in order, without repeats.
+        let p = IkeProposal::parse("aes256-aes128-sha512-sha384-sha1-sha-x25519").unwrap();
+        assert_eq!(p.prf, vec![PrfAlg::HmacSha512, PrfAlg::HmacSha384, PrfAlg::HmacSha1]);
+        assert_eq!(p.integ.len(), 4);
+        // AEADs: no integrity, and the PRF must be named.
+        let p = IkeProposal::parse("chacha20poly1305-prfsha256-x25519").unwrap();
+        assert_eq!((p.encr.as_slice(), p.integ.is_empty()), ([EncrAlg::ChaCha20Poly1305].as_slice(), true));
+        assert!(IkeProposal::parse("aes256gcm16-x25519").unwrap_err().contains("no PRF"));
+        assert!(IkeProposal::parse("aes256gcm16-sha256-x25519").unwrap_err().contains("AEAD"));
+        assert!(IkeProposal::parse("aes256gcm16-aes256-sha256-prfsha256-x25519").unwrap_err().contains("mixes"));
+        assert!(IkeProposal::parse("aes256-prfsha256-x25519").unwrap_err().contains("integrity"));
+        assert!(IkeProposal::parse("aes256-sha256").unwrap_err().contains("key exchange"));
+        assert!(IkeProposal::parse("sha256-prfsha256-x25519").unwrap_err().contains("encryption"));
+        for i in IntegAlg::ALL {
+            assert_eq!(i.prf().output_len(), i.key_len(), "{i}: PRF and HMAC share the hash");
+        }
+        assert_eq!(PrfAlg::HmacSha1.to_string(), "PRF_HMAC_SHA1");
     }
 }

@@ -298,6 +298,9 @@ mod tests {
         assert_eq!((ri.key(), ri.integ_key()), (&km[48..64], &km[64..96]));
         assert!(EspKey::pair_from_keymat(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128), &km[1..]).is_none());
         let (ir, ri) = EspKey::pair_from_keymat(EncrAlg::AesGcm16_128, None, &km[..40]).unwrap();
-        assert_eq!((ir.key(), ir.salt(), ri.key(), ri.salt()), (&km[..16], [16, 17, 18, 19], &km[20..36], [36, 37, 38, 39]));
+        assert_eq!(
+            (ir.key(), ir.salt(), ri.key(), ri.salt()),
+            (&km[..16], [16, 17, 18, 19], &km[20..36], [36, 37, 38, 39])
+        );
     }
 }

@@ -343,6 +343,9 @@ pub struct IkeSaInfo {
     pub spi_r: String,
     /// Encryption, e.g. `AES_GCM_16-256`, once negotiated.
     pub encr: Option<String>,
+    /// Integrity of the IKE SA's messages, e.g. `HMAC_SHA2_256_128` (AES-CBC only).
+    #[serde(default)]
+    pub integ: Option<String>,
     /// PRF, e.g. `PRF_HMAC_SHA2_256`.
     pub prf: Option<String>,
     /// Key exchange group, e.g. `CURVE_25519`.
@@ -377,6 +380,9 @@ pub struct ChildSaInfo {
     pub spi_out: String,
     /// Cipher, e.g. `AES_GCM_16-256`.
     pub encr: String,
+    /// Integrity, e.g. `HMAC_SHA1_96` (AES-CBC only; none with an AEAD).
+    #[serde(default)]
+    pub integ: Option<String>,
     /// PFS group when created with a key exchange.
     pub dh: Option<String>,
     /// How ESP travels.

@@ -1,6 +1,7 @@
 //! IKEv2 cryptography: PRFs, prf+, key derivation (RFC 7296 sections 2.13, 2.14, 2.17,
 //! 2.18), PSK authentication data (2.15), key exchange (X25519 per RFC 8031, ECP-256 per
-//! RFC 5903) and the AES-GCM SK payload cipher (RFC 5282).
+//! RFC 5903, MODP per RFC 3526) and the SK payload cipher (AES-GCM per RFC 5282,
+//! ChaCha20-Poly1305 per RFC 7634, AES-CBC with HMAC-SHA1/SHA2 per RFC 7296 3.14).
 //!
 //! Owns: every cryptographic primitive the IKE state machine uses, and the layout of the
 //! derived key material. Does not own: message parsing, nonce/SPI/IV generation (the
@@ -16,9 +17,9 @@ mod modp;
 mod sk_cipher;
 
 pub use kex::KeyExchange;
-pub use sk_cipher::SkCipher;
+pub use sk_cipher::{SkCipher, MAX_ICV_LEN, MAX_IV_LEN};
 
-use ipsec_types::{EncrAlg, PrfAlg};
+use ipsec_types::{EncrAlg, IntegAlg, PrfAlg};
 use ring::hmac;
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -40,22 +41,20 @@ pub enum CryptoError {
 
 /// Length of the salt appended to every AES-GCM key (RFC 5282 section 7.1, RFC 4106 section 8.1).
 pub const GCM_SALT_LEN: usize = 4;
-/// Length of the explicit IV carried in each SK payload / ESP packet.
+/// Length of the explicit IV carried in each AES-GCM SK payload / ESP packet.
 pub const GCM_IV_LEN: usize = 8;
 /// Length of the AES-GCM-16 ICV.
 pub const GCM_ICV_LEN: usize = 16;
 
 fn hmac_alg(alg: PrfAlg) -> hmac::Algorithm {
     match alg {
+        // PRF_HMAC_SHA1 (RFC 2104 with SHA-1): still what many peers' phase 1 defaults
+        // name. Only used as a PRF (collision resistance does not matter for HMAC).
+        PrfAlg::HmacSha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
         PrfAlg::HmacSha256 => hmac::HMAC_SHA256,
         PrfAlg::HmacSha384 => hmac::HMAC_SHA384,
         PrfAlg::HmacSha512 => hmac::HMAC_SHA512,
     }
-}
-
-/// Length of SK_e / an ESP key including the salt.
-fn encr_keymat_len(encr: EncrAlg) -> usize {
-    encr.key_len() + GCM_SALT_LEN
 }
 
 /// prf over the concatenation of `parts`, without building the concatenation.
@@ -115,13 +114,18 @@ fn split_keymat<const N: usize>(keymat: &[u8], lens: [usize; N]) -> [Zeroizing<V
     })
 }
 
-/// The IKE SA keys (AEAD: no SK_a*). Encryption keys include the 4-byte salt.
+/// The IKE SA keys. Encryption keys of the AEADs include the 4-byte salt; SK_ai and
+/// SK_ar are empty with an AEAD (RFC 5282 section 7.1).
 pub struct IkeKeys {
     /// SK_d, for CHILD_SA keys and IKE rekey.
     pub sk_d: Zeroizing<Vec<u8>>,
-    /// SK_ei: key || salt.
+    /// SK_ai: the initiator's integrity key (empty with an AEAD).
+    pub sk_ai: Zeroizing<Vec<u8>>,
+    /// SK_ar: the responder's integrity key (empty with an AEAD).
+    pub sk_ar: Zeroizing<Vec<u8>>,
+    /// SK_ei: key (|| salt for the AEADs).
     pub sk_ei: Zeroizing<Vec<u8>>,
-    /// SK_er: key || salt.
+    /// SK_er: key (|| salt for the AEADs).
     pub sk_er: Zeroizing<Vec<u8>>,
     /// SK_pi.
     pub sk_pi: Zeroizing<Vec<u8>>,
@@ -134,16 +138,30 @@ impl fmt::Debug for IkeKeys {
         // Lengths only: the key bytes never leave this type through Debug.
         f.debug_struct("IkeKeys")
             .field("sk_d_len", &self.sk_d.len())
+            .field("sk_a_len", &self.sk_ai.len())
             .field("sk_e_len", &self.sk_ei.len())
             .field("sk_p_len", &self.sk_pi.len())
             .finish_non_exhaustive()
     }
 }
 
+impl IkeKeys {
+    /// The SK payload ciphers of our role: (seal, open). The initiator seals with
+    /// SK_ei/SK_ai and opens with SK_er/SK_ar; the responder the other way round. `None`
+    /// if the keys do not fit the algorithms.
+    pub fn ciphers(&self, encr: EncrAlg, integ: Option<IntegAlg>, initiator: bool) -> Option<(SkCipher, SkCipher)> {
+        let i = SkCipher::new(encr, integ, &self.sk_ei, &self.sk_ai)?;
+        let r = SkCipher::new(encr, integ, &self.sk_er, &self.sk_ar)?;
+        Some(if initiator { (i, r) } else { (r, i) })
+    }
+}
+
 /// {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr).
+#[allow(clippy::too_many_arguments)]
 fn expand_ike_keys(
     prf: PrfAlg,
     encr: EncrAlg,
+    integ: Option<IntegAlg>,
     skeyseed: &[u8],
     ni: &[u8],
     nr: &[u8],
@@ -156,18 +174,24 @@ fn expand_ike_keys(
     seed.extend_from_slice(&spi_i.to_be_bytes());
     seed.extend_from_slice(&spi_r.to_be_bytes());
     let p = prf.output_len();
-    let e = encr_keymat_len(encr);
-    // SK_ai and SK_ar have length zero with an AEAD cipher (RFC 5282 section 7.1).
-    let keymat = prf_plus(prf, skeyseed, &seed, 3 * p + 2 * e);
-    let [sk_d, sk_ei, sk_er, sk_pi, sk_pr] = split_keymat(&keymat, [p, e, e, p, p]);
-    IkeKeys { sk_d, sk_ei, sk_er, sk_pi, sk_pr }
+    // SK_e: the cipher key, then the salt of the AEADs (RFC 5282 7.1, RFC 7634 3).
+    let e = encr.keymat_len();
+    // SK_a: the integrity key, as long as the HMAC's output (RFC 2404, RFC 4868 2.1.1);
+    // none with an AEAD cipher (RFC 5282 section 7.1).
+    let a = integ.map_or(0, IntegAlg::key_len);
+    let keymat = prf_plus(prf, skeyseed, &seed, 3 * p + 2 * a + 2 * e);
+    let [sk_d, sk_ai, sk_ar, sk_ei, sk_er, sk_pi, sk_pr] = split_keymat(&keymat, [p, a, a, e, e, p, p]);
+    IkeKeys { sk_d, sk_ai, sk_ar, sk_ei, sk_er, sk_pi, sk_pr }
 }
 
 /// SKEYSEED = prf(Ni | Nr, g^ir); {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}
-/// = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr). (RFC 7296 section 2.14; AEAD has no SK_a.)
+/// = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr). (RFC 7296 section 2.14; `integ` is `None`
+/// with an AEAD cipher, which has no SK_a.)
+#[allow(clippy::too_many_arguments)]
 pub fn derive_ike_keys(
     prf: PrfAlg,
     encr: EncrAlg,
+    integ: Option<IntegAlg>,
     shared_secret: &[u8],
     ni: &[u8],
     nr: &[u8],
@@ -179,7 +203,7 @@ pub fn derive_ike_keys(
     nonces.extend_from_slice(ni);
     nonces.extend_from_slice(nr);
     let skeyseed = prf_parts(prf, &nonces, &[shared_secret]);
-    expand_ike_keys(prf, encr, &skeyseed, ni, nr, spi_i, spi_r)
+    expand_ike_keys(prf, encr, integ, &skeyseed, ni, nr, spi_i, spi_r)
 }
 
 /// For an IKE SA rekey (section 2.18): SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr).
@@ -193,6 +217,7 @@ pub fn derive_rekeyed_ike_keys(
     new_prf: PrfAlg,
     old_sk_d: &[u8],
     encr: EncrAlg,
+    integ: Option<IntegAlg>,
     shared_secret: &[u8],
     ni: &[u8],
     nr: &[u8],
@@ -200,15 +225,19 @@ pub fn derive_rekeyed_ike_keys(
     spi_r: u64,
 ) -> IkeKeys {
     let skeyseed = prf_parts(old_prf, old_sk_d, &[shared_secret, ni, nr]);
-    expand_ike_keys(new_prf, encr, &skeyseed, ni, nr, spi_i, spi_r)
+    expand_ike_keys(new_prf, encr, integ, &skeyseed, ni, nr, spi_i, spi_r)
 }
 
 /// CHILD_SA KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) (section 2.17), split into
-/// (initiator-to-responder, responder-to-initiator), each key || 4-byte salt.
+/// (initiator-to-responder, responder-to-initiator): each the encryption key (with the
+/// 4-byte salt of the AEADs), then the integrity key (AES-CBC), as
+/// `ipsec_types::EspKey::from_keymat` takes them. Empty if the pair is not valid (an
+/// AEAD with an integrity algorithm, AES-CBC without).
 pub fn derive_child_keys(
     prf: PrfAlg,
     sk_d: &[u8],
     encr: EncrAlg,
+    integ: Option<IntegAlg>,
     shared_secret: Option<&[u8]>,
     ni: &[u8],
     nr: &[u8],
@@ -218,7 +247,7 @@ pub fn derive_child_keys(
     seed.extend_from_slice(g_ir);
     seed.extend_from_slice(ni);
     seed.extend_from_slice(nr);
-    let e = encr_keymat_len(encr);
+    let e = ipsec_types::EspKey::keymat_len(encr, integ).unwrap_or(0);
     let keymat = prf_plus(prf, sk_d, &seed, 2 * e);
     let [i_to_r, r_to_i] = split_keymat(&keymat, [e, e]);
     (i_to_r, r_to_i)

@@ -5,8 +5,33 @@ use crate::Rng;
 use ::hmac::{Hmac, Mac};
 use ipsec_types::DhGroup;
 
-const PRFS: [PrfAlg; 3] = [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512];
-const ENCRS: [EncrAlg; 2] = [EncrAlg::AesGcm16_128, EncrAlg::AesGcm16_256];
+const PRFS: [PrfAlg; 4] = PrfAlg::ALL;
+/// Every SK payload cipher: the AEADs, and AES-CBC of each key size with each HMAC.
+const SUITES: [(EncrAlg, Option<IntegAlg>); 15] = {
+    use EncrAlg::*;
+    use IntegAlg::*;
+    [
+        (AesGcm16_128, None),
+        (AesGcm16_256, None),
+        (ChaCha20Poly1305, None),
+        (AesCbc128, Some(HmacSha1_96)),
+        (AesCbc128, Some(HmacSha256_128)),
+        (AesCbc128, Some(HmacSha384_192)),
+        (AesCbc128, Some(HmacSha512_256)),
+        (AesCbc192, Some(HmacSha1_96)),
+        (AesCbc192, Some(HmacSha256_128)),
+        (AesCbc192, Some(HmacSha384_192)),
+        (AesCbc192, Some(HmacSha512_256)),
+        (AesCbc256, Some(HmacSha1_96)),
+        (AesCbc256, Some(HmacSha256_128)),
+        (AesCbc256, Some(HmacSha384_192)),
+        (AesCbc256, Some(HmacSha512_256)),
+    ]
+};
+/// Length of SK_e (key, then salt for the AEADs) and SK_a.
+fn sk_lens(encr: EncrAlg, integ: Option<IntegAlg>) -> (usize, usize) {
+    (encr.key_len() + if encr.is_aead() { 4 } else { 0 }, integ.map_or(0, |i| i.key_len()))
+}
 /// The groups the cheap and property tests loop over; every group is in `both_sides_derive_equal_keys`.
 const GROUPS: [DhGroup; 4] = [DhGroup::Curve25519, DhGroup::Ecp256, DhGroup::Ecp384, DhGroup::Ecp521];
 
@@ -20,6 +45,7 @@ fn rc_hmac(alg: PrfAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         m.finalize().into_bytes().to_vec()
     }
     match alg {
+        PrfAlg::HmacSha1 => run::<Hmac<sha1::Sha1>>(key, parts),
         PrfAlg::HmacSha256 => run::<Hmac<sha2::Sha256>>(key, parts),
         PrfAlg::HmacSha384 => run::<Hmac<sha2::Sha384>>(key, parts),
         PrfAlg::HmacSha512 => run::<Hmac<sha2::Sha512>>(key, parts),
@@ -91,24 +117,33 @@ fn prf_plus_is_clamped_at_255_blocks() {
 #[test]
 fn ike_key_lengths_for_every_combination() {
     for prf_alg in PRFS {
-        for encr in ENCRS {
-            let k = derive_ike_keys(prf_alg, encr, &[7; 32], &[1; 32], &[2; 32], 0x1122, 0x3344);
+        for (encr, integ) in SUITES {
+            let k = derive_ike_keys(prf_alg, encr, integ, &[7; 32], &[1; 32], &[2; 32], 0x1122, 0x3344);
             let p = prf_alg.output_len();
-            let e = encr.key_len() + 4;
+            let (e, a) = sk_lens(encr, integ);
             assert_eq!(k.sk_d.len(), p);
             assert_eq!(k.sk_pi.len(), p);
             assert_eq!(k.sk_pr.len(), p);
+            assert_eq!((k.sk_ai.len(), k.sk_ar.len()), (a, a));
             assert_eq!(k.sk_ei.len(), e);
             assert_eq!(k.sk_er.len(), e);
-            assert!(SkCipher::new(encr, &k.sk_ei).is_some());
-            assert!(SkCipher::new(encr, &k.sk_er).is_some());
-            let r = derive_rekeyed_ike_keys(prf_alg, prf_alg, &k.sk_d, encr, &[9; 32], &[3; 32], &[4; 32], 5, 6);
-            assert_eq!((r.sk_d.len(), r.sk_ei.len(), r.sk_pr.len()), (p, e, p));
+            assert!(SkCipher::new(encr, integ, &k.sk_ei, &k.sk_ai).is_some());
+            assert!(SkCipher::new(encr, integ, &k.sk_er, &k.sk_ar).is_some());
+            assert!(k.ciphers(encr, integ, true).is_some());
+            let r = derive_rekeyed_ike_keys(prf_alg, prf_alg, &k.sk_d, encr, integ, &[9; 32], &[3; 32], &[4; 32], 5, 6);
+            assert_eq!((r.sk_d.len(), r.sk_ai.len(), r.sk_ei.len(), r.sk_pr.len()), (p, a, e, p));
+            // ESP KEYMAT: each direction as `EspKey::keymat_len` says.
+            let esp = ipsec_types::EspKey::keymat_len(encr, integ).expect("valid pair");
             for pfs in [None, Some(&[8u8; 32][..])] {
-                let (i2r, r2i) = derive_child_keys(prf_alg, &k.sk_d, encr, pfs, &[1; 32], &[2; 32]);
-                assert_eq!((i2r.len(), r2i.len()), (e, e));
+                let (i2r, r2i) = derive_child_keys(prf_alg, &k.sk_d, encr, integ, pfs, &[1; 32], &[2; 32]);
+                assert_eq!((i2r.len(), r2i.len()), (esp, esp));
                 assert_ne!(&i2r[..], &r2i[..]);
+                assert!(ipsec_types::EspKey::from_keymat(encr, integ, &i2r).is_some());
             }
+            // An invalid pair yields no keys rather than wrong ones.
+            let wrong = if integ.is_some() { None } else { Some(IntegAlg::HmacSha256_128) };
+            assert!(derive_child_keys(prf_alg, &k.sk_d, encr, wrong, None, &[1; 32], &[2; 32]).0.is_empty());
+            assert!(k.ciphers(encr, wrong, true).is_none());
         }
     }
 }
@@ -118,34 +153,51 @@ fn ike_keys_match_independent_layout() {
     let (ni, nr, gir) = ([0xa1u8; 32], [0xb2u8; 24], [0xc3u8; 32]);
     let (spi_i, spi_r) = (0x0102_0304_0506_0708u64, 0x1112_1314_1516_1718u64);
     for prf_alg in PRFS {
-        for encr in ENCRS {
-            let k = derive_ike_keys(prf_alg, encr, &gir, &ni, &nr, spi_i, spi_r);
+        for (encr, integ) in SUITES {
+            let k = derive_ike_keys(prf_alg, encr, integ, &gir, &ni, &nr, spi_i, spi_r);
             let nonces = [&ni[..], &nr[..]].concat();
             let skeyseed = rc_hmac(prf_alg, &nonces, &[&gir]);
             let seed = [&ni[..], &nr[..], &spi_i.to_be_bytes(), &spi_r.to_be_bytes()].concat();
-            let (p, e) = (prf_alg.output_len(), encr.key_len() + 4);
-            let km = rc_prf_plus(prf_alg, &skeyseed, &seed, 3 * p + 2 * e);
-            assert_eq!(&k.sk_d[..], &km[..p]);
-            assert_eq!(&k.sk_ei[..], &km[p..p + e]);
-            assert_eq!(&k.sk_er[..], &km[p + e..p + 2 * e]);
-            assert_eq!(&k.sk_pi[..], &km[p + 2 * e..2 * p + 2 * e]);
-            assert_eq!(&k.sk_pr[..], &km[2 * p + 2 * e..]);
+            let p = prf_alg.output_len();
+            let (e, a) = sk_lens(encr, integ);
+            // {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} (RFC 7296 2.14).
+            let km = rc_prf_plus(prf_alg, &skeyseed, &seed, 3 * p + 2 * a + 2 * e);
+            let mut rest = &km[..];
+            for (name, got) in [
+                ("SK_d", &k.sk_d),
+                ("SK_ai", &k.sk_ai),
+                ("SK_ar", &k.sk_ar),
+                ("SK_ei", &k.sk_ei),
+                ("SK_er", &k.sk_er),
+                ("SK_pi", &k.sk_pi),
+                ("SK_pr", &k.sk_pr),
+            ] {
+                let (want, tail) = rest.split_at(got.len());
+                assert_eq!(&got[..], want, "{name} {prf_alg} {encr} {integ:?}");
+                rest = tail;
+            }
+            assert!(rest.is_empty());
 
             // Rekey: SKEYSEED = prf(SK_d(old), g^ir | Ni | Nr), new SPIs.
-            let r = derive_rekeyed_ike_keys(prf_alg, prf_alg, &k.sk_d, encr, &gir, &ni, &nr, 77, 88);
+            let r = derive_rekeyed_ike_keys(prf_alg, prf_alg, &k.sk_d, encr, integ, &gir, &ni, &nr, 77, 88);
             let skeyseed = rc_hmac(prf_alg, &k.sk_d, &[&gir, &ni, &nr]);
             let seed = [&ni[..], &nr[..], &77u64.to_be_bytes(), &88u64.to_be_bytes()].concat();
-            let km = rc_prf_plus(prf_alg, &skeyseed, &seed, 3 * p + 2 * e);
+            let km = rc_prf_plus(prf_alg, &skeyseed, &seed, 3 * p + 2 * a + 2 * e);
             assert_eq!(&r.sk_d[..], &km[..p]);
-            assert_eq!(&r.sk_pr[..], &km[2 * p + 2 * e..]);
+            assert_eq!(&r.sk_ai[..], &km[p..p + a]);
+            assert_eq!(&r.sk_pr[..], &km[2 * p + 2 * a + 2 * e..]);
 
-            // CHILD_SA: KEYMAT = prf+(SK_d, [g^ir |] Ni | Nr), i->r first.
+            // CHILD_SA: KEYMAT = prf+(SK_d, [g^ir |] Ni | Nr), i->r first, each direction
+            // encryption key (and salt) then integrity key.
+            let esp = ipsec_types::EspKey::keymat_len(encr, integ).expect("valid pair");
             for pfs in [None, Some(&gir[..])] {
-                let (i2r, r2i) = derive_child_keys(prf_alg, &k.sk_d, encr, pfs, &ni, &nr);
+                let (i2r, r2i) = derive_child_keys(prf_alg, &k.sk_d, encr, integ, pfs, &ni, &nr);
                 let seed = [pfs.unwrap_or_default(), &ni[..], &nr[..]].concat();
-                let km = rc_prf_plus(prf_alg, &k.sk_d, &seed, 2 * e);
-                assert_eq!(&i2r[..], &km[..e]);
-                assert_eq!(&r2i[..], &km[e..]);
+                let km = rc_prf_plus(prf_alg, &k.sk_d, &seed, 2 * esp);
+                assert_eq!(&i2r[..], &km[..esp]);
+                assert_eq!(&r2i[..], &km[esp..]);
+                let (ki, kr) = ipsec_types::EspKey::pair_from_keymat(encr, integ, &km).expect("split");
+                assert_eq!((ki.key(), kr.integ_key()), (&km[..encr.key_len()], &km[2 * esp - a..]));
             }
         }
     }
@@ -158,6 +210,7 @@ fn rekey_with_distinct_prfs_uses_old_prf_for_skeyseed() {
         PrfAlg::HmacSha256,
         &[5; 64],
         EncrAlg::AesGcm16_256,
+        None,
         &[6; 32],
         &[1; 32],
         &[2; 32],
@@ -177,34 +230,42 @@ fn both_sides_derive_equal_keys() {
     let mut rng_i = TestRng(1);
     let mut rng_r = TestRng(2);
     for group in DhGroup::ALL {
+        let ki = KeyExchange::generate(group, &mut rng_i);
+        let kr = KeyExchange::generate(group, &mut rng_r);
+        assert_eq!(ki.group(), group);
+        assert_eq!(ki.public_value().len(), group.public_len());
+        let gir_i = ki.agree(&kr.public_value()).expect("valid responder KE");
+        let gir_r = kr.agree(&ki.public_value()).expect("valid initiator KE");
+        assert_eq!(&gir_i[..], &gir_r[..]);
+        assert_eq!(gir_i.len(), group.shared_len());
+        assert!(KeyExchange::plausible_public(group, &kr.public_value()));
         for prf_alg in PRFS {
-            for encr in ENCRS {
-                let ki = KeyExchange::generate(group, &mut rng_i);
-                let kr = KeyExchange::generate(group, &mut rng_r);
-                assert_eq!(ki.group(), group);
-                assert_eq!(ki.public_value().len(), group.public_len());
-                let gir_i = ki.agree(&kr.public_value()).expect("valid responder KE");
-                let gir_r = kr.agree(&ki.public_value()).expect("valid initiator KE");
-                assert_eq!(&gir_i[..], &gir_r[..]);
-                assert_eq!(gir_i.len(), group.shared_len());
-                assert!(KeyExchange::plausible_public(group, &kr.public_value()));
+            for (encr, integ) in SUITES {
                 let (ni, nr) = ([0x11u8; 32], [0x22u8; 32]);
-                let a = derive_ike_keys(prf_alg, encr, &gir_i, &ni, &nr, 42, 43);
-                let b = derive_ike_keys(prf_alg, encr, &gir_r, &ni, &nr, 42, 43);
-                for (x, y) in [(&a.sk_d, &b.sk_d), (&a.sk_ei, &b.sk_ei), (&a.sk_er, &b.sk_er)] {
+                let a = derive_ike_keys(prf_alg, encr, integ, &gir_i, &ni, &nr, 42, 43);
+                let b = derive_ike_keys(prf_alg, encr, integ, &gir_r, &ni, &nr, 42, 43);
+                for (x, y) in [(&a.sk_d, &b.sk_d), (&a.sk_ei, &b.sk_ei), (&a.sk_er, &b.sk_er), (&a.sk_ai, &b.sk_ai)] {
                     assert_eq!(&x[..], &y[..]);
                 }
                 assert_eq!(&a.sk_pi[..], &b.sk_pi[..]);
                 assert_eq!(&a.sk_pr[..], &b.sk_pr[..]);
                 assert_ne!(&a.sk_ei[..], &a.sk_er[..]);
 
-                // The initiator's SK_ei seals what the responder's SK_ei opens.
-                let ci = SkCipher::new(encr, &a.sk_ei).expect("key length");
-                let cr = SkCipher::new(encr, &b.sk_ei).expect("key length");
-                let mut buf = b"IKE_AUTH payloads\x00".to_vec();
-                ci.seal([9; 8], b"hdr", &mut buf);
-                let n = cr.open([9; 8], b"hdr", &mut buf).expect("same key");
-                assert_eq!(&buf[..n], b"IKE_AUTH payloads\x00");
+                // The initiator's seal is what the responder's open takes, both ways.
+                let (seal_i, open_i) = a.ciphers(encr, integ, true).expect("key lengths");
+                let (seal_r, open_r) = b.ciphers(encr, integ, false).expect("key lengths");
+                for (seal, open) in [(&seal_i, &open_r), (&seal_r, &open_i)] {
+                    let mut buf = vec![0x42; 3 * seal.block_len()];
+                    let iv = vec![9; seal.iv_len()];
+                    seal.seal(&iv, b"hdr", &mut buf);
+                    assert_eq!(buf.len(), 3 * seal.block_len() + seal.icv_len());
+                    let n = open.open(&iv, b"hdr", &mut buf).expect("same key");
+                    assert_eq!(&buf[..n], &vec![0x42; 3 * seal.block_len()][..]);
+                }
+                // And not with its own direction's key.
+                let mut buf = vec![0x42; 16];
+                seal_i.seal(&vec![9; seal_i.iv_len()], b"hdr", &mut buf);
+                assert!(open_i.open(&vec![9; seal_i.iv_len()], b"hdr", &mut buf).is_err());
             }
         }
     }
@@ -212,9 +273,9 @@ fn both_sides_derive_equal_keys() {
 
 #[test]
 fn different_nonces_or_spis_give_different_keys() {
-    let base = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[2; 32], &[3; 32], 4, 5);
-    let spi = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[2; 32], &[3; 32], 4, 6);
-    let swapped = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[3; 32], &[2; 32], 4, 5);
+    let base = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, None, &[1; 32], &[2; 32], &[3; 32], 4, 5);
+    let spi = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, None, &[1; 32], &[2; 32], &[3; 32], 4, 6);
+    let swapped = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, None, &[1; 32], &[3; 32], &[2; 32], 4, 5);
     assert_ne!(&base.sk_d[..], &spi.sk_d[..]);
     assert_ne!(&base.sk_d[..], &swapped.sk_d[..]);
 }
@@ -380,69 +441,119 @@ fn modp_through_key_exchange() {
     }
 }
 
+/// SK_e and SK_a for a suite, from counting bytes.
+fn suite_keys(encr: EncrAlg, integ: Option<IntegAlg>) -> (Vec<u8>, Vec<u8>) {
+    let (e, a) = sk_lens(encr, integ);
+    ((0..e as u8).collect(), (100..100 + a as u8).collect())
+}
+
 #[test]
 fn sk_cipher_round_trip_and_tamper() {
-    for encr in ENCRS {
-        let keymat: Vec<u8> = (0..encr.key_len() as u8 + 4).collect();
-        let c = SkCipher::new(encr, &keymat).expect("length");
-        assert_eq!(c.encr(), encr);
+    for (encr, integ) in SUITES {
+        let (sk_e, sk_a) = suite_keys(encr, integ);
+        let c = SkCipher::new(encr, integ, &sk_e, &sk_a).expect("length");
+        assert_eq!((c.encr(), c.integ()), (encr, integ));
+        let (iv_len, icv_len, block) = (c.iv_len(), c.icv_len(), c.block_len());
+        match integ {
+            None => assert_eq!((iv_len, icv_len, block), (8, 16, 1)),
+            Some(i) => assert_eq!((iv_len, icv_len, block), (16, i.icv_len(), 16)),
+        }
+        let iv: Vec<u8> = (1..=iv_len as u8).collect();
         let aad = b"ike header + sk payload header";
-        let plain = b"some payloads\x03\x03\x03\x03".to_vec();
+        let plain = b"some payloads, padded to 32 B\x00\x00\x02".to_vec();
+        assert_eq!(plain.len(), 32);
         let mut buf = plain.clone();
-        c.seal([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut buf);
-        assert_eq!(buf.len(), plain.len() + GCM_ICV_LEN);
+        c.seal(&iv, aad, &mut buf);
+        assert_eq!(buf.len(), plain.len() + icv_len);
         assert_ne!(&buf[..plain.len()], &plain[..]);
         let sealed = buf.clone();
 
         let mut ok = sealed.clone();
-        assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut ok), Ok(plain.len()));
+        assert_eq!(c.open(&iv, aad, &mut ok), Ok(plain.len()));
         assert_eq!(&ok[..plain.len()], &plain[..]);
 
-        // Every single-bit flip, of ciphertext or tag, fails the integrity check.
+        // Every single-bit flip, of ciphertext or ICV, fails the integrity check.
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
+            assert_eq!(c.open(&iv, aad, &mut bad), Err(CryptoError::IntegrityCheckFailed), "{encr} byte {i}");
         }
-        // Wrong IV, wrong AAD, wrong salt.
+        // Wrong IV, wrong AAD, another salt or integrity key.
+        let mut other_iv = iv.clone();
+        other_iv[iv_len - 1] ^= 1;
         let mut bad = sealed.clone();
-        assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 9], aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
+        assert_eq!(c.open(&other_iv, aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
         let mut bad = sealed.clone();
-        assert_eq!(c.open([1, 2, 3, 4, 5, 6, 7, 8], b"other", &mut bad), Err(CryptoError::IntegrityCheckFailed));
-        let mut other_salt = keymat.clone();
-        if let Some(last) = other_salt.last_mut() {
+        assert_eq!(c.open(&iv, b"other", &mut bad), Err(CryptoError::IntegrityCheckFailed));
+        let (mut e2, mut a2) = (sk_e.clone(), sk_a.clone());
+        if let Some(last) = if integ.is_some() { a2.last_mut() } else { e2.last_mut() } {
             *last ^= 0x80;
         }
-        let c2 = SkCipher::new(encr, &other_salt).expect("length");
+        let c2 = SkCipher::new(encr, integ, &e2, &a2).expect("length");
         let mut bad = sealed.clone();
-        assert_eq!(c2.open([1, 2, 3, 4, 5, 6, 7, 8], aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
+        assert_eq!(c2.open(&iv, aad, &mut bad), Err(CryptoError::IntegrityCheckFailed));
 
-        // Shorter than the ICV.
-        assert_eq!(c.open([0; 8], aad, &mut [0u8; 15]), Err(CryptoError::Malformed));
-        assert_eq!(c.open([0; 8], aad, &mut []), Err(CryptoError::Malformed));
+        // A wrong IV length, or less than an ICV.
+        assert_eq!(c.open(&iv[1..], aad, &mut sealed.clone()), Err(CryptoError::Malformed));
+        assert_eq!(c.open(&iv, aad, &mut vec![0u8; icv_len - 1]), Err(CryptoError::Malformed));
+        assert_eq!(c.open(&iv, aad, &mut []), Err(CryptoError::Malformed));
+        let mut short_iv = plain.clone();
+        c.seal(&iv[1..], aad, &mut short_iv);
+        assert!(short_iv.is_empty(), "a wrong IV length seals nothing");
 
-        // Empty plaintext: just the tag.
-        let mut empty = Vec::new();
-        c.seal([0; 8], aad, &mut empty);
-        assert_eq!(empty.len(), GCM_ICV_LEN);
-        assert_eq!(c.open([0; 8], aad, &mut empty), Ok(0));
+        if integ.is_some() {
+            // CBC: the ICV is HMAC(SK_a, AAD | IV | ciphertext), truncated (RFC 7296 3.14).
+            let full = rc_hmac(integ.expect("cbc").prf(), &sk_a, &[aad, &iv, &sealed[..plain.len()]]);
+            assert_eq!(&sealed[plain.len()..], &full[..icv_len]);
+            // Only whole blocks decrypt; the length is refused before any MAC.
+            assert_eq!(c.open(&iv, aad, &mut vec![0u8; 15 + icv_len]), Err(CryptoError::Malformed));
+            assert_eq!(c.open(&iv, aad, &mut vec![0u8; icv_len]), Err(CryptoError::Malformed));
+            assert_eq!(c.open(&iv, aad, &mut vec![0u8; 16 + icv_len]), Err(CryptoError::IntegrityCheckFailed));
+            // Misaligned or empty plaintext is not sealed (and not left in the buffer).
+            for n in [0, 1, 15, 17] {
+                let mut buf = vec![7u8; n];
+                c.seal(&iv, aad, &mut buf);
+                assert!(buf.is_empty(), "{n} bytes");
+            }
+            // A random IV changes the whole ciphertext.
+            let mut again = plain.clone();
+            c.seal(&other_iv, aad, &mut again);
+            assert_ne!(&again[..16], &sealed[..16]);
+        } else {
+            // AEAD: empty plaintext is just the ICV.
+            let mut empty = Vec::new();
+            c.seal(&iv, aad, &mut empty);
+            assert_eq!(empty.len(), icv_len);
+            assert_eq!(c.open(&iv, aad, &mut empty), Ok(0));
+        }
     }
 }
 
 #[test]
 fn sk_cipher_rejects_wrong_key_lengths() {
-    assert!(SkCipher::new(EncrAlg::AesGcm16_128, &[0; 16]).is_none());
-    assert!(SkCipher::new(EncrAlg::AesGcm16_128, &[0; 36]).is_none());
-    assert!(SkCipher::new(EncrAlg::AesGcm16_256, &[0; 20]).is_none());
-    assert!(SkCipher::new(EncrAlg::AesGcm16_256, &[]).is_none());
-    assert!(SkCipher::new(EncrAlg::AesGcm16_128, &[0; 20]).is_some());
-    assert!(SkCipher::new(EncrAlg::AesGcm16_256, &[0; 36]).is_some());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, None, &[0; 16], &[]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, None, &[0; 36], &[]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_256, None, &[0; 20], &[]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_256, None, &[], &[]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, None, &[0; 20], &[]).is_some());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_256, None, &[0; 36], &[]).is_some());
+    assert!(SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &[0; 36], &[]).is_some());
+    assert!(SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &[0; 32], &[]).is_none());
+    // AEADs take no integrity key; AES-CBC needs one of the HMAC's length.
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, None, &[0; 20], &[0; 20]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesGcm16_128, Some(IntegAlg::HmacSha1_96), &[0; 20], &[0; 20]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesCbc128, None, &[0; 16], &[]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), &[0; 16], &[0; 20]).is_some());
+    assert!(SkCipher::new(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), &[0; 16], &[0; 32]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), &[0; 20], &[0; 20]).is_none());
+    assert!(SkCipher::new(EncrAlg::AesCbc192, Some(IntegAlg::HmacSha384_192), &[0; 24], &[0; 48]).is_some());
+    assert!(SkCipher::new(EncrAlg::AesCbc256, Some(IntegAlg::HmacSha512_256), &[0; 32], &[0; 64]).is_some());
 }
 
 #[test]
 fn debug_output_holds_no_secrets() {
-    let keys = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, &[1; 32], &[2; 32], &[3; 32], 4, 5);
-    assert_eq!(format!("{keys:?}"), "IkeKeys { sk_d_len: 32, sk_e_len: 20, sk_p_len: 32, .. }");
+    let keys = derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_128, None, &[1; 32], &[2; 32], &[3; 32], 4, 5);
+    assert_eq!(format!("{keys:?}"), "IkeKeys { sk_d_len: 32, sk_a_len: 0, sk_e_len: 20, sk_p_len: 32, .. }");
 
     let mut rng = TestRng(9);
     let kx = KeyExchange::generate(DhGroup::Curve25519, &mut rng);
@@ -454,8 +565,10 @@ fn debug_output_holds_no_secrets() {
     let kx = KeyExchange::generate(DhGroup::Modp2048, &mut rng);
     assert_eq!(format!("{kx:?}"), "KeyExchange { group: Modp2048, .. }");
 
-    let c = SkCipher::new(EncrAlg::AesGcm16_128, &[0xab; 20]).expect("length");
-    assert_eq!(format!("{c:?}"), "SkCipher { encr: AesGcm16_128, .. }");
+    let c = SkCipher::new(EncrAlg::AesGcm16_128, None, &[0xab; 20], &[]).expect("length");
+    assert_eq!(format!("{c:?}"), "SkCipher { encr: AesGcm16_128, integ: None, .. }");
+    let c = SkCipher::new(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96), &[0xab; 16], &[0xcd; 20]).expect("length");
+    assert_eq!(format!("{c:?}"), "SkCipher { encr: AesCbc128, integ: Some(HmacSha1_96), .. }");
 }
 
 proptest::proptest! {
@@ -466,12 +579,46 @@ proptest::proptest! {
         aad in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
         plain in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
     ) {
-        let c = SkCipher::new(EncrAlg::AesGcm16_256, &key).expect("length");
+        let c = SkCipher::new(EncrAlg::AesGcm16_256, None, &key, &[]).expect("length");
         let mut buf = plain.clone();
-        c.seal(iv, &aad, &mut buf);
+        c.seal(&iv, &aad, &mut buf);
         proptest::prop_assert_eq!(buf.len(), plain.len() + GCM_ICV_LEN);
-        proptest::prop_assert_eq!(c.open(iv, &aad, &mut buf), Ok(plain.len()));
+        proptest::prop_assert_eq!(c.open(&iv, &aad, &mut buf), Ok(plain.len()));
         proptest::prop_assert_eq!(&buf[..plain.len()], &plain[..]);
+    }
+
+    #[test]
+    fn sk_cipher_cbc_round_trips_any_input(
+        suite in 3usize..15,
+        iv in proptest::array::uniform16(proptest::num::u8::ANY),
+        aad in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        blocks in proptest::collection::vec(proptest::array::uniform16(proptest::num::u8::ANY), 1..40),
+    ) {
+        let (encr, integ) = SUITES[suite];
+        let (sk_e, sk_a) = suite_keys(encr, integ);
+        let c = SkCipher::new(encr, integ, &sk_e, &sk_a).expect("length");
+        let plain = blocks.concat();
+        let mut buf = plain.clone();
+        c.seal(&iv, &aad, &mut buf);
+        proptest::prop_assert_eq!(buf.len(), plain.len() + c.icv_len());
+        proptest::prop_assert_eq!(c.open(&iv, &aad, &mut buf), Ok(plain.len()));
+        proptest::prop_assert_eq!(&buf[..plain.len()], &plain[..]);
+    }
+
+    /// Network input: arbitrary bytes under an AES-CBC key never panic, never verify.
+    #[test]
+    fn sk_cipher_cbc_open_rejects_arbitrary_bytes(
+        suite in 3usize..15,
+        iv in proptest::collection::vec(proptest::num::u8::ANY, 0..20),
+        mut data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+    ) {
+        let (encr, integ) = SUITES[suite];
+        let (sk_e, sk_a) = suite_keys(encr, integ);
+        let c = SkCipher::new(encr, integ, &sk_e, &sk_a).expect("length");
+        let ct = data.len().saturating_sub(c.icv_len());
+        let malformed = iv.len() != 16 || data.len() < c.icv_len() || ct == 0 || ct % 16 != 0;
+        let expected = if malformed { CryptoError::Malformed } else { CryptoError::IntegrityCheckFailed };
+        proptest::prop_assert_eq!(c.open(&iv, b"aad", &mut data), Err(expected));
     }
 
     /// Network input: opening arbitrary bytes never panics and never authenticates.
@@ -480,9 +627,9 @@ proptest::proptest! {
         iv in proptest::array::uniform8(proptest::num::u8::ANY),
         mut data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
     ) {
-        let c = SkCipher::new(EncrAlg::AesGcm16_128, &[0x5a; 20]).expect("length");
+        let c = SkCipher::new(EncrAlg::AesGcm16_128, None, &[0x5a; 20], &[]).expect("length");
         let expected = if data.len() < GCM_ICV_LEN { CryptoError::Malformed } else { CryptoError::IntegrityCheckFailed };
-        proptest::prop_assert_eq!(c.open(iv, b"aad", &mut data), Err(expected));
+        proptest::prop_assert_eq!(c.open(&iv, b"aad", &mut data), Err(expected));
     }
 
     /// Network input: arbitrary KE data never panics; what is accepted gives a 32-byte secret.

@@ -1,5 +1,6 @@
 //! IKEv2 messages on the wire: the header (RFC 7296 section 3.1), the generic payload
-//! chain (3.2) and the SK payload with AES-GCM (3.14, RFC 5282).
+//! chain (3.2) and the SK payload (3.14) through [`SkCipher`] (AES-GCM per RFC 5282,
+//! ChaCha20-Poly1305 per RFC 7634, AES-CBC with HMAC).
 //!
 //! Parsing never panics on arbitrary bytes and costs what the bytes carry: every count
 //! and length is checked against the bytes present before anything is allocated for it
@@ -23,10 +24,6 @@ use zeroize::Zeroizing;
 
 /// Length of the IKE header.
 pub(crate) const HEADER_LEN: usize = 28;
-/// Explicit IV length of AES-GCM in the SK payload.
-const IV_LEN: usize = 8;
-/// GCM ICV length.
-const ICV_LEN: usize = 16;
 
 /// Most payloads one chain may hold: the cleartext chain, and again the chain inside the
 /// SK payload. The largest legitimate messages we know hold about 25: an IKE_AUTH
@@ -265,17 +262,19 @@ impl Message {
     }
 
     /// Decrypts the SK payload of `data` (the same bytes given to `parse`) and appends
-    /// the inner payloads.
+    /// the inner payloads. The ICV is checked before anything is decrypted or parsed;
+    /// then the Pad Length (any value that fits the plaintext, RFC 7296 3.14).
     pub(crate) fn decrypt(&mut self, data: &[u8], cipher: &SkCipher) -> Result<(), ParseError> {
         let Some((inner_first, off)) = self.sk else { return Ok(()) };
         let end = usize::try_from(self.header.length).map_err(|_| ParseError::Truncated)?;
         let aad = data.get(..off + 4).ok_or(ParseError::Truncated)?;
-        let iv: [u8; IV_LEN] =
-            data.get(off + 4..off + 4 + IV_LEN).and_then(|s| s.try_into().ok()).ok_or(ParseError::Truncated)?;
-        let mut ct = Zeroizing::new(data.get(off + 4 + IV_LEN..end).ok_or(ParseError::Truncated)?.to_vec());
-        if ct.len() < ICV_LEN + 1 {
+        let iv_len = cipher.iv_len();
+        let iv = data.get(off + 4..off + 4 + iv_len).ok_or(ParseError::Truncated)?;
+        let ct = data.get(off + 4 + iv_len..end).ok_or(ParseError::Truncated)?;
+        if ct.len() < cipher.icv_len() + 1 {
             return Err(ParseError::Truncated);
         }
+        let mut ct = Zeroizing::new(ct.to_vec());
         let n = cipher.open(iv, aad, &mut ct).map_err(|_| ParseError::Decrypt)?;
         let pt = ct.get(..n).ok_or(ParseError::Decrypt)?;
         // Pad Length counts padding octets before it, within the plaintext.
@@ -318,18 +317,36 @@ pub(crate) fn emit_plain(mut header: Header, payloads: &[Payload]) -> Vec<u8> {
     out
 }
 
-/// Builds a message whose payloads all travel inside one SK payload.
-pub(crate) fn emit_encrypted(header: Header, payloads: &[Payload], cipher: &SkCipher, iv: [u8; 8]) -> Vec<u8> {
+/// Appends the Padding and the Pad Length octet to `pt` so that it fills whole blocks
+/// of `block_len` (RFC 7296 3.14; the AEADs need none: `block_len` 1). The padding is
+/// zeros (its content is not specified; the receiver ignores it).
+pub(crate) fn pad_plaintext(pt: &mut Vec<u8>, block_len: usize) {
+    let block = block_len.max(1);
+    let pad = (block - (pt.len() + 1) % block) % block;
+    pt.resize(pt.len() + pad, 0);
+    pt.push(u8::try_from(pad).unwrap_or(0));
+}
+
+/// Builds a message whose payloads all travel inside one SK payload. `iv` is the
+/// explicit IV, `cipher.iv_len()` bytes (never repeated under the key for the AEADs,
+/// unpredictable for AES-CBC).
+pub(crate) fn emit_encrypted(header: Header, payloads: &[Payload], cipher: &SkCipher, iv: &[u8]) -> Vec<u8> {
     let mut pt = Vec::new();
     let inner_first = emit_chain(payloads, &mut pt);
-    pt.push(0); // Pad Length: no padding needed for GCM.
+    pad_plaintext(&mut pt, cipher.block_len());
     seal_plaintext(header, inner_first, pt, cipher, iv)
 }
 
 /// Builds a message whose SK payload holds the plaintext `pt`: the encoded chain (first
 /// payload type `inner_first`), any padding and the Pad Length octet.
-fn seal_plaintext(mut header: Header, inner_first: u8, mut pt: Vec<u8>, cipher: &SkCipher, iv: [u8; 8]) -> Vec<u8> {
-    let sk_len = 4 + IV_LEN + pt.len() + ICV_LEN;
+pub(crate) fn seal_plaintext(
+    mut header: Header,
+    inner_first: u8,
+    mut pt: Vec<u8>,
+    cipher: &SkCipher,
+    iv: &[u8],
+) -> Vec<u8> {
+    let sk_len = 4 + iv.len() + pt.len() + cipher.icv_len();
     header.next_payload = ptype::SK;
     header.length = u32::try_from(HEADER_LEN + sk_len).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(HEADER_LEN + sk_len);
@@ -338,7 +355,7 @@ fn seal_plaintext(mut header: Header, inner_first: u8, mut pt: Vec<u8>, cipher: 
     out.push(0);
     out.extend_from_slice(&u16::try_from(sk_len).unwrap_or(u16::MAX).to_be_bytes());
     let aad = out.clone();
-    out.extend_from_slice(&iv);
+    out.extend_from_slice(iv);
     cipher.seal(iv, &aad, &mut pt);
     out.extend_from_slice(&pt);
     out

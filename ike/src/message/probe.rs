@@ -35,9 +35,14 @@ pub fn seal_probe(auth: bool, first: u8, chain: &[u8], cipher: &SkCipher) -> Vec
         message_id: 1,
         length: 0,
     };
-    // Header, SK header, IV, pad length octet, ICV.
-    let room = usize::from(u16::MAX) - HEADER_LEN - 4 - super::IV_LEN - 1 - super::ICV_LEN;
+    // Header, SK header, IV, padding to the block and the pad length octet, ICV.
+    let block = cipher.block_len();
+    let room = (usize::from(u16::MAX) - HEADER_LEN - 4 - cipher.iv_len() - cipher.icv_len()) / block * block - 1;
     let mut pt = chain.get(..room).unwrap_or(chain).to_vec();
-    pt.push(0);
-    seal_plaintext(header, first, pt, cipher, [0, 0, 0, 0, 0, 0, 0, 1])
+    super::pad_plaintext(&mut pt, block);
+    let mut iv = vec![0u8; cipher.iv_len()];
+    if let Some(last) = iv.last_mut() {
+        *last = 1;
+    }
+    seal_plaintext(header, first, pt, cipher, &iv)
 }

@@ -59,7 +59,7 @@ fn parsed(p: &Payload) -> Payload {
 }
 
 fn cipher() -> SkCipher {
-    SkCipher::new(EncrAlg::AesGcm16_256, &[3u8; 36]).unwrap()
+    SkCipher::new(EncrAlg::AesGcm16_256, None, &[3u8; 36], &[]).unwrap()
 }
 
 /// Parses and decrypts `bytes` with `cipher()`.
@@ -97,14 +97,14 @@ fn repeat(t: u8, n: usize, body: &[u8]) -> Vec<u8> {
 fn sealed(first: u8, chain: &[u8]) -> Vec<u8> {
     let mut pt = chain.to_vec();
     pt.push(0);
-    seal_plaintext(header(exchange::IKE_AUTH), first, pt, &cipher(), [0; 8])
+    seal_plaintext(header(exchange::IKE_AUTH), first, pt, &cipher(), &[0; 8])
 }
 
 #[test]
 fn every_payload_type_round_trips_alone_and_chained() {
     let init_ok = |p: &Payload| Chain::Init.allows(p.ptype()).is_ok();
     for p in samples() {
-        let bytes = emit_encrypted(header(exchange::IKE_AUTH), std::slice::from_ref(&p), &cipher(), [0; 8]);
+        let bytes = emit_encrypted(header(exchange::IKE_AUTH), std::slice::from_ref(&p), &cipher(), &[0; 8]);
         assert_eq!(open(&bytes).unwrap().payloads, vec![parsed(&p)], "round trip of {p:?}");
         if init_ok(&p) {
             let bytes = emit_plain(header(exchange::IKE_SA_INIT), std::slice::from_ref(&p));
@@ -114,7 +114,7 @@ fn every_payload_type_round_trips_alone_and_chained() {
         }
     }
     let all = samples();
-    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &cipher(), [0; 8]);
+    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &cipher(), &[0; 8]);
     let m = open(&bytes).unwrap();
     assert_eq!(m.payloads, all.iter().map(parsed).collect::<Vec<_>>());
     assert_eq!(m.header.message_id, 7);
@@ -128,21 +128,21 @@ fn every_payload_type_round_trips_alone_and_chained() {
 #[test]
 fn sk_payload_round_trips_and_detects_tampering() {
     let key = [3u8; 36];
-    let c = SkCipher::new(EncrAlg::AesGcm16_256, &key).unwrap();
+    let c = SkCipher::new(EncrAlg::AesGcm16_256, None, &key, &[]).unwrap();
     let all = samples();
-    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, [0, 0, 0, 0, 0, 0, 0, 1]);
+    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, &[0, 0, 0, 0, 0, 0, 0, 1]);
     let mut m = Message::parse(&bytes).unwrap();
     assert!(m.payloads.is_empty());
     assert_eq!(m.sk.map(|s| s.1), Some(HEADER_LEN));
     m.decrypt(&bytes, &c).unwrap();
     assert_eq!(m.payloads, all.iter().map(parsed).collect::<Vec<_>>());
     // Empty (liveness) message.
-    let bytes = emit_encrypted(header(exchange::INFORMATIONAL), &[], &c, [0; 8]);
+    let bytes = emit_encrypted(header(exchange::INFORMATIONAL), &[], &c, &[0; 8]);
     let mut m = Message::parse(&bytes).unwrap();
     m.decrypt(&bytes, &c).unwrap();
     assert!(m.payloads.is_empty());
     // Any flipped bit, in the header (AAD) or the ciphertext, fails.
-    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, [1; 8]);
+    let bytes = emit_encrypted(header(exchange::IKE_AUTH), &all, &c, &[1; 8]);
     for i in [0, 20, 29, 33, 45, bytes.len() - 1] {
         let mut t = bytes.clone();
         t[i] ^= 0x10;
@@ -150,6 +150,111 @@ fn sk_payload_round_trips_and_detects_tampering() {
             assert!(m.decrypt(&t, &c).is_err(), "tamper at {i}");
         }
     }
+}
+
+/// One SK cipher of every kind: GCM, ChaCha20-Poly1305, AES-CBC with each HMAC.
+fn all_ciphers() -> Vec<SkCipher> {
+    use ipsec_types::IntegAlg::*;
+    let mut v = vec![
+        SkCipher::new(EncrAlg::AesGcm16_128, None, &[5u8; 20], &[]).unwrap(),
+        SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &[6u8; 36], &[]).unwrap(),
+    ];
+    for (encr, integ) in [
+        (EncrAlg::AesCbc128, HmacSha1_96),
+        (EncrAlg::AesCbc192, HmacSha384_192),
+        (EncrAlg::AesCbc256, HmacSha256_128),
+        (EncrAlg::AesCbc256, HmacSha512_256),
+    ] {
+        v.push(SkCipher::new(encr, Some(integ), &vec![7u8; encr.key_len()], &vec![8u8; integ.key_len()]).unwrap());
+    }
+    v
+}
+
+#[test]
+fn every_sk_cipher_round_trips_pads_and_detects_tampering() {
+    let all = samples();
+    for c in all_ciphers() {
+        let what = format!("{:?} {:?}", c.encr(), c.integ());
+        let iv: Vec<u8> = (0..c.iv_len() as u8).collect();
+        for payloads in [&all[..], &all[..1], &[]] {
+            let bytes = emit_encrypted(header(exchange::IKE_AUTH), payloads, &c, &iv);
+            // Header, SK header, IV, whole blocks of plaintext, ICV.
+            let body = bytes.len() - HEADER_LEN - 4 - c.iv_len() - c.icv_len();
+            assert_eq!(body % c.block_len(), 0, "{what}");
+            assert_eq!(&bytes[HEADER_LEN + 4..HEADER_LEN + 4 + c.iv_len()], &iv[..], "{what}: IV sent as given");
+            let mut m = Message::parse(&bytes).unwrap();
+            m.decrypt(&bytes, &c).unwrap();
+            assert_eq!(m.payloads, payloads.iter().map(parsed).collect::<Vec<_>>(), "{what}");
+            // Any flipped bit in the header (AAD), IV, ciphertext or ICV fails.
+            for i in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+                let mut t = bytes.clone();
+                t[i] ^= 0x04;
+                if let Ok(mut m) = Message::parse(&t) {
+                    assert!(m.decrypt(&t, &c).is_err(), "{what}: tamper at {i}");
+                }
+            }
+            // A cipher of another suite (or key) does not open it.
+            for other in all_ciphers().iter().filter(|o| (o.encr(), o.integ()) != (c.encr(), c.integ())) {
+                let mut m = Message::parse(&bytes).unwrap();
+                let e = m.decrypt(&bytes, other).unwrap_err();
+                assert!(matches!(e, ParseError::Decrypt | ParseError::Truncated), "{what}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn pad_plaintext_fills_whole_blocks() {
+    for block in [1usize, 16] {
+        for len in 0..40 {
+            let mut pt = vec![0xee; len];
+            pad_plaintext(&mut pt, block);
+            assert_eq!(pt.len() % block, 0);
+            let pad = usize::from(*pt.last().unwrap());
+            assert_eq!(pt.len(), len + pad + 1, "block {block} len {len}");
+            assert!(pad < block.max(1), "no more padding than needed");
+        }
+    }
+}
+
+#[test]
+fn cbc_sk_payload_length_and_padding_checks() {
+    let c = SkCipher::new(EncrAlg::AesCbc128, Some(ipsec_types::IntegAlg::HmacSha256_128), &[1; 16], &[2; 32]).unwrap();
+    let h = header(exchange::INFORMATIONAL);
+    let iv = [9u8; 16];
+    let pt = |pad: &[u8]| [raw(0, b"vid"), pad.to_vec()].concat();
+    let open_c = |bytes: &[u8]| {
+        let mut m = Message::parse(bytes)?;
+        m.decrypt(bytes, &c).map(|()| m)
+    };
+    // Any padding that fills the block is accepted (RFC 7296 3.14: the receiver MUST
+    // accept any length that results in proper alignment), whatever it holds.
+    for pad in [8usize, 24, 200] {
+        let mut p = pt(&vec![0x5a; pad]);
+        p.push(u8::try_from(pad).unwrap());
+        assert_eq!(p.len() % 16, 0);
+        let bytes = seal_plaintext(h, ptype::VENDOR, p, &c, &iv);
+        assert_eq!(open_c(&bytes).unwrap().payloads, vec![Payload::Vendor(b"vid".to_vec())], "pad {pad}");
+    }
+    // A Pad Length beyond the plaintext: refused after the ICV verified.
+    let mut p = pt(&[0; 8]);
+    p.push(250);
+    let bytes = seal_plaintext(h, ptype::VENDOR, p, &c, &iv);
+    assert_eq!(open_c(&bytes).unwrap_err(), ParseError::Payload(ptype::SK));
+    // Ciphertext not whole blocks, or no block at all: refused (as undecryptable).
+    let good = seal_plaintext(h, ptype::VENDOR, [pt(&[0; 8]), vec![8]].concat(), &c, &iv);
+    for cut in [1usize, 15, 16, 17] {
+        let sk_len = good.len() - HEADER_LEN - cut;
+        let mut t = good[..good.len() - cut].to_vec();
+        let total = u32::try_from(t.len()).unwrap().to_be_bytes();
+        t[24..28].copy_from_slice(&total);
+        t[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&u16::try_from(sk_len).unwrap().to_be_bytes());
+        assert!(open_c(&t).is_err(), "cut {cut}");
+    }
+    // Too short for IV and ICV.
+    let bytes = raw_msg(h, ptype::SK, &raw(0, &[0; 32]));
+    let mut m = Message::parse(&bytes).unwrap();
+    assert_eq!(m.decrypt(&bytes, &c).unwrap_err(), ParseError::Truncated);
 }
 
 #[test]
@@ -232,7 +337,7 @@ proptest! {
         let l = u32::try_from(data.len()).unwrap().to_be_bytes();
         data[24..28].copy_from_slice(&l);
         if let Ok(mut m) = Message::parse(&data) {
-            let c = SkCipher::new(EncrAlg::AesGcm16_128, &[1u8; 20]).unwrap();
+            let c = SkCipher::new(EncrAlg::AesGcm16_128, None, &[1u8; 20], &[]).unwrap();
             let _ = m.decrypt(&data, &c);
         }
     }
@@ -475,12 +580,12 @@ fn before_decryption_only_cleartext_payloads_are_parsed() {
         assert_eq!(msg(init, t, &[0; 8]).unwrap_err(), ParseError::Cleartext(t), "type {t}");
     }
     // IKE_SA_INIT is never encrypted.
-    let sk = emit_encrypted(init, &[], &cipher(), [0; 8]);
+    let sk = emit_encrypted(init, &[], &cipher(), &[0; 8]);
     assert_eq!(Message::parse(&sk).unwrap_err(), ParseError::Cleartext(ptype::SK));
     // Other exchanges: the SK payload alone.
     for ex in [exchange::IKE_AUTH, exchange::CREATE_CHILD_SA, exchange::INFORMATIONAL, 43] {
         let h = header(ex);
-        assert!(Message::parse(&emit_encrypted(h, &[], &cipher(), [0; 8])).unwrap().sk.is_some());
+        assert!(Message::parse(&emit_encrypted(h, &[], &cipher(), &[0; 8])).unwrap().sk.is_some());
         for t in
             [ptype::SA, ptype::KE, ptype::NONCE, ptype::IDI, ptype::AUTH, ptype::DELETE, ptype::TSI, ptype::VENDOR, 99]
         {
@@ -516,18 +621,18 @@ fn sk_padding_and_the_inner_chain_are_checked() {
     let h = header(exchange::INFORMATIONAL);
     let pt = |pad: &[u8]| [raw(0, b"vid"), pad.to_vec()].concat();
     // Pad Length counts padding octets before it; they are skipped, whatever they hold.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 2]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 2]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap().payloads, vec![Payload::Vendor(b"vid".to_vec())]);
     // Fewer padding octets than counted: they eat into the chain.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 2]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 2]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::Truncated);
     // More than the whole plaintext.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[200]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[200]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::Payload(ptype::SK));
     // More padding than counted: the chain has trailing bytes.
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 1]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0xaa, 0xbb, 1]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::Truncated);
-    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0, 0, 0, 4, 0]), &c, [0; 8]);
+    let bytes = seal_plaintext(h, ptype::VENDOR, pt(&[0, 0, 0, 4, 0]), &c, &[0; 8]);
     assert_eq!(open(&bytes).unwrap_err(), ParseError::TrailingBytes);
     // No SK payload inside the SK payload.
     assert_eq!(open(&sealed(ptype::SK, &raw(0, &[0; 30]))).unwrap_err(), ParseError::Payload(ptype::SK));

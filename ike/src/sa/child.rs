@@ -169,6 +169,7 @@ impl ChildSa {
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),
             encr: self.algs.encr,
+            integ: self.algs.integ,
             dh: self.algs.dh,
             encap: self.encap,
             established_at: self.established_at,
@@ -325,11 +326,18 @@ pub(crate) fn install(
     let keys = sa.state.keys()?;
     let ike_algs = keys.algs;
     let algs = new.algs;
-    let (i2r, r2i) =
-        crate::crypto::derive_child_keys(ike_algs.prf, &keys.keys.sk_d, algs.encr, keying.shared, keying.ni, keying.nr);
+    let (i2r, r2i) = crate::crypto::derive_child_keys(
+        ike_algs.prf,
+        &keys.keys.sk_d,
+        algs.encr,
+        algs.integ,
+        keying.shared,
+        keying.ni,
+        keying.nr,
+    );
     let (kin, kout) = if keying.we_initiated { (r2i, i2r) } else { (i2r, r2i) };
-    let key_in = EspKey::from_keymat(algs.encr, None, &kin)?;
-    let key_out = EspKey::from_keymat(algs.encr, None, &kout)?;
+    let key_in = EspKey::from_keymat(algs.encr, algs.integ, &kin)?;
+    let key_out = EspKey::from_keymat(algs.encr, algs.integ, &kout)?;
     let encap = sa.nat.then(|| UdpEncap {
         local_port: ctx.natt_port,
         remote_port: if sa.remote.port() == ctx.ike_port { ctx.natt_port } else { sa.remote.port() },
@@ -385,12 +393,13 @@ pub(crate) fn install(
     }
     tracing::info!(
         tunnel = %name,
-        "CHILD SA established: {} === {}, SPIs in {} / out {}, {}{}{}",
+        "CHILD SA established: {} === {}, SPIs in {} / out {}, {}{}{}{}",
         list(&child.local_ts),
         list(&child.remote_ts),
         child.spi_in,
         child.spi_out,
         algs.encr.keyword(),
+        algs.integ.map(|i| format!("-{}", i.keyword())).unwrap_or_default(),
         algs.dh.map(|g| format!(", PFS {}", g.keyword())).unwrap_or_default(),
         if encap.is_some() { ", UDP-encap" } else { "" }
     );

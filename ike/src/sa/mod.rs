@@ -398,14 +398,35 @@ impl IkeSa {
         }
     }
 
-    fn encode(&mut self, header: Header, payloads: &[Payload]) -> Vec<u8> {
-        match self.state.keys() {
-            Some(k) if header.exchange != exchange::IKE_SA_INIT => {
-                self.iv_counter = self.iv_counter.wrapping_add(1);
-                emit_encrypted(header, payloads, &k.seal, self.iv_counter.to_be_bytes())
+    /// The explicit IV for the next SK (or SKF) payload we seal, `None` before there
+    /// are keys. The AEADs take a counter (an IV must never repeat under a key, RFC 5282
+    /// section 3, RFC 7634 section 2); AES-CBC takes random bytes from the injected
+    /// `Rng` (RFC 7296 3.14: unpredictable, so not a counter).
+    pub(crate) fn next_iv(&mut self, rng: &mut dyn Rng) -> Option<Vec<u8>> {
+        let seal = &self.state.keys()?.seal;
+        let mut iv = vec![0u8; seal.iv_len()];
+        if seal.encr().is_aead() {
+            self.iv_counter = self.iv_counter.wrapping_add(1);
+            let counter = self.iv_counter.to_be_bytes();
+            let skip = iv.len().saturating_sub(counter.len());
+            for (dst, src) in iv.iter_mut().skip(skip).zip(counter) {
+                *dst = src;
             }
-            _ => emit_plain(header, payloads),
+        } else {
+            rng.fill(&mut iv);
         }
+        Some(iv)
+    }
+
+    fn encode(&mut self, rng: &mut dyn Rng, header: Header, payloads: &[Payload]) -> Vec<u8> {
+        if header.exchange != exchange::IKE_SA_INIT {
+            if let Some(iv) = self.next_iv(rng) {
+                if let Some(k) = self.state.keys() {
+                    return emit_encrypted(header, payloads, &k.seal, &iv);
+                }
+            }
+        }
+        emit_plain(header, payloads)
     }
 
     pub(crate) fn transmit(&self, ctx: &mut Ctx<'_>, data: Vec<u8>) {
@@ -422,7 +443,7 @@ impl IkeSa {
         single_shot: bool,
     ) -> Vec<u8> {
         let header = self.header(exch, self.tasks.next_mid, false);
-        let data = self.encode(header, payloads);
+        let data = self.encode(ctx.rng, header, payloads);
         self.transmit(ctx, data.clone());
         self.tasks.sent(ctx.now, task, exch, data.clone(), single_shot);
         data
@@ -431,7 +452,7 @@ impl IkeSa {
     /// Sends (and caches) the response to the peer's request `mid`.
     pub(crate) fn send_response(&mut self, ctx: &mut Ctx<'_>, exch: u8, mid: u32, payloads: &[Payload]) -> Vec<u8> {
         let header = self.header(exch, mid, true);
-        let data = self.encode(header, payloads);
+        let data = self.encode(ctx.rng, header, payloads);
         self.transmit(ctx, data.clone());
         self.tasks.responded(mid, data.clone());
         data

@@ -3,7 +3,7 @@
 
 use super::{error_notify, natd, notifies};
 use crate::api::{Output, PeerConfig, Transmit};
-use crate::crypto::{derive_ike_keys, digest, KeyExchange, SignedOctets, SkCipher};
+use crate::crypto::{derive_ike_keys, digest, KeyExchange, SignedOctets};
 use crate::down::{DownReason, Failure};
 use crate::log::warn_unauth;
 use crate::message::payload::{u16_data, Notify};
@@ -245,9 +245,8 @@ pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Re
 
 /// The keys of the IKE SA from the IKE_SA_INIT exchange (SPIs and nonces are set).
 fn sa_keys(sa: &IkeSa, algs: IkeAlgs, shared: &[u8]) -> Result<SaKeys, Failure> {
-    let keys = derive_ike_keys(algs.prf, algs.encr, shared, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
-    let (seal_key, open_key) = if sa.initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
-    let (Some(seal), Some(open)) = (SkCipher::new(algs.encr, seal_key), SkCipher::new(algs.encr, open_key)) else {
+    let keys = derive_ike_keys(algs.prf, algs.encr, algs.integ, shared, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
+    let Some((seal, open)) = keys.ciphers(algs.encr, algs.integ, sa.initiator) else {
         return Err(Failure::Transient(DownReason::CipherSetup));
     };
     Ok(SaKeys { algs, keys, seal, open })

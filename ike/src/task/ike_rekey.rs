@@ -9,7 +9,7 @@
 
 use super::create_child::{ours_is_redundant, REDUNDANT_WAIT};
 use super::{error_notify, informational, ActiveTask};
-use crate::crypto::{derive_rekeyed_ike_keys, KeyExchange, SkCipher};
+use crate::crypto::{derive_rekeyed_ike_keys, KeyExchange};
 use crate::down::Failure;
 use crate::message::payload::{proto, u16_data, Notify};
 use crate::message::{exchange, Message, Payload};
@@ -94,10 +94,19 @@ fn successor(
 ) -> Option<IkeSa> {
     let old_keys = old.state.keys()?;
     let old_algs = old_keys.algs;
-    let keys =
-        derive_rekeyed_ike_keys(old_algs.prf, algs.prf, &old_keys.keys.sk_d, algs.encr, shared, ni, nr, spis.0, spis.1);
-    let (seal_key, open_key) = if initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
-    let (seal, open) = (SkCipher::new(algs.encr, seal_key)?, SkCipher::new(algs.encr, open_key)?);
+    let keys = derive_rekeyed_ike_keys(
+        old_algs.prf,
+        algs.prf,
+        &old_keys.keys.sk_d,
+        algs.encr,
+        algs.integ,
+        shared,
+        ni,
+        nr,
+        spis.0,
+        spis.1,
+    );
+    let (seal, open) = keys.ciphers(algs.encr, algs.integ, initiator)?;
     let mut sa = IkeSa::new(old.peer.clone(), initiator, old.local, old.remote);
     (sa.spi_i, sa.spi_r) = spis;
     sa.nat = old.nat;

@@ -58,8 +58,16 @@ fn established() -> (Endpoint, Peer, SaParams, SaParams) {
     peer.nr = nr.clone();
     peer.init_resp = transmits(&outs)[0].data.clone();
     let shared = ke.agree(ke_r).unwrap();
-    let keys =
-        derive_ike_keys(PrfAlg::HmacSha256, EncrAlg::AesGcm16_256, &shared, &peer.ni, &peer.nr, peer.spi_i, peer.spi_r);
+    let keys = derive_ike_keys(
+        PrfAlg::HmacSha256,
+        EncrAlg::AesGcm16_256,
+        None,
+        &shared,
+        &peer.ni,
+        &peer.nr,
+        peer.spi_i,
+        peer.spi_r,
+    );
     let idi = IdPayload::from_identity(&Identity::Fqdn("a.test".into()));
     let auth = psk_auth(PrfAlg::HmacSha256, b"test-psk", &peer.init_req, &peer.nr, &keys.sk_pi, &idi.body());
     peer.keys = Some(keys);
@@ -146,7 +154,7 @@ fn child_rekey_with_pfs_from_a_strongswan_shaped_peer() {
     let Payload::Ke { group: 31, data: ke_r } = payload(&m, |p| matches!(p, Payload::Ke { .. })) else { panic!() };
     let shared = ke.agree(ke_r).unwrap();
     let sk_d = &peer.keys.as_ref().unwrap().sk_d;
-    let (i2r, r2i) = derive_child_keys(PrfAlg::HmacSha256, sk_d, EncrAlg::AesGcm16_256, Some(&shared), &ni, nr);
+    let (i2r, r2i) = derive_child_keys(PrfAlg::HmacSha256, sk_d, EncrAlg::AesGcm16_256, None, Some(&shared), &ni, nr);
     assert_eq!(new_in.key.key(), &i2r[..32], "PFS keys: g^ir | Ni | Nr");
     assert_eq!(new_in.key.salt(), <[u8; 4]>::try_from(&i2r[32..]).unwrap());
     assert_eq!(ep.status()[0].children.len(), 2);
@@ -220,6 +228,7 @@ fn ike_rekey_from_a_strongswan_shaped_peer() {
         PrfAlg::HmacSha256,
         &old_sk_d,
         EncrAlg::AesGcm16_256,
+        None,
         &shared,
         &ni,
         nr,
@@ -247,13 +256,13 @@ fn ike_rekey_from_a_strongswan_shaped_peer() {
         message_id: 0,
         length: 0,
     };
-    let seal = SkCipher::new(EncrAlg::AesGcm16_256, &new_keys.sk_ei).unwrap();
-    let live = emit_encrypted(h, &[], &seal, [0, 0, 0, 0, 0, 0, 0, 1]);
+    let seal = SkCipher::new(EncrAlg::AesGcm16_256, None, &new_keys.sk_ei, &[]).unwrap();
+    let live = emit_encrypted(h, &[], &seal, &[0, 0, 0, 0, 0, 0, 0, 1]);
     ep.handle_datagram(now, to, from, &live);
     let outs = drain(&mut ep);
     let [t] = transmits(&outs)[..] else { panic!("{outs:?}") };
     let mut m = Message::parse(&t.data).unwrap();
-    let open = SkCipher::new(EncrAlg::AesGcm16_256, &new_keys.sk_er).unwrap();
+    let open = SkCipher::new(EncrAlg::AesGcm16_256, None, &new_keys.sk_er, &[]).unwrap();
     m.decrypt(&t.data, &open).unwrap();
     assert_eq!((m.header.message_id, m.header.flags), (0, flags::RESPONSE));
     assert_eq!(ep.status()[0].last_heard, Some(now));

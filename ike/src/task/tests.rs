@@ -47,10 +47,10 @@ pub(super) struct Peer {
 
 impl Peer {
     pub(super) fn seal(&self) -> SkCipher {
-        SkCipher::new(EncrAlg::AesGcm16_256, &self.keys.as_ref().unwrap().sk_ei).unwrap()
+        SkCipher::new(EncrAlg::AesGcm16_256, None, &self.keys.as_ref().unwrap().sk_ei, &[]).unwrap()
     }
     pub(super) fn open(&self) -> SkCipher {
-        SkCipher::new(EncrAlg::AesGcm16_256, &self.keys.as_ref().unwrap().sk_er).unwrap()
+        SkCipher::new(EncrAlg::AesGcm16_256, None, &self.keys.as_ref().unwrap().sk_er, &[]).unwrap()
     }
     pub(super) fn request(&mut self, exch: u8, payloads: &[Payload]) -> Vec<u8> {
         let h = Header {
@@ -63,7 +63,7 @@ impl Peer {
             length: 0,
         };
         self.mid += 1;
-        emit_encrypted(h, payloads, &self.seal(), [0, 0, 0, 0, 0, 0, 0, self.mid as u8])
+        emit_encrypted(h, payloads, &self.seal(), &[0, 0, 0, 0, 0, 0, 0, self.mid as u8])
     }
     pub(super) fn decrypt(&self, data: &[u8]) -> Message {
         let mut m = Message::parse(data).unwrap();
@@ -171,6 +171,7 @@ fn responder_interoperates_with_a_strongswan_style_initiator_behind_nat() {
     peer.keys = Some(derive_ike_keys(
         PrfAlg::HmacSha256,
         EncrAlg::AesGcm16_256,
+        None,
         &shared,
         &peer.ni,
         &peer.nr,
@@ -186,6 +187,7 @@ fn responder_interoperates_with_a_strongswan_style_initiator_behind_nat() {
     peer.keys = Some(derive_ike_keys(
         PrfAlg::HmacSha256,
         EncrAlg::AesGcm16_256,
+        None,
         &shared,
         &peer.ni,
         &peer.nr,
@@ -231,7 +233,8 @@ fn responder_interoperates_with_a_strongswan_style_initiator_behind_nat() {
     let enc = Some(UdpEncap { local_port: 4500, remote_port: 40000 });
     assert_eq!((inb.endpoints.encap, outb.endpoints.encap), (enc, enc));
     assert_eq!(outb.spi, Spi(0xc0ff_ee01));
-    let (i2r, r2i) = derive_child_keys(PrfAlg::HmacSha256, &keys.sk_d, EncrAlg::AesGcm16_256, None, &peer.ni, &peer.nr);
+    let (i2r, r2i) =
+        derive_child_keys(PrfAlg::HmacSha256, &keys.sk_d, EncrAlg::AesGcm16_256, None, None, &peer.ni, &peer.nr);
     assert_eq!(inb.key.key(), &i2r[..32]);
     assert_eq!(outb.key.key(), &r2i[..32]);
     let [t] = transmits(&outs)[..] else { panic!() };
