@@ -59,8 +59,9 @@ fn every_example_parses_without_warnings() {
     for (name, cfg) in &all {
         assert!(cfg.warnings.is_empty(), "examples/{name}: {:?}", cfg.warnings);
         assert!(!cfg.tunnels.is_empty(), "examples/{name} has no tunnel");
-        for t in &cfg.tunnels {
-            assert_eq!(t.start, StartAction::Initiate, "examples/{name}: {}", t.name);
+        // The peer profiles bring their tunnel up themselves (the cloud ends wait).
+        if !name.starts_with("site-") {
+            assert!(cfg.tunnels.iter().all(|t| t.start == StartAction::Initiate), "examples/{name}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The interop matrix: vpngw against strongSwan over a representative cross-product of
 //! IKE encryption x integrity x PRF x group and ESP encryption x integrity x PFS group,
 //! in both roles, plus the peer profiles shipped in `examples/` (the classic gateway's
-//! aes128-sha1-modp1024 and AWS's defaults).
+//! aes128-sha1-modp1024, AWS's defaults, Azure's default policy).
 //!
 //! Each row, on one topology shared by all rows of a test (the daemons are started
 //! afresh per row, so nothing carries over): the tunnel comes up; the negotiated
@@ -130,7 +130,8 @@ struct Row {
     swan_esp: String,
     /// The IKE SA's algorithms.
     ike: Algs,
-    /// The CHILD SA's algorithms; `group` is the PFS group of the rekeyed SA.
+    /// The CHILD SA's algorithms; `group` is the PFS group of the rekeyed SA (`None`: rekeyed
+    /// without a key exchange).
     esp: Algs,
     rekeyer: Rekeyer,
 }
@@ -218,6 +219,12 @@ const AWS_ESP: &str =
     "aes128-aes256-sha1-sha256-sha384-sha512-modp1024-modp1536-modp2048-modp3072-modp4096-ecp256-ecp384-ecp521,\
                        aes128gcm16-aes256gcm16-modp1024-modp1536-modp2048-modp3072-modp4096-ecp256-ecp384-ecp521";
 
+/// strongSwan configured as an Azure VPN gateway with its default IPsec/IKE policy: main
+/// mode AES256/AES128 with SHA1/SHA256 and DH group 2, quick mode GCM-AES-256, AES256 +
+/// SHA1, AES256 + SHA256, AES128 + SHA1, no PFS.
+const AZURE_IKE: &str = "aes256-sha1-modp1024,aes256-sha256-modp1024,aes128-sha1-modp1024,aes128-sha256-modp1024";
+const AZURE_ESP: &str = "aes256gcm16,aes256-sha1,aes256-sha256,aes128-sha1";
+
 /// The profile rows: vpngw configured from `examples/`, strongSwan as the peer.
 fn profiles(role: Role) -> Result<Vec<Row>> {
     let (classic_ike, classic_esp) = example_proposals("classic-gateway.toml")?;
@@ -246,7 +253,25 @@ fn profiles(role: Role) -> Result<Vec<Row>> {
         esp: algs("aes256-sha256-modp2048", false),
         rekeyer: if role == Role::VpngwInitiates { Rekeyer::Vpngw } else { Rekeyer::Swan },
     };
-    Ok(vec![classic, aws])
+    // Azure's default policy (no custom policy on the connection): the responder's order
+    // decides again. Azure's own list starts with aes256-sha1, which vpngw offers second;
+    // vpngw, answering, takes its first, aes256-sha256. ESP: GCM first on both lists, and
+    // no PFS, so the CHILD SA is rekeyed without a key exchange.
+    let (azure_ike, azure_esp) = example_proposals("azure-vpn-gateway.toml")?;
+    let azure = Row {
+        name: "profile-azure-default-policy".into(),
+        vpngw_ike: azure_ike,
+        vpngw_esp: azure_esp,
+        swan_ike: AZURE_IKE.into(),
+        swan_esp: AZURE_ESP.into(),
+        ike: match role {
+            Role::VpngwInitiates => algs("aes256-sha1-modp1024", true),
+            Role::SwanInitiates => algs("aes256-sha256-modp1024", true),
+        },
+        esp: algs("aes256gcm16", false),
+        rekeyer: if role == Role::VpngwInitiates { Rekeyer::Swan } else { Rekeyer::Vpngw },
+    };
+    Ok(vec![classic, aws, azure])
 }
 
 /// Rows selected by `VG_MATRIX_ROWS` (all if unset).
@@ -412,7 +437,17 @@ fn run_row(sc: &Scenario, bins: &Binaries, role: Role, idx: usize, row: &Row) ->
     .map_err(|e| {
         let now = vpn.status_json_text().unwrap_or_default();
         let sas = swan.list_sas().unwrap_or_default();
-        with_logs(Error::new(format!("{e}\nvpngw status: {now}\nswanctl --list-sas:\n{sas}")), &vpn, &swan)
+        // What differs from the row, first: the checks that kept failing.
+        let why: Vec<String> = [
+            vpn.status().and_then(|st| vpngw_check(&st, &now, row, true)).err(),
+            swan_check(&parse_list_sas(&sas), row, true).err(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|e| e.to_string())
+        .collect();
+        let msg = format!("{e}: {}\nvpngw status: {now}\nswanctl --list-sas:\n{sas}", why.join("; "));
+        with_logs(Error::new(msg), &vpn, &swan)
     })?;
     times.rekey = t_rekey.elapsed().as_secs_f64();
 
@@ -490,7 +525,7 @@ fn matrix_strongswan_initiator_vpngw_responder() {
     run_rows("matrix_strongswan_initiator", Role::SwanInitiates, || Ok(matrix(Role::SwanInitiates)));
 }
 
-/// The classic gateway and AWS profiles of `examples/`, vpngw initiating.
+/// The classic gateway, AWS and Azure profiles of `examples/`, vpngw initiating.
 #[test]
 fn profiles_vpngw_initiator() {
     run_rows("profiles_vpngw_initiator", Role::VpngwInitiates, || profiles(Role::VpngwInitiates));
