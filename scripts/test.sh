@@ -13,8 +13,9 @@
 #     disjoint proposals, rekeys under load, forced rekey collisions, strongSwan
 #     SIGKILL+restart, 10% WAN loss (interop/tests/rekey.rs, ~8 min;
 #     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the gateway under
-#     attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min)
-#     (see docs/interop.md).
+#     attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min),
+#     and the algorithm matrix and peer profiles against strongSwan in both roles
+#     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md).
 # A failed build stops at once; otherwise every test step runs and a summary lists what
 # failed (exit status non-zero if anything did), how many tests passed, and every test
 # that was skipped, with its reason. A failed scenario keeps its logs, configs and WAN
