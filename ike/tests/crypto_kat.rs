@@ -2,8 +2,9 @@
 //! RFC 2202 (HMAC-SHA1) and RFC 4231 (HMAC-SHA2) through the IKE PRF, RFC 7748 (X25519),
 //! RFC 5903 (ECP-256/384/521), MODP vectors computed independently (see
 //! `modp_fixed_secret_vectors`), the GCM specification (McGrew & Viega, test cases 4 and
-//! 16) and a Wycheproof AES-GCM subset; for the SK payload RFC 3602 and Wycheproof
-//! AES-CBC, RFC 7539 ChaCha20-Poly1305; and the IKE key derivation (SKEYSEED, prf+,
+//! 16) and a Wycheproof AES-GCM subset; Wycheproof HMAC-SHA1 through the PRF; for the
+//! SK payload RFC 3602 and Wycheproof AES-CBC, RFC 7539 and Wycheproof
+//! ChaCha20-Poly1305; and the IKE key derivation (SKEYSEED, prf+,
 //! rekey, CHILD KEYMAT) with SHA-1 and SHA-256 against values computed independently
 //! (see `ike_key_derivation_known_answers`).
 //! Vector data is copied from those documents; the hex strings may contain spaces.
@@ -170,6 +171,46 @@ fn rfc2202_hmac_sha1_prf() {
     for (n, (key, data, expected)) in rfc2202_cases().into_iter().enumerate() {
         let out = prf(PrfAlg::HmacSha1, &key, &data);
         assert_eq!(hex::encode(&out[..]), expected, "RFC 2202 HMAC-SHA-1 test case {}", n + 1);
+    }
+}
+
+/// Wycheproof `hmac_sha1_test.json` (C2SP/wycheproof, testvectors_v1), valid cases with
+/// 160-bit keys and full tags: (tcId, key, msg, tag).
+const WYCHEPROOF_HMAC_SHA1: [(u32, &str, &str, &str); 6] = [
+    (1, "06c0dcdc16ff81dce92807fa2c82b44d28ac178a", "", "7d91d1b4748077b28911b4509762b6df24365810"),
+    (2, "4cd64efdb76df5a85dce3d347012cad06b0c3db4", "6c", "6d3d37af55c75d872d2da07b9b907ba22ad487d4"),
+    (
+        17,
+        "33e9140175519b2f1619b44848331763c756fad4",
+        "7de0fccc83b51c29e5eb1b658c102438",
+        "34de6b8f479523870b8f905684672617669b0607",
+    ),
+    (
+        20,
+        "8eb7416efd0c73c86b91df0d58891fdb738f40df",
+        "b415cb7cd384a1035d2bac1f7b96ae858dfd44c467030f304e817d11b9f9c606",
+        "24cb16323b7ec47e3add8f55cb9920aa7c1655de",
+    ),
+    (
+        21,
+        "6fbb3c55e935e0a002c170a9122f1f7037bc0c59",
+        "36ac9a8cf0223ccf5d9048be9a65df4a1f40aaa857ce13d621f601bdee1fbe803171002d1fa634a1977dc23d9aa8fd",
+        "e2fe8b343cef4b9754308408930526159537ecc8",
+    ),
+    (
+        24,
+        "f61c1a878550d27aa459b3016b31731b89630d36",
+        "82b378d40ca04ad478a980d7b46e56c9967bc4e110a7add8bcbda411c12de384f41324e9df888d81702ff2b9e8752986ba081363eac\
+         c2e396f6b5fb01bf842358f0145d569d34fb3b4e24ee9dc9103284d743c52ea8661504b2db42f221b6d49b605fde34aa555e33ab0a140f\
+         61f3cda",
+        "e688199489c9d3938f2e33d7cb3fc81bad4ffb8c",
+    ),
+];
+
+#[test]
+fn wycheproof_hmac_sha1_prf() {
+    for (tc, key, msg, tag) in WYCHEPROOF_HMAC_SHA1 {
+        assert_eq!(hex::encode(&prf(PrfAlg::HmacSha1, &h(key), &h(msg))[..]), tag, "tcId {tc}");
     }
 }
 
@@ -478,6 +519,89 @@ fn rfc7539_chacha20_poly1305_as_an_sk_payload() {
     other[35] ^= 1;
     let c2 = SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &other, &[]).expect("key || salt");
     assert_eq!(c2.open(&iv, &aad, &mut sealed.clone()), Err(CryptoError::IntegrityCheckFailed));
+}
+
+/// Wycheproof `chacha20_poly1305_test.json` (C2SP/wycheproof, testvectors_v1), valid
+/// cases: (tcId, key, iv, aad, msg, ct, tag). Each 12-byte nonce is split as an SK
+/// payload's would be: the first 4 bytes are the salt at the end of SK_e, the last 8
+/// the explicit IV.
+const WYCHEPROOF_CHACHA: [(u32, &str, &str, &str, &str, &str, &str); 6] = [
+    (
+        2,
+        "80ba3192c803ce965ea371d5ff073cf0f43b6a2ab576b208426e11409c09b9b0",
+        "4da5bf8dfd5852c1ea12379d",
+        "",
+        "",
+        "",
+        "76acb342cf3166a5b63c0c0ea1383c8d",
+    ),
+    (
+        3,
+        "7a4cd759172e02eb204db2c3f5c746227df584fc1345196391dbb9577a250742",
+        "a92ef0ac991dd516a3c6f689",
+        "bd506764f2d2c410",
+        "",
+        "",
+        "906fa6284b52f87b7359cbaa7563c709",
+    ),
+    (
+        5,
+        "46f0254965f769d52bdb4a70b443199f8ef207520d1220c55e4b70f0fda620ee",
+        "ab0dca716ee051d2782f4403",
+        "91ca6c592cbcca53",
+        "51",
+        "c4",
+        "168310ca45b1f7c66cad4e99e43f72b9",
+    ),
+    (
+        13,
+        "800e9a24791700c9609736695ba2a8b99b2d57f1c3bfb61ed49db1c6c5219583",
+        "3dbe876bd880ec8ea2017043",
+        "96224835610b782b",
+        "a7bfd041e3",
+        "d171f046ea",
+        "d179b1b9c4184378df009019dbb8c249",
+    ),
+    (
+        27,
+        "85f35b6282cff440bc1020c8136ff27031110fa63ec16f1e825118b006b91257",
+        "58dbd4ad2c4ad35dd906e9ce",
+        "a506e1a5c69093f9",
+        "fdc85b94a4b2a6b759b1a0da",
+        "9f8816de0994e938d9e53f95",
+        "d086fc6c9d8fa915fd8423a7cf05072f",
+    ),
+    (
+        29,
+        "841020d1606edcfc536abfb1a638a7b958e21efc10c386ac45a18493450afd5f",
+        "6d62f159731b140eb18ce074",
+        "5a8e1c7aa39810d5",
+        "d6af138f701b801e60c85ffd5c",
+        "b0a7500aca45bb15f01ece4389",
+        "0160e83adbec7f6a2ee2ff0215f9ef00",
+    ),
+];
+
+#[test]
+fn wycheproof_chacha20_poly1305_through_the_sk_cipher() {
+    for (tc, key, nonce, aad, msg, ct, tag) in WYCHEPROOF_CHACHA {
+        let nonce = h(nonce);
+        let (salt, iv) = nonce.split_at(4);
+        let c =
+            SkCipher::new(EncrAlg::ChaCha20Poly1305, None, &[&h(key)[..], salt].concat(), &[]).expect("key || salt");
+        let mut buf = h(msg);
+        c.seal(iv, &h(aad), &mut buf);
+        assert_eq!(hex::encode(&buf), format!("{ct}{tag}"), "tcId {tc}");
+        assert_eq!(c.open(iv, &h(aad), &mut buf), Ok(h(msg).len()), "tcId {tc}");
+        // The tag with any one bit flipped (Wycheproof's ModifiedTag cases) is refused.
+        let sealed = h(&format!("{ct}{tag}"));
+        for bit in 0..128 {
+            let mut bad = sealed.clone();
+            let at = sealed.len() - 16 + bit / 8;
+            bad[at] ^= 1 << (bit % 8);
+            assert_eq!(c.open(iv, &h(aad), &mut bad), Err(CryptoError::IntegrityCheckFailed), "tcId {tc} bit {bit}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------- RFC 7748

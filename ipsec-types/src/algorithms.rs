@@ -465,6 +465,26 @@ fn unknown(kw: &str, s: &str) -> String {
     format!("unknown proposal keyword {kw:?} in {s:?}")
 }
 
+/// strongSwan's cipher rules for an IKE or ESP proposal (`kind`) written as `s`: at least
+/// one encryption algorithm; AES-CBC with at least one integrity algorithm, the AEADs
+/// with none, the two kinds not mixed.
+fn check_ciphers(kind: &str, s: &str, encr: &[EncrAlg], integ: &[IntegAlg]) -> Result<(), String> {
+    if encr.is_empty() {
+        return Err(format!("{kind} proposal {s:?} names no encryption algorithm (e.g. aes256gcm16)"));
+    }
+    let aeads = encr.iter().filter(|e| e.is_aead()).count();
+    if aeads != 0 && aeads != encr.len() {
+        return Err(format!("{kind} proposal {s:?} mixes AEAD and non-AEAD ciphers; write one proposal for each"));
+    }
+    if aeads == 0 && integ.is_empty() {
+        return Err(format!("{kind} proposal {s:?} names AES-CBC but no integrity algorithm (e.g. sha256)"));
+    }
+    if aeads != 0 && !integ.is_empty() {
+        return Err(format!("{kind} proposal {s:?} names an integrity algorithm with an AEAD cipher"));
+    }
+    Ok(())
+}
+
 impl IkeProposal {
     /// Parses a swanctl-style IKE proposal, e.g. `aes256gcm16-prfsha256-x25519`,
     /// `aes128-sha1-modp1024` or `aes256-sha256-prfsha384-ecp384`.
@@ -489,19 +509,7 @@ impl IkeProposal {
                 return Err(unknown(kw, s));
             }
         }
-        if p.encr.is_empty() {
-            return Err(format!("IKE proposal {s:?} names no encryption algorithm (e.g. aes256gcm16)"));
-        }
-        let aeads = p.encr.iter().filter(|e| e.is_aead()).count();
-        if aeads != 0 && aeads != p.encr.len() {
-            return Err(format!("IKE proposal {s:?} mixes AEAD and non-AEAD ciphers; write one proposal for each"));
-        }
-        if aeads == 0 && p.integ.is_empty() {
-            return Err(format!("IKE proposal {s:?} names AES-CBC but no integrity algorithm (e.g. sha256)"));
-        }
-        if aeads != 0 && !p.integ.is_empty() {
-            return Err(format!("IKE proposal {s:?} names an integrity algorithm with an AEAD cipher"));
-        }
+        check_ciphers("IKE", s, &p.encr, &p.integ)?;
         if p.prf.is_empty() {
             for i in &p.integ {
                 if !p.prf.contains(&i.prf()) {
@@ -554,19 +562,7 @@ impl EspProposal {
                 return Err(unknown(kw, s));
             }
         }
-        if p.encr.is_empty() {
-            return Err(format!("ESP proposal {s:?} names no encryption algorithm (e.g. aes256gcm16)"));
-        }
-        let aeads = p.encr.iter().filter(|e| e.is_aead()).count();
-        if aeads != 0 && aeads != p.encr.len() {
-            return Err(format!("ESP proposal {s:?} mixes AEAD and non-AEAD ciphers; write one proposal for each"));
-        }
-        if aeads == 0 && p.integ.is_empty() {
-            return Err(format!("ESP proposal {s:?} names AES-CBC but no integrity algorithm (e.g. sha256)"));
-        }
-        if aeads != 0 && !p.integ.is_empty() {
-            return Err(format!("ESP proposal {s:?} names an integrity algorithm with an AEAD cipher"));
-        }
+        check_ciphers("ESP", s, &p.encr, &p.integ)?;
         Ok(p)
     }
 }

@@ -154,6 +154,9 @@ impl AesKey {
     }
 }
 
+// The AEAD key stays inline, as it always did (one per direction of an IKE SA); the
+// larger CBC state (round keys and two HMAC states) is boxed.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Aead { key: aead::LessSafeKey, salt: Zeroizing<[u8; AEAD_SALT_LEN]> },
     Cbc(Box<CbcHmac>),
@@ -266,7 +269,7 @@ impl SkCipher {
                 None => false,
             },
             Inner::Cbc(c) => match <&[u8; AES_BLOCK]>::try_from(iv) {
-                Ok(iv) if buf.len() % AES_BLOCK == 0 && !buf.is_empty() && c.aes.encrypt(iv, buf) => {
+                Ok(iv) if buf.len().is_multiple_of(AES_BLOCK) && !buf.is_empty() && c.aes.encrypt(iv, buf) => {
                     let icv = c.mac.icv(&[aad, iv, buf], c.icv_len);
                     buf.extend_from_slice(&icv);
                     true
@@ -300,7 +303,7 @@ impl SkCipher {
             }
             Inner::Cbc(c) => {
                 let iv = <&[u8; AES_BLOCK]>::try_from(iv).map_err(|_| CryptoError::Malformed)?;
-                if ct_len == 0 || ct_len % AES_BLOCK != 0 {
+                if ct_len == 0 || !ct_len.is_multiple_of(AES_BLOCK) {
                     return Err(CryptoError::Malformed);
                 }
                 let (ct, icv) = ct_and_icv.split_at_mut(ct_len);

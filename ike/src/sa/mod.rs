@@ -495,7 +495,7 @@ impl IkeSa {
                     child::ensure_tunnel(self);
                 }
                 ActiveTask::ChildCreate(init) => create_child::process_response(self, ctx, init, &msg)?,
-                ActiveTask::IkeRekey(init) => ike_rekey::process_response(self, ctx, init, &msg)?,
+                ActiveTask::IkeRekey(init) => ike_rekey::process_response(self, ctx, *init, &msg)?,
                 ActiveTask::Liveness => {}
             }
             self.kick(ctx);

@@ -172,10 +172,9 @@ fn abandon(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: Initiator, retry: Duration) 
 pub(crate) fn process_response(
     sa: &mut IkeSa,
     ctx: &mut Ctx<'_>,
-    init: Box<Initiator>,
+    mut init: Initiator,
     msg: &Message,
 ) -> Result<(), Failure> {
-    let mut init = *init;
     let (name, peer_ip) = (sa.peer.name.clone(), sa.remote.ip());
     if let Some(n) = error_notify(&msg.payloads) {
         match n.kind {
