@@ -459,6 +459,20 @@ fn mixed_subnet_families_and_ipv6_wan_are_fine() {
 }
 
 #[test]
+fn ipv6_subnets_need_the_ipv6_minimum_mtu() {
+    let v6 = |mtu: u16| {
+        minimal(&format!("tun_mtu = {mtu}"), "").replace("[\"10.2.0.0/24\"]", "[\"10.2.0.0/24\", \"fd00:b::/64\"]")
+    };
+    assert_eq!(ok(&v6(1280)).gateway.tun_mtu, 1280);
+    let text = v6(1279);
+    assert_err(&err(&text), line_with(&text, "tun_mtu"), "gateway.tun_mtu", "1279 is below 1280, the IPv6 minimum");
+    // An IPv6 local subnet alone counts too; without any IPv6 subnet 1279 is fine.
+    let local_v6 = minimal("tun_mtu = 1279", "").replace("[\"10.1.0.0/24\"]", "[\"fd00:a::/64\"]");
+    assert_err(&err(&local_v6), 3, "gateway.tun_mtu", "IPv6 minimum");
+    assert_eq!(ok(&minimal("tun_mtu = 1279", "")).gateway.tun_mtu, 1279);
+}
+
+#[test]
 fn error_format_matches_the_documented_example() {
     let text = minimal("", "").replace("[\"10.1.0.0/24\"]", "[\"10.1.0/24\"]");
     let e = err(&text);

@@ -141,8 +141,12 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
     tracing::info!(address = %g.local_address, ike = g.ike_port, natt = g.natt_port, raw_esp = raw.is_some(), "WAN sockets bound");
 
     let mut routes = install_routes(&cfg, tun.name())?;
-    if sys::ipv4_forwarding() == Some(false) {
+    let subnets = || cfg.tunnels.iter().flat_map(|t| t.local_subnets.iter().chain(&t.remote_subnets));
+    if subnets().any(|s| s.is_ipv4()) && sys::ipv4_forwarding() == Some(false) {
         tracing::warn!("net.ipv4.ip_forward is 0: traffic between the LAN and the tunnel will not be forwarded (sysctl -w net.ipv4.ip_forward=1)");
+    }
+    if subnets().any(|s| !s.is_ipv4()) && sys::ipv6_forwarding() != Some(true) {
+        tracing::warn!("net.ipv6.conf.all.forwarding is not 1: IPv6 traffic between the LAN and the tunnel will not be forwarded (sysctl -w net.ipv6.conf.all.forwarding=1)");
     }
 
     let control_socket = ControlSocket::bind(&g.control_socket).map_err(|e| e.to_string())?;

@@ -86,6 +86,97 @@ fn udp_segmentation_offload_through_a_real_tun() {
     run_inner("udp_segmentation_offload_through_a_real_tun", "inner_udp_segmentation_offload");
 }
 
+#[test]
+fn raw_esp_sockets_in_a_network_namespace() {
+    run_inner("raw_esp_sockets_in_a_network_namespace", "inner_raw_esp_sockets");
+}
+
+#[test]
+fn ipv6_routes_into_a_tun_in_a_namespace_without_ipv6() {
+    run_inner("ipv6_routes_into_a_tun_in_a_namespace_without_ipv6", "inner_ipv6_routes");
+}
+
+/// Raw ESP over IPv4 and IPv6 on loopback: a socket bound to one address receives the
+/// ESP packets sent to it (an IPv4 one with its header stripped, an IPv6 one, which the
+/// kernel hands over as payload only, identified by IPV6_PKTINFO), names their sender,
+/// and never those sent to the host's other addresses.
+#[test]
+#[ignore = "runs inside the network namespace created by raw_esp_sockets_in_a_network_namespace"]
+fn inner_raw_esp_sockets() {
+    use gateway::sys::batch::{recv_many, RecvMany};
+    use gateway::sys::udp::RawEsp;
+    use std::net::IpAddr;
+    if !in_test_namespace() {
+        return;
+    }
+    let (ok, out) = ip(&["link", "set", "lo", "up"]);
+    assert!(ok, "{out}");
+    std::fs::write("/proc/sys/net/ipv6/conf/lo/disable_ipv6", "0").unwrap();
+    for a in ["192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"] {
+        let (ok, out) = ip(&["addr", "add", a, "dev", "lo"]);
+        assert!(ok, "{out}");
+    }
+    for a in ["2001:db8::1/128", "2001:db8::2/128", "2001:db8::3/128"] {
+        let (ok, out) = ip(&["-6", "addr", "add", a, "dev", "lo", "nodad"]);
+        assert!(ok, "{out}");
+    }
+    for (ours, peer, other) in [("192.0.2.1", "192.0.2.2", "192.0.2.3"), ("2001:db8::1", "2001:db8::2", "2001:db8::3")]
+    {
+        let [ours, peer, other]: [IpAddr; 3] = [ours, peer, other].map(|a| a.parse().unwrap());
+        let rx = RawEsp::open(ours).unwrap();
+        let tx = RawEsp::open(peer).unwrap();
+        // First a packet for another of the host's addresses, then one for us: loopback
+        // queues both before the send returns, so the first one read must be ours.
+        tx.send_to(b"\x00\x00\x01\x00not ours", other).unwrap();
+        tx.send_to(b"\x00\x00\x01\x00ours", ours).unwrap();
+        let mut batch = RecvMany::new(8, 2048);
+        recv_many(rx.fd(), &mut batch, true).unwrap();
+        let got: Vec<(Vec<u8>, IpAddr)> = batch
+            .packets_with_meta()
+            .filter_map(|(p, meta)| rx.esp_range(p, meta).map(|(r, from)| (p[r].to_vec(), from)))
+            .collect();
+        assert_eq!(got, vec![(b"\x00\x00\x01\x00ours".to_vec(), peer)], "{ours}");
+        let more = recv_many(rx.fd(), &mut batch, false);
+        assert!(more.is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "{ours}: a foreign packet arrived");
+    }
+    println!("inner: all checks passed");
+}
+
+/// In a namespace whose new devices start with IPv6 off (as `Netns::create` leaves
+/// them), a TUN whose IPv6 is switched on by `quiet_ipv6(false)` takes an IPv6 route
+/// with a preferred source inside the local subnets, has no link-local address, and the
+/// route goes with the guard.
+#[test]
+#[ignore = "runs inside the network namespace created by ipv6_routes_into_a_tun_in_a_namespace_without_ipv6"]
+fn inner_ipv6_routes() {
+    if !in_test_namespace() {
+        return;
+    }
+    lan_side();
+    std::fs::write("/proc/sys/net/ipv6/conf/vglan0/disable_ipv6", "0").unwrap();
+    let (ok, out) = ip(&["-6", "addr", "add", "fd00:a::1/64", "dev", "vglan0", "nodad"]);
+    assert!(ok, "{out}");
+    let tun = Tun::create("vgtun6").unwrap();
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv6/conf/vgtun6/disable_ipv6").unwrap().trim(), "1");
+    tun.quiet_ipv6(false).unwrap();
+    tun.set_mtu(1400).unwrap();
+    tun.set_up().unwrap();
+    let local =
+        vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap(), TrafficSelector::parse_cidr("fd00:a::/64").unwrap()];
+    let remote = TrafficSelector::parse_cidr("fd00:b::/64").unwrap();
+    let route = route_for(&remote, tun.name(), &local, &gateway::sys::local_addresses().unwrap());
+    assert_eq!(route.src, Some("fd00:a::1".parse().unwrap()));
+    let mut routes = Routes::install(vec![route]).unwrap();
+    let (ok, shown) = ip(&["-6", "route", "show", "dev", "vgtun6"]);
+    assert!(ok && shown.contains("fd00:b::/64") && shown.contains("src fd00:a::1"), "{shown}");
+    let (_, addrs) = ip(&["-6", "addr", "show", "dev", "vgtun6"]);
+    assert!(!addrs.contains("inet6"), "the TUN has an address of its own: {addrs}");
+    routes.remove_all();
+    let (_, shown) = ip(&["-6", "route", "show", "dev", "vgtun6"]);
+    assert!(!shown.contains("fd00:b::/64"), "{shown}");
+    println!("inner: all checks passed");
+}
+
 /// An application's UDP_SEGMENT send reaches the TUN as one UDP_L4 super-packet (Linux
 /// 6.2+, where the kernel takes TUN_F_USO), which `offload::segment` splits into the
 /// original datagrams; and a super-packet written to the TUN reaches a local socket as

@@ -10,15 +10,27 @@ use crate::netns::Netns;
 use crate::process::Proc;
 use crate::{command, ensure, run, tail, wait_for, Error, Result};
 
-/// Cleartext IP between the two protected LANs (must never appear on the WAN).
+/// Cleartext IP between the two protected LANs, IPv4 or IPv6 (must never appear on the WAN).
 pub const CLEAR_FILTER: &str =
-    "ip and ((src net 10.1.0.0/24 and dst net 10.2.0.0/24) or (src net 10.2.0.0/24 and dst net 10.1.0.0/24))";
-/// Raw ESP (IP protocol 50).
-pub const ESP_FILTER: &str = "ip proto 50";
-/// ESP in UDP (RFC 3948): port 4500 without the 4-byte zero non-ESP marker that IKE carries.
-pub const ESP_IN_UDP_FILTER: &str = "udp port 4500 and not udp[8:4] = 0";
+    "(ip and ((src net 10.1.0.0/24 and dst net 10.2.0.0/24) or (src net 10.2.0.0/24 and dst net 10.1.0.0/24))) or \
+     (ip6 and ((src net fd00:a::/64 and dst net fd00:b::/64) or (src net fd00:b::/64 and dst net fd00:a::/64)))";
+/// Raw ESP (IPv4 protocol 50, or IPv6 next header 50 right after the fixed header).
+pub const ESP_FILTER: &str = "ip proto 50 or ip6 proto 50";
+/// ESP in UDP (RFC 3948): port 4500 without the 4-byte zero non-ESP marker that IKE
+/// carries. libpcap cannot index `udp[]` behind an IPv6 header, so over IPv6 the marker
+/// is read at its fixed offset (40-byte header, no extension headers, then UDP's 8).
+pub const ESP_IN_UDP_FILTER: &str =
+    "(ip and udp port 4500 and not udp[8:4] = 0) or (ip6 and udp port 4500 and not ip6[48:4] = 0)";
 /// IKE: port 500, or port 4500 with the non-ESP marker.
-pub const IKE_FILTER: &str = "udp port 500 or (udp port 4500 and udp[8:4] = 0)";
+pub const IKE_FILTER: &str =
+    "udp port 500 or (ip and udp port 4500 and udp[8:4] = 0) or (ip6 and udp port 4500 and ip6[48:4] = 0)";
+/// IP fragments: IPv4 with more-fragments set or an offset, IPv6 with a fragment header
+/// right after the fixed header.
+pub const FRAGMENT_FILTER: &str = "(ip6 and ip6[6] = 44) or (ip and ip[6:2] & 0x3fff != 0)";
+/// Anything carried over IPv6 on the WAN (ESP, ESP-in-UDP or IKE).
+pub const WAN_V6_FILTER: &str = "ip6 and (ip6 proto 50 or udp port 4500 or udp port 500)";
+/// Anything carried over IPv4 on the WAN (ESP, ESP-in-UDP or IKE).
+pub const WAN_V4_FILTER: &str = "ip and (ip proto 50 or udp port 4500 or udp port 500)";
 
 /// A running capture; [`Capture::stop`] yields the pcap.
 pub struct Capture {

@@ -13,6 +13,18 @@
 //!                  203.0.113.0/29   203.0.113.1    back to the internet; rp_filter off
 //! ```
 //!
+//! [`Topology::add_ipv6`] gives every link IPv6 addresses as well (dual stack), and
+//! [`Topology::create_v6_wan`] builds a topology whose WAN is IPv6 only:
+//!
+//! ```text
+//!  lanA fd00:a::10 ─ gwA fd00:a::1 │ 2001:db8:ff::1 ══ 2001:db8:ff::2 │ fd00:b::1 ─ lanB fd00:b::10
+//!       fd00:a::/64                │       2001:db8:ff::/64          │           fd00:b::/64
+//! ```
+//!
+//! Duplicate address detection is off on every interface of such a topology, and
+//! [`Topology::add_ipv6`] returns only once no address is tentative any more, so the
+//! first packet of a test never meets an address that cannot be used yet.
+//!
 //! Owns: wiring namespaces together (veth pairs, addresses, routes and sysctls). Each
 //! namespace is a [`Netns`] guard (from `testkit`): deleted on drop, after killing by PID
 //! whatever this harness started inside it.
@@ -46,6 +58,23 @@ pub const GW_B_LAN: &str = "10.2.0.1";
 pub const LAN_B_NET: &str = "10.2.0.0/24";
 /// Host on site B.
 pub const LAN_B_HOST: &str = "10.2.0.10";
+
+/// Host on site A, IPv6.
+pub const LAN_A_HOST6: &str = "fd00:a::10";
+/// Site A's IPv6 LAN.
+pub const LAN_A_NET6: &str = "fd00:a::/64";
+/// Gateway A, LAN side, IPv6.
+pub const GW_A_LAN6: &str = "fd00:a::1";
+/// Gateway A, WAN side, IPv6.
+pub const GW_A_WAN6: &str = "2001:db8:ff::1";
+/// Gateway B, WAN side, IPv6.
+pub const GW_B_WAN6: &str = "2001:db8:ff::2";
+/// Gateway B, LAN side, IPv6.
+pub const GW_B_LAN6: &str = "fd00:b::1";
+/// Site B's IPv6 LAN.
+pub const LAN_B_NET6: &str = "fd00:b::/64";
+/// Host on site B, IPv6.
+pub const LAN_B_HOST6: &str = "fd00:b::10";
 
 /// gwA's interface towards the hostile internet.
 pub const INET_IF: &str = "inet0";
@@ -91,6 +120,64 @@ impl Topology {
     /// A topology with a fresh unique prefix `vg<6 hex>`.
     pub fn create_unique() -> Result<Self> {
         Self::create(&format!("vg{}", crate::unique_id()))
+    }
+
+    /// [`Topology::create`], then [`Topology::add_ipv6`]: dual stack on every link.
+    pub fn create_dual_stack(prefix: &str) -> Result<Self> {
+        let topo = Self::create(prefix)?;
+        topo.add_ipv6()?;
+        Ok(topo)
+    }
+
+    /// [`Topology::create_dual_stack`] whose WAN link then carries IPv6 only (the IPv4
+    /// WAN addresses are removed); the LANs stay dual stack (see the module docs).
+    pub fn create_v6_wan(prefix: &str) -> Result<Self> {
+        let topo = Self::create_dual_stack(prefix)?;
+        for (ns, addr) in [(&topo.gw_a, GW_A_WAN), (&topo.gw_b, GW_B_WAN)] {
+            ns.ip(&["addr", "del", &format!("{addr}/24"), "dev", WAN_IF])?;
+        }
+        Ok(topo)
+    }
+
+    /// Adds the IPv6 addresses of the module docs to every link (the IPv4 ones stay),
+    /// default routes of the hosts through their gateway, and IPv6 forwarding on both
+    /// gateways; duplicate address detection is turned off, and this returns once no
+    /// address in any namespace is tentative.
+    pub fn add_ipv6(&self) -> Result<()> {
+        let (la, ga, gb, lb) = (&self.lan_a, &self.gw_a, &self.gw_b, &self.lan_b);
+        // Namespaces start with IPv6 off (`Netns::create`). Duplicate address detection
+        // goes off first, so that the link-local addresses IPv6 brings are usable at
+        // once; `default` also covers the devices the daemons create later (TUN).
+        for (ns, ifs) in [(la, &[HOST_IF][..]), (ga, &[WAN_IF, LAN_IF]), (gb, &[WAN_IF, LAN_IF]), (lb, &[HOST_IF])] {
+            for scope in ["all", "default"].iter().chain(ifs) {
+                ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+            }
+            for scope in ["default", "all"] {
+                ns.sysctl(&format!("net.ipv6.conf.{scope}.disable_ipv6"), "0")?;
+            }
+        }
+        for gw in [ga, gb] {
+            gw.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        }
+        for (ns, ifname, addr) in [
+            (ga, WAN_IF, "2001:db8:ff::1/64"),
+            (gb, WAN_IF, "2001:db8:ff::2/64"),
+            (ga, LAN_IF, "fd00:a::1/64"),
+            (gb, LAN_IF, "fd00:b::1/64"),
+            (la, HOST_IF, "fd00:a::10/64"),
+            (lb, HOST_IF, "fd00:b::10/64"),
+        ] {
+            ns.ip(&["-6", "addr", "add", addr, "dev", ifname, "nodad"])?;
+        }
+        la.ip(&["-6", "route", "add", "default", "via", GW_A_LAN6])?;
+        lb.ip(&["-6", "route", "add", "default", "via", GW_B_LAN6])?;
+        // Checked rather than assumed: a tentative address would drop the first packets.
+        crate::wait_for(std::time::Duration::from_secs(10), "IPv6 addresses to leave the tentative state", || {
+            self.all()
+                .iter()
+                .all(|ns| ns.ip(&["-6", "addr", "show", "tentative"]).is_ok_and(|o| o.trim().is_empty()))
+                .then_some(())
+        })
     }
 
     fn wire(&self) -> Result<()> {

@@ -57,10 +57,16 @@ pub struct Scenario {
 impl Scenario {
     /// A fresh uniquely-named topology and work directory.
     pub fn new(name: &str) -> Result<Self> {
+        Self::with_topology(name, Topology::create)
+    }
+
+    /// [`Scenario::new`] with the topology built by `build` from a fresh unique prefix
+    /// (e.g. [`Topology::create_v6_wan`]).
+    pub fn with_topology(name: &str, build: impl FnOnce(&str) -> Result<Topology>) -> Result<Self> {
         let id = crate::unique_id();
         let dir = std::env::temp_dir().join(format!("vg-interop-{name}-{id}"));
         std::fs::create_dir_all(&dir)?;
-        let topo = match Topology::create(&format!("vg{id}")) {
+        let topo = match build(&format!("vg{id}")) {
             Ok(t) => t,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -82,8 +88,14 @@ impl Scenario {
 
     /// Pings both ways (5 from lanA to lanB, 3 back); `Err` unless every reply arrives.
     pub fn ping_both_ways(&self) -> Result<(PingStats, PingStats)> {
-        let ab = traffic::ping(&self.topo.lan_a, netns::LAN_B_HOST, 5)?;
-        let ba = traffic::ping(&self.topo.lan_b, netns::LAN_A_HOST, 3)?;
+        self.ping_hosts_both_ways(netns::LAN_B_HOST, netns::LAN_A_HOST)
+    }
+
+    /// [`Scenario::ping_both_ways`] to the given addresses of lanB and lanA (e.g. their
+    /// IPv6 addresses).
+    pub fn ping_hosts_both_ways(&self, lan_b_host: &str, lan_a_host: &str) -> Result<(PingStats, PingStats)> {
+        let ab = traffic::ping(&self.topo.lan_a, lan_b_host, 5)?;
+        let ba = traffic::ping(&self.topo.lan_b, lan_a_host, 3)?;
         ensure!(
             ab.received == ab.transmitted && ba.received == ba.transmitted,
             "ping across the tunnel lost replies: lanA->lanB {ab:?}, lanB->lanA {ba:?}\n{}",
@@ -101,17 +113,22 @@ impl Scenario {
 
     /// Sends [`TRANSFER_BYTES`] over TCP from lanA to lanB and checks length and SHA-256.
     pub fn transfer(&self, nettool: &Path) -> Result<Transfer> {
+        self.transfer_to(nettool, netns::LAN_B_HOST, 5001)
+    }
+
+    /// [`Scenario::transfer`] to the given address of lanB (e.g. its IPv6 address) and port.
+    pub fn transfer_to(&self, nettool: &Path, lan_b_host: &str, port: u16) -> Result<Transfer> {
         let t = traffic::tcp_transfer(
             nettool,
             &self.topo.lan_b,
-            netns::LAN_B_HOST,
+            lan_b_host,
             &self.topo.lan_a,
-            5001,
+            port,
             TRANSFER_BYTES,
             &self.dir,
             Duration::from_secs(180),
         )?;
-        ensure!(t.bytes == TRANSFER_BYTES, "receiver got {} bytes, expected {TRANSFER_BYTES}", t.bytes);
+        ensure!(t.bytes == TRANSFER_BYTES, "receiver of {lan_b_host} got {} bytes, expected {TRANSFER_BYTES}", t.bytes);
         Ok(t)
     }
 
@@ -138,6 +155,11 @@ impl Scenario {
     /// Stops the capture and checks the WAN: every packet captured (no kernel drops), never
     /// cleartext between the LANs, and the expected kind of ESP.
     pub fn check_wan(&self, capture: Capture, expect: WanExpect) -> Result<WanSummary> {
+        self.check_wan_pcap(capture, expect).map(|(s, _)| s)
+    }
+
+    /// [`Scenario::check_wan`], also handing back the pcap for further counts.
+    pub fn check_wan_pcap(&self, capture: Capture, expect: WanExpect) -> Result<(WanSummary, Pcap)> {
         let pcap: Pcap = capture.stop()?;
         let s = pcap.summary()?;
         println!("[{}] {s}", self.name);
@@ -158,7 +180,7 @@ impl Scenario {
             }
             WanExpect::NoEsp => ensure!(s.esp + s.esp_in_udp == 0, "ESP on the WAN without a tunnel ({s})"),
         }
-        Ok(s)
+        Ok((s, pcap))
     }
 
     /// Logs and captures of this scenario are kept (and their path printed) when it ends.
@@ -207,10 +229,20 @@ impl Checks {
 /// (`SKIPPED <name>: <reason>`, or a failure under `CI=true`); on `Err` keeps the work
 /// directory, prints the tails of every log in it, and panics so the test fails.
 pub fn run_scenario(name: &str, body: impl FnOnce(&Scenario) -> Result<()>) {
+    run_scenario_on(name, Topology::create, body);
+}
+
+/// [`run_scenario`] on the topology `build` makes (see [`Scenario::with_topology`]).
+pub fn run_scenario_on(
+    name: &str,
+    build: impl FnOnce(&str) -> Result<Topology>,
+    body: impl FnOnce(&Scenario) -> Result<()>,
+) {
     if !testkit::require(name, &[Need::Root, Need::Command("ip")]) {
         return;
     }
-    let mut sc = Scenario::new(name).unwrap_or_else(|e| panic!("{name}: cannot build the topology: {e}"));
+    let mut sc =
+        Scenario::with_topology(name, build).unwrap_or_else(|e| panic!("{name}: cannot build the topology: {e}"));
     // Daemons and captures live inside `body`, so they are stopped when it returns.
     let result = body(&sc);
     if let Err(e) = result {

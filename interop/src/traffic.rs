@@ -66,13 +66,18 @@ pub fn tcp_transfer(
 ) -> Result<Transfer> {
     let tool = nettool.to_string_lossy();
     let port_s = port.to_string();
-    let mut server = Proc::spawn("nettool-serve", server_ns.exec(&[&tool, "serve", "--port", &port_s]), dir)?;
+    let ip: std::net::IpAddr =
+        server_addr.parse().map_err(|_| Error::new(format!("not an IP address: {server_addr:?}")))?;
+    // An IPv6 destination needs a listener on the IPv6 wildcard.
+    let bind = if ip.is_ipv6() { "::" } else { "0.0.0.0" };
+    let mut server =
+        Proc::spawn("nettool-serve", server_ns.exec(&[&tool, "serve", "--port", &port_s, "--bind", bind]), dir)?;
     wait_for(Duration::from_secs(10), "nettool to listen", || {
         (server.out_text().contains("listening") || !server.is_running()).then_some(())
     })?;
     ensure!(server.is_running(), "nettool serve failed: {}", server.log_text());
 
-    let to = format!("{server_addr}:{port}");
+    let to = std::net::SocketAddr::new(ip, port).to_string();
     let bytes_s = bytes.to_string();
     let started = std::time::Instant::now();
     let mut client =

@@ -142,8 +142,8 @@ impl WanIo for SocketWan {
         // Without the socket there is nothing to read (the raw worker is not started).
         let Some(raw) = self.raw.as_deref() else { return Err(io::ErrorKind::WouldBlock.into()) };
         batch::recv_many(raw.fd(), rx, wait)?;
-        for pkt in rx.packets() {
-            if let Some(esp_pkt) = raw.esp_range(pkt).and_then(|(range, _from)| pkt.get(range)) {
+        for (pkt, meta) in rx.packets_with_meta() {
+            if let Some(esp_pkt) = raw.esp_range(pkt, meta).and_then(|(range, _from)| pkt.get(range)) {
                 each(esp_pkt);
             }
         }

@@ -19,7 +19,7 @@ pub const MAX_GSO_BYTES: usize = 65_535 - 20 - 8;
 /// Most packets handed to one `sendmmsg`/`recvmmsg`.
 pub const MAX_MMSG: usize = 64;
 
-/// Room for one control message carrying up to 8 bytes, 8-byte aligned.
+/// Room for one control message carrying up to 20 bytes (an `in6_pktinfo`), 8-byte aligned.
 #[repr(C, align(8))]
 struct CmsgBuf([u8; 64]);
 
@@ -163,25 +163,89 @@ pub fn send_many(fd: BorrowedFd<'_>, packets: &[&[u8]], to: &SockAddr) -> io::Re
     Ok(sent)
 }
 
-/// Reusable buffers for [`recv_many`]: `slots` datagrams of up to `slot_len` bytes.
+/// Reusable buffers for [`recv_many`]: `slots` datagrams of up to `slot_len` bytes,
+/// each with its sender and, on a socket with IP_PKTINFO / IPV6_RECVPKTINFO enabled,
+/// the destination address it was sent to.
 pub struct RecvMany {
     buf: Vec<u8>,
     slot_len: usize,
     lens: Vec<usize>,
+    names: Vec<libc::sockaddr_storage>,
+    controls: Vec<CmsgBuf>,
+    meta: Vec<RecvMeta>,
     count: usize,
+}
+
+/// Where one datagram of a [`recv_many`] batch came from and went to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// The sender (port 0 on raw sockets), if the kernel named one.
+    pub from: Option<SocketAddr>,
+    /// The local destination address, if the socket asked for packet info.
+    pub dst: Option<IpAddr>,
 }
 
 impl RecvMany {
     /// Allocates the buffers once.
     pub fn new(slots: usize, slot_len: usize) -> Self {
         let slots = slots.clamp(1, MAX_MMSG);
-        Self { buf: vec![0; slots * slot_len], slot_len, lens: vec![0; slots], count: 0 }
+        // SAFETY: sockaddr_storage is plain data, all zeros is a valid (AF_UNSPEC) value.
+        let name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        Self {
+            buf: vec![0; slots * slot_len],
+            slot_len,
+            lens: vec![0; slots],
+            names: vec![name; slots],
+            controls: (0..slots).map(|_| CmsgBuf([0; 64])).collect(),
+            meta: vec![RecvMeta::default(); slots],
+            count: 0,
+        }
     }
 
     /// The datagrams of the last [`recv_many`].
     pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
-        self.buf.chunks(self.slot_len.max(1)).zip(&self.lens).take(self.count).filter_map(|(s, n)| s.get(..*n))
+        self.packets_with_meta().map(|(p, _)| p)
     }
+
+    /// The datagrams of the last [`recv_many`], each with its sender and destination.
+    pub fn packets_with_meta(&self) -> impl Iterator<Item = (&[u8], RecvMeta)> {
+        self.buf
+            .chunks(self.slot_len.max(1))
+            .zip(&self.lens)
+            .zip(&self.meta)
+            .take(self.count)
+            .filter_map(|((s, n), m)| s.get(..*n).map(|p| (p, *m)))
+    }
+}
+
+/// The destination address in an IP_PKTINFO or IPV6_PKTINFO control message of `msg`.
+///
+/// # Safety
+/// `msg` must be a header the kernel has just filled by `recvmsg`/`recvmmsg`: its
+/// `msg_control` points at `msg_controllen` bytes of well-formed control messages.
+unsafe fn pktinfo_dst(msg: &libc::msghdr) -> Option<IpAddr> {
+    if msg.msg_control.is_null() || msg.msg_controllen == 0 {
+        return None;
+    }
+    let mut found = None;
+    // SAFETY: per this function's contract; CMSG_FIRSTHDR/NXTHDR stay within the
+    // control buffer, and the data of each message is read unaligned with the size of
+    // the structure its level and type announce, which the kernel wrote in full.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+            if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_PKTINFO {
+                let info = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
+                found = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            } else if level == libc::IPPROTO_IP && ty == libc::IP_PKTINFO {
+                let info = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
+                found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    found
 }
 
 /// Receives up to as many datagrams as `batch` has slots: blocks for the first if
@@ -193,13 +257,19 @@ pub fn recv_many(fd: BorrowedFd<'_>, batch: &mut RecvMany, wait: bool) -> io::Re
     let mut iovs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_MMSG];
     // SAFETY: mmsghdr is plain data; the used entries are filled below.
     let mut msgs: [libc::mmsghdr; MAX_MMSG] = unsafe { std::mem::zeroed() };
-    for ((s, iov), m) in batch.buf.chunks_mut(slot_len.max(1)).zip(iovs.iter_mut()).zip(msgs.iter_mut()).take(slots) {
+    let slices = batch.buf.chunks_mut(slot_len.max(1)).zip(batch.names.iter_mut()).zip(batch.controls.iter_mut());
+    for (((s, name), control), (iov, m)) in slices.zip(iovs.iter_mut().zip(msgs.iter_mut())).take(slots) {
         *iov = libc::iovec { iov_base: s.as_mut_ptr().cast(), iov_len: s.len() };
         m.msg_hdr.msg_iov = iov;
         m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_name = std::ptr::from_mut(name).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        m.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = control.0.len();
     }
     // SAFETY: the first `slots` entries point at iovecs covering disjoint, writable
-    // slots of `batch.buf`, alive for the call.
+    // slots of `batch.buf`, and at a name and a control buffer of their own, each alive,
+    // writable and as long as stated for the call.
     let rc = unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),
@@ -214,9 +284,16 @@ pub fn recv_many(fd: BorrowedFd<'_>, batch: &mut RecvMany, wait: bool) -> io::Re
         return Err(io::Error::last_os_error());
     }
     let n = (rc as usize).min(slots);
-    for (len, m) in batch.lens.iter_mut().zip(&msgs).take(n) {
-        let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+    for (((len, meta), name), m) in
+        batch.lens.iter_mut().zip(batch.meta.iter_mut()).zip(&batch.names).zip(&msgs).take(n)
+    {
+        let truncated = m.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
         *len = if truncated { 0 } else { (m.msg_len as usize).min(slot_len) };
+        let named = m.msg_hdr.msg_namelen > 0;
+        // SAFETY: `m` was filled by the recvmmsg above, its control buffer is one of
+        // `batch.controls`, still alive and unchanged.
+        let dst = unsafe { pktinfo_dst(&m.msg_hdr) };
+        *meta = RecvMeta { from: if named { sockaddr_to_std(name) } else { None }, dst };
     }
     batch.count = n;
     Ok(n)

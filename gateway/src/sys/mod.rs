@@ -199,6 +199,13 @@ pub fn ipv4_forwarding() -> Option<bool> {
     Some(s.trim() != "0")
 }
 
+/// Reads `/proc/sys/net/ipv6/conf/all/forwarding`: `Some(true)` if forwarding is on,
+/// `None` if the kernel or namespace has no IPv6.
+pub fn ipv6_forwarding() -> Option<bool> {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").ok()?;
+    Some(s.trim() != "0")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

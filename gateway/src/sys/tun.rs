@@ -291,7 +291,11 @@ impl Tun {
     /// Stops the kernel from giving the device an IPv6 link-local address (and so from
     /// sending router solicitations and MLD reports into the tunnel, which would only be
     /// counted as "no SA" drops). With `disable` IPv6 is switched off on the device
-    /// altogether (no IPv6 subnet is tunnelled). Call before [`Tun::set_up`].
+    /// altogether (no IPv6 subnet is tunnelled); without, it is switched on, whatever
+    /// `net.ipv6.conf.default.disable_ipv6` gave the new device, since routes of IPv6
+    /// subnets cannot be installed into a device without IPv6. Duplicate address
+    /// detection is off: the device never has an address of its own to defend. Call
+    /// before [`Tun::set_up`].
     pub fn quiet_ipv6(&self, disable: bool) -> io::Result<()> {
         let dir = std::path::Path::new("/proc/sys/net/ipv6/conf").join(&self.name);
         if !dir.exists() {
@@ -299,10 +303,8 @@ impl Tun {
             return Ok(());
         }
         std::fs::write(dir.join("addr_gen_mode"), "1")?;
-        if disable {
-            std::fs::write(dir.join("disable_ipv6"), "1")?;
-        }
-        Ok(())
+        std::fs::write(dir.join("accept_dad"), "0")?;
+        std::fs::write(dir.join("disable_ipv6"), if disable { "1" } else { "0" })
     }
 
     /// Reads one packet (with its vnet header, if any) into `buf`; returns its length.

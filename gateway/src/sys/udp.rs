@@ -8,9 +8,11 @@
 //! This module opens sockets; which thread reads which socket is `datapath`'s business.
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+
+use super::batch::RecvMeta;
 
 /// Socket buffer size asked for on the WAN sockets.
 pub const SOCKET_BUFFER: usize = 16 << 20;
@@ -69,10 +71,22 @@ impl RawEsp {
         let sock = Socket::new(domain_of(local), Type::RAW, Some(Protocol::from(IPPROTO_ESP)))
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open raw ESP socket: {e}")))?;
         enlarge_buffers(&sock);
+        if local.is_ipv6() {
+            // IPv6 raw sockets deliver the payload only: the destination of each packet
+            // comes in an IPV6_PKTINFO control message instead, checked in `esp_range`.
+            super::set_int_sockopt(sock.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot enable IPV6_RECVPKTINFO on the raw ESP socket: {e}"))
+            })?;
+        }
         // Binding filters inbound packets to our WAN address and fixes the source.
         sock.bind(&SockAddr::from(SocketAddr::new(local, 0)))
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind raw ESP socket to {local}: {e}")))?;
         Ok(Self { sock, local })
+    }
+
+    /// The address the socket is bound to.
+    pub fn local(&self) -> IpAddr {
+        self.local
     }
 
     /// Sends one ESP packet (SPI onwards) to `remote`; the kernel adds the IP header.
@@ -90,25 +104,25 @@ impl RawEsp {
         super::batch::send_many(self.sock.as_fd(), packets, &SockAddr::from(SocketAddr::new(remote, 0)))
     }
 
-    /// Where the ESP packet is inside a datagram read from this socket (see [`RawEsp::recv`]).
-    pub fn esp_range(&self, data: &[u8]) -> Option<(std::ops::Range<usize>, IpAddr)> {
+    /// Where the ESP packet is inside a datagram read from this socket with
+    /// `sys::batch::recv_many`, and its sender, or `None` for a packet that is not ours
+    /// or is truncated. IPv4 datagrams carry their IP header, which is checked and
+    /// skipped; IPv6 ones are the payload only, and `meta` must name our address as the
+    /// destination (the socket asks for IPV6_PKTINFO) and a sender.
+    pub fn esp_range(&self, data: &[u8], meta: RecvMeta) -> Option<(std::ops::Range<usize>, IpAddr)> {
         match self.local {
             IpAddr::V4(local) => strip_ipv4_header(data, local),
-            IpAddr::V6(_) => Some((0..data.len(), self.local)),
+            IpAddr::V6(_) => check_ipv6_meta(data, self.local, meta),
         }
     }
+}
 
-    /// Receives one datagram into `buf`. Returns the range of the ESP packet within it
-    /// and the sender, or `None` for a packet that is not ours or is truncated.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(std::ops::Range<usize>, IpAddr)>> {
-        let n = (&self.sock).read(buf)?;
-        let data = buf.get(..n).unwrap_or_default();
-        Ok(match self.local {
-            IpAddr::V4(local) => strip_ipv4_header(data, local),
-            // IPv6 raw sockets deliver the payload only; the bind filters the destination.
-            IpAddr::V6(_) => Some((0..n, self.local)),
-        })
-    }
+/// An inbound IPv6 raw ESP datagram (payload only) is ours if its destination, from
+/// IPV6_PKTINFO, is `local`; returns the whole datagram and the sender. A datagram
+/// without packet info or sender is refused rather than trusted.
+pub fn check_ipv6_meta(data: &[u8], local: IpAddr, meta: RecvMeta) -> Option<(std::ops::Range<usize>, IpAddr)> {
+    let from = meta.from?.ip();
+    (meta.dst? == local && from.is_ipv6()).then_some((0..data.len(), from))
 }
 
 /// Inbound IPv4 raw packets carry the IP header: checks it is IPv4 protocol 50 to
@@ -165,6 +179,22 @@ mod tests {
         assert!(strip_ipv4_header(&[0x4f; 20], local).is_none());
         assert!(strip_ipv4_header(&[0x44; 40], local).is_none());
         assert!(strip_ipv4_header(&[], local).is_none());
+    }
+
+    #[test]
+    fn ipv6_datagrams_need_our_address_as_destination_and_a_sender() {
+        let local: IpAddr = "2001:db8::1".parse().unwrap();
+        let peer: SocketAddr = "[2001:db8::2]:0".parse().unwrap();
+        let meta =
+            |dst: Option<&str>, from: Option<SocketAddr>| RecvMeta { from, dst: dst.map(|d| d.parse().unwrap()) };
+        let (r, src) = check_ipv6_meta(b"esp!", local, meta(Some("2001:db8::1"), Some(peer))).unwrap();
+        assert_eq!((r, src), (0..4, peer.ip()));
+        // Another of the host's addresses, no packet info, no sender, a mapped IPv4 sender.
+        assert!(check_ipv6_meta(b"esp!", local, meta(Some("2001:db8::3"), Some(peer))).is_none());
+        assert!(check_ipv6_meta(b"esp!", local, meta(None, Some(peer))).is_none());
+        assert!(check_ipv6_meta(b"esp!", local, meta(Some("2001:db8::1"), None)).is_none());
+        let v4: SocketAddr = "192.0.2.2:0".parse().unwrap();
+        assert!(check_ipv6_meta(b"esp!", local, meta(Some("2001:db8::1"), Some(v4))).is_none());
     }
 
     #[test]
