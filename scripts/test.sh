@@ -14,6 +14,7 @@
 #     SIGKILL+restart, 10% WAN loss (interop/tests/rekey.rs, ~8 min;
 #     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the gateway under
 #     attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min),
+#     IKE fragmentation over an MTU-limited WAN (interop/tests/fragmentation.rs, ~10 s),
 #     and the algorithm matrix and peer profiles against strongSwan in both roles
 #     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md).
 # A failed build stops at once; otherwise every test step runs and a summary lists what

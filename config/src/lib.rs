@@ -16,7 +16,7 @@ pub use ipsec_types::{Dpd, DpdAction, SaTimers};
 pub use timers::MAX_LIFETIME;
 pub use validate::{
     DEFAULT_CHILD_SA_MAX, DEFAULT_CONTROL_SOCKET, DEFAULT_COOKIE_THRESHOLD, DEFAULT_ESP_PROPOSAL,
-    DEFAULT_HALF_OPEN_MAX, DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_IKE_PORT, DEFAULT_IKE_PROPOSAL,
+    DEFAULT_FRAGMENT_SIZE, DEFAULT_HALF_OPEN_MAX, DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_IKE_PORT, DEFAULT_IKE_PROPOSAL,
     DEFAULT_IKE_SA_PER_PEER_MAX, DEFAULT_NATT_PORT, DEFAULT_REPLAY_WINDOW, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME,
     MAX_LIMIT, MAX_REPLAY_WINDOW, MIN_RECOMMENDED_PSK_BYTES,
 };
@@ -189,6 +189,8 @@ pub struct TunnelConfig {
     pub local_subnets: Vec<TrafficSelector>,
     /// Remote protected subnets (routed into TUN).
     pub remote_subnets: Vec<TrafficSelector>,
+    /// One CHILD SA per (local, remote) subnet pair instead of one for all subnets.
+    pub child_sa_per_subnet_pair: bool,
     /// Initiate or respond.
     pub start: StartAction,
     /// IKE proposals.
@@ -199,6 +201,12 @@ pub struct TunnelConfig {
     pub encapsulation: Encapsulation,
     /// Anti-replay window (default 1024).
     pub replay_window: u32,
+    /// IKE fragmentation (RFC 7383) announced and used (default true).
+    pub fragmentation: bool,
+    /// Largest IP datagram of an IKE message we send, IP and UDP headers and the
+    /// non-ESP marker included: larger messages are fragmented when the peer supports it
+    /// (default 1280; at least 576 for IPv4, 1280 for IPv6).
+    pub fragment_size: u16,
     /// When the SAs are rekeyed and expire (`ike_rekey_time`, `ike_life_time`,
     /// `child_rekey_time`, `child_life_time`, `rekey_jitter`, `child_rekey_bytes`,
     /// `child_rekey_packets`; rekey times at least 1 s, jitter below 100 %).

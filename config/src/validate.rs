@@ -27,6 +27,8 @@ pub const DEFAULT_NATT_PORT: u16 = 4500;
 pub const DEFAULT_REPLAY_WINDOW: u32 = 1024;
 /// Largest `replay_window`.
 pub const MAX_REPLAY_WINDOW: u32 = 1 << 20;
+/// Default `[[tunnel]] fragment_size`: the IPv6 minimum MTU (strongSwan's default too).
+pub const DEFAULT_FRAGMENT_SIZE: u16 = 1280;
 /// Default `[[tunnel]] ike_proposals`.
 pub const DEFAULT_IKE_PROPOSAL: &str = "aes256gcm16-prfsha256-x25519";
 /// Default `[[tunnel]] esp_proposals`.
@@ -513,6 +515,29 @@ fn tunnel(
         Some(v) => *v.get_ref(),
     };
 
+    let fragmentation = t.fragmentation.as_ref().is_none_or(|v| *v.get_ref());
+    // The smallest datagram every path of the family carries (RFC 791, RFC 8200).
+    let min_size = if remote_address.is_ipv4() { MIN_MTU_V4 } else { MIN_MTU_V6 };
+    let fragment_size = match &t.fragment_size {
+        None => DEFAULT_FRAGMENT_SIZE,
+        Some(v) => match u16::try_from(*v.get_ref()) {
+            Ok(s) if s >= min_size => s,
+            _ => {
+                return Err(cx.err(
+                    Some(v.span()),
+                    key("fragment_size"),
+                    n,
+                    format!(
+                        "{} is outside {min_size}..=65535 (the IP datagram size of an IKE fragment; {min_size} is the \
+                         smallest every {} path carries)",
+                        v.get_ref(),
+                        if remote_address.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ),
+                ))
+            }
+        },
+    };
+
     let (timers, dpd) = timers(cx, &t, i, n)?;
 
     Ok(TunnelConfig {
@@ -523,11 +548,14 @@ fn tunnel(
         psk,
         local_subnets,
         remote_subnets,
+        child_sa_per_subnet_pair: t.child_sa_per_subnet_pair.as_ref().is_some_and(|v| *v.get_ref()),
         start,
         ike_proposals,
         esp_proposals,
         encapsulation,
         replay_window,
+        fragmentation,
+        fragment_size,
         timers,
         dpd,
     })

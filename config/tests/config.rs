@@ -123,6 +123,7 @@ fn reference_file_parses() {
     );
     assert_eq!(t.encapsulation, Encapsulation::Auto);
     assert_eq!(t.replay_window, 1024);
+    assert!(!t.child_sa_per_subnet_pair, "one CHILD SA for all subnets by default");
     assert!(c.tunnel("nope").is_none());
 }
 
@@ -158,6 +159,9 @@ fn defaults() {
     assert_eq!(t.start, StartAction::Respond);
     assert_eq!(t.encapsulation, Encapsulation::Auto);
     assert_eq!(t.replay_window, 1024);
+    assert!(t.fragmentation);
+    assert_eq!(t.fragment_size, config::DEFAULT_FRAGMENT_SIZE);
+    assert_eq!(t.fragment_size, 1280);
     assert_eq!(t.ike_proposals, vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap()]);
     assert_eq!(t.esp_proposals, vec![EspProposal::parse("aes256gcm16").unwrap()]);
     assert_eq!(t.psk.0.as_slice(), b"0123456789abcdef0123");
@@ -297,6 +301,19 @@ fn explicit_values_are_taken() {
     let t = &c.tunnels[0];
     assert_eq!((t.start, t.encapsulation, t.replay_window), (StartAction::Respond, Encapsulation::Udp, 1 << 20));
     assert_eq!(t.local_id, Identity::Rfc822("ops@example.net".into()));
+
+    let c = ok(&minimal("", "child_sa_per_subnet_pair = true")
+        .replace("local_subnets = [\"10.1.0.0/24\"]", "local_subnets = [\"10.1.0.0/24\", \"10.3.0.0/24\"]"));
+    let t = &c.tunnels[0];
+    assert!(t.child_sa_per_subnet_pair);
+    assert_eq!(t.local_subnets.len(), 2);
+    let text = minimal("", "child_sa_per_subnet_pair = \"yes\"");
+    assert_err(
+        &err(&text),
+        line_with(&text, "child_sa_per_subnet_pair"),
+        "tunnel[0].child_sa_per_subnet_pair",
+        "invalid type",
+    );
 }
 
 #[test]
@@ -632,6 +649,16 @@ fn range_and_enum_checks() {
         let text = t(&format!("replay_window = {w}"));
         assert_err(&err(&text), line_with(&text, "replay_window"), "tunnel[0].replay_window", "outside");
     }
+    for size in ["575", "0", "-1", "65536"] {
+        let text = t(&format!("fragment_size = {size}"));
+        assert_err(&err(&text), line_with(&text, "fragment_size"), "tunnel[0].fragment_size", "outside 576..=65535");
+    }
+    let text = t("fragmentation = \"yes\"");
+    assert_err(&err(&text), line_with(&text, "fragmentation"), "tunnel[0].fragmentation", "invalid type");
+    let v6 = t("fragment_size = 1279").replace("192.0.2.1", "2001:db8::1").replace("192.0.2.2", "2001:db8::2");
+    assert_err(&err(&v6), line_with(&v6, "fragment_size"), "tunnel[0].fragment_size", "outside 1280..=65535");
+    let c = ok(&t("fragmentation = false\nfragment_size = 576"));
+    assert_eq!((c.tunnels[0].fragmentation, c.tunnels[0].fragment_size), (false, 576));
     assert_err(&err(&minimal("tun_mtu = 575", "")), 3, "gateway.tun_mtu", "below 576");
     assert_err(&err(&minimal("ike_port = 0", "")), 3, "gateway.ike_port", "port 0");
     assert_err(&err(&minimal("ike_port = 4500", "")), 3, "gateway.ike_port", "distinct");

@@ -16,6 +16,7 @@
 pub mod cipher;
 mod packet;
 pub mod replay;
+mod select;
 mod table;
 mod tunnel;
 

@@ -8,6 +8,7 @@
 
 use crate::cipher::{EspCipher, Layout};
 use crate::replay::SharedWindow;
+use crate::select::OutIndex;
 use crate::{ApplyError, GlobalDrops, SaCounters, SaStats};
 use ipsec_types::{
     ChildRef, DatapathCommand, DatapathEvent, Direction, EspKey, SaEndpoints, SaParams, Spi, TrafficSelector,
@@ -180,6 +181,9 @@ pub struct SaTable {
     pub(crate) inbound: HashMap<u32, Entry, BuildHasherDefault<SpiHasher>>,
     /// Newest first; the first active entry whose selectors match seals the packet.
     pub(crate) outbound: Vec<Entry>,
+    /// Where to look in `outbound` for a destination address (rebuilt with every
+    /// change of `outbound`).
+    pub(crate) out_index: Arc<OutIndex>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -237,6 +241,7 @@ impl SaTable {
                     }
                 }
                 t.outbound.insert(0, Entry::from_params(p, core));
+                t.out_index = Arc::new(OutIndex::build(&t.outbound));
             }
             DatapathCommand::Remove { tunnel, spi, direction } => match direction {
                 Direction::Inbound => {
@@ -244,7 +249,13 @@ impl SaTable {
                         t.inbound.remove(&spi.0);
                     }
                 }
-                Direction::Outbound => t.outbound.retain(|e| !(e.child.tunnel == *tunnel && e.spi == *spi)),
+                Direction::Outbound => {
+                    let before = t.outbound.len();
+                    t.outbound.retain(|e| !(e.child.tunnel == *tunnel && e.spi == *spi));
+                    if t.outbound.len() != before {
+                        t.out_index = Arc::new(OutIndex::build(&t.outbound));
+                    }
+                }
             },
             DatapathCommand::UpdateEndpoints { tunnel, spi, direction, endpoints } => match direction {
                 Direction::Inbound => {

@@ -27,8 +27,10 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 impl SaTable {
+    /// The newest active outbound SA whose selectors match: only the SAs the index
+    /// lists for the destination address are checked.
     fn select_outbound(&self, i: &Inner) -> Option<&Entry> {
-        self.outbound.iter().find(|e| {
+        self.out_index.candidates(i.dst).iter().filter_map(|&k| self.outbound.get(k as usize)).find(|e| {
             e.active
                 && ts_any(&e.local_ts, i.src, i.proto, i.src_port)
                 && ts_any(&e.remote_ts, i.dst, i.proto, i.dst_port)

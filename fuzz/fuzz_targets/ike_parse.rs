@@ -5,10 +5,17 @@
 //!
 //! The first input byte picks the mode:
 //! - even: the rest is a datagram, parsed and (if it has an SK payload) decrypted with a
-//!   fixed key, which fails at the ICV unless the input was sealed with it;
-//! - odd: the next byte is the inner first payload type, the rest the plaintext payload
-//!   chain, sealed with the fixed key into an IKE_AUTH (bit 1 clear) or INFORMATIONAL
-//!   (bit 1 set) request, which is then parsed and decrypted.
+//!   fixed key, which fails at the ICV unless the input was sealed with it; it is also
+//!   handed to IKE fragment reassembly (RFC 7383), which must check Fragment Number and
+//!   Total Fragments and refuse it at the ICV without keeping anything;
+//! - odd, bit 2 clear: the next byte is the inner first payload type, the rest the
+//!   plaintext payload chain, sealed with the fixed key into an IKE_AUTH (bit 1 clear) or
+//!   INFORMATIONAL (bit 1 set) request, which is then parsed and decrypted;
+//! - odd, bit 2 set: the next byte is the inner first payload type, the one after it
+//!   sets the fragment size (100 + 8 x byte octets), the rest is the plaintext payload
+//!   chain, split into IKE fragments sealed with the fixed key; they are reassembled in
+//!   the order the top three bits of the mode byte pick (in order, reversed, odd
+//!   numbers first, each twice), and the reassembled chain parsed.
 //!
 //! Invariants checked: never a panic, and the bytes allocated (on this thread, every
 //! allocation summed) stay within `8 * len + 8 KiB` of the datagram's length, the bound
@@ -17,7 +24,9 @@
 #![no_main]
 
 use ike::crypto::SkCipher;
-use ike::testing::{decrypt_cost_probe, parse_cost_probe, seal_probe};
+use ike::testing::{
+    decrypt_cost_probe, fragment_probe, parse_cost_probe, seal_probe, ProbeResult, ReassemblyProbe, MAX_REASSEMBLED,
+};
 use ipsec_types::EncrAlg;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -44,11 +53,50 @@ fn check(datagram: &[u8], decrypt: bool) {
     );
 }
 
+/// Feeds the fragments (in the order `order` picks) to one reassembly; checks the bytes
+/// allocated against the bound for all the datagrams together, that no more than
+/// `MAX_REASSEMBLED` plaintext octets are ever held, and none once a message completes.
+fn reassemble(frags: &[Vec<u8>], order: u8) {
+    let c = cipher();
+    let n = frags.len();
+    let idx: Vec<usize> = match order % 4 {
+        0 => (0..n).collect(),
+        1 => (0..n).rev().collect(),
+        2 => (0..n).step_by(2).chain((1..n).step_by(2)).collect(),
+        _ => (0..n).flat_map(|i| [i, i]).collect(),
+    };
+    let total: usize = idx.iter().filter_map(|&i| frags.get(i)).map(Vec::len).sum();
+    let mut r = ReassemblyProbe::default();
+    let info = allocation_counter::measure(|| {
+        for &i in &idx {
+            let Some(f) = frags.get(i) else { continue };
+            if let ProbeResult::Complete(_) = r.add(f, c) {
+                // Nothing of the completed message stays (a later copy of one of its
+                // fragments starts a reassembly of its own).
+                assert_eq!(r.held_bytes(), 0, "a completed message leaves nothing held");
+            }
+            assert!(r.held_bytes() <= MAX_REASSEMBLED);
+        }
+    });
+    assert!(info.bytes_total <= bound(total), "{} bytes allocated for {total} octets of fragments", info.bytes_total);
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     if mode & 1 == 0 {
         check(rest, false);
         check(rest, true);
+        let mut r = ReassemblyProbe::default();
+        let got = r.add(rest, cipher());
+        assert!(!matches!(got, ProbeResult::Held | ProbeResult::Complete(_)), "a forged fragment was kept: {got:?}");
+        assert_eq!(r.held_bytes(), 0);
+        return;
+    }
+    if mode & 4 != 0 {
+        let Some((&first, rest)) = rest.split_first() else { return };
+        let Some((&size, chain)) = rest.split_first() else { return };
+        let frags = fragment_probe(first, chain, 100 + 8 * usize::from(size), cipher());
+        reassemble(&frags, mode >> 5);
         return;
     }
     let Some((&first, chain)) = rest.split_first() else { return };

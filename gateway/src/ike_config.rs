@@ -37,6 +37,7 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         psk: t.psk.0.clone(),
         local_ts: t.local_subnets.clone(),
         remote_ts: t.remote_subnets.clone(),
+        child_sa_per_subnet_pair: t.child_sa_per_subnet_pair,
         initiate: t.start == StartAction::Initiate,
         ike_proposals: t.ike_proposals.clone(),
         esp_proposals: t.esp_proposals.clone(),
@@ -44,6 +45,7 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         replay_window: t.replay_window,
         timers: t.timers,
         dpd: t.dpd,
+        fragment_size: t.fragmentation.then_some(t.fragment_size),
     }
 }
 
@@ -82,6 +84,7 @@ local_subnets = ["10.1.0.0/24"]
 remote_subnets = ["10.3.0.0/24"]
 start = "respond"
 encapsulation = "auto"
+fragmentation = false
 "#;
         match config::parse(text, std::path::Path::new("/etc/vpngw/test.toml")) {
             Ok(c) => c,
@@ -105,8 +108,11 @@ encapsulation = "auto"
         assert_eq!(b.remote_ts, cfg.tunnels[0].remote_subnets);
         assert_eq!(b.replay_window, 1024);
         assert_eq!(b.ike_proposals, cfg.tunnels[0].ike_proposals);
+        // Fragmentation on by default, at the default size `ike` uses too.
+        assert_eq!(b.fragment_size, Some(ike::DEFAULT_FRAGMENT_SIZE));
         let c = &ep.peers[1];
         assert!(!c.initiate && !c.force_encap);
+        assert_eq!(c.fragment_size, None);
         // The PSK never shows in Debug output.
         assert!(!format!("{ep:?}").contains("horse"));
     }

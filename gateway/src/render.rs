@@ -90,7 +90,8 @@ pub fn status(r: &StatusReport) -> String {
     let _ = writeln!(
         o,
         "IKE: {} half-open; refused: malformed {}, unknown SPI {}, COOKIE required {}, half-open cap {}, \
-         rate-limited {}, no proposal {}, CHILD SA cap {}; COOKIEs sent {}",
+         rate-limited {}, no proposal {}, CHILD SA cap {}; COOKIEs sent {}; fragments dropped: malformed {}, \
+         unauthenticated {}, over limit {}, duplicate {}",
         ike.half_open,
         x.malformed,
         x.unknown_spi,
@@ -99,7 +100,11 @@ pub fn status(r: &StatusReport) -> String {
         x.rate_limited,
         x.refused_proposal,
         x.child_sa_cap,
-        x.cookies_sent
+        x.cookies_sent,
+        x.fragment_malformed,
+        x.fragment_unauthenticated,
+        x.fragment_limit,
+        x.fragment_duplicate
     );
     for t in &r.tunnels {
         o.push('\n');
@@ -156,6 +161,8 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
         (false, _) => "no NAT: raw ESP (IP protocol 50)",
     };
     let _ = writeln!(o, "  NAT-T        {nat}");
+    let children = if t.child_sa_per_subnet_pair { "one per subnet pair" } else { "one for all subnets" };
+    let _ = writeln!(o, "  CHILD SAs    {children} (as initiator); {} now", sa.children.len());
     let est = match sa.established_ago_s {
         Some(s) => format!("{} ago", duration(s)),
         None => "not yet".into(),
@@ -308,7 +315,8 @@ mod tests {
             out.lines().nth(1),
             Some(
                 "IKE: 2 half-open; refused: malformed 1, unknown SPI 2, COOKIE required 3, half-open cap 4, \
-                 rate-limited 5, no proposal 6, CHILD SA cap 7; COOKIEs sent 8"
+                 rate-limited 5, no proposal 6, CHILD SA cap 7; COOKIEs sent 8; fragments dropped: malformed 9, \
+                 unauthenticated 10, over limit 11, duplicate 12"
             )
         );
     }
@@ -334,6 +342,28 @@ mod tests {
         let json = serde_json::to_value(&r.tunnels[0].ike_sas[0]).unwrap();
         assert_eq!(json["integ"], "HMAC_SHA1_96");
         assert_eq!(json["children"][0]["integ"], "HMAC_SHA2_256_128");
+    }
+
+    #[test]
+    fn shows_each_child_sa_of_a_tunnel_with_its_selectors() {
+        let mut r = sample_report();
+        let out = status(&r);
+        assert!(out.contains("CHILD SAs    one for all subnets (as initiator); 1 now"), "{out}");
+        r.tunnels[0].child_sa_per_subnet_pair = true;
+        let sa = &mut r.tunnels[0].ike_sas[0];
+        let mut second = sa.children[0].clone();
+        second.child_id = 2;
+        second.local_ts = vec!["10.3.0.0/24".into()];
+        second.remote_ts = vec!["10.4.0.0/24".into()];
+        sa.children.push(second);
+        let out = status(&r);
+        for needle in [
+            "CHILD SAs    one per subnet pair (as initiator); 2 now",
+            "child #1 INSTALLED: 10.1.0.0/24 === 10.2.0.0/24",
+            "child #2 INSTALLED: 10.3.0.0/24 === 10.4.0.0/24",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
     }
 
     #[test]

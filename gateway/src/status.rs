@@ -66,6 +66,7 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             remote_subnets: t.remote_subnets.iter().map(ToString::to_string).collect(),
             start: start_keyword(t.start).into(),
             encapsulation: encapsulation_keyword(t.encapsulation).into(),
+            child_sa_per_subnet_pair: t.child_sa_per_subnet_pair,
             stopped: inp.stopped.contains(&t.name),
             dpd_delay_s: t.dpd.delay.map(|d| d.as_secs()),
             dpd_timeout_s: t.dpd.timeout.as_secs(),
@@ -91,6 +92,10 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             refused_proposal: d.refused_proposal,
             child_sa_cap: d.child_sa_cap,
             cookies_sent: d.cookies_sent,
+            fragment_malformed: d.fragment_malformed,
+            fragment_unauthenticated: d.fragment_unauthenticated,
+            fragment_limit: d.fragment_limit,
+            fragment_duplicate: d.fragment_duplicate,
         },
     };
     StatusReport {
@@ -291,6 +296,10 @@ pub(crate) mod tests {
                 refused_proposal: 6,
                 child_sa_cap: 7,
                 cookies_sent: 8,
+                fragment_malformed: 9,
+                fragment_unauthenticated: 10,
+                fragment_limit: 11,
+                fragment_duplicate: 12,
             },
             esp,
             global: &global,
@@ -364,9 +373,13 @@ pub(crate) mod tests {
                 d.rate_limited,
                 d.refused_proposal,
                 d.child_sa_cap,
-                d.cookies_sent
+                d.cookies_sent,
+                d.fragment_malformed,
+                d.fragment_unauthenticated,
+                d.fragment_limit,
+                d.fragment_duplicate
             ],
-            [1, 2, 3, 4, 5, 6, 7, 8]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
     }
 

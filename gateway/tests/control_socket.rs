@@ -42,6 +42,10 @@ fn report() -> StatusReport {
                 refused_proposal: 26,
                 child_sa_cap: 27,
                 cookies_sent: 28,
+                fragment_malformed: 29,
+                fragment_unauthenticated: 30,
+                fragment_limit: 31,
+                fragment_duplicate: 32,
             },
         },
         tunnels: vec![
@@ -52,6 +56,7 @@ fn report() -> StatusReport {
                 remote_subnets: vec!["10.2.0.0/24".into()],
                 start: "initiate".into(),
                 encapsulation: "auto".into(),
+                child_sa_per_subnet_pair: false,
                 stopped: false,
                 dpd_delay_s: None,
                 dpd_timeout_s: 150,
@@ -112,6 +117,7 @@ fn report() -> StatusReport {
                 remote_subnets: vec!["10.3.0.0/24".into()],
                 start: "respond".into(),
                 encapsulation: "udp".into(),
+                child_sa_per_subnet_pair: true,
                 stopped: true,
                 dpd_delay_s: Some(30),
                 dpd_timeout_s: 150,
@@ -339,7 +345,8 @@ fn vpnctl_renders_the_status_and_json() {
     for needle in [
         "vpngw 0.1.0 (pid 4242), up 2h 01m",
         "\nIKE: 17 half-open; refused: malformed 21, unknown SPI 22, COOKIE required 23, half-open cap 24, \
-         rate-limited 25, no proposal 26, CHILD SA cap 27; COOKIEs sent 28\n",
+         rate-limited 25, no proposal 26, CHILD SA cap 27; COOKIEs sent 28; fragments dropped: malformed 29, \
+         unauthenticated 30, over limit 31, duplicate 32\n",
         "tunnel site-b: ESTABLISHED, responder",
         "initiator 00000000000000aa, responder 00000000000000bb (ours)",
         "AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256",

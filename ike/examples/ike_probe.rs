@@ -55,6 +55,7 @@ fn main() {
         psk: zeroize::Zeroizing::new(arg(5).into_bytes()),
         local_ts: vec![TrafficSelector::parse_cidr(&arg(6)).unwrap_or_else(|_| die("local ts"))],
         remote_ts: vec![TrafficSelector::parse_cidr(&arg(7)).unwrap_or_else(|_| die("remote ts"))],
+        child_sa_per_subnet_pair: false,
         initiate: arg(8) == "1",
         ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap_or_else(|_| die("proposal"))],
         esp_proposals: vec![EspProposal::parse(&env_or("PROBE_ESP", "aes256gcm16")).unwrap_or_else(|_| die("proposal"))],
@@ -74,6 +75,7 @@ fn main() {
             timeout: secs_env("PROBE_DPD_TIMEOUT", 150),
             action: ipsec_types::DpdAction::Restart,
         },
+        fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
     };
     let secs: u64 = arg(9).parse().unwrap_or_else(|_| die("seconds"));
     let local_ip = peer.local_addr;

@@ -50,6 +50,9 @@ pub struct PeerConfig {
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's protected subnets.
     pub remote_ts: Vec<TrafficSelector>,
+    /// One CHILD SA per (local, remote) subnet pair of the same family instead of one
+    /// CHILD SA carrying all of them (what policy-based peers expect).
+    pub child_sa_per_subnet_pair: bool,
     /// Initiate at start (`true`) or only respond.
     pub initiate: bool,
     /// IKE proposals in preference order.
@@ -64,7 +67,16 @@ pub struct PeerConfig {
     pub timers: SaTimers,
     /// Dead peer detection.
     pub dpd: Dpd,
+    /// IKE fragmentation (RFC 7383): `Some(size)` announces support in IKE_SA_INIT and,
+    /// once the peer announced it too, splits encrypted messages whose IP datagram
+    /// would exceed `size` octets (IP and UDP headers and the non-ESP marker included)
+    /// and reassembles the peer's fragments. `None`: neither announced nor accepted.
+    pub fragment_size: Option<u16>,
 }
+
+/// The default `fragment_size`: the IPv6 minimum MTU, which every IPv6 path carries
+/// and nearly every IPv4 path too (strongSwan's default).
+pub const DEFAULT_FRAGMENT_SIZE: u16 = 1280;
 
 impl PeerConfig {
     /// The legacy groups (MODP 768/1024/1536, [`DhGroup::is_legacy`]) its IKE or ESP

@@ -272,7 +272,7 @@ impl Endpoint {
                     return;
                 }
             }
-        } else if h.is_response() && msg.sk.is_none() && h.exchange == exchange::INFORMATIONAL {
+        } else if h.is_response() && msg.sk.is_none() && msg.skf.is_none() && h.exchange == exchange::INFORMATIONAL {
             self.invalid_spi_answer(remote, &msg);
             return;
         } else if h.sent_by_initiator() {

@@ -15,16 +15,18 @@
 //! with their stage and datapath halves and their make-before-break replacement, timers
 //! for rekeying / lifetimes / DPD, the task manager with message IDs, retransmission and
 //! the response cache) → `task` (one module per exchange: IKE_SA_INIT, IKE_AUTH,
-//! CREATE_CHILD_SA for CHILD SAs, IKE SA rekey, INFORMATIONAL, NAT detection). `down`
+//! CREATE_CHILD_SA for CHILD SAs, IKE SA rekey, INFORMATIONAL, NAT detection); `ts`
+//! negotiates traffic selectors. `down`
 //! says why an IKE SA went away ([`DownReason`]); `notify` holds the notify numbers;
 //! `message` is the no-panic wire codec, `proposal` chooses algorithms, `crypto`
 //! derives keys.
 //!
 //! Supported: PSK, AES-GCM-16, PRF-HMAC-SHA2, X25519/ECP-256, NAT-T, DELETE; CHILD SA
 //! rekeying in both roles with PFS (and the INVALID_KE_PAYLOAD retry), new CHILD SAs
-//! by CREATE_CHILD_SA, IKE SA rekeying, simultaneous rekeys resolved by nonces (RFC
-//! 7296 2.8.1, 2.8.2) and the other collisions of 2.25, rekey/hard lifetimes with
-//! jitter, datapath volume limits, dead peer detection with restart/clear, peers that
+//! by CREATE_CHILD_SA, several subnets per tunnel in one CHILD SA or one CHILD SA per
+//! subnet pair with traffic selector narrowing in both roles (`ts`), IKE SA rekeying,
+//! simultaneous rekeys resolved by nonces (RFC 7296 2.8.1, 2.8.2) and the other
+//! collisions of 2.25, rekey/hard lifetimes with jitter, datapath volume limits, dead peer detection with restart/clear, peers that
 //! restarted (INITIAL_CONTACT, INVALID_IKE_SPI). ESP counts as a sign of life for DPD
 //! only if the gateway reports it (`handle_esp_activity`). Not supported: MOBIKE, EAP,
 //! certificates, more than one outstanding request per IKE SA (window size 1).
@@ -70,7 +72,11 @@ mod sa;
 mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod ts;
 
-pub use api::{ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit};
+pub use api::{
+    ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,
+    DEFAULT_FRAGMENT_SIZE,
+};
 pub use down::DownReason;
 pub use endpoint::{Endpoint, IkeDrops, Limits};

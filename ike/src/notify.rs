@@ -19,6 +19,8 @@ pub(crate) const NAT_DETECTION_SOURCE_IP: u16 = 16388;
 pub(crate) const NAT_DETECTION_DESTINATION_IP: u16 = 16389;
 pub(crate) const COOKIE: u16 = 16390;
 pub(crate) const REKEY_SA: u16 = 16393;
+/// RFC 7383 2.3: IKE fragmentation supported (IKE_SA_INIT, both directions, no data).
+pub(crate) const IKEV2_FRAGMENTATION_SUPPORTED: u16 = 16430;
 
 /// Name for logs.
 pub(crate) fn name(kind: u16) -> String {

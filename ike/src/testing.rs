@@ -51,6 +51,7 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         psk: Zeroizing::new(b"test-psk".to_vec()),
         local_ts: vec![TrafficSelector::parse_cidr(l).expect("cidr")],
         remote_ts: vec![TrafficSelector::parse_cidr(r).expect("cidr")],
+        child_sa_per_subnet_pair: false,
         initiate,
         ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").expect("proposal")],
         esp_proposals: vec![EspProposal::parse("aes256gcm16").expect("proposal")],
@@ -59,6 +60,7 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         // The default lifetimes (4 h / 1 h, +10 %), without jitter; no liveness checks.
         timers: SaTimers { rekey_jitter_percent: 0, ..SaTimers::default() },
         dpd: Dpd { delay: None, ..Dpd::default() },
+        fragment_size: Some(crate::api::DEFAULT_FRAGMENT_SIZE),
     }
 }
 
@@ -295,6 +297,10 @@ impl Pair {
     }
 }
 
+#[doc(hidden)]
+pub use crate::message::fragment::probe::{fragment_probe, ProbeResult, ReassemblyProbe};
+#[doc(hidden)]
+pub use crate::message::fragment::{FragDrop, MAX_FRAGMENTS, MAX_REASSEMBLED};
 #[doc(hidden)]
 pub use crate::message::probe::{decrypt_cost_probe, parse_cost_probe, seal_probe, PROBE_MAX_PAYLOADS};
 #[doc(hidden)]

@@ -313,6 +313,8 @@ fn vpngw_site(
             esp_proposals: vec![ESP_PROPOSAL.into()],
             encapsulation,
             lifetimes: Lifetimes::default(),
+            extra: Vec::new(),
+            child_sa_per_subnet_pair: false,
         }],
     }
 }

@@ -117,7 +117,31 @@ impl SwanTimers {
 impl SwanConfig {
     /// The `swanctl.conf` text for this connection.
     pub fn swanctl_conf(&self) -> String {
+        self.swanctl_conf_children(&[("net", &self.local_ts, &self.remote_ts)])
+    }
+
+    /// The `swanctl.conf` text with these `children` sections instead of the one `net`:
+    /// (name, local_ts, remote_ts) each, all with this config's ESP proposal, start
+    /// action and timers (several children of one connection: one CHILD SA each, as a
+    /// policy-based peer negotiates one per subnet pair).
+    pub fn swanctl_conf_children(&self, children: &[(&str, &str, &str)]) -> String {
         let start = if self.initiate { "start" } else { "none" };
+        let children: String = children
+            .iter()
+            .map(|(name, lts, rts)| {
+                format!(
+                    r#"            {name} {{
+                local_ts = {lts}
+                remote_ts = {rts}
+                esp_proposals = {esp}
+                start_action = {start}
+{child_timers}            }}
+"#,
+                    esp = self.esp_proposal,
+                    child_timers = self.timers.child_lines(),
+                )
+            })
+            .collect();
         let secret = self.psk.replace('\\', "\\\\").replace('"', "\\\"");
         format!(
             r#"connections {{
@@ -136,13 +160,7 @@ impl SwanConfig {
             id = {rid}
         }}
         children {{
-            net {{
-                local_ts = {lts}
-                remote_ts = {rts}
-                esp_proposals = {esp}
-                start_action = {start}
-{child_timers}            }}
-        }}
+{children}        }}
     }}
 }}
 secrets {{
@@ -158,11 +176,7 @@ secrets {{
             ike = self.ike_proposal,
             lid = self.local_id,
             rid = self.remote_id,
-            lts = self.local_ts,
-            rts = self.remote_ts,
-            esp = self.esp_proposal,
             ike_timers = self.timers.ike_lines(),
-            child_timers = self.timers.child_lines(),
         )
     }
 }
@@ -200,6 +214,29 @@ swanctl {{
     )
 }
 
+/// Settings beyond [`SwanConfig`], each line written as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwanExtra {
+    /// `charon { KEY = VALUE }` lines of strongswan.conf (e.g. `fragment_size = 576`).
+    pub charon: Vec<(String, String)>,
+    /// Lines of the connection `s2s` in swanctl.conf (e.g. `fragmentation = yes`).
+    pub connection: Vec<(String, String)>,
+}
+
+impl SwanExtra {
+    /// `strongswan_conf(dir)` with the `charon` lines added.
+    pub fn strongswan_conf(&self, dir: &Path) -> String {
+        let lines: String = self.charon.iter().map(|(k, v)| format!("    {k} = {v}\n")).collect();
+        strongswan_conf(dir).replacen("charon {\n", &format!("charon {{\n{lines}"), 1)
+    }
+
+    /// `cfg.swanctl_conf()` with the connection lines added.
+    pub fn swanctl_conf(&self, cfg: &SwanConfig) -> String {
+        let lines: String = self.connection.iter().map(|(k, v)| format!("        {k} = {v}\n")).collect();
+        cfg.swanctl_conf().replacen("        mobike = no\n", &format!("        mobike = no\n{lines}"), 1)
+    }
+}
+
 /// A running charon; dropping it stops charon by PID.
 pub struct StrongSwan {
     dir: PathBuf,
@@ -212,11 +249,27 @@ impl StrongSwan {
     /// Starting again in the same `dir` (after [`StrongSwan::kill`]) is a restart: charon
     /// comes up with no state, its log continues.
     pub fn start(ns: &Netns, cfg: &SwanConfig, dir: &Path) -> Result<Self> {
+        Self::start_with(ns, cfg, &SwanExtra::default(), dir)
+    }
+
+    /// [`StrongSwan::start`] with the settings of `extra` added to both files.
+    pub fn start_with(ns: &Netns, cfg: &SwanConfig, extra: &SwanExtra, dir: &Path) -> Result<Self> {
+        Self::launch(ns, &extra.strongswan_conf(dir), &extra.swanctl_conf(cfg), dir)
+    }
+
+    /// [`StrongSwan::start`] with this `swanctl.conf` text (e.g. from
+    /// [`SwanConfig::swanctl_conf_children`]).
+    pub fn start_conf(ns: &Netns, swanctl_conf: &str, dir: &Path) -> Result<Self> {
+        Self::launch(ns, &strongswan_conf(dir), swanctl_conf, dir)
+    }
+
+    /// Writes both files into `dir`, starts charon and loads the connections.
+    fn launch(ns: &Netns, strongswan_conf: &str, swanctl_conf: &str, dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir.join("swanctl"))?;
         // A killed charon leaves its socket behind; its presence means "ready" below.
         let _ = std::fs::remove_file(dir.join("charon.vici"));
-        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir))?;
-        std::fs::write(dir.join("swanctl/swanctl.conf"), cfg.swanctl_conf())?;
+        std::fs::write(dir.join("strongswan.conf"), strongswan_conf)?;
+        std::fs::write(dir.join("swanctl/swanctl.conf"), swanctl_conf)?;
         let script = format!("mount -t tmpfs tmpfs /run && exec {CHARON}");
         let mut cmd = ns.exec(&["unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
         cmd.env("STRONGSWAN_CONF", dir.join("strongswan.conf"));
@@ -250,6 +303,12 @@ impl StrongSwan {
     pub fn rekey(&self, ike: bool) -> Result<()> {
         let which = if ike { ["--ike", "s2s"] } else { ["--child", "net"] };
         run(&mut self.swanctl(&["--rekey", which[0], which[1]])).map(drop)
+    }
+
+    /// `swanctl --rekey --child NAME`: starts a rekey of one CHILD SA of that children
+    /// section (charon queues it; swanctl returns without waiting).
+    pub fn rekey_child(&self, name: &str) -> Result<()> {
+        run(&mut self.swanctl(&["--rekey", "--child", name])).map(drop)
     }
 
     /// `swanctl --list-sas` output.
@@ -514,8 +573,34 @@ mod tests {
             timed.contains("start_action = start\n                rekey_time = 10s\n                life_time = 20s\n")
         );
         assert!(text.contains(r#"secret = "a\"b""#));
-        let responder = SwanConfig { initiate: false, ..cfg }.swanctl_conf();
+        let responder = SwanConfig { initiate: false, ..cfg.clone() }.swanctl_conf();
         assert!(responder.contains("start_action = none"));
+        // One children section per subnet pair.
+        let pairs =
+            cfg.swanctl_conf_children(&[("p0", "10.1.0.0/24", "10.2.0.0/24"), ("p1", "10.3.0.0/24", "10.4.0.0/24")]);
+        assert!(
+            pairs.contains("        children {\n            p0 {\n                local_ts = 10.1.0.0/24\n"),
+            "{pairs}"
+        );
+        assert!(pairs.contains(
+            "            p1 {\n                local_ts = 10.3.0.0/24\n                remote_ts = 10.4.0.0/24\n"
+        ));
+        assert_eq!(pairs.matches("esp_proposals = aes256gcm16\n").count(), 2);
+        assert!(!pairs.contains(" net {"));
+    }
+
+    #[test]
+    fn extra_settings_land_in_their_sections() {
+        let cfg = crate::scenario::swan_site_a(true);
+        let extra = SwanExtra {
+            charon: vec![("fragment_size".into(), "576".into())],
+            connection: vec![("fragmentation".into(), "yes".into())],
+        };
+        let conf = extra.strongswan_conf(Path::new("/tmp/x"));
+        assert!(conf.starts_with("charon {\n    fragment_size = 576\n    load = "), "{conf}");
+        let swanctl = extra.swanctl_conf(&cfg);
+        assert!(swanctl.contains("        mobike = no\n        fragmentation = yes\n"), "{swanctl}");
+        assert_eq!(SwanExtra::default().swanctl_conf(&cfg), cfg.swanctl_conf());
     }
 
     #[test]

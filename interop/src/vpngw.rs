@@ -64,6 +64,10 @@ pub struct TunnelConfig {
     pub encapsulation: Encap,
     /// Rekeying, lifetime and DPD keys (unset ones keep vpngw's defaults).
     pub lifetimes: Lifetimes,
+    /// Further `[[tunnel]]` keys, as (key, TOML value) (e.g. `("fragment_size", "576")`).
+    pub extra: Vec<(String, String)>,
+    /// `child_sa_per_subnet_pair`: one CHILD SA per subnet pair instead of one for all.
+    pub child_sa_per_subnet_pair: bool,
 }
 
 /// The lifetime and DPD keys of a tunnel, each written as given (`"10s"`, `"0%"`, `"restart"`) when set.
@@ -169,7 +173,13 @@ impl GatewayConfig {
                     Encap::Udp => "udp",
                 }),
             ));
+            if t.child_sa_per_subnet_pair {
+                s.push_str("child_sa_per_subnet_pair = true\n");
+            }
             s.push_str(&t.lifetimes.toml_lines());
+            for (k, v) in &t.extra {
+                s.push_str(&format!("{k} = {v}\n"));
+            }
         }
         s
     }
@@ -463,14 +473,19 @@ mod tests {
                     child_rekey_packets: Some(100),
                     ..Lifetimes::default()
                 },
+                extra: vec![("fragment_size".into(), "576".into())],
+                child_sa_per_subnet_pair: false,
             }],
         };
         let text = cfg.to_toml(Path::new("/d"), Path::new("/d/vpngw.sock"));
         assert!(
-            text.ends_with("child_rekey_time = \"10s\"\nrekey_jitter = \"0%\"\nchild_rekey_packets = 100\n"),
+            text.ends_with(
+                "child_rekey_time = \"10s\"\nrekey_jitter = \"0%\"\nchild_rekey_packets = 100\nfragment_size = 576\n"
+            ),
             "{text}"
         );
         assert!(!text.contains("dpd_delay"));
+        assert!(!text.contains("child_sa_per_subnet_pair"), "only written when set");
         assert!(text.contains("control_socket = \"/d/vpngw.sock\""));
         assert!(text.contains("psk_file = \"/d/site-b.psk\""));
         assert!(text.contains("local_subnets = [\"10.1.0.0/24\"]"));

@@ -249,6 +249,18 @@ pub struct IkeDropCounters {
     pub child_sa_cap: u64,
     /// COOKIE notifies sent.
     pub cookies_sent: u64,
+    /// IKE fragments dropped as malformed (bad numbers, not negotiated, stale).
+    #[serde(default)]
+    pub fragment_malformed: u64,
+    /// IKE fragments whose ICV did not verify.
+    #[serde(default)]
+    pub fragment_unauthenticated: u64,
+    /// IKE fragments beyond the reassembly caps.
+    #[serde(default)]
+    pub fragment_limit: u64,
+    /// Duplicate IKE fragments.
+    #[serde(default)]
+    pub fragment_duplicate: u64,
 }
 
 /// Packets the gateway lost outside `esp` (counted, never logged per packet).
@@ -304,6 +316,9 @@ pub struct TunnelStatus {
     pub start: String,
     /// `auto` or `udp`.
     pub encapsulation: String,
+    /// One CHILD SA per (local, remote) subnet pair instead of one for all subnets.
+    #[serde(default)]
+    pub child_sa_per_subnet_pair: bool,
     /// Stopped with `vpnctl down`: not initiated until `vpnctl up` (the peer may
     /// still initiate).
     #[serde(default)]
@@ -644,7 +659,8 @@ mod tests {
         assert!(
             line.contains(
                 "\"ike\":{\"half_open\":3,\"drops\":{\"malformed\":0,\"unknown_spi\":0,\"cookie_required\":0,\
-                 \"half_open_cap\":0,\"rate_limited\":0,\"refused_proposal\":0,\"child_sa_cap\":0,\"cookies_sent\":9}}"
+                 \"half_open_cap\":0,\"rate_limited\":0,\"refused_proposal\":0,\"child_sa_cap\":0,\"cookies_sent\":9,\
+                 \"fragment_malformed\":0,\"fragment_unauthenticated\":0,\"fragment_limit\":0,\"fragment_duplicate\":0}}"
             ),
             "{line}"
         );

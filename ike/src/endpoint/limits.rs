@@ -69,4 +69,15 @@ pub struct IkeDrops {
     pub child_sa_cap: u64,
     /// COOKIE notifies sent.
     pub cookies_sent: u64,
+    /// IKE fragments (RFC 7383) dropped as malformed: Fragment Number or Total
+    /// Fragments zero or inconsistent, fewer Total Fragments than those held, on an IKE
+    /// SA without keys or that did not negotiate fragmentation, or a reassembled message
+    /// that does not parse.
+    pub fragment_malformed: u64,
+    /// IKE fragments whose ICV did not verify (nothing of them was kept).
+    pub fragment_unauthenticated: u64,
+    /// IKE fragments beyond the caps on fragments or octets of one message in reassembly.
+    pub fragment_limit: u64,
+    /// IKE fragments already held (duplicates).
+    pub fragment_duplicate: u64,
 }

@@ -89,7 +89,7 @@ impl Endpoint {
             tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
             return;
         };
-        if h.is_response() || msg.sk.is_none() {
+        if h.is_response() || (msg.sk.is_none() && msg.skf.is_none()) {
             tracing::debug!(from = %remote, "message for unknown IKE SA dropped");
             return;
         }

@@ -13,6 +13,7 @@
 //! `task`.
 
 pub(crate) mod codec;
+pub(crate) mod fragment;
 pub(crate) mod payload;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod probe;
@@ -61,7 +62,7 @@ pub enum ParseError {
     /// A payload body is malformed.
     #[error("malformed payload type {0}")]
     Payload(u8),
-    /// The SK payload is not the last payload.
+    /// The SK (or SKF) payload is not the last payload.
     #[error("SK payload not last")]
     SkNotLast,
     /// The SK payload did not decrypt.
@@ -128,7 +129,7 @@ impl Header {
         self.flags & flags::INITIATOR != 0
     }
 
-    fn emit(&self, out: &mut Vec<u8>) {
+    pub(crate) fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.spi_i.to_be_bytes());
         out.extend_from_slice(&self.spi_r.to_be_bytes());
         out.push(self.next_payload);
@@ -140,17 +141,24 @@ impl Header {
     }
 }
 
-/// A parsed message. `sk` is set when the payload chain ends in an SK payload.
+/// A parsed message. `sk` is set when the payload chain ends in an SK payload, `skf`
+/// when it ends in an Encrypted Fragment payload (RFC 7383, see `fragment`).
 #[derive(Debug)]
 pub(crate) struct Message {
     pub(crate) header: Header,
     pub(crate) payloads: Vec<Payload>,
     /// Inner first payload type and the offset of the SK payload's generic header.
     pub(crate) sk: Option<SkRef>,
+    /// Next Payload field and the offset of the SKF payload's generic header.
+    pub(crate) skf: Option<SkRef>,
 }
 
 /// Inner first payload type and offset of the SK payload's generic header.
 type SkRef = (u8, usize);
+
+/// The payloads before an SK (or SKF) payload and, if the chain ends in one, its type
+/// and [`SkRef`].
+type ParsedChain = (Vec<Payload>, Option<(u8, SkRef)>);
 
 /// Which payloads a chain may hold. Before decryption only what may travel in cleartext
 /// is parsed at all; anything else makes the message malformed.
@@ -161,10 +169,10 @@ enum Chain {
     /// UNSUPPORTED_CRITICAL_PAYLOAD by `task::ike_init`). Not SK: IKE_SA_INIT is never
     /// encrypted.
     Init,
-    /// Any other exchange: the SK payload alone; or, in a response, only Notify payloads
-    /// (an unprotected INVALID_IKE_SPI answer, section 2.21.4).
+    /// Any other exchange: the SK (or SKF, RFC 7383) payload alone; or, in a response,
+    /// only Notify payloads (an unprotected INVALID_IKE_SPI answer, section 2.21.4).
     Outer { response: bool },
-    /// Inside the SK payload: anything but another SK payload.
+    /// Inside the SK payload (or a reassembled message): anything but SK or SKF.
     Inner,
 }
 
@@ -178,8 +186,8 @@ impl Chain {
                 IDI | IDR | CERT | AUTH | DELETE | TSI | TSR | SK | CP | EAP | SKF => false,
                 _ => true,
             },
-            Self::Outer { response } => t == SK || (response && t == NOTIFY),
-            Self::Inner => t != SK,
+            Self::Outer { response } => t == SK || t == SKF || (response && t == NOTIFY),
+            Self::Inner => t != SK && t != SKF,
         };
         match (ok, self) {
             (true, _) => Ok(()),
@@ -202,10 +210,10 @@ impl Chain {
 /// Parses the payload chain `data` whose first payload has type `first`. Walks the
 /// generic headers first (they must tile `data` exactly, at most `MAX_PAYLOADS` of
 /// them, each allowed by `chain`, an SK payload only last), and only then parses the
-/// bodies into a list of exactly that many. Returns the payloads before the SK payload
-/// and, if the chain ends in one, its inner first payload type and the offset of its
-/// generic header (`base` + its position in `data`).
-fn parse_chain(first: u8, data: &[u8], base: usize, chain: Chain) -> Result<(Vec<Payload>, Option<SkRef>), ParseError> {
+/// bodies into a list of exactly that many. Returns the payloads before the SK (or SKF)
+/// payload and, if the chain ends in one, its type, its Next Payload field and the offset
+/// of its generic header (`base` + its position in `data`).
+fn parse_chain(first: u8, data: &[u8], base: usize, chain: Chain) -> Result<ParsedChain, ParseError> {
     let mut count = 0;
     let mut this = first;
     let mut offset = base;
@@ -223,8 +231,8 @@ fn parse_chain(first: u8, data: &[u8], base: usize, chain: Chain) -> Result<(Vec
             return Err(ParseError::TooManyPayloads);
         }
         chain.allows(this)?;
-        if this == ptype::SK {
-            sk = Some((next, offset));
+        if this == ptype::SK || this == ptype::SKF {
+            sk = Some((this, (next, offset)));
         }
         offset += 4 + body.len();
         this = next;
@@ -238,7 +246,7 @@ fn parse_chain(first: u8, data: &[u8], base: usize, chain: Chain) -> Result<(Vec
     let mut this = first;
     for s in Substructs::new(data) {
         let (next, flags, body) = s.ok_or(ParseError::Truncated)?;
-        if this == ptype::SK {
+        if this == ptype::SK || this == ptype::SKF {
             break;
         }
         out.push(Payload::parse(this, flags & 0x80 != 0, body).ok_or(ParseError::Payload(this))?);
@@ -257,8 +265,20 @@ impl Message {
         } else {
             Chain::Outer { response: header.is_response() }
         };
-        let (payloads, sk) = parse_chain(header.next_payload, body, HEADER_LEN, chain)?;
-        Ok(Self { header, payloads, sk })
+        let (payloads, last) = parse_chain(header.next_payload, body, HEADER_LEN, chain)?;
+        let (sk, skf) = match last {
+            Some((ptype::SKF, r)) => (None, Some(r)),
+            Some((_, r)) => (Some(r), None),
+            None => (None, None),
+        };
+        Ok(Self { header, payloads, sk, skf })
+    }
+
+    /// The message whose SK payload's plaintext chain (first payload type `inner_first`)
+    /// was reassembled from fragments sent with `header`.
+    pub(crate) fn reassembled(header: Header, inner_first: u8, chain: &[u8]) -> Result<Self, ParseError> {
+        let (payloads, _) = parse_chain(inner_first, chain, 0, Chain::Inner)?;
+        Ok(Self { header, payloads, sk: None, skf: None })
     }
 
     /// Decrypts the SK payload of `data` (the same bytes given to `parse`) and appends
@@ -293,7 +313,7 @@ impl Message {
 }
 
 /// Encodes a payload chain; returns the first payload type.
-fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) -> u8 {
+pub(crate) fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) -> u8 {
     for (i, p) in payloads.iter().enumerate() {
         let start = out.len();
         out.push(payloads.get(i + 1).map_or(ptype::NONE, Payload::ptype));

@@ -241,11 +241,33 @@ pub(crate) fn remove_at(sa: &mut IkeSa, ctx: &mut Ctx<'_>, idx: usize) -> Option
 
 /// The IKE SA initiator keeps the tunnel: when the last usable CHILD SA went away
 /// (hard lifetime, or deleted by the peer), it creates a new one.
+///
+/// With one CHILD SA per subnet pair, each pair that no usable CHILD SA carries any
+/// more (and that no queued or outstanding CREATE_CHILD_SA is for) gets a new one.
 pub(crate) fn ensure_tunnel(sa: &mut IkeSa) {
-    let usable = sa.children.iter().any(|c| c.state.usable());
-    if sa.initiator && !usable && sa.state.is_established() {
-        tracing::info!(tunnel = %sa.peer.name, "no CHILD SA left; creating a new one");
-        sa.tasks.queue_once(super::task_manager::TaskKind::ChildCreate);
+    use super::task_manager::TaskKind;
+    if !sa.initiator || !sa.state.is_established() {
+        return;
+    }
+    if !sa.peer.child_sa_per_subnet_pair {
+        if !sa.children.iter().any(|c| c.state.usable()) {
+            tracing::info!(tunnel = %sa.peer.name, "no CHILD SA left; creating a new one");
+            sa.tasks.queue_once(TaskKind::ChildCreate(None));
+        }
+        return;
+    }
+    let creating = match sa.tasks.outstanding.as_ref().map(|o| &o.task) {
+        Some(crate::task::ActiveTask::ChildCreate(init)) if init.old.is_none() => Some(init.pair.unwrap_or(0)),
+        _ => None,
+    };
+    for (i, (l, r)) in crate::ts::pairs(&sa.peer).iter().enumerate() {
+        let carried =
+            sa.children.iter().any(|c| c.state.usable() && crate::ts::covers(&c.local_ts, &c.remote_ts, l, r));
+        let pending = creating == Some(i) || sa.tasks.queue.iter().any(|t| *t == TaskKind::ChildCreate(Some(i)));
+        if !carried && !pending {
+            tracing::info!(tunnel = %sa.peer.name, "no CHILD SA left for {l} === {r}; creating a new one");
+            sa.tasks.queue_once(TaskKind::ChildCreate(Some(i)));
+        }
     }
 }
 

@@ -14,8 +14,9 @@ use crate::crypto::{IkeKeys, SignedOctets, SkCipher};
 use crate::down::{DownReason, Failure};
 use crate::endpoint::{IkeDrops, Limits, SpiRegistry};
 use crate::log::{LogLimiter, TokenBucket};
+use crate::message::fragment::{self, FragDrop, Fragmentation};
 use crate::message::payload::Notify;
-use crate::message::{emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
+use crate::message::{emit_chain, emit_encrypted, emit_plain, exchange, flags, Header, Message, Payload};
 use crate::notify;
 use crate::proposal::IkeAlgs;
 use crate::task::{create_child, ike_auth, ike_init, ike_rekey, informational, ActiveTask};
@@ -90,7 +91,7 @@ impl Transfer {
             .tasks
             .queue
             .drain(..)
-            .filter(|t| matches!(t, TaskKind::ChildDelete(_) | TaskKind::ChildRekey(_) | TaskKind::ChildCreate))
+            .filter(|t| matches!(t, TaskKind::ChildDelete(_) | TaskKind::ChildRekey(_) | TaskKind::ChildCreate(_)))
             .collect();
         Self { children: std::mem::take(&mut sa.children), retiring: std::mem::take(&mut sa.retiring), queue }
     }
@@ -324,6 +325,26 @@ pub(crate) struct IkeSa {
     pub(crate) moved: Vec<(Spi, Spi)>,
     /// When the datapath last reported ESP from the peer (`Endpoint::handle_esp_activity`).
     pub(crate) last_esp: Option<Timestamp>,
+    /// IKE fragmentation (RFC 7383): negotiated or not, messages in reassembly.
+    pub(crate) frag: Fragmentation,
+}
+
+/// Fills `iv`, the explicit IV of an SK or SKF payload: the AEADs take a counter (an
+/// IV must never repeat under a key, RFC 5282 section 3, RFC 7634 section 2); AES-CBC
+/// takes random bytes from the injected `Rng` (RFC 7296 3.14: unpredictable, so not a
+/// counter).
+fn fill_iv(counter: &mut u64, aead: bool, rng: &mut dyn Rng, iv: &mut [u8]) {
+    if aead {
+        *counter = counter.wrapping_add(1);
+        let c = counter.to_be_bytes();
+        let skip = iv.len().saturating_sub(c.len());
+        iv.fill(0);
+        for (dst, src) in iv.iter_mut().skip(skip).zip(c) {
+            *dst = src;
+        }
+    } else {
+        rng.fill(iv);
+    }
 }
 
 impl IkeSa {
@@ -351,6 +372,7 @@ impl IkeSa {
             retiring: vec![],
             moved: vec![],
             last_esp: None,
+            frag: Fragmentation::default(),
         }
     }
 
@@ -398,39 +420,55 @@ impl IkeSa {
         }
     }
 
+    /// The largest IKE message (IKE header included) we send in one datagram, when IKE
+    /// fragmentation is negotiated: the configured `fragment_size` less the IP and UDP
+    /// headers and the non-ESP marker.
+    fn fragment_limit(&self) -> Option<usize> {
+        let size = self.peer.fragment_size.filter(|_| self.frag.negotiated)?;
+        Some(usize::from(size).saturating_sub(fragment::datagram_overhead(self.remote.is_ipv6())))
+    }
+
     /// The explicit IV for the next SK (or SKF) payload we seal, `None` before there
-    /// are keys. The AEADs take a counter (an IV must never repeat under a key, RFC 5282
-    /// section 3, RFC 7634 section 2); AES-CBC takes random bytes from the injected
-    /// `Rng` (RFC 7296 3.14: unpredictable, so not a counter).
+    /// are keys (see [`fill_iv`]).
     pub(crate) fn next_iv(&mut self, rng: &mut dyn Rng) -> Option<Vec<u8>> {
         let seal = &self.state.keys()?.seal;
         let mut iv = vec![0u8; seal.iv_len()];
-        if seal.encr().is_aead() {
-            self.iv_counter = self.iv_counter.wrapping_add(1);
-            let counter = self.iv_counter.to_be_bytes();
-            let skip = iv.len().saturating_sub(counter.len());
-            for (dst, src) in iv.iter_mut().skip(skip).zip(counter) {
-                *dst = src;
-            }
-        } else {
-            rng.fill(&mut iv);
-        }
+        fill_iv(&mut self.iv_counter, seal.encr().is_aead(), rng, &mut iv);
         Some(iv)
     }
 
-    fn encode(&mut self, rng: &mut dyn Rng, header: Header, payloads: &[Payload]) -> Vec<u8> {
+    /// The datagrams of one message: one, or its fragments (each with its own IV) when
+    /// fragmentation is negotiated and the message would not fit `fragment_limit`.
+    fn encode(&mut self, rng: &mut dyn Rng, header: Header, payloads: &[Payload]) -> Vec<Vec<u8>> {
         if header.exchange != exchange::IKE_SA_INIT {
+            let limit = self.fragment_limit();
+            if let (Some(max), Some(k)) = (limit, self.state.keys()) {
+                let mut chain = zeroize::Zeroizing::new(Vec::new());
+                let first = emit_chain(payloads, &mut chain);
+                if fragment::sealed_len(chain.len(), &k.seal) > max {
+                    let (counter, aead) = (&mut self.iv_counter, k.seal.encr().is_aead());
+                    let mut next_iv = |iv: &mut [u8]| fill_iv(counter, aead, rng, iv);
+                    return fragment::split(header, first, &chain, &k.seal, max, &mut next_iv);
+                }
+            }
             if let Some(iv) = self.next_iv(rng) {
                 if let Some(k) = self.state.keys() {
-                    return emit_encrypted(header, payloads, &k.seal, &iv);
+                    return vec![emit_encrypted(header, payloads, &k.seal, &iv)];
                 }
             }
         }
-        emit_plain(header, payloads)
+        vec![emit_plain(header, payloads)]
     }
 
     pub(crate) fn transmit(&self, ctx: &mut Ctx<'_>, data: Vec<u8>) {
         ctx.out.push_back(Output::Transmit(Transmit { local: self.local, remote: self.remote, data }));
+    }
+
+    /// Sends every datagram of a message (all its fragments, in order).
+    pub(crate) fn transmit_all(&self, ctx: &mut Ctx<'_>, packets: &[Vec<u8>]) {
+        for p in packets {
+            self.transmit(ctx, p.clone());
+        }
     }
 
     /// Sends the request of `task` (the window must be open).
@@ -443,19 +481,25 @@ impl IkeSa {
         single_shot: bool,
     ) -> Vec<u8> {
         let header = self.header(exch, self.tasks.next_mid, false);
-        let data = self.encode(ctx.rng, header, payloads);
-        self.transmit(ctx, data.clone());
-        self.tasks.sent(ctx.now, task, exch, data.clone(), single_shot);
-        data
+        let packets = self.encode(ctx.rng, header, payloads);
+        self.transmit_all(ctx, &packets);
+        // Fragments of a response to an earlier request are of no use any more.
+        self.frag.responses.clear();
+        let first = packets.first().cloned().unwrap_or_default();
+        self.tasks.sent(ctx.now, task, exch, packets, single_shot);
+        first
     }
 
-    /// Sends (and caches) the response to the peer's request `mid`.
+    /// Sends (and caches) the response to the peer's request `mid`. Returns its first
+    /// datagram (the whole message unless it was fragmented; IKE_SA_INIT never is).
     pub(crate) fn send_response(&mut self, ctx: &mut Ctx<'_>, exch: u8, mid: u32, payloads: &[Payload]) -> Vec<u8> {
         let header = self.header(exch, mid, true);
-        let data = self.encode(ctx.rng, header, payloads);
-        self.transmit(ctx, data.clone());
-        self.tasks.responded(mid, data.clone());
-        data
+        let packets = self.encode(ctx.rng, header, payloads);
+        self.transmit_all(ctx, &packets);
+        self.frag.requests.clear();
+        let first = packets.first().cloned().unwrap_or_default();
+        self.tasks.responded(mid, packets);
+        first
     }
 
     /// Handles a message already matched to this SA by its SPIs.
@@ -475,7 +519,12 @@ impl IkeSa {
                 tracing::debug!(tunnel = %self.name(), mid = h.message_id, "response matches no outstanding request; dropped");
                 return Ok(());
             }
-            if !self.open(data, &mut msg) {
+            if msg.skf.is_some() {
+                match self.reassemble(ctx, data, &msg, true) {
+                    Some(whole) => msg = whole,
+                    None => return Ok(()),
+                }
+            } else if !self.open(data, &mut msg) {
                 return Ok(());
             }
             if h.exchange == exchange::IKE_SA_INIT && ike_init::screen_response(self, ctx, &msg) {
@@ -502,15 +551,29 @@ impl IkeSa {
             return Ok(());
         }
         // A request from the peer.
-        if let Some(cached) = self.tasks.cached_for(h.message_id) {
+        if self.tasks.cached_for(h.message_id).is_some() {
             // Only a byte-identical copy of the request we answered gets the answer again
-            // (anyone who saw the SPIs could otherwise make us resend it at will).
-            let answered =
-                if h.exchange == exchange::IKE_SA_INIT { self.init_request_hash } else { self.tasks.request_hash };
-            if answered == Some(crate::crypto::digest(data)) {
+            // (anyone who saw the SPIs could otherwise make us resend it at will); of a
+            // fragmented request, only fragment 1, once authenticated (RFC 7383 2.6.1).
+            let again = match msg.skf {
+                Some((_, off)) => {
+                    matches!(fragment::numbers(data, off), Ok((1, _, _)))
+                        && self.frag.negotiated
+                        && self.state.keys().is_some_and(|k| fragment::open_fragment(data, off, &k.open).is_ok())
+                }
+                None => {
+                    let answered = if h.exchange == exchange::IKE_SA_INIT {
+                        self.init_request_hash
+                    } else {
+                        self.tasks.request_hash
+                    };
+                    answered == Some(crate::crypto::digest(data))
+                }
+            };
+            if let Some(cached) = self.tasks.cached_for(h.message_id).filter(|_| again) {
                 tracing::debug!(tunnel = %self.name(), mid = h.message_id, "retransmitted request; resending cached response");
                 let cached = cached.to_vec();
-                self.transmit(ctx, cached);
+                self.transmit_all(ctx, &cached);
             } else {
                 tracing::debug!(tunnel = %self.name(), mid = h.message_id, "not the request we answered; dropped");
             }
@@ -520,12 +583,19 @@ impl IkeSa {
             tracing::debug!(tunnel = %self.name(), mid = h.message_id, "unexpected request message id; dropped");
             return Ok(());
         }
-        if msg.sk.is_none() || !self.open(data, &mut msg) {
+        let fragmented = msg.skf.is_some();
+        if fragmented {
+            match self.reassemble(ctx, data, &msg, false) {
+                Some(whole) => msg = whole,
+                None => return Ok(()),
+            }
+        } else if msg.sk.is_none() || !self.open(data, &mut msg) {
             return Ok(());
         }
         self.last_heard = Some(ctx.now);
         self.update_path(ctx, local, remote);
-        self.tasks.request_hash = Some(crate::crypto::digest(data));
+        // A fragmented request is recognised again by its authenticated fragment 1.
+        self.tasks.request_hash = (!fragmented).then(|| crate::crypto::digest(data));
         if let Some(pt) = msg.payloads.iter().find_map(|p| match p {
             Payload::Unknown { ptype, critical: true, .. } => Some(*ptype),
             _ => None,
@@ -566,6 +636,34 @@ impl IkeSa {
         }
         self.kick(ctx);
         Ok(())
+    }
+
+    /// Takes one fragment (RFC 7383) of the peer's next request or of the response to
+    /// ours; returns the whole message once every fragment is in. Fragments are accepted
+    /// only on an IKE SA with keys that negotiated fragmentation, and each is
+    /// authenticated before it is kept; drops are counted by reason.
+    fn reassemble(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message, response: bool) -> Option<Message> {
+        let keys = self.state.keys().filter(|_| self.frag.negotiated && msg.header.exchange != exchange::IKE_SA_INIT);
+        let Some(k) = keys else {
+            ctx.drops.fragment_malformed += 1;
+            tracing::debug!(tunnel = %self.peer.name, "IKE fragment on an IKE SA that did not negotiate fragmentation; dropped");
+            return None;
+        };
+        let r = if response { &mut self.frag.responses } else { &mut self.frag.requests };
+        match r.add(data, msg, &k.open) {
+            Ok(whole) => whole,
+            Err(why) => {
+                let d = &mut *ctx.drops;
+                match why {
+                    FragDrop::Malformed => d.fragment_malformed += 1,
+                    FragDrop::Unauthenticated => d.fragment_unauthenticated += 1,
+                    FragDrop::Limit => d.fragment_limit += 1,
+                    FragDrop::Duplicate => d.fragment_duplicate += 1,
+                }
+                tracing::debug!(tunnel = %self.peer.name, mid = msg.header.message_id, ?why, "IKE fragment dropped");
+                None
+            }
+        }
     }
 
     /// Decrypts the SK payload in place; `false` (and the message dropped) if that fails
@@ -626,8 +724,8 @@ impl IkeSa {
                     return;
                 }
                 TaskKind::ChildDelete(spi) if informational::start_child_delete(self, ctx, spi) => return,
-                TaskKind::ChildRekey(spi) if create_child::start(self, ctx, Some(spi)) => return,
-                TaskKind::ChildCreate if create_child::start(self, ctx, None) => return,
+                TaskKind::ChildRekey(spi) if create_child::start(self, ctx, Some(spi), None) => return,
+                TaskKind::ChildCreate(pair) if create_child::start(self, ctx, None, pair) => return,
                 TaskKind::IkeRekey if ike_rekey::start(self, ctx) => return,
                 _ => {}
             }

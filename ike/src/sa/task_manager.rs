@@ -21,8 +21,9 @@ pub(crate) enum TaskKind {
     ChildDelete(Spi),
     /// Rekey the CHILD SA with this inbound SPI.
     ChildRekey(Spi),
-    /// Create a CHILD SA from scratch (after CHILD_SA_NOT_FOUND).
-    ChildCreate,
+    /// Create a CHILD SA from scratch (after CHILD_SA_NOT_FOUND, or when a CHILD SA went
+    /// away): for this subnet pair (`ts::pairs`), or `None` for the tunnel's first one.
+    ChildCreate(Option<usize>),
     /// Rekey the IKE SA.
     IkeRekey,
     /// An empty INFORMATIONAL request (dead peer detection).
@@ -34,7 +35,8 @@ pub(crate) struct Outstanding {
     pub(crate) mid: u32,
     pub(crate) exchange: u8,
     pub(crate) task: ActiveTask,
-    pub(crate) packet: Vec<u8>,
+    /// The request's datagrams: one, or all its fragments (resent together).
+    pub(crate) packets: Vec<Vec<u8>>,
     pub(crate) retransmits: u32,
     pub(crate) next_at: Timestamp,
     /// When the request was first sent.
@@ -54,8 +56,8 @@ pub(crate) struct TaskManager {
     pub(crate) outstanding: Option<Outstanding>,
     /// Message ID we expect in the peer's next request.
     pub(crate) peer_next_mid: u32,
-    /// The last response we sent: (message id, bytes), for retransmitted requests.
-    pub(crate) cached_response: Option<(u32, Vec<u8>)>,
+    /// The last response we sent: (message id, datagrams), for retransmitted requests.
+    pub(crate) cached_response: Option<(u32, Vec<Vec<u8>>)>,
     /// SHA-256 of the last (authenticated) request from the peer: only a byte-identical
     /// retransmission gets the cached response.
     pub(crate) request_hash: Option<[u8; 32]>,
@@ -66,18 +68,26 @@ pub(crate) struct TaskManager {
 /// What `on_timeout` decided.
 pub(crate) enum Timeout {
     Nothing,
-    Retransmit(Vec<u8>),
+    /// Resend these datagrams (every fragment of the request).
+    Retransmit(Vec<Vec<u8>>),
     GiveUp(ActiveTask),
 }
 
 impl TaskManager {
     /// Records a request just sent and returns its message ID.
-    pub(crate) fn sent(&mut self, now: Timestamp, task: ActiveTask, exchange: u8, packet: Vec<u8>, single_shot: bool) {
+    pub(crate) fn sent(
+        &mut self,
+        now: Timestamp,
+        task: ActiveTask,
+        exchange: u8,
+        packets: Vec<Vec<u8>>,
+        single_shot: bool,
+    ) {
         self.outstanding = Some(Outstanding {
             mid: self.next_mid,
             exchange,
             task,
-            packet,
+            packets,
             retransmits: 0,
             next_at: now + RETRANSMIT_BASE,
             sent_at: now,
@@ -120,7 +130,7 @@ impl TaskManager {
         if let Some(t) = o.give_up_at {
             o.next_at = o.next_at.min(t);
         }
-        Timeout::Retransmit(o.packet.clone())
+        Timeout::Retransmit(o.packets.clone())
     }
 
     /// Queues `kind` unless it is already queued.
@@ -131,13 +141,13 @@ impl TaskManager {
     }
 
     /// Records the response to the peer's request `mid`.
-    pub(crate) fn responded(&mut self, mid: u32, packet: Vec<u8>) {
-        self.cached_response = Some((mid, packet));
+    pub(crate) fn responded(&mut self, mid: u32, packets: Vec<Vec<u8>>) {
+        self.cached_response = Some((mid, packets));
         self.peer_next_mid = mid.wrapping_add(1);
     }
 
     /// The cached response if `mid` is a retransmission of the last request answered.
-    pub(crate) fn cached_for(&self, mid: u32) -> Option<&[u8]> {
+    pub(crate) fn cached_for(&self, mid: u32) -> Option<&[Vec<u8>]> {
         match &self.cached_response {
             Some((m, p)) if *m == mid => Some(p),
             _ => None,
@@ -152,13 +162,13 @@ mod tests {
     #[test]
     fn backoff_doubles_then_gives_up() {
         let mut tm = TaskManager::default();
-        tm.sent(Timestamp::ZERO, ActiveTask::Liveness, 37, vec![1], false);
+        tm.sent(Timestamp::ZERO, ActiveTask::Liveness, 37, vec![vec![1]], false);
         assert!(matches!(tm.on_timeout(Timestamp::from_millis(999)), Timeout::Nothing));
         let mut t = Timestamp::from_secs(1);
         let mut gaps = vec![];
         loop {
             match tm.on_timeout(t) {
-                Timeout::Retransmit(p) => assert_eq!(p, vec![1]),
+                Timeout::Retransmit(p) => assert_eq!(p, vec![vec![1]]),
                 Timeout::GiveUp(k) => {
                     assert!(matches!(k, ActiveTask::Liveness));
                     break;
@@ -176,7 +186,7 @@ mod tests {
     #[test]
     fn liveness_retransmits_until_its_deadline() {
         let mut tm = TaskManager::default();
-        tm.sent(Timestamp::ZERO, ActiveTask::Liveness, 37, vec![1], false);
+        tm.sent(Timestamp::ZERO, ActiveTask::Liveness, 37, vec![vec![1]], false);
         if let Some(o) = tm.outstanding.as_mut() {
             o.give_up_at = Some(Timestamp::from_secs(150));
         }

@@ -91,8 +91,8 @@ impl IkeSa {
         let result = match self.tasks.on_timeout(now) {
             Timeout::Nothing => Ok(()),
             Timeout::Retransmit(p) => {
-                tracing::debug!(tunnel = %self.name(), "retransmitting request");
-                self.transmit(ctx, p);
+                tracing::debug!(tunnel = %self.name(), datagrams = p.len(), "retransmitting request");
+                self.transmit_all(ctx, &p);
                 Ok(())
             }
             Timeout::GiveUp(ActiveTask::IkeDelete) => Err(Failure::Deleted(DownReason::DeleteUnanswered)),

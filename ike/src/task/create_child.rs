@@ -17,7 +17,7 @@ use crate::proposal::{self, Refusal};
 use crate::sa::child::{self, ChildState, Halves, Install, Keying, NewChild};
 use crate::sa::task_manager::TaskKind;
 use crate::sa::{Ctx, IkeSa};
-use crate::task::ike_auth::narrow;
+use crate::ts::{self, narrow, within};
 use ipsec_types::{DhGroup, Spi, TrafficSelector};
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ pub(crate) struct Initiator {
     retries: u8,
     local_ts: Vec<TrafficSelector>,
     remote_ts: Vec<TrafficSelector>,
+    /// The subnet pair a new CHILD SA is for (`ts::pairs`), `None` for a rekey or
+    /// all of the tunnel's subnets.
+    pub(crate) pair: Option<usize>,
     pub(crate) collision: Option<Collision>,
 }
 
@@ -59,9 +62,11 @@ fn our_groups(sa: &IkeSa) -> impl Iterator<Item = DhGroup> + '_ {
     sa.peer.esp_proposals.iter().flat_map(|p| p.dh.iter().copied())
 }
 
-/// Starts rekeying the CHILD SA with inbound SPI `old` (or creating one, `None`).
-/// Returns `false` (nothing sent) if that CHILD SA cannot be rekeyed now.
-pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, old: Option<Spi>) -> bool {
+/// Starts rekeying the CHILD SA with inbound SPI `old` (or creating one, `None`, for
+/// the subnet pair `pair` or, with `None`, the tunnel's first CHILD SA: see
+/// [`ts::proposal`]). Returns `false` (nothing sent) if that CHILD SA cannot be rekeyed
+/// now.
+pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, old: Option<Spi>, pair: Option<usize>) -> bool {
     let (local_ts, remote_ts, group) = match old {
         Some(spi) => {
             let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi) else { return false };
@@ -71,8 +76,12 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, old: Option<Spi>) -> bool
             c.state = ChildState::Rekeying;
             (c.local_ts.clone(), c.remote_ts.clone(), c.algs.dh)
         }
-        None => (sa.peer.local_ts.clone(), sa.peer.remote_ts.clone(), None),
+        None => {
+            let p = ts::proposal(&sa.peer, pair);
+            (p.local, p.remote, None)
+        }
     };
+    let pair = if old.is_some() { None } else { pair };
     let group = group.or_else(|| our_groups(sa).next());
     let init = Initiator {
         old,
@@ -82,6 +91,7 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>, old: Option<Spi>) -> bool
         retries: 0,
         local_ts,
         remote_ts,
+        pair,
         collision: None,
     };
     tracing::info!(tunnel = %sa.name(), old = ?old.map(|s| s.to_string()), "{} CHILD SA", if old.is_some() { "rekeying" } else { "creating" });
@@ -119,7 +129,7 @@ fn abandon(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: &Initiator, retry: Duration)
         let usable = sa.children.iter().any(|c| c.state.usable());
         if !usable {
             tracing::info!(tunnel = %sa.name(), "the CHILD SA we tried to rekey was deleted by the peer; creating a new one");
-            sa.tasks.queue_once(TaskKind::ChildCreate);
+            sa.tasks.queue_once(TaskKind::ChildCreate(None));
         }
         return;
     };
@@ -203,9 +213,6 @@ pub(crate) fn process_response(
         );
         abandon(sa, ctx, &init, RETRY_REFUSED);
         return Ok(());
-    };
-    let within = |got: &[TrafficSelector], ours: &[TrafficSelector]| {
-        !got.is_empty() && got.iter().all(|g| ours.iter().any(|o| o.is_superset_of(g)))
     };
     if !(16..=256).contains(&nr.len()) || !within(tsi, &init.local_ts) || !within(tsr, &init.remote_ts) {
         tracing::warn!(

@@ -12,7 +12,7 @@ use crate::notify;
 use crate::proposal;
 use crate::sa::{child, Ctx, IkeSa, IkeState};
 use crate::task::ActiveTask;
-use ipsec_types::TrafficSelector;
+use crate::ts::{self, list as ts_list, narrow, within};
 use zeroize::Zeroizing;
 
 /// AUTH method: Shared Key Message Integrity Code.
@@ -21,6 +21,8 @@ const AUTH_PSK: u8 = 2;
 /// The initiator between its IKE_AUTH request and the response.
 pub(crate) struct Initiator {
     spi_in: u32,
+    /// The selectors we proposed (the answer must lie within them).
+    ts: ts::Proposal,
 }
 
 /// Our AUTH value for the ID payload body `id_body` (we are the signer).
@@ -52,13 +54,14 @@ pub(crate) fn start(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
     if sa.send_initial_contact {
         p.push(Payload::Notify(Notify::new(notify::INITIAL_CONTACT, vec![])));
     }
+    let ts = ts::proposal(&sa.peer, None);
     p.extend([
         Payload::Auth { method: AUTH_PSK, data: auth.to_vec() },
         Payload::Sa(proposal::esp_offer(&sa.peer.esp_proposals, spi_in, false)),
-        Payload::TsI(sa.peer.local_ts.clone()),
-        Payload::TsR(sa.peer.remote_ts.clone()),
+        Payload::TsI(ts.local.clone()),
+        Payload::TsR(ts.remote.clone()),
     ]);
-    sa.send_request(ctx, ActiveTask::IkeAuth(Initiator { spi_in }), exchange::IKE_AUTH, &p, false);
+    sa.send_request(ctx, ActiveTask::IkeAuth(Initiator { spi_in, ts }), exchange::IKE_AUTH, &p, false);
 }
 
 fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
@@ -88,10 +91,6 @@ fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
             if sa.nat { ", NAT-T (UDP-encap)" } else { "" }
         );
     }
-}
-
-fn ts_list(ts: &[TrafficSelector]) -> String {
-    ts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }
 
 /// RFC 7296 2.21.2: the initiator reports a failed authentication of the responder
@@ -149,14 +148,21 @@ pub(crate) fn process_response(
     }
     established(sa, ctx);
     ctx.out.push_back(Output::Event(Event::IkeUp { peer: name.clone() }));
+    // One CHILD SA per subnet pair: the first travelled here, the others follow by
+    // CREATE_CHILD_SA (whatever became of the first).
+    if sa.peer.child_sa_per_subnet_pair {
+        for i in 1..ts::pairs(&sa.peer).len() {
+            sa.tasks.queue_once(crate::sa::task_manager::TaskKind::ChildCreate(Some(i)));
+        }
+    }
     if let Some(k) = child_err {
         warn_unauth!(
             ctx,
             "tunnel {name}: peer {peer_ip} refused our CHILD SA ({}); IKE SA kept without tunnel. We offered {} for {} === {}",
             notify::name(k),
             proposal::describe_ours(&sa.peer.esp_proposals),
-            ts_list(&sa.peer.local_ts),
-            ts_list(&sa.peer.remote_ts)
+            ts_list(&init.ts.local),
+            ts_list(&init.ts.remote)
         );
         return Ok(());
     }
@@ -178,10 +184,7 @@ pub(crate) fn process_response(
         );
         return Ok(());
     };
-    let within = |got: &[TrafficSelector], ours: &[TrafficSelector]| {
-        !got.is_empty() && got.iter().all(|g| ours.iter().any(|o| o.is_superset_of(g)))
-    };
-    if !within(tsi, &sa.peer.local_ts) || !within(tsr, &sa.peer.remote_ts) {
+    if !within(tsi, &init.ts.local) || !within(tsr, &init.ts.remote) {
         warn_unauth!(
             ctx,
             "tunnel {name}: peer {peer_ip} answered traffic selectors {} === {} outside what we proposed (TS_UNACCEPTABLE); no tunnel installed",
@@ -197,28 +200,6 @@ pub(crate) fn process_response(
         ctx.out.push_back(Output::Event(ev));
     }
     Ok(())
-}
-
-/// Intersects what the initiator proposed with our configuration (RFC 7296 2.9),
-/// dropping results contained in another result.
-pub(crate) fn narrow(offered: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<TrafficSelector> {
-    let mut all: Vec<TrafficSelector> = Vec::new();
-    for o in offered {
-        for c in ours {
-            if let Some(x) = o.intersect(c) {
-                if !all.contains(&x) {
-                    all.push(x);
-                }
-            }
-        }
-    }
-    let keep: Vec<TrafficSelector> = all
-        .iter()
-        .enumerate()
-        .filter(|(i, x)| !all.iter().enumerate().any(|(j, y)| j != *i && y.is_superset_of(x) && y != *x))
-        .map(|(_, x)| *x)
-        .collect();
-    keep
 }
 
 /// The responder handles IKE_AUTH: authenticates the peer, answers with IDr/AUTH and,

@@ -56,6 +56,9 @@ fn send_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: Initiator) {
     p.push(Payload::Ke { group: init.ke.group().transform_id(), data: init.ke.public_value() });
     p.push(Payload::Nonce(sa.ni.clone()));
     p.extend(natd::payloads(sa.spi_i, 0, sa.local, sa.remote, sa.peer.force_encap, ctx.rng));
+    if sa.peer.fragment_size.is_some() {
+        p.push(Payload::Notify(Notify::new(notify::IKEV2_FRAGMENTATION_SUPPORTED, vec![])));
+    }
     sa.tasks.next_mid = 0;
     sa.tasks.outstanding = None;
     let mut init = init;
@@ -128,6 +131,7 @@ pub(crate) fn process_response(
         by_responder: SignedOctets::new(algs.prf, &sa.peer.psk, data.get(..len).unwrap_or(data)),
     });
     let keys = sa_keys(sa, algs, &shared)?;
+    sa.frag.negotiated = sa.peer.fragment_size.is_some() && fragmentation_supported(msg);
     let detected = natd::detect(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
     sa.nat = sa.peer.force_encap || detected.is_some_and(|(a, b)| a || b);
     tracing::debug!(tunnel = %name, ?detected, forced = sa.peer.force_encap, "NAT detection");
@@ -241,6 +245,11 @@ pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Re
     let Some(ActiveTask::IkeInit(mut init)) = sa.tasks.outstanding.take().map(|o| o.task) else { return None };
     let (n, _) = init.deferred_error.take()?;
     Some(act_on_error(sa, ctx, init, &n))
+}
+
+/// The peer announced IKE fragmentation (RFC 7383 2.3) in its IKE_SA_INIT message.
+fn fragmentation_supported(msg: &Message) -> bool {
+    notifies(&msg.payloads).any(|n| n.kind == notify::IKEV2_FRAGMENTATION_SUPPORTED)
 }
 
 /// The keys of the IKE SA from the IKE_SA_INIT exchange (SPIs and nonces are set).
@@ -384,6 +393,10 @@ pub(crate) fn respond(
         Payload::Nonce(sa.nr.clone()),
     ];
     p.extend(natd::payloads(sa.spi_i, sa.spi_r, local, remote, peer.force_encap, ctx.rng));
+    sa.frag.negotiated = peer.fragment_size.is_some() && fragmentation_supported(msg);
+    if sa.frag.negotiated {
+        p.push(Payload::Notify(Notify::new(notify::IKEV2_FRAGMENTATION_SUPPORTED, vec![])));
+    }
     // Sent in the clear: the keys join the SA with the response that AUTH signs.
     let response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);
     let signed = Box::new(Signed { by_initiator, by_responder: SignedOctets::new(algs.prf, &peer.psk, &response) });

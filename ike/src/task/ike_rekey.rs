@@ -110,6 +110,8 @@ fn successor(
     let mut sa = IkeSa::new(old.peer.clone(), initiator, old.local, old.remote);
     (sa.spi_i, sa.spi_r) = spis;
     sa.nat = old.nat;
+    // IKE fragmentation is negotiated in IKE_SA_INIT only: the rekeyed SA keeps it.
+    sa.frag.negotiated = old.frag.negotiated;
     let keys = SaKeys { algs, keys, seal, open };
     sa.ni = ni.to_vec();
     sa.nr = nr.to_vec();

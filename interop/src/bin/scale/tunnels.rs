@@ -60,6 +60,7 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         psk: zeroize::Zeroizing::new(psk(seed, i).into_bytes()),
         local_ts: vec![TrafficSelector::parse_cidr(&topo::peer_subnet(i)).ok()?],
         remote_ts: vec![TrafficSelector::parse_cidr(topo::GW_LAN_NET).ok()?],
+        child_sa_per_subnet_pair: false,
         initiate: false,
         ike_proposals: vec![IkeProposal::parse(IKE_PROPOSAL).ok()?],
         esp_proposals: vec![EspProposal::parse(ESP_PROPOSAL).ok()?],
@@ -67,6 +68,7 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         replay_window: 64,
         timers: ipsec_types::SaTimers { rekey_jitter_percent: 0, ..ipsec_types::SaTimers::default() },
         dpd: ipsec_types::Dpd { delay: None, timeout: Duration::from_secs(150), action: ipsec_types::DpdAction::Clear },
+        fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
     })
 }
 
@@ -86,6 +88,8 @@ pub fn vpngw_config(seed: &str, n: usize) -> GatewayConfig {
             esp_proposals: vec![ESP_PROPOSAL.into()],
             encapsulation: Encap::Auto,
             lifetimes: Lifetimes { dpd_delay: Some("0s".into()), ..Lifetimes::default() },
+            extra: Vec::new(),
+            child_sa_per_subnet_pair: false,
         })
         .collect();
     GatewayConfig {
