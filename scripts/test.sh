@@ -14,8 +14,9 @@
 #     SIGKILL+restart, 10% WAN loss (interop/tests/rekey.rs, ~8 min;
 #     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the gateway under
 #     attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min),
-#     IKE fragmentation over an MTU-limited WAN (interop/tests/fragmentation.rs, ~10 s)
-#     (see docs/interop.md).
+#     IKE fragmentation over an MTU-limited WAN (interop/tests/fragmentation.rs, ~10 s),
+#     and the algorithm matrix and peer profiles against strongSwan in both roles
+#     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md).
 # A failed build stops at once; otherwise every test step runs and a summary lists what
 # failed (exit status non-zero if anything did), how many tests passed, and every test
 # that was skipped, with its reason. A failed scenario keeps its logs, configs and WAN

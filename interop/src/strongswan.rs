@@ -377,6 +377,9 @@ pub struct SwanSa {
     pub spi_i: String,
     /// Responder SPI.
     pub spi_r: String,
+    /// The negotiated IKE algorithms as charon prints them, e.g.
+    /// `AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024` (empty until negotiated).
+    pub proposal: String,
     /// The CHILD SAs.
     pub children: Vec<SwanChild>,
 }
@@ -433,11 +436,18 @@ pub fn parse_list_sas(text: &str) -> Vec<SwanSa> {
                 state: parts.get(1).copied().unwrap_or("").to_owned(),
                 spi_i: spi("_i"),
                 spi_r: spi("_r"),
+                proposal: String::new(),
                 children: Vec::new(),
             });
             continue;
         }
         let Some(sa) = sas.last_mut() else { continue };
+        // The IKE SA's algorithms: the one indented line of a single word with a `/`
+        // before the first CHILD SA (the others are `local ...`, `remote ...`, times).
+        if indented && sa.children.is_empty() && !t.contains(char::is_whitespace) && t.contains('/') {
+            t.clone_into(&mut sa.proposal);
+            continue;
+        }
         if indented && t.contains(": #") && parts.get(1).is_some_and(|p| p.starts_with("reqid ")) {
             let proposal = parts.iter().find_map(|p| p.strip_prefix("ESP:")).unwrap_or("").to_owned();
             sa.children.push(SwanChild {
@@ -498,11 +508,25 @@ mod tests {
     remote 10.1.0.0/24
 ";
 
+    const CBC: &str = "s2s: #1, ESTABLISHED, IKEv2, 5c1e6a3f0b9d2c71_i* 0d3e5a7f9b1c2e4d_r
+  local  'gw-a.example.net' @ 192.0.2.1[4500]
+  remote 'gw-b.example.net' @ 192.0.2.2[4500]
+  AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024
+  established 2s ago, rekeying in 14125s
+  net: #2, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_CBC-128/HMAC_SHA1_96/MODP_1024
+    in  c2b4d6f8,      0 bytes,     0 packets
+    out c8a6e4d2,      0 bytes,     0 packets
+";
+
     #[test]
     fn parses_list_sas_with_two_children() {
         let sas = parse_list_sas(REKEYING);
         assert_eq!(sas.len(), 1);
         assert_eq!((sas[0].spi_i.as_str(), sas[0].spi_r.as_str()), ("1111222233334444", "5555666677778888"));
+        assert_eq!(sas[0].proposal, "AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519");
+        assert_eq!(parse_list_sas(CBC)[0].proposal, "AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024");
+        assert_eq!(parse_list_sas(CBC)[0].children[0].proposal, "AES_CBC-128/HMAC_SHA1_96/MODP_1024");
+        assert_eq!(parse_list_sas(CBC)[0].children[0].dh().as_deref(), Some("MODP_1024"));
         let c = &sas[0].children;
         assert_eq!(c.len(), 2);
         assert_eq!(

@@ -34,14 +34,17 @@ use measure::CpuSnapshot;
 use report::{CaseResult, Environment, Settings};
 
 const USAGE: &str = "\
-usage: bench [--only plain,strongswan,vpngw,vpngw-udp,mixed] [--tcp-seconds N] [--runs N] [--tcp-streams N]
+usage: bench [--only plain,strongswan,vpngw,...] [--tcp-seconds N] [--runs N] [--tcp-streams N]
              [--udp-seconds N] [--udp-rate RATE] [--udp-len BYTES] [--udp-buffer SIZE]
              [--ping-count N] [--ping-interval S] [--encap auto|udp]
              [--json-out PATH] [--keep-logs]
 
-  --only LIST        cases to run, comma-separated, in this order (default: all five);
+  --only LIST        cases to run, comma-separated, in this order (default: all nine:
+                     plain, strongswan, vpngw, vpngw-udp, mixed, strongswan-aes128-sha1,
+                     vpngw-udp-aes128-sha1, strongswan-aes256-sha256, vpngw-udp-aes256-sha256);
                      vpngw = vpngw <-> vpngw with raw ESP (encapsulation auto),
-                     vpngw-udp = vpngw <-> vpngw with ESP-in-UDP (like strongSwan)
+                     vpngw-udp = vpngw <-> vpngw with ESP-in-UDP (like strongSwan);
+                     the -aes128-sha1 / -aes256-sha256 pairs use that ESP suite
   --tcp-seconds N    length of each iperf3 TCP run (default 10)
   --runs N           TCP runs per case; the median is reported (default 3)
   --tcp-streams N    parallel TCP streams per run, iperf3 -P (default 1; 1..16)
@@ -538,7 +541,9 @@ mod tests {
         assert_eq!(a.settings.cases, vec![Case::StrongSwan, Case::VpngwUdp]);
         // Given after --only too, and without duplicating a case already selected.
         let b = parse(&["--encap=udp"]).unwrap().unwrap();
-        assert_eq!(b.settings.cases, vec![Case::Plain, Case::StrongSwan, Case::VpngwUdp, Case::Mixed]);
+        let mut expected = vec![Case::Plain, Case::StrongSwan, Case::VpngwUdp, Case::Mixed];
+        expected.extend_from_slice(&Case::ALL[5..]);
+        assert_eq!(b.settings.cases, expected);
         let c = parse(&["--only", "vpngw", "--encap", "auto"]).unwrap().unwrap();
         assert_eq!(c.settings.cases, vec![Case::Vpngw]);
     }

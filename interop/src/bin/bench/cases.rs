@@ -1,6 +1,7 @@
-//! The five benchmark cases and how each one brings the path lanA -> lanB up on a fresh
+//! The benchmark cases and how each one brings the path lanA -> lanB up on a fresh
 //! topology: plain routes, strongSwan pair, vpngw pair with raw ESP, vpngw pair with
-//! ESP-in-UDP, vpngw (A) with strongSwan (B).
+//! ESP-in-UDP, vpngw (A) with strongSwan (B); then a strongSwan pair and a vpngw pair
+//! (ESP-in-UDP) for each AES-CBC + HMAC suite, each compared with its own strongSwan pair.
 //!
 //! Owns: starting the gateways of a case and knowing which PIDs do its packet work.
 //! Does not own: the topology (the caller builds and drops it, after the [`Gateways`]),
@@ -31,11 +32,29 @@ pub enum Case {
     VpngwUdp,
     /// vpngw on site A (initiator) <-> strongSwan on site B (responder).
     Mixed,
+    /// strongSwan <-> strongSwan with ESP `aes128-sha1`: the anchor of that suite.
+    StrongSwanAes128Sha1,
+    /// vpngw <-> vpngw, ESP-in-UDP, ESP `aes128-sha1`.
+    VpngwUdpAes128Sha1,
+    /// strongSwan <-> strongSwan with ESP `aes256-sha256`: the anchor of that suite.
+    StrongSwanAes256Sha256,
+    /// vpngw <-> vpngw, ESP-in-UDP, ESP `aes256-sha256`.
+    VpngwUdpAes256Sha256,
 }
 
 impl Case {
     /// All cases, in run order.
-    pub const ALL: [Case; 5] = [Case::Plain, Case::StrongSwan, Case::Vpngw, Case::VpngwUdp, Case::Mixed];
+    pub const ALL: [Case; 9] = [
+        Case::Plain,
+        Case::StrongSwan,
+        Case::Vpngw,
+        Case::VpngwUdp,
+        Case::Mixed,
+        Case::StrongSwanAes128Sha1,
+        Case::VpngwUdpAes128Sha1,
+        Case::StrongSwanAes256Sha256,
+        Case::VpngwUdpAes256Sha256,
+    ];
 
     /// The name used by `--only` and in the JSON.
     pub fn key(self) -> &'static str {
@@ -45,6 +64,10 @@ impl Case {
             Case::Vpngw => "vpngw",
             Case::VpngwUdp => "vpngw-udp",
             Case::Mixed => "mixed",
+            Case::StrongSwanAes128Sha1 => "strongswan-aes128-sha1",
+            Case::VpngwUdpAes128Sha1 => "vpngw-udp-aes128-sha1",
+            Case::StrongSwanAes256Sha256 => "strongswan-aes256-sha256",
+            Case::VpngwUdpAes256Sha256 => "vpngw-udp-aes256-sha256",
         }
     }
 
@@ -56,6 +79,30 @@ impl Case {
             Case::Vpngw => "vpngw <-> vpngw (raw ESP)",
             Case::VpngwUdp => "vpngw <-> vpngw (ESP-in-UDP)",
             Case::Mixed => "vpngw <-> strongSwan",
+            Case::StrongSwanAes128Sha1 => "strongSwan <-> strongSwan, aes128-sha1",
+            Case::VpngwUdpAes128Sha1 => "vpngw <-> vpngw (ESP-in-UDP), aes128-sha1",
+            Case::StrongSwanAes256Sha256 => "strongSwan <-> strongSwan, aes256-sha256",
+            Case::VpngwUdpAes256Sha256 => "vpngw <-> vpngw (ESP-in-UDP), aes256-sha256",
+        }
+    }
+
+    /// The ESP proposal of both gateways: `aes256gcm16` (the scenario default) unless the
+    /// case names a suite.
+    pub fn esp_proposal(self) -> &'static str {
+        match self {
+            Case::StrongSwanAes128Sha1 | Case::VpngwUdpAes128Sha1 => "aes128-sha1",
+            Case::StrongSwanAes256Sha256 | Case::VpngwUdpAes256Sha256 => "aes256-sha256",
+            _ => scenario::ESP_PROPOSAL,
+        }
+    }
+
+    /// The strongSwan pair this case's ratios are taken against: the one with the same
+    /// ESP suite (itself for a strongSwan pair).
+    pub fn anchor(self) -> Case {
+        match self {
+            Case::StrongSwanAes128Sha1 | Case::VpngwUdpAes128Sha1 => Case::StrongSwanAes128Sha1,
+            Case::StrongSwanAes256Sha256 | Case::VpngwUdpAes256Sha256 => Case::StrongSwanAes256Sha256,
+            _ => Case::StrongSwan,
         }
     }
 
@@ -66,22 +113,25 @@ impl Case {
 
     /// True if the case runs vpngw.
     pub fn needs_vpngw(self) -> bool {
-        matches!(self, Case::Vpngw | Case::VpngwUdp | Case::Mixed)
+        matches!(
+            self,
+            Case::Vpngw | Case::VpngwUdp | Case::Mixed | Case::VpngwUdpAes128Sha1 | Case::VpngwUdpAes256Sha256
+        )
     }
 
     /// The `encapsulation` setting of the case's vpngw configs (`None`: no vpngw).
     pub fn vpngw_encap(self) -> Option<Encap> {
         match self {
-            Case::Plain | Case::StrongSwan => None,
+            Case::Plain | Case::StrongSwan | Case::StrongSwanAes128Sha1 | Case::StrongSwanAes256Sha256 => None,
             // In `mixed` strongSwan floats to ESP-in-UDP anyway (see docs/benchmark.md).
             Case::Vpngw | Case::Mixed => Some(Encap::Auto),
-            Case::VpngwUdp => Some(Encap::Udp),
+            Case::VpngwUdp | Case::VpngwUdpAes128Sha1 | Case::VpngwUdpAes256Sha256 => Some(Encap::Udp),
         }
     }
 
     /// True if the case runs charon.
     pub fn needs_strongswan(self) -> bool {
-        matches!(self, Case::StrongSwan | Case::Mixed)
+        matches!(self, Case::StrongSwan | Case::Mixed | Case::StrongSwanAes128Sha1 | Case::StrongSwanAes256Sha256)
     }
 }
 
@@ -172,24 +222,36 @@ pub fn setup(case: Case, topo: &Topology, dir: &Path, bins: Option<&Binaries>) -
             topo.gw_a.ip(&["route", "add", netns::LAN_B_NET, "via", netns::GW_B_WAN])?;
             topo.gw_b.ip(&["route", "add", netns::LAN_A_NET, "via", netns::GW_A_WAN])?;
         }
-        Case::StrongSwan => {
+        Case::StrongSwan | Case::StrongSwanAes128Sha1 | Case::StrongSwanAes256Sha256 => {
+            let swan = |initiate: bool| {
+                let mut c = if initiate { scenario::swan_site_a(true) } else { scenario::swan_site_b(false) };
+                case.esp_proposal().clone_into(&mut c.esp_proposal);
+                c
+            };
             // Responder first, so the initiator's first IKE_SA_INIT finds it listening.
-            let b = StrongSwan::start(&topo.gw_b, &scenario::swan_site_b(false), &sub(dir, "charon-b"))?;
+            let b = StrongSwan::start(&topo.gw_b, &swan(false), &sub(dir, "charon-b"))?;
             gws.add_swan("B", b);
             interrupt::check()?;
-            let a = StrongSwan::start(&topo.gw_a, &scenario::swan_site_a(true), &sub(dir, "charon-a"))?;
+            let a = StrongSwan::start(&topo.gw_a, &swan(true), &sub(dir, "charon-a"))?;
             gws.add_swan("A", a);
             wait_swans(&mut gws)?;
         }
-        Case::Vpngw | Case::VpngwUdp => {
+        Case::Vpngw | Case::VpngwUdp | Case::VpngwUdpAes128Sha1 | Case::VpngwUdpAes256Sha256 => {
             let bins = bins()?;
             let encap = case.vpngw_encap().unwrap_or(Encap::Auto);
-            let b =
-                Vpngw::start(&topo.gw_b, &scenario::vpngw_site_b(Start::Respond, encap), &sub(dir, "vpngw-b"), bins)?;
+            let site = |initiate: bool| {
+                let mut c = if initiate {
+                    scenario::vpngw_site_a(Start::Initiate, encap)
+                } else {
+                    scenario::vpngw_site_b(Start::Respond, encap)
+                };
+                c.tunnels[0].esp_proposals = vec![case.esp_proposal().to_owned()];
+                c
+            };
+            let b = Vpngw::start(&topo.gw_b, &site(false), &sub(dir, "vpngw-b"), bins)?;
             gws.add_vpngw("B", b);
             interrupt::check()?;
-            let a =
-                Vpngw::start(&topo.gw_a, &scenario::vpngw_site_a(Start::Initiate, encap), &sub(dir, "vpngw-a"), bins)?;
+            let a = Vpngw::start(&topo.gw_a, &site(true), &sub(dir, "vpngw-a"), bins)?;
             gws.add_vpngw("A", a);
             wait_vpngws(&mut gws)?;
         }
@@ -236,9 +298,9 @@ fn wait_vpngws(gws: &mut Gateways) -> Result<()> {
         let st = v.wait_child_sa(SA_TIMEOUT)?;
         let encap: Vec<String> = vpngw::child_sas(&st)
             .iter()
-            .filter_map(|c| serde_json::to_value(&c.encapsulation).ok().map(|e| e.to_string()))
+            .filter_map(|c| serde_json::to_value(&c.encapsulation).ok().map(|e| format!("{} {e}", c.encr)))
             .collect();
-        gws.sa_info.push(format!("vpngw: child SA installed, encapsulation {}", encap.join(", ")));
+        gws.sa_info.push(format!("vpngw: child SA installed, {}", encap.join(", ")));
     }
     Ok(())
 }

@@ -214,22 +214,30 @@ fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     (b > 0.0 && a.is_finite()).then(|| a / b)
 }
 
-/// Ratios of every tunnel case to the strongSwan anchor and to plain routing (when those
-/// were measured in the same run).
+/// Ratios of every tunnel case to its strongSwan anchor (the strongSwan pair with the
+/// same ESP suite, [`Case::anchor`]) and to plain routing (when those were measured in
+/// the same run).
 pub fn ratios(results: &[CaseResult]) -> Vec<Ratio> {
     let find = |c: Case| results.iter().find(|r| r.case == c);
     let mut out = Vec::new();
-    for reference in [Case::StrongSwan, Case::Plain] {
-        let Some(base) = find(reference) else { continue };
-        for r in results.iter().filter(|r| r.case != reference && r.case != Case::Plain) {
-            out.push(Ratio {
-                case: r.case,
-                reference,
-                tcp: div(r.tcp_mbps(), base.tcp_mbps()),
-                udp: div(r.udp_mbps(), base.udp_mbps()),
-                rtt: div(r.rtt_ms(), base.rtt_ms()),
-                cpu: div(r.tcp_cpu.gateway_s_per_gb(), base.tcp_cpu.gateway_s_per_gb()),
-            });
+    let mut add = |r: &CaseResult, base: &CaseResult| {
+        out.push(Ratio {
+            case: r.case,
+            reference: base.case,
+            tcp: div(r.tcp_mbps(), base.tcp_mbps()),
+            udp: div(r.udp_mbps(), base.udp_mbps()),
+            rtt: div(r.rtt_ms(), base.rtt_ms()),
+            cpu: div(r.tcp_cpu.gateway_s_per_gb(), base.tcp_cpu.gateway_s_per_gb()),
+        });
+    };
+    for r in results.iter().filter(|r| r.case != r.case.anchor() && r.case != Case::Plain) {
+        if let Some(base) = find(r.case.anchor()) {
+            add(r, base);
+        }
+    }
+    if let Some(base) = find(Case::Plain) {
+        for r in results.iter().filter(|r| r.case != Case::Plain) {
+            add(r, base);
         }
     }
     out
@@ -243,14 +251,24 @@ pub struct Headline {
     pub tcp_esp_in_udp: Option<f64>,
     /// `vpngw` (raw ESP) TCP / `strongswan` TCP.
     pub tcp_raw_esp: Option<f64>,
+    /// `vpngw-udp-aes128-sha1` TCP / `strongswan-aes128-sha1` TCP.
+    pub tcp_aes128_sha1: Option<f64>,
+    /// `vpngw-udp-aes256-sha256` TCP / `strongswan-aes256-sha256` TCP.
+    pub tcp_aes256_sha256: Option<f64>,
 }
 
-/// The headline ratios, if the anchor and at least one vpngw pair were run.
+/// The headline ratios, if an anchor and at least one vpngw pair of its suite were run.
 pub fn headline(results: &[CaseResult]) -> Option<Headline> {
     let q = ratios(results);
-    let tcp = |c: Case| q.iter().find(|q| q.case == c && q.reference == Case::StrongSwan).map(|q| q.tcp);
+    let tcp = |c: Case| q.iter().find(|q| q.case == c && q.reference == c.anchor()).map(|q| q.tcp);
     let (udp, raw) = (tcp(Case::VpngwUdp), tcp(Case::Vpngw));
-    (udp.is_some() || raw.is_some()).then(|| Headline { tcp_esp_in_udp: udp.flatten(), tcp_raw_esp: raw.flatten() })
+    let (sha1, sha256) = (tcp(Case::VpngwUdpAes128Sha1), tcp(Case::VpngwUdpAes256Sha256));
+    (udp.is_some() || raw.is_some() || sha1.is_some() || sha256.is_some()).then(|| Headline {
+        tcp_esp_in_udp: udp.flatten(),
+        tcp_raw_esp: raw.flatten(),
+        tcp_aes128_sha1: sha1.flatten(),
+        tcp_aes256_sha256: sha256.flatten(),
+    })
 }
 
 fn f(v: Option<f64>, prec: usize) -> String {
@@ -260,7 +278,7 @@ fn f(v: Option<f64>, prec: usize) -> String {
 /// The results table and the ratios, as printed at the end of a run.
 pub fn table(results: &[CaseResult]) -> String {
     let mut s = format!(
-        "{:<30} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
+        "{:<44} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
         "case", "TCP Mb/s", "(runs)", "UDP tx/rx", "loss%", "RTT med/avg/min ms", "gw s/GB", "mach s/GB"
     );
     for r in results {
@@ -274,7 +292,7 @@ pub fn table(results: &[CaseResult]) -> String {
             .as_ref()
             .map_or_else(|| "n/a".to_owned(), |u| format!("{:.0}/{:.0}", u.sent_bps / 1e6, u.received_bps / 1e6));
         s.push_str(&format!(
-            "{:<30} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
+            "{:<44} {:>8} {:<20} {:>11} {:>6} {:>19} {:>8} {:>9}\n",
             r.case.label(),
             f(r.tcp_mbps(), 0),
             format!("({runs})"),
@@ -291,12 +309,12 @@ pub fn table(results: &[CaseResult]) -> String {
     let ratios = ratios(results);
     if !ratios.is_empty() {
         s.push_str(&format!(
-            "\n{:<30} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
+            "\n{:<44} {:>26} {:>8} {:>8} {:>8} {:>8}\n",
             "ratio", "reference", "TCP", "UDP rx", "RTT med", "gw CPU"
         ));
         for q in &ratios {
             s.push_str(&format!(
-                "{:<30} {:>14} {:>8} {:>8} {:>8} {:>8}\n",
+                "{:<44} {:>26} {:>8} {:>8} {:>8} {:>8}\n",
                 q.case.label(),
                 format!("/ {}", q.reference.key()),
                 f(q.tcp, 2),
@@ -312,12 +330,20 @@ pub fn table(results: &[CaseResult]) -> String {
         let list: Vec<String> = added.iter().map(|(c, ms)| format!("{} {ms:+.3}", c.key())).collect();
         s.push_str(&format!("\nround trip added over plain routing (median, ms): {}\n", list.join(", ")));
     }
-    if let Some(h) = headline(results) {
+    if let Some(h) = headline(results).filter(|h| h.tcp_esp_in_udp.is_some() || h.tcp_raw_esp.is_some()) {
         s.push_str(&format!(
             "\nvpngw/strongSwan TCP: {}x with ESP-in-UDP (vpngw-udp, like for like: strongSwan uses \
              ESP-in-UDP here); {}x with raw ESP (vpngw, encapsulation auto)\n",
             f(h.tcp_esp_in_udp, 2),
             f(h.tcp_raw_esp, 2)
+        ));
+    }
+    if let Some(h) = headline(results).filter(|h| h.tcp_aes128_sha1.is_some() || h.tcp_aes256_sha256.is_some()) {
+        s.push_str(&format!(
+            "vpngw/strongSwan TCP with AES-CBC + HMAC (ESP-in-UDP at both ends, each against the \
+             strongSwan pair of the same suite): {}x aes128-sha1, {}x aes256-sha256\n",
+            f(h.tcp_aes128_sha1, 2),
+            f(h.tcp_aes256_sha256, 2)
         ));
     }
     s
@@ -385,6 +411,8 @@ pub fn to_json(env: &Environment, settings: &Settings, results: &[CaseResult]) -
         "headline": headline(results).map(|h| json!({
             "tcp_vpngw_udp_over_strongswan": h.tcp_esp_in_udp,
             "tcp_vpngw_raw_esp_over_strongswan": h.tcp_raw_esp,
+            "tcp_vpngw_udp_aes128_sha1_over_strongswan_aes128_sha1": h.tcp_aes128_sha1,
+            "tcp_vpngw_udp_aes256_sha256_over_strongswan_aes256_sha256": h.tcp_aes256_sha256,
         })),
     })
 }
@@ -431,6 +459,33 @@ mod tests {
         let v_p = q.iter().find(|q| q.case == Case::Vpngw && q.reference == Case::Plain).unwrap();
         assert_eq!((v_p.tcp, v_p.rtt, v_p.cpu), (Some(0.2), Some(2.0), None));
         assert!(q.iter().all(|q| q.case != Case::Plain));
+    }
+
+    #[test]
+    fn cbc_suites_are_compared_with_the_strongswan_pair_of_their_suite() {
+        let results = vec![
+            result(Case::StrongSwan, &[900.0], 100.0, 0.2, Some(4.0)),
+            result(Case::StrongSwanAes128Sha1, &[300.0], 100.0, 0.2, Some(6.0)),
+            result(Case::VpngwUdpAes128Sha1, &[1200.0], 100.0, 0.1, Some(2.0)),
+            result(Case::StrongSwanAes256Sha256, &[400.0], 100.0, 0.2, Some(5.0)),
+            result(Case::VpngwUdpAes256Sha256, &[1000.0], 100.0, 0.1, Some(1.0)),
+        ];
+        let q = ratios(&results);
+        let of = |c: Case| q.iter().filter(|q| q.case == c).map(|q| (q.reference, q.tcp)).collect::<Vec<_>>();
+        assert_eq!(of(Case::VpngwUdpAes128Sha1), [(Case::StrongSwanAes128Sha1, Some(4.0))]);
+        assert_eq!(of(Case::VpngwUdpAes256Sha256), [(Case::StrongSwanAes256Sha256, Some(2.5))]);
+        // The suites' own strongSwan pairs are anchors, not compared with the GCM anchor.
+        assert!(of(Case::StrongSwanAes128Sha1).is_empty() && of(Case::StrongSwan).is_empty());
+        let h = headline(&results).unwrap();
+        assert_eq!((h.tcp_aes128_sha1, h.tcp_aes256_sha256, h.tcp_esp_in_udp), (Some(4.0), Some(2.5), None));
+        let text = table(&results);
+        assert!(text.contains("4.00x aes128-sha1, 2.50x aes256-sha256"), "{text}");
+        assert!(!text.contains("with raw ESP"), "no GCM headline without the GCM pairs: {text}");
+        for c in [Case::StrongSwanAes128Sha1, Case::VpngwUdpAes256Sha256] {
+            assert_eq!(Case::parse(c.key()), Some(c));
+        }
+        assert_eq!(Case::VpngwUdpAes128Sha1.esp_proposal(), "aes128-sha1");
+        assert_eq!(Case::VpngwUdp.esp_proposal(), "aes256gcm16");
     }
 
     #[test]
