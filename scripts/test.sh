@@ -15,6 +15,8 @@
 #     VG_REKEY_SECONDS / VG_RESTART_SECONDS shorten them), and the gateway under
 #     attack from a hostile internet namespace (interop/tests/attack.rs, ~1 min),
 #     IKE fragmentation over an MTU-limited WAN (interop/tests/fragmentation.rs, ~10 s),
+#     IPv6 inside and outside (interop/tests/ipv6.rs, ~30 s), several subnets and CHILD
+#     SAs (interop/tests/subnets.rs, ~40 s),
 #     and the algorithm matrix and peer profiles against strongSwan in both roles
 #     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md).
 # A failed build stops at once; otherwise every test step runs and a summary lists what
