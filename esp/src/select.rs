@@ -43,15 +43,35 @@ fn addr(ip: IpAddr) -> u128 {
     }
 }
 
+/// The address ranges of one SA's selectors in one family, sorted and merged (protocol
+/// and ports ignored: the index only narrows the candidates, `tunnel` checks the rest).
+/// Merging bounds what a peer's selectors cost the index: each SA's ranges are
+/// disjoint, so each SA is listed at most once per interval, however its selectors
+/// overlap one another.
+fn merged(v4: bool, ts: &[TrafficSelector]) -> Vec<(u128, u128)> {
+    let mut r: Vec<(u128, u128)> =
+        ts.iter().filter(|t| t.is_ipv4() == v4).map(|t| (addr(t.start), addr(t.end))).filter(|(s, e)| s <= e).collect();
+    r.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::with_capacity(r.len());
+    for (s, e) in r {
+        match out.last_mut() {
+            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
 impl Family {
     /// The intervals of the family `v4` (true) or IPv6 over `entries`' selectors.
-    fn build<'a>(v4: bool, entries: impl Iterator<Item = (u32, &'a [TrafficSelector])> + Clone) -> Self {
+    fn build<'a>(v4: bool, entries: impl Iterator<Item = (u32, &'a [TrafficSelector])>) -> Self {
+        let ranges: Vec<(u32, Vec<(u128, u128)>)> = entries.map(|(idx, ts)| (idx, merged(v4, ts))).collect();
         let mut starts: Vec<u128> = Vec::new();
-        for (_, ts) in entries.clone() {
-            for t in ts.iter().filter(|t| t.is_ipv4() == v4) {
-                starts.push(addr(t.start));
+        for (_, rs) in &ranges {
+            for &(s, e) in rs {
+                starts.push(s);
                 // The range ends before the next address (none after the last one).
-                if let Some(after) = addr(t.end).checked_add(1) {
+                if let Some(after) = e.checked_add(1) {
                     starts.push(after);
                 }
             }
@@ -59,16 +79,12 @@ impl Family {
         starts.sort_unstable();
         starts.dedup();
         let mut per: Vec<Vec<u32>> = vec![Vec::new(); starts.len()];
-        for (idx, ts) in entries {
-            for t in ts.iter().filter(|t| t.is_ipv4() == v4) {
-                let (s, e) = (addr(t.start), addr(t.end));
+        for (idx, rs) in &ranges {
+            for &(s, e) in rs {
                 let first = starts.partition_point(|x| *x < s);
                 let last = starts.partition_point(|x| *x <= e);
                 for list in per.iter_mut().take(last).skip(first) {
-                    // Several selectors of one SA may cover the same interval: once.
-                    if list.last() != Some(&idx) {
-                        list.push(idx);
-                    }
+                    list.push(*idx);
                 }
             }
         }
@@ -108,5 +124,36 @@ impl OutIndex {
             IpAddr::V4(_) => self.v4.candidates(addr(dst)),
             IpAddr::V6(_) => self.v6.candidates(addr(dst)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn range(start: u32, end: u32) -> TrafficSelector {
+        let mut t = TrafficSelector::parse_cidr("10.2.0.0/16").unwrap();
+        t.start = IpAddr::V4(Ipv4Addr::from(start));
+        t.end = IpAddr::V4(Ipv4Addr::from(end));
+        t
+    }
+
+    #[test]
+    fn overlapping_selectors_of_one_sa_cost_the_index_one_range() {
+        // 64 staggered, overlapping (not nested) ranges per SA, as a peer could answer:
+        // each SA is one merged range, so 32 such SAs make at most 64 intervals with at
+        // most 32 candidates each, not 64 x 64 x 32.
+        let base = u32::from(Ipv4Addr::new(10, 2, 0, 0));
+        let sas: Vec<Vec<TrafficSelector>> = (0..32u32)
+            .map(|s| (0..64).map(|j| range(base + s * 64 + j, base + 30_000 + s * 64 + j)).collect())
+            .collect();
+        assert_eq!(merged(true, &sas[0]), vec![(u128::from(base), u128::from(base + 30_000 + 63))]);
+        let f = Family::build(true, sas.iter().enumerate().map(|(i, ts)| (i as u32, &ts[..])));
+        assert!(f.starts.len() <= 64, "{} intervals", f.starts.len());
+        assert!(f.cands.len() <= 32 * 64, "{} candidate entries", f.cands.len());
+        // Adjacent ranges merge; disjoint ones and the other family stay apart.
+        assert_eq!(merged(true, &[range(10, 19), range(20, 29), range(40, 49)]), vec![(10, 29), (40, 49)]);
+        assert!(merged(false, &sas[0]).is_empty());
     }
 }

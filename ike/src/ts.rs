@@ -65,17 +65,31 @@ pub(crate) fn narrow(offered: &[TrafficSelector], ours: &[TrafficSelector]) -> V
             }
         }
     }
-    all.iter()
-        .enumerate()
-        .filter(|(i, x)| !all.iter().enumerate().any(|(j, y)| j != *i && y.is_superset_of(x) && y != *x))
-        .map(|(_, x)| *x)
-        .collect()
+    widest(&all)
 }
 
-/// The initiator's check of a (possibly narrowed) answer: non-empty, and every entry
-/// within one entry of what we proposed.
-pub(crate) fn within(got: &[TrafficSelector], proposed: &[TrafficSelector]) -> bool {
-    !got.is_empty() && got.iter().all(|g| proposed.iter().any(|o| o.is_superset_of(g)))
+/// `all` without duplicates and without entries contained in another entry.
+fn widest(all: &[TrafficSelector]) -> Vec<TrafficSelector> {
+    let mut out: Vec<TrafficSelector> = Vec::new();
+    for (i, x) in all.iter().enumerate() {
+        let inside_another = all.iter().enumerate().any(|(j, y)| j != i && y.is_superset_of(x) && y != x);
+        if !inside_another && !out.contains(x) {
+            out.push(*x);
+        }
+    }
+    out
+}
+
+/// The initiator's check of a (possibly narrowed) answer: non-empty, at most
+/// [`MAX_NARROWED`] entries (what we would accept as a responder), and every entry within
+/// one entry of what we proposed. Returns the selectors to install: the answer without
+/// duplicates and without entries contained in another one, so that a responder cannot
+/// make our datapath check more selectors than the answer's distinct ranges.
+pub(crate) fn accept(got: &[TrafficSelector], proposed: &[TrafficSelector]) -> Option<Vec<TrafficSelector>> {
+    let ok = !got.is_empty()
+        && got.len() <= MAX_NARROWED
+        && got.iter().all(|g| proposed.iter().any(|o| o.is_superset_of(g)));
+    ok.then(|| widest(got))
 }
 
 /// Whether a CHILD SA with these selectors carries (part of) the pair `(l, r)`.
@@ -105,6 +119,18 @@ mod tests {
     }
 
     #[test]
+    fn initiator_accepts_a_bounded_normalised_answer() {
+        let proposed = tss(&["10.1.0.0/16"]);
+        let got = tss(&["10.1.1.0/24", "10.1.1.0/24", "10.1.1.128/25", "10.1.2.0/24"]);
+        assert_eq!(accept(&got, &proposed), Some(tss(&["10.1.1.0/24", "10.1.2.0/24"])));
+        assert_eq!(accept(&tss(&["10.2.0.0/24"]), &proposed), None);
+        assert_eq!(accept(&[], &proposed), None);
+        let many: Vec<TrafficSelector> = (0..=MAX_NARROWED).map(|i| ts(&format!("10.1.{i}.0/24"))).collect();
+        assert_eq!(accept(&many, &proposed), None, "more entries than we would answer with");
+        assert_eq!(accept(&many[..MAX_NARROWED], &proposed).map(|v| v.len()), Some(MAX_NARROWED));
+    }
+
+    #[test]
     fn responder_narrows_to_its_subset_and_keeps_the_widest_results() {
         // The initiator offers a /16 plus two /24s; we have two /24s, one inside the /16.
         let offered = tss(&["10.1.0.0/16", "10.9.0.0/24", "192.0.2.0/24"]);
@@ -126,17 +152,17 @@ mod tests {
             .collect();
         let got = narrow(&many, &ours);
         assert_eq!(got.len(), MAX_NARROWED);
-        assert!(within(&got, &ours));
+        assert!(accept(&got, &ours).is_some());
     }
 
     #[test]
     fn initiator_accepts_only_subsets_of_its_proposal() {
         let proposed = tss(&["10.1.0.0/24", "10.3.0.0/24"]);
-        assert!(within(&tss(&["10.3.0.0/24"]), &proposed));
-        assert!(within(&tss(&["10.1.0.128/25", "10.3.0.0/24"]), &proposed));
-        assert!(!within(&tss(&["10.1.0.0/23"]), &proposed), "wider than offered");
-        assert!(!within(&tss(&["10.1.0.0/24", "10.4.0.0/24"]), &proposed), "one entry outside");
-        assert!(!within(&[], &proposed), "empty");
+        assert!(accept(&tss(&["10.3.0.0/24"]), &proposed).is_some());
+        assert!(accept(&tss(&["10.1.0.128/25", "10.3.0.0/24"]), &proposed).is_some());
+        assert!(accept(&tss(&["10.1.0.0/23"]), &proposed).is_none(), "wider than offered");
+        assert!(accept(&tss(&["10.1.0.0/24", "10.4.0.0/24"]), &proposed).is_none(), "one entry outside");
+        assert!(accept(&[], &proposed).is_none(), "empty");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::proposal::{self, Refusal};
 use crate::sa::child::{self, ChildState, Halves, Install, Keying, NewChild};
 use crate::sa::task_manager::TaskKind;
 use crate::sa::{Ctx, IkeSa};
-use crate::ts::{self, narrow, within};
+use crate::ts::{self, accept as accept_ts, narrow};
 use ipsec_types::{DhGroup, Spi, TrafficSelector};
 use std::time::Duration;
 
@@ -214,13 +214,14 @@ pub(crate) fn process_response(
         abandon(sa, ctx, &init, RETRY_REFUSED);
         return Ok(());
     };
-    if !(16..=256).contains(&nr.len()) || !within(tsi, &init.local_ts) || !within(tsr, &init.remote_ts) {
+    let accepted = (accept_ts(tsi, &init.local_ts), accept_ts(tsr, &init.remote_ts));
+    let ((Some(local_ts), Some(remote_ts)), true) = (accepted, (16..=256).contains(&nr.len())) else {
         tracing::warn!(
             "tunnel {name}: peer {peer_ip} sent an unacceptable CREATE_CHILD_SA response (nonce or selectors)"
         );
         abandon(sa, ctx, &init, RETRY_REFUSED);
         return Ok(());
-    }
+    };
     let ke_payload = msg.payloads.iter().find_map(|p| match p {
         Payload::Ke { group, data } => Some((*group, data)),
         _ => None,
@@ -236,7 +237,7 @@ pub(crate) fn process_response(
         return Ok(());
     }
     let lose = init.collision.as_ref().is_some_and(|c| ours_is_redundant(&init.ni, nr, &c.ni, &c.nr));
-    let new = NewChild { algs, spi_in: init.spi_in, spi_out, local_ts: tsi.clone(), remote_ts: tsr.clone() };
+    let new = NewChild { algs, spi_in: init.spi_in, spi_out, local_ts, remote_ts };
     let keying = Keying { ni: &init.ni, nr, shared: shared.as_deref().map(|s| &s[..]), we_initiated: true };
     let old_idx = init.old.and_then(|old| sa.children.iter().position(|c| c.spi_in == old));
     let now = ctx.now;

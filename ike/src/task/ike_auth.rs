@@ -12,7 +12,7 @@ use crate::notify;
 use crate::proposal;
 use crate::sa::{child, Ctx, IkeSa, IkeState};
 use crate::task::ActiveTask;
-use crate::ts::{self, list as ts_list, narrow, within};
+use crate::ts::{self, accept as accept_ts, list as ts_list, narrow};
 use zeroize::Zeroizing;
 
 /// AUTH method: Shared Key Message Integrity Code.
@@ -184,7 +184,7 @@ pub(crate) fn process_response(
         );
         return Ok(());
     };
-    if !within(tsi, &init.ts.local) || !within(tsr, &init.ts.remote) {
+    let (Some(local_ts), Some(remote_ts)) = (accept_ts(tsi, &init.ts.local), accept_ts(tsr, &init.ts.remote)) else {
         warn_unauth!(
             ctx,
             "tunnel {name}: peer {peer_ip} answered traffic selectors {} === {} outside what we proposed (TS_UNACCEPTABLE); no tunnel installed",
@@ -192,10 +192,10 @@ pub(crate) fn process_response(
             ts_list(tsr)
         );
         return Ok(());
-    }
+    };
     let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
     let keying = child::Keying { ni: &ni, nr: &nr, shared: None, we_initiated: true };
-    let new = child::NewChild { algs, spi_in: init.spi_in, spi_out, local_ts: tsi.clone(), remote_ts: tsr.clone() };
+    let new = child::NewChild { algs, spi_in: init.spi_in, spi_out, local_ts, remote_ts };
     if let Some(ev) = child::install(sa, ctx, new, &keying, child::Install::Both) {
         ctx.out.push_back(Output::Event(ev));
     }
