@@ -225,15 +225,21 @@ fn not_negotiated_unless_both_announce() {
     }
 }
 
-#[test]
-fn a_lost_fragment_means_every_fragment_is_resent() {
-    init_logs();
+/// A pair with fragmentation at `SIZE` on both sides, A initiating, IKE_SA_INIT done both
+/// ways: A's IKE_AUTH request (in fragments) waits to be delivered to B.
+fn past_ike_sa_init() -> Pair {
     let (a, b) = configs(Some(SIZE), Some(SIZE));
     let mut p = Pair::new(a, b);
     p.tick(p.now);
-    // IKE_SA_INIT both ways.
     assert!(p.deliver_to(Side::B));
     assert!(p.deliver_to(Side::A));
+    p
+}
+
+#[test]
+fn a_lost_fragment_means_every_fragment_is_resent() {
+    init_logs();
+    let mut p = past_ike_sa_init();
     let n = p.pending_to(Side::B);
     assert!(n >= 2, "IKE_AUTH request in {n} fragments");
     // The second fragment is lost; the others arrive and are held.
@@ -264,11 +270,7 @@ fn a_lost_fragment_means_every_fragment_is_resent() {
 
 #[test]
 fn a_retransmitted_fragmented_request_is_answered_once() {
-    let (a, b) = configs(Some(SIZE), Some(SIZE));
-    let mut p = Pair::new(a, b);
-    p.tick(p.now);
-    assert!(p.deliver_to(Side::B));
-    assert!(p.deliver_to(Side::A));
+    let mut p = past_ike_sa_init();
     let request: Vec<Transmit> = (0..p.pending_to(Side::B)).filter_map(|_| p.take_to(Side::B)).collect();
     for t in &request {
         p.inject(Side::B, t);
@@ -297,11 +299,7 @@ fn a_retransmitted_fragmented_request_is_answered_once() {
 
 #[test]
 fn tampered_fragments_are_counted_and_not_kept() {
-    let (a, b) = configs(Some(SIZE), Some(SIZE));
-    let mut p = Pair::new(a, b);
-    p.tick(p.now);
-    assert!(p.deliver_to(Side::B));
-    assert!(p.deliver_to(Side::A));
+    let mut p = past_ike_sa_init();
     let request: Vec<Transmit> = (0..p.pending_to(Side::B)).filter_map(|_| p.take_to(Side::B)).collect();
     for t in &request {
         let mut bad = t.clone();
