@@ -73,6 +73,10 @@ mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod ts;
+// IKEv1 (RFC 2409): codec and key derivation so far, not yet reachable from `Endpoint`
+// (see NOTES-ikev1.md); until then its items are used by its own tests only.
+#[allow(dead_code)]
+mod v1;
 
 pub use api::{
     ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,

@@ -305,3 +305,5 @@ pub use crate::message::fragment::{FragDrop, MAX_FRAGMENTS, MAX_REASSEMBLED};
 pub use crate::message::probe::{decrypt_cost_probe, parse_cost_probe, seal_probe, PROBE_MAX_PAYLOADS};
 #[doc(hidden)]
 pub use crate::message::ParseError;
+#[doc(hidden)]
+pub use crate::v1::message::probe::{v1_parse_cost_probe, v1_seal_probe};

@@ -17,6 +17,7 @@ mod modp;
 mod sk_cipher;
 
 pub use kex::KeyExchange;
+pub(crate) use sk_cipher::AesKey;
 pub use sk_cipher::{SkCipher, MAX_ICV_LEN, MAX_IV_LEN};
 
 use ipsec_types::{EncrAlg, IntegAlg, PrfAlg};

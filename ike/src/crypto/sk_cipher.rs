@@ -46,8 +46,9 @@ pub const MAX_ICV_LEN: usize = 32;
 /// The longest IV of any transform (AES-CBC).
 pub const MAX_IV_LEN: usize = AES_BLOCK;
 
-/// An expanded AES key of one of the three sizes (zeroized on drop by `aes`).
-enum AesKey {
+/// An expanded AES key of one of the three sizes (zeroized on drop by `aes`): the CBC
+/// half of the SK payload cipher, and the whole of IKEv1's body encryption (`v1`).
+pub(crate) enum AesKey {
     A128(aes::Aes128),
     A192(aes::Aes192),
     A256(aes::Aes256),
@@ -128,7 +129,8 @@ where
 }
 
 impl AesKey {
-    fn new(alg: EncrAlg, key: &[u8]) -> Option<Self> {
+    /// `None` unless `alg` is AES-CBC and `key` has its length.
+    pub(crate) fn new(alg: EncrAlg, key: &[u8]) -> Option<Self> {
         Some(match alg {
             EncrAlg::AesCbc128 => Self::A128(aes::Aes128::new_from_slice(key).ok()?),
             EncrAlg::AesCbc192 => Self::A192(aes::Aes192::new_from_slice(key).ok()?),
@@ -137,7 +139,7 @@ impl AesKey {
         })
     }
     /// CBC-encrypts `buf` (whole blocks) in place.
-    fn encrypt(&self, iv: &[u8; AES_BLOCK], buf: &mut [u8]) -> bool {
+    pub(crate) fn encrypt(&self, iv: &[u8; AES_BLOCK], buf: &mut [u8]) -> bool {
         match self {
             Self::A128(k) => cbc_encrypt(k, iv, buf),
             Self::A192(k) => cbc_encrypt(k, iv, buf),
@@ -145,7 +147,7 @@ impl AesKey {
         }
     }
     /// CBC-decrypts `buf` (whole blocks) in place.
-    fn decrypt(&self, iv: &[u8; AES_BLOCK], buf: &mut [u8]) -> bool {
+    pub(crate) fn decrypt(&self, iv: &[u8; AES_BLOCK], buf: &mut [u8]) -> bool {
         match self {
             Self::A128(k) => cbc_decrypt(k, iv, buf),
             Self::A192(k) => cbc_decrypt(k, iv, buf),

@@ -1,0 +1,20 @@
+//! IKEv1 (RFC 2409 over the ISAKMP framework of RFC 2408 and the IPsec DOI of RFC 2407)
+//! for the classic gateways that speak nothing else: a sibling of the IKEv2 tree
+//! (`message`, `sa`, `task`), sharing with it what is the same in both versions and
+//! nothing else:
+//!
+//! - `crate::crypto`: the PRF (HMAC-SHA1/SHA2 via ring; IKEv1's prf is the negotiated
+//!   hash's HMAC), the key exchange (MODP and ECP groups: g^x and g^xy as IKEv2 has
+//!   them), AES-CBC (`AesKey`) and constant-time comparison;
+//! - `crate::message::codec`: the bounds-checked byte reader and the walker of
+//!   four-octet substructure headers (proposals and transforms have IKEv2's layout);
+//! - `ipsec_types`: proposals in swanctl syntax and the SA parameters handed to `esp`.
+//!
+//! Here: `message` (the ISAKMP header, payload chain and bodies, the encrypted body)
+//! and `keys` (SKEYID and its derivatives, the IV chain, HASH_I/HASH_R, Quick Mode
+//! KEYMAT and hashes). The exchanges (Main Mode, Quick Mode, Informational with DPD)
+//! and their wiring into `Endpoint` are still to come; see NOTES-ikev1.md at the
+//! repository root.
+
+pub(crate) mod keys;
+pub(crate) mod message;
