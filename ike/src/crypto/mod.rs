@@ -59,7 +59,7 @@ fn hmac_alg(alg: PrfAlg) -> hmac::Algorithm {
 }
 
 /// prf over the concatenation of `parts`, without building the concatenation.
-fn prf_parts(alg: PrfAlg, key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+pub(crate) fn prf_parts(alg: PrfAlg, key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
     let key = hmac::Key::new(hmac_alg(alg), key);
     let mut ctx = hmac::Context::with_key(&key);
     for part in parts {
