@@ -10,11 +10,13 @@
 //!   four-octet substructure headers (proposals and transforms have IKEv2's layout);
 //! - `ipsec_types`: proposals in swanctl syntax and the SA parameters handed to `esp`.
 //!
-//! Here: `message` (the ISAKMP header, payload chain and bodies, the encrypted body)
-//! and `keys` (SKEYID and its derivatives, the IV chain, HASH_I/HASH_R, Quick Mode
-//! KEYMAT and hashes). The exchanges (Main Mode, Quick Mode, Informational with DPD)
+//! Here: `message` (the ISAKMP header, payload chain and bodies, the encrypted body),
+//! `keys` (SKEYID and its derivatives, the IV chain, HASH_I/HASH_R, Quick Mode KEYMAT
+//! and hashes) and `proposal` (phase-1 transforms and Quick Mode proposals from the
+//! swanctl-syntax configuration, and choosing from a peer's offer). The exchanges (Main Mode, Quick Mode, Informational with DPD)
 //! and their wiring into `Endpoint` are still to come; see NOTES-ikev1.md at the
 //! repository root.
 
 pub(crate) mod keys;
 pub(crate) mod message;
+pub(crate) mod proposal;
