@@ -1,0 +1,415 @@
+//! Main Mode with pre-shared keys (RFC 2409 5, 5.4), both roles, as an exchange object:
+//! it takes the peer's messages and gives ours, and ends in a [`Phase1Sa`]. Timers,
+//! retransmission, admission and routing by cookie belong to the SA and the endpoint,
+//! which are still to come (see NOTES-ikev1.md).
+//!
+//! ```text
+//!  1  HDR, SA                      -->                     (cookie I, our transforms)
+//!  2                               <--  HDR, SA            (cookie R, the chosen one)
+//!  3  HDR, KE, Ni                  -->
+//!  4                               <--  HDR, KE, Nr        keys from here on
+//!  5  HDR*, IDii, HASH_I           -->                     IV = hash(g^xi | g^xr)
+//!  6                               <--  HDR*, IDir, HASH_R IV = last block of 5
+//! ```
+//!
+//! With a pre-shared key, the responder must know the key before it can read message 5
+//! (which carries the initiator's identity), so the key is the peer's, chosen by its
+//! address: the configuration handed in. A message 5 or 6 that does not decrypt or
+//! whose HASH does not verify is reported as an authentication failure, which with
+//! pre-shared keys nearly always means the two sides hold different keys.
+
+use super::keys::{phase1_iv, Phase1Keys};
+use super::message::payload::{Id, Payload};
+use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
+use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1, Phase1Algs};
+use crate::crypto::{ct_eq, KeyExchange};
+use crate::Rng;
+use ipsec_types::{Identity, IkeProposal};
+use zeroize::Zeroizing;
+
+/// Nonce length we send (RFC 2409 5: 8 to 256 octets).
+const NONCE_LEN: usize = 32;
+
+/// What Main Mode needs from the tunnel's configuration.
+pub(crate) struct MainModeConfig<'a> {
+    pub(crate) proposals: &'a [IkeProposal],
+    pub(crate) psk: &'a [u8],
+    pub(crate) local_id: &'a Identity,
+    /// The identity the peer must prove; `None` accepts any (the key still must match).
+    pub(crate) remote_id: Option<&'a Identity>,
+    /// The phase-1 lifetime we offer, in seconds.
+    pub(crate) life_secs: u64,
+}
+
+/// Why Main Mode failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum MainModeError {
+    #[error("malformed message: {0}")]
+    Malformed(ParseError),
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
+    #[error("no proposal chosen")]
+    NoProposalChosen,
+    #[error("invalid key exchange payload")]
+    InvalidKe,
+    /// Message 5 or 6 did not decrypt, or its HASH did not verify.
+    #[error("authentication failed (pre-shared key mismatch?)")]
+    AuthenticationFailed,
+    #[error("peer identity {0} is not the one configured")]
+    WrongIdentity(String),
+}
+
+impl From<ParseError> for MainModeError {
+    fn from(e: ParseError) -> Self {
+        Self::Malformed(e)
+    }
+}
+
+/// An established ISAKMP SA, as Main Mode hands it on.
+#[derive(Debug)]
+pub(crate) struct Phase1Sa {
+    pub(crate) cky_i: u64,
+    pub(crate) cky_r: u64,
+    pub(crate) algs: Phase1Algs,
+    pub(crate) keys: Phase1Keys,
+    /// The last CBC block of phase 1, from which each phase 2 exchange's IV comes.
+    pub(crate) last_block: [u8; BLOCK],
+    pub(crate) peer_id: Identity,
+    /// The lifetime the responder's chosen transform names, if in seconds.
+    pub(crate) life_secs: Option<u64>,
+}
+
+/// Keying state shared by both roles from message 3/4 on.
+struct Keyed {
+    algs: Phase1Algs,
+    keys: Phase1Keys,
+    g_xi: Vec<u8>,
+    g_xr: Vec<u8>,
+}
+
+fn random_cookie(rng: &mut dyn Rng) -> u64 {
+    let mut b = [0u8; 8];
+    // A zero cookie means "none yet" on the wire (the responder's in message 1).
+    while b == [0; 8] {
+        rng.fill(&mut b);
+    }
+    u64::from_be_bytes(b)
+}
+
+fn nonce(rng: &mut dyn Rng) -> Zeroizing<Vec<u8>> {
+    let mut n = Zeroizing::new(vec![0u8; NONCE_LEN]);
+    rng.fill(&mut n);
+    n
+}
+
+fn id_payload(id: &Identity) -> Id {
+    // Protocol and port as most gateways send them for phase 1: UDP, 500.
+    Id { id_type: id.id_type(), protocol: 17, port: 500, data: id.data() }
+}
+
+fn header(cky_i: u64, cky_r: u64) -> Header {
+    Header { cky_i, cky_r, next_payload: 0, exchange: exchange::MAIN, flags: 0, message_id: 0, length: 0 }
+}
+
+/// The one payload of type `t`, or an error naming what is missing.
+fn one<'m>(m: &'m Message, t: u8, what: &'static str) -> Result<(usize, &'m Payload), MainModeError> {
+    let mut it = m.payloads.iter().enumerate().filter(|(_, p)| p.ptype() == t);
+    match (it.next(), it.next()) {
+        (Some(x), None) => Ok(x),
+        _ => Err(MainModeError::Unexpected(what)),
+    }
+}
+
+fn ke_and_nonce(m: &Message) -> Result<(Vec<u8>, Vec<u8>), MainModeError> {
+    let (_, ke) = one(m, ptype::KE, "no KE payload")?;
+    let (_, n) = one(m, ptype::NONCE, "no Nonce payload")?;
+    match (ke, n) {
+        (Payload::Ke(k), Payload::Nonce(n)) => Ok((k.clone(), n.clone())),
+        _ => Err(MainModeError::Unexpected("no KE or Nonce payload")),
+    }
+}
+
+fn check_cookies(m: &Message, cky_i: u64, cky_r: u64) -> Result<(), MainModeError> {
+    if m.header.exchange != exchange::MAIN || m.header.cky_i != cky_i || m.header.cky_r != cky_r {
+        return Err(MainModeError::Unexpected("not this Main Mode"));
+    }
+    Ok(())
+}
+
+/// Opens message 5 or 6: decrypts with `iv`, finds ID and HASH, checks the identity and
+/// the HASH computed by `expected` over the ID body. Returns the peer identity and the
+/// next IV.
+fn open_auth(
+    data: &[u8],
+    key: &Keyed,
+    iv: &[u8; BLOCK],
+    cfg: &MainModeConfig<'_>,
+    expected: impl Fn(&[u8]) -> Zeroizing<Vec<u8>>,
+) -> Result<(Identity, [u8; BLOCK]), MainModeError> {
+    let mut m = Message::parse(data)?;
+    let cipher = key.keys.cipher().ok_or(MainModeError::NoProposalChosen)?;
+    if !m.header.encrypted() {
+        return Err(MainModeError::Unexpected("message 5/6 not encrypted"));
+    }
+    let next_iv = m.decrypt(data, &cipher, iv).map_err(|_| MainModeError::AuthenticationFailed)?;
+    let (id_at, _) = one(&m, ptype::ID, "no ID payload").map_err(|_| MainModeError::AuthenticationFailed)?;
+    let (_, hash) = one(&m, ptype::HASH, "no HASH payload").map_err(|_| MainModeError::AuthenticationFailed)?;
+    let id_b = m.body(id_at).ok_or(MainModeError::AuthenticationFailed)?;
+    let Payload::Hash(got) = hash else { return Err(MainModeError::AuthenticationFailed) };
+    if !ct_eq(got, &expected(id_b)) {
+        return Err(MainModeError::AuthenticationFailed);
+    }
+    let Some(Payload::Id(id)) = m.payloads.get(id_at) else { return Err(MainModeError::AuthenticationFailed) };
+    let peer = Identity::from_wire(id.id_type, &id.data)
+        .ok_or(MainModeError::WrongIdentity(format!("of type {}", id.id_type)))?;
+    if cfg.remote_id.is_some_and(|want| *want != peer) {
+        return Err(MainModeError::WrongIdentity(peer.to_string()));
+    }
+    Ok((peer, next_iv))
+}
+
+/// Seals message 5 or 6: our ID and `hash(IDi/r_b)` under `iv`. Returns it and the next IV.
+fn seal_auth(
+    hdr: Header,
+    key: &Keyed,
+    iv: &[u8; BLOCK],
+    cfg: &MainModeConfig<'_>,
+    hash: impl Fn(&[u8]) -> Zeroizing<Vec<u8>>,
+) -> Result<(Vec<u8>, [u8; BLOCK]), MainModeError> {
+    let id = Payload::Id(id_payload(cfg.local_id));
+    let id_chain = emit_chain(std::slice::from_ref(&id));
+    let h = hash(id_chain.get(4..).unwrap_or_default());
+    let chain = emit_chain(&[id, Payload::Hash(h.to_vec())]);
+    let cipher = key.keys.cipher().ok_or(MainModeError::NoProposalChosen)?;
+    Ok(seal(hdr, ptype::ID, &chain, &cipher, iv))
+}
+
+/// The initiator's stage.
+enum IStage {
+    Sent1 { sai_b: Vec<u8> },
+    Sent3 { sai_b: Vec<u8>, algs: Phase1Algs, life: Option<u64>, kex: KeyExchange, ni: Zeroizing<Vec<u8>> },
+    Sent5 { sai_b: Vec<u8>, keyed: Box<Keyed>, life: Option<u64>, iv: [u8; BLOCK] },
+    Done,
+}
+
+/// Main Mode as initiator.
+pub(crate) struct Initiator {
+    cky_i: u64,
+    cky_r: u64,
+    stage: IStage,
+}
+
+/// What the next step of an exchange gives.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Send this message and wait for the next.
+    Send(Vec<u8>),
+    /// Established; send this message (the responder's message 6) if any.
+    Done(Box<Phase1Sa>, Option<Vec<u8>>),
+}
+
+impl Initiator {
+    /// Message 1.
+    pub(crate) fn start(cfg: &MainModeConfig<'_>, rng: &mut dyn Rng) -> (Self, Vec<u8>) {
+        let cky_i = random_cookie(rng);
+        let sa = Payload::Sa(phase1_offer(cfg.proposals, cfg.life_secs));
+        let msg = emit_clear(header(cky_i, 0), std::slice::from_ref(&sa));
+        let sai_b = emit_chain(&[sa]).get(4..).unwrap_or_default().to_vec();
+        (Self { cky_i, cky_r: 0, stage: IStage::Sent1 { sai_b } }, msg)
+    }
+
+    /// Our cookie.
+    pub(crate) fn cookie(&self) -> u64 {
+        self.cky_i
+    }
+
+    /// Takes message 2, 4 or 6.
+    pub(crate) fn handle(
+        &mut self,
+        cfg: &MainModeConfig<'_>,
+        rng: &mut dyn Rng,
+        data: &[u8],
+    ) -> Result<Step, MainModeError> {
+        // Messages 2 and 4 are unauthenticated: one that does not fit leaves the stage
+        // as it was, to wait for the real one.
+        match &self.stage {
+            IStage::Sent1 { sai_b } => {
+                let m = Message::parse(data)?;
+                if m.header.cky_r == 0 {
+                    return Err(MainModeError::Unexpected("no responder cookie"));
+                }
+                check_cookies(&m, self.cky_i, m.header.cky_r)?;
+                let (_, sa) = one(&m, ptype::SA, "no SA payload")?;
+                let Payload::Sa(sa) = sa else { return Err(MainModeError::Unexpected("no SA payload")) };
+                let (algs, life) = accept_phase1_answer(sa, cfg.proposals).ok_or(MainModeError::NoProposalChosen)?;
+                let sai_b = sai_b.clone();
+                self.cky_r = m.header.cky_r;
+                let kex = KeyExchange::generate(algs.dh, rng);
+                let ni = nonce(rng);
+                let msg = emit_clear(
+                    header(self.cky_i, self.cky_r),
+                    &[Payload::Ke(kex.public_value()), Payload::Nonce(ni.to_vec())],
+                );
+                self.stage = IStage::Sent3 { sai_b, algs, life, kex, ni };
+                Ok(Step::Send(msg))
+            }
+            IStage::Sent3 { sai_b, algs, life, kex, ni } => {
+                let m = Message::parse(data)?;
+                check_cookies(&m, self.cky_i, self.cky_r)?;
+                let (g_xr, nr) = ke_and_nonce(&m)?;
+                let g_xy = kex.agree(&g_xr).map_err(|_| MainModeError::InvalidKe)?;
+                let (algs, life) = (*algs, *life);
+                let keys =
+                    Phase1Keys::derive_psk(algs.hash, algs.encr, cfg.psk, ni, &nr, &g_xy, self.cky_i, self.cky_r);
+                let keyed = Box::new(Keyed { algs, keys, g_xi: kex.public_value(), g_xr });
+                let iv = phase1_iv(algs.hash, &keyed.g_xi, &keyed.g_xr);
+                let (ci, cr) = (self.cky_i, self.cky_r);
+                let (msg, next) = seal_auth(header(ci, cr), &keyed, &iv, cfg, |id_b| {
+                    keyed.keys.hash_i(&keyed.g_xi, &keyed.g_xr, ci, cr, sai_b, id_b)
+                })?;
+                self.stage = IStage::Sent5 { sai_b: sai_b.clone(), keyed, life, iv: next };
+                Ok(Step::Send(msg))
+            }
+            IStage::Sent5 { .. } | IStage::Done => self.finish(cfg, data),
+        }
+    }
+
+    /// Takes message 6.
+    fn finish(&mut self, cfg: &MainModeConfig<'_>, data: &[u8]) -> Result<Step, MainModeError> {
+        match std::mem::replace(&mut self.stage, IStage::Done) {
+            IStage::Sent5 { sai_b, keyed, life, iv } => {
+                let (ci, cr) = (self.cky_i, self.cky_r);
+                let checked = Message::parse(data)
+                    .map_err(MainModeError::from)
+                    .and_then(|m| check_cookies(&m, ci, cr))
+                    .and_then(|()| {
+                        open_auth(data, &keyed, &iv, cfg, |id_b| {
+                            keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b)
+                        })
+                    });
+                let (peer_id, last_block) = match checked {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Unauthenticated: keep waiting for the real message 6.
+                        self.stage = IStage::Sent5 { sai_b, keyed, life, iv };
+                        return Err(e);
+                    }
+                };
+                let Keyed { algs, keys, .. } = *keyed;
+                let sa = Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life };
+                Ok(Step::Done(Box::new(sa), None))
+            }
+            other => {
+                self.stage = other;
+                Err(MainModeError::Unexpected("Main Mode is over"))
+            }
+        }
+    }
+}
+
+/// The responder's stage.
+enum RStage {
+    Sent2 { sai_b: Vec<u8>, algs: Phase1Algs, life: Option<u64> },
+    Sent4 { sai_b: Vec<u8>, keyed: Box<Keyed>, life: Option<u64> },
+    Done,
+}
+
+/// Main Mode as responder.
+pub(crate) struct Responder {
+    cky_i: u64,
+    cky_r: u64,
+    stage: RStage,
+}
+
+impl Responder {
+    /// Takes message 1 and gives message 2.
+    pub(crate) fn accept(
+        cfg: &MainModeConfig<'_>,
+        rng: &mut dyn Rng,
+        data: &[u8],
+    ) -> Result<(Self, Vec<u8>), MainModeError> {
+        let m = Message::parse(data)?;
+        if m.header.exchange != exchange::MAIN || m.header.cky_r != 0 || m.header.message_id != 0 {
+            return Err(MainModeError::Unexpected("not a Main Mode message 1"));
+        }
+        let (sa_at, sa) = one(&m, ptype::SA, "no SA payload")?;
+        let Payload::Sa(sa) = sa else { return Err(MainModeError::Unexpected("no SA payload")) };
+        let choice = select_phase1(sa, cfg.proposals).ok_or(MainModeError::NoProposalChosen)?;
+        let sai_b = m.body(sa_at).unwrap_or_default().to_vec();
+        let cky_r = random_cookie(rng);
+        let msg = emit_clear(header(m.header.cky_i, cky_r), &[Payload::Sa(choice.answer)]);
+        let stage = RStage::Sent2 { sai_b, algs: choice.algs, life: choice.life_secs };
+        Ok((Self { cky_i: m.header.cky_i, cky_r, stage }, msg))
+    }
+
+    /// Our cookie.
+    pub(crate) fn cookie(&self) -> u64 {
+        self.cky_r
+    }
+
+    /// Takes message 3 or 5.
+    pub(crate) fn handle(
+        &mut self,
+        cfg: &MainModeConfig<'_>,
+        rng: &mut dyn Rng,
+        data: &[u8],
+    ) -> Result<Step, MainModeError> {
+        let (ci, cr) = (self.cky_i, self.cky_r);
+        match std::mem::replace(&mut self.stage, RStage::Done) {
+            RStage::Sent2 { sai_b, algs, life } => {
+                let parsed = Message::parse(data)
+                    .map_err(MainModeError::from)
+                    .and_then(|m| check_cookies(&m, ci, cr).and_then(|()| ke_and_nonce(&m)));
+                let (g_xi, ni) = match parsed {
+                    Ok(x) if KeyExchange::plausible_public(algs.dh, &x.0) => x,
+                    other => {
+                        self.stage = RStage::Sent2 { sai_b, algs, life };
+                        return Err(other.err().unwrap_or(MainModeError::InvalidKe));
+                    }
+                };
+                let kex = KeyExchange::generate(algs.dh, rng);
+                let g_xy = match kex.agree(&g_xi) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        self.stage = RStage::Sent2 { sai_b, algs, life };
+                        return Err(MainModeError::InvalidKe);
+                    }
+                };
+                let nr = nonce(rng);
+                let keys = Phase1Keys::derive_psk(algs.hash, algs.encr, cfg.psk, &ni, &nr, &g_xy, ci, cr);
+                let g_xr = kex.public_value();
+                let msg = emit_clear(header(ci, cr), &[Payload::Ke(g_xr.clone()), Payload::Nonce(nr.to_vec())]);
+                self.stage = RStage::Sent4 { sai_b, keyed: Box::new(Keyed { algs, keys, g_xi, g_xr }), life };
+                Ok(Step::Send(msg))
+            }
+            RStage::Sent4 { sai_b, keyed, life } => {
+                let iv = phase1_iv(keyed.algs.hash, &keyed.g_xi, &keyed.g_xr);
+                let checked = Message::parse(data)
+                    .map_err(MainModeError::from)
+                    .and_then(|m| check_cookies(&m, ci, cr))
+                    .and_then(|()| {
+                        open_auth(data, &keyed, &iv, cfg, |id_b| {
+                            keyed.keys.hash_i(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b)
+                        })
+                    });
+                let (peer_id, iv6) = match checked {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.stage = RStage::Sent4 { sai_b, keyed, life };
+                        return Err(e);
+                    }
+                };
+                let (msg, last_block) = seal_auth(header(ci, cr), &keyed, &iv6, cfg, |id_b| {
+                    keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b)
+                })?;
+                let Keyed { algs, keys, .. } = *keyed;
+                let sa = Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life };
+                Ok(Step::Done(Box::new(sa), Some(msg)))
+            }
+            RStage::Done => Err(MainModeError::Unexpected("Main Mode is over")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! Main Mode in memory, both roles against each other: the walkthrough's profile and a
+//! SHA-256 / MODP-2048 one establish the same keys on both sides; a wrong key, a
+//! proposal mismatch and an unexpected identity fail by name; an unauthenticated forged
+//! message leaves the exchange waiting for the real one.
+
+use super::*;
+use crate::testing::TestRng;
+use crate::v1::keys::phase2_iv;
+
+struct Side {
+    proposals: Vec<IkeProposal>,
+    psk: Vec<u8>,
+    local: Identity,
+    remote: Option<Identity>,
+}
+
+impl Side {
+    fn new(proposal: &str, psk: &str, local: &str, remote: Option<&str>) -> Self {
+        Self {
+            proposals: vec![IkeProposal::parse(proposal).expect("proposal")],
+            psk: psk.as_bytes().to_vec(),
+            local: Identity::parse(local).expect("id"),
+            remote: remote.map(|r| Identity::parse(r).expect("id")),
+        }
+    }
+
+    fn cfg(&self) -> MainModeConfig<'_> {
+        MainModeConfig {
+            proposals: &self.proposals,
+            psk: &self.psk,
+            local_id: &self.local,
+            remote_id: self.remote.as_ref(),
+            life_secs: 28_800,
+        }
+    }
+}
+
+fn send(step: Result<Step, MainModeError>) -> Vec<u8> {
+    match step {
+        Ok(Step::Send(m)) => m,
+        other => panic!("expected a message to send: {other:?}"),
+    }
+}
+
+/// Runs Main Mode to the end; (initiator's SA, responder's SA, message 5).
+fn establish(i: &Side, r: &Side) -> (Phase1Sa, Phase1Sa, Vec<u8>) {
+    let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
+    let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
+    let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("message 1");
+    let m3 = send(init.handle(&i.cfg(), &mut ri, &m2));
+    let m4 = send(resp.handle(&r.cfg(), &mut rr, &m3));
+    let m5 = send(init.handle(&i.cfg(), &mut ri, &m4));
+    let Ok(Step::Done(sa_r, Some(m6))) = resp.handle(&r.cfg(), &mut rr, &m5) else { panic!("responder done") };
+    let Ok(Step::Done(sa_i, None)) = init.handle(&i.cfg(), &mut ri, &m6) else { panic!("initiator done") };
+    assert_eq!((init.cookie(), resp.cookie()), (sa_i.cky_i, sa_i.cky_r));
+    (*sa_i, *sa_r, m5)
+}
+
+/// Both SAs hold the same keys: same Quick Mode KEYMAT, HASH(3) and phase-2 IV.
+fn assert_same_keys(a: &Phase1Sa, b: &Phase1Sa) {
+    assert_eq!((a.cky_i, a.cky_r, a.algs), (b.cky_i, b.cky_r, b.algs));
+    let (ni, nr) = ([1u8; 16], [2u8; 16]);
+    assert_eq!(*a.keys.quick_keymat(None, 3, 7, &ni, &nr, 36), *b.keys.quick_keymat(None, 3, 7, &ni, &nr, 36));
+    assert_eq!(*a.keys.quick_hash3(5, &ni, &nr), *b.keys.quick_hash3(5, &ni, &nr));
+    assert_eq!(a.last_block, b.last_block);
+    assert_eq!(phase2_iv(a.algs.hash, &a.last_block, 5), phase2_iv(b.algs.hash, &b.last_block, 5));
+}
+
+#[test]
+fn walkthrough_profile_establishes() {
+    let i = Side::new("aes128-sha1-modp1024", "walkthrough", "classic.example", Some("cloud.example"));
+    let r = Side::new("aes128-sha1-modp1024", "walkthrough", "cloud.example", Some("classic.example"));
+    let (a, b, m5) = establish(&i, &r);
+    assert_same_keys(&a, &b);
+    assert_eq!(a.algs.keywords(), "aes128-sha1-modp1024");
+    assert_eq!((a.peer_id.to_string(), b.peer_id.to_string()), ("cloud.example".into(), "classic.example".into()));
+    assert_eq!((a.life_secs, b.life_secs), (Some(28_800), Some(28_800)));
+    // Identity protection: the initiator's identity is not readable in message 5.
+    assert!(!m5.windows(15).any(|w| w == b"classic.example"));
+}
+
+#[test]
+fn sha256_modp2048_establishes_with_any_peer_identity() {
+    let i = Side::new("aes256-sha256-modp2048", "k", "192.0.2.1", None);
+    let r = Side::new("aes256-sha256-modp2048", "k", "198.51.100.1", None);
+    let (a, b, _) = establish(&i, &r);
+    assert_same_keys(&a, &b);
+    assert_eq!(a.algs.keywords(), "aes256-sha256-modp2048");
+    assert_eq!(b.peer_id.to_string(), "192.0.2.1");
+}
+
+#[test]
+fn wrong_psk_is_an_authentication_failure() {
+    let i = Side::new("aes128-sha1-modp1024", "one key", "a.example", None);
+    let r = Side::new("aes128-sha1-modp1024", "another key", "b.example", None);
+    let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
+    let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
+    let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("message 1");
+    let m3 = send(init.handle(&i.cfg(), &mut ri, &m2));
+    let m4 = send(resp.handle(&r.cfg(), &mut rr, &m3));
+    let m5 = send(init.handle(&i.cfg(), &mut ri, &m4));
+    let e = resp.handle(&r.cfg(), &mut rr, &m5).unwrap_err();
+    assert_eq!(e, MainModeError::AuthenticationFailed);
+    assert_eq!(e.to_string(), "authentication failed (pre-shared key mismatch?)");
+}
+
+#[test]
+fn no_common_proposal() {
+    let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
+    let r = Side::new("aes256-sha256-modp2048", "k", "b.example", None);
+    let (_, m1) = Initiator::start(&i.cfg(), &mut TestRng::new(1));
+    let e = Responder::accept(&r.cfg(), &mut TestRng::new(2), &m1).err();
+    assert_eq!(e, Some(MainModeError::NoProposalChosen));
+}
+
+#[test]
+fn unexpected_identity_is_refused() {
+    let i = Side::new("aes128-sha1-modp1024", "k", "intruder.example", None);
+    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", Some("classic.example"));
+    let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
+    let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
+    let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("message 1");
+    let m3 = send(init.handle(&i.cfg(), &mut ri, &m2));
+    let m4 = send(resp.handle(&r.cfg(), &mut rr, &m3));
+    let m5 = send(init.handle(&i.cfg(), &mut ri, &m4));
+    let e = resp.handle(&r.cfg(), &mut rr, &m5).unwrap_err();
+    assert_eq!(e, MainModeError::WrongIdentity("intruder.example".into()));
+}
+
+#[test]
+fn forged_cleartext_messages_do_not_end_the_exchange() {
+    let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
+    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None);
+    let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
+    let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
+    let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("message 1");
+    // A message 2 naming a transform we never offered.
+    let forged = emit_clear(
+        header(init.cookie(), 99),
+        &[Payload::Sa(phase1_offer(&[IkeProposal::parse("aes256-sha512-modp4096").expect("p")], 1))],
+    );
+    assert_eq!(init.handle(&i.cfg(), &mut ri, &forged).unwrap_err(), MainModeError::NoProposalChosen);
+    let m3 = send(init.handle(&i.cfg(), &mut ri, &m2));
+    // A message 3 with a KE of the wrong length, then garbage.
+    let mut bad = Vec::from(&m3[..28]);
+    bad.extend_from_slice(&[10, 0, 0, 8, 1, 2, 3, 4]);
+    assert!(resp.handle(&r.cfg(), &mut rr, &bad).is_err());
+    assert!(resp.handle(&r.cfg(), &mut rr, &[0u8; 40]).is_err());
+    let m4 = send(resp.handle(&r.cfg(), &mut rr, &m3));
+    // A message 4 from someone else's exchange.
+    let mut other = m4.clone();
+    other[0] ^= 1;
+    assert!(init.handle(&i.cfg(), &mut ri, &other).is_err());
+    let m5 = send(init.handle(&i.cfg(), &mut ri, &m4));
+    // A message 6 that does not decrypt leaves the initiator waiting.
+    let mut m5_garbled = m5.clone();
+    let n = m5_garbled.len();
+    m5_garbled[n - 20] ^= 0xff;
+    assert_eq!(resp.handle(&r.cfg(), &mut rr, &m5_garbled).unwrap_err(), MainModeError::AuthenticationFailed);
+    let Ok(Step::Done(_, Some(m6))) = resp.handle(&r.cfg(), &mut rr, &m5) else { panic!("responder done") };
+    let mut m6_garbled = m6.clone();
+    m6_garbled[n - 20] ^= 0xff;
+    assert!(init.handle(&i.cfg(), &mut ri, &m6_garbled).is_err());
+    assert!(matches!(init.handle(&i.cfg(), &mut ri, &m6), Ok(Step::Done(_, None))));
+    assert!(init.handle(&i.cfg(), &mut ri, &m6).is_err(), "over");
+}
