@@ -13,12 +13,15 @@
 //! Here: `message` (the ISAKMP header, payload chain and bodies, the encrypted body),
 //! `keys` (SKEYID and its derivatives, the IV chain, HASH_I/HASH_R, Quick Mode KEYMAT
 //! and hashes), `proposal` (phase-1 transforms and Quick Mode proposals from the
-//! swanctl-syntax configuration, and choosing from a peer's offer) and `main_mode`
-//! (the PSK Main Mode exchange in both roles, ending in a `Phase1Sa`). Quick Mode, the Informational exchange with DPD, the ISAKMP SA
-//! with its timers and retransmission, and the wiring into `Endpoint` are still to come; see NOTES-ikev1.md at the
-//! repository root.
+//! swanctl-syntax configuration, and choosing from a peer's offer), `main_mode` (the
+//! PSK Main Mode exchange in both roles, ending in a `Phase1Sa`) and `quick_mode`
+//! (Quick Mode in both roles with or without PFS, selectors as ID payloads, ending in
+//! a `QuickSa` with both ESP keys). The Informational exchange with DPD, the ISAKMP SA
+//! with its timers and retransmission, and the wiring into `Endpoint` are still to
+//! come; see NOTES-ikev1.md at the repository root.
 
 pub(crate) mod keys;
 pub(crate) mod main_mode;
 pub(crate) mod message;
 pub(crate) mod proposal;
+pub(crate) mod quick_mode;
