@@ -2,7 +2,8 @@
 //! Appendix B): SKEYID and its three derivatives, the cipher key (expanded from
 //! SKEYID_e when the cipher needs more bits than the prf gives), HASH_I / HASH_R, the
 //! CBC IVs of phase 1 and of each phase 2 or informational exchange, the Quick Mode
-//! and Informational HASH payloads, and Quick Mode KEYMAT with and without PFS.
+//! and Informational HASH payloads, Quick Mode KEYMAT with and without PFS, and the
+//! NAT-D hashes of RFC 3947.
 //!
 //! The prf is the HMAC of the negotiated phase-1 hash (`PrfAlg` names both: the IVs use
 //! the plain digest); it is `crate::crypto::prf_parts`, shared with IKEv2. All
@@ -210,6 +211,16 @@ pub(crate) fn phase1_iv(hash: PrfAlg, g_xi: &[u8], g_xr: &[u8]) -> [u8; BLOCK] {
 /// exchange's later messages chain from there; each exchange has its own chain.
 pub(crate) fn phase2_iv(hash: PrfAlg, last_phase1_block: &[u8; BLOCK], message_id: u32) -> [u8; BLOCK] {
     first_block(&digest(hash, &[last_phase1_block, &message_id.to_be_bytes()]))
+}
+
+/// A NAT-D hash (RFC 3947 3.2): hash(CKY-I | CKY-R | IP | Port) with the phase-1
+/// hash, for one address as this side sees it on the wire.
+pub(crate) fn nat_d(hash: PrfAlg, cky_i: u64, cky_r: u64, addr: std::net::SocketAddr) -> Vec<u8> {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    digest(hash, &[&cky_i.to_be_bytes(), &cky_r.to_be_bytes(), &ip, &addr.port().to_be_bytes()]).as_ref().to_vec()
 }
 
 #[cfg(test)]

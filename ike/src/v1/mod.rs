@@ -16,10 +16,12 @@
 //! swanctl-syntax configuration, and choosing from a peer's offer), `main_mode` (the
 //! PSK Main Mode exchange in both roles, ending in a `Phase1Sa`) and `quick_mode`
 //! (Quick Mode in both roles with or without PFS, selectors as ID payloads, ending in
-//! a `QuickSa` with both ESP keys). The Informational exchange with DPD, the ISAKMP SA
-//! with its timers and retransmission, and the wiring into `Endpoint` are still to
-//! come; see NOTES-ikev1.md at the repository root.
+//! a `QuickSa` with both ESP keys) and `info` (the Informational exchange: Delete,
+//! DPD, INITIAL-CONTACT; the DPD and NAT-T Vendor IDs). The ISAKMP SA with its timers
+//! and retransmission, and the wiring into `Endpoint` are still to come; see
+//! NOTES-ikev1.md at the repository root.
 
+pub(crate) mod info;
 pub(crate) mod keys;
 pub(crate) mod main_mode;
 pub(crate) mod message;

@@ -203,6 +203,16 @@ fn debug_shows_no_key_bytes() {
     assert!(!d.contains(&hex::encode(&k.skeyid[..4])) && !d.contains(&format!("{:?}", &k.skeyid[..4])), "{d}");
 }
 
+/// NAT-D against Python's hashlib: `hashlib.sha1(ci + cr + socket.inet_aton("192.0.2.1")
+/// + (500).to_bytes(2, "big"))`, and SHA-256 with 2001:db8::1 port 4500.
+#[test]
+fn nat_d_known_answers() {
+    let v4 = nat_d(PrfAlg::HmacSha1, CKY_I, CKY_R, "192.0.2.1:500".parse().expect("addr"));
+    assert_eq!(hex::encode(v4), "2e531089ab4769fcc300eead72f379aab0c57726");
+    let v6 = nat_d(PrfAlg::HmacSha256, CKY_I, CKY_R, "[2001:db8::1]:4500".parse().expect("addr"));
+    assert_eq!(hex::encode(v6), "be6c9066b5ed1092889538cf98aafd60cf7e17d9b5ec8726189716d708eb89c0");
+}
+
 /// A phase-1 key and IV encrypt a message the codec opens with the same key and IV,
 /// and a phase-2 exchange chains from the last phase-1 block.
 #[test]
