@@ -99,11 +99,7 @@ impl From<ParseError> for InfoError {
 /// Seals an Informational message with `payloads` (Notify or Delete) under a fresh
 /// message ID.
 pub(crate) fn seal_informational(p1: &Phase1Sa, rng: &mut dyn Rng, payloads: Vec<Payload>) -> Option<Vec<u8>> {
-    let mut b = [0u8; 4];
-    while b == [0; 4] {
-        rng.fill(&mut b);
-    }
-    let mid = u32::from_be_bytes(b);
+    let mid = u32::from_be_bytes(super::nonzero(rng));
     let rest = emit_chain(&payloads);
     let mut all = vec![Payload::Hash(p1.keys.informational_hash(mid, &rest).to_vec())];
     all.extend(payloads);

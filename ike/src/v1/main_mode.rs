@@ -22,13 +22,11 @@ use super::keys::{phase1_iv, Phase1Keys};
 use super::message::payload::{Id, Payload};
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
 use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1, Phase1Algs};
+use super::{nonce, nonzero};
 use crate::crypto::{ct_eq, KeyExchange};
 use crate::Rng;
 use ipsec_types::{Identity, IkeProposal};
 use zeroize::Zeroizing;
-
-/// Nonce length we send (RFC 2409 5: 8 to 256 octets).
-const NONCE_LEN: usize = 32;
 
 /// What Main Mode needs from the tunnel's configuration.
 pub(crate) struct MainModeConfig<'a> {
@@ -85,21 +83,6 @@ struct Keyed {
     keys: Phase1Keys,
     g_xi: Vec<u8>,
     g_xr: Vec<u8>,
-}
-
-fn random_cookie(rng: &mut dyn Rng) -> u64 {
-    let mut b = [0u8; 8];
-    // A zero cookie means "none yet" on the wire (the responder's in message 1).
-    while b == [0; 8] {
-        rng.fill(&mut b);
-    }
-    u64::from_be_bytes(b)
-}
-
-fn nonce(rng: &mut dyn Rng) -> Zeroizing<Vec<u8>> {
-    let mut n = Zeroizing::new(vec![0u8; NONCE_LEN]);
-    rng.fill(&mut n);
-    n
 }
 
 fn id_payload(id: &Identity) -> Id {
@@ -211,7 +194,7 @@ pub(crate) enum Step {
 impl Initiator {
     /// Message 1.
     pub(crate) fn start(cfg: &MainModeConfig<'_>, rng: &mut dyn Rng) -> (Self, Vec<u8>) {
-        let cky_i = random_cookie(rng);
+        let cky_i = u64::from_be_bytes(nonzero(rng));
         let sa = Payload::Sa(phase1_offer(cfg.proposals, cfg.life_secs));
         let msg = emit_clear(header(cky_i, 0), std::slice::from_ref(&sa));
         let sai_b = emit_chain(&[sa]).get(4..).unwrap_or_default().to_vec();
@@ -336,7 +319,7 @@ impl Responder {
         let Payload::Sa(sa) = sa else { return Err(MainModeError::Unexpected("no SA payload")) };
         let choice = select_phase1(sa, cfg.proposals).ok_or(MainModeError::NoProposalChosen)?;
         let sai_b = m.body(sa_at).unwrap_or_default().to_vec();
-        let cky_r = random_cookie(rng);
+        let cky_r = u64::from_be_bytes(nonzero(rng));
         let msg = emit_clear(header(m.header.cky_i, cky_r), &[Payload::Sa(choice.answer)]);
         let stage = RStage::Sent2 { sai_b, algs: choice.algs, life: choice.life_secs };
         Ok((Self { cky_i: m.header.cky_i, cky_r, stage }, msg))

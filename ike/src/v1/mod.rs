@@ -27,3 +27,28 @@ pub(crate) mod main_mode;
 pub(crate) mod message;
 pub(crate) mod proposal;
 pub(crate) mod quick_mode;
+#[cfg(test)]
+mod test_support;
+
+use crate::Rng;
+use zeroize::Zeroizing;
+
+/// Length of the nonces we send (RFC 2409 5 allows 8 to 256 octets).
+const NONCE_LEN: usize = 32;
+
+/// A fresh nonce from the injected RNG.
+fn nonce(rng: &mut dyn Rng) -> Zeroizing<Vec<u8>> {
+    let mut n = Zeroizing::new(vec![0u8; NONCE_LEN]);
+    rng.fill(&mut n);
+    n
+}
+
+/// `N` random octets, drawn again while all zero (a zero cookie or message ID means
+/// "none" on the wire).
+fn nonzero<const N: usize>(rng: &mut dyn Rng) -> [u8; N] {
+    let mut b = [0u8; N];
+    while b == [0; N] {
+        rng.fill(&mut b);
+    }
+    b
+}

@@ -20,14 +20,13 @@ use super::main_mode::Phase1Sa;
 use super::message::payload::{idtype, life, p2attr, proto, Attr, Id, Notify, Payload, DOI_IPSEC};
 use super::message::{emit_chain, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
 use super::proposal::{accept_quick_answer, quick_offer, select_quick, QuickAlgs, QuickTerms};
+use super::{nonce, nonzero};
 use crate::crypto::{ct_eq, KeyExchange};
 use crate::Rng;
 use ipsec_types::{EspKey, EspProposal, TrafficSelector};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use zeroize::Zeroizing;
 
-/// Nonce length we send.
-const NONCE_LEN: usize = 32;
 /// The RESPONDER-LIFETIME notify (RFC 2407 4.6.3.1).
 pub(crate) const RESPONDER_LIFETIME: u16 = 24576;
 
@@ -160,20 +159,6 @@ pub(crate) fn id_to_ts(id: &Id) -> Option<TrafficSelector> {
         ts.end_port = id.port;
     }
     Some(ts)
-}
-
-fn random_nonzero_u32(rng: &mut dyn Rng) -> u32 {
-    let mut b = [0u8; 4];
-    while b == [0; 4] {
-        rng.fill(&mut b);
-    }
-    u32::from_be_bytes(b)
-}
-
-fn nonce(rng: &mut dyn Rng) -> Zeroizing<Vec<u8>> {
-    let mut n = Zeroizing::new(vec![0u8; NONCE_LEN]);
-    rng.fill(&mut n);
-    n
 }
 
 fn quick_header(p1: &Phase1Sa, message_id: u32) -> Header {
@@ -326,7 +311,7 @@ impl QuickInitiator {
         rng: &mut dyn Rng,
         spi_in: u32,
     ) -> Result<(Self, Vec<u8>), QuickError> {
-        let message_id = random_nonzero_u32(rng);
+        let message_id = u32::from_be_bytes(nonzero(rng));
         let terms = QuickTerms { encap: cfg.encap, life_secs: Some(cfg.life_secs), life_kb: None };
         let sa = quick_offer(cfg.proposals, spi_in, terms);
         let ni = nonce(rng);

@@ -5,29 +5,8 @@
 
 use super::*;
 use crate::testing::TestRng;
-use crate::v1::main_mode::{Initiator, MainModeConfig, Responder, Step};
-use ipsec_types::{DhGroup, EncrAlg, Identity, IkeProposal, IntegAlg};
-
-/// Phase 1 between two sides: (initiator's SA, responder's SA).
-fn phase1() -> (Phase1Sa, Phase1Sa) {
-    let props = vec![IkeProposal::parse("aes128-sha1-modp1024").expect("p")];
-    let (a, b) = (Identity::parse("classic.example").expect("id"), Identity::parse("cloud.example").expect("id"));
-    let ci = MainModeConfig { proposals: &props, psk: b"k", local_id: &a, remote_id: None, life_secs: 28_800 };
-    let cr = MainModeConfig { proposals: &props, psk: b"k", local_id: &b, remote_id: None, life_secs: 28_800 };
-    let (mut ri, mut rr) = (TestRng::new(11), TestRng::new(12));
-    let (mut i, m1) = Initiator::start(&ci, &mut ri);
-    let (mut r, m2) = Responder::accept(&cr, &mut rr, &m1).expect("1");
-    let send = |s| match s {
-        Ok(Step::Send(m)) => m,
-        other => panic!("{other:?}"),
-    };
-    let m3 = send(i.handle(&ci, &mut ri, &m2));
-    let m4 = send(r.handle(&cr, &mut rr, &m3));
-    let m5 = send(i.handle(&ci, &mut ri, &m4));
-    let Ok(Step::Done(sr, Some(m6))) = r.handle(&cr, &mut rr, &m5) else { panic!("6") };
-    let Ok(Step::Done(si, None)) = i.handle(&ci, &mut ri, &m6) else { panic!("done") };
-    (*si, *sr)
-}
+use crate::v1::test_support::phase1;
+use ipsec_types::{DhGroup, EncrAlg, IntegAlg};
 
 fn ts(s: &str) -> TrafficSelector {
     TrafficSelector::parse_cidr(s).expect("cidr")
@@ -69,7 +48,7 @@ fn assert_keys_cross(a: &QuickSa, b: &QuickSa) {
 }
 
 fn run(ic: &Cfg, rc: &Cfg) -> Result<(QuickSa, QuickSa), QuickError> {
-    let (p_i, p_r) = phase1();
+    let (p_i, p_r) = phase1("aes128-sha1-modp1024", 11);
     let (mut ri, mut rr) = (TestRng::new(21), TestRng::new(22));
     let (qi, m1) = QuickInitiator::start(&p_i, &ic.q(), &mut ri, 0xc000_0001)?;
     let (qr, sa_r, m2) = QuickResponder::accept(&p_r, &rc.q(), &mut rr, &m1, 0xc000_0002)?;
@@ -131,7 +110,7 @@ fn selectors_outside_ours_and_other_proposals_are_refused() {
 fn forged_and_replayed_messages_are_not_authenticated() {
     let ic = Cfg::new("aes128-sha1-modp1024", "10.1.0.0/16", "10.2.0.0/16", 3600);
     let rc = Cfg::new("aes128-sha1-modp1024", "10.2.0.0/16", "10.1.0.0/16", 3600);
-    let (p_i, p_r) = phase1();
+    let (p_i, p_r) = phase1("aes128-sha1-modp1024", 11);
     let (mut ri, mut rr) = (TestRng::new(31), TestRng::new(32));
     let (qi, m1) = QuickInitiator::start(&p_i, &ic.q(), &mut ri, 1).expect("1");
     // A bit flipped in the first ciphertext block garbles the HASH payload.
