@@ -1,13 +1,15 @@
-//! Main Mode with pre-shared keys (RFC 2409 5, 5.4), both roles, as an exchange object:
+//! Main Mode with pre-shared keys (RFC 2409 5, 5.4) and NAT detection (RFC 3947: the
+//! Vendor IDs of NAT-T and DPD in messages 1 and 2, NAT-D in 3 and 4 when both
+//! announced NAT-T), both roles, as an exchange object:
 //! it takes the peer's messages and gives ours, and ends in a [`Phase1Sa`]. Timers,
 //! retransmission, admission and routing by cookie belong to the SA and the endpoint,
 //! which are still to come (see NOTES-ikev1.md).
 //!
 //! ```text
-//!  1  HDR, SA                      -->                     (cookie I, our transforms)
-//!  2                               <--  HDR, SA            (cookie R, the chosen one)
-//!  3  HDR, KE, Ni                  -->
-//!  4                               <--  HDR, KE, Nr        keys from here on
+//!  1  HDR, SA, VID, VID            -->                     (cookie I, our transforms)
+//!  2                               <--  HDR, SA, VID [,VID](cookie R, the chosen one)
+//!  3  HDR, KE, Ni [, NAT-D x2]     -->
+//!  4                               <--  HDR, KE, Nr [, NAT-D x2]  keys from here on
 //!  5  HDR*, IDii, HASH_I           -->                     IV = hash(g^xi | g^xr)
 //!  6                               <--  HDR*, IDir, HASH_R IV = last block of 5
 //! ```
@@ -18,7 +20,8 @@
 //! whose HASH does not verify is reported as an authentication failure, which with
 //! pre-shared keys nearly always means the two sides hold different keys.
 
-use super::keys::{phase1_iv, Phase1Keys};
+use super::info::{VID_DPD, VID_NAT_T};
+use super::keys::{nat_d, phase1_iv, Phase1Keys};
 use super::message::payload::{Id, Payload};
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
 use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1, Phase1Algs};
@@ -26,6 +29,7 @@ use super::{nonce, nonzero};
 use crate::crypto::{ct_eq, KeyExchange};
 use crate::Rng;
 use ipsec_types::{Identity, IkeProposal};
+use std::net::SocketAddr;
 use zeroize::Zeroizing;
 
 /// What Main Mode needs from the tunnel's configuration.
@@ -37,6 +41,62 @@ pub(crate) struct MainModeConfig<'a> {
     pub(crate) remote_id: Option<&'a Identity>,
     /// The phase-1 lifetime we offer, in seconds.
     pub(crate) life_secs: u64,
+    /// Our address and port as the datagrams carry them (NAT-D, RFC 3947 3.2).
+    pub(crate) local: SocketAddr,
+    /// The peer's address and port as the datagrams carry them.
+    pub(crate) remote: SocketAddr,
+}
+
+/// What NAT detection (RFC 3947 3.2) found in messages 3 and 4.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Nat {
+    /// Both sides announced RFC 3947 (Vendor ID) and sent NAT-D payloads.
+    pub(crate) supported: bool,
+    /// Our address is translated: the peer saw another one.
+    pub(crate) local_behind: bool,
+    /// The peer's address is translated: none of the ones it knows is what we see.
+    pub(crate) remote_behind: bool,
+}
+
+impl Nat {
+    /// Whether messages from 5 on, and ESP, go over UDP 4500 (RFC 3947 4, 5).
+    pub(crate) fn detected(&self) -> bool {
+        self.supported && (self.local_behind || self.remote_behind)
+    }
+}
+
+/// Our NAT-D payloads: the peer's address as we send to it, then ours.
+fn nat_d_payloads(algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> [Payload; 2] {
+    [
+        Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.remote), draft: false },
+        Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.local), draft: false },
+    ]
+}
+
+/// NAT detection from the peer's NAT-D payloads in `m`: the first names our address as
+/// the peer sent to it, the others the peer's own addresses.
+fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> Nat {
+    let hashes: Vec<&[u8]> = m
+        .payloads
+        .iter()
+        .filter_map(|p| match p {
+            Payload::NatD { hash, .. } => Some(hash.as_slice()),
+            _ => None,
+        })
+        .collect();
+    let Some((first, rest)) = hashes.split_first() else { return Nat::default() };
+    let local = nat_d(algs.hash, ci, cr, cfg.local);
+    let remote = nat_d(algs.hash, ci, cr, cfg.remote);
+    Nat {
+        supported: true,
+        local_behind: *first != local.as_slice(),
+        remote_behind: !rest.iter().any(|h| *h == remote.as_slice()),
+    }
+}
+
+/// Whether `m` carries the Vendor ID `vid`.
+fn has_vid(m: &Message, vid: &[u8]) -> bool {
+    m.payloads.iter().any(|p| matches!(p, Payload::Vendor(v) if v.as_slice() == vid))
 }
 
 /// Why Main Mode failed.
@@ -75,6 +135,7 @@ pub(crate) struct Phase1Sa {
     pub(crate) peer_id: Identity,
     /// The lifetime the responder's chosen transform names, if in seconds.
     pub(crate) life_secs: Option<u64>,
+    pub(crate) nat: Nat,
 }
 
 /// Keying state shared by both roles from message 3/4 on.
@@ -180,6 +241,9 @@ pub(crate) struct Initiator {
     cky_i: u64,
     cky_r: u64,
     stage: IStage,
+    /// The responder announced RFC 3947.
+    nat_t: bool,
+    nat: Nat,
 }
 
 /// What the next step of an exchange gives.
@@ -196,9 +260,11 @@ impl Initiator {
     pub(crate) fn start(cfg: &MainModeConfig<'_>, rng: &mut dyn Rng) -> (Self, Vec<u8>) {
         let cky_i = u64::from_be_bytes(nonzero(rng));
         let sa = Payload::Sa(phase1_offer(cfg.proposals, cfg.life_secs));
-        let msg = emit_clear(header(cky_i, 0), std::slice::from_ref(&sa));
-        let sai_b = emit_chain(&[sa]).get(4..).unwrap_or_default().to_vec();
-        (Self { cky_i, cky_r: 0, stage: IStage::Sent1 { sai_b } }, msg)
+        let sai_b = emit_chain(std::slice::from_ref(&sa)).get(4..).unwrap_or_default().to_vec();
+        let msg =
+            emit_clear(header(cky_i, 0), &[sa, Payload::Vendor(VID_NAT_T.to_vec()), Payload::Vendor(VID_DPD.to_vec())]);
+        let me = Self { cky_i, cky_r: 0, stage: IStage::Sent1 { sai_b }, nat_t: false, nat: Nat::default() };
+        (me, msg)
     }
 
     /// Our cookie.
@@ -227,12 +293,14 @@ impl Initiator {
                 let (algs, life) = accept_phase1_answer(sa, cfg.proposals).ok_or(MainModeError::NoProposalChosen)?;
                 let sai_b = sai_b.clone();
                 self.cky_r = m.header.cky_r;
+                self.nat_t = has_vid(&m, &VID_NAT_T);
                 let kex = KeyExchange::generate(algs.dh, rng);
                 let ni = nonce(rng);
-                let msg = emit_clear(
-                    header(self.cky_i, self.cky_r),
-                    &[Payload::Ke(kex.public_value()), Payload::Nonce(ni.to_vec())],
-                );
+                let mut payloads = vec![Payload::Ke(kex.public_value()), Payload::Nonce(ni.to_vec())];
+                if self.nat_t {
+                    payloads.extend(nat_d_payloads(algs, self.cky_i, self.cky_r, cfg));
+                }
+                let msg = emit_clear(header(self.cky_i, self.cky_r), &payloads);
                 self.stage = IStage::Sent3 { sai_b, algs, life, kex, ni };
                 Ok(Step::Send(msg))
             }
@@ -242,6 +310,9 @@ impl Initiator {
                 let (g_xr, nr) = ke_and_nonce(&m)?;
                 let g_xy = kex.agree(&g_xr).map_err(|_| MainModeError::InvalidKe)?;
                 let (algs, life) = (*algs, *life);
+                if self.nat_t {
+                    self.nat = detect_nat(&m, algs, self.cky_i, self.cky_r, cfg);
+                }
                 let keys =
                     Phase1Keys::derive_psk(algs.hash, algs.encr, cfg.psk, ni, &nr, &g_xy, self.cky_i, self.cky_r);
                 let keyed = Box::new(Keyed { algs, keys, g_xi: kex.public_value(), g_xr });
@@ -279,7 +350,8 @@ impl Initiator {
                     }
                 };
                 let Keyed { algs, keys, .. } = *keyed;
-                let sa = Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life };
+                let sa =
+                    Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life, nat: self.nat };
                 Ok(Step::Done(Box::new(sa), None))
             }
             other => {
@@ -302,6 +374,9 @@ pub(crate) struct Responder {
     cky_i: u64,
     cky_r: u64,
     stage: RStage,
+    /// The initiator announced RFC 3947.
+    nat_t: bool,
+    nat: Nat,
 }
 
 impl Responder {
@@ -320,9 +395,14 @@ impl Responder {
         let choice = select_phase1(sa, cfg.proposals).ok_or(MainModeError::NoProposalChosen)?;
         let sai_b = m.body(sa_at).unwrap_or_default().to_vec();
         let cky_r = u64::from_be_bytes(nonzero(rng));
-        let msg = emit_clear(header(m.header.cky_i, cky_r), &[Payload::Sa(choice.answer)]);
+        let nat_t = has_vid(&m, &VID_NAT_T);
+        let mut payloads = vec![Payload::Sa(choice.answer), Payload::Vendor(VID_DPD.to_vec())];
+        if nat_t {
+            payloads.push(Payload::Vendor(VID_NAT_T.to_vec()));
+        }
+        let msg = emit_clear(header(m.header.cky_i, cky_r), &payloads);
         let stage = RStage::Sent2 { sai_b, algs: choice.algs, life: choice.life_secs };
-        Ok((Self { cky_i: m.header.cky_i, cky_r, stage }, msg))
+        Ok((Self { cky_i: m.header.cky_i, cky_r, stage, nat_t, nat: Nat::default() }, msg))
     }
 
     /// Our cookie.
@@ -340,10 +420,12 @@ impl Responder {
         let (ci, cr) = (self.cky_i, self.cky_r);
         match std::mem::replace(&mut self.stage, RStage::Done) {
             RStage::Sent2 { sai_b, algs, life } => {
-                let parsed = Message::parse(data)
-                    .map_err(MainModeError::from)
-                    .and_then(|m| check_cookies(&m, ci, cr).and_then(|()| ke_and_nonce(&m)));
-                let (g_xi, ni) = match parsed {
+                let parsed = Message::parse(data).map_err(MainModeError::from).and_then(|m| {
+                    check_cookies(&m, ci, cr)?;
+                    let nat = if self.nat_t { detect_nat(&m, algs, ci, cr, cfg) } else { Nat::default() };
+                    ke_and_nonce(&m).map(|(k, n)| (k, n, nat))
+                });
+                let (g_xi, ni, nat) = match parsed {
                     Ok(x) if KeyExchange::plausible_public(algs.dh, &x.0) => x,
                     other => {
                         self.stage = RStage::Sent2 { sai_b, algs, life };
@@ -361,7 +443,12 @@ impl Responder {
                 let nr = nonce(rng);
                 let keys = Phase1Keys::derive_psk(algs.hash, algs.encr, cfg.psk, &ni, &nr, &g_xy, ci, cr);
                 let g_xr = kex.public_value();
-                let msg = emit_clear(header(ci, cr), &[Payload::Ke(g_xr.clone()), Payload::Nonce(nr.to_vec())]);
+                let mut payloads = vec![Payload::Ke(g_xr.clone()), Payload::Nonce(nr.to_vec())];
+                if self.nat_t {
+                    payloads.extend(nat_d_payloads(algs, ci, cr, cfg));
+                }
+                let msg = emit_clear(header(ci, cr), &payloads);
+                self.nat = nat;
                 self.stage = RStage::Sent4 { sai_b, keyed: Box::new(Keyed { algs, keys, g_xi, g_xr }), life };
                 Ok(Step::Send(msg))
             }
@@ -386,7 +473,8 @@ impl Responder {
                     keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b)
                 })?;
                 let Keyed { algs, keys, .. } = *keyed;
-                let sa = Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life };
+                let sa =
+                    Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life, nat: self.nat };
                 Ok(Step::Done(Box::new(sa), Some(msg)))
             }
             RStage::Done => Err(MainModeError::Unexpected("Main Mode is over")),

@@ -10,8 +10,25 @@ use ipsec_types::{Identity, IkeProposal};
 pub(crate) fn phase1(proposal: &str, seed: u64) -> (Phase1Sa, Phase1Sa) {
     let props = vec![IkeProposal::parse(proposal).expect("proposal")];
     let (a, b) = (Identity::parse("192.0.2.1").expect("id"), Identity::parse("198.51.100.1").expect("id"));
-    let ci = MainModeConfig { proposals: &props, psk: b"k", local_id: &a, remote_id: None, life_secs: 28_800 };
-    let cr = MainModeConfig { proposals: &props, psk: b"k", local_id: &b, remote_id: None, life_secs: 28_800 };
+    let (sa, sb) = ("192.0.2.1:500".parse().expect("addr"), "198.51.100.1:500".parse().expect("addr"));
+    let ci = MainModeConfig {
+        proposals: &props,
+        psk: b"k",
+        local_id: &a,
+        remote_id: None,
+        life_secs: 28_800,
+        local: sa,
+        remote: sb,
+    };
+    let cr = MainModeConfig {
+        proposals: &props,
+        psk: b"k",
+        local_id: &b,
+        remote_id: None,
+        life_secs: 28_800,
+        local: sb,
+        remote: sa,
+    };
     let (mut ri, mut rr) = (TestRng::new(seed), TestRng::new(seed + 1));
     let (mut i, m1) = Initiator::start(&ci, &mut ri);
     let (mut r, m2) = Responder::accept(&cr, &mut rr, &m1).expect("message 1");

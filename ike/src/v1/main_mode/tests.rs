@@ -12,6 +12,8 @@ struct Side {
     psk: Vec<u8>,
     local: Identity,
     remote: Option<Identity>,
+    local_addr: SocketAddr,
+    remote_addr: SocketAddr,
 }
 
 impl Side {
@@ -21,7 +23,19 @@ impl Side {
             psk: psk.as_bytes().to_vec(),
             local: Identity::parse(local).expect("id"),
             remote: remote.map(|r| Identity::parse(r).expect("id")),
+            local_addr: "192.0.2.1:500".parse().expect("addr"),
+            remote_addr: "198.51.100.1:500".parse().expect("addr"),
         }
+    }
+
+    /// The other end of the default addresses.
+    fn responder(self) -> Self {
+        Self { local_addr: self.remote_addr, remote_addr: self.local_addr, ..self }
+    }
+
+    /// Addresses as this side sees them.
+    fn at(self, local: &str, remote: &str) -> Self {
+        Self { local_addr: local.parse().expect("addr"), remote_addr: remote.parse().expect("addr"), ..self }
     }
 
     fn cfg(&self) -> MainModeConfig<'_> {
@@ -31,6 +45,8 @@ impl Side {
             local_id: &self.local,
             remote_id: self.remote.as_ref(),
             life_secs: 28_800,
+            local: self.local_addr,
+            remote: self.remote_addr,
         }
     }
 }
@@ -56,6 +72,46 @@ fn establish(i: &Side, r: &Side) -> (Phase1Sa, Phase1Sa, Vec<u8>) {
     (*sa_i, *sa_r, m5)
 }
 
+#[test]
+fn nat_detection_finds_the_translated_side() {
+    // Without a NAT both sides see the same two addresses.
+    let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
+    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None).responder();
+    let (a, b, _) = establish(&i, &r);
+    let none = Nat { supported: true, local_behind: false, remote_behind: false };
+    assert_eq!((a.nat, b.nat), (none, none));
+    assert!(!a.nat.detected());
+    // The initiator sits at 10.0.0.1 behind a NAT that the responder sees as 203.0.113.5:1025.
+    let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None).at("10.0.0.1:500", "198.51.100.1:500");
+    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None).at("198.51.100.1:500", "203.0.113.5:1025");
+    let (a, b, _) = establish(&i, &r);
+    assert_eq!(a.nat, Nat { supported: true, local_behind: true, remote_behind: false });
+    assert_eq!(b.nat, Nat { supported: true, local_behind: false, remote_behind: true });
+    assert!(a.nat.detected() && b.nat.detected());
+}
+
+#[test]
+fn a_peer_without_nat_t_gets_no_nat_d() {
+    let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
+    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None).responder();
+    let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
+    let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
+    let parsed = Message::parse(&m1).expect("1");
+    assert!(has_vid(&parsed, &VID_NAT_T) && has_vid(&parsed, &VID_DPD));
+    // Message 1 without its Vendor IDs: a peer that does not know NAT-T.
+    let Some(Payload::Sa(sa)) = parsed.payloads.first().cloned() else { panic!("SA") };
+    let m1_plain = emit_clear(parsed.header, &[Payload::Sa(sa)]);
+    let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1_plain).expect("1");
+    assert!(!has_vid(&Message::parse(&m2).expect("2"), &VID_NAT_T));
+    let m3 = send(init.handle(&i.cfg(), &mut ri, &m2));
+    assert!(!Message::parse(&m3).expect("3").payloads.iter().any(|p| matches!(p, Payload::NatD { .. })));
+    let m4 = send(resp.handle(&r.cfg(), &mut rr, &m3));
+    let m5 = send(init.handle(&i.cfg(), &mut ri, &m4));
+    let Ok(Step::Done(b, Some(m6))) = resp.handle(&r.cfg(), &mut rr, &m5) else { panic!("6") };
+    let Ok(Step::Done(a, None)) = init.handle(&i.cfg(), &mut ri, &m6) else { panic!("done") };
+    assert_eq!((a.nat, b.nat), (Nat::default(), Nat::default()));
+}
+
 /// Both SAs hold the same keys: same Quick Mode KEYMAT, HASH(3) and phase-2 IV.
 fn assert_same_keys(a: &Phase1Sa, b: &Phase1Sa) {
     assert_eq!((a.cky_i, a.cky_r, a.algs), (b.cky_i, b.cky_r, b.algs));
@@ -69,7 +125,7 @@ fn assert_same_keys(a: &Phase1Sa, b: &Phase1Sa) {
 #[test]
 fn walkthrough_profile_establishes() {
     let i = Side::new("aes128-sha1-modp1024", "walkthrough", "classic.example", Some("cloud.example"));
-    let r = Side::new("aes128-sha1-modp1024", "walkthrough", "cloud.example", Some("classic.example"));
+    let r = Side::new("aes128-sha1-modp1024", "walkthrough", "cloud.example", Some("classic.example")).responder();
     let (a, b, m5) = establish(&i, &r);
     assert_same_keys(&a, &b);
     assert_eq!(a.algs.keywords(), "aes128-sha1-modp1024");
@@ -82,7 +138,7 @@ fn walkthrough_profile_establishes() {
 #[test]
 fn sha256_modp2048_establishes_with_any_peer_identity() {
     let i = Side::new("aes256-sha256-modp2048", "k", "192.0.2.1", None);
-    let r = Side::new("aes256-sha256-modp2048", "k", "198.51.100.1", None);
+    let r = Side::new("aes256-sha256-modp2048", "k", "198.51.100.1", None).responder();
     let (a, b, _) = establish(&i, &r);
     assert_same_keys(&a, &b);
     assert_eq!(a.algs.keywords(), "aes256-sha256-modp2048");
@@ -92,7 +148,7 @@ fn sha256_modp2048_establishes_with_any_peer_identity() {
 #[test]
 fn wrong_psk_is_an_authentication_failure() {
     let i = Side::new("aes128-sha1-modp1024", "one key", "a.example", None);
-    let r = Side::new("aes128-sha1-modp1024", "another key", "b.example", None);
+    let r = Side::new("aes128-sha1-modp1024", "another key", "b.example", None).responder();
     let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
     let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
     let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("message 1");
@@ -107,7 +163,7 @@ fn wrong_psk_is_an_authentication_failure() {
 #[test]
 fn no_common_proposal() {
     let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
-    let r = Side::new("aes256-sha256-modp2048", "k", "b.example", None);
+    let r = Side::new("aes256-sha256-modp2048", "k", "b.example", None).responder();
     let (_, m1) = Initiator::start(&i.cfg(), &mut TestRng::new(1));
     let e = Responder::accept(&r.cfg(), &mut TestRng::new(2), &m1).err();
     assert_eq!(e, Some(MainModeError::NoProposalChosen));
@@ -116,7 +172,7 @@ fn no_common_proposal() {
 #[test]
 fn unexpected_identity_is_refused() {
     let i = Side::new("aes128-sha1-modp1024", "k", "intruder.example", None);
-    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", Some("classic.example"));
+    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", Some("classic.example")).responder();
     let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
     let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
     let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("message 1");
@@ -130,7 +186,7 @@ fn unexpected_identity_is_refused() {
 #[test]
 fn forged_cleartext_messages_do_not_end_the_exchange() {
     let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
-    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None);
+    let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None).responder();
     let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
     let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
     let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("message 1");
