@@ -87,11 +87,7 @@ fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeCon
     let Some((first, rest)) = hashes.split_first() else { return Nat::default() };
     let local = nat_d(algs.hash, ci, cr, cfg.local);
     let remote = nat_d(algs.hash, ci, cr, cfg.remote);
-    Nat {
-        supported: true,
-        local_behind: *first != local.as_slice(),
-        remote_behind: !rest.iter().any(|h| *h == remote.as_slice()),
-    }
+    Nat { supported: true, local_behind: *first != local.as_slice(), remote_behind: !rest.contains(&remote.as_slice()) }
 }
 
 /// Whether `m` carries the Vendor ID `vid`.
