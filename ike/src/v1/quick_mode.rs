@@ -483,7 +483,8 @@ impl QuickResponder {
     pub(crate) fn handle(&self, p1: &Phase1Sa, data: &[u8]) -> Result<(), QuickError> {
         let mid = self.message_id;
         let mut m = Message::parse(data)?;
-        if m.header.exchange != exchange::QUICK || m.header.message_id != mid {
+        let h = m.header;
+        if h.exchange != exchange::QUICK || h.message_id != mid || (h.cky_i, h.cky_r) != (p1.cky_i, p1.cky_r) {
             return Err(QuickError::Unexpected("not this Quick Mode"));
         }
         let cipher = p1.keys.cipher().ok_or(QuickError::NoProposalChosen)?;

@@ -220,3 +220,40 @@ fn forged_cleartext_messages_do_not_end_the_exchange() {
     assert!(matches!(init.handle(&i.cfg(), &mut ri, &m6), Ok(Step::Done(_, None))));
     assert!(init.handle(&i.cfg(), &mut ri, &m6).is_err(), "over");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Mutated copies of each message, delivered before the genuine one, never make an
+    /// exchange panic; when the genuine messages still complete it, both sides agree.
+    #[test]
+    fn mutated_messages_never_panic(
+        which in 2usize..=6,
+        flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
+        let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None).responder();
+        let (mut ri, mut rr) = (TestRng::new(1), TestRng::new(2));
+        let mutate = |m: &[u8]| {
+            let mut v = m.to_vec();
+            for (at, b) in &flips {
+                let n = at.index(v.len());
+                v[n] = *b;
+            }
+            v
+        };
+        let (mut init, m1) = Initiator::start(&i.cfg(), &mut ri);
+        let (mut resp, m2) = Responder::accept(&r.cfg(), &mut rr, &m1).expect("1");
+        if which == 2 { let _ = init.handle(&i.cfg(), &mut ri, &mutate(&m2)); }
+        let Ok(Step::Send(m3)) = init.handle(&i.cfg(), &mut ri, &m2) else { return Ok(()) };
+        if which == 3 { let _ = resp.handle(&r.cfg(), &mut rr, &mutate(&m3)); }
+        let Ok(Step::Send(m4)) = resp.handle(&r.cfg(), &mut rr, &m3) else { return Ok(()) };
+        if which == 4 { let _ = init.handle(&i.cfg(), &mut ri, &mutate(&m4)); }
+        let Ok(Step::Send(m5)) = init.handle(&i.cfg(), &mut ri, &m4) else { return Ok(()) };
+        if which == 5 { let _ = resp.handle(&r.cfg(), &mut rr, &mutate(&m5)); }
+        let Ok(Step::Done(b, Some(m6))) = resp.handle(&r.cfg(), &mut rr, &m5) else { return Ok(()) };
+        if which == 6 { let _ = init.handle(&i.cfg(), &mut ri, &mutate(&m6)); }
+        let Ok(Step::Done(a, None)) = init.handle(&i.cfg(), &mut ri, &m6) else { return Ok(()) };
+        assert_same_keys(&a, &b);
+    }
+}

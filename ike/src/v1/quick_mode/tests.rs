@@ -151,3 +151,46 @@ fn selectors_as_id_payloads() {
     let name = Id { id_type: idtype::FQDN, protocol: 0, port: 0, data: b"gw".to_vec() };
     assert_eq!(id_to_ts(&name), None);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Mutated Quick Mode messages never panic and never change the outcome: one is
+    /// refused, or (IKEv1 authenticates neither the padding nor every header bit, e.g.
+    /// the commit flag or the minor version) taken as the genuine one would be; the
+    /// genuine messages complete the exchange afterwards.
+    #[test]
+    fn mutated_messages_never_panic_and_change_nothing(
+        which in 1usize..=3,
+        flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let ic = Cfg::new("aes128-sha1-modp1024", "10.1.0.0/16", "10.2.0.0/16", 3600);
+        let rc = Cfg::new("aes128-sha1-modp1024", "10.2.0.0/16", "10.1.0.0/16", 3600);
+        let (p_i, p_r) = phase1("aes128-sha1-modp1024", 11);
+        let (mut ri, mut rr) = (TestRng::new(21), TestRng::new(22));
+        let mutate = |m: &[u8]| {
+            let mut v = m.to_vec();
+            for (at, b) in &flips {
+                let n = at.index(v.len());
+                v[n] = *b;
+            }
+            v
+        };
+        let (qi, m1) = QuickInitiator::start(&p_i, &ic.q(), &mut ri, 1).expect("1");
+        if which == 1 {
+            let _ = QuickResponder::accept(&p_r, &rc.q(), &mut TestRng::new(23), &mutate(&m1), 2);
+            let _ = crate::v1::info::open_informational(&p_r, &mutate(&m1));
+        }
+        let (qr, sa_r, m2) = QuickResponder::accept(&p_r, &rc.q(), &mut rr, &m1, 2).expect("1");
+        let early = if which == 2 { qi.handle(&p_i, &ic.q(), &mutate(&m2)).ok() } else { None };
+        let (sa_i, m3) = qi.handle(&p_i, &ic.q(), &m2).expect("2");
+        if let Some((sa, _)) = early {
+            assert_keys_cross(&sa, &sa_r);
+        }
+        if which == 3 {
+            let _ = qr.handle(&p_r, &mutate(&m3));
+        }
+        qr.handle(&p_r, &m3).expect("3");
+        assert_keys_cross(&sa_i, &sa_r);
+    }
+}
