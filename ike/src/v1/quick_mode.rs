@@ -17,7 +17,7 @@
 
 use super::keys::phase2_iv;
 use super::main_mode::Phase1Sa;
-use super::message::payload::{idtype, life, p2attr, proto, Attr, Id, Notify, Payload, DOI_IPSEC};
+use super::message::payload::{idtype, life, p2attr, parse_attrs, proto, Attr, Id, Notify, Payload, DOI_IPSEC};
 use super::message::{emit_chain, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
 use super::proposal::{accept_quick_answer, quick_offer, select_quick, QuickAlgs, QuickTerms};
 use super::{nonce, nonzero};
@@ -274,16 +274,16 @@ fn esp_keys(
     Ok((key_in, key_out))
 }
 
-/// The lifetime in seconds a RESPONDER-LIFETIME notify for ESP names, if any.
+/// The lifetime in seconds a RESPONDER-LIFETIME notify for ESP names, if any (its data
+/// is an attribute list: life type, then duration, TV or TLV).
 fn responder_lifetime(notifies: &[&Notify]) -> Option<u64> {
     notifies.iter().filter(|n| n.msg_type == RESPONDER_LIFETIME && n.protocol == proto::ESP).find_map(|n| {
         let mut secs = None;
         let mut seconds = false;
-        for c in n.data.chunks_exact(4) {
-            let (t, v) = (u16::from_be_bytes([c[0], c[1]]) & 0x7fff, u64::from(u16::from_be_bytes([c[2], c[3]])));
-            match t {
-                p2attr::LIFE_TYPE => seconds = v == life::SECONDS,
-                p2attr::LIFE_DURATION if seconds => secs = Some(v),
+        for a in parse_attrs(&n.data)? {
+            match a.ty {
+                p2attr::LIFE_TYPE => seconds = a.value() == Some(life::SECONDS),
+                p2attr::LIFE_DURATION if seconds => secs = a.value(),
                 _ => {}
             }
         }
@@ -449,7 +449,7 @@ impl QuickResponder {
         if choice.terms.life_secs.is_some_and(|t| t > cfg.life_secs) {
             let mut data = Vec::new();
             Attr::new(p2attr::LIFE_TYPE, life::SECONDS).emit(&mut data);
-            Attr::new(p2attr::LIFE_DURATION, cfg.life_secs.min(u64::from(u16::MAX))).emit(&mut data);
+            Attr::new(p2attr::LIFE_DURATION, cfg.life_secs).emit(&mut data);
             payloads.push(Payload::Notify(Notify {
                 doi: DOI_IPSEC,
                 protocol: proto::ESP,

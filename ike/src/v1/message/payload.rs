@@ -141,8 +141,9 @@ impl Attr {
 }
 
 /// Parses an attribute list that must fill `buf` exactly; at most `buf.len() / 4`
-/// attributes, counted before the `Vec` is allocated.
-fn parse_attrs(buf: &[u8]) -> Option<Vec<Attr>> {
+/// attributes, counted before the `Vec` is allocated. (Also the data of a
+/// RESPONDER-LIFETIME notify.)
+pub(crate) fn parse_attrs(buf: &[u8]) -> Option<Vec<Attr>> {
     let count = attr_walk(buf, |_| ())?;
     let mut out = Vec::with_capacity(count);
     attr_walk(buf, |a| out.push(a))?;
@@ -494,10 +495,4 @@ fn parse_delete(body: &[u8]) -> Option<Delete> {
         return None;
     }
     Some(Delete { doi, protocol, spi_size, spis: rest.to_vec() })
-}
-
-/// `parse_attrs` for the codec's unit tests.
-#[cfg(test)]
-pub(crate) fn tests_parse_attrs(buf: &[u8]) -> Option<Vec<Attr>> {
-    parse_attrs(buf)
 }

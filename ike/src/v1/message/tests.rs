@@ -63,10 +63,10 @@ fn life_durations_are_tv_when_short_and_tlv_when_long() {
     assert_eq!(out, [0, 12, 0, 4, 0x00, 0x01, 0x51, 0x80]);
     // A peer's 3-octet variable value is read too.
     let t = [0, 12, 0, 3, 0x01, 0x51, 0x80];
-    assert_eq!(super::payload::tests_parse_attrs(&t), Some(vec![Attr::new(p1attr::LIFE_DURATION, 86_400)]));
+    assert_eq!(super::payload::parse_attrs(&t), Some(vec![Attr::new(p1attr::LIFE_DURATION, 86_400)]));
     // A variable value longer than 8 octets is unreadable, not an error.
     let t = [0, 12, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-    assert_eq!(super::payload::tests_parse_attrs(&t), Some(vec![Attr::unreadable(12)]));
+    assert_eq!(super::payload::parse_attrs(&t), Some(vec![Attr::unreadable(12)]));
 }
 
 #[test]

@@ -92,6 +92,14 @@ fn responder_lifetime_shortens_the_initiators() {
 }
 
 #[test]
+fn responder_lifetimes_longer_than_two_octets() {
+    let ic = Cfg::new("aes128-sha1", "10.1.0.0/16", "10.2.0.0/16", 200_000);
+    let rc = Cfg::new("aes128-sha1", "10.2.0.0/16", "10.1.0.0/16", 86_400);
+    let (a, b) = run(&ic, &rc).expect("quick mode");
+    assert_eq!((a.life_secs, b.life_secs), (Some(86_400), Some(86_400)));
+}
+
+#[test]
 fn selectors_outside_ours_and_other_proposals_are_refused() {
     // The initiator asks for 10.9.0.0/16 behind us.
     let ic = Cfg::new("aes128-sha1-modp1024", "10.1.0.0/16", "10.9.0.0/16", 3600);
