@@ -46,6 +46,7 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         timers: t.timers,
         dpd: t.dpd,
         fragment_size: t.fragmentation.then_some(t.fragment_size),
+        ike_version: ike::IkeVersion::V2,
     }
 }
 

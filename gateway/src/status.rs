@@ -206,6 +206,7 @@ pub(crate) mod tests {
     pub(crate) fn sample_ike() -> Vec<ike::IkeSaStatus> {
         vec![ike::IkeSaStatus {
             tunnel: "site-b".into(),
+            version: ike::IkeVersion::V2,
             state: "ESTABLISHED",
             initiator: true,
             spi_i: 0x9f1c_2e0a_4b3d_2c1a,

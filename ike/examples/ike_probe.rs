@@ -76,6 +76,7 @@ fn main() {
             action: ipsec_types::DpdAction::Restart,
         },
         fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
+        ike_version: ike::IkeVersion::V2,
     };
     let secs: u64 = arg(9).parse().unwrap_or_else(|_| die("seconds"));
     let local_ip = peer.local_addr;

@@ -72,6 +72,29 @@ pub struct PeerConfig {
     /// would exceed `size` octets (IP and UDP headers and the non-ESP marker included)
     /// and reassembles the peer's fragments. `None`: neither announced nor accepted.
     pub fragment_size: Option<u16>,
+    /// IKE version the tunnel speaks: IKEv2 (RFC 7296, the default) or IKEv1 (RFC 2409
+    /// Main Mode with a pre-shared key and Quick Mode) for peers that speak nothing else.
+    pub ike_version: IkeVersion,
+}
+
+/// The IKE version of a tunnel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IkeVersion {
+    /// IKEv1 (RFC 2409).
+    V1,
+    /// IKEv2 (RFC 7296).
+    #[default]
+    V2,
+}
+
+impl IkeVersion {
+    /// 1 or 2.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
 }
 
 /// The default `fragment_size`: the IPv6 minimum MTU, which every IPv6 path carries
@@ -193,6 +216,8 @@ pub enum Output {
 pub struct IkeSaStatus {
     /// Tunnel name.
     pub tunnel: String,
+    /// The IKE version of this SA.
+    pub version: IkeVersion,
     /// `CONNECTING`, `ESTABLISHED`, `DELETING`, ...
     pub state: &'static str,
     /// True if we initiated this IKE SA.

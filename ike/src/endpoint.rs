@@ -501,6 +501,7 @@ impl Endpoint {
             .iter()
             .map(|sa| IkeSaStatus {
                 tunnel: sa.peer.name.clone(),
+                version: crate::IkeVersion::V2,
                 state: sa.state.name(),
                 initiator: sa.initiator,
                 spi_i: sa.spi_i,

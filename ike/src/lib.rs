@@ -79,7 +79,7 @@ mod ts;
 mod v1;
 
 pub use api::{
-    ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, Output, PeerConfig, Rng, Transmit,
+    ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, IkeVersion, Output, PeerConfig, Rng, Transmit,
     DEFAULT_FRAGMENT_SIZE,
 };
 pub use down::DownReason;

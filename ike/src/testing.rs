@@ -61,6 +61,7 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         timers: SaTimers { rekey_jitter_percent: 0, ..SaTimers::default() },
         dpd: Dpd { delay: None, ..Dpd::default() },
         fragment_size: Some(crate::api::DEFAULT_FRAGMENT_SIZE),
+        ike_version: crate::IkeVersion::V2,
     }
 }
 

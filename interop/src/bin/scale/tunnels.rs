@@ -69,6 +69,7 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         timers: ipsec_types::SaTimers { rekey_jitter_percent: 0, ..ipsec_types::SaTimers::default() },
         dpd: ipsec_types::Dpd { delay: None, timeout: Duration::from_secs(150), action: ipsec_types::DpdAction::Clear },
         fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
+        ike_version: ike::IkeVersion::V2,
     })
 }
 
