@@ -13,6 +13,15 @@
 //!                  203.0.113.0/29   203.0.113.1    back to the internet; rp_filter off
 //! ```
 //!
+//! [`Topology::insert_nat`] puts a NAT router between the gateways instead of the direct
+//! WAN link: gwA moves behind it, and gwB sees gwA's traffic from the router's public
+//! address (gwA's usual WAN address), with UDP ports rewritten:
+//!
+//! ```text
+//!  gwA 198.51.100.1 ─wan0──in0─ nat 198.51.100.254 │ 192.0.2.1 ─out0──wan0─ 192.0.2.2 gwB
+//!                                source NAT to 192.0.2.1, UDP ports 40000-40999
+//! ```
+//!
 //! [`Topology::add_ipv6`] gives every link IPv6 addresses as well (dual stack), and
 //! [`Topology::create_v6_wan`] builds a topology whose WAN is IPv6 only:
 //!
@@ -58,6 +67,19 @@ pub const GW_B_LAN: &str = "10.2.0.1";
 pub const LAN_B_NET: &str = "10.2.0.0/24";
 /// Host on site B.
 pub const LAN_B_HOST: &str = "10.2.0.10";
+
+/// gwA's WAN address behind the NAT of [`Topology::insert_nat`].
+pub const GW_A_BEHIND_NAT: &str = "198.51.100.1";
+/// The NAT router's inside address (gwA's default route).
+pub const NAT_INSIDE: &str = "198.51.100.254";
+/// The NAT router's public address: what gwB sees as gwA's (gwA's usual WAN address).
+pub const NAT_PUBLIC: &str = GW_A_WAN;
+/// The UDP source ports the NAT maps gwA's ports 500 and 4500 to.
+pub const NAT_PORTS: (u16, u16) = (40000, 40999);
+/// The NAT router's interface towards gwA.
+pub const NAT_IN_IF: &str = "in0";
+/// The NAT router's interface towards gwB.
+pub const NAT_OUT_IF: &str = "out0";
 
 /// Host on site A, IPv6.
 pub const LAN_A_HOST6: &str = "fd00:a::10";
@@ -226,6 +248,49 @@ impl Topology {
             ga.sysctl(&format!("net.ipv4.conf.{scope}.rp_filter"), "0")?;
         }
         Ok(inet)
+    }
+
+    /// Replaces the direct WAN link by a NAT router `PREFIX-nat` (see the module docs):
+    /// gwA gets [`GW_A_BEHIND_NAT`] and a default route via [`NAT_INSIDE`]; the router
+    /// source-NATs everything from gwA to [`NAT_PUBLIC`], UDP to ports in [`NAT_PORTS`]
+    /// (so neither 500 nor 4500 survives, as behind many home routers), and lets nothing
+    /// in from gwB's side that is not an answer (conntrack). gwB keeps 192.0.2.2. The
+    /// caller keeps the returned namespace for the scenario's length.
+    pub fn insert_nat(&self) -> Result<Netns> {
+        let (ga, gb) = (&self.gw_a, &self.gw_b);
+        let nat = Netns::create(&format!("{}-nat", self.prefix))?;
+        // Deleting one end of the direct WAN veth deletes both.
+        ga.ip(&["link", "del", WAN_IF])?;
+        ga.ip(&["link", "add", WAN_IF, "type", "veth", "peer", "name", NAT_IN_IF, "netns", nat.name()])?;
+        gb.ip(&["link", "add", WAN_IF, "type", "veth", "peer", "name", NAT_OUT_IF, "netns", nat.name()])?;
+        let inside = format!("{GW_A_BEHIND_NAT}/24");
+        let nat_in = format!("{NAT_INSIDE}/24");
+        let nat_out = format!("{NAT_PUBLIC}/24");
+        for (ns, ifname, addr) in [
+            (ga, WAN_IF, inside.as_str()),
+            (&nat, NAT_IN_IF, nat_in.as_str()),
+            (&nat, NAT_OUT_IF, nat_out.as_str()),
+            (gb, WAN_IF, "192.0.2.2/24"),
+        ] {
+            ns.ip(&["addr", "add", addr, "dev", ifname])?;
+            ns.ip(&["link", "set", ifname, "up"])?;
+        }
+        ga.ip(&["route", "add", "default", "via", NAT_INSIDE])?;
+        nat.sysctl("net.ipv4.ip_forward", "1")?;
+        let (lo, hi) = NAT_PORTS;
+        // nft joins its arguments into one command line.
+        for rule in [
+            "add table ip vgnat".to_owned(),
+            "add chain ip vgnat post { type nat hook postrouting priority 100; }".to_owned(),
+            format!("add rule ip vgnat post oifname {NAT_OUT_IF} meta l4proto udp snat to {NAT_PUBLIC}:{lo}-{hi}"),
+            format!("add rule ip vgnat post oifname {NAT_OUT_IF} snat to {NAT_PUBLIC}"),
+            "add chain ip vgnat fwd { type filter hook forward priority 0; policy drop; }".to_owned(),
+            format!("add rule ip vgnat fwd iifname {NAT_IN_IF} oifname {NAT_OUT_IF} accept"),
+            format!("add rule ip vgnat fwd iifname {NAT_OUT_IF} ct state established,related accept"),
+        ] {
+            nat.run(&["nft", &rule])?;
+        }
+        Ok(nat)
     }
 
     /// Both hosts and gateways, for dumping state on failure.

@@ -315,6 +315,7 @@ fn vpngw_site(
             lifetimes: Lifetimes::default(),
             extra: Vec::new(),
             child_sa_per_subnet_pair: false,
+            ike_version: None,
         }],
     }
 }
@@ -332,6 +333,7 @@ pub fn swan_site_a(initiate: bool) -> SwanConfig {
         ike_proposal: IKE_PROPOSAL.into(),
         esp_proposal: ESP_PROPOSAL.into(),
         initiate,
+        version: 2,
         timers: SwanTimers::default(),
     }
 }

@@ -42,6 +42,8 @@ pub struct SwanConfig {
     pub esp_proposal: String,
     /// `start_action = start` (initiator) or `none` (responder).
     pub initiate: bool,
+    /// IKE `version` of the connection: 2, or 1 (Main Mode with PSK, Quick Mode).
+    pub version: u8,
     /// Rekeying, lifetime and DPD settings (unset ones keep strongSwan's defaults).
     pub timers: SwanTimers,
 }
@@ -63,6 +65,9 @@ pub struct SwanTimers {
     pub child_rand_time: Option<String>,
     /// IKE SA `dpd_delay`.
     pub dpd_delay: Option<String>,
+    /// IKE SA `dpd_timeout` (IKEv1 only: when an unanswered R-U-THERE declares the peer
+    /// dead; IKEv2 uses the retransmission timeouts).
+    pub dpd_timeout: Option<String>,
     /// CHILD SA `dpd_action` (`clear`, `trap`, `restart`).
     pub dpd_action: Option<String>,
     /// IKE SA `keyingtries` (`0`: forever).
@@ -95,6 +100,7 @@ impl SwanTimers {
                 ("over_time", &self.ike_over_time),
                 ("rand_time", &self.ike_rand_time),
                 ("dpd_delay", &self.dpd_delay),
+                ("dpd_timeout", &self.dpd_timeout),
                 ("keyingtries", &self.keyingtries),
             ],
             "        ",
@@ -146,7 +152,7 @@ impl SwanConfig {
         format!(
             r#"connections {{
     s2s {{
-        version = 2
+        version = {version}
         local_addrs = {la}
         remote_addrs = {ra}
         proposals = {ike}
@@ -177,6 +183,7 @@ secrets {{
             lid = self.local_id,
             rid = self.remote_id,
             ike_timers = self.timers.ike_lines(),
+            version = self.version,
         )
     }
 }
@@ -559,6 +566,7 @@ mod tests {
             ike_proposal: "aes256gcm16-prfsha256-x25519".into(),
             esp_proposal: "aes256gcm16".into(),
             initiate: true,
+            version: 2,
             timers: SwanTimers::default(),
         };
         let text = cfg.swanctl_conf();
@@ -573,6 +581,12 @@ mod tests {
             timed.contains("start_action = start\n                rekey_time = 10s\n                life_time = 20s\n")
         );
         assert!(text.contains(r#"secret = "a\"b""#));
+        assert!(text.contains("        version = 2\n"));
+        let v1 = SwanConfig { version: 1, ..cfg.clone() }.swanctl_conf();
+        assert!(v1.contains("        version = 1\n") && !v1.contains("version = 2"), "{v1}");
+        let dpd = SwanTimers { dpd_delay: Some("2s".into()), dpd_timeout: Some("6s".into()), ..SwanTimers::default() };
+        let dpd = SwanConfig { timers: dpd, ..cfg.clone() }.swanctl_conf();
+        assert!(dpd.contains("        dpd_delay = 2s\n        dpd_timeout = 6s\n"), "{dpd}");
         let responder = SwanConfig { initiate: false, ..cfg.clone() }.swanctl_conf();
         assert!(responder.contains("start_action = none"));
         // One children section per subnet pair.

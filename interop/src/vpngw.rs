@@ -68,6 +68,8 @@ pub struct TunnelConfig {
     pub extra: Vec<(String, String)>,
     /// `child_sa_per_subnet_pair`: one CHILD SA per subnet pair instead of one for all.
     pub child_sa_per_subnet_pair: bool,
+    /// `ike_version` (1: IKEv1 Main Mode and Quick Mode); unset keeps the default, 2.
+    pub ike_version: Option<u8>,
 }
 
 /// The lifetime and DPD keys of a tunnel, each written as given (`"10s"`, `"0%"`, `"restart"`) when set.
@@ -175,6 +177,9 @@ impl GatewayConfig {
             ));
             if t.child_sa_per_subnet_pair {
                 s.push_str("child_sa_per_subnet_pair = true\n");
+            }
+            if let Some(v) = t.ike_version {
+                s.push_str(&format!("ike_version = {v}\n"));
             }
             s.push_str(&t.lifetimes.toml_lines());
             for (k, v) in &t.extra {
@@ -475,6 +480,7 @@ mod tests {
                 },
                 extra: vec![("fragment_size".into(), "576".into())],
                 child_sa_per_subnet_pair: false,
+                ike_version: None,
             }],
         };
         let text = cfg.to_toml(Path::new("/d"), Path::new("/d/vpngw.sock"));
@@ -486,6 +492,10 @@ mod tests {
         );
         assert!(!text.contains("dpd_delay"));
         assert!(!text.contains("child_sa_per_subnet_pair"), "only written when set");
+        assert!(!text.contains("ike_version"), "only written when set");
+        let mut v1 = cfg.clone();
+        v1.tunnels[0].ike_version = Some(1);
+        assert!(v1.to_toml(Path::new("/d"), Path::new("/d/s")).contains("\nike_version = 1\n"));
         assert!(text.contains("control_socket = \"/d/vpngw.sock\""));
         assert!(text.contains("psk_file = \"/d/site-b.psk\""));
         assert!(text.contains("local_subnets = [\"10.1.0.0/24\"]"));

@@ -91,6 +91,7 @@ pub fn vpngw_config(seed: &str, n: usize) -> GatewayConfig {
             lifetimes: Lifetimes { dpd_delay: Some("0s".into()), ..Lifetimes::default() },
             extra: Vec::new(),
             child_sa_per_subnet_pair: false,
+            ike_version: None,
         })
         .collect();
     GatewayConfig {
@@ -116,6 +117,7 @@ pub fn swan_first(seed: &str) -> SwanConfig {
         ike_proposal: IKE_PROPOSAL.into(),
         esp_proposal: ESP_PROPOSAL.into(),
         initiate: false,
+        version: 2,
         timers: Default::default(),
     }
 }
