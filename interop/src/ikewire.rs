@@ -108,9 +108,32 @@ pub fn udp_in_ipv4(ip: &[u8]) -> Option<UdpView<'_>> {
     })
 }
 
-/// The IKE message (header first, non-ESP marker removed) in a UDP datagram on port 500
-/// or 4500, if it is one; anything on 4500 without the marker is ESP.
+/// The IKEv2 message (header first, non-ESP marker removed) in a UDP datagram on port
+/// 500 or 4500, if it is one; anything on 4500 without the marker is ESP.
 pub fn ike_in_udp<'a>(udp: &UdpView<'a>) -> Option<&'a [u8]> {
+    ike_any_version_in_udp(udp).filter(|ike| ike[17] >> 4 == 2)
+}
+
+/// The IKEv1 (ISAKMP, major version 1) message in a UDP datagram on port 500 or 4500,
+/// as [`ike_in_udp`] finds IKEv2's.
+pub fn isakmp_in_udp<'a>(udp: &UdpView<'a>) -> Option<&'a [u8]> {
+    ike_any_version_in_udp(udp).filter(|ike| ike[17] >> 4 == 1)
+}
+
+/// Every IKEv1 message in a classic pcap file: `(source address, message)`, in order.
+pub fn read_isakmp(path: &Path) -> Result<Vec<(Ipv4Addr, Vec<u8>)>> {
+    let data = std::fs::read(path).map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
+    let frames =
+        pcap_ipv4(&data).ok_or_else(|| Error::new(format!("{} is not a classic pcap file", path.display())))?;
+    Ok(frames
+        .iter()
+        .filter_map(|f| udp_in_ipv4(f.ip))
+        .filter_map(|u| isakmp_in_udp(&u).map(|m| (u.src, m.to_vec())))
+        .collect())
+}
+
+/// An IKE message of either version (at least a header's 28 bytes) in a UDP datagram.
+fn ike_any_version_in_udp<'a>(udp: &UdpView<'a>) -> Option<&'a [u8]> {
     let ike = if udp.sport == 4500 || udp.dport == 4500 {
         if u32_at(udp.payload, 0)? != 0 {
             return None;
@@ -121,7 +144,7 @@ pub fn ike_in_udp<'a>(udp: &UdpView<'a>) -> Option<&'a [u8]> {
     } else {
         return None;
     };
-    (*ike.get(17)? >> 4 == 2).then_some(ike)
+    (ike.len() >= 28).then_some(ike)
 }
 
 /// The IKE header of one IPv4 packet, if it carries IKE.

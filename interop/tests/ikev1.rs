@@ -1,45 +1,609 @@
 //! IKEv1 interop: vpngw with `ike_version = 1` against strongSwan (`version = 1`) in both
 //! roles and against itself, on the two-site topology (and, for NAT-T, with a NAT
-//! router between the gateways).
+//! router between the gateways, `Topology::insert_nat`).
 //!
 //! strongSwan runs with kernel-libipsec here, which always encapsulates ESP in UDP: in
 //! IKEv1 it says so through the NAT-D hashes of Main Mode (RFC 3947), so vpngw must
 //! float to port 4500 and use UDP-encapsulated tunnel mode. vpngw to vpngw runs raw ESP
 //! without a NAT, and ESP-in-UDP through one.
 //!
+//! What each test proves (docs/interop.md has the table):
+//! - the walkthrough profile (`aes128-sha1-modp1024`, Quick Mode PFS group 2) in both
+//!   roles: tunnel up, negotiated algorithms in `vpnctl status --json` and `swanctl
+//!   --list-sas`, pings both ways, 10 MiB SHA-256-checked, the WAN carries ESP-in-UDP and
+//!   IKE on 4500 and no cleartext; a Quick Mode rekey asked for by each side (`vpnctl
+//!   rekey`, `swanctl --rekey --child`) under a 100/s ping and a 20 Mbit/s UDP stream,
+//!   awaited on both sides' state, losing nothing;
+//! - DPD: strongSwan SIGKILLed, vpngw (R-U-THERE every 2 s, dead after 6 s) drops the
+//!   dead ISAKMP SA, starts Main Mode again and re-establishes once strongSwan is back;
+//! - `aes256-sha256-modp2048` in both roles;
+//! - vpngw to vpngw: raw ESP without a NAT, then through a port-rewriting NAT (NAT-T:
+//!   NAT detected, IKE and ESP on 4500 through the NAT's mapping);
+//! - wrong PSK and disjoint proposals fail, nothing is installed, both daemons stay up,
+//!   and vpngw's log names the reason.
+//!
 //! Needs root (see `interop::scenario::run_scenario`); run one test at a time:
 //! `cargo test --release -p interop --test ikev1 -- --test-threads=1 --nocapture`.
 
-use interop::scenario::{run_scenario, swan_site_a, swan_site_b, WanExpect, SA_TIMEOUT};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use gateway::control::proto::StatusReport;
+use interop::capture::{Capture, Pcap};
+use interop::ikewire;
+use interop::netns::{self, WAN_IF};
+use interop::scenario::{
+    run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect, PSK, SA_TIMEOUT,
+};
+use interop::stream::{Load, LoadSpec};
 use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig};
-use interop::{ensure, Result};
+use interop::vpngw::{child_sas, encap_mode, one_line, Encap, GatewayConfig, Lifetimes, Start, Vpngw};
+use interop::{ensure, wait_for, Binaries, Error, Result};
 
 /// The classic gateway of the walkthrough: `aes` + `sha` + DH group 2, PFS group 2.
 const WALKTHROUGH: &str = "aes128-sha1-modp1024";
+/// The stronger profile.
+const STRONGER: &str = "aes256-sha256-modp2048";
+/// Length of the load under which both Quick Mode rekeys run.
+const LOAD_SECONDS: f64 = 8.0;
+/// How long a Quick Mode rekey may take to settle on both sides.
+const REKEY_TIMEOUT: Duration = Duration::from_secs(15);
+/// vpngw's DPD in the dead-peer test: R-U-THERE after 2 s without traffic from the
+/// peer, the peer dead after 6 s without an answer.
+const DPD_DELAY: u64 = 2;
+const DPD_TIMEOUT: u64 = 6;
 
-/// strongSwan at site A or B speaking IKEv1 with `ike`/`esp` proposals.
-fn swan_v1(site_a: bool, initiate: bool, ike: &str, esp: &str) -> SwanConfig {
+fn nettool() -> PathBuf {
+    std::env::var_os("NETTOOL_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nettool")), PathBuf::from)
+}
+
+fn binaries() -> Result<Binaries> {
+    Binaries::locate(nettool())
+}
+
+/// The algorithms a profile must negotiate, as `vpnctl` and charon both name them.
+struct Profile {
+    /// The swanctl proposal, used for IKE and (with its group as PFS) for ESP.
+    proposal: &'static str,
+    encr: &'static str,
+    integ: &'static str,
+    prf: &'static str,
+    group: &'static str,
+}
+
+impl Profile {
+    fn walkthrough() -> Self {
+        Self {
+            proposal: WALKTHROUGH,
+            encr: "AES_CBC-128",
+            integ: "HMAC_SHA1_96",
+            prf: "PRF_HMAC_SHA1",
+            group: "MODP_1024",
+        }
+    }
+
+    fn stronger() -> Self {
+        Self {
+            proposal: STRONGER,
+            encr: "AES_CBC-256",
+            integ: "HMAC_SHA2_256_128",
+            prf: "PRF_HMAC_SHA2_256",
+            group: "MODP_2048",
+        }
+    }
+
+    /// charon's line for the ISAKMP SA.
+    fn swan_ike(&self) -> String {
+        format!("{}/{}/{}/{}", self.encr, self.integ, self.prf, self.group)
+    }
+
+    /// charon's ESP line for a Quick Mode SA with PFS.
+    fn swan_esp(&self) -> String {
+        format!("{}/{}/{}", self.encr, self.integ, self.group)
+    }
+}
+
+/// strongSwan at site A or B speaking IKEv1 with this profile for IKE and ESP.
+fn swan_v1(site_a: bool, initiate: bool, profile: &str) -> SwanConfig {
     let base = if site_a { swan_site_a(initiate) } else { swan_site_b(initiate) };
-    SwanConfig { version: 1, ike_proposal: ike.into(), esp_proposal: esp.into(), ..base }
+    SwanConfig { version: 1, ike_proposal: profile.into(), esp_proposal: profile.into(), ..base }
+}
+
+/// vpngw at site A or B with `ike_version = 1` and this profile for IKE and ESP.
+fn vpngw_v1(site_a: bool, start: Start, profile: &str) -> GatewayConfig {
+    let mut cfg = if site_a { vpngw_site_a(start, Encap::Auto) } else { vpngw_site_b(start, Encap::Auto) };
+    let t = &mut cfg.tunnels[0];
+    t.ike_version = Some(1);
+    t.ike_proposals = vec![profile.into()];
+    t.esp_proposals = vec![profile.into()];
+    cfg
+}
+
+fn norm(s: &str) -> String {
+    s.trim().trim_start_matches("0x").to_ascii_lowercase()
+}
+
+/// The INSTALLED Quick Mode SA pair of vpngw's one ISAKMP SA: `(spi_in, spi_out)`.
+/// `Err` unless there is exactly one ISAKMP SA with exactly one INSTALLED pair, both
+/// negotiated as `p` says (PFS group included) with encapsulation `mode`, and the
+/// ISAKMP SA established with `p`'s algorithms (and, where the JSON names the IKE
+/// version, version 1).
+fn vpngw_check(st: &StatusReport, json: &str, p: &Profile, mode: &str) -> Result<(String, String)> {
+    let ikes: Vec<_> = st.tunnels.iter().flat_map(|t| &t.ike_sas).collect();
+    ensure!(ikes.len() == 1, "vpngw: {} ISAKMP SAs, expected 1: {}", ikes.len(), one_line(st));
+    let ike = ikes[0];
+    ensure!(ike.state == "ESTABLISHED", "vpngw: ISAKMP SA is {}: {}", ike.state, one_line(st));
+    let got = (ike.encr.as_deref(), ike.prf.as_deref(), ike.dh.as_deref());
+    let want = (Some(p.encr), Some(p.prf), Some(p.group));
+    ensure!(got == want, "vpngw: ISAKMP SA negotiated (encr, hash, group) {got:?}, expected {want:?}");
+    let installed: Vec<_> = child_sas(st).into_iter().filter(|c| c.state == "INSTALLED").collect();
+    ensure!(installed.len() == 1, "vpngw: {} INSTALLED Quick Mode SAs, expected 1: {}", installed.len(), one_line(st));
+    let c = installed[0];
+    let got = (c.encr.as_str(), c.integ.as_deref(), c.dh.as_deref(), encap_mode(&c.encapsulation));
+    let want = (p.encr, Some(p.integ), Some(p.group), mode.to_owned());
+    ensure!(
+        got == want,
+        "vpngw: Quick Mode SA negotiated (encr, integ, PFS, encapsulation) {got:?}, expected {want:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::new(format!("status JSON: {e}")))?;
+    if let Some(version) = v["status"]["tunnels"][0]["ike_sas"][0].get("version") {
+        let text = version.to_string();
+        ensure!(
+            text.trim_matches('"').trim_start_matches("IKEv").trim_start_matches('v') == "1",
+            "vpngw: the ISAKMP SA's version is {text}, expected 1"
+        );
+    }
+    Ok((norm(&c.spi_in), norm(&c.spi_out)))
+}
+
+/// strongSwan's one IKEv1 SA with one INSTALLED Quick Mode SA, negotiated as `p` says:
+/// `(spi_in, spi_out)` of that SA.
+fn swan_check(list_sas: &str, p: &Profile) -> Result<(String, String)> {
+    let sas = parse_list_sas(list_sas);
+    ensure!(sas.len() == 1, "strongSwan: {} IKE SAs, expected 1:\n{list_sas}", sas.len());
+    ensure!(list_sas.contains(", IKEv1, "), "strongSwan's SA is not IKEv1:\n{list_sas}");
+    ensure!(sas[0].state == "ESTABLISHED", "strongSwan: IKE SA is {}", sas[0].state);
+    let want = p.swan_ike();
+    ensure!(sas[0].proposal == want, "strongSwan: ISAKMP SA negotiated {}, expected {want}", sas[0].proposal);
+    let installed: Vec<_> = sas[0].children.iter().filter(|c| c.state == "INSTALLED").collect();
+    ensure!(installed.len() == 1, "strongSwan: {} INSTALLED Quick Mode SAs:\n{list_sas}", installed.len());
+    let want = p.swan_esp();
+    ensure!(
+        installed[0].proposal == want,
+        "strongSwan: Quick Mode SA negotiated {}, expected {want}",
+        installed[0].proposal
+    );
+    ensure!(list_sas.contains("TUNNEL-in-UDP"), "strongSwan's Quick Mode SA is not UDP-encapsulated:\n{list_sas}");
+    Ok((norm(&installed[0].spi_in), norm(&installed[0].spi_out)))
+}
+
+/// vpngw's and strongSwan's views of the tunnel, once both agree: one ISAKMP SA each,
+/// one INSTALLED Quick Mode SA pair with mirrored SPIs, `p`'s algorithms, none of the
+/// SPIs in `old`. Returns vpngw's `(spi_in, spi_out)`.
+fn await_agreement(
+    vpn: &Vpngw,
+    swan: &StrongSwan,
+    p: &Profile,
+    old: &[String],
+    what: &str,
+) -> Result<(String, String)> {
+    let probe = || -> Result<(String, String)> {
+        let st = vpn.status()?;
+        let json = vpn.status_json_text()?;
+        let v = vpngw_check(&st, &json, p, "udp")?;
+        let s = swan_check(&swan.list_sas()?, p)?;
+        ensure!(v.0 == s.1 && v.1 == s.0, "SPIs not mirrored: vpngw {v:?}, strongSwan {s:?}");
+        ensure!(!old.contains(&v.0) && !old.contains(&v.1), "still the old pair {v:?}");
+        Ok(v)
+    };
+    let timeout = if old.is_empty() { SA_TIMEOUT } else { REKEY_TIMEOUT };
+    wait_for(timeout, what, || probe().ok()).map_err(|e| {
+        let why = probe().err().map(|e| e.to_string()).unwrap_or_default();
+        Error::new(format!(
+            "{e}: {why}\n--- vpnctl status ---\n{}\n--- swanctl --list-sas ---\n{}\n--- vpngw log ---\n{}\n{}",
+            vpn.status_text().unwrap_or_else(|e| e.to_string()),
+            swan.list_sas().unwrap_or_else(|e| e.to_string()),
+            vpn.log_tail(30),
+            swan.diagnostics()
+        ))
+    })
+}
+
+/// IKE on port 4500 (after the non-ESP marker) in the capture: Main Mode floated there.
+fn ike_on_4500(pcap: &Pcap) -> Result<usize> {
+    pcap.count("udp port 4500 and udp[8:4] = 0")
+}
+
+/// Both Quick Mode rekeys under load: vpngw's (`vpnctl rekey`) then strongSwan's
+/// (`swanctl --rekey --child net`), each awaited on both sides' state; the ping and the
+/// UDP stream must lose nothing.
+fn rekeys_under_load(
+    sc: &Scenario,
+    vpn: &Vpngw,
+    swan: &StrongSwan,
+    p: &Profile,
+    first: (String, String),
+) -> Result<()> {
+    let load = Load::start(&nettool(), &sc.topo, &sc.dir, LoadSpec::standard(LOAD_SECONDS))?;
+    let mut old = vec![first.0, first.1];
+    for by in ["vpnctl rekey", "swanctl --rekey --child net"] {
+        let t = Instant::now();
+        if by.starts_with("vpnctl") {
+            vpn.rekey("peer", false)?;
+        } else {
+            swan.rekey(false)?;
+        }
+        let new = await_agreement(vpn, swan, p, &old, &format!("the Quick Mode rekey asked for by {by}"))?;
+        println!(
+            "[{}] Quick Mode rekey by {by}: {old:?} -> {new:?} on both sides in {:.2} s (PFS {})",
+            sc.name,
+            t.elapsed().as_secs_f64(),
+            p.group
+        );
+        old = vec![new.0, new.1];
+    }
+    let report = load.finish()?;
+    println!("[{}] load during both rekeys: {report}", sc.name);
+    report.ensure_lossless()
+}
+
+/// One vpngw <-> strongSwan tunnel with profile `p` and `vpngw_initiates` deciding the
+/// roles (vpngw at site A when it initiates, at site B otherwise): up, algorithms,
+/// traffic, optionally both rekeys under load; then the WAN check. Returns both daemons
+/// still running (the caller may go on) and the pair's SPIs.
+struct SwanTunnel {
+    vpn: Vpngw,
+    swan: StrongSwan,
+    spis: (String, String),
+}
+
+fn swan_tunnel(
+    sc: &Scenario,
+    p: &Profile,
+    vpngw_initiates: bool,
+    vpn_cfg: GatewayConfig,
+    tag: &str,
+) -> Result<SwanTunnel> {
+    let bins = binaries()?;
+    let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, &format!("wan-{tag}"))?;
+    let (vpn_ns, swan_ns) =
+        if vpngw_initiates { (&sc.topo.gw_a, &sc.topo.gw_b) } else { (&sc.topo.gw_b, &sc.topo.gw_a) };
+    let swan_cfg = swan_v1(!vpngw_initiates, !vpngw_initiates, p.proposal);
+    let (vpn, swan) = if vpngw_initiates {
+        let s = StrongSwan::start(swan_ns, &swan_cfg, &sc.subdir(&format!("{tag}-swan")))?;
+        (Vpngw::start(vpn_ns, &vpn_cfg, &sc.subdir(&format!("{tag}-vpngw")), &bins)?, s)
+    } else {
+        let v = Vpngw::start(vpn_ns, &vpn_cfg, &sc.subdir(&format!("{tag}-vpngw")), &bins)?;
+        (v, StrongSwan::start(swan_ns, &swan_cfg, &sc.subdir(&format!("{tag}-swan")))?)
+    };
+    let t0 = Instant::now();
+    let spis = await_agreement(&vpn, &swan, p, &[], "the IKEv1 tunnel on both sides")?;
+    println!(
+        "[{}] {tag}: ISAKMP SA {} and Quick Mode SA {} (UDP-encapsulated) on both sides after {:.2} s",
+        sc.name,
+        p.swan_ike(),
+        p.swan_esp(),
+        t0.elapsed().as_secs_f64()
+    );
+    sc.prove_traffic(&bins.nettool)?;
+    let (s, pcap) = sc.check_wan_pcap(cap, WanExpect::EspInUdp)?;
+    let ike4500 = ike_on_4500(&pcap)?;
+    ensure!(ike4500 > 0, "no IKE on port 4500: Main Mode did not float to NAT-T ({s})");
+    println!("[{}] {tag}: {ike4500} IKE messages on port 4500 (NAT-T), ESP only in UDP", sc.name);
+    Ok(SwanTunnel { vpn, swan, spis })
+}
+
+/// The walkthrough profile, vpngw initiating to strongSwan; both Quick Mode rekeys under
+/// load; then DPD: strongSwan SIGKILLed, vpngw declares it dead, starts Main Mode again
+/// (dpd_action restart) and re-establishes once strongSwan runs again.
+#[test]
+fn ikev1_walkthrough_vpngw_initiator() {
+    run_scenario("ikev1_walkthrough_vpngw_initiator", |sc| {
+        let p = Profile::walkthrough();
+        let mut cfg = vpngw_v1(true, Start::Initiate, p.proposal);
+        cfg.tunnels[0].lifetimes = Lifetimes {
+            dpd_delay: Some(format!("{DPD_DELAY}s")),
+            dpd_timeout: Some(format!("{DPD_TIMEOUT}s")),
+            dpd_action: Some("restart".into()),
+            ..Lifetimes::default()
+        };
+        let SwanTunnel { vpn, mut swan, spis } = swan_tunnel(sc, &p, true, cfg, "up")?;
+        rekeys_under_load(sc, &vpn, &swan, &p, spis)?;
+        dead_peer(sc, &vpn, &mut swan, &p)?;
+        let mut vpn = vpn;
+        vpn.stop()?;
+        Ok(())
+    });
+}
+
+/// One observation of vpngw's ISAKMP SAs: `(initiator cookie, state)` each.
+fn isakmp_states(vpn: &Vpngw) -> Vec<(String, String)> {
+    vpn.status()
+        .map(|st| st.tunnels.iter().flat_map(|t| &t.ike_sas).map(|i| (norm(&i.spi_i), i.state.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// DPD against a SIGKILLed strongSwan: the ISAKMP SA it had goes away within dpd_delay
+/// plus dpd_timeout (plus a margin), a new Main Mode starts (state `MAIN_MODE`), and once
+/// strongSwan runs again a new ISAKMP SA and Quick Mode SA come up and carry traffic.
+fn dead_peer(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> Result<()> {
+    let before = isakmp_states(vpn);
+    ensure!(before.len() == 1 && before[0].1 == "ESTABLISHED", "vpngw before the kill: {before:?}");
+    let old_cookie = before[0].0.clone();
+    swan.kill();
+    let killed = Instant::now();
+    println!("[{}] strongSwan SIGKILLed; vpngw: {before:?}", sc.name);
+    let mut seen: Vec<Vec<(String, String)>> = vec![before];
+    let bound = Duration::from_secs(DPD_DELAY + DPD_TIMEOUT + 10);
+    let record = |seen: &mut Vec<Vec<(String, String)>>, now: Vec<(String, String)>| {
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+    };
+    // Dead: the old ISAKMP SA is no longer ESTABLISHED and Main Mode runs again.
+    let detected = wait_for(bound, "vpngw to declare strongSwan dead and start Main Mode again", || {
+        let now = isakmp_states(vpn);
+        record(&mut seen, now.clone());
+        let old_gone = !now.iter().any(|(c, s)| *c == old_cookie && s == "ESTABLISHED");
+        let retrying = now.iter().any(|(c, s)| *c != old_cookie && s == "MAIN_MODE");
+        (old_gone && retrying).then_some(())
+    });
+    if let Err(e) = detected {
+        return Err(Error::new(format!("{e}; states seen: {seen:?}\n--- vpngw log ---\n{}", vpn.log_tail(40))));
+    }
+    let detect_s = killed.elapsed().as_secs_f64();
+    println!("[{}] vpngw dropped the dead ISAKMP SA and started Main Mode after {detect_s:.1} s: {seen:?}", sc.name);
+    let log = vpn.log_text().to_ascii_lowercase();
+    ensure!(
+        log.contains("dead peer") || log.contains("dpd"),
+        "vpngw's log does not say it found the peer dead:\n{}",
+        vpn.log_tail(30)
+    );
+    // strongSwan back (with no state): vpngw's Main Mode retransmission meets it.
+    *swan = StrongSwan::start(&sc.topo.gw_b, &swan_v1(false, false, p.proposal), &sc.subdir("up-swan"))?;
+    let restarted = Instant::now();
+    await_agreement(vpn, swan, p, &[], "the tunnel to come back after strongSwan's restart")?;
+    let now = isakmp_states(vpn);
+    record(&mut seen, now.clone());
+    ensure!(now.len() == 1 && now[0].0 != old_cookie, "vpngw after the restart: {now:?}");
+    println!(
+        "[{}] re-established {:.1} s after strongSwan's restart; ISAKMP states seen: {seen:?}",
+        sc.name,
+        restarted.elapsed().as_secs_f64()
+    );
+    sc.ping_both_ways()?;
+    Ok(())
+}
+
+/// The walkthrough profile, strongSwan initiating to vpngw; both Quick Mode rekeys under load.
+#[test]
+fn ikev1_walkthrough_strongswan_initiator() {
+    run_scenario("ikev1_walkthrough_strongswan_initiator", |sc| {
+        let p = Profile::walkthrough();
+        let cfg = vpngw_v1(false, Start::Respond, p.proposal);
+        let SwanTunnel { mut vpn, mut swan, spis } = swan_tunnel(sc, &p, false, cfg, "up")?;
+        rekeys_under_load(sc, &vpn, &swan, &p, spis)?;
+        vpn.stop()?;
+        swan.stop();
+        Ok(())
+    });
+}
+
+/// `aes256-sha256-modp2048` in both roles, one after the other on one topology.
+#[test]
+fn ikev1_aes256_sha256_modp2048_both_roles() {
+    run_scenario("ikev1_aes256_sha256_modp2048_both_roles", |sc| {
+        let p = Profile::stronger();
+        for (vpngw_initiates, tag) in [(true, "vpngw-init"), (false, "swan-init")] {
+            let cfg = if vpngw_initiates {
+                vpngw_v1(true, Start::Initiate, p.proposal)
+            } else {
+                vpngw_v1(false, Start::Respond, p.proposal)
+            };
+            let SwanTunnel { mut vpn, mut swan, .. } = swan_tunnel(sc, &p, vpngw_initiates, cfg, tag)?;
+            vpn.stop()?;
+            swan.stop();
+        }
+        Ok(())
+    });
+}
+
+/// vpngw's one INSTALLED pair with the walkthrough algorithms and encapsulation `mode`,
+/// and whether its ISAKMP SA saw a NAT; `(spi_in, spi_out, nat_detected, remote)`.
+fn vpngw_pair_view(vpn: &Vpngw, mode: &str) -> Result<(String, String, bool, String)> {
+    let st = vpn.status()?;
+    let (i, o) = vpngw_check(&st, &vpn.status_json_text()?, &Profile::walkthrough(), mode)?;
+    let ike = &st.tunnels[0].ike_sas[0];
+    Ok((i, o, ike.nat_detected, ike.remote.clone()))
+}
+
+/// Both vpngw up with one mirrored pair in `mode`; returns A's and B's views.
+fn await_vpngw_pair(a: &Vpngw, b: &Vpngw, mode: &str) -> Result<[(String, String, bool, String); 2]> {
+    let probe = || -> Result<_> {
+        let (va, vb) = (vpngw_pair_view(a, mode)?, vpngw_pair_view(b, mode)?);
+        ensure!(va.0 == vb.1 && va.1 == vb.0, "SPIs not mirrored: A {va:?}, B {vb:?}");
+        Ok([va, vb])
+    };
+    wait_for(SA_TIMEOUT, "both vpngw to agree on one IKEv1 Quick Mode pair", || probe().ok()).map_err(|e| {
+        let why = probe().err().map(|e| e.to_string()).unwrap_or_default();
+        Error::new(format!("{e}: {why}\n--- gwA log ---\n{}\n--- gwB log ---\n{}", a.log_tail(30), b.log_tail(30)))
+    })
+}
+
+/// vpngw to vpngw over IKEv1 with the walkthrough profile: first on the direct WAN (no
+/// NAT: raw ESP, protocol 50, and IKE on port 500 only), then with gwA behind a NAT that
+/// rewrites its address and UDP ports (NAT detected on both sides, IKE and ESP-in-UDP
+/// on 4500 through the NAT's mapping).
+#[test]
+fn ikev1_vpngw_to_vpngw_raw_esp_then_nat() {
+    run_scenario("ikev1_vpngw_to_vpngw_raw_esp_then_nat", |sc| {
+        let bins = binaries()?;
+        let p = Profile::walkthrough();
+        // 1. No NAT: raw ESP.
+        let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan-raw")?;
+        let mut b =
+            Vpngw::start(&sc.topo.gw_b, &vpngw_v1(false, Start::Respond, p.proposal), &sc.subdir("raw-b"), &bins)?;
+        let mut a =
+            Vpngw::start(&sc.topo.gw_a, &vpngw_v1(true, Start::Initiate, p.proposal), &sc.subdir("raw-a"), &bins)?;
+        let [va, vb] = await_vpngw_pair(&a, &b, "raw")?;
+        ensure!(!va.2 && !vb.2, "a NAT was detected on the direct WAN: A {va:?}, B {vb:?}");
+        println!("[{}] no NAT: one Quick Mode pair, raw ESP, no NAT detected; A {va:?}, B {vb:?}", sc.name);
+        sc.prove_traffic(&bins.nettool)?;
+        let (s, pcap) = sc.check_wan_pcap(cap, WanExpect::RawEsp)?;
+        ensure!(ike_on_4500(&pcap)? == 0, "IKE on port 4500 without a NAT ({s})");
+        a.stop()?;
+        wait_for(Duration::from_secs(10), "gwB to drop its Quick Mode SAs after gwA's Delete", || {
+            b.status().ok().filter(|st| child_sas(st).iter().all(|c| c.state != "INSTALLED"))
+        })
+        .map_err(|e| Error::new(format!("{e}: {}\n{}", b.status_text().unwrap_or_default(), b.log_tail(20))))?;
+        b.stop()?;
+
+        // 2. gwA behind a NAT.
+        let _nat = sc.topo.insert_nat()?;
+        let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan-nat")?;
+        let cap_b = Capture::start(&sc.topo.gw_b, WAN_IF, &sc.dir, "wan-nat-b")?;
+        let mut b =
+            Vpngw::start(&sc.topo.gw_b, &vpngw_v1(false, Start::Respond, p.proposal), &sc.subdir("nat-b"), &bins)?;
+        let mut cfg_a = vpngw_v1(true, Start::Initiate, p.proposal);
+        cfg_a.local_address = netns::GW_A_BEHIND_NAT.into();
+        let mut a = Vpngw::start(&sc.topo.gw_a, &cfg_a, &sc.subdir("nat-a"), &bins)?;
+        let [va, vb] = await_vpngw_pair(&a, &b, "udp")?;
+        ensure!(va.2 && vb.2, "NAT not detected on both sides: A {va:?}, B {vb:?}");
+        let (lo, hi) = netns::NAT_PORTS;
+        let port = vb.3.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+        ensure!(
+            vb.3.starts_with(netns::NAT_PUBLIC) && port.is_some_and(|p| (lo..=hi).contains(&p)),
+            "gwB talks to {} instead of the NAT's mapping {}:{lo}-{hi}",
+            vb.3,
+            netns::NAT_PUBLIC
+        );
+        println!("[{}] behind the NAT: NAT detected on both sides, gwB talks to gwA's mapping {}", sc.name, vb.3);
+        sc.prove_traffic(&bins.nettool)?;
+        let (s, pcap) = sc.check_wan_pcap(cap, WanExpect::EspInUdp)?;
+        let ike4500 = ike_on_4500(&pcap)?;
+        ensure!(ike4500 > 0, "no IKE on port 4500 behind the NAT ({s})");
+        let keepalives = pcap.count("udp port 4500 and udp[4:2] = 9 and udp[8] = 0xff")?;
+        let pcap_b = cap_b.stop()?;
+        let mapped = pcap_b.count(&format!("udp src portrange {lo}-{hi} and dst port 4500 and not udp[8:4] = 0"))?;
+        ensure!(mapped > 0, "gwB received no ESP-in-UDP from the NAT's mapped port");
+        println!(
+            "[{}] behind the NAT: {ike4500} IKE messages on 4500, {} ESP-in-UDP at gwA, {mapped} at gwB from the \
+             mapped port, {keepalives} NAT keepalives",
+            sc.name, s.esp_in_udp
+        );
+        a.stop()?;
+        b.stop()?;
+        Ok(())
+    });
+}
+
+/// One failing negotiation between vpngw and strongSwan: waits until vpngw's log says
+/// `reason`, then checks that nothing got installed on either side and both daemons
+/// still run.
+fn expect_failure(
+    sc: &Scenario,
+    tag: &str,
+    vpngw_initiates: bool,
+    vpn_cfg: GatewayConfig,
+    swan_cfg: SwanConfig,
+    reason: &str,
+) -> Result<()> {
+    let bins = binaries()?;
+    let (vpn_ns, swan_ns) =
+        if vpngw_initiates { (&sc.topo.gw_a, &sc.topo.gw_b) } else { (&sc.topo.gw_b, &sc.topo.gw_a) };
+    let (mut vpn, mut swan) = if vpngw_initiates {
+        let s = StrongSwan::start(swan_ns, &swan_cfg, &sc.subdir(&format!("{tag}-swan")))?;
+        (Vpngw::start(vpn_ns, &vpn_cfg, &sc.subdir(&format!("{tag}-vpngw")), &bins)?, s)
+    } else {
+        let v = Vpngw::start(vpn_ns, &vpn_cfg, &sc.subdir(&format!("{tag}-vpngw")), &bins)?;
+        (v, StrongSwan::start(swan_ns, &swan_cfg, &sc.subdir(&format!("{tag}-swan")))?)
+    };
+    let t0 = Instant::now();
+    let log = vpn.wait_log(Duration::from_secs(30), &format!("\"{reason}\""), |l| l.contains(reason))?;
+    let line = log.lines().find(|l| l.contains(reason)).unwrap_or_default().trim().to_owned();
+    ensure!(vpn.is_running(), "vpngw died after {reason}:\n{}", vpn.log_tail(20));
+    ensure!(swan.is_running(), "charon died after {reason}:\n{}", swan.diagnostics());
+    let st = vpn.status()?;
+    ensure!(child_sas(&st).is_empty(), "vpngw has Quick Mode SAs despite {reason}: {}", one_line(&st));
+    let sas = swan.list_sas()?;
+    ensure!(!sas.contains("INSTALLED"), "strongSwan installed an SA despite {reason}:\n{sas}");
+    println!("[{}] {tag}: vpngw logged after {:.1} s: {line}", sc.name, t0.elapsed().as_secs_f64());
+    vpn.stop()?;
+    swan.stop();
+    Ok(())
+}
+
+/// Wrong PSK and disjoint proposals against strongSwan, each in both roles, on one
+/// topology: every one fails, nothing is installed, no ESP crosses, both daemons stay
+/// up, and vpngw's log names the reason.
+#[test]
+fn ikev1_wrong_psk_and_no_proposal() {
+    run_scenario("ikev1_wrong_psk_and_no_proposal", |sc| {
+        const AUTH: &str = "authentication failed (pre-shared key mismatch?)";
+        const NO_PROPOSAL: &str = "no proposal chosen";
+        let cap = sc.capture_wan()?;
+        let wrong_psk = |cfg: SwanConfig| SwanConfig { psk: format!("{PSK}-not"), ..cfg };
+        let other =
+            |cfg: SwanConfig| SwanConfig { ike_proposal: STRONGER.into(), esp_proposal: STRONGER.into(), ..cfg };
+        let cases: [(&str, bool, SwanConfig, &str); 4] = [
+            ("psk-swan-init", false, wrong_psk(swan_v1(true, true, WALKTHROUGH)), AUTH),
+            ("psk-vpngw-init", true, wrong_psk(swan_v1(false, false, WALKTHROUGH)), AUTH),
+            ("prop-swan-init", false, other(swan_v1(true, true, WALKTHROUGH)), NO_PROPOSAL),
+            ("prop-vpngw-init", true, other(swan_v1(false, false, WALKTHROUGH)), NO_PROPOSAL),
+        ];
+        let mut failed = Vec::new();
+        for (tag, vpngw_initiates, swan_cfg, reason) in cases {
+            let vpn_cfg = if vpngw_initiates {
+                vpngw_v1(true, Start::Initiate, WALKTHROUGH)
+            } else {
+                vpngw_v1(false, Start::Respond, WALKTHROUGH)
+            };
+            if let Err(e) = expect_failure(sc, tag, vpngw_initiates, vpn_cfg, swan_cfg, reason) {
+                println!("[{}] {tag} FAILED: {e}", sc.name);
+                failed.push(format!("{tag}: {e}"));
+            }
+        }
+        sc.check_wan(cap, WanExpect::NoEsp)?;
+        ensure!(failed.is_empty(), "{} case(s) failed:\n{}", failed.len(), failed.join("\n\n"));
+        Ok(())
+    });
 }
 
 /// Harness self-check: strongSwan to strongSwan over IKEv1 with the walkthrough profile
-/// (what `--list-sas` shows for IKEv1, and that the WAN carries only ESP-in-UDP).
+/// (charon's view of an IKEv1 SA is what the checks above read). Also the first
+/// foreign-bytes check of vpngw's IKEv1 codec: every cleartext ISAKMP message charon put
+/// on the wire (Main Mode messages 1 to 4 of both sides, with their SA payloads,
+/// Vendor IDs, KE, nonces and NAT-D) must parse.
 #[test]
 fn ikev1_strongswan_to_strongswan() {
     run_scenario("ikev1_strongswan_to_strongswan", |sc| {
-        let cap = sc.capture_wan()?;
-        let mut b =
-            StrongSwan::start(&sc.topo.gw_b, &swan_v1(false, false, WALKTHROUGH, WALKTHROUGH), &sc.subdir("gwb"))?;
-        let mut a =
-            StrongSwan::start(&sc.topo.gw_a, &swan_v1(true, true, WALKTHROUGH, WALKTHROUGH), &sc.subdir("gwa"))?;
-        let sas = a.wait_child_sa(SA_TIMEOUT)?;
-        b.wait_child_sa(SA_TIMEOUT)?;
-        println!("{sas}");
-        let parsed = parse_list_sas(&sas);
-        ensure!(parsed.len() == 1, "{parsed:?}");
+        let p = Profile::walkthrough();
+        let cap = Capture::start_full(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan")?;
+        let mut b = StrongSwan::start(&sc.topo.gw_b, &swan_v1(false, false, p.proposal), &sc.subdir("gwb"))?;
+        let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_v1(true, true, p.proposal), &sc.subdir("gwa"))?;
+        let sa = swan_check(&a.wait_child_sa(SA_TIMEOUT)?, &p)?;
+        let sb = swan_check(&b.wait_child_sa(SA_TIMEOUT)?, &p)?;
+        ensure!(sa.0 == sb.1 && sa.1 == sb.0, "SPIs not mirrored: A {sa:?}, B {sb:?}");
         sc.ping_both_ways()?;
-        sc.check_wan(cap, WanExpect::EspInUdp)?;
+        let (_, pcap) = sc.check_wan_pcap(cap, WanExpect::EspInUdp)?;
+        let msgs = ikewire::read_isakmp(&pcap.file)?;
+        let clear: Vec<_> = msgs.iter().filter(|(_, m)| m[19] & 0x01 == 0).collect();
+        for (src, m) in &clear {
+            let parsed = ike::testing::v1_parse_cost_probe(m);
+            ensure!(
+                parsed.as_ref().is_ok_and(|n| *n > 0),
+                "vpngw's IKEv1 codec refuses a cleartext message from {src} ({} bytes, exchange {}): {parsed:?}",
+                m.len(),
+                m[18]
+            );
+        }
+        ensure!(clear.len() >= 4, "only {} cleartext ISAKMP messages on the wire: {msgs:?}", clear.len());
+        println!(
+            "[{}] {} ISAKMP messages on the wire, the {} cleartext ones (Main Mode 1-4) all parse with vpngw's codec",
+            sc.name,
+            msgs.len(),
+            clear.len()
+        );
         Ok(())
     });
 }
