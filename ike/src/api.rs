@@ -166,6 +166,10 @@ pub struct Transmit {
     pub data: Vec<u8>,
 }
 
+/// A NAT-keepalive (RFC 3948 2.3): `Transmit::data` of exactly this one octet on the
+/// NAT-T port is sent as it is, without the non-ESP marker.
+pub const NAT_KEEPALIVE: [u8; 1] = [0xff];
+
 /// Something that happened, for logs and the control socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {

@@ -27,6 +27,7 @@ pub(crate) mod main_mode;
 pub(crate) mod message;
 pub(crate) mod proposal;
 pub(crate) mod quick_mode;
+pub(crate) mod sa;
 #[cfg(test)]
 mod test_support;
 
