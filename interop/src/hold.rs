@@ -14,7 +14,8 @@
 //! arrived), so that each side receives the other's request while its own is outstanding.
 //!
 //! An [`IkeWatch`] counts, without dropping, what a gateway really received: it tells when
-//! an exchange has its answer and when IKE has gone quiet.
+//! an exchange has its answer and when IKE has gone quiet. A [`PacketCounter`] counts any
+//! other kind of WAN packet the same way (e.g. NAT-keepalives).
 //!
 //! Owns: the nftables rules and their counters. Dropping a guard deletes its table.
 
@@ -117,6 +118,49 @@ impl<'a> IkeWatch<'a> {
 }
 
 impl Drop for IkeWatch<'_> {
+    fn drop(&mut self) {
+        let _ = self.ns.run(&["nft", "delete", "table", "inet", &self.table]);
+    }
+}
+
+/// Counts, without dropping, the packets arriving at one namespace on the WAN interface
+/// that match an nftables expression (e.g. NAT-keepalives: `udp dport 4500 udp length 9
+/// @th,64,8 0xff`). Dropping the guard deletes its table.
+pub struct PacketCounter<'a> {
+    ns: &'a Netns,
+    table: String,
+}
+
+impl<'a> PacketCounter<'a> {
+    /// Installs the counter `name` in `ns` for WAN input matching `expr`; `dir` receives
+    /// the rules file.
+    pub fn inbound(ns: &'a Netns, name: &str, expr: &str, dir: &Path) -> Result<Self> {
+        let table = format!("vgcount_{name}_{}", ns.name().replace('-', "_"));
+        let text = format!(
+            "add table inet {table}
+             add counter inet {table} seen
+             add chain inet {table} in {{ type filter hook input priority 0; }}
+             add rule inet {table} in iifname {WAN_IF} {expr} counter name seen accept
+"
+        );
+        let file = dir.join(format!("{table}.nft"));
+        std::fs::write(&file, text)?;
+        ns.run(&["nft", "-f", &file.to_string_lossy()])?;
+        Ok(Self { ns, table })
+    }
+
+    /// Packets counted so far.
+    pub fn count(&self) -> Result<u64> {
+        read_counter(self.ns, &self.table, "seen")
+    }
+
+    /// Waits (up to `timeout`) until at least `n` packets have been counted.
+    pub fn wait_count(&self, n: u64, timeout: Duration, what: &str) -> Result<u64> {
+        wait_for(timeout, what, || self.count().ok().filter(|&c| c >= n))
+    }
+}
+
+impl Drop for PacketCounter<'_> {
     fn drop(&mut self) {
         let _ = self.ns.run(&["nft", "delete", "table", "inet", &self.table]);
     }

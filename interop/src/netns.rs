@@ -281,12 +281,12 @@ impl Topology {
         // nft joins its arguments into one command line.
         for rule in [
             "add table ip vgnat".to_owned(),
-            "add chain ip vgnat post { type nat hook postrouting priority 100; }".to_owned(),
-            format!("add rule ip vgnat post oifname {NAT_OUT_IF} meta l4proto udp snat to {NAT_PUBLIC}:{lo}-{hi}"),
-            format!("add rule ip vgnat post oifname {NAT_OUT_IF} snat to {NAT_PUBLIC}"),
-            "add chain ip vgnat fwd { type filter hook forward priority 0; policy drop; }".to_owned(),
-            format!("add rule ip vgnat fwd iifname {NAT_IN_IF} oifname {NAT_OUT_IF} accept"),
-            format!("add rule ip vgnat fwd iifname {NAT_OUT_IF} ct state established,related accept"),
+            "add chain ip vgnat nat_post { type nat hook postrouting priority 100; }".to_owned(),
+            format!("add rule ip vgnat nat_post oifname {NAT_OUT_IF} meta l4proto udp snat to {NAT_PUBLIC}:{lo}-{hi}"),
+            format!("add rule ip vgnat nat_post oifname {NAT_OUT_IF} snat to {NAT_PUBLIC}"),
+            "add chain ip vgnat filter_fw { type filter hook forward priority 0; policy drop; }".to_owned(),
+            format!("add rule ip vgnat filter_fw iifname {NAT_IN_IF} oifname {NAT_OUT_IF} accept"),
+            format!("add rule ip vgnat filter_fw iifname {NAT_OUT_IF} ct state established,related accept"),
         ] {
             nat.run(&["nft", &rule])?;
         }

@@ -14,7 +14,7 @@
 //!   IKE on 4500 and no cleartext; a Quick Mode rekey asked for by each side (`vpnctl
 //!   rekey`, `swanctl --rekey --child`) under a 100/s ping and a 20 Mbit/s UDP stream,
 //!   awaited on both sides' state, losing nothing;
-//! - DPD: strongSwan SIGKILLed, vpngw (R-U-THERE every 2 s, dead after 6 s) drops the
+//! - DPD: strongSwan SIGKILLed, vpngw (R-U-THERE every 2 s, dead after 4 s) drops the
 //!   dead ISAKMP SA, starts Main Mode again and re-establishes once strongSwan is back;
 //! - `aes256-sha256-modp2048` in both roles;
 //! - vpngw to vpngw: raw ESP without a NAT, then through a port-rewriting NAT (NAT-T:
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use gateway::control::proto::StatusReport;
 use interop::capture::{Capture, Pcap};
+use interop::hold::PacketCounter;
 use interop::ikewire;
 use interop::netns::{self, WAN_IF};
 use interop::scenario::{
@@ -45,13 +46,20 @@ const WALKTHROUGH: &str = "aes128-sha1-modp1024";
 /// The stronger profile.
 const STRONGER: &str = "aes256-sha256-modp2048";
 /// Length of the load under which both Quick Mode rekeys run.
-const LOAD_SECONDS: f64 = 8.0;
+const LOAD_SECONDS: f64 = 5.0;
 /// How long a Quick Mode rekey may take to settle on both sides.
 const REKEY_TIMEOUT: Duration = Duration::from_secs(15);
 /// vpngw's DPD in the dead-peer test: R-U-THERE after 2 s without traffic from the
-/// peer, the peer dead after 6 s without an answer.
+/// peer, the peer dead after 4 s without an answer.
 const DPD_DELAY: u64 = 2;
-const DPD_TIMEOUT: u64 = 6;
+const DPD_TIMEOUT: u64 = 4;
+/// How long a gateway behind a NAT may take to send its first NAT-keepalive: the
+/// keepalive interval (20 s, RFC 3948 4) and a margin.
+const KEEPALIVE_WAIT: Duration = Duration::from_secs(30);
+/// How long vpngw may take to give Main Mode up when the peer never answers message 5
+/// (as strongSwan does not, with another PSK): five sends 1, 2, 4, 8 and 16 s apart,
+/// and a margin.
+const MAIN_MODE_GIVE_UP: Duration = Duration::from_secs(45);
 
 fn nettool() -> PathBuf {
     std::env::var_os("NETTOOL_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nettool")), PathBuf::from)
@@ -417,11 +425,13 @@ fn vpngw_pair_view(vpn: &Vpngw, mode: &str) -> Result<(String, String, bool, Str
     Ok((i, o, ike.nat_detected, ike.remote.clone()))
 }
 
-/// Both vpngw up with one mirrored pair in `mode`; returns A's and B's views.
-fn await_vpngw_pair(a: &Vpngw, b: &Vpngw, mode: &str) -> Result<[(String, String, bool, String); 2]> {
+/// Both vpngw up with one mirrored pair in `mode`, none of whose SPIs is in `old`;
+/// returns A's and B's views.
+fn await_vpngw_pair(a: &Vpngw, b: &Vpngw, mode: &str, old: &[String]) -> Result<[(String, String, bool, String); 2]> {
     let probe = || -> Result<_> {
         let (va, vb) = (vpngw_pair_view(a, mode)?, vpngw_pair_view(b, mode)?);
         ensure!(va.0 == vb.1 && va.1 == vb.0, "SPIs not mirrored: A {va:?}, B {vb:?}");
+        ensure!(!old.contains(&va.0) && !old.contains(&va.1), "still the old pair: A {va:?}");
         Ok([va, vb])
     };
     wait_for(SA_TIMEOUT, "both vpngw to agree on one IKEv1 Quick Mode pair", || probe().ok()).map_err(|e| {
@@ -445,7 +455,7 @@ fn ikev1_vpngw_to_vpngw_raw_esp_then_nat() {
             Vpngw::start(&sc.topo.gw_b, &vpngw_v1(false, Start::Respond, p.proposal), &sc.subdir("raw-b"), &bins)?;
         let mut a =
             Vpngw::start(&sc.topo.gw_a, &vpngw_v1(true, Start::Initiate, p.proposal), &sc.subdir("raw-a"), &bins)?;
-        let [va, vb] = await_vpngw_pair(&a, &b, "raw")?;
+        let [va, vb] = await_vpngw_pair(&a, &b, "raw", &[])?;
         ensure!(!va.2 && !vb.2, "a NAT was detected on the direct WAN: A {va:?}, B {vb:?}");
         println!("[{}] no NAT: one Quick Mode pair, raw ESP, no NAT detected; A {va:?}, B {vb:?}", sc.name);
         sc.prove_traffic(&bins.nettool)?;
@@ -460,16 +470,23 @@ fn ikev1_vpngw_to_vpngw_raw_esp_then_nat() {
 
         // 2. gwA behind a NAT.
         let _nat = sc.topo.insert_nat()?;
+        let (lo, hi) = netns::NAT_PORTS;
         let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan-nat")?;
         let cap_b = Capture::start(&sc.topo.gw_b, WAN_IF, &sc.dir, "wan-nat-b")?;
         let mut b =
             Vpngw::start(&sc.topo.gw_b, &vpngw_v1(false, Start::Respond, p.proposal), &sc.subdir("nat-b"), &bins)?;
         let mut cfg_a = vpngw_v1(true, Start::Initiate, p.proposal);
         cfg_a.local_address = netns::GW_A_BEHIND_NAT.into();
+        let keepalives = PacketCounter::inbound(
+            &sc.topo.gw_b,
+            "keepalive",
+            &format!("udp sport {lo}-{hi} udp dport 4500 udp length 9 @th,64,8 0xff"),
+            &sc.dir,
+        )?;
         let mut a = Vpngw::start(&sc.topo.gw_a, &cfg_a, &sc.subdir("nat-a"), &bins)?;
-        let [va, vb] = await_vpngw_pair(&a, &b, "udp")?;
+        let [va, vb] = await_vpngw_pair(&a, &b, "udp", &[])?;
+        let up = Instant::now();
         ensure!(va.2 && vb.2, "NAT not detected on both sides: A {va:?}, B {vb:?}");
-        let (lo, hi) = netns::NAT_PORTS;
         let port = vb.3.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
         ensure!(
             vb.3.starts_with(netns::NAT_PUBLIC) && port.is_some_and(|p| (lo..=hi).contains(&p)),
@@ -479,6 +496,28 @@ fn ikev1_vpngw_to_vpngw_raw_esp_then_nat() {
         );
         println!("[{}] behind the NAT: NAT detected on both sides, gwB talks to gwA's mapping {}", sc.name, vb.3);
         sc.prove_traffic(&bins.nettool)?;
+        // gwB (outside) starts a Quick Mode rekey: it must reach gwA through the NAT's
+        // mapping of port 4500, and the new pair must carry traffic.
+        let t = Instant::now();
+        b.rekey("peer", false)?;
+        let [na, _] = await_vpngw_pair(&a, &b, "udp", &[va.0.clone(), va.1.clone()])?;
+        sc.ping_both_ways()?;
+        println!(
+            "[{}] behind the NAT: Quick Mode rekey started by gwB through the NAT in {:.2} s: {:?} -> {:?}",
+            sc.name,
+            t.elapsed().as_secs_f64(),
+            (&va.0, &va.1),
+            (&na.0, &na.1)
+        );
+        // gwA is behind the NAT, so it keeps the mapping alive: a one-octet 0xFF datagram
+        // on 4500 within the keepalive interval (20 s) of Main Mode, seen at gwB.
+        let keepalive = keepalives.wait_count(1, KEEPALIVE_WAIT, "a NAT-keepalive from gwA at gwB");
+        keepalive.map_err(|e| Error::new(format!("{e} (behind the NAT)\n--- gwA log ---\n{}", a.log_tail(20))))?;
+        println!(
+            "[{}] behind the NAT: NAT-keepalive from gwA's mapping seen at gwB {:.1} s after the tunnel came up",
+            sc.name,
+            up.elapsed().as_secs_f64()
+        );
         let (s, pcap) = sc.check_wan_pcap(cap, WanExpect::EspInUdp)?;
         let ike4500 = ike_on_4500(&pcap)?;
         ensure!(ike4500 > 0, "no IKE on port 4500 behind the NAT ({s})");
@@ -488,7 +527,7 @@ fn ikev1_vpngw_to_vpngw_raw_esp_then_nat() {
         ensure!(mapped > 0, "gwB received no ESP-in-UDP from the NAT's mapped port");
         println!(
             "[{}] behind the NAT: {ike4500} IKE messages on 4500, {} ESP-in-UDP at gwA, {mapped} at gwB from the \
-             mapped port, {keepalives} NAT keepalives",
+             mapped port, {keepalives} NAT-keepalives from gwA",
             sc.name, s.esp_in_udp
         );
         a.stop()?;
@@ -519,7 +558,7 @@ fn expect_failure(
         (v, StrongSwan::start(swan_ns, &swan_cfg, &sc.subdir(&format!("{tag}-swan")))?)
     };
     let t0 = Instant::now();
-    let log = vpn.wait_log(Duration::from_secs(30), &format!("\"{reason}\""), |l| l.contains(reason))?;
+    let log = vpn.wait_log(MAIN_MODE_GIVE_UP, &format!("\"{reason}\""), |l| l.contains(reason))?;
     let line = log.lines().find(|l| l.contains(reason)).unwrap_or_default().trim().to_owned();
     ensure!(vpn.is_running(), "vpngw died after {reason}:\n{}", vpn.log_tail(20));
     ensure!(swan.is_running(), "charon died after {reason}:\n{}", swan.diagnostics());
