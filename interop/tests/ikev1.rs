@@ -379,7 +379,8 @@ fn dead_peer(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> 
     Ok(())
 }
 
-/// The walkthrough profile, strongSwan initiating to vpngw; both Quick Mode rekeys under load.
+/// The walkthrough profile, strongSwan initiating to vpngw; both Quick Mode rekeys under
+/// load; then strongSwan restarted at once (INITIAL-CONTACT).
 #[test]
 fn ikev1_walkthrough_strongswan_initiator() {
     run_scenario("ikev1_walkthrough_strongswan_initiator", |sc| {
@@ -387,10 +388,45 @@ fn ikev1_walkthrough_strongswan_initiator() {
         let cfg = vpngw_v1(false, Start::Respond, p.proposal);
         let SwanTunnel { mut vpn, mut swan, spis } = swan_tunnel(sc, &p, false, cfg, "up")?;
         rekeys_under_load(sc, &vpn, &swan, &p, spis)?;
+        initial_contact_restart(sc, &vpn, &mut swan, &p)?;
         vpn.stop()?;
         swan.stop();
         Ok(())
     });
+}
+
+/// strongSwan (the initiator) SIGKILLed and started again at once, before any liveness
+/// check could notice: it comes back with a new Main Mode carrying INITIAL-CONTACT, and
+/// vpngw (no DPD configured) must drop the ISAKMP SA and Quick Mode SAs of the old
+/// instance and keep only the new ones, which carry traffic.
+fn initial_contact_restart(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> Result<()> {
+    let before = isakmp_states(vpn);
+    ensure!(before.len() == 1 && before[0].1 == "ESTABLISHED", "vpngw before the restart: {before:?}");
+    let old_pair: Vec<String> =
+        vpngw_check(&vpn.status()?, &vpn.status_json_text()?, p, "udp").map(|(i, o)| vec![i, o])?;
+    swan.kill();
+    let t = Instant::now();
+    *swan = StrongSwan::start(&sc.topo.gw_a, &swan_v1(true, true, p.proposal), &sc.subdir("up-swan"))?;
+    // One ISAKMP SA and one pair at vpngw (await_agreement checks both): the old ones gone.
+    let new = await_agreement(vpn, swan, p, &old_pair, "vpngw to replace the old instance's SAs by the new ones")?;
+    let after = isakmp_states(vpn);
+    ensure!(after.len() == 1 && after[0].0 != before[0].0, "vpngw after the restart: {after:?}");
+    let log = vpn.log_text();
+    ensure!(
+        log.contains("INITIAL-CONTACT"),
+        "vpngw's log does not mention the peer's INITIAL-CONTACT:\n{}",
+        vpn.log_tail(30)
+    );
+    println!(
+        "[{}] strongSwan restarted: INITIAL-CONTACT; vpngw replaced ISAKMP SA {} by {} and pair {old_pair:?} by {new:?} \
+         in {:.2} s",
+        sc.name,
+        before[0].0,
+        after[0].0,
+        t.elapsed().as_secs_f64()
+    );
+    sc.ping_both_ways()?;
+    Ok(())
 }
 
 /// `aes256-sha256-modp2048` in both roles, one after the other on one topology.
