@@ -122,14 +122,9 @@ pub fn isakmp_in_udp<'a>(udp: &UdpView<'a>) -> Option<&'a [u8]> {
 
 /// Every IKEv1 message in a classic pcap file: `(source address, message)`, in order.
 pub fn read_isakmp(path: &Path) -> Result<Vec<(Ipv4Addr, Vec<u8>)>> {
-    let data = std::fs::read(path).map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
-    let frames =
-        pcap_ipv4(&data).ok_or_else(|| Error::new(format!("{} is not a classic pcap file", path.display())))?;
-    Ok(frames
-        .iter()
-        .filter_map(|f| udp_in_ipv4(f.ip))
-        .filter_map(|u| isakmp_in_udp(&u).map(|m| (u.src, m.to_vec())))
-        .collect())
+    let mut out = Vec::new();
+    for_each_udp(path, |u| out.extend(isakmp_in_udp(u).map(|m| (u.src, m.to_vec()))))?;
+    Ok(out)
 }
 
 /// An IKE message of either version (at least a header's 28 bytes) in a UDP datagram.
@@ -176,15 +171,23 @@ pub fn is_cookie_request(ike: &[u8]) -> bool {
 
 /// How many COOKIE requests ([`is_cookie_request`]) `from` sent in a pcap file.
 pub fn count_cookie_requests(path: &Path, from: Ipv4Addr) -> Result<usize> {
+    let mut n = 0;
+    for_each_udp(path, |u| {
+        if u.src == from && ike_in_udp(u).is_some_and(is_cookie_request) {
+            n += 1;
+        }
+    })?;
+    Ok(n)
+}
+
+/// Calls `each` with every UDP datagram (first fragments and whole ones) of a classic
+/// pcap file, in order.
+fn for_each_udp(path: &Path, mut each: impl FnMut(&UdpView<'_>)) -> Result<()> {
     let data = std::fs::read(path).map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
     let frames =
         pcap_ipv4(&data).ok_or_else(|| Error::new(format!("{} is not a classic pcap file", path.display())))?;
-    Ok(frames
-        .iter()
-        .filter_map(|f| udp_in_ipv4(f.ip))
-        .filter(|u| u.src == from)
-        .filter(|u| ike_in_udp(u).is_some_and(is_cookie_request))
-        .count())
+    frames.iter().filter_map(|f| udp_in_ipv4(f.ip)).for_each(|u| each(&u));
+    Ok(())
 }
 
 /// Every IKE message in a classic pcap file (as `tcpdump -w` writes it).
