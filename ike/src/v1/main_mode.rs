@@ -79,7 +79,10 @@ fn nat_d_payloads(algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) 
     if cfg.fake_nat {
         ours.iter_mut().for_each(|b| *b = !*b);
     }
-    [Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.remote), draft: false }, Payload::NatD { hash: ours, draft: false }]
+    [
+        Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.remote), draft: false },
+        Payload::NatD { hash: ours, draft: false },
+    ]
 }
 
 /// NAT detection from the peer's NAT-D payloads in `m`: the first names our address as

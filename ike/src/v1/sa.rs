@@ -213,7 +213,14 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 impl V1Sa {
-    fn new(peer: PeerConfig, initiator: bool, local: SocketAddr, remote: SocketAddr, stage: Stage, now: Timestamp) -> Self {
+    fn new(
+        peer: PeerConfig,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+        stage: Stage,
+        now: Timestamp,
+    ) -> Self {
         Self {
             peer,
             initiator,
@@ -393,11 +400,7 @@ impl V1Sa {
         self.answers.push_back((sha256(msg), answer.to_vec()));
     }
 
-    fn quick_config<'a>(
-        &'a self,
-        local_ts: &'a TrafficSelector,
-        remote_ts: &'a TrafficSelector,
-    ) -> QuickConfig<'a> {
+    fn quick_config<'a>(&'a self, local_ts: &'a TrafficSelector, remote_ts: &'a TrafficSelector) -> QuickConfig<'a> {
         QuickConfig {
             proposals: &self.peer.esp_proposals,
             local_ts,
@@ -413,9 +416,7 @@ impl V1Sa {
     }
 
     fn endpoints(&self) -> SaEndpoints {
-        let encap = self
-            .floated()
-            .then(|| UdpEncap { local_port: self.local.port(), remote_port: self.remote.port() });
+        let encap = self.floated().then(|| UdpEncap { local_port: self.local.port(), remote_port: self.remote.port() });
         SaEndpoints { local: self.local.ip(), remote: self.remote.ip(), encap }
     }
 
@@ -528,7 +529,10 @@ impl V1Sa {
         match e {
             MainModeError::AuthenticationFailed => {
                 self.hint = Some(DownReason::PskMismatch);
-                warn_unauth!(ctx, "tunnel {name}: IKEv1 Main Mode with {ip}: authentication failed (pre-shared key mismatch?)");
+                warn_unauth!(
+                    ctx,
+                    "tunnel {name}: IKEv1 Main Mode with {ip}: authentication failed (pre-shared key mismatch?)"
+                );
             }
             MainModeError::NoProposalChosen => {
                 self.hint = Some(DownReason::UnofferedProposal);
@@ -597,11 +601,12 @@ impl V1Sa {
         }
         self.quick_retry_at = None;
         for (l, r) in self.selector_pairs() {
-            let carried = self
-                .pairs
+            let carried =
+                self.pairs.iter().any(|p| p.same_selectors(&l, &r) && !matches!(p.state, PairState::Rekeyed { .. }));
+            let negotiating = self
+                .quick
                 .iter()
-                .any(|p| p.same_selectors(&l, &r) && !matches!(p.state, PairState::Rekeyed { .. }));
-            let negotiating = self.quick.iter().any(|q| matches!(q, Quick::I { rekey_of: None, .. }));
+                .any(|q| matches!(q, Quick::I { ex, .. } if *ex.local_ts() == l && *ex.remote_ts() == r));
             if !carried && !negotiating {
                 self.start_quick(ctx, l, r, None);
             }
@@ -696,7 +701,7 @@ impl V1Sa {
                         self.send_tracked(ctx, RtxKind::Quick(mid), msg2);
                     }
                     Err(e) => {
-                                match e {
+                        match e {
                             QuickError::NotAuthenticated | QuickError::Malformed(_) | QuickError::Unexpected(_) => {
                                 ctx.drops.malformed += 1;
                                 tracing::debug!(tunnel = %name, error = %e, "IKEv1 Quick Mode message dropped");
@@ -755,7 +760,14 @@ impl V1Sa {
         let _ = (local, remote);
     }
 
-    fn params(&self, direction: Direction, spi: Spi, child_id: u64, qsa: &QuickSa, key: ipsec_types::EspKey) -> SaParams {
+    fn params(
+        &self,
+        direction: Direction,
+        spi: Spi,
+        child_id: u64,
+        qsa: &QuickSa,
+        key: ipsec_types::EspKey,
+    ) -> SaParams {
         SaParams {
             spi,
             direction,
@@ -1083,7 +1095,11 @@ impl V1Sa {
             }
             r.tries += 1;
             r.next = now + RETRANSMIT_BASE * 2u32.saturating_pow(r.tries);
-            ctx.out.push_back(Output::Transmit(Transmit { local: self.local, remote: self.remote, data: r.msg.clone() }));
+            ctx.out.push_back(Output::Transmit(Transmit {
+                local: self.local,
+                remote: self.remote,
+                data: r.msg.clone(),
+            }));
         }
         for kind in gave_up {
             match kind {
@@ -1245,7 +1261,8 @@ impl V1Sa {
         }
         self.quick.clear();
         self.rtx.clear();
-        let reported = self.established_at.is_some() && self.replaced_at.is_none();
+        // An end to report: an SA that was up, or our attempt to bring one up.
+        let reported = (self.established_at.is_some() || self.initiator) && self.replaced_at.is_none();
         if reported {
             ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason }));
         }
