@@ -113,7 +113,11 @@ impl Pair {
                 PairState::Rekeyed { delete_at } => delete_at,
                 PairState::Installing { .. } => None,
             },
-            expires_at: Some(self.expire_at),
+            // A rekeyed pair goes when it is deleted (ours to do, or the peer's by then).
+            expires_at: match self.state {
+                PairState::Rekeyed { delete_at: Some(t) } => Some(t.min(self.expire_at)),
+                _ => Some(self.expire_at),
+            },
         }
     }
 
