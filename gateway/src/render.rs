@@ -302,8 +302,17 @@ fn isakmp_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
 /// One Quick Mode SA pair, laid out like the classic `show crypto ipsec sa`: SPIs,
 /// transform and settings, encaps/decaps, errors, remaining key lifetime.
 fn quick_mode_sa(o: &mut String, c: &ChildSaInfo) {
-    let _ =
-        writeln!(o, "  #{} {}: {} === {}", c.child_id, c.state, join_or(&c.local_ts, "-"), join_or(&c.remote_ts, "-"));
+    // The pair new traffic goes out on: the classic "current outbound spi".
+    let current = c.state == "INSTALLED" && c.outbound.as_ref().is_some_and(|t| !t.superseded);
+    let _ = writeln!(
+        o,
+        "  #{} {}{}: {} === {}",
+        c.child_id,
+        c.state,
+        if current { " (current)" } else { "" },
+        join_or(&c.local_ts, "-"),
+        join_or(&c.remote_ts, "-")
+    );
     let _ = writeln!(o, "    SPIs         in {}, out {}", c.spi_in, c.spi_out);
     let pfs = c.dh.as_ref().map_or_else(|| "no PFS".to_string(), |d| format!("PFS {d}"));
     let encap = match c.encapsulation {
@@ -573,18 +582,18 @@ mod tests {
             block,
             [
                 "tunnel site-b: IKEv1 Main Mode established, initiator",
-                "  addresses    192.0.2.1:500 <-> 192.0.2.2:500",
+                "  addresses    192.0.2.1:4500 <-> 192.0.2.2:4500",
                 "  identities   192.0.2.1 <-> 192.0.2.2",
                 "  cookies i/r  9f1c2e0a4b3d2c1a (ours) / 0123456789abcdef",
                 "  phase 1      aes128-sha1-modp1024",
-                "  NAT-T        no NAT: raw ESP (IP protocol 50)",
+                "  NAT-T        ESP in UDP (forced by encapsulation = \"udp\")",
                 "  established  1h 00m ago, last heard from peer 10s ago",
                 "  re-auth      new Main Mode in 6h 45m",
                 "  DPD          liveness check after 30s of silence, dead if unanswered for 2m 30s, action restart",
                 "  Quick Mode SAs: 2 (one for all subnets as initiator)",
-                "  #2 INSTALLED: 10.1.0.0/24 === 10.2.0.0/24",
+                "  #2 INSTALLED (current): 10.1.0.0/24 === 10.2.0.0/24",
                 "    SPIs         in e2b83fd5, out c7cceebf",
-                "    transform    esp aes128-sha1-modp1024, PFS MODP_1024, tunnel mode, raw ESP",
+                "    transform    esp aes128-sha1-modp1024, PFS MODP_1024, tunnel mode, ESP-in-UDP 4500->4500",
                 "    settings     replay detection on (window 1024), ESP overhead <= 53 B",
                 "    encaps       827 packets, 68.4 KiB (70000 bytes), last seq 827",
                 "    decaps       764 packets, 62.5 KiB (64000 bytes), last seq 766",
@@ -594,7 +603,7 @@ mod tests {
                 "    lifetime     remaining key lifetime 3540 s (59m 00s), rekey in 49m 01s",
                 "  #1 REKEYED: 10.1.0.0/24 === 10.2.0.0/24",
                 "    SPIs         in 11111111, out 22222222",
-                "    transform    esp aes128-sha1-modp1024, PFS MODP_1024, tunnel mode, raw ESP",
+                "    transform    esp aes128-sha1-modp1024, PFS MODP_1024, tunnel mode, ESP-in-UDP 4500->4500",
                 "    settings     replay detection on (window 1024), ESP overhead <= 53 B",
                 "    encaps       40 packets, 3.9 KiB (4000 bytes), last seq 40 (superseded: new traffic uses the newer SA)",
                 "    decaps       50 packets, 4.9 KiB (5000 bytes), last seq 50",
@@ -617,6 +626,8 @@ mod tests {
         sa.children[1].expires_in_s = None;
         sa.children[0].expires_in_s = None;
         sa.children[0].rekey_in_s = Some(0);
+        // Installed inbound first: not yet the pair traffic goes out on.
+        sa.children[0].outbound = None;
         let mut mm = sa.clone();
         mm.state = "MAIN_MODE".into();
         mm.spi_r = "0000000000000000".into();
@@ -635,6 +646,8 @@ mod tests {
             "    send errors  -",
             "    lifetime     rekeyed, in grace period\n",
             "    lifetime     no hard lifetime, rekey due now",
+            "  #2 INSTALLED: 10.1.0.0/24 === 10.2.0.0/24",
+            "  #1 REKEYED: 10.1.0.0/24 === 10.2.0.0/24",
             "tunnel site-b: IKEv1 ISAKMP SA being deleted, initiator",
             "  Quick Mode SAs: none (a newer ISAKMP SA of this tunnel holds them)",
         ] {

@@ -309,8 +309,8 @@ pub(crate) mod tests {
         report_with(&sample_esp())
     }
 
-    /// An IKEv1 ISAKMP SA for `site-b` (Main Mode done, `aes128-sha1-modp1024`) with
-    /// two Quick Mode SA pairs, as `ike` reports them: #2 INSTALLED (PFS MODP_1024) and
+    /// An IKEv1 ISAKMP SA for `site-b` (Main Mode done, `aes128-sha1-modp1024`, floated
+    /// to port 4500 as `encapsulation = "udp"` asks) with two Quick Mode SA pairs, as `ike` reports them: #2 INSTALLED (PFS MODP_1024) and
     /// #1 REKEYED, which #2 replaced and which is deleted 12 s from now.
     pub(crate) fn sample_v1_ike() -> Vec<ike::IkeSaStatus> {
         let pair = |child_id, state, spi_in, spi_out| ike::ChildSaStatus {
@@ -323,7 +323,7 @@ pub(crate) mod tests {
             encr: EncrAlg::AesCbc128,
             integ: Some(IntegAlg::HmacSha1_96),
             dh: Some(DhGroup::Modp1024),
-            encap: None,
+            encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
             established_at: Timestamp::from_secs(100),
             next_rekey: None,
             expires_at: Some(Timestamp::from_secs(3712)),
@@ -341,15 +341,15 @@ pub(crate) mod tests {
             initiator: true,
             spi_i: 0x9f1c_2e0a_4b3d_2c1a,
             spi_r: 0x0123_4567_89ab_cdef,
-            local: "192.0.2.1:500".parse().unwrap(),
-            remote: "192.0.2.2:500".parse().unwrap(),
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "192.0.2.2:4500".parse().unwrap(),
             local_id: Identity::parse("192.0.2.1").unwrap(),
             remote_id: Identity::parse("192.0.2.2").unwrap(),
             encr: Some(EncrAlg::AesCbc128),
             integ: None,
             prf: Some(PrfAlg::HmacSha1),
             dh: Some(DhGroup::Modp1024),
-            nat_detected: false,
+            nat_detected: true,
             established_at: Some(Timestamp::from_secs(100)),
             last_heard: Some(Timestamp::from_secs(3690)),
             next_rekey: Some(Timestamp::from_secs(28_000)),
@@ -559,6 +559,7 @@ pub(crate) mod tests {
         assert_eq!((&c[1]["state"], &c[1]["expires_in_s"]), (&"REKEYED".into(), &12.into()));
         assert_eq!(c[1]["outbound"]["superseded"], true);
         assert_eq!(c[1]["local_ts"][0], "10.1.0.0/24");
+        assert_eq!((&c[0]["encapsulation"]["mode"], &c[0]["replay_window"]), (&"udp".into(), &1024.into()));
 
         // IKEv2 SAs say 2 and name their proposal with the PRF; reports from daemons
         // before `ike_version` are IKEv2 ones.
