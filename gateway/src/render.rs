@@ -196,11 +196,7 @@ fn child(o: &mut String, c: &ChildSaInfo) {
         join_or(&c.remote_ts, "-")
     );
     let _ = writeln!(o, "    SPIs         in {}, out {}", c.spi_in, c.spi_out);
-    let pfs = c.dh.as_ref().map_or_else(|| "no PFS".to_string(), |d| format!("PFS {d}"));
-    let encap = match c.encapsulation {
-        Encapsulation::Raw => "raw ESP".to_string(),
-        Encapsulation::Udp { local_port, remote_port } => format!("ESP-in-UDP {local_port}->{remote_port}"),
-    };
+    let (pfs, encap) = pfs_and_encapsulation(c);
     let cipher = c.integ.as_ref().map_or_else(|| c.encr.clone(), |i| format!("{}/{i}", c.encr));
     let _ = writeln!(o, "    ESP          {cipher}, {pfs}, {encap}, tunnel mode, replay window {}", c.replay_window);
     let _ = writeln!(o, "    in           {}", traffic(c.inbound.as_ref()));
@@ -314,11 +310,7 @@ fn quick_mode_sa(o: &mut String, c: &ChildSaInfo) {
         join_or(&c.remote_ts, "-")
     );
     let _ = writeln!(o, "    SPIs         in {}, out {}", c.spi_in, c.spi_out);
-    let pfs = c.dh.as_ref().map_or_else(|| "no PFS".to_string(), |d| format!("PFS {d}"));
-    let encap = match c.encapsulation {
-        Encapsulation::Raw => "raw ESP".to_string(),
-        Encapsulation::Udp { local_port, remote_port } => format!("ESP-in-UDP {local_port}->{remote_port}"),
-    };
+    let (pfs, encap) = pfs_and_encapsulation(c);
     let _ = writeln!(o, "    transform    esp {}, {pfs}, tunnel mode, {encap}", c.proposal);
     let _ = writeln!(
         o,
@@ -366,6 +358,16 @@ fn quick_mode_sa(o: &mut String, c: &ChildSaInfo) {
         }
     };
     let _ = writeln!(o, "    lifetime     {lifetime}");
+}
+
+/// `PFS CURVE_25519` or `no PFS`, and `raw ESP` or `ESP-in-UDP 4500->4500`.
+fn pfs_and_encapsulation(c: &ChildSaInfo) -> (String, String) {
+    let pfs = c.dh.as_ref().map_or_else(|| "no PFS".to_string(), |d| format!("PFS {d}"));
+    let encap = match c.encapsulation {
+        Encapsulation::Raw => "raw ESP".to_string(),
+        Encapsulation::Udp { local_port, remote_port } => format!("ESP-in-UDP {local_port}->{remote_port}"),
+    };
+    (pfs, encap)
 }
 
 /// `827 packets, 96.5 KiB (98765 bytes), last seq 827`.

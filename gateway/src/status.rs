@@ -334,26 +334,18 @@ pub(crate) mod tests {
             expires_at: Some(Timestamp::from_secs(7240)),
             ..pair(2, "INSTALLED", 0xe2b8_3fd5, 0xc7cc_eebf)
         };
+        // Cookies, addresses and times as in `sample_ike`.
         vec![ike::IkeSaStatus {
-            tunnel: "site-b".into(),
             version: ike::IkeVersion::V1,
-            state: "ESTABLISHED",
-            initiator: true,
-            spi_i: 0x9f1c_2e0a_4b3d_2c1a,
-            spi_r: 0x0123_4567_89ab_cdef,
-            local: "192.0.2.1:4500".parse().unwrap(),
-            remote: "192.0.2.2:4500".parse().unwrap(),
             local_id: Identity::parse("192.0.2.1").unwrap(),
             remote_id: Identity::parse("192.0.2.2").unwrap(),
             encr: Some(EncrAlg::AesCbc128),
             integ: None,
             prf: Some(PrfAlg::HmacSha1),
             dh: Some(DhGroup::Modp1024),
-            nat_detected: true,
-            established_at: Some(Timestamp::from_secs(100)),
-            last_heard: Some(Timestamp::from_secs(3690)),
             next_rekey: Some(Timestamp::from_secs(28_000)),
             children: vec![installed, pair(1, "REKEYED", 0x1111_1111, 0x2222_2222)],
+            ..sample_ike().remove(0)
         }]
     }
 
