@@ -47,6 +47,7 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         dpd: t.dpd,
         fragment_size: t.fragmentation.then_some(t.fragment_size),
         ike_version: ike::IkeVersion::V2,
+        aggressive: false,
     }
 }
 

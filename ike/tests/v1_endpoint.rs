@@ -348,3 +348,31 @@ fn main_mode_flood_from_spoofed_sources_is_bounded() {
     p.advance(Duration::from_secs(1));
     assert_eq!(installed(&mut p, Side::A).len(), 1, "{:?}", p.ep(Side::A).status());
 }
+
+#[test]
+fn aggressive_mode_only_when_both_opt_in() {
+    init_logs();
+    let (mut a, mut b) = configs("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    a.aggressive = true;
+    // B has not opted in: A's Aggressive Mode is refused.
+    let mut p = Pair::new(a.clone(), b.clone());
+    p.run();
+    for _ in 0..40 {
+        p.advance(Duration::from_secs(1));
+    }
+    assert!(installed(&mut p, Side::A).is_empty());
+    assert!(p.ep(Side::B).drops().refused_proposal >= 1);
+    // Both opted in: three messages and the tunnel is up.
+    b.aggressive = true;
+    let mut p = Pair::new(a, b);
+    p.tick(Timestamp::ZERO);
+    for _ in 0..3 {
+        assert!(p.deliver_next());
+    }
+    let st = p.ep(Side::B).status();
+    assert_eq!(st[0].state, "ESTABLISHED", "after message 3: {st:?}");
+    p.run();
+    p.advance(Duration::from_secs(1));
+    assert_eq!(installed(&mut p, Side::A).len(), 1);
+    assert_eq!(installed(&mut p, Side::B).len(), 1);
+}

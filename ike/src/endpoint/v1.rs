@@ -115,7 +115,7 @@ impl Endpoint {
                 return;
             }
         };
-        if h.exchange == exchange::MAIN && h.cky_r == 0 {
+        if matches!(h.exchange, exchange::MAIN | exchange::AGGRESSIVE) && h.cky_r == 0 {
             match self.v1.by_init.get(&(remote.ip(), h.cky_i)).copied() {
                 Some(i) => self.run_v1(now, i, |sa, ctx| sa.handle_message(ctx, local, remote, data)),
                 None => self.v1_responder(now, local, remote, data),

@@ -21,6 +21,7 @@
 //! and retransmission, and the wiring into `Endpoint` are still to come; see
 //! NOTES-ikev1.md at the repository root.
 
+pub(crate) mod aggressive;
 pub(crate) mod info;
 pub(crate) mod keys;
 pub(crate) mod main_mode;

@@ -12,6 +12,7 @@
 //! The exchanges themselves (messages, keys, proposals) are in `main_mode`,
 //! `quick_mode` and `info`; admission and routing by cookie in `endpoint::v1`.
 
+use super::aggressive;
 use super::info::{self, Info};
 use super::main_mode::{self, MainModeConfig, MainModeError, Phase1Sa, Step};
 use super::message::payload::{Notify, Payload};
@@ -54,6 +55,8 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 pub(crate) enum Stage {
     MainI(Box<main_mode::Initiator>),
     MainR(Box<main_mode::Responder>),
+    AggrI(Box<aggressive::Initiator>),
+    AggrR(Box<aggressive::Responder>),
     Up(Box<Phase1Sa>),
 }
 
@@ -273,9 +276,16 @@ impl V1Sa {
         let local = SocketAddr::new(peer.local_addr, ctx.ike_port);
         let remote = SocketAddr::new(peer.remote_addr, ctx.ike_port);
         let cfg = Self::mm_config(&peer, local, remote, initial_contact);
-        let (ex, msg) = main_mode::Initiator::start(&cfg, ctx.rng);
-        let mut sa = Self::new(peer, true, local, remote, Stage::MainI(Box::new(ex)), ctx.now);
-        tracing::info!(tunnel = %sa.peer.name, peer = %remote, "initiating IKEv1 Main Mode");
+        let aggressive = if peer.aggressive { aggressive::Initiator::start(&cfg, ctx.rng) } else { None };
+        let (stage, msg, mode) = match aggressive {
+            Some((ex, msg)) => (Stage::AggrI(Box::new(ex)), msg, "Aggressive"),
+            None => {
+                let (ex, msg) = main_mode::Initiator::start(&cfg, ctx.rng);
+                (Stage::MainI(Box::new(ex)), msg, "Main")
+            }
+        };
+        let mut sa = Self::new(peer, true, local, remote, stage, ctx.now);
+        tracing::info!(tunnel = %sa.peer.name, peer = %remote, "initiating IKEv1 {mode} Mode");
         sa.contact = initial_contact;
         sa.send_tracked(ctx, RtxKind::Main, msg);
         sa
@@ -290,9 +300,21 @@ impl V1Sa {
         data: &[u8],
     ) -> Option<Self> {
         let cfg = Self::mm_config(peer, local, remote, false);
-        match main_mode::Responder::accept(&cfg, ctx.rng, data) {
-            Ok((ex, msg)) => {
-                let mut sa = Self::new(peer.clone(), false, local, remote, Stage::MainR(Box::new(ex)), ctx.now);
+        let aggressive = Header::parse(data).is_ok_and(|h| h.exchange == exchange::AGGRESSIVE);
+        if aggressive && !peer.aggressive {
+            ctx.drops.refused_proposal += 1;
+            let (name, ip) = (&peer.name, remote.ip());
+            warn_unauth!(ctx, "tunnel {name}: IKEv1 Aggressive Mode from {ip} refused: not enabled for this tunnel (aggressive = true)");
+            return None;
+        }
+        let accepted = if aggressive {
+            aggressive::Responder::accept(&cfg, ctx.rng, data).map(|(ex, msg)| (Stage::AggrR(Box::new(ex)), msg))
+        } else {
+            main_mode::Responder::accept(&cfg, ctx.rng, data).map(|(ex, msg)| (Stage::MainR(Box::new(ex)), msg))
+        };
+        match accepted {
+            Ok((stage, msg)) => {
+                let mut sa = Self::new(peer.clone(), false, local, remote, stage, ctx.now);
                 sa.remember_answer(data, &msg);
                 sa.transmit(ctx, msg);
                 Some(sa)
@@ -348,6 +370,8 @@ impl V1Sa {
         match &self.stage {
             Stage::MainI(ex) => (ex.cookie(), ex.peer_cookie()),
             Stage::MainR(ex) => (ex.peer_cookie(), ex.cookie()),
+            Stage::AggrI(ex) => (ex.cookie(), 0),
+            Stage::AggrR(ex) => (ex.peer_cookie(), ex.cookie()),
             Stage::Up(p1) => (p1.cky_i, p1.cky_r),
         }
     }
@@ -358,7 +382,7 @@ impl V1Sa {
 
     /// A responder SA whose peer has not authenticated yet.
     pub(crate) fn half_open(&self) -> bool {
-        !self.initiator && matches!(self.stage, Stage::MainR(_))
+        !self.initiator && matches!(self.stage, Stage::MainR(_) | Stage::AggrR(_))
     }
 
     pub(crate) fn heard(&self) -> Option<Timestamp> {
@@ -444,7 +468,7 @@ impl V1Sa {
             return Ok(());
         }
         match h.exchange {
-            exchange::MAIN => self.main_mode(ctx, local, remote, data),
+            exchange::MAIN | exchange::AGGRESSIVE => self.main_mode(ctx, local, remote, data),
             exchange::QUICK => {
                 self.quick_mode(ctx, local, remote, data);
                 Ok(())
@@ -489,6 +513,27 @@ impl V1Sa {
                 }
                 r
             }
+            Stage::AggrI(ex) => {
+                let cfg = Self::mm_config(&self.peer, cfg_local, cfg_remote, contact);
+                let r = ex.handle(&cfg, ctx.rng, data);
+                if let Ok(Step::Done(p1, _)) = &r {
+                    if p1.nat.detected() {
+                        // RFC 3947 4: message 3 goes to the NAT-T port.
+                        self.local = SocketAddr::new(self.local.ip(), ctx.natt_port);
+                        self.remote = SocketAddr::new(self.remote.ip(), ctx.natt_port);
+                    }
+                }
+                r
+            }
+            Stage::AggrR(ex) => {
+                let cfg = Self::mm_config(&self.peer, cfg_local, cfg_remote, false);
+                let r = ex.handle(&cfg, data);
+                if r.is_ok() {
+                    self.local = crate::sa::unspecified_to(local, self.peer.local_addr);
+                    self.remote = remote;
+                }
+                r
+            }
             Stage::Up(_) => {
                 ctx.drops.malformed += 1;
                 return Ok(());
@@ -505,6 +550,8 @@ impl V1Sa {
                 Ok(())
             }
             Ok(Step::Done(p1, answer)) => {
+                // Our last message (Main Mode 6, Aggressive Mode 3) goes again if the
+                // peer repeats the message it answers.
                 if let Some(msg) = answer {
                     self.remember_answer(data, &msg);
                     self.transmit(ctx, msg);
