@@ -19,6 +19,9 @@
 //!   and any `fragment_size` are refused rather than silently ignored; unset (or
 //!   `fragmentation = false`) the tunnel simply does not fragment.
 //! - The default IKE proposal ([`DEFAULT_IKE_PROPOSAL_V1`]) replaces IKEv2's AEAD one.
+//! - `aggressive = true` (Aggressive Mode, an explicit opt-in) is accepted with IKEv1
+//!   only (`validate` refuses it with IKEv2); `ike` warns about it at start-up, so it
+//!   draws no configuration warning of its own.
 
 use crate::raw::RawTunnel;
 use crate::validate::Ctx;

@@ -196,6 +196,11 @@ pub struct TunnelConfig {
     /// settings have passed the IKEv1 rules (see the README's configuration reference):
     /// `fragmentation` is false and `child_sa_per_subnet_pair` true, as IKEv1 does it.
     pub ike_version: IkeVersion,
+    /// IKEv1 only: Aggressive Mode instead of Main Mode when we initiate, and accepted
+    /// besides Main Mode when we respond (default false). Identities travel in cleartext
+    /// and the exchange exposes a hash of the PSK to offline guessing; the daemon warns
+    /// at start-up.
+    pub aggressive: bool,
     /// Our identity (default: local_address).
     pub local_id: Identity,
     /// Peer identity (default: remote_address).

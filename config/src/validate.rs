@@ -506,6 +506,14 @@ fn tunnel(
         proposals(cx, t.ike_proposals.as_ref(), &key("ike_proposals"), n, default_ike, IkeProposal::parse)?;
     let esp_proposals =
         proposals(cx, t.esp_proposals.as_ref(), &key("esp_proposals"), n, DEFAULT_ESP_PROPOSAL, EspProposal::parse)?;
+    if let Some(v) = t.aggressive.as_ref().filter(|v| *v.get_ref() && ike_version == IkeVersion::V2) {
+        return Err(cx.err(
+            Some(v.span()),
+            key("aggressive"),
+            n,
+            "Aggressive Mode is IKEv1's, and this tunnel speaks IKEv2: set ike_version = 1 or remove this key".into(),
+        ));
+    }
     if ike_version == IkeVersion::V1 {
         let pairs =
             local_subnets.iter().map(|l| remote_subnets.iter().filter(|r| r.is_ipv4() == l.is_ipv4()).count()).sum();
@@ -555,6 +563,7 @@ fn tunnel(
         name,
         remote_address,
         ike_version,
+        aggressive: t.aggressive.as_ref().is_some_and(|v| *v.get_ref()),
         local_id,
         remote_id,
         psk,

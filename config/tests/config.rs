@@ -928,3 +928,20 @@ fn ikev1_refuses_what_it_cannot_negotiate() {
     let text = t("").replace("remote_subnets = [\"10.2.0.0/24\"]", "remote_subnets = [\"2001:db8:2::/64\"]");
     assert_err(&err(&text), line_with(&text, "remote_subnets"), "tunnel[0].remote_subnets", "same family");
 }
+
+/// Aggressive Mode is an IKEv1 opt-in: off by default, refused with IKEv2.
+#[test]
+fn aggressive_mode_is_an_ikev1_opt_in() {
+    assert!(!ok(&minimal("", "ike_version = 1")).tunnels[0].aggressive);
+    let c = ok(&minimal("", "ike_version = 1\naggressive = true"));
+    assert!(c.tunnels[0].aggressive);
+    // The daemon warns at start-up (ike does); the configuration adds nothing.
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!ok(&minimal("", "aggressive = false")).tunnels[0].aggressive);
+    let text = minimal("", "aggressive = true");
+    let e = err(&text);
+    assert_err(&e, line_with(&text, "aggressive"), "tunnel[0].aggressive", "Aggressive Mode is IKEv1's");
+    assert!(e.message.contains("ike_version = 1"), "{e}");
+    let text = minimal("", "ike_version = 1\naggressive = \"yes\"");
+    assert_err(&err(&text), line_with(&text, "aggressive"), "tunnel[0].aggressive", "invalid type");
+}

@@ -129,7 +129,10 @@ pub struct WanSockets {
 impl IkeTransmit for WanSockets {
     fn transmit(&self, t: &ike::Transmit) -> io::Result<()> {
         let port = t.local.port();
-        if port == self.natt_port {
+        if port == self.natt_port && t.data == ike::NAT_KEEPALIVE {
+            // A NAT-keepalive (RFC 3948 2.3) is the one octet alone, without the marker.
+            self.natt.send_to(&t.data, t.remote).map(drop)
+        } else if port == self.natt_port {
             let mut buf = Vec::with_capacity(NON_ESP_MARKER.len() + t.data.len());
             buf.extend_from_slice(&NON_ESP_MARKER);
             buf.extend_from_slice(&t.data);

@@ -47,6 +47,7 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         dpd: t.dpd,
         fragment_size: t.fragmentation.then_some(t.fragment_size),
         ike_version: ike_version(t.ike_version),
+        aggressive: t.aggressive,
     }
 }
 
@@ -139,6 +140,10 @@ fragmentation = false
         // IKEv1 does not fragment, and Quick Mode negotiates one SA pair per subnet pair.
         assert_eq!(p.fragment_size, None);
         assert!(p.child_sa_per_subnet_pair);
+        assert!(!p.aggressive, "Main Mode unless asked for");
+        let aggressive = text.replace("ike_version = 1\n", "ike_version = 1\naggressive = true\n");
+        let cfg = config::parse(&aggressive, std::path::Path::new("/etc/vpngw/test.toml")).unwrap();
+        assert!(endpoint_config(&cfg).peers[0].aggressive);
         assert_eq!(p.ike_proposals[0].to_string(), "aes128-sha1-prfsha1-modp1024");
         assert_eq!(endpoint_config(&sample_config()).peers[0].ike_version, ike::IkeVersion::V2);
     }

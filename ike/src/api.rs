@@ -75,6 +75,10 @@ pub struct PeerConfig {
     /// IKE version the tunnel speaks: IKEv2 (RFC 7296, the default) or IKEv1 (RFC 2409
     /// Main Mode with a pre-shared key and Quick Mode) for peers that speak nothing else.
     pub ike_version: IkeVersion,
+    /// IKEv1 only: initiate with Aggressive Mode and accept it as responder (Main Mode is
+    /// still accepted). Identities travel in cleartext and an eavesdropper can guess the
+    /// pre-shared key offline; `Endpoint::new` warns.
+    pub aggressive: bool,
 }
 
 /// The IKE version of a tunnel.
@@ -165,6 +169,10 @@ pub struct Transmit {
     /// The IKE message.
     pub data: Vec<u8>,
 }
+
+/// A NAT-keepalive (RFC 3948 2.3): `Transmit::data` of exactly this one octet on the
+/// NAT-T port is sent as it is, without the non-ESP marker.
+pub const NAT_KEEPALIVE: [u8; 1] = [0xff];
 
 /// Something that happened, for logs and the control socket.
 #[derive(Clone, Debug, PartialEq, Eq)]

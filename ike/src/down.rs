@@ -17,6 +17,9 @@ pub enum DownReason {
     AuthRefused(u16),
     /// The peer chose an IKE proposal we did not offer.
     UnofferedProposal,
+    /// IKEv1 Main Mode: the peer's authentication did not verify, or the peer never
+    /// answered ours; with pre-shared keys nearly always different keys.
+    PskMismatch,
     /// The peer's identity is not the configured one.
     IdentityMismatch,
     /// The peer's AUTH payload did not verify.
@@ -76,6 +79,7 @@ impl fmt::Display for DownReason {
             Self::InitRefused(k) => write!(f, "peer refused IKE_SA_INIT ({})", name(*k)),
             Self::AuthRefused(k) => write!(f, "peer refused IKE_AUTH ({})", name(*k)),
             Self::UnofferedProposal => f.write_str("peer chose an IKE proposal we did not offer"),
+            Self::PskMismatch => f.write_str("authentication failed (pre-shared key mismatch?)"),
             Self::IdentityMismatch => f.write_str("peer identity mismatch"),
             Self::PeerAuthFailed => f.write_str("peer failed authentication"),
             Self::CookieLoop => f.write_str("COOKIE loop"),

@@ -29,6 +29,7 @@ mod restart;
 mod retry;
 mod sa_set;
 mod spis;
+mod v1;
 
 use cookie::Cookies;
 use retry::PeerSlot;
@@ -92,6 +93,8 @@ pub struct Endpoint {
     /// Our IKE SPI -> message ID of our request that was answered with an unprotected
     /// INVALID_IKE_SPI (see `restart.rs`).
     invalid_spi_hints: HashMap<u64, u32>,
+    /// The IKEv1 SAs (tunnels with `ike_version` 1).
+    v1: v1::V1Set,
 }
 
 impl Endpoint {
@@ -100,6 +103,13 @@ impl Endpoint {
     /// (their timer is armed at `Timestamp::ZERO`).
     pub fn new(config: EndpointConfig, rng: Box<dyn Rng>) -> Self {
         for cfg in &config.peers {
+            if cfg.aggressive && cfg.ike_version == crate::api::IkeVersion::V1 {
+                tracing::warn!(
+                    "tunnel {}: IKEv1 Aggressive Mode is enabled: identities travel in cleartext and anyone who \
+                     sees the exchange can guess the pre-shared key offline; use Main Mode unless the peer needs it",
+                    cfg.name
+                );
+            }
             let legacy = cfg.legacy_groups();
             if !legacy.is_empty() {
                 let names: Vec<&str> = legacy.iter().map(|g| g.keyword()).collect();
@@ -153,7 +163,16 @@ impl Endpoint {
             active_out: HashMap::new(),
             unproved_at: VecDeque::new(),
             invalid_spi_hints: HashMap::new(),
+            v1: v1::V1Set::default(),
         }
+    }
+
+    /// Whether tunnel `name` speaks IKEv1.
+    fn is_v1(&self, name: &str) -> bool {
+        self.peer_by_name
+            .get(name)
+            .and_then(|&i| self.peers.get(i))
+            .is_some_and(|p| p.cfg.ike_version == crate::api::IkeVersion::V1)
     }
 
     fn slot_mut(&mut self, name: &str) -> Option<&mut PeerSlot> {
@@ -251,6 +270,11 @@ impl Endpoint {
     }
 
     fn handle_datagram_inner(&mut self, now: Timestamp, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        // The major version (octet 17 of both headers) says which protocol it is.
+        if data.get(17).is_some_and(|v| v >> 4 == 1) {
+            self.v1_datagram(now, local, remote, data);
+            return;
+        }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
@@ -323,6 +347,7 @@ impl Endpoint {
                 }
                 self.start_initiator(now, i);
             }
+            Command::Rekey { peer, ike } if self.is_v1(&peer) => self.v1_rekey(now, &peer, ike),
             Command::Rekey { peer, ike } => {
                 let idx = self.sas.iter().position(|s| s.peer.name == peer && s.state.is_established());
                 let Some(idx) = idx else {
@@ -349,6 +374,7 @@ impl Endpoint {
                     slot.retry_at = None;
                 }
                 self.terminate_where(now, DownReason::Operator, |sa| sa.peer.name == peer);
+                self.v1_terminate_where(now, DownReason::Operator, |sa| sa.peer.name == peer);
             }
             Command::TerminateAll => {
                 self.shutting_down = true;
@@ -357,6 +383,7 @@ impl Endpoint {
                     slot.retry_at = None;
                 }
                 self.terminate_where(now, DownReason::Operator, |_| true);
+                self.v1_terminate_where(now, DownReason::Operator, |_| true);
             }
         }
     }
@@ -390,6 +417,10 @@ impl Endpoint {
 
     fn handle_datapath_event_inner(&mut self, now: Timestamp, ev: DatapathEvent) {
         let DatapathEvent::Expired { tunnel, spi, direction, hard, reason } = ev;
+        if self.is_v1(&tunnel) {
+            self.v1_volume_expired(now, &tunnel, spi, direction, hard);
+            return;
+        }
         // Outbound SPIs are the peers' choice and may repeat across tunnels: match the
         // tunnel and the direction, not the SPI alone.
         let is = move |c: &crate::sa::child::ChildSa| match direction {
@@ -435,6 +466,9 @@ impl Endpoint {
     /// Meant to be called about once a second per SA at most (for example when an SA's
     /// inbound packet counter grew), not per packet.
     pub fn handle_esp_activity(&mut self, now: Timestamp, spi: Spi) {
+        if self.v1_esp_activity(now, spi) {
+            return;
+        }
         let owner = self
             .sas
             .position(|s| s.children.iter().any(|c| c.spi_in == spi) || s.retiring.iter().any(|(r, _)| *r == spi));
@@ -470,6 +504,7 @@ impl Endpoint {
                 self.run(now, i, |sa, ctx| sa.handle_timeout(ctx));
             }
         }
+        self.v1_timeouts(now);
     }
 
     /// After every input: settle the SA indexes, keep an outbound SA in the seal path
@@ -492,7 +527,7 @@ impl Endpoint {
     /// Earliest time `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let peers = self.peers.iter().filter_map(|p| p.retry_at).min();
-        peers.into_iter().chain(self.sas.next_deadline()).min()
+        peers.into_iter().chain(self.sas.next_deadline()).chain(self.v1.next_deadline()).min()
     }
 
     /// Every IKE SA and its CHILD SAs.
@@ -520,12 +555,13 @@ impl Endpoint {
                 next_rekey: sa.state.next_rekey(),
                 children: sa.children.iter().map(|c| c.status()).collect(),
             })
+            .chain(self.v1_status())
             .collect()
     }
 
     /// True once every IKE SA is gone (after `TerminateAll`, when the gateway may exit).
     pub fn is_idle(&self) -> bool {
-        self.sas.is_empty()
+        self.sas.is_empty() && self.v1.is_empty()
     }
 
     /// Replaces the limits (they apply to what arrives from now on).
@@ -541,10 +577,11 @@ impl Endpoint {
     /// Half-open IKE SAs: responder SAs whose peer has not authenticated yet.
     pub fn half_open(&self) -> usize {
         self.sas.iter().filter(|s| !s.initiator && s.established_at.is_none() && s.state.is_authenticating()).count()
+            + self.v1_half_open()
     }
 
     /// Number of IKE SAs (any state). For tests and diagnostics.
     pub fn ike_sa_count(&self) -> usize {
-        self.sas.len()
+        self.sas.len() + self.v1.len()
     }
 }

@@ -75,12 +75,11 @@ pub mod testing;
 mod ts;
 // IKEv1 (RFC 2409): codec and key derivation so far, not yet reachable from `Endpoint`
 // (see NOTES-ikev1.md); until then its items are used by its own tests only.
-#[allow(dead_code)]
 mod v1;
 
 pub use api::{
     ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, IkeVersion, Output, PeerConfig, Rng, Transmit,
-    DEFAULT_FRAGMENT_SIZE,
+    DEFAULT_FRAGMENT_SIZE, NAT_KEEPALIVE,
 };
 pub use down::DownReason;
 pub use endpoint::{Endpoint, IkeDrops, Limits};

@@ -36,6 +36,15 @@ impl Endpoint {
         };
         // A socket bound to the wildcard address: we answer from the configured address.
         let local = match self.peers.get(peer_idx) {
+            Some(slot) if slot.cfg.ike_version == crate::api::IkeVersion::V1 => {
+                self.shared.drops.unknown_spi += 1;
+                let (name, ip) = (&slot.cfg.name, remote.ip());
+                warn_unauth!(
+                    self.shared,
+                    "tunnel {name}: IKE_SA_INIT from {ip} dropped: the tunnel speaks IKEv1 (ike_version = 1)"
+                );
+                return;
+            }
             Some(slot) => crate::sa::unspecified_to(local, slot.cfg.local_addr),
             None => return,
         };

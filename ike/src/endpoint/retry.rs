@@ -30,14 +30,25 @@ pub(super) struct PeerSlot {
 impl Endpoint {
     pub(super) fn after_failure(&mut self, now: Timestamp, sa: &IkeSa, failure: &Failure) {
         tracing::debug!(tunnel = %sa.name(), reason = failure.reason().to_string().as_str(), "IKE SA removed");
-        if self.shutting_down {
+        self.retry_after(now, &sa.peer.name, sa.state.replaced(), sa.established_at.is_some(), sa.initiator, failure);
+    }
+
+    /// After an IKE SA of tunnel `name` failed (either version): whether and when to
+    /// initiate again. `replaced`: a newer SA took over (nothing to do).
+    pub(super) fn retry_after(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        replaced: bool,
+        established: bool,
+        initiator: bool,
+        failure: &Failure,
+    ) {
+        if self.shutting_down || replaced {
             return;
         }
-        if sa.state.replaced() {
-            return;
-        }
-        let Some(slot) = self.slot_mut(&sa.peer.name) else { return };
-        if sa.established_at.is_some() && matches!(failure, Failure::Transient(_)) {
+        let Some(slot) = self.slot_mut(name) else { return };
+        if established && matches!(failure, Failure::Transient(_)) {
             // The peer is dead (DPD, unanswered retransmissions) or the IKE SA expired.
             if slot.cfg.dpd.action == DpdAction::Clear {
                 tracing::info!(tunnel = %slot.cfg.name, "dpd_action clear: not initiating again");
@@ -53,7 +64,7 @@ impl Endpoint {
             slot.retry_at = Some(now);
             return;
         }
-        if !slot.wanted || !(sa.initiator || sa.established_at.is_some()) {
+        if !slot.wanted || !(initiator || established) {
             return;
         }
         let delay = match failure {
@@ -74,6 +85,10 @@ impl Endpoint {
 
     pub(super) fn start_initiator(&mut self, now: Timestamp, peer_idx: usize) {
         let Some(slot) = self.peers.get(peer_idx) else { return };
+        if slot.cfg.ike_version == crate::api::IkeVersion::V1 {
+            self.start_v1_initiator(now, peer_idx, false);
+            return;
+        }
         // Only our own attempts and authenticated IKE SAs make the tunnel busy: a
         // half-open responder SA (anyone can create one by spoofing the peer's address)
         // never holds our initiation back.

@@ -14,8 +14,8 @@ use crate::Rng;
 /// Notify types.
 pub(crate) mod notify {
     /// RFC 2408 3.14.1.
-    pub(crate) const INVALID_PAYLOAD_TYPE: u16 = 1;
     pub(crate) const NO_PROPOSAL_CHOSEN: u16 = 14;
+    pub(crate) const INVALID_HASH_INFORMATION: u16 = 23;
     pub(crate) const AUTHENTICATION_FAILED: u16 = 24;
     /// RFC 2407 4.6.3.3.
     pub(crate) const INITIAL_CONTACT: u16 = 24578;

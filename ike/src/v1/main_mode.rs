@@ -20,9 +20,9 @@
 //! whose HASH does not verify is reported as an authentication failure, which with
 //! pre-shared keys nearly always means the two sides hold different keys.
 
-use super::info::{VID_DPD, VID_NAT_T};
+use super::info::{notify::INITIAL_CONTACT, VID_DPD, VID_NAT_T};
 use super::keys::{nat_d, phase1_iv, Phase1Keys};
-use super::message::payload::{Id, Payload};
+use super::message::payload::{proto, Id, Notify, Payload, DOI_IPSEC};
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
 use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1, Phase1Algs};
 use super::{nonce, nonzero};
@@ -45,6 +45,13 @@ pub(crate) struct MainModeConfig<'a> {
     pub(crate) local: SocketAddr,
     /// The peer's address and port as the datagrams carry them.
     pub(crate) remote: SocketAddr,
+    /// Send a NAT-D payload for our address that cannot match, so that both sides see a
+    /// NAT and use UDP encapsulation (what `encapsulation = "udp"` asks for; strongSwan's
+    /// `encap = yes` does the same).
+    pub(crate) fake_nat: bool,
+    /// Send INITIAL-CONTACT with message 5 (RFC 2407 4.6.3.3): we hold no other ISAKMP SA
+    /// with this peer, so the peer may drop whatever it still holds for us.
+    pub(crate) initial_contact: bool,
 }
 
 /// What NAT detection (RFC 3947 3.2) found in messages 3 and 4.
@@ -65,17 +72,22 @@ impl Nat {
     }
 }
 
-/// Our NAT-D payloads: the peer's address as we send to it, then ours.
-fn nat_d_payloads(algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> [Payload; 2] {
+/// Our NAT-D payloads: the peer's address as we send to it, then ours (with
+/// `fake_nat`, a hash of our address with its octets inverted, which matches nothing).
+pub(super) fn nat_d_payloads(algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> [Payload; 2] {
+    let mut ours = nat_d(algs.hash, ci, cr, cfg.local);
+    if cfg.fake_nat {
+        ours.iter_mut().for_each(|b| *b = !*b);
+    }
     [
         Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.remote), draft: false },
-        Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.local), draft: false },
+        Payload::NatD { hash: ours, draft: false },
     ]
 }
 
 /// NAT detection from the peer's NAT-D payloads in `m`: the first names our address as
 /// the peer sent to it, the others the peer's own addresses.
-fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> Nat {
+pub(super) fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> Nat {
     let hashes: Vec<&[u8]> = m
         .payloads
         .iter()
@@ -87,11 +99,15 @@ fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeCon
     let Some((first, rest)) = hashes.split_first() else { return Nat::default() };
     let local = nat_d(algs.hash, ci, cr, cfg.local);
     let remote = nat_d(algs.hash, ci, cr, cfg.remote);
-    Nat { supported: true, local_behind: *first != local.as_slice(), remote_behind: !rest.contains(&remote.as_slice()) }
+    Nat {
+        supported: true,
+        local_behind: cfg.fake_nat || *first != local.as_slice(),
+        remote_behind: !rest.contains(&remote.as_slice()),
+    }
 }
 
 /// Whether `m` carries the Vendor ID `vid`.
-fn has_vid(m: &Message, vid: &[u8]) -> bool {
+pub(super) fn has_vid(m: &Message, vid: &[u8]) -> bool {
     m.payloads.iter().any(|p| matches!(p, Payload::Vendor(v) if v.as_slice() == vid))
 }
 
@@ -132,17 +148,19 @@ pub(crate) struct Phase1Sa {
     /// The lifetime the responder's chosen transform names, if in seconds.
     pub(crate) life_secs: Option<u64>,
     pub(crate) nat: Nat,
+    /// The peer sent INITIAL-CONTACT with its authentication: it holds no other SA with us.
+    pub(crate) initial_contact: bool,
 }
 
 /// Keying state shared by both roles from message 3/4 on.
-struct Keyed {
-    algs: Phase1Algs,
-    keys: Phase1Keys,
-    g_xi: Vec<u8>,
-    g_xr: Vec<u8>,
+pub(super) struct Keyed {
+    pub(super) algs: Phase1Algs,
+    pub(super) keys: Phase1Keys,
+    pub(super) g_xi: Vec<u8>,
+    pub(super) g_xr: Vec<u8>,
 }
 
-fn id_payload(id: &Identity) -> Id {
+pub(super) fn id_payload(id: &Identity) -> Id {
     // Protocol and port as most gateways send them for phase 1: UDP, 500.
     Id { id_type: id.id_type(), protocol: 17, port: 500, data: id.data() }
 }
@@ -152,7 +170,7 @@ fn header(cky_i: u64, cky_r: u64) -> Header {
 }
 
 /// The one payload of type `t`, or an error naming what is missing.
-fn one<'m>(m: &'m Message, t: u8, what: &'static str) -> Result<(usize, &'m Payload), MainModeError> {
+pub(super) fn one<'m>(m: &'m Message, t: u8, what: &'static str) -> Result<(usize, &'m Payload), MainModeError> {
     let mut it = m.payloads.iter().enumerate().filter(|(_, p)| p.ptype() == t);
     match (it.next(), it.next()) {
         (Some(x), None) => Ok(x),
@@ -160,7 +178,7 @@ fn one<'m>(m: &'m Message, t: u8, what: &'static str) -> Result<(usize, &'m Payl
     }
 }
 
-fn ke_and_nonce(m: &Message) -> Result<(Vec<u8>, Vec<u8>), MainModeError> {
+pub(super) fn ke_and_nonce(m: &Message) -> Result<(Vec<u8>, Vec<u8>), MainModeError> {
     let (_, ke) = one(m, ptype::KE, "no KE payload")?;
     let (_, n) = one(m, ptype::NONCE, "no Nonce payload")?;
     match (ke, n) {
@@ -185,7 +203,7 @@ fn open_auth(
     iv: &[u8; BLOCK],
     cfg: &MainModeConfig<'_>,
     expected: impl Fn(&[u8]) -> Zeroizing<Vec<u8>>,
-) -> Result<(Identity, [u8; BLOCK]), MainModeError> {
+) -> Result<(Identity, [u8; BLOCK], bool), MainModeError> {
     let mut m = Message::parse(data)?;
     let cipher = key.keys.cipher().ok_or(MainModeError::NoProposalChosen)?;
     if !m.header.encrypted() {
@@ -205,7 +223,8 @@ fn open_auth(
     if cfg.remote_id.is_some_and(|want| *want != peer) {
         return Err(MainModeError::WrongIdentity(peer.to_string()));
     }
-    Ok((peer, next_iv))
+    let contact = m.payloads.iter().any(|p| matches!(p, Payload::Notify(n) if n.msg_type == INITIAL_CONTACT));
+    Ok((peer, next_iv, contact))
 }
 
 /// Seals message 5 or 6: our ID and `hash(IDi/r_b)` under `iv`. Returns it and the next IV.
@@ -215,11 +234,23 @@ fn seal_auth(
     iv: &[u8; BLOCK],
     cfg: &MainModeConfig<'_>,
     hash: impl Fn(&[u8]) -> Zeroizing<Vec<u8>>,
+    contact: bool,
 ) -> Result<(Vec<u8>, [u8; BLOCK]), MainModeError> {
     let id = Payload::Id(id_payload(cfg.local_id));
     let id_chain = emit_chain(std::slice::from_ref(&id));
     let h = hash(id_chain.get(4..).unwrap_or_default());
-    let chain = emit_chain(&[id, Payload::Hash(h.to_vec())]);
+    let mut payloads = vec![id, Payload::Hash(h.to_vec())];
+    if contact {
+        let spi = [hdr.cky_i.to_be_bytes(), hdr.cky_r.to_be_bytes()].concat();
+        payloads.push(Payload::Notify(Notify {
+            doi: DOI_IPSEC,
+            protocol: proto::ISAKMP,
+            msg_type: INITIAL_CONTACT,
+            spi,
+            data: vec![],
+        }));
+    }
+    let chain = emit_chain(&payloads);
     let cipher = key.keys.cipher().ok_or(MainModeError::NoProposalChosen)?;
     Ok(seal(hdr, ptype::ID, &chain, &cipher, iv))
 }
@@ -268,6 +299,22 @@ impl Initiator {
         self.cky_i
     }
 
+    /// The responder's cookie (0 until message 2).
+    pub(crate) fn peer_cookie(&self) -> u64 {
+        self.cky_r
+    }
+
+    /// NAT detection so far (known from message 4 on): from message 5 on, a detected NAT
+    /// moves the exchange to the NAT-T port (RFC 3947 4).
+    pub(crate) fn nat(&self) -> Nat {
+        self.nat
+    }
+
+    /// Message 5 is out: the next message is the responder's authenticated answer.
+    pub(crate) fn authenticating(&self) -> bool {
+        matches!(self.stage, IStage::Sent5 { .. })
+    }
+
     /// Takes message 2, 4 or 6.
     pub(crate) fn handle(
         &mut self,
@@ -314,9 +361,14 @@ impl Initiator {
                 let keyed = Box::new(Keyed { algs, keys, g_xi: kex.public_value(), g_xr });
                 let iv = phase1_iv(algs.hash, &keyed.g_xi, &keyed.g_xr);
                 let (ci, cr) = (self.cky_i, self.cky_r);
-                let (msg, next) = seal_auth(header(ci, cr), &keyed, &iv, cfg, |id_b| {
-                    keyed.keys.hash_i(&keyed.g_xi, &keyed.g_xr, ci, cr, sai_b, id_b)
-                })?;
+                let (msg, next) = seal_auth(
+                    header(ci, cr),
+                    &keyed,
+                    &iv,
+                    cfg,
+                    |id_b| keyed.keys.hash_i(&keyed.g_xi, &keyed.g_xr, ci, cr, sai_b, id_b),
+                    cfg.initial_contact,
+                )?;
                 self.stage = IStage::Sent5 { sai_b: sai_b.clone(), keyed, life, iv: next };
                 Ok(Step::Send(msg))
             }
@@ -337,7 +389,7 @@ impl Initiator {
                             keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b)
                         })
                     });
-                let (peer_id, last_block) = match checked {
+                let (peer_id, last_block, initial_contact) = match checked {
                     Ok(x) => x,
                     Err(e) => {
                         // Unauthenticated: keep waiting for the real message 6.
@@ -346,8 +398,17 @@ impl Initiator {
                     }
                 };
                 let Keyed { algs, keys, .. } = *keyed;
-                let sa =
-                    Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life, nat: self.nat };
+                let sa = Phase1Sa {
+                    cky_i: ci,
+                    cky_r: cr,
+                    algs,
+                    keys,
+                    last_block,
+                    peer_id,
+                    life_secs: life,
+                    nat: self.nat,
+                    initial_contact,
+                };
                 Ok(Step::Done(Box::new(sa), None))
             }
             other => {
@@ -406,6 +467,16 @@ impl Responder {
         self.cky_r
     }
 
+    /// The initiator's cookie.
+    pub(crate) fn peer_cookie(&self) -> u64 {
+        self.cky_i
+    }
+
+    /// Message 4 is out: the next message is the initiator's authentication.
+    pub(crate) fn authenticating(&self) -> bool {
+        matches!(self.stage, RStage::Sent4 { .. })
+    }
+
     /// Takes message 3 or 5.
     pub(crate) fn handle(
         &mut self,
@@ -458,19 +529,33 @@ impl Responder {
                             keyed.keys.hash_i(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b)
                         })
                     });
-                let (peer_id, iv6) = match checked {
+                let (peer_id, iv6, initial_contact) = match checked {
                     Ok(x) => x,
                     Err(e) => {
                         self.stage = RStage::Sent4 { sai_b, keyed, life };
                         return Err(e);
                     }
                 };
-                let (msg, last_block) = seal_auth(header(ci, cr), &keyed, &iv6, cfg, |id_b| {
-                    keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b)
-                })?;
+                let (msg, last_block) = seal_auth(
+                    header(ci, cr),
+                    &keyed,
+                    &iv6,
+                    cfg,
+                    |id_b| keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b),
+                    false,
+                )?;
                 let Keyed { algs, keys, .. } = *keyed;
-                let sa =
-                    Phase1Sa { cky_i: ci, cky_r: cr, algs, keys, last_block, peer_id, life_secs: life, nat: self.nat };
+                let sa = Phase1Sa {
+                    cky_i: ci,
+                    cky_r: cr,
+                    algs,
+                    keys,
+                    last_block,
+                    peer_id,
+                    life_secs: life,
+                    nat: self.nat,
+                    initial_contact,
+                };
                 Ok(Step::Done(Box::new(sa), Some(msg)))
             }
             RStage::Done => Err(MainModeError::Unexpected("Main Mode is over")),

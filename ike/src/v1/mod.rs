@@ -21,12 +21,14 @@
 //! and retransmission, and the wiring into `Endpoint` are still to come; see
 //! NOTES-ikev1.md at the repository root.
 
+pub(crate) mod aggressive;
 pub(crate) mod info;
 pub(crate) mod keys;
 pub(crate) mod main_mode;
 pub(crate) mod message;
 pub(crate) mod proposal;
 pub(crate) mod quick_mode;
+pub(crate) mod sa;
 #[cfg(test)]
 mod test_support;
 

@@ -334,6 +334,16 @@ impl QuickInitiator {
         self.message_id
     }
 
+    /// Our selector (IDci).
+    pub(crate) fn local_ts(&self) -> &TrafficSelector {
+        &self.local_ts
+    }
+
+    /// The peer's selector (IDcr).
+    pub(crate) fn remote_ts(&self) -> &TrafficSelector {
+        &self.remote_ts
+    }
+
     /// Takes message 2: the SA pair and message 3. On an error the exchange is unchanged
     /// (a message that does not verify is not the peer's).
     pub(crate) fn handle(

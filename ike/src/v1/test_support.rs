@@ -19,6 +19,8 @@ pub(crate) fn phase1(proposal: &str, seed: u64) -> (Phase1Sa, Phase1Sa) {
         life_secs: 28_800,
         local: sa,
         remote: sb,
+        fake_nat: false,
+        initial_contact: true,
     };
     let cr = MainModeConfig {
         proposals: &props,
@@ -28,6 +30,8 @@ pub(crate) fn phase1(proposal: &str, seed: u64) -> (Phase1Sa, Phase1Sa) {
         life_secs: 28_800,
         local: sb,
         remote: sa,
+        fake_nat: false,
+        initial_contact: true,
     };
     let (mut ri, mut rr) = (TestRng::new(seed), TestRng::new(seed + 1));
     let (mut i, m1) = Initiator::start(&ci, &mut ri);

@@ -47,6 +47,8 @@ impl Side {
             life_secs: 28_800,
             local: self.local_addr,
             remote: self.remote_addr,
+            fake_nat: false,
+            initial_contact: true,
         }
     }
 }
@@ -215,7 +217,8 @@ fn forged_cleartext_messages_do_not_end_the_exchange() {
     assert_eq!(resp.handle(&r.cfg(), &mut rr, &m5_garbled).unwrap_err(), MainModeError::AuthenticationFailed);
     let Ok(Step::Done(_, Some(m6))) = resp.handle(&r.cfg(), &mut rr, &m5) else { panic!("responder done") };
     let mut m6_garbled = m6.clone();
-    m6_garbled[n - 20] ^= 0xff;
+    let n6 = m6_garbled.len();
+    m6_garbled[n6 - 20] ^= 0xff;
     assert!(init.handle(&i.cfg(), &mut ri, &m6_garbled).is_err());
     assert!(matches!(init.handle(&i.cfg(), &mut ri, &m6), Ok(Step::Done(_, None))));
     assert!(init.handle(&i.cfg(), &mut ri, &m6).is_err(), "over");

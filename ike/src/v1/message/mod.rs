@@ -48,9 +48,10 @@ pub(crate) mod exchange {
 /// Header flags (RFC 2408 3.1).
 pub(crate) mod flags {
     pub(crate) const ENCRYPTED: u8 = 0x01;
-    /// Commit (RFC 2408 3.1): ignored when received, never set when sending.
-    pub(crate) const COMMIT: u8 = 0x02;
-    pub(crate) const AUTH_ONLY: u8 = 0x04;
+    // Commit (0x02) and Authentication Only (0x04) are never set when sending. Commit
+    // is ignored when received (our responder installs its inbound SA before message 2
+    // and outbound after message 3 anyway, which is what the bit asks for); nothing
+    // else reads the flags.
 }
 
 /// The ISAKMP header.

@@ -23,6 +23,7 @@ pub(crate) mod ptype {
     pub(crate) const KE: u8 = 4;
     pub(crate) const ID: u8 = 5;
     pub(crate) const CERT: u8 = 6;
+    #[cfg(test)]
     pub(crate) const CR: u8 = 7;
     pub(crate) const HASH: u8 = 8;
     pub(crate) const SIG: u8 = 9;
@@ -44,7 +45,6 @@ pub(crate) const SIT_IDENTITY_ONLY: u32 = 1;
 /// Protocol IDs (RFC 2407 4.4.1).
 pub(crate) mod proto {
     pub(crate) const ISAKMP: u8 = 1;
-    pub(crate) const AH: u8 = 2;
     pub(crate) const ESP: u8 = 3;
 }
 
@@ -182,6 +182,7 @@ pub(crate) struct Transform {
 }
 
 impl Transform {
+    #[cfg(test)]
     /// The value of the first attribute of type `ty`, if any and if readable.
     pub(crate) fn attr(&self, ty: u16) -> Option<u64> {
         self.attrs.iter().find(|a| a.ty == ty).and_then(Attr::value)
