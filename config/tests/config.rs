@@ -89,6 +89,15 @@ fn assert_err(e: &ConfigError, line: usize, key: &str, msg: &str) {
     assert!(shown.contains(&format!("`{leaf}`")), "{shown}");
 }
 
+/// The error of `text`, which must concern key `key` of the first tunnel (site-b), at the
+/// first line holding `marker`, with `msg` in its message.
+fn tunnel0_err(text: &str, key: &str, marker: &str, msg: &str) -> ConfigError {
+    let e = err(text);
+    assert_err(&e, line_with(text, marker), &format!("tunnel[0].{key}"), msg);
+    assert_eq!(e.tunnel.as_deref(), Some("site-b"), "{e}");
+    e
+}
+
 #[test]
 fn reference_file_parses() {
     let dir = tempfile::tempdir().unwrap();
@@ -266,10 +275,7 @@ fn lifetime_and_liveness_errors() {
         ("dpd_action = \"hold\"", "dpd_action", "dpd_action", "\"restart\", \"clear\""),
     ];
     for &(extra, key, marker, msg) in cases {
-        let text = t(extra);
-        let e = err(&text);
-        assert_err(&e, line_with(&text, marker), &format!("tunnel[0].{key}"), msg);
-        assert_eq!(e.tunnel.as_deref(), Some("site-b"), "{e}");
+        tunnel0_err(&t(extra), key, marker, msg);
     }
     // The second tunnel's error names it.
     let text = format!(
@@ -853,54 +859,41 @@ fn ikev1_tunnel_defaults() {
 #[test]
 fn ikev1_refuses_what_it_cannot_negotiate() {
     let t = |extra: &str| minimal("", &format!("ike_version = 1\n{extra}"));
-    // (extra lines, key, line marker, message fragment)
-    let cases: &[(&str, &str, &str, &str)] = &[
+    // (extra lines, key (also on the line the error names), message fragment)
+    let cases: &[(&str, &str, &str)] = &[
         (
             "ike_proposals = [\"aes128-sha1-modp1024\", \"aes256gcm16-prfsha256-x25519\"]",
             "ike_proposals",
-            "ike_proposals",
             "\"aes256gcm16-prfsha256-x25519\" uses the AEAD cipher aes256gcm16, which IKEv1 phase 1 does not have",
         ),
-        (
-            "ike_proposals = [\"chacha20poly1305-prfsha256-ecp256\"]",
-            "ike_proposals",
-            "ike_proposals",
-            "AEAD cipher chacha20poly1305",
-        ),
+        ("ike_proposals = [\"chacha20poly1305-prfsha256-ecp256\"]", "ike_proposals", "AEAD cipher chacha20poly1305"),
         (
             "ike_proposals = [\"aes128-sha256-prfsha1-modp2048\"]",
-            "ike_proposals",
             "ike_proposals",
             "names prfsha1, but IKEv1 has no separate PRF: it is the HMAC of the hash (sha256 gives prfsha256)",
         ),
         (
             "ike_proposals = [\"aes128-sha256-sha1-prfsha256-modp2048\"]",
             "ike_proposals",
-            "ike_proposals",
             "does not name prfsha1, yet IKEv1 uses it with sha1",
         ),
         (
             "esp_proposals = [\"aes256gcm16\", \"chacha20poly1305\"]",
-            "esp_proposals",
             "esp_proposals",
             "\"chacha20poly1305\" uses chacha20poly1305, for which IKEv1 peers use no transform number",
         ),
         (
             "esp_proposals = [\"aes256gcm16-modp2048-esn\"]",
             "esp_proposals",
-            "esp_proposals",
             "extended sequence numbers, which vpngw does not negotiate over IKEv1",
         ),
-        ("fragmentation = true", "fragmentation", "fragmentation", "does not fragment IKEv1 messages"),
-        ("fragment_size = 1400", "fragment_size", "fragment_size", "does not fragment IKEv1 messages"),
-        ("fragmentation = false\nfragment_size = 576", "fragment_size", "fragment_size", "remove this key"),
+        ("fragmentation = true", "fragmentation", "does not fragment IKEv1 messages"),
+        ("fragment_size = 1400", "fragment_size", "does not fragment IKEv1 messages"),
+        ("fragmentation = false\nfragment_size = 576", "fragment_size", "remove this key"),
     ];
-    for &(extra, key, marker, msg) in cases {
-        let text = t(extra);
-        let e = err(&text);
-        assert_err(&e, line_with(&text, marker), &format!("tunnel[0].{key}"), msg);
+    for &(extra, key, msg) in cases {
+        let e = tunnel0_err(&t(extra), key, key, msg);
         assert!(e.message.contains("ike_version = 1"), "the reason names the version: {e}");
-        assert_eq!(e.tunnel.as_deref(), Some("site-b"), "{e}");
         // The same settings are fine with IKEv2.
         ok(&minimal("", extra));
     }
