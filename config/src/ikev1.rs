@@ -78,25 +78,23 @@ fn ike_problem(p: &IkeProposal, text: &str) -> Option<String> {
         ));
     }
     // Without an AEAD, `IkeProposal::parse` has made sure of an integrity algorithm: the
-    // phase-1 hash.
-    // IKEv1's PRF is the HMAC of the negotiated hash: the PRFs must be exactly those.
+    // phase-1 hash. IKEv1's PRF is the HMAC of the negotiated hash: the PRFs must be
+    // exactly those.
     let hmacs: Vec<_> = p.integ.iter().map(|i| i.prf()).collect();
     if let Some(f) = p.prf.iter().find(|f| !hmacs.contains(f)) {
+        let per_hash: Vec<String> =
+            p.integ.iter().map(|i| format!("{} for {}", i.prf().keyword(), i.keyword())).collect();
         return Some(format!(
-            "{text:?} names {}, but IKEv1 has no separate PRF: it is the HMAC of the hash ({}) (ike_version = 1); \
-             leave the prf keyword out",
+            "{text:?} names {}, but IKEv1 (ike_version = 1) has no separate PRF: it is the HMAC of the hash, here \
+             {}; leave the prf keyword out",
             f.keyword(),
-            p.integ
-                .iter()
-                .map(|i| format!("{} gives {}", i.keyword(), i.prf().keyword()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            per_hash.join(", ")
         ));
     }
     if let Some(i) = p.integ.iter().find(|i| !p.prf.contains(&i.prf())) {
         return Some(format!(
-            "{text:?} does not name {}, yet IKEv1 uses it with {} (its PRF is the hash's HMAC; ike_version = 1); \
-             leave the prf keywords out",
+            "{text:?} does not name {}, yet IKEv1 (ike_version = 1) uses it with {}: its PRF is the HMAC of the \
+             hash; leave the prf keywords out",
             i.prf().keyword(),
             i.keyword()
         ));

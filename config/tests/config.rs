@@ -870,12 +870,12 @@ fn ikev1_refuses_what_it_cannot_negotiate() {
         (
             "ike_proposals = [\"aes128-sha256-prfsha1-modp2048\"]",
             "ike_proposals",
-            "names prfsha1, but IKEv1 has no separate PRF: it is the HMAC of the hash (sha256 gives prfsha256)",
+            "names prfsha1, but IKEv1 (ike_version = 1) has no separate PRF: it is the HMAC of the hash, here prfsha256 for sha256",
         ),
         (
             "ike_proposals = [\"aes128-sha256-sha1-prfsha256-modp2048\"]",
             "ike_proposals",
-            "does not name prfsha1, yet IKEv1 uses it with sha1",
+            "does not name prfsha1, yet IKEv1 (ike_version = 1) uses it with sha1",
         ),
         (
             "esp_proposals = [\"aes256gcm16\", \"chacha20poly1305\"]",
