@@ -306,6 +306,14 @@ impl Endpoint {
                     }
                 }
             }
+            V1Action::PeerDeleted(spis) => {
+                let mut ctx = self.shared.ctx(now, 0);
+                for sa in self.v1.sas.iter_mut().filter(|s| s.peer.name == name && !s.dead) {
+                    for spi in &spis {
+                        sa.peer_deleted(&mut ctx, *spi);
+                    }
+                }
+            }
             V1Action::Reauthenticate => {
                 if let Some(&p) = self.peer_by_name.get(name) {
                     self.start_v1_initiator(now, p, true);

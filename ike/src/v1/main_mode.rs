@@ -3,7 +3,7 @@
 //! announced NAT-T), both roles, as an exchange object:
 //! it takes the peer's messages and gives ours, and ends in a [`Phase1Sa`]. Timers,
 //! retransmission, admission and routing by cookie belong to the SA and the endpoint,
-//! which are still to come (see NOTES-ikev1.md).
+//! which are in `v1::sa` and `endpoint::v1`.
 //!
 //! ```text
 //!  1  HDR, SA, VID, VID            -->                     (cookie I, our transforms)

@@ -48,6 +48,8 @@ const REKEYED_DELETE_DELAY: Duration = Duration::from_secs(1);
 const QUICK_RETRY: Duration = Duration::from_secs(10);
 /// R-U-THERE is repeated at this interval until `dpd.timeout` ends.
 const DPD_RETRY: Duration = Duration::from_secs(5);
+/// After the peer deleted a pair we keep up, we negotiate it again this much later.
+const PAIR_AGAIN: Duration = Duration::from_secs(1);
 /// NAT-keepalive interval (RFC 3948 4 suggests 20 s) when we are behind a NAT.
 const KEEPALIVE: Duration = Duration::from_secs(20);
 
@@ -177,6 +179,9 @@ pub(crate) enum V1Action {
     Established { initial_contact: bool },
     /// Start a new Main Mode with the peer (re-authentication before the lifetime ends).
     Reauthenticate,
+    /// The peer deleted these pairs (by our outbound SPI), which this SA does not hold:
+    /// another ISAKMP SA of the tunnel may.
+    PeerDeleted(Vec<u32>),
 }
 
 pub(crate) struct V1Sa {
@@ -541,10 +546,11 @@ impl V1Sa {
         };
         match step {
             Ok(Step::Send(msg)) => {
+                // A repeat of the message we answer gets the same answer at once.
+                self.remember_answer(data, &msg);
                 if self.initiator {
                     self.send_tracked(ctx, RtxKind::Main, msg);
                 } else {
-                    self.remember_answer(data, &msg);
                     self.transmit(ctx, msg);
                 }
                 Ok(())
@@ -705,9 +711,10 @@ impl V1Sa {
                             self.quick.remove(i);
                             self.answered(RtxKind::Quick(mid));
                             self.mark_heard(ctx, local, remote);
+                            // Inbound first: the peer may use the pair once it has message 3.
+                            self.install(ctx, qsa, true, rekey_of);
                             self.remember_answer(data, &msg3);
                             self.transmit(ctx, msg3);
-                            self.install(ctx, qsa, true, rekey_of);
                         }
                         Err(e) => self.quick_error(ctx, e, mid),
                     }
@@ -963,17 +970,11 @@ impl V1Sa {
         for i in infos {
             match i {
                 Info::DeleteEsp(spis) => {
-                    for spi in spis {
-                        if let Some(p) = self.pairs.iter().find(|p| p.spi_out.0 == spi) {
-                            let id = p.child_id;
-                            tracing::info!(tunnel = %self.peer.name, spi_out = %Spi(spi), "peer deleted an IPsec SA pair");
-                            if let Some(j) = self.pairs.iter().position(|p| p.child_id == id) {
-                                let p = self.pairs.remove(j);
-                                self.remove_pair_now(ctx, &p);
-                            }
-                        }
+                    let elsewhere: Vec<u32> = spis.into_iter().filter(|s| !self.peer_deleted(ctx, *s)).collect();
+                    if !elsewhere.is_empty() {
+                        // Pairs this SA made may have moved to a newer ISAKMP SA.
+                        self.actions.push(V1Action::PeerDeleted(elsewhere));
                     }
-                    self.ensure_pairs(ctx);
                 }
                 Info::DeleteIsakmp => {
                     tracing::info!(tunnel = %self.peer.name, "peer deleted the IKEv1 ISAKMP SA");
@@ -998,6 +999,20 @@ impl V1Sa {
             }
         }
         Ok(())
+    }
+
+    /// The peer deleted the pair it sends to with `spi` (our outbound SPI): out of the
+    /// datapath. A pair we keep up is negotiated again a moment later (unless the peer
+    /// deletes the ISAKMP SA meanwhile, as it does when it shuts the tunnel down).
+    /// Returns whether this SA had it.
+    pub(crate) fn peer_deleted(&mut self, ctx: &mut Ctx<'_>, spi: u32) -> bool {
+        let Some(j) = self.pairs.iter().position(|p| p.spi_out.0 == spi) else { return false };
+        tracing::info!(tunnel = %self.peer.name, spi_out = %Spi(spi), "peer deleted an IPsec SA pair");
+        let p = self.pairs.remove(j);
+        self.remove_pair_now(ctx, &p);
+        let again = ctx.now + PAIR_AGAIN;
+        self.quick_retry_at = Some(self.quick_retry_at.map_or(again, |t| t.max(again)));
+        true
     }
 
     /// A cleartext notify while Main Mode runs: NO-PROPOSAL-CHOSEN in answer to our
@@ -1064,9 +1079,9 @@ impl V1Sa {
             [step, Some(p.expire_at)]
         });
         let retiring = self.retiring.iter().map(|(_, t)| *t);
-        let up = self.is_up();
+        let up = self.is_up() && self.replaced_at.is_none();
         let dpd = if up { self.dpd_at() } else { None };
-        let life = if up { [self.reauth_at, self.expire_at, self.replaced_at] } else { [None; 3] };
+        let life = if up { [self.reauth_at, self.expire_at, None] } else { [None, None, self.replaced_at] };
         let quick_retry = if up { self.quick_retry_at } else { None };
         [rtx, half_open, mm, dpd, quick_retry, self.keepalive_at.filter(|_| up)]
             .into_iter()
@@ -1100,8 +1115,13 @@ impl V1Sa {
         if !self.is_up() {
             return Ok(());
         }
-        if self.replaced_at.is_some_and(|t| t <= now) {
-            return Err(Failure::Deleted(DownReason::Deleted));
+        if let Some(t) = self.replaced_at {
+            // Replaced by a newer ISAKMP SA: nothing to keep alive, only to go.
+            if t <= now {
+                return Err(Failure::Deleted(DownReason::Deleted));
+            }
+            self.expire_retiring(ctx);
+            return Ok(());
         }
         if self.expire_at.is_some_and(|t| t <= now) {
             tracing::warn!(tunnel = %self.peer.name, "IKEv1 ISAKMP SA lifetime expired");
@@ -1119,6 +1139,15 @@ impl V1Sa {
                 self.transmit(ctx, NAT_KEEPALIVE.to_vec());
             }
         }
+        self.expire_retiring(ctx);
+        self.pair_timers(ctx);
+        self.ensure_pairs(ctx);
+        Ok(())
+    }
+
+    /// Inbound SAs whose grace period ended leave the datapath.
+    fn expire_retiring(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
         self.retiring.retain(|(spi, t)| {
             if *t <= now {
                 ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
@@ -1131,9 +1160,6 @@ impl V1Sa {
                 true
             }
         });
-        self.pair_timers(ctx);
-        self.ensure_pairs(ctx);
-        Ok(())
     }
 
     fn retransmit(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
