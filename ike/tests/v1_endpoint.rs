@@ -376,3 +376,27 @@ fn aggressive_mode_only_when_both_opt_in() {
     assert_eq!(installed(&mut p, Side::A).len(), 1);
     assert_eq!(installed(&mut p, Side::B).len(), 1);
 }
+
+#[test]
+fn quick_modes_beyond_child_sa_max_are_ignored() {
+    init_logs();
+    let (mut a, mut b) = configs("aes128-sha1-modp1024", "aes128gcm16");
+    let ts = |s: &str| ipsec_types::TrafficSelector::parse_cidr(s).unwrap();
+    a.local_ts = vec![ts("10.1.0.0/24"), ts("10.3.0.0/24"), ts("10.5.0.0/24")];
+    b.remote_ts = a.local_ts.clone();
+    let mut p = Pair::new(a, b);
+    p.b.set_limits(ike::Limits { child_sa_max: 2, ..ike::Limits::default() });
+    p.run();
+    p.advance(Duration::from_secs(1));
+    // Three subnet pairs, three Quick Modes: B takes two.
+    let st = p.ep(Side::B).status();
+    assert_eq!(st[0].children.len(), 2, "{st:?}");
+    assert!(p.ep(Side::B).drops().child_sa_cap >= 1);
+    // Rekeys replace pairs: still possible at the cap.
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    p.run();
+    for _ in 0..5 {
+        p.advance(Duration::from_secs(1));
+    }
+    assert_eq!(installed(&mut p, Side::B).len(), 2, "{:?}", p.ep(Side::B).status());
+}

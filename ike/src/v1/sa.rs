@@ -734,7 +734,15 @@ impl V1Sa {
                 None => {}
             },
             None => {
-                // A new Quick Mode from the peer.
+                // A new Quick Mode from the peer: within `child_sa_max` pairs in use (and as
+                // many replaced ones in their last moments).
+                let live = self.pairs.iter().filter(|p| !matches!(p.state, PairState::Rekeyed { .. })).count();
+                let cap = ctx.limits.child_sa_max;
+                if live >= cap || self.pairs.len() >= cap.saturating_mul(2) {
+                    ctx.drops.child_sa_cap += 1;
+                    warn_unauth!(ctx, "tunnel {name}: IKEv1 Quick Mode from the peer ignored: {live} SA pairs in use (child_sa_max {cap})");
+                    return;
+                }
                 let spi_in = ctx.random_spi();
                 let pairs = self.selector_pairs();
                 // Our side of the selectors: the configured pair containing the peer's IDs.
