@@ -10,7 +10,8 @@
 #   -rss_limit_mb=2048              the process (ASan's quarantine included) stays under 2 GiB
 #   -timeout=10                     no input takes 10 s (work in proportion to a count)
 # built with debug assertions (-a), so an arithmetic overflow is a crash too.
-# ike_parse also checks the parser's allocation bound itself (8 * len + 8 KiB).
+# ike_parse and v1_parse (IKEv2 and IKEv1) also check the parser's allocation bound
+# themselves (8 * len + 8 KiB).
 #
 # Usage: ./scripts/fuzz.sh [TARGET...]     (default: every target `cargo fuzz list` shows)
 #   FUZZ_SECONDS   seconds per target (default 20; 0 only builds every target)

@@ -8,10 +8,12 @@
 //! lifetime and liveness keys into `ipsec_types`' [`SaTimers`] and [`Dpd`].
 #![forbid(unsafe_code)]
 
+mod ikev1;
 mod raw;
 mod timers;
 mod validate;
 
+pub use ikev1::DEFAULT_IKE_PROPOSAL_V1;
 pub use ipsec_types::{Dpd, DpdAction, SaTimers};
 pub use timers::MAX_LIFETIME;
 pub use validate::{
@@ -153,6 +155,17 @@ pub enum StartAction {
     Respond,
 }
 
+/// The IKE version a tunnel speaks (`ike_version`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IkeVersion {
+    /// IKEv1 (RFC 2409): Main Mode with a pre-shared key, then Quick Mode; only for peers
+    /// that speak nothing else.
+    V1,
+    /// IKEv2 (RFC 7296), the default.
+    #[default]
+    V2,
+}
+
 /// ESP encapsulation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encapsulation {
@@ -179,6 +192,15 @@ pub struct TunnelConfig {
     pub name: String,
     /// Peer WAN address.
     pub remote_address: IpAddr,
+    /// IKEv2 (default) or IKEv1. With IKEv1 the proposals, subnets and fragmentation
+    /// settings have passed the IKEv1 rules (see the README's configuration reference):
+    /// `fragmentation` is false and `child_sa_per_subnet_pair` true, as IKEv1 does it.
+    pub ike_version: IkeVersion,
+    /// IKEv1 only: Aggressive Mode instead of Main Mode when we initiate, and accepted
+    /// besides Main Mode when we respond (default false). Identities travel in cleartext
+    /// and the exchange exposes a hash of the PSK to offline guessing; the daemon warns
+    /// at start-up.
+    pub aggressive: bool,
     /// Our identity (default: local_address).
     pub local_id: Identity,
     /// Peer identity (default: remote_address).
@@ -189,7 +211,8 @@ pub struct TunnelConfig {
     pub local_subnets: Vec<TrafficSelector>,
     /// Remote protected subnets (routed into TUN).
     pub remote_subnets: Vec<TrafficSelector>,
-    /// One CHILD SA per (local, remote) subnet pair instead of one for all subnets.
+    /// One CHILD SA per (local, remote) subnet pair instead of one for all subnets
+    /// (always true with IKEv1, whose Quick Mode negotiates one subnet pair per SA).
     pub child_sa_per_subnet_pair: bool,
     /// Initiate or respond.
     pub start: StartAction,
@@ -201,7 +224,8 @@ pub struct TunnelConfig {
     pub encapsulation: Encapsulation,
     /// Anti-replay window (default 1024).
     pub replay_window: u32,
-    /// IKE fragmentation (RFC 7383) announced and used (default true).
+    /// IKE fragmentation (RFC 7383) announced and used (default true; false with IKEv1,
+    /// which has no fragmentation in vpngw).
     pub fragmentation: bool,
     /// Largest IP datagram of an IKE message we send, IP and UDP headers and the
     /// non-ESP marker included: larger messages are fragmented when the peer supports it

@@ -38,6 +38,8 @@ pub(crate) struct RawGateway {
 pub(crate) struct RawTunnel {
     pub name: Option<Spanned<String>>,
     pub remote_address: Option<Spanned<String>>,
+    pub ike_version: Option<Spanned<i64>>,
+    pub aggressive: Option<Spanned<bool>>,
     pub local_id: Option<Spanned<String>>,
     pub remote_id: Option<Spanned<String>>,
     pub psk: Option<Spanned<Secret>>,

@@ -2,9 +2,12 @@
 //! checks, `psk_file` reading, and error locations (byte span to line, key path).
 //! Owns every rule a configuration must satisfy; does not own the file format (`raw`).
 
+use crate::ikev1::{self, DEFAULT_IKE_PROPOSAL_V1};
 use crate::raw::{RawConfig, RawGateway, RawTunnel};
 use crate::timers::timers;
-use crate::{read_limited, Config, ConfigError, Encapsulation, GatewayConfig, Limits, Psk, StartAction, TunnelConfig};
+use crate::{
+    read_limited, Config, ConfigError, Encapsulation, GatewayConfig, IkeVersion, Limits, Psk, StartAction, TunnelConfig,
+};
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -420,6 +423,7 @@ fn tunnel(
     if remote_address == gw.local_address {
         return Err(cx.err(Some(ra.span()), key("remote_address"), n, "equals gateway.local_address".into()));
     }
+    let ike_version = ikev1::version(cx, t.ike_version.as_ref(), key("ike_version"), n)?;
 
     let ident = |v: &Option<Spanned<String>>, k: &str, default: IpAddr| -> Result<Identity, ConfigError> {
         match v {
@@ -497,10 +501,24 @@ fn tunnel(
         },
     };
 
+    let default_ike = if ike_version == IkeVersion::V1 { DEFAULT_IKE_PROPOSAL_V1 } else { DEFAULT_IKE_PROPOSAL };
     let ike_proposals =
-        proposals(cx, t.ike_proposals.as_ref(), &key("ike_proposals"), n, DEFAULT_IKE_PROPOSAL, IkeProposal::parse)?;
+        proposals(cx, t.ike_proposals.as_ref(), &key("ike_proposals"), n, default_ike, IkeProposal::parse)?;
     let esp_proposals =
         proposals(cx, t.esp_proposals.as_ref(), &key("esp_proposals"), n, DEFAULT_ESP_PROPOSAL, EspProposal::parse)?;
+    if let Some(v) = t.aggressive.as_ref().filter(|v| *v.get_ref() && ike_version == IkeVersion::V2) {
+        return Err(cx.err(
+            Some(v.span()),
+            key("aggressive"),
+            n,
+            "Aggressive Mode is IKEv1's, and this tunnel speaks IKEv2: set ike_version = 1 or remove this key".into(),
+        ));
+    }
+    if ike_version == IkeVersion::V1 {
+        let pairs =
+            local_subnets.iter().map(|l| remote_subnets.iter().filter(|r| r.is_ipv4() == l.is_ipv4()).count()).sum();
+        ikev1::check(cx, &t, i, n, &ike_proposals, &esp_proposals, pairs)?;
+    }
 
     let replay_window = match &t.replay_window {
         None => DEFAULT_REPLAY_WINDOW,
@@ -515,7 +533,8 @@ fn tunnel(
         Some(v) => *v.get_ref(),
     };
 
-    let fragmentation = t.fragmentation.as_ref().is_none_or(|v| *v.get_ref());
+    // IKEv1 does not fragment (`ikev1::check` refused the keys that would ask for it).
+    let fragmentation = ike_version == IkeVersion::V2 && t.fragmentation.as_ref().is_none_or(|v| *v.get_ref());
     // The smallest datagram every path of the family carries (RFC 791, RFC 8200).
     let min_size = if remote_address.is_ipv4() { MIN_MTU_V4 } else { MIN_MTU_V6 };
     let fragment_size = match &t.fragment_size {
@@ -543,12 +562,16 @@ fn tunnel(
     Ok(TunnelConfig {
         name,
         remote_address,
+        ike_version,
+        aggressive: t.aggressive.as_ref().is_some_and(|v| *v.get_ref()),
         local_id,
         remote_id,
         psk,
         local_subnets,
         remote_subnets,
-        child_sa_per_subnet_pair: t.child_sa_per_subnet_pair.as_ref().is_some_and(|v| *v.get_ref()),
+        // IKEv1's Quick Mode negotiates one subnet pair per SA.
+        child_sa_per_subnet_pair: ike_version == IkeVersion::V1
+            || t.child_sa_per_subnet_pair.as_ref().is_some_and(|v| *v.get_ref()),
         start,
         ike_proposals,
         esp_proposals,

@@ -1,7 +1,7 @@
 //! Behaviour of `config::parse` / `config::load`: the reference file, defaults, every
 //! class of bad configuration (line + key in the error), warnings, and no panics.
 
-use config::{load, parse, Config, ConfigError, DpdAction, Encapsulation, StartAction};
+use config::{load, parse, Config, ConfigError, DpdAction, Encapsulation, IkeVersion, StartAction};
 use ipsec_types::{EspProposal, Identity, IkeProposal, TrafficSelector};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,6 +87,15 @@ fn assert_err(e: &ConfigError, line: usize, key: &str, msg: &str) {
     assert!(shown.starts_with(&format!("{FILE}:{line}: ")), "{shown}");
     let leaf = key.rsplit('.').next().unwrap();
     assert!(shown.contains(&format!("`{leaf}`")), "{shown}");
+}
+
+/// The error of `text`, which must concern key `key` of the first tunnel (site-b), at the
+/// first line holding `marker`, with `msg` in its message.
+fn tunnel0_err(text: &str, key: &str, marker: &str, msg: &str) -> ConfigError {
+    let e = err(text);
+    assert_err(&e, line_with(text, marker), &format!("tunnel[0].{key}"), msg);
+    assert_eq!(e.tunnel.as_deref(), Some("site-b"), "{e}");
+    e
 }
 
 #[test]
@@ -266,10 +275,7 @@ fn lifetime_and_liveness_errors() {
         ("dpd_action = \"hold\"", "dpd_action", "dpd_action", "\"restart\", \"clear\""),
     ];
     for &(extra, key, marker, msg) in cases {
-        let text = t(extra);
-        let e = err(&text);
-        assert_err(&e, line_with(&text, marker), &format!("tunnel[0].{key}"), msg);
-        assert_eq!(e.tunnel.as_deref(), Some("site-b"), "{e}");
+        tunnel0_err(&t(extra), key, marker, msg);
     }
     // The second tunnel's error names it.
     let text = format!(
@@ -792,4 +798,143 @@ fn shipped_examples_parse_and_pair_up() {
     let block = reference.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
     let c = parse(&block.replace("/etc/vpngw/site-b.psk", psk.to_str().unwrap()), Path::new(FILE)).unwrap();
     assert_eq!(c.tunnels[0].name, "site-b");
+}
+
+#[test]
+fn ike_version_is_1_or_2_and_defaults_to_2() {
+    assert_eq!(ok(&minimal("", "")).tunnels[0].ike_version, IkeVersion::V2);
+    assert_eq!(ok(&minimal("", "ike_version = 2")).tunnels[0].ike_version, IkeVersion::V2);
+    for bad in ["0", "3", "-1", "20"] {
+        let text = minimal("", &format!("ike_version = {bad}"));
+        let e = err(&text);
+        assert_err(
+            &e,
+            line_with(&text, "ike_version"),
+            "tunnel[0].ike_version",
+            &format!("{bad} is not an IKE version"),
+        );
+        assert_eq!(e.tunnel.as_deref(), Some("site-b"));
+    }
+    for bad in ["\"1\"", "\"ikev1\"", "1.0", "true"] {
+        let text = minimal("", &format!("ike_version = {bad}"));
+        assert_err(&err(&text), line_with(&text, "ike_version"), "tunnel[0].ike_version", "invalid type");
+    }
+}
+
+/// What `ike_version = 1` changes: the default IKE proposal (IKEv2's is an AEAD), no
+/// fragmentation, one SA per subnet pair; everything else as with IKEv2.
+#[test]
+fn ikev1_tunnel_defaults() {
+    let v2 = ok(&minimal("", "dpd_delay = \"10s\"\nike_rekey_time = \"8h\""));
+    let c = ok(&minimal("", "ike_version = 1\ndpd_delay = \"10s\"\nike_rekey_time = \"8h\""));
+    let (t, t2) = (&c.tunnels[0], &v2.tunnels[0]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(t.ike_version, IkeVersion::V1);
+    assert_eq!(t.ike_proposals, vec![IkeProposal::parse(config::DEFAULT_IKE_PROPOSAL_V1).unwrap()]);
+    assert_eq!(t.ike_proposals[0].to_string(), "aes256-sha256-prfsha256-modp2048");
+    assert_eq!(t.esp_proposals, t2.esp_proposals, "AES-GCM is fine in Quick Mode");
+    assert!(!t.fragmentation && t2.fragmentation);
+    assert!(t.child_sa_per_subnet_pair && !t2.child_sa_per_subnet_pair);
+    assert_eq!(
+        (t.timers, t.dpd, t.local_id.clone(), t.remote_id.clone()),
+        (t2.timers, t2.dpd, t2.local_id.clone(), t2.remote_id.clone())
+    );
+    assert_eq!(
+        (&t.local_subnets, &t.remote_subnets, t.start, t.encapsulation),
+        (&t2.local_subnets, &t2.remote_subnets, t2.start, t2.encapsulation)
+    );
+    // Explicitly off is what IKEv1 does anyway; one subnet pair is one SA either way.
+    let c = ok(&minimal("", "ike_version = 1\nfragmentation = false\nchild_sa_per_subnet_pair = false"));
+    assert!(!c.tunnels[0].fragmentation && c.tunnels[0].child_sa_per_subnet_pair);
+    // The classic profile: prf keywords that say what IKEv1 does anyway are accepted.
+    let c = ok(&minimal(
+        "",
+        "ike_version = 1\nike_proposals = [\"aes128-sha1-modp1024\", \"aes256-sha256-prfsha256-modp2048\", \
+         \"aes256-aes128-sha384-sha1-prfsha1-prfsha384-ecp384\"]\nesp_proposals = [\"aes128-sha1-modp1024\", \
+         \"aes256gcm16-modp2048\"]",
+    ));
+    assert_eq!(c.tunnels[0].ike_proposals.len(), 3);
+}
+
+#[test]
+fn ikev1_refuses_what_it_cannot_negotiate() {
+    let t = |extra: &str| minimal("", &format!("ike_version = 1\n{extra}"));
+    // (extra lines, key (also on the line the error names), message fragment)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "ike_proposals = [\"aes128-sha1-modp1024\", \"aes256gcm16-prfsha256-x25519\"]",
+            "ike_proposals",
+            "\"aes256gcm16-prfsha256-x25519\" uses the AEAD cipher aes256gcm16, which IKEv1 phase 1 does not have",
+        ),
+        ("ike_proposals = [\"chacha20poly1305-prfsha256-ecp256\"]", "ike_proposals", "AEAD cipher chacha20poly1305"),
+        (
+            "ike_proposals = [\"aes128-sha256-prfsha1-modp2048\"]",
+            "ike_proposals",
+            "names prfsha1, but IKEv1 (ike_version = 1) has no separate PRF: it is the HMAC of the hash, here prfsha256 for sha256",
+        ),
+        (
+            "ike_proposals = [\"aes128-sha256-sha1-prfsha256-modp2048\"]",
+            "ike_proposals",
+            "does not name prfsha1, yet IKEv1 (ike_version = 1) uses it with sha1",
+        ),
+        (
+            "esp_proposals = [\"aes256gcm16\", \"chacha20poly1305\"]",
+            "esp_proposals",
+            "\"chacha20poly1305\" uses chacha20poly1305, for which IKEv1 peers use no transform number",
+        ),
+        (
+            "esp_proposals = [\"aes256gcm16-modp2048-esn\"]",
+            "esp_proposals",
+            "extended sequence numbers, which vpngw does not negotiate over IKEv1",
+        ),
+        ("fragmentation = true", "fragmentation", "does not fragment IKEv1 messages"),
+        ("fragment_size = 1400", "fragment_size", "does not fragment IKEv1 messages"),
+        ("fragmentation = false\nfragment_size = 576", "fragment_size", "remove this key"),
+    ];
+    for &(extra, key, msg) in cases {
+        let e = tunnel0_err(&t(extra), key, key, msg);
+        assert!(e.message.contains("ike_version = 1"), "the reason names the version: {e}");
+        // The same settings are fine with IKEv2.
+        ok(&minimal("", extra));
+    }
+    // A proposal on its own line of a multi-line list is named at that line.
+    let text = t("ike_proposals = [\n  \"aes128-sha1-modp1024\",\n  \"aes128gcm16-prfsha256-ecp256\",\n]");
+    assert_err(&err(&text), line_with(&text, "aes128gcm16"), "tunnel[0].ike_proposals", "AEAD");
+
+    // Several subnet pairs cannot share one SA.
+    let two = t("child_sa_per_subnet_pair = false")
+        .replace("local_subnets = [\"10.1.0.0/24\"]", "local_subnets = [\"10.1.0.0/24\", \"10.3.0.0/24\"]");
+    assert_err(
+        &err(&two),
+        line_with(&two, "child_sa_per_subnet_pair"),
+        "tunnel[0].child_sa_per_subnet_pair",
+        "one subnet pair per SA, so the 2 pairs of local_subnets and remote_subnets get one SA each",
+    );
+    ok(&minimal("", "child_sa_per_subnet_pair = false")
+        .replace("local_subnets = [\"10.1.0.0/24\"]", "local_subnets = [\"10.1.0.0/24\", \"10.3.0.0/24\"]"));
+    // An IPv6 local subnet pairs with nothing: still one pair, so still fine.
+    let c =
+        ok(&t("")
+            .replace("local_subnets = [\"10.1.0.0/24\"]", "local_subnets = [\"10.1.0.0/24\", \"2001:db8:1::/64\"]"));
+    assert_eq!(c.tunnels[0].local_subnets.len(), 2);
+    // No pair of the same family at all: nothing Quick Mode could negotiate.
+    let text = t("").replace("remote_subnets = [\"10.2.0.0/24\"]", "remote_subnets = [\"2001:db8:2::/64\"]");
+    assert_err(&err(&text), line_with(&text, "remote_subnets"), "tunnel[0].remote_subnets", "same family");
+}
+
+/// Aggressive Mode is an IKEv1 opt-in: off by default, refused with IKEv2.
+#[test]
+fn aggressive_mode_is_an_ikev1_opt_in() {
+    assert!(!ok(&minimal("", "ike_version = 1")).tunnels[0].aggressive);
+    let c = ok(&minimal("", "ike_version = 1\naggressive = true"));
+    assert!(c.tunnels[0].aggressive);
+    // The daemon warns at start-up (ike does); the configuration adds nothing.
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!ok(&minimal("", "aggressive = false")).tunnels[0].aggressive);
+    let text = minimal("", "aggressive = true");
+    let e = err(&text);
+    assert_err(&e, line_with(&text, "aggressive"), "tunnel[0].aggressive", "Aggressive Mode is IKEv1's");
+    assert!(e.message.contains("ike_version = 1"), "{e}");
+    let text = minimal("", "ike_version = 1\naggressive = \"yes\"");
+    assert_err(&err(&text), line_with(&text, "aggressive"), "tunnel[0].aggressive", "invalid type");
 }

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use config::{parse, Config, StartAction};
+use config::{parse, Config, DpdAction, IkeVersion, StartAction};
 use ipsec_types::{DhGroup, EncrAlg, IntegAlg};
 
 fn examples_dir() -> PathBuf {
@@ -53,7 +53,14 @@ fn example(name: &str) -> Config {
 fn every_example_parses_without_warnings() {
     let all = load_all();
     let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in ["aws-site-to-site.toml", "azure-vpn-gateway.toml", "classic-gateway.toml", "site-a.toml"] {
+    let expected = [
+        "aws-site-to-site.toml",
+        "azure-vpn-gateway.toml",
+        "classic-gateway.toml",
+        "classic-gateway-ikev1.toml",
+        "site-a.toml",
+    ];
+    for expected in expected {
         assert!(names.contains(&expected), "examples/{expected} missing from {names:?}");
     }
     for (name, cfg) in &all {
@@ -79,6 +86,27 @@ fn classic_gateway_is_aes128_sha1_modp1024_with_pfs() {
         (esp.encr.as_slice(), esp.integ.as_slice(), esp.dh.as_slice()),
         ([EncrAlg::AesCbc128].as_slice(), [IntegAlg::HmacSha1_96].as_slice(), [DhGroup::Modp1024].as_slice())
     );
+}
+
+/// The walkthrough's classic gateway with IKEv1: Main Mode aes128-sha1-modp1024, Quick
+/// Mode aes128-sha1 with PFS group 2, initiating (AWS cannot initiate IKEv1), DPD on.
+#[test]
+fn classic_gateway_ikev1_is_the_walkthrough_profile() {
+    let cfg = example("classic-gateway-ikev1.toml");
+    let [t] = cfg.tunnels.as_slice() else { panic!("one tunnel expected") };
+    assert_eq!(t.ike_version, IkeVersion::V1);
+    assert_eq!(t.start, StartAction::Initiate);
+    let ike: Vec<String> = t.ike_proposals.iter().map(ToString::to_string).collect();
+    assert_eq!(ike, ["aes128-sha1-prfsha1-modp1024"]);
+    let esp: Vec<String> = t.esp_proposals.iter().map(ToString::to_string).collect();
+    assert_eq!(esp, ["aes128-sha1-modp1024"]);
+    assert!(t.dpd.delay.is_some() && t.dpd.action == DpdAction::Restart, "{:?}", t.dpd);
+    // Rekeyed and re-authenticated before AWS's lifetimes (3600 s and 28800 s).
+    assert!(t.timers.child_rekey_time.as_secs() < 3600 && t.timers.ike_rekey_time.as_secs() < 28_800);
+    assert!(!t.fragmentation && t.child_sa_per_subnet_pair);
+    // The same as the IKEv2 classic profile apart from the version.
+    let v2 = example("classic-gateway.toml");
+    assert_eq!((&t.ike_proposals, &t.esp_proposals), (&v2.tunnels[0].ike_proposals, &v2.tunnels[0].esp_proposals));
 }
 
 /// AWS: everything offered is on AWS's default lists, every ESP proposal has PFS.

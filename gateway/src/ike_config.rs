@@ -3,7 +3,7 @@
 //! setting has exactly one place to be wired; the lifetime and liveness settings
 //! (`ipsec_types::SaTimers` and `ipsec_types::Dpd`) are handed over as they are.
 
-use config::{Config, Encapsulation, StartAction, TunnelConfig};
+use config::{Config, Encapsulation, IkeVersion, StartAction, TunnelConfig};
 
 /// The endpoint configuration for `ike` from the whole configuration.
 pub fn endpoint_config(cfg: &Config) -> ike::EndpointConfig {
@@ -46,7 +46,16 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         timers: t.timers,
         dpd: t.dpd,
         fragment_size: t.fragmentation.then_some(t.fragment_size),
-        ike_version: ike::IkeVersion::V2,
+        ike_version: ike_version(t.ike_version),
+        aggressive: t.aggressive,
+    }
+}
+
+/// A tunnel's `ike_version` as `ike` names it.
+pub fn ike_version(v: IkeVersion) -> ike::IkeVersion {
+    match v {
+        IkeVersion::V1 => ike::IkeVersion::V1,
+        IkeVersion::V2 => ike::IkeVersion::V2,
     }
 }
 
@@ -111,11 +120,32 @@ fragmentation = false
         assert_eq!(b.ike_proposals, cfg.tunnels[0].ike_proposals);
         // Fragmentation on by default, at the default size `ike` uses too.
         assert_eq!(b.fragment_size, Some(ike::DEFAULT_FRAGMENT_SIZE));
+        assert_eq!(b.ike_version, ike::IkeVersion::V2);
         let c = &ep.peers[1];
         assert!(!c.initiate && !c.force_encap);
         assert_eq!(c.fragment_size, None);
         // The PSK never shows in Debug output.
         assert!(!format!("{ep:?}").contains("horse"));
+    }
+
+    #[test]
+    fn ike_version_reaches_ike() {
+        let text = "[gateway]\nlocal_address = \"192.0.2.1\"\n\n[[tunnel]]\nname = \"classic\"\n\
+                    remote_address = \"198.51.100.1\"\nike_version = 1\npsk = \"correct horse battery staple\"\n\
+                    local_subnets = [\"10.1.0.0/24\", \"10.3.0.0/24\"]\nremote_subnets = [\"10.2.0.0/24\"]\n\
+                    ike_proposals = [\"aes128-sha1-modp1024\"]\nesp_proposals = [\"aes128-sha1-modp1024\"]\n";
+        let cfg = config::parse(text, std::path::Path::new("/etc/vpngw/test.toml")).unwrap();
+        let p = &endpoint_config(&cfg).peers[0];
+        assert_eq!(p.ike_version, ike::IkeVersion::V1);
+        // IKEv1 does not fragment, and Quick Mode negotiates one SA pair per subnet pair.
+        assert_eq!(p.fragment_size, None);
+        assert!(p.child_sa_per_subnet_pair);
+        assert!(!p.aggressive, "Main Mode unless asked for");
+        let aggressive = text.replace("ike_version = 1\n", "ike_version = 1\naggressive = true\n");
+        let cfg = config::parse(&aggressive, std::path::Path::new("/etc/vpngw/test.toml")).unwrap();
+        assert!(endpoint_config(&cfg).peers[0].aggressive);
+        assert_eq!(p.ike_proposals[0].to_string(), "aes128-sha1-prfsha1-modp1024");
+        assert_eq!(endpoint_config(&sample_config()).peers[0].ike_version, ike::IkeVersion::V2);
     }
 
     #[test]

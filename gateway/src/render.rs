@@ -147,6 +147,9 @@ fn tunnel(o: &mut String, t: &TunnelStatus) {
 /// `replaced`: an IKE SA on its way out while another one of the tunnel is established
 /// (an IKE rekey): its CHILD SAs have moved to the new one.
 fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
+    if sa.ike_version == 1 {
+        return isakmp_sa(o, t, sa, replaced);
+    }
     let _ = writeln!(o, "tunnel {}: {}, {}", t.name, sa.state, sa.role);
     let _ = writeln!(o, "  addresses    {} <-> {}", sa.local, sa.remote);
     let _ = writeln!(o, "  identities   {} <-> {}", sa.local_id, sa.remote_id);
@@ -155,12 +158,7 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
     let algs: Vec<&str> = [&sa.encr, &sa.integ, &sa.prf, &sa.dh].into_iter().filter_map(|a| a.as_deref()).collect();
     let algs = if algs.is_empty() { "not negotiated yet".to_string() } else { algs.join("/") };
     let _ = writeln!(o, "  algorithms   {algs}");
-    let nat = match (sa.nat_detected, t.encapsulation == "udp") {
-        (true, true) => "ESP in UDP (forced by encapsulation = \"udp\")",
-        (true, false) => "NAT detected: ESP in UDP",
-        (false, _) => "no NAT: raw ESP (IP protocol 50)",
-    };
-    let _ = writeln!(o, "  NAT-T        {nat}");
+    let _ = writeln!(o, "  NAT-T        {}", nat_line(sa, t));
     let children = if t.child_sa_per_subnet_pair { "one per subnet pair" } else { "one for all subnets" };
     let _ = writeln!(o, "  CHILD SAs    {children} (as initiator); {} now", sa.children.len());
     let est = match sa.established_ago_s {
@@ -171,16 +169,7 @@ fn ike_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
     if sa.established_ago_s.is_some() {
         let rekey = sa.next_rekey_in_s.map_or_else(|| "none scheduled".to_string(), due);
         let _ = writeln!(o, "  IKE rekey    {rekey}");
-        let dpd = match t.dpd_delay_s {
-            Some(d) => format!(
-                "liveness check after {} of silence, dead if unanswered for {}, action {}",
-                duration(d),
-                duration(t.dpd_timeout_s),
-                t.dpd_action
-            ),
-            None => "off".into(),
-        };
-        let _ = writeln!(o, "  DPD          {dpd}");
+        let _ = writeln!(o, "  DPD          {}", dpd_line(t));
     }
     if sa.children.is_empty() && replaced {
         let _ = writeln!(o, "  no CHILD SA (moved to the new IKE SA of this tunnel)");
@@ -207,11 +196,7 @@ fn child(o: &mut String, c: &ChildSaInfo) {
         join_or(&c.remote_ts, "-")
     );
     let _ = writeln!(o, "    SPIs         in {}, out {}", c.spi_in, c.spi_out);
-    let pfs = c.dh.as_ref().map_or_else(|| "no PFS".to_string(), |d| format!("PFS {d}"));
-    let encap = match c.encapsulation {
-        Encapsulation::Raw => "raw ESP".to_string(),
-        Encapsulation::Udp { local_port, remote_port } => format!("ESP-in-UDP {local_port}->{remote_port}"),
-    };
+    let (pfs, encap) = pfs_and_encapsulation(c);
     let cipher = c.integ.as_ref().map_or_else(|| c.encr.clone(), |i| format!("{}/{i}", c.encr));
     let _ = writeln!(o, "    ESP          {cipher}, {pfs}, {encap}, tunnel mode, replay window {}", c.replay_window);
     let _ = writeln!(o, "    in           {}", traffic(c.inbound.as_ref()));
@@ -245,6 +230,154 @@ fn child(o: &mut String, c: &ChildSaInfo) {
     let _ = writeln!(o, "    lifetime     {rekey}, {expires}");
 }
 
+/// The NAT-T line of an IKE SA.
+fn nat_line(sa: &IkeSaInfo, t: &TunnelStatus) -> &'static str {
+    match (sa.nat_detected, t.encapsulation == "udp") {
+        (true, true) => "ESP in UDP (forced by encapsulation = \"udp\")",
+        (true, false) => "NAT detected: ESP in UDP",
+        (false, _) => "no NAT: raw ESP (IP protocol 50)",
+    }
+}
+
+/// The DPD line of a tunnel.
+fn dpd_line(t: &TunnelStatus) -> String {
+    match t.dpd_delay_s {
+        Some(d) => format!(
+            "liveness check after {} of silence, dead if unanswered for {}, action {}",
+            duration(d),
+            duration(t.dpd_timeout_s),
+            t.dpd_action
+        ),
+        None => "off".into(),
+    }
+}
+
+/// An IKEv1 ISAKMP SA, in the words of IKEv1: Main Mode, cookies, phase 1, Quick Mode
+/// SAs, remaining key lifetime, encaps/decaps.
+fn isakmp_sa(o: &mut String, t: &TunnelStatus, sa: &IkeSaInfo, replaced: bool) {
+    let state = match sa.state.as_str() {
+        "ESTABLISHED" => "IKEv1 Main Mode established".to_string(),
+        "MAIN_MODE" => "IKEv1 Main Mode in progress".to_string(),
+        "DELETING" => "IKEv1 ISAKMP SA being deleted".to_string(),
+        other => format!("IKEv1 {other}"),
+    };
+    let _ = writeln!(o, "tunnel {}: {state}, {}", t.name, sa.role);
+    let _ = writeln!(o, "  addresses    {} <-> {}", sa.local, sa.remote);
+    let _ = writeln!(o, "  identities   {} <-> {}", sa.local_id, sa.remote_id);
+    let (ours_i, ours_r) = if sa.role == "initiator" { (" (ours)", "") } else { ("", " (ours)") };
+    let _ = writeln!(o, "  cookies i/r  {}{ours_i} / {}{ours_r}", sa.spi_i, sa.spi_r);
+    let _ = writeln!(o, "  phase 1      {}", sa.proposal.as_deref().unwrap_or("not negotiated yet"));
+    let _ = writeln!(o, "  NAT-T        {}", nat_line(sa, t));
+    let est = match sa.established_ago_s {
+        Some(s) => format!("{} ago", duration(s)),
+        None => "not yet".into(),
+    };
+    let _ = writeln!(o, "  established  {est}, last heard from peer {}", ago(sa.last_heard_ago_s));
+    if sa.established_ago_s.is_some() {
+        let reauth =
+            sa.next_rekey_in_s.map_or_else(|| "none scheduled".to_string(), |s| format!("new Main Mode {}", due(s)));
+        let _ = writeln!(o, "  re-auth      {reauth}");
+        let _ = writeln!(o, "  DPD          {}", dpd_line(t));
+    }
+    let per = if t.child_sa_per_subnet_pair { "one per subnet pair" } else { "one for all subnets" };
+    if sa.children.is_empty() {
+        let why = if replaced {
+            "a newer ISAKMP SA of this tunnel holds them".to_string()
+        } else {
+            format!("configured {} === {}", join_or(&t.local_subnets, "-"), join_or(&t.remote_subnets, "-"))
+        };
+        let _ = writeln!(o, "  Quick Mode SAs: none ({why})");
+        return;
+    }
+    let _ = writeln!(o, "  Quick Mode SAs: {} ({per} as initiator)", sa.children.len());
+    for c in &sa.children {
+        quick_mode_sa(o, c);
+    }
+}
+
+/// One Quick Mode SA pair, laid out like the classic `show crypto ipsec sa`: SPIs,
+/// transform and settings, encaps/decaps, errors, remaining key lifetime.
+fn quick_mode_sa(o: &mut String, c: &ChildSaInfo) {
+    // The pair new traffic goes out on: the classic "current outbound spi".
+    let current = c.state == "INSTALLED" && c.outbound.as_ref().is_some_and(|t| !t.superseded);
+    let _ = writeln!(
+        o,
+        "  #{} {}{}: {} === {}",
+        c.child_id,
+        c.state,
+        if current { " (current)" } else { "" },
+        join_or(&c.local_ts, "-"),
+        join_or(&c.remote_ts, "-")
+    );
+    let _ = writeln!(o, "    SPIs         in {}, out {}", c.spi_in, c.spi_out);
+    let (pfs, encap) = pfs_and_encapsulation(c);
+    let _ = writeln!(o, "    transform    esp {}, {pfs}, tunnel mode, {encap}", c.proposal);
+    let _ = writeln!(
+        o,
+        "    settings     replay detection on (window {}), ESP overhead <= {} B",
+        c.replay_window, c.esp_overhead_max
+    );
+    let superseded = c.outbound.as_ref().is_some_and(|t| t.superseded);
+    let note = if superseded { " (superseded: new traffic uses the newer SA)" } else { "" };
+    let _ = writeln!(o, "    encaps       {}{note}", packets(c.outbound.as_ref()));
+    let _ = writeln!(o, "    decaps       {}", packets(c.inbound.as_ref()));
+    match &c.inbound {
+        Some(t) => {
+            let d = &t.drops;
+            let total =
+                d.replay.saturating_add(d.icv_failure).saturating_add(d.selector_mismatch).saturating_add(d.expired);
+            let _ = writeln!(
+                o,
+                "    recv errors  {total}: replay {}, ICV failure {}, selector mismatch {}, expired {}",
+                d.replay, d.icv_failure, d.selector_mismatch, d.expired
+            );
+        }
+        None => {
+            let _ = writeln!(o, "    recv errors  -");
+        }
+    }
+    match &c.outbound {
+        Some(t) => {
+            let _ = writeln!(o, "    send errors  {} (refused at the SA's hard limit)", t.drops.expired);
+        }
+        None => {
+            let _ = writeln!(o, "    send errors  -");
+        }
+    }
+    let _ = writeln!(o, "    established  {} ago", duration(c.established_ago_s));
+    let lifetime = if c.state == "REKEYED" {
+        match c.expires_in_s {
+            Some(s) => format!("rekeyed, in grace period, deleted in {s} s"),
+            None => "rekeyed, in grace period".to_string(),
+        }
+    } else {
+        let rekey = c.rekey_in_s.map_or_else(|| "no rekey scheduled".to_string(), |s| format!("rekey {}", due(s)));
+        match c.expires_in_s {
+            Some(s) => format!("remaining key lifetime {s} s ({}), {rekey}", duration(s)),
+            None => format!("no hard lifetime, {rekey}"),
+        }
+    };
+    let _ = writeln!(o, "    lifetime     {lifetime}");
+}
+
+/// `PFS CURVE_25519` or `no PFS`, and `raw ESP` or `ESP-in-UDP 4500->4500`.
+fn pfs_and_encapsulation(c: &ChildSaInfo) -> (String, String) {
+    let pfs = c.dh.as_ref().map_or_else(|| "no PFS".to_string(), |d| format!("PFS {d}"));
+    let encap = match c.encapsulation {
+        Encapsulation::Raw => "raw ESP".to_string(),
+        Encapsulation::Udp { local_port, remote_port } => format!("ESP-in-UDP {local_port}->{remote_port}"),
+    };
+    (pfs, encap)
+}
+
+/// `827 packets, 96.5 KiB (98765 bytes), last seq 827`.
+fn packets(t: Option<&SaTraffic>) -> String {
+    match t {
+        Some(t) => format!("{} packets, {} ({} bytes), last seq {}", t.packets, bytes(t.bytes), t.bytes, t.seq),
+        None => "not installed in the datapath".into(),
+    }
+}
+
 /// Human-readable answer to `vpnctl up`, `down` or `rekey`: the outcome, the IKE
 /// events seen while waiting, then the tunnel's status block.
 pub fn action(r: &ActionReport) -> String {
@@ -270,7 +403,7 @@ fn traffic(t: Option<&SaTraffic>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::tests::sample_report;
+    use crate::status::tests::{sample_report, sample_v1_report};
 
     #[test]
     fn units() {
@@ -440,6 +573,100 @@ mod tests {
         assert_eq!(duration_ms(std::time::Duration::from_millis(250)), "250 ms");
         assert_eq!(duration_ms(std::time::Duration::from_millis(1540)), "1.5 s");
         assert_eq!(duration_ms(std::time::Duration::from_secs(61)), "1m 01s");
+    }
+
+    #[test]
+    fn ikev1_tunnel_reads_like_main_mode_and_quick_mode() {
+        let out = status(&sample_v1_report());
+        let block: Vec<&str> =
+            out.lines().skip_while(|l| !l.starts_with("tunnel site-b")).take_while(|l| !l.is_empty()).collect();
+        assert_eq!(
+            block,
+            [
+                "tunnel site-b: IKEv1 Main Mode established, initiator",
+                "  addresses    192.0.2.1:4500 <-> 192.0.2.2:4500",
+                "  identities   192.0.2.1 <-> 192.0.2.2",
+                "  cookies i/r  9f1c2e0a4b3d2c1a (ours) / 0123456789abcdef",
+                "  phase 1      aes128-sha1-modp1024",
+                "  NAT-T        ESP in UDP (forced by encapsulation = \"udp\")",
+                "  established  1h 00m ago, last heard from peer 10s ago",
+                "  re-auth      new Main Mode in 6h 45m",
+                "  DPD          liveness check after 30s of silence, dead if unanswered for 2m 30s, action restart",
+                "  Quick Mode SAs: 2 (one for all subnets as initiator)",
+                "  #2 INSTALLED (current): 10.1.0.0/24 === 10.2.0.0/24",
+                "    SPIs         in e2b83fd5, out c7cceebf",
+                "    transform    esp aes128-sha1-modp1024, PFS MODP_1024, tunnel mode, ESP-in-UDP 4500->4500",
+                "    settings     replay detection on (window 1024), ESP overhead <= 53 B",
+                "    encaps       827 packets, 68.4 KiB (70000 bytes), last seq 827",
+                "    decaps       764 packets, 62.5 KiB (64000 bytes), last seq 766",
+                "    recv errors  3: replay 2, ICV failure 1, selector mismatch 0, expired 0",
+                "    send errors  0 (refused at the SA's hard limit)",
+                "    established  1m 00s ago",
+                "    lifetime     remaining key lifetime 3540 s (59m 00s), rekey in 49m 01s",
+                "  #1 REKEYED: 10.1.0.0/24 === 10.2.0.0/24",
+                "    SPIs         in 11111111, out 22222222",
+                "    transform    esp aes128-sha1-modp1024, PFS MODP_1024, tunnel mode, ESP-in-UDP 4500->4500",
+                "    settings     replay detection on (window 1024), ESP overhead <= 53 B",
+                "    encaps       40 packets, 3.9 KiB (4000 bytes), last seq 40 (superseded: new traffic uses the newer SA)",
+                "    decaps       50 packets, 4.9 KiB (5000 bytes), last seq 50",
+                "    recv errors  3: replay 0, ICV failure 0, selector mismatch 3, expired 0",
+                "    send errors  0 (refused at the SA's hard limit)",
+                "    established  1h 00m ago",
+                "    lifetime     rekeyed, in grace period, deleted in 12 s",
+            ]
+        );
+        // The IKEv2 view of the same tunnel is unchanged by the version field.
+        assert!(status(&sample_report()).contains("tunnel site-b: ESTABLISHED, initiator\n  addresses"));
+    }
+
+    #[test]
+    fn ikev1_main_mode_in_progress_and_pairs_outside_the_datapath() {
+        let mut r = sample_v1_report();
+        let sa = &mut r.tunnels[0].ike_sas[0];
+        sa.children[1].inbound = None;
+        sa.children[1].outbound = None;
+        sa.children[1].expires_in_s = None;
+        sa.children[0].expires_in_s = None;
+        sa.children[0].rekey_in_s = Some(0);
+        // Installed inbound first: not yet the pair traffic goes out on.
+        sa.children[0].outbound = None;
+        let mut mm = sa.clone();
+        mm.state = "MAIN_MODE".into();
+        mm.spi_r = "0000000000000000".into();
+        mm.proposal = None;
+        mm.established_ago_s = None;
+        mm.children.clear();
+        let mut old = sa.clone();
+        old.state = "DELETING".into();
+        old.children.clear();
+        r.tunnels[0].ike_sas.push(old);
+        let out = status(&r);
+        for needle in [
+            "    encaps       not installed in the datapath",
+            "    decaps       not installed in the datapath",
+            "    recv errors  -",
+            "    send errors  -",
+            "    lifetime     rekeyed, in grace period\n",
+            "    lifetime     no hard lifetime, rekey due now",
+            "  #2 INSTALLED: 10.1.0.0/24 === 10.2.0.0/24",
+            "  #1 REKEYED: 10.1.0.0/24 === 10.2.0.0/24",
+            "tunnel site-b: IKEv1 ISAKMP SA being deleted, initiator",
+            "  Quick Mode SAs: none (a newer ISAKMP SA of this tunnel holds them)",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+        r.tunnels[0].ike_sas = vec![mm];
+        let out = status(&r);
+        for needle in [
+            "tunnel site-b: IKEv1 Main Mode in progress, initiator",
+            "  cookies i/r  9f1c2e0a4b3d2c1a (ours) / 0000000000000000",
+            "  phase 1      not negotiated yet",
+            "  established  not yet, last heard from peer 10s ago",
+            "  Quick Mode SAs: none (configured 10.1.0.0/24 === 10.2.0.0/24)",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+        assert!(!out.contains("re-auth") && !out.contains("DPD "), "{out}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::control::proto::{
     ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeDropCounters, IkeInfo, IkeSaInfo, IoErrors, SaDrops,
     SaTraffic, StatusReport, TunnelStatus,
 };
-use ipsec_types::{Direction, Spi, Timestamp};
+use ipsec_types::{Direction, EncrAlg, EspProposal, IkeProposal, IntegAlg, Spi, Timestamp};
 
 /// Everything [`build`] reads.
 pub struct Inputs<'a> {
@@ -109,6 +109,7 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
 
 fn ike_sa(inp: &Inputs<'_>, sa: &ike::IkeSaStatus, replay_window: u32) -> IkeSaInfo {
     IkeSaInfo {
+        ike_version: sa.version.number(),
         state: sa.state.to_string(),
         role: if sa.initiator { "initiator" } else { "responder" }.into(),
         local: sa.local.to_string(),
@@ -121,6 +122,7 @@ fn ike_sa(inp: &Inputs<'_>, sa: &ike::IkeSaStatus, replay_window: u32) -> IkeSaI
         integ: sa.integ.map(|a| a.to_string()),
         prf: sa.prf.map(|a| a.to_string()),
         dh: sa.dh.map(|a| a.to_string()),
+        proposal: ike_proposal(sa),
         nat_detected: sa.nat_detected,
         established_ago_s: sa.established_at.map(|t| secs_since(inp.now, t)),
         last_heard_ago_s: sa.last_heard.map(|t| secs_since(inp.now, t)),
@@ -140,6 +142,14 @@ fn child_sa(inp: &Inputs<'_>, tunnel: &str, c: &ike::ChildSaStatus, replay_windo
         encr: c.encr.to_string(),
         integ: c.integ.map(|a| a.to_string()),
         dh: c.dh.map(|d| d.to_string()),
+        proposal: EspProposal {
+            encr: vec![c.encr],
+            integ: c.integ.into_iter().collect(),
+            dh: c.dh.into_iter().collect(),
+            esn: false,
+        }
+        .to_string(),
+        esp_overhead_max: esp_overhead_max(c.encr, c.integ),
         encapsulation: match c.encap {
             Some(u) => Encapsulation::Udp { local_port: u.local_port, remote_port: u.remote_port },
             None => Encapsulation::Raw,
@@ -151,6 +161,32 @@ fn child_sa(inp: &Inputs<'_>, tunnel: &str, c: &ike::ChildSaStatus, replay_windo
         inbound: traffic(inp.esp, tunnel, c.spi_in, Direction::Inbound),
         outbound: traffic(inp.esp, tunnel, c.spi_out, Direction::Outbound),
     }
+}
+
+/// The IKE SA's algorithms as a swanctl proposal string. IKEv1 has no separate PRF: its
+/// hash (reported as the HMAC PRF) is written as the integrity keyword of the same hash,
+/// `aes128-sha1-modp1024`, the way IKEv1 proposals are configured.
+fn ike_proposal(sa: &ike::IkeSaStatus) -> Option<String> {
+    let encr = sa.encr?;
+    let (integ, prf) = match sa.version {
+        ike::IkeVersion::V1 => {
+            (sa.prf.and_then(|p| IntegAlg::ALL.into_iter().find(|i| i.prf() == p)).into_iter().collect(), vec![])
+        }
+        ike::IkeVersion::V2 => (sa.integ.into_iter().collect(), sa.prf.into_iter().collect()),
+    };
+    Some(IkeProposal { encr: vec![encr], integ, prf, dh: sa.dh.into_iter().collect() }.to_string())
+}
+
+/// The most bytes ESP adds to an inner packet with this transform: SPI and sequence
+/// number, IV, padding to the cipher's alignment, pad length and next header, ICV. The
+/// same layout as `esp`'s (8-byte IV, 16-byte ICV and 4-byte alignment for the AEADs;
+/// for AES-CBC a 16-byte IV and block and the HMAC's truncated ICV).
+fn esp_overhead_max(encr: EncrAlg, integ: Option<IntegAlg>) -> u16 {
+    let (iv, align, icv) = match integ {
+        Some(i) if !encr.is_aead() => (16, 16, i.icv_len()),
+        _ => (8, 4, 16),
+    };
+    u16::try_from(8 + iv + (align - 1) + 2 + icv).unwrap_or(u16::MAX)
 }
 
 /// The counters of the SA (tunnel, SPI, direction): outbound SPIs are the peers'
@@ -200,7 +236,7 @@ fn encapsulation_keyword(e: config::Encapsulation) -> &'static str {
 pub(crate) mod tests {
     use super::*;
     use crate::ike_config::tests::sample_config;
-    use ipsec_types::{ChildRef, DhGroup, EncrAlg, Identity, PrfAlg, TrafficSelector, UdpEncap};
+    use ipsec_types::{ChildRef, DhGroup, Identity, PrfAlg, TrafficSelector, UdpEncap};
 
     /// One established IKE SA for `site-b` with one CHILD SA, as `ike` would report it.
     pub(crate) fn sample_ike() -> Vec<ike::IkeSaStatus> {
@@ -271,6 +307,98 @@ pub(crate) mod tests {
 
     pub(crate) fn sample_report() -> StatusReport {
         report_with(&sample_esp())
+    }
+
+    /// An IKEv1 ISAKMP SA for `site-b` (Main Mode done, `aes128-sha1-modp1024`, floated
+    /// to port 4500 as `encapsulation = "udp"` asks) with two Quick Mode SA pairs, as `ike` reports them: #2 INSTALLED (PFS MODP_1024) and
+    /// #1 REKEYED, which #2 replaced and which is deleted 12 s from now.
+    pub(crate) fn sample_v1_ike() -> Vec<ike::IkeSaStatus> {
+        let pair = |child_id, state, spi_in, spi_out| ike::ChildSaStatus {
+            child_id,
+            state,
+            spi_in: Spi(spi_in),
+            spi_out: Spi(spi_out),
+            local_ts: vec![TrafficSelector::parse_cidr("10.1.0.0/24").unwrap()],
+            remote_ts: vec![TrafficSelector::parse_cidr("10.2.0.0/24").unwrap()],
+            encr: EncrAlg::AesCbc128,
+            integ: Some(IntegAlg::HmacSha1_96),
+            dh: Some(DhGroup::Modp1024),
+            encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
+            established_at: Timestamp::from_secs(100),
+            next_rekey: None,
+            expires_at: Some(Timestamp::from_secs(3712)),
+        };
+        let installed = ike::ChildSaStatus {
+            established_at: Timestamp::from_secs(3640),
+            next_rekey: Some(Timestamp::from_secs(6641)),
+            expires_at: Some(Timestamp::from_secs(7240)),
+            ..pair(2, "INSTALLED", 0xe2b8_3fd5, 0xc7cc_eebf)
+        };
+        // Cookies, addresses and times as in `sample_ike`.
+        vec![ike::IkeSaStatus {
+            version: ike::IkeVersion::V1,
+            local_id: Identity::parse("192.0.2.1").unwrap(),
+            remote_id: Identity::parse("192.0.2.2").unwrap(),
+            encr: Some(EncrAlg::AesCbc128),
+            integ: None,
+            prf: Some(PrfAlg::HmacSha1),
+            dh: Some(DhGroup::Modp1024),
+            next_rekey: Some(Timestamp::from_secs(28_000)),
+            children: vec![installed, pair(1, "REKEYED", 0x1111_1111, 0x2222_2222)],
+            ..sample_ike().remove(0)
+        }]
+    }
+
+    /// The datapath's SAs of `sample_v1_ike`: both pairs, the old outbound superseded.
+    pub(crate) fn sample_v1_esp() -> Vec<esp::SaStats> {
+        let stats = |child_id, spi, direction, counters, active| esp::SaStats {
+            spi: Spi(spi),
+            direction,
+            child: ChildRef { tunnel: "site-b".into(), child_id },
+            counters,
+            active,
+        };
+        vec![
+            stats(
+                2,
+                0xe2b8_3fd5,
+                Direction::Inbound,
+                esp::SaCounters {
+                    bytes: 64_000,
+                    packets: 764,
+                    replay: 2,
+                    auth_failed: 1,
+                    seq: 766,
+                    ..Default::default()
+                },
+                true,
+            ),
+            stats(
+                2,
+                0xc7cc_eebf,
+                Direction::Outbound,
+                esp::SaCounters { bytes: 70_000, packets: 827, seq: 827, ..Default::default() },
+                true,
+            ),
+            stats(
+                1,
+                0x1111_1111,
+                Direction::Inbound,
+                esp::SaCounters { bytes: 5_000, packets: 50, selector_mismatch: 3, seq: 50, ..Default::default() },
+                true,
+            ),
+            stats(
+                1,
+                0x2222_2222,
+                Direction::Outbound,
+                esp::SaCounters { bytes: 4_000, packets: 40, seq: 40, ..Default::default() },
+                false,
+            ),
+        ]
+    }
+
+    pub(crate) fn sample_v1_report() -> StatusReport {
+        report_of(&sample_v1_ike(), &sample_v1_esp())
     }
 
     /// The report of `sample_config` and `sample_ike` with the datapath's `esp` stats.
@@ -382,6 +510,70 @@ pub(crate) mod tests {
             ],
             [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
+    }
+
+    #[test]
+    fn ikev1_sa_reports_version_proposals_pairs_and_counters() {
+        let r = sample_v1_report();
+        let sa = &r.tunnels[0].ike_sas[0];
+        assert_eq!((sa.ike_version, sa.state.as_str()), (1, "ESTABLISHED"));
+        assert_eq!((sa.spi_i.as_str(), sa.spi_r.as_str()), ("9f1c2e0a4b3d2c1a", "0123456789abcdef"));
+        assert_eq!(sa.proposal.as_deref(), Some("aes128-sha1-modp1024"));
+        assert_eq!(sa.next_rekey_in_s, Some(24_300));
+        let [new, old] = &sa.children[..] else { panic!("two Quick Mode SA pairs: {:?}", sa.children) };
+        assert_eq!(
+            (new.child_id, new.state.as_str(), old.child_id, old.state.as_str()),
+            (2, "INSTALLED", 1, "REKEYED")
+        );
+        assert_eq!((new.proposal.as_str(), new.esp_overhead_max), ("aes128-sha1-modp1024", 8 + 16 + 15 + 2 + 12));
+        assert_eq!((new.expires_in_s, new.rekey_in_s), (Some(3540), Some(2941)));
+        assert_eq!((old.expires_in_s, old.rekey_in_s), (Some(12), None));
+        let (inb, out) = (new.inbound.as_ref().unwrap(), new.outbound.as_ref().unwrap());
+        assert_eq!((inb.packets, inb.drops.replay, inb.drops.icv_failure, out.packets), (764, 2, 1, 827));
+        let (inb, out) = (old.inbound.as_ref().unwrap(), old.outbound.as_ref().unwrap());
+        assert_eq!((inb.packets, inb.drops.selector_mismatch, out.packets, out.superseded), (50, 3, 40, true));
+
+        let json = serde_json::to_value(&r).unwrap();
+        let sa = &json["tunnels"][0]["ike_sas"][0];
+        assert_eq!(sa["ike_version"], 1);
+        assert_eq!(sa["state"], "ESTABLISHED");
+        assert_eq!(sa["proposal"], "aes128-sha1-modp1024");
+        assert_eq!((&sa["prf"], &sa["integ"]), (&serde_json::json!("PRF_HMAC_SHA1"), &serde_json::Value::Null));
+        let c = &sa["children"];
+        assert_eq!(
+            (&c[0]["state"], &c[0]["spi_in"], &c[0]["spi_out"]),
+            (&"INSTALLED".into(), &"e2b83fd5".into(), &"c7cceebf".into())
+        );
+        assert_eq!((&c[0]["proposal"], &c[0]["esp_overhead_max"]), (&"aes128-sha1-modp1024".into(), &53.into()));
+        assert_eq!((&c[0]["expires_in_s"], &c[0]["rekey_in_s"]), (&3540.into(), &2941.into()));
+        assert_eq!((&c[0]["inbound"]["packets"], &c[0]["outbound"]["packets"]), (&764.into(), &827.into()));
+        assert_eq!(c[0]["inbound"]["drops"]["replay"], 2);
+        assert_eq!((&c[1]["state"], &c[1]["expires_in_s"]), (&"REKEYED".into(), &12.into()));
+        assert_eq!(c[1]["outbound"]["superseded"], true);
+        assert_eq!(c[1]["local_ts"][0], "10.1.0.0/24");
+        assert_eq!((&c[0]["encapsulation"]["mode"], &c[0]["replay_window"]), (&"udp".into(), &1024.into()));
+
+        // IKEv2 SAs say 2 and name their proposal with the PRF; reports from daemons
+        // before `ike_version` are IKEv2 ones.
+        let r = sample_report();
+        let sa = &r.tunnels[0].ike_sas[0];
+        assert_eq!((sa.ike_version, sa.proposal.as_deref()), (2, Some("aes256gcm16-prfsha256-x25519")));
+        assert_eq!((sa.children[0].proposal.as_str(), sa.children[0].esp_overhead_max), ("aes256gcm16", 37));
+        let mut json = serde_json::to_value(sa).unwrap();
+        json.as_object_mut().unwrap().remove("ike_version");
+        let back: IkeSaInfo = serde_json::from_value(json).unwrap();
+        assert_eq!(back.ike_version, 2);
+    }
+
+    #[test]
+    fn esp_overhead_matches_the_datapath_bound() {
+        // The largest transform is the one `esp::MAX_OVERHEAD` is sized for.
+        assert_eq!(
+            usize::from(esp_overhead_max(EncrAlg::AesCbc256, Some(IntegAlg::HmacSha512_256))),
+            esp::MAX_OVERHEAD
+        );
+        assert_eq!(esp_overhead_max(EncrAlg::ChaCha20Poly1305, None), 37);
+        assert_eq!(esp_overhead_max(EncrAlg::AesCbc256, Some(IntegAlg::HmacSha256_128)), 8 + 16 + 15 + 2 + 16);
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn main() {
         },
         fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
         ike_version: ike::IkeVersion::V2,
+        aggressive: false,
     };
     let secs: u64 = arg(9).parse().unwrap_or_else(|_| die("seconds"));
     let local_ip = peer.local_addr;

@@ -75,6 +75,10 @@ pub struct PeerConfig {
     /// IKE version the tunnel speaks: IKEv2 (RFC 7296, the default) or IKEv1 (RFC 2409
     /// Main Mode with a pre-shared key and Quick Mode) for peers that speak nothing else.
     pub ike_version: IkeVersion,
+    /// IKEv1 only: initiate with Aggressive Mode and accept it as responder (Main Mode is
+    /// still accepted). Identities travel in cleartext and an eavesdropper can guess the
+    /// pre-shared key offline; `Endpoint::new` warns.
+    pub aggressive: bool,
 }
 
 /// The IKE version of a tunnel.

@@ -103,6 +103,13 @@ impl Endpoint {
     /// (their timer is armed at `Timestamp::ZERO`).
     pub fn new(config: EndpointConfig, rng: Box<dyn Rng>) -> Self {
         for cfg in &config.peers {
+            if cfg.aggressive && cfg.ike_version == crate::api::IkeVersion::V1 {
+                tracing::warn!(
+                    "tunnel {}: IKEv1 Aggressive Mode is enabled: identities travel in cleartext and anyone who \
+                     sees the exchange can guess the pre-shared key offline; use Main Mode unless the peer needs it",
+                    cfg.name
+                );
+            }
             let legacy = cfg.legacy_groups();
             if !legacy.is_empty() {
                 let names: Vec<&str> = legacy.iter().map(|g| g.keyword()).collect();

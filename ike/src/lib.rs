@@ -1,4 +1,5 @@
-//! Sans-I/O IKEv2 (RFC 7296) for site-to-site tunnels authenticated with a pre-shared key.
+//! Sans-I/O IKEv2 (RFC 7296), and IKEv1 (RFC 2409) for peers that speak nothing else, for
+//! site-to-site tunnels authenticated with a pre-shared key.
 //!
 //! The crate does no I/O, reads no clock and uses no global RNG: the gateway feeds it
 //! datagrams, commands, datapath events and timeouts (`handle_*`, each with `now`), and
@@ -19,7 +20,9 @@
 //! negotiates traffic selectors. `down`
 //! says why an IKE SA went away ([`DownReason`]); `notify` holds the notify numbers;
 //! `message` is the no-panic wire codec, `proposal` chooses algorithms, `crypto`
-//! derives keys.
+//! derives keys. `v1` is IKEv1 as a sibling tree (codec, keys, proposals, Main /
+//! Aggressive / Quick Mode, Informational, one ISAKMP SA with its IPsec SA pairs), which
+//! `endpoint::v1` routes to by the header's version and our cookie.
 //!
 //! Supported: PSK, AES-GCM-16, PRF-HMAC-SHA2, X25519/ECP-256, NAT-T, DELETE; CHILD SA
 //! rekeying in both roles with PFS (and the INVALID_KE_PAYLOAD retry), new CHILD SAs
@@ -73,8 +76,7 @@ mod task;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod ts;
-// IKEv1 (RFC 2409): codec and key derivation so far, not yet reachable from `Endpoint`
-// (see NOTES-ikev1.md); until then its items are used by its own tests only.
+// IKEv1 (RFC 2409), a sibling of the IKEv2 tree behind the same `Endpoint` (docs/ikev1.md).
 mod v1;
 
 pub use api::{

@@ -62,6 +62,7 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         dpd: Dpd { delay: None, ..Dpd::default() },
         fragment_size: Some(crate::api::DEFAULT_FRAGMENT_SIZE),
         ike_version: crate::IkeVersion::V2,
+        aggressive: false,
     }
 }
 

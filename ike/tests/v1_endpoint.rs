@@ -100,8 +100,9 @@ fn rekey_from(side: Side) {
     let peer = if side == Side::A { "site-b" } else { "site-a" };
     p.command(side, Command::Rekey { peer: peer.into(), ike: false });
     p.run();
-    p.advance(Duration::from_secs(1));
-    p.advance(Duration::from_secs(3));
+    for _ in 0..8 {
+        p.advance(Duration::from_secs(1));
+    }
     let new = installed(&mut p, Side::A);
     assert_eq!(new.len(), 1, "{:?}", p.ep(Side::A).status());
     assert_ne!(new, old);
@@ -113,10 +114,9 @@ fn rekey_from(side: Side) {
         let (old_in, _) = if s == Side::A { old[0] } else { (old[0].1, old[0].0) };
         let i_new = pos(&|c| matches!(c, DatapathCommand::InstallInbound(x) if x.spi == new_in)).expect("new in");
         let o_new = pos(&|c| matches!(c, DatapathCommand::InstallOutbound(x) if x.spi == new_out)).expect("new out");
-        let r_old = pos(&|c| {
-            matches!(c, DatapathCommand::Remove { spi, direction: Direction::Inbound, .. } if *spi == old_in)
-        })
-        .expect("old inbound removed in the end");
+        let r_old =
+            pos(&|c| matches!(c, DatapathCommand::Remove { spi, direction: Direction::Inbound, .. } if *spi == old_in))
+                .expect("old inbound removed in the end");
         assert!(i_new < o_new && o_new < r_old, "{s:?}: {dp:?}");
     }
     assert!(downs(&p, Side::A).is_empty() && downs(&p, Side::B).is_empty());
@@ -210,12 +210,14 @@ fn lost_messages_are_retransmitted() {
     let (a, b) = configs("aes128-sha1-modp1024", "aes128-sha1-modp1024");
     let mut p = Pair::new(a, b);
     p.tick(Timestamp::ZERO);
-    // Lose each of A's first three messages once, and B's message 2 once.
+    // Message 1 is lost, then its retransmission's answer (message 2).
     assert!(p.drop_next().is_some(), "message 1 lost");
-    p.advance(Duration::from_secs(1));
+    p.tick(Timestamp::from_secs(1));
     assert!(p.deliver_to(Side::B), "message 1 again");
     assert!(p.take_to(Side::A).is_some(), "message 2 lost");
-    p.advance(Duration::from_secs(2));
+    // The next retransmission of message 1 is a duplicate for B: it repeats message 2.
+    p.tick(Timestamp::from_secs(3));
+    p.run();
     p.advance(Duration::from_secs(1));
     assert_eq!(installed(&mut p, Side::A).len(), 1, "{:?}", p.ep(Side::A).status());
     assert_eq!(installed(&mut p, Side::B).len(), 1);
@@ -345,4 +347,56 @@ fn main_mode_flood_from_spoofed_sources_is_bounded() {
     p.run();
     p.advance(Duration::from_secs(1));
     assert_eq!(installed(&mut p, Side::A).len(), 1, "{:?}", p.ep(Side::A).status());
+}
+
+#[test]
+fn aggressive_mode_only_when_both_opt_in() {
+    init_logs();
+    let (mut a, mut b) = configs("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    a.aggressive = true;
+    // B has not opted in: A's Aggressive Mode is refused.
+    let mut p = Pair::new(a.clone(), b.clone());
+    p.run();
+    for _ in 0..40 {
+        p.advance(Duration::from_secs(1));
+    }
+    assert!(installed(&mut p, Side::A).is_empty());
+    assert!(p.ep(Side::B).drops().refused_proposal >= 1);
+    // Both opted in: three messages and the tunnel is up.
+    b.aggressive = true;
+    let mut p = Pair::new(a, b);
+    p.tick(Timestamp::ZERO);
+    for _ in 0..3 {
+        assert!(p.deliver_next());
+    }
+    let st = p.ep(Side::B).status();
+    assert_eq!(st[0].state, "ESTABLISHED", "after message 3: {st:?}");
+    p.run();
+    p.advance(Duration::from_secs(1));
+    assert_eq!(installed(&mut p, Side::A).len(), 1);
+    assert_eq!(installed(&mut p, Side::B).len(), 1);
+}
+
+#[test]
+fn quick_modes_beyond_child_sa_max_are_ignored() {
+    init_logs();
+    let (mut a, mut b) = configs("aes128-sha1-modp1024", "aes128gcm16");
+    let ts = |s: &str| ipsec_types::TrafficSelector::parse_cidr(s).unwrap();
+    a.local_ts = vec![ts("10.1.0.0/24"), ts("10.3.0.0/24"), ts("10.5.0.0/24")];
+    b.remote_ts = a.local_ts.clone();
+    let mut p = Pair::new(a, b);
+    p.b.set_limits(ike::Limits { child_sa_max: 2, ..ike::Limits::default() });
+    p.run();
+    p.advance(Duration::from_secs(1));
+    // Three subnet pairs, three Quick Modes: B takes two.
+    let st = p.ep(Side::B).status();
+    assert_eq!(st[0].children.len(), 2, "{st:?}");
+    assert!(p.ep(Side::B).drops().child_sa_cap >= 1);
+    // Rekeys replace pairs: still possible at the cap.
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    p.run();
+    for _ in 0..5 {
+        p.advance(Duration::from_secs(1));
+    }
+    assert_eq!(installed(&mut p, Side::B).len(), 2, "{:?}", p.ep(Side::B).status());
 }

@@ -45,6 +45,29 @@ fn established(sa: &ike::IkeSaStatus) -> bool {
     sa.state == "ESTABLISHED"
 }
 
+/// What answers call the SAs: IKEv1 operators know them as the ISAKMP SA and Quick Mode
+/// SAs, with cookies for SPIs.
+struct Words {
+    ike: &'static str,
+    child: &'static str,
+    ike_spis: &'static str,
+    rekeyed_ike: &'static str,
+}
+
+fn words(sa: &ike::IkeSaStatus) -> Words {
+    match sa.version {
+        ike::IkeVersion::V1 => Words {
+            ike: "ISAKMP SA",
+            child: "Quick Mode SA",
+            ike_spis: "cookies",
+            rekeyed_ike: "re-authenticated ISAKMP SA",
+        },
+        ike::IkeVersion::V2 => {
+            Words { ike: "IKE SA", child: "CHILD SA", ike_spis: "SPIs", rekeyed_ike: "rekeyed IKE SA" }
+        }
+    }
+}
+
 /// Starts a tunnel command (`Up`, `Down`, `Rekey`; `None` for other requests).
 /// `tunnels` are the configured tunnel names, `status` is `ike::Endpoint::status()`.
 pub fn start(
@@ -87,8 +110,9 @@ fn start_action(
     let command = match action {
         Action::Up => {
             if let Some(sa) = up {
-                let child = sa.children.first().map(|c| format!(", CHILD SA in {}", c.spi_in)).unwrap_or_default();
-                result = Some((Outcome::Unchanged, format!("{tunnel} is already up (IKE SA {}{child})", sa.state)));
+                let w = words(sa);
+                let child = sa.children.first().map(|c| format!(", {} in {}", w.child, c.spi_in)).unwrap_or_default();
+                result = Some((Outcome::Unchanged, format!("{tunnel} is already up ({} {}{child})", w.ike, sa.state)));
             }
             ike::Command::Initiate { peer }
         }
@@ -184,9 +208,16 @@ impl Tracker {
                 if let Some(sa) = mine.iter().find(|s| established(s) && !s.children.is_empty()) {
                     let children: Vec<String> =
                         sa.children.iter().map(|c| format!("in {}, out {}", c.spi_in, c.spi_out)).collect();
+                    let w = words(sa);
                     return Some((
                         Outcome::Done,
-                        format!("{t} is up: IKE SA {:016x} established, CHILD SA {}", sa.spi_i, children.join("; ")),
+                        format!(
+                            "{t} is up: {} {:016x} established, {} {}",
+                            w.ike,
+                            sa.spi_i,
+                            w.child,
+                            children.join("; ")
+                        ),
                     ));
                 }
                 self.last_down_reason.as_ref().map(|r| {
@@ -197,17 +228,19 @@ impl Tracker {
                 .is_empty()
                 .then(|| (Outcome::Done, format!("{t} is down: IKE SA deleted; it stays down until `vpnctl up {t}`"))),
             Action::RekeyChild => {
-                let new = mine
-                    .iter()
-                    .flat_map(|s| s.children.iter())
-                    .find(|c| c.state == "INSTALLED" && !self.before_children.contains(&c.spi_in));
-                if let Some(c) = new {
+                let new = mine.iter().find_map(|s| {
+                    let c =
+                        s.children.iter().find(|c| c.state == "INSTALLED" && !self.before_children.contains(&c.spi_in));
+                    c.map(|c| (s, c))
+                });
+                if let Some((sa, c)) = new {
                     let old: Vec<String> = self.before_children.iter().map(ToString::to_string).collect();
                     let pfs = c.dh.map_or_else(|| "no PFS".to_string(), |d| format!("PFS {d}"));
                     return Some((
                         Outcome::Done,
                         format!(
-                            "{t}: rekeyed CHILD SA {}: new SAs in {}, out {} ({pfs})",
+                            "{t}: rekeyed {} {}: new SAs in {}, out {} ({pfs})",
+                            words(sa).child,
                             old.join(", "),
                             c.spi_in,
                             c.spi_out
@@ -223,11 +256,14 @@ impl Tracker {
                 if let Some(sa) = new {
                     let old: Vec<String> =
                         self.before_ike.iter().map(|(i, r)| format!("{i:016x}_i {r:016x}_r")).collect();
+                    let w = words(sa);
                     return Some((
                         Outcome::Done,
                         format!(
-                            "{t}: rekeyed IKE SA {}: new SPIs {:016x}_i {:016x}_r",
+                            "{t}: {} {}: new {} {:016x}_i {:016x}_r",
+                            w.rekeyed_ike,
                             old.join(", "),
+                            w.ike_spis,
                             sa.spi_i,
                             sa.spi_r
                         ),
@@ -282,7 +318,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::tests::sample_ike;
+    use crate::status::tests::{sample_ike, sample_v1_ike};
 
     const TUNNELS: &[&str] = &["site-b", "site-c"];
 
@@ -403,6 +439,50 @@ mod tests {
         assert_eq!(
             m,
             "site-b: rekeyed IKE SA 9f1c2e0a4b3d2c1a_i 0123456789abcdef_r: new SPIs 0000000000001111_i 0000000000002222_r"
+        );
+    }
+
+    #[test]
+    fn ikev1_answers_name_the_isakmp_sa_and_quick_mode_sas() {
+        let s = sample_v1_ike();
+        let mut up = begin(Request::Up { tunnel: "site-b".into(), wait_ms: 5000 }, &s).unwrap().tracker;
+        let (o, m) = up.check(t(100), &s).unwrap();
+        assert_eq!(o, Outcome::Unchanged);
+        assert_eq!(m, "site-b is already up (ISAKMP SA ESTABLISHED, Quick Mode SA in e2b83fd5)");
+
+        let mut up = begin(Request::Up { tunnel: "site-b".into(), wait_ms: 5000 }, &[]).unwrap().tracker;
+        let mut one = sample_v1_ike();
+        one[0].children.truncate(1);
+        let (o, m) = up.check(t(101), &one).unwrap();
+        assert_eq!(o, Outcome::Done);
+        assert_eq!(m, "site-b is up: ISAKMP SA 9f1c2e0a4b3d2c1a established, Quick Mode SA in e2b83fd5, out c7cceebf");
+
+        // Quick Mode rekey: a new installed pair; the one it replaces stays as REKEYED.
+        let mut r = begin(rekey(false), &one).unwrap().tracker;
+        assert_eq!(r.check(t(101), &one), None);
+        let mut new = one.clone();
+        let mut c = new[0].children[0].clone();
+        c.spi_in = Spi(0x1a2b_3c4d);
+        c.spi_out = Spi(0x5e6f_7a8b);
+        new[0].children[0].state = "REKEYED";
+        new[0].children.insert(0, c);
+        let (o, m) = r.check(t(102), &new).unwrap();
+        assert_eq!(o, Outcome::Done);
+        assert_eq!(m, "site-b: rekeyed Quick Mode SA e2b83fd5: new SAs in 1a2b3c4d, out 5e6f7a8b (PFS MODP_1024)");
+
+        // `rekey --ike`: a new Main Mode, new cookies.
+        let mut r = begin(rekey(true), &one).unwrap().tracker;
+        let mut both = one.clone();
+        let mut fresh = both[0].clone();
+        (fresh.spi_i, fresh.spi_r) = (0x1111, 0x2222);
+        both[0].state = "DELETING";
+        both.push(fresh);
+        let (o, m) = r.check(t(102), &both).unwrap();
+        assert_eq!(o, Outcome::Done);
+        assert_eq!(
+            m,
+            "site-b: re-authenticated ISAKMP SA 9f1c2e0a4b3d2c1a_i 0123456789abcdef_r: \
+             new cookies 0000000000001111_i 0000000000002222_r"
         );
     }
 

@@ -337,10 +337,15 @@ pub struct TunnelStatus {
     pub ike_sas: Vec<IkeSaInfo>,
 }
 
-/// One IKE SA.
+/// One IKE SA (IKEv2) or ISAKMP SA (IKEv1).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IkeSaInfo {
-    /// `CONNECTING`, `ESTABLISHED`, `DELETING`, ...
+    /// IKE version: `1` (IKEv1: Main Mode, then Quick Mode SA pairs as `children`) or
+    /// `2`. Absent from older daemons' reports, which are all IKEv2.
+    #[serde(default = "ike_version_2")]
+    pub ike_version: u8,
+    /// IKEv2: `CONNECTING`, `ESTABLISHED`, `DELETING`, ...; IKEv1: `MAIN_MODE` (Main Mode
+    /// in progress), `ESTABLISHED` (Main Mode done), `DELETING`.
     pub state: String,
     /// `initiator` or `responder`.
     pub role: String,
@@ -352,9 +357,9 @@ pub struct IkeSaInfo {
     pub local_id: String,
     /// The peer's identity.
     pub remote_id: String,
-    /// Initiator SPI, 16 hex digits.
+    /// Initiator SPI (IKEv1: initiator cookie), 16 hex digits.
     pub spi_i: String,
-    /// Responder SPI, 16 hex digits (zeros until known).
+    /// Responder SPI (IKEv1: responder cookie), 16 hex digits (zeros until known).
     pub spi_r: String,
     /// Encryption, e.g. `AES_GCM_16-256`, once negotiated.
     pub encr: Option<String>,
@@ -365,25 +370,35 @@ pub struct IkeSaInfo {
     pub prf: Option<String>,
     /// Key exchange group, e.g. `CURVE_25519`.
     pub dh: Option<String>,
+    /// The negotiated algorithms in swanctl proposal keywords, e.g.
+    /// `aes256gcm16-prfsha256-x25519`; for IKEv1 encryption, hash and group, e.g.
+    /// `aes128-sha1-modp1024`. `None` until negotiated; absent from older reports.
+    #[serde(default)]
+    pub proposal: Option<String>,
     /// NAT detected (or encapsulation forced): ESP goes in UDP.
     pub nat_detected: bool,
     /// Seconds since establishment.
     pub established_ago_s: Option<u64>,
     /// Seconds since the last valid message from the peer.
     pub last_heard_ago_s: Option<u64>,
-    /// Seconds until the IKE SA is rekeyed (0: due now), if scheduled.
+    /// Seconds until the IKE SA is rekeyed (IKEv1: re-authenticated by a new Main
+    /// Mode) (0: due now), if scheduled.
     #[serde(default)]
     pub next_rekey_in_s: Option<u64>,
-    /// CHILD SAs.
+    /// CHILD SAs (IKEv1: Quick Mode SA pairs).
     pub children: Vec<ChildSaInfo>,
 }
 
-/// One CHILD SA with its two ESP SAs.
+fn ike_version_2() -> u8 {
+    2
+}
+
+/// One CHILD SA (IKEv1: one Quick Mode SA pair) with its two ESP SAs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildSaInfo {
     /// Gateway-unique id.
     pub child_id: u64,
-    /// `INSTALLED`, `REKEYING`, ...
+    /// `INSTALLED`, `REKEYING`, `REKEYED` (replaced by a newer one, deleted soon), ...
     pub state: String,
     /// Negotiated local selectors, e.g. `10.1.0.0/24`.
     pub local_ts: Vec<String>,
@@ -400,6 +415,15 @@ pub struct ChildSaInfo {
     pub integ: Option<String>,
     /// PFS group when created with a key exchange.
     pub dh: Option<String>,
+    /// The transform in swanctl ESP proposal keywords, PFS group last, e.g.
+    /// `aes128-sha1-modp1024` or `aes256gcm16`. Absent from older reports.
+    #[serde(default)]
+    pub proposal: String,
+    /// Most bytes ESP adds to an inner packet with this transform (ESP header, IV,
+    /// padding, trailer, ICV; without UDP encapsulation and the outer IP header).
+    /// Absent from older reports.
+    #[serde(default)]
+    pub esp_overhead_max: u16,
     /// How ESP travels.
     pub encapsulation: Encapsulation,
     /// Anti-replay window in packets.
@@ -409,7 +433,8 @@ pub struct ChildSaInfo {
     /// Seconds until the CHILD SA is rekeyed (0: due now), if scheduled.
     #[serde(default)]
     pub rekey_in_s: Option<u64>,
-    /// Seconds until it expires hard and is deleted if not rekeyed by then.
+    /// Seconds until it expires hard and is deleted if not rekeyed by then (the
+    /// remaining key lifetime; for a `REKEYED` one, when it is deleted).
     #[serde(default)]
     pub expires_in_s: Option<u64>,
     /// Inbound counters and drops (`None` if the datapath has no such SA).

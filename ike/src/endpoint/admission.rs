@@ -39,7 +39,10 @@ impl Endpoint {
             Some(slot) if slot.cfg.ike_version == crate::api::IkeVersion::V1 => {
                 self.shared.drops.unknown_spi += 1;
                 let (name, ip) = (&slot.cfg.name, remote.ip());
-                warn_unauth!(self.shared, "tunnel {name}: IKE_SA_INIT from {ip} dropped: the tunnel speaks IKEv1 (ike_version = 1)");
+                warn_unauth!(
+                    self.shared,
+                    "tunnel {name}: IKE_SA_INIT from {ip} dropped: the tunnel speaks IKEv1 (ike_version = 1)"
+                );
                 return;
             }
             Some(slot) => crate::sa::unspecified_to(local, slot.cfg.local_addr),

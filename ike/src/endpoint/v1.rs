@@ -96,9 +96,10 @@ impl V1Set {
             })
         });
         mine_i.or_else(|| {
-            self.by_ours.get(&h.cky_r).copied().filter(|&i| {
-                self.sas.get(i).is_some_and(|s| !s.initiator && s.cookies() == (h.cky_i, h.cky_r))
-            })
+            self.by_ours
+                .get(&h.cky_r)
+                .copied()
+                .filter(|&i| self.sas.get(i).is_some_and(|s| !s.initiator && s.cookies() == (h.cky_i, h.cky_r)))
         })
     }
 }
@@ -114,7 +115,7 @@ impl Endpoint {
                 return;
             }
         };
-        if h.exchange == exchange::MAIN && h.cky_r == 0 {
+        if matches!(h.exchange, exchange::MAIN | exchange::AGGRESSIVE) && h.cky_r == 0 {
             match self.v1.by_init.get(&(remote.ip(), h.cky_i)).copied() {
                 Some(i) => self.run_v1(now, i, |sa, ctx| sa.handle_message(ctx, local, remote, data)),
                 None => self.v1_responder(now, local, remote, data),
@@ -147,7 +148,10 @@ impl Endpoint {
         if slot.cfg.ike_version != IkeVersion::V1 {
             self.shared.drops.unknown_spi += 1;
             let name = &slot.cfg.name;
-            warn_unauth!(self.shared, "tunnel {name}: IKEv1 Main Mode from {ip} dropped: the tunnel speaks IKEv2 (ike_version = 2)");
+            warn_unauth!(
+                self.shared,
+                "tunnel {name}: IKEv1 Main Mode from {ip} dropped: the tunnel speaks IKEv2 (ike_version = 2)"
+            );
             return;
         }
         let limits = self.shared.limits;
@@ -198,7 +202,12 @@ impl Endpoint {
     }
 
     /// Runs `f` on v1 SA `idx`; removes it if it fails; then does what it asked.
-    fn run_v1(&mut self, now: Timestamp, idx: usize, f: impl FnOnce(&mut V1Sa, &mut crate::sa::Ctx<'_>) -> Result<(), Failure>) {
+    fn run_v1(
+        &mut self,
+        now: Timestamp,
+        idx: usize,
+        f: impl FnOnce(&mut V1Sa, &mut crate::sa::Ctx<'_>) -> Result<(), Failure>,
+    ) {
         let Some(sa) = self.v1.sas.get_mut(idx) else { return };
         let mut ctx = self.shared.ctx(now, 0);
         let result = f(sa, &mut ctx);
@@ -297,6 +306,14 @@ impl Endpoint {
                     }
                 }
             }
+            V1Action::PeerDeleted(spis) => {
+                let mut ctx = self.shared.ctx(now, 0);
+                for sa in self.v1.sas.iter_mut().filter(|s| s.peer.name == name && !s.dead) {
+                    for spi in &spis {
+                        sa.peer_deleted(&mut ctx, *spi);
+                    }
+                }
+            }
             V1Action::Reauthenticate => {
                 if let Some(&p) = self.peer_by_name.get(name) {
                     self.start_v1_initiator(now, p, true);
@@ -343,7 +360,7 @@ impl Endpoint {
     pub(super) fn v1_terminate_where(&mut self, now: Timestamp, reason: DownReason, pred: impl Fn(&V1Sa) -> bool) {
         let mut i = 0;
         while i < self.v1.sas.len() {
-            if self.v1.sas.get(i).is_some_and(|s| pred(s)) {
+            if self.v1.sas.get(i).is_some_and(&pred) {
                 if let Some(mut sa) = self.v1.remove(i) {
                     let mut ctx = self.shared.ctx(now, 0);
                     tracing::info!(tunnel = %sa.name(), "terminating IKEv1 SA");
@@ -362,7 +379,14 @@ impl Endpoint {
     }
 
     /// A volume limit of an IKEv1 pair (by the tunnel and SPI in `direction`).
-    pub(super) fn v1_volume_expired(&mut self, now: Timestamp, tunnel: &str, spi: Spi, direction: Direction, hard: bool) -> bool {
+    pub(super) fn v1_volume_expired(
+        &mut self,
+        now: Timestamp,
+        tunnel: &str,
+        spi: Spi,
+        direction: Direction,
+        hard: bool,
+    ) -> bool {
         let Some(idx) = self.v1.sas.iter().position(|s| s.peer.name == tunnel && s.has_pair(spi, direction)) else {
             return false;
         };

@@ -3,7 +3,7 @@
 //! announced NAT-T), both roles, as an exchange object:
 //! it takes the peer's messages and gives ours, and ends in a [`Phase1Sa`]. Timers,
 //! retransmission, admission and routing by cookie belong to the SA and the endpoint,
-//! which are still to come (see NOTES-ikev1.md).
+//! which are in `v1::sa` and `endpoint::v1`.
 //!
 //! ```text
 //!  1  HDR, SA, VID, VID            -->                     (cookie I, our transforms)
@@ -74,17 +74,20 @@ impl Nat {
 
 /// Our NAT-D payloads: the peer's address as we send to it, then ours (with
 /// `fake_nat`, a hash of our address with its octets inverted, which matches nothing).
-fn nat_d_payloads(algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> [Payload; 2] {
+pub(super) fn nat_d_payloads(algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> [Payload; 2] {
     let mut ours = nat_d(algs.hash, ci, cr, cfg.local);
     if cfg.fake_nat {
         ours.iter_mut().for_each(|b| *b = !*b);
     }
-    [Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.remote), draft: false }, Payload::NatD { hash: ours, draft: false }]
+    [
+        Payload::NatD { hash: nat_d(algs.hash, ci, cr, cfg.remote), draft: false },
+        Payload::NatD { hash: ours, draft: false },
+    ]
 }
 
 /// NAT detection from the peer's NAT-D payloads in `m`: the first names our address as
 /// the peer sent to it, the others the peer's own addresses.
-fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> Nat {
+pub(super) fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> Nat {
     let hashes: Vec<&[u8]> = m
         .payloads
         .iter()
@@ -104,7 +107,7 @@ fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeCon
 }
 
 /// Whether `m` carries the Vendor ID `vid`.
-fn has_vid(m: &Message, vid: &[u8]) -> bool {
+pub(super) fn has_vid(m: &Message, vid: &[u8]) -> bool {
     m.payloads.iter().any(|p| matches!(p, Payload::Vendor(v) if v.as_slice() == vid))
 }
 
@@ -150,14 +153,14 @@ pub(crate) struct Phase1Sa {
 }
 
 /// Keying state shared by both roles from message 3/4 on.
-struct Keyed {
-    algs: Phase1Algs,
-    keys: Phase1Keys,
-    g_xi: Vec<u8>,
-    g_xr: Vec<u8>,
+pub(super) struct Keyed {
+    pub(super) algs: Phase1Algs,
+    pub(super) keys: Phase1Keys,
+    pub(super) g_xi: Vec<u8>,
+    pub(super) g_xr: Vec<u8>,
 }
 
-fn id_payload(id: &Identity) -> Id {
+pub(super) fn id_payload(id: &Identity) -> Id {
     // Protocol and port as most gateways send them for phase 1: UDP, 500.
     Id { id_type: id.id_type(), protocol: 17, port: 500, data: id.data() }
 }
@@ -167,7 +170,7 @@ fn header(cky_i: u64, cky_r: u64) -> Header {
 }
 
 /// The one payload of type `t`, or an error naming what is missing.
-fn one<'m>(m: &'m Message, t: u8, what: &'static str) -> Result<(usize, &'m Payload), MainModeError> {
+pub(super) fn one<'m>(m: &'m Message, t: u8, what: &'static str) -> Result<(usize, &'m Payload), MainModeError> {
     let mut it = m.payloads.iter().enumerate().filter(|(_, p)| p.ptype() == t);
     match (it.next(), it.next()) {
         (Some(x), None) => Ok(x),
@@ -175,7 +178,7 @@ fn one<'m>(m: &'m Message, t: u8, what: &'static str) -> Result<(usize, &'m Payl
     }
 }
 
-fn ke_and_nonce(m: &Message) -> Result<(Vec<u8>, Vec<u8>), MainModeError> {
+pub(super) fn ke_and_nonce(m: &Message) -> Result<(Vec<u8>, Vec<u8>), MainModeError> {
     let (_, ke) = one(m, ptype::KE, "no KE payload")?;
     let (_, n) = one(m, ptype::NONCE, "no Nonce payload")?;
     match (ke, n) {

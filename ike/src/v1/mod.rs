@@ -14,13 +14,15 @@
 //! `keys` (SKEYID and its derivatives, the IV chain, HASH_I/HASH_R, Quick Mode KEYMAT
 //! and hashes), `proposal` (phase-1 transforms and Quick Mode proposals from the
 //! swanctl-syntax configuration, and choosing from a peer's offer), `main_mode` (the
-//! PSK Main Mode exchange in both roles, ending in a `Phase1Sa`) and `quick_mode`
+//! PSK Main Mode exchange in both roles, ending in a `Phase1Sa`), `aggressive` (the same
+//! in three messages, opt-in), `quick_mode`
 //! (Quick Mode in both roles with or without PFS, selectors as ID payloads, ending in
 //! a `QuickSa` with both ESP keys) and `info` (the Informational exchange: Delete,
-//! DPD, INITIAL-CONTACT; the DPD and NAT-T Vendor IDs). The ISAKMP SA with its timers
-//! and retransmission, and the wiring into `Endpoint` are still to come; see
-//! NOTES-ikev1.md at the repository root.
+//! DPD, INITIAL-CONTACT; the DPD and NAT-T Vendor IDs), and `sa` (one ISAKMP SA with
+//! its IPsec SA pairs, timers and retransmission). `crate::endpoint::v1` routes
+//! datagrams to it by cookie. `docs/ikev1.md` describes the whole.
 
+pub(crate) mod aggressive;
 pub(crate) mod info;
 pub(crate) mod keys;
 pub(crate) mod main_mode;

@@ -12,6 +12,7 @@
 //! The exchanges themselves (messages, keys, proposals) are in `main_mode`,
 //! `quick_mode` and `info`; admission and routing by cookie in `endpoint::v1`.
 
+use super::aggressive;
 use super::info::{self, Info};
 use super::main_mode::{self, MainModeConfig, MainModeError, Phase1Sa, Step};
 use super::message::payload::{Notify, Payload};
@@ -47,6 +48,8 @@ const REKEYED_DELETE_DELAY: Duration = Duration::from_secs(1);
 const QUICK_RETRY: Duration = Duration::from_secs(10);
 /// R-U-THERE is repeated at this interval until `dpd.timeout` ends.
 const DPD_RETRY: Duration = Duration::from_secs(5);
+/// After the peer deleted a pair we keep up, we negotiate it again this much later.
+const PAIR_AGAIN: Duration = Duration::from_secs(1);
 /// NAT-keepalive interval (RFC 3948 4 suggests 20 s) when we are behind a NAT.
 const KEEPALIVE: Duration = Duration::from_secs(20);
 
@@ -54,6 +57,8 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 pub(crate) enum Stage {
     MainI(Box<main_mode::Initiator>),
     MainR(Box<main_mode::Responder>),
+    AggrI(Box<aggressive::Initiator>),
+    AggrR(Box<aggressive::Responder>),
     Up(Box<Phase1Sa>),
 }
 
@@ -113,7 +118,11 @@ impl Pair {
                 PairState::Rekeyed { delete_at } => delete_at,
                 PairState::Installing { .. } => None,
             },
-            expires_at: Some(self.expire_at),
+            // A rekeyed pair goes when it is deleted (ours to do, or the peer's by then).
+            expires_at: match self.state {
+                PairState::Rekeyed { delete_at: Some(t) } => Some(t.min(self.expire_at)),
+                _ => Some(self.expire_at),
+            },
         }
     }
 
@@ -170,6 +179,9 @@ pub(crate) enum V1Action {
     Established { initial_contact: bool },
     /// Start a new Main Mode with the peer (re-authentication before the lifetime ends).
     Reauthenticate,
+    /// The peer deleted these pairs (by our outbound SPI), which this SA does not hold:
+    /// another ISAKMP SA of the tunnel may.
+    PeerDeleted(Vec<u32>),
 }
 
 pub(crate) struct V1Sa {
@@ -213,7 +225,14 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 impl V1Sa {
-    fn new(peer: PeerConfig, initiator: bool, local: SocketAddr, remote: SocketAddr, stage: Stage, now: Timestamp) -> Self {
+    fn new(
+        peer: PeerConfig,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+        stage: Stage,
+        now: Timestamp,
+    ) -> Self {
         Self {
             peer,
             initiator,
@@ -262,9 +281,16 @@ impl V1Sa {
         let local = SocketAddr::new(peer.local_addr, ctx.ike_port);
         let remote = SocketAddr::new(peer.remote_addr, ctx.ike_port);
         let cfg = Self::mm_config(&peer, local, remote, initial_contact);
-        let (ex, msg) = main_mode::Initiator::start(&cfg, ctx.rng);
-        let mut sa = Self::new(peer, true, local, remote, Stage::MainI(Box::new(ex)), ctx.now);
-        tracing::info!(tunnel = %sa.peer.name, peer = %remote, "initiating IKEv1 Main Mode");
+        let aggressive = if peer.aggressive { aggressive::Initiator::start(&cfg, ctx.rng) } else { None };
+        let (stage, msg, mode) = match aggressive {
+            Some((ex, msg)) => (Stage::AggrI(Box::new(ex)), msg, "Aggressive"),
+            None => {
+                let (ex, msg) = main_mode::Initiator::start(&cfg, ctx.rng);
+                (Stage::MainI(Box::new(ex)), msg, "Main")
+            }
+        };
+        let mut sa = Self::new(peer, true, local, remote, stage, ctx.now);
+        tracing::info!(tunnel = %sa.peer.name, peer = %remote, "initiating IKEv1 {mode} Mode");
         sa.contact = initial_contact;
         sa.send_tracked(ctx, RtxKind::Main, msg);
         sa
@@ -279,9 +305,21 @@ impl V1Sa {
         data: &[u8],
     ) -> Option<Self> {
         let cfg = Self::mm_config(peer, local, remote, false);
-        match main_mode::Responder::accept(&cfg, ctx.rng, data) {
-            Ok((ex, msg)) => {
-                let mut sa = Self::new(peer.clone(), false, local, remote, Stage::MainR(Box::new(ex)), ctx.now);
+        let aggressive = Header::parse(data).is_ok_and(|h| h.exchange == exchange::AGGRESSIVE);
+        if aggressive && !peer.aggressive {
+            ctx.drops.refused_proposal += 1;
+            let (name, ip) = (&peer.name, remote.ip());
+            warn_unauth!(ctx, "tunnel {name}: IKEv1 Aggressive Mode from {ip} refused: not enabled for this tunnel (aggressive = true)");
+            return None;
+        }
+        let accepted = if aggressive {
+            aggressive::Responder::accept(&cfg, ctx.rng, data).map(|(ex, msg)| (Stage::AggrR(Box::new(ex)), msg))
+        } else {
+            main_mode::Responder::accept(&cfg, ctx.rng, data).map(|(ex, msg)| (Stage::MainR(Box::new(ex)), msg))
+        };
+        match accepted {
+            Ok((stage, msg)) => {
+                let mut sa = Self::new(peer.clone(), false, local, remote, stage, ctx.now);
                 sa.remember_answer(data, &msg);
                 sa.transmit(ctx, msg);
                 Some(sa)
@@ -337,6 +375,8 @@ impl V1Sa {
         match &self.stage {
             Stage::MainI(ex) => (ex.cookie(), ex.peer_cookie()),
             Stage::MainR(ex) => (ex.peer_cookie(), ex.cookie()),
+            Stage::AggrI(ex) => (ex.cookie(), 0),
+            Stage::AggrR(ex) => (ex.peer_cookie(), ex.cookie()),
             Stage::Up(p1) => (p1.cky_i, p1.cky_r),
         }
     }
@@ -347,7 +387,7 @@ impl V1Sa {
 
     /// A responder SA whose peer has not authenticated yet.
     pub(crate) fn half_open(&self) -> bool {
-        !self.initiator && matches!(self.stage, Stage::MainR(_))
+        !self.initiator && matches!(self.stage, Stage::MainR(_) | Stage::AggrR(_))
     }
 
     pub(crate) fn heard(&self) -> Option<Timestamp> {
@@ -393,11 +433,7 @@ impl V1Sa {
         self.answers.push_back((sha256(msg), answer.to_vec()));
     }
 
-    fn quick_config<'a>(
-        &'a self,
-        local_ts: &'a TrafficSelector,
-        remote_ts: &'a TrafficSelector,
-    ) -> QuickConfig<'a> {
+    fn quick_config<'a>(&'a self, local_ts: &'a TrafficSelector, remote_ts: &'a TrafficSelector) -> QuickConfig<'a> {
         QuickConfig {
             proposals: &self.peer.esp_proposals,
             local_ts,
@@ -413,9 +449,7 @@ impl V1Sa {
     }
 
     fn endpoints(&self) -> SaEndpoints {
-        let encap = self
-            .floated()
-            .then(|| UdpEncap { local_port: self.local.port(), remote_port: self.remote.port() });
+        let encap = self.floated().then(|| UdpEncap { local_port: self.local.port(), remote_port: self.remote.port() });
         SaEndpoints { local: self.local.ip(), remote: self.remote.ip(), encap }
     }
 
@@ -439,7 +473,7 @@ impl V1Sa {
             return Ok(());
         }
         match h.exchange {
-            exchange::MAIN => self.main_mode(ctx, local, remote, data),
+            exchange::MAIN | exchange::AGGRESSIVE => self.main_mode(ctx, local, remote, data),
             exchange::QUICK => {
                 self.quick_mode(ctx, local, remote, data);
                 Ok(())
@@ -484,6 +518,27 @@ impl V1Sa {
                 }
                 r
             }
+            Stage::AggrI(ex) => {
+                let cfg = Self::mm_config(&self.peer, cfg_local, cfg_remote, contact);
+                let r = ex.handle(&cfg, ctx.rng, data);
+                if let Ok(Step::Done(p1, _)) = &r {
+                    if p1.nat.detected() {
+                        // RFC 3947 4: message 3 goes to the NAT-T port.
+                        self.local = SocketAddr::new(self.local.ip(), ctx.natt_port);
+                        self.remote = SocketAddr::new(self.remote.ip(), ctx.natt_port);
+                    }
+                }
+                r
+            }
+            Stage::AggrR(ex) => {
+                let cfg = Self::mm_config(&self.peer, cfg_local, cfg_remote, false);
+                let r = ex.handle(&cfg, data);
+                if r.is_ok() {
+                    self.local = crate::sa::unspecified_to(local, self.peer.local_addr);
+                    self.remote = remote;
+                }
+                r
+            }
             Stage::Up(_) => {
                 ctx.drops.malformed += 1;
                 return Ok(());
@@ -491,15 +546,18 @@ impl V1Sa {
         };
         match step {
             Ok(Step::Send(msg)) => {
+                // A repeat of the message we answer gets the same answer at once.
+                self.remember_answer(data, &msg);
                 if self.initiator {
                     self.send_tracked(ctx, RtxKind::Main, msg);
                 } else {
-                    self.remember_answer(data, &msg);
                     self.transmit(ctx, msg);
                 }
                 Ok(())
             }
             Ok(Step::Done(p1, answer)) => {
+                // Our last message (Main Mode 6, Aggressive Mode 3) goes again if the
+                // peer repeats the message it answers.
                 if let Some(msg) = answer {
                     self.remember_answer(data, &msg);
                     self.transmit(ctx, msg);
@@ -528,7 +586,10 @@ impl V1Sa {
         match e {
             MainModeError::AuthenticationFailed => {
                 self.hint = Some(DownReason::PskMismatch);
-                warn_unauth!(ctx, "tunnel {name}: IKEv1 Main Mode with {ip}: authentication failed (pre-shared key mismatch?)");
+                warn_unauth!(
+                    ctx,
+                    "tunnel {name}: IKEv1 Main Mode with {ip}: authentication failed (pre-shared key mismatch?)"
+                );
             }
             MainModeError::NoProposalChosen => {
                 self.hint = Some(DownReason::UnofferedProposal);
@@ -597,11 +658,12 @@ impl V1Sa {
         }
         self.quick_retry_at = None;
         for (l, r) in self.selector_pairs() {
-            let carried = self
-                .pairs
+            let carried =
+                self.pairs.iter().any(|p| p.same_selectors(&l, &r) && !matches!(p.state, PairState::Rekeyed { .. }));
+            let negotiating = self
+                .quick
                 .iter()
-                .any(|p| p.same_selectors(&l, &r) && !matches!(p.state, PairState::Rekeyed { .. }));
-            let negotiating = self.quick.iter().any(|q| matches!(q, Quick::I { rekey_of: None, .. }));
+                .any(|q| matches!(q, Quick::I { ex, .. } if *ex.local_ts() == l && *ex.remote_ts() == r));
             if !carried && !negotiating {
                 self.start_quick(ctx, l, r, None);
             }
@@ -649,9 +711,10 @@ impl V1Sa {
                             self.quick.remove(i);
                             self.answered(RtxKind::Quick(mid));
                             self.mark_heard(ctx, local, remote);
+                            // Inbound first: the peer may use the pair once it has message 3.
+                            self.install(ctx, qsa, true, rekey_of);
                             self.remember_answer(data, &msg3);
                             self.transmit(ctx, msg3);
-                            self.install(ctx, qsa, true, rekey_of);
                         }
                         Err(e) => self.quick_error(ctx, e, mid),
                     }
@@ -671,7 +734,15 @@ impl V1Sa {
                 None => {}
             },
             None => {
-                // A new Quick Mode from the peer.
+                // A new Quick Mode from the peer: within `child_sa_max` pairs in use (and as
+                // many replaced ones in their last moments).
+                let live = self.pairs.iter().filter(|p| !matches!(p.state, PairState::Rekeyed { .. })).count();
+                let cap = ctx.limits.child_sa_max;
+                if live >= cap || self.pairs.len() >= cap.saturating_mul(2) {
+                    ctx.drops.child_sa_cap += 1;
+                    warn_unauth!(ctx, "tunnel {name}: IKEv1 Quick Mode from the peer ignored: {live} SA pairs in use (child_sa_max {cap})");
+                    return;
+                }
                 let spi_in = ctx.random_spi();
                 let pairs = self.selector_pairs();
                 // Our side of the selectors: the configured pair containing the peer's IDs.
@@ -696,7 +767,7 @@ impl V1Sa {
                         self.send_tracked(ctx, RtxKind::Quick(mid), msg2);
                     }
                     Err(e) => {
-                                match e {
+                        match e {
                             QuickError::NotAuthenticated | QuickError::Malformed(_) | QuickError::Unexpected(_) => {
                                 ctx.drops.malformed += 1;
                                 tracing::debug!(tunnel = %name, error = %e, "IKEv1 Quick Mode message dropped");
@@ -755,7 +826,14 @@ impl V1Sa {
         let _ = (local, remote);
     }
 
-    fn params(&self, direction: Direction, spi: Spi, child_id: u64, qsa: &QuickSa, key: ipsec_types::EspKey) -> SaParams {
+    fn params(
+        &self,
+        direction: Direction,
+        spi: Spi,
+        child_id: u64,
+        qsa: &QuickSa,
+        key: ipsec_types::EspKey,
+    ) -> SaParams {
         SaParams {
             spi,
             direction,
@@ -900,17 +978,11 @@ impl V1Sa {
         for i in infos {
             match i {
                 Info::DeleteEsp(spis) => {
-                    for spi in spis {
-                        if let Some(p) = self.pairs.iter().find(|p| p.spi_out.0 == spi) {
-                            let id = p.child_id;
-                            tracing::info!(tunnel = %self.peer.name, spi_out = %Spi(spi), "peer deleted an IPsec SA pair");
-                            if let Some(j) = self.pairs.iter().position(|p| p.child_id == id) {
-                                let p = self.pairs.remove(j);
-                                self.remove_pair_now(ctx, &p);
-                            }
-                        }
+                    let elsewhere: Vec<u32> = spis.into_iter().filter(|s| !self.peer_deleted(ctx, *s)).collect();
+                    if !elsewhere.is_empty() {
+                        // Pairs this SA made may have moved to a newer ISAKMP SA.
+                        self.actions.push(V1Action::PeerDeleted(elsewhere));
                     }
-                    self.ensure_pairs(ctx);
                 }
                 Info::DeleteIsakmp => {
                     tracing::info!(tunnel = %self.peer.name, "peer deleted the IKEv1 ISAKMP SA");
@@ -935,6 +1007,20 @@ impl V1Sa {
             }
         }
         Ok(())
+    }
+
+    /// The peer deleted the pair it sends to with `spi` (our outbound SPI): out of the
+    /// datapath. A pair we keep up is negotiated again a moment later (unless the peer
+    /// deletes the ISAKMP SA meanwhile, as it does when it shuts the tunnel down).
+    /// Returns whether this SA had it.
+    pub(crate) fn peer_deleted(&mut self, ctx: &mut Ctx<'_>, spi: u32) -> bool {
+        let Some(j) = self.pairs.iter().position(|p| p.spi_out.0 == spi) else { return false };
+        tracing::info!(tunnel = %self.peer.name, spi_out = %Spi(spi), "peer deleted an IPsec SA pair");
+        let p = self.pairs.remove(j);
+        self.remove_pair_now(ctx, &p);
+        let again = ctx.now + PAIR_AGAIN;
+        self.quick_retry_at = Some(self.quick_retry_at.map_or(again, |t| t.max(again)));
+        true
     }
 
     /// A cleartext notify while Main Mode runs: NO-PROPOSAL-CHOSEN in answer to our
@@ -1001,9 +1087,9 @@ impl V1Sa {
             [step, Some(p.expire_at)]
         });
         let retiring = self.retiring.iter().map(|(_, t)| *t);
-        let up = self.is_up();
+        let up = self.is_up() && self.replaced_at.is_none();
         let dpd = if up { self.dpd_at() } else { None };
-        let life = if up { [self.reauth_at, self.expire_at, self.replaced_at] } else { [None; 3] };
+        let life = if up { [self.reauth_at, self.expire_at, None] } else { [None, None, self.replaced_at] };
         let quick_retry = if up { self.quick_retry_at } else { None };
         [rtx, half_open, mm, dpd, quick_retry, self.keepalive_at.filter(|_| up)]
             .into_iter()
@@ -1037,8 +1123,13 @@ impl V1Sa {
         if !self.is_up() {
             return Ok(());
         }
-        if self.replaced_at.is_some_and(|t| t <= now) {
-            return Err(Failure::Deleted(DownReason::Deleted));
+        if let Some(t) = self.replaced_at {
+            // Replaced by a newer ISAKMP SA: nothing to keep alive, only to go.
+            if t <= now {
+                return Err(Failure::Deleted(DownReason::Deleted));
+            }
+            self.expire_retiring(ctx);
+            return Ok(());
         }
         if self.expire_at.is_some_and(|t| t <= now) {
             tracing::warn!(tunnel = %self.peer.name, "IKEv1 ISAKMP SA lifetime expired");
@@ -1056,6 +1147,15 @@ impl V1Sa {
                 self.transmit(ctx, NAT_KEEPALIVE.to_vec());
             }
         }
+        self.expire_retiring(ctx);
+        self.pair_timers(ctx);
+        self.ensure_pairs(ctx);
+        Ok(())
+    }
+
+    /// Inbound SAs whose grace period ended leave the datapath.
+    fn expire_retiring(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
         self.retiring.retain(|(spi, t)| {
             if *t <= now {
                 ctx.out.push_back(Output::Datapath(DatapathCommand::Remove {
@@ -1068,9 +1168,6 @@ impl V1Sa {
                 true
             }
         });
-        self.pair_timers(ctx);
-        self.ensure_pairs(ctx);
-        Ok(())
     }
 
     fn retransmit(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Failure> {
@@ -1083,7 +1180,11 @@ impl V1Sa {
             }
             r.tries += 1;
             r.next = now + RETRANSMIT_BASE * 2u32.saturating_pow(r.tries);
-            ctx.out.push_back(Output::Transmit(Transmit { local: self.local, remote: self.remote, data: r.msg.clone() }));
+            ctx.out.push_back(Output::Transmit(Transmit {
+                local: self.local,
+                remote: self.remote,
+                data: r.msg.clone(),
+            }));
         }
         for kind in gave_up {
             match kind {
@@ -1245,7 +1346,8 @@ impl V1Sa {
         }
         self.quick.clear();
         self.rtx.clear();
-        let reported = self.established_at.is_some() && self.replaced_at.is_none();
+        // An end to report: an SA that was up, or our attempt to bring one up.
+        let reported = (self.established_at.is_some() || self.initiator) && self.replaced_at.is_none();
         if reported {
             ctx.out.push_back(Output::Event(Event::IkeDown { peer: self.peer.name.clone(), reason }));
         }

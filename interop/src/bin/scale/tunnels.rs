@@ -70,6 +70,7 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         dpd: ipsec_types::Dpd { delay: None, timeout: Duration::from_secs(150), action: ipsec_types::DpdAction::Clear },
         fragment_size: Some(ike::DEFAULT_FRAGMENT_SIZE),
         ike_version: ike::IkeVersion::V2,
+        aggressive: false,
     })
 }
 
