@@ -12,8 +12,9 @@
 //!   roles: tunnel up, negotiated algorithms in `vpnctl status --json` and `swanctl
 //!   --list-sas`, pings both ways, 10 MiB SHA-256-checked, the WAN carries ESP-in-UDP and
 //!   IKE on 4500 and no cleartext; a Quick Mode rekey asked for by each side (`vpnctl
-//!   rekey`, `swanctl --rekey --child`) under a 100/s ping and a 20 Mbit/s UDP stream,
-//!   awaited on both sides' state, losing nothing;
+//!   rekey`, `swanctl --rekey --child`) and a phase 1 re-authentication asked for by each
+//!   side (`vpnctl rekey --ike`, `swanctl --rekey --ike --reauth`) under a 100/s ping and
+//!   a 20 Mbit/s UDP stream, awaited on both sides' state, losing nothing;
 //! - DPD: strongSwan SIGKILLed, vpngw (R-U-THERE after 2 s of silence, dead after 4 s
 //!   without an answer) drops the dead ISAKMP SA, starts Main Mode again and
 //!   re-establishes once strongSwan is back; strongSwan as initiator restarted at once
@@ -51,8 +52,8 @@ use interop::{ensure, wait_for, Binaries, Error, Result};
 const WALKTHROUGH: &str = "aes128-sha1-modp1024";
 /// The stronger profile.
 const STRONGER: &str = "aes256-sha256-modp2048";
-/// Length of the load under which both Quick Mode rekeys run.
-const LOAD_SECONDS: f64 = 5.0;
+/// Length of the load under which both Quick Mode rekeys and both re-authentications run.
+const LOAD_SECONDS: f64 = 7.0;
 /// How long a Quick Mode rekey may take to settle on both sides.
 const REKEY_TIMEOUT: Duration = Duration::from_secs(15);
 /// vpngw's DPD in the dead-peer test: R-U-THERE after 2 s without traffic from the
@@ -143,10 +144,9 @@ fn norm(s: &str) -> String {
 /// ISAKMP SA established with `p`'s algorithms (and, where the JSON names the IKE
 /// version, version 1).
 fn vpngw_check(st: &StatusReport, json: &str, p: &Profile, mode: &str) -> Result<(String, String)> {
-    let ikes: Vec<_> = st.tunnels.iter().flat_map(|t| &t.ike_sas).collect();
-    ensure!(ikes.len() == 1, "vpngw: {} ISAKMP SAs, expected 1: {}", ikes.len(), one_line(st));
+    let ikes: Vec<_> = st.tunnels.iter().flat_map(|t| &t.ike_sas).filter(|i| i.state == "ESTABLISHED").collect();
+    ensure!(ikes.len() == 1, "vpngw: {} ESTABLISHED ISAKMP SAs, expected 1: {}", ikes.len(), one_line(st));
     let ike = ikes[0];
-    ensure!(ike.state == "ESTABLISHED", "vpngw: ISAKMP SA is {}: {}", ike.state, one_line(st));
     let got = (ike.encr.as_deref(), ike.prf.as_deref(), ike.dh.as_deref());
     let want = (Some(p.encr), Some(p.prf), Some(p.group));
     ensure!(got == want, "vpngw: ISAKMP SA negotiated (encr, hash, group) {got:?}, expected {want:?}");
@@ -160,8 +160,10 @@ fn vpngw_check(st: &StatusReport, json: &str, p: &Profile, mode: &str) -> Result
         "vpngw: Quick Mode SA negotiated (encr, integ, PFS, encapsulation) {got:?}, expected {want:?}"
     );
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::new(format!("status JSON: {e}")))?;
-    if let Some(version) = v["status"]["tunnels"][0]["ike_sas"][0].get("ike_version") {
-        ensure!(version == 1, "vpngw: the ISAKMP SA's ike_version is {version}, expected 1");
+    for sa in v["status"]["tunnels"][0]["ike_sas"].as_array().into_iter().flatten() {
+        if let Some(version) = sa.get("ike_version") {
+            ensure!(version == 1, "vpngw: an ISAKMP SA's ike_version is {version}, expected 1");
+        }
     }
     Ok((norm(&c.spi_in), norm(&c.spi_out)))
 }
@@ -169,13 +171,13 @@ fn vpngw_check(st: &StatusReport, json: &str, p: &Profile, mode: &str) -> Result
 /// strongSwan's one IKEv1 SA with one INSTALLED Quick Mode SA, negotiated as `p` says:
 /// `(spi_in, spi_out)` of that SA.
 fn swan_check(list_sas: &str, p: &Profile) -> Result<(String, String)> {
-    let sas = parse_list_sas(list_sas);
-    ensure!(sas.len() == 1, "strongSwan: {} IKE SAs, expected 1:\n{list_sas}", sas.len());
+    let all = parse_list_sas(list_sas);
+    let sas: Vec<_> = all.iter().filter(|sa| sa.state == "ESTABLISHED").collect();
+    ensure!(sas.len() == 1, "strongSwan: {} ESTABLISHED IKE SAs, expected 1:\n{list_sas}", sas.len());
     ensure!(list_sas.contains(", IKEv1, "), "strongSwan's SA is not IKEv1:\n{list_sas}");
-    ensure!(sas[0].state == "ESTABLISHED", "strongSwan: IKE SA is {}", sas[0].state);
     let want = p.swan_ike();
     ensure!(sas[0].proposal == want, "strongSwan: ISAKMP SA negotiated {}, expected {want}", sas[0].proposal);
-    let installed: Vec<_> = sas[0].children.iter().filter(|c| c.state == "INSTALLED").collect();
+    let installed: Vec<_> = all.iter().flat_map(|sa| &sa.children).filter(|c| c.state == "INSTALLED").collect();
     ensure!(installed.len() == 1, "strongSwan: {} INSTALLED Quick Mode SAs:\n{list_sas}", installed.len());
     let want = p.swan_esp();
     ensure!(
@@ -224,9 +226,21 @@ fn ike_on_4500(pcap: &Pcap) -> Result<usize> {
     pcap.count("udp port 4500 and udp[8:4] = 0")
 }
 
+/// The cookies (`spi_i`) of the ESTABLISHED ISAKMP SA on both sides, once they agree.
+fn established_cookie(vpn: &Vpngw, swan: &StrongSwan) -> Option<String> {
+    let v: Vec<String> = isakmp_states(vpn).into_iter().filter(|(_, s)| s == "ESTABLISHED").map(|(c, _)| c).collect();
+    let list = swan.list_sas().ok()?;
+    let s: Vec<String> =
+        parse_list_sas(&list).into_iter().filter(|sa| sa.state == "ESTABLISHED").map(|sa| norm(&sa.spi_i)).collect();
+    (v.len() == 1 && s == v).then(|| v[0].clone())
+}
+
 /// Both Quick Mode rekeys under load: vpngw's (`vpnctl rekey`) then strongSwan's
-/// (`swanctl --rekey --child net`), each awaited on both sides' state; the ping and the
-/// UDP stream must lose nothing.
+/// (`swanctl --rekey --child net`), each awaited on both sides' state; then a phase 1
+/// re-authentication asked for by each side (`vpnctl rekey --ike`, `swanctl --rekey
+/// --ike s2s --reauth`: a new Main Mode next to the old ISAKMP SA, the Quick Mode SAs
+/// move to the new one), awaited until both sides show the same new ESTABLISHED ISAKMP
+/// SA and still agree on one pair. The ping and the UDP stream must lose nothing.
 fn rekeys_under_load(
     sc: &Scenario,
     vpn: &Vpngw,
@@ -252,8 +266,39 @@ fn rekeys_under_load(
         );
         old = vec![new.0, new.1];
     }
+    let mut cookies = vec![established_cookie(vpn, swan).ok_or_else(|| Error::new("no agreed ISAKMP SA"))?];
+    for by in ["vpnctl rekey --ike", "swanctl --rekey --ike s2s --reauth"] {
+        let t = Instant::now();
+        if by.starts_with("vpnctl") {
+            vpn.rekey("peer", true)?;
+        } else {
+            interop::run(&mut swan.swanctl(&["--rekey", "--ike", "s2s", "--reauth"]))?;
+        }
+        let what = format!("the re-authentication asked for by {by}");
+        let new = wait_for(REKEY_TIMEOUT, &what, || {
+            let c = established_cookie(vpn, swan).filter(|c| !cookies.contains(c))?;
+            await_agreement(vpn, swan, p, &[], &what).ok().map(|pair| (c, pair))
+        })
+        .map_err(|e| {
+            Error::new(format!(
+                "{e}\n--- vpnctl status ---\n{}\n--- swanctl --list-sas ---\n{}\n--- vpngw log ---\n{}",
+                vpn.status_text().unwrap_or_else(|e| e.to_string()),
+                swan.list_sas().unwrap_or_else(|e| e.to_string()),
+                vpn.log_tail(30)
+            ))
+        })?;
+        println!(
+            "[{}] re-authentication by {by}: ISAKMP SA {} -> {} on both sides in {:.2} s, Quick Mode pair {:?}",
+            sc.name,
+            cookies.last().map_or("", String::as_str),
+            new.0,
+            t.elapsed().as_secs_f64(),
+            new.1
+        );
+        cookies.push(new.0);
+    }
     let report = load.finish()?;
-    println!("[{}] load during both rekeys: {report}", sc.name);
+    println!("[{}] load during both rekeys and both re-authentications: {report}", sc.name);
     report.ensure_lossless()
 }
 
@@ -361,9 +406,12 @@ fn isakmp_states(vpn: &Vpngw) -> Vec<(String, String)> {
 /// plus dpd_timeout (plus a margin), a new Main Mode starts (state `MAIN_MODE`), and once
 /// strongSwan runs again a new ISAKMP SA and Quick Mode SA come up and carry traffic.
 fn dead_peer(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> Result<()> {
+    // The ESTABLISHED ISAKMP SA and any it replaced (kept for a while after a
+    // re-authentication by the peer).
     let before = isakmp_states(vpn);
-    ensure!(before.len() == 1 && before[0].1 == "ESTABLISHED", "vpngw before the kill: {before:?}");
-    let old_cookie = before[0].0.clone();
+    let established = before.iter().filter(|(_, s)| s == "ESTABLISHED").count();
+    ensure!(established == 1, "vpngw before the kill: {before:?}");
+    let old: Vec<String> = before.iter().map(|(c, _)| c.clone()).collect();
     swan.kill();
     let killed = Instant::now();
     println!("[{}] strongSwan SIGKILLed; vpngw: {before:?}", sc.name);
@@ -378,8 +426,8 @@ fn dead_peer(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> 
     let detected = wait_for(bound, "vpngw to declare strongSwan dead and start Main Mode again", || {
         let now = isakmp_states(vpn);
         record(&mut seen, now.clone());
-        let old_gone = !now.iter().any(|(c, s)| *c == old_cookie && s == "ESTABLISHED");
-        let retrying = now.iter().any(|(c, s)| *c != old_cookie && s == "MAIN_MODE");
+        let old_gone = !now.iter().any(|(c, s)| old.contains(c) && s == "ESTABLISHED");
+        let retrying = now.iter().any(|(c, s)| !old.contains(c) && s == "MAIN_MODE");
         (old_gone && retrying).then_some(())
     });
     if let Err(e) = detected {
@@ -399,7 +447,8 @@ fn dead_peer(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> 
     await_agreement(vpn, swan, p, &[], "the tunnel to come back after strongSwan's restart")?;
     let now = isakmp_states(vpn);
     record(&mut seen, now.clone());
-    ensure!(now.len() == 1 && now[0].0 != old_cookie, "vpngw after the restart: {now:?}");
+    let established: Vec<_> = now.iter().filter(|(_, s)| s == "ESTABLISHED").collect();
+    ensure!(established.len() == 1 && !old.contains(&established[0].0), "vpngw after the restart: {now:?}");
     println!(
         "[{}] re-established {:.1} s after strongSwan's restart; ISAKMP states seen: {seen:?}",
         sc.name,
@@ -430,8 +479,10 @@ fn ikev1_walkthrough_strongswan_initiator() {
 /// vpngw (no DPD configured) must drop the ISAKMP SA and Quick Mode SAs of the old
 /// instance and keep only the new ones, which carry traffic.
 fn initial_contact_restart(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> Result<()> {
+    // The ESTABLISHED ISAKMP SA and any it replaced: INITIAL-CONTACT ends them all.
     let before = isakmp_states(vpn);
-    ensure!(before.len() == 1 && before[0].1 == "ESTABLISHED", "vpngw before the restart: {before:?}");
+    let established = before.iter().filter(|(_, s)| s == "ESTABLISHED").count();
+    ensure!(established == 1, "vpngw before the restart: {before:?}");
     let old_pair: Vec<String> =
         vpngw_check(&vpn.status()?, &vpn.status_json_text()?, p, "udp").map(|(i, o)| vec![i, o])?;
     swan.kill();
@@ -440,7 +491,10 @@ fn initial_contact_restart(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p:
     // One ISAKMP SA and one pair at vpngw (await_agreement checks both): the old ones gone.
     let new = await_agreement(vpn, swan, p, &old_pair, "vpngw to replace the old instance's SAs by the new ones")?;
     let after = isakmp_states(vpn);
-    ensure!(after.len() == 1 && after[0].0 != before[0].0, "vpngw after the restart: {after:?}");
+    ensure!(
+        after.len() == 1 && before.iter().all(|(c, _)| *c != after[0].0),
+        "vpngw after the restart: {after:?} (before: {before:?})"
+    );
     let log = vpn.log_text();
     ensure!(
         log.contains("INITIAL-CONTACT"),
@@ -448,10 +502,9 @@ fn initial_contact_restart(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p:
         vpn.log_tail(30)
     );
     println!(
-        "[{}] strongSwan restarted: INITIAL-CONTACT; vpngw replaced ISAKMP SA {} by {} and pair {old_pair:?} by {new:?} \
-         in {:.2} s",
+        "[{}] strongSwan restarted: INITIAL-CONTACT; vpngw replaced ISAKMP SAs {before:?} by {} and pair \
+         {old_pair:?} by {new:?} in {:.2} s",
         sc.name,
-        before[0].0,
         after[0].0,
         t.elapsed().as_secs_f64()
     );
