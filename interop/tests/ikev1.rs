@@ -19,7 +19,8 @@
 //!   without an answer) drops the dead ISAKMP SA, starts Main Mode again and
 //!   re-establishes once strongSwan is back; strongSwan as initiator restarted at once
 //!   comes back with INITIAL-CONTACT and vpngw keeps only the new SAs;
-//! - `aes256-sha256-modp2048` in both roles;
+//! - `aes256-sha256-modp2048` in both roles, with vpngw rekeying on its own timer and
+//!   charon reading the lifetime vpngw offers;
 //! - vpngw to vpngw: raw ESP without a NAT, then through a port-rewriting NAT (NAT-T:
 //!   NAT detected, IKE and ESP on 4500 through the NAT's mapping, a Quick Mode rekey from
 //!   outside the NAT, NAT-keepalives from the side behind it);
@@ -54,6 +55,9 @@ const WALKTHROUGH: &str = "aes128-sha1-modp1024";
 const STRONGER: &str = "aes256-sha256-modp2048";
 /// Length of the load under which both Quick Mode rekeys and both re-authentications run.
 const LOAD_SECONDS: f64 = 7.0;
+/// vpngw's `child_rekey_time` in the test of its own rekey timer (seconds; the hard
+/// lifetime is twice that).
+const AUTO_REKEY: u64 = 3;
 /// How long a Quick Mode rekey may take to settle on both sides.
 const REKEY_TIMEOUT: Duration = Duration::from_secs(15);
 /// vpngw's DPD in the dead-peer test: R-U-THERE after 2 s without traffic from the
@@ -512,19 +516,57 @@ fn initial_contact_restart(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p:
     Ok(())
 }
 
-/// `aes256-sha256-modp2048` in both roles, one after the other on one topology.
+/// `aes256-sha256-modp2048` in both roles, one after the other on one topology; vpngw
+/// rekeys the Quick Mode SAs on its own timer (3 s) and strongSwan honours the lifetime
+/// vpngw offers.
 #[test]
 fn ikev1_aes256_sha256_modp2048_both_roles() {
     run_scenario("ikev1_aes256_sha256_modp2048_both_roles", |sc| {
         let p = Profile::stronger();
         for (vpngw_initiates, tag) in [(true, "vpngw-init"), (false, "swan-init")] {
-            let cfg = vpngw_for_role(vpngw_initiates, p.proposal);
-            let SwanTunnel { mut vpn, mut swan, .. } = swan_tunnel(sc, &p, vpngw_initiates, cfg, tag)?;
+            let mut cfg = vpngw_for_role(vpngw_initiates, p.proposal);
+            cfg.tunnels[0].lifetimes = Lifetimes {
+                child_rekey_time: Some(format!("{AUTO_REKEY}s")),
+                child_life_time: Some(format!("{}s", AUTO_REKEY * 2)),
+                rekey_jitter: Some("0%".into()),
+                ..Lifetimes::default()
+            };
+            let SwanTunnel { mut vpn, mut swan, spis } = swan_tunnel(sc, &p, vpngw_initiates, cfg, tag)?;
+            auto_rekey(sc, &vpn, &swan, &p, spis, tag)?;
             vpn.stop()?;
             swan.stop();
         }
         Ok(())
     });
+}
+
+/// vpngw's Quick Mode rekey on its own timer (`child_rekey_time`, nobody asks): a new
+/// pair on both sides within the rekey time and a margin; strongSwan, answering vpngw's
+/// Quick Mode, must have read the lifetime vpngw offered (the SA Life Type and Life
+/// Duration attributes): charon logs `received 6s lifetime`.
+fn auto_rekey(
+    sc: &Scenario,
+    vpn: &Vpngw,
+    swan: &StrongSwan,
+    p: &Profile,
+    old: (String, String),
+    tag: &str,
+) -> Result<()> {
+    let t = Instant::now();
+    let new = await_agreement(vpn, swan, p, &[old.0.clone(), old.1.clone()], "vpngw's Quick Mode rekey on its timer")?;
+    let life = AUTO_REKEY * 2;
+    let read = format!("received {life}s lifetime");
+    ensure!(
+        swan.log_text().contains(&read),
+        "charon did not read the lifetime vpngw offered (no \"{read}\" in its log):\n{}",
+        swan.diagnostics()
+    );
+    println!(
+        "[{}] {tag}: vpngw rekeyed on its timer: {old:?} -> {new:?} seen {:.1} s later; charon: \"{read}\"",
+        sc.name,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// vpngw's one INSTALLED pair with the walkthrough algorithms and encapsulation `mode`,
