@@ -27,7 +27,7 @@
 //! - wrong PSK and disjoint proposals fail, nothing is installed, both daemons stay up,
 //!   and vpngw's log names the reason.
 //!
-//! The file takes about 90 s, most of it protocol timers waited out on state: Main Mode
+//! The file takes about 100 s, most of it protocol timers waited out on state: Main Mode
 //! giving up (31 s) and the NAT-keepalive interval (20 s).
 //!
 //! Needs root (see `interop::scenario::run_scenario`); run one test at a time:
