@@ -4,7 +4,7 @@
 //! with their guard ([`process`]), the strongSwan reference peer ([`strongswan`]), the
 //! vpngw daemon under test ([`vpngw`]), WAN captures ([`capture`]) and traffic checks
 //! ([`traffic`]), continuous loss/gap measurement ([`stream`]), kernel drop counters
-//! ([`kernel_drops`]), SA histories across rekeys ([`sa_history`]), IKE exchanges read off the capture ([`ikewire`]) and what a
+//! ([`kernel_drops`]), several subnets per site ([`subnets`]), SA histories across rekeys ([`sa_history`]), IKE exchanges read off the capture ([`ikewire`]) and what a
 //! process costs in memory and CPU ([`procstat`]). Every resource is an RAII guard: dropping it (also while a test panics)
 //! kills the processes it started, by PID, and deletes the namespaces it created.
 //!
@@ -23,6 +23,7 @@ pub mod sa_history;
 pub mod scenario;
 pub mod stream;
 pub mod strongswan;
+pub mod subnets;
 pub mod traffic;
 pub mod vpngw;
 

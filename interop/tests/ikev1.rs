@@ -24,10 +24,11 @@
 //! - vpngw to vpngw: raw ESP without a NAT, then through a port-rewriting NAT (NAT-T:
 //!   NAT detected, IKE and ESP on 4500 through the NAT's mapping, a Quick Mode rekey from
 //!   outside the NAT, NAT-keepalives from the side behind it);
+//! - two subnets on each site: one Quick Mode SA pair per subnet pair, both roles;
 //! - wrong PSK and disjoint proposals fail, nothing is installed, both daemons stay up,
 //!   and vpngw's log names the reason.
 //!
-//! The file takes about 100 s, most of it protocol timers waited out on state: Main Mode
+//! The file takes about 110 s, most of it protocol timers waited out on state: Main Mode
 //! giving up (31 s) and the NAT-keepalive interval (20 s).
 //!
 //! Needs root (see `interop::scenario::run_scenario`); run one test at a time:
@@ -46,6 +47,9 @@ use interop::scenario::{
 };
 use interop::stream::{Load, LoadSpec};
 use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig};
+use interop::subnets::{
+    add_second_subnets, all_pairs, pair_children, ping_every_pair, vpngw_selectors, A_NETS, B_NETS, PAIR_CHILDREN,
+};
 use interop::vpngw::{child_sas, encap_mode, one_line, Encap, GatewayConfig, Lifetimes, Start, Vpngw};
 use interop::{ensure, wait_for, Binaries, Error, Result};
 
@@ -567,6 +571,93 @@ fn auto_rekey(
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Two subnets on each site (`interop::subnets`), one Quick Mode SA pair per subnet
+/// pair, the walkthrough profile, each side initiating once on one topology (strongSwan
+/// with one `children` section per pair): four pairs INSTALLED on both sides under one
+/// ISAKMP SA each, vpngw's with the right selectors, pings across every pair both ways;
+/// then strongSwan rekeys one pair (`swanctl --rekey --child p0`) and the other three
+/// keep their SPIs.
+#[test]
+fn ikev1_several_subnets_one_quick_mode_each() {
+    run_scenario("ikev1_several_subnets_one_quick_mode_each", |sc| {
+        add_second_subnets(&sc.topo)?;
+        let bins = binaries()?;
+        let cap = sc.capture_wan()?;
+        for (vpngw_initiates, tag) in [(true, "vpngw-init"), (false, "swan-init")] {
+            let mut vcfg = vpngw_for_role(true, WALKTHROUGH);
+            let t = &mut vcfg.tunnels[0];
+            t.start = if vpngw_initiates { Start::Initiate } else { Start::Respond };
+            t.local_subnets = A_NETS.iter().map(|n| (*n).to_owned()).collect();
+            t.remote_subnets = B_NETS.iter().map(|n| (*n).to_owned()).collect();
+            let swan_conf = swan_v1(false, !vpngw_initiates, WALKTHROUGH).swanctl_conf_children(&pair_children());
+            let (swan_dir, vpn_dir) = (sc.subdir(&format!("{tag}-swan")), sc.subdir(&format!("{tag}-vpngw")));
+            let (vpn, swan) = if vpngw_initiates {
+                let s = StrongSwan::start_conf(&sc.topo.gw_b, &swan_conf, &swan_dir)?;
+                (Vpngw::start(&sc.topo.gw_a, &vcfg, &vpn_dir, &bins)?, s)
+            } else {
+                let v = Vpngw::start(&sc.topo.gw_a, &vcfg, &vpn_dir, &bins)?;
+                (v, StrongSwan::start_conf(&sc.topo.gw_b, &swan_conf, &swan_dir)?)
+            };
+            let four = |vpn: &Vpngw, swan: &StrongSwan| -> Option<StatusReport> {
+                let st = vpn.status().ok()?;
+                let list = swan.list_sas().ok()?;
+                let ikes = st.tunnels.iter().flat_map(|t| &t.ike_sas).filter(|i| i.state == "ESTABLISHED").count();
+                let swan_ikes = parse_list_sas(&list).iter().filter(|sa| sa.state == "ESTABLISHED").count();
+                let ok = vpngw_selectors(&st) == all_pairs()
+                    && swan_installed_children(&list) == 4
+                    && ikes == 1
+                    && swan_ikes == 1;
+                ok.then_some(st)
+            };
+            let st =
+                wait_for(SA_TIMEOUT, "four Quick Mode SA pairs on both sides", || four(&vpn, &swan)).map_err(|e| {
+                    Error::new(format!(
+                        "{e}\n--- vpnctl status ---\n{}\n--- swanctl --list-sas ---\n{}\n--- vpngw log ---\n{}",
+                        vpn.status_text().unwrap_or_default(),
+                        swan.list_sas().unwrap_or_default(),
+                        vpn.log_tail(30)
+                    ))
+                })?;
+            println!("[{}] {tag}: four Quick Mode SA pairs on both sides: {:?}", sc.name, vpngw_selectors(&st));
+            ping_every_pair(sc)?;
+            if vpngw_initiates {
+                let pairs = |st: &StatusReport| -> Vec<(String, String, String)> {
+                    let mut v: Vec<_> = child_sas(st)
+                        .into_iter()
+                        .filter(|c| c.state == "INSTALLED")
+                        .map(|c| (c.remote_ts.join(","), c.local_ts.join(","), norm(&c.spi_in)))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                let before = pairs(&st);
+                swan.rekey_child(PAIR_CHILDREN[0])?;
+                // p0 is 10.2.0.0/24 === 10.1.0.0/24 at strongSwan: remote, local at vpngw.
+                let (b0, a0) = (B_NETS[0], A_NETS[0]);
+                let after = wait_for(REKEY_TIMEOUT, "strongSwan's rekey of pair p0 alone", || {
+                    let st = four(&vpn, &swan)?;
+                    let now = pairs(&st);
+                    let changed: Vec<_> = now.iter().filter(|p| !before.contains(p)).collect();
+                    (changed.len() == 1 && changed[0].0 == b0 && changed[0].1 == a0).then_some(now)
+                })
+                .map_err(|e| Error::new(format!("{e}: {}", vpn.status_text().unwrap_or_default())))?;
+                println!("[{}] {tag}: strongSwan rekeyed p0 alone: {before:?} -> {after:?}", sc.name);
+                ping_every_pair(sc)?;
+            }
+            let (mut vpn, mut swan) = (vpn, swan);
+            vpn.stop()?;
+            swan.stop();
+        }
+        sc.check_wan(cap, WanExpect::EspInUdp)?;
+        Ok(())
+    });
+}
+
+/// INSTALLED CHILD SAs in `swanctl --list-sas`, over all IKE SAs.
+fn swan_installed_children(list_sas: &str) -> usize {
+    parse_list_sas(list_sas).iter().flat_map(|sa| &sa.children).filter(|c| c.state == "INSTALLED").count()
 }
 
 /// vpngw's one INSTALLED pair with the walkthrough algorithms and encapsulation `mode`,

@@ -25,20 +25,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gateway::control::proto::StatusReport;
-use interop::netns::{Netns, Topology, HOST_IF, LAN_IF};
 use interop::scenario::{run_scenario, swan_site_b, vpngw_site_a, Scenario, WanExpect, SA_TIMEOUT};
 use interop::stream::{Load, LoadSpec};
 use interop::strongswan::{installed_child_sas as swan_installed, parse_list_sas, StrongSwan, SwanConfig};
-use interop::traffic::{parse_ping, PingStats};
+use interop::subnets::{
+    add_second_subnets, all_pairs, pair_children, ping_every_pair, vpngw_selectors, A_NETS, B_NETS,
+};
 use interop::vpngw::{child_sas, Encap, GatewayConfig, Start, Vpngw};
 use interop::{ensure, wait_for, Binaries, Error, Result};
 
-/// Site A's subnets (vpngw) and a host in each.
-const A_NETS: [&str; 2] = ["10.1.0.0/24", "10.3.0.0/24"];
-const A_HOSTS: [&str; 2] = ["10.1.0.10", "10.3.0.10"];
-/// Site B's subnets (strongSwan) and a host in each.
-const B_NETS: [&str; 2] = ["10.2.0.0/24", "10.4.0.0/24"];
-const B_HOSTS: [&str; 2] = ["10.2.0.10", "10.4.0.10"];
 /// The load of the rekey checks (`stream::Load`: lanA 10.1.0.10 -> lanB 10.2.0.10).
 const LOAD_PAIR: (&str, &str) = ("10.1.0.0/24", "10.2.0.0/24");
 /// The strongSwan children section of that pair (see [`swan_pairs`]).
@@ -50,20 +45,6 @@ fn nettool() -> PathBuf {
 
 fn binaries() -> Result<Binaries> {
     Binaries::locate(nettool())
-}
-
-/// Adds the second subnet of each site: 10.3.0.0/24 on lanA's link, 10.4.0.0/24 on
-/// lanB's (the hosts keep their default route through their gateway).
-fn add_second_subnets(topo: &Topology) -> Result<()> {
-    for (ns, ifname, addr) in [
-        (&topo.gw_a, LAN_IF, "10.3.0.1/24"),
-        (&topo.lan_a, HOST_IF, "10.3.0.10/24"),
-        (&topo.gw_b, LAN_IF, "10.4.0.1/24"),
-        (&topo.lan_b, HOST_IF, "10.4.0.10/24"),
-    ] {
-        ns.ip(&["addr", "add", addr, "dev", ifname])?;
-    }
-    Ok(())
 }
 
 /// vpngw on gwA with both subnets of each site.
@@ -81,68 +62,9 @@ fn swan_combined(initiate: bool) -> SwanConfig {
     SwanConfig { local_ts: B_NETS.join(","), remote_ts: A_NETS.join(","), ..swan_site_b(initiate) }
 }
 
-/// strongSwan's children sections, one per pair: `p0` = 10.2.0.0/24 === 10.1.0.0/24,
-/// `p1` = 10.2.0.0/24 === 10.3.0.0/24, `p2` = 10.4.0.0/24 === 10.1.0.0/24, `p3` =
-/// 10.4.0.0/24 === 10.3.0.0/24.
+/// strongSwan's children sections, one per pair (`interop::subnets::pair_children`).
 fn swan_pairs(initiate: bool) -> String {
-    let names = ["p0", "p1", "p2", "p3"];
-    let pairs: Vec<(&str, &str, &str)> = B_NETS
-        .iter()
-        .flat_map(|b| A_NETS.iter().map(move |a| (*b, *a)))
-        .zip(names)
-        .map(|((b, a), n)| (n, b, a))
-        .collect();
-    swan_site_b(initiate).swanctl_conf_children(&pairs)
-}
-
-/// `ping -I src dst` from `ns`, `count` times 0.2 s apart.
-fn ping_from(ns: &Netns, src: &str, dst: &str, count: u32) -> Result<PingStats> {
-    let c = count.to_string();
-    let out = ns
-        .exec(&["ping", "-n", "-c", &c, "-i", "0.2", "-W", "2", "-I", src, dst])
-        .output()
-        .map_err(|e| Error::new(format!("cannot run ping: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_ping(&text).ok_or_else(|| Error::new(format!("cannot parse ping output: {text}")))
-}
-
-/// Pings across every (site A subnet, site B subnet) pair in both directions; `Err`
-/// unless every reply arrives.
-fn ping_every_pair(sc: &Scenario) -> Result<()> {
-    let mut report = Vec::new();
-    for a in A_HOSTS {
-        for b in B_HOSTS {
-            let ab = ping_from(&sc.topo.lan_a, a, b, 3)?;
-            let ba = ping_from(&sc.topo.lan_b, b, a, 2)?;
-            ensure!(
-                ab.received == ab.transmitted && ba.received == ba.transmitted,
-                "ping lost replies between {a} and {b}: {a}->{b} {ab:?}, {b}->{a} {ba:?}\n{}",
-                sc.topo.describe()
-            );
-            report.push(format!("{a}<->{b} {}/{} {}/{}", ab.received, ab.transmitted, ba.received, ba.transmitted));
-        }
-    }
-    println!("[{}] ping across every pair: {}", sc.name, report.join(", "));
-    Ok(())
-}
-
-/// (local, remote) selectors of each INSTALLED CHILD SA in a vpngw status, sorted.
-fn vpngw_selectors(st: &StatusReport) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = child_sas(st)
-        .into_iter()
-        .filter(|c| c.state == "INSTALLED")
-        .map(|c| (c.local_ts.join(","), c.remote_ts.join(",")))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The four pairs as vpngw on site A names them, sorted.
-fn all_pairs() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> =
-        A_NETS.iter().flat_map(|a| B_NETS.iter().map(move |b| ((*a).to_owned(), (*b).to_owned()))).collect();
-    v.sort();
-    v
+    swan_site_b(initiate).swanctl_conf_children(&pair_children())
 }
 
 /// Waits until vpngw shows exactly `want` as its INSTALLED CHILD SAs' selectors and
