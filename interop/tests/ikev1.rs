@@ -18,7 +18,8 @@
 //! - DPD: strongSwan SIGKILLed, vpngw (R-U-THERE after 2 s of silence, dead after 4 s
 //!   without an answer) drops the dead ISAKMP SA, starts Main Mode again and
 //!   re-establishes once strongSwan is back; strongSwan as initiator restarted at once
-//!   comes back with INITIAL-CONTACT and vpngw keeps only the new SAs;
+//!   comes back with INITIAL-CONTACT and vpngw keeps only the new SAs; vpngw answers
+//!   strongSwan's R-U-THERE;
 //! - `aes256-sha256-modp2048` in both roles, with vpngw rekeying on its own timer and
 //!   charon reading the lifetime vpngw offers;
 //! - vpngw to vpngw: raw ESP without a NAT, then through a port-rewriting NAT (NAT-T:
@@ -46,7 +47,7 @@ use interop::scenario::{
     run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect, PSK, SA_TIMEOUT,
 };
 use interop::stream::{Load, LoadSpec};
-use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig};
+use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig, SwanTimers};
 use interop::subnets::{
     add_second_subnets, all_pairs, pair_children, ping_every_pair, vpngw_selectors, A_NETS, B_NETS, PAIR_CHILDREN,
 };
@@ -357,11 +358,11 @@ fn swan_tunnel(
     p: &Profile,
     vpngw_initiates: bool,
     vpn_cfg: GatewayConfig,
+    swan_cfg: SwanConfig,
     tag: &str,
 ) -> Result<SwanTunnel> {
     let bins = binaries()?;
     let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, &format!("wan-{tag}"))?;
-    let swan_cfg = swan_v1(!vpngw_initiates, !vpngw_initiates, p.proposal);
     let (vpn, swan) = start_pair(sc, &bins, vpngw_initiates, &vpn_cfg, &swan_cfg, tag)?;
     let t0 = Instant::now();
     let spis = await_agreement(&vpn, &swan, p, &[], "the IKEv1 tunnel on both sides")?;
@@ -394,7 +395,8 @@ fn ikev1_walkthrough_vpngw_initiator() {
             dpd_action: Some("restart".into()),
             ..Lifetimes::default()
         };
-        let SwanTunnel { vpn, mut swan, spis } = swan_tunnel(sc, &p, true, cfg, "up")?;
+        let SwanTunnel { vpn, mut swan, spis } =
+            swan_tunnel(sc, &p, true, cfg, swan_v1(false, false, p.proposal), "up")?;
         rekeys_under_load(sc, &vpn, &swan, &p, spis)?;
         dead_peer(sc, &vpn, &mut swan, &p)?;
         let mut vpn = vpn;
@@ -473,20 +475,56 @@ fn ikev1_walkthrough_strongswan_initiator() {
     run_scenario("ikev1_walkthrough_strongswan_initiator", |sc| {
         let p = Profile::walkthrough();
         let cfg = vpngw_for_role(false, p.proposal);
-        let SwanTunnel { mut vpn, mut swan, spis } = swan_tunnel(sc, &p, false, cfg, "up")?;
+        // strongSwan checks liveness itself: R-U-THERE after 1 s without traffic, the peer
+        // dead after 3 s without an answer (IKEv1's dpd_timeout).
+        let timers =
+            SwanTimers { dpd_delay: Some("1s".into()), dpd_timeout: Some("3s".into()), ..SwanTimers::default() };
+        let swan_cfg = SwanConfig { timers, ..swan_v1(true, true, p.proposal) };
+        let SwanTunnel { mut vpn, mut swan, spis } = swan_tunnel(sc, &p, false, cfg, swan_cfg.clone(), "up")?;
         rekeys_under_load(sc, &vpn, &swan, &p, spis)?;
-        initial_contact_restart(sc, &vpn, &mut swan, &p)?;
+        answers_dpd(sc, &vpn, &swan)?;
+        initial_contact_restart(sc, &vpn, &mut swan, &p, &swan_cfg)?;
         vpn.stop()?;
         swan.stop();
         Ok(())
     });
 }
 
+/// vpngw answers strongSwan's DPD: with the tunnel idle, charon sends R-U-THERE every
+/// second (its log: `N(DPD)`) and must parse at least three R-U-THERE-ACKs from vpngw
+/// (`N(DPD_ACK)`) while the ISAKMP SA stays the same on both sides (an unanswered one
+/// would end it after 3 s).
+fn answers_dpd(sc: &Scenario, vpn: &Vpngw, swan: &StrongSwan) -> Result<()> {
+    let before = established_cookie(vpn, swan).ok_or_else(|| Error::new("no agreed ISAKMP SA before DPD"))?;
+    let acks =
+        |log: &str| log.lines().filter(|l| l.contains("parsed INFORMATIONAL_V1") && l.contains("N(DPD_ACK)")).count();
+    let start = acks(&swan.log_text());
+    let t = Instant::now();
+    wait_for(Duration::from_secs(15), "three R-U-THERE-ACKs from vpngw parsed by charon", || {
+        (acks(&swan.log_text()) >= start + 3).then_some(())
+    })
+    .map_err(|e| Error::new(format!("{e}\n{}", swan.diagnostics())))?;
+    let after = established_cookie(vpn, swan);
+    ensure!(after.as_deref() == Some(before.as_str()), "the ISAKMP SA changed during DPD: {before} -> {after:?}");
+    println!(
+        "[{}] charon's R-U-THERE answered by vpngw three times in {:.1} s; ISAKMP SA {before} unchanged",
+        sc.name,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// strongSwan (the initiator) SIGKILLed and started again at once, before any liveness
 /// check could notice: it comes back with a new Main Mode carrying INITIAL-CONTACT, and
 /// vpngw (no DPD configured) must drop the ISAKMP SA and Quick Mode SAs of the old
 /// instance and keep only the new ones, which carry traffic.
-fn initial_contact_restart(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p: &Profile) -> Result<()> {
+fn initial_contact_restart(
+    sc: &Scenario,
+    vpn: &Vpngw,
+    swan: &mut StrongSwan,
+    p: &Profile,
+    swan_cfg: &SwanConfig,
+) -> Result<()> {
     // The ESTABLISHED ISAKMP SA and any it replaced: INITIAL-CONTACT ends them all.
     let before = isakmp_states(vpn);
     let established = before.iter().filter(|(_, s)| s == "ESTABLISHED").count();
@@ -495,7 +533,7 @@ fn initial_contact_restart(sc: &Scenario, vpn: &Vpngw, swan: &mut StrongSwan, p:
         vpngw_check(&vpn.status()?, &vpn.status_json_text()?, p, "udp").map(|(i, o)| vec![i, o])?;
     swan.kill();
     let t = Instant::now();
-    *swan = StrongSwan::start(&sc.topo.gw_a, &swan_v1(true, true, p.proposal), &sc.subdir("up-swan"))?;
+    *swan = StrongSwan::start(&sc.topo.gw_a, swan_cfg, &sc.subdir("up-swan"))?;
     // One ISAKMP SA and one pair at vpngw (await_agreement checks both): the old ones gone.
     let new = await_agreement(vpn, swan, p, &old_pair, "vpngw to replace the old instance's SAs by the new ones")?;
     let after = isakmp_states(vpn);
@@ -535,7 +573,14 @@ fn ikev1_aes256_sha256_modp2048_both_roles() {
                 rekey_jitter: Some("0%".into()),
                 ..Lifetimes::default()
             };
-            let SwanTunnel { mut vpn, mut swan, spis } = swan_tunnel(sc, &p, vpngw_initiates, cfg, tag)?;
+            let SwanTunnel { mut vpn, mut swan, spis } = swan_tunnel(
+                sc,
+                &p,
+                vpngw_initiates,
+                cfg,
+                swan_v1(!vpngw_initiates, !vpngw_initiates, p.proposal),
+                tag,
+            )?;
             auto_rekey(sc, &vpn, &swan, &p, spis, tag)?;
             vpn.stop()?;
             swan.stop();
