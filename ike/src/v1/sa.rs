@@ -28,7 +28,7 @@ use crate::sa::{Ctx, HALF_OPEN_TIMEOUT};
 use ipsec_types::{
     ChildRef, DatapathCommand, Direction, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
 };
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,6 +37,10 @@ use std::time::Duration;
 const MAX_QUICK: usize = 8;
 /// Answers kept for the peer's retransmissions (by hash of its message).
 const MAX_ANSWERS: usize = 8;
+/// Message IDs of the peer's Quick Mode and Informational exchanges remembered per
+/// ISAKMP SA to refuse replays (IKEv1 messages carry no sequence number; a replayed one
+/// verifies). The oldest is forgotten past this many; only authenticated messages add.
+const MAX_SEEN_MIDS: usize = 4096;
 /// As Quick Mode initiator we switch outbound traffic to the new pair this long after
 /// sending message 3, so that the responder (which installs its inbound SA when message
 /// 3 arrives) is ready for it.
@@ -207,6 +211,9 @@ pub(crate) struct V1Sa {
     quick: Vec<Quick>,
     rtx: Vec<Rtx>,
     answers: VecDeque<([u8; 32], Vec<u8>)>,
+    /// Message IDs of exchanges the peer started here (authenticated), oldest first.
+    seen_mids: VecDeque<u32>,
+    seen_set: HashSet<u32>,
     dpd: DpdState,
     quick_retry_at: Option<Timestamp>,
     keepalive_at: Option<Timestamp>,
@@ -252,6 +259,8 @@ impl V1Sa {
             quick: vec![],
             rtx: vec![],
             answers: VecDeque::new(),
+            seen_mids: VecDeque::new(),
+            seen_set: HashSet::new(),
             dpd: DpdState::default(),
             quick_retry_at: None,
             keepalive_at: None,
@@ -431,6 +440,24 @@ impl V1Sa {
             self.answers.pop_front();
         }
         self.answers.push_back((sha256(msg), answer.to_vec()));
+    }
+
+    /// Whether the peer used message ID `mid` for an exchange already: a replay.
+    fn seen_mid(&self, mid: u32) -> bool {
+        self.seen_set.contains(&mid)
+    }
+
+    /// Records `mid` of an authenticated message that started an exchange of the peer.
+    fn record_mid(&mut self, mid: u32) {
+        if !self.seen_set.insert(mid) {
+            return;
+        }
+        if self.seen_mids.len() >= MAX_SEEN_MIDS {
+            if let Some(old) = self.seen_mids.pop_front() {
+                self.seen_set.remove(&old);
+            }
+        }
+        self.seen_mids.push_back(mid);
     }
 
     fn quick_config<'a>(&'a self, local_ts: &'a TrafficSelector, remote_ts: &'a TrafficSelector) -> QuickConfig<'a> {
@@ -734,6 +761,13 @@ impl V1Sa {
                 None => {}
             },
             None => {
+                if self.seen_mid(mid) {
+                    // A replay of a Quick Mode the peer ran here before (its answer left the
+                    // cache): authentic but not fresh.
+                    ctx.drops.malformed += 1;
+                    tracing::debug!(tunnel = %name, mid = format_args!("{mid:08x}"), "replayed IKEv1 Quick Mode message dropped");
+                    return;
+                }
                 // A new Quick Mode from the peer: within `child_sa_max` pairs in use (and as
                 // many replaced ones in their last moments).
                 let live = self.pairs.iter().filter(|p| !matches!(p.state, PairState::Rekeyed { .. })).count();
@@ -756,6 +790,7 @@ impl V1Sa {
                 }
                 match result {
                     Ok((ex, qsa, msg2)) => {
+                        self.record_mid(mid);
                         self.mark_heard(ctx, local, remote);
                         let child_id = self.install(ctx, qsa, false, None);
                         if self.quick.len() >= MAX_QUICK {
@@ -775,6 +810,7 @@ impl V1Sa {
                             other => {
                                 // Authenticated (the HASH verified): a configuration mismatch.
                                 tracing::warn!(tunnel = %name, "IKEv1 Quick Mode from the peer refused: {other}");
+                                self.record_mid(mid);
                                 self.mark_heard(ctx, local, remote);
                             }
                         }
@@ -966,6 +1002,12 @@ impl V1Sa {
             self.clear_notify(ctx, remote, data, h)?;
             return Ok(());
         };
+        if self.seen_mid(h.message_id) {
+            // A replay (of a DPD answer, a Delete, INITIAL-CONTACT): authentic, not fresh.
+            ctx.drops.malformed += 1;
+            tracing::debug!(tunnel = %self.peer.name, "replayed IKEv1 Informational dropped");
+            return Ok(());
+        }
         let infos = match info::open_informational(p1, data) {
             Ok(i) => i,
             Err(e) => {
@@ -974,6 +1016,7 @@ impl V1Sa {
                 return Ok(());
             }
         };
+        self.record_mid(h.message_id);
         self.mark_heard(ctx, local, remote);
         for i in infos {
             match i {
