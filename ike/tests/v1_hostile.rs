@@ -115,3 +115,30 @@ fn replayed_quick_mode_message_1_makes_no_pair() {
     assert_eq!(p.ep(Side::B).status()[0].children.len(), before);
     assert!(downs(&p, Side::A).is_empty() && downs(&p, Side::B).is_empty());
 }
+
+/// Aggressive Mode message 3 is the initiator's last: when it is lost, the responder
+/// repeats message 2 until it comes (the initiator answers from its cache), as the
+/// initiator of Main Mode repeats message 5.
+#[test]
+fn lost_aggressive_mode_message_3_is_recovered() {
+    init_logs();
+    let (mut a, mut b) = configs();
+    a.aggressive = true;
+    b.aggressive = true;
+    let mut p = Pair::new(a, b);
+    p.tick(p.now);
+    assert!(p.deliver_to(Side::B), "message 1");
+    assert!(p.deliver_to(Side::A), "message 2");
+    assert!(p.take_to(Side::B).is_some(), "message 3, lost");
+    p.in_flight.clear();
+    for _ in 0..10 {
+        p.advance(Duration::from_secs(1));
+    }
+    let st = p.ep(Side::B).status();
+    assert_eq!(st.first().map(|s| s.state), Some("ESTABLISHED"), "{st:?}");
+    let children = |p: &mut Pair, side| {
+        p.ep(side).status().iter().flat_map(|s| s.children.clone()).filter(|c| c.state == "INSTALLED").count()
+    };
+    assert_eq!(children(&mut p, Side::A), 1);
+    assert_eq!(children(&mut p, Side::B), 1);
+}

@@ -330,7 +330,14 @@ impl V1Sa {
             Ok((stage, msg)) => {
                 let mut sa = Self::new(peer.clone(), false, local, remote, stage, ctx.now);
                 sa.remember_answer(data, &msg);
-                sa.transmit(ctx, msg);
+                if aggressive {
+                    // Message 3 is the initiator's last: without it we would sit half-open
+                    // while the initiator thinks it is up, so message 2 goes again until it
+                    // comes (the initiator answers a repeat from its cache).
+                    sa.send_tracked(ctx, RtxKind::Main, msg);
+                } else {
+                    sa.transmit(ctx, msg);
+                }
                 Some(sa)
             }
             Err(MainModeError::NoProposalChosen) => {
@@ -1238,7 +1245,12 @@ impl V1Sa {
                         None if authenticating => DownReason::PskMismatch,
                         None => DownReason::Unanswered("IKEv1 Main Mode"),
                     };
-                    tracing::warn!(tunnel = %self.peer.name, "IKEv1 Main Mode failed: {reason}");
+                    if self.initiator {
+                        tracing::warn!(tunnel = %self.peer.name, "IKEv1 Main Mode failed: {reason}");
+                    } else {
+                        // Our Aggressive Mode message 2 to an unauthenticated message 1.
+                        tracing::debug!(tunnel = %self.peer.name, "IKEv1 Aggressive Mode not completed: {reason}");
+                    }
                     self.rtx.clear();
                     return Err(if authenticating || self.hint.is_some() {
                         Failure::Negotiation(reason)
