@@ -142,3 +142,48 @@ fn lost_aggressive_mode_message_3_is_recovered() {
     assert_eq!(children(&mut p, Side::A), 1);
     assert_eq!(children(&mut p, Side::B), 1);
 }
+
+/// Aggressive Mode message 2 with its KE value altered (HASH_R then fails): what an
+/// attacker who saw message 1 can forge.
+fn forged_message_2(m2: &Transmit, i: u8) -> Transmit {
+    let mut t = m2.clone();
+    let sa_len = usize::from(u16::from_be_bytes([t.data[30], t.data[31]]));
+    let at = 28 + sa_len + 4 + 5;
+    t.data[at] ^= i.max(1);
+    t
+}
+
+/// Each Aggressive Mode message 2 costs the initiator a key exchange before HASH_R can
+/// be checked: a few forged ones before the real one do not stop it, a flood of them
+/// costs at most a few key exchanges per attempt.
+#[test]
+fn forged_aggressive_mode_answers_cost_few_key_exchanges() {
+    init_logs();
+    let (mut a, mut b) = configs();
+    a.aggressive = true;
+    b.aggressive = true;
+    // Two forgeries, then the real message 2: the tunnel comes up.
+    let mut p = Pair::new(a.clone(), b.clone());
+    p.tick(p.now);
+    assert!(p.deliver_to(Side::B), "message 1");
+    let m2 = p.take_to(Side::A).expect("message 2");
+    for i in 1..=2 {
+        p.inject(Side::A, &forged_message_2(&m2, i));
+    }
+    p.inject(Side::A, &m2);
+    p.run();
+    p.advance(Duration::from_secs(1));
+    let st = p.ep(Side::A).status();
+    assert_eq!(st.first().map(|s| s.state), Some("ESTABLISHED"), "{st:?}");
+    // A flood: all but a few are dropped before the key exchange.
+    let mut p = Pair::new(a, b);
+    p.tick(p.now);
+    assert!(p.deliver_to(Side::B), "message 1");
+    let m2 = p.take_to(Side::A).expect("message 2");
+    let before = p.a.drops().malformed;
+    for i in 1..=50u8 {
+        p.inject(Side::A, &forged_message_2(&m2, i));
+    }
+    let dropped = p.a.drops().malformed - before;
+    assert!(dropped >= 46, "{dropped} of 50 forged answers dropped before the key exchange");
+}

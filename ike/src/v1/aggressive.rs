@@ -46,6 +46,10 @@ fn peer_identity(m: &Message, at: usize, cfg: &MainModeConfig<'_>) -> Result<Ide
 }
 
 /// Aggressive Mode as initiator, waiting for message 2.
+/// Message 2s the initiator computes the key exchange for per attempt: anyone who saw
+/// message 1 can forge one, and its HASH_R can only be checked after the key exchange.
+const MAX_ANSWERS_TRIED: u8 = 4;
+
 pub(crate) struct Initiator {
     cky_i: u64,
     sai_b: Vec<u8>,
@@ -54,6 +58,8 @@ pub(crate) struct Initiator {
     ni: Zeroizing<Vec<u8>>,
     nat: Nat,
     done: bool,
+    /// Answers that reached the key exchange (each costs one before HASH_R can be checked).
+    tried: u8,
 }
 
 impl Initiator {
@@ -83,7 +89,7 @@ impl Initiator {
             Payload::Vendor(VID_DPD.to_vec()),
         ];
         let msg = emit_clear(header(cky_i, 0), &payloads);
-        Some((Self { cky_i, sai_b, idii_b, kex, ni, nat: Nat::default(), done: false }, msg))
+        Some((Self { cky_i, sai_b, idii_b, kex, ni, nat: Nat::default(), done: false, tried: 0 }, msg))
     }
 
     pub(crate) fn cookie(&self) -> u64 {
@@ -113,6 +119,10 @@ impl Initiator {
             return Err(MainModeError::NoProposalChosen);
         }
         let (g_xr, nr) = ke_and_nonce(&m)?;
+        if self.tried >= MAX_ANSWERS_TRIED {
+            return Err(MainModeError::Unexpected("too many unauthenticated answers"));
+        }
+        self.tried += 1;
         let g_xy = self.kex.agree(&g_xr).map_err(|_| MainModeError::InvalidKe)?;
         let (id_at, _) = one(&m, ptype::ID, "no ID payload")?;
         let (_, hash) = one(&m, ptype::HASH, "no HASH payload")?;
