@@ -215,6 +215,12 @@ impl Endpoint {
         let name = sa.peer.name.clone();
         let ours = sa.ours();
         if let Err(failure) = result {
+            // Deletes of pairs elsewhere that came with the Delete of this SA still count.
+            for a in actions {
+                if matches!(a, V1Action::PeerDeleted(_)) {
+                    self.v1_action(now, &name, idx, a);
+                }
+            }
             self.v1_failed(now, idx, failure);
         } else {
             for a in actions {
@@ -485,5 +491,45 @@ mod tests {
         let st = p.b.status();
         assert_eq!(st.len(), 1, "{st:?}");
         assert_eq!((st[0].spi_r, st[0].state), (new_b, "ESTABLISHED"), "{st:?}");
+    }
+
+    /// One Informational on the old ISAKMP SA deleting the pairs (which moved to the
+    /// newer SA) and the old SA itself: both Deletes take effect.
+    #[test]
+    fn delete_of_moved_pairs_next_to_the_isakmp_delete_is_honoured() {
+        use crate::v1::info::{delete_esp, delete_isakmp};
+        let mut p = Pair::new(
+            v1(peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true)),
+            v1(peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false)),
+        );
+        p.run();
+        p.advance(Duration::from_secs(1));
+        p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: true });
+        for _ in 0..100 {
+            p.drain();
+            let Some((to, t)) = p.in_flight.front() else { break };
+            if *to == Side::B && t.data.get(18) == Some(&crate::v1::message::exchange::INFORMATIONAL) {
+                p.drop_next();
+            } else {
+                p.deliver_next();
+            }
+        }
+        assert_eq!(p.b.v1.sas.len(), 2, "{:?}", p.b.status());
+        let old = p.b.v1.sas.first().expect("old SA");
+        let spi_out = p.b.v1.sas.get(1).and_then(|s| s.pairs.first()).map(|x| x.spi_out).expect("moved pair");
+        // The keys of an ISAKMP SA are the same on both sides: B's copy seals as A would.
+        let p1 = old.phase1().expect("keys");
+        let msg = seal_informational(p1, &mut TestRng::new(9), vec![delete_esp(&[spi_out.0]), delete_isakmp(p1)])
+            .expect("sealed");
+        let t = Transmit { local: old.remote, remote: old.local, data: msg };
+        let mark = p.datapath(Side::B).len();
+        p.inject(Side::B, &t);
+        let st = p.b.status();
+        assert_eq!(st.len(), 1, "{st:?}");
+        assert!(st[0].children.iter().all(|c| c.spi_out != spi_out), "{st:?}");
+        let removed = p.datapath(Side::B).into_iter().skip(mark).any(|c| {
+            matches!(c, ipsec_types::DatapathCommand::Remove { spi, direction: ipsec_types::Direction::Outbound, .. } if spi == spi_out)
+        });
+        assert!(removed);
     }
 }
