@@ -187,3 +187,33 @@ fn forged_aggressive_mode_answers_cost_few_key_exchanges() {
     let dropped = p.a.drops().malformed - before;
     assert!(dropped >= 46, "{dropped} of 50 forged answers dropped before the key exchange");
 }
+
+/// A tunnel with more selector pairs than Quick Modes may be in flight (8): an operator
+/// rekey of all of them rekeys every pair; none is left to run into its hard lifetime.
+#[test]
+fn rekey_of_nine_pairs_at_once_rekeys_them_all() {
+    init_logs();
+    let (mut a, mut b) = configs();
+    let ts = |s: &str| ipsec_types::TrafficSelector::parse_cidr(s).expect("cidr");
+    a.local_ts = vec![ts("10.1.0.0/24"), ts("10.3.0.0/24"), ts("10.5.0.0/24")];
+    a.remote_ts = vec![ts("10.2.0.0/24"), ts("10.4.0.0/24"), ts("10.6.0.0/24")];
+    b.local_ts = a.remote_ts.clone();
+    b.remote_ts = a.local_ts.clone();
+    let mut p = Pair::new(a, b);
+    for _ in 0..20 {
+        p.advance(Duration::from_secs(1));
+    }
+    let installed = |p: &mut Pair| -> Vec<_> {
+        p.ep(Side::A).status().iter().flat_map(|s| s.children.clone()).filter(|c| c.state == "INSTALLED").collect()
+    };
+    let first = installed(&mut p);
+    assert_eq!(first.len(), 9, "{first:?}");
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    for _ in 0..5 {
+        p.advance(Duration::from_secs(1));
+    }
+    let now = installed(&mut p);
+    let old: Vec<_> = now.iter().filter(|c| first.iter().any(|f| f.spi_in == c.spi_in)).collect();
+    assert!(old.is_empty(), "pairs not rekeyed: {old:?}");
+    assert_eq!(now.len(), 9);
+}

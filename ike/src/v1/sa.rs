@@ -32,8 +32,8 @@ use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Quick Mode exchanges in flight at once per ISAKMP SA; the oldest is dropped for a new
-/// one (an authenticated peer that abandons exchanges cannot grow the SA).
+/// Quick Mode exchanges of the peer in flight at once per ISAKMP SA; its oldest is dropped
+/// for a new one (an authenticated peer that abandons exchanges cannot grow the SA).
 const MAX_QUICK: usize = 8;
 /// Answers kept for the peer's retransmissions (by hash of its message).
 const MAX_ANSWERS: usize = 8;
@@ -712,10 +712,7 @@ impl V1Sa {
             Ok((ex, msg)) => {
                 let mid = ex.message_id();
                 tracing::info!(tunnel = %self.peer.name, local = %l, remote = %r, rekey = rekey_of.is_some(), "IKEv1 Quick Mode started");
-                if self.quick.len() >= MAX_QUICK {
-                    let old = self.quick.remove(0);
-                    self.answered(RtxKind::Quick(old.message_id()));
-                }
+                // Ours are not capped: at most one per selector pair and one per pair.
                 self.quick.push(Quick::I { ex: Box::new(ex), rekey_of });
                 self.send_tracked(ctx, RtxKind::Quick(mid), msg);
             }
@@ -800,9 +797,14 @@ impl V1Sa {
                         self.record_mid(mid);
                         self.mark_heard(ctx, local, remote);
                         let child_id = self.install(ctx, qsa, false, None);
-                        if self.quick.len() >= MAX_QUICK {
-                            let old = self.quick.remove(0);
-                            self.answered(RtxKind::Quick(old.message_id()));
+                        // The peer's oldest goes for a new one; ours stay (dropping a rekey
+                        // of ours would leave its pair to run into its hard lifetime).
+                        let theirs = || self.quick.iter().filter(|q| matches!(q, Quick::R { .. }));
+                        if theirs().count() >= MAX_QUICK {
+                            if let Some(i) = self.quick.iter().position(|q| matches!(q, Quick::R { .. })) {
+                                let old = self.quick.remove(i);
+                                self.answered(RtxKind::Quick(old.message_id()));
+                            }
                         }
                         self.quick.push(Quick::R { ex: Box::new(ex), child_id });
                         self.remember_answer(data, &msg2);
