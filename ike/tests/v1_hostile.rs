@@ -81,7 +81,7 @@ fn replayed_informational_does_not_keep_a_dead_peer_alive() {
         p.now = p.now + Duration::from_secs(1);
         p.tick(p.now);
         while p.take_to(Side::B).is_some() {}
-        if p.now.saturating_since(t0).as_secs() % 5 == 0 {
+        if p.now.saturating_since(t0).as_secs().is_multiple_of(5) {
             p.inject(Side::A, &ack);
             while p.take_to(Side::B).is_some() {}
         }
