@@ -6,7 +6,7 @@
 //! and one small responder SA (its SA payload, at most the datagram) and nothing more;
 //! the key exchange waits for message 3, which only a sender that received our message
 //! 2 (with our cookie) can send. Message 1 is admitted under the same half-open caps as
-//! IKE_SA_INIT (per source and in total, IKEv1 and IKEv2 counted together); above them it
+//! IKE_SA_INIT (per source and in total, with IKEv2's half-open SAs counted too); above them it
 //! is dropped and counted, and the initiator retransmits.
 
 use super::Endpoint;

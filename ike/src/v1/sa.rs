@@ -224,6 +224,16 @@ pub(crate) struct V1Sa {
     pub(crate) actions: Vec<V1Action>,
 }
 
+/// The shortest lifetime a peer can impose (unless ours is shorter): below it a
+/// misconfigured or hostile peer would make the tunnel rekey continuously.
+const MIN_PEER_LIFE: Duration = Duration::from_secs(60);
+
+/// The lifetime in force: ours, or the peer's if shorter, but not below
+/// `MIN_PEER_LIFE` unless ours is.
+fn agreed_life(ours: Duration, theirs: Option<u64>) -> Duration {
+    theirs.map_or(ours, |s| Duration::from_secs(s).max(MIN_PEER_LIFE.min(ours)).min(ours))
+}
+
 fn sha256(data: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
     let mut out = [0u8; 32];
@@ -645,7 +655,7 @@ impl V1Sa {
         self.established_at = Some(now);
         self.last_heard = Some(now);
         let ours = self.peer.timers.ike_life_time;
-        let life = p1.life_secs.map_or(ours, |s| Duration::from_secs(s).min(ours));
+        let life = agreed_life(ours, p1.life_secs);
         let rekey = self.peer.timers.ike_rekey_time.min(life.mul_f64(0.9));
         let rekey = ctx.jittered(rekey, self.peer.timers.rekey_jitter_percent);
         self.reauth_at = Some(now + rekey);
@@ -905,7 +915,7 @@ impl V1Sa {
         let outbound = self.params(Direction::Outbound, spi_out, child_id, &qsa, qsa.key_out.clone());
         ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
         let ours = self.peer.timers.child_life_time;
-        let life = qsa.life_secs.map_or(ours, |s| Duration::from_secs(s).min(ours));
+        let life = agreed_life(ours, qsa.life_secs);
         let rekey = self.peer.timers.child_rekey_time.min(life.mul_f64(0.9));
         let rekey = ctx.jittered(rekey, self.peer.timers.rekey_jitter_percent);
         let encap = outbound.endpoints.encap;
@@ -951,7 +961,9 @@ impl V1Sa {
         ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(*out)));
         let (l, r) = (p.local_ts, p.remote_ts);
         let now = ctx.now;
-        for old in self.pairs.iter_mut().filter(|o| o.child_id != child_id && o.same_selectors(&l, &r)) {
+        // Only older pairs: when both sides rekeyed at once, the other side's new pair
+        // (made before or after ours) must not take ours down, nor ours the newer one.
+        for old in self.pairs.iter_mut().filter(|o| o.child_id < child_id && o.same_selectors(&l, &r)) {
             if matches!(old.state, PairState::Installed) {
                 old.rekey_at = None;
                 old.state = PairState::Rekeyed { delete_at: we_initiated.then_some(now + REKEYED_DELETE_DELAY) };
@@ -1054,7 +1066,7 @@ impl V1Sa {
                     self.actions.push(V1Action::Established { initial_contact: true });
                 }
                 Info::Notify(t) => {
-                    tracing::info!(tunnel = %self.peer.name, "peer sent IKEv1 notify {t}");
+                    tracing::debug!(tunnel = %self.peer.name, "peer sent IKEv1 notify {t}");
                 }
             }
         }
