@@ -400,3 +400,18 @@ fn quick_modes_beyond_child_sa_max_are_ignored() {
     }
     assert_eq!(installed(&mut p, Side::B).len(), 2, "{:?}", p.ep(Side::B).status());
 }
+
+#[test]
+fn simultaneous_quick_mode_rekeys_keep_a_pair_installed() {
+    init_logs();
+    let mut p = walkthrough();
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    p.command(Side::B, Command::Rekey { peer: "site-a".into(), ike: false });
+    p.run();
+    for _ in 0..6 {
+        p.advance(Duration::from_secs(1));
+        assert!(!installed(&mut p, Side::A).is_empty(), "{:?}", p.ep(Side::A).status());
+        assert!(!installed(&mut p, Side::B).is_empty(), "{:?}", p.ep(Side::B).status());
+    }
+    assert!(downs(&p, Side::A).is_empty() && downs(&p, Side::B).is_empty());
+}
