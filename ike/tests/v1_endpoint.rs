@@ -140,6 +140,10 @@ fn lifetime_rekeys_before_expiry_without_operator() {
         c.timers.child_rekey_time = Duration::from_secs(60);
         c.timers.child_life_time = Duration::from_secs(66);
     }
+    // Both sides rekey before the agreed lifetime; with the jitter one of them first
+    // (equal times without jitter make both rekey at once, which leaves two pairs until
+    // the next rekey: `simultaneous_quick_mode_rekeys_keep_a_pair_installed`).
+    b.timers.rekey_jitter_percent = 30;
     let mut p = Pair::new(a, b);
     p.run();
     p.advance(Duration::from_secs(1));

@@ -93,6 +93,9 @@ pub(crate) struct Pair {
     pub(crate) rekey_at: Option<Timestamp>,
     pub(crate) expire_at: Timestamp,
     pub(crate) state: PairState,
+    /// It replaces only pairs with a lower child id: those that existed when its Quick
+    /// Mode started (a pair the peer made meanwhile, by a rekey of its own, stays).
+    pub(crate) floor: u64,
 }
 
 impl Pair {
@@ -137,8 +140,9 @@ impl Pair {
 
 /// A Quick Mode exchange in flight.
 enum Quick {
-    /// We initiated it (for these selectors; `rekey_of`: the pair it replaces).
-    I { ex: Box<QuickInitiator>, rekey_of: Option<u64> },
+    /// We initiated it (for these selectors; `rekey_of`: the pair it replaces; `floor`:
+    /// the first child id not yet given out when it started).
+    I { ex: Box<QuickInitiator>, rekey_of: Option<u64>, floor: u64 },
     /// We answered it; the pair `child_id` waits for message 3.
     R { ex: Box<QuickResponder>, child_id: u64 },
 }
@@ -723,7 +727,7 @@ impl V1Sa {
                 let mid = ex.message_id();
                 tracing::info!(tunnel = %self.peer.name, local = %l, remote = %r, rekey = rekey_of.is_some(), "IKEv1 Quick Mode started");
                 // Ours are not capped: at most one per selector pair and one per pair.
-                self.quick.push(Quick::I { ex: Box::new(ex), rekey_of });
+                self.quick.push(Quick::I { ex: Box::new(ex), rekey_of, floor: *ctx.next_child_id });
                 self.send_tracked(ctx, RtxKind::Quick(mid), msg);
             }
             Err(e) => {
@@ -743,8 +747,8 @@ impl V1Sa {
         let name = self.peer.name.clone();
         match self.quick.iter().position(|q| q.message_id() == mid) {
             Some(i) => match self.quick.get(i) {
-                Some(Quick::I { ex, rekey_of, .. }) => {
-                    let rekey_of = *rekey_of;
+                Some(Quick::I { ex, rekey_of, floor }) => {
+                    let (rekey_of, floor) = (*rekey_of, *floor);
                     let (l, r) = (*ex.local_ts(), *ex.remote_ts());
                     let cfg = self.quick_config(&l, &r);
                     match ex.handle(p1, &cfg, data) {
@@ -753,7 +757,7 @@ impl V1Sa {
                             self.answered(RtxKind::Quick(mid));
                             self.mark_heard(ctx, local, remote);
                             // Inbound first: the peer may use the pair once it has message 3.
-                            self.install(ctx, qsa, true, rekey_of);
+                            self.install(ctx, qsa, Some(floor), rekey_of);
                             self.remember_answer(data, &msg3);
                             self.transmit(ctx, msg3);
                         }
@@ -806,7 +810,7 @@ impl V1Sa {
                     Ok((ex, qsa, msg2)) => {
                         self.record_mid(mid);
                         self.mark_heard(ctx, local, remote);
-                        let child_id = self.install(ctx, qsa, false, None);
+                        let child_id = self.install(ctx, qsa, None, None);
                         // The peer's oldest goes for a new one; ours stay (dropping a rekey
                         // of ours would leave its pair to run into its hard lifetime).
                         let theirs = || self.quick.iter().filter(|q| matches!(q, Quick::R { .. }));
@@ -906,7 +910,8 @@ impl V1Sa {
     /// A Quick Mode produced `qsa`: inbound is installed now; outbound now (we
     /// responded: after message 3; we initiated: after `QUICK_OUTBOUND_DELAY`).
     /// Older pairs of the same selectors are marked rekeyed. Returns the child id.
-    fn install(&mut self, ctx: &mut Ctx<'_>, qsa: QuickSa, we_initiated: bool, rekey_of: Option<u64>) -> u64 {
+    /// `floor`: we initiated it, and pairs from this child id on were made while it ran.
+    fn install(&mut self, ctx: &mut Ctx<'_>, qsa: QuickSa, floor: Option<u64>, rekey_of: Option<u64>) -> u64 {
         let now = ctx.now;
         let child_id = *ctx.next_child_id;
         *ctx.next_child_id += 1;
@@ -922,7 +927,7 @@ impl V1Sa {
         if encap.is_none() && qsa.encap != ENCAP_TUNNEL {
             tracing::warn!(tunnel = %self.peer.name, "peer asked for UDP-encapsulated ESP but Main Mode detected no NAT; using raw ESP");
         }
-        let at = we_initiated.then_some(now + QUICK_OUTBOUND_DELAY);
+        let at = floor.map(|_| now + QUICK_OUTBOUND_DELAY);
         let pair = Pair {
             child_id,
             spi_in,
@@ -935,6 +940,7 @@ impl V1Sa {
             rekey_at: Some(now + rekey),
             expire_at: now + life,
             state: PairState::Installing { out: Box::new(outbound), at },
+            floor: floor.unwrap_or(child_id),
         };
         tracing::info!(
             tunnel = %self.peer.name,
@@ -961,9 +967,10 @@ impl V1Sa {
         ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(*out)));
         let (l, r) = (p.local_ts, p.remote_ts);
         let now = ctx.now;
-        // Only older pairs: when both sides rekeyed at once, the other side's new pair
-        // (made before or after ours) must not take ours down, nor ours the newer one.
-        for old in self.pairs.iter_mut().filter(|o| o.child_id < child_id && o.same_selectors(&l, &r)) {
+        // Only pairs older than its Quick Mode: when both sides rekeyed at once, each new
+        // pair replaces the old one, not the other side's new pair.
+        let floor = p.floor;
+        for old in self.pairs.iter_mut().filter(|o| o.child_id < floor && o.same_selectors(&l, &r)) {
             if matches!(old.state, PairState::Installed) {
                 old.rekey_at = None;
                 old.state = PairState::Rekeyed { delete_at: we_initiated.then_some(now + REKEYED_DELETE_DELAY) };
