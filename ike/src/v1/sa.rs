@@ -1103,6 +1103,13 @@ impl V1Sa {
             return Ok(());
         };
         if h.encrypted() {
+            // After our message 5 the peer can only answer under its keys: if those differ
+            // from ours (it holds another pre-shared key), its notify does not decrypt for us.
+            if matches!(&self.stage, Stage::MainI(ex) if ex.authenticating()) && self.hint.is_none() {
+                self.hint = Some(DownReason::PskMismatch);
+                let (name, ip) = (self.peer.name.clone(), remote.ip());
+                warn_unauth!(ctx, "tunnel {name}: IKEv1 Main Mode with {ip}: the peer's answer to message 5 does not decrypt (pre-shared key mismatch?)");
+            }
             return Ok(());
         }
         let Some(t) = m.payloads.iter().find_map(|p| match p {
