@@ -17,8 +17,8 @@
 use super::info::{VID_DPD, VID_NAT_T};
 use super::keys::{phase1_iv, Phase1Keys};
 use super::main_mode::{
-    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, Keyed, MainModeConfig, MainModeError, Nat,
-    Phase1Sa, Step,
+    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, Ending, Keyed, MainModeConfig, MainModeError,
+    Nat, Step,
 };
 use super::message::payload::Payload;
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, BLOCK};
@@ -147,19 +147,9 @@ impl Initiator {
         let iv = phase1_iv(algs.hash, &keyed.g_xi, &keyed.g_xr);
         let (msg3, last_block) = seal(header(ci, cr), ptype::HASH, &emit_chain(&payloads), &cipher, &iv);
         self.done = true;
-        let Keyed { algs, keys, .. } = keyed;
-        let p1 = Phase1Sa {
-            cky_i: ci,
-            cky_r: cr,
-            algs,
-            keys,
-            last_block,
-            peer_id,
-            life_secs: life,
-            nat: self.nat,
-            initial_contact: false,
-        };
-        Ok(Step::Done(Box::new(p1), Some(msg3)))
+        let end =
+            Ending { cookies: (ci, cr), last_block, peer_id, life_secs: life, nat: self.nat, initial_contact: false };
+        Ok(Step::Done(keyed.established(end), Some(msg3)))
     }
 }
 
@@ -258,19 +248,9 @@ impl Responder {
         }
         let nat = if self.nat_t { detect_nat(&m, k.algs, ci, cr, cfg) } else { Nat::default() };
         let Some(keyed) = self.keyed.take() else { return Err(MainModeError::Unexpected("Aggressive Mode is over")) };
-        let Keyed { algs, keys, .. } = *keyed;
-        let p1 = Phase1Sa {
-            cky_i: ci,
-            cky_r: cr,
-            algs,
-            keys,
-            last_block,
-            peer_id: self.peer_id.clone(),
-            life_secs: self.life,
-            nat,
-            initial_contact: false,
-        };
-        Ok(Step::Done(Box::new(p1), None))
+        let peer_id = self.peer_id.clone();
+        let end = Ending { cookies: (ci, cr), last_block, peer_id, life_secs: self.life, nat, initial_contact: false };
+        Ok(Step::Done(keyed.established(end), None))
     }
 }
 
