@@ -140,6 +140,10 @@ fn lifetime_rekeys_before_expiry_without_operator() {
         c.timers.child_rekey_time = Duration::from_secs(60);
         c.timers.child_life_time = Duration::from_secs(66);
     }
+    // Both sides rekey before the agreed lifetime; with the jitter one of them first
+    // (equal times without jitter make both rekey at once, which leaves two pairs until
+    // the next rekey: `simultaneous_quick_mode_rekeys_keep_a_pair_installed`).
+    b.timers.rekey_jitter_percent = 30;
     let mut p = Pair::new(a, b);
     p.run();
     p.advance(Duration::from_secs(1));
@@ -399,4 +403,19 @@ fn quick_modes_beyond_child_sa_max_are_ignored() {
         p.advance(Duration::from_secs(1));
     }
     assert_eq!(installed(&mut p, Side::B).len(), 2, "{:?}", p.ep(Side::B).status());
+}
+
+#[test]
+fn simultaneous_quick_mode_rekeys_keep_a_pair_installed() {
+    init_logs();
+    let mut p = walkthrough();
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    p.command(Side::B, Command::Rekey { peer: "site-a".into(), ike: false });
+    p.run();
+    for _ in 0..6 {
+        p.advance(Duration::from_secs(1));
+        assert!(!installed(&mut p, Side::A).is_empty(), "{:?}", p.ep(Side::A).status());
+        assert!(!installed(&mut p, Side::B).is_empty(), "{:?}", p.ep(Side::B).status());
+    }
+    assert!(downs(&p, Side::A).is_empty() && downs(&p, Side::B).is_empty());
 }

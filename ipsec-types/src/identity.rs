@@ -87,6 +87,15 @@ impl fmt::Display for Identity {
         match self {
             Self::Ipv4(a) => write!(f, "{a}"),
             Self::Ipv6(a) => write!(f, "{a}"),
+            // A peer's identity comes off the wire: control characters are escaped so
+            // that it cannot forge log lines or terminal output.
+            Self::Fqdn(s) | Self::Rfc822(s) if s.chars().any(char::is_control) => s.chars().try_for_each(|c| {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())
+                } else {
+                    write!(f, "{c}")
+                }
+            }),
             Self::Fqdn(s) | Self::Rfc822(s) => f.write_str(s),
         }
     }
@@ -95,6 +104,12 @@ impl fmt::Display for Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_from_the_wire_are_escaped_when_shown() {
+        let id = Identity::from_wire(2, b"gw\nFAKE log line\x1b[31m").unwrap();
+        assert_eq!(id.to_string(), "gw\\nFAKE log line\\u{1b}[31m");
+    }
 
     #[test]
     fn parse_and_wire_round_trip() {

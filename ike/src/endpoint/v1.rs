@@ -6,7 +6,7 @@
 //! and one small responder SA (its SA payload, at most the datagram) and nothing more;
 //! the key exchange waits for message 3, which only a sender that received our message
 //! 2 (with our cookie) can send. Message 1 is admitted under the same half-open caps as
-//! IKE_SA_INIT (per source and in total, IKEv1 and IKEv2 counted together); above them it
+//! IKE_SA_INIT (per source and in total, with IKEv2's half-open SAs counted too); above them it
 //! is dropped and counted, and the initiator retransmits.
 
 use super::Endpoint;
@@ -213,10 +213,19 @@ impl Endpoint {
         let result = f(sa, &mut ctx);
         let actions = std::mem::take(&mut sa.actions);
         let name = sa.peer.name.clone();
+        let ours = sa.ours();
         if let Err(failure) = result {
+            // Deletes of pairs elsewhere that came with the Delete of this SA still count.
+            for a in actions {
+                if matches!(a, V1Action::PeerDeleted(_)) {
+                    self.v1_action(now, &name, idx, a);
+                }
+            }
             self.v1_failed(now, idx, failure);
         } else {
             for a in actions {
+                // An action may remove SAs before this one: find it again by its cookie.
+                let Some(idx) = self.v1.by_ours.get(&ours).copied() else { break };
                 self.v1_action(now, &name, idx, a);
             }
         }
@@ -427,5 +436,100 @@ impl Endpoint {
 
     pub(super) fn v1_half_open(&self) -> usize {
         self.v1.half_open_total()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{peer_config, Pair, Side, TestRng};
+    use crate::v1::info::{isakmp_notify, notify, seal_informational};
+    use crate::{Command, IkeVersion, PeerConfig, Transmit};
+    use ipsec_types::{EspProposal, IkeProposal};
+    use std::time::Duration;
+
+    fn v1(mut p: PeerConfig) -> PeerConfig {
+        p.ike_version = IkeVersion::V1;
+        p.ike_proposals = vec![IkeProposal::parse("aes128-sha1-modp1024").expect("proposal")];
+        p.esp_proposals = vec![EspProposal::parse("aes128-sha1-modp1024").expect("proposal")];
+        p
+    }
+
+    /// An Informational with two INITIAL-CONTACT notifies, on A's established SA of
+    /// the newest cookie, to B: the second notify must not take down the SA it came on
+    /// once the first removed an older SA before it in B's list.
+    #[test]
+    fn repeated_initial_contact_keeps_the_sa_it_came_on() {
+        let mut p = Pair::new(
+            v1(peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true)),
+            v1(peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false)),
+        );
+        p.run();
+        p.advance(Duration::from_secs(1));
+        // A re-authenticates; its Delete of the old ISAKMP SA is lost, so B holds the
+        // old SA (replaced, first in its list) and the new one.
+        p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: true });
+        let mut lost = 0;
+        for _ in 0..100 {
+            p.drain();
+            let Some((to, t)) = p.in_flight.front() else { break };
+            if *to == Side::B && t.data.get(18) == Some(&crate::v1::message::exchange::INFORMATIONAL) {
+                lost += 1;
+                p.drop_next();
+            } else {
+                p.deliver_next();
+            }
+        }
+        assert!(lost > 0);
+        assert_eq!(p.b.v1.sas.len(), 2, "{:?}", p.b.status());
+        let new_b = p.b.v1.sas.get(1).map(|s| s.ours()).expect("new SA");
+        let a_sa = p.a.v1.sas.iter().find(|s| s.is_up() && s.cookies().1 == new_b).expect("A's new SA");
+        let p1 = a_sa.phase1().expect("keys");
+        let ic = || isakmp_notify(p1, notify::INITIAL_CONTACT, vec![]);
+        let msg = seal_informational(p1, &mut TestRng::new(9), vec![ic(), ic()]).expect("sealed");
+        let t = Transmit { local: a_sa.local, remote: a_sa.remote, data: msg };
+        p.inject(Side::B, &t);
+        let st = p.b.status();
+        assert_eq!(st.len(), 1, "{st:?}");
+        assert_eq!((st[0].spi_r, st[0].state), (new_b, "ESTABLISHED"), "{st:?}");
+    }
+
+    /// One Informational on the old ISAKMP SA deleting the pairs (which moved to the
+    /// newer SA) and the old SA itself: both Deletes take effect.
+    #[test]
+    fn delete_of_moved_pairs_next_to_the_isakmp_delete_is_honoured() {
+        use crate::v1::info::{delete_esp, delete_isakmp};
+        let mut p = Pair::new(
+            v1(peer_config("site-b", "192.0.2.1", "192.0.2.2", true, true)),
+            v1(peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false)),
+        );
+        p.run();
+        p.advance(Duration::from_secs(1));
+        p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: true });
+        for _ in 0..100 {
+            p.drain();
+            let Some((to, t)) = p.in_flight.front() else { break };
+            if *to == Side::B && t.data.get(18) == Some(&crate::v1::message::exchange::INFORMATIONAL) {
+                p.drop_next();
+            } else {
+                p.deliver_next();
+            }
+        }
+        assert_eq!(p.b.v1.sas.len(), 2, "{:?}", p.b.status());
+        let old = p.b.v1.sas.first().expect("old SA");
+        let spi_out = p.b.v1.sas.get(1).and_then(|s| s.pairs.first()).map(|x| x.spi_out).expect("moved pair");
+        // The keys of an ISAKMP SA are the same on both sides: B's copy seals as A would.
+        let p1 = old.phase1().expect("keys");
+        let msg = seal_informational(p1, &mut TestRng::new(9), vec![delete_esp(&[spi_out.0]), delete_isakmp(p1)])
+            .expect("sealed");
+        let t = Transmit { local: old.remote, remote: old.local, data: msg };
+        let mark = p.datapath(Side::B).len();
+        p.inject(Side::B, &t);
+        let st = p.b.status();
+        assert_eq!(st.len(), 1, "{st:?}");
+        assert!(st[0].children.iter().all(|c| c.spi_out != spi_out), "{st:?}");
+        let removed = p.datapath(Side::B).into_iter().skip(mark).any(|c| {
+            matches!(c, ipsec_types::DatapathCommand::Remove { spi, direction: ipsec_types::Direction::Outbound, .. } if spi == spi_out)
+        });
+        assert!(removed);
     }
 }

@@ -17,8 +17,8 @@
 use super::info::{VID_DPD, VID_NAT_T};
 use super::keys::{phase1_iv, Phase1Keys};
 use super::main_mode::{
-    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, Keyed, MainModeConfig, MainModeError, Nat,
-    Phase1Sa, Step,
+    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, Ending, Keyed, MainModeConfig, MainModeError,
+    Nat, Step,
 };
 use super::message::payload::Payload;
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, BLOCK};
@@ -46,6 +46,10 @@ fn peer_identity(m: &Message, at: usize, cfg: &MainModeConfig<'_>) -> Result<Ide
 }
 
 /// Aggressive Mode as initiator, waiting for message 2.
+/// Message 2s the initiator computes the key exchange for per attempt: anyone who saw
+/// message 1 can forge one, and its HASH_R can only be checked after the key exchange.
+const MAX_ANSWERS_TRIED: u8 = 4;
+
 pub(crate) struct Initiator {
     cky_i: u64,
     sai_b: Vec<u8>,
@@ -54,6 +58,8 @@ pub(crate) struct Initiator {
     ni: Zeroizing<Vec<u8>>,
     nat: Nat,
     done: bool,
+    /// Answers that reached the key exchange (each costs one before HASH_R can be checked).
+    tried: u8,
 }
 
 impl Initiator {
@@ -83,7 +89,7 @@ impl Initiator {
             Payload::Vendor(VID_DPD.to_vec()),
         ];
         let msg = emit_clear(header(cky_i, 0), &payloads);
-        Some((Self { cky_i, sai_b, idii_b, kex, ni, nat: Nat::default(), done: false }, msg))
+        Some((Self { cky_i, sai_b, idii_b, kex, ni, nat: Nat::default(), done: false, tried: 0 }, msg))
     }
 
     pub(crate) fn cookie(&self) -> u64 {
@@ -113,6 +119,10 @@ impl Initiator {
             return Err(MainModeError::NoProposalChosen);
         }
         let (g_xr, nr) = ke_and_nonce(&m)?;
+        if self.tried >= MAX_ANSWERS_TRIED {
+            return Err(MainModeError::Unexpected("too many unauthenticated answers"));
+        }
+        self.tried += 1;
         let g_xy = self.kex.agree(&g_xr).map_err(|_| MainModeError::InvalidKe)?;
         let (id_at, _) = one(&m, ptype::ID, "no ID payload")?;
         let (_, hash) = one(&m, ptype::HASH, "no HASH payload")?;
@@ -137,19 +147,9 @@ impl Initiator {
         let iv = phase1_iv(algs.hash, &keyed.g_xi, &keyed.g_xr);
         let (msg3, last_block) = seal(header(ci, cr), ptype::HASH, &emit_chain(&payloads), &cipher, &iv);
         self.done = true;
-        let Keyed { algs, keys, .. } = keyed;
-        let p1 = Phase1Sa {
-            cky_i: ci,
-            cky_r: cr,
-            algs,
-            keys,
-            last_block,
-            peer_id,
-            life_secs: life,
-            nat: self.nat,
-            initial_contact: false,
-        };
-        Ok(Step::Done(Box::new(p1), Some(msg3)))
+        let end =
+            Ending { cookies: (ci, cr), last_block, peer_id, life_secs: life, nat: self.nat, initial_contact: false };
+        Ok(Step::Done(keyed.established(end), Some(msg3)))
     }
 }
 
@@ -248,19 +248,9 @@ impl Responder {
         }
         let nat = if self.nat_t { detect_nat(&m, k.algs, ci, cr, cfg) } else { Nat::default() };
         let Some(keyed) = self.keyed.take() else { return Err(MainModeError::Unexpected("Aggressive Mode is over")) };
-        let Keyed { algs, keys, .. } = *keyed;
-        let p1 = Phase1Sa {
-            cky_i: ci,
-            cky_r: cr,
-            algs,
-            keys,
-            last_block,
-            peer_id: self.peer_id.clone(),
-            life_secs: self.life,
-            nat,
-            initial_contact: false,
-        };
-        Ok(Step::Done(Box::new(p1), None))
+        let peer_id = self.peer_id.clone();
+        let end = Ending { cookies: (ci, cr), last_block, peer_id, life_secs: self.life, nat, initial_contact: false };
+        Ok(Step::Done(keyed.established(end), None))
     }
 }
 

@@ -160,6 +160,34 @@ pub(super) struct Keyed {
     pub(super) g_xr: Vec<u8>,
 }
 
+/// How phase 1 ended, besides the keys: what `Keyed::established` needs.
+pub(super) struct Ending {
+    pub(super) cookies: (u64, u64),
+    pub(super) last_block: [u8; BLOCK],
+    pub(super) peer_id: Identity,
+    pub(super) life_secs: Option<u64>,
+    pub(super) nat: Nat,
+    pub(super) initial_contact: bool,
+}
+
+impl Keyed {
+    /// The established ISAKMP SA (Main or Aggressive Mode).
+    pub(super) fn established(self, end: Ending) -> Box<Phase1Sa> {
+        let Ending { cookies: (cky_i, cky_r), last_block, peer_id, life_secs, nat, initial_contact } = end;
+        Box::new(Phase1Sa {
+            cky_i,
+            cky_r,
+            algs: self.algs,
+            keys: self.keys,
+            last_block,
+            peer_id,
+            life_secs,
+            nat,
+            initial_contact,
+        })
+    }
+}
+
 pub(super) fn id_payload(id: &Identity) -> Id {
     // Protocol and port as most gateways send them for phase 1: UDP, 500.
     Id { id_type: id.id_type(), protocol: 17, port: 500, data: id.data() }
@@ -397,19 +425,9 @@ impl Initiator {
                         return Err(e);
                     }
                 };
-                let Keyed { algs, keys, .. } = *keyed;
-                let sa = Phase1Sa {
-                    cky_i: ci,
-                    cky_r: cr,
-                    algs,
-                    keys,
-                    last_block,
-                    peer_id,
-                    life_secs: life,
-                    nat: self.nat,
-                    initial_contact,
-                };
-                Ok(Step::Done(Box::new(sa), None))
+                let end =
+                    Ending { cookies: (ci, cr), last_block, peer_id, life_secs: life, nat: self.nat, initial_contact };
+                Ok(Step::Done(keyed.established(end), None))
             }
             other => {
                 self.stage = other;
@@ -544,19 +562,9 @@ impl Responder {
                     |id_b| keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, id_b),
                     false,
                 )?;
-                let Keyed { algs, keys, .. } = *keyed;
-                let sa = Phase1Sa {
-                    cky_i: ci,
-                    cky_r: cr,
-                    algs,
-                    keys,
-                    last_block,
-                    peer_id,
-                    life_secs: life,
-                    nat: self.nat,
-                    initial_contact,
-                };
-                Ok(Step::Done(Box::new(sa), Some(msg)))
+                let end =
+                    Ending { cookies: (ci, cr), last_block, peer_id, life_secs: life, nat: self.nat, initial_contact };
+                Ok(Step::Done(keyed.established(end), Some(msg)))
             }
             RStage::Done => Err(MainModeError::Unexpected("Main Mode is over")),
         }

@@ -28,15 +28,19 @@ use crate::sa::{Ctx, HALF_OPEN_TIMEOUT};
 use ipsec_types::{
     ChildRef, DatapathCommand, Direction, SaEndpoints, SaParams, Spi, Timestamp, TrafficSelector, UdpEncap,
 };
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Quick Mode exchanges in flight at once per ISAKMP SA; the oldest is dropped for a new
-/// one (an authenticated peer that abandons exchanges cannot grow the SA).
+/// Quick Mode exchanges of the peer in flight at once per ISAKMP SA; its oldest is dropped
+/// for a new one (an authenticated peer that abandons exchanges cannot grow the SA).
 const MAX_QUICK: usize = 8;
 /// Answers kept for the peer's retransmissions (by hash of its message).
 const MAX_ANSWERS: usize = 8;
+/// Message IDs of the peer's Quick Mode and Informational exchanges remembered per
+/// ISAKMP SA to refuse replays (IKEv1 messages carry no sequence number; a replayed one
+/// verifies). The oldest is forgotten past this many; only authenticated messages add.
+const MAX_SEEN_MIDS: usize = 4096;
 /// As Quick Mode initiator we switch outbound traffic to the new pair this long after
 /// sending message 3, so that the responder (which installs its inbound SA when message
 /// 3 arrives) is ready for it.
@@ -89,6 +93,9 @@ pub(crate) struct Pair {
     pub(crate) rekey_at: Option<Timestamp>,
     pub(crate) expire_at: Timestamp,
     pub(crate) state: PairState,
+    /// It replaces only pairs with a lower child id: those that existed when its Quick
+    /// Mode started (a pair the peer made meanwhile, by a rekey of its own, stays).
+    pub(crate) floor: u64,
 }
 
 impl Pair {
@@ -133,8 +140,9 @@ impl Pair {
 
 /// A Quick Mode exchange in flight.
 enum Quick {
-    /// We initiated it (for these selectors; `rekey_of`: the pair it replaces).
-    I { ex: Box<QuickInitiator>, rekey_of: Option<u64> },
+    /// We initiated it (for these selectors; `rekey_of`: the pair it replaces; `floor`:
+    /// the first child id not yet given out when it started).
+    I { ex: Box<QuickInitiator>, rekey_of: Option<u64>, floor: u64 },
     /// We answered it; the pair `child_id` waits for message 3.
     R { ex: Box<QuickResponder>, child_id: u64 },
 }
@@ -207,6 +215,9 @@ pub(crate) struct V1Sa {
     quick: Vec<Quick>,
     rtx: Vec<Rtx>,
     answers: VecDeque<([u8; 32], Vec<u8>)>,
+    /// Message IDs of exchanges the peer started here (authenticated), oldest first.
+    seen_mids: VecDeque<u32>,
+    seen_set: HashSet<u32>,
     dpd: DpdState,
     quick_retry_at: Option<Timestamp>,
     keepalive_at: Option<Timestamp>,
@@ -215,6 +226,16 @@ pub(crate) struct V1Sa {
     /// We send INITIAL-CONTACT with message 5 (no other ISAKMP SA with the peer).
     contact: bool,
     pub(crate) actions: Vec<V1Action>,
+}
+
+/// The shortest lifetime a peer can impose (unless ours is shorter): below it a
+/// misconfigured or hostile peer would make the tunnel rekey continuously.
+const MIN_PEER_LIFE: Duration = Duration::from_secs(60);
+
+/// The lifetime in force: ours, or the peer's if shorter, but not below
+/// `MIN_PEER_LIFE` unless ours is.
+fn agreed_life(ours: Duration, theirs: Option<u64>) -> Duration {
+    theirs.map_or(ours, |s| Duration::from_secs(s).max(MIN_PEER_LIFE.min(ours)).min(ours))
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
@@ -252,6 +273,8 @@ impl V1Sa {
             quick: vec![],
             rtx: vec![],
             answers: VecDeque::new(),
+            seen_mids: VecDeque::new(),
+            seen_set: HashSet::new(),
             dpd: DpdState::default(),
             quick_retry_at: None,
             keepalive_at: None,
@@ -321,7 +344,14 @@ impl V1Sa {
             Ok((stage, msg)) => {
                 let mut sa = Self::new(peer.clone(), false, local, remote, stage, ctx.now);
                 sa.remember_answer(data, &msg);
-                sa.transmit(ctx, msg);
+                if aggressive {
+                    // Message 3 is the initiator's last: without it we would sit half-open
+                    // while the initiator thinks it is up, so message 2 goes again until it
+                    // comes (the initiator answers a repeat from its cache).
+                    sa.send_tracked(ctx, RtxKind::Main, msg);
+                } else {
+                    sa.transmit(ctx, msg);
+                }
                 Some(sa)
             }
             Err(MainModeError::NoProposalChosen) => {
@@ -431,6 +461,24 @@ impl V1Sa {
             self.answers.pop_front();
         }
         self.answers.push_back((sha256(msg), answer.to_vec()));
+    }
+
+    /// Whether the peer used message ID `mid` for an exchange already: a replay.
+    fn seen_mid(&self, mid: u32) -> bool {
+        self.seen_set.contains(&mid)
+    }
+
+    /// Records `mid` of an authenticated message that started an exchange of the peer.
+    fn record_mid(&mut self, mid: u32) {
+        if !self.seen_set.insert(mid) {
+            return;
+        }
+        if self.seen_mids.len() >= MAX_SEEN_MIDS {
+            if let Some(old) = self.seen_mids.pop_front() {
+                self.seen_set.remove(&old);
+            }
+        }
+        self.seen_mids.push_back(mid);
     }
 
     fn quick_config<'a>(&'a self, local_ts: &'a TrafficSelector, remote_ts: &'a TrafficSelector) -> QuickConfig<'a> {
@@ -611,7 +659,7 @@ impl V1Sa {
         self.established_at = Some(now);
         self.last_heard = Some(now);
         let ours = self.peer.timers.ike_life_time;
-        let life = p1.life_secs.map_or(ours, |s| Duration::from_secs(s).min(ours));
+        let life = agreed_life(ours, p1.life_secs);
         let rekey = self.peer.timers.ike_rekey_time.min(life.mul_f64(0.9));
         let rekey = ctx.jittered(rekey, self.peer.timers.rekey_jitter_percent);
         self.reauth_at = Some(now + rekey);
@@ -678,11 +726,8 @@ impl V1Sa {
             Ok((ex, msg)) => {
                 let mid = ex.message_id();
                 tracing::info!(tunnel = %self.peer.name, local = %l, remote = %r, rekey = rekey_of.is_some(), "IKEv1 Quick Mode started");
-                if self.quick.len() >= MAX_QUICK {
-                    let old = self.quick.remove(0);
-                    self.answered(RtxKind::Quick(old.message_id()));
-                }
-                self.quick.push(Quick::I { ex: Box::new(ex), rekey_of });
+                // Ours are not capped: at most one per selector pair and one per pair.
+                self.quick.push(Quick::I { ex: Box::new(ex), rekey_of, floor: *ctx.next_child_id });
                 self.send_tracked(ctx, RtxKind::Quick(mid), msg);
             }
             Err(e) => {
@@ -702,8 +747,8 @@ impl V1Sa {
         let name = self.peer.name.clone();
         match self.quick.iter().position(|q| q.message_id() == mid) {
             Some(i) => match self.quick.get(i) {
-                Some(Quick::I { ex, rekey_of, .. }) => {
-                    let rekey_of = *rekey_of;
+                Some(Quick::I { ex, rekey_of, floor }) => {
+                    let (rekey_of, floor) = (*rekey_of, *floor);
                     let (l, r) = (*ex.local_ts(), *ex.remote_ts());
                     let cfg = self.quick_config(&l, &r);
                     match ex.handle(p1, &cfg, data) {
@@ -712,7 +757,7 @@ impl V1Sa {
                             self.answered(RtxKind::Quick(mid));
                             self.mark_heard(ctx, local, remote);
                             // Inbound first: the peer may use the pair once it has message 3.
-                            self.install(ctx, qsa, true, rekey_of);
+                            self.install(ctx, qsa, Some(floor), rekey_of);
                             self.remember_answer(data, &msg3);
                             self.transmit(ctx, msg3);
                         }
@@ -734,6 +779,13 @@ impl V1Sa {
                 None => {}
             },
             None => {
+                if self.seen_mid(mid) {
+                    // A replay of a Quick Mode the peer ran here before (its answer left the
+                    // cache): authentic but not fresh.
+                    ctx.drops.malformed += 1;
+                    tracing::debug!(tunnel = %name, mid = format_args!("{mid:08x}"), "replayed IKEv1 Quick Mode message dropped");
+                    return;
+                }
                 // A new Quick Mode from the peer: within `child_sa_max` pairs in use (and as
                 // many replaced ones in their last moments).
                 let live = self.pairs.iter().filter(|p| !matches!(p.state, PairState::Rekeyed { .. })).count();
@@ -756,11 +808,17 @@ impl V1Sa {
                 }
                 match result {
                     Ok((ex, qsa, msg2)) => {
+                        self.record_mid(mid);
                         self.mark_heard(ctx, local, remote);
-                        let child_id = self.install(ctx, qsa, false, None);
-                        if self.quick.len() >= MAX_QUICK {
-                            let old = self.quick.remove(0);
-                            self.answered(RtxKind::Quick(old.message_id()));
+                        let child_id = self.install(ctx, qsa, None, None);
+                        // The peer's oldest goes for a new one; ours stay (dropping a rekey
+                        // of ours would leave its pair to run into its hard lifetime).
+                        let theirs = || self.quick.iter().filter(|q| matches!(q, Quick::R { .. }));
+                        if theirs().count() >= MAX_QUICK {
+                            if let Some(i) = self.quick.iter().position(|q| matches!(q, Quick::R { .. })) {
+                                let old = self.quick.remove(i);
+                                self.answered(RtxKind::Quick(old.message_id()));
+                            }
                         }
                         self.quick.push(Quick::R { ex: Box::new(ex), child_id });
                         self.remember_answer(data, &msg2);
@@ -775,6 +833,7 @@ impl V1Sa {
                             other => {
                                 // Authenticated (the HASH verified): a configuration mismatch.
                                 tracing::warn!(tunnel = %name, "IKEv1 Quick Mode from the peer refused: {other}");
+                                self.record_mid(mid);
                                 self.mark_heard(ctx, local, remote);
                             }
                         }
@@ -851,7 +910,8 @@ impl V1Sa {
     /// A Quick Mode produced `qsa`: inbound is installed now; outbound now (we
     /// responded: after message 3; we initiated: after `QUICK_OUTBOUND_DELAY`).
     /// Older pairs of the same selectors are marked rekeyed. Returns the child id.
-    fn install(&mut self, ctx: &mut Ctx<'_>, qsa: QuickSa, we_initiated: bool, rekey_of: Option<u64>) -> u64 {
+    /// `floor`: we initiated it, and pairs from this child id on were made while it ran.
+    fn install(&mut self, ctx: &mut Ctx<'_>, qsa: QuickSa, floor: Option<u64>, rekey_of: Option<u64>) -> u64 {
         let now = ctx.now;
         let child_id = *ctx.next_child_id;
         *ctx.next_child_id += 1;
@@ -860,14 +920,14 @@ impl V1Sa {
         let outbound = self.params(Direction::Outbound, spi_out, child_id, &qsa, qsa.key_out.clone());
         ctx.out.push_back(Output::Datapath(DatapathCommand::InstallInbound(inbound)));
         let ours = self.peer.timers.child_life_time;
-        let life = qsa.life_secs.map_or(ours, |s| Duration::from_secs(s).min(ours));
+        let life = agreed_life(ours, qsa.life_secs);
         let rekey = self.peer.timers.child_rekey_time.min(life.mul_f64(0.9));
         let rekey = ctx.jittered(rekey, self.peer.timers.rekey_jitter_percent);
         let encap = outbound.endpoints.encap;
         if encap.is_none() && qsa.encap != ENCAP_TUNNEL {
             tracing::warn!(tunnel = %self.peer.name, "peer asked for UDP-encapsulated ESP but Main Mode detected no NAT; using raw ESP");
         }
-        let at = we_initiated.then_some(now + QUICK_OUTBOUND_DELAY);
+        let at = floor.map(|_| now + QUICK_OUTBOUND_DELAY);
         let pair = Pair {
             child_id,
             spi_in,
@@ -880,6 +940,7 @@ impl V1Sa {
             rekey_at: Some(now + rekey),
             expire_at: now + life,
             state: PairState::Installing { out: Box::new(outbound), at },
+            floor: floor.unwrap_or(child_id),
         };
         tracing::info!(
             tunnel = %self.peer.name,
@@ -906,7 +967,10 @@ impl V1Sa {
         ctx.out.push_back(Output::Datapath(DatapathCommand::InstallOutbound(*out)));
         let (l, r) = (p.local_ts, p.remote_ts);
         let now = ctx.now;
-        for old in self.pairs.iter_mut().filter(|o| o.child_id != child_id && o.same_selectors(&l, &r)) {
+        // Only pairs older than its Quick Mode: when both sides rekeyed at once, each new
+        // pair replaces the old one, not the other side's new pair.
+        let floor = p.floor;
+        for old in self.pairs.iter_mut().filter(|o| o.child_id < floor && o.same_selectors(&l, &r)) {
             if matches!(old.state, PairState::Installed) {
                 old.rekey_at = None;
                 old.state = PairState::Rekeyed { delete_at: we_initiated.then_some(now + REKEYED_DELETE_DELAY) };
@@ -966,6 +1030,12 @@ impl V1Sa {
             self.clear_notify(ctx, remote, data, h)?;
             return Ok(());
         };
+        if self.seen_mid(h.message_id) {
+            // A replay (of a DPD answer, a Delete, INITIAL-CONTACT): authentic, not fresh.
+            ctx.drops.malformed += 1;
+            tracing::debug!(tunnel = %self.peer.name, "replayed IKEv1 Informational dropped");
+            return Ok(());
+        }
         let infos = match info::open_informational(p1, data) {
             Ok(i) => i,
             Err(e) => {
@@ -974,6 +1044,7 @@ impl V1Sa {
                 return Ok(());
             }
         };
+        self.record_mid(h.message_id);
         self.mark_heard(ctx, local, remote);
         for i in infos {
             match i {
@@ -1002,7 +1073,7 @@ impl V1Sa {
                     self.actions.push(V1Action::Established { initial_contact: true });
                 }
                 Info::Notify(t) => {
-                    tracing::info!(tunnel = %self.peer.name, "peer sent IKEv1 notify {t}");
+                    tracing::debug!(tunnel = %self.peer.name, "peer sent IKEv1 notify {t}");
                 }
             }
         }
@@ -1032,6 +1103,13 @@ impl V1Sa {
             return Ok(());
         };
         if h.encrypted() {
+            // After our message 5 the peer can only answer under its keys: if those differ
+            // from ours (it holds another pre-shared key), its notify does not decrypt for us.
+            if matches!(&self.stage, Stage::MainI(ex) if ex.authenticating()) && self.hint.is_none() {
+                self.hint = Some(DownReason::PskMismatch);
+                let (name, ip) = (self.peer.name.clone(), remote.ip());
+                warn_unauth!(ctx, "tunnel {name}: IKEv1 Main Mode with {ip}: the peer's answer to message 5 does not decrypt (pre-shared key mismatch?)");
+            }
             return Ok(());
         }
         let Some(t) = m.payloads.iter().find_map(|p| match p {
@@ -1195,7 +1273,12 @@ impl V1Sa {
                         None if authenticating => DownReason::PskMismatch,
                         None => DownReason::Unanswered("IKEv1 Main Mode"),
                     };
-                    tracing::warn!(tunnel = %self.peer.name, "IKEv1 Main Mode failed: {reason}");
+                    if self.initiator {
+                        tracing::warn!(tunnel = %self.peer.name, "IKEv1 Main Mode failed: {reason}");
+                    } else {
+                        // Our Aggressive Mode message 2 to an unauthenticated message 1.
+                        tracing::debug!(tunnel = %self.peer.name, "IKEv1 Aggressive Mode not completed: {reason}");
+                    }
                     self.rtx.clear();
                     return Err(if authenticating || self.hint.is_some() {
                         Failure::Negotiation(reason)

@@ -5,6 +5,7 @@
 use super::*;
 use crate::testing::TestRng;
 use crate::v1::keys::phase2_iv;
+use crate::v1::main_mode::Phase1Sa;
 use ipsec_types::IkeProposal;
 use std::net::SocketAddr;
 
