@@ -29,8 +29,8 @@
 //! - wrong PSK and disjoint proposals fail, nothing is installed, both daemons stay up,
 //!   and vpngw's log names the reason.
 //!
-//! The file takes about 110 s, most of it protocol timers waited out on state: Main Mode
-//! giving up (31 s) and the NAT-keepalive interval (20 s).
+//! The file takes about 80 s, a quarter of it the NAT-keepalive interval (20 s) waited out
+//! on state.
 //!
 //! Needs root (see `interop::scenario::run_scenario`); run one test at a time:
 //! `cargo test --release -p interop --test ikev1 -- --test-threads=1 --nocapture`.
@@ -72,10 +72,9 @@ const DPD_TIMEOUT: u64 = 4;
 /// How long a gateway behind a NAT may take to send its first NAT-keepalive: the
 /// keepalive interval (20 s, RFC 3948 4) and a margin.
 const KEEPALIVE_WAIT: Duration = Duration::from_secs(30);
-/// How long vpngw may take to give Main Mode up when the peer never answers message 5
-/// (as strongSwan does not, with another PSK): five sends 1, 2, 4, 8 and 16 s apart,
-/// and a margin.
-const MAIN_MODE_GIVE_UP: Duration = Duration::from_secs(45);
+/// How long vpngw may take to log why a negotiation fails (each reason is logged on the
+/// first message that shows it).
+const FAILURE_LOG_WAIT: Duration = Duration::from_secs(15);
 
 fn nettool() -> PathBuf {
     std::env::var_os("NETTOOL_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nettool")), PathBuf::from)
@@ -838,7 +837,7 @@ fn expect_failure(
 ) -> Result<()> {
     let (mut vpn, mut swan) = start_pair(sc, &binaries()?, vpngw_initiates, &vpn_cfg, &swan_cfg, tag)?;
     let t0 = Instant::now();
-    let log = vpn.wait_log(MAIN_MODE_GIVE_UP, &format!("\"{reason}\""), |l| l.contains(reason))?;
+    let log = vpn.wait_log(FAILURE_LOG_WAIT, &format!("\"{reason}\""), |l| l.contains(reason))?;
     let line = log.lines().find(|l| l.contains(reason)).unwrap_or_default().trim().to_owned();
     ensure!(vpn.is_running(), "vpngw died after {reason}:\n{}", vpn.log_tail(20));
     ensure!(swan.is_running(), "charon died after {reason}:\n{}", swan.diagnostics());
@@ -859,6 +858,10 @@ fn expect_failure(
 fn ikev1_wrong_psk_and_no_proposal() {
     run_scenario("ikev1_wrong_psk_and_no_proposal", |sc| {
         const AUTH: &str = "authentication failed (pre-shared key mismatch?)";
+        // As initiator vpngw sees charon's answer to message 5, encrypted under keys made
+        // from charon's PSK; it says so at once (the attempt itself ends, with AUTH, only
+        // when Main Mode gives up after five sends, 31 s, which the test does not wait for).
+        const AUTH_ANSWER: &str = "the peer's answer to message 5 does not decrypt (pre-shared key mismatch?)";
         const NO_PROPOSAL: &str = "no proposal chosen";
         let cap = sc.capture_wan()?;
         let wrong_psk = |cfg: SwanConfig| SwanConfig { psk: format!("{PSK}-not"), ..cfg };
@@ -866,7 +869,7 @@ fn ikev1_wrong_psk_and_no_proposal() {
             |cfg: SwanConfig| SwanConfig { ike_proposal: STRONGER.into(), esp_proposal: STRONGER.into(), ..cfg };
         let cases: [(&str, bool, SwanConfig, &str); 4] = [
             ("psk-swan-init", false, wrong_psk(swan_v1(true, true, WALKTHROUGH)), AUTH),
-            ("psk-vpngw-init", true, wrong_psk(swan_v1(false, false, WALKTHROUGH)), AUTH),
+            ("psk-vpngw-init", true, wrong_psk(swan_v1(false, false, WALKTHROUGH)), AUTH_ANSWER),
             ("prop-swan-init", false, other(swan_v1(true, true, WALKTHROUGH)), NO_PROPOSAL),
             ("prop-vpngw-init", true, other(swan_v1(false, false, WALKTHROUGH)), NO_PROPOSAL),
         ];
