@@ -622,7 +622,9 @@ fn auto_rekey(
 /// with one `children` section per pair): four pairs INSTALLED on both sides under one
 /// ISAKMP SA each, vpngw's with the right selectors, pings across every pair both ways;
 /// then strongSwan rekeys one pair (`swanctl --rekey --child p0`) and the other three
-/// keep their SPIs.
+/// keep their SPIs, and vpngw rekeys all four (`vpnctl rekey`). charon keeps phase 2
+/// state for at most three exchanges at once (`charon.max_ikev1_exchanges`), so vpngw
+/// must not run four Quick Modes at once.
 #[test]
 fn ikev1_several_subnets_one_quick_mode_each() {
     run_scenario("ikev1_several_subnets_one_quick_mode_each", |sc| {
@@ -688,6 +690,21 @@ fn ikev1_several_subnets_one_quick_mode_each() {
                 })
                 .map_err(|e| Error::new(format!("{e}: {}", vpn.status_text().unwrap_or_default())))?;
                 println!("[{}] {tag}: strongSwan rekeyed p0 alone: {before:?} -> {after:?}", sc.name);
+                ping_every_pair(sc)?;
+                // vpngw rekeys all four pairs (`vpnctl rekey`): four new pairs on both sides.
+                vpn.rekey("peer", false)?;
+                let renewed = wait_for(REKEY_TIMEOUT, "vpngw's rekey of all four pairs", || {
+                    let now = pairs(&four(&vpn, &swan)?);
+                    now.iter().all(|p| !after.contains(p)).then_some(now)
+                })
+                .map_err(|e| {
+                    Error::new(format!(
+                        "{e}\n--- vpnctl status ---\n{}\n--- swanctl --list-sas ---\n{}",
+                        vpn.status_text().unwrap_or_default(),
+                        swan.list_sas().unwrap_or_default()
+                    ))
+                })?;
+                println!("[{}] {tag}: vpnctl rekey renewed all four pairs: {renewed:?}", sc.name);
                 ping_every_pair(sc)?;
             }
             let (mut vpn, mut swan) = (vpn, swan);
