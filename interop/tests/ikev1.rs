@@ -26,6 +26,7 @@
 //!   NAT detected, IKE and ESP on 4500 through the NAT's mapping, a Quick Mode rekey from
 //!   outside the NAT, NAT-keepalives from the side behind it);
 //! - two subnets on each site: one Quick Mode SA pair per subnet pair, both roles;
+//! - Aggressive Mode (the opt-in) in both roles;
 //! - wrong PSK and disjoint proposals fail, nothing is installed, both daemons stay up,
 //!   and vpngw's log names the reason.
 //!
@@ -47,7 +48,7 @@ use interop::scenario::{
     run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect, PSK, SA_TIMEOUT,
 };
 use interop::stream::{Load, LoadSpec};
-use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig, SwanTimers};
+use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig, SwanExtra, SwanTimers};
 use interop::subnets::{
     add_second_subnets, all_pairs, pair_children, ping_every_pair, vpngw_selectors, A_NETS, B_NETS, PAIR_CHILDREN,
 };
@@ -708,6 +709,54 @@ fn ikev1_several_subnets_one_quick_mode_each() {
                 ping_every_pair(sc)?;
             }
             let (mut vpn, mut swan) = (vpn, swan);
+            vpn.stop()?;
+            swan.stop();
+        }
+        sc.check_wan(cap, WanExpect::EspInUdp)?;
+        Ok(())
+    });
+}
+
+/// Aggressive Mode, the explicit opt-in (`aggressive = true`; strongSwan `aggressive =
+/// yes`, and as responder `i_dont_care_about_security_and_use_aggressive_mode_psk`),
+/// each side initiating once on one topology: the tunnel comes up with the walkthrough
+/// algorithms through an Aggressive Mode exchange (charon logs `AGGRESSIVE` requests and
+/// responses), pings cross, and vpngw warned about the opt-in at start-up.
+#[test]
+fn ikev1_aggressive_mode_opt_in() {
+    run_scenario("ikev1_aggressive_mode_opt_in", |sc| {
+        let bins = binaries()?;
+        let p = Profile::walkthrough();
+        let cap = sc.capture_wan()?;
+        let extra = SwanExtra {
+            charon: vec![("i_dont_care_about_security_and_use_aggressive_mode_psk".into(), "yes".into())],
+            connection: vec![("aggressive".into(), "yes".into())],
+        };
+        for (vpngw_initiates, tag) in [(true, "vpngw-init"), (false, "swan-init")] {
+            let mut vcfg = vpngw_for_role(vpngw_initiates, p.proposal);
+            vcfg.tunnels[0].extra.push(("aggressive".into(), "true".into()));
+            let scfg = swan_v1(!vpngw_initiates, !vpngw_initiates, p.proposal);
+            let (vpn_ns, swan_ns) =
+                if vpngw_initiates { (&sc.topo.gw_a, &sc.topo.gw_b) } else { (&sc.topo.gw_b, &sc.topo.gw_a) };
+            let (vpn_dir, swan_dir) = (sc.subdir(&format!("{tag}-vpngw")), sc.subdir(&format!("{tag}-swan")));
+            let (mut vpn, mut swan) = if vpngw_initiates {
+                let s = StrongSwan::start_with(swan_ns, &scfg, &extra, &swan_dir)?;
+                (Vpngw::start(vpn_ns, &vcfg, &vpn_dir, &bins)?, s)
+            } else {
+                let v = Vpngw::start(vpn_ns, &vcfg, &vpn_dir, &bins)?;
+                (v, StrongSwan::start_with(swan_ns, &scfg, &extra, &swan_dir)?)
+            };
+            await_agreement(&vpn, &swan, &p, &[], "the IKEv1 tunnel through Aggressive Mode")?;
+            let charon = swan.log_text();
+            ensure!(
+                charon.contains("AGGRESSIVE"),
+                "charon did not log an Aggressive Mode exchange:\n{}",
+                swan.diagnostics()
+            );
+            let warned = vpn.log_text().lines().any(|l| l.contains("WARN") && l.contains("Aggressive Mode is enabled"));
+            ensure!(warned, "vpngw did not warn about Aggressive Mode at start-up:\n{}", vpn.log_tail(30));
+            sc.ping_both_ways()?;
+            println!("[{}] {tag}: tunnel up through Aggressive Mode, pings cross", sc.name);
             vpn.stop()?;
             swan.stop();
         }
