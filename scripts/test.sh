@@ -18,7 +18,8 @@
 #     IPv6 inside and outside (interop/tests/ipv6.rs, ~30 s), several subnets and CHILD
 #     SAs (interop/tests/subnets.rs, ~40 s), IKEv1 against strongSwan and vpngw (raw
 #     ESP, NAT-T through a NAT, Quick Mode rekeys and re-authentication under load, DPD,
-#     several subnets, wrong PSK and no proposal; interop/tests/ikev1.rs, ~80 s),
+#     several subnets, Aggressive Mode, wrong PSK and no proposal;
+#     interop/tests/ikev1.rs, ~85 s),
 #     and the algorithm matrix and peer profiles against strongSwan in both roles
 #     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md).
 # A failed build stops at once; otherwise every test step runs and a summary lists what

@@ -30,7 +30,7 @@
 //! - wrong PSK and disjoint proposals fail, nothing is installed, both daemons stay up,
 //!   and vpngw's log names the reason.
 //!
-//! The file takes about 80 s, a quarter of it the NAT-keepalive interval (20 s) waited out
+//! The file takes about 85 s, a quarter of it the NAT-keepalive interval (20 s) waited out
 //! on state.
 //!
 //! Needs root (see `interop::scenario::run_scenario`); run one test at a time:
