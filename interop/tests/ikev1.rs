@@ -36,14 +36,14 @@
 //! Needs root (see `interop::scenario::run_scenario`); run one test at a time:
 //! `cargo test --release -p interop --test ikev1 -- --test-threads=1 --nocapture`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gateway::control::proto::StatusReport;
 use interop::capture::{Capture, Pcap};
 use interop::hold::PacketCounter;
 use interop::ikewire;
-use interop::netns::{self, WAN_IF};
+use interop::netns::{self, Netns, WAN_IF};
 use interop::scenario::{
     run_scenario, swan_site_a, swan_site_b, vpngw_site_a, vpngw_site_b, Scenario, WanExpect, PSK, SA_TIMEOUT,
 };
@@ -320,9 +320,8 @@ fn vpngw_for_role(vpngw_initiates: bool, profile: &str) -> GatewayConfig {
     }
 }
 
-/// Starts vpngw (site A when it initiates, else site B) and strongSwan at the other
-/// site, the responder first so that the initiator's first message is answered; their
-/// files go to `TAG-vpngw` and `TAG-swan`.
+/// Starts vpngw (site A when it initiates, else site B) and strongSwan with `swan_cfg`
+/// at the other site; see [`start_pair_with`].
 fn start_pair(
     sc: &Scenario,
     bins: &Binaries,
@@ -331,15 +330,30 @@ fn start_pair(
     swan_cfg: &SwanConfig,
     tag: &str,
 ) -> Result<(Vpngw, StrongSwan)> {
-    let (vpn_ns, swan_ns) =
-        if vpngw_initiates { (&sc.topo.gw_a, &sc.topo.gw_b) } else { (&sc.topo.gw_b, &sc.topo.gw_a) };
+    let start_swan = |ns: &Netns, dir: &Path| StrongSwan::start(ns, swan_cfg, dir);
+    start_pair_with(sc, bins, vpngw_initiates, vpngw_initiates, vpn_cfg, start_swan, tag)
+}
+
+/// Starts vpngw (at site A if `vpngw_at_a`, else B) and strongSwan at the other site
+/// (`start_swan(namespace, directory)`), the responder first so that the initiator's
+/// first message is answered; their files go to `TAG-vpngw` and `TAG-swan`.
+fn start_pair_with(
+    sc: &Scenario,
+    bins: &Binaries,
+    vpngw_initiates: bool,
+    vpngw_at_a: bool,
+    vpn_cfg: &GatewayConfig,
+    start_swan: impl FnOnce(&Netns, &Path) -> Result<StrongSwan>,
+    tag: &str,
+) -> Result<(Vpngw, StrongSwan)> {
+    let (vpn_ns, swan_ns) = if vpngw_at_a { (&sc.topo.gw_a, &sc.topo.gw_b) } else { (&sc.topo.gw_b, &sc.topo.gw_a) };
     let (vpn_dir, swan_dir) = (sc.subdir(&format!("{tag}-vpngw")), sc.subdir(&format!("{tag}-swan")));
     if vpngw_initiates {
-        let s = StrongSwan::start(swan_ns, swan_cfg, &swan_dir)?;
+        let s = start_swan(swan_ns, &swan_dir)?;
         Ok((Vpngw::start(vpn_ns, vpn_cfg, &vpn_dir, bins)?, s))
     } else {
         let v = Vpngw::start(vpn_ns, vpn_cfg, &vpn_dir, bins)?;
-        Ok((v, StrongSwan::start(swan_ns, swan_cfg, &swan_dir)?))
+        Ok((v, start_swan(swan_ns, &swan_dir)?))
     }
 }
 
@@ -639,14 +653,8 @@ fn ikev1_several_subnets_one_quick_mode_each() {
             t.local_subnets = A_NETS.iter().map(|n| (*n).to_owned()).collect();
             t.remote_subnets = B_NETS.iter().map(|n| (*n).to_owned()).collect();
             let swan_conf = swan_v1(false, !vpngw_initiates, WALKTHROUGH).swanctl_conf_children(&pair_children());
-            let (swan_dir, vpn_dir) = (sc.subdir(&format!("{tag}-swan")), sc.subdir(&format!("{tag}-vpngw")));
-            let (vpn, swan) = if vpngw_initiates {
-                let s = StrongSwan::start_conf(&sc.topo.gw_b, &swan_conf, &swan_dir)?;
-                (Vpngw::start(&sc.topo.gw_a, &vcfg, &vpn_dir, &bins)?, s)
-            } else {
-                let v = Vpngw::start(&sc.topo.gw_a, &vcfg, &vpn_dir, &bins)?;
-                (v, StrongSwan::start_conf(&sc.topo.gw_b, &swan_conf, &swan_dir)?)
-            };
+            let start_swan = |ns: &Netns, dir: &Path| StrongSwan::start_conf(ns, &swan_conf, dir);
+            let (vpn, swan) = start_pair_with(sc, &bins, vpngw_initiates, true, &vcfg, start_swan, tag)?;
             let four = |vpn: &Vpngw, swan: &StrongSwan| -> Option<StatusReport> {
                 let st = vpn.status().ok()?;
                 let list = swan.list_sas().ok()?;
@@ -736,16 +744,9 @@ fn ikev1_aggressive_mode_opt_in() {
             let mut vcfg = vpngw_for_role(vpngw_initiates, p.proposal);
             vcfg.tunnels[0].extra.push(("aggressive".into(), "true".into()));
             let scfg = swan_v1(!vpngw_initiates, !vpngw_initiates, p.proposal);
-            let (vpn_ns, swan_ns) =
-                if vpngw_initiates { (&sc.topo.gw_a, &sc.topo.gw_b) } else { (&sc.topo.gw_b, &sc.topo.gw_a) };
-            let (vpn_dir, swan_dir) = (sc.subdir(&format!("{tag}-vpngw")), sc.subdir(&format!("{tag}-swan")));
-            let (mut vpn, mut swan) = if vpngw_initiates {
-                let s = StrongSwan::start_with(swan_ns, &scfg, &extra, &swan_dir)?;
-                (Vpngw::start(vpn_ns, &vcfg, &vpn_dir, &bins)?, s)
-            } else {
-                let v = Vpngw::start(vpn_ns, &vcfg, &vpn_dir, &bins)?;
-                (v, StrongSwan::start_with(swan_ns, &scfg, &extra, &swan_dir)?)
-            };
+            let start_swan = |ns: &Netns, dir: &Path| StrongSwan::start_with(ns, &scfg, &extra, dir);
+            let (mut vpn, mut swan) =
+                start_pair_with(sc, &bins, vpngw_initiates, vpngw_initiates, &vcfg, start_swan, tag)?;
             await_agreement(&vpn, &swan, &p, &[], "the IKEv1 tunnel through Aggressive Mode")?;
             let charon = swan.log_text();
             ensure!(
