@@ -419,3 +419,35 @@ fn simultaneous_quick_mode_rekeys_keep_a_pair_installed() {
     }
     assert!(downs(&p, Side::A).is_empty() && downs(&p, Side::B).is_empty());
 }
+
+#[test]
+fn our_quick_modes_go_one_at_a_time() {
+    init_logs();
+    let (mut a, mut b) = configs("aes128-sha1-modp1024", "aes128gcm16");
+    let ts = |s: &str| ipsec_types::TrafficSelector::parse_cidr(s).unwrap();
+    a.local_ts = vec![ts("10.1.0.0/24"), ts("10.3.0.0/24"), ts("10.5.0.0/24"), ts("10.7.0.0/24")];
+    b.remote_ts = a.local_ts.clone();
+    let mut p = Pair::new(a, b);
+    p.tick(Timestamp::ZERO);
+    // Main Mode: six messages; then A has exactly one Quick Mode message 1 on the wire
+    // (peers keep the IV state of only a few Quick Modes at once).
+    for _ in 0..6 {
+        assert!(p.deliver_next());
+    }
+    assert_eq!(p.pending_to(Side::B), 1);
+    p.run();
+    p.advance(Duration::from_secs(1));
+    assert_eq!(installed(&mut p, Side::A).len(), 4);
+    assert_eq!(installed(&mut p, Side::B).len(), 4);
+    // An operator rekey of all four goes one at a time too, and renews them all.
+    let before = installed(&mut p, Side::A);
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    assert_eq!(p.pending_to(Side::B), 1);
+    p.run();
+    for _ in 0..5 {
+        p.advance(Duration::from_secs(1));
+    }
+    let after = installed(&mut p, Side::A);
+    assert_eq!(after.len(), 4);
+    assert!(after.iter().all(|x| !before.contains(x)), "{before:?} -> {after:?}");
+}

@@ -213,6 +213,8 @@ pub(crate) struct V1Sa {
     /// Inbound SPIs of removed pairs in their grace period.
     pub(crate) retiring: Vec<(Spi, Timestamp)>,
     quick: Vec<Quick>,
+    /// Our Quick Modes waiting for the one in flight: (local, remote, pair it rekeys).
+    waiting: VecDeque<(TrafficSelector, TrafficSelector, Option<u64>)>,
     rtx: Vec<Rtx>,
     answers: VecDeque<([u8; 32], Vec<u8>)>,
     /// Message IDs of exchanges the peer started here (authenticated), oldest first.
@@ -271,6 +273,7 @@ impl V1Sa {
             pairs: vec![],
             retiring: vec![],
             quick: vec![],
+            waiting: VecDeque::new(),
             rtx: vec![],
             answers: VecDeque::new(),
             seen_mids: VecDeque::new(),
@@ -711,14 +714,24 @@ impl V1Sa {
             let negotiating = self
                 .quick
                 .iter()
-                .any(|q| matches!(q, Quick::I { ex, .. } if *ex.local_ts() == l && *ex.remote_ts() == r));
+                .any(|q| matches!(q, Quick::I { ex, .. } if *ex.local_ts() == l && *ex.remote_ts() == r))
+                || self.waiting.iter().any(|(wl, wr, _)| *wl == l && *wr == r);
             if !carried && !negotiating {
                 self.start_quick(ctx, l, r, None);
             }
         }
     }
 
+    /// Starts a Quick Mode for selectors `l`/`r`, or queues it while one of ours is in
+    /// flight: peers keep the IV state of only a few Quick Modes per ISAKMP SA (strongSwan
+    /// three, dropping the least recently used), so ours go one at a time.
     fn start_quick(&mut self, ctx: &mut Ctx<'_>, l: TrafficSelector, r: TrafficSelector, rekey_of: Option<u64>) {
+        if self.quick.iter().any(|q| matches!(q, Quick::I { .. })) {
+            if !self.waiting.iter().any(|(wl, wr, _)| *wl == l && *wr == r) {
+                self.waiting.push_back((l, r, rekey_of));
+            }
+            return;
+        }
         let Stage::Up(p1) = &self.stage else { return };
         let spi_in = ctx.random_spi();
         let cfg = self.quick_config(&l, &r);
@@ -734,6 +747,16 @@ impl V1Sa {
                 tracing::warn!(tunnel = %self.peer.name, error = %e, "cannot start Quick Mode");
                 self.quick_retry_at = Some(ctx.now + QUICK_RETRY);
             }
+        }
+    }
+
+    /// Our next queued Quick Mode, once none of ours is in flight.
+    fn next_quick(&mut self, ctx: &mut Ctx<'_>) {
+        if self.quick.iter().any(|q| matches!(q, Quick::I { .. })) {
+            return;
+        }
+        if let Some((l, r, rekey_of)) = self.waiting.pop_front() {
+            self.start_quick(ctx, l, r, rekey_of);
         }
     }
 
@@ -760,6 +783,7 @@ impl V1Sa {
                             self.install(ctx, qsa, Some(floor), rekey_of);
                             self.remember_answer(data, &msg3);
                             self.transmit(ctx, msg3);
+                            self.next_quick(ctx);
                         }
                         Err(e) => self.quick_error(ctx, e, mid),
                     }
@@ -870,6 +894,7 @@ impl V1Sa {
                         p.rekey_at = Some(ctx.now + QUICK_RETRY);
                     }
                 }
+                self.next_quick(ctx);
             }
             Quick::R { child_id, .. } => {
                 if let Some(j) = self.pairs.iter().position(|p| p.child_id == child_id) {
@@ -1428,6 +1453,7 @@ impl V1Sa {
             }));
         }
         self.quick.clear();
+        self.waiting.clear();
         self.rtx.clear();
         // An end to report: an SA that was up, or our attempt to bring one up.
         let reported = (self.established_at.is_some() || self.initiator) && self.replaced_at.is_none();
