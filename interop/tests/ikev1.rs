@@ -638,8 +638,8 @@ fn auto_rekey(
 /// ISAKMP SA each, vpngw's with the right selectors, pings across every pair both ways;
 /// then strongSwan rekeys one pair (`swanctl --rekey --child p0`) and the other three
 /// keep their SPIs, and vpngw rekeys all four (`vpnctl rekey`). charon keeps phase 2
-/// state for at most three exchanges at once (`charon.max_ikev1_exchanges`), so vpngw
-/// must not run four Quick Modes at once.
+/// state for at most three exchanges at once (`charon.max_ikev1_exchanges`): vpngw must
+/// not run four Quick Modes at once (it runs them one at a time).
 #[test]
 fn ikev1_several_subnets_one_quick_mode_each() {
     run_scenario("ikev1_several_subnets_one_quick_mode_each", |sc| {
