@@ -451,3 +451,30 @@ fn our_quick_modes_go_one_at_a_time() {
     assert_eq!(after.len(), 4);
     assert!(after.iter().all(|x| !before.contains(x)), "{before:?} -> {after:?}");
 }
+
+#[test]
+fn forced_encapsulation_floats_and_follows_a_new_nat_mapping() {
+    init_logs();
+    let (mut a, b) = configs("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    a.force_encap = true;
+    let mut p = walkthrough_with(a, b);
+    for side in [Side::A, Side::B] {
+        let st = p.ep(side).status();
+        assert!(st[0].nat_detected, "{side:?}: {st:?}");
+        assert_eq!(st[0].local.port(), 4500);
+        let enc = st[0].children[0].encap.expect("UDP-encapsulated");
+        assert_eq!((enc.local_port, enc.remote_port), (4500, 4500));
+    }
+    // A's NAT mapping changes: its next authenticated message comes from another port.
+    let mark = p.datapath(Side::B).len();
+    p.command(Side::A, Command::Rekey { peer: "site-b".into(), ike: false });
+    let mut t = p.take_to(Side::B).expect("Quick Mode message 1");
+    t.local.set_port(40_000);
+    p.inject(Side::B, &t);
+    let moved = p.datapath(Side::B).into_iter().skip(mark).any(|c| {
+        matches!(c, DatapathCommand::UpdateEndpoints { endpoints, .. }
+            if endpoints.encap.is_some_and(|e| e.remote_port == 40_000))
+    });
+    assert!(moved, "{:?}", p.datapath(Side::B));
+    assert_eq!(p.ep(Side::B).status()[0].remote.port(), 40_000);
+}

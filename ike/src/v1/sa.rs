@@ -770,8 +770,8 @@ impl V1Sa {
         let name = self.peer.name.clone();
         match self.quick.iter().position(|q| q.message_id() == mid) {
             Some(i) => match self.quick.get(i) {
-                Some(Quick::I { ex, rekey_of, floor }) => {
-                    let (rekey_of, floor) = (*rekey_of, *floor);
+                Some(Quick::I { ex, floor, .. }) => {
+                    let floor = *floor;
                     let (l, r) = (*ex.local_ts(), *ex.remote_ts());
                     let cfg = self.quick_config(&l, &r);
                     match ex.handle(p1, &cfg, data) {
@@ -780,7 +780,7 @@ impl V1Sa {
                             self.answered(RtxKind::Quick(mid));
                             self.mark_heard(ctx, local, remote);
                             // Inbound first: the peer may use the pair once it has message 3.
-                            self.install(ctx, qsa, Some(floor), rekey_of);
+                            self.install(ctx, qsa, Some(floor));
                             self.remember_answer(data, &msg3);
                             self.transmit(ctx, msg3);
                             self.next_quick(ctx);
@@ -834,7 +834,7 @@ impl V1Sa {
                     Ok((ex, qsa, msg2)) => {
                         self.record_mid(mid);
                         self.mark_heard(ctx, local, remote);
-                        let child_id = self.install(ctx, qsa, None, None);
+                        let child_id = self.install(ctx, qsa, None);
                         // The peer's oldest goes for a new one; ours stay (dropping a rekey
                         // of ours would leave its pair to run into its hard lifetime).
                         let theirs = || self.quick.iter().filter(|q| matches!(q, Quick::R { .. }));
@@ -905,9 +905,30 @@ impl V1Sa {
         }
     }
 
-    fn mark_heard(&mut self, ctx: &Ctx<'_>, local: SocketAddr, remote: SocketAddr) {
+    /// An authenticated (and not replayed) message arrived from `remote` on `local`:
+    /// the peer is alive, and behind a NAT whose mapping changed, IKE and the UDP-
+    /// encapsulated pairs follow it to its new address and port.
+    fn mark_heard(&mut self, ctx: &mut Ctx<'_>, local: SocketAddr, remote: SocketAddr) {
         self.last_heard = Some(ctx.now);
-        let _ = (local, remote);
+        if !self.floated() || local.port() != ctx.natt_port || remote == self.remote {
+            return;
+        }
+        tracing::info!(tunnel = %self.peer.name, from = %self.remote, to = %remote, "IKEv1 peer's NAT mapping changed");
+        self.local = crate::sa::unspecified_to(local, self.peer.local_addr);
+        self.remote = remote;
+        let endpoints = self.endpoints();
+        for p in &mut self.pairs {
+            let Some(enc) = p.encap.as_mut() else { continue };
+            enc.remote_port = remote.port();
+            for (spi, direction) in [(p.spi_out, Direction::Outbound), (p.spi_in, Direction::Inbound)] {
+                ctx.out.push_back(Output::Datapath(DatapathCommand::UpdateEndpoints {
+                    tunnel: self.peer.name.clone(),
+                    spi,
+                    direction,
+                    endpoints,
+                }));
+            }
+        }
     }
 
     fn params(
@@ -936,7 +957,7 @@ impl V1Sa {
     /// responded: after message 3; we initiated: after `QUICK_OUTBOUND_DELAY`).
     /// Older pairs of the same selectors are marked rekeyed. Returns the child id.
     /// `floor`: we initiated it, and pairs from this child id on were made while it ran.
-    fn install(&mut self, ctx: &mut Ctx<'_>, qsa: QuickSa, floor: Option<u64>, rekey_of: Option<u64>) -> u64 {
+    fn install(&mut self, ctx: &mut Ctx<'_>, qsa: QuickSa, floor: Option<u64>) -> u64 {
         let now = ctx.now;
         let child_id = *ctx.next_child_id;
         *ctx.next_child_id += 1;
@@ -979,7 +1000,6 @@ impl V1Sa {
         );
         ctx.out.push_back(Output::Event(Event::ChildUp { peer: self.peer.name.clone(), spi_in, spi_out }));
         self.pairs.push(pair);
-        let _ = rekey_of;
         child_id
     }
 
@@ -1333,9 +1353,8 @@ impl V1Sa {
                 tracing::warn!(tunnel = %self.peer.name, "IKEv1 dead peer detection: no R-U-THERE-ACK for {}s", timeout.as_secs());
                 return Err(Failure::Transient(DownReason::DeadPeer));
             }
-            Some((seq, since, _)) if self.heard().is_some_and(|h| h > since) => {
+            Some((_, since, _)) if self.heard().is_some_and(|h| h > since) => {
                 // Heard meanwhile (ESP or IKE): alive.
-                let _ = seq;
                 self.dpd.probe = None;
                 return Ok(());
             }
