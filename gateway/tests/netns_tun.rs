@@ -13,6 +13,7 @@ use gateway::sys::tun::Tun;
 use ipsec_types::TrafficSelector;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
+use std::time::Duration;
 use testkit::netns::Netns;
 use testkit::packet::{ipv4_udp, Ipv4};
 use testkit::{Need, Skip};
@@ -120,6 +121,14 @@ fn inner_raw_esp_sockets() {
         let (ok, out) = ip(&["-6", "addr", "add", a, "dev", "lo", "nodad"]);
         assert!(ok, "{out}");
     }
+    // The kernel finishes setting up IPv6 addresses in a work queue, even with `nodad`:
+    // on a busy machine a packet sent at once can meet a still-tentative address and be
+    // dropped. Wait until none is tentative.
+    testkit::wait_for(Duration::from_secs(10), "IPv6 addresses on lo usable", || {
+        let (ok, out) = ip(&["-6", "addr", "show", "dev", "lo", "tentative"]);
+        (ok && out.trim().is_empty()).then_some(())
+    })
+    .unwrap();
     for (ours, peer, other) in [("192.0.2.1", "192.0.2.2", "192.0.2.3"), ("2001:db8::1", "2001:db8::2", "2001:db8::3")]
     {
         let [ours, peer, other]: [IpAddr; 3] = [ours, peer, other].map(|a| a.parse().unwrap());
@@ -130,7 +139,15 @@ fn inner_raw_esp_sockets() {
         tx.send_to(b"\x00\x00\x01\x00not ours", other).unwrap();
         tx.send_to(b"\x00\x00\x01\x00ours", ours).unwrap();
         let mut batch = RecvMany::new(8, 2048);
-        recv_many(rx.fd(), &mut batch, true).unwrap();
+        // Bounded: a packet that never comes fails the test instead of hanging it.
+        testkit::wait_for_every(Duration::from_millis(10), Duration::from_secs(10), "ESP on loopback", || {
+            match recv_many(rx.fd(), &mut batch, false) {
+                Ok(_) => Some(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                Err(e) => panic!("recv: {e}"),
+            }
+        })
+        .unwrap();
         let got: Vec<(Vec<u8>, IpAddr)> = batch
             .packets_with_meta()
             .filter_map(|(p, meta)| rx.esp_range(p, meta).map(|(r, from)| (p[r].to_vec(), from)))
