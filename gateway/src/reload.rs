@@ -208,3 +208,128 @@ impl Reloader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"[gateway]
+local_address = "192.0.2.1"
+tun_name = "vpn0"
+control_socket = "/nonexistent/vpngw.sock"
+
+[[tunnel]]
+name = "site-b"
+remote_address = "192.0.2.2"
+psk = "0123456789abcdef0123456789abcdef"
+local_subnets = ["10.1.0.0/24"]
+remote_subnets = ["10.2.0.0/24"]
+"#;
+
+    fn cfg(text: &str) -> Config {
+        config::parse(text, Path::new("/etc/vpngw/vpngw.toml")).unwrap()
+    }
+
+    fn with_gateway_key(line: &str) -> Config {
+        cfg(&BASE.replace("[gateway]\n", &format!("[gateway]\n{line}\n")))
+    }
+
+    #[test]
+    fn every_restart_key_is_named() {
+        let old = cfg(BASE);
+        for (line, key) in [
+            ("", None),
+            ("half_open_max = 3", None),
+            ("tun_mtu = 1300", Some("tun_mtu")),
+            ("ike_port = 1500", Some("ike_port")),
+            ("natt_port = 14500", Some("natt_port")),
+        ] {
+            let why = restart_needed(&old.gateway, &with_gateway_key(line).gateway);
+            match key {
+                None => assert_eq!(why, None, "{line}"),
+                Some(k) => {
+                    let why = why.unwrap_or_default();
+                    assert!(why.starts_with(&format!("`gateway.{k}` changed from ")), "{why}");
+                }
+            }
+        }
+        let moved = cfg(&BASE.replace("192.0.2.1", "192.0.2.9"));
+        assert_eq!(
+            restart_needed(&old.gateway, &moved.gateway).unwrap(),
+            "`gateway.local_address` changed from 192.0.2.1 to 192.0.2.9: it takes effect only when vpngw restarts"
+        );
+        let renamed = cfg(&BASE.replace("vpn0", "vpn1"));
+        assert!(restart_needed(&old.gateway, &renamed.gateway).unwrap().contains("`gateway.tun_name` changed from \"vpn0\" to \"vpn1\""));
+        let socket = cfg(&BASE.replace("/nonexistent/vpngw.sock", "/nonexistent/other.sock"));
+        assert!(restart_needed(&old.gateway, &socket.gateway).unwrap().starts_with("`gateway.control_socket`"));
+    }
+
+    #[test]
+    fn live_keys_are_listed() {
+        let old = cfg(BASE);
+        let new = with_gateway_key("half_open_max = 3\ncookie_threshold = 0\nallow_insecure_key_files = true");
+        assert_eq!(
+            live_changes(&old.gateway, &new.gateway),
+            ["gateway.cookie_threshold", "gateway.half_open_max", "gateway.allow_insecure_key_files"]
+        );
+        assert!(live_changes(&old.gateway, &old.gateway).is_empty());
+    }
+
+    /// Routes in memory; `add_route` fails for `fail_on`.
+    struct Table {
+        routes: Vec<Route>,
+        fail_on: &'static str,
+    }
+
+    impl Host for Table {
+        fn routes(&self) -> Vec<Route> {
+            self.routes.clone()
+        }
+        fn add_route(&mut self, route: Route) -> io::Result<()> {
+            if route.dest == self.fail_on {
+                return Err(io::Error::other("RTNETLINK answers: File exists"));
+            }
+            self.routes.retain(|r| !r.same_destination(&route));
+            self.routes.push(route);
+            Ok(())
+        }
+        fn remove_route(&mut self, route: &Route) -> io::Result<()> {
+            self.routes.retain(|r| !r.same_destination(route));
+            Ok(())
+        }
+        fn local_addresses(&self) -> Vec<IpAddr> {
+            Vec::new()
+        }
+        fn enable_ipv6(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_route_that_cannot_be_installed_refuses_the_reload_and_takes_back_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpngw.toml");
+        let more = BASE.replace(
+            "remote_subnets = [\"10.2.0.0/24\"]",
+            "remote_subnets = [\"10.2.0.0/24\", \"10.4.0.0/24\", \"10.5.0.0/24\"]",
+        );
+        std::fs::write(&path, &more).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let current = cfg(BASE);
+        let routes = wanted_routes(&current, "vpn0", &[]);
+        let host = Table { routes: routes.clone(), fail_on: "10.5.0.0/24" };
+        let mut reloader = Reloader { path, host: Box::new(host) };
+        let mut ep = ike::Endpoint::new(
+            crate::ike_config::endpoint_config(&current),
+            Box::new(crate::rng::SystemRng::new()),
+        );
+        let e = reloader.reload(Timestamp::ZERO, &mut ep, &current).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(e.message.contains("10.5.0.0/24") && e.message.contains("File exists"), "{}", e.message);
+        assert_eq!(reloader.host.routes(), routes, "10.4.0.0/24 taken back");
+        // The endpoint still has the old tunnel only, untouched.
+        assert_eq!(ep.tunnel_names(), ["site-b"]);
+    }
+}

@@ -640,6 +640,18 @@ mod tests {
     }
 
     #[test]
+    fn reload_wire_form() {
+        assert_eq!(encode_request(&Request::Reload), "{\"v\":1,\"cmd\":\"reload\"}\n");
+        assert_eq!(decode_request("{\"v\":1,\"cmd\":\"reload\"}"), Ok(Request::Reload));
+        let line = encode_reply(Reply::Error(ErrorReply { code: ErrorCode::RestartRequired, message: "x".into() }));
+        assert_eq!(line, "{\"v\":1,\"error\":{\"code\":\"restart_required\",\"message\":\"x\"}}\n");
+        let report = ReloadReport { file: "f".into(), added: vec!["c".into()], ..ReloadReport::default() };
+        let line = encode_reply(Reply::Reload(report.clone()));
+        assert!(line.starts_with("{\"v\":1,\"reload\":{\"file\":\"f\",\"added\":[\"c\"],"), "{line}");
+        assert_eq!(decode_response(&line).unwrap().reply, Reply::Reload(report));
+    }
+
+    #[test]
     fn error_reply_wire_form() {
         let line = encode_reply(Reply::Error(ErrorReply { code: ErrorCode::UnknownCommand, message: "x".into() }));
         assert_eq!(line, "{\"v\":1,\"error\":{\"code\":\"unknown_command\",\"message\":\"x\"}}\n");
