@@ -14,9 +14,9 @@ use crate::clock::{BootClock, Clock};
 use crate::control::server::ControlSocket;
 use crate::datapath::{Datapath, IoCounters, SharedTable};
 use crate::driver::{ControlMsg, Driver, Exit, WanSockets, QUEUE_CAPACITY};
+use crate::reload::{wanted_routes, Reloader, SystemHost};
 use crate::switches::Switches;
 use crate::sys::privs;
-use crate::reload::{wanted_routes, Reloader, SystemHost};
 use crate::sys::route::Routes;
 use crate::sys::tun::Tun;
 use crate::sys::udp::{bind_udp, RawEsp};
@@ -218,7 +218,8 @@ fn install_routes(cfg: &config::Config, dev: &str) -> Result<Routes, String> {
         tracing::warn!(error = %e, "cannot list local addresses; routes get no preferred source");
         Vec::new()
     });
-    let routes = Routes::install(wanted_routes(cfg, dev, &host_addrs)).map_err(|e| format!("cannot install routes: {e}"))?;
+    let routes =
+        Routes::install(wanted_routes(cfg, dev, &host_addrs)).map_err(|e| format!("cannot install routes: {e}"))?;
     for r in routes.installed() {
         tracing::info!(dest = %r.dest, dev = %r.dev, src = ?r.src, "route installed");
     }

@@ -24,8 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `[gateway]` keys that take effect only when vpngw restarts.
-pub const RESTART_KEYS: &[&str] =
-    &["local_address", "tun_name", "tun_mtu", "control_socket", "ike_port", "natt_port"];
+pub const RESTART_KEYS: &[&str] = &["local_address", "tun_name", "tun_mtu", "control_socket", "ike_port", "natt_port"];
 
 /// What a reload changes on the host besides `ike` and `esp`: the routes into the TUN
 /// device, and IPv6 on that device.
@@ -260,7 +259,9 @@ remote_subnets = ["10.2.0.0/24"]
             "`gateway.local_address` changed from 192.0.2.1 to 192.0.2.9: it takes effect only when vpngw restarts"
         );
         let renamed = cfg(&BASE.replace("vpn0", "vpn1"));
-        assert!(restart_needed(&old.gateway, &renamed.gateway).unwrap().contains("`gateway.tun_name` changed from \"vpn0\" to \"vpn1\""));
+        assert!(restart_needed(&old.gateway, &renamed.gateway)
+            .unwrap()
+            .contains("`gateway.tun_name` changed from \"vpn0\" to \"vpn1\""));
         let socket = cfg(&BASE.replace("/nonexistent/vpngw.sock", "/nonexistent/other.sock"));
         assert!(restart_needed(&old.gateway, &socket.gateway).unwrap().starts_with("`gateway.control_socket`"));
     }
@@ -321,10 +322,8 @@ remote_subnets = ["10.2.0.0/24"]
         let routes = wanted_routes(&current, "vpn0", &[]);
         let host = Table { routes: routes.clone(), fail_on: "10.5.0.0/24" };
         let mut reloader = Reloader { path, host: Box::new(host) };
-        let mut ep = ike::Endpoint::new(
-            crate::ike_config::endpoint_config(&current),
-            Box::new(crate::rng::SystemRng::new()),
-        );
+        let mut ep =
+            ike::Endpoint::new(crate::ike_config::endpoint_config(&current), Box::new(crate::rng::SystemRng::new()));
         let e = reloader.reload(Timestamp::ZERO, &mut ep, &current).unwrap_err();
         assert_eq!(e.code, ErrorCode::Unavailable);
         assert!(e.message.contains("10.5.0.0/24") && e.message.contains("File exists"), "{}", e.message);

@@ -75,7 +75,9 @@ fn reload(side: &Side) -> Reply {
 }
 
 fn established(s: &StatusReport) -> bool {
-    s.tunnels.iter().any(|t| t.name == "peer" && t.ike_sas.iter().any(|sa| sa.state == "ESTABLISHED" && !sa.children.is_empty()))
+    s.tunnels
+        .iter()
+        .any(|t| t.name == "peer" && t.ike_sas.iter().any(|sa| sa.state == "ESTABLISHED" && !sa.children.is_empty()))
 }
 
 /// (spi_in, spi_out) of tunnel `peer`'s CHILD SAs.
@@ -109,8 +111,7 @@ fn setup() -> Setup {
         host.add_route(r).unwrap();
     }
     let reloader = Reloader { path: file.clone(), host: Box::new(routes.clone()) };
-    let (a, b) =
-        common::pair_with_reload(cfg_a, common::config(&B, &A, "start = \"respond\""), Some(reloader));
+    let (a, b) = common::pair_with_reload(cfg_a, common::config(&B, &A, "start = \"respond\""), Some(reloader));
     wait_for(&a, "A established", established);
     wait_for(&b, "B established", established);
     Setup { a, b, routes, file, _dir: dir }
@@ -227,7 +228,10 @@ fn bad_configurations_are_refused_and_the_running_one_stays() {
     assert!(e.message.starts_with(&expected), "{} does not start with {expected}", e.message);
 
     // A key that needs a restart.
-    write(&file, &common::config_text(&A, &B, "start = \"initiate\"").replace("tun_name = \"vpn0\"", "tun_name = \"vpn1\""));
+    write(
+        &file,
+        &common::config_text(&A, &B, "start = \"initiate\"").replace("tun_name = \"vpn0\"", "tun_name = \"vpn1\""),
+    );
     let Reply::Error(e) = reload(&a) else { panic!("a new tun_name was taken") };
     assert_eq!(e.code, ErrorCode::RestartRequired);
     assert!(e.message.contains("`gateway.tun_name` changed from \"vpn0\" to \"vpn1\""), "{}", e.message);
@@ -240,7 +244,10 @@ fn bad_configurations_are_refused_and_the_running_one_stays() {
     assert_eq!(routes.dests(), ["10.2.0.0/24"]);
 
     // A limit applies live.
-    write(&file, &common::config_text(&A, &B, "start = \"initiate\"").replace("[gateway]", "[gateway]\nhalf_open_max = 7"));
+    write(
+        &file,
+        &common::config_text(&A, &B, "start = \"initiate\"").replace("[gateway]", "[gateway]\nhalf_open_max = 7"),
+    );
     let Reply::Reload(r) = reload(&a) else { panic!("reload refused") };
     assert_eq!(r.gateway, ["gateway.half_open_max"]);
     assert_eq!(r.unchanged, ["peer"]);

@@ -280,13 +280,17 @@ fn changed_renegotiates(to_b: PeerConfig, at_b: PeerConfig, change: impl Fn(&mut
     assert_ne!(old_out, new_out);
     let dp = datapath(&net.node(A).log[mark..]);
     let removed_old = |spi: Spi, d: Direction| {
-        dp.iter().any(|c| matches!(c, DatapathCommand::Remove { spi: s, direction, .. } if *s == spi && *direction == d))
+        dp.iter()
+            .any(|c| matches!(c, DatapathCommand::Remove { spi: s, direction, .. } if *s == spi && *direction == d))
     };
     assert!(removed_old(old_in, Direction::Inbound) && removed_old(old_out, Direction::Outbound), "{dp:?}");
     assert!(dp.iter().any(|c| matches!(c, DatapathCommand::InstallOutbound(p) if p.spi == new_out)));
     // The peer was told: the old SA deleted, a new one up.
     let b_events = events(&net.node(B).log[b_mark..]).into_iter().cloned().collect::<Vec<_>>();
-    assert!(b_events.iter().any(|e| matches!(e, Event::IkeDown { reason: DownReason::DeletedByPeer, .. })), "{b_events:?}");
+    assert!(
+        b_events.iter().any(|e| matches!(e, Event::IkeDown { reason: DownReason::DeletedByPeer, .. })),
+        "{b_events:?}"
+    );
     assert_eq!(installed(&net.node(B).ep, "to-a"), vec![(new_out, new_in)]);
 }
 
