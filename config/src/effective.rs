@@ -113,3 +113,30 @@ fn identity(id: &Identity) -> String {
 fn duration(d: Duration) -> String {
     crate::timers::show(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_read_back_as_the_same_kind() {
+        for id in [
+            Identity::Fqdn("gw.example.net".into()),
+            Identity::Fqdn("10.0.0.1".into()),
+            Identity::Rfc822("ops@example.net".into()),
+            Identity::Ipv4("192.0.2.1".parse().unwrap()),
+            Identity::Ipv6("2001:db8::1".parse().unwrap()),
+        ] {
+            assert_eq!(Identity::parse(&identity(&id)), Ok(id.clone()), "{}", identity(&id));
+        }
+    }
+
+    #[test]
+    fn strings_read_back_unchanged() {
+        for v in ["plain", "a\"b\\c", "it's", "tab\there", "/run/vpngw/vpngw.sock"] {
+            let table: toml::Table = toml::from_str(&format!("k = {}", quote(v))).unwrap();
+            assert_eq!(table.get("k").and_then(toml::Value::as_str), Some(v), "{}", quote(v));
+        }
+        assert_eq!(list(["x".to_string(), "y".to_string()].into_iter()), "[\"x\", \"y\"]");
+    }
+}
