@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use interop::scenario::{run_scenario, vpngw_site_a, vpngw_site_b, Scenario};
 use interop::stream::{Load, LoadSpec};
-use interop::vpngw::{installed_child_details, Encap, GatewayConfig, Start, TunnelConfig, Vpngw};
+use interop::vpngw::{installed_child_details, write_config, Encap, GatewayConfig, Start, TunnelConfig, Vpngw};
 use interop::{ensure, wait_for, Binaries, Result};
 
 fn nettool() -> PathBuf {
@@ -41,19 +41,7 @@ fn other_tunnel(first: &TunnelConfig) -> TunnelConfig {
 
 /// Writes `cfg` where `Vpngw::start` wrote the first one (with its PSK files).
 fn rewrite(dir: &Path, cfg: &GatewayConfig) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    for t in &cfg.tunnels {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join(format!("{}.psk", t.name)))?;
-        f.write_all(t.psk.as_bytes())?;
-    }
-    std::fs::write(dir.join("vpngw.toml"), cfg.to_toml(dir, &dir.join("vpngw.sock")))?;
-    Ok(())
+    write_config(cfg, dir).map(drop)
 }
 
 /// `ip route` of gateway A.
