@@ -8,11 +8,13 @@
 //! lifetime and liveness keys into `ipsec_types`' [`SaTimers`] and [`Dpd`].
 #![forbid(unsafe_code)]
 
+mod effective;
 mod ikev1;
 mod raw;
 mod timers;
 mod validate;
 
+pub use effective::HIDDEN;
 pub use ikev1::DEFAULT_IKE_PROPOSAL_V1;
 pub use ipsec_types::{Dpd, DpdAction, SaTimers};
 pub use timers::MAX_LIFETIME;

@@ -214,7 +214,7 @@ pub(crate) fn parse_volume(v: &NumOrText) -> Result<Option<u64>, String> {
 }
 
 /// A duration for messages, in the largest unit that divides it (`4h`, `90s`).
-fn show(d: Duration) -> String {
+pub(crate) fn show(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_nanos() != 0 {
         return format!("{}s", d.as_secs_f64());

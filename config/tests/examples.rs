@@ -141,3 +141,25 @@ fn azure_profile_matches_the_default_policy() {
     assert!(t.ike_proposals.iter().all(|p| p.dh == [DhGroup::Modp1024]));
     assert!(t.esp_proposals.iter().all(|p| p.dh.is_empty()));
 }
+
+/// `vpngw --check` prints every example's effective settings without the key, and that
+/// text, with a key put back, is a configuration with the same settings.
+#[test]
+fn effective_settings_hide_the_key_and_read_back_the_same() {
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    for (name, cfg) in load_all() {
+        let shown = cfg.effective_toml();
+        assert!(!shown.contains(KEY), "examples/{name}: the key is printed");
+        assert_eq!(shown.matches(&format!("psk = \"{}\"", config::HIDDEN)).count(), cfg.tunnels.len(), "{shown}");
+        let with_key = shown.replace(config::HIDDEN, KEY);
+        let path = Path::new("/effective.toml");
+        let again = parse(&with_key, path).unwrap_or_else(|e| panic!("examples/{name}: {e}\n{with_key}"));
+        assert_eq!(again.effective_toml(), shown, "examples/{name}");
+        assert_eq!(again.tunnels.len(), cfg.tunnels.len());
+        for (a, b) in again.tunnels.iter().zip(&cfg.tunnels) {
+            assert_eq!(a.psk.0.as_slice(), b.psk.0.as_slice(), "examples/{name}: {}", a.name);
+            assert_eq!((a.timers, a.dpd), (b.timers, b.dpd), "examples/{name}: {}", a.name);
+            assert_eq!((&a.local_id, &a.remote_id), (&b.local_id, &b.remote_id));
+        }
+    }
+}

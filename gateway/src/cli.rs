@@ -67,6 +67,15 @@ pub enum Command {
         #[command(flatten)]
         opts: ActionOpts,
     },
+    /// Make vpngw read its configuration file again and apply the difference (as SIGHUP
+    /// does): unchanged tunnels keep their SAs, added ones start, removed ones are
+    /// deleted, changed ones are negotiated again. An invalid file, or one changing a
+    /// `[gateway]` key that needs a restart, is refused and the running one stays.
+    Reload {
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Options of the tunnel commands.
@@ -131,10 +140,11 @@ pub fn run(cli: &Cli) -> Result<Output, String> {
         Command::Rekey { tunnel, ike, opts } => {
             (Request::Rekey { tunnel: tunnel.clone(), ike: *ike, wait_ms: opts.wait_ms()? }, opts.json)
         }
+        Command::Reload { json } => (Request::Reload, *json),
     };
     let reply = client::request(&socket, &request, TIMEOUT + request.wait()).map_err(|e| explain(&e))?;
     let code = match &reply {
-        Reply::Status(_) => 0,
+        Reply::Status(_) | Reply::Reload(_) => 0,
         Reply::Action(a) => match a.outcome {
             Outcome::Done | Outcome::Unchanged => 0,
             Outcome::Failed => 1,
@@ -154,6 +164,7 @@ pub fn run(cli: &Cli) -> Result<Output, String> {
         match &reply {
             Reply::Status(report) => crate::render::status(report),
             Reply::Action(a) => crate::render::action(a),
+            Reply::Reload(r) => crate::render::reload(r),
             Reply::Error(_) => String::new(),
         }
     };

@@ -1,10 +1,11 @@
 //! `vpngw`: command line, logging, start-up and shutdown ordering.
 //!
-//! Start: no core dumps -> load config (errors exit 2) -> root check -> block
-//! SIGINT/SIGTERM -> TUN (MTU, up) -> WAN sockets -> routes -> control socket -> IKE
+//! Start: no core dumps -> load config (errors exit 2; `--check` prints the effective
+//! settings and exits here) -> root check -> block SIGINT/SIGTERM/SIGHUP -> TUN (MTU, up) -> WAN sockets -> routes -> control socket -> IKE
 //! endpoint -> drop privileges (`sys::privs`: only CAP_NET_ADMIN, CAP_NET_RAW,
 //! CAP_NET_BIND_SERVICE, NO_NEW_PRIVS) -> datapath workers -> control loop on the main
-//! thread. Shutdown (first signal): DELETE every IKE SA, wait until idle or 2 s, remove
+//! thread. SIGHUP reloads the configuration (`reload`; routes change with CAP_NET_ADMIN).
+//! Shutdown (SIGINT/SIGTERM): DELETE every IKE SA, wait until idle or 2 s, remove
 //! routes (CAP_NET_ADMIN, kept for this) and the control socket; the TUN device goes away
 //! with its fd when the process exits. Every resource is an RAII guard, so a start-up
 //! failure half way also cleans up what was already set up.
@@ -13,12 +14,13 @@ use crate::clock::{BootClock, Clock};
 use crate::control::server::ControlSocket;
 use crate::datapath::{Datapath, IoCounters, SharedTable};
 use crate::driver::{ControlMsg, Driver, Exit, WanSockets, QUEUE_CAPACITY};
+use crate::reload::{wanted_routes, Reloader, SystemHost};
 use crate::switches::Switches;
 use crate::sys::privs;
-use crate::sys::route::{route_for, Routes};
+use crate::sys::route::Routes;
 use crate::sys::tun::Tun;
 use crate::sys::udp::{bind_udp, RawEsp};
-use crate::sys::{self, ShutdownSignals};
+use crate::sys::{self, DaemonSignals};
 use arc_swap::ArcSwap;
 use clap::Parser;
 use std::net::SocketAddr;
@@ -41,7 +43,9 @@ pub struct Args {
     /// directives such as `info,ike=debug`.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// Validate the configuration, print a summary and exit (does not need root).
+    /// Validate the configuration, print the effective settings (defaults filled in,
+    /// keys hidden) and exit: 0 when valid, 2 when not (the error on stderr). Does not
+    /// need root.
     #[arg(long)]
     pub check: bool,
 }
@@ -69,26 +73,33 @@ pub fn main() -> ExitCode {
         tracing::warn!("config {}: {w}", args.config.display());
     }
     if args.check {
-        println!(
-            "{}: OK: {} tunnel(s) on {} ({})",
-            args.config.display(),
-            cfg.tunnels.len(),
-            cfg.gateway.local_address,
-            cfg.tunnels.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-        );
+        print!("{}", check_report(&args.config, &cfg));
         return ExitCode::SUCCESS;
     }
     if !sys::is_root() {
         eprintln!("vpngw: must run as root (it creates a TUN device, binds UDP port 500, opens a raw ESP socket and installs routes)");
         return ExitCode::FAILURE;
     }
-    match run(cfg) {
+    match run(cfg, args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `vpngw --check` prints for a valid configuration: a summary line as a comment,
+/// then the effective settings as TOML (see `config::Config::effective_toml`).
+pub fn check_report(path: &std::path::Path, cfg: &config::Config) -> String {
+    format!(
+        "# {}: OK: {} tunnel(s) on {} ({}); effective settings, defaults filled in, keys hidden:\n{}",
+        path.display(),
+        cfg.tunnels.len(),
+        cfg.gateway.local_address,
+        cfg.tunnels.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+        cfg.effective_toml()
+    )
 }
 
 /// Logs to stderr; `RUST_LOG` wins over `--log-level`, default `info`.
@@ -109,13 +120,13 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
         .map_err(|e| format!("cannot initialize logging: {e}"))
 }
 
-/// Runs the gateway until shutdown.
-pub fn run(cfg: config::Config) -> Result<(), String> {
+/// Runs the gateway until shutdown; `path` is the configuration file (read again on reload).
+pub fn run(cfg: config::Config, path: PathBuf) -> Result<(), String> {
     let clock = Arc::new(BootClock);
     let started = clock.now();
     let g = cfg.gateway.clone();
     // Before any thread exists, so that every thread inherits the blocked mask.
-    let signals = ShutdownSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
+    let signals = DaemonSignals::block().map_err(|e| format!("cannot block signals: {e}"))?;
 
     // The one read of the environment's datapath switches.
     let switches = Switches::from_env();
@@ -140,7 +151,7 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
     };
     tracing::info!(address = %g.local_address, ike = g.ike_port, natt = g.natt_port, raw_esp = raw.is_some(), "WAN sockets bound");
 
-    let mut routes = install_routes(&cfg, tun.name())?;
+    let routes = install_routes(&cfg, tun.name())?;
     let subnets = || cfg.tunnels.iter().flat_map(|t| t.local_subnets.iter().chain(&t.remote_subnets));
     if subnets().any(|s| s.is_ipv4()) && sys::ipv4_forwarding() == Some(false) {
         tracing::warn!("net.ipv4.ip_forward is 0: traffic between the LAN and the tunnel will not be forwarded (sysctl -w net.ipv4.ip_forward=1)");
@@ -189,10 +200,11 @@ pub fn run(cfg: config::Config) -> Result<(), String> {
         config: Arc::new(cfg),
         started,
         io,
+        reload: Some(Reloader { path, host: Box::new(SystemHost { routes, tun: Arc::clone(&tun) }) }),
     };
+    // The driver owns the routes from here; they are removed when it ends.
     let exit = driver.run();
 
-    routes.remove_all();
     drop(control_socket);
     tracing::info!(dev = tun.name(), "routes and control socket removed; TUN device closes on exit");
     match exit {
@@ -206,37 +218,28 @@ fn install_routes(cfg: &config::Config, dev: &str) -> Result<Routes, String> {
         tracing::warn!(error = %e, "cannot list local addresses; routes get no preferred source");
         Vec::new()
     });
-    let mut wanted = Vec::new();
-    for t in &cfg.tunnels {
-        for subnet in &t.remote_subnets {
-            let r = route_for(subnet, dev, &t.local_subnets, &host_addrs);
-            if r.src.is_none() {
-                tracing::info!(
-                    tunnel = %t.name,
-                    subnet = %subnet,
-                    "no local address inside local_subnets: traffic from this host itself will not use the tunnel"
-                );
-            }
-            if !wanted.contains(&r) {
-                wanted.push(r);
-            }
-        }
-    }
-    let routes = Routes::install(wanted).map_err(|e| format!("cannot install routes: {e}"))?;
+    let routes =
+        Routes::install(wanted_routes(cfg, dev, &host_addrs)).map_err(|e| format!("cannot install routes: {e}"))?;
     for r in routes.installed() {
         tracing::info!(dest = %r.dest, dev = %r.dev, src = ?r.src, "route installed");
     }
     Ok(routes)
 }
 
-fn spawn_signal_thread(signals: ShutdownSignals, tx: SyncSender<ControlMsg>) -> Result<(), String> {
+fn spawn_signal_thread(signals: DaemonSignals, tx: SyncSender<ControlMsg>) -> Result<(), String> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             match signals.wait() {
                 Ok(sig) => {
-                    tracing::info!(signal = sys::signal_name(sig), "shutdown requested");
-                    if tx.send(ControlMsg::Shutdown).is_err() {
+                    let msg = if sys::is_reload_signal(sig) {
+                        tracing::info!(signal = sys::signal_name(sig), "configuration reload requested");
+                        ControlMsg::Reload
+                    } else {
+                        tracing::info!(signal = sys::signal_name(sig), "shutdown requested");
+                        ControlMsg::Shutdown
+                    };
+                    if tx.send(msg).is_err() {
                         return;
                     }
                 }

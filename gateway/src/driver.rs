@@ -10,8 +10,10 @@
 //! shutdown it sends DELETEs for every IKE SA and keeps running until the endpoint is
 //! idle or [`SHUTDOWN_GRACE`] passes.
 //!
-//! It does no packet I/O of its own beyond IKE transmissions, and no routing or TUN
-//! work: the daemon sets those up before and tears them down after [`Driver::run`].
+//! `vpnctl reload` and SIGHUP ([`ControlMsg::Reload`]) read the configuration again
+//! through [`crate::reload::Reloader`], which also changes the routes; the daemon sets
+//! up the TUN device, sockets and first routes before [`Driver::run`], and the routes go
+//! when the driver (which owns them from then on) is dropped.
 
 use crate::clock::{until, Clock};
 use crate::control::action::{self, Tracker};
@@ -94,6 +96,8 @@ pub enum ControlMsg {
     },
     /// SIGINT/SIGTERM: the first starts a graceful shutdown, a second ends it at once.
     Shutdown,
+    /// SIGHUP: read the configuration file again (as `vpnctl reload`; the outcome is logged).
+    Reload,
     /// A part of the daemon failed beyond repair: shut down gracefully, then exit with
     /// an error.
     Fatal(String),
@@ -163,6 +167,8 @@ pub struct Driver<C: Clock, T: IkeTransmit> {
     pub started: Timestamp,
     /// The gateway's I/O error counters.
     pub io: Arc<IoCounters>,
+    /// Reads the configuration file again on `vpnctl reload` and SIGHUP (`None`: refused).
+    pub reload: Option<crate::reload::Reloader>,
 }
 
 impl<C: Clock, T: IkeTransmit> Driver<C, T> {
@@ -217,6 +223,22 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             match msg {
                 Ok(ControlMsg::Datagram { local, remote, data }) => {
                     self.endpoint.handle_datagram(now, local, remote, &data);
+                }
+                Ok(ControlMsg::Request { request: Request::Reload, reply }) => {
+                    let answer = if shutdown_deadline.is_some() {
+                        Reply::Error(ErrorReply {
+                            code: crate::control::proto::ErrorCode::Unavailable,
+                            message: "vpngw is shutting down".into(),
+                        })
+                    } else {
+                        self.reload(now, "vpnctl", &mut stopped)
+                    };
+                    drop(reply.send(answer));
+                }
+                Ok(ControlMsg::Reload) => {
+                    if shutdown_deadline.is_none() {
+                        self.reload(now, "SIGHUP", &mut stopped);
+                    }
                 }
                 Ok(ControlMsg::Request { request, reply }) => {
                     let started = match &request {
@@ -294,6 +316,41 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             let _ = p.reply.send(Reply::Action(report));
         }
         exit
+    }
+
+    /// Reads the configuration again and applies it; logs and returns the outcome. A
+    /// tunnel stopped with `vpnctl down` stays stopped if the reload left it unchanged.
+    fn reload(&mut self, now: Timestamp, by: &str, stopped: &mut Vec<String>) -> Reply {
+        let Some(reloader) = self.reload.as_mut() else {
+            return Reply::Error(ErrorReply {
+                code: crate::control::proto::ErrorCode::Unavailable,
+                message: "this vpngw cannot reload its configuration".into(),
+            });
+        };
+        tracing::info!(file = %reloader.path.display(), requested_by = by, "reloading the configuration");
+        match reloader.reload(now, &mut self.endpoint, &self.config) {
+            Ok((config, report)) => {
+                for w in &report.warnings {
+                    tracing::warn!("config {}: {w}", report.file);
+                }
+                stopped.retain(|t| report.unchanged.contains(t));
+                self.config = Arc::new(config);
+                tracing::info!(
+                    added = ?report.added,
+                    removed = ?report.removed,
+                    changed = ?report.changed,
+                    unchanged = report.unchanged.len(),
+                    gateway = ?report.gateway,
+                    routes = ?report.routes,
+                    "configuration reloaded"
+                );
+                Reply::Reload(report)
+            }
+            Err(e) => {
+                tracing::error!("configuration reload refused, the running configuration stays: {}", e.message);
+                Reply::Error(e)
+            }
+        }
     }
 
     /// Feeds the pending tunnel commands the latest events and IKE state, and answers

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod driver;
 pub mod ike_config;
+pub mod reload;
 pub mod render;
 pub mod rng;
 pub mod status;

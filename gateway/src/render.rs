@@ -3,7 +3,7 @@
 //! is the JSON of the same report.
 
 use crate::control::proto::{
-    ActionReport, ChildSaInfo, Encapsulation, IkeSaInfo, SaTraffic, StatusReport, TunnelStatus,
+    ActionReport, ChildSaInfo, Encapsulation, IkeSaInfo, ReloadReport, SaTraffic, StatusReport, TunnelStatus,
 };
 use std::fmt::Write;
 
@@ -389,6 +389,27 @@ pub fn action(r: &ActionReport) -> String {
     if let Some(t) = &r.tunnel_status {
         o.push('\n');
         tunnel(&mut o, t);
+    }
+    o
+}
+
+/// Human-readable answer to `vpnctl reload`: what the new configuration changed.
+pub fn reload(r: &ReloadReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "reloaded {}", r.file);
+    let list = |names: &[String]| if names.is_empty() { "-".to_string() } else { names.join(", ") };
+    let _ = writeln!(o, "  added:     {}", list(&r.added));
+    let _ = writeln!(o, "  removed:   {}", list(&r.removed));
+    let _ = writeln!(o, "  changed:   {}", list(&r.changed));
+    let _ = writeln!(o, "  unchanged: {}", list(&r.unchanged));
+    if !r.gateway.is_empty() {
+        let _ = writeln!(o, "  gateway:   {}", r.gateway.join(", "));
+    }
+    if !r.routes.is_empty() {
+        let _ = writeln!(o, "  routes:    {}", r.routes.join(" "));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "  warning: {w}");
     }
     o
 }

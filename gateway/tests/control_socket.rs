@@ -5,7 +5,8 @@
 use gateway::control::client::{self, ClientError};
 use gateway::control::proto::{
     Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, GlobalDrops, IkeDropCounters,
-    IkeInfo, IkeSaInfo, IoErrors, Outcome, Reply, Request, SaDrops, SaTraffic, StatusReport, TunnelStatus,
+    IkeInfo, IkeSaInfo, IoErrors, Outcome, ReloadReport, Reply, Request, SaDrops, SaTraffic, StatusReport,
+    TunnelStatus,
 };
 use gateway::control::server::ControlSocket;
 use gateway::driver::ControlMsg;
@@ -140,6 +141,7 @@ fn report() -> StatusReport {
 /// see what vpnctl sent): `Done` for `up`, `Failed` for `down`, `Pending` for `rekey`.
 fn stand_in_answer(request: Request) -> Reply {
     let tunnel = match &request {
+        Request::Reload => return reload_report(),
         Request::Status { tunnel } => tunnel.clone(),
         Request::Up { tunnel, .. } | Request::Down { tunnel, .. } | Request::Rekey { tunnel, .. } => {
             Some(tunnel.clone())
@@ -156,7 +158,7 @@ fn stand_in_answer(request: Request) -> Reply {
     let mut r = report();
     r.tunnels.retain(|x| tunnel.as_ref().map_or(true, |t| x.name == *t));
     let (action, outcome) = match &request {
-        Request::Status { .. } => return Reply::Status(r),
+        Request::Status { .. } | Request::Reload => return Reply::Status(r),
         Request::Up { .. } => (Action::Up, Outcome::Done),
         Request::Down { .. } => (Action::Down, Outcome::Failed),
         Request::Rekey { .. } => (Action::RekeyChild, Outcome::Pending),
@@ -169,6 +171,20 @@ fn stand_in_answer(request: Request) -> Reply {
         events: vec!["CHILD SA installed: in c3000003, out c4000004".into()],
         elapsed_ms: 5,
         tunnel_status: r.tunnels.pop(),
+    })
+}
+
+/// The stand-in's answer to `reload`.
+fn reload_report() -> Reply {
+    Reply::Reload(ReloadReport {
+        file: "/etc/vpngw/vpngw.toml".into(),
+        added: vec!["site-d".into()],
+        removed: vec!["site-c".into()],
+        changed: vec![],
+        unchanged: vec!["site-b".into()],
+        gateway: vec!["gateway.half_open_max".into()],
+        routes: vec!["+10.4.0.0/24".into(), "-10.3.0.0/24".into()],
+        warnings: vec![],
     })
 }
 
@@ -543,4 +559,22 @@ fn vpnctl_status_of_one_tunnel() {
     assert_eq!(tunnels.len(), 1);
     assert_eq!(tunnels[0]["ike_sas"][0]["next_rekey_in_s"], 3300);
     assert_eq!(tunnels[0]["ike_sas"][0]["children"][0]["expires_in_s"], 3540);
+}
+
+#[test]
+fn vpnctl_reload_renders_what_changed_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sock, path) = serve(dir.path());
+    let out = vpnctl(&path, &["reload"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        "reloaded /etc/vpngw/vpngw.toml\n  added:     site-d\n  removed:   site-c\n  changed:   -\n  \
+         unchanged: site-b\n  gateway:   gateway.half_open_max\n  routes:    +10.4.0.0/24 -10.3.0.0/24\n"
+    );
+    let out = vpnctl(&path, &["reload", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let frame = gateway::control::proto::decode_response(std::str::from_utf8(&out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(frame.reply, reload_report());
 }

@@ -55,7 +55,45 @@ fn check_accepts_a_good_config() {
     let out = vpngw(&["--check", "--config", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("OK: 1 tunnel(s) on 192.0.2.1 (site-b)"), "{stdout}");
+    assert!(stdout.starts_with(&format!("# {}: OK: 1 tunnel(s) on 192.0.2.1 (site-b)", path.display())), "{stdout}");
+    // The effective settings, defaults filled in, the key hidden.
+    for line in [
+        "\n[gateway]\n",
+        "\ntun_mtu = 1400\n",
+        "\nike_port = 500\n",
+        "\nnatt_port = 4500\n",
+        "\nhalf_open_max = 1000\n",
+        "\n[[tunnel]]\nname = \"site-b\"\n",
+        "\nlocal_id = \"192.0.2.1\"\n",
+        "\npsk = \"<hidden>\"\n",
+        "\nremote_subnets = [\"10.2.0.0/24\"]\n",
+        "\nreplay_window = 1024\n",
+        "\nchild_rekey_time = \"1h\"\n",
+        "\ndpd_delay = \"30s\"\n",
+        "\ndpd_action = \"restart\"\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    assert!(!stdout.contains("0123456789abcdef"), "{stdout}");
+    // What it prints is a configuration (with a key put back) that says the same.
+    let again = dir.path().join("again.toml");
+    write_private(&again, &stdout.replace("<hidden>", "0123456789abcdef0123456789abcdef"));
+    let out2 = vpngw(&["--check", "--config", again.to_str().unwrap()]);
+    assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
+    let body = |s: &str| s.split_once('\n').map(|(_, b)| b.to_string()).unwrap_or_default();
+    assert_eq!(body(&String::from_utf8_lossy(&out2.stdout)), body(&stdout));
+}
+
+#[test]
+fn check_of_an_invalid_config_exits_2_with_the_error_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    write_private(&path, &GOOD.replace("remote_subnets = [\"10.2.0.0/24\"]", "remote_subnets = [\"10.2.0/24\"]"));
+    let out = vpngw(&["--check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:10: tunnel[0] (site-b) `remote_subnets`:", path.display())), "{err}");
 }
 
 #[test]

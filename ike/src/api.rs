@@ -31,8 +31,9 @@ pub struct EndpointConfig {
     pub limits: Limits,
 }
 
-/// One configured tunnel.
-#[derive(Clone)]
+/// One configured tunnel. Two are equal when every setting, the key included, is the
+/// same (what `Endpoint::reconfigure` calls an unchanged tunnel).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     /// Tunnel name (unique).
     pub name: String,

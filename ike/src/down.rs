@@ -68,6 +68,8 @@ pub enum DownReason {
     Evicted,
     /// `vpnctl down` or shutdown.
     Operator,
+    /// A configuration reload removed the tunnel or changed its settings.
+    Reconfigured,
 }
 
 impl fmt::Display for DownReason {
@@ -104,6 +106,7 @@ impl fmt::Display for DownReason {
             Self::SpiCollision => f.write_str("SPI collision"),
             Self::Evicted => f.write_str("evicted by a half-open IKE SA with a valid COOKIE"),
             Self::Operator => f.write_str("terminated by operator"),
+            Self::Reconfigured => f.write_str("tunnel removed or changed by a configuration reload"),
         }
     }
 }

@@ -25,6 +25,7 @@ mod admission;
 mod cookie;
 mod limits;
 mod outbound;
+mod reconfigure;
 mod restart;
 mod retry;
 mod sa_set;
@@ -37,6 +38,7 @@ use sa_set::SaSet;
 pub(crate) use spis::SpiRegistry;
 
 pub use limits::{IkeDrops, Limits};
+pub use reconfigure::Reconfigured;
 
 /// What every IKE SA borrows while it runs (see `Ctx`).
 struct Shared {
@@ -103,46 +105,13 @@ impl Endpoint {
     /// (their timer is armed at `Timestamp::ZERO`).
     pub fn new(config: EndpointConfig, rng: Box<dyn Rng>) -> Self {
         for cfg in &config.peers {
-            if cfg.aggressive && cfg.ike_version == crate::api::IkeVersion::V1 {
-                tracing::warn!(
-                    "tunnel {}: IKEv1 Aggressive Mode is enabled: identities travel in cleartext and anyone who \
-                     sees the exchange can guess the pre-shared key offline; use Main Mode unless the peer needs it",
-                    cfg.name
-                );
-            }
-            let legacy = cfg.legacy_groups();
-            if !legacy.is_empty() {
-                let names: Vec<&str> = legacy.iter().map(|g| g.keyword()).collect();
-                tracing::warn!(
-                    "tunnel {}: proposals name the legacy group(s) {} (below 112-bit strength); \
-                     negotiated only with a peer that names them too, prefer modp2048 or better",
-                    cfg.name,
-                    names.join(", ")
-                );
-            }
+            warn_about(cfg);
         }
-        let peers: Vec<PeerSlot> = config
-            .peers
-            .into_iter()
-            .map(|cfg| PeerSlot {
-                retry_at: cfg.initiate.then_some(Timestamp::ZERO),
-                failures: 0,
-                wanted: cfg.initiate,
-                invalid_spi_at: None,
-                cfg,
-            })
-            .collect();
-        let mut peer_by_addr = HashMap::new();
-        let mut peer_by_name = HashMap::new();
-        for (i, p) in peers.iter().enumerate() {
-            // The first tunnel with an address answers IKE_SA_INIT from it.
-            peer_by_addr.entry(p.cfg.remote_addr).or_insert(i);
-            peer_by_name.insert(p.cfg.name.clone(), i);
-        }
-        Self {
+        let peers: Vec<PeerSlot> = config.peers.into_iter().map(|cfg| PeerSlot::new(cfg, Timestamp::ZERO)).collect();
+        let mut this = Self {
             peers,
-            peer_by_addr,
-            peer_by_name,
+            peer_by_addr: HashMap::new(),
+            peer_by_name: HashMap::new(),
             sas: SaSet::default(),
             shared: Shared {
                 now: Timestamp::ZERO,
@@ -164,6 +133,19 @@ impl Endpoint {
             unproved_at: VecDeque::new(),
             invalid_spi_hints: HashMap::new(),
             v1: v1::V1Set::default(),
+        };
+        this.index_peers();
+        this
+    }
+
+    /// Rebuilds the tunnel indexes from `peers`.
+    fn index_peers(&mut self) {
+        self.peer_by_addr.clear();
+        self.peer_by_name.clear();
+        for (i, p) in self.peers.iter().enumerate() {
+            // The first tunnel with an address answers IKE_SA_INIT from it.
+            self.peer_by_addr.entry(p.cfg.remote_addr).or_insert(i);
+            self.peer_by_name.entry(p.cfg.name.clone()).or_insert(i);
         }
     }
 
@@ -583,5 +565,26 @@ impl Endpoint {
     /// Number of IKE SAs (any state). For tests and diagnostics.
     pub fn ike_sa_count(&self) -> usize {
         self.sas.len() + self.v1.len()
+    }
+}
+
+/// Start-up (and reload) warnings about a tunnel's settings.
+fn warn_about(cfg: &crate::api::PeerConfig) {
+    if cfg.aggressive && cfg.ike_version == crate::api::IkeVersion::V1 {
+        tracing::warn!(
+            "tunnel {}: IKEv1 Aggressive Mode is enabled: identities travel in cleartext and anyone who \
+             sees the exchange can guess the pre-shared key offline; use Main Mode unless the peer needs it",
+            cfg.name
+        );
+    }
+    let legacy = cfg.legacy_groups();
+    if !legacy.is_empty() {
+        let names: Vec<&str> = legacy.iter().map(|g| g.keyword()).collect();
+        tracing::warn!(
+            "tunnel {}: proposals name the legacy group(s) {} (below 112-bit strength); \
+             negotiated only with a peer that names them too, prefer modp2048 or better",
+            cfg.name,
+            names.join(", ")
+        );
     }
 }

@@ -84,4 +84,4 @@ pub use api::{
     DEFAULT_FRAGMENT_SIZE, NAT_KEEPALIVE,
 };
 pub use down::DownReason;
-pub use endpoint::{Endpoint, IkeDrops, Limits};
+pub use endpoint::{Endpoint, IkeDrops, Limits, Reconfigured};

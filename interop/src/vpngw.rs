@@ -190,6 +190,26 @@ impl GatewayConfig {
     }
 }
 
+/// Writes `DIR/vpngw.toml` and its PSK files (mode 0600) for `cfg`, the control socket
+/// at `DIR/vpngw.sock`; returns both paths. `Vpngw::start` writes its files so, and a test
+/// that reloads a running daemon writes the new configuration the same way.
+pub fn write_config(cfg: &GatewayConfig, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    for t in &cfg.tunnels {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(format!("{}.psk", t.name)))?;
+        f.write_all(t.psk.as_bytes())?;
+    }
+    let socket = dir.join("vpngw.sock");
+    let conf = dir.join("vpngw.toml");
+    std::fs::write(&conf, cfg.to_toml(dir, &socket))?;
+    Ok((conf, socket))
+}
+
 /// A running `vpngw`; dropping it stops the daemon by PID.
 pub struct Vpngw {
     proc: Proc,
@@ -202,19 +222,7 @@ impl Vpngw {
     /// Writes config and PSK files into `dir`, starts `vpngw --config` in `ns` (stderr to
     /// `DIR/vpngw.log`) and waits until `vpnctl status` answers.
     pub fn start(ns: &Netns, cfg: &GatewayConfig, dir: &Path, bins: &Binaries) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        for t in &cfg.tunnels {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(dir.join(format!("{}.psk", t.name)))?;
-            f.write_all(t.psk.as_bytes())?;
-        }
-        let socket = dir.join("vpngw.sock");
-        let conf = dir.join("vpngw.toml");
-        std::fs::write(&conf, cfg.to_toml(dir, &socket))?;
+        let (conf, socket) = write_config(cfg, dir)?;
         let vpngw = bins.vpngw.to_string_lossy();
         let conf_s = conf.to_string_lossy();
         let mut cmd = ns.exec(&[&vpngw, "--config", &conf_s]);

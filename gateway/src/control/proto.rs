@@ -10,6 +10,9 @@
 //! -> {"v":1,"cmd":"rekey","tunnel":"site-b","ike":false,"wait_ms":5000}
 //! <- {"v":1,"action":{"tunnel":"site-b","action":"rekey_child","outcome":"done",...}}
 //! <- {"v":1,"error":{"code":"unknown_tunnel","message":"..."}}
+//! -> {"v":1,"cmd":"reload"}
+//! <- {"v":1,"reload":{"file":"/etc/vpngw/vpngw.toml","added":["site-c"],"removed":[],...}}
+//! <- {"v":1,"error":{"code":"invalid_config","message":"/etc/vpngw/vpngw.toml:7: ..."}}
 //! ```
 //!
 //! Compatibility rules: fields are only ever added (readers ignore unknown fields);
@@ -88,13 +91,16 @@ pub enum Request {
         #[serde(default = "default_wait_ms")]
         wait_ms: u64,
     },
+    /// Read the configuration file again and apply the difference (answered with a
+    /// [`ReloadReport`], or `invalid_config` / `restart_required` and nothing changed).
+    Reload,
 }
 
 impl Request {
     /// How long the daemon may take to answer beyond its usual response time.
     pub fn wait(&self) -> std::time::Duration {
         let ms = match self {
-            Request::Status { .. } => 0,
+            Request::Status { .. } | Request::Reload => 0,
             Request::Up { wait_ms, .. } | Request::Down { wait_ms, .. } | Request::Rekey { wait_ms, .. } => *wait_ms,
         };
         std::time::Duration::from_millis(ms.min(MAX_WAIT_MS))
@@ -119,6 +125,8 @@ pub enum Reply {
     Status(StatusReport),
     /// Answer to [`Request::Up`], [`Request::Down`] and [`Request::Rekey`].
     Action(ActionReport),
+    /// Answer to [`Request::Reload`] when the new configuration is in force.
+    Reload(ReloadReport),
     /// The request failed.
     Error(ErrorReply),
 }
@@ -152,6 +160,34 @@ pub enum ErrorCode {
     UnknownTunnel,
     /// The request needs an established IKE SA (e.g. `rekey` of a tunnel that is down).
     NotEstablished,
+    /// `reload`: the configuration file is not valid (the message is the usual
+    /// `file:line: key: problem`); the running configuration stays.
+    InvalidConfig,
+    /// `reload`: the new configuration changes a `[gateway]` key that takes effect only
+    /// when vpngw restarts (the message names it); the running configuration stays.
+    RestartRequired,
+}
+
+/// The answer to [`Request::Reload`]: what the new configuration changed. Tunnels by
+/// name; an unchanged tunnel kept its SAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The configuration file read.
+    pub file: String,
+    /// New tunnels, started (routes installed, initiating if they initiate).
+    pub added: Vec<String>,
+    /// Tunnels no longer configured: DELETE sent, SAs and routes removed.
+    pub removed: Vec<String>,
+    /// Tunnels with other settings: deleted and negotiated again with the new ones.
+    pub changed: Vec<String>,
+    /// Tunnels left alone.
+    pub unchanged: Vec<String>,
+    /// `[gateway]` keys whose new values are in force now (e.g. `gateway.half_open_max`).
+    pub gateway: Vec<String>,
+    /// Routes installed and removed, as `ip route` destinations (`+10.3.0.0/24`, `-10.4.0.0/24`).
+    pub routes: Vec<String>,
+    /// The new configuration's warnings (also logged).
+    pub warnings: Vec<String>,
 }
 
 /// A tunnel command.
@@ -543,7 +579,7 @@ pub fn decode_request(line: &str) -> Result<Request, DecodeError> {
 }
 
 /// Commands this build understands (the `cmd` values of [`Request`]).
-pub const KNOWN_COMMANDS: &[&str] = &["status", "up", "down", "rekey"];
+pub const KNOWN_COMMANDS: &[&str] = &["status", "up", "down", "rekey", "reload"];
 
 /// Encodes a request as one line (with the trailing newline).
 pub fn encode_request(request: &Request) -> String {
@@ -601,6 +637,18 @@ mod tests {
         assert_eq!(code(""), ErrorCode::BadRequest);
         let msg = decode_request("{\"v\":1,\"cmd\":\"reboot\"}").unwrap_err().0.message;
         assert!(msg.contains("reboot") && msg.contains("status"), "{msg}");
+    }
+
+    #[test]
+    fn reload_wire_form() {
+        assert_eq!(encode_request(&Request::Reload), "{\"v\":1,\"cmd\":\"reload\"}\n");
+        assert_eq!(decode_request("{\"v\":1,\"cmd\":\"reload\"}"), Ok(Request::Reload));
+        let line = encode_reply(Reply::Error(ErrorReply { code: ErrorCode::RestartRequired, message: "x".into() }));
+        assert_eq!(line, "{\"v\":1,\"error\":{\"code\":\"restart_required\",\"message\":\"x\"}}\n");
+        let report = ReloadReport { file: "f".into(), added: vec!["c".into()], ..ReloadReport::default() };
+        let line = encode_reply(Reply::Reload(report.clone()));
+        assert!(line.starts_with("{\"v\":1,\"reload\":{\"file\":\"f\",\"added\":[\"c\"],"), "{line}");
+        assert_eq!(decode_response(&line).unwrap().reply, Reply::Reload(report));
     }
 
     #[test]

@@ -112,23 +112,25 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// The set of shutdown signals (SIGINT, SIGTERM), blocked in every thread so that one
-/// dedicated thread can receive them synchronously with [`ShutdownSignals::wait`].
-pub struct ShutdownSignals {
+/// The signals the daemon acts on: SIGINT and SIGTERM (shut down) and SIGHUP (reload
+/// the configuration), blocked in every thread so that one dedicated thread can
+/// receive them synchronously with [`DaemonSignals::wait`].
+pub struct DaemonSignals {
     set: libc::sigset_t,
 }
 
-impl ShutdownSignals {
-    /// Blocks SIGINT and SIGTERM in the calling thread. Call it before spawning any
+impl DaemonSignals {
+    /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread. Call it before spawning any
     /// thread: threads inherit the mask, so no other thread is interrupted.
     pub fn block() -> io::Result<Self> {
         // SAFETY: sigset_t is plain data; it is initialized by sigemptyset right away.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid sigset_t; SIGINT and SIGTERM are valid signals.
+        // SAFETY: `set` is a valid sigset_t; SIGINT, SIGTERM and SIGHUP are valid signals.
         let rc = unsafe {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGHUP);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
         };
         if rc != 0 {
@@ -137,7 +139,7 @@ impl ShutdownSignals {
         Ok(Self { set })
     }
 
-    /// Waits for the next SIGINT or SIGTERM and returns its number.
+    /// Waits for the next SIGINT, SIGTERM or SIGHUP and returns its number.
     pub fn wait(&self) -> io::Result<i32> {
         let mut sig: libc::c_int = 0;
         // SAFETY: `self.set` was initialized in `block`; `sig` is valid for writes.
@@ -149,11 +151,17 @@ impl ShutdownSignals {
     }
 }
 
-/// Name of a shutdown signal for logs.
+/// Whether `sig` (from [`DaemonSignals::wait`]) asks for a configuration reload.
+pub fn is_reload_signal(sig: i32) -> bool {
+    sig == libc::SIGHUP
+}
+
+/// Name of a daemon signal for logs.
 pub fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
         _ => "signal",
     }
 }

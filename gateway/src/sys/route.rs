@@ -51,6 +51,12 @@ impl Route {
         vec![self.family_flag(), "route".into(), "del".into(), self.dest.clone(), "dev".into(), self.dev.clone()]
     }
 
+    /// Whether both route the same destination through the same device (what `ip route
+    /// replace` replaces and `ip route del` removes), whatever their source.
+    pub fn same_destination(&self, other: &Route) -> bool {
+        self.dest == other.dest && self.dev == other.dev
+    }
+
     fn family_flag(&self) -> String {
         if self.dest.contains(':') {
             "-6".into()
@@ -107,6 +113,21 @@ impl Routes {
     /// What is installed.
     pub fn installed(&self) -> &[Route] {
         &self.installed
+    }
+
+    /// Installs one more route (`ip route replace`: a route to the same destination
+    /// through the same device is replaced, here too).
+    pub fn add(&mut self, route: Route) -> io::Result<()> {
+        run_ip(&self.ip, &route.install_args())?;
+        self.installed.retain(|r| !r.same_destination(&route));
+        self.installed.push(route);
+        Ok(())
+    }
+
+    /// Removes one route (forgotten even if `ip` fails: it may be gone already).
+    pub fn remove(&mut self, route: &Route) -> io::Result<()> {
+        self.installed.retain(|r| !r.same_destination(route));
+        run_ip(&self.ip, &route.remove_args())
     }
 
     /// Removes every route now. Errors are logged (the route may already be gone with

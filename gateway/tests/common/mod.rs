@@ -35,8 +35,13 @@ pub const B: Site = Site { wan: "192.0.2.2", lan: "10.2.0.0/24" };
 /// The configuration of `local` with the tunnel `peer` towards `remote` (both sides share
 /// its PSK); `extra` is TOML appended to it: more settings of `peer`, then more tunnels.
 pub fn config(local: &Site, remote: &Site, extra: &str) -> config::Config {
+    config::parse(&config_text(local, remote, extra), Path::new("/etc/vpngw/test.toml")).unwrap()
+}
+
+/// The text of [`config`].
+pub fn config_text(local: &Site, remote: &Site, extra: &str) -> String {
     let peer = tunnel("peer", remote.wan, "an in-memory test key, 32 bytes!", local.lan, remote.lan);
-    let text = format!(
+    format!(
         r#"
 [gateway]
 local_address = "{}"
@@ -46,8 +51,7 @@ control_socket = "/nonexistent/vpngw.sock"
 {extra}
 "#,
         local.wan
-    );
-    config::parse(&text, Path::new("/etc/vpngw/test.toml")).unwrap()
+    )
 }
 
 /// A `[[tunnel]]` table with one subnet each side, open for more settings.
@@ -103,6 +107,7 @@ fn start(
     rx: mpsc::Receiver<ControlMsg>,
     to_peer: SyncSender<ControlMsg>,
     me: SyncSender<ControlMsg>,
+    reload: Option<gateway::reload::Reloader>,
 ) -> Side {
     let clock = Arc::new(BootClock);
     let table: SharedTable = Arc::new(ArcSwap::from_pointee(esp::SaTable::new()));
@@ -118,6 +123,7 @@ fn start(
         rx,
         config: Arc::new(cfg),
         io: Arc::new(IoCounters::default()),
+        reload,
     };
     let thread = std::thread::spawn(move || driver.run());
     Side { tx: me, table, thread }
@@ -125,10 +131,19 @@ fn start(
 
 /// Starts B's control thread, then A's, each delivering to the other.
 pub fn pair(cfg_a: config::Config, cfg_b: config::Config) -> (Side, Side) {
+    pair_with_reload(cfg_a, cfg_b, None)
+}
+
+/// [`pair`], A reloading its configuration with `reload_a`.
+pub fn pair_with_reload(
+    cfg_a: config::Config,
+    cfg_b: config::Config,
+    reload_a: Option<gateway::reload::Reloader>,
+) -> (Side, Side) {
     let (tx_a, rx_a) = mpsc::sync_channel(1024);
     let (tx_b, rx_b) = mpsc::sync_channel(1024);
-    let b = start(cfg_b, rx_b, tx_a.clone(), tx_b.clone());
-    let a = start(cfg_a, rx_a, tx_b, tx_a);
+    let b = start(cfg_b, rx_b, tx_a.clone(), tx_b.clone(), None);
+    let a = start(cfg_a, rx_a, tx_b, tx_a, reload_a);
     (a, b)
 }
 

@@ -27,6 +27,13 @@ pub(super) struct PeerSlot {
     pub(super) invalid_spi_at: Option<Timestamp>,
 }
 
+impl PeerSlot {
+    /// A tunnel as configured: an initiator is due at `start`.
+    pub(super) fn new(cfg: PeerConfig, start: Timestamp) -> Self {
+        Self { retry_at: cfg.initiate.then_some(start), failures: 0, wanted: cfg.initiate, invalid_spi_at: None, cfg }
+    }
+}
+
 impl Endpoint {
     pub(super) fn after_failure(&mut self, now: Timestamp, sa: &IkeSa, failure: &Failure) {
         tracing::debug!(tunnel = %sa.name(), reason = failure.reason().to_string().as_str(), "IKE SA removed");
