@@ -32,7 +32,7 @@ use std::sync::Arc;
 /// Exit code for configuration and usage errors.
 pub const EXIT_CONFIG: u8 = 2;
 
-/// vpngw: site-to-site IPsec gateway (IKEv2 PSK + userspace ESP over TUN).
+/// Site-to-site IPsec gateway (IKEv2 and IKEv1 with pre-shared keys, userspace ESP over TUN).
 #[derive(Debug, Parser)]
 #[command(name = "vpngw", version)]
 pub struct Args {
