@@ -3,8 +3,8 @@
 #
 #  1. renders the man pages vpngw(8), vpnctl(8) and vpnctl-<command>(8) from the clap
 #     definitions behind --help (gateway/examples/manpages.rs), gzipped,
-#  2. runs cargo-deb (release build of vpngw and vpnctl; contents, unit and conffile in
-#     gateway/Cargo.toml [package.metadata.deb] and gateway/debian/).
+#  2. builds vpngw and vpnctl in release and runs cargo-deb on them (contents, unit and
+#     conffile in gateway/Cargo.toml [package.metadata.deb] and gateway/debian/).
 # Prints the path of the package on its last line. Needs cargo-deb
 # (scripts/install-deps.sh installs it). Does not need root.
 set -euo pipefail
@@ -21,6 +21,8 @@ mkdir -p "$man"
 cargo run -q -p gateway --example manpages -- "$man"
 # -n: no name or time stamp in the gzip header, so the package is reproducible.
 gzip -9nf "$man"/*.8
-cargo deb -p gateway -o "$target/debian" >&2
+# Only vpngw and vpnctl (cargo-deb alone would build the whole workspace).
+cargo build --release -p gateway --bins >&2
+cargo deb -p gateway --no-build -o "$target/debian" >&2
 deb="$(ls -t "$target"/debian/vpngw_*.deb | head -n 1)"
 echo "$deb"
