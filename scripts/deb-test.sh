@@ -47,7 +47,8 @@ if [ -z "$deb" ]; then
 fi
 
 P=vgdeb
-NS=("$P-lana" "$P-gwa" "$P-gwb" "$P-lanb")
+# shellcheck source=scripts/lib/two-sites.sh
+. scripts/lib/two-sites.sh
 WORK=$(mktemp -d /tmp/vgdeb.XXXXXX)
 PIDS=()
 INSTALLED=0
@@ -66,7 +67,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
-    for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    two_sites_down $P
     rm -f "$PSK"
     if [ "$INSTALLED" = 1 ]; then dpkg -P vpngw >/dev/null 2>&1; fi
     if [ "$rc" -ne 0 ]; then
@@ -141,27 +142,8 @@ caps=$(unit_value CapabilityBoundingSet | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /
 sandbox=(setpriv --bounding-set "-all,$caps" --inh-caps -all --no-new-privs)
 echo "ExecStart: ${exec_start[*]}; sandbox: ${sandbox[*]}"
 
-say "topology: lanA 10.1.0.10 -- gwA 192.0.2.1 == WAN == 192.0.2.2 gwB -- lanB 10.2.0.10"
-for ns in "${NS[@]}"; do
-    ip netns del "$ns" 2>/dev/null || true
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip -n $P-gwa link add wan0 type veth peer name wan0 netns $P-gwb
-ip -n $P-gwa link add lan0 type veth peer name eth0 netns $P-lana
-ip -n $P-gwb link add lan0 type veth peer name eth0 netns $P-lanb
-addr() { ip -n "$1" addr add "$3" dev "$2"; ip -n "$1" link set "$2" up; }
-addr $P-gwa wan0 192.0.2.1/24
-addr $P-gwb wan0 192.0.2.2/24
-addr $P-gwa lan0 10.1.0.1/24
-addr $P-gwb lan0 10.2.0.1/24
-addr $P-lana eth0 10.1.0.10/24
-addr $P-lanb eth0 10.2.0.10/24
-ip -n $P-lana route add default via 10.1.0.1
-ip -n $P-lanb route add default via 10.2.0.1
-ip netns exec $P-gwa sysctl -q -w net.ipv4.ip_forward=1
-ip netns exec $P-gwb sysctl -q -w net.ipv4.ip_forward=1
+say "topology (the demo's): lanA 10.1.0.10 -- gwA 192.0.2.1 == WAN == 192.0.2.2 gwB -- lanB 10.2.0.10"
+two_sites_up $P
 
 say "ExecStart without the key file: refused"
 set +e
