@@ -66,26 +66,9 @@ say "build (cargo build --release --workspace --bins)"
 cargo build --release --workspace --bins
 
 say "topology"
-for ns in "${NS[@]}"; do
-    ip netns del "$ns" 2>/dev/null || true   # a previous demo killed hard
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip -n $P-gwa link add wan0 type veth peer name wan0 netns $P-gwb
-ip -n $P-gwa link add lan0 type veth peer name eth0 netns $P-lana
-ip -n $P-gwb link add lan0 type veth peer name eth0 netns $P-lanb
-addr() { ip -n "$1" addr add "$3" dev "$2"; ip -n "$1" link set "$2" up; }
-addr $P-gwa wan0 192.0.2.1/24
-addr $P-gwb wan0 192.0.2.2/24
-addr $P-gwa lan0 10.1.0.1/24
-addr $P-gwb lan0 10.2.0.1/24
-addr $P-lana eth0 10.1.0.10/24
-addr $P-lanb eth0 10.2.0.10/24
-ip -n $P-lana route add default via 10.1.0.1
-ip -n $P-lanb route add default via 10.2.0.1
-ip netns exec $P-gwa sysctl -q -w net.ipv4.ip_forward=1
-ip netns exec $P-gwb sysctl -q -w net.ipv4.ip_forward=1
+# shellcheck source=scripts/lib/two-sites.sh
+. scripts/lib/two-sites.sh
+two_sites_up $P   # deletes what a previous demo killed hard left behind
 echo "lanA 10.1.0.10 -- gwA 192.0.2.1 == WAN == 192.0.2.2 gwB -- lanB 10.2.0.10"
 
 say "gateway configs ($WORK)"

@@ -21,7 +21,11 @@
 #     several subnets, Aggressive Mode, wrong PSK and no proposal;
 #     interop/tests/ikev1.rs, ~85 s),
 #     and the algorithm matrix and peer profiles against strongSwan in both roles
-#     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md).
+#     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md),
+#  6. builds the Debian package (scripts/deb.sh), installs it, checks its contents, the
+#     --help screens against the README and the unit with systemd-analyze verify, runs
+#     the unit's ExecStart line against the shipped example configuration in network
+#     namespaces, and removes the package (scripts/deb-test.sh, ~30 s; docs/install.md).
 # A failed build stops at once; otherwise every test step runs and a summary lists what
 # failed (exit status non-zero if anything did), how many tests passed, and every test
 # that was skipped, with its reason. A failed scenario keeps its logs, configs and WAN
@@ -70,6 +74,9 @@ step "fuzz targets: build all, run each ${FUZZ_SECONDS:-20} s, inputs up to 65,5
 step "interop scenarios in network namespaces (cargo test --release -p interop -- --test-threads=1)"
 cargo_test interop cargo test --release -p interop --no-fail-fast -- --test-threads=1 --nocapture ||
     failed+=("interop scenarios")
+
+step "Debian package: build, install, run in namespaces, systemd-analyze verify, remove (scripts/deb-test.sh)"
+./scripts/deb-test.sh || failed+=("Debian package")
 
 # Totals over every `test result:` line of both cargo test steps.
 read -r passed nfailed ignored < <(grep -h '^test result:' "$results"/*.log |

@@ -17,7 +17,7 @@ use std::time::Duration;
 /// How long vpnctl waits for the daemon.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// vpnctl: query and control a running vpngw.
+/// Query and control a running vpngw.
 #[derive(Debug, Parser)]
 #[command(name = "vpnctl", version)]
 pub struct Cli {

@@ -4,8 +4,10 @@
 //! settings and exits here) -> root check -> block SIGINT/SIGTERM/SIGHUP -> TUN (MTU, up) -> WAN sockets -> routes -> control socket -> IKE
 //! endpoint -> drop privileges (`sys::privs`: only CAP_NET_ADMIN, CAP_NET_RAW,
 //! CAP_NET_BIND_SERVICE, NO_NEW_PRIVS) -> datapath workers -> control loop on the main
-//! thread. SIGHUP reloads the configuration (`reload`; routes change with CAP_NET_ADMIN).
-//! Shutdown (SIGINT/SIGTERM): DELETE every IKE SA, wait until idle or 2 s, remove
+//! thread; then `READY=1` to the service manager (`sys::notify`, when `NOTIFY_SOCKET`
+//! is set). SIGHUP reloads the configuration (`reload`; routes change with
+//! CAP_NET_ADMIN). Shutdown (SIGINT/SIGTERM): `STOPPING=1`, DELETE every IKE SA, wait
+//! until idle or 2 s, remove
 //! routes (CAP_NET_ADMIN, kept for this) and the control socket; the TUN device goes away
 //! with its fd when the process exits. Every resource is an RAII guard, so a start-up
 //! failure half way also cleans up what was already set up.
@@ -16,6 +18,7 @@ use crate::datapath::{Datapath, IoCounters, SharedTable};
 use crate::driver::{ControlMsg, Driver, Exit, WanSockets, QUEUE_CAPACITY};
 use crate::reload::{wanted_routes, Reloader, SystemHost};
 use crate::switches::Switches;
+use crate::sys::notify::Notifier;
 use crate::sys::privs;
 use crate::sys::route::Routes;
 use crate::sys::tun::Tun;
@@ -32,7 +35,7 @@ use std::sync::Arc;
 /// Exit code for configuration and usage errors.
 pub const EXIT_CONFIG: u8 = 2;
 
-/// vpngw: site-to-site IPsec gateway (IKEv2 PSK + userspace ESP over TUN).
+/// Site-to-site IPsec gateway (IKEv2 and IKEv1 with pre-shared keys, userspace ESP over TUN).
 #[derive(Debug, Parser)]
 #[command(name = "vpngw", version)]
 pub struct Args {
@@ -53,6 +56,14 @@ pub struct Args {
 /// `vpngw`'s main.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    // Read (and removed from the environment) while this is the only thread.
+    let notifier = match Notifier::from_env() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("vpngw: cannot notify the service manager: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = init_logging(args.log_level.as_deref()) {
         eprintln!("vpngw: {e}");
         return ExitCode::from(EXIT_CONFIG);
@@ -80,7 +91,7 @@ pub fn main() -> ExitCode {
         eprintln!("vpngw: must run as root (it creates a TUN device, binds UDP port 500, opens a raw ESP socket and installs routes)");
         return ExitCode::FAILURE;
     }
-    match run(cfg, args.config) {
+    match run(cfg, args.config, Arc::new(notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -102,8 +113,12 @@ pub fn check_report(path: &std::path::Path, cfg: &config::Config) -> String {
     )
 }
 
-/// Logs to stderr; `RUST_LOG` wins over `--log-level`, default `info`.
+/// Logs to stderr; `RUST_LOG` wins over `--log-level`, default `info`. Colours only on
+/// a terminal. When stderr is the journal (systemd sets `JOURNAL_STREAM` to its device
+/// and inode), each line starts with its syslog priority (`<3>` error ... `<7>` debug),
+/// which journald takes as the entry's priority, and carries no timestamp of its own.
 fn init_logging(level: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::fmt::format;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?,
@@ -112,16 +127,64 @@ fn init_logging(level: Option<&str>) -> Result<(), String> {
             EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init()
-        .map_err(|e| format!("cannot initialize logging: {e}"))
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let done = if stderr_is_journal() {
+        builder.with_ansi(false).event_format(JournalFormat(format().without_time().with_ansi(false))).try_init()
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
+    done.map_err(|e| format!("cannot initialize logging: {e}"))
+}
+
+/// True when `JOURNAL_STREAM` (`DEVICE:INODE`) names the file stderr is.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let meta = std::io::stderr().as_fd().try_clone_to_owned().and_then(|fd| std::fs::File::from(fd).metadata());
+    match (meta, dev.parse::<u64>(), ino.parse::<u64>()) {
+        (Ok(m), Ok(dev), Ok(ino)) => m.dev() == dev && m.ino() == ino,
+        _ => false,
+    }
+}
+
+/// The default line format behind a syslog priority prefix (sd-daemon(3)'s `<N>`).
+struct JournalFormat<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalFormat<F>
+where
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// The syslog priority of a tracing level.
+fn syslog_priority(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
 }
 
 /// Runs the gateway until shutdown; `path` is the configuration file (read again on reload).
-pub fn run(cfg: config::Config, path: PathBuf) -> Result<(), String> {
+pub fn run(cfg: config::Config, path: PathBuf, notifier: Arc<Notifier>) -> Result<(), String> {
     let clock = Arc::new(BootClock);
     let started = clock.now();
     let g = cfg.gateway.clone();
@@ -187,9 +250,14 @@ pub fn run(cfg: config::Config, path: PathBuf) -> Result<(), String> {
     }
     .spawn()
     .map_err(|e| format!("cannot start datapath threads: {e}"))?;
-    spawn_signal_thread(signals, tx.clone())?;
+    spawn_signal_thread(signals, tx.clone(), Arc::clone(&notifier))?;
     control_socket.serve(tx).map_err(|e| format!("cannot serve the control socket: {e}"))?;
     tracing::info!(socket = %control_socket.path().display(), tunnels = cfg.tunnels.len(), "vpngw running");
+    // The TUN device, the WAN sockets, the routes and the control socket all exist now.
+    let status = format!("{} tunnel(s), WAN {}, {}", cfg.tunnels.len(), g.local_address, tun.name());
+    if let Err(e) = notifier.ready(&status) {
+        tracing::warn!(error = %e, "cannot tell the service manager that vpngw is ready");
+    }
 
     let driver = Driver {
         endpoint,
@@ -226,7 +294,11 @@ fn install_routes(cfg: &config::Config, dev: &str) -> Result<Routes, String> {
     Ok(routes)
 }
 
-fn spawn_signal_thread(signals: DaemonSignals, tx: SyncSender<ControlMsg>) -> Result<(), String> {
+fn spawn_signal_thread(
+    signals: DaemonSignals,
+    tx: SyncSender<ControlMsg>,
+    notifier: Arc<Notifier>,
+) -> Result<(), String> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
@@ -237,6 +309,9 @@ fn spawn_signal_thread(signals: DaemonSignals, tx: SyncSender<ControlMsg>) -> Re
                         ControlMsg::Reload
                     } else {
                         tracing::info!(signal = sys::signal_name(sig), "shutdown requested");
+                        if let Err(e) = notifier.stopping("deleting SAs") {
+                            tracing::warn!(error = %e, "cannot tell the service manager that vpngw is stopping");
+                        }
                         ControlMsg::Shutdown
                     };
                     if tx.send(msg).is_err() {

@@ -150,3 +150,42 @@ fn refuses_to_run_without_root() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"));
 }
+
+/// Runs `vpngw --check` on a configuration with a short key (one WARN line), stderr in
+/// a file, `JOURNAL_STREAM` naming `journal` (`None`: unset; `Some(true)`: that file,
+/// `Some(false)`: another one); returns stderr.
+fn check_logging_to_file(journal: Option<bool>) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("short-key.toml");
+    write_private(&path, &GOOD.replace("0123456789abcdef0123456789abcdef", "short"));
+    let err_path = dir.path().join("stderr");
+    let err = std::fs::File::create(&err_path).unwrap();
+    let other = std::fs::File::create(dir.path().join("other")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpngw"));
+    cmd.args(["--check", "--config", path.to_str().unwrap()]).env_remove("RUST_LOG").env_remove("JOURNAL_STREAM");
+    if let Some(this_file) = journal {
+        let m = if this_file { err.metadata() } else { other.metadata() }.unwrap();
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()));
+    }
+    let out = cmd.stderr(err).output().unwrap();
+    assert!(out.status.success());
+    std::fs::read_to_string(err_path).unwrap()
+}
+
+#[test]
+fn journal_lines_carry_their_priority_and_no_timestamp() {
+    let journal = check_logging_to_file(Some(true));
+    let line = journal.lines().find(|l| l.contains("shorter than")).unwrap_or_else(|| panic!("{journal}"));
+    assert!(line.starts_with("<4> WARN "), "syslog priority 4 (warning), no timestamp: {line:?}");
+    assert!(!journal.contains('\u{1b}'), "no ANSI: {journal:?}");
+
+    // Not the journal: the usual lines, timestamp first, no priority, no colour (not a
+    // terminal) — also when JOURNAL_STREAM names some other file (a child of a service
+    // whose stderr was redirected).
+    for not_journal in [check_logging_to_file(None), check_logging_to_file(Some(false))] {
+        let line = not_journal.lines().find(|l| l.contains("shorter than")).unwrap_or_else(|| panic!("{not_journal}"));
+        assert!(line.starts_with("20") && line.contains(" WARN "), "{line:?}");
+        assert!(!not_journal.contains('\u{1b}') && !not_journal.contains("<4>"), "{not_journal:?}");
+    }
+}

@@ -3,10 +3,12 @@
 //! the host's addresses, and dropping privileges ([`privs`]). Each `unsafe` block carries a `// SAFETY:` comment.
 //!
 //! Routes are installed by spawning `ip` (see [`route`]); sockets are built with
-//! `socket2` (see [`udp`]). This module does not decide anything: callers own policy.
+//! `socket2` (see [`udp`]); the service manager is told of start-up and shutdown by
+//! [`notify`]. This module does not decide anything: callers own policy.
 #![allow(unsafe_code)]
 
 pub mod batch;
+pub mod notify;
 pub mod privs;
 pub mod route;
 pub mod tun;
