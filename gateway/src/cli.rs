@@ -175,11 +175,16 @@ fn refused(e: &crate::control::proto::ErrorReply) -> String {
 /// at once) until the daemon goes away, which is an error (exit 1); a closed `out`
 /// (e.g. `vpnctl watch | head`) ends it quietly.
 pub fn watch(socket: &std::path::Path, json: bool, out: &mut impl std::io::Write) -> Result<Output, String> {
-    let result = client::watch(socket, TIMEOUT, |e| {
-        let line = if json {
-            crate::control::proto::encode_reply(Reply::Event(e))
-        } else {
-            crate::render::event(&e)
+    let result = client::watch(socket, TIMEOUT, |frame| {
+        let line = match frame {
+            // Scripts learn that the subscription is in place (and may act on it); an
+            // operator at a terminal, on stderr.
+            Reply::Watching(_) if !json => {
+                eprintln!("vpnctl: watching {} (one line per event; Ctrl-C ends)", socket.display());
+                return Ok(());
+            }
+            Reply::Event(e) if !json => crate::render::event(&e),
+            frame => crate::control::proto::encode_reply(frame),
         };
         out.write_all(line.as_bytes())?;
         out.flush()

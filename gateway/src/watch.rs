@@ -10,7 +10,8 @@
 //! the rekey of the tunnel's older one. An IKEv1 Main Mode that completes while the
 //! tunnel holds another ISAKMP SA re-authenticates it, the IKEv1 form of an IKE rekey.
 //! The control thread calls [`Observer::observe`] after every batch of `ike` output
-//! that carried events and once a second (an IKEv2 rekey emits none).
+//! that carried events and once a second (an IKEv2 rekey emits none; two IKE rekeys of
+//! one tunnel within that second would count as one, at rekey times of hours).
 
 use crate::control::proto::{EventKind, TunnelCounters, WatchEvent};
 use std::collections::{HashMap, HashSet};
@@ -59,7 +60,7 @@ impl Observer {
                 ike::Event::IkeUp { peer } => {
                     let pos = fresh.iter().position(|s| s.tunnel == *peer);
                     let sa = pos.map(|i| fresh.remove(i));
-                    let older = sa.and_then(|sa| self.older_sa(sa, status));
+                    let older = sa.and_then(|sa| self.older_sa(sa));
                     let c = self.counters.entry(peer.clone()).or_default();
                     let mut e = match (sa, older) {
                         // IKEv1 re-authentication: a new Main Mode beside the old ISAKMP SA.
@@ -138,7 +139,7 @@ impl Observer {
         }
         // Established without an `IkeUp`: an IKEv2 rekey took over from an older SA.
         for sa in fresh {
-            let Some(old) = self.older_sa(sa, status) else { continue };
+            let Some(old) = self.older_sa(sa) else { continue };
             self.counters.entry(sa.tunnel.clone()).or_default().ike_rekeys += 1;
             let mut e = WatchEvent::new(
                 unix_ms,
@@ -154,17 +155,13 @@ impl Observer {
         out
     }
 
-    /// Another IKE SA of `sa`'s tunnel that was established at the last look and is
-    /// still held (in whatever state): the one `sa` replaces.
-    fn older_sa(&self, sa: &ike::IkeSaStatus, status: &[ike::IkeSaStatus]) -> Option<String> {
-        status
+    /// Another IKE SA of `sa`'s tunnel that was established at the last look (it may be
+    /// gone since: the rekey's initiator deletes it at once): the one `sa` replaces.
+    fn older_sa(&self, sa: &ike::IkeSaStatus) -> Option<String> {
+        self.established
             .iter()
-            .find(|o| {
-                o.tunnel == sa.tunnel
-                    && (o.spi_i, o.spi_r) != (sa.spi_i, sa.spi_r)
-                    && self.established.contains(&(o.tunnel.clone(), o.spi_i, o.spi_r))
-            })
-            .map(spis)
+            .find(|(t, i, r)| *t == sa.tunnel && (*i, *r) != (sa.spi_i, sa.spi_r))
+            .map(|(_, i, r)| format!("{i:016x}_i {r:016x}_r"))
     }
 }
 

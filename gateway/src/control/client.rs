@@ -55,13 +55,14 @@ pub fn request(path: &Path, request: &Request, timeout: Duration) -> Result<Repl
     Ok(proto::decode_response(text.trim_end()).map_err(ClientError::Protocol)?.reply)
 }
 
-/// `vpnctl watch`: subscribes at the daemon at `path` and hands every event to
-/// `on_event` until the daemon closes the connection (`Ok`) or `on_event` fails (its
-/// error is returned, e.g. stdout closed). A refusal is returned as the reply.
+/// `vpnctl watch`: subscribes at the daemon at `path` and hands `on_frame` the
+/// confirmation (`Reply::Watching`), then every `Reply::Event`, until the daemon closes
+/// the connection (`Ok(None)`) or `on_frame` fails (its error is returned, e.g. stdout
+/// closed). A refusal is returned as `Ok(Some(reply))`.
 pub fn watch(
     path: &Path,
     timeout: Duration,
-    mut on_event: impl FnMut(proto::WatchEvent) -> io::Result<()>,
+    mut on_frame: impl FnMut(Reply) -> io::Result<()>,
 ) -> Result<Option<proto::ErrorReply>, ClientError> {
     let mut stream =
         UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
@@ -85,11 +86,12 @@ pub fn watch(
         }
         let text = std::str::from_utf8(&line).map_err(|_| ClientError::Protocol("reply is not UTF-8".into()))?;
         match proto::decode_response(text.trim_end()).map_err(ClientError::Protocol)?.reply {
-            Reply::Watching(_) if first => {
+            r @ Reply::Watching(_) if first => {
                 // Events come when they happen: no read timeout from now on.
                 stream.set_read_timeout(None).map_err(io_err)?;
+                on_frame(r).map_err(io_err)?;
             }
-            Reply::Event(e) if !first => on_event(e).map_err(io_err)?,
+            r @ Reply::Event(_) if !first => on_frame(r).map_err(io_err)?,
             Reply::Error(e) => return Ok(Some(e)),
             other => return Err(ClientError::Protocol(format!("unexpected reply to watch: {other:?}"))),
         }

@@ -289,22 +289,11 @@ pub fn forward(
                 write(out, e)?;
                 continue;
             }
-            Err(TryRecvError::Disconnected) => return Ok(()),
+            Err(TryRecvError::Disconnected) => return report_lost(watcher, out),
             Err(TryRecvError::Empty) => {}
         }
         // Everything queued is written: the lost events came after it.
-        let lost = watcher.lost.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            let mut e = proto::WatchEvent::new(
-                crate::watch::unix_ms(),
-                proto::EventKind::Lost,
-                None,
-                format!("{lost} event(s) lost: this client read too slowly"),
-            );
-            e.lost = Some(lost);
-            write(out, e)?;
-        }
-        out.flush()?;
+        report_lost(watcher, out)?;
         match watcher.events.recv_timeout(WATCH_CHECK) {
             Ok(e) => write(out, e)?,
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -315,6 +304,22 @@ pub fn forward(
             }
         }
     }
+}
+
+/// Writes a `lost` event if events were dropped for this client since it was last told.
+fn report_lost(watcher: &crate::watch::Watcher, out: &mut impl Write) -> io::Result<()> {
+    let lost = watcher.lost.swap(0, Ordering::Relaxed);
+    if lost > 0 {
+        let mut e = proto::WatchEvent::new(
+            crate::watch::unix_ms(),
+            proto::EventKind::Lost,
+            None,
+            format!("{lost} event(s) lost: this client read too slowly"),
+        );
+        e.lost = Some(lost);
+        out.write_all(proto::encode_reply(Reply::Event(e)).as_bytes())?;
+    }
+    out.flush()
 }
 
 /// Whether the client of a `watch` connection has closed it (it sends nothing after
