@@ -14,7 +14,7 @@
 //! default), and what it shows (tunnel names, SPIs, traffic) is no secret but is not
 //! for everyone either.
 
-use crate::control::proto::{Reply, Request, StatusReport};
+use crate::control::proto::{IkeSaInfo, Reply, Request, StatusReport, TunnelStatus};
 use crate::driver::ControlMsg;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -270,6 +270,12 @@ fn escape_label(v: &str) -> String {
     s
 }
 
+/// Reads one per-tunnel value from the report.
+type TunnelValue = fn(&TunnelStatus) -> u64;
+
+/// Reads one per-IKE-SA gauge from the report (`None`: no sample for that SA).
+type IkeGauge = fn(&IkeSaInfo) -> Option<u64>;
+
 /// The status report in the text exposition format. Counters end in `_total`; times
 /// are in seconds, sizes in bytes; the SPIs are labels in the hex of `vpnctl status`.
 pub fn render(r: &StatusReport) -> String {
@@ -307,13 +313,18 @@ pub fn render(r: &StatusReport) -> String {
 
     // The datapath, gateway-wide.
     let g = &r.global_drops;
-    let mut f = family(&mut o, "vpngw_esp_drops_total", "counter", "Datapath drops not attributable to one SA, by reason.");
+    let mut f =
+        family(&mut o, "vpngw_esp_drops_total", "counter", "Datapath drops not attributable to one SA, by reason.");
     for (reason, v) in [("malformed", g.malformed), ("unknown_spi", g.unknown_spi), ("no_sa", g.no_sa)] {
         f.sample(&[("reason", reason)], v);
     }
     let io = &r.io_errors;
-    let mut f =
-        family(&mut o, "vpngw_io_errors_total", "counter", "Packets lost to socket or TUN errors in the gateway, by reason.");
+    let mut f = family(
+        &mut o,
+        "vpngw_io_errors_total",
+        "counter",
+        "Packets lost to socket or TUN errors in the gateway, by reason.",
+    );
     for (reason, v) in [
         ("wan_send", io.wan_send),
         ("tun_write", io.tun_write),
@@ -324,10 +335,10 @@ pub fn render(r: &StatusReport) -> String {
     }
 
     // Per tunnel.
-    let up = |t: &crate::control::proto::TunnelStatus| {
+    let up = |t: &TunnelStatus| {
         t.ike_sas.iter().any(|sa| sa.state == "ESTABLISHED" && sa.children.iter().any(|c| c.state == "INSTALLED"))
     };
-    let per_tunnel: [(&'static str, &str, &str, fn(&crate::control::proto::TunnelStatus) -> u64); 5] = [
+    let per_tunnel: [(&'static str, &str, &str, TunnelValue); 5] = [
         ("vpngw_tunnel_stopped", "gauge", "1 if the tunnel was stopped with `vpnctl down`.", |t| u64::from(t.stopped)),
         (
             "vpngw_tunnel_ike_established_total",
@@ -335,24 +346,18 @@ pub fn render(r: &StatusReport) -> String {
             "IKE SAs established by authentication (IKEv1: Main or Aggressive Mode); rekeys not included.",
             |t| t.counters.ike_up,
         ),
-        (
-            "vpngw_tunnel_ike_rekeys_total",
-            "counter",
-            "IKE SAs rekeyed (IKEv1: re-authenticated).",
-            |t| t.counters.ike_rekeys,
-        ),
+        ("vpngw_tunnel_ike_rekeys_total", "counter", "IKE SAs rekeyed (IKEv1: re-authenticated).", |t| {
+            t.counters.ike_rekeys
+        }),
         (
             "vpngw_tunnel_child_rekeys_total",
             "counter",
             "CHILD SAs (IKEv1: Quick Mode SA pairs) replaced by a new one with the same traffic selectors.",
             |t| t.counters.child_rekeys,
         ),
-        (
-            "vpngw_tunnel_dpd_failures_total",
-            "counter",
-            "IKE SAs ended by dead peer detection.",
-            |t| t.counters.dpd_failures,
-        ),
+        ("vpngw_tunnel_dpd_failures_total", "counter", "IKE SAs ended by dead peer detection.", |t| {
+            t.counters.dpd_failures
+        }),
     ];
     let mut f = family(
         &mut o,
@@ -385,7 +390,7 @@ pub fn render(r: &StatusReport) -> String {
             1,
         );
     }
-    let ike_gauges: [(&'static str, &str, fn(&crate::control::proto::IkeSaInfo) -> Option<u64>); 3] = [
+    let ike_gauges: [(&'static str, &str, IkeGauge); 3] = [
         ("vpngw_ike_sa_age_seconds", "Seconds since the IKE SA was established.", |sa| sa.established_ago_s),
         (
             "vpngw_ike_sa_last_heard_age_seconds",
@@ -417,7 +422,13 @@ pub fn render(r: &StatusReport) -> String {
     for (t, sa, c) in children() {
         let v = sa.ike_version.to_string();
         f.sample(
-            &[("tunnel", &t.name), ("ike_version", &v), ("spi", &c.spi_in), ("spi_out", &c.spi_out), ("state", &c.state)],
+            &[
+                ("tunnel", &t.name),
+                ("ike_version", &v),
+                ("spi", &c.spi_in),
+                ("spi_out", &c.spi_out),
+                ("state", &c.state),
+            ],
             1,
         );
     }
@@ -444,7 +455,12 @@ pub fn render(r: &StatusReport) -> String {
     for (t, dir, spi, tr) in esp() {
         f.sample(&[("tunnel", &t.name), ("spi", spi), ("direction", dir)], tr.bytes);
     }
-    let mut f = family(&mut o, "vpngw_esp_sa_packets_total", "counter", "Packets sealed (out) or delivered (in) by the ESP SA.");
+    let mut f = family(
+        &mut o,
+        "vpngw_esp_sa_packets_total",
+        "counter",
+        "Packets sealed (out) or delivered (in) by the ESP SA.",
+    );
     for (t, dir, spi, tr) in esp() {
         f.sample(&[("tunnel", &t.name), ("spi", spi), ("direction", dir)], tr.packets);
     }

@@ -728,7 +728,12 @@ mod event_tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(utc(1_796_478_185_123), "2026-12-05T13:43:05.123Z");
-        let mut e = WatchEvent::new(1_796_478_185_123, EventKind::IkeDown, Some("site-b"), "IKE SA down: deleted by peer".into());
+        let mut e = WatchEvent::new(
+            1_796_478_185_123,
+            EventKind::IkeDown,
+            Some("site-b"),
+            "IKE SA down: deleted by peer".into(),
+        );
         assert_eq!(event(&e), "2026-12-05T13:43:05.123Z site-b ike_down: IKE SA down: deleted by peer\n");
         e.tunnel = None;
         e.kind = EventKind::Lost;

@@ -45,11 +45,8 @@ impl Observer {
     /// `watch` client sees, in order.
     pub fn observe(&mut self, unix_ms: u64, events: &[ike::Event], status: &[ike::IkeSaStatus]) -> Vec<WatchEvent> {
         let mut out = Vec::new();
-        let now_established: HashSet<IkeKey> = status
-            .iter()
-            .filter(|s| s.state == "ESTABLISHED")
-            .map(|s| (s.tunnel.clone(), s.spi_i, s.spi_r))
-            .collect();
+        let now_established: HashSet<IkeKey> =
+            status.iter().filter(|s| s.state == "ESTABLISHED").map(|s| (s.tunnel.clone(), s.spi_i, s.spi_r)).collect();
         // IKE SAs new since the last look, and which of them an `IkeUp` announced.
         let mut fresh: Vec<&ike::IkeSaStatus> = status
             .iter()
@@ -100,7 +97,8 @@ impl Observer {
                             "dead peer detection: liveness checks went unanswered".into(),
                         ));
                     }
-                    let mut e = WatchEvent::new(unix_ms, EventKind::IkeDown, Some(peer), format!("IKE SA down: {reason}"));
+                    let mut e =
+                        WatchEvent::new(unix_ms, EventKind::IkeDown, Some(peer), format!("IKE SA down: {reason}"));
                     e.reason = Some(reason.to_string());
                     out.push(e);
                 }
@@ -130,8 +128,12 @@ impl Observer {
                     out.push(e);
                 }
                 ike::Event::ChildDown { peer, spi_in } => {
-                    let mut e =
-                        WatchEvent::new(unix_ms, EventKind::ChildDown, Some(peer), format!("CHILD SA removed: in {spi_in}"));
+                    let mut e = WatchEvent::new(
+                        unix_ms,
+                        EventKind::ChildDown,
+                        Some(peer),
+                        format!("CHILD SA removed: in {spi_in}"),
+                    );
                     e.spi_in = Some(spi_in.to_string());
                     out.push(e);
                 }

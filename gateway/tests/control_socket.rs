@@ -5,7 +5,8 @@
 use gateway::control::client::{self, ClientError};
 use gateway::control::proto::{
     Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, GlobalDrops, IkeDropCounters,
-    IkeInfo, IkeSaInfo, IoErrors, Outcome, Reply, Request, SaDrops, SaTraffic, StatusReport, TunnelCounters, TunnelStatus,
+    IkeInfo, IkeSaInfo, IoErrors, Outcome, Reply, Request, SaDrops, SaTraffic, StatusReport, TunnelCounters,
+    TunnelStatus,
 };
 use gateway::control::server::ControlSocket;
 use gateway::driver::ControlMsg;

@@ -304,7 +304,10 @@ fn metrics_and_watch_follow_a_tunnel_through_traffic_rekeys_and_down() {
     let (child, _) = json.until("child_up");
     let st = status(&a);
     let c = &st.tunnels[0].ike_sas[0].children[0];
-    assert_eq!((child.spi_in.as_deref(), child.spi_out.as_deref()), (Some(c.spi_in.as_str()), Some(c.spi_out.as_str())));
+    assert_eq!(
+        (child.spi_in.as_deref(), child.spi_out.as_deref()),
+        (Some(c.spi_in.as_str()), Some(c.spi_out.as_str()))
+    );
     let (spi_in, spi_out) = (c.spi_in.clone(), c.spi_out.clone());
     let spi_i = st.tunnels[0].ike_sas[0].spi_i.clone();
 
@@ -432,9 +435,8 @@ fn a_slow_watcher_loses_events_and_is_told_how_many() {
     let (subscriber, watcher) = gateway::watch::channel(2);
     let mut subs = gateway::watch::Subscribers::default();
     subs.add(subscriber).unwrap();
-    let ev = |i: u64| {
-        WatchEvent::new(i, gateway::control::proto::EventKind::ChildUp, Some("peer"), format!("event {i}"))
-    };
+    let ev =
+        |i: u64| WatchEvent::new(i, gateway::control::proto::EventKind::ChildUp, Some("peer"), format!("event {i}"));
     // Five events for a queue of two: the publisher does not wait, three are lost.
     subs.publish(&[ev(1), ev(2), ev(3), ev(4), ev(5)]);
     drop(subs);

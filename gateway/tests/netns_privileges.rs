@@ -116,7 +116,8 @@ impl Lab {
     /// `GET /metrics` from inside the namespace (bash's /dev/tcp: no HTTP client
     /// needed); the whole answer, headers included.
     fn scrape(&self) -> String {
-        let script = "exec 3<>/dev/tcp/127.0.0.1/9750 && printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3";
+        let script =
+            "exec 3<>/dev/tcp/127.0.0.1/9750 && printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3";
         let out = self.ns.exec(&["timeout", "10", "bash", "-c", script]).output().unwrap();
         assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()

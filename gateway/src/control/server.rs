@@ -282,7 +282,8 @@ pub fn forward(
     mut gone: impl FnMut() -> bool,
 ) -> io::Result<()> {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
-    let write = |out: &mut dyn Write, e: proto::WatchEvent| out.write_all(proto::encode_reply(Reply::Event(e)).as_bytes());
+    let write =
+        |out: &mut dyn Write, e: proto::WatchEvent| out.write_all(proto::encode_reply(Reply::Event(e)).as_bytes());
     loop {
         match watcher.events.try_recv() {
             Ok(e) => {

@@ -15,8 +15,8 @@ use gateway::driver::{ControlMsg, Driver, Exit, IkeTransmit};
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::mpsc::{self, SyncSender};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
