@@ -14,7 +14,7 @@
 //! default), and what it shows (tunnel names, SPIs, traffic) is no secret but is not
 //! for everyone either.
 
-use crate::control::proto::{IkeSaInfo, Reply, Request, StatusReport, TunnelStatus};
+use crate::control::proto::{IkeSaInfo, Reply, Request, SaTraffic, StatusReport, TunnelStatus};
 use crate::driver::ControlMsg;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -270,6 +270,9 @@ fn escape_label(v: &str) -> String {
     s
 }
 
+/// Reads one counter of an ESP SA from the report.
+type SaValue = fn(&SaTraffic) -> u64;
+
 /// Reads one per-tunnel value from the report.
 type TunnelValue = fn(&TunnelStatus) -> u64;
 
@@ -446,23 +449,17 @@ pub fn render(r: &StatusReport) -> String {
                 .filter_map(move |(dir, spi, tr)| tr.map(|tr| (t, dir, spi, tr)))
         })
     };
-    let mut f = family(
-        &mut o,
-        "vpngw_esp_sa_bytes_total",
-        "counter",
-        "Inner bytes sealed (out) or opened and delivered (in) by the ESP SA.",
-    );
-    for (t, dir, spi, tr) in esp() {
-        f.sample(&[("tunnel", &t.name), ("spi", spi), ("direction", dir)], tr.bytes);
-    }
-    let mut f = family(
-        &mut o,
-        "vpngw_esp_sa_packets_total",
-        "counter",
-        "Packets sealed (out) or delivered (in) by the ESP SA.",
-    );
-    for (t, dir, spi, tr) in esp() {
-        f.sample(&[("tunnel", &t.name), ("spi", spi), ("direction", dir)], tr.packets);
+    let traffic: [(&'static str, &str, SaValue); 2] = [
+        ("vpngw_esp_sa_bytes_total", "Inner bytes sealed (out) or opened and delivered (in) by the ESP SA.", |tr| {
+            tr.bytes
+        }),
+        ("vpngw_esp_sa_packets_total", "Packets sealed (out) or delivered (in) by the ESP SA.", |tr| tr.packets),
+    ];
+    for (name, help, value) in traffic {
+        let mut f = family(&mut o, name, "counter", help);
+        for (t, dir, spi, tr) in esp() {
+            f.sample(&[("tunnel", &t.name), ("spi", spi), ("direction", dir)], value(tr));
+        }
     }
     let mut f = family(
         &mut o,
