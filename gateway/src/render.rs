@@ -724,6 +724,16 @@ mod event_tests {
     use crate::control::proto::EventKind;
 
     #[test]
+    fn a_tunnel_shows_its_rekeys_and_dead_peers_once_there_are_any() {
+        let mut r = crate::status::tests::sample_report();
+        assert!(!status(&r).contains("since start"), "nothing to say yet");
+        r.tunnels[0].counters =
+            crate::control::proto::TunnelCounters { ike_up: 2, ike_rekeys: 1, child_rekeys: 4, dpd_failures: 1 };
+        let text = status(&r);
+        assert!(text.contains("\n  since start: 1 IKE rekeys, 4 CHILD rekeys, 1 dead peers detected\n"), "{text}");
+    }
+
+    #[test]
     fn utc_times_and_event_lines() {
         assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
