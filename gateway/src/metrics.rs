@@ -528,6 +528,26 @@ mod tests {
     }
 
     #[test]
+    fn odd_request_heads_get_an_error_not_a_panic_nor_a_status() {
+        let never = || -> Result<StatusReport, String> { panic!("no status for this request") };
+        for head in [
+            " ",
+            "   ",
+            "GET",
+            "GET  HTTP/1.1",
+            "GET /metrics HTTP/1.1 extra",
+            "\u{0}\u{0}\u{0}",
+            "GET /metrics\tHTTP/1.1",
+            "GET /métrics HTTP/1.1",
+            "PUT / HTTP/1.1",
+            "GET /metricsx HTTP/1.1",
+        ] {
+            let r = respond(head, never);
+            assert!((400..=505).contains(&r.code), "{head:?}: {}", r.code);
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
