@@ -117,6 +117,9 @@ pub struct GatewayConfig {
     /// others, or owned by neither root nor the daemon's user, is a warning instead of an
     /// error (default false).
     pub allow_insecure_key_files: bool,
+    /// Where the Prometheus metrics endpoint listens (`GET /metrics`), e.g.
+    /// `127.0.0.1:9750`; `None` (the default): no endpoint.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `[gateway]` limits on IKE state: what unauthenticated senders and authenticated peers

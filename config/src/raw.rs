@@ -30,6 +30,7 @@ pub(crate) struct RawGateway {
     pub child_sa_max: Option<Spanned<i64>>,
     pub ike_sa_per_peer_max: Option<Spanned<i64>>,
     pub allow_insecure_key_files: Option<Spanned<bool>>,
+    pub metrics_listen: Option<Spanned<String>>,
 }
 
 /// `[[tunnel]]`. The lifetime and liveness keys are converted in `timers`.

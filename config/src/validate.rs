@@ -324,6 +324,10 @@ fn gateway(cx: &mut Ctx<'_>, g: RawGateway, span: Range<usize>) -> Result<Gatewa
         ));
     }
     let allow_insecure_key_files = g.allow_insecure_key_files.is_some_and(|v| *v.get_ref());
+    let metrics_listen = match g.metrics_listen {
+        None => None,
+        Some(v) => Some(metrics_listen(cx, &v, key("metrics_listen"))?),
+    };
     Ok(GatewayConfig {
         local_address,
         tun_name,
@@ -333,7 +337,28 @@ fn gateway(cx: &mut Ctx<'_>, g: RawGateway, span: Range<usize>) -> Result<Gatewa
         natt_port,
         limits,
         allow_insecure_key_files,
+        metrics_listen,
     })
+}
+
+/// `metrics_listen`: an address and a port, e.g. `127.0.0.1:9750` or `[::1]:9750`.
+fn metrics_listen(cx: &Ctx<'_>, v: &Spanned<String>, key: String) -> Result<std::net::SocketAddr, ConfigError> {
+    let s = v.get_ref().trim();
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        cx.err(
+            Some(v.span()),
+            key.clone(),
+            None,
+            format!("{:?} is not an address and port (e.g. \"127.0.0.1:9750\" or \"[::1]:9750\")", v.get_ref()),
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(cx.err(Some(v.span()), key, None, "port 0 is not allowed".into()));
+    }
+    if addr.ip().is_multicast() {
+        return Err(cx.err(Some(v.span()), key, None, format!("{} is not a unicast address", addr.ip())));
+    }
+    Ok(addr)
 }
 
 /// The limits on IKE state, each within its range; warns about combinations in which

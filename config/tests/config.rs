@@ -938,3 +938,23 @@ fn aggressive_mode_is_an_ikev1_opt_in() {
     let text = minimal("", "ike_version = 1\naggressive = \"yes\"");
     assert_err(&err(&text), line_with(&text, "aggressive"), "tunnel[0].aggressive", "invalid type");
 }
+
+#[test]
+fn metrics_listen_is_off_by_default_and_checked() {
+    assert_eq!(ok(&minimal("", "")).gateway.metrics_listen, None);
+    let c = ok(&minimal("metrics_listen = \"127.0.0.1:9750\"", ""));
+    assert_eq!(c.gateway.metrics_listen, Some("127.0.0.1:9750".parse().unwrap()));
+    let c = ok(&minimal("metrics_listen = \"[::1]:9750\"", ""));
+    assert_eq!(c.gateway.metrics_listen, Some("[::1]:9750".parse().unwrap()));
+    // (setting, message fragment); every setting is on line 3.
+    let cases: &[(&str, &str)] = &[
+        ("metrics_listen = \"127.0.0.1\"", "is not an address and port"),
+        ("metrics_listen = \"localhost:9750\"", "is not an address and port"),
+        ("metrics_listen = \"127.0.0.1:0\"", "port 0 is not allowed"),
+        ("metrics_listen = \"224.0.0.1:9750\"", "not a unicast address"),
+        ("metrics_listen = 9750", "invalid type"),
+    ];
+    for (setting, msg) in cases {
+        assert_err(&err(&minimal(setting, "")), 3, "gateway.metrics_listen", msg);
+    }
+}

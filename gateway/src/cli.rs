@@ -76,6 +76,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print state changes as they happen (tunnel up/down with the reason, CHILD SA
+    /// up/down, rekeys, dead peers, errors), one line each, until interrupted.
+    Watch {
+        /// One JSON object per line (the control protocol's event frames).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Options of the tunnel commands.
@@ -132,6 +139,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> Result<Output, String> {
     let socket = socket_path(cli)?;
     let (request, json) = match &cli.command {
+        Command::Watch { json } => return watch(&socket, *json, &mut std::io::stdout()),
         Command::Status { tunnel, json } => (Request::Status { tunnel: tunnel.clone() }, *json),
         Command::Up { tunnel, opts } => (Request::Up { tunnel: tunnel.clone(), wait_ms: opts.wait_ms()? }, opts.json),
         Command::Down { tunnel, opts } => {
@@ -150,10 +158,8 @@ pub fn run(cli: &Cli) -> Result<Output, String> {
             Outcome::Failed => 1,
             Outcome::Pending => 3,
         },
-        Reply::Error(e) => {
-            let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_owned));
-            return Err(format!("vpngw refused the request: {} ({})", e.message, code.unwrap_or_default()));
-        }
+        Reply::Error(e) => return Err(refused(e)),
+        Reply::Watching(_) | Reply::Event(_) => return Err("vpngw answered with a watch frame".into()),
     };
     let text = if json {
         let frame = ResponseFrame { v: VERSION, reply };
@@ -165,10 +171,43 @@ pub fn run(cli: &Cli) -> Result<Output, String> {
             Reply::Status(report) => crate::render::status(report),
             Reply::Action(a) => crate::render::action(a),
             Reply::Reload(r) => crate::render::reload(r),
-            Reply::Error(_) => String::new(),
+            Reply::Error(_) | Reply::Watching(_) | Reply::Event(_) => String::new(),
         }
     };
     Ok(Output { text, code })
+}
+
+fn refused(e: &crate::control::proto::ErrorReply) -> String {
+    let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_owned));
+    format!("vpngw refused the request: {} ({})", e.message, code.unwrap_or_default())
+}
+
+/// `vpnctl watch`: writes each event to `out` as it arrives (flushed, so a pipe sees it
+/// at once) until the daemon goes away, which is an error (exit 1); a closed `out`
+/// (e.g. `vpnctl watch | head`) ends it quietly.
+pub fn watch(socket: &std::path::Path, json: bool, out: &mut impl std::io::Write) -> Result<Output, String> {
+    let result = client::watch(socket, TIMEOUT, |frame| {
+        let line = match frame {
+            // Scripts learn that the subscription is in place (and may act on it); an
+            // operator at a terminal, on stderr.
+            Reply::Watching(_) if !json => {
+                eprintln!("vpnctl: watching {} (one line per event; Ctrl-C ends)", socket.display());
+                return Ok(());
+            }
+            Reply::Event(e) if !json => crate::render::event(&e),
+            frame => crate::control::proto::encode_reply(frame),
+        };
+        out.write_all(line.as_bytes())?;
+        out.flush()
+    });
+    match result {
+        Ok(None) => Err("vpngw closed the watch connection (shutting down?)".into()),
+        Ok(Some(e)) => Err(refused(&e)),
+        Err(ClientError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(Output { text: String::new(), code: 0 })
+        }
+        Err(e) => Err(explain(&e)),
+    }
 }
 
 fn socket_path(cli: &Cli) -> Result<PathBuf, String> {

@@ -1,8 +1,9 @@
 //! `vpngw`: command line, logging, start-up and shutdown ordering.
 //!
 //! Start: no core dumps -> load config (errors exit 2; `--check` prints the effective
-//! settings and exits here) -> root check -> block SIGINT/SIGTERM/SIGHUP -> TUN (MTU, up) -> WAN sockets -> routes -> control socket -> IKE
-//! endpoint -> drop privileges (`sys::privs`: only CAP_NET_ADMIN, CAP_NET_RAW,
+//! settings and exits here) -> root check -> block SIGINT/SIGTERM/SIGHUP -> TUN (MTU, up)
+//! -> WAN sockets -> routes -> control socket -> metrics listener (if `metrics_listen`)
+//! -> IKE endpoint -> drop privileges (`sys::privs`: only CAP_NET_ADMIN, CAP_NET_RAW,
 //! CAP_NET_BIND_SERVICE, NO_NEW_PRIVS) -> datapath workers -> control loop on the main
 //! thread; then `READY=1` to the service manager (`sys::notify`, when `NOTIFY_SOCKET`
 //! is set). SIGHUP reloads the configuration (`reload`; routes change with
@@ -16,6 +17,7 @@ use crate::clock::{BootClock, Clock};
 use crate::control::server::ControlSocket;
 use crate::datapath::{Datapath, IoCounters, SharedTable};
 use crate::driver::{ControlMsg, Driver, Exit, WanSockets, QUEUE_CAPACITY};
+use crate::metrics::MetricsServer;
 use crate::reload::{wanted_routes, Reloader, SystemHost};
 use crate::switches::Switches;
 use crate::sys::notify::Notifier;
@@ -224,6 +226,7 @@ pub fn run(cfg: config::Config, path: PathBuf, notifier: Arc<Notifier>) -> Resul
     }
 
     let control_socket = ControlSocket::bind(&g.control_socket).map_err(|e| e.to_string())?;
+    let metrics = g.metrics_listen.map(MetricsServer::bind).transpose().map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::sync_channel::<ControlMsg>(QUEUE_CAPACITY);
 
     let endpoint = ike::Endpoint::new(crate::ike_config::endpoint_config(&cfg), Box::new(crate::rng::SystemRng::new()));
@@ -251,6 +254,11 @@ pub fn run(cfg: config::Config, path: PathBuf, notifier: Arc<Notifier>) -> Resul
     .spawn()
     .map_err(|e| format!("cannot start datapath threads: {e}"))?;
     spawn_signal_thread(signals, tx.clone(), Arc::clone(&notifier))?;
+    if let Some(m) = metrics {
+        let addr = m.local_addr().map_err(|e| format!("metrics listener: {e}"))?;
+        m.serve(tx.clone()).map_err(|e| format!("cannot serve metrics: {e}"))?;
+        tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
+    }
     control_socket.serve(tx).map_err(|e| format!("cannot serve the control socket: {e}"))?;
     tracing::info!(socket = %control_socket.path().display(), tunnels = cfg.tunnels.len(), "vpngw running");
     // The TUN device, the WAN sockets, the routes and the control socket all exist now.

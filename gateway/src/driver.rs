@@ -14,12 +14,17 @@
 //! through [`crate::reload::Reloader`], which also changes the routes; the daemon sets
 //! up the TUN device, sockets and first routes before [`Driver::run`], and the routes go
 //! when the driver (which owns them from then on) is dropped.
+//!
+//! State changes (`ike` events, with rekeys and dead peers told apart by
+//! `watch::Observer`) go to the `vpnctl watch` clients through bounded queues that never
+//! block this thread, and are counted per tunnel for the status and the metrics.
 
 use crate::clock::{until, Clock};
 use crate::control::action::{self, Tracker};
-use crate::control::proto::{ErrorReply, Reply, Request};
+use crate::control::proto::{ErrorCode, ErrorReply, EventKind, Reply, Request, WatchEvent, WatchInfo};
 use crate::datapath::{IoCounters, SharedTable};
 use crate::status;
+use crate::watch::{self, Observer, Subscriber, Subscribers};
 use ipsec_types::{DatapathCommand, Timestamp};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -91,6 +96,14 @@ pub enum ControlMsg {
     Request {
         /// The request.
         request: Request,
+        /// The answer goes here.
+        reply: Sender<Reply>,
+    },
+    /// `vpnctl watch`: queue state changes for this client from now on; the answer
+    /// (`Reply::Watching`, or an error) goes to `reply`.
+    Watch {
+        /// The control thread's end of the client's queue.
+        subscriber: Subscriber,
         /// The answer goes here.
         reply: Sender<Reply>,
     },
@@ -184,9 +197,15 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         let mut pending: Vec<PendingAction> = Vec::new();
         // Tunnels stopped with `vpnctl down` (until `vpnctl up`), for the status.
         let mut stopped: Vec<String> = Vec::new();
+        let mut observer = Observer::default();
+        let mut watchers = Subscribers::default();
+        let mut errors: Vec<String> = Vec::new();
         loop {
-            let events = self.drain();
-            self.settle(now, &mut pending, &events, &stopped);
+            let events = self.drain(&mut errors);
+            if !events.is_empty() || !errors.is_empty() {
+                self.tell(&mut observer, &mut watchers, &events, &mut errors);
+            }
+            self.settle(now, &mut pending, &events, &stopped, &observer);
             if let Some(deadline) = shutdown_deadline {
                 if self.endpoint.is_idle() {
                     tracing::info!("all IKE SAs closed");
@@ -250,7 +269,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     };
                     match started {
                         // The client may have gone away; nothing to do then.
-                        None => drop(reply.send(self.answer(now, &request, &stopped))),
+                        None => drop(reply.send(self.answer(now, &request, &stopped, &observer))),
                         Some(Err(e)) => drop(reply.send(Reply::Error(e))),
                         Some(Ok(_)) if shutdown_deadline.is_some() => {
                             drop(reply.send(Reply::Error(ErrorReply {
@@ -271,8 +290,19 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                         }
                     }
                 }
+                Ok(ControlMsg::Watch { subscriber, reply }) => {
+                    let answer = match watchers.add(subscriber) {
+                        Ok(()) => Reply::Watching(WatchInfo { queue: watch::QUEUE }),
+                        Err(_) => Reply::Error(ErrorReply {
+                            code: ErrorCode::Unavailable,
+                            message: format!("{} clients are watching already", watch::MAX_WATCHERS),
+                        }),
+                    };
+                    drop(reply.send(answer));
+                }
                 Ok(ControlMsg::Fatal(reason)) => {
                     tracing::error!(%reason, "fatal error: shutting down");
+                    errors.push(format!("fatal error, shutting down: {reason}"));
                     if shutdown_deadline.is_none() {
                         self.endpoint.handle_command(now, ike::Command::TerminateAll);
                         shutdown_deadline = Some(now + SHUTDOWN_GRACE);
@@ -307,10 +337,13 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             if now >= next_activity_poll {
                 activity.poll(now, &self.table.load(), &mut self.endpoint);
                 next_activity_poll = now + ACTIVITY_POLL;
+                // An IKEv2 rekey hands over without an event: look for one once a second.
+                self.tell(&mut observer, &mut watchers, &[], &mut errors);
             }
         }
-        let events = self.drain();
-        self.settle(now, &mut pending, &events, &stopped);
+        let events = self.drain(&mut errors);
+        self.tell(&mut observer, &mut watchers, &events, &mut errors);
+        self.settle(now, &mut pending, &events, &stopped, &observer);
         for p in pending {
             let report = p.tracker.report(now, None);
             let _ = p.reply.send(Reply::Action(report));
@@ -355,7 +388,14 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
 
     /// Feeds the pending tunnel commands the latest events and IKE state, and answers
     /// those that are complete (or out of time).
-    fn settle(&self, now: Timestamp, pending: &mut Vec<PendingAction>, events: &[ike::Event], stopped: &[String]) {
+    fn settle(
+        &self,
+        now: Timestamp,
+        pending: &mut Vec<PendingAction>,
+        events: &[ike::Event],
+        stopped: &[String],
+        observer: &Observer,
+    ) {
         if pending.is_empty() {
             return;
         }
@@ -368,7 +408,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             }
             if p.tracker.check(now, &status).is_some() {
                 let p = pending.swap_remove(i);
-                let tunnel = self.tunnel_status(now, p.tracker.tunnel(), stopped);
+                let tunnel = self.tunnel_status(now, p.tracker.tunnel(), stopped, observer);
                 let _ = p.reply.send(Reply::Action(p.tracker.report(now, tunnel)));
             } else {
                 i += 1;
@@ -382,15 +422,33 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         now: Timestamp,
         tunnel: &str,
         stopped: &[String],
+        observer: &Observer,
     ) -> Option<crate::control::proto::TunnelStatus> {
-        match self.answer(now, &Request::Status { tunnel: Some(tunnel.to_string()) }, stopped) {
+        match self.answer(now, &Request::Status { tunnel: Some(tunnel.to_string()) }, stopped, observer) {
             Reply::Status(mut r) => r.tunnels.pop(),
             _ => None,
         }
     }
 
+    /// Reads the latest events against the IKE state (counting rekeys and dead peers)
+    /// and queues what they mean, with the `errors` collected since, for the `watch`
+    /// clients.
+    fn tell(
+        &self,
+        observer: &mut Observer,
+        watchers: &mut Subscribers,
+        events: &[ike::Event],
+        errors: &mut Vec<String>,
+    ) {
+        let at = watch::unix_ms();
+        let mut told = observer.observe(at, events, &self.endpoint.status());
+        told.extend(errors.drain(..).map(|m| WatchEvent::new(at, EventKind::Error, None, m)));
+        watchers.publish(&told);
+    }
+
     /// Drains every pending output of the endpoint; returns the events (also logged).
-    fn drain(&mut self) -> Vec<ike::Event> {
+    /// Failures worth an operator's attention are added to `errors`.
+    fn drain(&mut self, errors: &mut Vec<String>) -> Vec<ike::Event> {
         let mut events = Vec::new();
         while let Some(out) = self.endpoint.poll_output() {
             match out {
@@ -407,7 +465,10 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     // bug worth an error line, once per refused command.
                     match self.table.load().apply(&cmd) {
                         Ok(next) => self.table.store(Arc::new(next)),
-                        Err(e) => tracing::error!(error = %e, "datapath command refused"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "datapath command refused");
+                            errors.push(format!("datapath command refused: {e}"));
+                        }
                     }
                 }
                 ike::Output::Event(ev) => {
@@ -419,7 +480,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         events
     }
 
-    fn answer(&self, now: Timestamp, request: &Request, stopped: &[String]) -> Reply {
+    fn answer(&self, now: Timestamp, request: &Request, stopped: &[String], observer: &Observer) -> Reply {
         let Request::Status { tunnel } = request else {
             return Reply::Error(ErrorReply {
                 code: crate::control::proto::ErrorCode::BadRequest,
@@ -448,6 +509,9 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                 return Reply::Error(action::unknown_tunnel(name, &names));
             }
             report.tunnels.retain(|t| t.name == *name);
+        }
+        for t in &mut report.tunnels {
+            t.counters = observer.counters(&t.name);
         }
         Reply::Status(report)
     }

@@ -4,6 +4,7 @@
 
 use crate::control::proto::{
     ActionReport, ChildSaInfo, Encapsulation, IkeSaInfo, ReloadReport, SaTraffic, StatusReport, TunnelStatus,
+    WatchEvent,
 };
 use std::fmt::Write;
 
@@ -141,6 +142,14 @@ fn tunnel(o: &mut String, t: &TunnelStatus) {
     let newer = t.ike_sas.iter().any(|sa| sa.state == "ESTABLISHED");
     for sa in &t.ike_sas {
         ike_sa(o, t, sa, newer && sa.state != "ESTABLISHED");
+    }
+    let c = &t.counters;
+    if c.ike_rekeys + c.child_rekeys + c.dpd_failures > 0 {
+        let _ = writeln!(
+            o,
+            "  since start: {} IKE rekeys, {} CHILD rekeys, {} dead peers detected",
+            c.ike_rekeys, c.child_rekeys, c.dpd_failures
+        );
     }
 }
 
@@ -697,5 +706,70 @@ mod tests {
         assert!(status(&r).contains("NAT-T        NAT detected: ESP in UDP"));
         r.tunnels[0].ike_sas[0].nat_detected = false;
         assert!(status(&r).contains("NAT-T        no NAT: raw ESP (IP protocol 50)"));
+    }
+}
+
+/// One `vpnctl watch` line: UTC time to the millisecond, the tunnel (`-` for the
+/// gateway itself), the kind, and the message.
+pub fn event(e: &WatchEvent) -> String {
+    let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    format!("{} {} {kind}: {}\n", utc(e.unix_ms), e.tunnel.as_deref().unwrap_or("-"), e.message)
+}
+
+/// `2026-12-05T13:43:05.123Z` from milliseconds since the Unix epoch (proleptic
+/// Gregorian calendar, days to civil date after H. Hinnant's published algorithm).
+pub fn utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::control::proto::EventKind;
+
+    #[test]
+    fn a_tunnel_shows_its_rekeys_and_dead_peers_once_there_are_any() {
+        let mut r = crate::status::tests::sample_report();
+        assert!(!status(&r).contains("since start"), "nothing to say yet");
+        r.tunnels[0].counters =
+            crate::control::proto::TunnelCounters { ike_up: 2, ike_rekeys: 1, child_rekeys: 4, dpd_failures: 1 };
+        let text = status(&r);
+        assert!(text.contains("\n  since start: 1 IKE rekeys, 4 CHILD rekeys, 1 dead peers detected\n"), "{text}");
+    }
+
+    #[test]
+    fn utc_times_and_event_lines() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(utc(1_796_478_185_123), "2026-12-05T13:43:05.123Z");
+        let mut e = WatchEvent::new(
+            1_796_478_185_123,
+            EventKind::IkeDown,
+            Some("site-b"),
+            "IKE SA down: deleted by peer".into(),
+        );
+        assert_eq!(event(&e), "2026-12-05T13:43:05.123Z site-b ike_down: IKE SA down: deleted by peer\n");
+        e.tunnel = None;
+        e.kind = EventKind::Lost;
+        e.message = "3 event(s) lost: this client read too slowly".into();
+        assert_eq!(event(&e), "2026-12-05T13:43:05.123Z - lost: 3 event(s) lost: this client read too slowly\n");
     }
 }

@@ -13,7 +13,7 @@ fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
 }
 use crate::control::proto::{
     ChildSaInfo, DaemonInfo, Encapsulation, GlobalDrops, IkeDropCounters, IkeInfo, IkeSaInfo, IoErrors, SaDrops,
-    SaTraffic, StatusReport, TunnelStatus,
+    SaTraffic, StatusReport, TunnelCounters, TunnelStatus,
 };
 use ipsec_types::{Direction, EncrAlg, EspProposal, IkeProposal, IntegAlg, Spi, Timestamp};
 
@@ -68,6 +68,8 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             encapsulation: encapsulation_keyword(t.encapsulation).into(),
             child_sa_per_subnet_pair: t.child_sa_per_subnet_pair,
             stopped: inp.stopped.contains(&t.name),
+            // Filled in by the control thread, which counts them (`watch::Observer`).
+            counters: TunnelCounters::default(),
             dpd_delay_s: t.dpd.delay.map(|d| d.as_secs()),
             dpd_timeout_s: t.dpd.timeout.as_secs(),
             dpd_action: dpd_action_keyword(t.dpd.action).into(),

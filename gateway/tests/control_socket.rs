@@ -6,7 +6,7 @@ use gateway::control::client::{self, ClientError};
 use gateway::control::proto::{
     Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, GlobalDrops, IkeDropCounters,
     IkeInfo, IkeSaInfo, IoErrors, Outcome, ReloadReport, Reply, Request, SaDrops, SaTraffic, StatusReport,
-    TunnelStatus,
+    TunnelCounters, TunnelStatus,
 };
 use gateway::control::server::ControlSocket;
 use gateway::driver::ControlMsg;
@@ -59,6 +59,7 @@ fn report() -> StatusReport {
                 encapsulation: "auto".into(),
                 child_sa_per_subnet_pair: false,
                 stopped: false,
+                counters: TunnelCounters::default(),
                 dpd_delay_s: None,
                 dpd_timeout_s: 150,
                 dpd_action: "restart".into(),
@@ -124,6 +125,7 @@ fn report() -> StatusReport {
                 encapsulation: "udp".into(),
                 child_sa_per_subnet_pair: true,
                 stopped: true,
+                counters: TunnelCounters::default(),
                 dpd_delay_s: Some(30),
                 dpd_timeout_s: 150,
                 dpd_action: "clear".into(),
@@ -143,6 +145,7 @@ fn stand_in_answer(request: Request) -> Reply {
     let tunnel = match &request {
         Request::Reload => return reload_report(),
         Request::Status { tunnel } => tunnel.clone(),
+        Request::Watch => None,
         Request::Up { tunnel, .. } | Request::Down { tunnel, .. } | Request::Rekey { tunnel, .. } => {
             Some(tunnel.clone())
         }
@@ -159,6 +162,7 @@ fn stand_in_answer(request: Request) -> Reply {
     r.tunnels.retain(|x| tunnel.as_ref().map_or(true, |t| x.name == *t));
     let (action, outcome) = match &request {
         Request::Status { .. } | Request::Reload => return Reply::Status(r),
+        Request::Watch => unreachable!("the socket serves watch itself"),
         Request::Up { .. } => (Action::Up, Outcome::Done),
         Request::Down { .. } => (Action::Down, Outcome::Failed),
         Request::Rekey { .. } => (Action::RekeyChild, Outcome::Pending),

@@ -4,7 +4,10 @@
 //! bounding; nothing inheritable or ambient), NO_NEW_PRIVS is set, the core file limit
 //! is 0 and the process is not dumpable; a second daemon on the same `tun_name` fails
 //! clearly; and shutdown, with those reduced privileges, still removes the route, the
-//! TUN device and the control socket. `vpnctl status` shows the IKE counters.
+//! TUN device and the control socket. `vpnctl status` shows the IKE counters, and the
+//! metrics endpoint (`metrics_listen` on the namespace's loopback, served by a thread
+//! with the same reduced privileges) answers a scrape whose IKE drop counter grows when
+//! junk is sent to UDP 500.
 //!
 //! Needs root and `ip`: prints `SKIPPED <test>: <reason>` otherwise, but fails under
 //! `CI=true` (`testkit::require`). The
@@ -59,6 +62,7 @@ impl Lab {
             &["addr", "add", "192.0.2.1/24", "dev", "wan0"],
             &["link", "set", "wan0", "up"],
             &["link", "set", "wan1", "up"],
+            &["link", "set", "lo", "up"],
         ] {
             ns.ip(args).unwrap();
         }
@@ -77,7 +81,8 @@ impl Lab {
     /// (log in `NAME.log`).
     fn start(&mut self, name: &str) -> u32 {
         let text = format!(
-            "[gateway]\nlocal_address = \"192.0.2.1\"\ntun_name = \"vpn0\"\ncontrol_socket = \"{sock}\"\n\n\
+            "[gateway]\nlocal_address = \"192.0.2.1\"\ntun_name = \"vpn0\"\ncontrol_socket = \"{sock}\"\n\
+             metrics_listen = \"127.0.0.1:9750\"\n\n\
              [[tunnel]]\nname = \"site-b\"\nremote_address = \"192.0.2.2\"\npsk_file = \"{psk}\"\n\
              local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.2.0.0/24\"]\nstart = \"respond\"\n",
             sock = self.path(&format!("{name}.sock")).display(),
@@ -106,6 +111,25 @@ impl Lab {
     fn vpnctl(&self, name: &str, args: &[&str]) -> Output {
         let sock = self.path(&format!("{name}.sock"));
         Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--socket").arg(sock).args(args).output().unwrap()
+    }
+
+    /// `GET /metrics` from inside the namespace (bash's /dev/tcp: no HTTP client
+    /// needed); the whole answer, headers included.
+    fn scrape(&self) -> String {
+        let script =
+            "exec 3<>/dev/tcp/127.0.0.1/9750 && printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3";
+        let out = self.ns.exec(&["timeout", "10", "bash", "-c", script]).output().unwrap();
+        assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The sum of the samples of `name` in a scrape.
+    fn sum(scrape: &str, name: &str) -> u64 {
+        scrape
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
     }
 
     fn log(&self, name: &str) -> String {
@@ -174,13 +198,29 @@ fn the_daemon_keeps_only_network_capabilities_and_still_shuts_down_cleanly() {
     let text = String::from_utf8(lab.vpnctl("a", &["status"]).stdout).unwrap();
     assert_eq!(text.lines().nth(1).map(|l| l.split(';').next()), Some(Some("IKE: 0 half-open")), "{text}");
 
-    // Every thread (control, datapath workers, control socket, signals) holds exactly
+    // The metrics endpoint of the running daemon: HTTP framing, the format, the tunnel,
+    // and an IKE drop counter that grows once junk reaches UDP 500.
+    let first = lab.scrape();
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    assert!(first.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), "{first}");
+    assert!(first.contains("# TYPE vpngw_ike_drops_total counter\n"), "{first}");
+    assert!(first.contains("\nvpngw_tunnel_up{tunnel=\"site-b\"} 0\n"), "{first}");
+    assert_eq!(Lab::sum(&first, "vpngw_ike_drops_total"), 0, "{first}");
+    let junk = "printf 'not an IKE message' > /dev/udp/192.0.2.1/500";
+    assert!(lab.ns.exec(&["bash", "-c", junk]).status().unwrap().success());
+    wait_until("the junk datagram counted", || Lab::sum(&lab.scrape(), "vpngw_ike_drops_total") == 1);
+    assert!(lab.log("a").contains("metrics endpoint listening"), "{}", lab.log("a"));
+
+    // Every thread (control, datapath workers, control socket, metrics, signals) holds exactly
     // the three network capabilities, nothing to pass on, and no way to gain more.
     let keep = mask(&DAEMON_CAPS);
     assert_eq!(keep, 1 << 10 | 1 << 12 | 1 << 13);
     let tasks: Vec<PathBuf> =
         std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(tasks.len() >= 3, "the daemon runs its worker threads: {tasks:?}");
+    let names: Vec<String> =
+        tasks.iter().map(|t| std::fs::read_to_string(t.join("comm")).unwrap().trim().to_string()).collect();
+    assert!(names.iter().any(|n| n == "metrics"), "a metrics thread: {names:?}");
     for task in &tasks {
         let s = std::fs::read_to_string(task.join("status")).unwrap();
         let name = s.lines().next().unwrap_or_default().to_string();

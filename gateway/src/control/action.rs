@@ -77,7 +77,7 @@ pub fn start(
     status: &[ike::IkeSaStatus],
 ) -> Option<Result<Started, ErrorReply>> {
     let (tunnel, action) = match request {
-        Request::Status { .. } | Request::Reload => return None,
+        Request::Status { .. } | Request::Reload | Request::Watch => return None,
         Request::Up { tunnel, .. } => (tunnel, Action::Up),
         Request::Down { tunnel, .. } => (tunnel, Action::Down),
         Request::Rekey { tunnel, ike: false, .. } => (tunnel, Action::RekeyChild),

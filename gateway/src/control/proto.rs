@@ -13,6 +13,11 @@
 //! -> {"v":1,"cmd":"reload"}
 //! <- {"v":1,"reload":{"file":"/etc/vpngw/vpngw.toml","added":["site-c"],"removed":[],...}}
 //! <- {"v":1,"error":{"code":"invalid_config","message":"/etc/vpngw/vpngw.toml:7: ..."}}
+//!
+//! -> {"v":1,"cmd":"watch"}
+//! <- {"v":1,"watching":{"queue":256}}
+//! <- {"v":1,"event":{"unix_ms":...,"kind":"ike_up","tunnel":"site-b","message":"IKE SA established",...}}
+//! <- ... one line per event until the client closes the connection
 //! ```
 //!
 //! Compatibility rules: fields are only ever added (readers ignore unknown fields);
@@ -20,7 +25,10 @@
 //! `unknown_command`; a breaking change bumps `v`, and a daemon answers a version it
 //! does not speak with `unsupported_version`. The tunnel commands `up`, `down` and
 //! `rekey` are answered once their effect is seen (or `wait_ms` passes) with an
-//! [`ActionReport`].
+//! [`ActionReport`]. `watch` is the one request answered by more than one line: a
+//! [`WatchInfo`] frame, then a [`WatchEvent`] frame per state change, for as long as
+//! the client keeps the connection open; a client that reads too slowly loses events
+//! and gets an event of kind `lost` saying how many.
 //!
 //! This module owns the wire types and their encoding only: no sockets (see
 //! `control::server` and `control::client`), no status assembly (see `status`).
@@ -94,13 +102,15 @@ pub enum Request {
     /// Read the configuration file again and apply the difference (answered with a
     /// [`ReloadReport`], or `invalid_config` / `restart_required` and nothing changed).
     Reload,
+    /// Stream state changes ([`WatchEvent`]) until the client closes the connection.
+    Watch,
 }
 
 impl Request {
     /// How long the daemon may take to answer beyond its usual response time.
     pub fn wait(&self) -> std::time::Duration {
         let ms = match self {
-            Request::Status { .. } | Request::Reload => 0,
+            Request::Status { .. } | Request::Reload | Request::Watch => 0,
             Request::Up { wait_ms, .. } | Request::Down { wait_ms, .. } | Request::Rekey { wait_ms, .. } => *wait_ms,
         };
         std::time::Duration::from_millis(ms.min(MAX_WAIT_MS))
@@ -129,6 +139,111 @@ pub enum Reply {
     Reload(ReloadReport),
     /// The request failed.
     Error(ErrorReply),
+    /// Answer to [`Request::Watch`]: the subscription is in place; events follow.
+    Watching(WatchInfo),
+    /// One state change, on a `watch` connection.
+    Event(WatchEvent),
+}
+
+/// The first answer to `watch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchInfo {
+    /// Events the daemon holds for this client at most; beyond that, newer events are
+    /// lost (and counted in a `lost` event) until the client catches up.
+    pub queue: usize,
+}
+
+/// What happened, in a [`WatchEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An IKE SA (IKEv1: ISAKMP SA) was established.
+    IkeUp,
+    /// An IKE SA went away; `reason` says why.
+    IkeDown,
+    /// An IKE SA was rekeyed (IKEv1: re-authenticated by a new Main Mode).
+    IkeRekeyed,
+    /// A CHILD SA (IKEv1: Quick Mode SA pair) was installed.
+    ChildUp,
+    /// A CHILD SA was removed.
+    ChildDown,
+    /// A new CHILD SA replaced one with the same traffic selectors.
+    ChildRekeyed,
+    /// Dead peer detection declared the peer dead (an `ike_down` follows).
+    DpdFailed,
+    /// Something failed in the daemon; `message` says what.
+    Error,
+    /// This client read too slowly: `lost` events were dropped for it.
+    Lost,
+}
+
+/// One state change, as `vpnctl watch` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// Wall-clock time of the event, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The tunnel, if the event belongs to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
+    /// One line for humans, e.g. `CHILD SA rekeyed: c7cceebf replaced by in 1a2b3c4d, out 5e6f7a8b`.
+    pub message: String,
+    /// `ike_down`: why, as `vpnctl status` and the log say it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// CHILD SA events: the inbound SPI, 8 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spi_in: Option<String>,
+    /// `child_up`, `child_rekeyed`: the outbound SPI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spi_out: Option<String>,
+    /// `child_rekeyed`: the inbound SPI of the CHILD SA replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_spi_in: Option<String>,
+    /// `ike_up`, `ike_rekeyed`: the new IKE SA's SPIs (IKEv1: cookies),
+    /// `<initiator>_i <responder>_r`, 16 hex digits each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike_spis: Option<String>,
+    /// `ike_up`, `ike_rekeyed`: the IKE version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike_version: Option<u8>,
+    /// `lost`: how many events were dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+}
+
+impl WatchEvent {
+    /// An event of `kind` with only its message set.
+    pub fn new(unix_ms: u64, kind: EventKind, tunnel: Option<&str>, message: String) -> Self {
+        Self {
+            unix_ms,
+            kind,
+            tunnel: tunnel.map(str::to_string),
+            message,
+            reason: None,
+            spi_in: None,
+            spi_out: None,
+            old_spi_in: None,
+            ike_spis: None,
+            ike_version: None,
+            lost: None,
+        }
+    }
+}
+
+/// Counts of one tunnel's state changes since the daemon started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelCounters {
+    /// IKE SAs established by an IKE_AUTH (IKEv1: Main or Aggressive Mode); rekeys not
+    /// included.
+    pub ike_up: u64,
+    /// IKE SAs rekeyed (IKEv1: re-authenticated while the old ISAKMP SA was still up).
+    pub ike_rekeys: u64,
+    /// CHILD SAs (Quick Mode SA pairs) replaced by a new one with the same selectors.
+    pub child_rekeys: u64,
+    /// IKE SAs ended by dead peer detection.
+    pub dpd_failures: u64,
 }
 
 /// Why a request failed.
@@ -359,6 +474,9 @@ pub struct TunnelStatus {
     /// still initiate).
     #[serde(default)]
     pub stopped: bool,
+    /// State changes counted since the daemon started. Absent from older daemons' reports.
+    #[serde(default)]
+    pub counters: TunnelCounters,
     /// Dead peer detection: a liveness check after this many seconds without a message
     /// from the peer (`None`: off).
     #[serde(default)]
@@ -579,7 +697,7 @@ pub fn decode_request(line: &str) -> Result<Request, DecodeError> {
 }
 
 /// Commands this build understands (the `cmd` values of [`Request`]).
-pub const KNOWN_COMMANDS: &[&str] = &["status", "up", "down", "rekey", "reload"];
+pub const KNOWN_COMMANDS: &[&str] = &["status", "up", "down", "rekey", "reload", "watch"];
 
 /// Encodes a request as one line (with the trailing newline).
 pub fn encode_request(request: &Request) -> String {

@@ -5,6 +5,9 @@
 //! socket file is 0600, and every connection's SO_PEERCRED uid must be 0. Each connection gets its own
 //! short-lived thread (a bounded number at once); every request is forwarded to the
 //! control thread, which owns all state, and its reply is written back as one line.
+//! A `watch` request turns the connection into a stream: the control thread queues
+//! events for it (bounded, never waiting for the client), this thread writes them as
+//! they come and ends when the client closes the connection or stops reading.
 //! This module does not interpret requests beyond decoding them (see `driver`).
 
 use super::proto::{self, ErrorCode, ErrorReply, Reply, MAX_LINE};
@@ -223,6 +226,7 @@ pub fn serve_connection(mut stream: UnixStream, control: &SyncSender<ControlMsg>
         let reply = match std::str::from_utf8(&line) {
             Ok(text) if text.trim().is_empty() => continue,
             Ok(text) => match proto::decode_request(text.trim_end()) {
+                Ok(proto::Request::Watch) => return watch(stream, control),
                 Ok(request) => ask(control, request),
                 Err(proto::DecodeError(e)) => Reply::Error(e),
             },
@@ -242,6 +246,95 @@ fn ask(control: &SyncSender<ControlMsg>, request: proto::Request) -> Reply {
         return unavailable("vpngw is shutting down");
     }
     rx.recv_timeout(timeout).unwrap_or_else(|_| unavailable("vpngw did not answer in time"))
+}
+
+/// How often a quiet `watch` connection checks whether its client is still there.
+const WATCH_CHECK: Duration = Duration::from_secs(1);
+
+/// Subscribes to the control thread's events and streams them to the client until it
+/// closes the connection (or a write fails: a client that stops reading for
+/// [`ANSWER_TIMEOUT`] is dropped; one that reads slowly loses events, and is told).
+fn watch(mut stream: UnixStream, control: &SyncSender<ControlMsg>) -> io::Result<()> {
+    let (subscriber, watcher) = crate::watch::channel(crate::watch::QUEUE);
+    let (tx, rx) = mpsc::channel();
+    if control.send(ControlMsg::Watch { subscriber, reply: tx }).is_err() {
+        return write_error(&mut stream, ErrorCode::Unavailable, "vpngw is shutting down".into());
+    }
+    let reply = rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| {
+        Reply::Error(ErrorReply { code: ErrorCode::Unavailable, message: "vpngw did not answer in time".into() })
+    });
+    let subscribed = matches!(reply, Reply::Watching(_));
+    stream.write_all(proto::encode_reply(reply).as_bytes())?;
+    if !subscribed {
+        return Ok(());
+    }
+    let probe = stream.try_clone()?;
+    forward(&watcher, &mut stream, || client_gone(&probe))
+}
+
+/// Writes the watcher's events to `out` as reply lines, with a `lost` event once the
+/// queue has run dry after events were dropped for it; returns when the control
+/// thread is gone, a write fails, or `gone()` (asked while no event comes) says the
+/// client left.
+pub fn forward(
+    watcher: &crate::watch::Watcher,
+    out: &mut impl Write,
+    mut gone: impl FnMut() -> bool,
+) -> io::Result<()> {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let write =
+        |out: &mut dyn Write, e: proto::WatchEvent| out.write_all(proto::encode_reply(Reply::Event(e)).as_bytes());
+    loop {
+        match watcher.events.try_recv() {
+            Ok(e) => {
+                write(out, e)?;
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => return report_lost(watcher, out),
+            Err(TryRecvError::Empty) => {}
+        }
+        // Everything queued is written: the lost events came after it.
+        report_lost(watcher, out)?;
+        match watcher.events.recv_timeout(WATCH_CHECK) {
+            Ok(e) => write(out, e)?,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(RecvTimeoutError::Timeout) => {
+                if gone() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Writes a `lost` event if events were dropped for this client since it was last told.
+fn report_lost(watcher: &crate::watch::Watcher, out: &mut impl Write) -> io::Result<()> {
+    let lost = watcher.lost.swap(0, Ordering::Relaxed);
+    if lost > 0 {
+        let mut e = proto::WatchEvent::new(
+            crate::watch::unix_ms(),
+            proto::EventKind::Lost,
+            None,
+            format!("{lost} event(s) lost: this client read too slowly"),
+        );
+        e.lost = Some(lost);
+        out.write_all(proto::encode_reply(Reply::Event(e)).as_bytes())?;
+    }
+    out.flush()
+}
+
+/// Whether the client of a `watch` connection has closed it (it sends nothing after
+/// its request, so anything readable means it is gone or misbehaving).
+fn client_gone(stream: &UnixStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    let gone = match (&*stream).read(&mut byte) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(_) | Ok(_) => true,
+    };
+    gone || stream.set_nonblocking(false).is_err()
 }
 
 fn write_error(stream: &mut UnixStream, code: ErrorCode, message: String) -> io::Result<()> {

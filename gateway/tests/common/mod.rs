@@ -15,6 +15,7 @@ use gateway::driver::{ControlMsg, Driver, Exit, IkeTransmit};
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,15 +69,16 @@ remote_subnets = ["{remote_subnet}"]"#
 }
 
 /// Delivers IKE messages to the first tunnel's peer straight into the other control
-/// thread's queue; messages to anyone else are lost.
+/// thread's queue; messages to anyone else are lost, and so are all once `cut` is set.
 struct ChannelTransmit {
     peer_ip: IpAddr,
     to_peer: SyncSender<ControlMsg>,
+    cut: Arc<AtomicBool>,
 }
 
 impl IkeTransmit for ChannelTransmit {
     fn transmit(&self, t: &ike::Transmit) -> io::Result<()> {
-        if t.remote.ip() != self.peer_ip {
+        if t.remote.ip() != self.peer_ip || self.cut.load(Ordering::Relaxed) {
             return Ok(());
         }
         let m = ControlMsg::Datagram { local: t.remote, remote: t.local, data: t.data.clone() };
@@ -92,6 +94,8 @@ pub struct Side {
     pub table: SharedTable,
     /// The thread; it returns how the control loop ended.
     pub thread: std::thread::JoinHandle<Exit>,
+    /// Set: this side's IKE messages no longer reach the peer (a dead link or peer).
+    pub cut: Arc<AtomicBool>,
 }
 
 impl Side {
@@ -114,10 +118,11 @@ fn start(
     let endpoint =
         ike::Endpoint::new(gateway::ike_config::endpoint_config(&cfg), Box::new(gateway::rng::SystemRng::new()));
     let peer_ip = cfg.tunnels[0].remote_address;
+    let cut = Arc::new(AtomicBool::new(false));
     let driver = Driver {
         endpoint,
         table: Arc::clone(&table),
-        tx: ChannelTransmit { peer_ip, to_peer },
+        tx: ChannelTransmit { peer_ip, to_peer, cut: Arc::clone(&cut) },
         started: clock.now(),
         clock,
         rx,
@@ -126,7 +131,7 @@ fn start(
         reload,
     };
     let thread = std::thread::spawn(move || driver.run());
-    Side { tx: me, table, thread }
+    Side { tx: me, table, thread, cut }
 }
 
 /// Starts B's control thread, then A's, each delivering to the other.
