@@ -1200,7 +1200,6 @@ impl V1Sa {
         }
         let rtx = self.rtx.iter().map(|r| r.next).min();
         let half_open = self.half_open().then_some(self.created + HALF_OPEN_TIMEOUT);
-        let mm = (!self.initiator && !matches!(self.stage, Stage::Up(_))).then_some(self.created + HALF_OPEN_TIMEOUT);
         let pairs = self.pairs.iter().flat_map(|p| {
             let step = match &p.state {
                 PairState::Installing { at, .. } => *at,
@@ -1214,7 +1213,7 @@ impl V1Sa {
         let dpd = if up { self.dpd_at() } else { None };
         let life = if up { [self.reauth_at, self.expire_at, None] } else { [None, None, self.replaced_at] };
         let quick_retry = if up { self.quick_retry_at } else { None };
-        [rtx, half_open, mm, dpd, quick_retry, self.keepalive_at.filter(|_| up)]
+        [rtx, half_open, dpd, quick_retry, self.keepalive_at.filter(|_| up)]
             .into_iter()
             .chain(life)
             .flatten()
@@ -1236,7 +1235,7 @@ impl V1Sa {
         if self.dead {
             return Ok(());
         }
-        if !self.initiator && !matches!(self.stage, Stage::Up(_)) && now >= self.created + HALF_OPEN_TIMEOUT {
+        if self.half_open() && now >= self.created + HALF_OPEN_TIMEOUT {
             let (name, ip) = (self.peer.name.clone(), self.remote.ip());
             let reason = self.hint.unwrap_or(DownReason::HalfOpenTimeout);
             warn_unauth!(ctx, "tunnel {name}: IKEv1 Main Mode from {ip} not completed in time ({reason}); dropped");
