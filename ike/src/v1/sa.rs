@@ -240,13 +240,6 @@ fn agreed_life(ours: Duration, theirs: Option<u64>) -> Duration {
     theirs.map_or(ours, |s| Duration::from_secs(s).max(MIN_PEER_LIFE.min(ours)).min(ours))
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 impl V1Sa {
     fn new(
         peer: PeerConfig,
@@ -463,7 +456,7 @@ impl V1Sa {
         if self.answers.len() >= MAX_ANSWERS {
             self.answers.pop_front();
         }
-        self.answers.push_back((sha256(msg), answer.to_vec()));
+        self.answers.push_back((crate::crypto::digest(msg), answer.to_vec()));
     }
 
     /// Whether the peer used message ID `mid` for an exchange already: a replay.
@@ -516,7 +509,7 @@ impl V1Sa {
             ctx.drops.malformed += 1;
             return Ok(());
         };
-        let digest = sha256(data);
+        let digest = crate::crypto::digest(data);
         if let Some((_, answer)) = self.answers.iter().find(|(d, _)| *d == digest) {
             // The peer did not get our answer: repeat it (once per copy it sends).
             let answer = answer.clone();
