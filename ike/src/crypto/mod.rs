@@ -307,7 +307,7 @@ impl std::fmt::Debug for SignedOctets {
 }
 
 /// SHA-256 of `data`: how a responder recognises a retransmitted IKE_SA_INIT request
-/// without keeping it.
+/// (or IKEv1 message) without keeping it.
 pub fn digest(data: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
     let mut out = [0u8; 32];

@@ -256,9 +256,7 @@ impl Endpoint {
         if !established && !sa.initiator {
             return;
         }
-        if established || sa.initiator {
-            tracing::warn!(tunnel = %name, "IKEv1 SA down: {}", failure.reason());
-        }
+        tracing::warn!(tunnel = %name, "IKEv1 SA down: {}", failure.reason());
         self.retry_after(now, &name, replaced, established, sa.initiator, &failure);
     }
 

@@ -17,8 +17,8 @@
 use super::info::{VID_DPD, VID_NAT_T};
 use super::keys::{phase1_iv, Phase1Keys};
 use super::main_mode::{
-    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, Ending, Keyed, MainModeConfig, MainModeError,
-    Nat, Step,
+    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, peer_identity, Ending, Keyed, MainModeConfig,
+    MainModeError, Nat, Step,
 };
 use super::message::payload::Payload;
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, BLOCK};
@@ -31,18 +31,6 @@ use zeroize::Zeroizing;
 
 fn header(cky_i: u64, cky_r: u64) -> Header {
     Header { cky_i, cky_r, next_payload: 0, exchange: exchange::AGGRESSIVE, flags: 0, message_id: 0, length: 0 }
-}
-
-/// The peer's identity from the ID payload at `at` of `m`, checked against the
-/// configured one.
-fn peer_identity(m: &Message, at: usize, cfg: &MainModeConfig<'_>) -> Result<Identity, MainModeError> {
-    let Some(Payload::Id(id)) = m.payloads.get(at) else { return Err(MainModeError::Unexpected("no ID payload")) };
-    let peer = Identity::from_wire(id.id_type, &id.data)
-        .ok_or(MainModeError::WrongIdentity(format!("of type {}", id.id_type)))?;
-    if cfg.remote_id.is_some_and(|want| *want != peer) {
-        return Err(MainModeError::WrongIdentity(peer.to_string()));
-    }
-    Ok(peer)
 }
 
 /// Aggressive Mode as initiator, waiting for message 2.

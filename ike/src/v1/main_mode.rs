@@ -245,14 +245,21 @@ fn open_auth(
     if !ct_eq(got, &expected(id_b)) {
         return Err(MainModeError::AuthenticationFailed);
     }
-    let Some(Payload::Id(id)) = m.payloads.get(id_at) else { return Err(MainModeError::AuthenticationFailed) };
+    let peer = peer_identity(&m, id_at, cfg)?;
+    let contact = m.payloads.iter().any(|p| matches!(p, Payload::Notify(n) if n.msg_type == INITIAL_CONTACT));
+    Ok((peer, next_iv, contact))
+}
+
+/// The peer's identity from the ID payload at `at` of `m`, checked against the
+/// configured one.
+pub(super) fn peer_identity(m: &Message, at: usize, cfg: &MainModeConfig<'_>) -> Result<Identity, MainModeError> {
+    let Some(Payload::Id(id)) = m.payloads.get(at) else { return Err(MainModeError::Unexpected("no ID payload")) };
     let peer = Identity::from_wire(id.id_type, &id.data)
         .ok_or(MainModeError::WrongIdentity(format!("of type {}", id.id_type)))?;
     if cfg.remote_id.is_some_and(|want| *want != peer) {
         return Err(MainModeError::WrongIdentity(peer.to_string()));
     }
-    let contact = m.payloads.iter().any(|p| matches!(p, Payload::Notify(n) if n.msg_type == INITIAL_CONTACT));
-    Ok((peer, next_iv, contact))
+    Ok(peer)
 }
 
 /// Seals message 5 or 6: our ID and `hash(IDi/r_b)` under `iv`. Returns it and the next IV.

@@ -240,13 +240,6 @@ fn agreed_life(ours: Duration, theirs: Option<u64>) -> Duration {
     theirs.map_or(ours, |s| Duration::from_secs(s).max(MIN_PEER_LIFE.min(ours)).min(ours))
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 impl V1Sa {
     fn new(
         peer: PeerConfig,
@@ -463,7 +456,7 @@ impl V1Sa {
         if self.answers.len() >= MAX_ANSWERS {
             self.answers.pop_front();
         }
-        self.answers.push_back((sha256(msg), answer.to_vec()));
+        self.answers.push_back((crate::crypto::digest(msg), answer.to_vec()));
     }
 
     /// Whether the peer used message ID `mid` for an exchange already: a replay.
@@ -516,7 +509,7 @@ impl V1Sa {
             ctx.drops.malformed += 1;
             return Ok(());
         };
-        let digest = sha256(data);
+        let digest = crate::crypto::digest(data);
         if let Some((_, answer)) = self.answers.iter().find(|(d, _)| *d == digest) {
             // The peer did not get our answer: repeat it (once per copy it sends).
             let answer = answer.clone();
@@ -1200,7 +1193,6 @@ impl V1Sa {
         }
         let rtx = self.rtx.iter().map(|r| r.next).min();
         let half_open = self.half_open().then_some(self.created + HALF_OPEN_TIMEOUT);
-        let mm = (!self.initiator && !matches!(self.stage, Stage::Up(_))).then_some(self.created + HALF_OPEN_TIMEOUT);
         let pairs = self.pairs.iter().flat_map(|p| {
             let step = match &p.state {
                 PairState::Installing { at, .. } => *at,
@@ -1214,7 +1206,7 @@ impl V1Sa {
         let dpd = if up { self.dpd_at() } else { None };
         let life = if up { [self.reauth_at, self.expire_at, None] } else { [None, None, self.replaced_at] };
         let quick_retry = if up { self.quick_retry_at } else { None };
-        [rtx, half_open, mm, dpd, quick_retry, self.keepalive_at.filter(|_| up)]
+        [rtx, half_open, dpd, quick_retry, self.keepalive_at.filter(|_| up)]
             .into_iter()
             .chain(life)
             .flatten()
@@ -1236,7 +1228,7 @@ impl V1Sa {
         if self.dead {
             return Ok(());
         }
-        if !self.initiator && !matches!(self.stage, Stage::Up(_)) && now >= self.created + HALF_OPEN_TIMEOUT {
+        if self.half_open() && now >= self.created + HALF_OPEN_TIMEOUT {
             let (name, ip) = (self.peer.name.clone(), self.remote.ip());
             let reason = self.hint.unwrap_or(DownReason::HalfOpenTimeout);
             warn_unauth!(ctx, "tunnel {name}: IKEv1 Main Mode from {ip} not completed in time ({reason}); dropped");
