@@ -25,6 +25,7 @@ pub mod stream;
 pub mod strongswan;
 pub mod subnets;
 pub mod traffic;
+pub mod twopeers;
 pub mod vpngw;
 
 use std::path::{Path, PathBuf};

@@ -256,7 +256,7 @@ pub fn run_scenario_on(
 }
 
 /// The last lines of every `*.log` (and charon's log) below `dir`.
-fn log_tails(dir: &Path) -> String {
+pub fn log_tails(dir: &Path) -> String {
     let mut out = String::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::netns::{self, Topology};
+use crate::netns::{self, Netns, Topology};
 use crate::process::Proc;
 use crate::{ensure, tail, wait_for, Error, Result};
 
@@ -187,40 +187,43 @@ pub struct Load {
 impl Load {
     /// Starts the UDP receiver in lanB, then the UDP sender and the ping in lanA.
     pub fn start(nettool: &Path, topo: &Topology, dir: &Path, spec: LoadSpec) -> Result<Self> {
+        Self::start_between(nettool, &topo.lan_a, &topo.lan_b, netns::LAN_B_HOST, dir, spec)
+    }
+
+    /// Starts the UDP receiver (port [`UDP_PORT`]) in `to`, then the UDP sender and the
+    /// ping towards `to_addr` in `from`; their output files go to `dir` (one directory per
+    /// load, as the file names are fixed).
+    pub fn start_between(
+        nettool: &Path,
+        from: &Netns,
+        to: &Netns,
+        to_addr: &str,
+        dir: &Path,
+        spec: LoadSpec,
+    ) -> Result<Self> {
         let tool = nettool.to_string_lossy();
         let port = UDP_PORT.to_string();
         let idle = spec.idle.as_millis().to_string();
         let mut recv = Proc::spawn(
             "udprecv",
-            topo.lan_b.exec(&[&tool, "udprecv", "--port", &port, "--idle-ms", &idle, "--gap-report-ms", "50"]),
+            to.exec(&[&tool, "udprecv", "--port", &port, "--idle-ms", &idle, "--gap-report-ms", "50"]),
             dir,
         )?;
         wait_for(Duration::from_secs(10), "udprecv to listen", || {
             (recv.out_text().contains("listening") || !recv.is_running()).then_some(())
         })?;
         ensure!(recv.is_running(), "nettool udprecv failed: {}", recv.log_text());
-        let to = format!("{}:{}", netns::LAN_B_HOST, UDP_PORT);
+        let dst = format!("{to_addr}:{UDP_PORT}");
         let (secs, mbit, size) = (spec.seconds.to_string(), spec.udp_mbit.to_string(), spec.udp_size.to_string());
         let send = Proc::spawn(
             "udpsend",
-            topo.lan_a.exec(&[
-                &tool,
-                "udpsend",
-                "--to",
-                &to,
-                "--rate-mbit",
-                &mbit,
-                "--seconds",
-                &secs,
-                "--size",
-                &size,
-            ]),
+            from.exec(&[&tool, "udpsend", "--to", &dst, "--rate-mbit", &mbit, "--seconds", &secs, "--size", &size]),
             dir,
         )?;
         let rate = spec.ping_rate.max(1).to_string();
         let ping = Proc::spawn(
             "ping",
-            topo.lan_a.exec(&[&tool, "ping", "--to", netns::LAN_B_HOST, "--rate", &rate, "--seconds", &secs]),
+            from.exec(&[&tool, "ping", "--to", to_addr, "--rate", &rate, "--seconds", &secs]),
             dir,
         )?;
         Ok(Self { spec, recv, send, ping, started: Instant::now() })

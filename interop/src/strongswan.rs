@@ -402,6 +402,10 @@ pub struct SwanChild {
     pub spi_in: String,
     /// Outbound SPI.
     pub spi_out: String,
+    /// Packets received on the inbound SA.
+    pub packets_in: u64,
+    /// Packets sent on the outbound SA.
+    pub packets_out: u64,
 }
 
 impl SwanChild {
@@ -464,10 +468,18 @@ pub fn parse_list_sas(text: &str) -> Vec<SwanSa> {
             });
         } else if let Some(child) = sa.children.last_mut() {
             let spi = |rest: &str| rest.split_whitespace().next().unwrap_or("").trim_end_matches(',').to_owned();
+            // `in  c2b4d6f8,  12000 bytes,    10 packets,     0s ago`
+            let packets = |rest: &str| {
+                rest.split(',')
+                    .find_map(|p| p.trim().strip_suffix(" packets").and_then(|n| n.trim().parse().ok()))
+                    .unwrap_or(0)
+            };
             if let Some(rest) = t.strip_prefix("in ") {
                 child.spi_in = spi(rest);
+                child.packets_in = packets(rest);
             } else if let Some(rest) = t.strip_prefix("out ") {
                 child.spi_out = spi(rest);
+                child.packets_out = packets(rest);
             }
         }
     }
@@ -541,6 +553,7 @@ mod tests {
             ("INSTALLED", "c0000002", "c0000003")
         );
         assert_eq!(c[0].dh().as_deref(), Some("CURVE_25519"));
+        assert_eq!((c[0].packets_in, c[0].packets_out, c[1].packets_in, c[1].packets_out), (10, 10, 80, 80));
         assert_eq!(c[1].dh(), None);
         assert_eq!(installed_child_sas(REKEYING), 1);
         assert!(parse_list_sas("").is_empty());

@@ -328,6 +328,17 @@ impl Vpngw {
         .map_err(|e| Error::new(format!("{e} in vpngw's log ({}):\n{}", self.ns_name, self.log_tail(40))))
     }
 
+    /// Starts `vpnctl watch --json` against this daemon (output in `DIR/vpnctl-watch.out`)
+    /// and returns once the subscription is in place, so every later event is seen.
+    pub fn watch(&self, dir: &Path) -> Result<Watch> {
+        let mut proc = Proc::spawn("vpnctl-watch", self.vpnctl_command(&["watch", "--json"]), dir)?;
+        wait_for(Duration::from_secs(10), "vpnctl watch to subscribe", || {
+            (proc.out_text().contains("\"watching\"") || !proc.is_running()).then_some(())
+        })?;
+        ensure!(proc.is_running(), "vpnctl watch exited: {}{}", proc.out_text(), proc.log_text());
+        Ok(Watch { proc })
+    }
+
     /// The daemon's PID.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
@@ -356,6 +367,134 @@ impl Vpngw {
         ensure!(status.success(), "vpngw in {} exited with {status} on SIGTERM:\n{}", self.ns_name, self.log_tail(20));
         Ok(status)
     }
+}
+
+/// A running `vpnctl watch --json`; dropping it stops the client.
+pub struct Watch {
+    proc: Proc,
+}
+
+/// One event `vpnctl watch --json` printed (read from the JSON by name, so that kinds
+/// this harness does not know yet are still seen).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// `kind`, e.g. `child_up`, `dpd_failed`, `failover`.
+    pub kind: String,
+    /// The tunnel, if any.
+    pub tunnel: Option<String>,
+    /// The one-line message.
+    pub message: String,
+}
+
+impl Watch {
+    /// Every event so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        parse_events(&self.proc.out_text())
+    }
+
+    /// Waits until an event after the first `skip` ones satisfies `pred`; returns it.
+    pub fn wait_event(
+        &mut self,
+        timeout: Duration,
+        skip: usize,
+        what: &str,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Result<Event> {
+        let res = wait_for(timeout, what, || {
+            if !self.proc.is_running() {
+                return Some(None);
+            }
+            self.events().into_iter().skip(skip).find(|e| pred(e)).map(Some)
+        });
+        match res {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => {
+                Err(Error::new(format!("vpnctl watch exited while waiting for {what}: {}", self.proc.log_text())))
+            }
+            Err(e) => Err(Error::new(format!("{e}; events seen:\n{}", self.describe(skip)))),
+        }
+    }
+
+    /// The events after the first `skip`, one per line, for messages.
+    pub fn describe(&self, skip: usize) -> String {
+        self.events()
+            .iter()
+            .skip(skip)
+            .map(|e| format!("  {} {} {:?} {}", e.unix_ms, e.kind, e.tunnel.as_deref().unwrap_or("-"), e.message))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The `event` frames of `vpnctl watch --json` output (`{"v":1,"event":{...}}` lines).
+pub fn parse_events(text: &str) -> Vec<Event> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            let e = v.get("event")?;
+            Some(Event {
+                unix_ms: e.get("unix_ms")?.as_u64()?,
+                kind: e.get("kind")?.as_str()?.to_owned(),
+                tunnel: e.get("tunnel").and_then(Value::as_str).map(str::to_owned),
+                message: e.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A tunnel's `failover` block in `vpnctl status --json` (read by name from the JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failover {
+    /// The group: the primary tunnel's name.
+    pub group: String,
+    /// `primary` or `standby`.
+    pub role: String,
+    /// `active`, `standby` or `down`.
+    pub state: String,
+    /// Whether traffic returns to the primary when it is up again.
+    pub failback: bool,
+}
+
+/// The `failover` block of tunnel `name` in `vpnctl status --json` output, `None` if the
+/// tunnel has none (or is not there).
+pub fn failover_of(status_json: &str, name: &str) -> Result<Option<Failover>> {
+    let v: Value = serde_json::from_str(status_json)
+        .map_err(|e| Error::new(format!("vpnctl status --json is not JSON ({e}): {status_json}")))?;
+    let tunnels = v.pointer("/status/tunnels").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(f) =
+        tunnels.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(name)).and_then(|t| t.get("failover"))
+    else {
+        return Ok(None);
+    };
+    let text = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (text("group"), text("role"), text("state"), f.get("failback").and_then(Value::as_bool)) {
+        (Some(group), Some(role), Some(state), Some(failback)) => Ok(Some(Failover { group, role, state, failback })),
+        _ => Err(Error::new(format!("tunnel {name}'s failover block is incomplete: {f}"))),
+    }
+}
+
+/// Packets sealed (`out`) and delivered (`in`) by tunnel `name` over all its CHILD SAs.
+pub fn tunnel_packets(status: &StatusReport, name: &str) -> (u64, u64) {
+    let mut sums = (0, 0);
+    for c in status.tunnels.iter().filter(|t| t.name == name).flat_map(|t| &t.ike_sas).flat_map(|i| &i.children) {
+        sums.0 += c.outbound.as_ref().map_or(0, |t| t.packets);
+        sums.1 += c.inbound.as_ref().map_or(0, |t| t.packets);
+    }
+    sums
+}
+
+/// How many CHILD SAs of tunnel `name` are INSTALLED.
+pub fn tunnel_installed(status: &StatusReport, name: &str) -> usize {
+    status
+        .tunnels
+        .iter()
+        .filter(|t| t.name == name)
+        .flat_map(|t| &t.ike_sas)
+        .flat_map(|i| &i.children)
+        .filter(installed)
+        .count()
 }
 
 /// Reads `vpnctl status --json` output (`{"v":1,"status":{...}}`) into a [`StatusReport`].
@@ -459,6 +598,38 @@ mod tests {
         let d = datapath_drops(&st);
         assert_eq!((d["unknown_spi"], d["malformed"], d["sa.replay"], d["sa.icv_failure"]), (5, 0, 4, 4));
         assert_eq!(child_sas(&StatusReport::default()).len(), 0);
+    }
+
+    #[test]
+    fn reads_watch_events_and_failover_blocks() {
+        let out = "{\"v\":1,\"watching\":{\"queue\":256}}\n\
+                   {\"v\":1,\"event\":{\"unix_ms\":5,\"kind\":\"dpd_failed\",\"tunnel\":\"aws-1\",\"message\":\"dead\"}}\n\
+                   {\"v\":1,\"event\":{\"unix_ms\":6,\"kind\":\"failover\",\"tunnel\":\"aws-2\",\
+                   \"message\":\"group aws-1: traffic moves from aws-1 to aws-2 (aws-1 down)\"}}\n\
+                   {\"v\":1,\"event\":{\"unix_ms\":7,\"kind\":\"lost\",\"message\":\"3 events lost\",\"lost\":3}}\n\
+                   {\"v\":1,\"event\":{\"unix_ms\":8,\"kind\":";
+        let ev = parse_events(out);
+        assert_eq!(ev.len(), 3, "the cut last line is not an event: {ev:?}");
+        assert_eq!((ev[0].kind.as_str(), ev[0].tunnel.as_deref()), ("dpd_failed", Some("aws-1")));
+        assert_eq!((ev[1].unix_ms, ev[1].kind.as_str(), ev[1].tunnel.as_deref()), (6, "failover", Some("aws-2")));
+        assert!(ev[1].message.starts_with("group aws-1: "));
+        assert_eq!(ev[2].tunnel, None);
+
+        let status = r#"{"v":1,"status":{"tunnels":[
+            {"name":"aws-1","failover":{"group":"aws-1","role":"primary","state":"down","failback":true}},
+            {"name":"aws-2","failover":{"group":"aws-1","role":"standby","state":"active","failback":true}},
+            {"name":"plain"},
+            {"name":"broken","failover":{"group":"aws-1"}}]}}"#;
+        let f = failover_of(status, "aws-2").unwrap().unwrap();
+        assert_eq!(
+            f,
+            Failover { group: "aws-1".into(), role: "standby".into(), state: "active".into(), failback: true }
+        );
+        assert_eq!(failover_of(status, "aws-1").unwrap().unwrap().state, "down");
+        assert_eq!(failover_of(status, "plain").unwrap(), None);
+        assert_eq!(failover_of(status, "absent").unwrap(), None);
+        assert!(failover_of(status, "broken").is_err());
+        assert!(failover_of("not json", "aws-1").is_err());
     }
 
     #[test]
