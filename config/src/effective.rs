@@ -2,7 +2,8 @@
 //! (what `vpngw --check` prints): every key with the value in force, defaults filled in,
 //! each pre-shared key shown as `"<hidden>"`. With real keys put back, the text parses
 //! to the same settings. Keys that a tunnel's IKE version refuses are left out (IKEv1
-//! takes no `fragmentation` or `fragment_size`; `aggressive` is shown only for IKEv1).
+//! takes no `fragmentation` or `fragment_size`; `aggressive` is shown only for IKEv1; `standby_for` and `failback` only for a
+//! standby).
 
 use crate::{Config, Encapsulation, IkeVersion, StartAction};
 use ipsec_types::{DpdAction, Identity};
@@ -79,6 +80,10 @@ impl Config {
                 DpdAction::Clear => "clear",
             };
             kv(&mut s, "dpd_action", &quote(action));
+            if let Some(primary) = &t.standby_for {
+                kv(&mut s, "standby_for", &quote(primary));
+                kv(&mut s, "failback", &t.failback.to_string());
+            }
         }
         s
     }

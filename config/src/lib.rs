@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod effective;
+mod failover;
 mod ikev1;
 mod raw;
 mod timers;
@@ -243,6 +244,31 @@ pub struct TunnelConfig {
     /// Dead peer detection (`dpd_delay`, `dpd_timeout` at least 1 s and at least
     /// `dpd_delay` when DPD is on, `dpd_action`).
     pub dpd: Dpd,
+    /// Active/standby: this tunnel stands by for the named tunnel (its primary), which
+    /// protects the same subnets through another peer; outbound traffic uses one tunnel
+    /// of the group at a time (see `failover`). The primary has no `standby_for`.
+    pub standby_for: Option<String>,
+    /// A standby only: once this tunnel carries the group's traffic, hand it back to a
+    /// tunnel earlier in the group (the primary first) as soon as that one is up again
+    /// (default false: stay until this tunnel fails).
+    pub failback: bool,
+}
+
+impl Config {
+    /// The active/standby groups: each primary tunnel's name, then its members in
+    /// preference order (the primary, then its standbys in file order). Tunnels in no
+    /// group are not listed.
+    pub fn failover_groups(&self) -> Vec<Vec<&TunnelConfig>> {
+        let mut groups = Vec::new();
+        for p in self.tunnels.iter().filter(|t| t.standby_for.is_none()) {
+            let standbys = self.tunnels.iter().filter(|t| t.standby_for.as_deref() == Some(p.name.as_str()));
+            let members: Vec<&TunnelConfig> = std::iter::once(p).chain(standbys).collect();
+            if members.len() > 1 {
+                groups.push(members);
+            }
+        }
+        groups
+    }
 }
 
 /// Largest configuration file `load` accepts.

@@ -55,6 +55,8 @@ pub(crate) struct RawTunnel {
     pub fragmentation: Option<Spanned<bool>>,
     pub fragment_size: Option<Spanned<i64>>,
     pub child_sa_per_subnet_pair: Option<Spanned<bool>>,
+    pub standby_for: Option<Spanned<String>>,
+    pub failback: Option<Spanned<bool>>,
     pub ike_rekey_time: Option<Spanned<NumOrText>>,
     pub ike_life_time: Option<Spanned<NumOrText>>,
     pub child_rekey_time: Option<Spanned<NumOrText>>,

@@ -193,9 +193,11 @@ pub(crate) fn validate(
     cx.allow_insecure_key_files = gateway.allow_insecure_key_files;
     let mut tunnels: Vec<TunnelConfig> = Vec::with_capacity(raw.tunnel.len());
     let mut names = HashSet::new();
+    let mut group_spans = Vec::with_capacity(raw.tunnel.len());
     for (i, t) in raw.tunnel.into_iter().enumerate() {
         let span = t.span();
         let name_span = t.get_ref().name.as_ref().map(Spanned::span);
+        group_spans.push(crate::failover::Spans::of(t.get_ref()));
         let tc = tunnel(&mut cx, &gateway, i, t.into_inner(), span)?;
         if !names.insert(tc.name.clone()) {
             return Err(cx.err(
@@ -210,6 +212,7 @@ pub(crate) fn validate(
     if tunnels.is_empty() {
         cx.warnings.push(format!("{}: no [[tunnel]] defined", file.display()));
     }
+    crate::failover::check(&cx, &tunnels, &group_spans)?;
     overlap_warnings(&mut cx, &tunnels);
     let mtu_v6 = tunnels.iter().flat_map(|t| t.local_subnets.iter().chain(&t.remote_subnets)).any(|s| !s.is_ipv4());
     if mtu_v6 && gateway.tun_mtu < MIN_MTU_V6 {
@@ -225,7 +228,8 @@ pub(crate) fn validate(
 
 fn overlap_warnings(cx: &mut Ctx<'_>, tunnels: &[TunnelConfig]) {
     for (i, a) in tunnels.iter().enumerate() {
-        for b in tunnels.iter().skip(i + 1) {
+        // Members of one active/standby group protect the same subnets on purpose.
+        for b in tunnels.iter().skip(i + 1).filter(|b| !crate::failover::same_group(a, b)) {
             for sa in &a.remote_subnets {
                 for sb in &b.remote_subnets {
                     if sa.intersect(sb).is_some() {
@@ -606,6 +610,8 @@ fn tunnel(
         fragment_size,
         timers,
         dpd,
+        standby_for: t.standby_for.as_ref().map(|v| v.get_ref().trim().to_string()),
+        failback: t.failback.as_ref().is_some_and(|v| *v.get_ref()),
     })
 }
 

@@ -958,3 +958,75 @@ fn metrics_listen_is_off_by_default_and_checked() {
         assert_err(&err(&minimal(setting, "")), 3, "gateway.metrics_listen", msg);
     }
 }
+
+/// `minimal` plus a second tunnel `site-b2` to another peer; `extra` goes into it.
+fn with_standby(extra: &str) -> String {
+    format!(
+        "{}\n[[tunnel]]\nname = \"site-b2\"\nremote_address = \"192.0.2.3\"\npsk = \"0123456789abcdef0123\"\n\
+         local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.2.0.0/24\"]\n{extra}\n",
+        minimal("", "")
+    )
+}
+
+#[test]
+fn standby_tunnels_form_a_group_with_their_primary() {
+    // Without a group the overlap is only a warning.
+    let c = ok(&with_standby(""));
+    assert!(c.failover_groups().is_empty());
+    assert!(c.warnings.iter().any(|w| w.contains("overlaps")), "{:?}", c.warnings);
+    let c = ok(&with_standby("standby_for = \"site-b\"\nfailback = true"));
+    let groups = c.failover_groups();
+    let names: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|t| t.name.as_str()).collect()).collect();
+    assert_eq!(names, vec![vec!["site-b", "site-b2"]]);
+    assert_eq!(c.tunnels[1].standby_for.as_deref(), Some("site-b"));
+    assert!(c.tunnels[1].failback);
+    assert!(!c.tunnels[0].failback && c.tunnels[0].standby_for.is_none());
+    // Members protect the same subnets on purpose: no overlap warning.
+    assert!(!c.warnings.iter().any(|w| w.contains("overlaps")), "{:?}", c.warnings);
+    // failback defaults to false; --check shows both keys for the standby only.
+    let c = ok(&with_standby("standby_for = \"site-b\""));
+    assert!(!c.tunnels[1].failback);
+    let shown = c.effective_toml();
+    assert_eq!(shown.matches("standby_for = \"site-b\"").count(), 1, "{shown}");
+    assert_eq!(shown.matches("failback = false").count(), 1, "{shown}");
+    // Subnets compare as sets.
+    let text = with_standby("standby_for = \"site-b\"")
+        .replace("remote_subnets = [\"10.2.0.0/24\"]\n", "remote_subnets = [\"10.2.0.0/24\", \"10.3.0.0/24\"]\n");
+    let text = text.replacen(
+        "remote_subnets = [\"10.2.0.0/24\", \"10.3.0.0/24\"]\n",
+        "remote_subnets = [\"10.3.0.0/24\", \"10.2.0.0/24\"]\n",
+        1,
+    );
+    assert_eq!(ok(&text).failover_groups().len(), 1);
+}
+
+#[test]
+fn standby_mistakes_name_file_line_and_key() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("standby_for = \"nope\"", "standby_for", "standby_for", "no tunnel is named \"nope\" (tunnels: site-b)"),
+        ("standby_for = \"site-b2\"", "standby_for", "standby_for", "cannot stand by for itself"),
+        ("standby_for = \"\"", "standby_for", "standby_for", "is empty"),
+        ("failback = true", "failback", "failback", "applies to a standby tunnel"),
+    ];
+    for (setting, key, marker, msg) in cases {
+        let text = with_standby(setting);
+        let e = err(&text);
+        assert_err(&e, line_with(&text, marker), &format!("tunnel[1].{key}"), msg);
+        assert_eq!(e.tunnel.as_deref(), Some("site-b2"), "{e}");
+    }
+    // Different subnets.
+    let text = with_standby("standby_for = \"site-b\"").replace(
+        "local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.2.0.0/24\"]\nstandby_for",
+        "local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.9.0.0/24\"]\nstandby_for",
+    );
+    let e = err(&text);
+    assert_err(&e, line_with(&text, "standby_for"), "tunnel[1].standby_for", "remote_subnets are [10.9.0.0/24]");
+    // No chains: a standby of a standby names the primary instead.
+    let text = format!(
+        "{}\n[[tunnel]]\nname = \"site-b3\"\nremote_address = \"192.0.2.4\"\npsk = \"0123456789abcdef0123\"\n\
+         local_subnets = [\"10.1.0.0/24\"]\nremote_subnets = [\"10.2.0.0/24\"]\nstandby_for = \"site-b2\"\n",
+        with_standby("standby_for = \"site-b\"")
+    );
+    let e = err(&text);
+    assert_err(&e, line_with(&text, "standby_for = \"site-b2\""), "tunnel[2].standby_for", "is itself a standby");
+}

@@ -179,8 +179,11 @@ impl Hasher for SpiHasher {
 #[derive(Clone, Debug, Default)]
 pub struct SaTable {
     pub(crate) inbound: HashMap<u32, Entry, BuildHasherDefault<SpiHasher>>,
-    /// Newest first; the first active entry whose selectors match seals the packet.
+    /// By tunnel rank (see [`SaTable::with_ranks`]), then newest first; the first
+    /// active entry whose selectors match seals the packet.
     pub(crate) outbound: Vec<Entry>,
+    /// Outbound preference of tunnels (lower first; tunnels not listed are 0).
+    pub(crate) ranks: Arc<HashMap<String, u32>>,
     /// Where to look in `outbound` for a destination address (rebuilt with every
     /// change of `outbound`).
     pub(crate) out_index: Arc<OutIndex>,
@@ -240,7 +243,9 @@ impl SaTable {
                         e.active = false;
                     }
                 }
-                t.outbound.insert(0, Entry::from_params(p, core));
+                let rank = t.rank(tunnel);
+                let at = t.outbound.iter().position(|e| t.rank(&e.child.tunnel) >= rank).unwrap_or(t.outbound.len());
+                t.outbound.insert(at, Entry::from_params(p, core));
                 t.out_index = Arc::new(OutIndex::build(&t.outbound));
             }
             DatapathCommand::Remove { tunnel, spi, direction } => match direction {
@@ -273,7 +278,31 @@ impl SaTable {
         Ok(t)
     }
 
-    /// Per-SA counters: inbound SAs (by SPI), then outbound SAs (newest first).
+    /// The outbound preference of `tunnel` (0 unless [`SaTable::with_ranks`] set one).
+    fn rank(&self, tunnel: &str) -> u32 {
+        self.ranks.get(tunnel).copied().unwrap_or(0)
+    }
+
+    /// A new table in which the outbound SAs of lower-ranked tunnels come first: where
+    /// the selectors of two tunnels' SAs cover the same packet, the lower rank seals it,
+    /// and the other tunnel's SAs take over at once when it has none left (active/standby
+    /// tunnels protecting the same subnets). Tunnels not in `ranks` are 0; within one
+    /// rank the newest SA comes first, as without ranks.
+    pub fn with_ranks(&self, ranks: HashMap<String, u32>) -> Self {
+        let mut t = self.clone();
+        t.ranks = Arc::new(ranks);
+        let ranks = Arc::clone(&t.ranks);
+        t.outbound.sort_by_key(|e| ranks.get(&e.child.tunnel).copied().unwrap_or(0));
+        t.out_index = Arc::new(OutIndex::build(&t.outbound));
+        t
+    }
+
+    /// Whether `tunnel` has an outbound SA in the seal path.
+    pub fn has_outbound(&self, tunnel: &str) -> bool {
+        self.outbound.iter().any(|e| e.active && e.child.tunnel == tunnel)
+    }
+
+    /// Per-SA counters: inbound SAs (by SPI), then outbound SAs (in selection order).
     pub fn stats(&self) -> Vec<SaStats> {
         let mut inbound: Vec<&Entry> = self.inbound.values().collect();
         inbound.sort_by_key(|e| e.spi);

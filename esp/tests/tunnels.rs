@@ -130,3 +130,49 @@ fn inbound_spi_of_another_tunnel_is_refused() {
     // Once free, the SPI may go to another tunnel.
     assert!(right.apply(&DatapathCommand::InstallInbound(tunnel_b(SHARED, Direction::Inbound))).is_ok());
 }
+
+/// Tunnel `tunnel`'s outbound SA with `spi` towards 10.2.0.0/16, like tunnel "t"'s.
+fn same_subnets(tunnel: &str, spi: u32) -> SaParams {
+    let mut p = params(spi, Direction::Outbound, 3, 60);
+    p.child.tunnel = tunnel.into();
+    p
+}
+
+fn spi_of(packet: &[u8]) -> u32 {
+    u32::from_be_bytes(packet[..4].try_into().unwrap())
+}
+
+#[test]
+fn ranks_choose_between_tunnels_with_the_same_subnets_and_fall_back_when_one_has_none() {
+    let install = |t: &SaTable, tunnel: &str, spi: u32| {
+        t.apply(&DatapathCommand::InstallOutbound(same_subnets(tunnel, spi))).unwrap()
+    };
+    let ranked = |active: &str, standby: &str| {
+        std::collections::HashMap::from([(active.to_string(), 0), (standby.to_string(), 1)])
+    };
+    // Primary "p" first, standby "s" installed later: the newest would win without ranks.
+    let t = install(&SaTable::new(), "p", 0x10);
+    let t = install(&t, "s", 0x20);
+    assert_eq!(spi_of(&seal_to(&t, "10.2.0.9").unwrap().0), 0x20, "without ranks the newest SA seals");
+    let t = t.with_ranks(ranked("p", "s"));
+    assert_eq!(spi_of(&seal_to(&t, "10.2.0.9").unwrap().0), 0x10, "rank 0 seals");
+    assert!(t.has_outbound("p") && t.has_outbound("s") && !t.has_outbound("x"));
+    // A rekey of the standby (newer SA, installed after the ranks) does not jump ahead.
+    let t = install(&t, "s", 0x21);
+    assert_eq!(spi_of(&seal_to(&t, "10.2.0.9").unwrap().0), 0x10);
+    // The primary's SAs go (its peer died): the standby seals at once, no rank change needed.
+    let gone = t.apply(&DatapathCommand::Remove { tunnel: "p".into(), spi: Spi(0x10), direction: Direction::Outbound });
+    let gone = gone.unwrap();
+    assert!(!gone.has_outbound("p"));
+    assert_eq!(spi_of(&seal_to(&gone, "10.2.0.9").unwrap().0), 0x21);
+    // The primary comes back while the standby is preferred: the standby keeps sealing.
+    let back = install(&gone.with_ranks(ranked("s", "p")), "p", 0x11);
+    assert_eq!(spi_of(&seal_to(&back, "10.2.0.9").unwrap().0), 0x21);
+    // Failback: the primary ranks first again.
+    let failback = back.with_ranks(ranked("p", "s"));
+    assert_eq!(spi_of(&seal_to(&failback, "10.2.0.9").unwrap().0), 0x11);
+    // Sequence numbers carry on across rank changes (the SA cores are shared).
+    let (esp, _) = seal_to(&failback, "10.2.0.9").unwrap();
+    assert_eq!(seq(&esp), 2);
+    assert_eq!(seq(&seal_to(&back, "10.2.0.9").unwrap().0), 3, "the standby's SA counts on in every snapshot");
+}
