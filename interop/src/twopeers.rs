@@ -104,12 +104,12 @@ impl TwoPeers {
     fn wire(&self) -> Result<()> {
         let (la, ga, inet, h) = (&self.lan_a, &self.gw_a, &self.inet, &self.host);
         ga.ip(&["link", "add", LAN_IF, "type", "veth", "peer", "name", HOST_IF, "netns", la.name()])?;
-        ga.ip(&["link", "add", WAN_IF, "type", "veth", "peer", "name", "a", "netns", inet.name()])?;
+        ga.ip(&["link", "add", WAN_IF, "type", "veth", "peer", "name", "to-a", "netns", inet.name()])?;
         for (ns, ifname, addr) in [
             (ga, LAN_IF, format!("{GW_A_LAN}/24")),
             (la, HOST_IF, format!("{LAN_A_HOST}/24")),
             (ga, WAN_IF, format!("{GW_A_WAN}/24")),
-            (inet, "a", format!("{ROUTER_A}/24")),
+            (inet, "to-a", format!("{ROUTER_A}/24")),
         ] {
             ns.ip(&["addr", "add", &addr, "dev", ifname])?;
             ns.ip(&["link", "set", ifname, "up"])?;
@@ -125,8 +125,8 @@ impl TwoPeers {
             h.sysctl(&format!("net.ipv4.conf.{scope}.ignore_routes_with_linkdown"), "1")?;
             h.sysctl(&format!("net.ipv4.conf.{scope}.rp_filter"), "0")?;
         }
-        self.wire_peer(&self.b1, "b1", B1_WAN, ROUTER_B1, B1_LAN, H_TO_B1)?;
-        self.wire_peer(&self.b2, "b2", B2_WAN, ROUTER_B2, B2_LAN, H_TO_B2)?;
+        self.wire_peer(&self.b1, "to-b1", B1_WAN, ROUTER_B1, B1_LAN, H_TO_B1)?;
+        self.wire_peer(&self.b2, "to-b2", B2_WAN, ROUTER_B2, B2_LAN, H_TO_B2)?;
         self.add_route_via_b1()?;
         h.ip(&["route", "add", LAN_A_NET, "via", B2_LAN, "dev", H_TO_B2, "src", HOST_H, "metric", METRIC_B2])?;
         Ok(())
@@ -179,7 +179,7 @@ impl TwoPeers {
         let fresh = Netns::create(&format!("{}-b1-{}", self.prefix, self.b1_generation))?;
         // Dropping the old namespace deletes its veths and with them their far ends.
         drop(std::mem::replace(&mut self.b1, fresh));
-        self.wire_peer(&self.b1, "b1", B1_WAN, ROUTER_B1, B1_LAN, H_TO_B1)
+        self.wire_peer(&self.b1, "to-b1", B1_WAN, ROUTER_B1, B1_LAN, H_TO_B1)
     }
 
     /// Every namespace, for dumping state on failure.
