@@ -20,8 +20,10 @@
 #     ESP, NAT-T through a NAT, Quick Mode rekeys and re-authentication under load, DPD,
 #     several subnets, Aggressive Mode, wrong PSK and no proposal;
 #     interop/tests/ikev1.rs, ~85 s),
-#     and the algorithm matrix and peer profiles against strongSwan in both roles
-#     (interop/tests/matrix.rs, ~1 min) (see docs/interop.md),
+#     the algorithm matrix and peer profiles against strongSwan in both roles
+#     (interop/tests/matrix.rs, ~1 min), and active/standby tunnels to two strongSwan
+#     peers of one remote LAN: failover under load when the active peer dies, failback
+#     (interop/tests/failover.rs, ~70 s) (see docs/interop.md),
 #  6. builds the Debian package (scripts/deb.sh), installs it, checks its contents, the
 #     --help screens against the README and the unit with systemd-analyze verify, runs
 #     the unit's ExecStart line against the shipped example configuration in network

@@ -3,7 +3,8 @@
 //! Owns: the four-namespace site-to-site topology ([`netns`]), child processes that die
 //! with their guard ([`process`]), the strongSwan reference peer ([`strongswan`]), the
 //! vpngw daemon under test ([`vpngw`]), WAN captures ([`capture`]) and traffic checks
-//! ([`traffic`]), continuous loss/gap measurement ([`stream`]), kernel drop counters
+//! ([`traffic`]), continuous loss/gap measurement ([`stream`]), two peer gateways in front of
+//! one remote LAN for active/standby tunnels ([`twopeers`]), kernel drop counters
 //! ([`kernel_drops`]), several subnets per site ([`subnets`]), SA histories across rekeys ([`sa_history`]), IKE exchanges read off the capture ([`ikewire`]) and what a
 //! process costs in memory and CPU ([`procstat`]). Every resource is an RAII guard: dropping it (also while a test panics)
 //! kills the processes it started, by PID, and deletes the namespaces it created.

@@ -1,7 +1,8 @@
 //! Continuous traffic through the tunnel while SAs change underneath it: a 100-per-second
 //! ICMP ping (`nettool ping`, paced exactly, unlike iputils `ping -i 0.01` which drifts
 //! to ~60/s under load) and a sequenced UDP stream (`nettool udpsend`/`udprecv`), both
-//! lanA -> lanB, measuring what was lost and the longest silence.
+//! lanA -> lanB (or between any two namespaces, [`Load::start_between`]), measuring what
+//! was lost and the longest silence.
 //!
 //! Owns: starting both generators, waiting for them, and parsing their output into
 //! [`LoadReport`]. Does not own: deciding what loss is acceptable (the scenarios do).
