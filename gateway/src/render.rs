@@ -137,6 +137,7 @@ fn tunnel(o: &mut String, t: &TunnelStatus) {
             "waiting for the peer".into()
         };
         let _ = writeln!(o, "tunnel {}: DOWN ({what}), peer {}, {subnets}", t.name, t.remote_address);
+        failover(o, t);
         return;
     }
     let newer = t.ike_sas.iter().any(|sa| sa.state == "ESTABLISHED");
@@ -151,6 +152,24 @@ fn tunnel(o: &mut String, t: &TunnelStatus) {
             c.ike_rekeys, c.child_rekeys, c.dpd_failures
         );
     }
+    failover(o, t);
+}
+
+/// The active/standby line of a tunnel in a group.
+fn failover(o: &mut String, t: &TunnelStatus) {
+    let Some(f) = &t.failover else { return };
+    let state = match f.state.as_str() {
+        "active" => "active (carries the group's outbound traffic)",
+        "standby" => "standby (up, takes over if the active tunnel fails)",
+        "down" => "down (no CHILD SA)",
+        other => other,
+    };
+    let failback = if f.failback { ", failback on" } else { "" };
+    let _ = writeln!(
+        o,
+        "  failover     {state}; {} of group {}{failback}; became active {} times since start",
+        f.role, f.group, f.activations
+    );
 }
 
 /// `replaced`: an IKE SA on its way out while another one of the tunnel is established
