@@ -131,6 +131,11 @@ fn aws_profile_stays_within_aws_defaults() {
         assert_eq!(t.ike_proposals[0].to_string(), "aes256-sha256-prfsha256-modp2048");
         assert_eq!(t.esp_proposals[0].to_string(), "aes256-sha256-modp2048");
     }
+    // The connection's two tunnels: tunnel 2 stands by for tunnel 1.
+    let groups = cfg.failover_groups();
+    let names: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|t| t.name.as_str()).collect()).collect();
+    assert_eq!(names, [["aws-tunnel-1", "aws-tunnel-2"]]);
+    assert!(cfg.tunnels[1].failback);
 }
 
 /// Azure's default policy: IKE with group 2 only, ESP without PFS.

@@ -23,6 +23,7 @@ use crate::clock::{until, Clock};
 use crate::control::action::{self, Tracker};
 use crate::control::proto::{ErrorCode, ErrorReply, EventKind, Reply, Request, WatchEvent, WatchInfo};
 use crate::datapath::{IoCounters, SharedTable};
+use crate::failover::Failover;
 use crate::status;
 use crate::watch::{self, Observer, Subscriber, Subscribers};
 use ipsec_types::{DatapathCommand, Timestamp};
@@ -200,12 +201,15 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         let mut observer = Observer::default();
         let mut watchers = Subscribers::default();
         let mut errors: Vec<String> = Vec::new();
+        let mut failover = Failover::new(&self.config);
+        self.publish_ranks(&failover);
         loop {
             let events = self.drain(&mut errors);
             if !events.is_empty() || !errors.is_empty() {
                 self.tell(&mut observer, &mut watchers, &events, &mut errors);
             }
-            self.settle(now, &mut pending, &events, &stopped, &observer);
+            self.fail_over(&mut failover, &mut watchers);
+            self.settle(now, &mut pending, &events, &stopped, &observer, &failover);
             if let Some(deadline) = shutdown_deadline {
                 if self.endpoint.is_idle() {
                     tracing::info!("all IKE SAs closed");
@@ -250,13 +254,13 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                             message: "vpngw is shutting down".into(),
                         })
                     } else {
-                        self.reload(now, "vpnctl", &mut stopped)
+                        self.reload(now, "vpnctl", &mut stopped, &mut failover)
                     };
                     drop(reply.send(answer));
                 }
                 Ok(ControlMsg::Reload) => {
                     if shutdown_deadline.is_none() {
-                        self.reload(now, "SIGHUP", &mut stopped);
+                        self.reload(now, "SIGHUP", &mut stopped, &mut failover);
                     }
                 }
                 Ok(ControlMsg::Request { request, reply }) => {
@@ -269,7 +273,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     };
                     match started {
                         // The client may have gone away; nothing to do then.
-                        None => drop(reply.send(self.answer(now, &request, &stopped, &observer))),
+                        None => drop(reply.send(self.answer(now, &request, &stopped, &observer, &failover))),
                         Some(Err(e)) => drop(reply.send(Reply::Error(e))),
                         Some(Ok(_)) if shutdown_deadline.is_some() => {
                             drop(reply.send(Reply::Error(ErrorReply {
@@ -343,7 +347,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         }
         let events = self.drain(&mut errors);
         self.tell(&mut observer, &mut watchers, &events, &mut errors);
-        self.settle(now, &mut pending, &events, &stopped, &observer);
+        self.settle(now, &mut pending, &events, &stopped, &observer, &failover);
         for p in pending {
             let report = p.tracker.report(now, None);
             let _ = p.reply.send(Reply::Action(report));
@@ -353,7 +357,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
 
     /// Reads the configuration again and applies it; logs and returns the outcome. A
     /// tunnel stopped with `vpnctl down` stays stopped if the reload left it unchanged.
-    fn reload(&mut self, now: Timestamp, by: &str, stopped: &mut Vec<String>) -> Reply {
+    fn reload(&mut self, now: Timestamp, by: &str, stopped: &mut Vec<String>, failover: &mut Failover) -> Reply {
         let Some(reloader) = self.reload.as_mut() else {
             return Reply::Error(ErrorReply {
                 code: crate::control::proto::ErrorCode::Unavailable,
@@ -368,6 +372,8 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                 }
                 stopped.retain(|t| report.unchanged.contains(t));
                 self.config = Arc::new(config);
+                failover.reconfigure(&self.config);
+                self.publish_ranks(failover);
                 tracing::info!(
                     added = ?report.added,
                     removed = ?report.removed,
@@ -395,6 +401,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         events: &[ike::Event],
         stopped: &[String],
         observer: &Observer,
+        failover: &Failover,
     ) {
         if pending.is_empty() {
             return;
@@ -408,7 +415,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             }
             if p.tracker.check(now, &status).is_some() {
                 let p = pending.swap_remove(i);
-                let tunnel = self.tunnel_status(now, p.tracker.tunnel(), stopped, observer);
+                let tunnel = self.tunnel_status(now, p.tracker.tunnel(), stopped, observer, failover);
                 let _ = p.reply.send(Reply::Action(p.tracker.report(now, tunnel)));
             } else {
                 i += 1;
@@ -423,11 +430,40 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         tunnel: &str,
         stopped: &[String],
         observer: &Observer,
+        failover: &Failover,
     ) -> Option<crate::control::proto::TunnelStatus> {
-        match self.answer(now, &Request::Status { tunnel: Some(tunnel.to_string()) }, stopped, observer) {
+        let request = Request::Status { tunnel: Some(tunnel.to_string()) };
+        match self.answer(now, &request, stopped, observer, failover) {
             Reply::Status(mut r) => r.tunnels.pop(),
             _ => None,
         }
+    }
+
+    /// Publishes the SA table with the tunnel ranks of the active/standby groups.
+    fn publish_ranks(&self, failover: &Failover) {
+        let next = self.table.load().with_ranks(failover.ranks());
+        self.table.store(Arc::new(next));
+    }
+
+    /// Moves the outbound traffic of active/standby groups where the SA table says it
+    /// must go (see `failover`), and tells the log and the `watch` clients.
+    fn fail_over(&self, failover: &mut Failover, watchers: &mut Subscribers) {
+        let switches = {
+            let table = self.table.load();
+            failover.update(|t| table.has_outbound(t))
+        };
+        if switches.is_empty() {
+            return;
+        }
+        self.publish_ranks(failover);
+        let at = watch::unix_ms();
+        let mut told = Vec::with_capacity(switches.len());
+        for s in switches {
+            tracing::warn!(group = %s.group, from = %s.from, to = %s.to, "failover: traffic moves to tunnel {}: {}", s.to, s.why);
+            let message = format!("group {}: traffic moves from {} to {} ({})", s.group, s.from, s.to, s.why);
+            told.push(WatchEvent::new(at, EventKind::Failover, Some(&s.to), message));
+        }
+        watchers.publish(&told);
     }
 
     /// Reads the latest events against the IKE state (counting rekeys and dead peers)
@@ -480,7 +516,14 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         events
     }
 
-    fn answer(&self, now: Timestamp, request: &Request, stopped: &[String], observer: &Observer) -> Reply {
+    fn answer(
+        &self,
+        now: Timestamp,
+        request: &Request,
+        stopped: &[String],
+        observer: &Observer,
+        failover: &Failover,
+    ) -> Reply {
         let Request::Status { tunnel } = request else {
             return Reply::Error(ErrorReply {
                 code: crate::control::proto::ErrorCode::BadRequest,
@@ -512,6 +555,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         }
         for t in &mut report.tunnels {
             t.counters = observer.counters(&t.name);
+            t.failover = failover.status(&t.name, |n| table.has_outbound(n));
         }
         Reply::Status(report)
     }

@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod driver;
+pub mod failover;
 pub mod ike_config;
 pub mod metrics;
 pub mod reload;

@@ -378,6 +378,27 @@ pub fn render(r: &StatusReport) -> String {
         }
     }
 
+    // Active/standby groups: labels tunnel, group (the primary's name).
+    let grouped = || r.tunnels.iter().filter_map(|t| t.failover.as_ref().map(|f| (t, f)));
+    let mut f = family(
+        &mut o,
+        "vpngw_tunnel_active",
+        "gauge",
+        "Tunnels in an active/standby group: 1 if this tunnel carries the group's outbound traffic.",
+    );
+    for (t, g) in grouped() {
+        f.sample(&[("tunnel", &t.name), ("group", &g.group)], u64::from(g.state == "active"));
+    }
+    let mut f = family(
+        &mut o,
+        "vpngw_tunnel_activations_total",
+        "counter",
+        "Tunnels in an active/standby group: times this tunnel became the group's active tunnel.",
+    );
+    for (t, g) in grouped() {
+        f.sample(&[("tunnel", &t.name), ("group", &g.group)], g.activations);
+    }
+
     // Per IKE SA: labels tunnel, ike_version, spi (the initiator's SPI or cookie).
     let ike_sas = || r.tunnels.iter().flat_map(|t| t.ike_sas.iter().map(move |sa| (t, sa)));
     let mut f = family(
@@ -493,7 +514,17 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_type_once_and_samples_follow_it() {
-        let text = render(&sample_report());
+        let mut report = sample_report();
+        for (t, state) in report.tunnels.iter_mut().zip(["active", "down"]) {
+            t.failover = Some(crate::control::proto::FailoverStatus {
+                group: "site-b".into(),
+                role: if state == "active" { "primary" } else { "standby" }.into(),
+                state: state.into(),
+                failback: false,
+                activations: 1,
+            });
+        }
+        let text = render(&report);
         let mut current = None;
         let mut seen = std::collections::HashSet::new();
         for line in text.lines() {
@@ -516,6 +547,9 @@ mod tests {
             "vpngw_ike_drops_total{reason=\"cookie_required\"} 3",
             "vpngw_tunnel_up{tunnel=\"site-b\"} 1",
             "vpngw_tunnel_up{tunnel=\"site-c\"} 0",
+            "vpngw_tunnel_active{tunnel=\"site-b\",group=\"site-b\"} 1",
+            "vpngw_tunnel_active{tunnel=\"site-c\",group=\"site-b\"} 0",
+            "vpngw_tunnel_activations_total{tunnel=\"site-c\",group=\"site-b\"} 1",
             "vpngw_ike_sa_info{tunnel=\"site-b\",ike_version=\"2\",spi=\"9f1c2e0a4b3d2c1a\",state=\"ESTABLISHED\",role=\"initiator\"} 1",
             "vpngw_esp_sa_bytes_total{tunnel=\"site-b\",spi=\"c7cceebf\",direction=\"in\"} 1234567",
             "vpngw_esp_sa_packets_total{tunnel=\"site-b\",spi=\"e2b83fd5\",direction=\"out\"} 827",

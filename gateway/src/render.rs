@@ -137,6 +137,7 @@ fn tunnel(o: &mut String, t: &TunnelStatus) {
             "waiting for the peer".into()
         };
         let _ = writeln!(o, "tunnel {}: DOWN ({what}), peer {}, {subnets}", t.name, t.remote_address);
+        failover(o, t);
         return;
     }
     let newer = t.ike_sas.iter().any(|sa| sa.state == "ESTABLISHED");
@@ -151,6 +152,24 @@ fn tunnel(o: &mut String, t: &TunnelStatus) {
             c.ike_rekeys, c.child_rekeys, c.dpd_failures
         );
     }
+    failover(o, t);
+}
+
+/// The active/standby line of a tunnel in a group.
+fn failover(o: &mut String, t: &TunnelStatus) {
+    let Some(f) = &t.failover else { return };
+    let state = match f.state.as_str() {
+        "active" => "active (carries the group's outbound traffic)",
+        "standby" => "standby (up, takes over if the active tunnel fails)",
+        "down" => "down (no CHILD SA)",
+        other => other,
+    };
+    let failback = if f.failback { ", failback on" } else { "" };
+    let _ = writeln!(
+        o,
+        "  failover     {state}; {} of group {}{failback}; became active {} times since start",
+        f.role, f.group, f.activations
+    );
 }
 
 /// `replaced`: an IKE SA on its way out while another one of the tunnel is established
@@ -252,7 +271,7 @@ fn nat_line(sa: &IkeSaInfo, t: &TunnelStatus) -> &'static str {
 fn dpd_line(t: &TunnelStatus) -> String {
     match t.dpd_delay_s {
         Some(d) => format!(
-            "liveness check after {} of silence, dead if unanswered for {}, action {}",
+            "liveness check after {} of silence, dead after {} of silence, action {}",
             duration(d),
             duration(t.dpd_timeout_s),
             t.dpd_action
@@ -465,7 +484,7 @@ mod tests {
             "replay 2, ICV failure 1, selector mismatch 0",
             "established  59m 00s ago",
             "IKE rekey    in 55m 00s",
-            "DPD          liveness check after 30s of silence, dead if unanswered for 2m 30s, action restart",
+            "DPD          liveness check after 30s of silence, dead after 2m 30s of silence, action restart",
             "lifetime     rekey in 49m 01s, expires in 59m 00s",
             "tunnel site-c: DOWN (waiting for the peer), peer 192.0.2.3, 10.1.0.0/24 === 10.3.0.0/24",
             "global drops: malformed 3, unknown SPI 5, no SA (outbound) 7",
@@ -621,7 +640,7 @@ mod tests {
                 "  NAT-T        ESP in UDP (forced by encapsulation = \"udp\")",
                 "  established  1h 00m ago, last heard from peer 10s ago",
                 "  re-auth      new Main Mode in 6h 45m",
-                "  DPD          liveness check after 30s of silence, dead if unanswered for 2m 30s, action restart",
+                "  DPD          liveness check after 30s of silence, dead after 2m 30s of silence, action restart",
                 "  Quick Mode SAs: 2 (one for all subnets as initiator)",
                 "  #2 INSTALLED (current): 10.1.0.0/24 === 10.2.0.0/24",
                 "    SPIs         in e2b83fd5, out c7cceebf",

@@ -79,6 +79,8 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
                 .filter(|sa| sa.tunnel == t.name)
                 .map(|sa| ike_sa(inp, sa, t.replay_window))
                 .collect(),
+            // Filled in by the control thread, which keeps the groups (`failover`).
+            failover: None,
         })
         .collect();
     let gd = inp.global;

@@ -4,9 +4,9 @@
 
 use gateway::control::client::{self, ClientError};
 use gateway::control::proto::{
-    Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, GlobalDrops, IkeDropCounters,
-    IkeInfo, IkeSaInfo, IoErrors, Outcome, ReloadReport, Reply, Request, SaDrops, SaTraffic, StatusReport,
-    TunnelCounters, TunnelStatus,
+    Action, ActionReport, ChildSaInfo, DaemonInfo, Encapsulation, ErrorCode, ErrorReply, FailoverStatus, GlobalDrops,
+    IkeDropCounters, IkeInfo, IkeSaInfo, IoErrors, Outcome, ReloadReport, Reply, Request, SaDrops, SaTraffic,
+    StatusReport, TunnelCounters, TunnelStatus,
 };
 use gateway::control::server::ControlSocket;
 use gateway::driver::ControlMsg;
@@ -115,6 +115,7 @@ fn report() -> StatusReport {
                         }),
                     }],
                 }],
+                failover: None,
             },
             TunnelStatus {
                 name: "site-c".into(),
@@ -130,6 +131,13 @@ fn report() -> StatusReport {
                 dpd_timeout_s: 150,
                 dpd_action: "clear".into(),
                 ike_sas: vec![],
+                failover: Some(FailoverStatus {
+                    group: "site-b".into(),
+                    role: "standby".into(),
+                    state: "down".into(),
+                    failback: true,
+                    activations: 2,
+                }),
             },
         ],
         global_drops: GlobalDrops { malformed: 11, unknown_spi: 12, no_sa: 13 },
@@ -386,6 +394,7 @@ fn vpnctl_renders_the_status_and_json() {
         "lifetime     rekey in 49m 00s, expires in 59m 00s",
         "drops (out)  expired 9 (hard limit reached)",
         "tunnel site-c: DOWN (stopped by `vpnctl down`; `vpnctl up site-c` starts it), peer 198.51.100.7, 10.1.0.0/24 === 10.3.0.0/24",
+        "failover     down (no CHILD SA); standby of group site-b, failback on; became active 2 times since start",
         "global drops: malformed 11, unknown SPI 12, no SA (outbound) 13",
         "WAN send errors 1, TUN write errors 2, malformed TUN reads 4, IKE queue overflows 3",
     ] {
@@ -404,6 +413,9 @@ fn vpnctl_renders_the_status_and_json() {
     assert_eq!(v["status"]["ike"]["half_open"], 17);
     assert_eq!(v["status"]["ike"]["drops"]["cookie_required"], 23);
     assert_eq!(v["status"]["ike"]["drops"]["cookies_sent"], 28);
+    assert_eq!(v["status"]["tunnels"][1]["failover"]["state"], "down");
+    assert_eq!(v["status"]["tunnels"][1]["failover"]["group"], "site-b");
+    assert!(v["status"]["tunnels"][0].get("failover").is_none(), "absent for a tunnel in no group");
     let back: gateway::control::proto::ResponseFrame = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(back.reply, Reply::Status(report()));
 }

@@ -79,6 +79,23 @@ mod ts;
 // IKEv1 (RFC 2409), a sibling of the IKEv2 tree behind the same `Endpoint` (docs/ikev1.md).
 mod v1;
 
+/// Dead peer detection gives up on a peer (both IKE versions) once nothing has been
+/// heard from it for `timeout` since `silent_since` (its last message, IKE or ESP), but
+/// never sooner than [`DPD_MIN_CHECK`] after the first liveness check (`first_check`),
+/// so a `dpd_timeout` equal to `dpd_delay` still leaves time for a retransmission.
+/// Measured from the silence rather than from the first check, a dead active tunnel of
+/// an active/standby group hands over within `dpd_timeout` of its peer's death.
+pub(crate) fn dpd_deadline(
+    silent_since: ipsec_types::Timestamp,
+    first_check: ipsec_types::Timestamp,
+    timeout: std::time::Duration,
+) -> ipsec_types::Timestamp {
+    (silent_since + timeout).max(first_check + DPD_MIN_CHECK)
+}
+
+/// See [`dpd_deadline`].
+pub(crate) const DPD_MIN_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub use api::{
     ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, IkeVersion, Output, PeerConfig, Rng, Transmit,
     DEFAULT_FRAGMENT_SIZE, NAT_KEEPALIVE,

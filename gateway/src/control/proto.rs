@@ -171,6 +171,9 @@ pub enum EventKind {
     ChildRekeyed,
     /// Dead peer detection declared the peer dead (an `ike_down` follows).
     DpdFailed,
+    /// Outbound traffic of an active/standby group moved to another tunnel (`tunnel`,
+    /// the one that carries it now).
+    Failover,
     /// Something failed in the daemon; `message` says what.
     Error,
     /// This client read too slowly: `lost` events were dropped for it.
@@ -489,6 +492,27 @@ pub struct TunnelStatus {
     pub dpd_action: String,
     /// IKE SAs of this tunnel (empty while down; two during an IKE rekey).
     pub ike_sas: Vec<IkeSaInfo>,
+    /// Active/standby: this tunnel's group and part in it (absent for tunnels in no
+    /// group, and from older daemons' reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
+}
+
+/// A tunnel's place in its active/standby group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverStatus {
+    /// The group, named after its primary tunnel.
+    pub group: String,
+    /// `primary` or `standby` (configured).
+    pub role: String,
+    /// `active`: carries the group's outbound traffic; `standby`: has its CHILD SAs up,
+    /// ready to take over; `down`: has no CHILD SA.
+    pub state: String,
+    /// A standby that hands the traffic back to a tunnel earlier in the group once that
+    /// one is up again (`failback = true`).
+    pub failback: bool,
+    /// Times this tunnel became the group's active tunnel since the daemon started.
+    pub activations: u64,
 }
 
 /// One IKE SA (IKEv2) or ISAKMP SA (IKEv1).

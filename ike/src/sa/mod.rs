@@ -718,8 +718,12 @@ impl IkeSa {
             match kind {
                 TaskKind::Liveness => {
                     self.send_request(ctx, ActiveTask::Liveness, exchange::INFORMATIONAL, &[], false);
+                    // Dead once nothing has been heard for `dpd_timeout` (the check
+                    // starts after `dpd_delay` of it), with at least a retransmission.
+                    let silent_since = self.heard().or(self.established_at).unwrap_or(ctx.now);
+                    let give_up = crate::dpd_deadline(silent_since, ctx.now, self.peer.dpd.timeout);
                     if let Some(o) = self.tasks.outstanding.as_mut() {
-                        o.give_up_at = Some(ctx.now + self.peer.dpd.timeout);
+                        o.give_up_at = Some(give_up);
                     }
                     return;
                 }

@@ -1340,9 +1340,12 @@ impl V1Sa {
             return Ok(());
         }
         let timeout = self.peer.dpd.timeout;
+        // Dead once nothing has been heard for `dpd_timeout`, with at least one retry.
+        let silent_since = self.heard().or(self.established_at).unwrap_or(now);
+        let dead_at = |first_probe| crate::dpd_deadline(silent_since, first_probe, timeout);
         match self.dpd.probe {
-            Some((_, since, _)) if now.saturating_since(since) >= timeout => {
-                tracing::warn!(tunnel = %self.peer.name, "IKEv1 dead peer detection: no R-U-THERE-ACK for {}s", timeout.as_secs());
+            Some((_, since, _)) if now >= dead_at(since) => {
+                tracing::warn!(tunnel = %self.peer.name, "IKEv1 dead peer detection: nothing heard from the peer for {}s", timeout.as_secs());
                 return Err(Failure::Transient(DownReason::DeadPeer));
             }
             Some((_, since, _)) if self.heard().is_some_and(|h| h > since) => {
@@ -1355,7 +1358,9 @@ impl V1Sa {
         self.dpd.seq = self.dpd.seq.wrapping_add(1).max(1);
         let seq = self.dpd.seq;
         let since = self.dpd.probe.map_or(now, |(_, s, _)| s);
-        self.dpd.probe = Some((seq, since, now + DPD_RETRY));
+        // Every 5 s (RFC 3706's suggestion), more often for a short `dpd_timeout`.
+        let retry = DPD_RETRY.min((timeout / 4).max(Duration::from_secs(1)));
+        self.dpd.probe = Some((seq, since, (now + retry).min(dead_at(since))));
         let Stage::Up(p1) = &self.stage else { return Ok(()) };
         let payload = info::dpd(p1, false, seq);
         self.inform(ctx, vec![payload]);
