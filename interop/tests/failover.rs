@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use interop::scenario::{log_tails, ESP_PROPOSAL, ID_A, IKE_PROPOSAL, PSK, SA_TIMEOUT};
+use interop::scenario::{log_tails, Checks, ESP_PROPOSAL, ID_A, IKE_PROPOSAL, PSK, SA_TIMEOUT};
 use interop::stream::{Load, LoadReport, LoadSpec};
 use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig, SwanTimers, CHARON};
 use interop::twopeers::{self as tp, TwoPeers};
@@ -187,6 +187,8 @@ struct Lab {
     b1_starts: u32,
     /// Gateway A's namespace (for the metrics endpoint).
     gw_ns: String,
+    /// Failed checks that do not stop the run (reported when the test ends).
+    checks: Checks,
 }
 
 impl Lab {
@@ -206,6 +208,7 @@ impl Lab {
             b2,
             b1_starts: 1,
             gw_ns: topo.gw_a.name().to_owned(),
+            checks: Checks::default(),
         };
         lab.b1.wait_child_sa(SA_TIMEOUT)?;
         lab.b2.wait_child_sa(SA_TIMEOUT)?;
@@ -272,9 +275,13 @@ impl Lab {
             "failover blocks: {PRIMARY} {p:?}, {STANDBY} {s:?}"
         );
         let text = self.gw.status_text()?;
+        // e.g. `  failover     active (carries the group's outbound traffic); primary of group aws-1; ...`
         for (f, t) in [(&p, PRIMARY), (&s, STANDBY)] {
-            let line = format!("failover: {} ({} of group {})", f.state, f.role, f.group);
-            ensure!(text.contains(&line), "vpnctl status shows no `{line}` for {t}:\n{text}");
+            let (head, part) = (format!("failover     {} ", f.state), format!("; {} of group {}", f.role, f.group));
+            ensure!(
+                text.lines().any(|l| l.trim_start().starts_with(&head) && l.contains(&part)),
+                "vpnctl status shows no `{head}...{part}` line for {t}:\n{text}"
+            );
         }
         let active = |f: &Failover| u64::from(f.state == "active");
         for (f, t) in [(&p, PRIMARY), (&s, STANDBY)] {
@@ -328,6 +335,24 @@ impl Lab {
             "the failover event does not name the group and the tunnel: {ev:?}"
         );
         Ok(ev)
+    }
+
+    /// The IKE SAs of tunnel `t` in vpngw's status.
+    fn ike_sas(&self, t: &str) -> Result<usize> {
+        Ok(self.gw.status()?.tunnels.iter().filter(|x| x.name == t).map(|x| x.ike_sas.len()).sum())
+    }
+
+    /// Prints how many IKE SAs each tunnel has, and the checks that failed along the
+    /// way (as the test's error).
+    fn finish(mut self) -> Result<()> {
+        self.say(format!(
+            "at the end: {PRIMARY} has {} IKE SA(s), {STANDBY} {}",
+            self.ike_sas(PRIMARY)?,
+            self.ike_sas(STANDBY)?
+        ));
+        ensure!(self.gw.is_running(), "vpngw exited:\n{}", self.gw.log_tail(30));
+        self.gw.stop()?;
+        std::mem::take(&mut self.checks).finish()
     }
 
     /// How many events the watch has seen.
@@ -448,12 +473,27 @@ fn fail_over(name: &str, topo: &TwoPeers, dir: &Path, failback: bool) -> Result<
     let (ah, ha) = loads.finish()?;
 
     let after_kill = |ms: u64| ms.saturating_sub(killed_ms) as f64 / 1000.0;
+    let dead_after = after_kill(dead.unix_ms);
     lab.say(format!(
-        "peer declared dead {:.2} s after the kill, failover event {:.2} s after it: {}",
-        after_kill(dead.unix_ms),
+        "peer declared dead {dead_after:.2} s after the kill, failover event {:.2} s after it: {}",
         after_kill(ev.unix_ms),
         ev.message
     ));
+    let counters = lab.gw.status()?.tunnels.iter().find(|t| t.name == PRIMARY).map(|t| t.counters.clone());
+    ensure!(
+        counters.as_ref().is_some_and(|c| c.dpd_failures == 1),
+        "{PRIMARY}'s counters do not show one DPD failure: {counters:?}"
+    );
+    // Dead means nothing heard for dpd_timeout, and b1 sent ESP (H's datagrams) until
+    // the kill: the verdict may not come sooner (50 ms for the clocks' reading).
+    lab.checks.check((|| {
+        ensure!(
+            dead_after + 0.05 >= DPD_TIMEOUT_S as f64,
+            "{PRIMARY}'s peer was declared dead {dead_after:.2} s after its last packet, before dpd_timeout \
+             ({DPD_TIMEOUT_S} s) of silence"
+        );
+        Ok(())
+    })());
     report_loss(&lab, "failover", &ah, &ha);
     let bound = (udp_pps() * (DPD_TIMEOUT_S as f64 + 1.5)) as u64;
     ensure!(
@@ -472,6 +512,16 @@ fn fail_over(name: &str, topo: &TwoPeers, dir: &Path, failback: bool) -> Result<
 }
 
 fn report_loss(lab: &Lab, phase: &str, ah: &LoadReport, ha: &LoadReport) {
+    // When the lost datagrams were sent (seconds into the load).
+    let windows = |r: &LoadReport| {
+        r.loss_windows()
+            .iter()
+            .filter(|w| w.what == "UDP")
+            .map(|w| format!("{} at {:.2}-{:.2} s", w.packets, w.from_s, w.to_s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    lab.say(format!("{phase}: UDP lost site A -> H [{}], H -> site A [{}]", windows(ah), windows(ha)));
     lab.say(format!(
         "{phase}: site A -> H: UDP {} of {} lost (longest gap {} ms), ping {} of {} lost; \
          H -> site A: UDP {} of {} lost (longest gap {} ms), ping {} of {} lost",
@@ -534,9 +584,7 @@ fn failover_under_load_and_failback() {
             ah.udp.lost() <= bound && ha.udp.lost() <= bound,
             "the failback lost more than 0.2 s worth ({bound}) of datagrams: A -> H {ah}; H -> A {ha}"
         );
-        ensure!(lab.gw.is_running(), "vpngw exited:\n{}", lab.gw.log_tail(30));
-        lab.gw.stop()?;
-        Ok(())
+        lab.finish()
     });
 }
 
@@ -560,8 +608,6 @@ fn recovered_primary_stays_standby_without_failback() {
         let moved: Vec<_> = lab.watch.events().into_iter().skip(skip).filter(|e| e.kind == "failover").collect();
         ensure!(moved.is_empty(), "failover events although failback is off: {moved:?}");
         lab.wait_states("standby", "active", false)?;
-        ensure!(lab.gw.is_running(), "vpngw exited:\n{}", lab.gw.log_tail(30));
-        lab.gw.stop()?;
-        Ok(())
+        lab.finish()
     });
 }
