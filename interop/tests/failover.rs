@@ -11,7 +11,8 @@
 //!   bidirectional load (sequenced UDP at 500 datagrams/s each way, ping at 100/s)
 //!   crosses aws-1 and b1 only (ESP counters of both gateways). Then b1 dies (charon
 //!   SIGKILLed, its links taken down, so H's route through it goes as a dead neighbour's
-//!   would): vpngw declares the peer dead (`dpd_failed`), a `failover` event names aws-2,
+//!   would): vpngw declares the peer dead (`dpd_failed`, no sooner than `dpd_timeout` after
+//!   the kill, as b1's ESP flowed until then), a `failover` event names aws-2,
 //!   the status and metrics show aws-2 active, and the traffic crosses aws-2 and b2. The
 //!   UDP datagrams lost site A -> H must fit in (dpd_timeout + 1.5 s) x rate; the other
 //!   direction loses at most 1 s worth (the standby accepts ESP all along). Then b1 comes
@@ -25,7 +26,7 @@
 //!
 //! Every wait is for a state or an event (generous timeouts), then the counts are
 //! asserted; each test prints the loss it measured and the time from the kill to the
-//! `failover` event. The file takes about 70 s.
+//! `failover` event. The file takes about 60 s.
 //!
 //! Needs root: as another user it prints `SKIPPED <name>: <reason>` and passes, except
 //! under `CI=true`, where it fails. Namespaces and daemons are removed by their guards,
