@@ -325,6 +325,17 @@ impl Lab {
         .map_err(|e| self.with_status(e))
     }
 
+    /// Waits until tunnel `t` has sealed a second of datagrams from now, and checks
+    /// that its peer (b1 for aws-1, b2 for aws-2) received ESP meanwhile.
+    fn wait_carried(&self, t: &str, after: &str) -> Result<()> {
+        let (peer, label) = if t == PRIMARY { (&self.b1, "b1") } else { (&self.b2, "b2") };
+        let (sealed, got) = (self.packets(t)?.0, swan_packets(peer)?.0);
+        self.wait_sealed(t, sealed, udp_pps() as u64)?;
+        let now = swan_packets(peer)?.0;
+        ensure!(now > got, "{label} received no ESP after {after}: {got} -> {now} packets");
+        Ok(())
+    }
+
     /// A failover event after the first `skip`, making tunnel `to` active.
     fn wait_failover(&mut self, skip: usize, to: &str) -> Result<interop::vpngw::Event> {
         let what = format!("a failover event making {to} active");
@@ -465,11 +476,7 @@ fn fail_over(name: &str, topo: &TwoPeers, dir: &Path, failback: bool) -> Result<
     let ev = lab.wait_failover(skip, STANDBY)?;
     loads.ensure_running("the failover")?;
     lab.wait_states("down", "active", failback)?;
-    let s0 = lab.packets(STANDBY)?;
-    let b2_0 = swan_packets(&lab.b2)?;
-    lab.wait_sealed(STANDBY, s0.0, udp_pps() as u64)?;
-    let b2_1 = swan_packets(&lab.b2)?;
-    ensure!(b2_1.0 > b2_0.0, "b2 received no ESP after the failover: {b2_0:?} -> {b2_1:?}");
+    lab.wait_carried(STANDBY, "the failover")?;
     loads.ensure_running("the traffic crossed aws-2")?;
     let (ah, ha) = loads.finish()?;
 
@@ -567,11 +574,7 @@ fn failover_under_load_and_failback() {
         let ev = lab.wait_failover(skip, PRIMARY)?;
         lab.say(format!("failback event: {}", ev.message));
         lab.wait_states("active", "standby", true)?;
-        let p0 = lab.packets(PRIMARY)?;
-        let b1_0 = swan_packets(&lab.b1)?;
-        lab.wait_sealed(PRIMARY, p0.0, udp_pps() as u64)?;
-        let b1_1 = swan_packets(&lab.b1)?;
-        ensure!(b1_1.0 > b1_0.0, "the new b1 received no ESP after the failback: {b1_0:?} -> {b1_1:?}");
+        lab.wait_carried(PRIMARY, "the failback")?;
         // Sealing stopped on aws-2: two reads a quarter second apart show the same count.
         let s1 = lab.packets(STANDBY)?;
         std::thread::sleep(Duration::from_millis(250));
