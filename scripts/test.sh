@@ -23,7 +23,7 @@
 #     the algorithm matrix and peer profiles against strongSwan in both roles
 #     (interop/tests/matrix.rs, ~1 min), and active/standby tunnels to two strongSwan
 #     peers of one remote LAN: failover under load when the active peer dies, failback
-#     (interop/tests/failover.rs, ~60 s) (see docs/interop.md),
+#     (interop/tests/failover.rs, ~75 s) (see docs/interop.md),
 #  6. builds the Debian package (scripts/deb.sh), installs it, checks its contents, the
 #     --help screens against the README and the unit with systemd-analyze verify, runs
 #     the unit's ExecStart line against the shipped example configuration in network

@@ -23,10 +23,14 @@
 //! - `recovered_primary_stays_standby_without_failback`: the same failover with
 //!   `failback = false`; when b1 is back and aws-1 has its CHILD SA, aws-1 shows
 //!   `standby`, no further `failover` event comes, and pings still cross aws-2 only.
+//! - `esp_from_the_active_peer_keeps_it_alive_while_its_ike_is_held`: b1 stays alive
+//!   and its ESP keeps arriving, but the IKE requests vpngw sends it are dropped on b1's
+//!   WAN (`interop::hold`) for dpd_timeout + 2 s: since something (ESP) is heard from it
+//!   all along, the peer is not declared dead, no failover happens and nothing is lost.
 //!
 //! Every wait is for a state or an event (generous timeouts), then the counts are
 //! asserted; each test prints the loss it measured and the time from the kill to the
-//! `failover` event. The file takes about 60 s.
+//! `failover` event. The file takes about 75 s.
 //!
 //! Needs root: as another user it prints `SKIPPED <name>: <reason>` and passes, except
 //! under `CI=true`, where it fails. Namespaces and daemons are removed by their guards,
@@ -37,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use interop::hold::{Held, IkeHold};
 use interop::scenario::{log_tails, Checks, ESP_PROPOSAL, ID_A, IKE_PROPOSAL, PSK, SA_TIMEOUT};
 use interop::stream::{Load, LoadReport, LoadSpec};
 use interop::strongswan::{parse_list_sas, StrongSwan, SwanConfig, SwanTimers, CHARON};
@@ -612,6 +617,48 @@ fn recovered_primary_stays_standby_without_failback() {
         let moved: Vec<_> = lab.watch.events().into_iter().skip(skip).filter(|e| e.kind == "failover").collect();
         ensure!(moved.is_empty(), "failover events although failback is off: {moved:?}");
         lab.wait_states("standby", "active", false)?;
+        lab.finish()
+    });
+}
+
+#[test]
+fn esp_from_the_active_peer_keeps_it_alive_while_its_ike_is_held() {
+    let name = "esp_from_the_active_peer_keeps_it_alive_while_its_ike_is_held";
+    run_lab(name, |topo, dir| {
+        let mut lab = Lab::start(name, topo, dir, false)?;
+        lab.wait_states("active", "standby", false)?;
+        let mut loads = Loads::start(topo, dir, "held", 12.0)?;
+        check_traffic_on_primary(&lab)?;
+
+        // b1 stays alive and keeps sending ESP (H's datagrams), but hears no IKE request
+        // from vpngw any more: its liveness checks go unanswered.
+        let skip = lab.events_seen();
+        let hold = IkeHold::inbound(&topo.b1, tp::GW_A_WAN, Held::Requests, dir)?;
+        hold.wait_dropped(1, SETTLE)?;
+        let first_dropped = std::time::Instant::now();
+        // Nothing can be heard of IKE for longer than dpd_timeout (plus the 1 s of ESP
+        // accounting); ESP keeps arriving all along, so the peer is not dead.
+        std::thread::sleep(Duration::from_secs(DPD_TIMEOUT_S + 2));
+        let dropped = hold.release()?;
+        loads.ensure_running("the hold was released")?;
+        let moved: Vec<_> = lab
+            .watch
+            .events()
+            .into_iter()
+            .skip(skip)
+            .filter(|e| e.kind == "dpd_failed" || e.kind == "failover" || e.kind == "ike_down")
+            .collect();
+        lab.say(format!(
+            "IKE requests to b1 held for {:.1} s ({dropped} dropped) while its ESP flowed; events: {moved:?}",
+            first_dropped.elapsed().as_secs_f64()
+        ));
+        let (ah, ha) = loads.finish()?;
+        report_loss(&lab, "IKE held", &ah, &ha);
+        lab.checks.check((|| {
+            ensure!(moved.is_empty(), "{PRIMARY}'s peer was declared dead although its ESP kept arriving: {moved:?}");
+            ensure!(ah.udp.lost() == 0 && ha.udp.lost() == 0, "traffic was lost while b1 was alive: {ah}; {ha}");
+            Ok(())
+        })());
         lab.finish()
     });
 }
