@@ -11,10 +11,12 @@
 mod effective;
 mod ikev1;
 mod raw;
+mod socket;
 mod timers;
 mod validate;
 
 pub use effective::HIDDEN;
+pub use socket::control_socket;
 pub use ikev1::DEFAULT_IKE_PROPOSAL_V1;
 pub use ipsec_types::{Dpd, DpdAction, SaTimers};
 pub use timers::MAX_LIFETIME;
