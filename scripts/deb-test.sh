@@ -126,6 +126,8 @@ for h in "${helps[@]}"; do
 done
 zcat /usr/share/man/man8/vpngw.8.gz | grep -q 'log\\-level' || fail "vpngw(8) lacks --log-level"
 zcat /usr/share/man/man8/vpnctl-rekey.8.gz | grep -q 'wait' || fail "vpnctl-rekey(8) lacks --wait"
+zcat /usr/share/man/man8/vpngw.8.gz | grep -q 'SIGHUP' || fail "vpngw(8) does not say what SIGHUP does"
+zcat /usr/share/man/man8/vpnctl-watch.8.gz | grep -q 'reloads' || fail "vpnctl-watch(8) does not mention reloads"
 echo "every option of ${#helps[@]} --help screens is in the README; man pages present"
 
 say "systemd-analyze verify $UNIT"

@@ -78,7 +78,8 @@ pub enum Command {
         json: bool,
     },
     /// Print state changes as they happen (tunnel up/down with the reason, CHILD SA
-    /// up/down, rekeys, dead peers, errors), one line each, until interrupted.
+    /// up/down, rekeys, dead peers, configuration reloads, errors), one line each, until
+    /// interrupted.
     Watch {
         /// One JSON object per line (the control protocol's event frames).
         #[arg(long)]

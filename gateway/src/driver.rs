@@ -396,7 +396,8 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
             }
             Err(e) => {
                 tracing::error!("configuration reload refused, the running configuration stays: {}", e.message);
-                let told = format!("configuration reload (by {by}) refused, the running configuration stays: {}", e.message);
+                let told =
+                    format!("configuration reload (by {by}) refused, the running configuration stays: {}", e.message);
                 watchers.publish(&[WatchEvent::new(watch::unix_ms(), EventKind::Error, None, told)]);
                 Reply::Error(e)
             }

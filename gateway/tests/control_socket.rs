@@ -512,8 +512,7 @@ fn vpnctl_finds_the_socket_through_the_config_file() {
         [("[gateway]\nlocal_address = \"192.0.2.1\"\ncontrol_socket = 7\n", 3), ("[gateway]\n\nlocal_address = \n", 3)]
     {
         std::fs::write(&cfg, text).unwrap();
-        let out =
-            Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("{}:{line}", cfg.display())), "{err}");
