@@ -15,9 +15,13 @@
 #     example configuration: first without its key file (it must refuse, exit 2, naming
 #     the file), then with one, towards a second installed vpngw on gwB configured from
 #     the shipped examples/site-b.toml; the tunnel comes up, lanA pings lanB, the
-#     installed vpnctl reads the status by the ExecReload line's --config, the
-#     ExecReload line itself runs when vpnctl has that command, and SIGTERM (KillMode=mixed
-#     sends it to vpngw alone) stops it with the route and control socket gone;
+#     installed vpnctl reads the status by the ExecReload line's --config; the ExecReload
+#     line itself, run after a tunnel is added to the configuration, adds it (status,
+#     route, a `reload` event for `vpnctl watch`) and leaves the running one's SAs alone,
+#     run after the file is broken, refuses it naming file, line and key while the daemon
+#     runs on; SIGHUP with the shipped file removes the tunnel again; then SIGTERM
+#     (KillMode=mixed sends it to vpngw alone) stops it with the route and control socket
+#     gone;
 #  5. removes the package (dpkg -P) and checks that nothing of it is left.
 # Everything (daemons by PID, namespaces, the key file, the package) is removed on exit,
 # also on failure. Refuses to run if a vpngw package is installed already.
@@ -122,6 +126,8 @@ for h in "${helps[@]}"; do
 done
 zcat /usr/share/man/man8/vpngw.8.gz | grep -q 'log\\-level' || fail "vpngw(8) lacks --log-level"
 zcat /usr/share/man/man8/vpnctl-rekey.8.gz | grep -q 'wait' || fail "vpnctl-rekey(8) lacks --wait"
+zcat /usr/share/man/man8/vpngw.8.gz | grep -q 'SIGHUP' || fail "vpngw(8) does not say what SIGHUP does"
+zcat /usr/share/man/man8/vpnctl-watch.8.gz | grep -q 'reloads' || fail "vpnctl-watch(8) does not mention reloads"
 echo "every option of ${#helps[@]} --help screens is in the README; man pages present"
 
 say "systemd-analyze verify $UNIT"
@@ -178,14 +184,81 @@ grep -E '^Cap(Bnd|Eff)|^NoNewPrivs' "/proc/$PIDA/status"
 ip netns exec $P-lana ping -c 3 -i 0.2 -W 2 10.2.0.10 || fail "lanA cannot ping lanB through the tunnel"
 /usr/bin/vpnctl status site-b | head -n 12
 
-if /usr/bin/vpnctl --help | grep -qE '^\s+reload\b'; then
-    say "ExecReload: ${exec_reload[*]}"
-    "${exec_reload[@]}"
-    child_up || fail "the tunnel went down on reload"
-else
-    # Not in $VG_SKIP_LOG: test.sh subtracts those from cargo's passed tests.
-    echo "SKIPPED deb-test ExecReload: this vpnctl has no reload command"
-fi
+CONF=/etc/vpngw/vpngw.toml
+vpnctl_a() { /usr/bin/vpnctl --config "$CONF" "$@"; }
+site_b_spis() {
+    vpnctl_a status --json | jq -c '[.status.tunnels[] | select(.name == "site-b") | .ike_sas[].children[].spi_in]'
+}
+tunnel_names() { vpnctl_a status --json | jq -r '[.status.tunnels[].name] | join(" ")'; }
+spis_before=$(site_b_spis)
+cp "$CONF" "$WORK/vpngw.toml.shipped"
+# A watcher for the whole reload sequence; its first line says it is subscribed.
+vpnctl_a watch --json >"$WORK/watch.log" 2>"$WORK/watch.err" &
+WATCH=$!
+PIDS+=($WATCH)
+wait_until 10 "vpnctl watch subscribed" grep -q '"watching"' "$WORK/watch.log"
+watched() { jq -e -s "$1" "$WORK/watch.log" >/dev/null; }
+
+say "ExecReload: ${exec_reload[*]}, after adding tunnel site-c (responder, 10.3.0.0/24) to $CONF"
+cat >>"$CONF" <<END_OF_TUNNEL
+
+[[tunnel]]
+name = "site-c"
+remote_address = "192.0.2.3"
+local_id = "gw-a.example.net"
+remote_id = "gw-c.example.net"
+psk_file = "$PSK"
+local_subnets = ["10.1.0.0/24"]
+remote_subnets = ["10.3.0.0/24"]
+start = "respond"
+END_OF_TUNNEL
+"${exec_reload[@]}" | tee "$WORK/reload.out"
+grep -qx '  added:     site-c' "$WORK/reload.out" || fail "the reload did not report site-c added"
+grep -qx '  unchanged: site-b' "$WORK/reload.out" || fail "the reload did not leave site-b unchanged"
+[ "$(tunnel_names)" = "site-b site-c" ] || fail "vpnctl status shows tunnels '$(tunnel_names)' after the reload"
+ip -n $P-gwa route show 10.3.0.0/24 | grep -q 'dev vpn0' || fail "no route to site-c's subnet after the reload"
+[ "$(site_b_spis)" = "$spis_before" ] || fail "site-b's CHILD SA changed on a reload that left it alone"
+ip netns exec $P-lana ping -c 2 -i 0.2 -W 2 10.2.0.10 >/dev/null || fail "lanA cannot ping lanB after the reload"
+wait_until 5 "the reload event" watched 'any(.[]; .event.kind == "reload" and .event.added == ["site-c"])'
+echo "site-c added and routed, site-b kept its CHILD SA $spis_before, vpnctl watch saw the reload"
+
+say "ExecReload with an invalid $CONF: refused, naming file, line and key; the daemon runs on"
+sed -i 's|^remote_subnets = \["10.3.0.0/24"\]|remote_subnets = ["10.3.0/24"]|' "$CONF"
+line=$(grep -n '^remote_subnets = \["10.3.0/24"\]' "$CONF" | cut -d: -f1)
+[ -n "$line" ] || fail "could not break site-c's remote_subnets"
+set +e
+"${exec_reload[@]}" >"$WORK/bad-reload.out" 2>&1
+rc=$?
+set -e
+cat "$WORK/bad-reload.out"
+[ "$rc" = 1 ] || fail "ExecReload of an invalid file exited $rc, not 1"
+grep -qF "$CONF:$line: tunnel[1] (site-c) \`remote_subnets\`" "$WORK/bad-reload.out" ||
+    fail "the refusal does not name $CONF:$line and the key"
+# From the daemon (vpnctl --config reads only control_socket, so it still gets there).
+grep -q '^vpnctl: vpngw refused the request: .*(invalid_config)$' "$WORK/bad-reload.out" ||
+    fail "the refusal did not come from the daemon"
+kill -0 "$PIDA" 2>/dev/null || fail "vpngw stopped after a refused reload"
+[ "$(tunnel_names)" = "site-b site-c" ] || fail "the refused reload changed the tunnels to '$(tunnel_names)'"
+child_up || fail "the tunnel went down on a refused reload"
+wait_until 5 "the error event" watched 'any(.[]; .event.kind == "error" and (.event.message | contains("refused")))'
+echo "refused (exit 1), running configuration kept"
+
+say "SIGHUP (what kill -HUP \$MAINPID sends) with the shipped $CONF: site-c removed again"
+cp "$WORK/vpngw.toml.shipped" "$CONF"
+kill -HUP "$PIDA"
+one_tunnel() { [ "$(tunnel_names)" = "site-b" ]; }
+no_route_c() { [ -z "$(ip -n $P-gwa route show 10.3.0.0/24)" ]; }
+wait_until 10 "site-c gone" one_tunnel
+wait_until 10 "site-c's route gone" no_route_c
+kill -0 "$PIDA" 2>/dev/null || fail "vpngw stopped on SIGHUP"
+[ "$(site_b_spis)" = "$spis_before" ] || fail "site-b's CHILD SA changed on SIGHUP"
+wait_until 5 "the SIGHUP reload event" \
+    watched 'any(.[]; .event.kind == "reload" and .event.removed == ["site-c"] and (.event.message | contains("SIGHUP")))'
+grep -q 'configuration reloaded' "$WORK/gwa.log" || fail "no reload in vpngw's log"
+kill -TERM "$WATCH"
+wait "$WATCH" 2>/dev/null || true
+echo "site-c removed by SIGHUP, site-b untouched; vpnctl watch saw:"
+jq -r 'select(.event) | "  \(.event.kind): \(.event.message)"' "$WORK/watch.log"
 
 say "stop (SIGTERM to vpngw, as KillMode=mixed does)"
 kill -TERM "$PIDA"

@@ -18,10 +18,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 P=vgdemo
-NS=("$P-lana" "$P-gwa" "$P-gwb" "$P-lanb")
+# shellcheck source=scripts/lib/two-sites.sh
+. scripts/lib/two-sites.sh
 WORK=$(mktemp -d /tmp/vgdemo.XXXXXX)
 PIDS=()
-BIN=target/release
+# Where cargo puts the release binaries (CARGO_TARGET_DIR if set, as scripts/deb.sh).
+BIN="${CARGO_TARGET_DIR:-target}/release"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -36,9 +38,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
-    for ns in "${NS[@]}"; do
-        ip netns del "$ns" 2>/dev/null
-    done
+    two_sites_down $P
     if [ "$rc" -ne 0 ]; then
         echo
         echo "demo FAILED (exit $rc). Last lines of the gateway logs:"
@@ -53,7 +53,7 @@ cleanup() {
     else
         rm -rf "$WORK"
     fi
-    echo "torn down: namespaces ${NS[*]} deleted"
+    echo "torn down: namespaces $(two_sites_namespaces $P) deleted"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -66,8 +66,6 @@ say "build (cargo build --release --workspace --bins)"
 cargo build --release --workspace --bins
 
 say "topology"
-# shellcheck source=scripts/lib/two-sites.sh
-. scripts/lib/two-sites.sh
 two_sites_up $P   # deletes what a previous demo killed hard left behind
 echo "lanA 10.1.0.10 -- gwA 192.0.2.1 == WAN == 192.0.2.2 gwB -- lanB 10.2.0.10"
 

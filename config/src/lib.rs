@@ -12,12 +12,14 @@ mod effective;
 mod failover;
 mod ikev1;
 mod raw;
+mod socket;
 mod timers;
 mod validate;
 
 pub use effective::HIDDEN;
 pub use ikev1::DEFAULT_IKE_PROPOSAL_V1;
 pub use ipsec_types::{Dpd, DpdAction, SaTimers};
+pub use socket::control_socket;
 pub use timers::MAX_LIFETIME;
 pub use validate::{
     DEFAULT_CHILD_SA_MAX, DEFAULT_CONTROL_SOCKET, DEFAULT_COOKIE_THRESHOLD, DEFAULT_ESP_PROPOSAL,

@@ -1030,3 +1030,32 @@ fn standby_mistakes_name_file_line_and_key() {
     let e = err(&text);
     assert_err(&e, line_with(&text, "standby_for = \"site-b2\""), "tunnel[2].standby_for", "is itself a standby");
 }
+
+#[test]
+fn control_socket_alone_is_read_from_an_otherwise_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vpngw.toml");
+    let at = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        config::control_socket(&file)
+    };
+    // Other keys wrong, unknown or missing, a key file that does not exist: not looked at.
+    let broken = "[gateway]\nlocal_address = 7\nextra = true\ncontrol_socket = \"/run/x/vpngw.sock\"\n\n\
+                  [[tunnel]]\nname = \"b\"\npsk_file = \"/nonexistent/key\"\nremote_subnets = [\"10.2.0/24\"]\n";
+    assert_eq!(at(broken).unwrap(), Path::new("/run/x/vpngw.sock"));
+    assert!(load(&file).is_err(), "the same file is not a valid configuration");
+    // Relative to the file's directory, as vpngw resolves it; the default without one.
+    assert_eq!(at("[gateway]\ncontrol_socket = \"run/s.sock\"\n").unwrap(), dir.path().join("run/s.sock"));
+    assert_eq!(at("[gateway]\nlocal_address = \"192.0.2.1\"\n").unwrap(), Path::new(config::DEFAULT_CONTROL_SOCKET));
+    assert_eq!(at("").unwrap(), Path::new(config::DEFAULT_CONTROL_SOCKET));
+    // Errors name file, line and key.
+    let e = at("[gateway]\nlocal_address = \"192.0.2.1\"\ncontrol_socket = \"  \"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("gateway.control_socket")));
+    assert!(e.to_string().starts_with(&format!("{}:3: gateway `control_socket`", file.display())), "{e}");
+    let e = at("[gateway]\n\ncontrol_socket = 7\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("gateway.control_socket")), "{e}");
+    let e = at("[gateway]\ncontrol_socket = \"/run/s\"\n[gateway\n").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    let e = config::control_socket(&dir.path().join("missing.toml")).unwrap_err();
+    assert!(e.message.contains("cannot read"), "{e}");
+}

@@ -8,7 +8,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const VPNGW_EXTRA: &str = r#".SH SIGNALS
-SIGINT, SIGTERM: shut down: DELETE sent for every IKE SA, routes and the control socket removed, the TUN device closed.
+.TP
+\fBSIGINT\fR, \fBSIGTERM\fR
+Shut down: DELETE sent for every IKE SA, routes and the control socket removed, the TUN device closed.
+.TP
+\fBSIGHUP\fR
+Read the configuration file again and apply the difference, as \fBvpnctl reload\fR does; a file that is invalid or changes a key that needs a restart is refused (logged) and the running configuration stays.
 .SH ENVIRONMENT
 .TP
 \fBRUST_LOG\fR

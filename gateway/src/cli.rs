@@ -24,7 +24,8 @@ pub struct Cli {
     /// Control socket of the daemon.
     #[arg(long, value_name = "PATH", global = true, conflicts_with = "config")]
     pub socket: Option<PathBuf>,
-    /// Read the control socket path from this vpngw configuration file.
+    /// Read the control socket path from this vpngw configuration file (only that key:
+    /// the rest of the file may be invalid).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// The command.
@@ -77,7 +78,8 @@ pub enum Command {
         json: bool,
     },
     /// Print state changes as they happen (tunnel up/down with the reason, CHILD SA
-    /// up/down, rekeys, dead peers, errors), one line each, until interrupted.
+    /// up/down, rekeys, dead peers, configuration reloads, errors), one line each, until
+    /// interrupted.
     Watch {
         /// One JSON object per line (the control protocol's event frames).
         #[arg(long)]
@@ -215,7 +217,9 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
         return Ok(p.clone());
     }
     if let Some(cfg) = &cli.config {
-        return config::load(cfg).map(|c| c.gateway.control_socket).map_err(|e| format!("configuration error: {e}"));
+        // Only `control_socket`: the rest of the file may be broken (the daemon says
+        // how when asked to reload it).
+        return config::control_socket(cfg).map_err(|e| format!("configuration error: {e}"));
     }
     Ok(PathBuf::from(DEFAULT_SOCKET))
 }

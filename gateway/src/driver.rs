@@ -254,13 +254,13 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                             message: "vpngw is shutting down".into(),
                         })
                     } else {
-                        self.reload(now, "vpnctl", &mut stopped, &mut failover)
+                        self.reload(now, "vpnctl", &mut stopped, &mut observer, &mut watchers, &mut failover)
                     };
                     drop(reply.send(answer));
                 }
                 Ok(ControlMsg::Reload) => {
                     if shutdown_deadline.is_none() {
-                        self.reload(now, "SIGHUP", &mut stopped, &mut failover);
+                        self.reload(now, "SIGHUP", &mut stopped, &mut observer, &mut watchers, &mut failover);
                     }
                 }
                 Ok(ControlMsg::Request { request, reply }) => {
@@ -355,9 +355,19 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         exit
     }
 
-    /// Reads the configuration again and applies it; logs and returns the outcome. A
-    /// tunnel stopped with `vpnctl down` stays stopped if the reload left it unchanged.
-    fn reload(&mut self, now: Timestamp, by: &str, stopped: &mut Vec<String>, failover: &mut Failover) -> Reply {
+    /// Reads the configuration again and applies it; logs and returns the outcome, and
+    /// tells the `watch` clients (a `reload` event if it changed something, an `error`
+    /// if it was refused). A tunnel stopped with `vpnctl down` stays stopped if the
+    /// reload left it unchanged.
+    fn reload(
+        &mut self,
+        now: Timestamp,
+        by: &str,
+        stopped: &mut Vec<String>,
+        observer: &mut Observer,
+        watchers: &mut Subscribers,
+        failover: &mut Failover,
+    ) -> Reply {
         let Some(reloader) = self.reload.as_mut() else {
             return Reply::Error(ErrorReply {
                 code: crate::control::proto::ErrorCode::Unavailable,
@@ -383,10 +393,19 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     routes = ?report.routes,
                     "configuration reloaded"
                 );
+                for t in &report.removed {
+                    observer.forget(t);
+                }
+                if let Some(e) = watch::reload_event(watch::unix_ms(), &report, by) {
+                    watchers.publish(&[e]);
+                }
                 Reply::Reload(report)
             }
             Err(e) => {
                 tracing::error!("configuration reload refused, the running configuration stays: {}", e.message);
+                let told =
+                    format!("configuration reload (by {by}) refused, the running configuration stays: {}", e.message);
+                watchers.publish(&[WatchEvent::new(watch::unix_ms(), EventKind::Error, None, told)]);
                 Reply::Error(e)
             }
         }

@@ -13,7 +13,7 @@
 //! that carried events and once a second (an IKEv2 rekey emits none; two IKE rekeys of
 //! one tunnel within that second would count as one, at rekey times of hours).
 
-use crate::control::proto::{EventKind, TunnelCounters, WatchEvent};
+use crate::control::proto::{EventKind, ReloadReport, TunnelCounters, WatchEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -157,6 +157,13 @@ impl Observer {
         out
     }
 
+    /// Forgets a tunnel a reload removed: its counters (a tunnel of that name added
+    /// later starts from zero) and its IKE SAs (their `ike_down` events still follow).
+    pub fn forget(&mut self, tunnel: &str) {
+        self.counters.remove(tunnel);
+        self.established.retain(|(t, _, _)| t != tunnel);
+    }
+
     /// Another IKE SA of `sa`'s tunnel that was established at the last look (it may be
     /// gone since: the rekey's initiator deletes it at once): the one `sa` replaces.
     fn older_sa(&self, sa: &ike::IkeSaStatus) -> Option<String> {
@@ -165,6 +172,30 @@ impl Observer {
             .find(|(t, i, r)| *t == sa.tunnel && (*i, *r) != (sa.spi_i, sa.spi_r))
             .map(|(_, i, r)| format!("{i:016x}_i {r:016x}_r"))
     }
+}
+
+/// The `reload` event of a reload that changed something (`None` if it changed
+/// nothing): which tunnels were added, removed or changed, the `[gateway]` keys now in
+/// force and the routes; `by` says who asked (`vpnctl`, `SIGHUP`).
+pub fn reload_event(unix_ms: u64, report: &ReloadReport, by: &str) -> Option<WatchEvent> {
+    let lists = [
+        ("added", &report.added),
+        ("removed", &report.removed),
+        ("changed", &report.changed),
+        ("gateway", &report.gateway),
+        ("routes", &report.routes),
+    ];
+    let parts: Vec<String> =
+        lists.iter().filter(|(_, v)| !v.is_empty()).map(|(what, v)| format!("{what} {}", v.join(" "))).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let message = format!("configuration reloaded from {} (by {by}): {}", report.file, parts.join("; "));
+    let mut e = WatchEvent::new(unix_ms, EventKind::Reload, None, message);
+    e.added.clone_from(&report.added);
+    e.removed.clone_from(&report.removed);
+    e.changed.clone_from(&report.changed);
+    Some(e)
 }
 
 /// `<spi_i>_i <spi_r>_r`, as `vpnctl` writes an IKE SA.
@@ -362,6 +393,44 @@ mod tests {
         assert!(out[0].message.starts_with("ISAKMP SA re-authenticated: 9f1c2e0a4b3d2c1a_i"), "{}", out[0].message);
         let c = o.counters("site-b");
         assert_eq!((c.ike_up, c.ike_rekeys), (1, 1));
+    }
+
+    #[test]
+    fn a_reload_that_changes_something_is_one_event_and_a_removed_tunnel_is_forgotten() {
+        let mut report = ReloadReport {
+            file: "/etc/vpngw/vpngw.toml".into(),
+            unchanged: vec!["site-b".into()],
+            ..ReloadReport::default()
+        };
+        assert_eq!(reload_event(1, &report, "vpnctl"), None, "nothing changed: nothing to tell");
+        report.added = vec!["site-c".into()];
+        report.removed = vec!["site-d".into(), "site-e".into()];
+        report.gateway = vec!["gateway.half_open_max".into()];
+        report.routes = vec!["+10.3.0.0/24".into(), "-10.4.0.0/24".into()];
+        let e = reload_event(7, &report, "SIGHUP").unwrap();
+        assert_eq!((e.kind, e.tunnel.as_deref(), e.unix_ms), (EventKind::Reload, None, 7));
+        assert_eq!(
+            e.message,
+            "configuration reloaded from /etc/vpngw/vpngw.toml (by SIGHUP): added site-c; removed site-d site-e; \
+             gateway gateway.half_open_max; routes +10.3.0.0/24 -10.4.0.0/24"
+        );
+        assert_eq!((e.added, e.removed, e.changed), (report.added.clone(), report.removed.clone(), vec![]));
+        // The JSON form carries the lists; other events do not show empty ones.
+        let json = serde_json::to_value(reload_event(7, &report, "vpnctl").unwrap()).unwrap();
+        assert_eq!(json["kind"], "reload");
+        assert_eq!(json["removed"], serde_json::json!(["site-d", "site-e"]));
+        assert!(json.get("changed").is_none());
+
+        let mut o = Observer::default();
+        let s = sample_ike();
+        o.observe(1, &[ike::Event::IkeUp { peer: "site-b".into() }], &s);
+        assert_eq!(o.counters("site-b").ike_up, 1);
+        o.forget("site-b");
+        assert_eq!(o.counters("site-b"), TunnelCounters::default());
+        // Seen again after it was forgotten (removed, then added back): a new IKE SA,
+        // not a rekey of the one before.
+        let out = o.observe(2, &[ike::Event::IkeUp { peer: "site-b".into() }], &s);
+        assert_eq!(kinds(&out), [EventKind::IkeUp]);
     }
 
     fn subscriber() -> (Subscriber, Watcher) {

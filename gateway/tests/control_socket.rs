@@ -507,12 +507,28 @@ fn vpnctl_finds_the_socket_through_the_config_file() {
     let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("tunnel site-b: ESTABLISHED"));
-    // A broken config is an error (1), naming the file and line.
-    std::fs::write(&cfg, "[gateway]\nlocal_address = 7\n").unwrap();
+    // Only `control_socket` is read: with the rest of the file broken (a bad value, a
+    // key file that does not exist) the daemon is still reached, e.g. to be told to
+    // reload and to refuse the file itself.
+    std::fs::write(
+        &cfg,
+        "[gateway]\nlocal_address = 7\ncontrol_socket = \"run/vpngw.sock\"\n\n[[tunnel]]\nname = \"site-b\"\n\
+         psk_file = \"/nonexistent/key\"\nremote_subnets = [\"10.2.0/24\"]\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:2", cfg.display())), "{err}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A file that is not TOML, or whose control_socket is not a path, is an error (1)
+    // naming the file and line.
+    for (text, line) in
+        [("[gateway]\nlocal_address = \"192.0.2.1\"\ncontrol_socket = 7\n", 3), ("[gateway]\n\nlocal_address = \n", 3)]
+    {
+        std::fs::write(&cfg, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vpnctl")).arg("--config").arg(&cfg).arg("status").output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{}:{line}", cfg.display())), "{err}");
+    }
 }
 
 fn vpnctl(path: &Path, args: &[&str]) -> std::process::Output {

@@ -4,14 +4,16 @@
 //! alone, and every packet sealed with A's published table while the reloads happen
 //! opens at B; the other tunnel's route comes and goes; a changed tunnel is negotiated
 //! again; an invalid file and a `[gateway]` change that needs a restart are refused with
-//! the running configuration kept. No root, no network.
+//! the running configuration kept. A `watch` client sees each reload that changed
+//! something as one `reload` event naming the tunnels, the SAs it ends and starts as
+//! their own events after it, and a refused reload as an `error`. No root, no network.
 
 mod common;
 
 use common::{status, wait_for, Side, A, B};
 use esp::{Opened, Sealed};
 use gateway::clock::{BootClock, Clock};
-use gateway::control::proto::{ErrorCode, Reply, Request, StatusReport};
+use gateway::control::proto::{ErrorCode, EventKind, Reply, Request, StatusReport, WatchEvent};
 use gateway::driver::ControlMsg;
 use gateway::reload::{Host, Reloader};
 use gateway::sys::route::Route;
@@ -72,6 +74,31 @@ fn write(path: &Path, text: &str) {
 
 fn reload(side: &Side) -> Reply {
     common::ask(side, Request::Reload)
+}
+
+/// Subscribes to `side`'s events, as `vpnctl watch` does.
+fn watch(side: &Side) -> gateway::watch::Watcher {
+    let (subscriber, watcher) = gateway::watch::channel(gateway::watch::QUEUE);
+    let (reply, answer) = std::sync::mpsc::channel();
+    side.tx.send(ControlMsg::Watch { subscriber, reply }).unwrap();
+    match answer.recv_timeout(std::time::Duration::from_secs(5)).unwrap() {
+        Reply::Watching(_) => watcher,
+        other => panic!("watch refused: {other:?}"),
+    }
+}
+
+/// The next event of `w` for which `pred` holds, the ones before it skipped (at most 10 s).
+fn next_event(w: &gateway::watch::Watcher, what: &str, pred: impl Fn(&WatchEvent) -> bool) -> WatchEvent {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match w.events.recv_timeout(left) {
+            Ok(e) if pred(&e) => return e,
+            Ok(e) => seen.push(e.message),
+            Err(_) => panic!("no {what} event within 10 s; seen: {seen:?}"),
+        }
+    }
 }
 
 fn established(s: &StatusReport) -> bool {
@@ -160,6 +187,7 @@ fn unchanged_tunnel_loses_no_packet_while_another_is_added_and_removed() {
         .unwrap();
     };
     under_way();
+    let events = watch(&a);
 
     // Add a tunnel.
     write(&file, &common::config_text(&A, &B, &format!("start = \"initiate\"\n{}", other_tunnel())));
@@ -170,6 +198,13 @@ fn unchanged_tunnel_loses_no_packet_while_another_is_added_and_removed() {
     assert_eq!(routes.dests(), ["10.2.0.0/24", "10.3.0.0/24"]);
     let s = status(&a);
     assert_eq!(s.tunnels.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["peer", "other"]);
+    let e = events.events.try_recv().expect("the reload event is queued before vpnctl gets its answer");
+    assert_eq!((e.kind, e.tunnel.as_deref()), (EventKind::Reload, None));
+    assert_eq!((e.added.as_slice(), e.removed.as_slice()), (&["other".to_string()][..], &[][..]));
+    assert_eq!(
+        e.message,
+        format!("configuration reloaded from {} (by vpnctl): added other; routes +10.3.0.0/24", file.display())
+    );
     under_way();
 
     // Remove it again (SIGHUP this time).
@@ -177,6 +212,13 @@ fn unchanged_tunnel_loses_no_packet_while_another_is_added_and_removed() {
     a.tx.send(ControlMsg::Reload).unwrap();
     wait_for(&a, "the other tunnel gone", |s| s.tunnels.len() == 1);
     assert_eq!(routes.dests(), ["10.2.0.0/24"]);
+    let e = next_event(&events, "reload", |e| e.kind == EventKind::Reload);
+    assert_eq!((e.added.as_slice(), e.removed.as_slice()), (&[][..], &["other".to_string()][..]));
+    assert!(e.message.contains("(by SIGHUP): removed other; routes -10.3.0.0/24"), "{}", e.message);
+    // The running tunnel was not touched: nothing about it was told.
+    while let Ok(e) = events.events.try_recv() {
+        assert_ne!(e.tunnel.as_deref(), Some("peer"), "{e:?}");
+    }
     under_way();
 
     stop.store(true, Ordering::Relaxed);
@@ -195,9 +237,17 @@ fn unchanged_tunnel_loses_no_packet_while_another_is_added_and_removed() {
 fn changed_tunnel_is_negotiated_again() {
     let Setup { a, b, routes, file, _dir } = setup();
     let before = spis(&status(&a));
+    let events = watch(&a);
     write(&file, &common::config_text(&A, &B, "start = \"initiate\"\nreplay_window = 2048"));
     let Reply::Reload(r) = reload(&a) else { panic!("reload refused") };
     assert_eq!(r.changed, ["peer"]);
+    // Watched: the reload, the old SAs going for it, the new ones coming up.
+    let e = next_event(&events, "reload", |_| true);
+    assert_eq!((e.kind, e.changed.as_slice()), (EventKind::Reload, &["peer".to_string()][..]));
+    let down = next_event(&events, "ike_down", |e| e.kind == EventKind::IkeDown);
+    assert_eq!(down.reason.as_deref(), Some("tunnel removed or changed by a configuration reload"));
+    next_event(&events, "ike_up", |e| e.kind == EventKind::IkeUp && e.tunnel.as_deref() == Some("peer"));
+    next_event(&events, "child_up", |e| e.kind == EventKind::ChildUp && e.tunnel.as_deref() == Some("peer"));
     assert!(r.routes.is_empty(), "same subnets, same routes: {:?}", r.routes);
     let after = wait_for(&a, "new SAs", |s| established(s) && !spis(s).is_empty() && spis(s) != before);
     let new = spis(&after);
@@ -216,6 +266,7 @@ fn changed_tunnel_is_negotiated_again() {
 fn bad_configurations_are_refused_and_the_running_one_stays() {
     let Setup { a, b, routes, file, _dir } = setup();
     let before = spis(&status(&a));
+    let events = watch(&a);
 
     // Invalid: the usual file:line: key error.
     let mut text = common::config_text(&A, &B, &format!("start = \"initiate\"\n{}", other_tunnel()));
@@ -226,6 +277,10 @@ fn bad_configurations_are_refused_and_the_running_one_stays() {
     let line = text.lines().position(|l| l.contains("10.3.0/24")).unwrap() + 1;
     let expected = format!("{}:{line}: tunnel[1] (other) `remote_subnets`:", file.display());
     assert!(e.message.starts_with(&expected), "{} does not start with {expected}", e.message);
+    let told = events.events.try_recv().expect("an error event for the refused reload");
+    assert_eq!(told.kind, EventKind::Error);
+    assert!(told.message.starts_with("configuration reload (by vpnctl) refused"), "{}", told.message);
+    assert!(told.message.ends_with(&e.message), "{}", told.message);
 
     // A key that needs a restart.
     write(
@@ -251,6 +306,9 @@ fn bad_configurations_are_refused_and_the_running_one_stays() {
     let Reply::Reload(r) = reload(&a) else { panic!("reload refused") };
     assert_eq!(r.gateway, ["gateway.half_open_max"]);
     assert_eq!(r.unchanged, ["peer"]);
+    let e = next_event(&events, "reload", |e| e.kind == EventKind::Reload);
+    assert!(e.message.ends_with("(by vpnctl): gateway gateway.half_open_max"), "{}", e.message);
+    assert!(e.added.is_empty() && e.removed.is_empty() && e.changed.is_empty());
     assert_eq!(spis(&status(&a)), before);
     a.shutdown();
     b.shutdown();

@@ -174,6 +174,10 @@ pub enum EventKind {
     /// Outbound traffic of an active/standby group moved to another tunnel (`tunnel`,
     /// the one that carries it now).
     Failover,
+    /// The configuration was reloaded and changed something: `added`, `removed` and
+    /// `changed` name the tunnels (their SAs follow with their own events), `message`
+    /// also lists the `[gateway]` keys and routes. A refused reload is an `error`.
+    Reload,
     /// Something failed in the daemon; `message` says what.
     Error,
     /// This client read too slowly: `lost` events were dropped for it.
@@ -214,6 +218,15 @@ pub struct WatchEvent {
     /// `lost`: how many events were dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
+    /// `reload`: the tunnels added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// `reload`: the tunnels removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// `reload`: the tunnels whose settings changed (negotiated again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
 }
 
 impl WatchEvent {
@@ -231,6 +244,9 @@ impl WatchEvent {
             ike_spis: None,
             ike_version: None,
             lost: None,
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
         }
     }
 }
