@@ -456,6 +456,7 @@ impl Endpoint {
             .position(|s| s.children.iter().any(|c| c.spi_in == spi) || s.retiring.iter().any(|(r, _)| *r == spi));
         if let Some(sa) = owner.and_then(|i| self.sas.get_mut(i)) {
             sa.last_esp = Some(sa.last_esp.map_or(now, |t| t.max(now)));
+            sa.esp_heard_during_liveness(now);
         }
         self.sas.settle();
     }

@@ -258,6 +258,29 @@ fn esp_from_the_peer_postpones_the_liveness_check() {
 }
 
 #[test]
+fn esp_while_a_liveness_check_goes_unanswered_postpones_the_verdict() {
+    init_logs();
+    let (a, b) = configs();
+    let mut p = Pair::new(a, b);
+    p.run();
+    let spi_in = p.a.status()[0].children[0].spi_in;
+    // The check goes out at 30 s and every IKE message is lost from then on, but ESP
+    // from the peer is reported at 100 s: dead only after dpd_timeout (150 s) of that.
+    a_alone_until(&mut p, secs(100));
+    p.a.handle_esp_activity(p.now, spi_in);
+    a_alone_until(&mut p, secs(249));
+    assert_eq!(p.a.status()[0].state, "ESTABLISHED", "alive: ESP heard at 100 s");
+    let dead = |p: &mut Pair| {
+        p.events(Side::A)
+            .iter()
+            .any(|e| matches!(e, Event::IkeDown { reason, .. } if *reason == ike::DownReason::DeadPeer))
+    };
+    assert!(!dead(&mut p));
+    a_alone_until(&mut p, secs(250));
+    assert!(dead(&mut p), "dead at 250 s: nothing heard since 100 s");
+}
+
+#[test]
 fn silently_restarted_peer_is_back_a_few_seconds_after_dpd_delay() {
     init_logs();
     let (mut p, old) = b_restarted();

@@ -400,6 +400,18 @@ impl IkeSa {
         self.last_heard.max(self.last_esp)
     }
 
+    /// ESP from the peer was just reported: a liveness check still waiting for its
+    /// answer now gives up no sooner than `dpd_timeout` after it (the peer is dead only
+    /// when nothing, IKE or ESP, has been heard for that long; the check keeps its
+    /// message ID and is retransmitted meanwhile).
+    pub(crate) fn esp_heard_during_liveness(&mut self, heard: Timestamp) {
+        let timeout = self.peer.dpd.timeout;
+        if let Some(o) = self.tasks.outstanding.as_mut().filter(|o| matches!(o.task, ActiveTask::Liveness)) {
+            let later = heard + timeout;
+            o.give_up_at = Some(o.give_up_at.map_or(later, |t| t.max(later)));
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.peer.name
     }
