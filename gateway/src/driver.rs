@@ -328,6 +328,14 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     break;
                 }
             }
+            // ESP activity first: a liveness check due at the same moment then sees the
+            // peer's latest ESP instead of going out on a heard time up to a poll old.
+            if now >= next_activity_poll {
+                activity.poll(now, &self.table.load(), &mut self.endpoint);
+                next_activity_poll = now + ACTIVITY_POLL;
+                // An IKEv2 rekey hands over without an event: look for one once a second.
+                self.tell(&mut observer, &mut watchers, &[], &mut errors);
+            }
             if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.endpoint.handle_timeout(now);
             }
@@ -337,12 +345,6 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                     self.endpoint.handle_datapath_event(now, ev);
                 }
                 next_event_poll = now + EVENT_POLL;
-            }
-            if now >= next_activity_poll {
-                activity.poll(now, &self.table.load(), &mut self.endpoint);
-                next_activity_poll = now + ACTIVITY_POLL;
-                // An IKEv2 rekey hands over without an event: look for one once a second.
-                self.tell(&mut observer, &mut watchers, &[], &mut errors);
             }
         }
         let events = self.drain(&mut errors);
