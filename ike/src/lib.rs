@@ -80,8 +80,8 @@ mod ts;
 mod v1;
 
 pub use api::{
-    ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, IkeVersion, Output, PeerConfig, Rng, Transmit,
-    DEFAULT_FRAGMENT_SIZE, NAT_KEEPALIVE,
+    ChildSaStatus, Command, EncapReason, EndpointConfig, Event, IkeSaStatus, IkeVersion, Output, PeerConfig, Rng,
+    Transmit, DEFAULT_FRAGMENT_SIZE, NAT_KEEPALIVE, VPNGW_VENDOR_ID,
 };
 pub use down::DownReason;
 pub use endpoint::{Endpoint, IkeDrops, Limits, Reconfigured};
