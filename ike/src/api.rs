@@ -95,9 +95,8 @@ pub struct PeerConfig {
 /// SHA-256("vpngw esp-in-udp v1"). It says "this peer is vpngw and carries ESP in UDP
 /// with another vpngw" ([`PeerConfig::announce_vpngw`]); a later meaning would take a
 /// new version tag, so an old peer sees an unknown Vendor ID and ignores it.
-pub const VPNGW_VENDOR_ID: [u8; 16] = [
-    0xd3, 0xc7, 0x14, 0x1d, 0x39, 0xa9, 0xc9, 0x39, 0x18, 0x7d, 0x56, 0xfb, 0x36, 0x48, 0x57, 0x61,
-];
+pub const VPNGW_VENDOR_ID: [u8; 16] =
+    [0xd3, 0xc7, 0x14, 0x1d, 0x39, 0xa9, 0xc9, 0x39, 0x18, 0x7d, 0x56, 0xfb, 0x36, 0x48, 0x57, 0x61];
 
 /// Why an IKE SA carries ESP in UDP (RFC 3948) instead of raw ESP (IP protocol 50).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

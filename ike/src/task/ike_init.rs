@@ -258,13 +258,13 @@ pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Re
 /// compared: any number of copies or of other Vendor IDs change nothing else. AUTH
 /// signs both IKE_SA_INIT messages, so one added or stripped on the way makes
 /// authentication fail rather than go unnoticed.
-fn encap_reason(peer: &PeerConfig, detected: Option<(bool, bool)>, msg: &Message) -> Option<EncapReason> {
+pub(crate) fn encap_reason(peer: &PeerConfig, detected: Option<(bool, bool)>, msg: &Message) -> Option<EncapReason> {
     let vpngw_pair = peer.announce_vpngw && peer_is_vpngw(msg);
     EncapReason::decide(peer.force_encap, detected.is_some_and(|(a, b)| a || b), vpngw_pair)
 }
 
 /// The peer's IKE_SA_INIT message carries [`VPNGW_VENDOR_ID`].
-pub(crate) fn peer_is_vpngw(msg: &Message) -> bool {
+fn peer_is_vpngw(msg: &Message) -> bool {
     msg.payloads.iter().any(|p| matches!(p, Payload::Vendor(v) if v.as_slice() == VPNGW_VENDOR_ID))
 }
 

@@ -16,16 +16,16 @@
 //! message 3 to the NAT-T port.
 
 use super::info::{VID_DPD, VID_NAT_T};
-use crate::api::VPNGW_VENDOR_ID;
 use super::keys::{phase1_iv, Phase1Keys};
 use super::main_mode::{
-    detect_nat, has_vid, id_payload, vendor_ids, ke_and_nonce, nat_d_payloads, one, peer_identity, Ending, Keyed, MainModeConfig,
-    MainModeError, Nat, Step,
+    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, peer_identity, vendor_ids, Ending, Keyed,
+    MainModeConfig, MainModeError, Nat, Step,
 };
 use super::message::payload::Payload;
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, BLOCK};
 use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1};
 use super::{nonce, nonzero};
+use crate::api::VPNGW_VENDOR_ID;
 use crate::crypto::{ct_eq, KeyExchange};
 use crate::Rng;
 use ipsec_types::Identity;

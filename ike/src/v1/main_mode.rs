@@ -23,12 +23,12 @@
 //! pre-shared keys nearly always means the two sides hold different keys.
 
 use super::info::{notify::INITIAL_CONTACT, VID_DPD, VID_NAT_T};
-use crate::api::{EncapReason, VPNGW_VENDOR_ID};
 use super::keys::{nat_d, phase1_iv, Phase1Keys};
 use super::message::payload::{proto, Id, Notify, Payload, DOI_IPSEC};
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
 use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1, Phase1Algs};
 use super::{nonce, nonzero};
+use crate::api::{EncapReason, VPNGW_VENDOR_ID};
 use crate::crypto::{ct_eq, KeyExchange};
 use crate::Rng;
 use ipsec_types::{Identity, IkeProposal};
