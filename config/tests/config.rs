@@ -25,7 +25,7 @@ remote_subnets = ["10.2.0.0/24"]
 start = "initiate"                         # initiate | respond
 ike_proposals = ["aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha256-ecp256"]
 esp_proposals = ["aes256gcm16", "aes128gcm16"]
-encapsulation = "auto"                     # auto: UDP only behind NAT | udp: always
+encapsulation = "auto"                     # auto: UDP behind NAT or with vpngw | raw | udp: always
 "#
     )
 }
@@ -650,7 +650,7 @@ fn range_and_enum_checks() {
     let text = t("start = \"trap\"");
     assert_err(&err(&text), line_with(&text, "start"), "tunnel[0].start", "\"initiate\", \"respond\"");
     let text = t("encapsulation = \"esp\"");
-    assert_err(&err(&text), line_with(&text, "encapsulation"), "tunnel[0].encapsulation", "\"auto\", \"udp\"");
+    assert_err(&err(&text), line_with(&text, "encapsulation"), "tunnel[0].encapsulation", "\"auto\", \"raw\", \"udp\"");
     for w in ["0", "1048577"] {
         let text = t(&format!("replay_window = {w}"));
         assert_err(&err(&text), line_with(&text, "replay_window"), "tunnel[0].replay_window", "outside");
