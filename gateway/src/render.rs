@@ -247,7 +247,7 @@ fn nat_line(sa: &IkeSaInfo, t: &TunnelStatus) -> &'static str {
         }
         Some("forced") => "ESP in UDP (forced by encapsulation = \"udp\")",
         Some(_) => "NAT detected: ESP in UDP",
-        // A report without the reason (an older daemon) has only the NAT flag.
+        // No reason: raw ESP, or a report of an older daemon, which has only the NAT flag.
         None => match (sa.nat_detected, t.encapsulation.as_str()) {
             (true, "udp") => "ESP in UDP (forced by encapsulation = \"udp\")",
             (true, _) => "NAT detected: ESP in UDP",
