@@ -6,7 +6,7 @@
 //! IKE_SA_INIT messages with Vendor IDs change nothing on an established SA.
 
 use ike::testing::{peer_config, Pair, Side};
-use ike::{Command, EncapReason, Event, IkeVersion, PeerConfig, Transmit, VPNGW_VENDOR_ID};
+use ike::{Command, EncapReason, IkeVersion, PeerConfig, Transmit, VPNGW_VENDOR_ID};
 use ipsec_types::{DatapathCommand, EspProposal, IkeProposal, SaParams, UdpEncap};
 use std::time::Duration;
 
