@@ -297,6 +297,18 @@ fn lifetime_and_liveness_errors() {
 }
 
 #[test]
+fn encapsulation_takes_auto_raw_and_udp_and_check_prints_it_back() {
+    for (word, want) in [("auto", Encapsulation::Auto), ("raw", Encapsulation::Raw), ("udp", Encapsulation::Udp)] {
+        let c = ok(&minimal("", &format!("encapsulation = \"{word}\"")));
+        assert_eq!(c.tunnels[0].encapsulation, want);
+        assert_eq!(want.as_str(), word);
+        let shown = c.effective_toml();
+        assert!(shown.contains(&format!("encapsulation = \"{word}\"\n")), "{shown}");
+    }
+    assert_eq!(ok(&minimal("", "")).tunnels[0].encapsulation, Encapsulation::Auto, "the default");
+}
+
+#[test]
 fn explicit_values_are_taken() {
     let c = ok(&minimal(
         "tun_mtu = 1280\nike_port = 1500\nnatt_port = 14500\ncontrol_socket = \"run/ctl.sock\"",
