@@ -1,5 +1,5 @@
 //! Two vpngw endpoints that both announce it (the vpngw Vendor ID in IKE_SA_INIT, IKEv1
-//! in Main Mode messages 1 and 2) carry ESP in UDP on 4500 without a NAT; one that does
+//! in Main or Aggressive Mode messages 1 and 2) carry ESP in UDP on 4500 without a NAT; one that does
 //! not announce it (`encapsulation = "raw"`, or any other implementation) keeps raw ESP
 //! on both sides; the decision survives rekeys; a Vendor ID added or stripped on the way
 //! makes authentication fail instead of splitting the two sides' decisions; forged
@@ -137,6 +137,23 @@ fn ikev1_main_mode_pair_floats_and_a_lone_vpngw_does_not() {
         assert_eq!(contains_vid(&ta[0].data), a_vid, "Main Mode message 1");
         let last = ta.last().expect("sent");
         assert_eq!(last.remote.port(), if pair { 4500 } else { 500 }, "{a_vid} {b_vid}");
+    }
+}
+
+#[test]
+fn ikev1_aggressive_mode_pair_floats_too() {
+    init_logs();
+    for (a_vid, b_vid) in [(true, true), (true, false)] {
+        let (a, b) = configs(a_vid, b_vid);
+        let (mut a, mut b) = (v1(a), v1(b));
+        (a.aggressive, b.aggressive) = (true, true);
+        let mut p = Pair::new(a, b);
+        p.run();
+        p.advance(Duration::from_secs(1));
+        let (encap, reason) = if a_vid && b_vid { (UDP, Some(EncapReason::VpngwPeer)) } else { (None, None) };
+        assert_encap(&mut p, encap, reason);
+        assert_eq!(contains_vid(&p.transmits(Side::A)[0].data), a_vid, "Aggressive Mode message 1");
+        assert_eq!(contains_vid(&p.transmits(Side::B)[0].data), b_vid, "Aggressive Mode message 2");
     }
 }
 
