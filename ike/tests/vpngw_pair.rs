@@ -2,8 +2,9 @@
 //! in Main or Aggressive Mode messages 1 and 2) carry ESP in UDP on 4500 without a NAT;
 //! one that does not announce it (`encapsulation = "raw"`, or any other implementation)
 //! keeps raw ESP on both sides; the decision survives rekeys; a Vendor ID added or
-//! stripped on the way makes authentication fail instead of splitting the two sides' decisions; forged
-//! IKE_SA_INIT messages with Vendor IDs change nothing on an established SA.
+//! stripped on the way makes authentication fail instead of splitting the two sides'
+//! decisions; forged IKE_SA_INIT messages with Vendor IDs change nothing on an
+//! established SA.
 
 use ike::testing::{peer_config, Pair, Side};
 use ike::{Command, EncapReason, IkeVersion, PeerConfig, Transmit, VPNGW_VENDOR_ID};
