@@ -4,8 +4,9 @@
 #  1. installs missing system packages (scripts/install-deps.sh: strongSwan, iperf3, ...),
 #  2. builds every binary in release (cargo build --release --workspace --bins),
 #  3. runs target/release/bench, which measures on the namespace topology, one after
-#     another: plain routing, strongSwan<->strongSwan, vpngw<->vpngw with raw ESP,
-#     vpngw<->vpngw with ESP-in-UDP, vpngw<->strongSwan (iperf3 TCP and UDP, ping RTT,
+#     another: plain routing, strongSwan<->strongSwan, vpngw<->vpngw as installed
+#     (ESP-in-UDP, agreed between two vpngw), with raw ESP and with ESP-in-UDP forced,
+#     vpngw<->strongSwan, the AES-CBC suites (iperf3 TCP and UDP, ping RTT,
 #     CPU seconds per GB), prints a table with the ratios to the strongSwan anchor and
 #     writes target/bench/throughput.json.
 #

@@ -5,7 +5,7 @@
 //! takes no `fragmentation` or `fragment_size`; `aggressive` is shown only for IKEv1; `standby_for` and `failback` only for a
 //! standby).
 
-use crate::{Config, Encapsulation, IkeVersion, StartAction};
+use crate::{Config, IkeVersion, StartAction};
 use ipsec_types::{DpdAction, Identity};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -54,11 +54,7 @@ impl Config {
             kv(&mut s, "start", &quote(start));
             kv(&mut s, "ike_proposals", &list(t.ike_proposals.iter().map(ToString::to_string)));
             kv(&mut s, "esp_proposals", &list(t.esp_proposals.iter().map(ToString::to_string)));
-            let encap = match t.encapsulation {
-                Encapsulation::Auto => "auto",
-                Encapsulation::Udp => "udp",
-            };
-            kv(&mut s, "encapsulation", &quote(encap));
+            kv(&mut s, "encapsulation", &quote(t.encapsulation.as_str()));
             kv(&mut s, "replay_window", &t.replay_window.to_string());
             if !v1 {
                 kv(&mut s, "fragmentation", &t.fragmentation.to_string());

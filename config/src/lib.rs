@@ -177,10 +177,25 @@ pub enum IkeVersion {
 /// ESP encapsulation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encapsulation {
-    /// UDP only when a NAT is detected; raw ESP otherwise.
+    /// ESP-in-UDP when a NAT is detected or the peer is vpngw too (both announce it in
+    /// IKE_SA_INIT: the UDP path is the faster one); raw ESP with every other peer.
     Auto,
+    /// Raw ESP (IP protocol 50) unless a NAT is detected (then UDP is the only way
+    /// through); we do not announce vpngw, so a vpngw peer stays raw too.
+    Raw,
     /// Always ESP-in-UDP.
     Udp,
+}
+
+impl Encapsulation {
+    /// The configuration's word: `auto`, `raw` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Raw => "raw",
+            Self::Udp => "udp",
+        }
+    }
 }
 
 /// A pre-shared key; zeroized on drop, never printed.

@@ -518,13 +518,14 @@ fn tunnel(
         None => Encapsulation::Auto,
         Some(v) => match v.get_ref().as_str() {
             "auto" => Encapsulation::Auto,
+            "raw" => Encapsulation::Raw,
             "udp" => Encapsulation::Udp,
             other => {
                 return Err(cx.err(
                     Some(v.span()),
                     key("encapsulation"),
                     n,
-                    format!("{other:?} is not one of \"auto\", \"udp\""),
+                    format!("{other:?} is not one of \"auto\", \"raw\", \"udp\""),
                 ))
             }
         },

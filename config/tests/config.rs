@@ -25,7 +25,7 @@ remote_subnets = ["10.2.0.0/24"]
 start = "initiate"                         # initiate | respond
 ike_proposals = ["aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha256-ecp256"]
 esp_proposals = ["aes256gcm16", "aes128gcm16"]
-encapsulation = "auto"                     # auto: UDP only behind NAT | udp: always
+encapsulation = "auto"                     # auto: UDP behind NAT or with vpngw | raw | udp: always
 "#
     )
 }
@@ -294,6 +294,18 @@ fn lifetime_and_liveness_errors() {
     }
     let text = t("dpd_action = 1");
     assert_err(&err(&text), line_with(&text, "dpd_action"), "tunnel[0].dpd_action", "invalid type");
+}
+
+#[test]
+fn encapsulation_takes_auto_raw_and_udp_and_check_prints_it_back() {
+    for (word, want) in [("auto", Encapsulation::Auto), ("raw", Encapsulation::Raw), ("udp", Encapsulation::Udp)] {
+        let c = ok(&minimal("", &format!("encapsulation = \"{word}\"")));
+        assert_eq!(c.tunnels[0].encapsulation, want);
+        assert_eq!(want.as_str(), word);
+        let shown = c.effective_toml();
+        assert!(shown.contains(&format!("encapsulation = \"{word}\"\n")), "{shown}");
+    }
+    assert_eq!(ok(&minimal("", "")).tunnels[0].encapsulation, Encapsulation::Auto, "the default");
 }
 
 #[test]
@@ -650,7 +662,7 @@ fn range_and_enum_checks() {
     let text = t("start = \"trap\"");
     assert_err(&err(&text), line_with(&text, "start"), "tunnel[0].start", "\"initiate\", \"respond\"");
     let text = t("encapsulation = \"esp\"");
-    assert_err(&err(&text), line_with(&text, "encapsulation"), "tunnel[0].encapsulation", "\"auto\", \"udp\"");
+    assert_err(&err(&text), line_with(&text, "encapsulation"), "tunnel[0].encapsulation", "\"auto\", \"raw\", \"udp\"");
     for w in ["0", "1048577"] {
         let text = t(&format!("replay_window = {w}"));
         assert_err(&err(&text), line_with(&text, "replay_window"), "tunnel[0].replay_window", "outside");

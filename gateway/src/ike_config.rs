@@ -42,6 +42,8 @@ pub fn peer_config(cfg: &Config, t: &TunnelConfig) -> ike::PeerConfig {
         ike_proposals: t.ike_proposals.clone(),
         esp_proposals: t.esp_proposals.clone(),
         force_encap: t.encapsulation == Encapsulation::Udp,
+        // "raw" keeps quiet, so a vpngw peer with "auto" stays on raw ESP too.
+        announce_vpngw: t.encapsulation != Encapsulation::Raw,
         replay_window: t.replay_window,
         timers: t.timers,
         dpd: t.dpd,
@@ -123,6 +125,12 @@ fragmentation = false
         assert_eq!(b.ike_version, ike::IkeVersion::V2);
         let c = &ep.peers[1];
         assert!(!c.initiate && !c.force_encap);
+        // "udp" and "auto" announce vpngw; "raw" does not, and forces nothing.
+        assert!(b.announce_vpngw && c.announce_vpngw);
+        let mut raw = cfg.clone();
+        raw.tunnels[1].encapsulation = config::Encapsulation::Raw;
+        let r = peer_config(&raw, &raw.tunnels[1]);
+        assert!(!r.announce_vpngw && !r.force_encap);
         assert_eq!(c.fragment_size, None);
         // The PSK never shows in Debug output.
         assert!(!format!("{ep:?}").contains("horse"));

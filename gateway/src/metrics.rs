@@ -434,6 +434,18 @@ pub fn render(r: &StatusReport) -> String {
             }
         }
     }
+    let mut f = family(
+        &mut o,
+        "vpngw_ike_sa_esp_in_udp",
+        "gauge",
+        "1 if ESP goes in UDP, with the reason (nat, forced, vpngw_peer) as a label; 0 with reason none: raw ESP.",
+    );
+    for (t, sa) in ike_sas() {
+        let ver = sa.ike_version.to_string();
+        let reason = sa.encap_reason.as_deref().unwrap_or("none");
+        let labels = [("tunnel", t.name.as_str()), ("ike_version", &ver), ("spi", &sa.spi_i), ("reason", reason)];
+        f.sample(&labels, u64::from(sa.encap_reason.is_some()));
+    }
 
     // Per CHILD SA: labels tunnel, ike_version, spi (its inbound SPI).
     let children = || ike_sas().flat_map(|(t, sa)| sa.children.iter().map(move |c| (t, sa, c)));
@@ -551,6 +563,7 @@ mod tests {
             "vpngw_tunnel_active{tunnel=\"site-c\",group=\"site-b\"} 0",
             "vpngw_tunnel_activations_total{tunnel=\"site-c\",group=\"site-b\"} 1",
             "vpngw_ike_sa_info{tunnel=\"site-b\",ike_version=\"2\",spi=\"9f1c2e0a4b3d2c1a\",state=\"ESTABLISHED\",role=\"initiator\"} 1",
+            "vpngw_ike_sa_esp_in_udp{tunnel=\"site-b\",ike_version=\"2\",spi=\"9f1c2e0a4b3d2c1a\",reason=\"forced\"} 1",
             "vpngw_esp_sa_bytes_total{tunnel=\"site-b\",spi=\"c7cceebf\",direction=\"in\"} 1234567",
             "vpngw_esp_sa_packets_total{tunnel=\"site-b\",spi=\"e2b83fd5\",direction=\"out\"} 827",
             "vpngw_esp_sa_drops_total{tunnel=\"site-b\",spi=\"c7cceebf\",direction=\"in\",reason=\"replay\"} 2",

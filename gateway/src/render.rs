@@ -258,12 +258,21 @@ fn child(o: &mut String, c: &ChildSaInfo) {
     let _ = writeln!(o, "    lifetime     {rekey}, {expires}");
 }
 
-/// The NAT-T line of an IKE SA.
+/// The NAT-T line of an IKE SA: raw ESP or ESP in UDP, and why.
 fn nat_line(sa: &IkeSaInfo, t: &TunnelStatus) -> &'static str {
-    match (sa.nat_detected, t.encapsulation == "udp") {
-        (true, true) => "ESP in UDP (forced by encapsulation = \"udp\")",
-        (true, false) => "NAT detected: ESP in UDP",
-        (false, _) => "no NAT: raw ESP (IP protocol 50)",
+    match sa.encap_reason.as_deref() {
+        Some("vpngw_peer") => {
+            "ESP in UDP (peer is vpngw: faster than raw ESP here; encapsulation = \"raw\" keeps IP protocol 50)"
+        }
+        Some("forced") => "ESP in UDP (forced by encapsulation = \"udp\")",
+        Some(_) => "NAT detected: ESP in UDP",
+        // No reason: raw ESP, or a report of an older daemon, which has only the NAT flag.
+        None => match (sa.nat_detected, t.encapsulation.as_str()) {
+            (true, "udp") => "ESP in UDP (forced by encapsulation = \"udp\")",
+            (true, _) => "NAT detected: ESP in UDP",
+            (false, "raw") => "no NAT: raw ESP (IP protocol 50, encapsulation = \"raw\")",
+            (false, _) => "no NAT: raw ESP (IP protocol 50)",
+        },
     }
 }
 
@@ -721,10 +730,37 @@ mod tests {
     #[test]
     fn nat_line_tells_detected_from_forced() {
         let mut r = sample_report();
+        assert!(status(&r).contains("NAT-T        ESP in UDP (forced by encapsulation = \"udp\")"));
+        // A report of an older daemon, without the reason: the NAT flag and the setting.
+        r.tunnels[0].ike_sas[0].encap_reason = None;
         r.tunnels[0].encapsulation = "auto".into();
         assert!(status(&r).contains("NAT-T        NAT detected: ESP in UDP"));
         r.tunnels[0].ike_sas[0].nat_detected = false;
-        assert!(status(&r).contains("NAT-T        no NAT: raw ESP (IP protocol 50)"));
+        assert!(status(&r).contains("NAT-T        no NAT: raw ESP (IP protocol 50)\n"));
+        r.tunnels[0].encapsulation = "raw".into();
+        assert!(status(&r).contains("NAT-T        no NAT: raw ESP (IP protocol 50, encapsulation = \"raw\")"));
+    }
+
+    #[test]
+    fn nat_line_says_why_esp_goes_in_udp() {
+        let mut r = sample_report();
+        r.tunnels[0].encapsulation = "auto".into();
+        let sa = &mut r.tunnels[0].ike_sas[0];
+        (sa.nat_detected, sa.encap_reason) = (false, Some("vpngw_peer".into()));
+        let out = status(&r);
+        assert!(out.contains("NAT-T        ESP in UDP (peer is vpngw: faster than raw ESP here; encapsulation = \"raw\" keeps IP protocol 50)"), "{out}");
+        let sa = &mut r.tunnels[0].ike_sas[0];
+        (sa.nat_detected, sa.encap_reason) = (true, Some("nat".into()));
+        assert!(status(&r).contains("NAT-T        NAT detected: ESP in UDP\n"));
+        r.tunnels[0].encapsulation = "udp".into();
+        r.tunnels[0].ike_sas[0].encap_reason = Some("forced".into());
+        assert!(status(&r).contains("NAT-T        ESP in UDP (forced by encapsulation = \"udp\")"));
+        // The JSON carries the reason, and leaves it out for raw ESP.
+        let json = serde_json::to_string(&r.tunnels[0].ike_sas[0]).expect("json");
+        assert!(json.contains("\"encap_reason\":\"forced\""), "{json}");
+        r.tunnels[0].ike_sas[0].encap_reason = None;
+        let json = serde_json::to_string(&r.tunnels[0].ike_sas[0]).expect("json");
+        assert!(!json.contains("encap_reason"), "{json}");
     }
 }
 

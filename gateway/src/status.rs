@@ -65,7 +65,7 @@ pub fn build(inp: &Inputs<'_>) -> StatusReport {
             local_subnets: t.local_subnets.iter().map(ToString::to_string).collect(),
             remote_subnets: t.remote_subnets.iter().map(ToString::to_string).collect(),
             start: start_keyword(t.start).into(),
-            encapsulation: encapsulation_keyword(t.encapsulation).into(),
+            encapsulation: t.encapsulation.as_str().into(),
             child_sa_per_subnet_pair: t.child_sa_per_subnet_pair,
             stopped: inp.stopped.contains(&t.name),
             // Filled in by the control thread, which counts them (`watch::Observer`).
@@ -128,6 +128,7 @@ fn ike_sa(inp: &Inputs<'_>, sa: &ike::IkeSaStatus, replay_window: u32) -> IkeSaI
         dh: sa.dh.map(|a| a.to_string()),
         proposal: ike_proposal(sa),
         nat_detected: sa.nat_detected,
+        encap_reason: sa.encap_reason.map(|r| r.as_str().to_string()),
         established_ago_s: sa.established_at.map(|t| secs_since(inp.now, t)),
         last_heard_ago_s: sa.last_heard.map(|t| secs_since(inp.now, t)),
         next_rekey_in_s: sa.next_rekey.map(|t| secs_until(inp.now, t)),
@@ -228,14 +229,6 @@ fn dpd_action_keyword(a: config::DpdAction) -> &'static str {
     }
 }
 
-/// `auto` / `udp`, as shown by `vpnctl status`.
-fn encapsulation_keyword(e: config::Encapsulation) -> &'static str {
-    match e {
-        config::Encapsulation::Auto => "auto",
-        config::Encapsulation::Udp => "udp",
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -260,6 +253,7 @@ pub(crate) mod tests {
             prf: Some(PrfAlg::HmacSha256),
             dh: Some(DhGroup::Curve25519),
             nat_detected: true,
+            encap_reason: Some(ike::EncapReason::Forced),
             established_at: Some(Timestamp::from_secs(100)),
             last_heard: Some(Timestamp::from_secs(3690)),
             next_rekey: Some(Timestamp::from_secs(7000)),
@@ -491,6 +485,7 @@ pub(crate) mod tests {
         assert_eq!((inb.bytes, inb.packets, inb.drops.replay, inb.drops.icv_failure), (1_234_567, 764, 2, 1));
         assert_eq!(c.outbound.as_ref().unwrap().packets, 827);
         assert_eq!(c.encapsulation, Encapsulation::Udp { local_port: 4500, remote_port: 4500 });
+        assert_eq!(b.ike_sas[0].encap_reason.as_deref(), Some("forced"));
         // A configured tunnel without an IKE SA is still listed.
         assert_eq!(r.tunnels[1].name, "site-c");
         assert!(r.tunnels[1].ike_sas.is_empty());

@@ -79,6 +79,7 @@ fn report() -> StatusReport {
                     dh: Some("ECP_256".into()),
                     proposal: Some("aes128gcm16-prfsha256-ecp256".into()),
                     nat_detected: false,
+                    encap_reason: None,
                     established_ago_s: Some(125),
                     last_heard_ago_s: Some(1),
                     next_rekey_in_s: Some(3300),

@@ -1,5 +1,6 @@
 //! Two control threads (`gateway::driver::Driver`, real `ike` and `esp`) wired to each
-//! other through in-memory channels instead of UDP sockets: the tunnel comes up, the
+//! other through in-memory channels instead of UDP sockets: the tunnel comes up (raw
+//! ESP with "raw", ESP in UDP with "udp" and, between two vpngw, with "auto"), the
 //! published SA tables carry a packet from A to B, the status merges IKE state with
 //! ESP counters, and a shutdown DELETEs the tunnel on both sides. No root, no network.
 
@@ -40,7 +41,8 @@ fn run_pair(encap: &str, stop_a: ControlMsg, expect_exit: Exit) {
     let table_a = a.table.load();
     let Sealed::Send { to, packet } = table_a.seal(now, &inner, &mut wire) else { panic!("A has no outbound SA") };
     assert_eq!(to.remote, "192.0.2.2".parse::<std::net::IpAddr>().unwrap());
-    assert_eq!(to.encap.is_some(), encap == "udp", "encapsulation {encap}: {to:?}");
+    // Two vpngw: ESP in UDP unless one of them says "raw".
+    assert_eq!(to.encap.is_some(), encap != "raw", "encapsulation {encap}: {to:?}");
     let packet = packet.to_vec();
     match b.table.load().open(now, &packet, &mut out) {
         Opened::Deliver { packet, .. } => assert_eq!(packet, &inner[..]),
@@ -55,9 +57,18 @@ fn run_pair(encap: &str, stop_a: ControlMsg, expect_exit: Exit) {
     assert_eq!((inbound.packets, inbound.bytes, inbound.drops.replay), (1, 28, 1));
     let sa = status(&a);
     assert_eq!(sa.tunnels[0].ike_sas[0].children[0].outbound.as_ref().unwrap().packets, 1);
-    let expect_encap = if encap == "udp" { "udp" } else { "raw" };
+    let expect_encap = if encap == "raw" { "raw" } else { "udp" };
     let json = serde_json::to_value(&cb.encapsulation).unwrap();
     assert_eq!(json["mode"], expect_encap);
+    // Why, on each side (both have the same setting): "udp" forces it; two "auto"
+    // gateways agree on it; "raw" gives none.
+    let (reason_a, reason_b) = match encap {
+        "udp" => (Some("forced"), Some("forced")),
+        "auto" => (Some("vpngw_peer"), Some("vpngw_peer")),
+        _ => (None, None),
+    };
+    assert_eq!(sa.tunnels[0].ike_sas[0].encap_reason.as_deref(), reason_a);
+    assert_eq!(sb.tunnels[0].ike_sas[0].encap_reason.as_deref(), reason_b);
 
     // Shutdown of A: DELETE reaches B, A's control loop ends by itself.
     a.tx.send(stop_a).unwrap();
@@ -69,6 +80,11 @@ fn run_pair(encap: &str, stop_a: ControlMsg, expect_exit: Exit) {
 
 #[test]
 fn tunnel_comes_up_carries_a_packet_and_shuts_down_raw_esp() {
+    run_pair("raw", ControlMsg::Shutdown, Exit::Requested);
+}
+
+#[test]
+fn two_gateways_with_the_default_agree_on_esp_in_udp() {
     run_pair("auto", ControlMsg::Shutdown, Exit::Requested);
 }
 

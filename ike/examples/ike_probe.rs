@@ -60,6 +60,7 @@ fn main() {
         ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").unwrap_or_else(|_| die("proposal"))],
         esp_proposals: vec![EspProposal::parse(&env_or("PROBE_ESP", "aes256gcm16")).unwrap_or_else(|_| die("proposal"))],
         force_encap: arg(10) == "1",
+        announce_vpngw: false,
         replay_window: 64,
         timers: ipsec_types::SaTimers {
             ike_rekey_time: secs_env("PROBE_IKE_REKEY", 4 * 3600),

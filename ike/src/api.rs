@@ -62,6 +62,15 @@ pub struct PeerConfig {
     pub esp_proposals: Vec<EspProposal>,
     /// Always UDP-encapsulate ESP, even without a NAT (RFC 7296 2.23: fake NAT detection).
     pub force_encap: bool,
+    /// Announce that we are vpngw ([`VPNGW_VENDOR_ID`] in IKE_SA_INIT, IKEv1 in Main or
+    /// Aggressive Mode messages 1 and 2) and, when the peer announces it too, carry ESP
+    /// in UDP on the NAT-T port as if a NAT had been detected ([`EncapReason::VpngwPeer`]):
+    /// the UDP path has segmentation offload on Linux, raw ESP has not. Both sides decide
+    /// alike, each from the Vendor ID it sent and the one it received; a peer that sends
+    /// none (every other implementation, or vpngw with `encapsulation = "raw"`) keeps
+    /// raw ESP. The Vendor ID is not authenticated when it arrives and decides nothing
+    /// but the encapsulation (`docs/security.md`).
+    pub announce_vpngw: bool,
     /// Anti-replay window for inbound CHILD_SAs.
     pub replay_window: u32,
     /// When its SAs are rekeyed and expire.
@@ -80,6 +89,50 @@ pub struct PeerConfig {
     /// still accepted). Identities travel in cleartext and an eavesdropper can guess the
     /// pre-shared key offline; `Endpoint::new` warns.
     pub aggressive: bool,
+}
+
+/// vpngw's private Vendor ID (RFC 7296 3.12, RFC 2408 3.16): the first 16 octets of
+/// SHA-256("vpngw esp-in-udp v1"). It says "this peer is vpngw and carries ESP in UDP
+/// with another vpngw" ([`PeerConfig::announce_vpngw`]); a later meaning would take a
+/// new version tag, so an old peer sees an unknown Vendor ID and ignores it.
+pub const VPNGW_VENDOR_ID: [u8; 16] =
+    [0xd3, 0xc7, 0x14, 0x1d, 0x39, 0xa9, 0xc9, 0x39, 0x18, 0x7d, 0x56, 0xfb, 0x36, 0x48, 0x57, 0x61];
+
+/// Why an IKE SA carries ESP in UDP (RFC 3948) instead of raw ESP (IP protocol 50).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EncapReason {
+    /// NAT detection (RFC 7296 2.23, RFC 3947) found a NAT between the peers, or the
+    /// peer faked one to force encapsulation (which looks the same from here).
+    Nat,
+    /// Our configuration forces it (`force_encap`, `encapsulation = "udp"`).
+    Forced,
+    /// Both sides are vpngw and announced it ([`PeerConfig::announce_vpngw`]).
+    VpngwPeer,
+}
+
+impl EncapReason {
+    /// `nat`, `forced` or `vpngw_peer` (the JSON status and the metrics say this).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nat => "nat",
+            Self::Forced => "forced",
+            Self::VpngwPeer => "vpngw_peer",
+        }
+    }
+
+    /// The reason ESP goes in UDP, if it does: our own `force_encap` first, then a NAT
+    /// seen by NAT detection, then the vpngw pair (both sent [`VPNGW_VENDOR_ID`]).
+    pub(crate) fn decide(forced: bool, nat: bool, vpngw_pair: bool) -> Option<Self> {
+        if forced {
+            Some(Self::Forced)
+        } else if nat {
+            Some(Self::Nat)
+        } else if vpngw_pair {
+            Some(Self::VpngwPeer)
+        } else {
+            None
+        }
+    }
 }
 
 /// The IKE version of a tunnel.
@@ -251,8 +304,11 @@ pub struct IkeSaStatus {
     pub prf: Option<PrfAlg>,
     /// Key exchange group.
     pub dh: Option<DhGroup>,
-    /// Whether a NAT was detected (or encapsulation forced): ESP goes in UDP.
+    /// Whether a NAT was detected (or encapsulation forced); false when ESP goes in UDP
+    /// only because both sides are vpngw (`encap_reason` says why ESP goes in UDP).
     pub nat_detected: bool,
+    /// Why ESP goes in UDP; `None`: raw ESP (IP protocol 50), or not decided yet.
+    pub encap_reason: Option<EncapReason>,
     /// When the IKE SA was established.
     pub established_at: Option<Timestamp>,
     /// When we last received a valid message from the peer.

@@ -97,8 +97,8 @@ pub(crate) fn dpd_deadline(
 pub(crate) const DPD_MIN_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub use api::{
-    ChildSaStatus, Command, EndpointConfig, Event, IkeSaStatus, IkeVersion, Output, PeerConfig, Rng, Transmit,
-    DEFAULT_FRAGMENT_SIZE, NAT_KEEPALIVE,
+    ChildSaStatus, Command, EncapReason, EndpointConfig, Event, IkeSaStatus, IkeVersion, Output, PeerConfig, Rng,
+    Transmit, DEFAULT_FRAGMENT_SIZE, NAT_KEEPALIVE, VPNGW_VENDOR_ID,
 };
 pub use down::DownReason;
 pub use endpoint::{Endpoint, IkeDrops, Limits, Reconfigured};

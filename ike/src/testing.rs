@@ -56,6 +56,7 @@ pub fn peer_config(name: &str, local: &str, remote: &str, a_side: bool, initiate
         ike_proposals: vec![IkeProposal::parse("aes256gcm16-prfsha256-x25519").expect("proposal")],
         esp_proposals: vec![EspProposal::parse("aes256gcm16").expect("proposal")],
         force_encap: false,
+        announce_vpngw: false,
         replay_window: 64,
         // The default lifetimes (4 h / 1 h, +10 %), without jitter; no liveness checks.
         timers: SaTimers { rekey_jitter_percent: 0, ..SaTimers::default() },

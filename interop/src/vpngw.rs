@@ -31,10 +31,23 @@ pub enum Start {
 /// `encapsulation` of a tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encap {
-    /// Raw ESP unless a NAT is detected.
+    /// The default: ESP-in-UDP with another vpngw or behind a NAT, raw ESP otherwise.
     Auto,
+    /// Raw ESP unless a NAT is detected; no vpngw announcement.
+    Raw,
     /// Always ESP-in-UDP.
     Udp,
+}
+
+impl Encap {
+    /// The configuration's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Raw => "raw",
+            Self::Udp => "udp",
+        }
+    }
 }
 
 /// One `[[tunnel]]`.
@@ -170,10 +183,7 @@ impl GatewayConfig {
                 }),
                 toml_list(&t.ike_proposals),
                 toml_list(&t.esp_proposals),
-                toml_str(match t.encapsulation {
-                    Encap::Auto => "auto",
-                    Encap::Udp => "udp",
-                }),
+                toml_str(t.encapsulation.as_str()),
             ));
             if t.child_sa_per_subnet_pair {
                 s.push_str("child_sa_per_subnet_pair = true\n");

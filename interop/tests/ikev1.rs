@@ -5,7 +5,8 @@
 //! strongSwan runs with kernel-libipsec here, which always encapsulates ESP in UDP: in
 //! IKEv1 it says so through the NAT-D hashes of Main Mode (RFC 3947), so vpngw must
 //! float to port 4500 and use UDP-encapsulated tunnel mode. vpngw to vpngw runs raw ESP
-//! without a NAT, and ESP-in-UDP through one.
+//! without a NAT with `encapsulation = "raw"`, ESP-in-UDP with the default (both announce
+//! vpngw in Main Mode messages 1 and 2), and ESP-in-UDP through a NAT.
 //!
 //! What each test proves (docs/interop.md has the table):
 //! - the walkthrough profile (`aes128-sha1-modp1024`, Quick Mode PFS group 2) in both
@@ -22,9 +23,11 @@
 //!   strongSwan's R-U-THERE;
 //! - `aes256-sha256-modp2048` in both roles, with vpngw rekeying on its own timer and
 //!   charon reading the lifetime vpngw offers;
-//! - vpngw to vpngw: raw ESP without a NAT, then through a port-rewriting NAT (NAT-T:
-//!   NAT detected, IKE and ESP on 4500 through the NAT's mapping, a Quick Mode rekey from
-//!   outside the NAT, NAT-keepalives from the side behind it);
+//! - vpngw to vpngw: with `encapsulation = "raw"` raw ESP without a NAT; with the default
+//!   ESP-in-UDP and IKE on 4500 without a NAT (`vpngw_peer`); then, "raw" again, through
+//!   a port-rewriting NAT (NAT-T: NAT detected, IKE and ESP on 4500 through the NAT's
+//!   mapping, a Quick Mode rekey from outside the NAT, NAT-keepalives from the side
+//!   behind it);
 //! - two subnets on each site: one Quick Mode SA pair per subnet pair, both roles;
 //! - Aggressive Mode (the opt-in) in both roles;
 //! - wrong PSK and disjoint proposals fail, nothing is installed, both daemons stay up,
@@ -795,21 +798,29 @@ fn await_vpngw_pair(a: &Vpngw, b: &Vpngw, mode: &str, old: &[String]) -> Result<
     })
 }
 
-/// vpngw to vpngw over IKEv1 with the walkthrough profile: first on the direct WAN (no
-/// NAT: raw ESP, protocol 50, and IKE on port 500 only), then with gwA behind a NAT that
-/// rewrites its address and UDP ports (NAT detected on both sides, IKE and ESP-in-UDP
-/// on 4500 through the NAT's mapping).
+/// `cfg` with `encapsulation = "raw"`.
+fn raw(mut cfg: GatewayConfig) -> GatewayConfig {
+    cfg.tunnels[0].encapsulation = Encap::Raw;
+    cfg
+}
+
+/// vpngw to vpngw over IKEv1 with the walkthrough profile: first on the direct WAN with
+/// `encapsulation = "raw"` (no NAT: raw ESP, protocol 50, and IKE on port 500 only), then
+/// with the default (both announce vpngw: ESP-in-UDP and IKE on 4500 without a NAT), then
+/// "raw" with gwA behind a NAT that rewrites its address and UDP ports (NAT detected on
+/// both sides, IKE and ESP-in-UDP on 4500 through the NAT's mapping: "raw" cannot help
+/// it).
 #[test]
 fn ikev1_vpngw_to_vpngw_raw_esp_then_nat() {
     run_scenario("ikev1_vpngw_to_vpngw_raw_esp_then_nat", |sc| {
         let bins = binaries()?;
         let p = Profile::walkthrough();
-        // 1. No NAT: raw ESP.
+        // 1. No NAT, "raw": raw ESP.
         let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan-raw")?;
-        let mut b =
-            Vpngw::start(&sc.topo.gw_b, &vpngw_v1(false, Start::Respond, p.proposal), &sc.subdir("raw-b"), &bins)?;
-        let mut a =
-            Vpngw::start(&sc.topo.gw_a, &vpngw_v1(true, Start::Initiate, p.proposal), &sc.subdir("raw-a"), &bins)?;
+        let cfg_b = raw(vpngw_v1(false, Start::Respond, p.proposal));
+        let mut b = Vpngw::start(&sc.topo.gw_b, &cfg_b, &sc.subdir("raw-b"), &bins)?;
+        let cfg_a = raw(vpngw_v1(true, Start::Initiate, p.proposal));
+        let mut a = Vpngw::start(&sc.topo.gw_a, &cfg_a, &sc.subdir("raw-a"), &bins)?;
         let [va, vb] = await_vpngw_pair(&a, &b, "raw", &[])?;
         ensure!(!va.2 && !vb.2, "a NAT was detected on the direct WAN: A {va:?}, B {vb:?}");
         println!("[{}] no NAT: one Quick Mode pair, raw ESP, no NAT detected; A {va:?}, B {vb:?}", sc.name);
@@ -823,14 +834,33 @@ fn ikev1_vpngw_to_vpngw_raw_esp_then_nat() {
         .map_err(|e| Error::new(format!("{e}: {}\n{}", b.status_text().unwrap_or_default(), b.log_tail(20))))?;
         b.stop()?;
 
-        // 2. gwA behind a NAT.
+        // 2. No NAT, the default ("auto"): the two agree on ESP-in-UDP.
+        let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan-default")?;
+        let mut b =
+            Vpngw::start(&sc.topo.gw_b, &vpngw_v1(false, Start::Respond, p.proposal), &sc.subdir("auto-b"), &bins)?;
+        let mut a =
+            Vpngw::start(&sc.topo.gw_a, &vpngw_v1(true, Start::Initiate, p.proposal), &sc.subdir("auto-a"), &bins)?;
+        let [va, vb] = await_vpngw_pair(&a, &b, "udp", &[])?;
+        ensure!(!va.2 && !vb.2, "a NAT was detected on the direct WAN: A {va:?}, B {vb:?}");
+        for (side, gw) in [("gwA", &a), ("gwB", &b)] {
+            let st = gw.status()?;
+            let reason = st.tunnels[0].ike_sas[0].encap_reason.clone();
+            ensure!(reason.as_deref() == Some("vpngw_peer"), "{side}: ESP in UDP because of {reason:?}");
+        }
+        println!("[{}] default, no NAT: ESP-in-UDP agreed between two vpngw (vpngw_peer); A {va:?}", sc.name);
+        sc.prove_traffic(&bins.nettool)?;
+        let (s, pcap) = sc.check_wan_pcap(cap, WanExpect::EspInUdp)?;
+        ensure!(ike_on_4500(&pcap)? > 0, "Main Mode did not float to 4500 ({s})");
+        a.stop()?;
+        b.stop()?;
+
+        // 3. gwA behind a NAT, "raw" at both.
         let _nat = sc.topo.insert_nat()?;
         let (lo, hi) = netns::NAT_PORTS;
         let cap = Capture::start(&sc.topo.gw_a, WAN_IF, &sc.dir, "wan-nat")?;
         let cap_b = Capture::start(&sc.topo.gw_b, WAN_IF, &sc.dir, "wan-nat-b")?;
-        let mut b =
-            Vpngw::start(&sc.topo.gw_b, &vpngw_v1(false, Start::Respond, p.proposal), &sc.subdir("nat-b"), &bins)?;
-        let mut cfg_a = vpngw_v1(true, Start::Initiate, p.proposal);
+        let mut b = Vpngw::start(&sc.topo.gw_b, &cfg_b, &sc.subdir("nat-b"), &bins)?;
+        let mut cfg_a = cfg_a;
         cfg_a.local_address = netns::GW_A_BEHIND_NAT.into();
         let keepalives = PacketCounter::inbound(
             &sc.topo.gw_b,

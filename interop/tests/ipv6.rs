@@ -15,7 +15,7 @@
 //! WAN capture showing the expected encapsulation, only in the WAN's family, and no
 //! cleartext of either family. Against strongSwan, charon must see no NAT: vpngw's
 //! NAT_DETECTION hashes (over IPv6 addresses on the IPv6 WAN) match its own.
-//! vpngw <-> vpngw runs raw ESP (`encapsulation = "auto"` without a NAT, which also
+//! vpngw <-> vpngw runs raw ESP (`encapsulation = "raw"` without a NAT, which also
 //! proves the NAT-D hashes over IPv6 addresses match) and ESP-in-UDP (`"udp"`);
 //! strongSwan (kernel-libipsec, which always encapsulates in UDP) runs in both roles.
 //! On the IPv6 WAN the strongSwan scenarios authenticate with IPv6-address identities
@@ -312,7 +312,7 @@ fn strongswan_initiator_to_vpngw(name: &str, wan: Wan, esp: Option<(&str, &str)>
 
 #[test]
 fn ipv6_wan_vpngw_pair_raw_esp() {
-    vpngw_pair("ipv6_wan_vpngw_pair_raw_esp", Wan::V6, Encap::Auto, WanExpect::RawEsp);
+    vpngw_pair("ipv6_wan_vpngw_pair_raw_esp", Wan::V6, Encap::Raw, WanExpect::RawEsp);
 }
 
 #[test]
@@ -322,7 +322,7 @@ fn ipv6_wan_vpngw_pair_udp_encap() {
 
 #[test]
 fn ipv4_wan_vpngw_pair_raw_esp_dual_stack_inside() {
-    vpngw_pair("ipv4_wan_vpngw_pair_raw_esp_dual_stack_inside", Wan::V4, Encap::Auto, WanExpect::RawEsp);
+    vpngw_pair("ipv4_wan_vpngw_pair_raw_esp_dual_stack_inside", Wan::V4, Encap::Raw, WanExpect::RawEsp);
 }
 
 #[test]

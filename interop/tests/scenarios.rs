@@ -79,6 +79,29 @@ fn check_vpngw_child(side: &str, status: &StatusReport, mode: &str) -> Result<()
     Ok(())
 }
 
+/// Checks why vpngw's IKE SA carries ESP in UDP (`encap_reason` in the JSON status):
+/// `want` is `nat`, `forced`, `vpngw_peer`, or `None` for raw ESP. No NAT is between the
+/// gateways here, so `nat_detected` is true only where the reason says a NAT was seen
+/// (strongSwan fakes one) or faked by us.
+fn check_encap_reason(side: &str, status: &StatusReport, want: Option<&str>) -> Result<()> {
+    let sa = status.tunnels.first().and_then(|t| t.ike_sas.iter().find(|s| s.state == "ESTABLISHED"));
+    let Some(sa) = sa else {
+        return Err(interop::Error::new(format!("{side}: no established IKE SA: {}", one_line(status))));
+    };
+    ensure!(
+        sa.encap_reason.as_deref() == want,
+        "{side}: ESP in UDP because of {:?}, expected {want:?}: {}",
+        sa.encap_reason,
+        one_line(status)
+    );
+    ensure!(
+        sa.nat_detected == matches!(want, Some("nat" | "forced")),
+        "{side}: nat_detected {} with reason {want:?}",
+        sa.nat_detected
+    );
+    Ok(())
+}
+
 /// Checks strongSwan's SA uses the configured algorithms.
 fn check_swan_sas(sas: &str) -> Result<()> {
     ensure!(
@@ -104,8 +127,17 @@ fn vpngw_pair_with_env(sc: &Scenario, encap: Encap, expect: WanExpect, env: &[(&
     cfg_b.env.clone_from(&env);
     let mut b = Vpngw::start(&sc.topo.gw_b, &cfg_b, &sc.subdir("gwb"), &bins)?;
     let mut a = Vpngw::start(&sc.topo.gw_a, &cfg_a, &sc.subdir("gwa"), &bins)?;
-    check_vpngw_child("gwA", &a.wait_child_sa(SA_TIMEOUT)?, mode)?;
-    check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, mode)?;
+    let (st_a, st_b) = (a.wait_child_sa(SA_TIMEOUT)?, b.wait_child_sa(SA_TIMEOUT)?);
+    check_vpngw_child("gwA", &st_a, mode)?;
+    check_vpngw_child("gwB", &st_b, mode)?;
+    // Both sides have the same setting: "udp" forces, two on "auto" agree, "raw" is raw.
+    let reason = match encap {
+        Encap::Udp => Some("forced"),
+        Encap::Auto => Some("vpngw_peer"),
+        Encap::Raw => None,
+    };
+    check_encap_reason("gwA", &st_a, reason)?;
+    check_encap_reason("gwB", &st_b, reason)?;
     if let Some((_, n)) = cfg_a.env.iter().find(|(k, _)| k == "VPNGW_TUN_QUEUES") {
         for (ns, cfg) in [(&sc.topo.gw_a, &cfg_a), (&sc.topo.gw_b, &cfg_b)] {
             let link = ns.ip(&["-d", "link", "show", &cfg.tun_name])?;
@@ -124,10 +156,19 @@ fn vpngw_pair_with_env(sc: &Scenario, encap: Encap, expect: WanExpect, env: &[(&
     Ok(())
 }
 
-/// Scenario 1a: vpngw <-> vpngw with `encapsulation = "auto"`: no NAT, so raw ESP.
+/// Scenario 1a: vpngw <-> vpngw with `encapsulation = "raw"`: no NAT, so raw ESP (IP
+/// protocol 50) and IKE on port 500 only.
 #[test]
 fn vpngw_to_vpngw_raw_esp() {
-    run_scenario("vpngw_to_vpngw_raw_esp", |sc| vpngw_pair(sc, Encap::Auto, WanExpect::RawEsp));
+    run_scenario("vpngw_to_vpngw_raw_esp", |sc| vpngw_pair(sc, Encap::Raw, WanExpect::RawEsp));
+}
+
+/// Scenario 1a': vpngw <-> vpngw as installed (`encapsulation = "auto"`): no NAT, but both
+/// announce vpngw in IKE_SA_INIT and agree on ESP-in-UDP on 4500 (`vpngw_peer`), the
+/// faster path.
+#[test]
+fn vpngw_to_vpngw_default_esp_in_udp() {
+    run_scenario("vpngw_to_vpngw_default_esp_in_udp", |sc| vpngw_pair(sc, Encap::Auto, WanExpect::EspInUdp));
 }
 
 /// Scenario 1b: vpngw <-> vpngw with `encapsulation = "udp"`: ESP-in-UDP on 4500.
@@ -146,7 +187,8 @@ fn vpngw_to_vpngw_multiqueue_tun() {
 }
 
 /// Scenario 2: vpngw initiator -> strongSwan responder. strongSwan fakes a NAT, so ESP
-/// goes in UDP; vpngw's shutdown DELETE must remove the SA at strongSwan.
+/// goes in UDP (vpngw says why: a NAT, not a vpngw peer: strongSwan sends no vpngw
+/// Vendor ID); vpngw's shutdown DELETE must remove the SA at strongSwan.
 #[test]
 fn vpngw_initiator_to_strongswan_responder() {
     run_scenario("vpngw_initiator_to_strongswan_responder", |sc| {
@@ -154,7 +196,9 @@ fn vpngw_initiator_to_strongswan_responder() {
         let cap = sc.capture_wan()?;
         let mut b = StrongSwan::start(&sc.topo.gw_b, &swan_site_b(false), &sc.subdir("gwb"))?;
         let mut a = Vpngw::start(&sc.topo.gw_a, &vpngw_site_a(Start::Initiate, Encap::Auto), &sc.subdir("gwa"), &bins)?;
-        check_vpngw_child("gwA", &a.wait_child_sa(SA_TIMEOUT)?, "udp")?;
+        let st = a.wait_child_sa(SA_TIMEOUT)?;
+        check_vpngw_child("gwA", &st, "udp")?;
+        check_encap_reason("gwA", &st, Some("nat"))?;
         check_swan_sas(&b.wait_child_sa(SA_TIMEOUT)?)?;
         sc.prove_traffic(&bins.nettool)?;
         sc.check_wan(cap, WanExpect::EspInUdp)?;
@@ -176,7 +220,9 @@ fn strongswan_initiator_to_vpngw_responder() {
         let mut b = Vpngw::start(&sc.topo.gw_b, &vpngw_site_b(Start::Respond, Encap::Auto), &sc.subdir("gwb"), &bins)?;
         let mut a = StrongSwan::start(&sc.topo.gw_a, &swan_site_a(true), &sc.subdir("gwa"))?;
         check_swan_sas(&a.wait_child_sa(SA_TIMEOUT)?)?;
-        check_vpngw_child("gwB", &b.wait_child_sa(SA_TIMEOUT)?, "udp")?;
+        let st = b.wait_child_sa(SA_TIMEOUT)?;
+        check_vpngw_child("gwB", &st, "udp")?;
+        check_encap_reason("gwB", &st, Some("nat"))?;
         sc.prove_traffic(&bins.nettool)?;
         sc.check_wan(cap, WanExpect::EspInUdp)?;
         b.stop()?;

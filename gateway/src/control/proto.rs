@@ -569,8 +569,14 @@ pub struct IkeSaInfo {
     /// `aes128-sha1-modp1024`. `None` until negotiated; absent from older reports.
     #[serde(default)]
     pub proposal: Option<String>,
-    /// NAT detected (or encapsulation forced): ESP goes in UDP.
+    /// NAT detected (or encapsulation forced); false when ESP goes in UDP only because
+    /// the peer is vpngw too (`encap_reason`).
     pub nat_detected: bool,
+    /// Why ESP goes in UDP: `nat` (a NAT detected, or faked by the peer), `forced` (our
+    /// `encapsulation = "udp"`), `vpngw_peer` (both sides are vpngw, `encapsulation =
+    /// "auto"`); absent: raw ESP (IP protocol 50), or not decided yet, or an older daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap_reason: Option<String>,
     /// Seconds since establishment.
     pub established_ago_s: Option<u64>,
     /// Seconds since the last valid message from the peer.

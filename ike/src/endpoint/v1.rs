@@ -10,7 +10,7 @@
 //! is dropped and counted, and the initiator retransmits.
 
 use super::Endpoint;
-use crate::api::{IkeSaStatus, IkeVersion};
+use crate::api::{EncapReason, IkeSaStatus, IkeVersion};
 use crate::down::{DownReason, Failure};
 use crate::log::warn_unauth;
 use crate::v1::message::{exchange, Header};
@@ -423,7 +423,8 @@ impl Endpoint {
                 integ: None,
                 prf: p1.map(|p| p.algs.hash),
                 dh: p1.map(|p| p.algs.dh),
-                nat_detected: sa.floated(),
+                nat_detected: matches!(sa.encap_reason(), Some(EncapReason::Nat | EncapReason::Forced)),
+                encap_reason: sa.encap_reason(),
                 established_at: sa.established_at,
                 last_heard: sa.heard(),
                 next_rekey: sa.reauth_at,

@@ -360,7 +360,7 @@ pub(crate) fn install(
     let (kin, kout) = if keying.we_initiated { (r2i, i2r) } else { (i2r, r2i) };
     let key_in = EspKey::from_keymat(algs.encr, algs.integ, &kin)?;
     let key_out = EspKey::from_keymat(algs.encr, algs.integ, &kout)?;
-    let encap = sa.nat.then(|| UdpEncap {
+    let encap = sa.encap.is_some().then(|| UdpEncap {
         local_port: ctx.natt_port,
         remote_port: if sa.remote.port() == ctx.ike_port { ctx.natt_port } else { sa.remote.port() },
     });

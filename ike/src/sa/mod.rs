@@ -9,7 +9,7 @@ pub(crate) mod child;
 pub(crate) mod task_manager;
 mod timers;
 
-use crate::api::{Event, Output, PeerConfig, Rng, Transmit};
+use crate::api::{EncapReason, Event, Output, PeerConfig, Rng, Transmit};
 use crate::crypto::{IkeKeys, SignedOctets, SkCipher};
 use crate::down::{DownReason, Failure};
 use crate::endpoint::{IkeDrops, Limits, SpiRegistry};
@@ -301,7 +301,8 @@ pub(crate) struct IkeSa {
     pub(crate) state: IkeState,
     pub(crate) local: SocketAddr,
     pub(crate) remote: SocketAddr,
-    pub(crate) nat: bool,
+    /// Why ESP goes in UDP (and IKE moved to the NAT-T port); `None`: raw ESP.
+    pub(crate) encap: Option<EncapReason>,
     pub(crate) ni: Vec<u8>,
     pub(crate) nr: Vec<u8>,
     /// Initiator: our IKE_SA_INIT request, until the response arrives.
@@ -357,7 +358,7 @@ impl IkeSa {
             state: IkeState::Connecting,
             local,
             remote,
-            nat: false,
+            encap: None,
             ni: vec![],
             nr: vec![],
             init_request: vec![],

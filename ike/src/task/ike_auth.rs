@@ -2,7 +2,7 @@
 //! first CHILD SA with traffic selector narrowing (2.9).
 
 use super::{error_notify, notifies};
-use crate::api::{Event, Output};
+use crate::api::{EncapReason, Event, Output};
 use crate::crypto::ct_eq;
 use crate::down::{DownReason, Failure};
 use crate::log::warn_unauth;
@@ -88,7 +88,11 @@ fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
             a.keywords(),
             sa.spi_i,
             sa.spi_r,
-            if sa.nat { ", NAT-T (UDP-encap)" } else { "" }
+            match sa.encap {
+                Some(EncapReason::VpngwPeer) => ", ESP in UDP (peer is vpngw)",
+                Some(_) => ", NAT-T (UDP-encap)",
+                None => "",
+            }
         );
     }
 }

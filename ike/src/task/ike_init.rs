@@ -1,8 +1,9 @@
 //! IKE_SA_INIT (RFC 7296 section 1.2): SA, KE, nonces and NAT detection; the
-//! initiator's INVALID_KE_PAYLOAD and COOKIE retries (2.6, 1.3).
+//! initiator's INVALID_KE_PAYLOAD and COOKIE retries (2.6, 1.3); the vpngw Vendor ID,
+//! with which two vpngw peers agree on ESP in UDP without a NAT.
 
 use super::{error_notify, natd, notifies};
-use crate::api::{Output, PeerConfig, Transmit};
+use crate::api::{EncapReason, Output, PeerConfig, Transmit, VPNGW_VENDOR_ID};
 use crate::crypto::{derive_ike_keys, digest, KeyExchange, SignedOctets};
 use crate::down::{DownReason, Failure};
 use crate::log::warn_unauth;
@@ -58,6 +59,9 @@ fn send_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, init: Initiator) {
     p.extend(natd::payloads(sa.spi_i, 0, sa.local, sa.remote, sa.peer.force_encap, ctx.rng));
     if sa.peer.fragment_size.is_some() {
         p.push(Payload::Notify(Notify::new(notify::IKEV2_FRAGMENTATION_SUPPORTED, vec![])));
+    }
+    if sa.peer.announce_vpngw {
+        p.push(Payload::Vendor(VPNGW_VENDOR_ID.to_vec()));
     }
     sa.tasks.next_mid = 0;
     sa.tasks.outstanding = None;
@@ -133,9 +137,9 @@ pub(crate) fn process_response(
     let keys = sa_keys(sa, algs, &shared)?;
     sa.frag.negotiated = sa.peer.fragment_size.is_some() && fragmentation_supported(msg);
     let detected = natd::detect(&msg.payloads, sa.spi_i, sa.spi_r, sa.local, sa.remote);
-    sa.nat = sa.peer.force_encap || detected.is_some_and(|(a, b)| a || b);
-    tracing::debug!(tunnel = %name, ?detected, forced = sa.peer.force_encap, "NAT detection");
-    if sa.nat {
+    sa.encap = encap_reason(&sa.peer, detected, msg);
+    tracing::debug!(tunnel = %name, ?detected, forced = sa.peer.force_encap, encap = ?sa.encap, "NAT detection");
+    if sa.encap.is_some() {
         sa.local.set_port(ctx.natt_port);
         sa.remote.set_port(ctx.natt_port);
     }
@@ -245,6 +249,23 @@ pub(crate) fn deferred_error_due(sa: &mut IkeSa, ctx: &mut Ctx<'_>) -> Option<Re
     let Some(ActiveTask::IkeInit(mut init)) = sa.tasks.outstanding.take().map(|o| o.task) else { return None };
     let (n, _) = init.deferred_error.take()?;
     Some(act_on_error(sa, ctx, init, &n))
+}
+
+/// Why the IKE SA carries ESP in UDP, from our configuration, NAT detection and the
+/// peer's IKE_SA_INIT message `msg`: the vpngw pair needs our announcement
+/// (`announce_vpngw`, so we sent [`VPNGW_VENDOR_ID`] too) and the peer's, which makes
+/// the decision the same on both sides. The Vendor ID is unauthenticated here and only
+/// compared: any number of copies or of other Vendor IDs change nothing else. AUTH
+/// signs both IKE_SA_INIT messages, so one added or stripped on the way makes
+/// authentication fail rather than go unnoticed.
+pub(crate) fn encap_reason(peer: &PeerConfig, detected: Option<(bool, bool)>, msg: &Message) -> Option<EncapReason> {
+    let vpngw_pair = peer.announce_vpngw && peer_is_vpngw(msg);
+    EncapReason::decide(peer.force_encap, detected.is_some_and(|(a, b)| a || b), vpngw_pair)
+}
+
+/// The peer's IKE_SA_INIT message carries [`VPNGW_VENDOR_ID`].
+fn peer_is_vpngw(msg: &Message) -> bool {
+    msg.payloads.iter().any(|p| matches!(p, Payload::Vendor(v) if v.as_slice() == VPNGW_VENDOR_ID))
 }
 
 /// The peer announced IKE fragmentation (RFC 7383 2.3) in its IKE_SA_INIT message.
@@ -385,8 +406,8 @@ pub(crate) fn respond(
     let by_initiator = SignedOctets::new(algs.prf, &peer.psk, request);
     let keys = sa_keys(&sa, algs, &shared).ok()?;
     let detected = natd::detect(&msg.payloads, sa.spi_i, 0, local, remote);
-    sa.nat = peer.force_encap || detected.is_some_and(|(a, b)| a || b);
-    tracing::debug!(tunnel = %name, ?detected, forced = peer.force_encap, "NAT detection");
+    sa.encap = encap_reason(peer, detected, msg);
+    tracing::debug!(tunnel = %name, ?detected, forced = peer.force_encap, encap = ?sa.encap, "NAT detection");
     let mut p = vec![
         Payload::Sa(proposal::ike_answer(algs, num, &[])),
         Payload::Ke { group: algs.dh.transform_id(), data: kex.public_value() },
@@ -396,6 +417,9 @@ pub(crate) fn respond(
     sa.frag.negotiated = peer.fragment_size.is_some() && fragmentation_supported(msg);
     if sa.frag.negotiated {
         p.push(Payload::Notify(Notify::new(notify::IKEV2_FRAGMENTATION_SUPPORTED, vec![])));
+    }
+    if peer.announce_vpngw {
+        p.push(Payload::Vendor(VPNGW_VENDOR_ID.to_vec()));
     }
     // Sent in the clear: the keys join the SA with the response that AUTH signs.
     let response = sa.send_response(ctx, exchange::IKE_SA_INIT, 0, &p);

@@ -109,7 +109,7 @@ fn successor(
     let (seal, open) = keys.ciphers(algs.encr, algs.integ, initiator)?;
     let mut sa = IkeSa::new(old.peer.clone(), initiator, old.local, old.remote);
     (sa.spi_i, sa.spi_r) = spis;
-    sa.nat = old.nat;
+    sa.encap = old.encap;
     // IKE fragmentation is negotiated in IKE_SA_INIT only: the rekeyed SA keeps it.
     sa.frag.negotiated = old.frag.negotiated;
     let keys = SaKeys { algs, keys, seal, open };

@@ -353,3 +353,48 @@ fn responder_refuses_unknown_critical_payloads_and_ignores_unknown_peers() {
     assert_eq!(resp.payloads, vec![n(1, &[99])]);
     assert!(ep.is_idle());
 }
+
+#[test]
+fn the_vpngw_vendor_id_is_its_documented_hash_and_matches_only_exactly() {
+    use sha2::{Digest, Sha256};
+    let want = Sha256::digest(b"vpngw esp-in-udp v1");
+    assert_eq!(crate::VPNGW_VENDOR_ID[..], want[..16]);
+    let h = Header {
+        spi_i: 1,
+        spi_r: 0,
+        next_payload: 0,
+        exchange: exchange::IKE_SA_INIT,
+        flags: 0,
+        message_id: 0,
+        length: 0,
+    };
+    let vid = crate::VPNGW_VENDOR_ID.to_vec();
+    let msg = |vids: Vec<Vec<u8>>| {
+        Message::parse(&emit_plain(h, &vids.into_iter().map(Payload::Vendor).collect::<Vec<_>>())).unwrap()
+    };
+    let mut peer = peer_config("site-a", "192.0.2.2", "192.0.2.1", false, false);
+    peer.announce_vpngw = true;
+    let no_nat = Some((false, false));
+    let reason = |peer: &crate::PeerConfig, m: &Message| super::ike_init::encap_reason(peer, no_nat, m);
+    // Ours among others, or several times: the same single decision.
+    for m in [msg(vec![b"strongSwan".to_vec(), vid.clone()]), msg(vec![vid.clone(); 5])] {
+        assert_eq!(reason(&peer, &m), Some(crate::EncapReason::VpngwPeer));
+    }
+    // Longer, shorter, empty or other Vendor IDs are somebody else's.
+    let longer = [&vid[..], &[0u8; 4000][..]].concat();
+    for m in [msg(vec![longer]), msg(vec![vid[..15].to_vec(), vec![]]), msg(vec![b"strongSwan".to_vec()]), msg(vec![])]
+    {
+        assert_eq!(reason(&peer, &m), None);
+    }
+    // Without our own announcement the peer's changes nothing; a NAT or our own force
+    // says so first.
+    peer.announce_vpngw = false;
+    assert_eq!(reason(&peer, &msg(vec![vid.clone()])), None);
+    peer.announce_vpngw = true;
+    assert_eq!(
+        super::ike_init::encap_reason(&peer, Some((true, false)), &msg(vec![vid.clone()])),
+        Some(crate::EncapReason::Nat)
+    );
+    peer.force_encap = true;
+    assert_eq!(reason(&peer, &msg(vec![vid])), Some(crate::EncapReason::Forced));
+}

@@ -4,26 +4,28 @@
 //! to guess the pre-shared key offline. The endpoint warns about it at start-up.
 //!
 //! ```text
-//!  1  HDR, SA, KE, Ni, IDii, VID, VID             -->
-//!  2                <--  HDR, SA, KE, Nr, IDir, HASH_R, VID [,VID] [, NAT-D x2]
+//!  1  HDR, SA, KE, Ni, IDii, VID, VID [,VID]      -->
+//!  2          <--  HDR, SA, KE, Nr, IDir, HASH_R, VID [,VID] [,VID] [, NAT-D x2]
 //!  3  HDR*, HASH_I [, NAT-D x2]                   -->   IV = hash(g^xi | g^xr)
 //! ```
 //!
 //! The responder computes the key exchange for an unauthenticated message 1 (it must,
 //! to send HASH_R): one key exchange per admitted half-open SA, under the endpoint's
 //! half-open caps. Message 3 is sent encrypted (most implementations do) and accepted
-//! either way; NAT detection (RFC 3947) moves message 3 to the NAT-T port.
+//! either way; NAT detection (RFC 3947), or the vpngw Vendor ID from both sides, moves
+//! message 3 to the NAT-T port.
 
 use super::info::{VID_DPD, VID_NAT_T};
 use super::keys::{phase1_iv, Phase1Keys};
 use super::main_mode::{
-    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, peer_identity, Ending, Keyed, MainModeConfig,
-    MainModeError, Nat, Step,
+    detect_nat, has_vid, id_payload, ke_and_nonce, nat_d_payloads, one, peer_identity, vendor_ids, Ending, Keyed,
+    MainModeConfig, MainModeError, Nat, Step,
 };
 use super::message::payload::Payload;
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, BLOCK};
 use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1};
 use super::{nonce, nonzero};
+use crate::api::VPNGW_VENDOR_ID;
 use crate::crypto::{ct_eq, KeyExchange};
 use crate::Rng;
 use ipsec_types::Identity;
@@ -76,7 +78,8 @@ impl Initiator {
             Payload::Vendor(VID_NAT_T.to_vec()),
             Payload::Vendor(VID_DPD.to_vec()),
         ];
-        let msg = emit_clear(header(cky_i, 0), &payloads);
+        let vpngw = cfg.announce_vpngw.then(|| Payload::Vendor(VPNGW_VENDOR_ID.to_vec()));
+        let msg = emit_clear(header(cky_i, 0), &[&payloads[..], vpngw.as_slice()].concat());
         Some((Self { cky_i, sai_b, idii_b, kex, ni, nat: Nat::default(), done: false, tried: 0 }, msg))
     }
 
@@ -124,7 +127,7 @@ impl Initiator {
         }
         let peer_id = peer_identity(&m, id_at, cfg)?;
         if has_vid(&m, &VID_NAT_T) {
-            self.nat = detect_nat(&m, algs, ci, cr, cfg);
+            self.nat = detect_nat(&m, algs, (ci, cr), cfg, has_vid(&m, &VPNGW_VENDOR_ID));
         }
         let hash_i = keyed.keys.hash_i(&keyed.g_xi, &keyed.g_xr, ci, cr, &self.sai_b, &self.idii_b);
         let mut payloads = vec![Payload::Hash(hash_i.to_vec())];
@@ -152,6 +155,8 @@ pub(crate) struct Responder {
     keyed: Option<Box<Keyed>>,
     life: Option<u64>,
     nat_t: bool,
+    /// The initiator sent the vpngw Vendor ID.
+    peer_vpngw: bool,
 }
 
 impl Responder {
@@ -187,21 +192,21 @@ impl Responder {
         let idir_b = emit_chain(std::slice::from_ref(&id)).get(4..).unwrap_or_default().to_vec();
         let hash_r = keyed.keys.hash_r(&keyed.g_xi, &keyed.g_xr, ci, cr, &sai_b, &idir_b);
         let nat_t = has_vid(&m, &VID_NAT_T);
+        let peer_vpngw = has_vid(&m, &VPNGW_VENDOR_ID);
         let mut payloads = vec![
             Payload::Sa(choice.answer),
             Payload::Ke(keyed.g_xr.clone()),
             Payload::Nonce(nr.to_vec()),
             id,
             Payload::Hash(hash_r.to_vec()),
-            Payload::Vendor(VID_DPD.to_vec()),
         ];
+        payloads.extend(vendor_ids(cfg, nat_t));
         if nat_t {
-            payloads.push(Payload::Vendor(VID_NAT_T.to_vec()));
             payloads.extend(nat_d_payloads(algs, ci, cr, cfg));
         }
         let msg = emit_clear(header(ci, cr), &payloads);
-        let me =
-            Self { cky_i: ci, cky_r: cr, sai_b, idii_b, peer_id, keyed: Some(keyed), life: choice.life_secs, nat_t };
+        let life = choice.life_secs;
+        let me = Self { cky_i: ci, cky_r: cr, sai_b, idii_b, peer_id, keyed: Some(keyed), life, nat_t, peer_vpngw };
         Ok((me, msg))
     }
 
@@ -234,7 +239,7 @@ impl Responder {
         if !ct_eq(got, &want) {
             return Err(MainModeError::AuthenticationFailed);
         }
-        let nat = if self.nat_t { detect_nat(&m, k.algs, ci, cr, cfg) } else { Nat::default() };
+        let nat = if self.nat_t { detect_nat(&m, k.algs, (ci, cr), cfg, self.peer_vpngw) } else { Nat::default() };
         let Some(keyed) = self.keyed.take() else { return Err(MainModeError::Unexpected("Aggressive Mode is over")) };
         let peer_id = self.peer_id.clone();
         let end = Ending { cookies: (ci, cr), last_block, peer_id, life_secs: self.life, nat, initial_contact: false };

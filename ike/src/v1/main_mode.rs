@@ -1,13 +1,15 @@
 //! Main Mode with pre-shared keys (RFC 2409 5, 5.4) and NAT detection (RFC 3947: the
 //! Vendor IDs of NAT-T and DPD in messages 1 and 2, NAT-D in 3 and 4 when both
-//! announced NAT-T), both roles, as an exchange object:
+//! announced NAT-T; the vpngw Vendor ID, `ike::VPNGW_VENDOR_ID`, in 1 and 2 when the
+//! tunnel announces it, with which two vpngw peers float to UDP without a NAT), both
+//! roles, as an exchange object:
 //! it takes the peer's messages and gives ours, and ends in a [`Phase1Sa`]. Timers,
 //! retransmission, admission and routing by cookie belong to the SA and the endpoint,
 //! which are in `v1::sa` and `endpoint::v1`.
 //!
 //! ```text
-//!  1  HDR, SA, VID, VID            -->                     (cookie I, our transforms)
-//!  2                               <--  HDR, SA, VID [,VID](cookie R, the chosen one)
+//!  1  HDR, SA, VID, VID [,VID]     -->                     (cookie I, our transforms)
+//!  2                     <--  HDR, SA, VID [,VID] [,VID]   (cookie R, the chosen one)
 //!  3  HDR, KE, Ni [, NAT-D x2]     -->
 //!  4                               <--  HDR, KE, Nr [, NAT-D x2]  keys from here on
 //!  5  HDR*, IDii, HASH_I           -->                     IV = hash(g^xi | g^xr)
@@ -26,6 +28,7 @@ use super::message::payload::{proto, Id, Notify, Payload, DOI_IPSEC};
 use super::message::{emit_chain, emit_clear, exchange, ptype, seal, Header, Message, ParseError, BLOCK};
 use super::proposal::{accept_phase1_answer, phase1_offer, select_phase1, Phase1Algs};
 use super::{nonce, nonzero};
+use crate::api::{EncapReason, VPNGW_VENDOR_ID};
 use crate::crypto::{ct_eq, KeyExchange};
 use crate::Rng;
 use ipsec_types::{Identity, IkeProposal};
@@ -49,6 +52,9 @@ pub(crate) struct MainModeConfig<'a> {
     /// NAT and use UDP encapsulation (what `encapsulation = "udp"` asks for; strongSwan's
     /// `encap = yes` does the same).
     pub(crate) fake_nat: bool,
+    /// Send the vpngw Vendor ID in message 1 or 2 and float to UDP when the peer sends it
+    /// too (`PeerConfig::announce_vpngw`).
+    pub(crate) announce_vpngw: bool,
     /// Send INITIAL-CONTACT with message 5 (RFC 2407 4.6.3.3): we hold no other ISAKMP SA
     /// with this peer, so the peer may drop whatever it still holds for us.
     pub(crate) initial_contact: bool,
@@ -63,13 +69,35 @@ pub(crate) struct Nat {
     pub(crate) local_behind: bool,
     /// The peer's address is translated: none of the ones it knows is what we see.
     pub(crate) remote_behind: bool,
+    /// Both sides sent the vpngw Vendor ID in messages 1 and 2: no NAT is needed to float.
+    pub(crate) vpngw_pair: bool,
 }
 
 impl Nat {
     /// Whether messages from 5 on, and ESP, go over UDP 4500 (RFC 3947 4, 5).
     pub(crate) fn detected(&self) -> bool {
-        self.supported && (self.local_behind || self.remote_behind)
+        self.reason(false).is_some()
     }
+
+    /// Why ESP goes in UDP (`forced`: our configuration faked the NAT), if it does.
+    pub(crate) fn reason(&self, forced: bool) -> Option<EncapReason> {
+        if !self.supported {
+            return None;
+        }
+        EncapReason::decide(forced, self.local_behind || self.remote_behind, self.vpngw_pair)
+    }
+}
+
+/// Our Vendor IDs in message 1 (or 2, `nat_t`: the initiator announced RFC 3947).
+pub(super) fn vendor_ids(cfg: &MainModeConfig<'_>, nat_t: bool) -> Vec<Payload> {
+    let mut v = vec![Payload::Vendor(VID_DPD.to_vec())];
+    if nat_t {
+        v.push(Payload::Vendor(VID_NAT_T.to_vec()));
+    }
+    if cfg.announce_vpngw {
+        v.push(Payload::Vendor(VPNGW_VENDOR_ID.to_vec()));
+    }
+    v
 }
 
 /// Our NAT-D payloads: the peer's address as we send to it, then ours (with
@@ -86,8 +114,16 @@ pub(super) fn nat_d_payloads(algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeC
 }
 
 /// NAT detection from the peer's NAT-D payloads in `m`: the first names our address as
-/// the peer sent to it, the others the peer's own addresses.
-pub(super) fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &MainModeConfig<'_>) -> Nat {
+/// the peer sent to it, the others the peer's own addresses. `peer_vpngw`: the peer's
+/// message 1 or 2 carried the vpngw Vendor ID (unauthenticated, like NAT-D itself: it
+/// decides the encapsulation and nothing else).
+pub(super) fn detect_nat(
+    m: &Message,
+    algs: Phase1Algs,
+    (ci, cr): (u64, u64),
+    cfg: &MainModeConfig<'_>,
+    peer_vpngw: bool,
+) -> Nat {
     let hashes: Vec<&[u8]> = m
         .payloads
         .iter()
@@ -103,6 +139,7 @@ pub(super) fn detect_nat(m: &Message, algs: Phase1Algs, ci: u64, cr: u64, cfg: &
         supported: true,
         local_behind: cfg.fake_nat || *first != local.as_slice(),
         remote_behind: !rest.contains(&remote.as_slice()),
+        vpngw_pair: cfg.announce_vpngw && peer_vpngw,
     }
 }
 
@@ -305,6 +342,8 @@ pub(crate) struct Initiator {
     stage: IStage,
     /// The responder announced RFC 3947.
     nat_t: bool,
+    /// The responder sent the vpngw Vendor ID.
+    peer_vpngw: bool,
     nat: Nat,
 }
 
@@ -323,9 +362,13 @@ impl Initiator {
         let cky_i = u64::from_be_bytes(nonzero(rng));
         let sa = Payload::Sa(phase1_offer(cfg.proposals, cfg.life_secs));
         let sai_b = emit_chain(std::slice::from_ref(&sa)).get(4..).unwrap_or_default().to_vec();
-        let msg =
-            emit_clear(header(cky_i, 0), &[sa, Payload::Vendor(VID_NAT_T.to_vec()), Payload::Vendor(VID_DPD.to_vec())]);
-        let me = Self { cky_i, cky_r: 0, stage: IStage::Sent1 { sai_b }, nat_t: false, nat: Nat::default() };
+        let mut payloads = vec![sa, Payload::Vendor(VID_NAT_T.to_vec()), Payload::Vendor(VID_DPD.to_vec())];
+        if cfg.announce_vpngw {
+            payloads.push(Payload::Vendor(VPNGW_VENDOR_ID.to_vec()));
+        }
+        let msg = emit_clear(header(cky_i, 0), &payloads);
+        let stage = IStage::Sent1 { sai_b };
+        let me = Self { cky_i, cky_r: 0, stage, nat_t: false, peer_vpngw: false, nat: Nat::default() };
         (me, msg)
     }
 
@@ -372,6 +415,7 @@ impl Initiator {
                 let sai_b = sai_b.clone();
                 self.cky_r = m.header.cky_r;
                 self.nat_t = has_vid(&m, &VID_NAT_T);
+                self.peer_vpngw = has_vid(&m, &VPNGW_VENDOR_ID);
                 let kex = KeyExchange::generate(algs.dh, rng);
                 let ni = nonce(rng);
                 let mut payloads = vec![Payload::Ke(kex.public_value()), Payload::Nonce(ni.to_vec())];
@@ -389,7 +433,7 @@ impl Initiator {
                 let g_xy = kex.agree(&g_xr).map_err(|_| MainModeError::InvalidKe)?;
                 let (algs, life) = (*algs, *life);
                 if self.nat_t {
-                    self.nat = detect_nat(&m, algs, self.cky_i, self.cky_r, cfg);
+                    self.nat = detect_nat(&m, algs, (self.cky_i, self.cky_r), cfg, self.peer_vpngw);
                 }
                 let keys =
                     Phase1Keys::derive_psk(algs.hash, algs.encr, cfg.psk, ni, &nr, &g_xy, self.cky_i, self.cky_r);
@@ -458,6 +502,8 @@ pub(crate) struct Responder {
     stage: RStage,
     /// The initiator announced RFC 3947.
     nat_t: bool,
+    /// The initiator sent the vpngw Vendor ID.
+    peer_vpngw: bool,
     nat: Nat,
 }
 
@@ -478,13 +524,12 @@ impl Responder {
         let sai_b = m.body(sa_at).unwrap_or_default().to_vec();
         let cky_r = u64::from_be_bytes(nonzero(rng));
         let nat_t = has_vid(&m, &VID_NAT_T);
-        let mut payloads = vec![Payload::Sa(choice.answer), Payload::Vendor(VID_DPD.to_vec())];
-        if nat_t {
-            payloads.push(Payload::Vendor(VID_NAT_T.to_vec()));
-        }
+        let peer_vpngw = has_vid(&m, &VPNGW_VENDOR_ID);
+        let mut payloads = vec![Payload::Sa(choice.answer)];
+        payloads.extend(vendor_ids(cfg, nat_t));
         let msg = emit_clear(header(m.header.cky_i, cky_r), &payloads);
         let stage = RStage::Sent2 { sai_b, algs: choice.algs, life: choice.life_secs };
-        Ok((Self { cky_i: m.header.cky_i, cky_r, stage, nat_t, nat: Nat::default() }, msg))
+        Ok((Self { cky_i: m.header.cky_i, cky_r, stage, nat_t, peer_vpngw, nat: Nat::default() }, msg))
     }
 
     /// Our cookie.
@@ -514,7 +559,8 @@ impl Responder {
             RStage::Sent2 { sai_b, algs, life } => {
                 let parsed = Message::parse(data).map_err(MainModeError::from).and_then(|m| {
                     check_cookies(&m, ci, cr)?;
-                    let nat = if self.nat_t { detect_nat(&m, algs, ci, cr, cfg) } else { Nat::default() };
+                    let nat =
+                        if self.nat_t { detect_nat(&m, algs, (ci, cr), cfg, self.peer_vpngw) } else { Nat::default() };
                     ke_and_nonce(&m).map(|(k, n)| (k, n, nat))
                 });
                 let (g_xi, ni, nat) = match parsed {

@@ -19,7 +19,7 @@ use super::message::payload::{Notify, Payload};
 use super::message::{emit_clear, exchange, Header};
 use super::proposal::{QuickAlgs, ENCAP_TUNNEL, ENCAP_UDP_TUNNEL};
 use super::quick_mode::{QuickConfig, QuickError, QuickInitiator, QuickResponder, QuickSa};
-use crate::api::{ChildSaStatus, Event, Output, PeerConfig, Transmit, NAT_KEEPALIVE};
+use crate::api::{ChildSaStatus, EncapReason, Event, Output, PeerConfig, Transmit, NAT_KEEPALIVE};
 use crate::down::{DownReason, Failure};
 use crate::log::warn_unauth;
 use crate::sa::child::{volume_limits, OLD_INBOUND_GRACE};
@@ -290,6 +290,7 @@ impl V1Sa {
             local,
             remote,
             fake_nat: peer.force_encap,
+            announce_vpngw: peer.announce_vpngw,
             initial_contact: contact,
         }
     }
@@ -487,9 +488,15 @@ impl V1Sa {
         }
     }
 
-    /// ESP goes in UDP: a NAT was detected (or faked to force encapsulation).
+    /// ESP goes in UDP: a NAT was detected (or faked to force encapsulation), or both
+    /// sides are vpngw.
     pub(crate) fn floated(&self) -> bool {
         self.phase1().is_some_and(|p| p.nat.detected())
+    }
+
+    /// Why ESP goes in UDP, if it does.
+    pub(crate) fn encap_reason(&self) -> Option<EncapReason> {
+        self.phase1().and_then(|p| p.nat.reason(self.peer.force_encap))
     }
 
     fn endpoints(&self) -> SaEndpoints {
@@ -667,7 +674,11 @@ impl V1Sa {
             "IKEv1 Main Mode established ({}, {}, {}), peer identity {}",
             p1.algs.keywords(),
             if self.initiator { "initiator" } else { "responder" },
-            if p1.nat.detected() { "NAT-T on UDP 4500" } else { "no NAT" },
+            match p1.nat.reason(self.peer.force_encap) {
+                Some(EncapReason::VpngwPeer) => "ESP in UDP 4500 (peer is vpngw)",
+                Some(_) => "NAT-T on UDP 4500",
+                None => "no NAT",
+            },
             p1.peer_id
         );
         if p1.nat.local_behind {

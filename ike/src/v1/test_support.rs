@@ -20,6 +20,7 @@ pub(crate) fn phase1(proposal: &str, seed: u64) -> (Phase1Sa, Phase1Sa) {
         local: sa,
         remote: sb,
         fake_nat: false,
+        announce_vpngw: false,
         initial_contact: true,
     };
     let cr = MainModeConfig {
@@ -31,6 +32,7 @@ pub(crate) fn phase1(proposal: &str, seed: u64) -> (Phase1Sa, Phase1Sa) {
         local: sb,
         remote: sa,
         fake_nat: false,
+        announce_vpngw: false,
         initial_contact: true,
     };
     let (mut ri, mut rr) = (TestRng::new(seed), TestRng::new(seed + 1));

@@ -1,7 +1,8 @@
 //! bench: throughput, loss, latency and CPU cost of the site-to-site path, measured on the
 //! namespace topology of [`interop::netns`] for up to five cases, one after another:
 //! plain routing (the ceiling), strongSwan <-> strongSwan (the anchor), vpngw <-> vpngw
-//! with raw ESP and with ESP-in-UDP, and vpngw <-> strongSwan. Prints a table with the
+//! with the default configuration, with raw ESP and with ESP-in-UDP forced, and vpngw <->
+//! strongSwan. Prints a table with the
 //! ratios to the anchor and to plain routing, and writes everything as JSON. See
 //! docs/benchmark.md.
 //!
@@ -39,11 +40,13 @@ usage: bench [--only plain,strongswan,vpngw,...] [--tcp-seconds N] [--runs N] [-
              [--ping-count N] [--ping-interval S] [--encap auto|udp]
              [--json-out PATH] [--keep-logs]
 
-  --only LIST        cases to run, comma-separated, in this order (default: all nine:
-                     plain, strongswan, vpngw, vpngw-udp, mixed, strongswan-aes128-sha1,
-                     vpngw-udp-aes128-sha1, strongswan-aes256-sha256, vpngw-udp-aes256-sha256);
-                     vpngw = vpngw <-> vpngw with raw ESP (encapsulation auto),
-                     vpngw-udp = vpngw <-> vpngw with ESP-in-UDP (like strongSwan);
+  --only LIST        cases to run, comma-separated, in this order (default: all ten:
+                     plain, strongswan, vpngw, vpngw-raw, vpngw-udp, mixed,
+                     strongswan-aes128-sha1, vpngw-udp-aes128-sha1, strongswan-aes256-sha256,
+                     vpngw-udp-aes256-sha256);
+                     vpngw = vpngw <-> vpngw as installed (encapsulation auto: ESP-in-UDP,
+                     agreed between two vpngw), vpngw-raw = raw ESP (encapsulation raw),
+                     vpngw-udp = ESP-in-UDP forced (encapsulation udp, like strongSwan);
                      the -aes128-sha1 / -aes256-sha256 pairs use that ESP suite
   --tcp-seconds N    length of each iperf3 TCP run (default 10)
   --runs N           TCP runs per case; the median is reported (default 3)
@@ -510,9 +513,12 @@ mod tests {
         assert_eq!((a.settings.tcp_seconds, a.settings.runs, a.settings.udp_seconds), (10, 3, 10));
         assert_eq!(a.settings.udp_rate, "1G");
         assert_eq!(a.json_out, PathBuf::from("target/bench/throughput.json"));
-        // Both vpngw pairs by default: raw ESP and ESP-in-UDP.
-        assert!(a.settings.cases.contains(&Case::Vpngw) && a.settings.cases.contains(&Case::VpngwUdp));
+        // The three vpngw pairs by default: as installed, raw ESP and ESP-in-UDP forced.
+        for c in [Case::Vpngw, Case::VpngwRaw, Case::VpngwUdp] {
+            assert!(a.settings.cases.contains(&c), "{c:?}");
+        }
         assert_eq!(Case::Vpngw.vpngw_encap(), Some(Encap::Auto));
+        assert_eq!(Case::VpngwRaw.vpngw_encap(), Some(Encap::Raw));
         assert_eq!(Case::VpngwUdp.vpngw_encap(), Some(Encap::Udp));
         assert_eq!(Case::StrongSwan.vpngw_encap(), None);
     }
@@ -541,8 +547,8 @@ mod tests {
         assert_eq!(a.settings.cases, vec![Case::StrongSwan, Case::VpngwUdp]);
         // Given after --only too, and without duplicating a case already selected.
         let b = parse(&["--encap=udp"]).unwrap().unwrap();
-        let mut expected = vec![Case::Plain, Case::StrongSwan, Case::VpngwUdp, Case::Mixed];
-        expected.extend_from_slice(&Case::ALL[5..]);
+        let mut expected = vec![Case::Plain, Case::StrongSwan, Case::VpngwUdp, Case::VpngwRaw, Case::Mixed];
+        expected.extend_from_slice(&Case::ALL[6..]);
         assert_eq!(b.settings.cases, expected);
         let c = parse(&["--only", "vpngw", "--encap", "auto"]).unwrap().unwrap();
         assert_eq!(c.settings.cases, vec![Case::Vpngw]);

@@ -49,6 +49,7 @@ impl Side {
             local: self.local_addr,
             remote: self.remote_addr,
             fake_nat: false,
+            announce_vpngw: false,
             initial_contact: false,
         }
     }

@@ -14,6 +14,7 @@ struct Side {
     remote: Option<Identity>,
     local_addr: SocketAddr,
     remote_addr: SocketAddr,
+    vpngw: bool,
 }
 
 impl Side {
@@ -25,7 +26,13 @@ impl Side {
             remote: remote.map(|r| Identity::parse(r).expect("id")),
             local_addr: "192.0.2.1:500".parse().expect("addr"),
             remote_addr: "198.51.100.1:500".parse().expect("addr"),
+            vpngw: false,
         }
+    }
+
+    /// Announces the vpngw Vendor ID.
+    fn vpngw(self) -> Self {
+        Self { vpngw: true, ..self }
     }
 
     /// The other end of the default addresses.
@@ -48,6 +55,7 @@ impl Side {
             local: self.local_addr,
             remote: self.remote_addr,
             fake_nat: false,
+            announce_vpngw: self.vpngw,
             initial_contact: true,
         }
     }
@@ -80,16 +88,43 @@ fn nat_detection_finds_the_translated_side() {
     let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None);
     let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None).responder();
     let (a, b, _) = establish(&i, &r);
-    let none = Nat { supported: true, local_behind: false, remote_behind: false };
+    let none = Nat { supported: true, local_behind: false, remote_behind: false, vpngw_pair: false };
     assert_eq!((a.nat, b.nat), (none, none));
     assert!(!a.nat.detected());
     // The initiator sits at 10.0.0.1 behind a NAT that the responder sees as 203.0.113.5:1025.
     let i = Side::new("aes128-sha1-modp1024", "k", "a.example", None).at("10.0.0.1:500", "198.51.100.1:500");
     let r = Side::new("aes128-sha1-modp1024", "k", "b.example", None).at("198.51.100.1:500", "203.0.113.5:1025");
     let (a, b, _) = establish(&i, &r);
-    assert_eq!(a.nat, Nat { supported: true, local_behind: true, remote_behind: false });
-    assert_eq!(b.nat, Nat { supported: true, local_behind: false, remote_behind: true });
+    assert_eq!(a.nat, Nat { supported: true, local_behind: true, remote_behind: false, vpngw_pair: false });
+    assert_eq!(b.nat, Nat { supported: true, local_behind: false, remote_behind: true, vpngw_pair: false });
     assert!(a.nat.detected() && b.nat.detected());
+}
+
+#[test]
+fn two_vpngw_float_without_a_nat_and_one_alone_does_not() {
+    let side = |vpngw: bool, id: &str| {
+        let s = Side::new("aes128-sha256-modp2048", "k", id, None);
+        if vpngw {
+            s.vpngw()
+        } else {
+            s
+        }
+    };
+    for (vi, vr) in [(true, true), (true, false), (false, true), (false, false)] {
+        let (i, r) = (side(vi, "a.example"), side(vr, "b.example").responder());
+        let (a, b, _) = establish(&i, &r);
+        let pair = vi && vr;
+        assert!(!a.nat.local_behind && !a.nat.remote_behind && !b.nat.local_behind && !b.nat.remote_behind);
+        assert_eq!((a.nat.vpngw_pair, b.nat.vpngw_pair), (pair, pair), "{vi} {vr}");
+        assert_eq!((a.nat.detected(), b.nat.detected()), (pair, pair), "{vi} {vr}");
+        let want = pair.then_some(EncapReason::VpngwPeer);
+        assert_eq!((a.nat.reason(false), b.nat.reason(false)), (want, want), "{vi} {vr}");
+    }
+    // Message 1 carries the Vendor ID only when announced.
+    let (_, m1) = Initiator::start(&side(true, "a.example").cfg(), &mut TestRng::new(1));
+    assert!(has_vid(&Message::parse(&m1).expect("1"), &VPNGW_VENDOR_ID));
+    let (_, m1) = Initiator::start(&side(false, "a.example").cfg(), &mut TestRng::new(1));
+    assert!(!has_vid(&Message::parse(&m1).expect("1"), &VPNGW_VENDOR_ID));
 }
 
 #[test]

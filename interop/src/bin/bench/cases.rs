@@ -1,6 +1,7 @@
 //! The benchmark cases and how each one brings the path lanA -> lanB up on a fresh
-//! topology: plain routes, strongSwan pair, vpngw pair with raw ESP, vpngw pair with
-//! ESP-in-UDP, vpngw (A) with strongSwan (B); then a strongSwan pair and a vpngw pair
+//! topology: plain routes, strongSwan pair, vpngw pair with the default configuration
+//! (ESP-in-UDP, agreed between two vpngw), with raw ESP and with ESP-in-UDP forced,
+//! vpngw (A) with strongSwan (B); then a strongSwan pair and a vpngw pair
 //! (ESP-in-UDP) for each AES-CBC + HMAC suite, each compared with its own strongSwan pair.
 //!
 //! Owns: starting the gateways of a case and knowing which PIDs do its packet work.
@@ -25,8 +26,11 @@ pub enum Case {
     Plain,
     /// strongSwan <-> strongSwan (kernel-libipsec): the anchor.
     StrongSwan,
-    /// vpngw <-> vpngw with `encapsulation = "auto"`: raw ESP (no NAT between them).
+    /// vpngw <-> vpngw with the default `encapsulation = "auto"`: ESP-in-UDP, which two
+    /// vpngw agree on (their Vendor IDs) although no NAT is between them.
     Vpngw,
+    /// vpngw <-> vpngw with `encapsulation = "raw"`: raw ESP (IP protocol 50).
+    VpngwRaw,
     /// vpngw <-> vpngw with `encapsulation = "udp"`: ESP-in-UDP, the framing strongSwan
     /// uses here (like for like), and the one the datapath's UDP GSO/GRO applies to.
     VpngwUdp,
@@ -44,10 +48,11 @@ pub enum Case {
 
 impl Case {
     /// All cases, in run order.
-    pub const ALL: [Case; 9] = [
+    pub const ALL: [Case; 10] = [
         Case::Plain,
         Case::StrongSwan,
         Case::Vpngw,
+        Case::VpngwRaw,
         Case::VpngwUdp,
         Case::Mixed,
         Case::StrongSwanAes128Sha1,
@@ -62,6 +67,7 @@ impl Case {
             Case::Plain => "plain",
             Case::StrongSwan => "strongswan",
             Case::Vpngw => "vpngw",
+            Case::VpngwRaw => "vpngw-raw",
             Case::VpngwUdp => "vpngw-udp",
             Case::Mixed => "mixed",
             Case::StrongSwanAes128Sha1 => "strongswan-aes128-sha1",
@@ -76,7 +82,8 @@ impl Case {
         match self {
             Case::Plain => "plain routing (no tunnel)",
             Case::StrongSwan => "strongSwan <-> strongSwan",
-            Case::Vpngw => "vpngw <-> vpngw (raw ESP)",
+            Case::Vpngw => "vpngw <-> vpngw (default config)",
+            Case::VpngwRaw => "vpngw <-> vpngw (raw ESP)",
             Case::VpngwUdp => "vpngw <-> vpngw (ESP-in-UDP)",
             Case::Mixed => "vpngw <-> strongSwan",
             Case::StrongSwanAes128Sha1 => "strongSwan <-> strongSwan, aes128-sha1",
@@ -115,7 +122,12 @@ impl Case {
     pub fn needs_vpngw(self) -> bool {
         matches!(
             self,
-            Case::Vpngw | Case::VpngwUdp | Case::Mixed | Case::VpngwUdpAes128Sha1 | Case::VpngwUdpAes256Sha256
+            Case::Vpngw
+                | Case::VpngwRaw
+                | Case::VpngwUdp
+                | Case::Mixed
+                | Case::VpngwUdpAes128Sha1
+                | Case::VpngwUdpAes256Sha256
         )
     }
 
@@ -125,6 +137,7 @@ impl Case {
             Case::Plain | Case::StrongSwan | Case::StrongSwanAes128Sha1 | Case::StrongSwanAes256Sha256 => None,
             // In `mixed` strongSwan floats to ESP-in-UDP anyway (see docs/benchmark.md).
             Case::Vpngw | Case::Mixed => Some(Encap::Auto),
+            Case::VpngwRaw => Some(Encap::Raw),
             Case::VpngwUdp | Case::VpngwUdpAes128Sha1 | Case::VpngwUdpAes256Sha256 => Some(Encap::Udp),
         }
     }
@@ -236,7 +249,7 @@ pub fn setup(case: Case, topo: &Topology, dir: &Path, bins: Option<&Binaries>) -
             gws.add_swan("A", a);
             wait_swans(&mut gws)?;
         }
-        Case::Vpngw | Case::VpngwUdp | Case::VpngwUdpAes128Sha1 | Case::VpngwUdpAes256Sha256 => {
+        Case::Vpngw | Case::VpngwRaw | Case::VpngwUdp | Case::VpngwUdpAes128Sha1 | Case::VpngwUdpAes256Sha256 => {
             let bins = bins()?;
             let encap = case.vpngw_encap().unwrap_or(Encap::Auto);
             let site = |initiate: bool| {

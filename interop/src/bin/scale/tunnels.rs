@@ -65,6 +65,7 @@ pub fn peer_config(seed: &str, i: usize) -> Option<ike::PeerConfig> {
         ike_proposals: vec![IkeProposal::parse(IKE_PROPOSAL).ok()?],
         esp_proposals: vec![EspProposal::parse(ESP_PROPOSAL).ok()?],
         force_encap: false,
+        announce_vpngw: false,
         replay_window: 64,
         timers: ipsec_types::SaTimers { rekey_jitter_percent: 0, ..ipsec_types::SaTimers::default() },
         dpd: ipsec_types::Dpd { delay: None, timeout: Duration::from_secs(150), action: ipsec_types::DpdAction::Clear },
