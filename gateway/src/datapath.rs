@@ -151,6 +151,8 @@ impl<C: Clock + 'static> Datapath<C> {
             udp_gso = levers.udp_gso,
             batch = levers.batch,
             txqueue = levers.txqueue,
+            cross_serve = levers.cross_serve,
+            spin_us = levers.spin_us,
             "datapath levers"
         );
         // Non-blocking TUN reads let one WAN send carry everything that queued up

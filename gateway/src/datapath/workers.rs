@@ -5,6 +5,11 @@
 //! sends everything it read before releasing it, so packets leave in the order they
 //! arrived.
 //!
+//! A worker that has just sent what it read from TUN, and delivered nothing, is waiting
+//! for an answer from the far side: it keeps doing rounds for up to
+//! [`Levers::spin_us`] before it sleeps ([`Spin`]), so that the answer is opened by a
+//! worker that is already running instead of waking the reader of the WAN socket.
+//!
 //! The workers are generic over the clock and both kinds of I/O ([`TunIo`], [`WanIo`]):
 //! the daemon's instance is monomorphic, the unit tests run the same code on memory.
 
@@ -20,6 +25,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
 /// Reads a worker may make from another worker's source in one go.
 pub const CROSS_BUDGET: usize = 64;
@@ -42,6 +48,73 @@ impl Source {
     /// Every source of a device with `queues` TUN queues.
     fn all(queues: usize) -> impl Iterator<Item = Source> {
         (0..queues).map(Source::Tun).chain([Source::Natt, Source::Raw])
+    }
+}
+
+/// What one round moved: reads that brought something, by direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// TUN reads (sealed and sent on the WAN).
+    pub sealed: usize,
+    /// WAN receives (opened and delivered to TUN, or IKE handed on).
+    pub opened: usize,
+}
+
+impl Moved {
+    /// Every read that brought something.
+    pub fn total(self) -> usize {
+        self.sealed + self.opened
+    }
+}
+
+/// What a worker did in one [`Workers::step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A round moved packets.
+    Moved(Moved),
+    /// A round found nothing, but the worker is waiting for an answer: it goes on.
+    Spun,
+    /// A round found nothing: the worker slept until its own source was readable.
+    Slept,
+}
+
+/// The busy-poll window of one worker. It opens when a round sealed packets and
+/// delivered none (what left may be a request whose answer comes back within a round
+/// trip over the WAN), closes when a round delivers something (the answer, or other
+/// traffic that keeps the worker running anyway) or when it runs out. An idle worker
+/// never spins: only a round that moved packets opens the window.
+#[derive(Debug)]
+pub struct Spin {
+    window: Duration,
+    until: Option<Instant>,
+}
+
+impl Spin {
+    /// A window of `window` (zero: never spins).
+    pub fn new(window: Duration) -> Self {
+        Self { window, until: None }
+    }
+
+    /// After a round that moved `moved` at `now`: opens or closes the window.
+    pub fn moved(&mut self, moved: Moved, now: impl FnOnce() -> Instant) {
+        if moved.opened > 0 {
+            self.until = None;
+        } else if moved.sealed > 0 && !self.window.is_zero() {
+            let now = now();
+            self.until = Some(now.checked_add(self.window).unwrap_or(now));
+        }
+    }
+
+    /// After a round that found nothing at `now`: true to go on polling, false to sleep
+    /// (the window is closed then).
+    pub fn go_on(&mut self, now: impl FnOnce() -> Instant) -> bool {
+        match self.until {
+            Some(until) if now() < until => true,
+            _ => {
+                self.until = None;
+                false
+            }
+        }
     }
 }
 
@@ -163,35 +236,59 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
     /// readable once all are dry. Never returns.
     pub fn run(&self, own: Source) {
         let mut b = self.bufs();
+        let mut spin = self.spin();
         loop {
-            if self.round(own, &mut b) > 0 {
-                continue;
-            }
-            if self.cross {
-                let slept = match own {
-                    Source::Tun(q) => self.tun.wait_readable(q),
-                    Source::Natt => self.wan.wait_natt(),
-                    Source::Raw => self.wan.wait_raw(),
-                };
-                if let Err(e) = slept {
-                    b.errors(own).record(&e);
-                }
-            }
+            self.step(own, &mut b, &mut spin);
         }
     }
 
+    /// A worker's busy-poll window: [`Levers::spin_us`] if reads are non-blocking.
+    pub fn spin(&self) -> Spin {
+        let us = if self.cross { self.levers.spin_us } else { 0 };
+        Spin::new(Duration::from_micros(us.into()))
+    }
+
+    /// One round; if it found nothing and `spin` does not say go on, sleeps until `own`
+    /// is readable (blocking reads sleep inside the round instead).
+    pub fn step(&self, own: Source, b: &mut Bufs<W::RawRx>, spin: &mut Spin) -> Step {
+        let moved = self.round(own, b);
+        if moved.total() > 0 {
+            spin.moved(moved, Instant::now);
+            return Step::Moved(moved);
+        }
+        if spin.go_on(Instant::now) {
+            return Step::Spun;
+        }
+        if self.cross {
+            let slept = match own {
+                Source::Tun(q) => self.tun.wait_readable(q),
+                Source::Natt => self.wan.wait_natt(),
+                Source::Raw => self.wan.wait_raw(),
+            };
+            if let Err(e) = slept {
+                b.errors(own).record(&e);
+            }
+        }
+        Step::Slept
+    }
+
     /// One round of the worker of `own`: its own source, then (if cross-serving) the
-    /// others that nobody is serving. Returns the number of reads that brought something.
-    pub fn round(&self, own: Source, b: &mut Bufs<W::RawRx>) -> usize {
-        let mut n = self.serve(own, b, true);
+    /// others that nobody is serving. Returns the reads that brought something.
+    pub fn round(&self, own: Source, b: &mut Bufs<W::RawRx>) -> Moved {
+        let mut moved = Moved::default();
+        let mut count = |s: Source, n: usize| match s {
+            Source::Tun(_) => moved.sealed += n,
+            Source::Natt | Source::Raw => moved.opened += n,
+        };
+        count(own, self.serve(own, b, true));
         if self.cross && self.levers.cross_serve {
             for s in Source::all(self.tun.queues()) {
                 if s != own {
-                    n += self.serve(s, b, false);
+                    count(s, self.serve(s, b, false));
                 }
             }
         }
-        n
+        moved
     }
 
     /// The lock of `src`, if it exists.
