@@ -83,7 +83,8 @@ impl Switches {
         // Not Unicode, not a number: the default, like an unset variable.
         let number = |k: &str| get(k).and_then(|v| v.into_string().ok()).and_then(|v| v.trim().parse::<u64>().ok());
         let queues = number("VPNGW_TUN_QUEUES").map_or(1, |q| usize::try_from(q).unwrap_or(MAX_QUEUES));
-        let spin_us = number("VPNGW_SPIN_US").map_or(DEFAULT_SPIN_US, |us| u32::try_from(us.min(MAX_SPIN_US.into())).unwrap_or(MAX_SPIN_US));
+        let spin_us = number("VPNGW_SPIN_US")
+            .map_or(DEFAULT_SPIN_US, |us| u32::try_from(us.min(MAX_SPIN_US.into())).unwrap_or(MAX_SPIN_US));
         Self {
             tun: TunOptions { offload: !off("VPNGW_NO_OFFLOAD"), queues: usize::clamp(queues, 1, MAX_QUEUES) },
             levers: Levers {

@@ -44,7 +44,12 @@ pub struct MemTun {
 impl MemTun {
     /// `queues` empty queues; reads and writes start with a vnet header if `vnet_hdr`.
     pub fn new(queues: usize, vnet_hdr: bool) -> Self {
-        Self { queues: (0..queues.max(1)).map(|_| Mutex::default()).collect(), vnet_hdr, written: Mutex::default(), sleeps: Mutex::default() }
+        Self {
+            queues: (0..queues.max(1)).map(|_| Mutex::default()).collect(),
+            vnet_hdr,
+            written: Mutex::default(),
+            sleeps: Mutex::default(),
+        }
     }
 
     /// Queues `packets` for reading on queue `q` (as the kernel would: with a vnet
