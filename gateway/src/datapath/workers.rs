@@ -23,6 +23,7 @@ use crate::switches::Levers;
 use esp::{Opened, Udp4500};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
@@ -79,39 +80,52 @@ pub enum Step {
 }
 
 /// The busy-poll window of one worker. It opens when a round sealed packets and
-/// delivered none (what left may be a request whose answer comes back within a round
-/// trip over the WAN), closes when a round delivers something (the answer, or other
-/// traffic that keeps the worker running anyway) or when it runs out. An idle worker
-/// never spins: only a round that moved packets opens the window.
+/// delivered none, and the worker has delivered nothing since it last slept: what left
+/// may be a request whose answer comes back within a round trip over the WAN (what a
+/// worker seals right after delivering is more likely the answer to that). It closes when the answer, or anything else, has been delivered
+/// to TUN by any worker (then a worker is awake on the WAN side anyway), or when it runs
+/// out. An idle worker never spins: only a round that moved packets opens the window.
+/// While it is open, the worker yields the core between rounds, so that a spinning
+/// worker never delays a thread that has work (the next hop, the far gateway, the
+/// application).
 #[derive(Debug)]
 pub struct Spin {
     window: Duration,
     until: Option<Instant>,
+    /// The workers' delivery count when the window opened.
+    seen: u64,
+    /// This worker delivered something since it last slept.
+    answering: bool,
 }
 
 impl Spin {
     /// A window of `window` (zero: never spins).
     pub fn new(window: Duration) -> Self {
-        Self { window, until: None }
+        Self { window, until: None, seen: 0, answering: false }
     }
 
-    /// After a round that moved `moved` at `now`: opens or closes the window.
-    pub fn moved(&mut self, moved: Moved, now: impl FnOnce() -> Instant) {
+    /// After a round that moved `moved` at `now`, when the workers have delivered in
+    /// `delivered` rounds so far: opens or closes the window.
+    pub fn moved(&mut self, moved: Moved, delivered: u64, now: impl FnOnce() -> Instant) {
         if moved.opened > 0 {
             self.until = None;
-        } else if moved.sealed > 0 && !self.window.is_zero() {
+            self.answering = true;
+        } else if moved.sealed > 0 && !self.answering && !self.window.is_zero() {
             let now = now();
             self.until = Some(now.checked_add(self.window).unwrap_or(now));
+            self.seen = delivered;
         }
     }
 
-    /// After a round that found nothing at `now`: true to go on polling, false to sleep
-    /// (the window is closed then).
-    pub fn go_on(&mut self, now: impl FnOnce() -> Instant) -> bool {
+    /// After a round that found nothing at `now`, when the workers have delivered in
+    /// `delivered` rounds so far: true to go on polling, false to sleep (the window is
+    /// closed then).
+    pub fn go_on(&mut self, delivered: u64, now: impl FnOnce() -> Instant) -> bool {
         match self.until {
-            Some(until) if now() < until => true,
+            Some(until) if delivered == self.seen && now() < until => true,
             _ => {
                 self.until = None;
+                self.answering = false;
                 false
             }
         }
@@ -148,6 +162,8 @@ pub struct Workers<C, T, W> {
     cross: bool,
     /// The local address of UDP 4500 (for IKE messages handed to the control thread).
     natt_local: SocketAddr,
+    /// Rounds (of any worker) that delivered something: closes the others' [`Spin`]s.
+    delivered: AtomicU64,
 }
 
 impl<C, T, W> std::ops::Deref for Workers<C, T, W> {
@@ -211,6 +227,7 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
             raw_lock: Mutex::new(()),
             cross,
             natt_local,
+            delivered: AtomicU64::new(0),
         })
     }
 
@@ -253,10 +270,11 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
     pub fn step(&self, own: Source, b: &mut Bufs<W::RawRx>, spin: &mut Spin) -> Step {
         let moved = self.round(own, b);
         if moved.total() > 0 {
-            spin.moved(moved, Instant::now);
+            spin.moved(moved, self.delivered(), Instant::now);
             return Step::Moved(moved);
         }
-        if spin.go_on(Instant::now) {
+        if spin.go_on(self.delivered(), Instant::now) {
+            std::thread::yield_now();
             return Step::Spun;
         }
         if self.cross {
@@ -288,7 +306,15 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
                 }
             }
         }
+        if moved.opened > 0 {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
         moved
+    }
+
+    /// Rounds (of any worker) that delivered something so far.
+    fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     /// The lock of `src`, if it exists.
@@ -418,7 +444,7 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
     fn send(&self, tx: &TxBatch) {
         let failed = self.sender.send(&*self.wan, tx);
         if failed > 0 {
-            self.io.wan_send.fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
+            self.io.wan_send.fetch_add(failed, Ordering::Relaxed);
         }
     }
 

@@ -312,6 +312,12 @@ fn the_worker_that_answered_sleeps_at_once() {
     assert_eq!(lab.sent().len(), 1);
     assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), Step::Slept);
     assert_eq!((lab.w.tun.sleeps(), lab.w.wan.sleeps()), (0, 1));
+    // The same when the reply is only queued after the round that delivered the request.
+    lab.w.wan.queue_natt(SocketAddr::from((PEER, 4500)), &[sas::seal(&lab.peer, &sas::inbound(2, 100))]);
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), moved(0, 1));
+    lab.w.tun.queue(0, [sas::outbound(2, 100)]);
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), moved(1, 0));
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), Step::Slept, "an answer: nothing to wait for");
 }
 
 #[test]
@@ -347,7 +353,7 @@ fn the_window_comes_from_the_lever_and_only_with_non_blocking_reads() {
     let mut spin = lab.w.spin();
     lab.w.tun.queue(0, outbound(1));
     assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(1, 0));
-    assert!(!spin.go_on(Instant::now), "blocking reads: no window");
+    assert!(!spin.go_on(0, Instant::now), "blocking reads: no window");
 }
 
 #[test]
@@ -355,21 +361,48 @@ fn the_window_opens_on_sending_closes_on_delivering_and_runs_out() {
     let t0 = Instant::now();
     let us = |n| t0 + Duration::from_micros(n);
     let mut spin = Spin::new(Duration::from_micros(100));
-    assert!(!spin.go_on(|| t0), "closed at first");
-    spin.moved(Moved { sealed: 3, opened: 0 }, || t0);
-    assert!(spin.go_on(|| us(99)));
-    assert!(!spin.go_on(|| us(100)), "runs out after the window");
-    assert!(!spin.go_on(|| us(50)), "and stays closed");
+    assert!(!spin.go_on(0, || t0), "closed at first");
+    spin.moved(Moved { sealed: 3, opened: 0 }, 0, || t0);
+    assert!(spin.go_on(0, || us(99)));
+    assert!(!spin.go_on(0, || us(100)), "runs out after the window");
+    assert!(!spin.go_on(0, || us(50)), "and stays closed");
     // Reopened by the next send, from then on.
-    spin.moved(Moved { sealed: 1, opened: 0 }, || us(200));
-    assert!(spin.go_on(|| us(299)));
-    spin.moved(Moved { sealed: 1, opened: 0 }, || us(250));
-    assert!(spin.go_on(|| us(349)), "each send extends it");
-    spin.moved(Moved { sealed: 0, opened: 1 }, || unreachable!("closing needs no clock"));
-    assert!(!spin.go_on(|| us(260)), "closed by a delivery");
-    spin.moved(Moved { sealed: 5, opened: 1 }, || unreachable!("a round that delivered opens nothing"));
-    assert!(!spin.go_on(|| us(260)));
+    spin.moved(Moved { sealed: 1, opened: 0 }, 0, || us(200));
+    assert!(spin.go_on(0, || us(299)));
+    spin.moved(Moved { sealed: 1, opened: 0 }, 0, || us(250));
+    assert!(spin.go_on(0, || us(349)), "each send extends it");
+    spin.moved(Moved { sealed: 0, opened: 1 }, 1, || unreachable!("closing needs no clock"));
+    assert!(!spin.go_on(1, || us(260)), "closed by its own delivery");
+    spin.moved(Moved { sealed: 5, opened: 1 }, 2, || unreachable!("a round that delivered opens nothing"));
+    assert!(!spin.go_on(2, || us(260)));
+    // Another worker delivered (it got the answer first, or other traffic keeps it awake).
+    spin.moved(Moved { sealed: 1, opened: 0 }, 2, || us(300));
+    assert!(spin.go_on(2, || us(310)));
+    assert!(!spin.go_on(3, || us(320)), "closed by another worker's delivery");
+    assert!(!spin.go_on(2, || us(330)), "and stays closed");
+    // What a worker seals after it delivered, before it sleeps, is an answer: no window.
+    spin.moved(Moved { sealed: 0, opened: 1 }, 4, || unreachable!());
+    spin.moved(Moved { sealed: 1, opened: 0 }, 4, || unreachable!("an answer opens nothing"));
+    assert!(!spin.go_on(4, || us(400)));
+    // It slept (go_on said so): the next send opens the window again.
+    spin.moved(Moved { sealed: 1, opened: 0 }, 4, || us(500));
+    assert!(spin.go_on(4, || us(510)));
     let mut off = Spin::new(Duration::ZERO);
-    off.moved(Moved { sealed: 1, opened: 0 }, || unreachable!("a zero window needs no clock"));
-    assert!(!off.go_on(|| t0));
+    off.moved(Moved { sealed: 1, opened: 0 }, 0, || unreachable!("a zero window needs no clock"));
+    assert!(!off.go_on(0, || t0));
+}
+
+#[test]
+fn a_delivery_by_another_worker_ends_the_spin() {
+    let lab = Setup::default().lab();
+    let mut spin = Spin::new(LONG);
+    lab.w.tun.queue(0, outbound(1));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(1, 0));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Spun);
+    // natt-rx was woken by the answer and took it first.
+    lab.w.wan.queue_natt(SocketAddr::from((PEER, 4500)), &[sas::seal(&lab.peer, &sas::inbound(1, 100))]);
+    assert_eq!(lab.round("natt-rx", Source::Natt), 1);
+    assert_eq!(lab.w.tun.take_written()[0].worker, "natt-rx");
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Slept, "nothing left to wait for");
+    assert_eq!(lab.w.tun.sleeps(), 1);
 }
