@@ -16,9 +16,12 @@
 //!   written an echo request to TUN finds the reply already queued there (the kernel
 //!   answers within the write) and seals it itself instead of waking `tun-rx`: one
 //!   thread wake-up less per request/response round trip, and thread wake-ups are what
-//!   a round trip through the gateway costs (see docs/performance.md). Whoever holds a
-//!   source's lock sends everything it read before releasing it, so packets leave in
-//!   the order they arrived.
+//!   a round trip through the gateway costs (see docs/performance.md). A worker that has
+//!   just sent what it read from TUN polls for the answer for up to
+//!   [`Levers::spin_us`](crate::switches::Levers::spin_us) before it sleeps (yielding
+//!   the core between rounds): it opens the answer itself instead of waking the WAN
+//!   reader. Whoever holds a source's lock sends everything it read before releasing
+//!   it, so packets leave in the order they arrived.
 //! - `send`: the send batch. `tun-rx` reads TUN non-blocking until it is empty (or
 //!   [`MAX_READS_PER_SEND`]), sealing into one buffer, then sends what it sealed in one
 //!   go: ESP-in-UDP as UDP GSO (`UDP_SEGMENT`, runs of equal-sized datagrams), raw ESP
@@ -151,6 +154,8 @@ impl<C: Clock + 'static> Datapath<C> {
             udp_gso = levers.udp_gso,
             batch = levers.batch,
             txqueue = levers.txqueue,
+            cross_serve = levers.cross_serve,
+            spin_us = levers.spin_us,
             "datapath levers"
         );
         // Non-blocking TUN reads let one WAN send carry everything that queued up

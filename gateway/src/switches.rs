@@ -12,12 +12,22 @@
 //! | `VPNGW_NO_TXQUEUE` | the TUN transmit queue keeps the kernel's default length |
 //! | `VPNGW_NO_CROSS_SERVE` | each worker reads only its own source |
 //! | `VPNGW_TUN_QUEUES=N` | N TUN queues, one worker each (1 to [`MAX_QUEUES`], default 1; anything unparsable is 1) |
+//! | `VPNGW_SPIN_US=N` | a worker that has just sent what it read from TUN keeps polling for the answer (yielding the core between rounds, until any worker delivers something) for up to N microseconds before it sleeps (0 to [`MAX_SPIN_US`], default [`DEFAULT_SPIN_US`]; 0 is off; anything unparsable is the default) |
 //!
 //! `vpngw` reads them once at start ([`Switches::from_env`]); the datapath and
 //! `sys::tun` get the result as plain values.
 
 use crate::sys::tun::{TunOptions, MAX_QUEUES};
 use std::ffi::OsString;
+
+/// How long a worker polls for the answer to what it just sent, unless `VPNGW_SPIN_US`
+/// says otherwise (microseconds). Measured (docs/performance.md): longer windows did not
+/// lower the added round trip measurably on a 2-core machine, but cost more CPU per
+/// request; a round trip through the far gateway takes about 100 us there.
+pub const DEFAULT_SPIN_US: u32 = 200;
+
+/// The longest spin `VPNGW_SPIN_US` may ask for (microseconds): larger values are this.
+pub const MAX_SPIN_US: u32 = 2000;
 
 /// Which of the datapath's levers are on (all, unless switched off: see the module).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +44,23 @@ pub struct Levers {
     pub txqueue: bool,
     /// Workers serve each other's sources when their own runs dry.
     pub cross_serve: bool,
+    /// Microseconds a worker that has just sent what it read from TUN (and delivered
+    /// nothing) keeps polling every source before it sleeps; 0: it sleeps at once.
+    pub spin_us: u32,
 }
 
 impl Default for Levers {
     /// Every lever on.
     fn default() -> Self {
-        Self { tun_gro: true, tun_udp_gro: true, udp_gso: true, batch: true, txqueue: true, cross_serve: true }
+        Self {
+            tun_gro: true,
+            tun_udp_gro: true,
+            udp_gso: true,
+            batch: true,
+            txqueue: true,
+            cross_serve: true,
+            spin_us: DEFAULT_SPIN_US,
+        }
     }
 }
 
@@ -62,8 +83,10 @@ impl Switches {
     pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Self {
         let off = |k: &str| get(k).is_some_and(|v| !v.is_empty() && v != "0");
         // Not Unicode, not a number: the default, like an unset variable.
-        let queues =
-            get("VPNGW_TUN_QUEUES").and_then(|v| v.into_string().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(1);
+        let number = |k: &str| get(k).and_then(|v| v.into_string().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let queues = number("VPNGW_TUN_QUEUES").map_or(1, |q| usize::try_from(q).unwrap_or(MAX_QUEUES));
+        let spin_us = number("VPNGW_SPIN_US")
+            .map_or(DEFAULT_SPIN_US, |us| u32::try_from(us.min(MAX_SPIN_US.into())).unwrap_or(MAX_SPIN_US));
         Self {
             tun: TunOptions { offload: !off("VPNGW_NO_OFFLOAD"), queues: usize::clamp(queues, 1, MAX_QUEUES) },
             levers: Levers {
@@ -73,6 +96,7 @@ impl Switches {
                 batch: !off("VPNGW_NO_BATCH"),
                 txqueue: !off("VPNGW_NO_TXQUEUE"),
                 cross_serve: !off("VPNGW_NO_CROSS_SERVE"),
+                spin_us,
             },
         }
     }
@@ -105,7 +129,15 @@ mod tests {
                 ("VPNGW_NO_TXQUEUE", value),
                 ("VPNGW_NO_CROSS_SERVE", value),
             ]);
-            let all = Levers { tun_gro: on, tun_udp_gro: on, udp_gso: on, batch: on, txqueue: on, cross_serve: on };
+            let all = Levers {
+                tun_gro: on,
+                tun_udp_gro: on,
+                udp_gso: on,
+                batch: on,
+                txqueue: on,
+                cross_serve: on,
+                spin_us: DEFAULT_SPIN_US,
+            };
             assert_eq!((s.levers, s.tun.offload), (all, on), "value {value:?}");
         }
         // One at a time: each variable turns off its own lever only.
@@ -114,6 +146,25 @@ mod tests {
         let s = switches(&[("VPNGW_NO_TUN_UDP_GRO", "1")]);
         assert_eq!(s.levers, Levers { tun_udp_gro: false, ..Levers::default() });
         assert!(s.tun.offload);
+    }
+
+    #[test]
+    fn the_spin_is_in_microseconds_clamped_and_junk_is_the_default() {
+        assert_eq!(switches(&[]).levers.spin_us, DEFAULT_SPIN_US);
+        for (value, us) in [
+            ("0", 0),
+            ("50", 50),
+            (" 300 ", 300),
+            ("2000", MAX_SPIN_US),
+            ("2001", MAX_SPIN_US),
+            ("99999999999999999999", DEFAULT_SPIN_US),
+            ("-1", DEFAULT_SPIN_US),
+            ("", DEFAULT_SPIN_US),
+            ("fast", DEFAULT_SPIN_US),
+        ] {
+            let s = switches(&[("VPNGW_SPIN_US", value)]);
+            assert_eq!(s.levers, Levers { spin_us: us, ..Levers::default() }, "value {value:?}");
+        }
     }
 
     #[test]

@@ -38,12 +38,18 @@ pub struct MemTun {
     queues: Vec<Mutex<VecDeque<Vec<u8>>>>,
     vnet_hdr: bool,
     written: Mutex<Vec<TunWrite>>,
+    sleeps: Mutex<usize>,
 }
 
 impl MemTun {
     /// `queues` empty queues; reads and writes start with a vnet header if `vnet_hdr`.
     pub fn new(queues: usize, vnet_hdr: bool) -> Self {
-        Self { queues: (0..queues.max(1)).map(|_| Mutex::default()).collect(), vnet_hdr, written: Mutex::default() }
+        Self {
+            queues: (0..queues.max(1)).map(|_| Mutex::default()).collect(),
+            vnet_hdr,
+            written: Mutex::default(),
+            sleeps: Mutex::default(),
+        }
     }
 
     /// Queues `packets` for reading on queue `q` (as the kernel would: with a vnet
@@ -55,6 +61,11 @@ impl MemTun {
     /// Packets still waiting on queue `q`.
     pub fn waiting(&self, q: usize) -> usize {
         lock(&self.queues[q]).len()
+    }
+
+    /// Times a worker slept on a queue (`wait_readable`; here it returns at once).
+    pub fn sleeps(&self) -> usize {
+        *lock(&self.sleeps)
     }
 
     /// Takes the record of writes.
@@ -95,6 +106,7 @@ impl TunIo for MemTun {
         Ok(head.len() + packet.len())
     }
     fn wait_readable(&self, _q: usize) -> io::Result<()> {
+        *lock(&self.sleeps) += 1;
         Ok(())
     }
 }
@@ -134,6 +146,7 @@ pub struct MemWan {
     /// The error a UDP GSO send fails with (`None`: it works).
     gso_errno: Mutex<Option<i32>>,
     gso_calls: Mutex<usize>,
+    sleeps: Mutex<usize>,
 }
 
 impl MemWan {
@@ -146,6 +159,7 @@ impl MemWan {
             sent: Mutex::default(),
             gso_errno: Mutex::default(),
             gso_calls: Mutex::default(),
+            sleeps: Mutex::default(),
         }
     }
 
@@ -171,6 +185,11 @@ impl MemWan {
     /// UDP GSO sends tried so far, including failed ones.
     pub fn gso_calls(&self) -> usize {
         *lock(&self.gso_calls)
+    }
+
+    /// Times a worker slept on UDP 4500 or the raw socket (here they return at once).
+    pub fn sleeps(&self) -> usize {
+        *lock(&self.sleeps)
     }
 
     /// Takes the record of sends.
@@ -242,9 +261,11 @@ impl WanIo for MemWan {
         Ok(packet.len())
     }
     fn wait_natt(&self) -> io::Result<()> {
+        *lock(&self.sleeps) += 1;
         Ok(())
     }
     fn wait_raw(&self) -> io::Result<()> {
+        *lock(&self.sleeps) += 1;
         Ok(())
     }
 }

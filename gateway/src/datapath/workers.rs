@@ -5,6 +5,11 @@
 //! sends everything it read before releasing it, so packets leave in the order they
 //! arrived.
 //!
+//! A worker that has just sent what it read from TUN, and delivered nothing, is waiting
+//! for an answer from the far side: it keeps doing rounds for up to
+//! [`Levers::spin_us`] before it sleeps ([`Spin`]), so that the answer is opened by a
+//! worker that is already running instead of waking the reader of the WAN socket.
+//!
 //! The workers are generic over the clock and both kinds of I/O ([`TunIo`], [`WanIo`]):
 //! the daemon's instance is monomorphic, the unit tests run the same code on memory.
 
@@ -18,8 +23,10 @@ use crate::switches::Levers;
 use esp::{Opened, Udp4500};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
 /// Reads a worker may make from another worker's source in one go.
 pub const CROSS_BUDGET: usize = 64;
@@ -42,6 +49,86 @@ impl Source {
     /// Every source of a device with `queues` TUN queues.
     fn all(queues: usize) -> impl Iterator<Item = Source> {
         (0..queues).map(Source::Tun).chain([Source::Natt, Source::Raw])
+    }
+}
+
+/// What one round moved: reads that brought something, by direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// TUN reads (sealed and sent on the WAN).
+    pub sealed: usize,
+    /// WAN receives (opened and delivered to TUN, or IKE handed on).
+    pub opened: usize,
+}
+
+impl Moved {
+    /// Every read that brought something.
+    pub fn total(self) -> usize {
+        self.sealed + self.opened
+    }
+}
+
+/// What a worker did in one [`Workers::step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A round moved packets.
+    Moved(Moved),
+    /// A round found nothing, but the worker is waiting for an answer: it goes on.
+    Spun,
+    /// A round found nothing: the worker slept until its own source was readable.
+    Slept,
+}
+
+/// The busy-poll window of one worker. It opens when a round sealed packets and
+/// delivered none, and the worker has delivered nothing since it last slept: what left
+/// may be a request whose answer comes back within a round trip over the WAN (what a
+/// worker seals right after delivering is more likely the answer to that). It closes when the answer, or anything else, has been delivered
+/// to TUN by any worker (then a worker is awake on the WAN side anyway), or when it runs
+/// out. An idle worker never spins: only a round that moved packets opens the window.
+/// While it is open, the worker yields the core between rounds, so that a spinning
+/// worker never delays a thread that has work (the next hop, the far gateway, the
+/// application).
+#[derive(Debug)]
+pub struct Spin {
+    window: Duration,
+    until: Option<Instant>,
+    /// The workers' delivery count when the window opened.
+    seen: u64,
+    /// This worker delivered something since it last slept.
+    answering: bool,
+}
+
+impl Spin {
+    /// A window of `window` (zero: never spins).
+    pub fn new(window: Duration) -> Self {
+        Self { window, until: None, seen: 0, answering: false }
+    }
+
+    /// After a round that moved `moved` at `now`, when the workers have delivered in
+    /// `delivered` rounds so far: opens or closes the window.
+    pub fn moved(&mut self, moved: Moved, delivered: u64, now: impl FnOnce() -> Instant) {
+        if moved.opened > 0 {
+            self.until = None;
+            self.answering = true;
+        } else if moved.sealed > 0 && !self.answering && !self.window.is_zero() {
+            let now = now();
+            self.until = Some(now.checked_add(self.window).unwrap_or(now));
+            self.seen = delivered;
+        }
+    }
+
+    /// After a round that found nothing at `now`, when the workers have delivered in
+    /// `delivered` rounds so far: true to go on polling, false to sleep (the window is
+    /// closed then).
+    pub fn go_on(&mut self, delivered: u64, now: impl FnOnce() -> Instant) -> bool {
+        match self.until {
+            Some(until) if delivered == self.seen && now() < until => true,
+            _ => {
+                self.until = None;
+                self.answering = false;
+                false
+            }
+        }
     }
 }
 
@@ -75,6 +162,8 @@ pub struct Workers<C, T, W> {
     cross: bool,
     /// The local address of UDP 4500 (for IKE messages handed to the control thread).
     natt_local: SocketAddr,
+    /// Rounds (of any worker) that delivered something: closes the others' [`Spin`]s.
+    delivered: AtomicU64,
 }
 
 impl<C, T, W> std::ops::Deref for Workers<C, T, W> {
@@ -138,6 +227,7 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
             raw_lock: Mutex::new(()),
             cross,
             natt_local,
+            delivered: AtomicU64::new(0),
         })
     }
 
@@ -163,35 +253,68 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
     /// readable once all are dry. Never returns.
     pub fn run(&self, own: Source) {
         let mut b = self.bufs();
+        let mut spin = self.spin();
         loop {
-            if self.round(own, &mut b) > 0 {
-                continue;
-            }
-            if self.cross {
-                let slept = match own {
-                    Source::Tun(q) => self.tun.wait_readable(q),
-                    Source::Natt => self.wan.wait_natt(),
-                    Source::Raw => self.wan.wait_raw(),
-                };
-                if let Err(e) = slept {
-                    b.errors(own).record(&e);
-                }
-            }
+            self.step(own, &mut b, &mut spin);
         }
     }
 
+    /// A worker's busy-poll window: [`Levers::spin_us`] if reads are non-blocking.
+    pub fn spin(&self) -> Spin {
+        let us = if self.cross { self.levers.spin_us } else { 0 };
+        Spin::new(Duration::from_micros(us.into()))
+    }
+
+    /// One round; if it found nothing and `spin` does not say go on, sleeps until `own`
+    /// is readable (blocking reads sleep inside the round instead).
+    pub fn step(&self, own: Source, b: &mut Bufs<W::RawRx>, spin: &mut Spin) -> Step {
+        let moved = self.round(own, b);
+        if moved.total() > 0 {
+            spin.moved(moved, self.delivered(), Instant::now);
+            return Step::Moved(moved);
+        }
+        if spin.go_on(self.delivered(), Instant::now) {
+            std::thread::yield_now();
+            return Step::Spun;
+        }
+        if self.cross {
+            let slept = match own {
+                Source::Tun(q) => self.tun.wait_readable(q),
+                Source::Natt => self.wan.wait_natt(),
+                Source::Raw => self.wan.wait_raw(),
+            };
+            if let Err(e) = slept {
+                b.errors(own).record(&e);
+            }
+        }
+        Step::Slept
+    }
+
     /// One round of the worker of `own`: its own source, then (if cross-serving) the
-    /// others that nobody is serving. Returns the number of reads that brought something.
-    pub fn round(&self, own: Source, b: &mut Bufs<W::RawRx>) -> usize {
-        let mut n = self.serve(own, b, true);
+    /// others that nobody is serving. Returns the reads that brought something.
+    pub fn round(&self, own: Source, b: &mut Bufs<W::RawRx>) -> Moved {
+        let mut moved = Moved::default();
+        let mut count = |s: Source, n: usize| match s {
+            Source::Tun(_) => moved.sealed += n,
+            Source::Natt | Source::Raw => moved.opened += n,
+        };
+        count(own, self.serve(own, b, true));
         if self.cross && self.levers.cross_serve {
             for s in Source::all(self.tun.queues()) {
                 if s != own {
-                    n += self.serve(s, b, false);
+                    count(s, self.serve(s, b, false));
                 }
             }
         }
-        n
+        if moved.opened > 0 {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        moved
+    }
+
+    /// Rounds (of any worker) that delivered something so far.
+    fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     /// The lock of `src`, if it exists.
@@ -321,7 +444,7 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
     fn send(&self, tx: &TxBatch) {
         let failed = self.sender.send(&*self.wan, tx);
         if failed > 0 {
-            self.io.wan_send.fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
+            self.io.wan_send.fetch_add(failed, Ordering::Relaxed);
         }
     }
 

@@ -8,6 +8,7 @@ use crate::datapath::mem::{How, MemTun, MemWan, WanSend};
 use arc_swap::ArcSwap;
 use ipsec_types::Timestamp;
 use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
 
 struct Fixed;
 impl Clock for Fixed {
@@ -60,8 +61,22 @@ impl Lab {
     fn round(&self, name: &str, own: Source) -> usize {
         std::thread::scope(|s| {
             let (t, w) = (std::thread::Builder::new().name(name.into()), &self.w);
-            t.spawn_scoped(s, move || w.round(own, &mut w.bufs())).unwrap().join().unwrap()
+            t.spawn_scoped(s, move || w.round(own, &mut w.bufs())).unwrap().join().unwrap().total()
         })
+    }
+
+    /// One step of the worker of `own` with its busy-poll window `spin`, on a thread with
+    /// the daemon's name for it.
+    fn step(&self, name: &str, own: Source, spin: &mut Spin) -> Step {
+        std::thread::scope(|s| {
+            let (t, w) = (std::thread::Builder::new().name(name.into()), &self.w);
+            t.spawn_scoped(s, move || w.step(own, &mut w.bufs(), spin)).unwrap().join().unwrap()
+        })
+    }
+
+    /// Times any worker slept so far.
+    fn sleeps(&self) -> usize {
+        self.w.tun.sleeps() + self.w.wan.sleeps()
     }
 
     /// What left on the WAN since the last look.
@@ -253,4 +268,141 @@ fn with_a_vnet_header_plain_packets_are_sealed_and_malformed_super_packets_count
     assert_eq!(written.len(), 1);
     assert_eq!(written[0].vnet.as_deref(), Some(offload::PLAIN_HDR.as_slice()));
     assert_eq!(written[0].packet, sas::inbound(1, 100));
+}
+
+/// A window no test outlasts: the spin ends only when a round decides so.
+const LONG: Duration = Duration::from_secs(3600);
+
+fn moved(sealed: usize, opened: usize) -> Step {
+    Step::Moved(Moved { sealed, opened })
+}
+
+#[test]
+fn the_worker_that_sent_a_request_polls_for_the_reply_instead_of_sleeping() {
+    let lab = Setup::default().lab();
+    let mut spin = Spin::new(LONG);
+    let request = sas::outbound(1, 100);
+    lab.w.tun.queue(0, [request.clone()]);
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(1, 0));
+    assert_eq!(lab.opened(&lab.sent()), vec![request]);
+    // Nothing yet: it goes on polling instead of sleeping.
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Spun);
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Spun);
+    assert_eq!(lab.sleeps(), 0);
+    // The reply arrives on UDP 4500: tun-rx opens it and delivers it itself.
+    let reply = sas::inbound(1, 100);
+    lab.w.wan.queue_natt(SocketAddr::from((PEER, 4500)), &[sas::seal(&lab.peer, &reply)]);
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(0, 1));
+    let written = lab.w.tun.take_written();
+    assert_eq!(written.iter().map(|w| (w.worker.as_str(), &w.packet)).collect::<Vec<_>>(), vec![("tun-rx", &reply)]);
+    // The answer came: the window is closed, the next dry round sleeps.
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Slept);
+    assert_eq!((lab.w.tun.sleeps(), lab.w.wan.sleeps()), (1, 0), "tun-rx slept on its own queue");
+}
+
+#[test]
+fn the_worker_that_answered_sleeps_at_once() {
+    let lab = Setup::default().lab();
+    let mut spin = Spin::new(LONG);
+    // The request arrives on UDP 4500, the reply is already queued on TUN (the far side
+    // of a ping): natt-rx delivers one and seals the other, then has nothing to wait for.
+    lab.w.wan.queue_natt(SocketAddr::from((PEER, 4500)), &[sas::seal(&lab.peer, &sas::inbound(1, 100))]);
+    lab.w.tun.queue(0, [sas::outbound(1, 100)]);
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), moved(1, 1));
+    assert_eq!(lab.sent().len(), 1);
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), Step::Slept);
+    assert_eq!((lab.w.tun.sleeps(), lab.w.wan.sleeps()), (0, 1));
+    // The same when the reply is only queued after the round that delivered the request.
+    lab.w.wan.queue_natt(SocketAddr::from((PEER, 4500)), &[sas::seal(&lab.peer, &sas::inbound(2, 100))]);
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), moved(0, 1));
+    lab.w.tun.queue(0, [sas::outbound(2, 100)]);
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), moved(1, 0));
+    assert_eq!(lab.step("natt-rx", Source::Natt, &mut spin), Step::Slept, "an answer: nothing to wait for");
+}
+
+#[test]
+fn an_idle_worker_sleeps_and_a_zero_window_never_spins() {
+    let lab = Setup::default().lab();
+    let mut spin = Spin::new(LONG);
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Slept, "nothing moved: no window");
+    let mut off = Spin::new(Duration::ZERO);
+    lab.w.tun.queue(0, outbound(1));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut off), moved(1, 0));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut off), Step::Slept);
+    assert_eq!(lab.w.tun.sleeps(), 2);
+}
+
+#[test]
+fn the_window_comes_from_the_lever_and_only_with_non_blocking_reads() {
+    let levers = Levers { spin_us: 0, ..Levers::default() };
+    let lab = Setup { levers, ..Setup::default() }.lab();
+    lab.w.tun.queue(0, outbound(1));
+    let mut spin = lab.w.spin();
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(1, 0));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Slept, "VPNGW_SPIN_US=0");
+
+    let levers = Levers { spin_us: 3_000_000, ..Levers::default() };
+    let lab = Setup { levers, ..Setup::default() }.lab();
+    lab.w.tun.queue(0, outbound(1));
+    let mut spin = lab.w.spin();
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(1, 0));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Spun, "a 3 s window");
+
+    let levers = Levers { batch: false, spin_us: 3_000_000, ..Levers::default() };
+    let lab = Setup { levers, cross: false, ..Setup::default() }.lab();
+    let mut spin = lab.w.spin();
+    lab.w.tun.queue(0, outbound(1));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(1, 0));
+    assert!(!spin.go_on(0, Instant::now), "blocking reads: no window");
+}
+
+#[test]
+fn the_window_opens_on_sending_closes_on_delivering_and_runs_out() {
+    let t0 = Instant::now();
+    let us = |n| t0 + Duration::from_micros(n);
+    let mut spin = Spin::new(Duration::from_micros(100));
+    assert!(!spin.go_on(0, || t0), "closed at first");
+    spin.moved(Moved { sealed: 3, opened: 0 }, 0, || t0);
+    assert!(spin.go_on(0, || us(99)));
+    assert!(!spin.go_on(0, || us(100)), "runs out after the window");
+    assert!(!spin.go_on(0, || us(50)), "and stays closed");
+    // Reopened by the next send, from then on.
+    spin.moved(Moved { sealed: 1, opened: 0 }, 0, || us(200));
+    assert!(spin.go_on(0, || us(299)));
+    spin.moved(Moved { sealed: 1, opened: 0 }, 0, || us(250));
+    assert!(spin.go_on(0, || us(349)), "each send extends it");
+    spin.moved(Moved { sealed: 0, opened: 1 }, 1, || unreachable!("closing needs no clock"));
+    assert!(!spin.go_on(1, || us(260)), "closed by its own delivery");
+    spin.moved(Moved { sealed: 5, opened: 1 }, 2, || unreachable!("a round that delivered opens nothing"));
+    assert!(!spin.go_on(2, || us(260)));
+    // Another worker delivered (it got the answer first, or other traffic keeps it awake).
+    spin.moved(Moved { sealed: 1, opened: 0 }, 2, || us(300));
+    assert!(spin.go_on(2, || us(310)));
+    assert!(!spin.go_on(3, || us(320)), "closed by another worker's delivery");
+    assert!(!spin.go_on(2, || us(330)), "and stays closed");
+    // What a worker seals after it delivered, before it sleeps, is an answer: no window.
+    spin.moved(Moved { sealed: 0, opened: 1 }, 4, || unreachable!());
+    spin.moved(Moved { sealed: 1, opened: 0 }, 4, || unreachable!("an answer opens nothing"));
+    assert!(!spin.go_on(4, || us(400)));
+    // It slept (go_on said so): the next send opens the window again.
+    spin.moved(Moved { sealed: 1, opened: 0 }, 4, || us(500));
+    assert!(spin.go_on(4, || us(510)));
+    let mut off = Spin::new(Duration::ZERO);
+    off.moved(Moved { sealed: 1, opened: 0 }, 0, || unreachable!("a zero window needs no clock"));
+    assert!(!off.go_on(0, || t0));
+}
+
+#[test]
+fn a_delivery_by_another_worker_ends_the_spin() {
+    let lab = Setup::default().lab();
+    let mut spin = Spin::new(LONG);
+    lab.w.tun.queue(0, outbound(1));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), moved(1, 0));
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Spun);
+    // natt-rx was woken by the answer and took it first.
+    lab.w.wan.queue_natt(SocketAddr::from((PEER, 4500)), &[sas::seal(&lab.peer, &sas::inbound(1, 100))]);
+    assert_eq!(lab.round("natt-rx", Source::Natt), 1);
+    assert_eq!(lab.w.tun.take_written()[0].worker, "natt-rx");
+    assert_eq!(lab.step("tun-rx", Source::Tun(0), &mut spin), Step::Slept, "nothing left to wait for");
+    assert_eq!(lab.w.tun.sleeps(), 1);
 }

@@ -37,7 +37,7 @@ use report::{CaseResult, Environment, Settings};
 const USAGE: &str = "\
 usage: bench [--only plain,strongswan,vpngw,...] [--tcp-seconds N] [--runs N] [--tcp-streams N]
              [--udp-seconds N] [--udp-rate RATE] [--udp-len BYTES] [--udp-buffer SIZE]
-             [--ping-count N] [--ping-interval S] [--encap auto|udp]
+             [--ping-count N] [--ping-interval S] [--idle-seconds N] [--encap auto|udp]
              [--json-out PATH] [--keep-logs]
 
   --only LIST        cases to run, comma-separated, in this order (default: all ten:
@@ -59,6 +59,8 @@ usage: bench [--only plain,strongswan,vpngw,...] [--tcp-seconds N] [--runs N] [-
                      rmem_default, 208 KiB), which overflows in bursts even without a tunnel
   --ping-count N     pings for the round-trip time (default 50)
   --ping-interval S  seconds between pings (default 0.02)
+  --idle-seconds N   after the pings, measure the gateways' CPU over N s without traffic
+                     (default 0: not measured)
   --encap auto|udp   old alias: udp replaces the vpngw case by vpngw-udp, auto changes nothing
   --json-out PATH    where to write the JSON report (default target/bench/throughput.json)
   --keep-logs        keep configs and daemon logs of every case (failed cases always keep them)
@@ -135,6 +137,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Option<Args>, String> {
                     return Err(format!("--udp-buffer {v:?}: expected e.g. 4M, 512K or 0"));
                 }
                 settings.udp_buffer = v;
+            }
+            "--idle-seconds" => {
+                settings.idle_seconds = value()?.parse().map_err(|_| format!("{name}: expected seconds"))?
             }
             "--ping-count" => settings.ping_count = positive(name, &value()?)?,
             "--ping-interval" => {
@@ -365,7 +370,13 @@ fn run_case(
     let (la, lb) = (&topo.lan_a, &topo.lan_b);
     measure::wait_reachable(la, netns::LAN_B_HOST, cases::REACH_TIMEOUT)?;
 
+    let pids = gws.pids();
+    let ms_since = |before: Option<u64>| {
+        before.zip(measure::gateways_cpu_ns(&pids)).map(|(b, a)| a.saturating_sub(b) as f64 / 1e6)
+    };
+    let cpu_before = measure::gateways_cpu_ns(&pids);
     let rtt = measure::ping(la, netns::LAN_B_HOST, s.ping_count, s.ping_interval, dir)?;
+    res.ping_gateway_cpu_ms = ms_since(cpu_before);
     println!(
         "[{}] ping: {}/{} replies, median {} ms, avg {:.3} ms, min {:.3} ms",
         case.key(),
@@ -376,8 +387,17 @@ fn run_case(
         rtt.min_ms
     );
     res.rtt = Some(rtt);
-
-    let pids = gws.pids();
+    if let Some(ms) = res.ping_gateway_cpu_ms {
+        println!("[{}] gateway CPU during the pings: {ms:.1} ms", case.key());
+    }
+    if s.idle_seconds > 0 {
+        let cpu_before = measure::gateways_cpu_ns(&pids);
+        pause(Duration::from_secs(s.idle_seconds.into()))?;
+        res.idle_gateway_cpu_ms = ms_since(cpu_before);
+        if let Some(ms) = res.idle_gateway_cpu_ms {
+            println!("[{}] gateway CPU idle over {} s: {ms:.1} ms", case.key(), s.idle_seconds);
+        }
+    }
     for i in 1..=s.runs {
         interrupt::check()?;
         let before = CpuSnapshot::take(&pids);
@@ -538,6 +558,11 @@ mod tests {
         assert_eq!(parse(&["--tcp-streams", "4"]).unwrap().unwrap().settings.tcp_streams, 4);
         let w = parse(&["--udp-buffer", "0"]).unwrap().unwrap();
         assert_eq!(w.settings.udp_buffer, "0");
+        assert_eq!(
+            (b.settings.idle_seconds, parse(&["--idle-seconds", "10"]).unwrap().unwrap().settings.idle_seconds),
+            (0, 10)
+        );
+        assert!(parse(&["--idle-seconds", "ten"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
     }
 

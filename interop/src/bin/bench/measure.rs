@@ -330,6 +330,26 @@ pub fn parse_machine_stat(text: &str) -> Option<(u64, u64)> {
     Some((busy, busy + idle + iowait + steal))
 }
 
+/// CPU time of every thread of `pid` so far, ns (the scheduler's `/proc/PID/task/*/schedstat`,
+/// precise where `/proc/PID/stat` counts 10 ms ticks). `None` if unreadable.
+pub fn threads_cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// CPU time of every thread of all `pids` so far, ns; `None` if there are none or one is
+/// unreadable.
+pub fn gateways_cpu_ns(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| threads_cpu_ns(*p)).sum()
+}
+
 /// CPU counters at one instant: each gateway process's ticks (`None` if unreadable) and
 /// the machine's (busy, total).
 #[derive(Clone, Debug)]

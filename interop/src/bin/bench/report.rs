@@ -33,6 +33,8 @@ pub struct Settings {
     pub ping_count: u32,
     /// Seconds between pings.
     pub ping_interval: f64,
+    /// Seconds the gateways' CPU is measured without traffic after the pings (0: not).
+    pub idle_seconds: u32,
 }
 
 impl Default for Settings {
@@ -50,6 +52,7 @@ impl Default for Settings {
             udp_buffer: "4M".into(),
             ping_count: 50,
             ping_interval: 0.02,
+            idle_seconds: 0,
         }
     }
 }
@@ -67,6 +70,7 @@ impl Settings {
             "udp_socket_buffer": self.udp_buffer,
             "ping_count": self.ping_count,
             "ping_interval_s": self.ping_interval,
+            "idle_seconds": self.idle_seconds,
         })
     }
 }
@@ -84,6 +88,11 @@ pub struct CaseResult {
     pub sa_info: Vec<String>,
     /// Ping summary.
     pub rtt: Option<Rtt>,
+    /// CPU time of all gateway threads during the pings, ms (`None`: no gateways, or
+    /// unreadable).
+    pub ping_gateway_cpu_ms: Option<f64>,
+    /// CPU time of all gateway threads over `Settings::idle_seconds` without traffic, ms.
+    pub idle_gateway_cpu_ms: Option<f64>,
     /// Each TCP run.
     pub tcp: Vec<TcpRun>,
     /// CPU over all TCP runs.
@@ -109,6 +118,8 @@ impl CaseResult {
             procs: Vec::new(),
             sa_info: Vec::new(),
             rtt: None,
+            ping_gateway_cpu_ms: None,
+            idle_gateway_cpu_ms: None,
             tcp: Vec::new(),
             tcp_cpu: CpuUse::default(),
             udp: None,
@@ -173,7 +184,9 @@ impl CaseResult {
                 "max_ms": r.max_ms,
                 "mdev_ms": r.mdev_ms,
                 "median_ms": r.median_ms,
+                "gateway_cpu_ms": self.ping_gateway_cpu_ms,
             })),
+            "idle_gateway_cpu_ms": self.idle_gateway_cpu_ms,
             "cpu_during_tcp": {
                 "bytes": self.tcp_cpu.bytes,
                 "gateway_cpu_seconds": self.tcp_cpu.gateway_seconds,
