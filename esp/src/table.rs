@@ -280,7 +280,7 @@ impl SaTable {
 
     /// The outbound preference of `tunnel` (0 unless [`SaTable::with_ranks`] set one).
     fn rank(&self, tunnel: &str) -> u32 {
-        self.ranks.get(tunnel).copied().unwrap_or(0)
+        rank_in(&self.ranks, tunnel)
     }
 
     /// A new table in which the outbound SAs of lower-ranked tunnels come first: where
@@ -292,7 +292,7 @@ impl SaTable {
         let mut t = self.clone();
         t.ranks = Arc::new(ranks);
         let ranks = Arc::clone(&t.ranks);
-        t.outbound.sort_by_key(|e| ranks.get(&e.child.tunnel).copied().unwrap_or(0));
+        t.outbound.sort_by_key(|e| rank_in(&ranks, &e.child.tunnel));
         t.out_index = Arc::new(OutIndex::build(&t.outbound));
         t
     }
@@ -328,6 +328,11 @@ impl SaTable {
     pub fn drain_events(&self) -> Vec<DatapathEvent> {
         std::mem::take(&mut *lock(&self.shared.events))
     }
+}
+
+/// `tunnel`'s rank in `ranks` (0 if not listed).
+fn rank_in(ranks: &HashMap<String, u32>, tunnel: &str) -> u32 {
+    ranks.get(tunnel).copied().unwrap_or(0)
 }
 
 fn reuse_or_new(old: Option<Arc<Core>>, p: &SaParams, inbound: bool) -> Result<Arc<Core>, ApplyError> {
