@@ -249,10 +249,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                 }
                 Ok(ControlMsg::Request { request: Request::Reload, reply }) => {
                     let answer = if shutdown_deadline.is_some() {
-                        Reply::Error(ErrorReply {
-                            code: crate::control::proto::ErrorCode::Unavailable,
-                            message: "vpngw is shutting down".into(),
-                        })
+                        shutting_down()
                     } else {
                         self.reload(now, "vpnctl", &mut stopped, &mut observer, &mut watchers, &mut failover)
                     };
@@ -275,12 +272,7 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
                         // The client may have gone away; nothing to do then.
                         None => drop(reply.send(self.answer(now, &request, &stopped, &observer, &failover))),
                         Some(Err(e)) => drop(reply.send(Reply::Error(e))),
-                        Some(Ok(_)) if shutdown_deadline.is_some() => {
-                            drop(reply.send(Reply::Error(ErrorReply {
-                                code: crate::control::proto::ErrorCode::Unavailable,
-                                message: "vpngw is shutting down".into(),
-                            })));
-                        }
+                        Some(Ok(_)) if shutdown_deadline.is_some() => drop(reply.send(shutting_down())),
                         Some(Ok(started)) => {
                             let tunnel = started.tracker.tunnel().to_string();
                             match &started.command {
@@ -580,6 +572,11 @@ impl<C: Clock, T: IkeTransmit> Driver<C, T> {
         }
         Reply::Status(report)
     }
+}
+
+/// The answer to a request that would start something while the daemon shuts down.
+fn shutting_down() -> Reply {
+    Reply::Error(ErrorReply { code: ErrorCode::Unavailable, message: "vpngw is shutting down".into() })
 }
 
 /// Logs a datapath change without key material (`SaParams`' Debug redacts keys, but
