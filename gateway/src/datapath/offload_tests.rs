@@ -56,6 +56,12 @@ fn checksum_matches_rfc1071() {
         let d = payload(n);
         assert_eq!(!fold(sum(&d, 0)), packet::internet_checksum(&d), "length {n}");
     }
+    // Chained over even-length pieces, and on top of a pseudo-header-like sum.
+    let d = payload(1401);
+    for cut in [0, 2, 4, 30, 32, 34, 1400] {
+        let acc = 0x1_2345_6789;
+        assert_eq!(fold(sum(&d[cut..], sum(&d[..cut], acc))), fold(sum(&d, acc)), "cut at {cut}");
+    }
     // All-ones input folds to 0xffff, not 0.
     assert_eq!(fold(sum(&[0xff; 64], 0)), 0xffff);
 }
