@@ -57,6 +57,20 @@ pub fn kernel_drops(ns: &netns::Netns) -> BTreeMap<String, u64> {
     out
 }
 
+/// The TCP counters of one namespace that tell a sender's retransmissions apart
+/// (`TcpRetransSegs`, `TcpExtTCPDSACKRecvSegs`: retransmitted segments the receiver
+/// reports it already had, i.e. spurious; `TcpExtTCPSACKReorder`/`TCPTSReorder`:
+/// reordering detected), keyed as `nstat` names them. Unreadable counters are left out.
+pub fn tcp_counters(ns: &netns::Netns) -> BTreeMap<String, u64> {
+    const NAMES: [&str; 4] = ["TcpRetransSegs", "TcpExtTCPDSACKRecvSegs", "TcpExtTCPSACKReorder", "TcpExtTCPTSReorder"];
+    let mut out = BTreeMap::new();
+    for file in ["/proc/net/snmp", "/proc/net/netstat"] {
+        let text = ns.run(&["cat", file]).unwrap_or_default();
+        out.extend(snmp_counters(&text).into_iter().filter(|(name, _)| NAMES.contains(&name.as_str())));
+    }
+    out
+}
+
 /// The counters that grew between two [`kernel_drops`] snapshots, with the growth.
 pub fn grown(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
     after

@@ -398,6 +398,9 @@ fn run_case(
             println!("[{}] gateway CPU idle over {} s: {ms:.1} ms", case.key(), s.idle_seconds);
         }
     }
+    let nss = topo.all();
+    let tcp_drops_before: Vec<_> = nss.iter().map(|ns| kernel_drops::kernel_drops(ns)).collect();
+    let sender_before = kernel_drops::tcp_counters(&topo.lan_a);
     for i in 1..=s.runs {
         interrupt::check()?;
         let before = CpuSnapshot::take(&pids);
@@ -435,8 +438,24 @@ fn run_case(
         );
     }
 
+    // Where the TCP runs lost packets (each loss is a retransmission and a window cut).
+    let tcp_lost = lost_since(&nss, &tcp_drops_before);
+    if !tcp_lost.is_empty() {
+        println!("[{}] kernel drop counters during TCP: {}", case.key(), tcp_lost.join(", "));
+    }
+    // The sender's view: retransmissions the receiver reported as duplicates (DSACK) were
+    // spurious, caused by reordering on the path rather than by a loss.
+    let sender = kernel_drops::grown(&sender_before, &kernel_drops::tcp_counters(&topo.lan_a));
+    let got = |k: &str| sender.iter().find(|(n, _)| n == k).map_or(0, |(_, d)| *d);
+    println!(
+        "[{}] TCP sender: {} segments retransmitted, {} of them spurious (DSACK); reordering detected {} times",
+        case.key(),
+        got("TcpRetransSegs"),
+        got("TcpExtTCPDSACKRecvSegs"),
+        got("TcpExtTCPSACKReorder") + got("TcpExtTCPTSReorder")
+    );
+
     interrupt::check()?;
-    let nss = topo.all();
     let drops_before: Vec<_> = nss.iter().map(|ns| kernel_drops::kernel_drops(ns)).collect();
     let udp = measure::udp_run(la, lb, netns::LAN_B_HOST, s, dir)?;
     gws.check_alive()?;
@@ -450,12 +469,7 @@ fn run_case(
     );
     res.udp = Some(udp);
     // Where the UDP loss happened, as the kernel counted it in each namespace.
-    let mut where_lost = Vec::new();
-    for (ns, before) in nss.iter().zip(&drops_before) {
-        for (k, d) in kernel_drops::grown(before, &kernel_drops::kernel_drops(ns)) {
-            where_lost.push(format!("{} {k} +{d}", ns.name()));
-        }
-    }
+    let where_lost = lost_since(&nss, &drops_before);
     if !where_lost.is_empty() {
         println!("[{}] kernel drop counters during UDP: {}", case.key(), where_lost.join(", "));
     }
@@ -465,6 +479,18 @@ fn run_case(
     }
     // gws (declared after topo) drops first: daemons stop, then the namespaces go.
     Ok(())
+}
+
+/// What grew in each namespace's drop counters since `before` (taken for `nss` in order),
+/// as `"<namespace> <counter> +<n>"`.
+fn lost_since(nss: &[&netns::Netns], before: &[std::collections::BTreeMap<String, u64>]) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (ns, before) in nss.iter().zip(before) {
+        for (k, d) in kernel_drops::grown(before, &kernel_drops::kernel_drops(ns)) {
+            lost.push(format!("{} {k} +{d}", ns.name()));
+        }
+    }
+    lost
 }
 
 /// Sleeps, unless interrupted.
