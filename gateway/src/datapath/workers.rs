@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::driver::ControlMsg;
 use crate::switches::Levers;
 use esp::{Opened, Udp4500};
+use ipsec_types::Timestamp;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -401,9 +402,11 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
     fn natt_once(&self, b: &mut Bufs<W::RawRx>) -> io::Result<()> {
         let (n, from, seg) = self.wan.recv_natt(&mut b.wan_rx, !self.cross)?;
         let Bufs { wan_rx, out, gro, .. } = b;
+        // One table snapshot and one clock read for the run (up to 64 datagrams).
+        let (table, now) = (self.table.load(), self.clock.now());
         for payload in wan_rx.get(..n).unwrap_or_default().chunks(seg.max(1)) {
             match esp::classify_udp4500(payload) {
-                Udp4500::Esp(esp_pkt) => self.open_and_deliver(esp_pkt, out, gro),
+                Udp4500::Esp(esp_pkt) => self.open_and_deliver(&table, now, esp_pkt, out, gro),
                 Udp4500::Ike(msg) => self.to_control(self.natt_local, from, msg),
                 // NAT keepalives only refresh NAT mappings; malformed are too short to count.
                 Udp4500::Keepalive | Udp4500::Malformed => {}
@@ -418,7 +421,8 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
         let slots = if self.levers.batch { RAW_BATCH } else { 1 };
         let Bufs { raw_rx, out, gro, .. } = b;
         let rx = raw_rx.get_or_insert_with(|| self.wan.raw_rx(slots));
-        self.wan.recv_raw(rx, !self.cross, |esp_pkt| self.open_and_deliver(esp_pkt, out, gro))?;
+        let (table, now) = (self.table.load(), self.clock.now());
+        self.wan.recv_raw(rx, !self.cross, |esp_pkt| self.open_and_deliver(&table, now, esp_pkt, out, gro))?;
         self.flush_gro(gro);
         Ok(())
     }
@@ -453,10 +457,11 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
         tx.flush(&mut |tx: &TxBatch| self.send(tx));
     }
 
-    fn open_and_deliver(&self, esp_pkt: &[u8], out: &mut [u8], gro: &mut Gro) {
-        let table = self.table.load();
+    /// Opens one ESP packet with `table` (the snapshot of the batch it came in) and
+    /// delivers it to TUN (through the coalescer when TUN GRO is on).
+    fn open_and_deliver(&self, table: &esp::SaTable, now: Timestamp, esp_pkt: &[u8], out: &mut [u8], gro: &mut Gro) {
         // Drops are counted inside esp.
-        if let Opened::Deliver { packet, .. } = table.open(self.clock.now(), esp_pkt, out) {
+        if let Opened::Deliver { packet, .. } = table.open(now, esp_pkt, out) {
             if !self.tun.vnet_hdr() {
                 if self.tun.send(packet).is_err() {
                     IoCounters::inc(&self.io.tun_write);
