@@ -157,6 +157,19 @@ fn ipv4_header_checksum(ip: &mut [u8]) -> Option<()> {
     put16(ip, 10, c)
 }
 
+/// The sum of an IPv4 header with its total length, ID and checksum taken as zero: the
+/// segments of one super-packet differ only in those, so each segment's header checksum
+/// is `!fold(base + length + id)` (RFC 1624) instead of a pass over the header.
+fn ipv4_header_base(ip: &[u8]) -> Option<u64> {
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let mut h = [0u8; 60];
+    let h = h.get_mut(..ihl)?;
+    h.copy_from_slice(ip.get(..ihl)?);
+    h[2..6].fill(0);
+    h[10..12].fill(0);
+    Some(sum(h, 0))
+}
+
 /// Where the `proto` header of an IP packet starts: IPv4 (any IHL) or IPv6 with
 /// `proto` as the first next header. `None` for anything else.
 fn l4_offset(pkt: &[u8], proto: u8) -> Option<usize> {
@@ -258,6 +271,7 @@ pub fn segment(
     let id0 = be16(pkt, 4).ok_or(Malformed)?;
     let flags = *pkt.get(thoff + 13).ok_or(Malformed)?;
     let count = payload.len().div_ceil(mss).max(1);
+    let v4_base = if version == 4 { ipv4_header_base(headers).ok_or(Malformed)? } else { 0 };
     let mut chunks = payload.chunks(mss);
     for i in 0..count {
         let chunk = chunks.next().unwrap_or_default();
@@ -276,9 +290,10 @@ pub fn segment(
         let seq = seq0.wrapping_add((i * mss) as u32);
         seg[thoff + 4..thoff + 8].copy_from_slice(&seq.to_be_bytes());
         if version == 4 {
+            let id = id0.wrapping_add(i as u16);
             put16(seg, 2, seg_len as u16).ok_or(Malformed)?;
-            put16(seg, 4, id0.wrapping_add(i as u16)).ok_or(Malformed)?;
-            ipv4_header_checksum(seg).ok_or(Malformed)?;
+            put16(seg, 4, id).ok_or(Malformed)?;
+            put16(seg, 10, !fold(v4_base + seg_len as u64 + u64::from(id))).ok_or(Malformed)?;
         } else {
             put16(seg, 4, (seg_len - 40) as u16).ok_or(Malformed)?;
         }

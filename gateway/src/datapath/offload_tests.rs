@@ -357,3 +357,20 @@ fn uso_rejects_inconsistent_input() {
         assert!(collect_segments(&h, &p[..cut]).is_err(), "truncated at {cut}");
     }
 }
+
+#[test]
+fn tso_v4_with_ip_options_gets_valid_header_checksums() {
+    // IPv4 options (8 bytes: a timestamp-less record of NOPs and an end) widen the header
+    // to IHL 7: each segment's header checksum, updated from the first one's, must hold.
+    let data = payload(3 * 700 + 11);
+    let sup = Ipv4 { options: vec![1, 1, 1, 1, 1, 1, 1, 0], ..ip4(0xfffd) }.tcp(&seg4(7, TCP_ACK), &data);
+    let hdr = VnetHdr { hdr_len: 60, csum_start: 28, ..gso4(700) };
+    let segs = collect_segments(&hdr, &sup).unwrap();
+    assert_eq!(segs.len(), 4);
+    for (i, s) in segs.iter().enumerate() {
+        assert_eq!(s[0], 0x47, "IHL kept");
+        assert_eq!(u16::from_be_bytes([s[4], s[5]]), 0xfffd_u16.wrapping_add(i as u16), "ID wraps");
+        assert!(packet::ipv4_header_checksum_ok(s), "IPv4 header checksum of segment {i}");
+        assert!(packet::transport_checksum_ok(s), "TCP checksum of segment {i}");
+    }
+}
