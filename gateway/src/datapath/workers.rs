@@ -421,8 +421,13 @@ impl<C: Clock + 'static, T: TunIo, W: WanIo> Workers<C, T, W> {
         let slots = if self.levers.batch { RAW_BATCH } else { 1 };
         let Bufs { raw_rx, out, gro, .. } = b;
         let rx = raw_rx.get_or_insert_with(|| self.wan.raw_rx(slots));
-        let (table, now) = (self.table.load(), self.clock.now());
-        self.wan.recv_raw(rx, !self.cross, |esp_pkt| self.open_and_deliver(&table, now, esp_pkt, out, gro))?;
+        // The snapshot is taken when the first packet is there, not before the receive:
+        // with blocking reads (no cross-serving) it may wait long, while SAs change.
+        let mut snap = None;
+        self.wan.recv_raw(rx, !self.cross, |esp_pkt| {
+            let (table, now) = snap.get_or_insert_with(|| (self.table.load(), self.clock.now()));
+            self.open_and_deliver(table, *now, esp_pkt, out, gro);
+        })?;
         self.flush_gro(gro);
         Ok(())
     }
