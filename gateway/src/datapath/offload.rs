@@ -162,6 +162,9 @@ fn ipv4_header_checksum(ip: &mut [u8]) -> Option<()> {
 /// is `!fold(base + length + id)` (RFC 1624) instead of a pass over the header.
 fn ipv4_header_base(ip: &[u8]) -> Option<u64> {
     let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    if ihl < 20 {
+        return None;
+    }
     let mut h = [0u8; 60];
     let h = h.get_mut(..ihl)?;
     h.copy_from_slice(ip.get(..ihl)?);

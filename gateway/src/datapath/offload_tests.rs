@@ -360,7 +360,7 @@ fn uso_rejects_inconsistent_input() {
 
 #[test]
 fn tso_v4_with_ip_options_gets_valid_header_checksums() {
-    // IPv4 options (8 bytes: a timestamp-less record of NOPs and an end) widen the header
+    // IPv4 options (8 bytes: seven NOPs and an end of list) widen the header
     // to IHL 7: each segment's header checksum, updated from the first one's, must hold.
     let data = payload(3 * 700 + 11);
     let sup = Ipv4 { options: vec![1, 1, 1, 1, 1, 1, 1, 0], ..ip4(0xfffd) }.tcp(&seg4(7, TCP_ACK), &data);
@@ -372,5 +372,9 @@ fn tso_v4_with_ip_options_gets_valid_header_checksums() {
         assert_eq!(u16::from_be_bytes([s[4], s[5]]), 0xfffd_u16.wrapping_add(i as u16), "ID wraps");
         assert!(packet::ipv4_header_checksum_ok(s), "IPv4 header checksum of segment {i}");
         assert!(packet::transport_checksum_ok(s), "TCP checksum of segment {i}");
+    }
+    // A header length under 20 bytes has no base to update from (and no panic).
+    for ihl in 0..5u8 {
+        assert_eq!(ipv4_header_base(&[0x40 | ihl; 60]), None, "IHL {ihl}");
     }
 }
