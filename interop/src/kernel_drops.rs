@@ -41,15 +41,11 @@ pub const UDP_RCVBUF: &str = "snmp:UdpRcvbufErrors";
 /// Unreadable counters are left out.
 pub fn kernel_drops(ns: &netns::Netns) -> BTreeMap<String, u64> {
     const DROPISH: [&str; 6] = ["Errors", "Discards", "Drop", "Overflow", "Prune", "Collapsed"];
-    let mut out = BTreeMap::new();
-    for file in ["/proc/net/snmp", "/proc/net/netstat"] {
-        let text = ns.run(&["cat", file]).unwrap_or_default();
-        for (name, n) in snmp_counters(&text) {
-            if DROPISH.iter().any(|d| name.contains(d)) {
-                out.insert(format!("snmp:{name}"), n);
-            }
-        }
-    }
+    let mut out: BTreeMap<String, u64> = proc_counters(ns)
+        .into_iter()
+        .filter(|(name, _)| DROPISH.iter().any(|d| name.contains(d)))
+        .map(|(name, n)| (format!("snmp:{name}"), n))
+        .collect();
     for (dev, rx, tx) in link_drops(&ns.ip(&["-s", "-o", "link"]).unwrap_or_default()) {
         out.insert(format!("{dev}:rx_dropped"), rx);
         out.insert(format!("{dev}:tx_dropped"), tx);
@@ -63,12 +59,16 @@ pub fn kernel_drops(ns: &netns::Netns) -> BTreeMap<String, u64> {
 /// reordering detected), keyed as `nstat` names them. Unreadable counters are left out.
 pub fn tcp_counters(ns: &netns::Netns) -> BTreeMap<String, u64> {
     const NAMES: [&str; 4] = ["TcpRetransSegs", "TcpExtTCPDSACKRecvSegs", "TcpExtTCPSACKReorder", "TcpExtTCPTSReorder"];
-    let mut out = BTreeMap::new();
-    for file in ["/proc/net/snmp", "/proc/net/netstat"] {
-        let text = ns.run(&["cat", file]).unwrap_or_default();
-        out.extend(snmp_counters(&text).into_iter().filter(|(name, _)| NAMES.contains(&name.as_str())));
-    }
-    out
+    proc_counters(ns).into_iter().filter(|(name, _)| NAMES.contains(&name.as_str())).collect()
+}
+
+/// Every counter of `/proc/net/snmp` and `/proc/net/netstat` inside `ns` (unreadable
+/// files give none).
+fn proc_counters(ns: &netns::Netns) -> Vec<(String, u64)> {
+    ["/proc/net/snmp", "/proc/net/netstat"]
+        .iter()
+        .flat_map(|file| snmp_counters(&ns.run(&["cat", file]).unwrap_or_default()))
+        .collect()
 }
 
 /// The counters that grew between two [`kernel_drops`] snapshots, with the growth.
