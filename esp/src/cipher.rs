@@ -83,8 +83,8 @@ pub struct Layout {
     /// ICV length.
     pub icv_len: usize,
     /// `seal` pads the ciphertext (payload, padding, pad length, next header) to a
-    /// multiple of this (a power of two): 4 for the AEADs (RFC 4303 2.4), the AES block for CBC (RFC
-    /// 3602 2.4).
+    /// multiple of this (a power of two): the AES block for AES-GCM ([`GCM_ALIGN`]) and CBC
+    /// (RFC 3602 2.4), 4 for ChaCha20-Poly1305 (RFC 4303 2.4).
     pub align: usize,
     /// `open` refuses a ciphertext that is not a multiple of this (a power of two): the AES block for
     /// CBC, which cannot decrypt anything else; 1 for the AEADs (a peer's odd length
@@ -135,7 +135,18 @@ impl AsRef<[u8]> for EspAad {
 pub struct Aead {
     key: LessSafeKey,
     salt: [u8; 4],
+    /// What `seal` pads the ciphertext to: [`GCM_ALIGN`] for AES-GCM, 4 for
+    /// ChaCha20-Poly1305.
+    align: usize,
 }
+
+/// AES-GCM ciphertexts are padded to whole 16-byte blocks (RFC 4303 2.4 allows up to
+/// 255 padding bytes; 4 is the minimum): ring's AES-GCM then skips its separate
+/// partial-block step (one more AES block and one more GHASH call per packet), which cost
+/// about 1 % of all CPU of a TCP run through two gateways (docs/performance.md). At most
+/// 12 bytes more per packet on the wire. ChaCha20-Poly1305 has no such step (it pads
+/// internally), so it keeps the minimum.
+pub const GCM_ALIGN: usize = 16;
 
 /// The former name, when AES-GCM-16 was the only transform.
 pub type AesGcm16 = Aead;
@@ -149,14 +160,14 @@ impl fmt::Debug for Aead {
 impl Aead {
     /// Expands `key`. `None` if it is not an AEAD key or ring refuses its length.
     pub fn new(key: &EspKey) -> Option<Self> {
-        let alg = match key.alg() {
-            EncrAlg::AesGcm16_128 => &AES_128_GCM,
-            EncrAlg::AesGcm16_256 => &AES_256_GCM,
-            EncrAlg::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+        let (alg, align) = match key.alg() {
+            EncrAlg::AesGcm16_128 => (&AES_128_GCM, GCM_ALIGN),
+            EncrAlg::AesGcm16_256 => (&AES_256_GCM, GCM_ALIGN),
+            EncrAlg::ChaCha20Poly1305 => (&CHACHA20_POLY1305, 4),
             EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256 => return None,
         };
         let unbound = UnboundKey::new(alg, key.key()).ok()?;
-        Some(Self { key: LessSafeKey::new(unbound), salt: key.salt() })
+        Some(Self { key: LessSafeKey::new(unbound), salt: key.salt(), align })
     }
 
     fn nonce(&self, iv: [u8; IV_LEN]) -> Nonce {
@@ -436,7 +447,7 @@ impl EspCipher {
     #[inline]
     pub fn layout(&self) -> Layout {
         match self {
-            Self::Aead(_) => Layout { iv_len: IV_LEN, icv_len: ICV_LEN, align: 4, block: 1 },
+            Self::Aead(a) => Layout { iv_len: IV_LEN, icv_len: ICV_LEN, align: a.align, block: 1 },
             Self::Cbc(c) => {
                 Layout { iv_len: AES_BLOCK, icv_len: c.integ.icv_len(), align: AES_BLOCK, block: AES_BLOCK }
             }

@@ -163,8 +163,9 @@ pub struct GlobalDrops {
 }
 
 /// Largest number of bytes `seal` adds to an inner packet with any transform (ESP
-/// header, IV, padding, trailer, ICV): AES-CBC with HMAC-SHA2-512-256 (8 + 16 + 15 + 2
-/// + 32). AES-GCM-16 and ChaCha20-Poly1305 add at most 8 + 8 + 3 + 2 + 16 = 37.
+/// header, IV, padding, trailer, ICV): AES-CBC with HMAC-SHA2-512-256, 8 + 16 + 15 + 2 +
+/// 32 bytes. AES-GCM-16 adds at most 8 + 8 + 15 + 2 + 16 = 49 (it is padded to whole
+/// blocks, see [`cipher::GCM_ALIGN`]), ChaCha20-Poly1305 8 + 8 + 3 + 2 + 16 = 37.
 pub const MAX_OVERHEAD: usize = 8 + cipher::MAX_IV_LEN + (cipher::AES_BLOCK - 1) + 2 + cipher::MAX_ICV_LEN;
 
 /// What arrived on the NAT-T port (RFC 3948 section 2.2).

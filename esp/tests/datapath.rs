@@ -10,11 +10,12 @@ use proptest::prelude::*;
 #[test]
 fn round_trip_ipv4_all_padding_lengths() {
     let (left, right) = pair(0x1000, |_| {});
-    for len in 28..=40 {
+    for len in 28..=60 {
         let inner = ipv4("10.1.0.5", "10.2.0.9", len);
         let esp = seal(&left, &inner);
-        // header + IV + inner + pad (to a multiple of 4 with the 2 trailer bytes) + ICV
-        let pad = (4 - (len + 2) % 4) % 4;
+        // header + IV + inner + pad (AES-GCM: to whole 16-byte blocks with the 2 trailer
+        // bytes) + ICV
+        let pad = (16 - (len + 2) % 16) % 16;
         assert_eq!(esp.len(), 16 + len + pad + 2 + 16, "len {len}");
         assert_eq!(&esp[..4], &0x1000u32.to_be_bytes());
         assert_eq!(open(&right, &esp), Ok(inner), "len {len}");
@@ -22,6 +23,18 @@ fn round_trip_ipv4_all_padding_lengths() {
     for len in [100, 576, 1400, 1500, 9000] {
         let inner = ipv4("10.1.200.1", "10.2.3.4", len);
         assert_eq!(open(&right, &seal(&left, &inner)), Ok(inner));
+    }
+}
+
+#[test]
+fn chacha20_poly1305_pads_to_four_bytes_only() {
+    let (left, right) = pair(0x1100, |p| p.key = key(EncrAlg::ChaCha20Poly1305, 5));
+    for len in 28..=40 {
+        let inner = ipv4("10.1.0.5", "10.2.0.9", len);
+        let esp = seal(&left, &inner);
+        let pad = (4 - (len + 2) % 4) % 4;
+        assert_eq!(esp.len(), 16 + len + pad + 2 + 16, "len {len}");
+        assert_eq!(open(&right, &esp), Ok(inner), "len {len}");
     }
 }
 

@@ -9,10 +9,13 @@ use esp::cipher::{EspCipher, OpenError};
 use esp::DropReason;
 use ipsec_types::{EncrAlg, IntegAlg};
 
+/// IV length, ICV length, what the ciphertext is padded to (AES-GCM and AES-CBC: the
+/// 16-byte block; ChaCha20-Poly1305: 4 bytes).
 fn layout(s: Suite) -> (usize, usize, usize) {
-    match s.1 {
-        None => (8, 16, 4),
-        Some(i) => (16, i.icv_len(), 16),
+    match s {
+        (EncrAlg::ChaCha20Poly1305, _) => (8, 16, 4),
+        (_, None) => (8, 16, 16),
+        (_, Some(i)) => (16, i.icv_len(), 16),
     }
 }
 

@@ -184,12 +184,14 @@ fn ike_proposal(sa: &ike::IkeSaStatus) -> Option<String> {
 
 /// The most bytes ESP adds to an inner packet with this transform: SPI and sequence
 /// number, IV, padding to the cipher's alignment, pad length and next header, ICV. The
-/// same layout as `esp`'s (8-byte IV, 16-byte ICV and 4-byte alignment for the AEADs;
-/// for AES-CBC a 16-byte IV and block and the HMAC's truncated ICV).
+/// same layout as `esp`'s (8-byte IV and 16-byte ICV for the AEADs, padded to the
+/// 16-byte block for AES-GCM and to 4 bytes for ChaCha20-Poly1305; for AES-CBC a 16-byte
+/// IV and block and the HMAC's truncated ICV).
 fn esp_overhead_max(encr: EncrAlg, integ: Option<IntegAlg>) -> u16 {
     let (iv, align, icv) = match integ {
         Some(i) if !encr.is_aead() => (16, 16, i.icv_len()),
-        _ => (8, 4, 16),
+        _ if encr == EncrAlg::ChaCha20Poly1305 => (8, 4, 16),
+        _ => (8, esp::cipher::GCM_ALIGN, 16),
     };
     u16::try_from(8 + iv + (align - 1) + 2 + icv).unwrap_or(u16::MAX)
 }
@@ -557,7 +559,7 @@ pub(crate) mod tests {
         let r = sample_report();
         let sa = &r.tunnels[0].ike_sas[0];
         assert_eq!((sa.ike_version, sa.proposal.as_deref()), (2, Some("aes256gcm16-prfsha256-x25519")));
-        assert_eq!((sa.children[0].proposal.as_str(), sa.children[0].esp_overhead_max), ("aes256gcm16", 37));
+        assert_eq!((sa.children[0].proposal.as_str(), sa.children[0].esp_overhead_max), ("aes256gcm16", 49));
         let mut json = serde_json::to_value(sa).unwrap();
         json.as_object_mut().unwrap().remove("ike_version");
         let back: IkeSaInfo = serde_json::from_value(json).unwrap();
@@ -572,6 +574,7 @@ pub(crate) mod tests {
             esp::MAX_OVERHEAD
         );
         assert_eq!(esp_overhead_max(EncrAlg::ChaCha20Poly1305, None), 37);
+        assert_eq!(esp_overhead_max(EncrAlg::AesGcm16_256, None), 8 + 8 + 15 + 2 + 16);
         assert_eq!(esp_overhead_max(EncrAlg::AesCbc256, Some(IntegAlg::HmacSha256_128)), 8 + 16 + 15 + 2 + 16);
     }
 
