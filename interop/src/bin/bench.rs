@@ -267,11 +267,13 @@ fn bench(args: &Args) -> Result<ExitCode> {
         }
     }
     println!(
-        "cases: {}; TCP {} x {} s{}, UDP {} s at {} ({}-byte datagrams, socket buffers {}), {} pings every {} s",
+        "cases: {}; TCP {} x {} s{} (congestion control {}), UDP {} s at {} ({}-byte datagrams, socket buffers {}), \
+         {} pings every {} s",
         cases.iter().map(|c| c.key()).collect::<Vec<_>>().join(","),
         args.settings.runs,
         args.settings.tcp_seconds,
         if args.settings.tcp_streams > 1 { format!(" ({} streams)", args.settings.tcp_streams) } else { String::new() },
+        if env.tcp_congestion_control.is_empty() { "unknown" } else { &env.tcp_congestion_control },
         args.settings.udp_seconds,
         args.settings.udp_rate,
         args.settings.udp_len,
@@ -540,6 +542,9 @@ fn environment(bins: Option<&Binaries>) -> Environment {
         git: first_line(&["git", "-c", "safe.directory=*", "describe", "--always", "--dirty"]),
         vpngw_binary,
         thread_wakeup_us: measure::thread_wakeup_us(),
+        tcp_congestion_control: std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
     }
 }
 

@@ -395,6 +395,9 @@ pub struct Environment {
     pub vpngw_binary: Option<String>,
     /// Median cost of waking a sleeping thread, µs (see `measure::thread_wakeup_us`).
     pub thread_wakeup_us: Option<f64>,
+    /// The machine's TCP congestion control (`net.ipv4.tcp_congestion_control`), which
+    /// the bench's namespaces inherit and the iperf3 TCP runs use.
+    pub tcp_congestion_control: String,
 }
 
 /// The whole JSON document.
@@ -411,6 +414,7 @@ pub fn to_json(env: &Environment, settings: &Settings, results: &[CaseResult]) -
             "git": env.git,
             "vpngw_binary": env.vpngw_binary,
             "thread_wakeup_us": env.thread_wakeup_us,
+            "tcp_congestion_control": env.tcp_congestion_control,
         },
         "settings": settings.to_json(),
         "cases": results.iter().map(CaseResult::to_json).collect::<Vec<_>>(),
