@@ -457,30 +457,48 @@ fn run_case(
         got("TcpExtTCPSACKReorder") + got("TcpExtTCPTSReorder")
     );
 
+    let (udp, where_lost) = udp_flood(case, s, &topo, false, dir, &mut gws)?;
+    res.udp = Some(udp);
+    res.udp_kernel_drops = where_lost;
+    if case.udp_both_ways() {
+        res.udp_reverse = Some(udp_flood(case, s, &topo, true, dir, &mut gws)?);
+    }
+    if args.keep_logs {
+        std::fs::write(dir.join("sa-state-after.txt"), gws.sa_state().join("\n---\n"))?;
+    }
+    // gws (declared after topo) drops first: daemons stop, then the namespaces go.
+    Ok(())
+}
+
+/// One UDP run lanA -> lanB (lanB -> lanA if `reverse`), printed with the kernel drop
+/// counters that grew during it in each namespace of `topo`: where the loss happened.
+fn udp_flood(
+    case: Case,
+    s: &Settings,
+    topo: &Topology,
+    reverse: bool,
+    dir: &Path,
+    gws: &mut cases::Gateways,
+) -> Result<(measure::UdpRun, Vec<String>)> {
     interrupt::check()?;
+    let nss = topo.all();
     let drops_before: Vec<_> = nss.iter().map(|ns| kernel_drops::kernel_drops(ns)).collect();
-    let udp = measure::udp_run(la, lb, netns::LAN_B_HOST, s, dir)?;
+    let udp = measure::udp_run(&topo.lan_a, &topo.lan_b, netns::LAN_B_HOST, s, reverse, dir)?;
     gws.check_alive()?;
+    let what = if reverse { "UDP lanB -> lanA" } else { "UDP" };
     println!(
-        "[{}] UDP at {}: sent {:.0} Mbit/s, received {:.0} Mbit/s, loss {:.1} %",
+        "[{}] {what} at {}: sent {:.0} Mbit/s, received {:.0} Mbit/s, loss {:.1} %",
         case.key(),
         s.udp_rate,
         udp.sent_bps / 1e6,
         udp.received_bps / 1e6,
         udp.lost_percent
     );
-    res.udp = Some(udp);
-    // Where the UDP loss happened, as the kernel counted it in each namespace.
     let where_lost = lost_since(&nss, &drops_before);
     if !where_lost.is_empty() {
-        println!("[{}] kernel drop counters during UDP: {}", case.key(), where_lost.join(", "));
+        println!("[{}] kernel drop counters during {what}: {}", case.key(), where_lost.join(", "));
     }
-    res.udp_kernel_drops = where_lost;
-    if args.keep_logs {
-        std::fs::write(dir.join("sa-state-after.txt"), gws.sa_state().join("\n---\n"))?;
-    }
-    // gws (declared after topo) drops first: daemons stop, then the namespaces go.
-    Ok(())
+    Ok((udp, where_lost))
 }
 
 /// What grew in each namespace's drop counters since `before` (taken for `nss` in order),

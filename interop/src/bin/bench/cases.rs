@@ -118,6 +118,12 @@ impl Case {
         Case::ALL.into_iter().find(|c| c.key() == s)
     }
 
+    /// True if the case also floods UDP the other way (lanB -> lanA): in `mixed` that is
+    /// strongSwan sealing and vpngw opening, the direction the forward run does not show.
+    pub fn udp_both_ways(self) -> bool {
+        self == Case::Mixed
+    }
+
     /// True if the case runs vpngw.
     pub fn needs_vpngw(self) -> bool {
         matches!(

@@ -243,10 +243,21 @@ pub fn tcp_run(
 
 /// One UDP run from `client` to `addr` in `server_ns`, offered at `s.udp_rate` (iperf3
 /// `-b` syntax, e.g. `1G`) with `s.udp_len`-byte datagrams and `s.udp_buffer` socket
-/// buffers at both ends.
-pub fn udp_run(client: &Netns, server_ns: &Netns, addr: &str, s: &Settings, dir: &Path) -> Result<UdpRun> {
+/// buffers at both ends; with `reverse` the server sends and the client receives
+/// (`iperf3 -R`).
+pub fn udp_run(
+    client: &Netns,
+    server_ns: &Netns,
+    addr: &str,
+    s: &Settings,
+    reverse: bool,
+    dir: &Path,
+) -> Result<UdpRun> {
     let len = s.udp_len.to_string();
     let mut extra = vec!["-u", "-b", &s.udp_rate, "-l", &len];
+    if reverse {
+        extra.push("-R");
+    }
     if s.udp_buffer != "0" {
         extra.extend(["-w", &s.udp_buffer]);
     }

@@ -101,6 +101,9 @@ pub struct CaseResult {
     pub udp: Option<UdpRun>,
     /// Kernel drop counters that grew during the UDP run, as "namespace counter +n".
     pub udp_kernel_drops: Vec<String>,
+    /// The UDP run lanB -> lanA (cases that flood both ways, see
+    /// `Case::udp_both_ways`), with its drop counters.
+    pub udp_reverse: Option<(UdpRun, Vec<String>)>,
     /// `/proc/loadavg` (1-minute) before and after the case.
     pub load: (Option<f64>, Option<f64>),
     /// Wall time of the case including set-up, s.
@@ -124,6 +127,7 @@ impl CaseResult {
             tcp_cpu: CpuUse::default(),
             udp: None,
             udp_kernel_drops: Vec::new(),
+            udp_reverse: None,
             load: (None, None),
             wall_seconds: 0.0,
             logs: None,
@@ -167,15 +171,8 @@ impl CaseResult {
                 "runs_bytes": self.tcp.iter().map(|r| r.bytes).collect::<Vec<_>>(),
                 "runs_retransmits": self.tcp.iter().map(|r| r.retransmits).collect::<Vec<_>>(),
             },
-            "udp": self.udp.as_ref().map(|u| json!({
-                "sent_mbps": u.sent_bps / 1e6,
-                "received_mbps": u.received_bps / 1e6,
-                "packets": u.packets,
-                "lost_packets": u.lost_packets,
-                "loss_percent": u.lost_percent,
-                "jitter_ms": u.jitter_ms,
-                "kernel_drops": self.udp_kernel_drops,
-            })),
+            "udp": self.udp.as_ref().map(|u| udp_json(u, &self.udp_kernel_drops)),
+            "udp_reverse": self.udp_reverse.as_ref().map(|(u, drops)| udp_json(u, drops)),
             "rtt": self.rtt.as_ref().map(|r| json!({
                 "transmitted": r.transmitted,
                 "received": r.received,
@@ -339,6 +336,17 @@ pub fn table(results: &[CaseResult]) -> String {
         }
         s.push_str("(TCP, UDP: higher is better; RTT, gw CPU per GB: lower is better)\n");
     }
+    for r in results {
+        if let Some((u, _)) = &r.udp_reverse {
+            s.push_str(&format!(
+                "\nUDP the other way (lanB -> lanA), {}: tx/rx {:.0}/{:.0} Mbit/s, loss {:.1} %\n",
+                r.case.label(),
+                u.sent_bps / 1e6,
+                u.received_bps / 1e6,
+                u.lost_percent
+            ));
+        }
+    }
     let added = added_rtt_ms(results);
     if !added.is_empty() {
         let list: Vec<String> = added.iter().map(|(c, ms)| format!("{} {ms:+.3}", c.key())).collect();
@@ -398,6 +406,19 @@ pub struct Environment {
     /// The machine's TCP congestion control (`net.ipv4.tcp_congestion_control`), which
     /// the bench's namespaces inherit and the iperf3 TCP runs use.
     pub tcp_congestion_control: String,
+}
+
+/// One UDP run and the drop counters that grew during it.
+fn udp_json(u: &UdpRun, kernel_drops: &[String]) -> Value {
+    json!({
+        "sent_mbps": u.sent_bps / 1e6,
+        "received_mbps": u.received_bps / 1e6,
+        "packets": u.packets,
+        "lost_packets": u.lost_packets,
+        "loss_percent": u.lost_percent,
+        "jitter_ms": u.jitter_ms,
+        "kernel_drops": kernel_drops,
+    })
 }
 
 /// The whole JSON document.
@@ -574,5 +595,32 @@ mod tests {
         assert_eq!(j["cases"][1]["ok"], json!(false));
         assert_eq!(j["ratios"][0]["case"], json!("mixed"));
         assert_eq!(j["settings"]["cases"], json!(["strongswan", "mixed"]));
+    }
+
+    #[test]
+    fn the_other_way_is_reported_where_it_was_measured() {
+        let mut mixed = result(Case::Mixed, &[300.0], 990.0, 0.2, Some(3.0));
+        let back = UdpRun {
+            sent_bps: 1e9,
+            received_bps: 999e6,
+            packets: 96_000,
+            lost_packets: 96,
+            lost_percent: 0.1,
+            jitter_ms: 0.0,
+        };
+        mixed.udp_reverse = Some((back, vec!["vg1-gwa snmp:UdpRcvbufErrors +96".into()]));
+        let results = vec![result(Case::StrongSwan, &[250.0], 120.0, 0.25, Some(3.0)), mixed];
+        let t = table(&results);
+        assert!(
+            t.contains("UDP the other way (lanB -> lanA), vpngw <-> strongSwan: tx/rx 1000/999 Mbit/s, loss 0.1 %"),
+            "{t}"
+        );
+        assert_eq!(t.matches("UDP the other way").count(), 1, "{t}");
+        let j = to_json(&Environment::default(), &Settings::default(), &results);
+        assert_eq!(j["cases"][1]["udp_reverse"]["loss_percent"], json!(0.1));
+        assert_eq!(j["cases"][1]["udp_reverse"]["kernel_drops"], json!(["vg1-gwa snmp:UdpRcvbufErrors +96"]));
+        assert_eq!(j["cases"][0]["udp_reverse"], json!(null));
+        assert_eq!(j["cases"][1]["udp"]["received_mbps"], json!(990.0));
+        assert!(Case::Mixed.udp_both_ways() && !Case::Vpngw.udp_both_ways());
     }
 }
