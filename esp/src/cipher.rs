@@ -93,6 +93,25 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of the ESP suite `encr` (with `integ` for AES-CBC, ignored for the
+    /// AEADs): the one place that says how each transform pads. `None` for AES-CBC
+    /// without an integrity algorithm, which no SA has.
+    pub fn of(encr: EncrAlg, integ: Option<IntegAlg>) -> Option<Layout> {
+        let aead = |align| Layout { iv_len: IV_LEN, icv_len: ICV_LEN, align, block: 1 };
+        match (encr, integ) {
+            (EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256, _) => Some(aead(GCM_ALIGN)),
+            (EncrAlg::ChaCha20Poly1305, _) => Some(aead(4)),
+            (EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256, Some(i)) => {
+                Some(Layout { iv_len: AES_BLOCK, icv_len: i.icv_len(), align: AES_BLOCK, block: AES_BLOCK })
+            }
+            (EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256, None) => None,
+        }
+    }
+    /// The most bytes `seal` adds to an inner packet with this layout: SPI and sequence
+    /// number, IV, padding (at most `align - 1`), pad length and next header, ICV.
+    pub fn max_overhead(self) -> usize {
+        self.header_len() + (self.align - 1) + 2 + self.icv_len
+    }
     /// SPI + sequence number + IV.
     pub fn header_len(self) -> usize {
         8 + self.iv_len
@@ -135,9 +154,8 @@ impl AsRef<[u8]> for EspAad {
 pub struct Aead {
     key: LessSafeKey,
     salt: [u8; 4],
-    /// What `seal` pads the ciphertext to: [`GCM_ALIGN`] for AES-GCM, 4 for
-    /// ChaCha20-Poly1305.
-    align: usize,
+    /// [`Layout::of`] its algorithm.
+    layout: Layout,
 }
 
 /// AES-GCM ciphertexts are padded to whole 16-byte blocks (RFC 4303 2.4 allows up to
@@ -160,14 +178,15 @@ impl fmt::Debug for Aead {
 impl Aead {
     /// Expands `key`. `None` if it is not an AEAD key or ring refuses its length.
     pub fn new(key: &EspKey) -> Option<Self> {
-        let (alg, align) = match key.alg() {
-            EncrAlg::AesGcm16_128 => (&AES_128_GCM, GCM_ALIGN),
-            EncrAlg::AesGcm16_256 => (&AES_256_GCM, GCM_ALIGN),
-            EncrAlg::ChaCha20Poly1305 => (&CHACHA20_POLY1305, 4),
+        let alg = match key.alg() {
+            EncrAlg::AesGcm16_128 => &AES_128_GCM,
+            EncrAlg::AesGcm16_256 => &AES_256_GCM,
+            EncrAlg::ChaCha20Poly1305 => &CHACHA20_POLY1305,
             EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256 => return None,
         };
+        let layout = Layout::of(key.alg(), None)?;
         let unbound = UnboundKey::new(alg, key.key()).ok()?;
-        Some(Self { key: LessSafeKey::new(unbound), salt: key.salt(), align })
+        Some(Self { key: LessSafeKey::new(unbound), salt: key.salt(), layout })
     }
 
     fn nonce(&self, iv: [u8; IV_LEN]) -> Nonce {
@@ -355,6 +374,8 @@ pub struct CbcHmac {
     aes: AesKey,
     iv_gen: aes::Aes128Enc,
     integ: Integ,
+    /// [`Layout::of`] its algorithms.
+    layout: Layout,
 }
 
 impl fmt::Debug for CbcHmac {
@@ -377,6 +398,7 @@ impl CbcHmac {
     /// Expands `key`. `None` if it is not an AES-CBC key with an integrity key.
     pub fn new(key: &EspKey) -> Option<Self> {
         let aes = AesKey::new(key.alg(), key.key())?;
+        let layout = Layout::of(key.alg(), key.integ())?;
         let integ = Integ::new(key.integ()?, key.integ_key());
         // K_iv = HKDF-SHA256(salt = label, IKM = encryption key || integrity key).
         let mut ikm = Zeroizing::new(Vec::with_capacity(key.key().len() + key.integ_key().len()));
@@ -386,7 +408,7 @@ impl CbcHmac {
         let mut k_iv = Zeroizing::new([0u8; 16]);
         prk.expand(&[], Len16).ok()?.fill(k_iv.as_mut()).ok()?;
         let iv_gen = aes::Aes128Enc::new_from_slice(k_iv.as_ref()).ok()?;
-        Some(Self { aes, iv_gen, integ })
+        Some(Self { aes, iv_gen, integ, layout })
     }
 
     /// The IV of the packet with sequence number `seq`: AES-128(K_iv, 0^64 || seq).
@@ -447,10 +469,8 @@ impl EspCipher {
     #[inline]
     pub fn layout(&self) -> Layout {
         match self {
-            Self::Aead(a) => Layout { iv_len: IV_LEN, icv_len: ICV_LEN, align: a.align, block: 1 },
-            Self::Cbc(c) => {
-                Layout { iv_len: AES_BLOCK, icv_len: c.integ.icv_len(), align: AES_BLOCK, block: AES_BLOCK }
-            }
+            Self::Aead(a) => a.layout,
+            Self::Cbc(c) => c.layout,
         }
     }
 

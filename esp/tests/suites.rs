@@ -43,6 +43,20 @@ fn every_suite_round_trips_with_its_layout() {
 }
 
 #[test]
+fn the_layout_of_a_suite_is_the_layout_of_its_cipher() {
+    for suite in suites() {
+        let want = esp::cipher::Layout::of(suite.0, suite.1).unwrap();
+        assert_eq!(EspCipher::new(&suite_key(suite, 1)).unwrap().layout(), want, "{suite:?}");
+        let (iv_len, icv_len, align) = layout(suite);
+        assert_eq!((want.iv_len, want.icv_len, want.align), (iv_len, icv_len, align), "{suite:?}");
+        assert_eq!(want.max_overhead(), 8 + iv_len + align - 1 + 2 + icv_len, "{suite:?}");
+        assert!(want.max_overhead() <= esp::MAX_OVERHEAD, "{suite:?}");
+    }
+    // AES-CBC needs an integrity algorithm: no layout without one.
+    assert_eq!(esp::cipher::Layout::of(EncrAlg::AesCbc128, None), None);
+}
+
+#[test]
 fn every_byte_after_the_spi_is_authenticated() {
     for suite in suites() {
         let (left, right) = pair(0x2000, |p| p.key = suite_key(suite, 5));

@@ -182,18 +182,11 @@ fn ike_proposal(sa: &ike::IkeSaStatus) -> Option<String> {
     Some(IkeProposal { encr: vec![encr], integ, prf, dh: sa.dh.into_iter().collect() }.to_string())
 }
 
-/// The most bytes ESP adds to an inner packet with this transform: SPI and sequence
-/// number, IV, padding to the cipher's alignment, pad length and next header, ICV. The
-/// same layout as `esp`'s (8-byte IV and 16-byte ICV for the AEADs, padded to the
-/// 16-byte block for AES-GCM and to 4 bytes for ChaCha20-Poly1305; for AES-CBC a 16-byte
-/// IV and block and the HMAC's truncated ICV).
+/// The most bytes ESP adds to an inner packet with this transform, from `esp`'s own
+/// layout of it (the datapath's bound, `esp::MAX_OVERHEAD`, for a suite no SA can have).
 fn esp_overhead_max(encr: EncrAlg, integ: Option<IntegAlg>) -> u16 {
-    let (iv, align, icv) = match integ {
-        Some(i) if !encr.is_aead() => (16, 16, i.icv_len()),
-        _ if encr == EncrAlg::ChaCha20Poly1305 => (8, 4, 16),
-        _ => (8, esp::cipher::GCM_ALIGN, 16),
-    };
-    u16::try_from(8 + iv + (align - 1) + 2 + icv).unwrap_or(u16::MAX)
+    let max = esp::cipher::Layout::of(encr, integ).map_or(esp::MAX_OVERHEAD, esp::cipher::Layout::max_overhead);
+    u16::try_from(max).unwrap_or(u16::MAX)
 }
 
 /// The counters of the SA (tunnel, SPI, direction): outbound SPIs are the peers'
